@@ -1,0 +1,28 @@
+/* cli: shared helpers of the tis subcommands (argument parsing, output). */
+#ifndef TIS_CLI_H
+#define TIS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Subcommands: return the process exit code (0 ok, 1 runtime error, 2 usage). */
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Parses a whole-string integer / float; false on junk or out of range. */
+bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool cli_parse_f32(const char *s, float lo, float hi, float *out);
+/* The default model path (models/ beside the binary's source tree, or
+ * $TIS_MODEL). */
+const char *cli_default_model(void);
+/* Sets the BLAS thread count when n > 0; returns the count in force. */
+int cli_threads(int64_t n);
+/* Loads only the tokenizer of a model file or directory. */
+struct tokenizer;
+int cli_load_tokenizer(const char *path, struct tokenizer **out);
+/* Prints "tis: <what>: <tis_last_error()>" to stderr; returns 1. */
+int cli_fail(const char *what);
+
+#endif

@@ -1,0 +1,178 @@
+/* tis generate: text from a prompt (raw or through the chat template). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "generate.h"
+#include "model.h"
+#include "tis_error.h"
+
+static void s_usage(FILE *f) {
+    fprintf(f,
+            "usage: tis generate -m MODEL -p PROMPT [options]\n"
+            "  -m, --model PATH     .gguf file or HF directory (default %s)\n"
+            "  -p, --prompt TEXT    the prompt (or the user message with --chat)\n"
+            "  -n, --n_predict N    tokens to generate at most (default 128)\n"
+            "      --chat           wrap the prompt in the model's chat template\n"
+            "      --system TEXT    system message for --chat (default: the template's)\n"
+            "      --temp T         temperature; 0 = greedy (default 0)\n"
+            "      --top_p P        nucleus sampling mass in (0, 1] (default 1)\n"
+            "      --seed S         sampling seed (default 42)\n"
+            "  -t, --threads N      BLAS threads (default: all cores)\n"
+            "      --ctx N          KV cache capacity in tokens (default prompt + n)\n"
+            "      --quiet          no statistics on stderr\n",
+            cli_default_model());
+}
+
+typedef struct stream_ctx {
+    const tokenizer *tok;
+} stream_ctx;
+
+/* Streams each token's bytes as they come (a multi-byte character split over
+ * tokens is completed by the next write); control tokens print nothing. */
+static int s_on_token(void *user, int32_t id) {
+    stream_ctx *sc = user;
+    if (tokenizer_token_type(sc->tok, id) == TOK_TYPE_CONTROL) return 0;
+    char buf[256];
+    int64_t n = tokenizer_token_bytes(sc->tok, id, buf, sizeof buf);
+    if (n > 0) fwrite(buf, 1, (size_t)(n < (int64_t)sizeof buf ? n : (int64_t)sizeof buf), stdout);
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_path = cli_default_model(), *prompt = NULL, *system = NULL;
+    int64_t n_predict = 128, seed = 42, threads = 0, ctx = 0;
+    float temp = 0.0f, top_p = 1.0f;
+    bool chat = false, quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            s_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+            continue;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "tis generate: option '%s' needs a value (or is unknown)\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--system")) system = v;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n_predict")) ok = cli_parse_i64(v, 0, 1 << 20, &n_predict);
+        else if (!strcmp(a, "--temp")) ok = cli_parse_f32(v, 0.0f, 100.0f, &temp);
+        else if (!strcmp(a, "--top_p")) ok = cli_parse_f32(v, 1e-6f, 1.0f, &top_p);
+        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--ctx")) ok = cli_parse_i64(v, 1, 1 << 24, &ctx);
+        else {
+            fprintf(stderr, "tis generate: unknown option '%s'\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "tis generate: bad value '%s' for %s\n\n", v, a);
+            s_usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (!prompt) {
+        fprintf(stderr, "tis generate: a prompt is required (-p)\n\n");
+        s_usage(stderr);
+        return 2;
+    }
+    int nthreads = cli_threads(threads);
+
+    model *m = NULL;
+    if (model_load(&m, model_path)) return cli_fail("loading the model");
+    int rc = 1;
+    char *text = NULL;
+    int32_t *ids = NULL, *full = NULL;
+    int64_t n_ids = 0;
+    kv_cache *kv = NULL;
+    forward_state *st = NULL;
+    sampler smp = {0};
+    chat_template ct = {0};
+    if (chat) {
+        if (chat_template_init(&ct, tokenizer_chat_template(m->tok))) {
+            cli_fail("chat template");
+            goto done;
+        }
+        chat_msg msgs[2];
+        size_t nm = 0;
+        if (system) msgs[nm++] = (chat_msg){"system", system};
+        msgs[nm++] = (chat_msg){"user", prompt};
+        if (chat_render(&ct, msgs, nm, true, &text)) {
+            cli_fail("chat template");
+            goto done;
+        }
+    } else {
+        text = strdup(prompt);
+    }
+    if (!text || tokenizer_encode(m->tok, text, strlen(text), true, &ids, &n_ids)) {
+        cli_fail("tokenizing the prompt");
+        goto done;
+    }
+    bool bos = tokenizer_add_bos(m->tok) && tokenizer_bos(m->tok) >= 0;
+    int64_t n_prompt = n_ids + (bos ? 1 : 0);
+    full = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));
+    if (!full) {
+        fprintf(stderr, "tis generate: out of memory\n");
+        goto done;
+    }
+    if (bos) full[0] = tokenizer_bos(m->tok);
+    memcpy(full + (bos ? 1 : 0), ids, (size_t)n_ids * sizeof(int32_t));
+    if (n_prompt == 0) {
+        fprintf(stderr, "tis generate: the prompt encodes to no tokens\n");
+        goto done;
+    }
+    int64_t cap = ctx ? ctx : n_prompt + n_predict;
+    if (cap < n_prompt + n_predict) {
+        fprintf(stderr, "tis generate: --ctx %lld is less than prompt (%lld) + n (%lld)\n",
+                (long long)cap, (long long)n_prompt, (long long)n_predict);
+        goto done;
+    }
+    if (forward_kv_new(m, cap, &kv) || forward_state_new(&st, m, backend_cpu(), 512) ||
+        sampler_init(&smp, m->config.n_vocab, temp, top_p, (uint64_t)seed)) {
+        cli_fail("setting up");
+        goto done;
+    }
+    gen_params gp = {.max_new = n_predict, .stop_at_eog = true};
+    gen_stats gs;
+    stream_ctx sc = {m->tok};
+    if (generate(st, kv, m, &smp, full, n_prompt, &gp, NULL, s_on_token, &sc, &gs)) {
+        cli_fail("generating");
+        goto done;
+    }
+    printf("\n");
+    if (!quiet)
+        fprintf(stderr,
+                "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
+                "threads %d | KV %.2f MiB%s\n",
+                m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
+                (long long)gs.n_new,
+                gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, nthreads,
+                (double)kv_cache_bytes_used(kv) / 1048576.0, gs.stopped_eog ? " | stopped at EOG" : "");
+    rc = 0;
+done:
+    chat_template_free(&ct);
+    sampler_free(&smp);
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+    free(full);
+    free(ids);
+    free(text);
+    model_destroy(&m);
+    return rc;
+}

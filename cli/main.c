@@ -1,0 +1,83 @@
+/* tis: one binary, subcommands. */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "tis_error.h"
+
+bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_f32(const char *s, float lo, float hi, float *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+const char *cli_default_model(void) {
+    const char *env = getenv("TIS_MODEL");
+    if (env && *env) return env;
+    return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+int cli_threads(int64_t n) {
+    if (n > 0) openblas_set_num_threads((int)n);
+    return openblas_get_num_threads();
+}
+
+int cli_fail(const char *what) {
+    fprintf(stderr, "tis: %s: %s\n", what, tis_last_error());
+    return 1;
+}
+
+static void s_usage(FILE *f) {
+    fprintf(f,
+            "usage: tis <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate  -m MODEL -p PROMPT [-n N] [--chat] [--system TEXT] [--temp T]\n"
+            "            [--top_p P] [--seed S] [--threads N]   generate text\n"
+            "  tokenize  [-m MODEL] TEXT        token ids and pieces\n"
+            "  info      MODEL                  architecture, sizes, tensor types\n"
+            "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed\n"
+            "\n"
+            "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
+            "tokenizer.json); default %s.\n"
+            "Run 'tis <command> --help' for a command's options.\n",
+            cli_default_model());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        s_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
+    s_usage(stderr);
+    return 2;
+}

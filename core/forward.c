@@ -1,0 +1,215 @@
+/* forward: Llama-family decoder layers, written against the backend vtable.
+ *
+ * Per layer: x += Wo . attn(rope(Wq.n(x)), rope(Wk.n(x)), Wv.n(x))
+ *            x += Wdown . (silu(Wgate.n(x)) * Wup.n(x))     with n = RMSNorm.
+ * Logits = Wout . n(x) for the requested last positions only. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tis_error.h"
+
+struct forward_state {
+    const model *m;           /* borrowed */
+    const tis_backend *be;    /* borrowed */
+    int64_t max_batch;
+    float *x;        /* [B][d_model] residual stream */
+    float *xb;       /* [B][d_model] normalised */
+    float *q;        /* [B][n_head*head_dim] */
+    float *k;        /* [B][n_kv_head*head_dim] */
+    float *v;        /* [B][n_kv_head*head_dim] */
+    float *att;      /* [B][n_head*head_dim] */
+    float *gate;     /* [B][d_ff] */
+    float *up;       /* [B][d_ff] */
+    int32_t *pos;    /* [B] */
+    float *inv_freq; /* [rope_dim/2] */
+    rope_params rp;
+};
+
+/* Frequencies with the model's scaling folded in (Llama-3.1 rule: long
+ * wavelengths divided by factor, short kept, a smooth blend between). */
+static void s_rope_freqs(const model_config *c, float *inv_freq) {
+    int64_t half = c->rope_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        double f = pow((double)c->rope_theta, -(double)(2 * i) / (double)c->rope_dim);
+        if (c->rope_scaling_type == ROPE_SCALING_LLAMA3) {
+            double lo_wl = (double)c->rope_orig_ctx / c->rope_low_freq_factor;
+            double hi_wl = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
+            double wl = 2 * M_PI / f;
+            if (wl > lo_wl) {
+                f /= c->rope_factor;
+            } else if (wl >= hi_wl) {
+                double sm = ((double)c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (1 - sm) * f / c->rope_factor + sm * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+int forward_state_new(forward_state **out, const model *m, const tis_backend *be,
+                      int64_t max_batch) {
+    *out = NULL;
+    if (max_batch <= 0 || max_batch > (1 << 20))
+        return tis_error(TIS_EINVAL, "forward: bad batch size %lld", (long long)max_batch);
+    const model_config *c = &m->config;
+    forward_state *st = calloc(1, sizeof *st);
+    if (!st) return tis_error(TIS_ENOMEM, "forward: out of memory");
+    st->m = m;
+    st->be = be;
+    st->max_batch = max_batch;
+    size_t B = (size_t)max_batch;
+    size_t qd = (size_t)(c->n_head * c->head_dim), kd = (size_t)(c->n_kv_head * c->head_dim);
+    st->x = be->alloc(be->ctx, B * (size_t)c->d_model * sizeof(float));
+    st->xb = be->alloc(be->ctx, B * (size_t)c->d_model * sizeof(float));
+    st->q = be->alloc(be->ctx, B * qd * sizeof(float));
+    st->k = be->alloc(be->ctx, B * kd * sizeof(float));
+    st->v = be->alloc(be->ctx, B * kd * sizeof(float));
+    st->att = be->alloc(be->ctx, B * qd * sizeof(float));
+    st->gate = be->alloc(be->ctx, B * (size_t)c->d_ff * sizeof(float));
+    st->up = be->alloc(be->ctx, B * (size_t)c->d_ff * sizeof(float));
+    st->pos = malloc(B * sizeof(int32_t));
+    st->inv_freq = malloc((size_t)(c->rope_dim / 2 + 1) * sizeof(float));
+    if (!st->x || !st->xb || !st->q || !st->k || !st->v || !st->att || !st->gate || !st->up ||
+        !st->pos || !st->inv_freq) {
+        forward_state_destroy(&st);
+        return tis_error(TIS_ENOMEM, "forward: cannot allocate scratch for batch %lld",
+                         (long long)max_batch);
+    }
+    s_rope_freqs(c, st->inv_freq);
+    st->rp = (rope_params){
+        .head_dim = c->head_dim,
+        .rope_dim = c->rope_dim,
+        .interleaved = c->rope_interleaved,
+        .inv_freq = st->inv_freq,
+        .pos_scale = c->rope_scaling_type == ROPE_SCALING_LINEAR ? 1.0f / c->rope_factor : 1.0f,
+    };
+    *out = st;
+    return 0;
+}
+
+void forward_state_destroy(forward_state **p) {
+    if (!p || !*p) return;
+    forward_state *st = *p;
+    const tis_backend *be = st->be;
+    float *bufs[] = {st->x, st->xb, st->q, st->k, st->v, st->att, st->gate, st->up};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->free(be->ctx, bufs[i]);
+    free(st->pos);
+    free(st->inv_freq);
+    free(st);
+    *p = NULL;
+}
+
+int forward_kv_new(const model *m, int64_t cap, kv_cache **out) {
+    return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap);
+}
+
+/* Re-bases the backend's chunk-relative query rows onto the call's. */
+typedef struct attn_relay {
+    const forward_hooks *hooks;
+    int64_t t_base;
+} attn_relay;
+
+static void s_attn_relay(void *user, int64_t layer, int64_t head, int64_t q0, int64_t nq,
+                         const float *probs, int64_t n_keys) {
+    const attn_relay *r = user;
+    r->hooks->on_attn(r->hooks->user, layer, head, r->t_base + q0, nq, probs, n_keys);
+}
+
+/* One chunk of T <= max_batch tokens. */
+static void s_chunk(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
+                    int64_t t_base, float *logits, int64_t n_logits, const forward_hooks *hooks) {
+    const model_config *c = &st->m->config;
+    const model_weights *w = &st->m->weights;
+    const tis_backend *be = st->be;
+    void *bc = be->ctx;
+    int64_t d = c->d_model, hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head;
+    int64_t qd = nh * hd, kd = nkv * hd;
+
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(st->x + t * d, w->tok_embd + (int64_t)ids[t] * d, (size_t)d * sizeof(float));
+        st->pos[t] = (int32_t)(kv->n_past + t);
+    }
+    attn_relay relay = {hooks, t_base};
+    attn_observer obs = {hooks && hooks->on_attn ? s_attn_relay : NULL, &relay};
+
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const layer_weights *L = &w->layers[l];
+        if (hooks && hooks->on_hidden) hooks->on_hidden(hooks->user, l, t_base, st->x, T);
+        be->rmsnorm(bc, st->xb, st->x, L->attn_norm, T, d, c->norm_eps);
+        be->matmul(bc, st->q, st->xb, L->wq, T, d, qd, false);
+        be->matmul(bc, st->k, st->xb, L->wk, T, d, kd, false);
+        be->matmul(bc, st->v, st->xb, L->wv, T, d, kd, false);
+        if (L->bq) {
+            be->add_bias(bc, st->q, L->bq, T, qd);
+            be->add_bias(bc, st->k, L->bk, T, kd);
+            be->add_bias(bc, st->v, L->bv, T, kd);
+        }
+        be->rope(bc, st->q, st->pos, T, nh, &st->rp);
+        be->rope(bc, st->k, st->pos, T, nkv, &st->rp);
+        /* Append this chunk's keys and values to each (layer, kv-head) stream. */
+        for (int64_t h = 0; h < nkv; h++) {
+            int64_t s = kv_stream(kv, l, h);
+            float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
+            int32_t *P = kv_cache_pos(kv, s);
+            int64_t n0 = kv->len[s];
+            for (int64_t t = 0; t < T; t++) {
+                memcpy(K + (n0 + t) * hd, st->k + t * kd + h * hd, (size_t)hd * sizeof(float));
+                memcpy(V + (n0 + t) * hd, st->v + t * kd + h * hd, (size_t)hd * sizeof(float));
+                P[n0 + t] = st->pos[t];
+            }
+            kv->len[s] = n0 + T;
+        }
+        be->attention(bc, st->att, st->q, kv, l, T, nh, obs.fn ? &obs : NULL);
+        be->matmul(bc, st->x, st->att, L->wo, T, qd, d, true);
+        be->rmsnorm(bc, st->xb, st->x, L->ffn_norm, T, d, c->norm_eps);
+        be->matmul(bc, st->gate, st->xb, L->w_gate, T, d, c->d_ff, false);
+        be->matmul(bc, st->up, st->xb, L->w_up, T, d, c->d_ff, false);
+        be->swiglu(bc, st->gate, st->up, T * c->d_ff);
+        be->matmul(bc, st->x, st->gate, L->w_down, T, c->d_ff, d, true);
+    }
+    if (hooks && hooks->on_hidden) hooks->on_hidden(hooks->user, c->n_layer, t_base, st->x, T);
+    kv->n_past += T;
+    if (n_logits > 0) {
+        const float *xl = st->x + (T - n_logits) * d;
+        be->rmsnorm(bc, st->xb, xl, w->out_norm, n_logits, d, c->norm_eps);
+        be->matmul(bc, logits, st->xb, w->output, n_logits, d, c->n_vocab, false);
+    }
+}
+
+int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
+                float *logits, int64_t n_logits, const forward_hooks *hooks) {
+    const model_config *c = &st->m->config;
+    if (T <= 0) return tis_error(TIS_EINVAL, "forward: no tokens");
+    if (n_logits < 0 || n_logits > T)
+        return tis_error(TIS_EINVAL, "forward: %lld logits rows for %lld tokens",
+                         (long long)n_logits, (long long)T);
+    if (kv->n_layer != c->n_layer || kv->n_kv_head != c->n_kv_head || kv->head_dim != c->head_dim)
+        return tis_error(TIS_EINVAL, "forward: the KV cache does not fit this model");
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->n_vocab)
+            return tis_error(TIS_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
+                             ids[t], (long long)t, (long long)c->n_vocab);
+    if (kv_cache_room(kv) < T)
+        return tis_error(TIS_ERANGE, "forward: the KV cache has room for %lld more tokens, %lld given",
+                         (long long)kv_cache_room(kv), (long long)T);
+    if (kv->n_past + T > INT32_MAX) return tis_error(TIS_ERANGE, "forward: position overflow");
+    for (int64_t t0 = 0; t0 < T; t0 += st->max_batch) {
+        int64_t n = T - t0 < st->max_batch ? T - t0 : st->max_batch;
+        /* Logit rows that fall in this chunk (they are the call's last rows). */
+        int64_t first_logit = T - n_logits;
+        int64_t nl = 0;
+        float *lg = NULL;
+        if (t0 + n > first_logit) {
+            int64_t from = first_logit > t0 ? first_logit : t0;
+            nl = t0 + n - from;
+            lg = logits + (from - first_logit) * c->n_vocab;
+        }
+        s_chunk(st, kv, ids + t0, n, t0, lg, nl, hooks);
+    }
+    return 0;
+}

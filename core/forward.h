@@ -1,0 +1,44 @@
+/* forward: the transformer forward pass (batched prefill and incremental
+ * decode are the same call) over a model, a backend and a KV cache. */
+#ifndef TIS_FORWARD_H
+#define TIS_FORWARD_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "kv.h"
+#include "model.h"
+
+/* Observers for what later stages need from a pass (oracle labels, presses,
+ * importance-head features). Positions t are relative to the start of the
+ * forward_run call. Any field may be NULL. */
+typedef struct forward_hooks {
+    /* Attention probabilities of query rows [t0, t0+nq) for query head
+     * `head`: probs[nq][n_keys] over the stream's entries in cache order. */
+    void (*on_attn)(void *user, int64_t layer, int64_t head, int64_t t0, int64_t nq,
+                    const float *probs, int64_t n_keys);
+    /* Residual stream entering layer `layer` (layer == n_layer: after the last
+     * layer, before the final norm) for rows [t0, t0+T): x[T][d_model]. */
+    void (*on_hidden)(void *user, int64_t layer, int64_t t0, const float *x, int64_t T);
+    void *user;
+} forward_hooks;
+
+typedef struct forward_state forward_state;
+
+/* Scratch for batches of up to max_batch tokens (longer inputs are run in
+ * chunks of max_batch). */
+int forward_state_new(forward_state **out, const model *m, const tis_backend *be,
+                      int64_t max_batch);
+void forward_state_destroy(forward_state **p);
+
+/* A cache sized for this model with room for `cap` tokens per stream. */
+int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
+
+/* Runs tokens ids[T] at positions kv->n_past, kv->n_past+1, ... appending
+ * their keys and values to kv. Writes the logits of the last n_logits
+ * positions to logits[n_logits][n_vocab] (n_logits in 0..T). Errors: a
+ * token id out of range, not enough room in the cache. */
+int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
+                float *logits, int64_t n_logits, const forward_hooks *hooks);
+
+#endif

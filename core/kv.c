@@ -1,0 +1,117 @@
+/* kv: KV cache allocation and accounting. */
+#include "kv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tis_error.h"
+
+static size_t s_align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
+                        int64_t head_dim, const int64_t *caps) {
+    *out = NULL;
+    if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
+        n_kv_head > 4096 || head_dim > 4096)
+        return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld x %lld", (long long)n_layer,
+                         (long long)n_kv_head, (long long)head_dim);
+    int64_t ns = n_layer * n_kv_head;
+    int64_t total = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        if (caps[s] < 0 || caps[s] > ((int64_t)1 << 32))
+            return tis_error(TIS_EINVAL, "kv: bad capacity %lld", (long long)caps[s]);
+        total += caps[s];
+    }
+    /* One allocation, carved: k, v, pos, off, cap, len. */
+    size_t kv_bytes = (size_t)total * (size_t)head_dim * sizeof(float);
+    if (total > 0 && kv_bytes / (size_t)total / sizeof(float) != (size_t)head_dim)
+        return tis_error(TIS_ERANGE, "kv: size overflow");
+    size_t sizes[6] = {kv_bytes, kv_bytes, (size_t)total * sizeof(int32_t),
+                       (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
+                       (size_t)ns * sizeof(int64_t)};
+    size_t bytes = 0;
+    for (int i = 0; i < 6; i++) bytes += s_align64(sizes[i]);
+    kv_cache *kv = calloc(1, sizeof *kv);
+    void *mem = bytes ? aligned_alloc(64, bytes) : NULL;
+    if (!kv || (bytes && !mem)) {
+        free(kv);
+        free(mem);
+        return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes", bytes);
+    }
+    char *p = mem;
+    kv->k = (float *)p;      p += s_align64(sizes[0]);
+    kv->v = (float *)p;      p += s_align64(sizes[1]);
+    kv->pos = (int32_t *)p;  p += s_align64(sizes[2]);
+    kv->off = (int64_t *)p;  p += s_align64(sizes[3]);
+    kv->cap = (int64_t *)p;  p += s_align64(sizes[4]);
+    kv->len = (int64_t *)p;
+    kv->n_layer = n_layer;
+    kv->n_kv_head = n_kv_head;
+    kv->head_dim = head_dim;
+    kv->n_stream = ns;
+    kv->mem = mem;
+    kv->mem_bytes = bytes;
+    int64_t o = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        kv->off[s] = o;
+        kv->cap[s] = caps[s];
+        kv->len[s] = 0;
+        o += caps[s];
+    }
+    kv->n_past = 0;
+    *out = kv;
+    return 0;
+}
+
+int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
+                 int64_t cap) {
+    *out = NULL;
+    if (n_layer <= 0 || n_kv_head <= 0 || n_layer > 4096 || n_kv_head > 4096)
+        return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld", (long long)n_layer,
+                         (long long)n_kv_head);
+    int64_t ns = n_layer * n_kv_head;
+    int64_t *caps = malloc((size_t)ns * sizeof *caps);
+    if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
+    for (int64_t s = 0; s < ns; s++) caps[s] = cap;
+    int rc = kv_cache_new_ragged(out, n_layer, n_kv_head, head_dim, caps);
+    free(caps);
+    return rc;
+}
+
+void kv_cache_destroy(kv_cache **p) {
+    if (!p || !*p) return;
+    free((*p)->mem);
+    free(*p);
+    *p = NULL;
+}
+
+void kv_cache_clear(kv_cache *kv) {
+    for (int64_t s = 0; s < kv->n_stream; s++) kv->len[s] = 0;
+    kv->n_past = 0;
+}
+
+int64_t kv_cache_room(const kv_cache *kv) {
+    int64_t room = INT64_MAX;
+    for (int64_t s = 0; s < kv->n_stream; s++) {
+        int64_t r = kv->cap[s] - kv->len[s];
+        if (r < room) room = r;
+    }
+    return kv->n_stream ? room : 0;
+}
+
+int64_t kv_cache_entries(const kv_cache *kv) {
+    int64_t n = 0;
+    for (int64_t s = 0; s < kv->n_stream; s++) n += kv->len[s];
+    return n;
+}
+
+size_t kv_cache_bytes_used(const kv_cache *kv) {
+    size_t per = 2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t);
+    return (size_t)kv_cache_entries(kv) * per;
+}
+
+size_t kv_cache_bytes_reserved(const kv_cache *kv) {
+    int64_t n = 0;
+    for (int64_t s = 0; s < kv->n_stream; s++) n += kv->cap[s];
+    return (size_t)n * (2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t));
+}

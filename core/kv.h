@@ -1,0 +1,66 @@
+/* kv: the KV cache, the object tis compresses.
+ *
+ * Layout (DESIGN §4): one stream per (layer, kv_head). Stream s = l*n_kv_head + h
+ * holds up to cap[s] entries at k + off[s]*head_dim, v + off[s]*head_dim,
+ * pos + off[s]; len[s] of them are filled. Keys are stored after RoPE,
+ * with the original position of each entry in pos, so a compacted (ragged)
+ * cache keeps attending correctly and generation continues at n_past. A
+ * fresh cache has the same cap for every stream; compaction (press/) builds
+ * a new cache whose caps follow the kept counts, so memory really shrinks. */
+#ifndef TIS_KV_H
+#define TIS_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kv_cache {
+    int64_t n_layer, n_kv_head, head_dim;
+    int64_t n_stream;   /* n_layer * n_kv_head */
+    float *k;           /* [sum cap][head_dim], keys after RoPE */
+    float *v;           /* [sum cap][head_dim] */
+    int32_t *pos;       /* [sum cap] original positions */
+    int64_t *off;       /* [n_stream] first entry of each stream */
+    int64_t *cap;       /* [n_stream] entries reserved */
+    int64_t *len;       /* [n_stream] entries filled */
+    int64_t n_past;     /* next position: the uncompressed sequence length */
+    void *mem;          /* the one allocation everything above lives in */
+    size_t mem_bytes;
+} kv_cache;
+
+/* A cache with `cap` entries in every stream. */
+int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
+                 int64_t cap);
+/* A cache with per-stream capacities caps[n_layer*n_kv_head]. */
+int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
+                        int64_t head_dim, const int64_t *caps);
+void kv_cache_destroy(kv_cache **p);
+
+/* Forgets all entries (keeps the memory). */
+void kv_cache_clear(kv_cache *kv);
+
+static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t head) {
+    return layer * kv->n_kv_head + head;
+}
+static inline float *kv_cache_k(const kv_cache *kv, int64_t s) {
+    return kv->k + kv->off[s] * kv->head_dim;
+}
+static inline float *kv_cache_v(const kv_cache *kv, int64_t s) {
+    return kv->v + kv->off[s] * kv->head_dim;
+}
+static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
+    return kv->pos + kv->off[s];
+}
+
+/* Smallest free room over all streams: how many tokens can still be
+ * appended to every stream. */
+int64_t kv_cache_room(const kv_cache *kv);
+
+/* Bytes of the filled entries (keys, values, positions): what a compressed
+ * cache really costs. kv_cache_bytes_reserved counts the capacity. */
+size_t kv_cache_bytes_used(const kv_cache *kv);
+size_t kv_cache_bytes_reserved(const kv_cache *kv);
+
+/* Total filled entries over all streams. */
+int64_t kv_cache_entries(const kv_cache *kv);
+
+#endif

@@ -1,0 +1,244 @@
+/* model: loading weights from GGUF or safetensors, dequantised to f32. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gguf.h"
+#include "quant.h"
+#include "safetensors.h"
+#include "tis_error.h"
+
+/* A tensor as either source presents it: shape outermost-first, raw data. */
+typedef struct src_tensor {
+    int n_dims;
+    int64_t shape[4]; /* shape[n_dims-1] contiguous */
+    int type;         /* ggml_type */
+    const void *data;
+    size_t nbytes;
+} src_tensor;
+
+typedef struct loader {
+    const gguf_file *g;
+    const st_model *st;
+    model *m;
+    size_t used; /* floats of the arena handed out */
+} loader;
+
+static int s_st_to_ggml(st_dtype d) {
+    switch (d) {
+    case ST_F32: return GGML_TYPE_F32;
+    case ST_F16: return GGML_TYPE_F16;
+    case ST_BF16: return GGML_TYPE_BF16;
+    default: return -1;
+    }
+}
+
+/* Finds a tensor; 0, TIS_ENOTFOUND (no message) or an error. */
+static int s_find(const loader *ld, const char *name, src_tensor *t) {
+    memset(t, 0, sizeof *t);
+    if (ld->g) {
+        const gguf_tensor *gt = gguf_tensor_find(ld->g, name);
+        if (!gt) return TIS_ENOTFOUND;
+        t->n_dims = (int)gt->n_dims;
+        for (uint32_t i = 0; i < gt->n_dims; i++) t->shape[gt->n_dims - 1 - i] = gt->ne[i];
+        t->type = gt->type;
+        t->data = gt->data;
+        t->nbytes = gt->nbytes;
+        return 0;
+    }
+    const st_tensor *st = st_model_find(ld->st, name);
+    if (!st) return TIS_ENOTFOUND;
+    if (st->n_dims > 4) return tis_error(TIS_EFORMAT, "tensor '%s' has %d dims", name, st->n_dims);
+    t->type = s_st_to_ggml(st->dtype);
+    if (t->type < 0)
+        return tis_error(TIS_EUNSUPPORTED, "tensor '%s': dtype %s is not supported (F32/F16/BF16)",
+                         name, st_dtype_name(st->dtype));
+    t->n_dims = st->n_dims;
+    for (int i = 0; i < st->n_dims; i++) t->shape[i] = st->shape[i];
+    t->data = st->data;
+    t->nbytes = st->nbytes;
+    return 0;
+}
+
+/* Dequantises tensor `name` of shape [rows][cols] (rows = 0: a vector of
+ * cols) into the arena (or only counts, when the arena is NULL). */
+static int s_take(loader *ld, const char *name, int64_t rows, int64_t cols, bool optional,
+                  const float **out) {
+    *out = NULL;
+    src_tensor t;
+    int rc = s_find(ld, name, &t);
+    if (rc == TIS_ENOTFOUND) {
+        if (optional) return 0;
+        return tis_error(TIS_EFORMAT, "%s: tensor '%s' is missing", ld->m->path, name);
+    }
+    if (rc) return rc;
+    bool ok = rows == 0 ? (t.n_dims == 1 && t.shape[0] == cols)
+                        : (t.n_dims == 2 && t.shape[0] == rows && t.shape[1] == cols);
+    if (!ok)
+        return tis_error(TIS_EFORMAT,
+                         "%s: tensor '%s' has shape [%lld, %lld] (%d dims), expected [%lld, %lld]",
+                         ld->m->path, name, (long long)t.shape[0],
+                         (long long)(t.n_dims > 1 ? t.shape[1] : 1), t.n_dims,
+                         (long long)(rows ? rows : cols), (long long)(rows ? cols : 1));
+    int64_t nrow = rows ? rows : 1;
+    size_t row_bytes;
+    if ((rc = quant_row_bytes(t.type, cols, &row_bytes)) != 0)
+        return tis_error(rc, "%s: tensor '%s' (%s): %s", ld->m->path, name,
+                         quant_type_name(t.type) ? quant_type_name(t.type) : "?", tis_last_error());
+    if (!quant_type_supported(t.type))
+        return tis_error(TIS_EUNSUPPORTED, "%s: tensor '%s' has unsupported type %s", ld->m->path,
+                         name, quant_type_name(t.type) ? quant_type_name(t.type) : "?");
+    if (row_bytes * (size_t)nrow > t.nbytes)
+        return tis_error(TIS_EFORMAT, "%s: tensor '%s' data is shorter than its shape", ld->m->path,
+                         name);
+    size_t n = (size_t)nrow * (size_t)cols;
+    if (ld->m->arena) {
+        float *dst = ld->m->arena + ld->used;
+        for (int64_t r = 0; r < nrow; r++)
+            quant_dequantize_row(t.type, (const uint8_t *)t.data + (size_t)r * row_bytes,
+                                 dst + (size_t)r * (size_t)cols, cols);
+        *out = dst;
+    }
+    ld->used += (n + 15) & ~(size_t)15; /* 64-byte aligned views */
+    return 0;
+}
+
+/* Tensor names per format: GGUF (llama.cpp) and HF. */
+typedef struct names {
+    const char *embd, *norm, *output;
+    const char *attn_norm, *q, *k, *v, *bq, *bk, *bv, *o, *ffn_norm, *gate, *up, *down;
+} names;
+
+static const names s_gguf_names = {
+    "token_embd.weight", "output_norm.weight", "output.weight",
+    "blk.%lld.attn_norm.weight", "blk.%lld.attn_q.weight", "blk.%lld.attn_k.weight",
+    "blk.%lld.attn_v.weight", "blk.%lld.attn_q.bias", "blk.%lld.attn_k.bias",
+    "blk.%lld.attn_v.bias", "blk.%lld.attn_output.weight", "blk.%lld.ffn_norm.weight",
+    "blk.%lld.ffn_gate.weight", "blk.%lld.ffn_up.weight", "blk.%lld.ffn_down.weight"};
+
+static const names s_hf_names = {
+    "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+    "model.layers.%lld.input_layernorm.weight", "model.layers.%lld.self_attn.q_proj.weight",
+    "model.layers.%lld.self_attn.k_proj.weight", "model.layers.%lld.self_attn.v_proj.weight",
+    "model.layers.%lld.self_attn.q_proj.bias", "model.layers.%lld.self_attn.k_proj.bias",
+    "model.layers.%lld.self_attn.v_proj.bias", "model.layers.%lld.self_attn.o_proj.weight",
+    "model.layers.%lld.post_attention_layernorm.weight", "model.layers.%lld.mlp.gate_proj.weight",
+    "model.layers.%lld.mlp.up_proj.weight", "model.layers.%lld.mlp.down_proj.weight"};
+
+/* One pass over every weight: counts (arena NULL) or fills. */
+static int s_walk(loader *ld, const names *nm) {
+    model *m = ld->m;
+    const model_config *c = &m->config;
+    int64_t d = c->d_model, qd = c->n_head * c->head_dim, kd = c->n_kv_head * c->head_dim;
+    model_weights *w = &m->weights;
+    int rc;
+    ld->used = 0;
+    if ((rc = s_take(ld, nm->embd, c->n_vocab, d, false, &w->tok_embd))) return rc;
+    if ((rc = s_take(ld, nm->norm, 0, d, false, &w->out_norm))) return rc;
+    if (!c->tied_embeddings) {
+        if ((rc = s_take(ld, nm->output, c->n_vocab, d, false, &w->output))) return rc;
+    } else {
+        w->output = w->tok_embd;
+    }
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        layer_weights *L = &w->layers[l];
+        char nb[160];
+#define TAKE(fmt, rows, cols, opt, dst)                                  \
+    do {                                                                 \
+        snprintf(nb, sizeof nb, fmt, (long long)l);                      \
+        if ((rc = s_take(ld, nb, rows, cols, opt, &(dst)))) return rc;   \
+    } while (0)
+        TAKE(nm->attn_norm, 0, d, false, L->attn_norm);
+        TAKE(nm->q, qd, d, false, L->wq);
+        TAKE(nm->k, kd, d, false, L->wk);
+        TAKE(nm->v, kd, d, false, L->wv);
+        TAKE(nm->bq, 0, qd, !c->qkv_bias, L->bq);
+        TAKE(nm->bk, 0, kd, !c->qkv_bias, L->bk);
+        TAKE(nm->bv, 0, kd, !c->qkv_bias, L->bv);
+        TAKE(nm->o, d, qd, false, L->wo);
+        TAKE(nm->ffn_norm, 0, d, false, L->ffn_norm);
+        TAKE(nm->gate, c->d_ff, d, false, L->w_gate);
+        TAKE(nm->up, c->d_ff, d, false, L->w_up);
+        TAKE(nm->down, d, c->d_ff, false, L->w_down);
+#undef TAKE
+    }
+    return 0;
+}
+
+static int s_load_weights(model *m, const gguf_file *g, const st_model *st) {
+    loader ld = {.g = g, .st = st, .m = m};
+    const names *nm = g ? &s_gguf_names : &s_hf_names;
+    m->weights.layers = calloc((size_t)m->config.n_layer, sizeof(layer_weights));
+    if (!m->weights.layers) return tis_error(TIS_ENOMEM, "model: out of memory");
+    if (!g) {
+        /* HF: tied when lm_head is absent, whatever the config said. */
+        src_tensor t;
+        if (s_find(&ld, nm->output, &t) == TIS_ENOTFOUND) m->config.tied_embeddings = true;
+    }
+    int rc = s_walk(&ld, nm); /* count */
+    if (rc) return rc;
+    m->arena_bytes = ld.used * sizeof(float);
+    m->arena = aligned_alloc(64, m->arena_bytes ? m->arena_bytes : 64);
+    if (!m->arena)
+        return tis_error(TIS_ENOMEM, "model: cannot allocate %.1f MiB for weights",
+                         (double)m->arena_bytes / 1048576.0);
+    if ((rc = s_walk(&ld, nm))) return rc;
+    const model_config *c = &m->config;
+    int64_t d = c->d_model, qd = c->n_head * c->head_dim, kd = c->n_kv_head * c->head_dim;
+    m->n_params = c->n_vocab * d * (c->tied_embeddings ? 1 : 2) + d +
+                  c->n_layer * (2 * d + qd * d * 2 + kd * d * 2 + 3 * d * c->d_ff);
+    return 0;
+}
+
+int model_load(model **out, const char *path) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return tis_error(TIS_EIO, "model: cannot open '%s'", path);
+    model *m = calloc(1, sizeof *m);
+    if (!m) return tis_error(TIS_ENOMEM, "model: out of memory");
+    snprintf(m->path, sizeof m->path, "%s", path);
+    int rc = 0;
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(m->format, sizeof m->format, "safetensors");
+        char p[1100];
+        st_model *st = NULL;
+        snprintf(p, sizeof p, "%s/config.json", path);
+        if ((rc = config_from_hf_json(&m->config, p))) goto fail;
+        snprintf(p, sizeof p, "%s/tokenizer.json", path);
+        if ((rc = tokenizer_from_json(&m->tok, p))) goto fail;
+        if ((rc = st_model_open(&st, path))) goto fail;
+        rc = s_load_weights(m, NULL, st);
+        st_model_destroy(&st); /* weights are copied out: the mapping can go */
+        if (rc) goto fail;
+    } else {
+        snprintf(m->format, sizeof m->format, "gguf");
+        gguf_file *g = NULL;
+        if ((rc = gguf_open(&g, path))) goto fail;
+        rc = config_from_gguf(&m->config, g);
+        if (!rc) rc = tokenizer_from_gguf(&m->tok, g);
+        if (!rc && tokenizer_n_vocab(m->tok) > m->config.n_vocab)
+            rc = tis_error(TIS_EFORMAT, "%s: tokenizer has %lld tokens, model vocab %lld", path,
+                           (long long)tokenizer_n_vocab(m->tok), (long long)m->config.n_vocab);
+        if (!rc) rc = s_load_weights(m, g, NULL);
+        gguf_destroy(&g);
+        if (rc) goto fail;
+    }
+    *out = m;
+    return 0;
+fail:
+    model_destroy(&m);
+    return rc;
+}
+
+void model_destroy(model **p) {
+    if (!p || !*p) return;
+    model *m = *p;
+    tokenizer_destroy(&m->tok);
+    free(m->weights.layers);
+    free(m->arena);
+    free(m);
+    *p = NULL;
+}

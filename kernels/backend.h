@@ -1,0 +1,66 @@
+/* backend: the compute operations of a forward pass, behind one vtable.
+ *
+ * The CPU backend (kernels/cpu) is the reference: f32, OpenBLAS sgemm for
+ * matrix products. A CUDA backend (kernels/cuda, later) fills the same table;
+ * a NULL entry means "not supported by this backend". Buffers passed to a
+ * backend's ops live in that backend's memory (host memory for cpu). */
+#ifndef TIS_BACKEND_H
+#define TIS_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+/* RoPE parameters of one model: inv_freq[i] for the rotated pairs. */
+typedef struct rope_params {
+    int64_t head_dim;
+    int64_t rope_dim;        /* rotated dimensions (<= head_dim, even) */
+    bool interleaved;        /* pairs (2i, 2i+1) vs halves (i, i + rope_dim/2) */
+    const float *inv_freq;   /* [rope_dim/2], scaling already applied */
+    float pos_scale;         /* linear scaling: position multiplier */
+} rope_params;
+
+/* Observer of attention probabilities (oracle labels, h2o, snapkv use it):
+ * probs[nq][n_keys] for query rows [q0, q0+nq) of the batch, over the
+ * stream's entries in cache order. NULL fn: not observed. */
+typedef struct attn_observer {
+    void (*fn)(void *user, int64_t layer, int64_t head, int64_t q0, int64_t nq,
+               const float *probs, int64_t n_keys);
+    void *user;
+} attn_observer;
+
+typedef struct tis_backend {
+    const char *name;
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    /* y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T (+ y when accumulate) */
+    void (*matmul)(void *ctx, float *y, const float *x, const float *w, int64_t T,
+                   int64_t n_in, int64_t n_out, bool accumulate);
+    /* y[T][d] = x / rms(x) * w */
+    void (*rmsnorm)(void *ctx, float *y, const float *x, const float *w, int64_t T,
+                    int64_t d, float eps);
+    /* x[T][n_heads][head_dim] rotated in place at positions pos[T] */
+    void (*rope)(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n_heads,
+                 const rope_params *rp);
+    /* g[T][n] = silu(g) * u */
+    void (*swiglu)(void *ctx, float *g, const float *u, int64_t n);
+    /* y[n] += x[n] */
+    void (*add)(void *ctx, float *y, const float *x, int64_t n);
+    /* y[T][n] += b[n] */
+    void (*add_bias)(void *ctx, float *y, const float *b, int64_t T, int64_t n);
+    /* Causal grouped-query attention of T new queries q[T][n_head][head_dim]
+     * over the layer's streams in kv, whose last T entries are the new
+     * tokens (older entries are all visible; new ones causally). Writes
+     * out[T][n_head][head_dim]. */
+    void (*attention)(void *ctx, float *out, const float *q, const kv_cache *kv,
+                      int64_t layer, int64_t T, int64_t n_head,
+                      const attn_observer *obs);
+} tis_backend;
+
+/* The CPU reference backend (a static table; never destroyed). */
+const tis_backend *backend_cpu(void);
+
+#endif

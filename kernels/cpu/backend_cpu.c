@@ -1,0 +1,150 @@
+/* backend_cpu: the reference backend: f32 on the host, OpenBLAS for products. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "tis_error.h"
+
+static void *s_alloc(void *ctx, size_t bytes) {
+    (void)ctx;
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+static void s_free(void *ctx, void *p) {
+    (void)ctx;
+    free(p);
+}
+
+static void s_matmul(void *ctx, float *y, const float *x, const float *w, int64_t T,
+                     int64_t n_in, int64_t n_out, bool accumulate) {
+    if (T == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n_out, (blasint)n_in, 1.0f, w,
+                    (blasint)n_in, x, 1, accumulate ? 1.0f : 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out,
+                    (blasint)n_in, 1.0f, x, (blasint)n_in, w, (blasint)n_in,
+                    accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
+}
+
+static void s_rmsnorm(void *ctx, float *y, const float *x, const float *w, int64_t T,
+                      int64_t d, float eps) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * d;
+        float *yt = y + t * d;
+        double ss = 0;
+        for (int64_t i = 0; i < d; i++) ss += (double)xt[i] * xt[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)d) + eps);
+        for (int64_t i = 0; i < d; i++) yt[i] = xt[i] * r * w[i];
+    }
+}
+
+static void s_rope(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n_heads,
+                   const rope_params *rp) {
+    int64_t hd = rp->head_dim, half = rp->rope_dim / 2;
+    for (int64_t t = 0; t < T; t++) {
+        float p = (float)pos[t] * rp->pos_scale;
+        for (int64_t i = 0; i < half; i++) {
+            /* double for the angle: positions up to 1e5+ times frequencies */
+            double ang = (double)p * rp->inv_freq[i];
+            float c = (float)cos(ang), s = (float)sin(ang);
+            for (int64_t h = 0; h < n_heads; h++) {
+                float *v = x + (t * n_heads + h) * hd;
+                int64_t a = rp->interleaved ? 2 * i : i;
+                int64_t b = rp->interleaved ? 2 * i + 1 : i + half;
+                float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+static void s_swiglu(void *ctx, float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void s_add(void *ctx, float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void s_add_bias(void *ctx, float *y, const float *b, int64_t T, int64_t n) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < n; i++) y[t * n + i] += b[i];
+}
+
+/* Query rows are processed in blocks so the score scratch stays
+ * [QBLOCK][n_keys] however long the context. */
+enum { QBLOCK = 128 };
+
+static void s_attention(void *ctx, float *out, const float *q, const kv_cache *kv,
+                        int64_t layer, int64_t T, int64_t n_head, const attn_observer *obs) {
+    int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t max_len = 0;
+    for (int64_t h = 0; h < kv->n_kv_head; h++) {
+        int64_t l = kv->len[kv_stream(kv, layer, h)];
+        if (l > max_len) max_len = l;
+    }
+    int64_t qb = T < QBLOCK ? T : QBLOCK;
+    float *sc = malloc((size_t)qb * (size_t)(max_len ? max_len : 1) * sizeof(float));
+    float *qh = malloc((size_t)qb * (size_t)hd * sizeof(float));
+    float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
+    TIS_ASSERT(sc && qh && oh); /* scratch of a few MB; see QBLOCK */
+    for (int64_t h = 0; h < n_head; h++) {
+        int64_t s = kv_stream(kv, layer, h / group);
+        int64_t L = kv->len[s], n_old = L - T;
+        TIS_ASSERT(n_old >= 0);
+        const float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
+        for (int64_t q0 = 0; q0 < T; q0 += qb) {
+            int64_t nq = T - q0 < qb ? T - q0 : qb;
+            /* Only keys visible to the block's last row take part. */
+            int64_t nk = n_old + q0 + nq;
+            for (int64_t r = 0; r < nq; r++)
+                memcpy(qh + r * hd, q + ((q0 + r) * n_head + h) * hd, (size_t)hd * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk,
+                        (blasint)hd, scale, qh, (blasint)hd, K, (blasint)hd, 0.0f, sc,
+                        (blasint)nk);
+            for (int64_t r = 0; r < nq; r++) {
+                float *row = sc + r * nk;
+                int64_t vis = n_old + q0 + r + 1; /* causal */
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < vis; j++) mx = row[j] > mx ? row[j] : mx;
+                double sum = 0;
+                for (int64_t j = 0; j < vis; j++) {
+                    row[j] = expf(row[j] - mx);
+                    sum += row[j];
+                }
+                float inv = (float)(1.0 / sum);
+                for (int64_t j = 0; j < vis; j++) row[j] *= inv;
+                for (int64_t j = vis; j < nk; j++) row[j] = 0.0f;
+            }
+            if (obs && obs->fn) obs->fn(obs->user, layer, h, q0, nq, sc, nk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)hd,
+                        (blasint)nk, 1.0f, sc, (blasint)nk, V, (blasint)hd, 0.0f, oh,
+                        (blasint)hd);
+            for (int64_t r = 0; r < nq; r++)
+                memcpy(out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
+        }
+    }
+    free(sc);
+    free(qh);
+    free(oh);
+}
+
+static const tis_backend s_cpu = {
+    .name = "cpu",
+    .ctx = NULL,
+    .alloc = s_alloc,
+    .free = s_free,
+    .matmul = s_matmul,
+    .rmsnorm = s_rmsnorm,
+    .rope = s_rope,
+    .swiglu = s_swiglu,
+    .add = s_add,
+    .add_bias = s_add_bias,
+    .attention = s_attention,
+};
+
+const tis_backend *backend_cpu(void) { return &s_cpu; }

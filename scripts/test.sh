@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh) and runs the whole test suite twice:
+# on the release build, and on a build with AddressSanitizer + UBSan.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/scripts/setup.sh"
+jobs=$(nproc)
+model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+echo "[test] release build"
+ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
+
+echo "[test] AddressSanitizer + UBSan build in build-asan/"
+cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DTIS_SANITIZE=ON -DTIS_CUDA=OFF -DTIS_MODEL="$model" >/dev/null
+cmake --build "$root/build-asan" -j "$jobs" 2>&1 | grep -E 'error|warning' || true
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

@@ -1,0 +1,253 @@
+/* test_forward: the batched forward pass against a naive reference (plain
+ * loops, whole sequence recomputed), on tiny random models; prefill in one
+ * batch, in chunks and token by token agree; errors for bad input. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "model.h"
+#include "quant.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+/* The reference: llama2.c-style, every position recomputed from scratch,
+ * no BLAS, double accumulators. Returns logits[T][n_vocab]. */
+static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
+    const model_config *c = &m->config;
+    const model_weights *w = &m->weights;
+    int64_t d = c->d_model, hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head;
+    int64_t qd = nh * hd, kd = nkv * hd, ff = c->d_ff, V = c->n_vocab;
+    float *x = calloc((size_t)(T * d), sizeof(float));
+    float *xn = calloc((size_t)(T * d), sizeof(float));
+    float *q = calloc((size_t)(T * qd), sizeof(float));
+    float *k = calloc((size_t)(T * kd), sizeof(float));
+    float *v = calloc((size_t)(T * kd), sizeof(float));
+    float *o = calloc((size_t)(T * qd), sizeof(float));
+    float *h = calloc((size_t)(T * ff), sizeof(float));
+    float *logits = calloc((size_t)(T * V), sizeof(float));
+    double *att = calloc((size_t)T, sizeof(double));
+    for (int64_t t = 0; t < T; t++) memcpy(x + t * d, w->tok_embd + ids[t] * d, (size_t)d * 4);
+#define NORM(dst, src, wt)                                                        \
+    for (int64_t t = 0; t < T; t++) {                                             \
+        double ss = 0;                                                            \
+        for (int64_t i = 0; i < d; i++) ss += (double)src[t * d + i] * src[t * d + i]; \
+        double r = 1.0 / sqrt(ss / d + c->norm_eps);                              \
+        for (int64_t i = 0; i < d; i++) dst[t * d + i] = (float)(src[t * d + i] * r * wt[i]); \
+    }
+#define MATVEC(dst, W, src, n_out, n_in, T_)                                      \
+    for (int64_t t = 0; t < T_; t++)                                              \
+        for (int64_t r = 0; r < n_out; r++) {                                     \
+            double s = 0;                                                         \
+            for (int64_t i = 0; i < n_in; i++) s += (double)W[r * n_in + i] * src[t * n_in + i]; \
+            dst[t * n_out + r] = (float)s;                                        \
+        }
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const layer_weights *L = &w->layers[l];
+        NORM(xn, x, L->attn_norm);
+        MATVEC(q, L->wq, xn, qd, d, T);
+        MATVEC(k, L->wk, xn, kd, d, T);
+        MATVEC(v, L->wv, xn, kd, d, T);
+        if (L->bq)
+            for (int64_t t = 0; t < T; t++) {
+                for (int64_t i = 0; i < qd; i++) q[t * qd + i] += L->bq[i];
+                for (int64_t i = 0; i < kd; i++) k[t * kd + i] += L->bk[i], v[t * kd + i] += L->bv[i];
+            }
+        /* RoPE at position t, pairs per the model's convention. */
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t which = 0; which < 2; which++) {
+                float *base = which ? k + t * kd : q + t * qd;
+                int64_t heads = which ? nkv : nh;
+                for (int64_t hh = 0; hh < heads; hh++)
+                    for (int64_t i = 0; i < hd / 2; i++) {
+                        double f = pow(c->rope_theta, -2.0 * i / hd), a = t * f;
+                        int64_t i0 = c->rope_interleaved ? 2 * i : i;
+                        int64_t i1 = c->rope_interleaved ? 2 * i + 1 : i + hd / 2;
+                        float *vv = base + hh * hd;
+                        double x0 = vv[i0], x1 = vv[i1];
+                        vv[i0] = (float)(x0 * cos(a) - x1 * sin(a));
+                        vv[i1] = (float)(x0 * sin(a) + x1 * cos(a));
+                    }
+            }
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t hh = 0; hh < nh; hh++) {
+                int64_t g = hh / (nh / nkv);
+                double mx = -1e300, sum = 0;
+                for (int64_t j = 0; j <= t; j++) {
+                    double s = 0;
+                    for (int64_t i = 0; i < hd; i++) s += (double)q[t * qd + hh * hd + i] * k[j * kd + g * hd + i];
+                    att[j] = s / sqrt((double)hd);
+                    if (att[j] > mx) mx = att[j];
+                }
+                for (int64_t j = 0; j <= t; j++) sum += (att[j] = exp(att[j] - mx));
+                for (int64_t i = 0; i < hd; i++) {
+                    double s = 0;
+                    for (int64_t j = 0; j <= t; j++) s += att[j] / sum * v[j * kd + g * hd + i];
+                    o[t * qd + hh * hd + i] = (float)s;
+                }
+            }
+        MATVEC(xn, L->wo, o, d, qd, T);
+        for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
+        NORM(xn, x, L->ffn_norm);
+        float *u = calloc((size_t)(T * ff), sizeof(float));
+        MATVEC(h, L->w_gate, xn, ff, d, T);
+        MATVEC(u, L->w_up, xn, ff, d, T);
+        for (int64_t i = 0; i < T * ff; i++) h[i] = h[i] / (1.0f + expf(-h[i])) * u[i];
+        free(u);
+        MATVEC(xn, L->w_down, h, d, ff, T);
+        for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
+    }
+    NORM(xn, x, w->out_norm);
+    MATVEC(logits, w->output, xn, V, d, T);
+#undef NORM
+#undef MATVEC
+    free(x), free(xn), free(q), free(k), free(v), free(o), free(h), free(att);
+    return logits;
+}
+
+static double s_maxdiff(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double dd = fabs((double)a[i] - b[i]);
+        if (dd > m) m = dd;
+    }
+    return m;
+}
+
+static void s_check_model(const char *label, const tiny_spec *sp) {
+    fprintf(stderr, "model %s\n", label);
+    const char *path = tt_path("tiny.gguf");
+    TT_OK(tiny_model_write(path, sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return;
+    const int64_t T = 37, V = m->config.n_vocab;
+    int32_t ids[37];
+    uint64_t rng = 99;
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(V - 1));
+    float *ref = s_naive(m, ids, T);
+    /* f32 with sgemm vs double loops: differences ~1e-5 on O(1) logits. */
+    const double tol = 2e-4;
+
+    /* 1. one batch, all logits */
+    kv_cache *kv = NULL;
+    forward_state *st = NULL;
+    float *lg = malloc((size_t)(T * V) * sizeof(float));
+    TT_OK(forward_kv_new(m, T, &kv));
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 64));
+    TT_OK(forward_run(st, kv, ids, T, lg, T, NULL));
+    double dmax = s_maxdiff(lg, ref, T * V);
+    fprintf(stderr, "  batch vs naive: max |diff| %.2e\n", dmax);
+    TT_CHECK(dmax < tol);
+    TT_CHECK(kv->n_past == T);
+    for (int64_t s = 0; s < kv->n_stream; s++) TT_CHECK(kv->len[s] == T);
+    TT_CHECK(kv_cache_pos(kv, kv->n_stream - 1)[T - 1] == T - 1);
+    TT_CHECK(kv_cache_bytes_used(kv) ==
+             (size_t)(T * kv->n_stream) * (2 * (size_t)m->config.head_dim * 4 + 4));
+    /* a full cache refuses more */
+    TT_FAILS(forward_run(st, kv, ids, 1, lg, 1, NULL), TIS_ERANGE);
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+
+    /* 2. chunks of 8 (the batch limit), last 5 logits */
+    TT_OK(forward_kv_new(m, T, &kv));
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 8));
+    TT_OK(forward_run(st, kv, ids, T, lg, 5, NULL));
+    dmax = s_maxdiff(lg, ref + (T - 5) * V, 5 * V);
+    fprintf(stderr, "  chunked vs naive: max |diff| %.2e\n", dmax);
+    TT_CHECK(dmax < tol);
+    kv_cache_destroy(&kv);
+
+    /* 3. a prefix in one call, then token by token (decode) */
+    TT_OK(forward_kv_new(m, T + 3, &kv));
+    TT_OK(forward_run(st, kv, ids, 20, lg, 1, NULL));
+    double worst = s_maxdiff(lg, ref + 19 * V, V);
+    for (int64_t t = 20; t < T; t++) {
+        TT_OK(forward_run(st, kv, ids + t, 1, lg, 1, NULL));
+        double dd = s_maxdiff(lg, ref + t * V, V);
+        if (dd > worst) worst = dd;
+    }
+    fprintf(stderr, "  decode vs naive: max |diff| %.2e\n", worst);
+    TT_CHECK(worst < tol);
+
+    /* bad input */
+    int32_t bad = (int32_t)V;
+    TT_FAILS(forward_run(st, kv, &bad, 1, lg, 1, NULL), TIS_EINVAL);
+    bad = -1;
+    TT_FAILS(forward_run(st, kv, &bad, 1, lg, 1, NULL), TIS_EINVAL);
+    TT_FAILS(forward_run(st, kv, ids, 0, lg, 0, NULL), TIS_EINVAL);
+    TT_FAILS(forward_run(st, kv, ids, 2, lg, 3, NULL), TIS_EINVAL);
+    kv_cache *other = NULL;
+    TT_OK(kv_cache_new(&other, m->config.n_layer + 1, m->config.n_kv_head, m->config.head_dim, 4));
+    TT_FAILS(forward_run(st, other, ids, 1, lg, 1, NULL), TIS_EINVAL);
+    kv_cache_destroy(&other);
+
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+    free(lg);
+    free(ref);
+    model_destroy(&m);
+}
+
+/* Hooks see every layer's hidden state and attention rows that sum to 1. */
+typedef struct hook_log {
+    int64_t hidden_calls, attn_rows;
+    double worst_row_err;
+} hook_log;
+
+static void s_on_attn(void *u, int64_t layer, int64_t head, int64_t t0, int64_t nq,
+                      const float *probs, int64_t n_keys) {
+    hook_log *hl = u;
+    for (int64_t r = 0; r < nq; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < n_keys; j++) s += probs[r * n_keys + j];
+        if (fabs(s - 1) > hl->worst_row_err) hl->worst_row_err = fabs(s - 1);
+        hl->attn_rows++;
+    }
+}
+
+static void s_on_hidden(void *u, int64_t layer, int64_t t0, const float *x, int64_t T) {
+    ((hook_log *)u)->hidden_calls++;
+}
+
+static void s_check_hooks(void) {
+    tiny_spec sp = tiny_spec_default();
+    const char *path = tt_path("hooks.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return;
+    kv_cache *kv = NULL;
+    forward_state *st = NULL;
+    TT_OK(forward_kv_new(m, 16, &kv));
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 16));
+    int32_t ids[10] = {5, 9, 30, 31, 40, 41, 42, 100, 7, 8};
+    hook_log hl = {0};
+    forward_hooks hk = {.on_attn = s_on_attn, .on_hidden = s_on_hidden, .user = &hl};
+    TT_OK(forward_run(st, kv, ids, 10, NULL, 0, &hk));
+    TT_CHECK(hl.hidden_calls == sp.n_layer + 1);
+    TT_CHECK(hl.attn_rows == 10 * sp.n_head * sp.n_layer);
+    TT_CHECK(hl.worst_row_err < 1e-5);
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+    model_destroy(&m);
+}
+
+int main(void) {
+    tiny_spec sp = tiny_spec_default();
+    s_check_model("llama, GQA 4:2, tied, f32", &sp);
+    sp.n_kv_head = 1;
+    sp.tied = 0;
+    sp.seed = 11;
+    s_check_model("llama, MQA 4:1, untied", &sp);
+    sp = tiny_spec_default();
+    sp.arch = "qwen2";
+    sp.n_kv_head = 4;
+    sp.seed = 3;
+    s_check_model("qwen2 (QKV bias, half rotation), MHA", &sp);
+    sp = tiny_spec_default();
+    sp.wtype = GGML_TYPE_Q4_1;
+    s_check_model("llama, Q4_1 weights", &sp);
+    s_check_hooks();
+    return tt_done("test_forward");
+}
