@@ -104,6 +104,8 @@ void forward_state_destroy(forward_state **p) {
     *p = NULL;
 }
 
+const model *forward_model(const forward_state *st) { return st->m; }
+
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out) {
     return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap);
 }

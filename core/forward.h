@@ -31,6 +31,9 @@ int forward_state_new(forward_state **out, const model *m, const tis_backend *be
                       int64_t max_batch);
 void forward_state_destroy(forward_state **p);
 
+/* The model the state runs (borrowed). */
+const model *forward_model(const forward_state *st);
+
 /* A cache sized for this model with room for `cap` tokens per stream. */
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
 

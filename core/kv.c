@@ -115,3 +115,38 @@ size_t kv_cache_bytes_reserved(const kv_cache *kv) {
     for (int64_t s = 0; s < kv->n_stream; s++) n += kv->cap[s];
     return (size_t)n * (2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t));
 }
+
+int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra) {
+    *out = NULL;
+    if (extra < 0) return tis_error(TIS_EINVAL, "kv: negative extra capacity");
+    int64_t ns = src->n_stream, hd = src->head_dim;
+    int64_t *caps = calloc((size_t)ns, sizeof *caps);
+    if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
+    for (int64_t s = 0; s < ns; s++) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < src->len[s]; i++) n += keep ? keep[src->off[s] + i] != 0 : 1;
+        caps[s] = n + extra;
+    }
+    kv_cache *kv = NULL;
+    int rc = kv_cache_new_ragged(&kv, src->n_layer, src->n_kv_head, hd, caps);
+    free(caps);
+    if (rc) return rc;
+    for (int64_t s = 0; s < ns; s++) {
+        const float *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
+        const int32_t *P = kv_cache_pos(src, s);
+        float *K2 = kv_cache_k(kv, s), *V2 = kv_cache_v(kv, s);
+        int32_t *P2 = kv_cache_pos(kv, s);
+        int64_t n = 0;
+        for (int64_t i = 0; i < src->len[s]; i++) {
+            if (keep && !keep[src->off[s] + i]) continue;
+            memcpy(K2 + n * hd, K + i * hd, (size_t)hd * sizeof(float));
+            memcpy(V2 + n * hd, V + i * hd, (size_t)hd * sizeof(float));
+            P2[n] = P[i];
+            n++;
+        }
+        kv->len[s] = n;
+    }
+    kv->n_past = src->n_past;
+    *out = kv;
+    return 0;
+}

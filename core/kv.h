@@ -63,4 +63,12 @@ size_t kv_cache_bytes_reserved(const kv_cache *kv);
 /* Total filled entries over all streams. */
 int64_t kv_cache_entries(const kv_cache *kv);
 
+/* A new cache holding the entries of src whose keep flag is set (keep is
+ * laid out like src's entries: keep[src->off[s] + i] for entry i of stream
+ * s), in their original order with their original positions, plus `extra`
+ * free entries in every stream for what comes next (question, answer).
+ * Stream capacities follow the kept counts, so the memory really shrinks.
+ * keep == NULL keeps everything (a fork). n_past is carried over. */
+int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra);
+
 #endif

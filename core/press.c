@@ -1,0 +1,408 @@
+/* press: score functions, budget allocation, top-k selection, compaction. */
+#include "press.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tis_error.h"
+
+/* ---- observation during prefill ---------------------------------------- */
+
+int press_obs_init(press_obs *o, const model *m, int64_t cap) {
+    memset(o, 0, sizeof *o);
+    const model_config *c = &m->config;
+    if (cap <= 0) return tis_error(TIS_EINVAL, "press: observation capacity %lld", (long long)cap);
+    size_t n = (size_t)(c->n_layer * c->n_kv_head) * (size_t)cap;
+    o->acc = calloc(n, sizeof(float));
+    o->win = calloc(n, sizeof(float));
+    o->last = calloc(n, sizeof(float));
+    if (!o->acc || !o->win || !o->last) {
+        press_obs_free(o);
+        return tis_error(TIS_ENOMEM, "press: out of memory for attention statistics");
+    }
+    o->n_layer = c->n_layer;
+    o->n_kv_head = c->n_kv_head;
+    o->n_head = c->n_head;
+    o->cap = cap;
+    o->win_begin = INT64_MAX;
+    o->last_pos = -1;
+    return 0;
+}
+
+void press_obs_free(press_obs *o) {
+    free(o->acc);
+    free(o->win);
+    free(o->last);
+    memset(o, 0, sizeof *o);
+}
+
+int press_obs_copy(press_obs *dst, const press_obs *src) {
+    memset(dst, 0, sizeof *dst);
+    size_t n = (size_t)(src->n_layer * src->n_kv_head) * (size_t)src->cap * sizeof(float);
+    *dst = *src;
+    dst->acc = malloc(n);
+    dst->win = malloc(n);
+    dst->last = malloc(n);
+    if (!dst->acc || !dst->win || !dst->last) {
+        press_obs_free(dst);
+        return tis_error(TIS_ENOMEM, "press: out of memory for attention statistics");
+    }
+    memcpy(dst->acc, src->acc, n);
+    memcpy(dst->win, src->win, n);
+    memcpy(dst->last, src->last, n);
+    return 0;
+}
+
+void press_obs_window(press_obs *o, int64_t win_begin) {
+    memset(o->win, 0, (size_t)(o->n_layer * o->n_kv_head) * (size_t)o->cap * sizeof(float));
+    o->win_begin = win_begin;
+    o->n_win = 0;
+}
+
+static void s_obs_attn(void *user, int64_t layer, int64_t head, int64_t t0, int64_t nq,
+                       const float *probs, int64_t n_keys) {
+    press_obs *o = user;
+    int64_t group = o->n_head / o->n_kv_head;
+    int64_t s = layer * o->n_kv_head + head / group;
+    float *acc = o->acc + s * o->cap, *win = o->win + s * o->cap, *last = o->last + s * o->cap;
+    TIS_ASSERT(n_keys <= o->cap);
+    for (int64_t r = 0; r < nq; r++) {
+        const float *row = probs + r * n_keys;
+        int64_t q = o->base + t0 + r;
+        for (int64_t j = 0; j < n_keys; j++) acc[j] += row[j];
+        if (q >= o->win_begin) {
+            for (int64_t j = 0; j < n_keys; j++) win[j] += row[j];
+            if (layer == 0 && head == 0) o->n_win++;
+        }
+        if (q == o->last_pos)
+            for (int64_t j = 0; j < n_keys; j++) last[j] += row[j];
+    }
+}
+
+int press_obs_prefill(press_obs *o, forward_state *st, kv_cache *kv, const int32_t *ids,
+                      int64_t T, float *logits, int64_t n_logits) {
+    for (int64_t s = 0; s < kv->n_stream; s++)
+        if (kv->len[s] != kv->n_past)
+            return tis_error(TIS_EINVAL, "press: observing needs an uncompressed cache");
+    if (kv->n_past + T > o->cap)
+        return tis_error(TIS_ERANGE, "press: %lld tokens exceed the observation capacity %lld",
+                         (long long)(kv->n_past + T), (long long)o->cap);
+    memset(o->last, 0, (size_t)(o->n_layer * o->n_kv_head) * (size_t)o->cap * sizeof(float));
+    o->base = kv->n_past;
+    o->last_pos = kv->n_past + T - 1;
+    forward_hooks hooks = {.on_attn = s_obs_attn, .user = o};
+    return forward_run(st, kv, ids, T, logits, n_logits, &hooks);
+}
+
+/* ---- score functions ---------------------------------------------------- */
+
+static uint64_t s_mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int s_random(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    uint64_t base = s_mix(c->seed ^ s_mix((uint64_t)(layer * 4096 + h)));
+    for (int64_t j = 0; j < c->n_ctx; j++)
+        sc[j] = (float)(s_mix(base + (uint64_t)j) >> 40) / (float)(1 << 24);
+    return 0;
+}
+
+/* Sinks first (earliest highest), then by recency. */
+static int s_streaming(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    for (int64_t j = 0; j < c->n_ctx; j++)
+        sc[j] = j < c->n_sink ? (float)(2 * c->n_ctx - j) : (float)j;
+    return 0;
+}
+
+/* Low key norm = important (Devoto et al. 2024). */
+static int s_knorm(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    const kv_cache *kv = c->kv;
+    const float *K = kv_cache_k(kv, kv_stream(kv, layer, h)) + c->ctx_begin * kv->head_dim;
+    for (int64_t j = 0; j < c->n_ctx; j++) {
+        double n2 = 0;
+        for (int64_t d = 0; d < kv->head_dim; d++) n2 += (double)K[j * kv->head_dim + d] * K[j * kv->head_dim + d];
+        sc[j] = -(float)sqrt(n2);
+    }
+    return 0;
+}
+
+static int s_need_obs(const press_ctx *c, const char *who) {
+    if (!c->obs) return tis_error(TIS_EINVAL, "press %s: no attention statistics", who);
+    return 0;
+}
+
+/* Heavy hitters: attention received over the whole prefill. */
+static int s_h2o(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    int rc = s_need_obs(c, "h2o");
+    if (rc) return rc;
+    const float *a = c->obs->acc + (layer * c->obs->n_kv_head + h) * c->obs->cap + c->ctx_begin;
+    memcpy(sc, a, (size_t)c->n_ctx * sizeof(float));
+    return 0;
+}
+
+/* SnapKV: the observation window's attention, max-pooled over 5 neighbours
+ * so that a kept token brings its immediate context. */
+enum { SNAP_POOL = 5 };
+static int s_snapkv(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    int rc = s_need_obs(c, "snapkv");
+    if (rc) return rc;
+    if (c->obs->n_win <= 0) return tis_error(TIS_EINVAL, "press snapkv: empty observation window");
+    const float *w = c->obs->win + (layer * c->obs->n_kv_head + h) * c->obs->cap + c->ctx_begin;
+    int64_t r = SNAP_POOL / 2;
+    for (int64_t j = 0; j < c->n_ctx; j++) {
+        float m = w[j];
+        for (int64_t i = j - r; i <= j + r; i++)
+            if (i >= 0 && i < c->n_ctx && w[i] > m) m = w[i];
+        sc[j] = m;
+    }
+    return 0;
+}
+
+/* TOVA: the last query's attention, averaged over every head of the layer. */
+static int s_tova(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    int rc = s_need_obs(c, "tova");
+    if (rc) return rc;
+    memset(sc, 0, (size_t)c->n_ctx * sizeof(float));
+    for (int64_t g = 0; g < c->obs->n_kv_head; g++) {
+        const float *l = c->obs->last + (layer * c->obs->n_kv_head + g) * c->obs->cap + c->ctx_begin;
+        for (int64_t j = 0; j < c->n_ctx; j++) sc[j] += l[j];
+    }
+    return 0;
+}
+
+static int s_oracle(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    if (!c->oracle || c->oracle->n_ctx != c->n_ctx)
+        return tis_error(TIS_EINVAL, "press oracle: no oracle labels for this context");
+    memcpy(sc, c->oracle->total, (size_t)c->n_ctx * sizeof(float));
+    return 0;
+}
+
+const press_info press_registry[] = {
+    {"full", true, "no compression (the reference)"},
+    {"random", true, "uniformly random tokens (seeded)"},
+    {"streaming", true, "attention sinks + most recent tokens (StreamingLLM)"},
+    {"knorm", true, "lowest key L2 norm"},
+    {"h2o", true, "attention received during prefill (heavy hitters)"},
+    {"snapkv", true, "observation-window attention, max-pooled"},
+    {"tova", true, "last query's attention, mean over the layer's heads"},
+    {"pyramidkv", true, "snapkv scores, budgets shrinking with depth"},
+    {"adakv", true, "head-adaptive budgets over any scorer (adakv:INNER, default snapkv)"},
+    {"oracle", true, "top-k by oracle labels (answer-to-context attention)"},
+    {"tis", false, "learned importance head (not available yet: importance-head issue)"},
+    {"tis_query", false, "query-aware learned head (not available yet: importance-head issue)"},
+    {NULL, false, NULL},
+};
+
+typedef struct score_entry {
+    const char *name;
+    press_score_fn fn;
+    bool window, obs, oracle;
+} score_entry;
+
+static const score_entry s_scores[] = {
+    {"random", s_random, false, false, false},
+    {"streaming", s_streaming, false, false, false},
+    {"knorm", s_knorm, false, false, false},
+    {"h2o", s_h2o, false, true, false},
+    {"snapkv", s_snapkv, true, true, false},
+    {"tova", s_tova, false, true, false},
+    {"pyramidkv", s_snapkv, true, true, false},
+    {"oracle", s_oracle, false, false, true},
+    {NULL, NULL, false, false, false},
+};
+
+static const score_entry *s_score_find(const char *name) {
+    for (const score_entry *e = s_scores; e->name; e++)
+        if (!strcmp(e->name, name)) return e;
+    return NULL;
+}
+
+int press_parse(const char *name, press *out) {
+    memset(out, 0, sizeof *out);
+    if (!name || strlen(name) >= sizeof out->name)
+        return tis_error(TIS_EINVAL, "press: bad policy name");
+    snprintf(out->name, sizeof out->name, "%s", name);
+    const char *inner = NULL;
+    if (!strcmp(name, "adakv")) inner = "snapkv";
+    else if (!strncmp(name, "adakv:", 6)) inner = name + 6;
+    if (inner) {
+        const score_entry *e = s_score_find(inner);
+        if (!e || !strcmp(inner, "pyramidkv"))
+            return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
+        *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
+                       .needs_obs = e->obs, .needs_oracle = e->oracle};
+        snprintf(out->name, sizeof out->name, "%s", name);
+        return 0;
+    }
+    for (const press_info *i = press_registry; i->name; i++) {
+        if (strcmp(i->name, name)) continue;
+        if (!i->available)
+            return tis_error(TIS_EUNSUPPORTED, "press: policy '%s' is not available: %s", name, i->about);
+        if (!strcmp(name, "full")) return 0;
+        const score_entry *e = s_score_find(name);
+        TIS_ASSERT(e);
+        out->score = e->fn;
+        out->alloc = !strcmp(name, "pyramidkv") ? PRESS_ALLOC_PYRAMID : PRESS_ALLOC_UNIFORM;
+        out->protect_window = e->window;
+        out->needs_obs = e->obs;
+        out->needs_oracle = e->oracle;
+        return 0;
+    }
+    return tis_error(TIS_ENOTFOUND, "press: unknown policy '%s' (see tis eval --list)", name);
+}
+
+int64_t press_budget_tokens(double fraction, int64_t n_ctx) {
+    int64_t k = (int64_t)llround(fraction * (double)n_ctx);
+    if (k < 1) k = 1;
+    return k > n_ctx ? n_ctx : k;
+}
+
+/* ---- allocation and selection ------------------------------------------- */
+
+typedef struct ranked {
+    float s;
+    int32_t i;
+    int32_t h;
+} ranked;
+
+/* Descending score; ties to the later position (recency), then lower head. */
+static int s_cmp_ranked(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    if (x->i != y->i) return x->i > y->i ? -1 : 1;
+    return x->h < y->h ? -1 : x->h > y->h;
+}
+
+/* PyramidKV (Cai et al. 2024): budgets fall linearly with depth from
+ * 2k - k/beta to k/beta (beta = 20); what a layer cannot hold (more than
+ * n_ctx) goes to the layers below it that can, so the total stays L*k. */
+static void s_pyramid(int64_t L, int64_t k, int64_t n_ctx, int64_t *bl) {
+    const double beta = 20.0;
+    double lo = (double)k / beta, hi = 2.0 * (double)k - lo;
+    int64_t total = 0;
+    for (int64_t l = 0; l < L; l++) {
+        double b = L > 1 ? hi - (hi - lo) * (double)l / (double)(L - 1) : (double)k;
+        bl[l] = (int64_t)llround(b);
+        if (bl[l] < 1) bl[l] = 1;
+        if (bl[l] > n_ctx) bl[l] = n_ctx;
+        total += bl[l];
+    }
+    int64_t want = L * k;
+    /* Round-off and clipping: add to (or take from) layers in order until the total is L*k. */
+    for (int64_t pass = 0; total != want && pass < 4 * L + 4; pass++)
+        for (int64_t l = 0; l < L && total != want; l++) {
+            int64_t idx = total < want ? l : L - 1 - l;
+            if (total < want && bl[idx] < n_ctx) bl[idx]++, total++;
+            else if (total > want && bl[idx] > 1) bl[idx]--, total--;
+        }
+}
+
+void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
+                    int64_t k, int64_t *budgets) {
+    int64_t L = kv->n_layer, H = kv->n_kv_head;
+    if (k > n_ctx) k = n_ctx;
+    if (p->alloc == PRESS_ALLOC_UNIFORM) {
+        for (int64_t s = 0; s < L * H; s++) budgets[s] = k;
+    } else if (p->alloc == PRESS_ALLOC_PYRAMID) {
+        int64_t *bl = malloc((size_t)L * sizeof *bl);
+        TIS_ASSERT(bl);
+        s_pyramid(L, k, n_ctx, bl);
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t h = 0; h < H; h++) budgets[l * H + h] = bl[l];
+        free(bl);
+    } else {
+        /* AdaKV (Feng et al. 2024): each head keeps a floor of alpha*k of
+         * its own best; the rest of the layer's H*k goes to the highest
+         * scores over all its heads, after normalising each head's scores
+         * to a distribution so that heads compare. */
+        const double alpha = 0.2;
+        int64_t floor_k = (int64_t)(alpha * (double)k);
+        ranked *pool = malloc((size_t)(H * n_ctx) * sizeof *pool);
+        ranked *one = malloc((size_t)n_ctx * sizeof *one);
+        TIS_ASSERT(pool && one);
+        for (int64_t l = 0; l < L; l++) {
+            int64_t np = 0;
+            for (int64_t h = 0; h < H; h++) {
+                const float *sc = scores + (l * H + h) * n_ctx;
+                float mn = INFINITY;
+                double sum = 0;
+                for (int64_t j = 0; j < n_ctx; j++) mn = sc[j] < mn && sc[j] > -1e29f ? sc[j] : mn;
+                for (int64_t j = 0; j < n_ctx; j++) sum += sc[j] < 1e29f ? sc[j] - mn : 0;
+                float inv = sum > 0 ? (float)(1.0 / sum) : 1.0f;
+                for (int64_t j = 0; j < n_ctx; j++)
+                    one[j] = (ranked){sc[j] >= 1e29f ? sc[j] : (sc[j] - mn) * inv, (int32_t)j, (int32_t)h};
+                qsort(one, (size_t)n_ctx, sizeof *one, s_cmp_ranked);
+                for (int64_t r = floor_k; r < n_ctx; r++) pool[np++] = one[r];
+                budgets[l * H + h] = floor_k;
+            }
+            qsort(pool, (size_t)np, sizeof *pool, s_cmp_ranked);
+            int64_t rest = H * k - H * floor_k;
+            for (int64_t r = 0; r < rest && r < np; r++) budgets[l * H + pool[r].h]++;
+        }
+        free(pool);
+        free(one);
+    }
+}
+
+int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k_per_stream,
+                   int64_t extra, int64_t *kept) {
+    *out = NULL;
+    const kv_cache *kv = c->kv;
+    int64_t ns = kv->n_stream, n = c->n_ctx;
+    if (n <= 0 || c->ctx_begin < 0) return tis_error(TIS_EINVAL, "press: empty context");
+    for (int64_t s = 0; s < ns; s++) {
+        if (kv->len[s] != kv->n_past || c->ctx_begin + n > kv->len[s])
+            return tis_error(TIS_EINVAL, "press: the cache must be uncompressed and hold the context");
+    }
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    if (p->needs_obs && !c->obs) return tis_error(TIS_EINVAL, "press %s: no attention statistics", p->name);
+    if (p->needs_oracle && !c->oracle) return tis_error(TIS_EINVAL, "press %s: no oracle labels", p->name);
+    if (!p->score) /* full */
+        k_per_stream = n;
+
+    float *scores = malloc((size_t)(ns * n) * sizeof(float));
+    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    ranked *rk = malloc((size_t)n * sizeof *rk);
+    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
+    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    int rc = 0;
+    if (!scores || !budgets || !keep || !rk) {
+        rc = tis_error(TIS_ENOMEM, "press: out of memory");
+        goto done;
+    }
+    for (int64_t l = 0; l < kv->n_layer && rc == 0; l++)
+        for (int64_t h = 0; h < kv->n_kv_head && rc == 0; h++) {
+            float *sc = scores + (l * kv->n_kv_head + h) * n;
+            if (p->score) rc = p->score(c, l, h, sc);
+            else for (int64_t j = 0; j < n; j++) sc[j] = 1.0f;
+            if (rc) break;
+            for (int64_t j = 0; j < n; j++)
+                if (!isfinite(sc[j])) sc[j] = -1e30f; /* a NaN never wins */
+            if (p->protect_window)
+                for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
+        }
+    if (rc) goto done;
+    press_allocate(p, kv, scores, n, k_per_stream, budgets);
+    for (int64_t s = 0; s < ns; s++) {
+        uint8_t *ks = keep + kv->off[s];
+        for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
+        for (int64_t j = 0; j < n; j++) ks[c->ctx_begin + j] = 0;
+        const float *sc = scores + s * n;
+        for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
+        qsort(rk, (size_t)n, sizeof *rk, s_cmp_ranked);
+        int64_t b = budgets[s] < n ? budgets[s] : n;
+        for (int64_t r = 0; r < b; r++) ks[c->ctx_begin + rk[r].i] = 1;
+        if (kept) kept[s] = b;
+    }
+    rc = kv_cache_compact(out, kv, keep, extra);
+done:
+    free(scores);
+    free(budgets);
+    free(keep);
+    free(rk);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* press: KV-cache compression policies (DESIGN §4).
+ *
+ * A press is one score function over the context entries of one
+ * (layer, kv-head) stream, higher = keep. One shared routine turns scores
+ * into a compressed cache: it protects tokens by score padding (the
+ * observation window where a policy asks for it), picks the top-k of each
+ * stream under a budget allocation (uniform, pyramid over layers, or
+ * head-adaptive within a layer), and compacts the cache into a new ragged
+ * one whose memory follows the kept counts. Entries outside the context
+ * (prefix, question) are never evicted. Original positions are kept. */
+#ifndef TIS_PRESS_H
+#define TIS_PRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "forward.h"
+#include "kv.h"
+#include "oracle.h"
+
+/* Attention statistics gathered while prefilling into an uncompressed cache
+ * (entry index == position), per (layer, kv-head) stream over the cached
+ * positions; the query heads sharing a kv head are summed. */
+typedef struct press_obs {
+    int64_t n_layer, n_kv_head, n_head, cap;
+    float *acc;        /* [n_stream][cap] attention received from every query (h2o) */
+    float *win;        /* [n_stream][cap] attention from the window queries (snapkv) */
+    float *last;       /* [n_stream][cap] attention of the last query (tova) */
+    int64_t win_begin; /* queries at positions >= win_begin form the window */
+    int64_t n_win;     /* window queries seen */
+    int64_t last_pos;  /* position of the query `last` holds (-1: none yet) */
+    int64_t base;      /* position of row 0 of the forward_run in progress */
+} press_obs;
+
+int press_obs_init(press_obs *o, const model *m, int64_t cap);
+void press_obs_free(press_obs *o);
+/* A deep copy (to continue prefilling one sample two ways). */
+int press_obs_copy(press_obs *dst, const press_obs *src);
+/* Starts a new observation window at position win_begin (clears win). */
+void press_obs_window(press_obs *o, int64_t win_begin);
+/* forward_run of ids[T] into kv (uncompressed, entry == position) while
+ * observing: acc and win accumulate, last becomes the row of the final
+ * token. */
+int press_obs_prefill(press_obs *o, forward_state *st, kv_cache *kv, const int32_t *ids,
+                      int64_t T, float *logits, int64_t n_logits);
+
+/* Everything a score function may read. The cache is the uncompressed one
+ * the scores are for: its entries [ctx_begin, ctx_begin + n_ctx) of every
+ * stream are the context. */
+typedef struct press_ctx {
+    const kv_cache *kv;
+    const press_obs *obs;          /* may be NULL for policies that need none */
+    const oracle_labels *oracle;   /* may be NULL */
+    int64_t ctx_begin, n_ctx;
+    int64_t window;                /* context tail protected by window policies (agnostic
+                                      protocol: the window queries are the context's own
+                                      last tokens); 0 in the query-aware protocol */
+    int64_t n_sink;                /* streaming: first context tokens kept */
+    uint64_t seed;                 /* random: per sample */
+} press_ctx;
+
+typedef int (*press_score_fn)(const press_ctx *c, int64_t layer, int64_t kv_head,
+                              float *scores /* [n_ctx] */);
+
+typedef enum press_alloc {
+    PRESS_ALLOC_UNIFORM = 0,  /* k per stream */
+    PRESS_ALLOC_PYRAMID = 1,  /* more in lower layers, fewer in upper (PyramidKV) */
+    PRESS_ALLOC_ADAPTIVE = 2, /* per layer, pooled top-(k*n_kv_head) over heads (AdaKV) */
+} press_alloc;
+
+typedef struct press {
+    char name[32];             /* as on the CLI, e.g. "snapkv", "adakv:h2o" */
+    press_score_fn score;      /* NULL for "full" */
+    press_alloc alloc;
+    bool protect_window;       /* pad the context tail (observation window) */
+    bool needs_obs, needs_oracle;
+} press;
+
+typedef struct press_info {
+    const char *name;
+    bool available;
+    const char *about;
+} press_info;
+
+/* The registry, NULL-name terminated: every policy tis knows, available or
+ * not (tis / tis_query arrive with the importance head). */
+extern const press_info press_registry[];
+
+/* Parses a policy name: a registry name, or "adakv" / "adakv:INNER"
+ * (head-adaptive allocation over INNER's scores, default snapkv).
+ * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
+int press_parse(const char *name, press *out);
+
+/* Context entries kept per stream for a fraction of n_ctx (at least 1). */
+int64_t press_budget_tokens(double fraction, int64_t n_ctx);
+
+/* Scores every stream and compacts c->kv into *out with k_per_stream context
+ * entries per stream on average (exactly k in every stream under uniform
+ * allocation; capped at n_ctx) plus `extra` free entries per stream.
+ * kept[n_stream] (may be NULL) receives the context entries kept. */
+int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k_per_stream,
+                   int64_t extra, int64_t *kept);
+
+/* The per-stream budgets press_compress uses (exposed for tests):
+ * budgets[n_stream] from scores[n_stream][n_ctx]. */
+void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
+                    int64_t k, int64_t *budgets);
+
+#endif

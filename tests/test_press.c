@@ -1,0 +1,306 @@
+/* test_press: observation statistics, each policy's selection on crafted
+ * inputs, budget allocation (pyramid, adaptive), compaction (positions kept,
+ * bytes freed, a kept-everything fork decodes identically), oracle labels. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "model.h"
+#include "oracle.h"
+#include "press.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+enum { PRE = 3, CTX = 40, SUF = 5, TOTAL = PRE + CTX + SUF };
+
+static bool s_kept(const kv_cache *kv, int64_t s, int32_t pos) {
+    const int32_t *P = kv_cache_pos(kv, s);
+    for (int64_t i = 0; i < kv->len[s]; i++)
+        if (P[i] == pos) return true;
+    return false;
+}
+
+static void test_parse(void) {
+    press p;
+    TT_OK(press_parse("snapkv", &p));
+    TT_CHECK(p.score && p.protect_window && p.needs_obs && p.alloc == PRESS_ALLOC_UNIFORM);
+    TT_OK(press_parse("full", &p));
+    TT_CHECK(p.score == NULL);
+    TT_OK(press_parse("adakv", &p));
+    TT_CHECK(p.alloc == PRESS_ALLOC_ADAPTIVE && p.needs_obs);
+    TT_OK(press_parse("adakv:knorm", &p));
+    TT_CHECK(p.alloc == PRESS_ALLOC_ADAPTIVE && !p.needs_obs);
+    TT_OK(press_parse("pyramidkv", &p));
+    TT_CHECK(p.alloc == PRESS_ALLOC_PYRAMID);
+    TT_FAILS(press_parse("nosuch", &p), TIS_ENOTFOUND);
+    TT_FAILS(press_parse("adakv:nosuch", &p), TIS_ENOTFOUND);
+    TT_FAILS(press_parse("adakv:pyramidkv", &p), TIS_ENOTFOUND);
+    TT_FAILS(press_parse("tis", &p), TIS_EUNSUPPORTED);
+    TT_FAILS(press_parse("tis_query", &p), TIS_EUNSUPPORTED);
+    TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
+             press_budget_tokens(1.0, 40) == 40);
+}
+
+static void test_allocation(void) {
+    kv_cache *kv;
+    TT_OK(kv_cache_new(&kv, 6, 4, 8, 1));
+    float *scores = calloc(6 * 4 * 50, sizeof(float));
+    int64_t b[24];
+    press p;
+    TT_OK(press_parse("pyramidkv", &p));
+    press_allocate(&p, kv, scores, 50, 10, b);
+    int64_t tot = 0;
+    for (int s = 0; s < 24; s++) tot += b[s];
+    TT_CHECK(tot == 24 * 10);
+    TT_CHECK(b[0] > b[23] && b[0] == b[3]);
+    for (int l = 1; l < 6; l++) TT_CHECK(b[l * 4] <= b[(l - 1) * 4]);
+    /* clipping at the context length moves budget to other layers, total kept */
+    press_allocate(&p, kv, scores, 50, 40, b);
+    tot = 0;
+    for (int s = 0; s < 24; s++) {
+        tot += b[s];
+        TT_CHECK(b[s] <= 50);
+    }
+    TT_CHECK(tot == 24 * 40);
+    /* adaptive: head 0 of every layer has all the mass: it gets most of the
+     * layer's budget, every head keeps its floor, the layer total is H*k */
+    TT_OK(press_parse("adakv:h2o", &p));
+    for (int l = 0; l < 6; l++)
+        for (int h = 0; h < 4; h++)
+            for (int j = 0; j < 50; j++)
+                scores[((l * 4) + h) * 50 + j] = h == 0 ? 1.0f + (float)j : (j == 0 ? 1.0f : 0.0f);
+    press_allocate(&p, kv, scores, 50, 10, b);
+    for (int l = 0; l < 6; l++) {
+        int64_t lt = 0;
+        for (int h = 0; h < 4; h++) {
+            lt += b[l * 4 + h];
+            TT_CHECK(b[l * 4 + h] >= 2);
+        }
+        TT_CHECK(lt == 40);
+        TT_CHECK(b[l * 4] > b[l * 4 + 1]);
+    }
+    free(scores);
+    kv_cache_destroy(&kv);
+}
+
+int main(void) {
+    test_parse();
+    test_allocation();
+
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    const char *path = tt_path("press.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return tt_done("test_press");
+    forward_state *st = NULL;
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 16)); /* small batch: chunked prefill */
+    int32_t ids[TOTAL];
+    uint64_t rng = 7;
+    for (int i = 0; i < TOTAL; i++)
+        ids[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));
+
+    /* Prefill prefix + context observed; window = last 8 context tokens. */
+    kv_cache *kv = NULL;
+    TT_OK(forward_kv_new(m, TOTAL + 8, &kv));
+    press_obs obs;
+    TT_OK(press_obs_init(&obs, m, TOTAL + 8));
+    press_obs_window(&obs, PRE + CTX - 8);
+    TT_OK(press_obs_prefill(&obs, st, kv, ids, PRE + CTX, NULL, 0));
+    int64_t group = m->config.n_head / m->config.n_kv_head;
+    /* every probability row sums to 1: totals are counts of rows x group */
+    for (int64_t s = 0; s < kv->n_stream; s++) {
+        double a = 0, w = 0, l = 0;
+        for (int64_t j = 0; j < obs.cap; j++)
+            a += obs.acc[s * obs.cap + j], w += obs.win[s * obs.cap + j], l += obs.last[s * obs.cap + j];
+        TT_CHECK(fabs(a - (double)(PRE + CTX) * group) < 1e-3);
+        TT_CHECK(fabs(w - 8.0 * group) < 1e-4);
+        TT_CHECK(fabs(l - 1.0 * group) < 1e-5);
+        /* causality: the last query sees everything, nothing beyond */
+        TT_CHECK(obs.last[s * obs.cap + PRE + CTX] == 0.0f);
+    }
+    TT_CHECK(obs.n_win == 8);
+    /* Observing a compressed cache is refused. */
+    press_ctx pc = {.kv = kv, .obs = &obs, .ctx_begin = PRE, .n_ctx = CTX, .window = 8, .n_sink = 4, .seed = 1};
+
+    /* streaming keeps exactly sinks + the most recent; prefix always stays */
+    press p;
+    TT_OK(press_parse("streaming", &p));
+    kv_cache *c = NULL;
+    int64_t kept[64];
+    TT_OK(press_compress(&c, &p, &pc, 10, 0, kept));
+    if (c) {
+        for (int64_t s = 0; s < c->n_stream; s++) {
+            TT_CHECK(c->len[s] == PRE + 10 && kept[s] == 10);
+            for (int32_t q = 0; q < PRE + CTX; q++) {
+                bool want = q < PRE + 4 || q >= PRE + CTX - 6;
+                TT_CHECK(s_kept(c, s, q) == want);
+            }
+            /* order and original positions kept */
+            for (int64_t i = 1; i < c->len[s]; i++) TT_CHECK(kv_cache_pos(c, s)[i] > kv_cache_pos(c, s)[i - 1]);
+        }
+        /* memory really shrinks: no spare capacity, bytes follow the entries */
+        TT_CHECK(kv_cache_bytes_reserved(c) == kv_cache_bytes_used(c));
+        TT_CHECK(kv_cache_bytes_used(c) * (PRE + CTX) == kv_cache_bytes_used(kv) * (PRE + 10));
+        TT_CHECK(c->n_past == PRE + CTX);
+        /* the kept entries are the same vectors */
+        int64_t s = kv_stream(c, 1, 1);
+        TT_CHECK(memcmp(kv_cache_k(c, s) + (PRE + 4) * c->head_dim,
+                        kv_cache_k(kv, s) + (PRE + CTX - 6) * kv->head_dim, (size_t)kv->head_dim * 4) == 0);
+        kv_cache_destroy(&c);
+    }
+
+    /* snapkv: the window is protected by padding; with k = window only it stays */
+    TT_OK(press_parse("snapkv", &p));
+    TT_OK(press_compress(&c, &p, &pc, 8, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t q = PRE; q < PRE + CTX; q++) TT_CHECK(s_kept(c, s, q) == (q >= PRE + CTX - 8));
+    kv_cache_destroy(&c);
+
+    /* h2o / tova / snapkv follow their statistics: plant a heavy hitter */
+    press_obs o2;
+    TT_OK(press_obs_copy(&o2, &obs));
+    int64_t s_hot = kv_stream(kv, 2, 0);
+    o2.acc[s_hot * o2.cap + PRE + 5] = 1e6f;
+    o2.win[s_hot * o2.cap + PRE + 11] = 1e6f;
+    for (int64_t h = 0; h < kv->n_kv_head; h++) o2.last[kv_stream(kv, 1, h) * o2.cap + PRE + 17] = 1e6f;
+    pc.obs = &o2;
+    TT_OK(press_parse("h2o", &p));
+    TT_OK(press_compress(&c, &p, &pc, 1, 0, NULL));
+    if (c) TT_CHECK(s_kept(c, s_hot, PRE + 5) && c->len[s_hot] == PRE + 1);
+    kv_cache_destroy(&c);
+    TT_OK(press_parse("snapkv", &p));
+    TT_OK(press_compress(&c, &p, &pc, 8 + 5, 0, NULL)); /* window + the pooled neighbourhood */
+    if (c)
+        for (int32_t q = PRE + 9; q <= PRE + 13; q++) TT_CHECK(s_kept(c, s_hot, q));
+    kv_cache_destroy(&c);
+    TT_OK(press_parse("tova", &p));
+    TT_OK(press_compress(&c, &p, &pc, 1, 0, NULL));
+    if (c)
+        for (int64_t h = 0; h < kv->n_kv_head; h++) TT_CHECK(s_kept(c, kv_stream(kv, 1, h), PRE + 17));
+    kv_cache_destroy(&c);
+    press_obs_free(&o2);
+    pc.obs = &obs;
+
+    /* knorm keeps the lowest-norm key */
+    TT_OK(press_parse("knorm", &p));
+    TT_OK(press_compress(&c, &p, &pc, 1, 0, NULL));
+    if (c) {
+        int64_t s = 0, best = -1;
+        double bn = 1e30;
+        for (int64_t j = 0; j < CTX; j++) {
+            double n2 = 0;
+            for (int64_t d = 0; d < kv->head_dim; d++) {
+                float x = kv_cache_k(kv, s)[(PRE + j) * kv->head_dim + d];
+                n2 += (double)x * x;
+            }
+            if (n2 < bn) bn = n2, best = j;
+        }
+        TT_CHECK(s_kept(c, s, (int32_t)(PRE + best)));
+    }
+    kv_cache_destroy(&c);
+
+    /* random: same seed same choice, another seed another */
+    TT_OK(press_parse("random", &p));
+    kv_cache *c2 = NULL;
+    TT_OK(press_compress(&c, &p, &pc, 10, 0, NULL));
+    TT_OK(press_compress(&c2, &p, &pc, 10, 0, NULL));
+    if (c && c2) TT_CHECK(memcmp(c->pos, c2->pos, (size_t)(c->off[c->n_stream - 1] + c->cap[c->n_stream - 1]) * 4) == 0);
+    kv_cache_destroy(&c2);
+    pc.seed = 2;
+    TT_OK(press_compress(&c2, &p, &pc, 10, 0, NULL));
+    if (c && c2) TT_CHECK(memcmp(c->pos, c2->pos, (size_t)(c->off[c->n_stream - 1] + c->cap[c->n_stream - 1]) * 4) != 0);
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&c2);
+
+    /* adakv over h2o keeps the total per layer */
+    TT_OK(press_parse("adakv:h2o", &p));
+    TT_OK(press_compress(&c, &p, &pc, 6, 0, kept));
+    if (c)
+        for (int64_t l = 0; l < c->n_layer; l++) {
+            int64_t t = 0;
+            for (int64_t h = 0; h < c->n_kv_head; h++) t += kept[l * c->n_kv_head + h];
+            TT_CHECK(t == 6 * c->n_kv_head);
+        }
+    kv_cache_destroy(&c);
+
+    /* full (and any policy keeping everything) decodes exactly like the original */
+    int64_t V = m->config.n_vocab;
+    float *la = malloc((size_t)(V * 2) * sizeof(float)), *lb = la + V;
+    TT_OK(press_parse("full", &p));
+    TT_OK(press_compress(&c, &p, &pc, 1, SUF, NULL));
+    kv_cache *orig = NULL;
+    TT_OK(kv_cache_compact(&orig, kv, NULL, SUF));
+    if (c && orig) {
+        TT_OK(forward_run(st, c, ids + PRE + CTX, SUF, la, 1, NULL));
+        TT_OK(forward_run(st, orig, ids + PRE + CTX, SUF, lb, 1, NULL));
+        TT_CHECK(memcmp(la, lb, (size_t)V * 4) == 0);
+    }
+    kv_cache_destroy(&c);
+    /* a compressed cache decodes at the original positions: its logits
+     * differ from full but the positions continue at n_past */
+    TT_OK(press_parse("streaming", &p));
+    TT_OK(press_compress(&c, &p, &pc, 10, SUF, NULL));
+    if (c) {
+        TT_OK(forward_run(st, c, ids + PRE + CTX, SUF, la, 1, NULL));
+        TT_CHECK(kv_cache_pos(c, 0)[c->len[0] - 1] == TOTAL - 1 && c->n_past == TOTAL);
+        TT_CHECK(memcmp(la, lb, (size_t)V * 4) != 0);
+        TT_FAILS(press_obs_prefill(&obs, st, c, ids, 1, NULL, 0), TIS_EINVAL);
+    }
+    kv_cache_destroy(&c);
+
+    /* oracle labels: a distribution over the context; oracle keeps its top */
+    oracle_labels ol;
+    TT_OK(forward_run(st, kv, ids + PRE + CTX, SUF, NULL, 0, NULL));
+    int32_t ans[3] = {5, 9, 11};
+    TT_OK(oracle_compute(st, kv, PRE, CTX, ans, 3, true, &ol));
+    TT_CHECK(kv->n_past == TOTAL); /* unchanged */
+    if (ol.total) {
+        double sum = 0;
+        int64_t arg = 0;
+        for (int64_t j = 0; j < CTX; j++) {
+            TT_CHECK(ol.total[j] >= 0);
+            sum += ol.total[j];
+            if (ol.total[j] > ol.total[arg]) arg = j;
+        }
+        TT_CHECK(fabs(sum - 1.0) < 1e-4);
+        for (int64_t r = 0; r < ol.n_layer * ol.n_head; r++) {
+            double rs = 0;
+            for (int64_t j = 0; j < CTX; j++) rs += ol.per_head[r * CTX + j];
+            TT_CHECK(fabs(rs - 1.0) < 1e-4);
+        }
+        float *kvh = malloc(CTX * sizeof(float));
+        oracle_labels_kv_head(&ol, 1, 1, m->config.n_kv_head, kvh);
+        double ks = 0;
+        for (int64_t j = 0; j < CTX; j++) ks += kvh[j];
+        TT_CHECK(fabs(ks - (double)group) < 1e-3);
+        free(kvh);
+        /* the oracle press needs a full cache of just the prompt span it scores */
+        press_ctx po = pc;
+        po.kv = kv;
+        po.oracle = &ol;
+        TT_OK(press_parse("oracle", &p));
+        TT_OK(press_compress(&c, &p, &po, 1, 0, NULL));
+        if (c)
+            for (int64_t s = 0; s < c->n_stream; s++) {
+                TT_CHECK(s_kept(c, s, (int32_t)(PRE + arg)));
+                TT_CHECK(c->len[s] == PRE + 1 + SUF); /* prefix + 1 + question */
+            }
+        kv_cache_destroy(&c);
+        po.oracle = NULL;
+        TT_FAILS(press_compress(&c, &p, &po, 1, 0, NULL), TIS_EINVAL);
+    }
+    TT_FAILS(oracle_compute(st, kv, PRE, TOTAL, ans, 3, false, &ol), TIS_EINVAL);
+    oracle_labels_free(&ol);
+
+    free(la);
+    kv_cache_destroy(&orig);
+    press_obs_free(&obs);
+    kv_cache_destroy(&kv);
+    forward_state_destroy(&st);
+    model_destroy(&m);
+    return tt_done("test_press");
+}
