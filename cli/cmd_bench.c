@@ -1,5 +1,6 @@
 /* tis bench: prefill and decode speed, as llama-bench's pp512 / tg128. */
 #include <math.h>
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,9 +90,9 @@ int cmd_bench(int argc, char **argv) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
-    printf("model: %s (%s, %.1f M params, weights f32 %.0f MiB) | backend cpu | threads %d | %ld cores online\n",
+    printf("model: %s (%s, %.1f M params, weights f32 %.0f MiB) | backend cpu (OpenBLAS %s) | threads %d | %ld cores online\n",
            m->config.name, m->format, (double)m->n_params / 1e6,
-           (double)m->arena_bytes / 1048576.0, nthreads, sysconf(_SC_NPROCESSORS_ONLN));
+           (double)m->arena_bytes / 1048576.0, openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN));
     /* One untimed warm-up of each test: page in the weights, size caches. */
     for (int r = -1; r < (int)reps; r++) {
         if (n_prompt > 0) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -56,6 +57,8 @@ static void s_usage(FILE *f) {
             "  tokenize  [-m MODEL] TEXT        token ids and pieces\n"
             "  info      MODEL                  architecture, sizes, tensor types\n"
             "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed\n"
+            "  eval      [--baseline P...] [--benchmark B...] [--cache_budgets F...] ...\n"
+            "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -63,7 +66,30 @@ static void s_usage(FILE *f) {
             cli_default_model());
 }
 
+/* Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH) does not recognise newer Xeons
+ * and falls back to its Prescott (SSE3) kernels: 3x slower prefill here.
+ * When that happened and the CPU has AVX2/AVX-512, name the right kernel
+ * family and restart once (OpenBLAS reads OPENBLAS_CORETYPE at load time).
+ * A user's own OPENBLAS_CORETYPE is never overridden. */
+static void s_blas_coretype(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || getenv("TIS_KEEP_BLAS_CORE")) return;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0) return;
+    __builtin_cpu_init();
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+    if (!want) return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: go on with the slow kernels */
+}
+
 int main(int argc, char **argv) {
+    s_blas_coretype(argv);
     if (argc < 2) {
         s_usage(stderr);
         return 2;
@@ -77,6 +103,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

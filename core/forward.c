@@ -122,26 +122,45 @@ static void s_attn_relay(void *user, int64_t layer, int64_t head, int64_t q0, in
     r->hooks->on_attn(r->hooks->user, layer, head, r->t_base + q0, nq, probs, n_keys);
 }
 
-/* One chunk of T <= max_batch tokens. */
-static void s_chunk(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
-                    int64_t t_base, float *logits, int64_t n_logits, const forward_hooks *hooks) {
+/* A run of one sequence's tokens inside a chunk. */
+typedef struct fw_seg {
+    kv_cache *kv;
+    const int32_t *ids;  /* [T] */
+    int64_t T;
+    int64_t t_base;      /* index of ids[0] in its forward_run call (for hooks) */
+    int64_t n_logits;    /* logits wanted for the seg's last n_logits rows */
+} fw_seg;
+
+/* One chunk: segments of (distinct) sequences, sum of T <= max_batch rows.
+ * Matrix products run over all rows at once (weights read once for the
+ * chunk); attention runs per segment against its own cache. The logits of
+ * every segment's last rows go, in segment order, to logits[][n_vocab]. */
+static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *logits,
+                    const forward_hooks *hooks) {
     const model_config *c = &st->m->config;
     const model_weights *w = &st->m->weights;
     const tis_backend *be = st->be;
     void *bc = be->ctx;
     int64_t d = c->d_model, hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head;
     int64_t qd = nh * hd, kd = nkv * hd;
-
-    for (int64_t t = 0; t < T; t++) {
-        memcpy(st->x + t * d, w->tok_embd + (int64_t)ids[t] * d, (size_t)d * sizeof(float));
-        st->pos[t] = (int32_t)(kv->n_past + t);
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seg; i++) {
+        for (int64_t t = 0; t < seg[i].T; t++) {
+            memcpy(st->x + (T + t) * d, w->tok_embd + (int64_t)seg[i].ids[t] * d,
+                   (size_t)d * sizeof(float));
+            st->pos[T + t] = (int32_t)(seg[i].kv->n_past + t);
+        }
+        T += seg[i].T;
     }
+    /* Hooks observe single-sequence calls (forward_run) only. */
+    bool hk = hooks && n_seg == 1;
+    int64_t t_base = seg[0].t_base;
     attn_relay relay = {hooks, t_base};
-    attn_observer obs = {hooks && hooks->on_attn ? s_attn_relay : NULL, &relay};
+    attn_observer obs = {hk && hooks->on_attn ? s_attn_relay : NULL, &relay};
 
     for (int64_t l = 0; l < c->n_layer; l++) {
         const layer_weights *L = &w->layers[l];
-        if (hooks && hooks->on_hidden) hooks->on_hidden(hooks->user, l, t_base, st->x, T);
+        if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, l, t_base, st->x, T);
         be->rmsnorm(bc, st->xb, st->x, L->attn_norm, T, d, c->norm_eps);
         be->matmul(bc, st->q, st->xb, L->wq, T, d, qd, false);
         be->matmul(bc, st->k, st->xb, L->wk, T, d, kd, false);
@@ -153,20 +172,27 @@ static void s_chunk(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t
         }
         be->rope(bc, st->q, st->pos, T, nh, &st->rp);
         be->rope(bc, st->k, st->pos, T, nkv, &st->rp);
-        /* Append this chunk's keys and values to each (layer, kv-head) stream. */
-        for (int64_t h = 0; h < nkv; h++) {
-            int64_t s = kv_stream(kv, l, h);
-            float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
-            int32_t *P = kv_cache_pos(kv, s);
-            int64_t n0 = kv->len[s];
-            for (int64_t t = 0; t < T; t++) {
-                memcpy(K + (n0 + t) * hd, st->k + t * kd + h * hd, (size_t)hd * sizeof(float));
-                memcpy(V + (n0 + t) * hd, st->v + t * kd + h * hd, (size_t)hd * sizeof(float));
-                P[n0 + t] = st->pos[t];
+        int64_t r0 = 0;
+        for (int64_t i = 0; i < n_seg; i++) {
+            kv_cache *kv = seg[i].kv;
+            int64_t Ti = seg[i].T;
+            /* Append this segment's keys and values to each (layer, kv-head) stream. */
+            for (int64_t h = 0; h < nkv; h++) {
+                int64_t s = kv_stream(kv, l, h);
+                float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
+                int32_t *P = kv_cache_pos(kv, s);
+                int64_t n0 = kv->len[s];
+                for (int64_t t = 0; t < Ti; t++) {
+                    memcpy(K + (n0 + t) * hd, st->k + (r0 + t) * kd + h * hd, (size_t)hd * sizeof(float));
+                    memcpy(V + (n0 + t) * hd, st->v + (r0 + t) * kd + h * hd, (size_t)hd * sizeof(float));
+                    P[n0 + t] = st->pos[r0 + t];
+                }
+                kv->len[s] = n0 + Ti;
             }
-            kv->len[s] = n0 + T;
+            be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, kv, l, Ti, nh,
+                          obs.fn ? &obs : NULL);
+            r0 += Ti;
         }
-        be->attention(bc, st->att, st->q, kv, l, T, nh, obs.fn ? &obs : NULL);
         be->matmul(bc, st->x, st->att, L->wo, T, qd, d, true);
         be->rmsnorm(bc, st->xb, st->x, L->ffn_norm, T, d, c->norm_eps);
         be->matmul(bc, st->gate, st->xb, L->w_gate, T, d, c->d_ff, false);
@@ -174,22 +200,21 @@ static void s_chunk(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t
         be->swiglu(bc, st->gate, st->up, T * c->d_ff);
         be->matmul(bc, st->x, st->gate, L->w_down, T, c->d_ff, d, true);
     }
-    if (hooks && hooks->on_hidden) hooks->on_hidden(hooks->user, c->n_layer, t_base, st->x, T);
-    kv->n_past += T;
-    if (n_logits > 0) {
-        const float *xl = st->x + (T - n_logits) * d;
-        be->rmsnorm(bc, st->xb, xl, w->out_norm, n_logits, d, c->norm_eps);
-        be->matmul(bc, logits, st->xb, w->output, n_logits, d, c->n_vocab, false);
+    if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, c->n_layer, t_base, st->x, T);
+    /* Gather the rows that want logits, normalise, one product for all. */
+    int64_t nl = 0, r0 = 0;
+    for (int64_t i = 0; i < n_seg; i++) {
+        seg[i].kv->n_past += seg[i].T;
+        for (int64_t t = seg[i].T - seg[i].n_logits; t < seg[i].T; t++, nl++)
+            be->rmsnorm(bc, st->xb + nl * d, st->x + (r0 + t) * d, w->out_norm, 1, d, c->norm_eps);
+        r0 += seg[i].T;
     }
+    if (nl > 0) be->matmul(bc, logits, st->xb, w->output, nl, d, c->n_vocab, false);
 }
 
-int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
-                float *logits, int64_t n_logits, const forward_hooks *hooks) {
+static int s_check(const forward_state *st, const kv_cache *kv, const int32_t *ids, int64_t T) {
     const model_config *c = &st->m->config;
     if (T <= 0) return tis_error(TIS_EINVAL, "forward: no tokens");
-    if (n_logits < 0 || n_logits > T)
-        return tis_error(TIS_EINVAL, "forward: %lld logits rows for %lld tokens",
-                         (long long)n_logits, (long long)T);
     if (kv->n_layer != c->n_layer || kv->n_kv_head != c->n_kv_head || kv->head_dim != c->head_dim)
         return tis_error(TIS_EINVAL, "forward: the KV cache does not fit this model");
     for (int64_t t = 0; t < T; t++)
@@ -200,6 +225,17 @@ int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
         return tis_error(TIS_ERANGE, "forward: the KV cache has room for %lld more tokens, %lld given",
                          (long long)kv_cache_room(kv), (long long)T);
     if (kv->n_past + T > INT32_MAX) return tis_error(TIS_ERANGE, "forward: position overflow");
+    return 0;
+}
+
+int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
+                float *logits, int64_t n_logits, const forward_hooks *hooks) {
+    const model_config *c = &st->m->config;
+    int rc = s_check(st, kv, ids, T);
+    if (rc) return rc;
+    if (n_logits < 0 || n_logits > T)
+        return tis_error(TIS_EINVAL, "forward: %lld logits rows for %lld tokens",
+                         (long long)n_logits, (long long)T);
     for (int64_t t0 = 0; t0 < T; t0 += st->max_batch) {
         int64_t n = T - t0 < st->max_batch ? T - t0 : st->max_batch;
         /* Logit rows that fall in this chunk (they are the call's last rows). */
@@ -211,7 +247,46 @@ int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
             nl = t0 + n - from;
             lg = logits + (from - first_logit) * c->n_vocab;
         }
-        s_chunk(st, kv, ids + t0, n, t0, lg, nl, hooks);
+        fw_seg sg = {kv, ids + t0, n, t0, nl};
+        s_chunk(st, &sg, 1, lg, hooks);
     }
+    return 0;
+}
+
+int forward_run_batch(forward_state *st, kv_cache *const *kvs, int64_t n_seq,
+                      const int32_t *const *ids, const int64_t *n_tok, float *logits) {
+    const model_config *c = &st->m->config;
+    if (n_seq <= 0) return tis_error(TIS_EINVAL, "forward: empty batch");
+    for (int64_t i = 0; i < n_seq; i++) {
+        int rc = s_check(st, kvs[i], ids[i], n_tok[i]);
+        if (rc) return rc;
+        for (int64_t j = 0; j < i; j++)
+            if (kvs[j] == kvs[i])
+                return tis_error(TIS_EINVAL, "forward: sequences %lld and %lld share a cache",
+                                 (long long)j, (long long)i);
+    }
+    fw_seg *seg = malloc((size_t)st->max_batch * sizeof *seg);
+    if (!seg) return tis_error(TIS_ENOMEM, "forward: out of memory");
+    int64_t i = 0, done = 0; /* sequence i, its tokens already run */
+    while (i < n_seq) {
+        int64_t rows = 0, ns = 0, first_logit_seq = -1;
+        while (i < n_seq && rows < st->max_batch) {
+            int64_t take = n_tok[i] - done;
+            if (take > st->max_batch - rows) take = st->max_batch - rows;
+            bool last = done + take == n_tok[i];
+            seg[ns++] = (fw_seg){kvs[i], ids[i] + done, take, done, last ? 1 : 0};
+            if (last && first_logit_seq < 0) first_logit_seq = i;
+            rows += take;
+            if (last) {
+                i++;
+                done = 0;
+            } else {
+                done += take;
+            }
+        }
+        /* Sequences finishing in this chunk are consecutive: their rows are too. */
+        s_chunk(st, seg, ns, first_logit_seq >= 0 ? logits + first_logit_seq * c->n_vocab : NULL, NULL);
+    }
+    free(seg);
     return 0;
 }

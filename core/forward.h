@@ -44,4 +44,13 @@ int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
 int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
                 float *logits, int64_t n_logits, const forward_hooks *hooks);
 
+/* Several sequences in one pass (continuous batching): sequence i runs
+ * ids[i][n_tok[i]] against its own cache kvs[i] (all distinct). Matrix
+ * products are shared, so weights are read once per chunk of max_batch
+ * rows; attention runs per sequence. Writes the logits of each sequence's
+ * last token to logits[n_seq][n_vocab]. Same results as forward_run on each
+ * sequence alone, up to floating-point summation order. No hooks. */
+int forward_run_batch(forward_state *st, kv_cache *const *kvs, int64_t n_seq,
+                      const int32_t *const *ids, const int64_t *n_tok, float *logits);
+
 #endif

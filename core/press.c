@@ -292,13 +292,17 @@ static void s_pyramid(int64_t L, int64_t k, int64_t n_ctx, int64_t *bl) {
         total += bl[l];
     }
     int64_t want = L * k;
-    /* Round-off and clipping: add to (or take from) layers in order until the total is L*k. */
-    for (int64_t pass = 0; total != want && pass < 4 * L + 4; pass++)
+    /* Round-off and clipping: hand out (or take back) one token at a time,
+     * lower layers first when adding, upper layers first when taking. */
+    bool moved = true;
+    while (total != want && moved) {
+        moved = false;
         for (int64_t l = 0; l < L && total != want; l++) {
             int64_t idx = total < want ? l : L - 1 - l;
-            if (total < want && bl[idx] < n_ctx) bl[idx]++, total++;
-            else if (total > want && bl[idx] > 1) bl[idx]--, total--;
+            if (total < want && bl[idx] < n_ctx) bl[idx]++, total++, moved = true;
+            else if (total > want && bl[idx] > 1) bl[idx]--, total--, moved = true;
         }
+    }
 }
 
 void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,

@@ -8,7 +8,7 @@ cd "$root"
 
 # Debian packages: compiler, cmake, OpenBLAS, cJSON, Python (for the model
 # fetch and the golden-data script).
-pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev gnuplot-nox)
 # python3 + pip may come from elsewhere (pyenv): ask apt only when absent.
 if ! { command -v python3 && python3 -m pip --version; } >/dev/null 2>&1; then
   pkgs+=(python3 python3-pip)

@@ -1,0 +1,381 @@
+/* tis eval: benchmarks x policies x budgets in one process; CSV, JSON,
+ * Markdown and plots. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "eval.h"
+#include "generate.h"
+#include "model.h"
+#include "press.h"
+#include "report.h"
+#include "tis_error.h"
+
+enum { MAX_LIST = 64 };
+
+static void s_usage(FILE *f) {
+    fprintf(f,
+            "usage: tis eval [options]\n"
+            "  -m, --model PATH          model (default %s)\n"
+            "      --baseline NAME...    policies (alias --policy; 'all' = every available one;\n"
+            "                            default: full streaming snapkv oracle)\n"
+            "      --benchmark NAME...   passkey niah niah_multikey litm (= litm_kv + litm_qa)\n"
+            "                            litm_kv litm_qa (default passkey)\n"
+            "      --dataset FILE.jsonl  your own data: {\"context\", \"question\", \"answers\", ...}\n"
+            "      --cache_budgets F...  budgets as fractions of the context (default 0.1 0.25 0.5)\n"
+            "      --budget_tokens N...  budgets as token counts per head\n"
+            "      --n_samples N         samples per context length (default 10)\n"
+            "      --context_tokens N... context lengths in tokens (default 1024)\n"
+            "      --depths D...         needle depths / item positions in [0,1] (default 0 .25 .5 .75 1)\n"
+            "      --seed S              data and random-policy seed (default 42)\n"
+            "      --query_aware         query-aware protocol only (question prefilled before compression)\n"
+            "      --protocol P          agnostic | query_aware | both (default agnostic)\n"
+            "      --max_new N           answer tokens at most (default 16)\n"
+            "      --window N            observation window of the agnostic protocol (default 64)\n"
+            "      --haystack FILE       niah haystack text (default /usr/share/common-licenses/GPL-3)\n"
+            "      --n_keys N            niah_multikey needles (default 4)\n"
+            "      --no_chat             plain prompt, no chat template\n"
+            "      --batch N             decode N policy runs together (default 1: timings are one\n"
+            "                            request's; larger: faster sweeps, timings describe the batch)\n"
+            "      --output PATH.csv     per-sample CSV; PATH.json, PATH.md and PATH_*.png beside it\n"
+            "                            (default results/eval.csv)\n"
+            "      --no_plots            skip the gnuplot PNGs\n"
+            "  -t, --threads N           BLAS threads (default: all cores)\n"
+            "      --list                policies and benchmarks, then exit\n",
+            cli_default_model());
+}
+
+static void s_list(void) {
+    printf("policies:\n");
+    for (const press_info *i = press_registry; i->name; i++)
+        printf("  %-10s %s%s\n", i->name, i->available ? "" : "[not available] ", i->about);
+    printf("benchmarks:\n");
+    for (const char *const *b = bench_names; *b; b++) printf("  %s\n", *b);
+    printf("  litm       (litm_kv + litm_qa)\n  jsonl      (--dataset FILE)\n");
+}
+
+/* Collects values up to the next option. */
+static int s_take_list(int argc, char **argv, int *i, const char **out, int max) {
+    int n = 0;
+    while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+        if (n == max) return -1;
+        out[n++] = argv[++*i];
+    }
+    return n;
+}
+
+static void s_fmt_time(double s, char *buf, size_t cap) {
+    if (s < 0 || s > 1e7) snprintf(buf, cap, "--");
+    else if (s < 60) snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void s_progress(int64_t done, int64_t total, double elapsed, const char *what, bool tty) {
+    char e[32], eta[32];
+    s_fmt_time(elapsed, e, sizeof e);
+    s_fmt_time(done ? elapsed / (double)done * (double)(total - done) : -1, eta, sizeof eta);
+    int width = 24, fill = total ? (int)(width * done / total) : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "%s[eval] [%s] %lld/%lld samples  %3.0f%%  elapsed %s  ETA %s  %s%s",
+            tty ? "\r" : "", bar, (long long)done, (long long)total,
+            total ? 100.0 * (double)done / (double)total : 100.0, e, eta, what, tty ? "   " : "\n");
+    fflush(stderr);
+}
+
+static char *s_with_ext(const char *path, const char *ext) {
+    size_t n = strlen(path);
+    if (n > 4 && !strcmp(path + n - 4, ".csv")) n -= 4;
+    char *s = malloc(n + strlen(ext) + 1);
+    if (!s) return NULL;
+    memcpy(s, path, n);
+    strcpy(s + n, ext);
+    return s;
+}
+
+static int s_mkdirs(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        mkdir(buf, 0755);
+        *p = '/';
+    }
+    mkdir(buf, 0755);
+    struct stat sb;
+    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model_path = cli_default_model(), *dataset = NULL, *output = "results/eval.csv";
+    const char *haystack = NULL, *protocol = "agnostic";
+    const char *policies[MAX_LIST], *benches[MAX_LIST], *vals[MAX_LIST];
+    int n_pol = 0, n_bench = 0;
+    double budgets[MAX_LIST], depths[MAX_LIST];
+    int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
+    int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
+    int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
+    bool chat = true, plots = true, budgets_given = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            s_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--list")) {
+            s_list();
+            return 0;
+        }
+        if (!strcmp(a, "--query_aware")) { protocol = "query_aware"; continue; }
+        if (!strcmp(a, "--no_chat")) { chat = false; continue; }
+        if (!strcmp(a, "--no_plots")) { plots = false; continue; }
+        bool list = !strcmp(a, "--baseline") || !strcmp(a, "--policy") || !strcmp(a, "--benchmark") ||
+                    !strcmp(a, "--cache_budgets") || !strcmp(a, "--budget_tokens") ||
+                    !strcmp(a, "--context_tokens") || !strcmp(a, "--depths");
+        if (list) {
+            int n = s_take_list(argc, argv, &i, vals, MAX_LIST);
+            if (n <= 0) {
+                fprintf(stderr, "tis eval: %s needs %s\n\n", a, n < 0 ? "at most 64 values" : "values");
+                s_usage(stderr);
+                return 2;
+            }
+            for (int j = 0; j < n; j++) {
+                bool ok = true;
+                int64_t iv;
+                float fv;
+                if (!strcmp(a, "--baseline") || !strcmp(a, "--policy")) {
+                    if (!strcmp(vals[j], "all")) {
+                        for (const press_info *p = press_registry; p->name && n_pol < MAX_LIST; p++)
+                            if (p->available) policies[n_pol++] = p->name;
+                    } else if (n_pol < MAX_LIST) policies[n_pol++] = vals[j];
+                } else if (!strcmp(a, "--benchmark")) {
+                    if (n_bench < MAX_LIST) benches[n_bench++] = vals[j];
+                } else if (!strcmp(a, "--cache_budgets")) {
+                    ok = cli_parse_f32(vals[j], 1e-6f, 1.0f, &fv);
+                    budgets[n_budgets++] = fv;
+                    budgets_given = true;
+                } else if (!strcmp(a, "--budget_tokens")) {
+                    ok = cli_parse_i64(vals[j], 1, 1 << 24, &iv);
+                    btoks[n_btok++] = iv;
+                    budgets_given = true;
+                } else if (!strcmp(a, "--context_tokens")) {
+                    ok = cli_parse_i64(vals[j], 16, 1 << 20, &iv);
+                    ctx_lens[n_ctx++] = iv;
+                } else {
+                    ok = cli_parse_f32(vals[j], 0.0f, 1.0f, &fv);
+                    depths[n_depths++] = fv;
+                }
+                if (!ok) {
+                    fprintf(stderr, "tis eval: bad value '%s' for %s\n\n", vals[j], a);
+                    s_usage(stderr);
+                    return 2;
+                }
+            }
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "tis eval: option '%s' needs a value (or is unknown)\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        bool ok = true;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--dataset")) dataset = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--haystack")) haystack = v;
+        else if (!strcmp(a, "--protocol")) {
+            protocol = v;
+            ok = !strcmp(v, "agnostic") || !strcmp(v, "query_aware") || !strcmp(v, "both");
+        } else if (!strcmp(a, "--n_samples")) ok = cli_parse_i64(v, 1, 1 << 20, &n_samples);
+        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
+        else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
+        else if (!strcmp(a, "--window")) ok = cli_parse_i64(v, 0, 1 << 20, &window);
+        else if (!strcmp(a, "--batch")) ok = cli_parse_i64(v, 1, 1024, &batch);
+        else if (!strcmp(a, "--n_keys")) ok = cli_parse_i64(v, 2, 64, &n_keys);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
+        else {
+            fprintf(stderr, "tis eval: unknown option '%s'\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "tis eval: bad value '%s' for %s\n\n", v, a);
+            s_usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (!n_pol) {
+        policies[n_pol++] = "full";
+        policies[n_pol++] = "streaming";
+        policies[n_pol++] = "snapkv";
+        policies[n_pol++] = "oracle";
+    }
+    if (!budgets_given) {
+        budgets[n_budgets++] = 0.1;
+        budgets[n_budgets++] = 0.25;
+        budgets[n_budgets++] = 0.5;
+    }
+    if (dataset && n_bench) {
+        fprintf(stderr, "tis eval: give --dataset or --benchmark, not both\n");
+        return 2;
+    }
+    /* Expand litm into its two tasks; check names before loading anything. */
+    const char *tasks[MAX_LIST];
+    int n_tasks = 0;
+    if (!dataset && !n_bench) benches[n_bench++] = "passkey";
+    for (int b = 0; !dataset && b < n_bench; b++) {
+        if (!strcmp(benches[b], "litm")) {
+            if (n_tasks + 2 <= MAX_LIST) tasks[n_tasks++] = "litm_kv", tasks[n_tasks++] = "litm_qa";
+            continue;
+        }
+        bool known = false;
+        for (const char *const *k = bench_names; *k; k++) known |= !strcmp(*k, benches[b]);
+        if (!known) {
+            fprintf(stderr, "tis eval: unknown benchmark '%s' (tis eval --list)\n", benches[b]);
+            return 2;
+        }
+        tasks[n_tasks++] = benches[b];
+    }
+    for (int i = 0; i < n_pol; i++) {
+        press pr;
+        if (press_parse(policies[i], &pr)) {
+            fprintf(stderr, "tis eval: %s\n", tis_last_error());
+            return 2;
+        }
+    }
+    if (!n_ctx) ctx_lens[n_ctx++] = 1024;
+
+    int nthreads = cli_threads(threads);
+    model *m = NULL;
+    if (model_load(&m, model_path)) return cli_fail("loading the model");
+    int rc = 1;
+    bench_set *sets = calloc((size_t)(n_tasks ? n_tasks : 1), sizeof *sets);
+    int n_sets = 0;
+    eval_row *rows = NULL;
+    int64_t n_rows = 0, cap_rows = 0;
+    eval_runner *er = NULL;
+    char *json_path = s_with_ext(output, ".json"), *md_path = s_with_ext(output, ".md");
+    char *plot_prefix = s_with_ext(output, "");
+    char **plot_paths = NULL;
+    int64_t n_plots = 0;
+    char cmdline[4096] = "tis";
+    for (int i = 0; i < argc; i++) {
+        size_t l = strlen(cmdline);
+        bool quote = strpbrk(argv[i], " \t\"'$") != NULL;
+        snprintf(cmdline + l, sizeof cmdline - l, quote ? " '%s'" : " %s", argv[i]);
+    }
+    if (!sets || !json_path || !md_path || !plot_prefix) {
+        fprintf(stderr, "tis eval: out of memory\n");
+        goto done;
+    }
+    if (dataset) {
+        if (bench_load_jsonl(dataset, &sets[0])) {
+            cli_fail("loading the dataset");
+            goto done;
+        }
+        n_sets = 1;
+    }
+    for (int t = 0; t < n_tasks; t++) {
+        bench_spec spec = {.name = tasks[t], .n_samples = n_samples, .context_tokens = ctx_lens,
+                           .n_context = n_ctx, .depths = n_depths ? depths : NULL,
+                           .n_depths = n_depths, .seed = (uint64_t)seed, .haystack = haystack,
+                           .n_keys = n_keys};
+        if (bench_generate(&spec, m->tok, &sets[n_sets])) {
+            cli_fail("generating the benchmark");
+            goto done;
+        }
+        n_sets++;
+    }
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = policies;
+    cfg.n_policies = n_pol;
+    cfg.budgets = budgets;
+    cfg.n_budgets = n_budgets;
+    cfg.budget_tokens = btoks;
+    cfg.n_budget_tokens = n_btok;
+    cfg.agnostic = strcmp(protocol, "query_aware") != 0;
+    cfg.query_aware = strcmp(protocol, "agnostic") != 0;
+    cfg.max_new = max_new;
+    cfg.window = window;
+    cfg.batch = batch;
+    cfg.seed = (uint64_t)seed;
+    cfg.chat = chat && tokenizer_chat_template(m->tok) != NULL;
+    if (eval_runner_new(&er, m, &cfg)) {
+        cli_fail("setting up the evaluation");
+        goto done;
+    }
+    if (s_mkdirs(output)) {
+        fprintf(stderr, "tis eval: cannot create the directory of %s\n", output);
+        goto done;
+    }
+    int64_t total = 0, done_n = 0;
+    for (int s = 0; s < n_sets; s++) total += sets[s].n;
+    fprintf(stderr, "[eval] %s | %lld samples | %d policies | %lld budgets | protocol %s | batch %lld | threads %d\n",
+            m->config.name, (long long)total, n_pol, (long long)(n_budgets + n_btok), protocol,
+            (long long)batch, nthreads);
+    bool tty = isatty(2);
+    double t0 = tis_now();
+    for (int s = 0; s < n_sets; s++) {
+        for (int64_t i = 0; i < sets[s].n; i++) {
+            const bench_sample *smp = &sets[s].s[i];
+            int64_t first = n_rows;
+            if (eval_run_sample(er, sets[s].name, smp, &rows, &n_rows, &cap_rows)) {
+                if (tty) fprintf(stderr, "\n");
+                fprintf(stderr, "tis eval: sample %s: %s\n", smp->id, tis_last_error());
+                goto done;
+            }
+            done_n++;
+            char what[160] = "";
+            if (n_rows > first)
+                snprintf(what, sizeof what, "%s: full %s", smp->id, rows[first].correct ? "ok" : "miss");
+            s_progress(done_n, total, tis_now() - t0, what, tty);
+            /* Partial results survive an interrupted run. */
+            if (report_write_csv(output, rows, n_rows)) {
+                cli_fail("writing the CSV");
+                goto done;
+            }
+        }
+    }
+    if (tty) fprintf(stderr, "\n");
+    if (plots) {
+        int prc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
+        if (prc == TIS_EUNSUPPORTED) fprintf(stderr, "tis eval: no plots: %s\n", tis_last_error());
+        else if (prc) fprintf(stderr, "tis eval: plots failed: %s\n", tis_last_error());
+    }
+    report_meta meta = {.command = cmdline, .model = model_path, .title = plot_prefix,
+                        .seed = (uint64_t)seed, .threads = nthreads, .wall_s = tis_now() - t0};
+    if (report_write_summary(json_path, md_path, rows, n_rows, &meta, (const char *const *)plot_paths,
+                             n_plots)) {
+        cli_fail("writing the summary");
+        goto done;
+    }
+    fprintf(stderr, "[eval] wrote %s, %s, %s (%lld rows, %lld plots) in %.1f s\n", output, json_path,
+            md_path, (long long)n_rows, (long long)n_plots, tis_now() - t0);
+    rc = 0;
+done:
+    for (int64_t i = 0; i < n_plots; i++) free(plot_paths[i]);
+    free(plot_paths);
+    eval_runner_destroy(&er);
+    for (int s = 0; s < n_sets; s++) bench_set_free(&sets[s]);
+    free(sets);
+    free(rows);
+    free(json_path);
+    free(md_path);
+    free(plot_prefix);
+    model_destroy(&m);
+    return rc;
+}

@@ -1,0 +1,76 @@
+/* report: result rows of an evaluation and the files made from them:
+ * per-sample CSV, JSON summary, Markdown report, PNG plots (gnuplot). */
+#ifndef TIS_REPORT_H
+#define TIS_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One (sample, policy, budget, protocol) run: DESIGN §7 columns. */
+typedef struct eval_row {
+    char benchmark[32];
+    char policy[32];
+    char protocol[16];       /* "agnostic" or "query_aware" */
+    double budget;           /* fraction of context kept; -1 when given in tokens */
+    int64_t budget_tokens;   /* absolute budget, -1 when a fraction */
+    int64_t context_tokens;  /* real context length in tokens */
+    int64_t target_tokens;   /* length asked of the generator (-1: dataset) */
+    double depth;            /* -1 n/a */
+    int64_t position;        /* -1 n/a */
+    char sample_id[96];
+    bool correct;            /* answer appears (normalised) */
+    bool exact;              /* strict exact match of the extracted answer */
+    bool hallucinated;
+    char answer[256];        /* generated text, truncated */
+    char expected[128];      /* first accepted answer */
+    int64_t kept_tokens;     /* context entries kept, mean over (layer, kv-head) streams */
+    int64_t kv_bytes;        /* bytes of the cache decode started from (measured) */
+    int64_t full_kv_bytes;   /* same cache without compression (measured) */
+    double prefill_s;        /* context prefill (shared by the policies of a sample) */
+    double compress_s;       /* scoring + compaction */
+    double decode_s;         /* question prefill + generation */
+    double ttft_s;           /* prefill + compress + question prefill + first token */
+    double tokens_per_s;     /* generated tokens / generation time after the first */
+    int64_t n_generated;
+    int64_t peak_rss_bytes;  /* process peak RSS when the row was written */
+} eval_row;
+
+/* What the report says about how it was made. */
+typedef struct report_meta {
+    const char *command;     /* the exact command line */
+    const char *model;       /* model path */
+    const char *title;       /* e.g. the output name */
+    uint64_t seed;
+    int threads;
+    double wall_s;
+} report_meta;
+
+/* Per-sample CSV with a header row (strings quoted as RFC 4180). */
+int report_write_csv(const char *path, const eval_row *rows, int64_t n);
+
+/* Groups rows by (benchmark, protocol, policy, budget) and writes the JSON
+ * summary and the Markdown report: accuracy, exact-match rate, retention vs
+ * `full` (same benchmark and protocol), measured compression ratio
+ * (sum full_kv_bytes / sum kv_bytes), KV MiB, TTFT, decode tokens/s,
+ * throughput vs full, hallucination rate, n. md_path may be NULL. Plots
+ * named in `plots` (may be NULL) are linked from the Markdown. */
+int report_write_summary(const char *json_path, const char *md_path, const eval_row *rows,
+                         int64_t n, const report_meta *meta, const char *const *plots,
+                         int64_t n_plots);
+
+/* Writes PNG plots with gnuplot next to `prefix`:
+ * PREFIX_<bench>_<protocol>_accuracy.png (accuracy vs fraction budget, one
+ * line per policy, full dashed), PREFIX_<bench>_<protocol>_accuracy_tokens.png
+ * for token budgets, and for rows with depths (niah, passkey, multikey)
+ * heatmaps PREFIX_<bench>_<protocol>_<policy>_<budget>.png (depth x context
+ * length). Name parts are cut down to [A-Za-z0-9._-]. Returns the paths
+ * written (malloc'd array of malloc'd strings) in *paths / *n_paths.
+ * TIS_EUNSUPPORTED when gnuplot is not installed (the caller warns and goes
+ * on). */
+int report_plots(const char *prefix, const eval_row *rows, int64_t n, char ***paths,
+                 int64_t *n_paths);
+
+/* Process peak resident set size in bytes (VmHWM), 0 if unknown. */
+int64_t report_peak_rss(void);
+
+#endif

@@ -1,0 +1,211 @@
+/* test_eval: the in-process evaluation end to end on a tiny random model:
+ * row counts, measured KV bytes follow the budgets, every policy at budget
+ * 1.0 reproduces full, runs are deterministic, and `tis eval` writes its
+ * files and names a bad dataset line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "bench.h"
+#include "eval.h"
+#include "model.h"
+#include "press.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+static int s_run(const char *args, char *out, size_t cap) {
+    const char *bin = getenv("TIS_BIN");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin ? bin : "tis", args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *s_dataset =
+    "{\"id\": \"a\", \"context\": \"the cat sat on the mat and then the dog ran in the park "
+    "while the sun was hot and the wind was cold in the north\", \"question\": \"where is the cat?\", "
+    "\"answers\": [\"mat\"]}\n"
+    "\n"
+    "{\"id\": \"b\", \"context\": \"one two three four five six seven eight nine ten eleven twelve "
+    "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty\", \"question\": \"what "
+    "comes after four?\", \"answers\": \"five\"}\n"
+    "{\"id\": \"c\", \"context\": \"in the north the rain and the ther then the thin hen ran an "
+    "errand near the inn\", \"question\": \"who ran?\"}\n";
+
+int main(void) {
+    static char out[1 << 16];
+    const char *tiny = tt_path("tiny.gguf");
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    const char *data = tt_path("data.jsonl");
+    TT_OK(tt_write_file(data, s_dataset, strlen(s_dataset)));
+
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    bench_set set = {0};
+    TT_OK(bench_load_jsonl(data, &set));
+    TT_CHECK(set.n == 3);
+    if (!m || set.n != 3) return tt_done("test_eval");
+
+    const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv",
+                         "tova", "pyramidkv", "adakv", "oracle"};
+    int64_t n_pol = 10;
+    double budgets[] = {0.25, 0.5, 1.0};
+    int64_t btok[] = {8};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = n_pol;
+    cfg.budgets = budgets;
+    cfg.n_budgets = 3;
+    cfg.budget_tokens = btok;
+    cfg.n_budget_tokens = 1;
+    cfg.query_aware = true;
+    cfg.max_new = 6;
+    cfg.window = 4;
+    eval_runner *er = NULL;
+    TT_OK(eval_runner_new(&er, m, &cfg));
+    eval_row *rows = NULL;
+    int64_t n = 0, cap = 0;
+    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "jsonl", &set.s[i], &rows, &n, &cap));
+    int64_t per_sample = 2 * (1 + (n_pol - 1) * 4);
+    TT_CHECK(n == 3 * per_sample);
+
+    chat_template ct = {0};
+    TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
+    int64_t per_entry = 2 * m->config.head_dim * 4 + 4;
+    int64_t n_stream = m->config.n_layer * m->config.n_kv_head;
+    for (int64_t i = 0; i < n; i++) {
+        const eval_row *r = &rows[i];
+        const bench_sample *s = NULL;
+        for (int64_t j = 0; j < set.n; j++)
+            if (!strcmp(set.s[j].id, r->sample_id)) s = &set.s[j];
+        TT_CHECK(s != NULL);
+        if (!s) continue;
+        eval_prompt p;
+        TT_OK(eval_prompt_build(m->tok, &ct, true, s, &p));
+        TT_CHECK(r->context_tokens == p.n_ctx);
+        /* the full cache at decode start: the whole prompt in every stream */
+        TT_CHECK(r->full_kv_bytes == p.n * n_stream * per_entry);
+        bool full = !strcmp(r->policy, "full");
+        int64_t k = full ? p.n_ctx
+                         : r->budget_tokens > 0 ? (r->budget_tokens < p.n_ctx ? r->budget_tokens : p.n_ctx)
+                                                : press_budget_tokens(r->budget, p.n_ctx);
+        /* measured bytes = (everything but the context + kept) per stream, on average */
+        TT_CHECK(r->kept_tokens == k);
+        if (r->kept_tokens != k)
+            fprintf(stderr, "  %s %s %s b=%g/%lld: kept %lld, want %lld of %lld\n", r->sample_id, r->protocol,
+                    r->policy, r->budget, (long long)r->budget_tokens, (long long)r->kept_tokens,
+                    (long long)k, (long long)p.n_ctx);
+        TT_CHECK(r->kv_bytes == (p.n - p.n_ctx + k) * n_stream * per_entry);
+        if (k < p.n_ctx) TT_CHECK(r->kv_bytes < r->full_kv_bytes);
+        TT_CHECK(r->n_generated >= 0 && r->n_generated <= 6);
+        TT_CHECK(r->ttft_s > 0 && r->prefill_s > 0);
+        eval_prompt_free(&p);
+    }
+    chat_template_free(&ct);
+
+    /* every policy at budget 1.0 (query-aware: the same computation) is full */
+    for (int64_t i = 0; i < n; i++) {
+        const eval_row *r = &rows[i];
+        if (r->budget != 1.0 || strcmp(r->protocol, "query_aware")) continue;
+        const eval_row *f = NULL;
+        for (int64_t j = 0; j < n; j++)
+            if (!strcmp(rows[j].policy, "full") && !strcmp(rows[j].sample_id, r->sample_id) &&
+                !strcmp(rows[j].protocol, "query_aware"))
+                f = &rows[j];
+        TT_CHECK(f && !strcmp(f->answer, r->answer));
+        if (f && strcmp(f->answer, r->answer))
+            fprintf(stderr, "  %s %s at 1.0: '%s' vs full '%s'\n", r->sample_id, r->policy, r->answer, f->answer);
+    }
+
+    /* the same sample again: the same answers */
+    eval_row *again = NULL;
+    int64_t n2 = 0, cap2 = 0;
+    TT_OK(eval_run_sample(er, "jsonl", &set.s[1], &again, &n2, &cap2));
+    TT_CHECK(n2 == per_sample);
+    for (int64_t i = 0; i < n2 && i < per_sample; i++)
+        TT_CHECK(!strcmp(again[i].answer, rows[per_sample + i].answer) &&
+                 again[i].kv_bytes == rows[per_sample + i].kv_bytes);
+    free(again);
+    /* batched decoding of the policy runs: the same answers and bytes */
+    eval_config cb = cfg;
+    cb.batch = 7;
+    eval_runner *eb = NULL;
+    TT_OK(eval_runner_new(&eb, m, &cb));
+    again = NULL;
+    n2 = cap2 = 0;
+    if (eb) TT_OK(eval_run_sample(eb, "jsonl", &set.s[1], &again, &n2, &cap2));
+    TT_CHECK(n2 == per_sample);
+    for (int64_t i = 0; i < n2 && i < per_sample; i++)
+        TT_CHECK(!strcmp(again[i].answer, rows[per_sample + i].answer) &&
+                 again[i].kv_bytes == rows[per_sample + i].kv_bytes &&
+                 again[i].kept_tokens == rows[per_sample + i].kept_tokens);
+    free(again);
+    eval_runner_destroy(&eb);
+    free(rows);
+
+    /* bad configurations are refused with a message */
+    eval_runner *bad = NULL;
+    const char *unk[] = {"nosuch"};
+    eval_config c2 = cfg;
+    c2.policies = unk;
+    c2.n_policies = 1;
+    TT_FAILS(eval_runner_new(&bad, m, &c2), TIS_ENOTFOUND);
+    double bb[] = {1.5};
+    c2 = cfg;
+    c2.budgets = bb;
+    c2.n_budgets = 1;
+    TT_FAILS(eval_runner_new(&bad, m, &c2), TIS_EINVAL);
+    eval_runner_destroy(&er);
+    bench_set_free(&set);
+    model_destroy(&m);
+
+    /* the CLI: files written; a bad dataset line named; unknown names refused */
+    char args[2048];
+    const char *csv = tt_path("res/out.csv");
+    snprintf(args, sizeof args,
+             "eval -m '%s' --dataset '%s' --baseline full streaming adakv:knorm --cache_budgets 0.5 "
+             "--protocol both --max_new 4 --output '%s' --no_plots -t 1",
+             tiny, data, csv);
+    int rc = s_run(args, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    size_t len = 0;
+    char *txt = tt_read_file(csv, &len);
+    TT_CHECK(txt && strstr(txt, "benchmark,policy,protocol") && strstr(txt, "adakv:knorm"));
+    int lines = 0;
+    for (const char *q = txt; q && (q = strstr(q, "\njsonl,")); q++) lines++; /* rows */
+    lines++; /* header */
+    TT_CHECK(lines == 1 + 3 * 2 * 3); /* header + samples x protocols x (full, 2 policies x 1 budget) */
+    if (lines != 1 + 3 * 2 * 3) fprintf(stderr, "%s\n", txt ? txt : "(none)");
+    free(txt);
+    txt = tt_read_file(tt_path("res/out.json"), &len);
+    TT_CHECK(txt && strstr(txt, "\"groups\""));
+    free(txt);
+    txt = tt_read_file(tt_path("res/out.md"), &len);
+    TT_CHECK(txt && strstr(txt, "streaming"));
+    free(txt);
+
+    const char *badf = tt_path("bad.jsonl");
+    const char *bad_text = "{\"context\": \"x y z\", \"question\": \"q?\"}\n{\"context\": 5}\n";
+    TT_OK(tt_write_file(badf, bad_text, strlen(bad_text)));
+    snprintf(args, sizeof args, "eval -m '%s' --dataset '%s' --output '%s'", tiny, badf, tt_path("x.csv"));
+    TT_CHECK(s_run(args, out, sizeof out) == 1 && strstr(out, "bad.jsonl:2"));
+    fprintf(stderr, "  bad line -> %s", out);
+    snprintf(args, sizeof args, "eval -m '%s' --baseline nosuch", tiny);
+    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
+    snprintf(args, sizeof args, "eval -m '%s' --baseline tis", tiny);
+    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "not available"));
+    snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);
+    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
+    TT_CHECK(s_run("eval --cache_budgets 0 ", out, sizeof out) == 2);
+    TT_CHECK(s_run("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
+    return tt_done("test_eval");
+}
