@@ -352,8 +352,15 @@ void press_allocate(const press *p, const kv_cache *kv, const float *scores, int
     }
 }
 
-int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k_per_stream,
-                   int64_t extra, int64_t *kept) {
+struct press_plan {
+    press p;              /* copy */
+    const kv_cache *kv;   /* borrowed: the uncompressed cache scored */
+    int64_t ctx_begin, n_ctx;
+    float *scores;        /* [n_stream][n_ctx] after padding */
+    int32_t *order;       /* [n_stream][n_ctx] context indices, best first */
+};
+
+int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     *out = NULL;
     const kv_cache *kv = c->kv;
     int64_t ns = kv->n_stream, n = c->n_ctx;
@@ -362,25 +369,27 @@ int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k
         if (kv->len[s] != kv->n_past || c->ctx_begin + n > kv->len[s])
             return tis_error(TIS_EINVAL, "press: the cache must be uncompressed and hold the context");
     }
-    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
     if (p->needs_obs && !c->obs) return tis_error(TIS_EINVAL, "press %s: no attention statistics", p->name);
     if (p->needs_oracle && !c->oracle) return tis_error(TIS_EINVAL, "press %s: no oracle labels", p->name);
-    if (!p->score) /* full */
-        k_per_stream = n;
-
-    float *scores = malloc((size_t)(ns * n) * sizeof(float));
-    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    press_plan *pl = calloc(1, sizeof *pl);
     ranked *rk = malloc((size_t)n * sizeof *rk);
-    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
-    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
     int rc = 0;
-    if (!scores || !budgets || !keep || !rk) {
-        rc = tis_error(TIS_ENOMEM, "press: out of memory");
-        goto done;
+    if (pl) {
+        pl->scores = malloc((size_t)(ns * n) * sizeof(float));
+        pl->order = malloc((size_t)(ns * n) * sizeof(int32_t));
     }
+    if (!pl || !rk || !pl->scores || !pl->order) {
+        rc = tis_error(TIS_ENOMEM, "press: out of memory");
+        goto fail;
+    }
+    pl->p = *p;
+    pl->kv = kv;
+    pl->ctx_begin = c->ctx_begin;
+    pl->n_ctx = n;
     for (int64_t l = 0; l < kv->n_layer && rc == 0; l++)
         for (int64_t h = 0; h < kv->n_kv_head && rc == 0; h++) {
-            float *sc = scores + (l * kv->n_kv_head + h) * n;
+            int64_t s = l * kv->n_kv_head + h;
+            float *sc = pl->scores + s * n;
             if (p->score) rc = p->score(c, l, h, sc);
             else for (int64_t j = 0; j < n; j++) sc[j] = 1.0f;
             if (rc) break;
@@ -388,25 +397,68 @@ int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k
                 if (!isfinite(sc[j])) sc[j] = -1e30f; /* a NaN never wins */
             if (p->protect_window)
                 for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
+            for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
+            qsort(rk, (size_t)n, sizeof *rk, s_cmp_ranked);
+            for (int64_t j = 0; j < n; j++) pl->order[s * n + j] = rk[j].i;
         }
-    if (rc) goto done;
-    press_allocate(p, kv, scores, n, k_per_stream, budgets);
+    if (rc) goto fail;
+    free(rk);
+    *out = pl;
+    return 0;
+fail:
+    free(rk);
+    press_plan_destroy(&pl);
+    return rc;
+}
+
+void press_plan_destroy(press_plan **p) {
+    if (!p || !*p) return;
+    free((*p)->scores);
+    free((*p)->order);
+    free(*p);
+    *p = NULL;
+}
+
+int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
+                       int64_t *kept) {
+    *out = NULL;
+    const kv_cache *kv = pl->kv;
+    int64_t ns = kv->n_stream, n = pl->n_ctx;
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    if (!pl->p.score) k_per_stream = n; /* full */
+    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
+    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    int rc = 0;
+    if (!budgets || !keep) {
+        rc = tis_error(TIS_ENOMEM, "press: out of memory");
+        goto done;
+    }
+    press_allocate(&pl->p, kv, pl->scores, n, k_per_stream, budgets);
     for (int64_t s = 0; s < ns; s++) {
         uint8_t *ks = keep + kv->off[s];
         for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
-        for (int64_t j = 0; j < n; j++) ks[c->ctx_begin + j] = 0;
-        const float *sc = scores + s * n;
-        for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
-        qsort(rk, (size_t)n, sizeof *rk, s_cmp_ranked);
+        for (int64_t j = 0; j < n; j++) ks[pl->ctx_begin + j] = 0;
         int64_t b = budgets[s] < n ? budgets[s] : n;
-        for (int64_t r = 0; r < b; r++) ks[c->ctx_begin + rk[r].i] = 1;
+        const int32_t *ord = pl->order + s * n;
+        for (int64_t r = 0; r < b; r++) ks[pl->ctx_begin + ord[r]] = 1;
         if (kept) kept[s] = b;
     }
     rc = kv_cache_compact(out, kv, keep, extra);
 done:
-    free(scores);
     free(budgets);
     free(keep);
-    free(rk);
+    return rc;
+}
+
+int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k_per_stream,
+                   int64_t extra, int64_t *kept) {
+    *out = NULL;
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    press_plan *pl;
+    int rc = press_plan_new(&pl, p, c);
+    if (rc) return rc;
+    rc = press_plan_compact(pl, k_per_stream, extra, out, kept);
+    press_plan_destroy(&pl);
     return rc;
 }

@@ -101,6 +101,15 @@ int64_t press_budget_tokens(double fraction, int64_t n_ctx);
 int press_compress(kv_cache **out, const press *p, const press_ctx *c, int64_t k_per_stream,
                    int64_t extra, int64_t *kept);
 
+/* The same in two steps, so that several budgets share one scoring: a plan
+ * scores and ranks every stream once (it borrows c->kv, which must outlive
+ * it); each compaction then only selects and copies. */
+typedef struct press_plan press_plan;
+int press_plan_new(press_plan **out, const press *p, const press_ctx *c);
+int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
+                       int64_t *kept);
+void press_plan_destroy(press_plan **p);
+
 /* The per-stream budgets press_compress uses (exposed for tests):
  * budgets[n_stream] from scores[n_stream][n_ctx]. */
 void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,

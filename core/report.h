@@ -61,12 +61,17 @@ int report_write_summary(const char *json_path, const char *md_path, const eval_
 /* Writes PNG plots with gnuplot next to `prefix`:
  * PREFIX_<bench>_<protocol>_accuracy.png (accuracy vs fraction budget, one
  * line per policy, full dashed), PREFIX_<bench>_<protocol>_accuracy_tokens.png
- * for token budgets, and for rows with depths (niah, passkey, multikey)
- * heatmaps PREFIX_<bench>_<protocol>_<policy>_<budget>.png (depth x context
- * length). Name parts are cut down to [A-Za-z0-9._-]. Returns the paths
- * written (malloc'd array of malloc'd strings) in *paths / *n_paths.
- * TIS_EUNSUPPORTED when gnuplot is not installed (the caller warns and goes
- * on). */
+ * for token budgets, and for rows of benchmark "niah" (with depth and
+ * target_tokens) one heatmap per protocol and budget label,
+ * PREFIX_niah_<protocol>_heatmap_<budget>.png (<budget> e.g. 0.1 or
+ * 128tok): a panel per policy (first-appearance order, `full` first in
+ * every file), x = context length, y = depth, colour = accuracy on one
+ * [0,1] scale with the numbers in the cells. `full` gets no file for its
+ * own budget label unless it is the protocol's only policy. Name parts are
+ * cut down to [A-Za-z0-9._-] (_2, _3... should two names still clash).
+ * Returns the paths written (malloc'd array of malloc'd strings) in
+ * *paths / *n_paths. TIS_EUNSUPPORTED when gnuplot is not installed (the
+ * caller warns and goes on). */
 int report_plots(const char *prefix, const eval_row *rows, int64_t n, char ***paths,
                  int64_t *n_paths);
 
