@@ -194,8 +194,8 @@ typedef struct decode_out {
 typedef struct dec_seq {
     int32_t *gen;         /* [max_new] */
     int64_t n;
-    bool text_seen, done, timed;
-    bool prev_end;        /* the last byte ended a sentence */
+    answer_stop stop;
+    bool done, timed;
 } dec_seq;
 
 /* Prefills q[i][nq[i]] into kvs[i] for the G sequences of a group (one
@@ -243,15 +243,8 @@ static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32
             x->gen[x->n++] = id;
             char buf[64];
             int64_t nb = tokenizer_token_bytes(tok, id, buf, sizeof buf);
-            /* An answer ends at a newline or a sentence end (. ! ? then a
-             * blank) after some text. */
-            for (int64_t k = 0; k < nb && k < (int64_t)sizeof buf; k++) {
-                char ch = buf[k];
-                bool blank = ch == ' ' || ch == '\n';
-                if (x->text_seen && (ch == '\n' || (blank && x->prev_end))) x->done = true;
-                if (!blank) x->text_seen = true;
-                x->prev_end = ch == '.' || ch == '!' || ch == '?';
-            }
+            if (answer_stop_feed(&x->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf))
+                x->done = true;
             if (x->n >= max_new) x->done = true;
             if (!x->done) {
                 act[m] = kvs[i];
@@ -284,24 +277,7 @@ static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32
         size_t len;
         d[i].n_gen = sq[i].n;
         rc = tokenizer_decode(tok, sq[i].gen, sq[i].n, true, &d[i].text, &len);
-        /* Cut after the sentence end or at the newline that stopped it. */
-        bool seen = false;
-        for (size_t k = 0; rc == 0 && k < len; k++) {
-            char ch = d[i].text[k];
-            bool blank = ch == ' ' || ch == '\n';
-            if (seen && (ch == '\n' || (blank && k > 0 && strchr(".!?", d[i].text[k - 1])))) {
-                d[i].text[k] = 0;
-                len = k;
-                break;
-            }
-            if (!blank) seen = true;
-        }
-        /* Surrounding blanks are not part of the answer. */
-        while (rc == 0 && len > 0 && (d[i].text[len - 1] == '\n' || d[i].text[len - 1] == ' '))
-            d[i].text[--len] = 0;
-        size_t lead = 0;
-        while (rc == 0 && lead < len && (d[i].text[lead] == '\n' || d[i].text[lead] == ' ')) lead++;
-        if (lead) memmove(d[i].text, d[i].text + lead, len - lead + 1);
+        if (rc == 0) answer_trim(d[i].text, len);
     }
 out:
     for (int64_t i = 0; sq && i < G; i++) free(sq[i].gen);

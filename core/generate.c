@@ -2,6 +2,7 @@
 #include "generate.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "tis_error.h"
@@ -37,4 +38,73 @@ int generate(forward_state *st, kv_cache *kv, const model *m, sampler *smp,
     free(logits);
     if (stats) *stats = gs;
     return rc;
+}
+
+bool answer_stop_feed(answer_stop *a, const char *bytes, int64_t n) {
+    bool done = false;
+    for (int64_t k = 0; k < n; k++) {
+        char ch = bytes[k];
+        bool blank = ch == ' ' || ch == '\n';
+        if (a->text_seen && (ch == '\n' || (blank && a->prev_end))) done = true;
+        if (!blank) a->text_seen = true;
+        a->prev_end = ch == '.' || ch == '!' || ch == '?';
+    }
+    return done;
+}
+
+size_t answer_trim(char *text, size_t len) {
+    bool seen = false;
+    for (size_t k = 0; k < len; k++) {
+        char ch = text[k];
+        bool blank = ch == ' ' || ch == '\n';
+        if (seen && (ch == '\n' || (blank && k > 0 && strchr(".!?", text[k - 1])))) {
+            text[k] = 0;
+            len = k;
+            break;
+        }
+        if (!blank) seen = true;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) text[--len] = 0;
+    size_t lead = 0;
+    while (lead < len && (text[lead] == '\n' || text[lead] == ' ')) lead++;
+    if (lead) memmove(text, text + lead, len - lead + 1);
+    return len - lead;
+}
+
+int generate_answer(forward_state *st, kv_cache *kv, const model *m, const int32_t *q,
+                    int64_t nq, int64_t max_new, int32_t **ids, int64_t *n, char **text) {
+    *ids = NULL;
+    *n = 0;
+    *text = NULL;
+    int64_t V = m->config.n_vocab;
+    float *logits = malloc((size_t)V * sizeof(float));
+    int32_t *gen = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int32_t));
+    if (!logits || !gen) {
+        free(logits);
+        free(gen);
+        return tis_error(TIS_ENOMEM, "generate: out of memory");
+    }
+    int rc = forward_run(st, kv, q, nq, logits, 1, NULL);
+    answer_stop as = {0};
+    int64_t k = 0;
+    while (rc == 0 && k < max_new) {
+        int32_t id = sampler_argmax(logits, V);
+        if (tokenizer_is_eog(m->tok, id)) break;
+        gen[k++] = id;
+        char buf[64];
+        int64_t nb = tokenizer_token_bytes(m->tok, id, buf, sizeof buf);
+        if (answer_stop_feed(&as, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf)) break;
+        if (k < max_new) rc = forward_run(st, kv, &id, 1, logits, 1, NULL);
+    }
+    free(logits);
+    size_t len = 0;
+    if (rc == 0) rc = tokenizer_decode(m->tok, gen, k, true, text, &len);
+    if (rc) {
+        free(gen);
+        return rc;
+    }
+    answer_trim(*text, len);
+    *ids = gen;
+    *n = k;
+    return 0;
 }

@@ -29,6 +29,26 @@ int generate(forward_state *st, kv_cache *kv, const model *m, sampler *smp,
              const int32_t *prompt, int64_t n_prompt, const gen_params *gp, int32_t *out,
              gen_token_fn on_token, void *user, gen_stats *stats);
 
+/* Short answers (benchmarks, labels): an answer ends at a newline after
+ * some text, or at a sentence end (. ! ? followed by a blank). */
+typedef struct answer_stop {
+    bool text_seen;  /* a non-blank byte came */
+    bool prev_end;   /* the last byte ended a sentence */
+} answer_stop;
+
+/* Feeds the bytes of one generated token; true once the answer has ended. */
+bool answer_stop_feed(answer_stop *a, const char *bytes, int64_t n);
+
+/* Cuts a decoded answer after its sentence end or at the newline that ended
+ * it, and trims surrounding blanks, in place; returns the new length. */
+size_t answer_trim(char *text, size_t len);
+
+/* Greedy short answer: prefills q[nq] into kv, decodes until EOG, the end
+ * of the answer (answer_stop) or max_new tokens. *ids (malloc'd, [*n]) are
+ * the answer's tokens, *text (malloc'd) its trimmed text. */
+int generate_answer(forward_state *st, kv_cache *kv, const model *m, const int32_t *q,
+                    int64_t nq, int64_t max_new, int32_t **ids, int64_t *n, char **text);
+
 /* Monotonic seconds. */
 double tis_now(void);
 

@@ -293,8 +293,9 @@ int main(void) {
         po.oracle = NULL;
         TT_FAILS(press_compress(&c, &p, &po, 1, 0, NULL), TIS_EINVAL);
     }
-    TT_FAILS(oracle_compute(st, kv, PRE, TOTAL, ans, 3, false, &ol), TIS_EINVAL);
     oracle_labels_free(&ol);
+    TT_FAILS(oracle_compute(st, kv, PRE, TOTAL, ans, 3, false, &ol), TIS_EINVAL);
+    TT_CHECK(ol.total == NULL);
 
     free(la);
     kv_cache_destroy(&orig);
