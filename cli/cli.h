@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_label(int argc, char **argv);
 
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);

@@ -59,6 +59,8 @@ static void s_usage(FILE *f) {
             "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed\n"
             "  eval      [--baseline P...] [--benchmark B...] [--cache_budgets F...] ...\n"
             "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
+            "  label     (--dataset F | --benchmark B...) --output DIR [--layer L] [--per_head]\n"
+            "            oracle labels + head features in resumable safetensors shards\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -104,6 +106,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "label")) return cmd_label(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

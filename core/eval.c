@@ -335,8 +335,7 @@ static void s_fill_row(eval_row *row, const char *benchmark, const bench_sample 
     row->peak_rss_bytes = report_peak_rss();
 }
 
-/* Ground-truth answer tokens as they would follow the prompt. */
-static int s_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, int64_t *n) {
+int eval_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, int64_t *n) {
     const char *ap = s->answer_prefix;
     size_t la = ap ? strlen(ap) : 0;
     bool space = la > 0 && ap[la - 1] != ' ' && ap[la - 1] != '"' && ap[la - 1] != '\n';
@@ -455,7 +454,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     /* 4. oracle labels from the answer's attention in the full-context pass. */
     if (want_oracle) {
         if (s->n_answers > 0 && !cfg->use_model_answer) {
-            rc = s_answer_ids(r->m->tok, s, &ans, &n_ans);
+            rc = eval_answer_ids(r->m->tok, s, &ans, &n_ans);
             if (rc) goto done;
         } else if (full.text && *full.text) {
             rc = tokenizer_encode(r->m->tok, full.text, strlen(full.text), false, &ans, &n_ans);

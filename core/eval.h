@@ -36,6 +36,10 @@ int eval_prompt_build(const tokenizer *tok, const chat_template *ct, bool chat,
                       const bench_sample *s, eval_prompt *out);
 void eval_prompt_free(eval_prompt *p);
 
+/* The sample's first accepted answer as tokens that follow its prompt (a
+ * leading space after an answer prefix that ends in a word). */
+int eval_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, int64_t *n);
+
 typedef struct eval_config {
     const char *const *policies;   /* [n_policies] names for press_parse (full included) */
     int64_t n_policies;

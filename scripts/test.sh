@@ -5,6 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 jobs=$(nproc)
+# For the test that reads a label shard from Python (skipped without them).
+python3 -m pip install -q numpy safetensors 2>/dev/null ||
+  echo "[test] numpy/safetensors not installable: the Python shard check will be skipped"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 echo "[test] release build"

@@ -1,0 +1,260 @@
+/* label: one sample's oracle labels and features; shards. */
+#include "label.h"
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval.h"
+#include "generate.h"
+#include "oracle.h"
+#include "safetensors.h"
+#include "tis_error.h"
+
+uint16_t label_f16(float x) {
+    if (x > 65504.0f) x = 65504.0f;
+    if (x < -65504.0f) x = -65504.0f;
+    _Float16 h = (_Float16)x;
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+
+float label_f32(uint16_t u) {
+    _Float16 h;
+    memcpy(&h, &u, 2);
+    return (float)h;
+}
+
+/* Keeps the rows of one layer's residual stream that the head needs. */
+typedef struct feat_hook {
+    int64_t layer, d, base;           /* base: position of the call's row 0 */
+    int64_t ctx_begin, n_ctx, suf_begin;
+    uint16_t *ctx, *query;
+} feat_hook;
+
+static void s_on_hidden(void *user, int64_t layer, int64_t t0, const float *x, int64_t T) {
+    feat_hook *h = user;
+    if (layer != h->layer) return;
+    for (int64_t r = 0; r < T; r++) {
+        int64_t pos = h->base + t0 + r;
+        uint16_t *dst = NULL;
+        if (pos >= h->ctx_begin && pos < h->ctx_begin + h->n_ctx) dst = h->ctx + (pos - h->ctx_begin) * h->d;
+        else if (pos >= h->suf_begin) dst = h->query + (pos - h->suf_begin) * h->d;
+        if (dst)
+            for (int64_t i = 0; i < h->d; i++) dst[i] = label_f16(x[r * h->d + i]);
+    }
+}
+
+int label_run(forward_state *st, const chat_template *ct, const label_config *cfg,
+              const bench_sample *s, label_sample *out) {
+    memset(out, 0, sizeof *out);
+    const model *m = forward_model(st);
+    const model_config *c = &m->config;
+    if (cfg->layer < 0 || cfg->layer > c->n_layer)
+        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
+                         (long long)c->n_layer);
+    eval_prompt p;
+    int rc = eval_prompt_build(m->tok, ct, cfg->chat, s, &p);
+    if (rc) return rc;
+    kv_cache *kv = NULL, *fork = NULL;
+    oracle_labels orc = {0};
+    int64_t n_q = p.n - p.suf_begin, d = c->d_model;
+    snprintf(out->id, sizeof out->id, "%s", s->id);
+    out->ids = p.ids; /* ownership moves to out */
+    out->n_tokens = p.n;
+    out->ctx_begin = p.ctx_begin;
+    out->n_ctx = p.n_ctx;
+    out->suf_begin = p.suf_begin;
+    p.ids = NULL;
+    out->features = malloc((size_t)(p.n_ctx * d) * sizeof(uint16_t));
+    out->query_features = malloc((size_t)(n_q * d) * sizeof(uint16_t));
+    if (!out->features || !out->query_features) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory for %lld x %lld features", (long long)p.n_ctx,
+                       (long long)d);
+        goto done;
+    }
+    bool given = s->n_answers > 0 && !cfg->use_model_answer;
+    if (given) {
+        rc = eval_answer_ids(m->tok, s, &out->answer_ids, &out->n_answer);
+        if (rc) goto done;
+        out->answer = strdup(s->answers[0]);
+    }
+    int64_t extra = (given ? out->n_answer : cfg->max_new) + 2;
+    rc = forward_kv_new(m, p.n + extra, &kv);
+    if (rc) goto done;
+    feat_hook fh = {cfg->layer, d, 0, p.ctx_begin, p.n_ctx, p.suf_begin, out->features, out->query_features};
+    forward_hooks hooks = {.on_hidden = s_on_hidden, .user = &fh};
+    /* All but the last token, then the last one: the model's own answer
+     * starts from a fork taken between the two. */
+    rc = forward_run(st, kv, out->ids, p.n - 1, NULL, 0, &hooks);
+    if (rc) goto done;
+    if (!given) {
+        char *text = NULL;
+        rc = kv_cache_compact(&fork, kv, NULL, cfg->max_new + 2);
+        if (!rc) rc = generate_answer(st, fork, m, out->ids + p.n - 1, 1, cfg->max_new, &out->answer_ids,
+                                      &out->n_answer, &text);
+        kv_cache_destroy(&fork);
+        out->answer = text;
+        out->answer_from_model = true;
+        if (rc) goto done;
+    }
+    if (out->n_answer <= 0) {
+        rc = tis_error(TIS_EINVAL, "label: sample %s: the %s answer is empty", s->id,
+                       given ? "given" : "model's");
+        goto done;
+    }
+    fh.base = p.n - 1;
+    rc = forward_run(st, kv, out->ids + p.n - 1, 1, NULL, 0, &hooks);
+    if (rc) goto done;
+    rc = oracle_compute(st, kv, p.ctx_begin, p.n_ctx, out->answer_ids, out->n_answer, cfg->per_head, &orc);
+    if (rc) goto done;
+    out->labels = orc.total;
+    out->labels_per_head = orc.per_head;
+    orc.total = orc.per_head = NULL;
+done:
+    oracle_labels_free(&orc);
+    kv_cache_destroy(&kv);
+    eval_prompt_free(&p);
+    if (rc) label_sample_free(out);
+    return rc;
+}
+
+void label_sample_free(label_sample *ls) {
+    if (!ls) return;
+    free(ls->ids);
+    free(ls->labels);
+    free(ls->labels_per_head);
+    free(ls->features);
+    free(ls->query_features);
+    free(ls->answer_ids);
+    free(ls->answer);
+    memset(ls, 0, sizeof *ls);
+}
+
+/* Concatenates a ragged field: fills offsets[n+1] (in rows) and returns the
+ * flat copy (row_bytes per row). */
+static void *s_flat(const label_sample *ls, int64_t n, size_t field_off, int64_t (*rows)(const label_sample *),
+                    size_t row_bytes, int64_t *offsets) {
+    offsets[0] = 0;
+    for (int64_t i = 0; i < n; i++) offsets[i + 1] = offsets[i] + rows(&ls[i]);
+    char *flat = malloc((size_t)offsets[n] * row_bytes + 1);
+    if (!flat) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        const void *src = *(void *const *)((const char *)&ls[i] + field_off);
+        if (src) memcpy(flat + (size_t)offsets[i] * row_bytes, src, (size_t)rows(&ls[i]) * row_bytes);
+    }
+    return flat;
+}
+
+static int64_t s_rows_tokens(const label_sample *l) { return l->n_tokens; }
+static int64_t s_rows_ctx(const label_sample *l) { return l->n_ctx; }
+static int64_t s_rows_query(const label_sample *l) { return l->n_tokens - l->suf_begin; }
+static int64_t s_rows_answer(const label_sample *l) { return l->n_answer; }
+
+int label_shard_write(const char *path, const model *m, const label_config *cfg,
+                      const label_sample *ls, int64_t n) {
+    const model_config *c = &m->config;
+    int64_t d = c->d_model, LH = c->n_layer * c->n_head;
+    if (n <= 0) return tis_error(TIS_EINVAL, "label: empty shard");
+    if (cfg->per_head)
+        for (int64_t i = 0; i < n; i++)
+            if (!ls[i].labels_per_head) return tis_error(TIS_EINVAL, "label: sample %s has no per-head labels", ls[i].id);
+    int64_t *off_tok = malloc((size_t)(n + 1) * 8), *off_ctx = malloc((size_t)(n + 1) * 8);
+    int64_t *off_q = malloc((size_t)(n + 1) * 8), *off_ans = malloc((size_t)(n + 1) * 8);
+    int64_t *off_ph = malloc((size_t)(n + 1) * 8), *spans = malloc((size_t)(n * 4) * 8);
+    void *tok = NULL, *lab = NULL, *feat = NULL, *qf = NULL, *ans = NULL, *ph = NULL;
+    st_writer *w = st_writer_new();
+    cJSON *ids = cJSON_CreateArray(), *answers = cJSON_CreateArray(), *src = cJSON_CreateArray();
+    char *ids_s = NULL, *ans_s = NULL, *src_s = NULL;
+    int rc = 0;
+    if (!off_tok || !off_ctx || !off_q || !off_ans || !off_ph || !spans || !w || !ids || !answers || !src) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory");
+        goto done;
+    }
+    tok = s_flat(ls, n, offsetof(label_sample, ids), s_rows_tokens, sizeof(int32_t), off_tok);
+    lab = s_flat(ls, n, offsetof(label_sample, labels), s_rows_ctx, sizeof(float), off_ctx);
+    feat = s_flat(ls, n, offsetof(label_sample, features), s_rows_ctx, (size_t)d * 2, off_ctx);
+    qf = s_flat(ls, n, offsetof(label_sample, query_features), s_rows_query, (size_t)d * 2, off_q);
+    ans = s_flat(ls, n, offsetof(label_sample, answer_ids), s_rows_answer, sizeof(int32_t), off_ans);
+    if (cfg->per_head)
+        ph = s_flat(ls, n, offsetof(label_sample, labels_per_head), s_rows_ctx, (size_t)LH * sizeof(float), off_ph);
+    if (!tok || !lab || !feat || !qf || !ans || (cfg->per_head && !ph)) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory for the shard");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        spans[i * 4 + 0] = ls[i].ctx_begin;
+        spans[i * 4 + 1] = ls[i].n_ctx;
+        spans[i * 4 + 2] = ls[i].suf_begin;
+        spans[i * 4 + 3] = ls[i].n_tokens;
+        cJSON_AddItemToArray(ids, cJSON_CreateString(ls[i].id));
+        cJSON_AddItemToArray(answers, cJSON_CreateString(ls[i].answer ? ls[i].answer : ""));
+        cJSON_AddItemToArray(src, cJSON_CreateString(ls[i].answer_from_model ? "model" : "given"));
+    }
+    int64_t sh_spans[2] = {n, 4}, sh_off[1] = {n + 1};
+    int64_t sh_tok[1] = {off_tok[n]}, sh_lab[1] = {off_ctx[n]}, sh_feat[2] = {off_ctx[n], d};
+    int64_t sh_q[2] = {off_q[n], d}, sh_ans[1] = {off_ans[n]}, sh_ph[1] = {off_ctx[n] * LH};
+    if ((rc = st_writer_add(w, "sample_spans", ST_I64, 2, sh_spans, spans)) ||
+        (rc = st_writer_add(w, "token_ids", ST_I32, 1, sh_tok, tok)) ||
+        (rc = st_writer_add(w, "token_offsets", ST_I64, 1, sh_off, off_tok)) ||
+        (rc = st_writer_add(w, "labels", ST_F32, 1, sh_lab, lab)) ||
+        (rc = st_writer_add(w, "ctx_offsets", ST_I64, 1, sh_off, off_ctx)) ||
+        (rc = st_writer_add(w, "features", ST_F16, 2, sh_feat, feat)) ||
+        (rc = st_writer_add(w, "query_features", ST_F16, 2, sh_q, qf)) ||
+        (rc = st_writer_add(w, "query_offsets", ST_I64, 1, sh_off, off_q)) ||
+        (rc = st_writer_add(w, "answer_ids", ST_I32, 1, sh_ans, ans)) ||
+        (rc = st_writer_add(w, "answer_offsets", ST_I64, 1, sh_off, off_ans)) ||
+        (cfg->per_head && (rc = st_writer_add(w, "labels_per_head", ST_F32, 1, sh_ph, ph))))
+        goto done;
+    ids_s = cJSON_PrintUnformatted(ids);
+    ans_s = cJSON_PrintUnformatted(answers);
+    src_s = cJSON_PrintUnformatted(src);
+    char num[5][32];
+    snprintf(num[0], sizeof num[0], "%lld", (long long)d);
+    snprintf(num[1], sizeof num[1], "%lld", (long long)c->n_layer);
+    snprintf(num[2], sizeof num[2], "%lld", (long long)c->n_head);
+    snprintf(num[3], sizeof num[3], "%lld", (long long)cfg->layer);
+    snprintf(num[4], sizeof num[4], "%lld", (long long)n);
+    if (!ids_s || !ans_s || !src_s) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory");
+        goto done;
+    }
+    if ((rc = st_writer_add_metadata(w, "format", "tis-labels-1")) ||
+        (rc = st_writer_add_metadata(w, "model", c->name)) ||
+        (rc = st_writer_add_metadata(w, "d_model", num[0])) ||
+        (rc = st_writer_add_metadata(w, "n_layer", num[1])) ||
+        (rc = st_writer_add_metadata(w, "n_head", num[2])) ||
+        (rc = st_writer_add_metadata(w, "layer", num[3])) ||
+        (rc = st_writer_add_metadata(w, "n_samples", num[4])) ||
+        (rc = st_writer_add_metadata(w, "per_head", cfg->per_head ? "1" : "0")) ||
+        (rc = st_writer_add_metadata(w, "feature", "residual stream entering `layer` (n_layer: after the last layer), f16, not normalised")) ||
+        (rc = st_writer_add_metadata(w, "sample_ids", ids_s)) ||
+        (rc = st_writer_add_metadata(w, "answers", ans_s)) ||
+        (rc = st_writer_add_metadata(w, "answer_sources", src_s)))
+        goto done;
+    rc = st_writer_write(w, path);
+done:
+    free(off_tok);
+    free(off_ctx);
+    free(off_q);
+    free(off_ans);
+    free(off_ph);
+    free(spans);
+    free(tok);
+    free(lab);
+    free(feat);
+    free(qf);
+    free(ans);
+    free(ph);
+    free(ids_s);
+    free(ans_s);
+    free(src_s);
+    cJSON_Delete(ids);
+    cJSON_Delete(answers);
+    cJSON_Delete(src);
+    st_writer_destroy(&w);
+    return rc;
+}

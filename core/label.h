@@ -1,0 +1,71 @@
+/* label: oracle labels for whole datasets (DESIGN §5), what `tis label`
+ * writes and `tis train` reads.
+ *
+ * Per sample: one full-context forward pass over prefix + context +
+ * question, with the hidden states of one layer kept for the context and
+ * question rows (the importance head's features); the answer (ground truth,
+ * or the model's own greedy answer) run after it gives the oracle labels.
+ *
+ * Shard format (safetensors, ragged arrays as flat tensors + offsets):
+ *   sample_spans  I64 [n][4]   ctx_begin, n_ctx, suf_begin, n_tokens
+ *   token_ids     I32 [sum n_tokens]         token_offsets  I64 [n+1]
+ *   labels        F32 [sum n_ctx]            ctx_offsets    I64 [n+1]
+ *   features      F16 [sum n_ctx][d_model]  (rows follow ctx_offsets)
+ *   query_features F16 [sum n_q][d_model]   query_offsets  I64 [n+1]
+ *   answer_ids    I32 [sum n_answer]         answer_offsets I64 [n+1]
+ *   labels_per_head F32 [sum n_layer*n_head*n_ctx]  (with per_head; sample i
+ *                 holds [n_layer][n_head][n_ctx] from n_layer*n_head*ctx_offsets[i])
+ * metadata: format "tis-labels-1", model, d_model, n_layer, n_head, layer,
+ * per_head, sample ids / answers / answer sources as JSON arrays.
+ * A manifest (manifest.jsonl, one line per sample) names each sample's
+ * shard and index; shards are written atomically before their lines. */
+#ifndef TIS_LABEL_H
+#define TIS_LABEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bench.h"
+#include "chat.h"
+#include "forward.h"
+
+typedef struct label_config {
+    int64_t layer;          /* features: residual stream entering this layer
+                               (n_layer: after the last layer, before the final norm) */
+    bool per_head;          /* keep per-(layer, head) labels too */
+    bool use_model_answer;  /* label with the model's own answer even when one is given */
+    int64_t max_new;        /* the model's answer: tokens at most */
+    bool chat;              /* through the model's chat template */
+} label_config;
+
+typedef struct label_sample {
+    char id[96];
+    int32_t *ids;           /* [n_tokens] the whole prompt (owned, as all below) */
+    int64_t n_tokens, ctx_begin, n_ctx, suf_begin;
+    float *labels;          /* [n_ctx], sums to 1 */
+    float *labels_per_head; /* [n_layer][n_head][n_ctx] or NULL */
+    uint16_t *features;     /* f16 [n_ctx][d_model] */
+    uint16_t *query_features; /* f16 [n_tokens - suf_begin][d_model] */
+    int32_t *answer_ids;    /* [n_answer] */
+    int64_t n_answer;
+    char *answer;           /* text */
+    bool answer_from_model;
+} label_sample;
+
+/* Labels one sample. Errors: a prompt the tokenizer cannot split, an answer
+ * that encodes to nothing (the sample has no usable answer). */
+int label_run(forward_state *st, const chat_template *ct, const label_config *cfg,
+              const bench_sample *s, label_sample *out);
+void label_sample_free(label_sample *ls);
+
+/* Writes samples [n] as one shard (atomically). */
+int label_shard_write(const char *path, const model *m, const label_config *cfg,
+                      const label_sample *ls, int64_t n);
+
+/* IEEE half <-> f32 (round to nearest even; beyond +-65504 saturates, so a
+ * feature never becomes infinite). Features are f16 so that numpy reads
+ * them (safetensors.numpy has no bf16). */
+uint16_t label_f16(float x);
+float label_f32(uint16_t h);
+
+#endif

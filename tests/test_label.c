@@ -1,0 +1,192 @@
+/* test_label: `tis label` on a tiny model: shards round-trip (shapes,
+ * offsets, labels sum to 1, features equal a direct label_run), a run
+ * killed after its first shard resumes to byte-identical shards and
+ * manifest, changed settings are refused, Python's safetensors reads a
+ * shard where it is installed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "bench.h"
+#include "chat.h"
+#include "label.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+static int s_sh(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static const char *s_data =
+    "{\"id\": \"s0\", \"context\": \"the cat sat on the mat and the dog ran in the park while the sun was hot\", "
+    "\"question\": \"where is the cat?\", \"answers\": [\"the mat\"]}\n"
+    "{\"id\": \"s1\", \"context\": \"one two three four five six seven eight nine ten eleven twelve\", "
+    "\"question\": \"what comes after four?\", \"answers\": \"five\"}\n"
+    "{\"id\": \"s2\", \"context\": \"in the north the rain and the ther then the thin hen ran\", \"question\": \"who ran?\"}\n"
+    "{\"id\": \"s3\", \"context\": \"an inn near the errand then the hen and the rain\", \"question\": \"what is near?\", "
+    "\"answers\": [\"inn\"]}\n"
+    "{\"id\": \"s4\", \"context\": \"the end of the list is here and then there\", \"question\": \"where?\", "
+    "\"answers\": [\"here\"]}\n";
+
+static bool s_same_file(const char *a, const char *b) {
+    size_t la = 0, lb = 0;
+    char *x = tt_read_file(a, &la), *y = tt_read_file(b, &lb);
+    bool same = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+int main(void) {
+    static char out[1 << 16];
+    char cmd[4096];
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) bin = "tis";
+    const char *tiny = tt_path("tiny.gguf");
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    const char *data = tt_path("data.jsonl");
+    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+    const char *d1 = tt_path("run1"), *d2 = tt_path("run2");
+
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
+             bin, tiny, data, d1);
+    int rc = s_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+
+    /* manifest: one line per sample */
+    char path[1024], path2[1024];
+    snprintf(path, sizeof path, "%s/manifest.jsonl", d1);
+    size_t len = 0;
+    char *man = tt_read_file(path, &len);
+    int lines = 0;
+    for (size_t i = 0; man && i < len; i++) lines += man[i] == '\n';
+    TT_CHECK(lines == 5);
+    TT_CHECK(man && strstr(man, "\"id\":\"s2\"") && strstr(man, "\"answer_source\":\"model\""));
+    free(man);
+
+    /* shard 0 round-trip: shapes, offsets, label sums, features = label_run's */
+    snprintf(path, sizeof path, "%s/shard-00000.safetensors", d1);
+    st_file *f = NULL;
+    TT_OK(st_open(&f, path));
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    if (f && m) {
+        const st_tensor *spans = st_tensor_find(f, "sample_spans"), *lab = st_tensor_find(f, "labels"),
+                        *co = st_tensor_find(f, "ctx_offsets"), *feat = st_tensor_find(f, "features"),
+                        *ph = st_tensor_find(f, "labels_per_head"), *tok = st_tensor_find(f, "token_ids");
+        TT_CHECK(spans && lab && co && feat && ph && tok);
+        TT_CHECK(st_metadata(f, "format") && !strcmp(st_metadata(f, "format"), "tis-labels-1"));
+        TT_CHECK(st_metadata(f, "sample_ids") && !strcmp(st_metadata(f, "sample_ids"), "[\"s0\",\"s1\"]"));
+        if (spans && lab && co && feat && ph && tok) {
+            const int64_t *sp2 = spans->data, *off = co->data;
+            const float *l = lab->data;
+            TT_CHECK(spans->shape[0] == 2 && co->shape[0] == 3 && off[0] == 0);
+            TT_CHECK(feat->dtype == ST_F16 && feat->shape[1] == m->config.d_model && feat->shape[0] == off[2]);
+            TT_CHECK(ph->shape[0] == off[2] * m->config.n_layer * m->config.n_head);
+            for (int i = 0; i < 2; i++) {
+                TT_CHECK(off[i + 1] - off[i] == sp2[i * 4 + 1]);
+                double sum = 0;
+                for (int64_t j = off[i]; j < off[i + 1]; j++) sum += l[j];
+                TT_CHECK(fabs(sum - 1.0) < 1e-4);
+            }
+            /* the same sample labelled directly gives the same bytes */
+            bench_set set = {0};
+            TT_OK(bench_load_jsonl(data, &set));
+            forward_state *st = NULL;
+            TT_OK(forward_state_new(&st, m, backend_cpu(), 512));
+            chat_template ct = {0};
+            TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
+            label_config cfg = {.layer = m->config.n_layer, .per_head = true, .max_new = 6,
+                                .chat = tokenizer_chat_template(m->tok) != NULL};
+            label_sample ls;
+            if (st && set.n == 5) {
+                TT_OK(label_run(st, &ct, &cfg, &set.s[1], &ls));
+                TT_CHECK(ls.n_ctx == off[2] - off[1]);
+                /* (the CLI may run other BLAS kernels: equal up to rounding) */
+                double fe = 0, le = 0;
+                const uint16_t *F = (const uint16_t *)feat->data + off[1] * m->config.d_model;
+                for (int64_t j = 0; ls.features && j < ls.n_ctx * m->config.d_model; j++) {
+                    double a = label_f32(ls.features[j]), b = label_f32(F[j]);
+                    double e = fabs(a - b) / (1.0 + fabs(b));
+                    if (e > fe) fe = e;
+                }
+                for (int64_t j = 0; ls.labels && j < ls.n_ctx; j++)
+                    if (fabs(ls.labels[j] - l[off[1] + j]) > le) le = fabs(ls.labels[j] - l[off[1] + j]);
+                fprintf(stderr, "  direct vs CLI: features %.2e, labels %.2e\n", fe, le);
+                TT_CHECK(ls.features && fe < 2e-3);
+                TT_CHECK(ls.labels && le < 1e-4);
+                label_sample_free(&ls);
+                cfg.layer = 99;
+                TT_FAILS(label_run(st, &ct, &cfg, &set.s[1], &ls), TIS_EINVAL);
+            }
+            chat_template_free(&ct);
+            forward_state_destroy(&st);
+            bench_set_free(&set);
+        }
+    }
+    st_destroy(&f);
+    model_destroy(&m);
+    TT_CHECK(label_f32(label_f16(1.5f)) == 1.5f && label_f32(label_f16(1e6f)) == 65504.0f);
+
+    /* killed right after writing its first shard (before the manifest),
+     * then resumed: the same shards and manifest */
+    snprintf(cmd, sizeof cmd,
+             "TIS_FAULT_LABEL_EXIT_AFTER_SHARDS=1 '%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 "
+             "--per_head --max_new 6", bin, tiny, data, d2);
+    rc = s_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 137);
+    snprintf(path, sizeof path, "%s/manifest.jsonl", d2);
+    FILE *mf = fopen(path, "rb");
+    TT_CHECK(mf == NULL); /* nothing recorded yet: the shard will be redone */
+    if (mf) fclose(mf);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
+             bin, tiny, data, d2);
+    TT_CHECK(s_sh(cmd, out, sizeof out) == 0);
+    /* and once more: everything is done, nothing changes */
+    TT_CHECK(s_sh(cmd, out, sizeof out) == 0 && strstr(out, "5 already"));
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/shard-%05d.safetensors", d1, k);
+        snprintf(path2, sizeof path2, "%s/shard-%05d.safetensors", d2, k);
+        TT_CHECK(s_same_file(path, path2));
+    }
+    snprintf(path, sizeof path, "%s/manifest.jsonl", d1);
+    snprintf(path2, sizeof path2, "%s/manifest.jsonl", d2);
+    TT_CHECK(s_same_file(path, path2));
+
+    /* other settings into the same directory are refused */
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1", bin, tiny, data, d1);
+    TT_CHECK(s_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s'", bin, tiny, data);
+    TT_CHECK(s_sh(cmd, out, sizeof out) == 2 && strstr(out, "--output"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --benchmark nosuch --output '%s'", bin, tiny, tt_path("x"));
+    TT_CHECK(s_sh(cmd, out, sizeof out) == 2);
+
+    /* Python reads a shard with the safetensors package, where it is installed */
+    if (s_sh("python3 -c 'import numpy, safetensors.numpy'", out, sizeof out) == 0) {
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c \"from safetensors.numpy import load_file; import numpy as np; "
+                 "d = load_file('%s/shard-00000.safetensors'); o = d['ctx_offsets']; "
+                 "assert d['features'].dtype == np.float16 and d['features'].shape[0] == o[-1]; "
+                 "assert all(abs(d['labels'][o[i]:o[i+1]].sum() - 1) < 1e-4 for i in range(len(o) - 1)); "
+                 "print('python ok')\"", d1);
+        TT_CHECK(s_sh(cmd, out, sizeof out) == 0 && strstr(out, "python ok"));
+        fprintf(stderr, "  %s", out);
+    } else {
+        fprintf(stderr, "  python3 has no numpy + safetensors here: the Python check is skipped\n");
+    }
+    return tt_done("test_label");
+}
