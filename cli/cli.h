@@ -12,6 +12,11 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_label(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+
+/* The default importance heads for the default model (committed). */
+#define CLI_DEFAULT_HEAD "configs/heads/smollm2-135m-instruct.tis.safetensors"
+#define CLI_DEFAULT_HEAD_QUERY "configs/heads/smollm2-135m-instruct.tis_query.safetensors"
 
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);

@@ -38,6 +38,8 @@ static void s_usage(FILE *f) {
             "      --window N            observation window of the agnostic protocol (default 64)\n"
             "      --haystack FILE       niah haystack text (default /usr/share/common-licenses/GPL-3)\n"
             "      --n_keys N            niah_multikey needles (default 4)\n"
+            "      --head PATH           importance head for tis (default %s if present)\n"
+            "      --head_query PATH     query-aware head for tis_query (default %s if present)\n"
             "      --no_chat             plain prompt, no chat template\n"
             "      --batch N             decode N policy runs together (default 1: timings are one\n"
             "                            request's; larger: faster sweeps, timings describe the batch)\n"
@@ -46,7 +48,7 @@ static void s_usage(FILE *f) {
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           BLAS threads (default: all cores)\n"
             "      --list                policies and benchmarks, then exit\n",
-            cli_default_model());
+            cli_default_model(), CLI_DEFAULT_HEAD, CLI_DEFAULT_HEAD_QUERY);
 }
 
 static void s_list(void) {
@@ -119,6 +121,9 @@ static int s_mkdirs(const char *path) {
 int cmd_eval(int argc, char **argv) {
     const char *model_path = cli_default_model(), *dataset = NULL, *output = "results/eval.csv";
     const char *haystack = NULL, *protocol = "agnostic";
+    const char *head_path = access(CLI_DEFAULT_HEAD, R_OK) == 0 ? CLI_DEFAULT_HEAD : NULL;
+    const char *head_q_path = access(CLI_DEFAULT_HEAD_QUERY, R_OK) == 0 ? CLI_DEFAULT_HEAD_QUERY : NULL;
+    bool all = false;
     const char *policies[MAX_LIST], *benches[MAX_LIST], *vals[MAX_LIST];
     int n_pol = 0, n_bench = 0;
     double budgets[MAX_LIST], depths[MAX_LIST];
@@ -155,10 +160,8 @@ int cmd_eval(int argc, char **argv) {
                 int64_t iv;
                 float fv;
                 if (!strcmp(a, "--baseline") || !strcmp(a, "--policy")) {
-                    if (!strcmp(vals[j], "all")) {
-                        for (const press_info *p = press_registry; p->name && n_pol < MAX_LIST; p++)
-                            if (p->available) policies[n_pol++] = p->name;
-                    } else if (n_pol < MAX_LIST) policies[n_pol++] = vals[j];
+                    if (!strcmp(vals[j], "all")) all = true; /* expanded once the heads are known */
+                    else if (n_pol < MAX_LIST) policies[n_pol++] = vals[j];
                 } else if (!strcmp(a, "--benchmark")) {
                     if (n_bench < MAX_LIST) benches[n_bench++] = vals[j];
                 } else if (!strcmp(a, "--cache_budgets")) {
@@ -195,6 +198,8 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--dataset")) dataset = v;
         else if (!strcmp(a, "--output")) output = v;
         else if (!strcmp(a, "--haystack")) haystack = v;
+        else if (!strcmp(a, "--head")) head_path = v;
+        else if (!strcmp(a, "--head_query")) head_q_path = v;
         else if (!strcmp(a, "--protocol")) {
             protocol = v;
             ok = !strcmp(v, "agnostic") || !strcmp(v, "query_aware") || !strcmp(v, "both");
@@ -217,6 +222,13 @@ int cmd_eval(int argc, char **argv) {
         }
         i++;
     }
+    if (all) /* every available policy; the learned ones when their head is there */
+        for (const press_info *p = press_registry; p->name && n_pol < MAX_LIST; p++) {
+            if (!p->available) continue;
+            if (!strcmp(p->name, "tis") && !head_path) continue;
+            if (!strcmp(p->name, "tis_query") && !head_q_path) continue;
+            policies[n_pol++] = p->name;
+        }
     if (!n_pol) {
         policies[n_pol++] = "full";
         policies[n_pol++] = "streaming";
@@ -253,6 +265,12 @@ int cmd_eval(int argc, char **argv) {
         press pr;
         if (press_parse(policies[i], &pr)) {
             fprintf(stderr, "tis eval: %s\n", tis_last_error());
+            return 2;
+        }
+        if (pr.needs_head && !(pr.query_head ? head_q_path : head_path)) {
+            fprintf(stderr, "tis eval: policy %s needs an importance head (%s PATH; make one with tis label + "
+                            "tis train%s)\n", policies[i], pr.query_head ? "--head_query" : "--head",
+                    pr.query_head ? " --query_aware" : "");
             return 2;
         }
     }
@@ -312,6 +330,8 @@ int cmd_eval(int argc, char **argv) {
     cfg.max_new = max_new;
     cfg.window = window;
     cfg.batch = batch;
+    cfg.head_path = head_path;
+    cfg.head_query_path = head_q_path;
     cfg.seed = (uint64_t)seed;
     cfg.chat = chat && tokenizer_chat_template(m->tok) != NULL;
     if (eval_runner_new(&er, m, &cfg)) {

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "config.h"
 #include "gguf.h"
+#include "head.h"
 #include "quant.h"
 #include "safetensors.h"
 #include "tis_error.h"
@@ -98,9 +99,48 @@ static int s_info_dir(const char *path) {
     return 0;
 }
 
+/* An importance-head checkpoint or a label shard (safetensors with tis metadata). */
+static int s_info_safetensors(const char *path) {
+    st_file *f = NULL;
+    if (st_open(&f, path)) return cli_fail("reading the file");
+    const char *fmt = st_metadata(f, "format");
+    if (fmt && !strcmp(fmt, "tis-head-1")) {
+        st_destroy(&f);
+        head *h = NULL;
+        if (head_load(&h, path)) return cli_fail("reading the head");
+        printf("importance head  %s%s\n", h->cfg.kind == HEAD_MLP ? "mlp" : "linear",
+               h->cfg.query_aware ? ", query-aware (tis_query)" : " (tis)");
+        printf("base model       %s (d_model %lld)\n", h->cfg.base_model, (long long)h->cfg.d_model);
+        printf("features         layer %lld, rmsnorm + standardise\n", (long long)h->cfg.layer);
+        if (h->cfg.kind == HEAD_MLP) printf("hidden           %lld\n", (long long)h->cfg.hidden);
+        if (h->cfg.query_aware) printf("query rank       %lld\n", (long long)h->cfg.rank);
+        printf("parameters       %lld trained\n", (long long)head_n_trained(h));
+        printf("attn_hook_lambda %g\n", (double)h->attn_hook_lambda);
+        printf("labels           %s\n", h->label_hash[0] ? h->label_hash : "(unknown)");
+        printf("trained by       %s\n", h->train_command[0] ? h->train_command : "(unknown)");
+        head_destroy(&h);
+        return 0;
+    }
+    printf("safetensors: %lld tensors, %lld metadata keys\n", (long long)st_tensor_count(f),
+           (long long)st_metadata_count(f));
+    for (int64_t i = 0; i < st_metadata_count(f); i++) {
+        const char *k, *v;
+        st_metadata_at(f, i, &k, &v);
+        printf("  %-16s %.100s%s\n", k, v, strlen(v) > 100 ? "..." : "");
+    }
+    for (int64_t i = 0; i < st_tensor_count(f); i++) {
+        const st_tensor *t = st_tensor_at(f, i);
+        printf("  %-24s %-5s [", t->name, st_dtype_name(t->dtype));
+        for (int k = 0; k < t->n_dims; k++) printf("%s%lld", k ? ", " : "", (long long)t->shape[k]);
+        printf("]\n");
+    }
+    st_destroy(&f);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: tis info MODEL   (a .gguf file or a HF directory)\n");
+        printf("usage: tis info MODEL | HEAD.safetensors | SHARD.safetensors\n");
         return 0;
     }
     if (argc != 2 || argv[1][0] == '-') {
@@ -112,5 +152,8 @@ int cmd_info(int argc, char **argv) {
         fprintf(stderr, "tis info: cannot open '%s'\n", argv[1]);
         return 1;
     }
+    size_t l = strlen(argv[1]);
+    if (!S_ISDIR(sb.st_mode) && l > 12 && !strcmp(argv[1] + l - 12, ".safetensors"))
+        return s_info_safetensors(argv[1]);
     return S_ISDIR(sb.st_mode) ? s_info_dir(argv[1]) : s_info_gguf(argv[1]);
 }

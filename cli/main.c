@@ -61,6 +61,8 @@ static void s_usage(FILE *f) {
             "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
             "  label     (--dataset F | --benchmark B...) --output DIR [--layer L] [--per_head]\n"
             "            oracle labels + head features in resumable safetensors shards\n"
+            "  train     --labels DIR... --output HEAD.safetensors [--head linear|mlp] [--query_aware]\n"
+            "            fit the importance head (C, Adam), early stopping, metrics CSV + PNG\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -107,6 +109,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "label")) return cmd_label(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 
 #include "forward.h"
 #include "generate.h"
+#include "head.h"
 #include "oracle.h"
 #include "press.h"
 #include "sampler.h"
@@ -132,6 +133,9 @@ struct eval_runner {
     press *presses;         /* [n_policies] */
     forward_state *st;
     chat_template ct;
+    head *head_ctx;         /* for tis (owned) or NULL */
+    head *head_q;           /* for tis_query (owned) or NULL */
+    int64_t head_layer;     /* the layer both heads read, -1 if none */
     float *logits;          /* [logits_rows][n_vocab] */
     int64_t logits_rows;    /* cfg.batch */
 };
@@ -160,6 +164,32 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     int rc = 0;
     if (!r->presses || !r->logits) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
     for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = press_parse(cfg->policies[i], &r->presses[i]);
+    bool need_ctx = false, need_q = false;
+    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
+        need_ctx |= r->presses[i].needs_head && !r->presses[i].query_head;
+        need_q |= r->presses[i].query_head;
+    }
+    r->head_layer = -1;
+    const model_config *mc = &m->config;
+    if (!rc && need_ctx) {
+        if (!cfg->head_path) rc = tis_error(TIS_EINVAL, "eval: policy tis needs an importance head (--head; train one with tis train)");
+        else if (!(rc = head_load(&r->head_ctx, cfg->head_path)))
+            rc = head_check_model(r->head_ctx, mc->name, mc->d_model, mc->n_layer);
+        if (!rc && r->head_ctx->cfg.query_aware)
+            rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", cfg->head_path);
+        if (!rc) r->head_layer = r->head_ctx->cfg.layer;
+    }
+    if (!rc && need_q) {
+        if (!cfg->head_query_path) rc = tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
+        else if (!(rc = head_load(&r->head_q, cfg->head_query_path)))
+            rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer);
+        if (!rc && !r->head_q->cfg.query_aware)
+            rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", cfg->head_query_path);
+        if (!rc && r->head_layer >= 0 && r->head_q->cfg.layer != r->head_layer)
+            rc = tis_error(TIS_EINVAL, "eval: the tis and tis_query heads read different layers (%lld, %lld)",
+                           (long long)r->head_layer, (long long)r->head_q->cfg.layer);
+        if (!rc) r->head_layer = r->head_q->cfg.layer;
+    }
     if (!rc) rc = forward_state_new(&r->st, m, backend_cpu(), 512);
     if (!rc && cfg->chat) rc = chat_template_init(&r->ct, tokenizer_chat_template(m->tok));
     if (rc) {
@@ -174,6 +204,8 @@ void eval_runner_destroy(eval_runner **p) {
     if (!p || !*p) return;
     eval_runner *r = *p;
     forward_state_destroy(&r->st);
+    head_destroy(&r->head_ctx);
+    head_destroy(&r->head_q);
     chat_template_free(&r->ct);
     free(r->presses);
     free(r->logits);
@@ -412,13 +444,16 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     press_plan *plan = NULL;
     const press *plan_pr = NULL;
     bool plan_qa = false;
-    double plan_s = 0;
+    double plan_s = 0, head_s = 0;
+    float *tis_sc = NULL, *tisq_sc = NULL;
     bool want_oracle = false;
     for (int64_t i = 0; i < cfg->n_policies; i++) want_oracle |= r->presses[i].needs_oracle;
 
     /* 1. prefix + context, observed; the agnostic window is the context's tail. */
     rc = forward_kv_new(r->m, p.n, &ctx_kv);
     if (!rc) rc = press_obs_init(&obs, r->m, p.n);
+    if (rc) goto done;
+    if (r->head_layer >= 0) rc = press_obs_capture_hidden(&obs, r->head_layer, r->m->config.d_model);
     if (rc) goto done;
     int64_t win = cfg->window < p.n_ctx ? cfg->window : p.n_ctx;
     press_obs_window(&obs, ctx_end - win);
@@ -469,6 +504,33 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
         }
     }
 
+    /* 4b. importance-head scores: tis from the context's own hidden states,
+     *     tis_query also from the question's (query-aware protocol). */
+    if (r->head_layer >= 0) {
+        int64_t d = r->m->config.d_model, nq = n_suf - 1;
+        float *f = malloc((size_t)(p.n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
+        double th = tis_now();
+        if (f && q && r->head_ctx) {
+            tis_sc = malloc((size_t)p.n_ctx * sizeof(float));
+            head_features(r->head_ctx, obs.hid + p.ctx_begin * d, p.n_ctx, f);
+            rc = tis_sc ? head_forward(r->head_ctx, f, p.n_ctx, NULL, tis_sc) : TIS_ENOMEM;
+        }
+        if (!rc && f && q && r->head_q && nq > 0) {
+            tisq_sc = malloc((size_t)p.n_ctx * sizeof(float));
+            head_query(r->head_q, obs_q.hid + p.suf_begin * d, nq, q);
+            head_features(r->head_q, obs_q.hid + p.ctx_begin * d, p.n_ctx, f);
+            rc = tisq_sc ? head_forward(r->head_q, f, p.n_ctx, q, tisq_sc) : TIS_ENOMEM;
+        }
+        head_s = tis_now() - th;
+        if (!f || !q) rc = tis_error(TIS_ENOMEM, "eval: out of memory for head features");
+        free(f);
+        free(q);
+        if (rc) {
+            if (rc == TIS_ENOMEM) rc = tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
+            goto done;
+        }
+    }
+
     /* 5. every protocol x policy x budget, in groups of cfg->batch. */
     int64_t nb = cfg->n_budgets + cfg->n_budget_tokens;
     var = calloc((size_t)(2 * cfg->n_policies * nb + 2), sizeof *var);
@@ -486,6 +548,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
         if (qa ? !cfg->query_aware : !cfg->agnostic) continue;
         for (int64_t i = 0; i < cfg->n_policies; i++) {
             const press *pr = &r->presses[i];
+            if (pr->query_head && !qa) continue; /* the question is unknown before compression */
             for (int64_t b = 0; b < (pr->score ? nb : 1); b++) {
                 variant *v = &var[n_var++];
                 v->pr = pr;
@@ -518,6 +581,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
                 .kv = v->qa ? qa_kv : ctx_kv, .obs = v->qa ? &obs_q : &obs,
                 .oracle = orc.total ? &orc : NULL, .ctx_begin = p.ctx_begin, .n_ctx = p.n_ctx,
                 .window = v->qa ? 0 : win, .n_sink = cfg->n_sink,
+                .head_scores = v->pr->query_head ? tisq_sc : tis_sc,
                 .seed = cfg->seed ^ (uint64_t)p.n * 0x9e3779b97f4a7c15ull,
             };
             /* One scoring per (protocol, policy), shared by its budgets; each
@@ -527,7 +591,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
                 press_plan_destroy(&plan);
                 double tp = tis_now();
                 rc = press_plan_new(&plan, v->pr, &pc);
-                plan_s = tis_now() - tp;
+                plan_s = tis_now() - tp + (v->pr->needs_head ? head_s : 0);
                 plan_pr = v->pr;
                 plan_qa = v->qa;
                 if (rc) goto done;
@@ -587,6 +651,8 @@ done:
         free(var[vi].d.text);
     }
     press_plan_destroy(&plan);
+    free(tis_sc);
+    free(tisq_sc);
     free(var);
     free(gkv);
     free(gq);

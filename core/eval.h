@@ -54,6 +54,8 @@ typedef struct eval_config {
     uint64_t seed;
     bool chat;                     /* through the model's chat template */
     bool use_model_answer;         /* oracle from full's answer even when ground truth exists */
+    const char *head_path;         /* importance head for `tis` (safetensors), or NULL */
+    const char *head_query_path;   /* query-aware head for `tis_query`, or NULL */
     int64_t batch;                 /* policy runs decoded together (1: one at a time, so the
                                       timings are a single request's; more: faster sweeps,
                                       timings then describe the batch) */

@@ -31,6 +31,7 @@ int press_obs_init(press_obs *o, const model *m, int64_t cap) {
 }
 
 void press_obs_free(press_obs *o) {
+    free(o->hid);
     free(o->acc);
     free(o->win);
     free(o->last);
@@ -41,6 +42,7 @@ int press_obs_copy(press_obs *dst, const press_obs *src) {
     memset(dst, 0, sizeof *dst);
     size_t n = (size_t)(src->n_layer * src->n_kv_head) * (size_t)src->cap * sizeof(float);
     *dst = *src;
+    dst->hid = NULL;
     dst->acc = malloc(n);
     dst->win = malloc(n);
     dst->last = malloc(n);
@@ -48,10 +50,35 @@ int press_obs_copy(press_obs *dst, const press_obs *src) {
         press_obs_free(dst);
         return tis_error(TIS_ENOMEM, "press: out of memory for attention statistics");
     }
+    if (src->hid) {
+        size_t hn = (size_t)(src->cap * src->d_model) * sizeof(float);
+        dst->hid = malloc(hn);
+        if (!dst->hid) {
+            press_obs_free(dst);
+            return tis_error(TIS_ENOMEM, "press: out of memory for hidden states");
+        }
+        memcpy(dst->hid, src->hid, hn);
+    }
     memcpy(dst->acc, src->acc, n);
     memcpy(dst->win, src->win, n);
     memcpy(dst->last, src->last, n);
     return 0;
+}
+
+int press_obs_capture_hidden(press_obs *o, int64_t layer, int64_t d_model) {
+    free(o->hid);
+    o->hid = calloc((size_t)(o->cap * d_model), sizeof(float));
+    if (!o->hid) return tis_error(TIS_ENOMEM, "press: out of memory for hidden states");
+    o->hid_layer = layer;
+    o->d_model = d_model;
+    return 0;
+}
+
+static void s_obs_hidden(void *user, int64_t layer, int64_t t0, const float *x, int64_t T) {
+    press_obs *o = user;
+    if (layer != o->hid_layer) return;
+    TIS_ASSERT(o->base + t0 + T <= o->cap);
+    memcpy(o->hid + (o->base + t0) * o->d_model, x, (size_t)(T * o->d_model) * sizeof(float));
 }
 
 void press_obs_window(press_obs *o, int64_t win_begin) {
@@ -91,7 +118,7 @@ int press_obs_prefill(press_obs *o, forward_state *st, kv_cache *kv, const int32
     memset(o->last, 0, (size_t)(o->n_layer * o->n_kv_head) * (size_t)o->cap * sizeof(float));
     o->base = kv->n_past;
     o->last_pos = kv->n_past + T - 1;
-    forward_hooks hooks = {.on_attn = s_obs_attn, .user = o};
+    forward_hooks hooks = {.on_attn = s_obs_attn, .on_hidden = o->hid ? s_obs_hidden : NULL, .user = o};
     return forward_run(st, kv, ids, T, logits, n_logits, &hooks);
 }
 
@@ -181,6 +208,14 @@ static int s_oracle(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     return 0;
 }
 
+/* Learned importance: the head's scores, computed by the caller from the
+ * hidden states (same for every head and layer). */
+static int s_head(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    if (!c->head_scores) return tis_error(TIS_EINVAL, "press tis: no importance-head scores");
+    memcpy(sc, c->head_scores, (size_t)c->n_ctx * sizeof(float));
+    return 0;
+}
+
 const press_info press_registry[] = {
     {"full", true, "no compression (the reference)"},
     {"random", true, "uniformly random tokens (seeded)"},
@@ -192,8 +227,8 @@ const press_info press_registry[] = {
     {"pyramidkv", true, "snapkv scores, budgets shrinking with depth"},
     {"adakv", true, "head-adaptive budgets over any scorer (adakv:INNER, default snapkv)"},
     {"oracle", true, "top-k by oracle labels (answer-to-context attention)"},
-    {"tis", false, "learned importance head (not available yet: importance-head issue)"},
-    {"tis_query", false, "query-aware learned head (not available yet: importance-head issue)"},
+    {"tis", true, "learned importance head on the context's hidden states (--head)"},
+    {"tis_query", true, "query-aware learned head (--head_query; query-aware protocol only)"},
     {NULL, false, NULL},
 };
 
@@ -212,6 +247,8 @@ static const score_entry s_scores[] = {
     {"tova", s_tova, false, true, false},
     {"pyramidkv", s_snapkv, true, true, false},
     {"oracle", s_oracle, false, false, true},
+    {"tis", s_head, false, false, false},
+    {"tis_query", s_head, false, false, false},
     {NULL, NULL, false, false, false},
 };
 
@@ -234,7 +271,8 @@ int press_parse(const char *name, press *out) {
         if (!e || !strcmp(inner, "pyramidkv"))
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
         *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
-                       .needs_obs = e->obs, .needs_oracle = e->oracle};
+                       .needs_obs = e->obs, .needs_oracle = e->oracle, .needs_head = e->fn == s_head,
+                       .query_head = !strcmp(inner, "tis_query")};
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
@@ -250,6 +288,8 @@ int press_parse(const char *name, press *out) {
         out->protect_window = e->window;
         out->needs_obs = e->obs;
         out->needs_oracle = e->oracle;
+        out->needs_head = e->fn == s_head;
+        out->query_head = !strcmp(name, "tis_query");
         return 0;
     }
     return tis_error(TIS_ENOTFOUND, "press: unknown policy '%s' (see tis eval --list)", name);
@@ -371,6 +411,7 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     }
     if (p->needs_obs && !c->obs) return tis_error(TIS_EINVAL, "press %s: no attention statistics", p->name);
     if (p->needs_oracle && !c->oracle) return tis_error(TIS_EINVAL, "press %s: no oracle labels", p->name);
+    if (p->needs_head && !c->head_scores) return tis_error(TIS_EINVAL, "press %s: no importance-head scores", p->name);
     press_plan *pl = calloc(1, sizeof *pl);
     ranked *rk = malloc((size_t)n * sizeof *rk);
     int rc = 0;

@@ -30,12 +30,17 @@ typedef struct press_obs {
     int64_t n_win;     /* window queries seen */
     int64_t last_pos;  /* position of the query `last` holds (-1: none yet) */
     int64_t base;      /* position of row 0 of the forward_run in progress */
+    float *hid;        /* [cap][d_model] residual stream entering layer hid_layer at
+                          every position (for the importance head), or NULL */
+    int64_t hid_layer, d_model;
 } press_obs;
 
 int press_obs_init(press_obs *o, const model *m, int64_t cap);
 void press_obs_free(press_obs *o);
 /* A deep copy (to continue prefilling one sample two ways). */
 int press_obs_copy(press_obs *dst, const press_obs *src);
+/* Also keep the hidden states entering `layer` (n_layer: after the last). */
+int press_obs_capture_hidden(press_obs *o, int64_t layer, int64_t d_model);
 /* Starts a new observation window at position win_begin (clears win). */
 void press_obs_window(press_obs *o, int64_t win_begin);
 /* forward_run of ids[T] into kv (uncompressed, entry == position) while
@@ -56,6 +61,7 @@ typedef struct press_ctx {
                                       protocol: the window queries are the context's own
                                       last tokens); 0 in the query-aware protocol */
     int64_t n_sink;                /* streaming: first context tokens kept */
+    const float *head_scores;      /* [n_ctx] importance-head scores (tis, tis_query), or NULL */
     uint64_t seed;                 /* random: per sample */
 } press_ctx;
 
@@ -74,6 +80,8 @@ typedef struct press {
     press_alloc alloc;
     bool protect_window;       /* pad the context tail (observation window) */
     bool needs_obs, needs_oracle;
+    bool needs_head;           /* tis, tis_query: scores from an importance head */
+    bool query_head;           /* tis_query: the head takes the question (query-aware protocol) */
 } press;
 
 typedef struct press_info {
@@ -82,8 +90,7 @@ typedef struct press_info {
     const char *about;
 } press_info;
 
-/* The registry, NULL-name terminated: every policy tis knows, available or
- * not (tis / tis_query arrive with the importance head). */
+/* The registry, NULL-name terminated: every policy tis knows. */
 extern const press_info press_registry[];
 
 /* Parses a policy name: a registry name, or "adakv" / "adakv:INNER"

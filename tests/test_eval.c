@@ -202,7 +202,7 @@ int main(void) {
     snprintf(args, sizeof args, "eval -m '%s' --baseline nosuch", tiny);
     TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
     snprintf(args, sizeof args, "eval -m '%s' --baseline tis", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "not available"));
+    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "needs an importance head"));
     snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);
     TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
     TT_CHECK(s_run("eval --cache_budgets 0 ", out, sizeof out) == 2);

@@ -2,6 +2,7 @@
  * loops, whole sequence recomputed), on tiny random models; prefill in one
  * batch, in chunks and token by token agree; errors for bad input. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,10 @@
 #include "quant.h"
 #include "tiny_model.h"
 #include "tt.h"
+
+/* Optional attention mask for the reference: key j visible to query t of
+ * (layer, kv head g)? NULL: plain causal. */
+static bool (*s_visible)(int64_t layer, int64_t g, int64_t t, int64_t j);
 
 /* The reference: llama2.c-style, every position recomputed from scratch,
  * no BLAS, double accumulators. Returns logits[T][n_vocab]. */
@@ -74,6 +79,10 @@ static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
                 int64_t g = hh / (nh / nkv);
                 double mx = -1e300, sum = 0;
                 for (int64_t j = 0; j <= t; j++) {
+                    if (s_visible && !s_visible(l, g, t, j)) {
+                        att[j] = -1e300; /* exp() -> 0 */
+                        continue;
+                    }
                     double s = 0;
                     for (int64_t i = 0; i < hd; i++) s += (double)q[t * qd + hh * hd + i] * k[j * kd + g * hd + i];
                     att[j] = s / sqrt((double)hd);
@@ -233,6 +242,68 @@ static void s_check_hooks(void) {
     model_destroy(&m);
 }
 
+/* Compaction is attention masking: evict context entries per (layer, kv
+ * head), continue with new tokens on the compacted cache; the logits equal
+ * the reference's with the evicted keys masked for the new queries only
+ * (original positions kept, no re-rotation). */
+enum { M_PRE = 3, M_CTX = 29, M_SUF = 6 };
+static uint8_t s_keep[8][8][M_CTX];
+static bool s_mask_fn(int64_t layer, int64_t g, int64_t t, int64_t j) {
+    if (t < M_PRE + M_CTX || j < M_PRE || j >= M_PRE + M_CTX) return true;
+    return s_keep[layer][g][j - M_PRE] != 0;
+}
+
+static void s_check_compaction(void) {
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    const char *path = tt_path("compact.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return;
+    int64_t V = m->config.n_vocab, T = M_PRE + M_CTX + M_SUF;
+    int32_t ids[M_PRE + M_CTX + M_SUF];
+    uint64_t rng = 1234;
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(V - 1));
+    forward_state *st = NULL;
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 8));
+    kv_cache *kv = NULL, *c = NULL;
+    TT_OK(forward_kv_new(m, M_PRE + M_CTX, &kv));
+    TT_OK(forward_run(st, kv, ids, M_PRE + M_CTX, NULL, 0, NULL));
+    /* ragged: each stream keeps its own random subset (some keep none) */
+    uint8_t *keep = calloc((size_t)(kv->n_stream * (M_PRE + M_CTX)), 1);
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int64_t g = 0; g < kv->n_kv_head; g++) {
+            int64_t s = kv_stream(kv, l, g);
+            for (int64_t j = 0; j < M_PRE + M_CTX; j++) {
+                bool in_ctx = j >= M_PRE;
+                bool k = !in_ctx || (s == 1 ? false : tt_randf(&rng) > 0.2f);
+                keep[kv->off[s] + j] = (uint8_t)k;
+                if (in_ctx) s_keep[l][g][j - M_PRE] = (uint8_t)k;
+            }
+        }
+    TT_OK(kv_cache_compact(&c, kv, keep, M_SUF));
+    float *lg = malloc((size_t)V * sizeof(float));
+    if (c) TT_OK(forward_run(st, c, ids + M_PRE + M_CTX, M_SUF, lg, 1, NULL));
+    s_visible = s_mask_fn;
+    float *ref = s_naive(m, ids, T);
+    s_visible = NULL;
+    double dmax = s_maxdiff(lg, ref + (T - 1) * V, V);
+    float *plain = s_naive(m, ids, T);
+    double dplain = s_maxdiff(lg, plain + (T - 1) * V, V);
+    fprintf(stderr, "  compacted vs masked reference: %.2e (vs unmasked: %.2e)\n", dmax, dplain);
+    TT_CHECK(dmax < 1e-3);
+    TT_CHECK(dplain > 1e-2); /* the eviction did change the result */
+    free(ref);
+    free(plain);
+    free(lg);
+    free(keep);
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&kv);
+    forward_state_destroy(&st);
+    model_destroy(&m);
+}
+
 /* forward_run_batch: several caches at different lengths, compressed or
  * not, token counts that split across chunks; each sequence's logits match
  * running it alone. Shared caches are refused. */
@@ -313,5 +384,6 @@ int main(void) {
     s_check_model("llama, Q4_1 weights", &sp);
     s_check_hooks();
     s_check_batch();
+    s_check_compaction();
     return tt_done("test_forward");
 }

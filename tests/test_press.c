@@ -36,8 +36,12 @@ static void test_parse(void) {
     TT_FAILS(press_parse("nosuch", &p), TIS_ENOTFOUND);
     TT_FAILS(press_parse("adakv:nosuch", &p), TIS_ENOTFOUND);
     TT_FAILS(press_parse("adakv:pyramidkv", &p), TIS_ENOTFOUND);
-    TT_FAILS(press_parse("tis", &p), TIS_EUNSUPPORTED);
-    TT_FAILS(press_parse("tis_query", &p), TIS_EUNSUPPORTED);
+    TT_OK(press_parse("tis", &p));
+    TT_CHECK(p.needs_head && !p.query_head && p.alloc == PRESS_ALLOC_UNIFORM);
+    TT_OK(press_parse("tis_query", &p));
+    TT_CHECK(p.needs_head && p.query_head);
+    TT_OK(press_parse("adakv:tis", &p));
+    TT_CHECK(p.needs_head && p.alloc == PRESS_ALLOC_ADAPTIVE);
     TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
              press_budget_tokens(1.0, 40) == 40);
 }
@@ -184,6 +188,22 @@ int main(void) {
     kv_cache_destroy(&c);
     press_obs_free(&o2);
     pc.obs = &obs;
+
+    /* tis keeps the head's top tokens in every stream; no scores, an error */
+    TT_OK(press_parse("tis", &p));
+    TT_FAILS(press_compress(&c, &p, &pc, 2, 0, NULL), TIS_EINVAL);
+    float hs[CTX];
+    for (int j = 0; j < CTX; j++) hs[j] = (float)((j * 7) % CTX);
+    pc.head_scores = hs; /* best: j with (7j mod 40) == 39, 38 */
+    TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++) {
+            TT_CHECK(c->len[s] == PRE + 2);
+            for (int32_t j = 0; j < CTX; j++)
+                TT_CHECK(s_kept(c, s, PRE + j) == ((j * 7) % CTX >= CTX - 2));
+        }
+    kv_cache_destroy(&c);
+    pc.head_scores = NULL;
 
     /* knorm keeps the lowest-norm key */
     TT_OK(press_parse("knorm", &p));

@@ -1,0 +1,417 @@
+/* head: the importance head's numerics (layout, init, features, forward,
+ * backward, losses, Adam, recall); the checkpoint is in head_io.c. */
+#include "head.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tis_error.h"
+
+/* Rows per block in the mlp forward/backward, so the [rows][hidden]
+ * scratch stays small (256 x 256 floats = 256 KiB) whatever n is. */
+#define HEAD_CHUNK 256
+
+/* ---- construction -------------------------------------------------------- */
+
+static uint64_t s_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double s_unif(uint64_t *state) { return (double)(s_splitmix64(state) >> 11) * 0x1.0p-53; }
+
+static void s_fill_uniform(float *p, int64_t n, double bound, uint64_t *state) {
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((2.0 * s_unif(state) - 1.0) * bound);
+}
+
+/* Box-Muller; one normal per pair of uniforms (simple, deterministic). */
+static void s_fill_normal(float *p, int64_t n, double sd, uint64_t *state) {
+    for (int64_t i = 0; i < n; i++) {
+        double u1 = 1.0 - s_unif(state), u2 = s_unif(state); /* u1 in (0, 1] */
+        p[i] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+    }
+}
+
+/* Checks cfg and fills in the defaults; fields a kind does not use are 0. */
+static int s_config_check(head_config *c, const head_config *in) {
+    *c = *in;
+    if (c->kind != HEAD_LINEAR && c->kind != HEAD_MLP)
+        return tis_error(TIS_EINVAL, "head: unknown kind %d (linear 0, mlp 1)", (int)c->kind);
+    if (c->d_model < 1 || c->d_model > 65536)
+        return tis_error(TIS_EINVAL, "head: d_model %lld is out of range (1..65536)",
+                         (long long)c->d_model);
+    if (c->kind == HEAD_MLP) {
+        if (c->hidden == 0) c->hidden = 256;
+        if (c->hidden < 1 || c->hidden > 8192)
+            return tis_error(TIS_EINVAL, "head: hidden %lld is out of range (1..8192)",
+                             (long long)c->hidden);
+    } else {
+        c->hidden = 0;
+    }
+    if (c->query_aware) {
+        if (c->rank == 0) c->rank = 32;
+        if (c->rank < 1 || c->rank > 1024)
+            return tis_error(TIS_EINVAL, "head: rank %lld is out of range (1..1024)",
+                             (long long)c->rank);
+    } else {
+        c->rank = 0;
+    }
+    if (c->layer < 0 || c->layer > 65536)
+        return tis_error(TIS_EINVAL, "head: layer %lld is out of range (0..65536)",
+                         (long long)c->layer);
+    if (!memchr(c->base_model, 0, sizeof c->base_model))
+        return tis_error(TIS_EINVAL, "head: base_model is not NUL-terminated within %zu bytes",
+                         sizeof c->base_model);
+    return 0;
+}
+
+int head_new(head **out, const head_config *cfg, uint64_t seed) {
+    *out = NULL;
+    if (!cfg) return tis_error(TIS_EINVAL, "head: NULL config");
+    head_config c;
+    int rc = s_config_check(&c, cfg);
+    if (rc) return rc;
+    const int64_t d = c.d_model, d_in = c.kind == HEAD_MLP ? c.hidden : d;
+    /* Size table, in layout order: trained params, then mean/std. Bounds
+     * above keep every product far from overflow (< 2^31 floats). */
+    const int64_t sizes[] = {
+        d_in, 1,                                  /* w_out, b_out */
+        c.hidden * d, c.hidden,                   /* w1, b1 (0 for linear) */
+        c.rank * d, c.rank * d,                   /* pq, pk (0 unless query-aware) */
+        d, d,                                     /* mean, std */
+    };
+    int64_t n_params = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) n_params += sizes[i];
+    /* One block: the struct, then the params 64-byte aligned. */
+    const size_t off = (sizeof(head) + 63) & ~(size_t)63;
+    char *block = aligned_alloc(64, off + (((size_t)n_params * sizeof(float) + 63) & ~(size_t)63));
+    if (!block)
+        return tis_error(TIS_ENOMEM, "head: out of memory (%lld params)", (long long)n_params);
+    head *h = (head *)block;
+    memset(h, 0, sizeof *h);
+    h->cfg = c;
+    h->params = (float *)(block + off);
+    h->n_params = n_params;
+    float *p = h->params;
+    h->w_out = p, p += sizes[0];
+    h->b_out = p, p += sizes[1];
+    h->w1 = c.kind == HEAD_MLP ? p : NULL, p += sizes[2];
+    h->b1 = c.kind == HEAD_MLP ? p : NULL, p += sizes[3];
+    h->pq = c.query_aware ? p : NULL, p += sizes[4];
+    h->pk = c.query_aware ? p : NULL, p += sizes[5];
+    h->mean = p, p += sizes[6];
+    h->std = p, p += sizes[7];
+    TIS_ASSERT(p == h->params + n_params);
+
+    /* Kaiming-uniform-ish weights, zero biases, small normal projections
+     * (sd 1/sqrt(d), so the bilinear term starts at O(1/sqrt(rank))). */
+    uint64_t st = seed;
+    s_fill_uniform(h->w_out, d_in, 1.0 / sqrt((double)d_in), &st);
+    h->b_out[0] = 0;
+    if (h->w1) {
+        s_fill_uniform(h->w1, c.hidden * d, 1.0 / sqrt((double)d), &st);
+        memset(h->b1, 0, (size_t)c.hidden * sizeof(float));
+    }
+    if (h->pq) {
+        s_fill_normal(h->pq, c.rank * d, 1.0 / sqrt((double)d), &st);
+        s_fill_normal(h->pk, c.rank * d, 1.0 / sqrt((double)d), &st);
+    }
+    for (int64_t i = 0; i < d; i++) h->mean[i] = 0.0f, h->std[i] = 1.0f;
+    h->attn_hook_lambda = 0.1f; /* the reference default */
+    *out = h;
+    return 0;
+}
+
+void head_destroy(head **p) {
+    if (!p || !*p) return;
+    free(*p); /* struct and params are one block */
+    *p = NULL;
+}
+
+int64_t head_n_trained(const head *h) { return h->mean - h->params; }
+
+/* ---- features ------------------------------------------------------------ */
+
+void head_features(const head *h, const float *x, int64_t n, float *f) {
+    const int64_t d = h->cfg.d_model;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * d;
+        float *fi = f + i * d;
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)xi[k] * xi[k];
+        const float r = (float)(1.0 / sqrt(ss / (double)d + 1e-6));
+        for (int64_t k = 0; k < d; k++) fi[k] = (xi[k] * r - h->mean[k]) / h->std[k];
+    }
+}
+
+void head_query(const head *h, const float *xq, int64_t nq, float *q) {
+    const int64_t d = h->cfg.d_model;
+    memset(q, 0, (size_t)d * sizeof(float));
+    if (nq <= 0) return; /* no question: q = 0, the bilinear term vanishes */
+    /* standardise is affine, so mean(standardise(rms(x))) =
+     * standardise(mean(rms(x))): accumulate the normalised rows first. */
+    for (int64_t i = 0; i < nq; i++) {
+        const float *xi = xq + i * d;
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)xi[k] * xi[k];
+        const float r = (float)(1.0 / sqrt(ss / (double)d + 1e-6));
+        for (int64_t k = 0; k < d; k++) q[k] += xi[k] * r;
+    }
+    for (int64_t k = 0; k < d; k++) q[k] = (q[k] / (float)nq - h->mean[k]) / h->std[k];
+}
+
+/* ---- forward / backward -------------------------------------------------- */
+
+/* v[d] = Pk^T Pq q / sqrt(rank), so that the bilinear term is f_j . v;
+ * u[rank] = Pq q is scratch (and kept: backward needs it). */
+static void s_query_vec(const head *h, const float *q, float *u, float *v) {
+    const int64_t d = h->cfg.d_model, r = h->cfg.rank;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)d, 1.0f, h->pq, (int)d, q, 1, 0.0f, u,
+                1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)r, (int)d, (float)(1.0 / sqrt((double)r)), h->pk,
+                (int)d, u, 1, 0.0f, v, 1);
+}
+
+/* z[m][hidden] = f[m][d] W1^T + b1 (pre-activation). */
+static void s_fc1(const head *h, const float *f, int64_t m, float *z) {
+    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)hid, (int)d, 1.0f, f,
+                (int)d, h->w1, (int)d, 0.0f, z, (int)hid);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < hid; k++) z[i * hid + k] += h->b1[k];
+}
+
+static int s_check_args(const head *h, const float *f, int64_t n, const float *q, const char *fn) {
+    if (!h || n < 0 || (n > 0 && !f))
+        return tis_error(TIS_EINVAL, "head: %s: bad arguments (n %lld)", fn, (long long)n);
+    if (n > INT32_MAX)
+        return tis_error(TIS_ERANGE, "head: %s: %lld rows is over the BLAS limit", fn,
+                         (long long)n);
+    if (h->cfg.query_aware && !q)
+        return tis_error(TIS_EINVAL, "head: %s: a query-aware head needs the query vector", fn);
+    return 0;
+}
+
+int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s) {
+    int rc = s_check_args(h, f, n, q, "forward");
+    if (rc || n == 0) return rc;
+    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank;
+    const size_t scratch = (size_t)(h->cfg.kind == HEAD_MLP ? HEAD_CHUNK * hid : 0) +
+                           (size_t)(h->cfg.query_aware ? r + d : 0);
+    float *buf = scratch ? malloc(scratch * sizeof(float)) : NULL;
+    if (scratch && !buf) return tis_error(TIS_ENOMEM, "head: forward: out of memory");
+    if (h->cfg.kind == HEAD_LINEAR) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, f, (int)d, h->w_out, 1,
+                    0.0f, s, 1);
+    } else {
+        float *z = buf; /* [HEAD_CHUNK][hidden] */
+        for (int64_t i0 = 0; i0 < n; i0 += HEAD_CHUNK) {
+            const int64_t m = n - i0 < HEAD_CHUNK ? n - i0 : HEAD_CHUNK;
+            s_fc1(h, f + i0 * d, m, z);
+            for (int64_t k = 0; k < m * hid; k++) z[k] = z[k] > 0 ? z[k] : 0.0f;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)hid, 1.0f, z, (int)hid, h->w_out,
+                        1, 0.0f, s + i0, 1);
+        }
+    }
+    const float b = h->b_out[0];
+    for (int64_t j = 0; j < n; j++) s[j] += b;
+    if (h->cfg.query_aware) {
+        float *u = buf + (h->cfg.kind == HEAD_MLP ? HEAD_CHUNK * hid : 0), *v = u + r;
+        s_query_vec(h, q, u, v);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, f, (int)d, v, 1, 1.0f, s,
+                    1);
+    }
+    free(buf);
+    return 0;
+}
+
+/* The gradient is laid out as params: the same offsets as the views. */
+#define GRAD_OF(field) (grad + (h->field - h->params))
+
+int head_backward(const head *h, const float *f, int64_t n, const float *q, const float *ds,
+                  float *grad) {
+    int rc = s_check_args(h, f, n, q, "backward");
+    if (rc || n == 0) return rc;
+    if (!ds || !grad) return tis_error(TIS_EINVAL, "head: backward: NULL ds or grad");
+    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank;
+    const bool mlp = h->cfg.kind == HEAD_MLP, qa = h->cfg.query_aware;
+    /* g[d] = F^T ds: the whole gradient of a linear head, and what the
+     * bilinear term needs (sum_j ds_j f_j . v = g . v). */
+    const size_t scratch = (size_t)(mlp ? 2 * HEAD_CHUNK * hid : 0) +
+                           (size_t)(qa || !mlp ? d : 0) + (size_t)(qa ? 2 * r : 0);
+    float *buf = malloc(scratch * sizeof(float));
+    if (!buf) return tis_error(TIS_ENOMEM, "head: backward: out of memory");
+    float *p = buf;
+    float *z = mlp ? p : NULL;                   /* [HEAD_CHUNK][hidden] pre-activation */
+    float *dz = mlp ? p + HEAD_CHUNK * hid : NULL; /* [HEAD_CHUNK][hidden] */
+    p += mlp ? 2 * HEAD_CHUNK * hid : 0;
+    float *g = qa || !mlp ? p : NULL;            /* [d] */
+    p += qa || !mlp ? d : 0;
+    float *u = qa ? p : NULL, *w = qa ? p + r : NULL; /* [rank] Pq q, [rank] Pk g */
+
+    double db = 0;
+    for (int64_t j = 0; j < n; j++) db += ds[j];
+    GRAD_OF(b_out)[0] += (float)db;
+    if (g)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0f, f, (int)d, ds, 1, 0.0f, g,
+                    1);
+    if (!mlp) {
+        float *gw = GRAD_OF(w_out);
+        for (int64_t k = 0; k < d; k++) gw[k] += g[k];
+    } else {
+        float *gw2 = GRAD_OF(w_out), *gw1 = GRAD_OF(w1), *gb1 = GRAD_OF(b1);
+        for (int64_t i0 = 0; i0 < n; i0 += HEAD_CHUNK) {
+            const int64_t m = n - i0 < HEAD_CHUNK ? n - i0 : HEAD_CHUNK;
+            const float *fi = f + i0 * d, *dsi = ds + i0;
+            s_fc1(h, fi, m, z);
+            for (int64_t i = 0; i < m; i++) {
+                float *zi = z + i * hid, *dzi = dz + i * hid;
+                for (int64_t k = 0; k < hid; k++) {
+                    const bool on = zi[k] > 0;
+                    zi[k] = on ? zi[k] : 0.0f; /* now the activation a */
+                    dzi[k] = on ? dsi[i] * h->w_out[k] : 0.0f;
+                    gb1[k] += dzi[k];
+                }
+            }
+            /* dw2 += A^T ds; dW1 += dZ^T F */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)hid, 1.0f, z, (int)hid, dsi, 1,
+                        1.0f, gw2, 1);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)hid, (int)d, (int)m, 1.0f,
+                        dz, (int)hid, fi, (int)d, 1.0f, gw1, (int)d);
+        }
+    }
+    if (qa) {
+        /* term = (Pk g) . (Pq q) / sqrt(r): dPk = u g^T / sqrt(r),
+         * dPq = (Pk g) q^T / sqrt(r). */
+        const float sc = (float)(1.0 / sqrt((double)r));
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)d, 1.0f, h->pq, (int)d, q, 1, 0.0f,
+                    u, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)d, 1.0f, h->pk, (int)d, g, 1, 0.0f,
+                    w, 1);
+        cblas_sger(CblasRowMajor, (int)r, (int)d, sc, u, 1, g, 1, GRAD_OF(pk), (int)d);
+        cblas_sger(CblasRowMajor, (int)r, (int)d, sc, w, 1, q, 1, GRAD_OF(pq), (int)d);
+    }
+    free(buf);
+    return 0;
+}
+
+/* ---- losses and metrics -------------------------------------------------- */
+
+/* k = ceil(frac * n) in [1, n] (n >= 1); the 1e-9 keeps 0.1 * 70 at 7. */
+static int64_t s_topk_count(double frac, int64_t n) {
+    if (!(frac > 0)) return 1;
+    if (frac >= 1) return n;
+    double k = ceil(frac * (double)n - 1e-9);
+    return k < 1 ? 1 : k > (double)n ? n : (int64_t)k;
+}
+
+typedef struct s_rank {
+    float key;
+    int64_t idx;
+} s_rank;
+
+/* Descending key, ties (and NaN, ranked last) by lower index. */
+static int s_rank_cmp(const void *pa, const void *pb) {
+    const s_rank *a = pa, *b = pb;
+    if (a->key > b->key) return -1;
+    if (a->key < b->key) return 1;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/* Sets mark[i] |= bit for the top k of x[n] (ties by lower index); r is
+ * [n] scratch. */
+static void s_mark_topk(const float *x, int64_t n, int64_t k, s_rank *r, unsigned char *mark,
+                        unsigned char bit) {
+    for (int64_t i = 0; i < n; i++) r[i] = (s_rank){isnan(x[i]) ? -INFINITY : x[i], i};
+    qsort(r, (size_t)n, sizeof *r, s_rank_cmp);
+    for (int64_t i = 0; i < k; i++) mark[r[i].idx] |= bit;
+}
+
+double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n, double topk_frac,
+                      float *ds) {
+    if (n <= 0) return 0.0;
+    if (kind == LOSS_LISTWISE) {
+        /* -sum_j y_j log softmax(s)_j = Y lse(s) - sum_j y_j s_j, Y = sum y;
+         * d/ds_j = Y p_j - y_j (= p_j - y_j for labels summing to 1). */
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+        double z = 0, sy = 0, sys = 0;
+        for (int64_t j = 0; j < n; j++) {
+            z += exp(s[j] - mx);
+            sy += y[j];
+            sys += (double)y[j] * s[j];
+        }
+        const double lse = mx + log(z);
+        if (ds)
+            for (int64_t j = 0; j < n; j++) ds[j] = (float)(sy * exp(s[j] - lse) - y[j]);
+        return sy * lse - sys;
+    }
+    TIS_ASSERT(kind == LOSS_BCE_TOPK);
+    const int64_t k = s_topk_count(topk_frac, n);
+    s_rank *r = malloc((size_t)n * sizeof *r);
+    unsigned char *pos = calloc((size_t)n, 1);
+    if (!r || !pos) {
+        free(r);
+        free(pos);
+        tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld tokens)", (long long)n);
+        return NAN;
+    }
+    s_mark_topk(y, n, k, r, pos, 1);
+    /* Both classes weigh 1/2 in total (all on the positives when n == k),
+     * so the loss is a weighted mean over the n tokens. */
+    const double wp = k == n ? 1.0 / (double)k : 0.5 / (double)k;
+    const double wn = k == n ? 0.0 : 0.5 / (double)(n - k);
+    double loss = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const double x = s[j], t = pos[j] ? 1.0 : 0.0, w = pos[j] ? wp : wn;
+        /* log(1 + e^x) - t x, stable for either sign of x */
+        loss += w * ((x > 0 ? x : 0.0) - x * t + log1p(exp(-fabs(x))));
+        if (ds) {
+            const double sig = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+            ds[j] = (float)(w * (sig - t));
+        }
+    }
+    free(r);
+    free(pos);
+    return loss;
+}
+
+void head_adam_step(float *params, const float *grad, float *m, float *v, int64_t n, int64_t t,
+                    float lr, float beta1, float beta2, float eps, float weight_decay) {
+    TIS_ASSERT(t >= 1);
+    const double c1 = 1.0 - pow(beta1, (double)t), c2 = 1.0 - pow(beta2, (double)t);
+    const float step = (float)(lr / c1), decay = 1.0f - lr * weight_decay;
+    const float inv_sqrt_c2 = (float)(1.0 / sqrt(c2));
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        /* decoupled weight decay (AdamW), then the bias-corrected step */
+        params[i] = params[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + eps);
+    }
+}
+
+double head_recall_at(const float *s, const float *y, int64_t n, double frac) {
+    if (n <= 0) return 1.0; /* nothing to find */
+    const int64_t k = s_topk_count(frac, n);
+    s_rank *r = malloc((size_t)n * sizeof *r);
+    unsigned char *mark = calloc((size_t)n, 1);
+    if (!r || !mark) {
+        free(r);
+        free(mark);
+        tis_error(TIS_ENOMEM, "head: recall: out of memory (%lld tokens)", (long long)n);
+        return NAN;
+    }
+    s_mark_topk(y, n, k, r, mark, 1);
+    s_mark_topk(s, n, k, r, mark, 2);
+    int64_t hit = 0;
+    for (int64_t i = 0; i < n; i++) hit += mark[i] == 3;
+    free(r);
+    free(mark);
+    return (double)hit / (double)k;
+}

@@ -1,0 +1,116 @@
+/* head: the importance head (DESIGN §5): a small network that maps the
+ * hidden state of one layer at a context token to an importance logit,
+ * optionally query-aware; forward, backward, Adam, losses, checkpoint.
+ *
+ * Features: f = standardise(rmsnorm(h)), h the residual stream of layer
+ * `layer` (no norm weight; standardise = (x - mean) / std per dimension, with
+ * mean/std measured on the training features and stored in the checkpoint).
+ *
+ *   linear:  s_j = w . f_j + b
+ *   mlp:     s_j = w2 . relu(W1 f_j + b1) + b2
+ *   query-aware (either kind) adds a low-rank bilinear term with the
+ *   question's pooled feature q (mean of the question rows' features):
+ *            s_j += (Pk f_j) . (Pq q) / sqrt(rank)
+ *
+ * Checkpoint (safetensors), tensor names as the reference checkpoint's:
+ *   importance_head.out_proj.weight [1][d_in]   (d_in = d_model, or hidden for mlp)
+ *   importance_head.out_proj.bias   [1]
+ *   importance_head.fc1.weight      [hidden][d_model]   (mlp)
+ *   importance_head.fc1.bias        [hidden]            (mlp)
+ *   importance_head.query_proj.weight [rank][d_model]   (query-aware)
+ *   importance_head.key_proj.weight   [rank][d_model]   (query-aware)
+ *   importance_head.feature_mean    [d_model]
+ *   importance_head.feature_std     [d_model]
+ *   attn_hook_lambda                [1]
+ * metadata: format "tis-head-1", kind (linear|mlp), query_aware (0|1),
+ * base_model, d_model, layer, hidden, rank, feature_norm
+ * ("rmsnorm+standardise"), label_hash, train_command. importance_embedding.*
+ * tensors (a reference component tis does not use) are ignored on load. */
+#ifndef TIS_HEAD_H
+#define TIS_HEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum head_kind { HEAD_LINEAR = 0, HEAD_MLP = 1 } head_kind;
+
+typedef struct head_config {
+    head_kind kind;
+    bool query_aware;
+    int64_t d_model;
+    int64_t hidden;        /* mlp width (ignored for linear) */
+    int64_t rank;          /* bilinear rank when query_aware (default 32) */
+    int64_t layer;         /* the base model layer the features come from */
+    char base_model[128];  /* the base model's name (model_config.name) */
+} head_config;
+
+/* Parameters live in one flat array so Adam and gradient checks see one
+ * vector; the named pointers are views into it. */
+typedef struct head {
+    head_config cfg;
+    float *params;         /* [n_params] (owned) */
+    int64_t n_params;
+    float *w_out;          /* [d_in] */
+    float *b_out;          /* [1] */
+    float *w1, *b1;        /* [hidden][d_model], [hidden] (mlp) */
+    float *pq, *pk;        /* [rank][d_model] each (query-aware) */
+    float *mean, *std;     /* [d_model] feature normalisation (not trained) */
+    float attn_hook_lambda;
+    char label_hash[80];
+    char train_command[1024];
+} head;
+
+/* A head with seeded small random weights, mean 0 / std 1. */
+int head_new(head **out, const head_config *cfg, uint64_t seed);
+void head_destroy(head **p);
+
+/* Number of trained parameters (everything but mean/std): the prefix of
+ * params that Adam updates. */
+int64_t head_n_trained(const head *h);
+
+/* f[n][d] = standardise(rmsnorm(x[n][d])) with the head's mean/std. */
+void head_features(const head *h, const float *x, int64_t n, float *f);
+
+/* The query vector: mean over rows of head_features(xq[nq][d]) -> q[d]. */
+void head_query(const head *h, const float *xq, int64_t nq, float *q);
+
+/* Scores s[n] for normalised features f[n][d]; q[d] (query-aware only,
+ * else NULL). Scratch is allocated inside. */
+int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s);
+
+/* Accumulates into grad[n_params] the gradient of sum_j ds[j] * s_j for the
+ * same inputs (backprop of a loss whose derivative w.r.t. s is ds). */
+int head_backward(const head *h, const float *f, int64_t n, const float *q, const float *ds,
+                  float *grad);
+
+typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1 } head_loss;
+
+/* Loss of scores s[n] against oracle labels y[n] (summing to 1) and its
+ * derivative ds[n]:
+ *   listwise: cross-entropy between y and softmax(s);
+ *   bce_topk: binary cross-entropy with logits, targets 1 for the top
+ *             `topk_frac` of y (at least one), positives weighted so both
+ *             classes count equally; mean over the n tokens. */
+double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n, double topk_frac,
+                      float *ds);
+
+/* Adam (Kingma & Ba), bias-corrected; m, v [n] zero-initialised by the
+ * caller; t counts steps from 1. */
+void head_adam_step(float *params, const float *grad, float *m, float *v, int64_t n, int64_t t,
+                    float lr, float beta1, float beta2, float eps, float weight_decay);
+
+/* Recall@k: of the top ceil(frac*n) tokens by y, the fraction that are in
+ * the top ceil(frac*n) by s. */
+double head_recall_at(const float *s, const float *y, int64_t n, double frac);
+
+/* Checkpoint. Loading checks every tensor's presence, dtype and shape
+ * against the metadata (clear errors: missing tensor, wrong shape, unknown
+ * kind, bad numbers). */
+int head_save(const head *h, const char *path);
+int head_load(head **out, const char *path);
+
+/* Loading for use with a model: also checks base model name, d_model and
+ * the layer exists (TIS_EINVAL naming both sides otherwise). */
+int head_check_model(const head *h, const char *model_name, int64_t d_model, int64_t n_layer);
+
+#endif

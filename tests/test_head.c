@@ -1,0 +1,620 @@
+/* test_head: the importance head: init, features, forward against naive
+ * loops, backward against central differences (every kind x every loss),
+ * losses/recall/Adam on hand-computed cases, a small training run, the
+ * checkpoint round trip and crafted bad checkpoints. */
+#define _GNU_SOURCE
+#include <stdbool.h>
+#include <string.h>
+
+#include "head.h"
+#include "safetensors.h"
+#include "tt.h"
+
+static head *s_new(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
+                   uint64_t seed) {
+    head_config c = {.kind = kind, .query_aware = qa, .d_model = d, .hidden = hidden,
+                     .rank = rank, .layer = 3};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL;
+    TT_OK(head_new(&h, &c, seed));
+    return h;
+}
+
+static void s_fill(float *p, int64_t n, float scale, uint64_t *st) {
+    for (int64_t i = 0; i < n; i++) p[i] = scale * tt_randf(st);
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static void test_new(void) {
+    head *a = s_new(HEAD_MLP, true, 8, 5, 3, 42), *b = s_new(HEAD_MLP, true, 8, 5, 3, 42),
+         *c = s_new(HEAD_MLP, true, 8, 5, 3, 43);
+    if (!a || !b || !c) return;
+    /* out 5 + 1, fc1 40 + 5, pq/pk 24 + 24; then mean/std 16 */
+    TT_CHECK(head_n_trained(a) == 99 && a->n_params == 115);
+    TT_CHECK(a->w_out == a->params && a->b_out == a->params + 5 && a->w1 == a->params + 6 &&
+             a->b1 == a->params + 46 && a->pq == a->params + 51 && a->pk == a->params + 75 &&
+             a->mean == a->params + 99 && a->std == a->params + 107);
+    TT_CHECK(memcmp(a->params, b->params, (size_t)a->n_params * sizeof(float)) == 0);
+    TT_CHECK(memcmp(a->params, c->params, (size_t)a->n_params * sizeof(float)) != 0);
+    TT_CHECK(a->b_out[0] == 0 && a->b1[0] == 0 && a->b1[4] == 0);
+    TT_CHECK(a->mean[7] == 0 && a->std[7] == 1 && a->attn_hook_lambda == 0.1f);
+    bool in_range = true, nonzero = false;
+    for (int64_t i = 0; i < 40; i++) {
+        in_range &= fabsf(a->w1[i]) <= 1 / sqrtf(8.0f);
+        nonzero |= a->w1[i] != 0;
+    }
+    TT_CHECK(in_range && nonzero);
+    TT_CHECK(a->pq[0] != 0 && a->pk[23] != 0);
+    head_destroy(&a);
+    head_destroy(&b);
+    head_destroy(&c);
+    TT_CHECK(a == NULL);
+    head_destroy(&a);
+
+    head *l = s_new(HEAD_LINEAR, false, 16, 0, 0, 1);
+    if (l) {
+        TT_CHECK(head_n_trained(l) == 17 && l->n_params == 49 && !l->w1 && !l->pq);
+        TT_CHECK(l->cfg.hidden == 0 && l->cfg.rank == 0);
+        head_destroy(&l);
+    }
+    head *m = s_new(HEAD_MLP, true, 16, 0, 0, 1); /* defaults */
+    if (m) {
+        TT_CHECK(m->cfg.hidden == 256 && m->cfg.rank == 32);
+        head_destroy(&m);
+    }
+
+    head_config bad[] = {
+        {.kind = HEAD_LINEAR, .d_model = 0},
+        {.kind = HEAD_LINEAR, .d_model = 65537},
+        {.kind = HEAD_MLP, .d_model = 8, .hidden = -1},
+        {.kind = HEAD_MLP, .d_model = 8, .hidden = 100000},
+        {.kind = HEAD_LINEAR, .query_aware = true, .d_model = 8, .rank = 5000},
+        {.kind = HEAD_LINEAR, .d_model = 8, .layer = -1},
+        {.kind = (head_kind)7, .d_model = 8},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        head *h = (head *)&h;
+        TT_FAILS(head_new(&h, &bad[i], 0), TIS_EINVAL);
+        TT_CHECK(h == NULL);
+    }
+}
+
+/* ---- features ------------------------------------------------------------ */
+
+static void test_features(void) {
+    head *h = s_new(HEAD_LINEAR, false, 2, 0, 0, 1);
+    if (!h) return;
+    h->mean[0] = 0.1f, h->std[0] = 2.0f;
+    const float x[4] = {3, 4, -1, 0};
+    float f[4], q[2];
+    head_features(h, x, 2, f);
+    const double r0 = 1 / sqrt(12.5 + 1e-6), r1 = 1 / sqrt(0.5 + 1e-6);
+    TT_NEAR(f[0], (3 * r0 - 0.1) / 2, 1e-6);
+    TT_NEAR(f[1], 4 * r0, 1e-6);
+    TT_NEAR(f[2], (-1 * r1 - 0.1) / 2, 1e-6);
+    TT_NEAR(f[3], 0, 1e-6);
+    head_query(h, x, 2, q);
+    TT_NEAR(q[0], (f[0] + f[2]) / 2, 1e-6);
+    TT_NEAR(q[1], (f[1] + f[3]) / 2, 1e-6);
+    head_destroy(&h);
+}
+
+/* ---- forward against naive loops; chunked rows against single rows ------- */
+
+static double s_naive(const head *h, const float *f, const float *q) {
+    const head_config *c = &h->cfg;
+    const int64_t d = c->d_model;
+    double s = h->b_out[0];
+    if (c->kind == HEAD_LINEAR) {
+        for (int64_t k = 0; k < d; k++) s += (double)h->w_out[k] * f[k];
+    } else {
+        for (int64_t u = 0; u < c->hidden; u++) {
+            double z = h->b1[u];
+            for (int64_t k = 0; k < d; k++) z += (double)h->w1[u * d + k] * f[k];
+            s += h->w_out[u] * (z > 0 ? z : 0);
+        }
+    }
+    if (c->query_aware) {
+        double dot = 0;
+        for (int64_t r = 0; r < c->rank; r++) {
+            double a = 0, b = 0;
+            for (int64_t k = 0; k < d; k++) {
+                a += (double)h->pk[r * d + k] * f[k];
+                b += (double)h->pq[r * d + k] * q[k];
+            }
+            dot += a * b;
+        }
+        s += dot / sqrt((double)c->rank);
+    }
+    return s;
+}
+
+static void test_forward_naive(void) {
+    enum { N = 600, D = 8 }; /* N spans several HEAD_CHUNK blocks */
+    head *h = s_new(HEAD_MLP, true, D, 5, 3, 9);
+    if (!h) return;
+    uint64_t st = 5;
+    s_fill(h->b1, 5, 0.3f, &st);
+    h->b_out[0] = 0.25f;
+    float *f = malloc(N * D * sizeof(float)), s[N], q[D], ds[N], one;
+    s_fill(f, N * D, 1.0f, &st);
+    s_fill(q, D, 1.0f, &st);
+    s_fill(ds, N, 1.0f, &st);
+    TT_OK(head_forward(h, f, N, q, s));
+    double err = 0, err1 = 0;
+    for (int64_t j = 0; j < N; j++) {
+        err = fmax(err, fabs(s[j] - s_naive(h, f + j * D, q)));
+        TT_OK(head_forward(h, f + j * D, 1, q, &one));
+        err1 = fmax(err1, fabs(s[j] - one));
+    }
+    TT_NEAR(err, 0, 1e-5);
+    TT_NEAR(err1, 0, 1e-5);
+    /* backward over N rows = the sum of N one-row backwards; and += */
+    float *g = calloc((size_t)h->n_params, sizeof(float));
+    float *g1 = calloc((size_t)h->n_params, sizeof(float));
+    TT_OK(head_backward(h, f, N, q, ds, g));
+    for (int64_t j = 0; j < N; j++) TT_OK(head_backward(h, f + j * D, 1, q, ds + j, g1));
+    double gerr = 0, gmax = 0;
+    for (int64_t i = 0; i < h->n_params; i++) {
+        gerr = fmax(gerr, fabs(g[i] - g1[i]));
+        gmax = fmax(gmax, fabs(g[i]));
+    }
+    TT_CHECK(gmax > 1);
+    TT_NEAR(gerr / gmax, 0, 1e-5);
+    TT_OK(head_backward(h, f, N, q, ds, g)); /* accumulates: now twice */
+    for (int64_t i = 0; i < h->n_params; i++) gerr = fmax(gerr, fabs(g[i] - 2 * g1[i]));
+    TT_NEAR(gerr / gmax, 0, 1e-5);
+    TT_FAILS(head_forward(h, f, N, NULL, s), TIS_EINVAL); /* query-aware needs q */
+    TT_FAILS(head_forward(h, f, -1, q, s), TIS_EINVAL);
+    TT_OK(head_forward(h, f, 0, q, s));
+    free(f);
+    free(g);
+    free(g1);
+    head_destroy(&h);
+}
+
+/* ---- gradient check ------------------------------------------------------ */
+
+static double s_loss(const head *h, const float *f, int64_t n, const float *q, const float *y,
+                     head_loss lk, float *s, float *ds) {
+    if (head_forward(h, f, n, q, s) != 0) return NAN;
+    return head_loss_eval(lk, s, y, n, 0.3, ds);
+}
+
+static void s_gradcheck(head_kind kind, bool qa, head_loss lk) {
+    enum { N = 7, D = 8 };
+    head *h = s_new(kind, qa, D, 5, 3, 11 + (uint64_t)kind * 2 + qa);
+    if (!h) return;
+    uint64_t st = 77 + (uint64_t)lk;
+    /* non-trivial biases and normalisation (mean/std must get no gradient) */
+    for (int64_t i = 0; i < head_n_trained(h); i++) h->params[i] += 0.3f * tt_randf(&st);
+    float f[N * D], q[D], y[N], s[N], ds[N];
+    s_fill(f, N * D, 1.5f, &st);
+    s_fill(q, D, 1.5f, &st);
+    double ysum = 0;
+    for (int j = 0; j < N; j++) ysum += y[j] = 1.1f + tt_randf(&st);
+    for (int j = 0; j < N; j++) y[j] = (float)(y[j] / ysum);
+    const float *qp = qa ? q : NULL;
+    s_loss(h, f, N, qp, y, lk, s, ds);
+    float *g = calloc((size_t)h->n_params, sizeof(float));
+    TT_OK(head_backward(h, f, N, qp, ds, g));
+    const double eps = 1e-3;
+    int bad = 0;
+    double gmax = 0;
+    for (int64_t i = 0; i < head_n_trained(h); i++) {
+        const float p0 = h->params[i];
+        h->params[i] = (float)(p0 + eps);
+        const double lp = s_loss(h, f, N, qp, y, lk, s, NULL);
+        h->params[i] = (float)(p0 - eps);
+        const double lm = s_loss(h, f, N, qp, y, lk, s, NULL);
+        h->params[i] = p0;
+        const double num = (lp - lm) / (2 * eps), an = g[i], err = fabs(num - an);
+        gmax = fmax(gmax, fabs(an));
+        if (!(err < 1e-4 || err < 1e-2 * fmax(fabs(num), fabs(an)))) {
+            if (bad++ < 5)
+                fprintf(stderr, "gradcheck kind %d qa %d loss %d: param %lld: analytic %g, "
+                        "numeric %g\n", (int)kind, (int)qa, (int)lk, (long long)i, an, num);
+        }
+    }
+    TT_CHECK(bad == 0);
+    TT_CHECK(gmax > 1e-2); /* the check compared real gradients */
+    bool rest_zero = true;
+    for (int64_t i = head_n_trained(h); i < h->n_params; i++) rest_zero &= g[i] == 0;
+    TT_CHECK(rest_zero);
+    free(g);
+    head_destroy(&h);
+}
+
+static void test_gradcheck(void) {
+    for (int kind = 0; kind < 2; kind++)
+        for (int qa = 0; qa < 2; qa++)
+            for (int lk = 0; lk < 2; lk++) s_gradcheck((head_kind)kind, qa, (head_loss)lk);
+}
+
+/* ---- losses, recall, Adam on hand-computed cases ------------------------- */
+
+static void test_losses(void) {
+    float ds[4];
+    {   /* listwise, uniform scores, one-hot label: log 2 */
+        const float s[2] = {0, 0}, y[2] = {1, 0};
+        TT_NEAR(head_loss_eval(LOSS_LISTWISE, s, y, 2, 0, ds), log(2.0), 1e-12);
+        TT_NEAR(ds[0], -0.5, 1e-7);
+        TT_NEAR(ds[1], 0.5, 1e-7);
+    }
+    {   /* p = (3/4, 1/4) against y = (1/2, 1/2) */
+        const float s[2] = {(float)log(3.0), 0}, y[2] = {0.5f, 0.5f};
+        TT_NEAR(head_loss_eval(LOSS_LISTWISE, s, y, 2, 0, ds), -0.5 * log(0.75) - 0.5 * log(0.25),
+                1e-7);
+        TT_NEAR(ds[0], 0.25, 1e-7);
+        TT_NEAR(ds[1], -0.25, 1e-7);
+    }
+    {   /* stable for large logits */
+        const float s[2] = {1000, 0}, y0[2] = {1, 0}, y1[2] = {0, 1};
+        TT_NEAR(head_loss_eval(LOSS_LISTWISE, s, y0, 2, 0, ds), 0, 1e-12);
+        TT_NEAR(head_loss_eval(LOSS_LISTWISE, s, y1, 2, 0, ds), 1000, 1e-9);
+        TT_NEAR(ds[0], 1, 1e-7);
+        TT_NEAR(ds[1], -1, 1e-7);
+    }
+    {   /* bce: k = 1 of 4; tie at y = 0.4 goes to the lower index (1) */
+        const float s[4] = {0, 0, 0, 0}, y[4] = {0.1f, 0.4f, 0.4f, 0.1f};
+        TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, s, y, 4, 0.25, ds), log(2.0), 1e-12);
+        TT_NEAR(ds[1], 0.5 * (0.5 - 1), 1e-7);
+        TT_NEAR(ds[0], 0.5 / 3 * 0.5, 1e-7);
+        TT_NEAR(ds[2], 0.5 / 3 * 0.5, 1e-7);
+        /* frac 0 still makes one positive */
+        TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, s, y, 4, 0.0, ds), log(2.0), 1e-12);
+        TT_NEAR(ds[1], -0.25, 1e-7);
+    }
+    {   /* bce: k = 1 of 2, s = (2, -1), positive is index 1 */
+        const float s[2] = {2, -1}, y[2] = {0, 1};
+        const double sig2 = 1 / (1 + exp(-2.0)), sigm1 = 1 / (1 + exp(1.0));
+        TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, s, y, 2, 0.5, ds),
+                0.5 * log(1 + exp(2.0)) + 0.5 * log(1 + exp(1.0)), 1e-7);
+        TT_NEAR(ds[0], 0.5 * sig2, 1e-7);
+        TT_NEAR(ds[1], 0.5 * (sigm1 - 1), 1e-7);
+        /* all positives (k == n): plain mean of -log sigmoid */
+        TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, s, y, 2, 1.0, ds),
+                0.5 * log(1 + exp(-2.0)) + 0.5 * log(1 + exp(1.0)), 1e-7);
+        TT_NEAR(ds[0], 0.5 * (sig2 - 1), 1e-7);
+        const float big[2] = {500, -500}; /* both wrong by 500 */
+        TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, big, y, 2, 0.5, ds), 500, 1e-9);
+    }
+    TT_NEAR(head_loss_eval(LOSS_LISTWISE, NULL, NULL, 0, 0, NULL), 0, 0);
+}
+
+static void test_recall(void) {
+    enum { N = 70 };
+    float y[N], s[N];
+    for (int i = 0; i < N; i++) y[i] = s[i] = (float)(N - i);
+    TT_NEAR(head_recall_at(s, y, N, 0.1), 1.0, 0);
+    /* swap ranks 7 and 8 of s: k = ceil(0.1 * 70) = 7 (not 8): 6 of 7 */
+    s[6] = (float)(N - 7), s[7] = (float)(N - 6);
+    TT_NEAR(head_recall_at(s, y, N, 0.1), 6.0 / 7.0, 1e-12);
+    TT_NEAR(head_recall_at(s, y, N, 8.0 / 70.0), 1.0, 0);
+    /* reversed: nothing in common */
+    for (int i = 0; i < N; i++) s[i] = (float)i;
+    TT_NEAR(head_recall_at(s, y, N, 0.1), 0.0, 0);
+    TT_NEAR(head_recall_at(s, y, N, 1.0), 1.0, 0);
+    {   /* ties by lower index, NaN last */
+        const float yy[6] = {1, 1, 1, 0, 0, 0}, flat[6] = {0, 0, 0, 0, 0, 0},
+                    late[6] = {0, 0, 0, 1, 1, 1}, nan3[6] = {NAN, 2, 2, 2, 0, 0};
+        TT_NEAR(head_recall_at(flat, yy, 6, 0.5), 1.0, 0);
+        TT_NEAR(head_recall_at(late, yy, 6, 0.5), 0.0, 0);
+        TT_NEAR(head_recall_at(nan3, yy, 6, 0.5), 2.0 / 3.0, 1e-12);
+        TT_NEAR(head_recall_at(late, yy, 6, 0.0), 0.0, 0); /* k = 1: index 0 vs 3 */
+    }
+    TT_NEAR(head_recall_at(NULL, NULL, 0, 0.1), 1.0, 0);
+}
+
+static void test_adam(void) {
+    float p[2] = {1, 1}, g[2] = {0.5f, -2}, m[2] = {0, 0}, v[2] = {0, 0};
+    head_adam_step(p, g, m, v, 2, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f);
+    /* first step: m_hat / sqrt(v_hat) = sign(g) */
+    TT_NEAR(p[0], 0.9, 1e-6);
+    TT_NEAR(p[1], 1.1, 1e-6);
+    head_adam_step(p, g, m, v, 2, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f);
+    TT_NEAR(p[0], 0.8, 1e-6);
+    float w[1] = {1}, gw[1] = {0.5f}, mw[1] = {0}, vw[1] = {0};
+    head_adam_step(w, gw, mw, vw, 1, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.1f);
+    TT_NEAR(w[0], 1 * (1 - 0.1 * 0.1) - 0.1, 1e-6); /* decoupled decay */
+    float z[1] = {2}, gz[1] = {0}, mz[1] = {0}, vz[1] = {0};
+    head_adam_step(z, gz, mz, vz, 1, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.5f);
+    TT_NEAR(z[0], 2 * (1 - 0.05), 1e-6); /* decay acts without a gradient */
+}
+
+/* ---- training sanity ----------------------------------------------------- */
+
+static void test_train(void) {
+    /* 16 training + 4 held-out samples of 100 rows: the label is the
+     * softmax of 3 * f[:, 0], the other 15 dims are noise. */
+    enum { S = 20, S_TRAIN = 16, N = 100, D = 16 };
+    head *h = s_new(HEAD_MLP, false, D, 32, 0, 5);
+    if (!h) return;
+    uint64_t st = 123;
+    float *f = malloc(S * N * D * sizeof(float)), y[S][N], s[N], ds[N];
+    s_fill(f, S * N * D, 1.7f, &st);
+    double ent = 0; /* the least possible loss: the labels' entropy */
+    for (int k = 0; k < S; k++) {
+        double z = 0;
+        for (int j = 0; j < N; j++) z += y[k][j] = expf(3 * f[(k * N + j) * D]);
+        for (int j = 0; j < N; j++) y[k][j] = (float)(y[k][j] / z);
+        for (int j = 0; k < S_TRAIN && j < N; j++) ent -= y[k][j] * log(y[k][j]) / S_TRAIN;
+    }
+    const int64_t np = h->n_params, nt = head_n_trained(h);
+    float *g = malloc((size_t)np * sizeof(float));
+    float *m = calloc((size_t)nt, sizeof(float)), *v = calloc((size_t)nt, sizeof(float));
+    double first = 0, last = 0;
+    for (int t = 1; t <= 200; t++) {
+        memset(g, 0, (size_t)np * sizeof(float));
+        double loss = 0;
+        for (int k = 0; k < S_TRAIN; k++) {
+            TT_CHECK(head_forward(h, f + k * N * D, N, NULL, s) == 0);
+            loss += head_loss_eval(LOSS_LISTWISE, s, y[k], N, 0, ds) / S_TRAIN;
+            for (int j = 0; j < N; j++) ds[j] /= S_TRAIN;
+            TT_CHECK(head_backward(h, f + k * N * D, N, NULL, ds, g) == 0);
+        }
+        if (t == 1) first = loss;
+        last = loss;
+        head_adam_step(h->params, g, m, v, nt, t, 2e-2f, 0.9f, 0.999f, 1e-8f, 0.0f);
+    }
+    double rec = 0;
+    for (int k = S_TRAIN; k < S; k++) {
+        TT_OK(head_forward(h, f + k * N * D, N, NULL, s));
+        rec += head_recall_at(s, y[k], N, 0.1) / (S - S_TRAIN);
+    }
+    printf("train: loss %.4f -> %.4f (entropy %.4f), held-out recall@10%% %.2f\n", first, last,
+           ent, rec);
+    TT_CHECK(last - ent < 0.1 * (first - ent)); /* 90% of the way to the optimum */
+    TT_CHECK(rec > 0.8);
+    free(f);
+    free(g);
+    free(m);
+    free(v);
+    head_destroy(&h);
+}
+
+/* ---- checkpoint ---------------------------------------------------------- */
+
+/* A head with everything set to distinct values. */
+static head *s_full_head(head_kind kind, bool qa) {
+    head *h = s_new(kind, qa, 8, 5, 3, 21);
+    if (!h) return NULL;
+    uint64_t st = 3;
+    s_fill(h->params, head_n_trained(h), 1.0f, &st);
+    for (int64_t k = 0; k < 8; k++) {
+        h->mean[k] = 0.1f * tt_randf(&st);
+        h->std[k] = 1.5f + tt_randf(&st);
+    }
+    h->attn_hook_lambda = 0.2f;
+    snprintf(h->label_hash, sizeof h->label_hash, "sha256:0123abcd");
+    snprintf(h->train_command, sizeof h->train_command, "tis train --layer 3 \"x y\"");
+    return h;
+}
+
+/* Rewrites the checkpoint src into dst with one change: drop a tensor,
+ * reshape one to [2][3] (6 floats), store one as F16, set a metadata value
+ * (NULL value: drop the key), or add an extra F32 [2] tensor. */
+typedef struct s_edit {
+    const char *drop, *reshape, *f16, *meta_key, *meta_val, *extra;
+} s_edit;
+
+static void s_rewrite(const char *src, const char *dst, s_edit e) {
+    st_file *f = NULL;
+    TT_OK(st_open(&f, src));
+    if (!f) return;
+    st_writer *w = st_writer_new();
+    for (int64_t i = 0; i < st_tensor_count(f); i++) {
+        const st_tensor *t = st_tensor_at(f, i);
+        if (e.drop && !strcmp(t->name, e.drop)) continue;
+        if (e.reshape && !strcmp(t->name, e.reshape)) {
+            const int64_t shape[2] = {2, 3};
+            const float zero[6] = {0};
+            TT_OK(st_writer_add(w, t->name, ST_F32, 2, shape, zero));
+        } else if (e.f16 && !strcmp(t->name, e.f16)) {
+            uint16_t *half = calloc(t->nbytes / 4 + 1, 2);
+            TT_OK(st_writer_add(w, t->name, ST_F16, t->n_dims, t->shape, half));
+            free(half);
+        } else {
+            TT_OK(st_writer_add(w, t->name, t->dtype, t->n_dims, t->shape, t->data));
+        }
+    }
+    if (e.extra) {
+        const int64_t shape[1] = {2};
+        const float two[2] = {1, 2};
+        TT_OK(st_writer_add(w, e.extra, ST_F32, 1, shape, two));
+    }
+    for (int64_t i = 0; i < st_metadata_count(f); i++) {
+        const char *k, *val;
+        st_metadata_at(f, i, &k, &val);
+        if (e.meta_key && !strcmp(k, e.meta_key)) continue;
+        TT_OK(st_writer_add_metadata(w, k, val));
+    }
+    if (e.meta_key && e.meta_val) TT_OK(st_writer_add_metadata(w, e.meta_key, e.meta_val));
+    TT_OK(st_writer_write(w, dst));
+    st_writer_destroy(&w);
+    st_destroy(&f);
+}
+
+/* head_load's status; nothing must be handed out on failure. */
+static int s_load_rc(const char *path) {
+    head *h = (head *)&h;
+    int rc = head_load(&h, path);
+    if (rc != 0 && h != NULL) return 999;
+    head_destroy(&h);
+    return rc;
+}
+
+static void test_checkpoint(void) {
+    head *h = s_full_head(HEAD_MLP, true);
+    if (!h) return;
+    const char *good = tt_path("good.safetensors");
+    TT_OK(head_save(h, good));
+    head *l = NULL;
+    TT_OK(head_load(&l, good));
+    if (l) {
+        TT_CHECK(l->cfg.kind == HEAD_MLP && l->cfg.query_aware && l->cfg.d_model == 8 &&
+                 l->cfg.hidden == 5 && l->cfg.rank == 3 && l->cfg.layer == 3);
+        TT_CHECK(!strcmp(l->cfg.base_model, "tiny-model"));
+        TT_CHECK(l->n_params == h->n_params);
+        TT_CHECK(memcmp(l->params, h->params, (size_t)h->n_params * sizeof(float)) == 0);
+        TT_CHECK(l->attn_hook_lambda == 0.2f);
+        TT_CHECK(!strcmp(l->label_hash, h->label_hash));
+        TT_CHECK(!strcmp(l->train_command, h->train_command));
+        head_destroy(&l);
+    }
+    /* metadata as documented */
+    st_file *f = NULL;
+    TT_OK(st_open(&f, good));
+    if (f) {
+        const char *k[] = {"format", "kind", "query_aware", "d_model", "hidden", "rank",
+                           "feature_norm"};
+        const char *want[] = {"tis-head-1", "mlp", "1", "8", "5", "3", "rmsnorm+standardise"};
+        for (int i = 0; i < 7; i++) {
+            const char *got = st_metadata(f, k[i]);
+            TT_CHECK(got && !strcmp(got, want[i]));
+        }
+        const st_tensor *t = st_tensor_find(f, "importance_head.fc1.weight");
+        TT_CHECK(t && t->dtype == ST_F32 && t->n_dims == 2 && t->shape[0] == 5 &&
+                 t->shape[1] == 8);
+        t = st_tensor_find(f, "attn_hook_lambda");
+        TT_CHECK(t && t->n_dims == 1 && t->shape[0] == 1);
+        st_destroy(&f);
+    }
+
+    /* a linear head without query round-trips too, with no extra tensors */
+    head *lin = s_full_head(HEAD_LINEAR, false);
+    const char *lin_path = tt_path("linear.safetensors");
+    if (lin) {
+        TT_OK(head_save(lin, lin_path));
+        TT_OK(head_load(&l, lin_path));
+        if (l) {
+            TT_CHECK(l->n_params == 9 + 16 && !l->w1 && !l->pq);
+            TT_CHECK(memcmp(l->params, lin->params, (size_t)lin->n_params * sizeof(float)) == 0);
+            head_destroy(&l);
+        }
+        TT_OK(st_open(&f, lin_path));
+        TT_CHECK(f && st_tensor_count(f) == 5);
+        st_destroy(&f);
+    }
+
+    /* the reference's extra component is ignored; a 0-dim lambda is fine */
+    const char *p = tt_path("bad.safetensors");
+    s_rewrite(good, p, (s_edit){.extra = "importance_embedding.table"});
+    TT_OK(s_load_rc(p));
+    {
+        st_writer *w = st_writer_new();
+        TT_OK(st_open(&f, good));
+        for (int64_t i = 0; f && i < st_tensor_count(f); i++) {
+            const st_tensor *t = st_tensor_at(f, i);
+            TT_OK(st_writer_add(w, t->name, t->dtype,
+                                strcmp(t->name, "attn_hook_lambda") ? t->n_dims : 0, t->shape,
+                                t->data));
+        }
+        for (int64_t i = 0; f && i < st_metadata_count(f); i++) {
+            const char *k, *val;
+            st_metadata_at(f, i, &k, &val);
+            TT_OK(st_writer_add_metadata(w, k, val));
+        }
+        TT_OK(st_writer_write(w, p));
+        st_writer_destroy(&w);
+        st_destroy(&f);
+        TT_OK(head_load(&l, p));
+        TT_CHECK(l && l->attn_hook_lambda == 0.2f);
+        head_destroy(&l);
+    }
+
+    /* crafted bad files: each a clear error, never a crash */
+    char long_name[200];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    const s_edit bad[] = {
+        {.drop = "importance_head.key_proj.weight"},
+        {.drop = "importance_head.feature_std"},
+        {.drop = "attn_hook_lambda"},
+        {.reshape = "importance_head.fc1.weight"},
+        {.reshape = "importance_head.out_proj.bias"},
+        {.f16 = "importance_head.fc1.bias"},
+        {.extra = "importance_head.fc2.weight"},
+        {.extra = "something_else"},
+        {.meta_key = "kind", .meta_val = "transformer"},
+        {.meta_key = "kind", .meta_val = "linear"}, /* fc1 present: does not belong */
+        {.meta_key = "query_aware", .meta_val = "yes"},
+        {.meta_key = "query_aware", .meta_val = "0"},
+        {.meta_key = "format", .meta_val = "tis-head-2"},
+        {.meta_key = "feature_norm", .meta_val = "layernorm"},
+        {.meta_key = "d_model", .meta_val = "abc"},
+        {.meta_key = "d_model", .meta_val = "8x"},
+        {.meta_key = "d_model", .meta_val = ""},
+        {.meta_key = "d_model", .meta_val = "-8"},
+        {.meta_key = "d_model", .meta_val = "99999999999999999999999"},
+        {.meta_key = "d_model", .meta_val = "16"}, /* shapes disagree */
+        {.meta_key = "hidden", .meta_val = "0"},
+        {.meta_key = "rank", .meta_val = "4"},
+        {.meta_key = "layer", .meta_val = "-1"},
+        {.meta_key = "d_model"}, /* missing */
+        {.meta_key = "format"},
+        {.meta_key = "base_model"},
+        {.meta_key = "base_model", .meta_val = long_name},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_rewrite(good, p, bad[i]);
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    }
+    /* values: lambda out of range, NaN weight, std 0 */
+    h->attn_hook_lambda = 0.9f;
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    h->attn_hook_lambda = -0.1f;
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    h->attn_hook_lambda = 0.5f; /* the edge is allowed */
+    TT_OK(head_save(h, p));
+    TT_OK(s_load_rc(p));
+    h->w1[3] = NAN;
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    h->w1[3] = 0;
+    h->std[2] = 0;
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    h->std[2] = 1;
+
+    /* truncated: at every cut the load fails cleanly */
+    size_t len = 0;
+    char *bytes = tt_read_file(good, &len);
+    TT_CHECK(bytes && len > 64);
+    if (bytes) {
+        const size_t cuts[] = {0, 7, 8, 20, len / 2, len - 4, len - 1};
+        for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+            TT_CHECK(tt_write_file(p, bytes, cuts[i]) == 0);
+            TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+        }
+        free(bytes);
+    }
+    TT_FAILS(s_load_rc(tt_path("absent.safetensors")), TIS_EIO);
+
+    /* the model check */
+    TT_OK(head_check_model(h, "tiny-model", 8, 4));
+    TT_OK(head_check_model(h, "tiny-model", 8, 3)); /* after the last layer, as label.h */
+    TT_FAILS(head_check_model(h, "tiny-model", 8, 2), TIS_EINVAL);
+    TT_FAILS(head_check_model(h, "tiny-model", 16, 4), TIS_EINVAL);
+    TT_FAILS(head_check_model(h, "other-model", 8, 4), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "head was trained for 'tiny-model' (d_model 8, layer 3); "
+                                      "this model is 'other-model' (d_model 8, 4 layers)") != NULL);
+    head_destroy(&h);
+    head_destroy(&lin);
+}
+
+int main(void) {
+    test_new();
+    test_features();
+    test_forward_naive();
+    test_gradcheck();
+    test_losses();
+    test_recall();
+    test_adam();
+    test_train();
+    test_checkpoint();
+    return tt_done("test_head");
+}
