@@ -40,6 +40,8 @@ static void s_usage(FILE *f) {
             "      --n_keys N            niah_multikey needles (default 4)\n"
             "      --head PATH           importance head for tis (default %s if present)\n"
             "      --head_query PATH     query-aware head for tis_query (default %s if present)\n"
+            "      --attn_hook_lambda L  lambda of the +hook policies (tis+hook, tis_query+hook);\n"
+            "                            default: the head's\n"
             "      --no_chat             plain prompt, no chat template\n"
             "      --batch N             decode N policy runs together (default 1: timings are one\n"
             "                            request's; larger: faster sweeps, timings describe the batch)\n"
@@ -129,6 +131,7 @@ int cmd_eval(int argc, char **argv) {
     double budgets[MAX_LIST], depths[MAX_LIST];
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
     int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
+    float hook_lambda = -1.0f;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
     bool chat = true, plots = true, budgets_given = false;
 
@@ -199,6 +202,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--output")) output = v;
         else if (!strcmp(a, "--haystack")) haystack = v;
         else if (!strcmp(a, "--head")) head_path = v;
+        else if (!strcmp(a, "--attn_hook_lambda")) ok = cli_parse_f32(v, 0.0f, 10.0f, &hook_lambda);
         else if (!strcmp(a, "--head_query")) head_q_path = v;
         else if (!strcmp(a, "--protocol")) {
             protocol = v;
@@ -331,6 +335,7 @@ int cmd_eval(int argc, char **argv) {
     cfg.window = window;
     cfg.batch = batch;
     cfg.head_path = head_path;
+    cfg.attn_hook_lambda = hook_lambda;
     cfg.head_query_path = head_q_path;
     cfg.seed = (uint64_t)seed;
     cfg.chat = chat && tokenizer_chat_template(m->tok) != NULL;

@@ -125,6 +125,7 @@ void eval_config_defaults(eval_config *c) {
     c->chat = true;
     c->agnostic = true;
     c->batch = 1;
+    c->attn_hook_lambda = -1.0f;
 }
 
 struct eval_runner {
@@ -378,6 +379,34 @@ int eval_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, 
     return rc;
 }
 
+/* Importance in [0, 1] as the percentile of each context token's head score
+ * (scale-free: listwise-trained logits have no fixed level). */
+static float *s_percentiles(const float *sc, int64_t n) {
+    float *pct = malloc((size_t)n * sizeof(float));
+    if (!pct) return NULL;
+    for (int64_t j = 0; j < n; j++) { /* O(n^2): a few ms at 4k tokens, once per sample */
+        int64_t below = 0;
+        for (int64_t i = 0; i < n; i++) below += sc[i] < sc[j];
+        pct[j] = n > 1 ? (float)below / (float)(n - 1) : 1.0f;
+    }
+    return pct;
+}
+
+/* The attention hook: kept context entry j gets lambda * s_j on its logit. */
+static int s_apply_hook(kv_cache *kv, const float *pct, int64_t ctx_begin, int64_t n_ctx, float lambda) {
+    int rc = kv_cache_enable_bias(kv);
+    if (rc) return rc;
+    for (int64_t s = 0; s < kv->n_stream; s++) {
+        const int32_t *P = kv_cache_pos(kv, s);
+        float *B = kv->bias + kv->off[s];
+        for (int64_t i = 0; i < kv->len[s]; i++) {
+            int64_t c = (int64_t)P[i] - ctx_begin;
+            B[i] = c >= 0 && c < n_ctx ? lambda * pct[c] : 0.0f;
+        }
+    }
+    return 0;
+}
+
 /* One protocol x policy x budget run of a sample. */
 typedef struct variant {
     const press *pr;
@@ -445,7 +474,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     const press *plan_pr = NULL;
     bool plan_qa = false;
     double plan_s = 0, head_s = 0;
-    float *tis_sc = NULL, *tisq_sc = NULL;
+    float *tis_sc = NULL, *tisq_sc = NULL, *tis_pct = NULL, *tisq_pct = NULL;
     bool want_oracle = false;
     for (int64_t i = 0; i < cfg->n_policies; i++) want_oracle |= r->presses[i].needs_oracle;
 
@@ -598,6 +627,14 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
             }
             double tc = tis_now();
             rc = press_plan_compact(plan, v->k, (v->qa ? 1 : n_suf) + cfg->max_new, &v->kv, kept);
+            if (!rc && v->pr->attn_hook) {
+                const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
+                float **pct = v->pr->query_head ? &tisq_pct : &tis_pct;
+                if (!*pct) *pct = s_percentiles(v->pr->query_head ? tisq_sc : tis_sc, p.n_ctx);
+                float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd->attn_hook_lambda;
+                rc = *pct ? s_apply_hook(v->kv, *pct, p.ctx_begin, p.n_ctx, lambda)
+                          : tis_error(TIS_ENOMEM, "eval: out of memory");
+            }
             v->compress_s = plan_s + (tis_now() - tc);
             if (rc) goto done;
             if (getenv("TIS_DEBUG_PRESS") && s->n_answers > 0) s_debug_keep(r, s, &p, v, v->kv);
@@ -653,6 +690,8 @@ done:
     press_plan_destroy(&plan);
     free(tis_sc);
     free(tisq_sc);
+    free(tis_pct);
+    free(tisq_pct);
     free(var);
     free(gkv);
     free(gq);

@@ -56,12 +56,14 @@ typedef struct eval_config {
     bool use_model_answer;         /* oracle from full's answer even when ground truth exists */
     const char *head_path;         /* importance head for `tis` (safetensors), or NULL */
     const char *head_query_path;   /* query-aware head for `tis_query`, or NULL */
+    float attn_hook_lambda;        /* "+hook" policies: lambda; < 0: the checkpoint's */
     int64_t batch;                 /* policy runs decoded together (1: one at a time, so the
                                       timings are a single request's; more: faster sweeps,
                                       timings then describe the batch) */
 } eval_config;
 
-/* Defaults: max_new 16, window 64, n_sink 4, seed 42, chat, agnostic, batch 1. */
+/* Defaults: max_new 16, window 64, n_sink 4, seed 42, chat, agnostic, batch 1,
+ * attn_hook_lambda -1 (from the checkpoint). */
 void eval_config_defaults(eval_config *c);
 
 typedef struct eval_runner eval_runner;

@@ -187,6 +187,7 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
                     memcpy(V + (n0 + t) * hd, st->v + (r0 + t) * kd + h * hd, (size_t)hd * sizeof(float));
                     P[n0 + t] = st->pos[r0 + t];
                 }
+                if (kv->bias) memset(kv->bias + kv->off[s] + n0, 0, (size_t)Ti * sizeof(float));
                 kv->len[s] = n0 + Ti;
             }
             be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, kv, l, Ti, nh,

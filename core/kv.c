@@ -80,9 +80,17 @@ int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t hea
 
 void kv_cache_destroy(kv_cache **p) {
     if (!p || !*p) return;
+    free((*p)->bias);
     free((*p)->mem);
     free(*p);
     *p = NULL;
+}
+
+int kv_cache_enable_bias(kv_cache *kv) {
+    if (kv->bias) return 0;
+    int64_t total = kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
+    kv->bias = calloc((size_t)(total ? total : 1), sizeof(float));
+    return kv->bias ? 0 : tis_error(TIS_ENOMEM, "kv: out of memory for the attention bias");
 }
 
 void kv_cache_clear(kv_cache *kv) {
@@ -130,7 +138,11 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
     kv_cache *kv = NULL;
     int rc = kv_cache_new_ragged(&kv, src->n_layer, src->n_kv_head, hd, caps);
     free(caps);
-    if (rc) return rc;
+    if (!rc && src->bias) rc = kv_cache_enable_bias(kv);
+    if (rc) {
+        kv_cache_destroy(&kv);
+        return rc;
+    }
     for (int64_t s = 0; s < ns; s++) {
         const float *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
         const int32_t *P = kv_cache_pos(src, s);
@@ -142,6 +154,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
             memcpy(K2 + n * hd, K + i * hd, (size_t)hd * sizeof(float));
             memcpy(V2 + n * hd, V + i * hd, (size_t)hd * sizeof(float));
             P2[n] = P[i];
+            if (src->bias) kv->bias[kv->off[s] + n] = src->bias[src->off[s] + i];
             n++;
         }
         kv->len[s] = n;

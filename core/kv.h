@@ -23,6 +23,9 @@ typedef struct kv_cache {
     int64_t *cap;       /* [n_stream] entries reserved */
     int64_t *len;       /* [n_stream] entries filled */
     int64_t n_past;     /* next position: the uncompressed sequence length */
+    float *bias;        /* [sum cap] additive attention-logit bias per entry (the
+                           importance head's attention hook), or NULL: none.
+                           Own allocation; new entries get 0. */
     void *mem;          /* the one allocation everything above lives in */
     size_t mem_bytes;
 } kv_cache;
@@ -35,11 +38,14 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
                         int64_t head_dim, const int64_t *caps);
 void kv_cache_destroy(kv_cache **p);
 
+/* Gives the cache a zeroed per-entry attention bias (idempotent). */
+int kv_cache_enable_bias(kv_cache *kv);
+
 /* Forgets all entries (keeps the memory). */
 void kv_cache_clear(kv_cache *kv);
 
-static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t head) {
-    return layer * kv->n_kv_head + head;
+static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t kv_head) {
+    return layer * kv->n_kv_head + kv_head;
 }
 static inline float *kv_cache_k(const kv_cache *kv, int64_t s) {
     return kv->k + kv->off[s] * kv->head_dim;

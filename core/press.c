@@ -258,10 +258,29 @@ static const score_entry *s_score_find(const char *name) {
     return NULL;
 }
 
+static int s_parse(const char *name, press *out);
+
 int press_parse(const char *name, press *out) {
     memset(out, 0, sizeof *out);
     if (!name || strlen(name) >= sizeof out->name)
         return tis_error(TIS_EINVAL, "press: bad policy name");
+    size_t l = strlen(name);
+    if (l > 5 && !strcmp(name + l - 5, "+hook")) {
+        char base[32];
+        snprintf(base, sizeof base, "%.*s", (int)(l - 5), name);
+        int rc = s_parse(base, out);
+        if (rc) return rc;
+        if (!out->needs_head)
+            return tis_error(TIS_EINVAL, "press: '+hook' applies to the learned policies (tis, tis_query), not %s", base);
+        out->attn_hook = true;
+        snprintf(out->name, sizeof out->name, "%s", name);
+        return 0;
+    }
+    return s_parse(name, out);
+}
+
+static int s_parse(const char *name, press *out) {
+    memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name);
     const char *inner = NULL;
     if (!strcmp(name, "adakv")) inner = "snapkv";

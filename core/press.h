@@ -82,6 +82,7 @@ typedef struct press {
     bool needs_obs, needs_oracle;
     bool needs_head;           /* tis, tis_query: scores from an importance head */
     bool query_head;           /* tis_query: the head takes the question (query-aware protocol) */
+    bool attn_hook;            /* "+hook": add lambda * s_j to kept token j's attention logit */
 } press;
 
 typedef struct press_info {
@@ -94,7 +95,8 @@ typedef struct press_info {
 extern const press_info press_registry[];
 
 /* Parses a policy name: a registry name, or "adakv" / "adakv:INNER"
- * (head-adaptive allocation over INNER's scores, default snapkv).
+ * (head-adaptive allocation over INNER's scores, default snapkv); a
+ * learned policy may end in "+hook" (tis+hook: the attention hook at decode).
  * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
 

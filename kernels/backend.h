@@ -53,7 +53,8 @@ typedef struct tis_backend {
     void (*add_bias)(void *ctx, float *y, const float *b, int64_t T, int64_t n);
     /* Causal grouped-query attention of T new queries q[T][n_head][head_dim]
      * over the layer's streams in kv, whose last T entries are the new
-     * tokens (older entries are all visible; new ones causally). Writes
+     * tokens (older entries are all visible; new ones causally), with
+     * kv->bias (when present) added to each entry's scaled logit. Writes
      * out[T][n_head][head_dim]. */
     void (*attention)(void *ctx, float *out, const float *q, const kv_cache *kv,
                       int64_t layer, int64_t T, int64_t n_head,

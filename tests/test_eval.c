@@ -9,6 +9,7 @@
 
 #include "bench.h"
 #include "eval.h"
+#include "head.h"
 #include "model.h"
 #include "press.h"
 #include "tiny_model.h"
@@ -39,11 +40,12 @@ static const char *s_dataset =
 
 int main(void) {
     static char out[1 << 16];
-    const char *tiny = tt_path("tiny.gguf");
+    char tiny[512], data[512]; /* tt_path's buffers rotate: keep our own copies */
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
-    const char *data = tt_path("data.jsonl");
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
     TT_OK(tt_write_file(data, s_dataset, strlen(s_dataset)));
 
     model *m = NULL;
@@ -164,6 +166,58 @@ int main(void) {
     c2.n_budgets = 1;
     TT_FAILS(eval_runner_new(&bad, m, &c2), TIS_EINVAL);
     eval_runner_destroy(&er);
+
+    /* learned policies with (random) heads: tis in both protocols, tis_query
+     * only query-aware; the hook with lambda 0 changes nothing */
+    head_config hc = {.kind = HEAD_MLP, .d_model = m->config.d_model, .hidden = 8,
+                      .layer = m->config.n_layer};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    head *hh = NULL, *hq = NULL;
+    TT_OK(head_new(&hh, &hc, 5));
+    hc.query_aware = true;
+    hc.rank = 4;
+    hc.layer = m->config.n_layer; /* both heads must read the same layer */
+    TT_OK(head_new(&hq, &hc, 6));
+    const char *hp = tt_path("h.safetensors"), *hqp = tt_path("hq.safetensors");
+    if (hh) TT_OK(head_save(hh, hp));
+    if (hq) TT_OK(head_save(hq, hqp));
+    head_destroy(&hh);
+    head_destroy(&hq);
+    const char *lp[] = {"full", "tis", "tis+hook", "tis_query", "tis_query+hook", "adakv:tis"};
+    eval_config cl = cfg;
+    cl.policies = lp;
+    cl.n_policies = 6;
+    cl.n_budget_tokens = 0;
+    cl.head_path = hp;
+    cl.head_query_path = hqp;
+    cl.attn_hook_lambda = 0.0f;
+    eval_runner *el = NULL;
+    TT_OK(eval_runner_new(&el, m, &cl));
+    eval_row *lr = NULL;
+    int64_t nl = 0, cl_cap = 0;
+    if (el) TT_OK(eval_run_sample(el, "jsonl", &set.s[0], &lr, &nl, &cl_cap));
+    /* agnostic: full + 3 x tis-like x 3 budgets; query-aware: + tis_query x 2 */
+    TT_CHECK(nl == (1 + 3 * 3) + (1 + 5 * 3));
+    for (int64_t i = 0; i < nl; i++) {
+        if (!strcmp(lr[i].protocol, "agnostic")) TT_CHECK(strncmp(lr[i].policy, "tis_query", 9) != 0);
+        if (!strstr(lr[i].policy, "+hook")) continue;
+        size_t bl = strlen(lr[i].policy) - 5;
+        for (int64_t j = 0; j < nl; j++)
+            if (strlen(lr[j].policy) == bl && !strncmp(lr[j].policy, lr[i].policy, bl) &&
+                lr[j].budget == lr[i].budget && !strcmp(lr[j].protocol, lr[i].protocol))
+                TT_CHECK(!strcmp(lr[j].answer, lr[i].answer));
+    }
+    free(lr);
+    eval_runner_destroy(&el);
+    /* a head for another model is refused */
+    hc.query_aware = false;
+    snprintf(hc.base_model, sizeof hc.base_model, "some other model");
+    TT_OK(head_new(&hh, &hc, 5));
+    if (hh) TT_OK(head_save(hh, hp));
+    head_destroy(&hh);
+    cl.policies = lp + 1;
+    cl.n_policies = 1;
+    TT_FAILS(eval_runner_new(&el, m, &cl), TIS_EINVAL);
     bench_set_free(&set);
     model_destroy(&m);
 

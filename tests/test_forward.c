@@ -294,6 +294,27 @@ static void s_check_compaction(void) {
     fprintf(stderr, "  compacted vs masked reference: %.2e (vs unmasked: %.2e)\n", dmax, dplain);
     TT_CHECK(dmax < 1e-3);
     TT_CHECK(dplain > 1e-2); /* the eviction did change the result */
+
+    /* The attention bias: -1e9 on an entry is evicting it; it survives compaction. */
+    kv_cache *bk = NULL, *bc = NULL;
+    float *lb = malloc((size_t)V * sizeof(float));
+    TT_OK(kv_cache_compact(&bk, kv, NULL, M_SUF));
+    TT_OK(kv_cache_enable_bias(bk));
+    if (bk && bk->bias) {
+        for (int64_t s = 0; s < bk->n_stream; s++)
+            for (int64_t j = 0; j < bk->len[s]; j++)
+                bk->bias[bk->off[s] + j] = keep[kv->off[s] + j] ? 0.0f : -1e9f;
+        TT_OK(kv_cache_compact(&bc, bk, NULL, 0)); /* a fork keeps the bias */
+        TT_CHECK(bc && bc->bias && bc->bias[bc->off[1] + M_PRE] == -1e9f);
+        TT_OK(forward_run(st, bk, ids + M_PRE + M_CTX, M_SUF, lb, 1, NULL));
+        double db = s_maxdiff(lb, lg, V);
+        fprintf(stderr, "  bias -1e9 vs evicted: %.2e\n", db);
+        TT_CHECK(db < 1e-4);
+        TT_CHECK(bk->bias[bk->off[0] + M_PRE + M_CTX] == 0.0f); /* new entries: no bias */
+    }
+    kv_cache_destroy(&bk);
+    kv_cache_destroy(&bc);
+    free(lb);
     free(ref);
     free(plain);
     free(lg);

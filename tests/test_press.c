@@ -42,6 +42,11 @@ static void test_parse(void) {
     TT_CHECK(p.needs_head && p.query_head);
     TT_OK(press_parse("adakv:tis", &p));
     TT_CHECK(p.needs_head && p.alloc == PRESS_ALLOC_ADAPTIVE);
+    TT_OK(press_parse("tis+hook", &p));
+    TT_CHECK(p.needs_head && p.attn_hook && !strcmp(p.name, "tis+hook"));
+    TT_OK(press_parse("tis_query+hook", &p));
+    TT_CHECK(p.query_head && p.attn_hook);
+    TT_FAILS(press_parse("snapkv+hook", &p), TIS_EINVAL);
     TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
              press_budget_tokens(1.0, 40) == 40);
 }

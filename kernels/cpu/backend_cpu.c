@@ -106,9 +106,12 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_cache *k
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk,
                         (blasint)hd, scale, qh, (blasint)hd, K, (blasint)hd, 0.0f, sc,
                         (blasint)nk);
+            const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
             for (int64_t r = 0; r < nq; r++) {
                 float *row = sc + r * nk;
                 int64_t vis = n_old + q0 + r + 1; /* causal */
+                if (bias)
+                    for (int64_t j = 0; j < vis; j++) row[j] += bias[j];
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < vis; j++) mx = row[j] > mx ? row[j] : mx;
                 double sum = 0;
