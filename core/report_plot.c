@@ -312,7 +312,14 @@ static int p_accuracy(p_job *j, const p_cell *c, int64_t n, int kind) {
                 return tis_error(TIS_EIO, "report: cannot write %s: %s", name, strerror(errno));
             fputs(n_lines++ ? ", \\\n     " : "", gp);
             p_gp_str(gp, name, "");
-            fputs(" using 1:2 with linespoints lw 2 pt 7 ps 1.2 title ", gp);
+            /* 14 distinct colours and a point type per policy: more than
+             * gnuplot's default cycle of 8, so no two policies look alike. */
+            static const char *const colours[] = {
+                "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#7f7f7f", "#bcbd22", "#17becf", "#000080", "#808000", "#800000", "#008080"};
+            int ci = (n_lines - 1) % (int)(sizeof colours / sizeof colours[0]);
+            fprintf(gp, " using 1:2 with linespoints lw 2 pt %d ps 1.2 lc rgb '%s' title ",
+                    5 + (n_lines - 1) % 9, colours[ci]);
             p_gp_str(gp, j->policy.v[c[i].policy], "");
         }
         i = e;
