@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_label(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 

@@ -255,14 +255,14 @@ static void s_plot(const char *csv, const char *png) {
     char script[4096];
     snprintf(script, sizeof script,
              "set terminal pngcairo size 960,540; set output '%s'; set datafile separator ',';"
-             "set key outside right; set xlabel 'epoch'; set ylabel 'loss'; set y2label 'recall';"
+             "set key outside right noenhanced; set xlabel 'epoch'; set ylabel 'loss'; set y2label 'recall';"
              "set y2range [0:1]; set ytics nomirror; set y2tics; set grid;"
              "set title 'importance head: loss and validation recall of the oracle top-k';"
-             "plot '%s' every ::1 using 1:2 with linespoints title 'train loss',"
-             " '' every ::1 using 1:3 with linespoints title 'val loss',"
-             " '' every ::1 using 1:4 axes x1y2 with lines dt 2 title 'val recall@5%%',"
-             " '' every ::1 using 1:5 axes x1y2 with lines dt 2 title 'val recall@10%%',"
-             " '' every ::1 using 1:6 axes x1y2 with lines dt 2 title 'val recall@25%%'",
+             "plot '%s' skip 1 using 1:2 with linespoints title 'train loss',"
+             " '' skip 1 using 1:3 with linespoints title 'val loss',"
+             " '' skip 1 using 1:4 axes x1y2 with lines dt 2 lw 2 title 'val recall@5%%',"
+             " '' skip 1 using 1:5 axes x1y2 with lines dt 2 lw 2 title 'val recall@10%%',"
+             " '' skip 1 using 1:6 axes x1y2 with lines dt 2 lw 2 title 'val recall@25%%'",
              png, csv);
     pid_t pid = fork();
     if (pid == 0) {
@@ -435,7 +435,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(csv, "epoch,train_loss,val_loss,val_recall_5,val_recall_10,val_recall_25,seconds\n");
     epoch_metrics vm;
     if (s_evaluate(h, &ds, val, n_val, loss, topk, &vm)) goto fail;
-    fprintf(csv, "0,,%.6f,%.4f,%.4f,%.4f,0\n", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
+    fprintf(csv, "0,nan,%.6f,%.4f,%.4f,%.4f,0\n", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
     fprintf(stderr, "[train] %s head%s | %lld params | %lld train / %lld validation samples (by sample) | "
                     "loss %s | features: %s layer %lld\n",
             kind, qa ? " (query-aware)" : "", (long long)np, (long long)n_train, (long long)n_val, loss_name,

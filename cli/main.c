@@ -59,6 +59,8 @@ static void s_usage(FILE *f) {
             "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed\n"
             "  eval      [--baseline P...] [--benchmark B...] [--cache_budgets F...] ...\n"
             "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
+            "  report    --csv A.csv [B.csv...] --output OUT.csv [--title T] [--no_plots]\n"
+            "            JSON, report and plots again from eval CSVs (merged)\n"
             "  label     (--dataset F | --benchmark B...) --output DIR [--layer L] [--per_head]\n"
             "            oracle labels + head features in resumable safetensors shards\n"
             "  train     --labels DIR... --output HEAD.safetensors [--head linear|mlp] [--query_aware]\n"
@@ -108,6 +110,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "label")) return cmd_label(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);

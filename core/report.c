@@ -9,6 +9,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,14 +80,37 @@ static void s_field(char *dst, size_t cap, const char *src, size_t src_cap) {
 
 /* ---- CSV -------------------------------------------------------------- */
 
-/* The columns, in eval_row order. */
-static const char *const s_csv_cols[] = {
-    "benchmark", "policy", "protocol", "budget", "budget_tokens",
-    "context_tokens", "target_tokens", "depth", "position", "sample_id",
-    "correct", "exact", "hallucinated", "answer", "expected",
-    "kept_tokens", "kv_bytes", "full_kv_bytes", "prefill_s", "compress_s",
-    "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes",
+/* The columns, in eval_row order: the one table the writer and the reader
+ * share. Doubles are printed %.6g except budget (%.4g). */
+enum { S_COL_STR, S_COL_I64, S_COL_BOOL, S_COL_F64 };
+
+typedef struct s_col {
+    const char *name;
+    int type;        /* S_COL_* */
+    size_t off;      /* offsetof(eval_row, name) */
+    size_t size;     /* bytes of the field (string capacity) */
+    const char *fmt; /* printf format of a double */
+} s_col;
+
+#define S_COL(field, type, fmt) \
+    {#field, type, offsetof(eval_row, field), sizeof((eval_row *)0)->field, fmt}
+static const s_col s_csv_cols[] = {
+    S_COL(benchmark, S_COL_STR, NULL),       S_COL(policy, S_COL_STR, NULL),
+    S_COL(protocol, S_COL_STR, NULL),        S_COL(budget, S_COL_F64, "%.4g"),
+    S_COL(budget_tokens, S_COL_I64, NULL),   S_COL(context_tokens, S_COL_I64, NULL),
+    S_COL(target_tokens, S_COL_I64, NULL),   S_COL(depth, S_COL_F64, "%.6g"),
+    S_COL(position, S_COL_I64, NULL),        S_COL(sample_id, S_COL_STR, NULL),
+    S_COL(correct, S_COL_BOOL, NULL),        S_COL(exact, S_COL_BOOL, NULL),
+    S_COL(hallucinated, S_COL_BOOL, NULL),   S_COL(answer, S_COL_STR, NULL),
+    S_COL(expected, S_COL_STR, NULL),        S_COL(kept_tokens, S_COL_I64, NULL),
+    S_COL(kv_bytes, S_COL_I64, NULL),        S_COL(full_kv_bytes, S_COL_I64, NULL),
+    S_COL(prefill_s, S_COL_F64, "%.6g"),     S_COL(compress_s, S_COL_F64, "%.6g"),
+    S_COL(decode_s, S_COL_F64, "%.6g"),      S_COL(ttft_s, S_COL_F64, "%.6g"),
+    S_COL(tokens_per_s, S_COL_F64, "%.6g"),  S_COL(n_generated, S_COL_I64, NULL),
+    S_COL(peak_rss_bytes, S_COL_I64, NULL),
 };
+#undef S_COL
+enum { S_N_COLS = sizeof s_csv_cols / sizeof s_csv_cols[0] };
 
 /* RFC 4180: quoted (with "" for ") when it holds a comma, quote, CR or LF. */
 static void s_csv_str(FILE *f, const char *s, size_t cap) {
@@ -104,7 +129,6 @@ static void s_csv_str(FILE *f, const char *s, size_t cap) {
     }
     fputc('"', f);
 }
-#define S_CSV_STR(f, row, name) s_csv_str(f, (row)->name, sizeof (row)->name)
 
 int report_write_csv(const char *path, const eval_row *rows, int64_t n) {
     if (!path || n < 0 || (n > 0 && !rows))
@@ -113,31 +137,276 @@ int report_write_csv(const char *path, const eval_row *rows, int64_t n) {
     int rc = s_out_open(&o, path);
     if (rc) return rc;
     FILE *f = o.f;
-    size_t n_cols = sizeof s_csv_cols / sizeof s_csv_cols[0];
-    for (size_t c = 0; c < n_cols; c++) fprintf(f, "%s%s", c ? "," : "", s_csv_cols[c]);
+    for (int c = 0; c < S_N_COLS; c++) fprintf(f, "%s%s", c ? "," : "", s_csv_cols[c].name);
     fputc('\n', f);
     for (int64_t i = 0; i < n && !ferror(f); i++) {
-        const eval_row *r = &rows[i];
-        S_CSV_STR(f, r, benchmark);
-        fputc(',', f);
-        S_CSV_STR(f, r, policy);
-        fputc(',', f);
-        S_CSV_STR(f, r, protocol);
-        fprintf(f, ",%.4g,%lld,%lld,%lld,%.6g,%lld,", r->budget, (long long)r->budget_tokens,
-                (long long)r->context_tokens, (long long)r->target_tokens, r->depth,
-                (long long)r->position);
-        S_CSV_STR(f, r, sample_id);
-        fprintf(f, ",%d,%d,%d,", r->correct ? 1 : 0, r->exact ? 1 : 0,
-                r->hallucinated ? 1 : 0);
-        S_CSV_STR(f, r, answer);
-        fputc(',', f);
-        S_CSV_STR(f, r, expected);
-        fprintf(f, ",%lld,%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%lld,%lld\n",
-                (long long)r->kept_tokens, (long long)r->kv_bytes, (long long)r->full_kv_bytes,
-                r->prefill_s, r->compress_s, r->decode_s, r->ttft_s, r->tokens_per_s,
-                (long long)r->n_generated, (long long)r->peak_rss_bytes);
+        for (int c = 0; c < S_N_COLS; c++) {
+            const s_col *col = &s_csv_cols[c];
+            const char *p = (const char *)&rows[i] + col->off;
+            if (c) fputc(',', f);
+            switch (col->type) {
+            case S_COL_STR: s_csv_str(f, p, col->size); break;
+            case S_COL_I64: fprintf(f, "%lld", (long long)*(const int64_t *)p); break;
+            case S_COL_BOOL: fputc(*(const bool *)p ? '1' : '0', f); break;
+            default: fprintf(f, col->fmt, *(const double *)p); break;
+            }
+        }
+        fputc('\n', f);
     }
     return s_out_close(&o, 0);
+}
+
+/* ---- reading the CSV back ----------------------------------------------
+ *
+ * Format (what report_write_csv writes): a header line naming the 25
+ * columns of s_csv_cols in order, then one record per row. Records end in
+ * LF (CRLF accepted); fields are separated by commas; a field that holds a
+ * comma, quote, CR or LF is enclosed in double quotes with each quote
+ * doubled, and may span lines. Integers are decimal int64, booleans 0 or 1,
+ * doubles as printf %g writes them (inf / nan included). A field is kept
+ * up to S_CELL_CAP - 1 bytes: enough for every string column, and a number
+ * that long is malformed anyway. */
+
+enum { S_CELL_CAP = 512 };
+
+typedef struct s_csv_in {
+    FILE *f;
+    const char *path;
+    int64_t line;                     /* current physical line, 1-based */
+    int64_t n_fields;                 /* fields of the record just read */
+    char cell[S_N_COLS][S_CELL_CAP];  /* the first S_N_COLS fields */
+    size_t len[S_N_COLS];             /* bytes kept of each */
+    bool cut[S_N_COLS];               /* longer than kept */
+    int64_t cell_line[S_N_COLS];      /* line each field starts on */
+} s_csv_in;
+
+/* TIS_EFORMAT with "FILE:LINE: problem". */
+__attribute__((format(printf, 3, 4))) static int s_csv_bad(const s_csv_in *in, int64_t line,
+                                                           const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return tis_error(TIS_EFORMAT, "%s:%lld: %s", in->path, (long long)line, what);
+}
+
+/* Reads one record into in->cell. Returns 1 for a record, 0 at the end of
+ * the file, a negative status on malformed input or a read error. */
+static int s_csv_record(s_csv_in *in) {
+    FILE *f = in->f;
+    int c = getc(f);
+    if (c == EOF)
+        return ferror(f) ? tis_error(TIS_EIO, "%s: read error", in->path) : 0;
+    in->n_fields = 0;
+    for (;;) { /* one field; c is its first byte */
+        int64_t k = in->n_fields++;
+        char *cell = k < S_N_COLS ? in->cell[k] : NULL; /* extra fields: counted only */
+        size_t len = 0;
+        bool cut = false;
+        int64_t start = in->line;
+#define S_PUT(ch)                                       \
+    do {                                                \
+        if (!cell) break;                               \
+        if (len < S_CELL_CAP - 1) cell[len++] = (char)(ch); \
+        else cut = true;                                \
+    } while (0)
+        if (c == '"') {
+            for (;;) {
+                c = getc(f);
+                if (c == EOF) {
+                    if (ferror(f)) return tis_error(TIS_EIO, "%s: read error", in->path);
+                    return s_csv_bad(in, start, "unterminated quoted field (column %lld)",
+                                     (long long)k + 1);
+                }
+                if (c == '"' && (c = getc(f)) != '"') break; /* closing quote */
+                if (c == 0) return s_csv_bad(in, in->line, "NUL byte in a field");
+                if (c == '\n') in->line++;
+                S_PUT(c);
+            }
+            if (c != ',' && c != '\n' && c != '\r' && c != EOF)
+                return s_csv_bad(in, in->line, "character after the closing quote (column %lld)",
+                                 (long long)k + 1);
+        } else {
+            for (; c != ',' && c != '\n' && c != '\r' && c != EOF; c = getc(f)) {
+                if (c == '"')
+                    return s_csv_bad(in, in->line, "quote inside an unquoted field (column %lld)",
+                                     (long long)k + 1);
+                if (c == 0) return s_csv_bad(in, in->line, "NUL byte in a field");
+                S_PUT(c);
+            }
+        }
+#undef S_PUT
+        if (cell) {
+            cell[len] = 0;
+            in->len[k] = len;
+            in->cut[k] = cut;
+            in->cell_line[k] = start;
+        }
+        if (c == '\r' && (c = getc(f)) != '\n')
+            return s_csv_bad(in, in->line, "carriage return not followed by a line feed");
+        if (c == ',') {
+            c = getc(f);
+            continue;
+        }
+        if (c == '\n') in->line++;
+        else if (ferror(f)) return tis_error(TIS_EIO, "%s: read error", in->path);
+        return 1;
+    }
+}
+
+/* A field for a message: at most 40 bytes, control bytes as '?'. */
+static const char *s_show(char *buf, size_t cap, const char *s) {
+    size_t i = 0;
+    for (; s[i] && i + 1 < cap && i < 40; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
+    buf[i] = 0;
+    return buf;
+}
+
+/* Strict decimal integer: optional '-', digits, nothing else, in range. */
+static bool s_parse_i64(const char *s, int64_t *out) {
+    const char *d = *s == '-' ? s + 1 : s;
+    if (*d < '0' || *d > '9') return false; /* also rejects "", " 1", "+1" */
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end) return false;
+    *out = v;
+    return true;
+}
+
+/* Strict %g output: [-]digits[.digits][e[+-]digits], or inf / nan. */
+static bool s_parse_f64(const char *s, double *out) {
+    const char *d = *s == '-' ? s + 1 : s;
+    if (!strcmp(d, "inf") || !strcmp(d, "nan")) {
+        *out = !strcmp(d, "inf") ? (d == s ? INFINITY : -INFINITY) : NAN;
+        return true;
+    }
+    if (strspn(d, "0123456789.eE+-") != strlen(d) || !((*d >= '0' && *d <= '9') || *d == '.'))
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || end == s) return false;
+    if (errno == ERANGE && isinf(v)) return false; /* overflow; underflow is fine */
+    *out = v;
+    return true;
+}
+
+/* Copies a string of len bytes into dst[cap], cut on a UTF-8 character
+ * boundary when it does not fit. */
+static void s_utf8_copy(char *dst, size_t cap, const char *src, size_t len) {
+    size_t n = len;
+    if (n > cap - 1) {
+        n = cap - 1;
+        /* src[n] is the first byte dropped: if it continues a character,
+         * drop that character's leading bytes too (at most 3) */
+        for (int back = 0; back < 3 && n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80; back++)
+            n--;
+        if (((unsigned char)src[n] & 0xC0) == 0x80) n = cap - 1; /* not UTF-8: plain cut */
+    }
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+/* The record in `in` as a row. */
+static int s_csv_row(const s_csv_in *in, eval_row *r) {
+    memset(r, 0, sizeof *r);
+    for (int c = 0; c < S_N_COLS; c++) {
+        const s_col *col = &s_csv_cols[c];
+        char *p = (char *)r + col->off;
+        const char *v = in->cell[c];
+        bool ok = !in->cut[c] || col->type == S_COL_STR;
+        int64_t iv = 0;
+        double dv = 0;
+        switch (col->type) {
+        case S_COL_STR: s_utf8_copy(p, col->size, v, in->len[c]); break;
+        case S_COL_I64:
+            if ((ok = ok && s_parse_i64(v, &iv))) *(int64_t *)p = iv;
+            break;
+        case S_COL_BOOL:
+            if ((ok = ok && (!strcmp(v, "0") || !strcmp(v, "1")))) *(bool *)p = v[0] == '1';
+            break;
+        default:
+            if ((ok = ok && s_parse_f64(v, &dv))) *(double *)p = dv;
+            break;
+        }
+        if (!ok) {
+            char show[48];
+            return s_csv_bad(in, in->cell_line[c], "bad %s '%s' in column %s",
+                             col->type == S_COL_BOOL ? "boolean (0 or 1)" : "number",
+                             s_show(show, sizeof show, v), col->name);
+        }
+    }
+    return 0;
+}
+
+int report_read_csv(const char *path, eval_row **rows, int64_t *n) {
+    if (!path || !rows || !n)
+        return tis_error(TIS_EINVAL, "report: bad arguments to report_read_csv");
+    *rows = NULL;
+    *n = 0;
+    s_csv_in *in = malloc(sizeof *in);
+    if (!in) return tis_error(TIS_ENOMEM, "report: out of memory reading %s", path);
+    in->path = path;
+    in->line = 1;
+    in->f = fopen(path, "rb");
+    if (!in->f) {
+        int e = errno;
+        free(in);
+        return tis_error(TIS_EIO, "report: cannot read %s: %s", path, strerror(e));
+    }
+    eval_row *out = NULL;
+    int64_t n_out = 0, cap = 0;
+    int rc = s_csv_record(in);
+    if (rc == 0) rc = s_csv_bad(in, 1, "empty file, expected the header line");
+    else if (rc > 0 && in->n_fields != S_N_COLS)
+        rc = s_csv_bad(in, 1, "header has %lld column%s, expected %d: not a tis report CSV",
+                       (long long)in->n_fields, in->n_fields == 1 ? "" : "s", (int)S_N_COLS);
+    for (int c = 0; rc > 0 && c < S_N_COLS; c++)
+        if (strcmp(in->cell[c], s_csv_cols[c].name) != 0) {
+            char show[48];
+            rc = s_csv_bad(in, 1, "header column %d is '%s', expected '%s'", c + 1,
+                           s_show(show, sizeof show, in->cell[c]), s_csv_cols[c].name);
+        }
+    while (rc > 0) {
+        int64_t line = in->line;
+        rc = s_csv_record(in);
+        if (rc <= 0) break;
+        if (in->n_fields != S_N_COLS) {
+            rc = s_csv_bad(in, line, "%lld column%s, expected %d", (long long)in->n_fields,
+                           in->n_fields == 1 ? "" : "s", (int)S_N_COLS);
+            break;
+        }
+        if (n_out == cap) {
+            int64_t want = cap ? 2 * cap : 64;
+            eval_row *grown = (uint64_t)want <= SIZE_MAX / sizeof(eval_row)
+                                  ? realloc(out, (size_t)want * sizeof(eval_row))
+                                  : NULL;
+            if (!grown) {
+                rc = tis_error(TIS_ENOMEM, "report: out of memory reading %s (%lld rows)", path,
+                               (long long)n_out);
+                break;
+            }
+            out = grown;
+            cap = want;
+        }
+        rc = s_csv_row(in, &out[n_out]);
+        if (rc == 0) {
+            n_out++;
+            rc = 1;
+        }
+    }
+    fclose(in->f);
+    free(in);
+    if (rc < 0) {
+        free(out);
+        return rc;
+    }
+    *rows = out;
+    *n = n_out;
+    return 0;
 }
 
 /* ---- grouping ----------------------------------------------------------- */

@@ -48,6 +48,14 @@ typedef struct report_meta {
 /* Per-sample CSV with a header row (strings quoted as RFC 4180). */
 int report_write_csv(const char *path, const eval_row *rows, int64_t n);
 
+/* Reads a CSV written by report_write_csv: the header must name the 25
+ * columns in order; numbers are parsed strictly; strings longer than their
+ * eval_row field are cut on a UTF-8 character boundary. *rows is malloc'd
+ * (NULL when *n is 0; the caller frees). TIS_EFORMAT with "FILE:LINE:
+ * problem" on malformed input (LINE: where the record or field starts),
+ * TIS_EIO when the file cannot be read; *rows = NULL, *n = 0 then. */
+int report_read_csv(const char *path, eval_row **rows, int64_t *n);
+
 /* Groups rows by (benchmark, protocol, policy, budget) and writes the JSON
  * summary and the Markdown report: accuracy, exact-match rate, retention vs
  * `full` (same benchmark and protocol), measured compression ratio

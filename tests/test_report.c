@@ -1,4 +1,6 @@
-/* test_report: CSV quoting read back by an RFC 4180 parser, the summary's
+/* test_report: CSV quoting read back by an RFC 4180 parser and by
+ * report_read_csv (every field, tricky strings, UTF-8-safe truncation,
+ * each kind of malformed CSV naming its line), the summary's
  * numbers (accuracy, retention, measured compression) read back from the
  * JSON, the Markdown tables, gnuplot PNGs (the NIAH heatmaps' files and
  * panels read from the script, a missing or failing gnuplot), unwritable
@@ -153,6 +155,341 @@ static void test_csv(void) {
 
     TT_FAILS(report_write_csv("/nonexistent-tis-dir/rows.csv", rows, 2), TIS_EIO);
     TT_FAILS(report_write_csv(path, NULL, 2), TIS_EINVAL);
+}
+
+/* ---- report_read_csv ------------------------------------------------- */
+
+/* |a - b| within what printf %.<digits>g keeps (NaN == NaN, inf == inf). */
+static bool s_close(double a, double b, int digits) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    if (a == b) return true;
+    return fabs(a - b) <= 0.5 * pow(10.0, 1 - digits) * fabs(b) * (1 + 1e-9);
+}
+
+/* Compares every field of a row read back with the row written. */
+static int s_rows_differ(const eval_row *a, const eval_row *b) {
+    int bad = 0;
+#define S_STR(f) bad += strcmp(a->f, b->f) != 0
+#define S_INT(f) bad += a->f != b->f
+    S_STR(benchmark);
+    S_STR(policy);
+    S_STR(protocol);
+    S_STR(sample_id);
+    S_STR(answer);
+    S_STR(expected);
+    S_INT(budget_tokens);
+    S_INT(context_tokens);
+    S_INT(target_tokens);
+    S_INT(position);
+    S_INT(correct);
+    S_INT(exact);
+    S_INT(hallucinated);
+    S_INT(kept_tokens);
+    S_INT(kv_bytes);
+    S_INT(full_kv_bytes);
+    S_INT(n_generated);
+    S_INT(peak_rss_bytes);
+#undef S_STR
+#undef S_INT
+    bad += !s_close(a->budget, b->budget, 4);
+    bad += !s_close(a->depth, b->depth, 6);
+    bad += !s_close(a->prefill_s, b->prefill_s, 6);
+    bad += !s_close(a->compress_s, b->compress_s, 6);
+    bad += !s_close(a->decode_s, b->decode_s, 6);
+    bad += !s_close(a->ttft_s, b->ttft_s, 6);
+    bad += !s_close(a->tokens_per_s, b->tokens_per_s, 6);
+    return bad;
+}
+
+static void test_read_csv_roundtrip(void) {
+    enum { N = 150 }; /* past the reader's first allocation */
+    static eval_row rows[N];
+    uint64_t st = 7;
+    for (int i = 0; i < N; i++) {
+        rows[i] = s_row(i % 3 ? "passkey" : "niah", i % 2 ? "agnostic" : "query_aware",
+                        i % 5 ? "snapkv" : "full", 0.05 * (i % 7), -1, i % 4 == 0,
+                        1000 + i, 5000 + 3 * i, 40 + tt_randf(&st));
+        rows[i].depth = 0.5 + 0.5 * tt_randf(&st);
+        rows[i].prefill_s = 1e-3 * (1 + tt_randf(&st));
+        rows[i].compress_s = 12345.678901 * (1 + tt_randf(&st));
+        rows[i].decode_s = 1e-7 * (2 + tt_randf(&st));
+        rows[i].ttft_s = 3.3e8 * (2 + tt_randf(&st));
+        rows[i].exact = i % 3 == 0;
+        rows[i].hallucinated = i % 7 == 0;
+        snprintf(rows[i].sample_id, sizeof rows[i].sample_id, "s-%d", i);
+    }
+    /* strings a CSV can get wrong */
+    snprintf(rows[0].benchmark, sizeof rows[0].benchmark, "pass,key");
+    snprintf(rows[0].policy, sizeof rows[0].policy, "he said \"x\"");
+    snprintf(rows[0].protocol, sizeof rows[0].protocol, "a\nb");
+    snprintf(rows[0].sample_id, sizeof rows[0].sample_id, "x\r\ny");
+    snprintf(rows[0].answer, sizeof rows[0].answer,
+             "\"quoted\", then\n\nblank line, h\xc3\xa9llo \xf0\x9f\x98\x80 \xe4\xb8\x96, \"\"\"");
+    rows[0].expected[0] = 0;
+    snprintf(rows[1].answer, sizeof rows[1].answer, "\"");
+    snprintf(rows[1].expected, sizeof rows[1].expected, "  007 ");
+    snprintf(rows[1].sample_id, sizeof rows[1].sample_id, ",");
+    memset(rows[2].benchmark, 'b', sizeof rows[2].benchmark - 1); /* exactly full */
+    rows[2].benchmark[sizeof rows[2].benchmark - 1] = 0;
+    memset(rows[2].answer, 'a', sizeof rows[2].answer - 1);
+    rows[2].answer[sizeof rows[2].answer - 1] = 0;
+    rows[2].answer[100] = '\n';
+    /* numbers at the edges */
+    rows[3].budget = 1.0 / 3.0;
+    rows[3].budget_tokens = INT64_MAX;
+    rows[3].context_tokens = INT64_MIN;
+    rows[3].kv_bytes = 0;
+    rows[3].depth = -0.0;
+    rows[3].prefill_s = 1e-300;
+    rows[3].compress_s = -1.5e300;
+    rows[3].decode_s = NAN;
+    rows[3].ttft_s = INFINITY;
+    rows[3].tokens_per_s = -INFINITY;
+    rows[4].budget = -1;
+    rows[4].budget_tokens = 256;
+
+    const char *path = tt_path("roundtrip.csv");
+    TT_OK(report_write_csv(path, rows, N));
+    eval_row *back = NULL;
+    int64_t n = -1;
+    TT_OK(report_read_csv(path, &back, &n));
+    TT_CHECK(n == N && back != NULL);
+    int bad_rows = 0;
+    for (int64_t i = 0; back && i < n && i < N; i++)
+        if (s_rows_differ(&back[i], &rows[i])) {
+            bad_rows++;
+            fprintf(stderr, "  row %lld read back differs\n", (long long)i);
+        }
+    TT_CHECK(bad_rows == 0);
+    if (back && n > 3) {
+        TT_CHECK(strcmp(back[0].answer, rows[0].answer) == 0);
+        TT_CHECK(back[3].budget == 0.3333 && isnan(back[3].decode_s));
+        TT_CHECK(isinf(back[3].ttft_s) && back[3].ttft_s > 0 && back[3].tokens_per_s < 0);
+    }
+    free(back);
+
+    /* written again from what was read: the same bytes */
+    TT_OK(report_read_csv(path, &back, &n));
+    const char *again = tt_path("roundtrip2.csv");
+    TT_OK(report_write_csv(again, back, n));
+    free(back);
+    char *t1 = tt_read_file(path, NULL), *t2 = tt_read_file(again, NULL);
+    TT_CHECK(t1 && t2 && strcmp(t1, t2) == 0);
+    free(t1);
+    free(t2);
+
+    /* header only: no rows */
+    TT_OK(report_write_csv(path, rows, 0));
+    back = (eval_row *)1;
+    TT_OK(report_read_csv(path, &back, &n));
+    TT_CHECK(n == 0 && back == NULL);
+
+    TT_FAILS(report_read_csv(tt_path("missing.csv"), &back, &n), TIS_EIO);
+    TT_CHECK(back == NULL && n == 0);
+    TT_FAILS(report_read_csv(NULL, &back, &n), TIS_EINVAL);
+}
+
+/* The header line report_write_csv writes, from the test's own list. */
+static char s_header[1024];
+static void s_header_init(void) {
+    size_t len = 0;
+    for (int c = 0; c < 25; c++)
+        len += (size_t)snprintf(s_header + len, sizeof s_header - len, "%s%s", c ? "," : "",
+                                s_cols[c]);
+    snprintf(s_header + len, sizeof s_header - len, "\n");
+}
+
+/* A data line whose column `col` (0-based; -1: none) holds `value` as is. */
+static const char *s_line(char *buf, size_t cap, int col, const char *value) {
+    static const char *const good[25] = {
+        "passkey", "snapkv", "agnostic", "0.1", "-1", "1024", "1024", "0.5", "-1", "id-1",
+        "1", "0", "0", "12345", "12345", "102", "1000", "10000", "0.5", "0.01",
+        "0.25", "0.6", "40.5", "8", "1048576"};
+    size_t len = 0;
+    for (int c = 0; c < 25; c++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", c ? "," : "",
+                                c == col ? value : good[c]);
+    snprintf(buf + len, cap - len, "\n");
+    return buf;
+}
+
+/* `text` (len bytes) must be rejected with TIS_EFORMAT naming PATH:line. */
+static void s_bad_csv(const char *text, size_t len, int line) {
+    char path[512], want[600];
+    snprintf(path, sizeof path, "%s", tt_path("bad.csv"));
+    TT_CHECK(tt_write_file(path, text, len) == 0);
+    eval_row *rows = (eval_row *)1;
+    int64_t n = -1;
+    TT_FAILS(report_read_csv(path, &rows, &n), TIS_EFORMAT);
+    snprintf(want, sizeof want, "%s:%d: ", path, line);
+    bool named = strncmp(tis_last_error(), want, strlen(want)) == 0;
+    if (!named) fprintf(stderr, "  wanted '%s...', got '%s'\n", want, tis_last_error());
+    TT_CHECK(named);
+    TT_CHECK(rows == NULL && n == 0);
+}
+
+/* header + good line + lines (text) must fail naming `line`. */
+static void s_bad_after(const char *lines, int line) {
+    char text[8192], good[1024];
+    int len = snprintf(text, sizeof text, "%s%s%s", s_header,
+                       s_line(good, sizeof good, -1, NULL), lines);
+    s_bad_csv(text, (size_t)len, line);
+}
+
+/* A bad value in column `col` of line 3. */
+static void s_bad_value(int col, const char *value) {
+    char line[1024];
+    s_bad_after(s_line(line, sizeof line, col, value), 3);
+}
+
+static void test_read_csv_bad(void) {
+    s_header_init();
+    size_t len = 0;
+    char text[8192], a[1024], b[1024];
+
+    /* wrong header */
+    s_bad_csv("", 0, 1);
+    s_bad_csv("\n", 1, 1);
+    snprintf(text, sizeof text, "%s", s_header);
+    memcpy(strstr(text, "budget"), "BUDGET", 6);
+    s_bad_csv(text, strlen(text), 1);
+    snprintf(text, sizeof text, "%s", s_header);
+    strcpy(strrchr(text, ','), "\n"); /* 24 columns */
+    s_bad_csv(text, strlen(text), 1);
+    snprintf(text, sizeof text, "x,%s", s_header); /* 26 */
+    s_bad_csv(text, strlen(text), 1);
+    /* wrong column count */
+    snprintf(text, sizeof text, "%s", s_line(a, sizeof a, -1, NULL));
+    strcpy(strrchr(text, ','), "\n"); /* 24 columns */
+    s_bad_after(text, 3);
+    s_bad_value(24, "1,2");  /* 26 */
+    s_bad_after("\n", 3);    /* a blank line is a record of one field */
+    /* bad numbers */
+    s_bad_value(3, "abc");
+    s_bad_value(3, "");
+    s_bad_value(3, " 0.1");
+    s_bad_value(3, "0.1 ");
+    s_bad_value(3, "0x10");
+    s_bad_value(3, "infinity");
+    s_bad_value(3, "1e999");
+    s_bad_value(3, "1.2.3");
+    s_bad_value(3, "--1");
+    s_bad_value(3, "\"0.1\"\"\""); /* quoted: 0.1" */
+    s_bad_value(5, "12x");
+    s_bad_value(5, "1.5");
+    s_bad_value(5, "+5");
+    s_bad_value(5, "99999999999999999999");
+    s_bad_value(16, "");
+    s_bad_value(10, "2");
+    s_bad_value(10, "true");
+    s_bad_value(23, "-");
+    char zeros[700]; /* longer than the reader keeps of a field: 0...01 */
+    memset(zeros, '0', sizeof zeros - 2);
+    zeros[sizeof zeros - 2] = '1';
+    zeros[sizeof zeros - 1] = 0;
+    s_bad_value(5, zeros);
+    /* quoting */
+    s_bad_value(13, "ab\"c");       /* quote inside an unquoted field */
+    s_bad_value(13, "\"ab\"c");     /* text after the closing quote */
+    s_bad_value(13, "ab\rc");       /* a bare CR */
+    s_bad_after("passkey,\"unterminated\n\n", 3);
+    s_bad_after("passkey,\"almost\"\"\n", 3);
+    snprintf(text, sizeof text, "%s%s", s_line(a, sizeof a, 13, "\"1\n2\n3\""),
+             s_line(b, sizeof b, -1, NULL));
+    s_bad_after(strcat(text, "\"never closed,\n"), 7);
+    /* line numbers count the lines inside quoted fields */
+    snprintf(text, sizeof text, "%s%s", s_line(a, sizeof a, 13, "\"1\n2,\r\n3\""),
+             s_line(b, sizeof b, 7, "deep"));
+    s_bad_after(text, 6);
+    snprintf(text, sizeof text, "%s%s", s_line(a, sizeof a, 13, "\"1\n\n3\""),
+             s_line(b, sizeof b, 13, "\"x\ny\"z"));
+    s_bad_after(text, 7); /* the stray byte is on the field's second line */
+    /* a NUL byte */
+    len = (size_t)snprintf(text, sizeof text, "%s%s", s_header, s_line(a, sizeof a, 13, "ab"));
+    *strstr(text + strlen(s_header), "ab") = 0;
+    s_bad_csv(text, len, 2);
+
+    /* accepted: CRLF line ends, no final line feed */
+    len = 0;
+    for (const char *p = s_header; *p; p++) {
+        if (*p == '\n') text[len++] = '\r';
+        text[len++] = *p;
+    }
+    s_line(a, sizeof a, 13, "\"two\r\nlines\"");
+    for (const char *p = a; *p; p++) {
+        if (*p == '\n' && p[-1] != '\r') text[len++] = '\r';
+        text[len++] = *p;
+    }
+    s_line(a, sizeof a, -1, NULL);
+    memcpy(text + len, a, strlen(a) - 1); /* without its \n */
+    len += strlen(a) - 1;
+    const char *path = tt_path("crlf.csv");
+    TT_CHECK(tt_write_file(path, text, len) == 0);
+    eval_row *rows = NULL;
+    int64_t n = 0;
+    TT_OK(report_read_csv(path, &rows, &n));
+    TT_CHECK(n == 2);
+    if (n == 2) {
+        TT_CHECK(strcmp(rows[0].answer, "two\r\nlines") == 0);
+        TT_CHECK(rows[1].peak_rss_bytes == 1048576);
+        TT_CHECK(rows[1].budget == 0.1 && rows[1].tokens_per_s == 40.5 && rows[0].correct);
+    }
+    free(rows);
+}
+
+/* Strings longer than their field are cut on a UTF-8 character boundary. */
+static void test_read_csv_truncate(void) {
+    char big[4096], val[4200], line[8192], text[9000];
+    s_header_init();
+    size_t n = 0;
+    big[n++] = 'x';
+    while (n + 3 < sizeof big) { /* U+4E16, 3 bytes: a lead byte every 3 */
+        memcpy(big + n, "\xe4\xb8\x96", 3);
+        n += 3;
+    }
+    big[n] = 0;
+    struct {
+        int col;
+        const char *value;
+        const char *want;
+    } cases[] = {
+        /* benchmark[32] keeps at most 31 bytes */
+        {0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9zz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+        {0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9zz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"},
+        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80", "bbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
+        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80",
+         "bbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80"},
+        /* not UTF-8 (continuation bytes only): a plain cut */
+        {2, "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80",
+         "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80"},
+        {13, big, NULL}, /* answer[256], the field longer than the reader keeps */
+    };
+    const char *path = tt_path("long.csv");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(val, sizeof val, "\"%s\"", cases[i].value);
+        int len = snprintf(text, sizeof text, "%s%s", s_header,
+                           s_line(line, sizeof line, cases[i].col, val));
+        TT_CHECK(tt_write_file(path, text, (size_t)len) == 0);
+        eval_row *rows = NULL;
+        int64_t nr = 0;
+        TT_OK(report_read_csv(path, &rows, &nr));
+        TT_CHECK(nr == 1);
+        if (nr != 1) {
+            free(rows);
+            continue;
+        }
+        const char *got = cases[i].col == 0   ? rows[0].benchmark
+                          : cases[i].col == 1 ? rows[0].policy
+                          : cases[i].col == 2 ? rows[0].protocol
+                                              : rows[0].answer;
+        if (cases[i].want) {
+            TT_CHECK(strcmp(got, cases[i].want) == 0);
+        } else { /* 1 + 3k bytes: 253 of the 255 */
+            TT_CHECK(strlen(got) == 253 && strncmp(got, big, 253) == 0);
+        }
+        TT_CHECK(rows[0].tokens_per_s == 40.5); /* the rest of the line still read */
+        free(rows);
+    }
 }
 
 static cJSON *s_group(cJSON *groups, int i) { return cJSON_GetArrayItem(groups, i); }
@@ -567,6 +904,9 @@ static void test_peak_rss(void) {
 int main(void) {
     test_peak_rss(); /* first, while the process is small */
     test_csv();
+    test_read_csv_roundtrip();
+    test_read_csv_bad();
+    test_read_csv_truncate();
     test_summary();
     test_plots();
     return tt_done("test_report");
