@@ -36,6 +36,7 @@ static void s_usage(FILE *f) {
             "      --protocol P          agnostic | query_aware | both (default agnostic)\n"
             "      --max_new N           answer tokens at most (default 16)\n"
             "      --window N            observation window of the agnostic protocol (default 64)\n"
+            "      --phrasing 0|1        needle/question wording of passkey and niah (1: another, for held-out tests)\n"
             "      --haystack FILE       niah haystack text (default /usr/share/common-licenses/GPL-3)\n"
             "      --n_keys N            niah_multikey needles (default 4)\n"
             "      --head PATH           importance head for tis (default %s if present)\n"
@@ -132,6 +133,7 @@ int cmd_eval(int argc, char **argv) {
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
     int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
     float hook_lambda = -1.0f;
+    int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
     bool chat = true, plots = true, budgets_given = false;
 
@@ -201,6 +203,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--dataset")) dataset = v;
         else if (!strcmp(a, "--output")) output = v;
         else if (!strcmp(a, "--haystack")) haystack = v;
+        else if (!strcmp(a, "--phrasing")) ok = cli_parse_i64(v, 0, 1, &phrasing);
         else if (!strcmp(a, "--head")) head_path = v;
         else if (!strcmp(a, "--attn_hook_lambda")) ok = cli_parse_f32(v, 0.0f, 10.0f, &hook_lambda);
         else if (!strcmp(a, "--head_query")) head_q_path = v;
@@ -313,7 +316,7 @@ int cmd_eval(int argc, char **argv) {
     for (int t = 0; t < n_tasks; t++) {
         bench_spec spec = {.name = tasks[t], .n_samples = n_samples, .context_tokens = ctx_lens,
                            .n_context = n_ctx, .depths = n_depths ? depths : NULL,
-                           .n_depths = n_depths, .seed = (uint64_t)seed, .haystack = haystack,
+                           .n_depths = n_depths, .seed = (uint64_t)seed, .haystack = haystack, .phrasing = (int)phrasing,
                            .n_keys = n_keys};
         if (bench_generate(&spec, m->tok, &sets[n_sets])) {
             cli_fail("generating the benchmark");

@@ -27,6 +27,7 @@ static void s_usage(FILE *f) {
             "      --context_tokens N... (default 1024)\n"
             "      --depths D...         needle depths in [0,1] (default 0 .25 .5 .75 1)\n"
             "      --seed S              (default 42)\n"
+            "      --phrasing 0|1        needle/question wording of passkey and niah (1: another, for held-out tests)\n"
             "      --haystack FILE       niah haystack text\n"
             "      --output DIR          shards + manifest.jsonl (resumes what DIR holds)\n"
             "      --layer L             features: residual stream entering layer L\n"
@@ -144,6 +145,7 @@ int cmd_label(int argc, char **argv) {
     int n_bench = 0;
     double depths[MAX_LIST];
     int64_t ctx_lens[MAX_LIST], n_depths = 0, n_ctx = 0;
+    int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, layer = -1, max_new = 32, shard_size = 32;
     bool per_head = false, model_answer = false, chat = true;
     for (int i = 1; i < argc; i++) {
@@ -191,6 +193,7 @@ int cmd_label(int argc, char **argv) {
         else if (!strcmp(a, "--dataset")) dataset = v;
         else if (!strcmp(a, "--output")) outdir = v;
         else if (!strcmp(a, "--haystack")) haystack = v;
+        else if (!strcmp(a, "--phrasing")) ok = cli_parse_i64(v, 0, 1, &phrasing);
         else if (!strcmp(a, "--n_samples")) ok = cli_parse_i64(v, 1, 1 << 24, &n_samples);
         else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
         else if (!strcmp(a, "--layer")) ok = cli_parse_i64(v, 0, 4096, &layer);
@@ -282,7 +285,7 @@ int cmd_label(int argc, char **argv) {
     for (int b = 0; b < n_bench; b++) {
         bench_spec spec = {.name = benches[b], .n_samples = n_samples, .context_tokens = ctx_lens,
                            .n_context = n_ctx, .depths = n_depths ? depths : NULL, .n_depths = n_depths,
-                           .seed = (uint64_t)seed, .haystack = haystack};
+                           .seed = (uint64_t)seed, .haystack = haystack, .phrasing = (int)phrasing};
         if (bench_generate(&spec, m->tok, &sets[n_sets])) {
             cli_fail("generating the benchmark");
             goto done;

@@ -51,6 +51,8 @@ typedef struct bench_spec {
     uint64_t seed;
     const char *haystack;         /* niah haystack text file; NULL: the default */
     int64_t n_keys;               /* niah_multikey: needles (default 4) */
+    int phrasing;                 /* passkey / niah / multikey needle and question wording:
+                                     0 the standard one, 1 another (held-out evaluation) */
 } bench_spec;
 
 /* Generates n_samples per context length, the depths (for litm: the asked

@@ -166,6 +166,7 @@ typedef struct item {
 
 typedef struct gen {
     int kind;
+    int phrasing;        /* 0 standard wording, 1 the alternative */
     const char *name;
     const tokenizer *tok;
     bench_haystack *hay; /* NULL for passkey and litm_kv (borrowed) */
@@ -321,7 +322,8 @@ static int s_setup_needles(gen *g, const bench_spec *spec) {
                          "irrelevant text. Find it and memorize it. I will quiz you about it.");
         g->needle_answer[0] = s_fmt("%05d", (int)(10000 + s_below(&g->rng, 90000)));
         if (!g->needle_answer[0]) return s_oom();
-        g->needle[0] = s_fmt("The pass key is %s. Remember it. %s is the pass key.",
+        g->needle[0] = s_fmt(g->phrasing ? "The secret code is %s. Keep it in mind. %s is the secret code."
+                                         : "The pass key is %s. Remember it. %s is the pass key.",
                              g->needle_answer[0], g->needle_answer[0]);
         for (int i = 0; i < N_PASSKEY_FILL && !rc; i++) {
             char sp[64];
@@ -355,7 +357,9 @@ static int s_setup_needles(gen *g, const bench_spec *spec) {
             }
             g->needle_answer[k] = strdup(num);
             if (!g->needle_answer[k]) return s_oom();
-            g->needle[k] = s_fmt("The special magic number for %s is %s.", g->needle_key[k], num);
+            g->needle[k] = s_fmt(g->phrasing ? "The hidden number associated with %s is %s."
+                                             : "The special magic number for %s is %s.",
+                                 g->needle_key[k], num);
             if (!g->needle[k]) return s_oom();
             g->needle_frac[k] = k == 0 ? g->depth : s_unit(&g->rng);
         }
@@ -614,15 +618,20 @@ static int s_fill_sample(gen *g, bench_sample *s) {
     s->position = -1;
     switch (g->kind) {
     case BENCH_PASSKEY:
-        s->question = strdup("What is the pass key?");
-        s->answer_prefix = strdup("The pass key is");
+        s->question = strdup(g->phrasing ? "What is the secret code?" : "What is the pass key?");
+        s->answer_prefix = strdup(g->phrasing ? "The secret code is" : "The pass key is");
         ans = g->needle_answer[0];
         break;
     case BENCH_NIAH:
     case BENCH_MULTIKEY:
-        s->question = s_fmt("What is the special magic number for %s mentioned in the provided "
-                            "text?", g->needle_key[0]);
-        s->answer_prefix = s_fmt("The special magic number for %s is", g->needle_key[0]);
+        s->question = g->phrasing
+                          ? s_fmt("Which hidden number is associated with %s in the text above?",
+                                  g->needle_key[0])
+                          : s_fmt("What is the special magic number for %s mentioned in the provided "
+                                  "text?", g->needle_key[0]);
+        s->answer_prefix = s_fmt(g->phrasing ? "The hidden number associated with %s is"
+                                             : "The special magic number for %s is",
+                                 g->needle_key[0]);
         ans = g->needle_answer[0];
         for (int64_t k = 1; k < g->n_needles; k++) dis[n_dis++] = g->needle_answer[k];
         break;
@@ -665,8 +674,8 @@ static int s_fill_sample(gen *g, bench_sample *s) {
 int bench_gen_sample(const bench_spec *spec, int kind, const tokenizer *tok,
                      bench_haystack *hay, int64_t target, int64_t index, double depth,
                      bench_sample *s) {
-    gen g = {.kind = kind, .name = spec->name, .tok = tok, .hay = hay, .target = target,
-             .depth = depth};
+    gen g = {.kind = kind, .phrasing = spec->phrasing, .name = spec->name, .tok = tok, .hay = hay,
+             .target = target, .depth = depth};
     uint64_t st = spec->seed;
     g.rng = s_next(&st) ^ s_fnv(spec->name);
     g.rng = s_next(&g.rng) ^ (uint64_t)target;
@@ -691,8 +700,8 @@ int bench_gen_sample(const bench_spec *spec, int kind, const tokenizer *tok,
     int64_t n_tok = 0;
     if (!rc) rc = s_fit(&g, &ctx, &n_tok);
     if (!rc) {
-        snprintf(s->id, sizeof s->id, "%s-%lld-d%.2f-%lld", spec->name, (long long)target,
-                 depth, (long long)index);
+        snprintf(s->id, sizeof s->id, "%s-%lld-d%.2f-%lld%s", spec->name, (long long)target,
+                 depth, (long long)index, spec->phrasing ? "-p1" : "");
         s->context = ctx.p;
         ctx.p = NULL;
         s->target_tokens = target;

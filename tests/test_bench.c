@@ -470,6 +470,30 @@ static void test_tiny(void) {
     int64_t lens[] = {1500, 6000};
     s_check_generators(t, lens, 2, true, false);
     s_check_errors(t);
+    /* the alternative wording: other needle and question, same answers */
+    const char *names[] = {"passkey", "niah", "niah_multikey"};
+    const char *marks[] = {"The secret code is", "The hidden number associated with",
+                           "The hidden number associated with"};
+    for (int b = 0; b < 3; b++) {
+        int64_t len = 1500;
+        bench_spec s0 = {.name = names[b], .n_samples = 2, .context_tokens = &len, .n_context = 1, .seed = 5};
+        bench_spec s1 = s0;
+        s1.phrasing = 1;
+        bench_set a = {0}, c = {0};
+        TT_OK(bench_generate(&s0, t, &a));
+        TT_OK(bench_generate(&s1, t, &c));
+        for (int64_t i = 0; i < a.n && i < c.n; i++) {
+            TT_CHECK(strstr(c.s[i].context, marks[b]) && !strstr(a.s[i].context, marks[b]));
+            TT_CHECK(strcmp(a.s[i].question, c.s[i].question) != 0);
+            TT_CHECK(!strcmp(a.s[i].answers[0], c.s[i].answers[0]));
+            TT_CHECK(strstr(c.s[i].context, c.s[i].answers[0]) != NULL);
+            size_t l = strlen(c.s[i].id);
+            TT_CHECK(l > 3 && !strcmp(c.s[i].id + l - 3, "-p1"));
+        }
+        TT_CHECK(a.n == 2 && c.n == 2);
+        bench_set_free(&a);
+        bench_set_free(&c);
+    }
     tokenizer_destroy(&t);
 }
 
