@@ -1,0 +1,201 @@
+/* test_proto: every message type round-trips through msg_pack / msg_unpack;
+ * garbage, truncated, oversized, version-mismatched and body-less frames are
+ * refused with the right status and never crash. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "tt.h"
+
+/* Packs env, unpacks it, returns the copy (NULL on failure). */
+static Tis__Envelope *s_roundtrip(Tis__Envelope *env, size_t *len_out) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    TT_OK(msg_pack(env, &buf, &len));
+    Tis__Envelope *back = NULL;
+    if (buf) TT_OK(msg_unpack(buf, len, TIS_MSG_MAX_BYTES, &back));
+    if (len_out) *len_out = len;
+    free(buf);
+    return back;
+}
+
+int main(void) {
+    /* a submit with text, generation parameters and flags */
+    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
+    gp.max_new = 32;
+    gp.temperature = 0.5f;
+    gp.seed = 7;
+    Tis__Submit sub = TIS__SUBMIT__INIT;
+    sub.context = "a long document ... 한국어 🙂";
+    sub.question = "What is the pass key?";
+    sub.policy = "snapkv";
+    sub.budget = 0.1;
+    sub.query_aware = 1;
+    sub.gen = &gp;
+    Tis__Envelope env = TIS__ENVELOPE__INIT;
+    env.request_id = 42;
+    env.seq = 3;
+    env.body_case = TIS__ENVELOPE__BODY_SUBMIT;
+    env.submit = &sub;
+    Tis__Envelope *back = s_roundtrip(&env, NULL);
+    TT_CHECK(back && back->version == TIS_PROTO_VERSION && back->request_id == 42 && back->seq == 3);
+    TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_SUBMIT && !strcmp(back->submit->context, sub.context) &&
+             back->submit->budget == 0.1 && back->submit->query_aware && back->submit->gen &&
+             back->submit->gen->max_new == 32 && back->submit->gen->seed == 7);
+    TT_CHECK(back && !strcmp(msg_body_name(back), "submit"));
+    msg_free(back);
+
+    /* a prefill result: block refs and a ragged layout */
+    uint32_t lens[6] = {10, 3, 0, 7, 7, 1};
+    int32_t qids[3] = {5, 6, 7};
+    uint8_t handle[64];
+    for (int i = 0; i < 64; i++) handle[i] = (uint8_t)i;
+    Tis__BlockRef kv = TIS__BLOCK_REF__INIT;
+    kv.arena = "/tis-prefill-0";
+    kv.device = TIS__DEVICE__DEVICE_CUDA;
+    kv.device_index = 1;
+    kv.offset = 2u << 20;
+    kv.length = 123456;
+    kv.ipc_handle.data = handle;
+    kv.ipc_handle.len = 64;
+    kv.lease_id = 99;
+    Tis__KvLayout lay = TIS__KV_LAYOUT__INIT;
+    lay.n_layer = 3;
+    lay.n_kv_head = 2;
+    lay.head_dim = 64;
+    lay.n_stream_len = 6;
+    lay.stream_len = lens;
+    lay.n_past = 1000;
+    Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
+    pd.kv = &kv;
+    pd.layout = &lay;
+    pd.n_question_ids = 3;
+    pd.question_ids = qids;
+    Tis__Envelope e2 = TIS__ENVELOPE__INIT;
+    e2.body_case = TIS__ENVELOPE__BODY_PREFILL_DONE;
+    e2.prefill_done = &pd;
+    back = s_roundtrip(&e2, NULL);
+    TT_CHECK(back && back->prefill_done && back->prefill_done->kv && back->prefill_done->layout);
+    if (back && back->prefill_done && back->prefill_done->kv && back->prefill_done->layout) {
+        const Tis__PrefillDone *q = back->prefill_done;
+        TT_CHECK(q->kv->offset == (2u << 20) && q->kv->length == 123456 && q->kv->lease_id == 99 &&
+                 q->kv->device == TIS__DEVICE__DEVICE_CUDA && q->kv->ipc_handle.len == 64 &&
+                 memcmp(q->kv->ipc_handle.data, handle, 64) == 0);
+        TT_CHECK(q->layout->n_stream_len == 6 && memcmp(q->layout->stream_len, lens, sizeof lens) == 0 &&
+                 q->layout->n_past == 1000);
+        TT_CHECK(q->n_question_ids == 3 && q->question_ids[2] == 7);
+    }
+    msg_free(back);
+
+    /* every other body survives a round trip with its case */
+    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+    Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
+    Tis__ScoreDone sd = TIS__SCORE_DONE__INIT;
+    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+    Tis__TokenChunk tc = TIS__TOKEN_CHUNK__INIT;
+    Tis__Reply rp = TIS__REPLY__INIT;
+    Tis__Error er = TIS__ERROR__INIT;
+    Tis__LeaseRenew lr = TIS__LEASE_RENEW__INIT;
+    Tis__LeaseRelease ll = TIS__LEASE_RELEASE__INIT;
+    Tis__Ready rd = TIS__READY__INIT;
+    Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
+    Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
+    Tis__Busy bz = TIS__BUSY__INIT;
+    er.code = -4;
+    er.message = "bad request";
+    rd.role = TIS__ROLE__ROLE_DECODE;
+    rd.worker_id = "decode-1";
+    rd.capacity = 8;
+    lr.lease_id = 5;
+    lr.ttl_ms = 2000;
+    struct { Tis__Envelope__BodyCase c; void **slot; void *msg; const char *name; } cases[] = {
+        {TIS__ENVELOPE__BODY_PREFILL_JOB, (void **)&env.prefill_job, &pj, "prefill_job"},
+        {TIS__ENVELOPE__BODY_SCORE_JOB, (void **)&env.score_job, &sj, "score_job"},
+        {TIS__ENVELOPE__BODY_SCORE_DONE, (void **)&env.score_done, &sd, "score_done"},
+        {TIS__ENVELOPE__BODY_DECODE_JOB, (void **)&env.decode_job, &dj, "decode_job"},
+        {TIS__ENVELOPE__BODY_TOKENS, (void **)&env.tokens, &tc, "tokens"},
+        {TIS__ENVELOPE__BODY_REPLY, (void **)&env.reply, &rp, "reply"},
+        {TIS__ENVELOPE__BODY_ERROR, (void **)&env.error, &er, "error"},
+        {TIS__ENVELOPE__BODY_LEASE_RENEW, (void **)&env.lease_renew, &lr, "lease_renew"},
+        {TIS__ENVELOPE__BODY_LEASE_RELEASE, (void **)&env.lease_release, &ll, "lease_release"},
+        {TIS__ENVELOPE__BODY_READY, (void **)&env.ready, &rd, "ready"},
+        {TIS__ENVELOPE__BODY_HEARTBEAT, (void **)&env.heartbeat, &hb, "heartbeat"},
+        {TIS__ENVELOPE__BODY_SHUTDOWN, (void **)&env.shutdown, &sh, "shutdown"},
+        {TIS__ENVELOPE__BODY_BUSY, (void **)&env.busy, &bz, "busy"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Tis__Envelope e = TIS__ENVELOPE__INIT;
+        e.request_id = 1000 + i;
+        e.body_case = cases[i].c;
+        *(void **)((char *)&e + ((char *)cases[i].slot - (char *)&env)) = cases[i].msg;
+        back = s_roundtrip(&e, NULL);
+        TT_CHECK(back && back->body_case == cases[i].c && back->request_id == 1000 + i &&
+                 !strcmp(msg_body_name(back), cases[i].name));
+        if (back && cases[i].c == TIS__ENVELOPE__BODY_ERROR)
+            TT_CHECK(back->error->code == -4 && !strcmp(back->error->message, "bad request"));
+        if (back && cases[i].c == TIS__ENVELOPE__BODY_READY)
+            TT_CHECK(back->ready->role == TIS__ROLE__ROLE_DECODE && back->ready->capacity == 8);
+        msg_free(back);
+    }
+
+    /* refused frames */
+    Tis__Envelope none = TIS__ENVELOPE__INIT;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    TT_FAILS(msg_pack(&none, &buf, &len), TIS_EINVAL);
+    Tis__Envelope *out = NULL;
+    TT_OK(msg_pack(&env, &buf, &len)); /* env still holds the submit */
+    if (buf) {
+        /* every truncation: an error or a valid shorter message, never a crash */
+        for (size_t cut = 0; cut < len; cut++) {
+            int rc = msg_unpack(buf, cut, TIS_MSG_MAX_BYTES, &out);
+            TT_CHECK(rc != 0 || out != NULL);
+            msg_free(out);
+            out = NULL;
+        }
+        TT_FAILS(msg_unpack(buf, len, len - 1, &out), TIS_ERANGE);
+        TT_CHECK(out == NULL);
+    }
+    free(buf);
+    /* garbage */
+    uint8_t junk[256];
+    uint64_t st = 0x1234;
+    int refused = 0;
+    for (int round = 0; round < 2000; round++) {
+        size_t n = 1 + (size_t)(st % 255);
+        for (size_t i = 0; i < n; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            junk[i] = (uint8_t)st;
+        }
+        int rc = msg_unpack(junk, n, TIS_MSG_MAX_BYTES, &out);
+        refused += rc != 0;
+        msg_free(out);
+        out = NULL;
+    }
+    TT_CHECK(refused > 1900);
+    /* another version: refused, but the request id is readable to answer it */
+    Tis__Heartbeat h2 = TIS__HEARTBEAT__INIT;
+    Tis__Envelope ev = TIS__ENVELOPE__INIT;
+    ev.version = 7;
+    ev.request_id = 77;
+    ev.body_case = TIS__ENVELOPE__BODY_HEARTBEAT;
+    ev.heartbeat = &h2;
+    size_t n2 = tis__envelope__get_packed_size(&ev);
+    uint8_t *b2 = malloc(n2);
+    tis__envelope__pack(&ev, b2);
+    TT_FAILS(msg_unpack(b2, n2, TIS_MSG_MAX_BYTES, &out), TIS_EUNSUPPORTED);
+    TT_CHECK(out && out->request_id == 77);
+    msg_free(out);
+    free(b2);
+    /* a body-less envelope from someone else */
+    Tis__Envelope eb = TIS__ENVELOPE__INIT;
+    eb.version = TIS_PROTO_VERSION;
+    n2 = tis__envelope__get_packed_size(&eb);
+    b2 = malloc(n2 + 1);
+    tis__envelope__pack(&eb, b2);
+    out = NULL;
+    TT_FAILS(msg_unpack(b2, n2, TIS_MSG_MAX_BYTES, &out), TIS_EFORMAT);
+    TT_CHECK(out == NULL);
+    free(b2);
+    return tt_done("test_proto");
+}
