@@ -163,3 +163,69 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
     *out = kv;
     return 0;
 }
+
+size_t kv_cache_block_bytes(const kv_cache *kv) {
+    return kv_cache_bytes_used(kv);
+}
+
+void kv_cache_block_write(const kv_cache *kv, void *dst) {
+    char *p = dst;
+    size_t row = (size_t)kv->head_dim * sizeof(float);
+    for (int64_t s = 0; s < kv->n_stream; s++) {
+        size_t n = (size_t)kv->len[s];
+        memcpy(p, kv_cache_k(kv, s), n * row);
+        p += n * row;
+        memcpy(p, kv_cache_v(kv, s), n * row);
+        p += n * row;
+        memcpy(p, kv_cache_pos(kv, s), n * sizeof(int32_t));
+        p += n * sizeof(int32_t);
+    }
+}
+
+int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
+                        const int64_t *stream_len, int64_t n_past, const void *block,
+                        size_t block_len, int64_t extra) {
+    *out = NULL;
+    if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
+        head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX)
+        return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld", (long long)n_layer,
+                         (long long)n_kv_head, (long long)head_dim);
+    int64_t ns = n_layer * n_kv_head;
+    size_t per = 2 * (size_t)head_dim * sizeof(float) + sizeof(int32_t), need = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        if (stream_len[s] < 0 || stream_len[s] > n_past)
+            return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
+                             (long long)stream_len[s], (long long)n_past);
+        need += (size_t)stream_len[s] * per; /* no overflow: each term < 2^31 * 2^15 */
+    }
+    if (need != block_len)
+        return tis_error(TIS_EFORMAT, "kv: the layout needs %zu bytes, the block has %zu", need, block_len);
+    int64_t *caps = malloc((size_t)ns * sizeof *caps);
+    if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
+    for (int64_t s = 0; s < ns; s++) caps[s] = stream_len[s] + extra;
+    kv_cache *kv = NULL;
+    int rc = kv_cache_new_ragged(&kv, n_layer, n_kv_head, head_dim, caps);
+    free(caps);
+    if (rc) return rc;
+    const char *p = block;
+    size_t row = (size_t)head_dim * sizeof(float);
+    for (int64_t s = 0; s < ns; s++) {
+        size_t n = (size_t)stream_len[s];
+        memcpy(kv_cache_k(kv, s), p, n * row);
+        p += n * row;
+        memcpy(kv_cache_v(kv, s), p, n * row);
+        p += n * row;
+        memcpy(kv_cache_pos(kv, s), p, n * sizeof(int32_t));
+        p += n * sizeof(int32_t);
+        kv->len[s] = (int64_t)n;
+        for (size_t i = 0; i < n; i++)
+            if (kv_cache_pos(kv, s)[i] < 0 || kv_cache_pos(kv, s)[i] >= n_past) {
+                kv_cache_destroy(&kv);
+                return tis_error(TIS_EFORMAT, "kv: stream %lld holds position outside 0..%lld", (long long)s,
+                                 (long long)n_past - 1);
+            }
+    }
+    kv->n_past = n_past;
+    *out = kv;
+    return 0;
+}

@@ -1,4 +1,7 @@
 /* test_kv: cache layout, ragged capacities and byte accounting. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "kv.h"
 #include "tt.h"
 
@@ -35,5 +38,48 @@ int main(void) {
     TT_FAILS(kv_cache_new_ragged(&kv, 1, 2, 4, bad), TIS_EINVAL);
     TT_FAILS(kv_cache_new(&kv, 0, 2, 4, 8), TIS_EINVAL);
     TT_CHECK(kv == NULL);
+    /* block export / import: same entries; lying layouts refused */
+    int64_t caps2[4] = {6, 6, 6, 6};
+    TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps2));
+    if (kv) {
+        int64_t lens[4] = {3, 0, 5, 1};
+        for (int64_t s2 = 0; s2 < 4; s2++) {
+            kv->len[s2] = lens[s2];
+            for (int64_t i = 0; i < lens[s2]; i++) {
+                kv_cache_pos(kv, s2)[i] = (int32_t)(i * 2 + s2);
+                for (int64_t d = 0; d < 4; d++) {
+                    kv_cache_k(kv, s2)[i * 4 + d] = (float)(s2 * 100 + i * 10 + d);
+                    kv_cache_v(kv, s2)[i * 4 + d] = -(float)(s2 * 100 + i * 10 + d);
+                }
+            }
+        }
+        kv->n_past = 20;
+        size_t nb = kv_cache_block_bytes(kv);
+        TT_CHECK(nb == 9 * (2 * 4 * 4 + 4));
+        char *blk = malloc(nb);
+        kv_cache_block_write(kv, blk);
+        kv_cache *back = NULL;
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, blk, nb, 2));
+        if (back) {
+            TT_CHECK(back->n_past == 20 && kv_cache_room(back) == 2);
+            for (int64_t s2 = 0; s2 < 4; s2++) {
+                TT_CHECK(back->len[s2] == lens[s2]);
+                TT_CHECK(memcmp(kv_cache_k(back, s2), kv_cache_k(kv, s2), (size_t)lens[s2] * 16) == 0);
+                TT_CHECK(memcmp(kv_cache_v(back, s2), kv_cache_v(kv, s2), (size_t)lens[s2] * 16) == 0);
+                TT_CHECK(memcmp(kv_cache_pos(back, s2), kv_cache_pos(kv, s2), (size_t)lens[s2] * 4) == 0);
+            }
+        }
+        kv_cache_destroy(&back);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, blk, nb - 1, 0), TIS_EFORMAT);
+        int64_t lie[4] = {3, 0, 5, 2};
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lie, 20, blk, nb, 0), TIS_EFORMAT);
+        int64_t neg[4] = {3, -1, 5, 2};
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, neg, 20, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 5, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
+        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, lens, 20, blk, nb, 0), TIS_EFORMAT);
+        TT_CHECK(back == NULL);
+        free(blk);
+    }
+    kv_cache_destroy(&kv);
     return tt_done("test_kv");
 }
