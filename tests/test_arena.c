@@ -1,0 +1,98 @@
+/* test_arena: the CPU data plane: a segment shared with another process,
+ * bounds-checked offsets, first-fit blocks, leases that expire, a stale
+ * segment of a crashed creator replaced, nothing left in /dev/shm. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "tt.h"
+
+static bool s_exists(const char *name) {
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    return access(path, F_OK) == 0;
+}
+
+int main(void) {
+    char name[64], stale[64];
+    snprintf(name, sizeof name, "test-%d", (int)getpid());
+    snprintf(stale, sizeof stale, "stale-%d", (int)getpid());
+    arena *a = NULL;
+    TT_OK(arena_create(&a, name, 1 << 20));
+    if (!a) return tt_done("test_arena");
+    TT_CHECK(s_exists(arena_name(a)) && arena_size(a) == (1 << 20));
+
+    /* another process maps it and writes; we see the bytes */
+    pid_t pid = fork();
+    if (pid == 0) {
+        arena *b = NULL;
+        if (arena_open(&b, name)) _exit(2);
+        char *p = arena_at(b, 4096, 16);
+        if (!p) _exit(3);
+        memcpy(p, "hello from child", 16);
+        bool bounds_ok = arena_at(b, (1 << 20) - 8, 16) == NULL && arena_at(b, UINT64_MAX, 1) == NULL;
+        arena_destroy(&b); /* unmaps only */
+        _exit(bounds_ok ? 0 : 4);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    TT_CHECK(memcmp(arena_at(a, 4096, 16), "hello from child", 16) == 0);
+    TT_CHECK(s_exists(arena_name(a))); /* the peer did not unlink it */
+    TT_CHECK(arena_at(a, 1 << 20, 0) != NULL && arena_at(a, 1 << 20, 1) == NULL);
+
+    /* first fit, 64-byte aligned, gaps reused */
+    uint64_t o1, o2, o3, o4, l1, l2, l3, l4;
+    TT_OK(arena_alloc(a, 100, 60000, &o1, &l1));
+    TT_OK(arena_alloc(a, 1000, 60000, &o2, &l2));
+    TT_OK(arena_alloc(a, 10, 60000, &o3, &l3));
+    TT_CHECK(o1 == 0 && o2 == 128 && o3 == 128 + 1024 && l1 != l2 && l2 != l3);
+    TT_CHECK(arena_blocks(a) == 3 && arena_bytes_used(a) == 128 + 1024 + 64);
+    arena_lease_release(a, l2);
+    arena_lease_release(a, l2); /* idempotent */
+    TT_OK(arena_alloc(a, 500, 60000, &o4, &l4));
+    TT_CHECK(o4 == 128); /* the freed gap */
+    uint64_t ob, lb;
+    TT_FAILS(arena_alloc(a, 1 << 20, 60000, &ob, &lb), TIS_ERANGE);
+
+    /* leases: renewed ones live, expired ones are freed */
+    TT_OK(arena_lease_renew(a, l1, 60000));
+    uint64_t o5, l5;
+    TT_OK(arena_alloc(a, 64, 0, &o5, &l5));
+    TT_CHECK(arena_expire(a, arena_now_ms() + 1) == 1);
+    TT_FAILS(arena_lease_renew(a, l5, 1000), TIS_ENOTFOUND);
+    TT_CHECK(arena_blocks(a) == 3);
+    TT_CHECK(arena_expire(a, arena_now_ms() + 120000) == 3);
+    TT_CHECK(arena_blocks(a) == 0 && arena_bytes_used(a) == 0);
+    const char *nm = arena_name(a);
+    char keep[256];
+    snprintf(keep, sizeof keep, "%s", nm);
+    arena_destroy(&a);
+    TT_CHECK(a == NULL && !s_exists(keep));
+
+    /* a creator that crashed leaves its segment; the next one replaces it */
+    pid = fork();
+    if (pid == 0) {
+        arena *c = NULL;
+        _exit(arena_create(&c, stale, 4096) ? 1 : 0); /* no destroy: a crash */
+    }
+    waitpid(pid, &st, 0);
+    char sname[128];
+    snprintf(sname, sizeof sname, "/tis-%s", stale);
+    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && s_exists(sname));
+    TT_OK(arena_create(&a, stale, 8192));
+    TT_CHECK(a && arena_size(a) == 8192);
+    arena_destroy(&a);
+    TT_CHECK(!s_exists(sname));
+
+    /* bad input */
+    TT_FAILS(arena_create(&a, "../etc", 4096), TIS_EINVAL);
+    TT_FAILS(arena_create(&a, "", 4096), TIS_EINVAL);
+    TT_FAILS(arena_create(&a, "x", 0), TIS_EINVAL);
+    TT_FAILS(arena_open(&a, "no-such-arena-here"), TIS_EIO);
+    TT_CHECK(a == NULL);
+    return tt_done("test_arena");
+}

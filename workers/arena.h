@@ -1,0 +1,50 @@
+/* arena: a worker's shared-memory data plane on CPU (DESIGN §6).
+ *
+ * One POSIX shared-memory segment per worker instance (/tis-<name>),
+ * created once, mapped by peers once and cached by them; blocks inside are
+ * named by offset. Every block in flight is held under a lease that its
+ * consumer renews; an expired lease frees the block (its consumer died or
+ * hung), so a crashed peer never leaks arena space. The creator unlinks the
+ * segment on destroy, and a new instance of the same name removes a stale
+ * segment left by a crashed one. */
+#ifndef TIS_ARENA_H
+#define TIS_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct arena arena;
+
+/* Creates (after removing a stale one) the segment /tis-<name> of `bytes`.
+ * name: [A-Za-z0-9._-], at most 200 bytes. */
+int arena_create(arena **out, const char *name, size_t bytes);
+/* Maps a peer's segment (not owned: destroy only unmaps). */
+int arena_open(arena **out, const char *name);
+void arena_destroy(arena **p);
+
+const char *arena_name(const arena *a);   /* "/tis-<name>" */
+size_t arena_size(const arena *a);
+
+/* The bytes [off, off + len) of the segment, or NULL (with an error
+ * message) when that range is not inside it: offsets from messages are
+ * untrusted. */
+void *arena_at(const arena *a, uint64_t off, uint64_t len);
+
+/* Block allocation (creator side), 64-byte aligned, first fit. A block is
+ * born with a lease of ttl_ms; *lease identifies it. */
+int arena_alloc(arena *a, size_t bytes, uint32_t ttl_ms, uint64_t *off, uint64_t *lease);
+/* Extends a lease to now + ttl_ms. TIS_ENOTFOUND when it expired or was released. */
+int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms);
+/* Frees the block of a lease (idempotent: a released lease is not an error). */
+void arena_lease_release(arena *a, uint64_t lease);
+/* Frees the blocks whose lease ended before now_ms; returns how many. */
+int64_t arena_expire(arena *a, uint64_t now_ms);
+/* Blocks and bytes in use. */
+int64_t arena_blocks(const arena *a);
+size_t arena_bytes_used(const arena *a);
+
+/* Monotonic milliseconds (the lease clock). */
+uint64_t arena_now_ms(void);
+
+#endif
