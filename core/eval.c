@@ -214,118 +214,13 @@ void eval_runner_destroy(eval_runner **p) {
     *p = NULL;
 }
 
-/* What one decode from a prepared cache produced. */
-typedef struct decode_out {
-    char *text;           /* malloc'd */
-    int64_t n_gen;
-    double first_s;       /* question prefill + first token */
-    double rest_s;        /* the other tokens */
-    int64_t kv_bytes;     /* cache bytes when decoding started */
-} decode_out;
+typedef answer_out decode_out;
 
-/* Decoding state of one sequence in a group. */
-typedef struct dec_seq {
-    int32_t *gen;         /* [max_new] */
-    int64_t n;
-    answer_stop stop;
-    bool done, timed;
-} dec_seq;
-
-/* Prefills q[i][nq[i]] into kvs[i] for the G sequences of a group (one
- * batched pass), then decodes them greedily in lockstep until each hits
- * EOG, a newline after some text, or max_new tokens. With G == 1 this is
- * the plain sequential decode, and its timings are one request's. */
+/* One decode group of the runner: its scratch logits hold cfg.batch rows. */
 static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32_t *const *q,
                           const int64_t *nq, decode_out *d) {
-    const tokenizer *tok = r->m->tok;
-    int64_t V = r->m->config.n_vocab, max_new = r->cfg.max_new;
-    memset(d, 0, (size_t)G * sizeof *d);
-    dec_seq *sq = calloc((size_t)G, sizeof *sq);
-    kv_cache **act = malloc((size_t)G * sizeof *act);
-    int64_t *idx = malloc((size_t)G * sizeof *idx), *one = malloc((size_t)G * sizeof *one);
-    const int32_t **ids = malloc((size_t)G * sizeof *ids);
-    int32_t *next = malloc((size_t)G * sizeof *next);
-    int rc = 0;
-    if (!sq || !act || !idx || !one || !ids || !next || G > r->logits_rows) {
-        rc = G > r->logits_rows ? tis_error(TIS_EINVAL, "eval: group of %lld > batch", (long long)G)
-                                : tis_error(TIS_ENOMEM, "eval: out of memory");
-        goto out;
-    }
-    for (int64_t i = 0; i < G && !rc; i++)
-        if (!(sq[i].gen = malloc((size_t)max_new * sizeof(int32_t)))) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
-    if (rc) goto out;
-    double t0 = tis_now();
-    rc = forward_run_batch(r->st, kvs, G, q, nq, r->logits);
-    if (rc) goto out;
-    for (int64_t i = 0; i < G; i++) d[i].kv_bytes = (int64_t)kv_cache_bytes_used(kvs[i]);
-    /* Row i of r->logits belongs to sequence idx[i] of the active set. */
-    int64_t n_act = G;
-    for (int64_t i = 0; i < G; i++) idx[i] = i;
-    bool first = true;
-    double t_first = 0;
-    while (n_act > 0) {
-        int64_t m = 0;
-        for (int64_t a = 0; a < n_act; a++) {
-            int64_t i = idx[a];
-            dec_seq *x = &sq[i];
-            int32_t id = sampler_argmax(r->logits + a * V, V);
-            if (tokenizer_is_eog(tok, id)) {
-                x->done = true;
-                continue;
-            }
-            x->gen[x->n++] = id;
-            char buf[64];
-            int64_t nb = tokenizer_token_bytes(tok, id, buf, sizeof buf);
-            if (answer_stop_feed(&x->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf))
-                x->done = true;
-            if (x->n >= max_new) x->done = true;
-            if (!x->done) {
-                act[m] = kvs[i];
-                next[m] = id;
-                idx[m] = i;
-                m++;
-            }
-        }
-        double now = tis_now();
-        if (first) {
-            t_first = now;
-            for (int64_t i = 0; i < G; i++) d[i].first_s = now - t0;
-            first = false;
-        }
-        for (int64_t i = 0; i < G; i++)
-            if (sq[i].done && !sq[i].timed) {
-                d[i].rest_s = now - t_first;
-                sq[i].timed = true;
-            }
-        n_act = m;
-        if (!m) break;
-        for (int64_t a = 0; a < m; a++) {
-            ids[a] = &next[a];
-            one[a] = 1;
-        }
-        rc = forward_run_batch(r->st, act, m, ids, one, r->logits);
-        if (rc) goto out;
-    }
-    for (int64_t i = 0; i < G && !rc; i++) {
-        size_t len;
-        d[i].n_gen = sq[i].n;
-        rc = tokenizer_decode(tok, sq[i].gen, sq[i].n, true, &d[i].text, &len);
-        if (rc == 0) answer_trim(d[i].text, len);
-    }
-out:
-    for (int64_t i = 0; sq && i < G; i++) free(sq[i].gen);
-    free(sq);
-    free(act);
-    free(idx);
-    free(one);
-    free(ids);
-    free(next);
-    if (rc)
-        for (int64_t i = 0; i < G; i++) {
-            free(d[i].text);
-            d[i].text = NULL;
-        }
-    return rc;
+    if (G > r->logits_rows) return tis_error(TIS_EINVAL, "eval: group of %lld > batch", (long long)G);
+    return generate_answers(r->st, r->m, kvs, G, q, nq, r->cfg.max_new, r->logits, d);
 }
 
 static int s_push_row(eval_row **rows, int64_t *n, int64_t *cap, const eval_row *row) {
@@ -686,6 +581,7 @@ done:
     for (int64_t vi = 0; var && vi < n_var; vi++) {
         kv_cache_destroy(&var[vi].kv);
         free(var[vi].d.text);
+        free(var[vi].d.ids);
     }
     press_plan_destroy(&plan);
     free(tis_sc);
@@ -699,6 +595,7 @@ done:
     free(gd);
     free(kept);
     free(full.text);
+    free(full.ids);
     free(ans);
     oracle_labels_free(&orc);
     press_obs_free(&obs);

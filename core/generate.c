@@ -108,3 +108,111 @@ int generate_answer(forward_state *st, kv_cache *kv, const model *m, const int32
     *n = k;
     return 0;
 }
+
+/* Decoding state of one sequence in a group. */
+typedef struct dec_seq {
+    int32_t *gen;         /* [max_new] */
+    int64_t n;
+    answer_stop stop;
+    bool done, timed;
+} dec_seq;
+
+int generate_answers(forward_state *st, const model *m, kv_cache **kvs, int64_t G,
+                     const int32_t *const *q, const int64_t *nq, int64_t max_new, float *logits,
+                     answer_out *d) {
+    const tokenizer *tok = m->tok;
+    int64_t V = m->config.n_vocab;
+    memset(d, 0, (size_t)G * sizeof *d);
+    dec_seq *sq = calloc((size_t)G, sizeof *sq);
+    kv_cache **act = malloc((size_t)G * sizeof *act);
+    int64_t *idx = malloc((size_t)G * sizeof *idx), *one = malloc((size_t)G * sizeof *one);
+    const int32_t **ids = malloc((size_t)G * sizeof *ids);
+    int32_t *next = malloc((size_t)G * sizeof *next);
+    int rc = 0;
+    if (!sq || !act || !idx || !one || !ids || !next || max_new < 1) {
+        rc = max_new < 1 ? tis_error(TIS_EINVAL, "generate: max_new %lld", (long long)max_new)
+                         : tis_error(TIS_ENOMEM, "generate: out of memory");
+        goto out;
+    }
+    for (int64_t i = 0; i < G && !rc; i++)
+        if (!(sq[i].gen = malloc((size_t)max_new * sizeof(int32_t))))
+            rc = tis_error(TIS_ENOMEM, "generate: out of memory");
+    if (rc) goto out;
+    double t0 = tis_now();
+    rc = forward_run_batch(st, kvs, G, q, nq, logits);
+    if (rc) goto out;
+    for (int64_t i = 0; i < G; i++) d[i].kv_bytes = (int64_t)kv_cache_bytes_used(kvs[i]);
+    /* Row i of logits belongs to sequence idx[i] of the active set. */
+    int64_t n_act = G;
+    for (int64_t i = 0; i < G; i++) idx[i] = i;
+    bool first = true;
+    double t_first = 0;
+    while (n_act > 0) {
+        int64_t n_next = 0;
+        for (int64_t a = 0; a < n_act; a++) {
+            int64_t i = idx[a];
+            dec_seq *x = &sq[i];
+            int32_t id = sampler_argmax(logits + a * V, V);
+            if (tokenizer_is_eog(tok, id)) {
+                x->done = true;
+                continue;
+            }
+            x->gen[x->n++] = id;
+            char buf[64];
+            int64_t nb = tokenizer_token_bytes(tok, id, buf, sizeof buf);
+            if (answer_stop_feed(&x->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf))
+                x->done = true;
+            if (x->n >= max_new) x->done = true;
+            if (!x->done) {
+                act[n_next] = kvs[i];
+                next[n_next] = id;
+                idx[n_next] = i;
+                n_next++;
+            }
+        }
+        double now = tis_now();
+        if (first) {
+            t_first = now;
+            for (int64_t i = 0; i < G; i++) d[i].first_s = now - t0;
+            first = false;
+        }
+        for (int64_t i = 0; i < G; i++)
+            if (sq[i].done && !sq[i].timed) {
+                d[i].rest_s = now - t_first;
+                sq[i].timed = true;
+            }
+        n_act = n_next;
+        if (!n_next) break;
+        for (int64_t a = 0; a < n_next; a++) {
+            ids[a] = &next[a];
+            one[a] = 1;
+        }
+        rc = forward_run_batch(st, act, n_next, ids, one, logits);
+        if (rc) goto out;
+    }
+    for (int64_t i = 0; i < G && !rc; i++) {
+        size_t len;
+        d[i].n_gen = sq[i].n;
+        rc = tokenizer_decode(tok, sq[i].gen, sq[i].n, true, &d[i].text, &len);
+        if (rc == 0) answer_trim(d[i].text, len);
+        d[i].ids = sq[i].gen; /* ownership moves to the caller */
+        sq[i].gen = NULL;
+    }
+out:
+    for (int64_t i = 0; sq && i < G; i++) free(sq[i].gen);
+    free(sq);
+    free(act);
+    free(idx);
+    free(one);
+    free(ids);
+    free(next);
+    if (rc)
+        for (int64_t i = 0; i < G; i++) {
+            free(d[i].text);
+            free(d[i].ids);
+            d[i].text = NULL;
+            d[i].ids = NULL;
+        }
+    return rc;
+}
+

@@ -49,6 +49,27 @@ size_t answer_trim(char *text, size_t len);
 int generate_answer(forward_state *st, kv_cache *kv, const model *m, const int32_t *q,
                     int64_t nq, int64_t max_new, int32_t **ids, int64_t *n, char **text);
 
+/* What one greedy short answer from a prepared cache produced. */
+typedef struct answer_out {
+    char *text;           /* trimmed answer (malloc'd) */
+    int32_t *ids;         /* [n_gen] generated tokens (malloc'd) */
+    int64_t n_gen;
+    double first_s;       /* question prefill + first token */
+    double rest_s;        /* the other tokens */
+    int64_t kv_bytes;     /* cache bytes when decoding started */
+} answer_out;
+
+/* Prefills q[i][nq[i]] into kvs[i] for G sequences in one batched pass,
+ * then decodes them greedily in lockstep until each hits EOG, the end of
+ * its answer (answer_stop) or max_new tokens; logits is scratch of
+ * [G][n_vocab]. With G == 1 this is one request's plain decode (its timings
+ * are that request's); the tokens do not depend on G beyond float
+ * summation order. The single-process evaluation and the decode worker
+ * both run this. */
+int generate_answers(forward_state *st, const model *m, kv_cache **kvs, int64_t G,
+                     const int32_t *const *q, const int64_t *nq, int64_t max_new, float *logits,
+                     answer_out *d);
+
 /* Monotonic seconds. */
 double tis_now(void);
 
