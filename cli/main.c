@@ -65,6 +65,8 @@ static void s_usage(FILE *f) {
             "            oracle labels + head features in resumable safetensors shards\n"
             "  train     --labels DIR... --output HEAD.safetensors [--head linear|mlp] [--query_aware]\n"
             "            fit the importance head (C, Adam), early stopping, metrics CSV + PNG\n"
+            "  worker    --role prefill|decode --connect ENDPOINT --name ID\n"
+            "            one pipeline worker (prefill + compress, or decode from a compressed block)\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -113,6 +115,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "label")) return cmd_label(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

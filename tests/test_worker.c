@@ -1,0 +1,253 @@
+/* test_worker: prefill and decode worker processes (the tis binary) driven
+ * by this test acting as the coordinator over ipc://: READY, a request
+ * through both stages with the KV handed over in shared memory gives
+ * exactly the answer `tis eval` gives; bad messages get an Error and the
+ * workers keep serving; Shutdown ends them and leaves no segment behind. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bench.h"
+#include "eval.h"
+#include "tiny_model.h"
+#include "tt.h"
+#include "wire.h"
+
+static Tis__Envelope *s_next(void *r, wire_peer *peer, int timeout_ms, bool skip_heartbeats) {
+    for (;;) {
+        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, timeout_ms) != 1) return NULL;
+        Tis__Envelope *e = NULL;
+        int rc = wire_recv(r, 1, peer, &e);
+        if (rc) {
+            msg_free(e);
+            return NULL;
+        }
+        if (skip_heartbeats && e->body_case == TIS__ENVELOPE__BODY_HEARTBEAT) {
+            msg_free(e);
+            continue;
+        }
+        return e;
+    }
+}
+
+static pid_t s_spawn(const char *bin, const char *role, const char *ep, const char *name, const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+        execl(bin, bin, "worker", "--role", role, "--connect", ep, "--name", name, "-m", path, "--arena_mb",
+              "8", "--heartbeat_ms", "200", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+int main(void) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "test_worker: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    char tiny[512], ep[600], pname[64], dname[64], shm[128];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
+    snprintf(pname, sizeof pname, "tw-prefill-%d", (int)getpid());
+    snprintf(dname, sizeof dname, "tw-decode-%d", (int)getpid());
+    snprintf(shm, sizeof shm, "/dev/shm/tis-%s", pname);
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+
+    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
+    int one = 1, linger = 0;
+    zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
+    TT_CHECK(zmq_bind(r, ep) == 0);
+    pid_t pp = s_spawn(bin, "prefill", ep, pname, tiny), pd = s_spawn(bin, "decode", ep, dname, tiny);
+
+    /* both announce READY (in either order) */
+    wire_peer prefill = {0}, decode = {0}, peer;
+    for (int k = 0; k < 2; k++) {
+        Tis__Envelope *e = s_next(r, &peer, 10000, true);
+        TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
+        if (e && e->body_case == TIS__ENVELOPE__BODY_READY) {
+            if (e->ready->role == TIS__ROLE__ROLE_PREFILL) {
+                prefill = peer;
+                TT_CHECK(e->ready->arena && !strncmp(e->ready->arena, "/tis-tw-prefill-", 16));
+            } else {
+                decode = peer;
+            }
+        }
+        msg_free(e);
+    }
+    TT_CHECK(prefill.len > 0 && decode.len > 0);
+    TT_CHECK(access(shm, F_OK) == 0);
+
+    /* the same request through eval, for the reference answer */
+    bench_sample smp = {.context = "the cat sat on the mat and then the dog ran in the park while the sun was hot",
+                        .question = "where is the cat?"};
+    snprintf(smp.id, sizeof smp.id, "req-7");
+    char *answers[1] = {"mat"};
+    smp.answers = answers;
+    smp.n_answers = 1;
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    const char *pol[] = {"snapkv"};
+    double bud[] = {0.5};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = 1;
+    cfg.budgets = bud;
+    cfg.n_budgets = 1;
+    cfg.max_new = 8;
+    eval_runner *er = NULL;
+    eval_row *rows = NULL;
+    int64_t n_rows = 0, cap = 0;
+    TT_OK(eval_runner_new(&er, m, &cfg));
+    if (er) TT_OK(eval_run_sample(er, "x", &smp, &rows, &n_rows, &cap));
+    eval_runner_destroy(&er);
+    const eval_row *want = n_rows == 1 ? &rows[0] : NULL; /* snapkv at 0.5, agnostic */
+    if (!want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
+    TT_CHECK(want && !strcmp(want->policy, "snapkv"));
+
+    /* garbage to the prefill worker: an Error, and it keeps serving */
+    TT_CHECK(zmq_send(r, prefill.id, prefill.len, ZMQ_SNDMORE) >= 0 && zmq_send(r, "junk", 4, 0) == 4);
+    Tis__Envelope *e = s_next(r, &peer, 10000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR);
+    msg_free(e);
+    /* a decode job sent to the prefill worker: an Error */
+    Tis__DecodeJob wrong = TIS__DECODE_JOB__INIT;
+    Tis__Envelope ew = TIS__ENVELOPE__INIT;
+    ew.request_id = 3;
+    ew.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+    ew.decode_job = &wrong;
+    TT_OK(wire_send(r, &prefill, &ew));
+    e = s_next(r, &peer, 10000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 3);
+    msg_free(e);
+    /* (it re-announces READY after a job, failed or not) */
+    e = s_next(r, &peer, 10000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
+    msg_free(e);
+
+    /* the request: prefill + compress -> block in shared memory -> decode */
+    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
+    gp.max_new = 8;
+    gp.seed = 42;
+    Tis__Submit sub = TIS__SUBMIT__INIT;
+    sub.context = smp.context;
+    sub.question = smp.question;
+    sub.policy = "snapkv";
+    sub.budget = 0.5;
+    sub.gen = &gp;
+    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+    pj.request = &sub;
+    Tis__Envelope ej = TIS__ENVELOPE__INIT;
+    ej.request_id = 7;
+    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+    ej.prefill_job = &pj;
+    TT_OK(wire_send(r, &prefill, &ej));
+    e = s_next(r, &peer, 20000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
+    if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
+        Tis__PrefillDone *d = e->prefill_done;
+        /* the block is the compressed cache before the question: eval's bytes at
+         * decode start minus the question's entries */
+        uint64_t per = (uint64_t)d->layout->n_stream_len * (2 * d->layout->head_dim * 4 + 4);
+        TT_CHECK(d->kv && want && d->kv->length == (uint64_t)want->kv_bytes - d->n_question_ids * per);
+        Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+        dj.kv = d->kv;
+        dj.layout = d->layout;
+        dj.n_question_ids = d->n_question_ids;
+        dj.question_ids = d->question_ids;
+        dj.gen = &gp;
+        Tis__Envelope ed = TIS__ENVELOPE__INIT;
+        ed.request_id = 7;
+        ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+        ed.decode_job = &dj;
+        TT_OK(wire_send(r, &decode, &ed));
+        Tis__Envelope *rep = NULL;
+        for (int k = 0; k < 4 && !rep; k++) { /* skip the prefill worker's READY */
+            Tis__Envelope *x = s_next(r, &peer, 20000, true);
+            if (x && x->body_case == TIS__ENVELOPE__BODY_REPLY) rep = x;
+            else msg_free(x);
+        }
+        TT_CHECK(rep && rep->request_id == 7);
+        if (rep && want) {
+            fprintf(stderr, "  pipeline '%s' (%llu KV bytes) vs eval '%s' (%lld)\n", rep->reply->answer,
+                    (unsigned long long)rep->reply->kv_bytes, want->answer, (long long)want->kv_bytes);
+            TT_CHECK(!strcmp(rep->reply->answer, want->answer));
+            TT_CHECK(rep->reply->kv_bytes == (uint64_t)want->kv_bytes);
+        }
+        msg_free(rep);
+        /* the consumer is done: release the block */
+        Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+        rl.lease_id = d->kv->lease_id;
+        Tis__Envelope el = TIS__ENVELOPE__INIT;
+        el.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+        el.lease_release = &rl;
+        TT_OK(wire_send(r, &prefill, &el));
+    }
+    msg_free(e);
+
+    /* a decode job naming bytes outside the arena: an Error, not a crash */
+    uint32_t lens[6] = {1, 1, 1, 1, 1, 1};
+    int32_t qid[1] = {5};
+    Tis__BlockRef bad = TIS__BLOCK_REF__INIT;
+    char arena_nm[96];
+    snprintf(arena_nm, sizeof arena_nm, "/tis-%s", pname);
+    bad.arena = arena_nm;
+    bad.offset = (uint64_t)1 << 40;
+    bad.length = 100;
+    Tis__KvLayout bl = TIS__KV_LAYOUT__INIT;
+    bl.n_layer = 3;
+    bl.n_kv_head = 2;
+    bl.head_dim = 16;
+    bl.n_stream_len = 6;
+    bl.stream_len = lens;
+    bl.n_past = 1;
+    Tis__DecodeJob bj = TIS__DECODE_JOB__INIT;
+    bj.kv = &bad;
+    bj.layout = &bl;
+    bj.n_question_ids = 1;
+    bj.question_ids = qid;
+    Tis__Envelope eb = TIS__ENVELOPE__INIT;
+    eb.request_id = 9;
+    eb.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+    eb.decode_job = &bj;
+    TT_OK(wire_send(r, &decode, &eb));
+    Tis__Envelope *x = NULL;
+    for (int k = 0; k < 4; k++) {
+        x = s_next(r, &peer, 10000, true);
+        if (!x || x->body_case == TIS__ENVELOPE__BODY_ERROR) break;
+        msg_free(x);
+        x = NULL;
+    }
+    TT_CHECK(x && x->request_id == 9);
+    if (x) fprintf(stderr, "  out-of-range block -> %s\n", x->error->message);
+    msg_free(x);
+
+    /* shutdown: both exit 0, the arena is gone */
+    Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
+    Tis__Envelope es = TIS__ENVELOPE__INIT;
+    es.body_case = TIS__ENVELOPE__BODY_SHUTDOWN;
+    es.shutdown = &sh;
+    TT_OK(wire_send(r, &prefill, &es));
+    TT_OK(wire_send(r, &decode, &es));
+    int st1 = -1, st2 = -1;
+    waitpid(pp, &st1, 0);
+    waitpid(pd, &st2, 0);
+    TT_CHECK(WIFEXITED(st1) && WEXITSTATUS(st1) == 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 0);
+    TT_CHECK(access(shm, F_OK) != 0);
+    free(rows);
+    model_destroy(&m);
+    zmq_close(r);
+    zmq_ctx_term(ctx);
+    return tt_done("test_worker");
+}
