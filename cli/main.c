@@ -67,6 +67,8 @@ static void s_usage(FILE *f) {
             "            fit the importance head (C, Adam), early stopping, metrics CSV + PNG\n"
             "  worker    --role prefill|decode --connect ENDPOINT --name ID\n"
             "            one pipeline worker (prefill + compress, or decode from a compressed block)\n"
+            "  serve     [--front EP] [--back EP] [--prefill N] [--decode N]   coordinator + local workers\n"
+            "  client    [--connect EP] (--dataset F | --context T --question Q) [--policy P] [--budget F]\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -116,6 +118,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "label")) return cmd_label(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "client")) return cmd_client(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

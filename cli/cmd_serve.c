@@ -1,0 +1,127 @@
+/* tis serve: the coordinator, with local worker processes. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "coord.h"
+#include "tis_error.h"
+
+enum { MAX_CHILD = 32 };
+
+static void s_usage(FILE *f) {
+    fprintf(f,
+            "usage: tis serve [options]\n"
+            "      --front ENDPOINT     clients connect here (default ipc:///tmp/tis-front)\n"
+            "      --back ENDPOINT      workers connect here (default ipc:///tmp/tis-back)\n"
+            "      --prefill N          local prefill workers to start (default 1)\n"
+            "      --decode N           local decode workers to start (default 1)\n"
+            "  -m, --model PATH         model for the workers (default %s)\n"
+            "      --head PATH          importance head (tis) for the prefill workers\n"
+            "      --head_query PATH    query-aware head (tis_query)\n"
+            "      --arena_mb N         prefill workers' shared-memory arena (default 256)\n"
+            "      --max_queue N        waiting requests before Busy (default 64)\n"
+            "      --heartbeat_ms N     (default 1000)\n"
+            "      --stop_after N       exit after N answers (tests)\n"
+            "Not yet: YAML configs, CUDA workers, scorer workers (see docs/STATUS.md).\n",
+            cli_default_model());
+}
+
+static pid_t s_spawn(const char *role, int i, const char *back, const char *model, const char *head,
+                     const char *head_q, const char *arena_mb, const char *hb) {
+    char name[64];
+    snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* workers end with their coordinator */
+    const char *argv[24];
+    int n = 0;
+    argv[n++] = "tis";
+    argv[n++] = "worker";
+    argv[n++] = "--role";
+    argv[n++] = role;
+    argv[n++] = "--connect";
+    argv[n++] = back;
+    argv[n++] = "--name";
+    argv[n++] = name;
+    argv[n++] = "-m";
+    argv[n++] = model;
+    argv[n++] = "--arena_mb";
+    argv[n++] = arena_mb;
+    argv[n++] = "--heartbeat_ms";
+    argv[n++] = hb;
+    if (head) argv[n++] = "--head", argv[n++] = head;
+    if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
+    argv[n] = NULL;
+    execv("/proc/self/exe", (char *const *)argv);
+    _exit(127);
+}
+
+int cmd_serve(int argc, char **argv) {
+    coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
+                    .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2};
+    const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *arena_mb = "256";
+    int64_t n_pre = 1, n_dec = 1, mb = 256;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            s_usage(stdout);
+            return 0;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "tis serve: option '%s' needs a value (or is unknown)\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        bool ok = true;
+        if (!strcmp(a, "--front")) o.front = v;
+        else if (!strcmp(a, "--back")) o.back = v;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--head")) head = v;
+        else if (!strcmp(a, "--head_query")) head_q = v;
+        else if (!strcmp(a, "--prefill")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_pre);
+        else if (!strcmp(a, "--decode")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_dec);
+        else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb), arena_mb = v;
+        else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
+        else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
+        else if (!strcmp(a, "--stop_after")) ok = cli_parse_i64(v, 1, INT64_MAX, &o.stop_after);
+        else {
+            fprintf(stderr, "tis serve: unknown option '%s'\n\n", a);
+            s_usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "tis serve: bad value '%s' for %s\n\n", v, a);
+            s_usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    char hb[32];
+    snprintf(hb, sizeof hb, "%lld", (long long)o.heartbeat_ms);
+    pid_t kids[MAX_CHILD];
+    int n_kids = 0;
+    for (int64_t i = 0; i < n_pre; i++)
+        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb);
+    for (int64_t i = 0; i < n_dec; i++)
+        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb);
+    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld decode workers\n", o.front, o.back,
+            (long long)n_pre, (long long)n_dec);
+    int rc = coord_run(&o);
+    if (rc) cli_fail("coordinator");
+    /* coord_run sent Shutdown to the workers it knew; wait, then make sure. */
+    for (int k = 0; k < n_kids; k++) {
+        int st;
+        for (int t = 0; t < 50 && waitpid(kids[k], &st, WNOHANG) == 0; t++) usleep(100000);
+        if (waitpid(kids[k], &st, WNOHANG) == 0) {
+            kill(kids[k], SIGTERM);
+            waitpid(kids[k], &st, 0);
+        }
+    }
+    return rc ? 1 : 0;
+}

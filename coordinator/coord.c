@@ -1,0 +1,399 @@
+/* coord: routing, ready queues, liveness, exactly-once answers. */
+#include "coord.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "arena.h"
+#include "tis_error.h"
+#include "wire.h"
+
+enum { MAX_WORKERS = 64, RECENT = 1024 };
+
+typedef enum stage { ST_FREE = 0, ST_WAIT_PREFILL, ST_PREFILL, ST_WAIT_DECODE, ST_DECODE } stage;
+
+typedef struct worker_rec {
+    wire_peer peer;
+    Tis__Role role;
+    uint64_t last_seen;
+    int64_t credit;      /* jobs it said it can take */
+    uint64_t busy;       /* request being worked on (internal id), 0 idle */
+} worker_rec;
+
+typedef struct request {
+    stage st;
+    uint64_t id;             /* internal id (what workers see) */
+    wire_peer client;
+    uint64_t client_req;
+    uint8_t *submit;         /* packed Submit (owned) */
+    size_t submit_len;
+    uint8_t *done;           /* packed PrefillDone (owned) once prefilled */
+    size_t done_len;
+    wire_peer prefill_peer;  /* whose arena holds the block */
+    uint64_t lease;
+    int64_t attempts;
+    double t0;
+} request;
+
+typedef struct self_t {
+    const coord_opts *o;
+    void *ctx, *front, *back;
+    worker_rec w[MAX_WORKERS];
+    int n_w;
+    request *rq;
+    int64_t n_rq, cap_rq;
+    uint64_t next_id;
+    struct { wire_peer client; uint64_t req; } recent[RECENT]; /* answered: duplicates are dropped */
+    int64_t n_recent;
+    int64_t answered;
+} self_t;
+
+static volatile sig_atomic_t s_stop = 0;
+static void s_on_term(int sig) {
+    (void)sig;
+    s_stop = 1;
+}
+
+static bool s_same(const wire_peer *a, const wire_peer *b) {
+    return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
+}
+
+static uint64_t s_now(void) { return arena_now_ms(); }
+
+static void s_error_to_client(self_t *s, const wire_peer *client, uint64_t req, int code, const char *msg) {
+    wire_send_error(s->front, client, req, code, msg);
+}
+
+static void s_remember(self_t *s, const request *r) {
+    int64_t k = s->n_recent++ % RECENT;
+    s->recent[k].client = r->client;
+    s->recent[k].req = r->client_req;
+}
+
+static void s_release_lease(self_t *s, request *r) {
+    if (!r->lease) return;
+    Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+    rl.lease_id = r->lease;
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+    e.lease_release = &rl;
+    wire_send(s->back, &r->prefill_peer, &e); /* a dead prefill worker: nothing to release */
+    r->lease = 0;
+}
+
+static void s_finish(self_t *s, request *r) {
+    s_release_lease(s, r);
+    s_remember(s, r);
+    free(r->submit);
+    free(r->done);
+    memset(r, 0, sizeof *r);
+    s->answered++;
+}
+
+static request *s_find(self_t *s, uint64_t id) {
+    for (int64_t i = 0; i < s->n_rq; i++)
+        if (s->rq[i].st != ST_FREE && s->rq[i].id == id) return &s->rq[i];
+    return NULL;
+}
+
+static int64_t s_queued(const self_t *s) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < s->n_rq; i++) n += s->rq[i].st != ST_FREE;
+    return n;
+}
+
+static worker_rec *s_worker(self_t *s, const wire_peer *p) {
+    for (int i = 0; i < s->n_w; i++)
+        if (s_same(&s->w[i].peer, p)) return &s->w[i];
+    if (s->n_w == MAX_WORKERS) return NULL;
+    worker_rec *w = &s->w[s->n_w++];
+    memset(w, 0, sizeof *w);
+    w->peer = *p;
+    return w;
+}
+
+/* A client message. */
+static void s_front(self_t *s) {
+    wire_peer client;
+    Tis__Envelope *e = NULL;
+    int rc = wire_recv(s->front, 1, &client, &e);
+    if (rc) {
+        if (client.len) s_error_to_client(s, &client, e ? e->request_id : 0, rc, tis_last_error());
+        msg_free(e);
+        return;
+    }
+    if (e->body_case != TIS__ENVELOPE__BODY_SUBMIT) {
+        s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "the front end takes Submit messages");
+        msg_free(e);
+        return;
+    }
+    const Tis__Submit *q = e->submit;
+    for (int64_t i = 0; i < s->n_rq; i++) /* in flight: answered once, when done */
+        if (s->rq[i].st != ST_FREE && s->rq[i].client_req == e->request_id && s_same(&s->rq[i].client, &client)) {
+            msg_free(e);
+            return;
+        }
+    for (int64_t i = 0; i < s->n_recent && i < RECENT; i++)
+        if (s->recent[i].req == e->request_id && s_same(&s->recent[i].client, &client)) {
+            msg_free(e);
+            return;
+        }
+    if (!q->context || !*q->context || !q->question || !*q->question) {
+        s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "a request needs a context and a question");
+        msg_free(e);
+        return;
+    }
+    if (s_queued(s) >= s->o->max_queue) {
+        Tis__Busy b = TIS__BUSY__INIT;
+        b.queue_len = (uint32_t)s_queued(s);
+        b.retry_after_ms = 200;
+        Tis__Envelope out = TIS__ENVELOPE__INIT;
+        out.request_id = e->request_id;
+        out.body_case = TIS__ENVELOPE__BODY_BUSY;
+        out.busy = &b;
+        wire_send(s->front, &client, &out);
+        msg_free(e);
+        return;
+    }
+    request *r = NULL;
+    for (int64_t i = 0; i < s->n_rq && !r; i++)
+        if (s->rq[i].st == ST_FREE) r = &s->rq[i];
+    if (!r) {
+        if (s->n_rq == s->cap_rq) {
+            int64_t nc = s->cap_rq ? 2 * s->cap_rq : 64;
+            request *p = realloc(s->rq, (size_t)nc * sizeof *p);
+            if (!p) {
+                s_error_to_client(s, &client, e->request_id, TIS_ENOMEM, "coordinator out of memory");
+                msg_free(e);
+                return;
+            }
+            s->rq = p;
+            s->cap_rq = nc;
+        }
+        r = &s->rq[s->n_rq++];
+    }
+    memset(r, 0, sizeof *r);
+    r->submit_len = tis__submit__get_packed_size(q);
+    r->submit = malloc(r->submit_len ? r->submit_len : 1);
+    if (!r->submit) {
+        s_error_to_client(s, &client, e->request_id, TIS_ENOMEM, "coordinator out of memory");
+        msg_free(e);
+        return;
+    }
+    tis__submit__pack(q, r->submit);
+    r->st = ST_WAIT_PREFILL;
+    r->id = ++s->next_id;
+    r->client = client;
+    r->client_req = e->request_id;
+    msg_free(e);
+}
+
+/* Sends the request's job to w; false when w cannot be reached. */
+static bool s_send_job(self_t *s, worker_rec *w, request *r) {
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = r->id;
+    int rc;
+    if (r->st == ST_WAIT_PREFILL) {
+        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
+        if (!q) return true; /* cannot happen: we packed it */
+        Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+        pj.request = q;
+        pj.attempt = (uint32_t)r->attempts;
+        out.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+        out.prefill_job = &pj;
+        rc = wire_send(s->back, &w->peer, &out);
+        tis__submit__free_unpacked(q, NULL);
+        if (!rc) r->st = ST_PREFILL;
+    } else {
+        Tis__PrefillDone *d = tis__prefill_done__unpack(NULL, r->done_len, r->done);
+        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
+        if (!d || !q) {
+            if (d) tis__prefill_done__free_unpacked(d, NULL);
+            if (q) tis__submit__free_unpacked(q, NULL);
+            return true;
+        }
+        Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+        dj.kv = d->kv;
+        dj.layout = d->layout;
+        dj.n_question_ids = d->n_question_ids;
+        dj.question_ids = d->question_ids;
+        dj.gen = q->gen;
+        out.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+        out.decode_job = &dj;
+        rc = wire_send(s->back, &w->peer, &out);
+        tis__prefill_done__free_unpacked(d, NULL);
+        tis__submit__free_unpacked(q, NULL);
+        if (!rc) r->st = ST_DECODE;
+    }
+    if (rc) return false;
+    w->credit--;
+    w->busy = r->id;
+    return true;
+}
+
+static void s_drop_worker(self_t *s, int i, const char *why) {
+    worker_rec *w = &s->w[i];
+    request *r = w->busy ? s_find(s, w->busy) : NULL;
+    if (r) {
+        r->attempts++;
+        if (r->attempts >= s->o->max_attempts) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "the worker running this request %s (after %lld attempts)", why,
+                     (long long)r->attempts);
+            s_error_to_client(s, &r->client, r->client_req, TIS_EIO, msg);
+            s_finish(s, r);
+        } else {
+            r->st = r->st == ST_PREFILL ? ST_WAIT_PREFILL : ST_WAIT_DECODE;
+        }
+    }
+    s->w[i] = s->w[--s->n_w];
+}
+
+/* A worker message. */
+static void s_back(self_t *s) {
+    wire_peer peer;
+    Tis__Envelope *e = NULL;
+    int rc = wire_recv(s->back, 1, &peer, &e);
+    worker_rec *w = peer.len ? s_worker(s, &peer) : NULL;
+    if (w) w->last_seen = s_now();
+    if (rc) {
+        if (peer.len) wire_send_error(s->back, &peer, e ? e->request_id : 0, rc, tis_last_error());
+        msg_free(e);
+        return;
+    }
+    if (!w) {
+        msg_free(e);
+        return;
+    }
+    request *r = e->request_id ? s_find(s, e->request_id) : NULL;
+    switch (e->body_case) {
+    case TIS__ENVELOPE__BODY_READY:
+        w->role = e->ready->role;
+        w->credit = e->ready->capacity ? e->ready->capacity : 1;
+        w->busy = 0;
+        break;
+    case TIS__ENVELOPE__BODY_PREFILL_DONE:
+        if (r && r->st == ST_PREFILL && e->prefill_done->kv) {
+            r->done_len = tis__prefill_done__get_packed_size(e->prefill_done);
+            r->done = malloc(r->done_len ? r->done_len : 1);
+            if (r->done) {
+                tis__prefill_done__pack(e->prefill_done, r->done);
+                r->prefill_peer = peer;
+                r->lease = e->prefill_done->kv->lease_id;
+                r->st = ST_WAIT_DECODE;
+            } else {
+                s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
+                s_finish(s, r);
+            }
+        }
+        if (w->busy == e->request_id) w->busy = 0;
+        break;
+    case TIS__ENVELOPE__BODY_REPLY:
+        if (r && r->st == ST_DECODE) {
+            Tis__Envelope out = TIS__ENVELOPE__INIT;
+            out.request_id = r->client_req;
+            out.body_case = TIS__ENVELOPE__BODY_REPLY;
+            out.reply = e->reply;
+            wire_send(s->front, &r->client, &out);
+            s_finish(s, r);
+        }
+        if (w->busy == e->request_id) w->busy = 0;
+        break;
+    case TIS__ENVELOPE__BODY_ERROR:
+        /* a job that failed on a worker fails anywhere: answer now */
+        if (r) {
+            s_error_to_client(s, &r->client, r->client_req, e->error->code,
+                              e->error->message ? e->error->message : "worker error");
+            s_finish(s, r);
+        }
+        if (w->busy == e->request_id) w->busy = 0;
+        break;
+    default:
+        break; /* heartbeats and others: liveness only */
+    }
+    msg_free(e);
+}
+
+static void s_dispatch(self_t *s) {
+    for (int64_t i = 0; i < s->n_rq; i++) {
+        request *r = &s->rq[i];
+        if (r->st != ST_WAIT_PREFILL && r->st != ST_WAIT_DECODE) continue;
+        Tis__Role want = r->st == ST_WAIT_PREFILL ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+        for (int k = 0; k < s->n_w; k++) {
+            worker_rec *w = &s->w[k];
+            if (w->role != want || w->credit <= 0 || w->busy) continue;
+            if (!s_send_job(s, w, r)) {
+                s_drop_worker(s, k, "could not be reached");
+                k--;
+                continue;
+            }
+            break;
+        }
+    }
+}
+
+static void s_liveness(self_t *s) {
+    uint64_t limit = (uint64_t)(s->o->heartbeat_ms * s->o->liveness), now = s_now();
+    for (int k = 0; k < s->n_w; k++)
+        if (now - s->w[k].last_seen > limit) {
+            s_drop_worker(s, k, "stopped answering");
+            k--;
+        }
+}
+
+int coord_run(const coord_opts *o) {
+    self_t *s = calloc(1, sizeof *s);
+    if (!s) return tis_error(TIS_ENOMEM, "coordinator: out of memory");
+    s->o = o;
+    s->ctx = zmq_ctx_new();
+    s->front = zmq_socket(s->ctx, ZMQ_ROUTER);
+    s->back = zmq_socket(s->ctx, ZMQ_ROUTER);
+    int one = 1, linger = 0, rc = 0;
+    zmq_setsockopt(s->front, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s->back, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s->front, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s->back, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(s->front, o->front) || zmq_bind(s->back, o->back))
+        rc = tis_error(TIS_EIO, "coordinator: cannot bind %s / %s: %s", o->front, o->back,
+                       zmq_strerror(zmq_errno()));
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    while (!rc && !s_stop && !(o->stop_after > 0 && s->answered >= o->stop_after)) {
+        zmq_pollitem_t it[2] = {{s->front, 0, ZMQ_POLLIN, 0}, {s->back, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, 2, (long)o->heartbeat_ms);
+        if (n < 0) {
+            if (zmq_errno() == EINTR) continue;
+            rc = tis_error(TIS_EIO, "coordinator: poll: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (it[1].revents & ZMQ_POLLIN) s_back(s);
+        if (it[0].revents & ZMQ_POLLIN) s_front(s);
+        s_liveness(s);
+        s_dispatch(s);
+    }
+    /* Stop the workers; anything still in flight is answered with an error. */
+    Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
+    sh.reason = "coordinator stopping";
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.body_case = TIS__ENVELOPE__BODY_SHUTDOWN;
+    e.shutdown = &sh;
+    for (int64_t i = 0; i < s->n_rq; i++)
+        if (s->rq[i].st != ST_FREE) {
+            s_error_to_client(s, &s->rq[i].client, s->rq[i].client_req, TIS_EIO, "the coordinator is stopping");
+            s_finish(s, &s->rq[i]);
+        }
+    for (int k = 0; k < s->n_w; k++) wire_send(s->back, &s->w[k].peer, &e);
+    free(s->rq);
+    zmq_close(s->front);
+    zmq_close(s->back);
+    zmq_ctx_term(s->ctx);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,28 @@
+/* coord: the coordinator (DESIGN §6): a ROUTER front end for clients and a
+ * ROUTER back end for workers, one zmq_poll loop. Workers announce READY
+ * per role and are handed only what they can take; a client's Submit goes
+ * to a prefill worker (PrefillJob), its PrefillDone to a decode worker
+ * (DecodeJob with the block's handle), the Reply back to the client, and
+ * the block's lease is released. Every request id is answered exactly once:
+ * with its Reply, or with an Error (a worker's failure, a dead worker after
+ * the retry cap, a malformed request); a full queue answers Busy. Workers
+ * that stop sending heartbeats are dropped and their requests retried. */
+#ifndef TIS_COORD_H
+#define TIS_COORD_H
+
+#include <stdint.h>
+
+typedef struct coord_opts {
+    const char *front;        /* client endpoint, e.g. ipc:///tmp/tis-front */
+    const char *back;         /* worker endpoint */
+    int64_t max_queue;        /* requests waiting for a worker before Busy (default 64) */
+    int64_t heartbeat_ms;     /* expected worker heartbeat period (default 1000) */
+    int64_t liveness;         /* missed periods before a worker is dead (default 3) */
+    int64_t max_attempts;     /* tries per request before an Error (default 2) */
+    int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
+} coord_opts;
+
+/* Runs until SIGTERM / SIGINT (or stop_after answers): 0, or < 0 on a setup error. */
+int coord_run(const coord_opts *o);
+
+#endif

@@ -1,0 +1,118 @@
+/* test_serve: `tis serve` (coordinator + one prefill and one decode worker
+ * process) and `tis client` answer a small dataset from compressed KV with
+ * exactly the answers `tis eval` gives in one process; every request is
+ * answered once; the server stops cleanly and leaves no shared memory. */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "eval.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+static const char *s_data =
+    "{\"id\": \"a\", \"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was "
+    "hot\", \"question\": \"where is the cat?\", \"answers\": [\"mat\"]}\n"
+    "{\"id\": \"b\", \"context\": \"one two three four five six seven eight nine ten eleven twelve\", "
+    "\"question\": \"what comes after four?\"}\n"
+    "{\"id\": \"c\", \"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+    "\"question\": \"who ran?\"}\n";
+
+static int s_shm_left(int pid) {
+    char pre[64];
+    snprintf(pre, sizeof pre, "tis-s%d-", pid);
+    int n = 0;
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) n += strncmp(e->d_name, pre, strlen(pre)) == 0;
+    if (d) closedir(d);
+    return n;
+}
+
+int main(void) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "test_serve: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    char tiny[512], data[512], front[600], back[600], cmd[3000];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    snprintf(front, sizeof front, "ipc://%s", tt_path("front.sock"));
+    snprintf(back, sizeof back, "ipc://%s", tt_path("back.sock"));
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+
+    /* the reference: eval in one process */
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    bench_set set = {0};
+    TT_OK(bench_load_jsonl(data, &set));
+    const char *pol[] = {"snapkv"};
+    double bud[] = {0.5};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = 1;
+    cfg.budgets = bud;
+    cfg.n_budgets = 1;
+    cfg.max_new = 8;
+    eval_runner *er = NULL;
+    eval_row *rows = NULL;
+    int64_t n_rows = 0, cap = 0;
+    TT_OK(eval_runner_new(&er, m, &cfg));
+    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "x", &set.s[i], &rows, &n_rows, &cap));
+    eval_runner_destroy(&er);
+    TT_CHECK(n_rows == 3);
+
+    pid_t srv = fork();
+    if (srv == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "1", "-m", tiny,
+              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", "3", (char *)NULL);
+        _exit(127);
+    }
+    snprintf(cmd, sizeof cmd,
+             "'%s' client --connect '%s' --dataset '%s' --policy snapkv --budget 0.5 --max_new 8 --timeout_s 60",
+             bin, front, data);
+    FILE *p = popen(cmd, "r");
+    char line[1024];
+    int got = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        char *tab = strchr(line, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        char *ans = tab + 1;
+        ans[strcspn(ans, "\n")] = 0;
+        for (int64_t i = 0; i < n_rows; i++)
+            if (!strcmp(rows[i].sample_id, line)) {
+                TT_CHECK(!strcmp(rows[i].answer, ans));
+                fprintf(stderr, "  %s: served '%s', eval '%s'\n", line, ans, rows[i].answer);
+                got++;
+            }
+    }
+    int crc = p ? pclose(p) : -1;
+    TT_CHECK(WIFEXITED(crc) && WEXITSTATUS(crc) == 0);
+    TT_CHECK(got == 3);
+    int st = -1;
+    for (int t = 0; t < 100 && waitpid(srv, &st, WNOHANG) == 0; t++) usleep(100000);
+    if (waitpid(srv, &st, WNOHANG) == 0) {
+        kill(srv, SIGKILL);
+        waitpid(srv, &st, 0);
+        TT_CHECK(!"the server did not stop after its answers");
+    }
+    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    usleep(300000);
+    TT_CHECK(s_shm_left((int)srv) == 0);
+    free(rows);
+    bench_set_free(&set);
+    model_destroy(&m);
+    return tt_done("test_serve");
+}
