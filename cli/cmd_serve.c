@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +27,8 @@ static void s_usage(FILE *f) {
             "      --arena_mb N         prefill workers' shared-memory arena (default 256)\n"
             "      --max_queue N        waiting requests before Busy (default 64)\n"
             "      --heartbeat_ms N     (default 1000)\n"
+            "      --wait_ms N          a request waiting this long with no worker of its role\n"
+            "                           alive gets an Error (default 30000)\n"
             "      --stop_after N       exit after N answers (tests)\n"
             "Not yet: YAML configs, CUDA workers, scorer workers (see docs/STATUS.md).\n",
             cli_default_model());
@@ -63,7 +66,7 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
 
 int cmd_serve(int argc, char **argv) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
-                    .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2};
+                    .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *arena_mb = "256";
     int64_t n_pre = 1, n_dec = 1, mb = 256;
     for (int i = 1; i < argc; i++) {
@@ -89,6 +92,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb), arena_mb = v;
         else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
+        else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
         else if (!strcmp(a, "--stop_after")) ok = cli_parse_i64(v, 1, INT64_MAX, &o.stop_after);
         else {
             fprintf(stderr, "tis serve: unknown option '%s'\n\n", a);
@@ -114,7 +118,8 @@ int cmd_serve(int argc, char **argv) {
             (long long)n_pre, (long long)n_dec);
     int rc = coord_run(&o);
     if (rc) cli_fail("coordinator");
-    /* coord_run sent Shutdown to the workers it knew; wait, then make sure. */
+    /* coord_run sent Shutdown to the workers it knew; wait, then make sure,
+     * and remove the arenas of prefill workers that died without cleaning up. */
     for (int k = 0; k < n_kids; k++) {
         int st;
         for (int t = 0; t < 50 && waitpid(kids[k], &st, WNOHANG) == 0; t++) usleep(100000);
@@ -122,6 +127,11 @@ int cmd_serve(int argc, char **argv) {
             kill(kids[k], SIGTERM);
             waitpid(kids[k], &st, 0);
         }
+    }
+    for (int64_t i = 0; i < n_pre; i++) {
+        char shm[96];
+        snprintf(shm, sizeof shm, "/tis-s%d-prefill-%d", (int)getpid(), (int)i);
+        shm_unlink(shm); /* ENOENT when the worker removed it itself */
     }
     return rc ? 1 : 0;
 }

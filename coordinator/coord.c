@@ -37,7 +37,7 @@ typedef struct request {
     wire_peer prefill_peer;  /* whose arena holds the block */
     uint64_t lease;
     int64_t attempts;
-    double t0;
+    uint64_t waiting_since;  /* when it last entered a WAIT stage */
 } request;
 
 typedef struct self_t {
@@ -187,6 +187,7 @@ static void s_front(self_t *s) {
     }
     tis__submit__pack(q, r->submit);
     r->st = ST_WAIT_PREFILL;
+    r->waiting_since = s_now();
     r->id = ++s->next_id;
     r->client = client;
     r->client_req = e->request_id;
@@ -239,6 +240,9 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
 static void s_drop_worker(self_t *s, int i, const char *why) {
     worker_rec *w = &s->w[i];
     request *r = w->busy ? s_find(s, w->busy) : NULL;
+    fprintf(stderr, "[coordinator] worker %.*s %s; %s\n", (int)w->peer.len, (const char *)w->peer.id, why,
+            r ? (r->attempts + 1 >= s->o->max_attempts ? "its request fails" : "its request is retried")
+              : "it held no request");
     if (r) {
         r->attempts++;
         if (r->attempts >= s->o->max_attempts) {
@@ -249,6 +253,7 @@ static void s_drop_worker(self_t *s, int i, const char *why) {
             s_finish(s, r);
         } else {
             r->st = r->st == ST_PREFILL ? ST_WAIT_PREFILL : ST_WAIT_DECODE;
+            r->waiting_since = s_now();
         }
     }
     s->w[i] = s->w[--s->n_w];
@@ -286,6 +291,7 @@ static void s_back(self_t *s) {
                 r->prefill_peer = peer;
                 r->lease = e->prefill_done->kv->lease_id;
                 r->st = ST_WAIT_DECODE;
+                r->waiting_since = s_now();
             } else {
                 s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
                 s_finish(s, r);
@@ -324,6 +330,15 @@ static void s_dispatch(self_t *s) {
         request *r = &s->rq[i];
         if (r->st != ST_WAIT_PREFILL && r->st != ST_WAIT_DECODE) continue;
         Tis__Role want = r->st == ST_WAIT_PREFILL ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+        bool any = false;
+        for (int k = 0; k < s->n_w; k++) any |= s->w[k].role == want;
+        if (!any && s_now() - r->waiting_since > (uint64_t)s->o->wait_ms) {
+            s_error_to_client(s, &r->client, r->client_req, TIS_EIO,
+                              want == TIS__ROLE__ROLE_PREFILL ? "no prefill worker is alive"
+                                                              : "no decode worker is alive");
+            s_finish(s, r);
+            continue;
+        }
         for (int k = 0; k < s->n_w; k++) {
             worker_rec *w = &s->w[k];
             if (w->role != want || w->credit <= 0 || w->busy) continue;

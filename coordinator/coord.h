@@ -19,6 +19,8 @@ typedef struct coord_opts {
     int64_t heartbeat_ms;     /* expected worker heartbeat period (default 1000) */
     int64_t liveness;         /* missed periods before a worker is dead (default 3) */
     int64_t max_attempts;     /* tries per request before an Error (default 2) */
+    int64_t wait_ms;          /* a request waiting this long for a worker of its stage's
+                                 role, with none alive, is answered with an Error (default 30000) */
     int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
 } coord_opts;
 

@@ -16,13 +16,14 @@
 #include "tiny_model.h"
 #include "tt.h"
 
-static const char *s_data =
-    "{\"id\": \"a\", \"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was "
-    "hot\", \"question\": \"where is the cat?\", \"answers\": [\"mat\"]}\n"
-    "{\"id\": \"b\", \"context\": \"one two three four five six seven eight nine ten eleven twelve\", "
-    "\"question\": \"what comes after four?\"}\n"
-    "{\"id\": \"c\", \"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
-    "\"question\": \"who ran?\"}\n";
+static const char *s_lines[3] = {
+    "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
+    "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}",
+    "\"context\": \"one two three four five six seven eight nine ten eleven twelve\", "
+    "\"question\": \"what comes after four?\"}",
+    "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+    "\"question\": \"who ran?\"}"};
+enum { N_REQ = 12 };
 
 static int s_shm_left(int pid) {
     char pre[64];
@@ -48,7 +49,13 @@ int main(void) {
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
-    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+    char text[8192];
+    size_t used = 0;
+    for (int i = 0; i < N_REQ; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used, "{\"id\": \"r%02d\", %s\n", i, s_lines[i % 3]);
+    TT_OK(tt_write_file(data, text, used));
+    char log[600];
+    snprintf(log, sizeof log, "%s", tt_path("serve.log"));
 
     /* the reference: eval in one process */
     model *m = NULL;
@@ -70,13 +77,21 @@ int main(void) {
     TT_OK(eval_runner_new(&er, m, &cfg));
     for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "x", &set.s[i], &rows, &n_rows, &cap));
     eval_runner_destroy(&er);
-    TT_CHECK(n_rows == 3);
+    TT_CHECK(n_rows == N_REQ);
 
+    /* 1: one worker per role; 2 and 3: two per role, one of them killed
+     * (like kill -9) when its second job arrives: the request is retried on
+     * the other, every request still answered once, no segment left */
+    const char *faults[3] = {NULL, "decode-0:2", "prefill-0:2"};
+    for (int run = 0; run < 3; run++) {
+    const char *nw = run ? "2" : "1";
     pid_t srv = fork();
     if (srv == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "1", "-m", tiny,
-              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", "3", (char *)NULL);
+        if (faults[run]) setenv("TIS_FAULT_EXIT", faults[run], 1);
+        if (!freopen(log, "w", stderr)) _exit(126);
+        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "-m", tiny,
+              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", "12", (char *)NULL);
         _exit(127);
     }
     snprintf(cmd, sizeof cmd,
@@ -94,13 +109,13 @@ int main(void) {
         for (int64_t i = 0; i < n_rows; i++)
             if (!strcmp(rows[i].sample_id, line)) {
                 TT_CHECK(!strcmp(rows[i].answer, ans));
-                fprintf(stderr, "  %s: served '%s', eval '%s'\n", line, ans, rows[i].answer);
+
                 got++;
             }
     }
     int crc = p ? pclose(p) : -1;
     TT_CHECK(WIFEXITED(crc) && WEXITSTATUS(crc) == 0);
-    TT_CHECK(got == 3);
+    TT_CHECK(got == N_REQ);
     int st = -1;
     for (int t = 0; t < 100 && waitpid(srv, &st, WNOHANG) == 0; t++) usleep(100000);
     if (waitpid(srv, &st, WNOHANG) == 0) {
@@ -111,6 +126,14 @@ int main(void) {
     TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     usleep(300000);
     TT_CHECK(s_shm_left((int)srv) == 0);
+    size_t ll = 0;
+    char *lg = tt_read_file(log, &ll);
+    bool retried = lg && strstr(lg, "stopped answering; its request is retried");
+    TT_CHECK(retried == (faults[run] != NULL));
+    fprintf(stderr, "  run %d (%s): %d answers, %s\n", run, faults[run] ? faults[run] : "no fault", got,
+            retried ? "a dead worker's request was retried" : "no retry");
+    free(lg);
+    }
     free(rows);
     bench_set_free(&set);
     model_destroy(&m);

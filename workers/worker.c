@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "arena.h"
@@ -306,6 +307,15 @@ int worker_run(const worker_opts *o) {
         switch (env->body_case) {
         case TIS__ENVELOPE__BODY_PREFILL_JOB:
         case TIS__ENVELOPE__BODY_DECODE_JOB: {
+            /* Fault injection for tests: TIS_FAULT_EXIT=PART:N makes the worker
+             * whose name contains PART die (like kill -9) when its N-th job arrives. */
+            const char *fault = getenv("TIS_FAULT_EXIT");
+            const char *colon = fault ? strrchr(fault, ':') : NULL;
+            if (colon && s->jobs + 1 == atoll(colon + 1)) {
+                char part[64];
+                snprintf(part, sizeof part, "%.*s", (int)(colon - fault), fault);
+                if (strstr(o->name, part)) _exit(137);
+            }
             bool mine = (env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB) == s->prefill;
             job = true;
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
