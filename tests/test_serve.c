@@ -15,6 +15,8 @@
 #include "eval.h"
 #include "tiny_model.h"
 #include "tt.h"
+#include "wire.h"
+#include <zmq.h>
 
 static const char *s_lines[3] = {
     "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
@@ -94,6 +96,31 @@ int main(void) {
               "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", "12", (char *)NULL);
         _exit(127);
     }
+    if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
+        void *zc = zmq_ctx_new(), *d = zmq_socket(zc, ZMQ_DEALER);
+        int lg0 = 0;
+        zmq_setsockopt(d, ZMQ_LINGER, &lg0, sizeof lg0);
+        TT_CHECK(zmq_connect(d, front) == 0);
+        Tis__Submit bad = TIS__SUBMIT__INIT;
+        bad.context = "words";
+        Tis__Envelope eb = TIS__ENVELOPE__INIT;
+        eb.request_id = 900;
+        eb.body_case = TIS__ENVELOPE__BODY_SUBMIT;
+        eb.submit = &bad; /* no question */
+        TT_OK(wire_send(d, NULL, &eb));
+        TT_CHECK(zmq_send(d, "garbage!", 8, 0) == 8);
+        int errors = 0;
+        for (int k = 0; k < 2; k++) {
+            zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+            if (zmq_poll(&it, 1, 5000) != 1) break;
+            Tis__Envelope *x = NULL;
+            if (wire_recv(d, 0, NULL, &x) == 0 && x->body_case == TIS__ENVELOPE__BODY_ERROR) errors++;
+            msg_free(x);
+        }
+        TT_CHECK(errors == 2);
+        zmq_close(d);
+        zmq_ctx_term(zc);
+    }
     snprintf(cmd, sizeof cmd,
              "'%s' client --connect '%s' --dataset '%s' --policy snapkv --budget 0.5 --max_new 8 --timeout_s 60",
              bin, front, data);
@@ -114,6 +141,7 @@ int main(void) {
             }
     }
     int crc = p ? pclose(p) : -1;
+
     TT_CHECK(WIFEXITED(crc) && WEXITSTATUS(crc) == 0);
     TT_CHECK(got == N_REQ);
     int st = -1;

@@ -136,6 +136,29 @@ int main(void) {
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
     msg_free(e);
 
+    /* an unknown policy: an Error naming it, then READY again */
+    {
+        Tis__Submit bs = TIS__SUBMIT__INIT;
+        bs.context = "some context words here";
+        bs.question = "what?";
+        bs.policy = "nosuch";
+        bs.budget = 0.5;
+        Tis__PrefillJob bj2 = TIS__PREFILL_JOB__INIT;
+        bj2.request = &bs;
+        Tis__Envelope eb2 = TIS__ENVELOPE__INIT;
+        eb2.request_id = 4;
+        eb2.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+        eb2.prefill_job = &bj2;
+        TT_OK(wire_send(r, &prefill, &eb2));
+        e = s_next(r, &peer, 10000, true);
+        TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 4 &&
+                 strstr(e->error->message, "nosuch"));
+        msg_free(e);
+        e = s_next(r, &peer, 10000, true);
+        TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
+        msg_free(e);
+    }
+
     /* the request: prefill + compress -> block in shared memory -> decode */
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 8;
