@@ -25,6 +25,7 @@ static void s_usage(FILE *f) {
             "      --head PATH          importance head (tis) for the prefill workers\n"
             "      --head_query PATH    query-aware head (tis_query)\n"
             "      --arena_mb N         prefill workers' shared-memory arena (default 256)\n"
+            "      --decode_batch N     requests a decode worker generates together (default 8)\n"
             "      --max_queue N        waiting requests before Busy (default 64)\n"
             "      --heartbeat_ms N     (default 1000)\n"
             "      --wait_ms N          a request waiting this long with no worker of its role\n"
@@ -35,7 +36,7 @@ static void s_usage(FILE *f) {
 }
 
 static pid_t s_spawn(const char *role, int i, const char *back, const char *model, const char *head,
-                     const char *head_q, const char *arena_mb, const char *hb) {
+                     const char *head_q, const char *arena_mb, const char *hb, const char *batch) {
     char name[64];
     snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
     pid_t pid = fork();
@@ -57,6 +58,8 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
     argv[n++] = arena_mb;
     argv[n++] = "--heartbeat_ms";
     argv[n++] = hb;
+    argv[n++] = "--max_batch";
+    argv[n++] = batch;
     if (head) argv[n++] = "--head", argv[n++] = head;
     if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
     argv[n] = NULL;
@@ -68,7 +71,8 @@ int cmd_serve(int argc, char **argv) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *arena_mb = "256";
-    int64_t n_pre = 1, n_dec = 1, mb = 256;
+    int64_t n_pre = 1, n_dec = 1, mb = 256, dbatch = 8;
+    const char *dbatch_s = "8";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -90,6 +94,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--prefill")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_pre);
         else if (!strcmp(a, "--decode")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_dec);
         else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb), arena_mb = v;
+        else if (!strcmp(a, "--decode_batch")) ok = cli_parse_i64(v, 1, 256, &dbatch), dbatch_s = v;
         else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
         else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
@@ -111,9 +116,9 @@ int cmd_serve(int argc, char **argv) {
     pid_t kids[MAX_CHILD];
     int n_kids = 0;
     for (int64_t i = 0; i < n_pre; i++)
-        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb);
+        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb, dbatch_s);
     for (int64_t i = 0; i < n_dec; i++)
-        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb);
+        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb, dbatch_s);
     fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld decode workers\n", o.front, o.back,
             (long long)n_pre, (long long)n_dec);
     int rc = coord_run(&o);

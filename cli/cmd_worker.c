@@ -16,6 +16,7 @@ static void s_usage(FILE *f) {
             "      --arena_mb N      prefill: shared-memory arena size (default 256)\n"
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
+            "      --max_batch N     decode: requests generated together (default 8)\n"
             "  -t, --threads N       BLAS threads\n",
             cli_default_model());
 }
@@ -23,7 +24,7 @@ static void s_usage(FILE *f) {
 int cmd_worker(int argc, char **argv) {
     worker_opts o = {.model_path = cli_default_model(), .arena_bytes = (size_t)256 << 20,
                      .heartbeat_ms = 1000, .lease_ms = 30000};
-    int64_t arena_mb = 256, hb = 1000, lease = 30000, threads = 0;
+    int64_t arena_mb = 256, hb = 1000, lease = 30000, threads = 0, max_batch = 8;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -45,6 +46,7 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--head_query")) o.head_query_path = v;
         else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &arena_mb);
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &hb);
+        else if (!strcmp(a, "--max_batch")) ok = cli_parse_i64(v, 1, 256, &max_batch);
         else if (!strcmp(a, "--lease_ms")) ok = cli_parse_i64(v, 10, 86400000, &lease);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
         else {
@@ -72,6 +74,7 @@ int cmd_worker(int argc, char **argv) {
     o.arena_bytes = (size_t)arena_mb << 20;
     o.heartbeat_ms = hb;
     o.lease_ms = (uint32_t)lease;
+    o.max_batch = max_batch;
     if (worker_run(&o)) return cli_fail("worker");
     return 0;
 }

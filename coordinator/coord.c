@@ -21,8 +21,7 @@ typedef struct worker_rec {
     wire_peer peer;
     Tis__Role role;
     uint64_t last_seen;
-    int64_t credit;      /* jobs it said it can take */
-    uint64_t busy;       /* request being worked on (internal id), 0 idle */
+    int64_t credit;      /* jobs it said it can take (its last READY) */
 } worker_rec;
 
 typedef struct request {
@@ -38,6 +37,7 @@ typedef struct request {
     uint64_t lease;
     int64_t attempts;
     uint64_t waiting_since;  /* when it last entered a WAIT stage */
+    wire_peer worker;        /* the worker running it (in ST_PREFILL / ST_DECODE) */
 } request;
 
 typedef struct self_t {
@@ -233,17 +233,16 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
     }
     if (rc) return false;
     w->credit--;
-    w->busy = r->id;
+    r->worker = w->peer;
     return true;
 }
 
 static void s_drop_worker(self_t *s, int i, const char *why) {
     worker_rec *w = &s->w[i];
-    request *r = w->busy ? s_find(s, w->busy) : NULL;
-    fprintf(stderr, "[coordinator] worker %.*s %s; %s\n", (int)w->peer.len, (const char *)w->peer.id, why,
-            r ? (r->attempts + 1 >= s->o->max_attempts ? "its request fails" : "its request is retried")
-              : "it held no request");
-    if (r) {
+    int64_t n_retry = 0, n_fail = 0;
+    for (int64_t k = 0; k < s->n_rq; k++) {
+        request *r = &s->rq[k];
+        if ((r->st != ST_PREFILL && r->st != ST_DECODE) || !s_same(&r->worker, &w->peer)) continue;
         r->attempts++;
         if (r->attempts >= s->o->max_attempts) {
             char msg[256];
@@ -251,11 +250,15 @@ static void s_drop_worker(self_t *s, int i, const char *why) {
                      (long long)r->attempts);
             s_error_to_client(s, &r->client, r->client_req, TIS_EIO, msg);
             s_finish(s, r);
+            n_fail++;
         } else {
             r->st = r->st == ST_PREFILL ? ST_WAIT_PREFILL : ST_WAIT_DECODE;
             r->waiting_since = s_now();
+            n_retry++;
         }
     }
+    fprintf(stderr, "[coordinator] worker %.*s %s; %s\n", (int)w->peer.len, (const char *)w->peer.id, why,
+            n_retry ? "its request is retried" : n_fail ? "its request fails" : "it held no request");
     s->w[i] = s->w[--s->n_w];
 }
 
@@ -279,8 +282,7 @@ static void s_back(self_t *s) {
     switch (e->body_case) {
     case TIS__ENVELOPE__BODY_READY:
         w->role = e->ready->role;
-        w->credit = e->ready->capacity ? e->ready->capacity : 1;
-        w->busy = 0;
+        w->credit = e->ready->capacity;
         break;
     case TIS__ENVELOPE__BODY_PREFILL_DONE:
         if (r && r->st == ST_PREFILL && e->prefill_done->kv) {
@@ -297,7 +299,6 @@ static void s_back(self_t *s) {
                 s_finish(s, r);
             }
         }
-        if (w->busy == e->request_id) w->busy = 0;
         break;
     case TIS__ENVELOPE__BODY_REPLY:
         if (r && r->st == ST_DECODE) {
@@ -308,7 +309,6 @@ static void s_back(self_t *s) {
             wire_send(s->front, &r->client, &out);
             s_finish(s, r);
         }
-        if (w->busy == e->request_id) w->busy = 0;
         break;
     case TIS__ENVELOPE__BODY_ERROR:
         /* a job that failed on a worker fails anywhere: answer now */
@@ -317,7 +317,6 @@ static void s_back(self_t *s) {
                               e->error->message ? e->error->message : "worker error");
             s_finish(s, r);
         }
-        if (w->busy == e->request_id) w->busy = 0;
         break;
     default:
         break; /* heartbeats and others: liveness only */
@@ -341,7 +340,7 @@ static void s_dispatch(self_t *s) {
         }
         for (int k = 0; k < s->n_w; k++) {
             worker_rec *w = &s->w[k];
-            if (w->role != want || w->credit <= 0 || w->busy) continue;
+            if (w->role != want || w->credit <= 0) continue;
             if (!s_send_job(s, w, r)) {
                 s_drop_worker(s, k, "could not be reached");
                 k--;

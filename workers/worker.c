@@ -23,6 +23,28 @@
 
 enum { MAX_PEERS = 32 };
 
+/* One request in the decode worker's continuous batch. */
+typedef struct dseq {
+    uint64_t request_id;
+    kv_cache *kv;                /* owned */
+    int32_t *q;                  /* [nq] question tokens still to run (owned) */
+    int64_t nq;
+    int32_t *gen;                /* [max_new] (owned) */
+    int64_t n, max_new;
+    int32_t last;
+    answer_stop stop;
+    bool prefilled;
+    double t0, t_first, handoff_s;
+    int64_t kv_bytes;
+} dseq;
+
+static void s_dseq_free(dseq *d) {
+    kv_cache_destroy(&d->kv);
+    free(d->q);
+    free(d->gen);
+    memset(d, 0, sizeof *d);
+}
+
 static volatile sig_atomic_t s_stop = 0;
 static void s_on_term(int sig) {
     (void)sig;
@@ -40,9 +62,13 @@ typedef struct self_t {
     arena *own;                  /* prefill: where compressed blocks go */
     arena *peers[MAX_PEERS];     /* decode: prefill arenas, opened once */
     int n_peers;
-    float *logits;               /* [n_vocab] */
+    float *logits;               /* [max_batch][n_vocab] */
     uint64_t seq;
     int64_t jobs;
+    struct dseq *act;            /* decode: sequences being generated [max_batch] */
+    int64_t n_act;
+    struct dseq *pend;           /* decode: accepted jobs waiting for a slot */
+    int64_t n_pend, cap_pend;
 } self_t;
 
 static void s_self_destroy(self_t **p) {
@@ -52,6 +78,10 @@ static void s_self_destroy(self_t **p) {
     if (s->ctx) zmq_ctx_term(s->ctx);
     arena_destroy(&s->own);
     for (int i = 0; i < s->n_peers; i++) arena_destroy(&s->peers[i]);
+    for (int64_t i = 0; i < s->n_act; i++) s_dseq_free(&s->act[i]);
+    for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
+    free(s->act);
+    free(s->pend);
     forward_state_destroy(&s->st);
     chat_template_free(&s->ct);
     head_destroy(&s->h_ctx);
@@ -83,7 +113,9 @@ static int s_self_new(self_t **out, const worker_opts *o) {
         if (!rc) rc = head_check_model(s->h_q, s->m->config.name, s->m->config.d_model, s->m->config.n_layer);
     }
     if (!rc && s->prefill) rc = arena_create(&s->own, o->name, o->arena_bytes);
-    if (!rc && !(s->logits = malloc((size_t)s->m->config.n_vocab * sizeof(float))))
+    int64_t mb = o->max_batch > 0 ? o->max_batch : 8;
+    if (!rc && (!(s->logits = malloc((size_t)(mb * s->m->config.n_vocab) * sizeof(float))) ||
+                !(s->act = calloc((size_t)mb, sizeof *s->act))))
         rc = tis_error(TIS_ENOMEM, "worker: out of memory");
     if (!rc) {
         s->ctx = zmq_ctx_new();
@@ -110,7 +142,9 @@ static int s_ready(self_t *s) {
     Tis__Ready rd = TIS__READY__INIT;
     rd.role = s->prefill ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
     rd.worker_id = (char *)s->o->name;
-    rd.capacity = 1;
+    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
+    int64_t free_slots = mb - s->n_act - s->n_pend;
+    rd.capacity = s->prefill ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
     if (s->own) {
         rd.arena = (char *)arena_name(s->own);
         rd.arena_bytes = arena_size(s->own);
@@ -209,8 +243,9 @@ static arena *s_peer(self_t *s, const char *name) {
     return a;
 }
 
-/* DecodeJob -> Reply. */
-static int s_decode(self_t *s, const Tis__Envelope *env) {
+/* DecodeJob: checked, the block copied out of the peer's arena into a cache
+ * with room for the question and the answer, queued for the batch. */
+static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     const Tis__DecodeJob *j = env->decode_job;
     if (!j->kv || !j->layout || !j->kv->arena || j->n_question_ids == 0)
         return tis_error(TIS_EINVAL, "decode job without a block, layout or question");
@@ -219,50 +254,123 @@ static int s_decode(self_t *s, const Tis__Envelope *env) {
     if (lay->n_layer != c->n_layer || lay->n_kv_head != c->n_kv_head || lay->head_dim != c->head_dim ||
         lay->n_stream_len != (size_t)(c->n_layer * c->n_kv_head))
         return tis_error(TIS_EINVAL, "the block's layout does not fit this model");
+    for (size_t i = 0; i < j->n_question_ids; i++)
+        if (j->question_ids[i] < 0 || j->question_ids[i] >= c->n_vocab)
+            return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
     arena *a = s_peer(s, j->kv->arena);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);
     if (!blk) return TIS_ERANGE;
     int64_t ns = (int64_t)lay->n_stream_len, max_new = j->gen && j->gen->max_new ? j->gen->max_new : 16;
+    if (max_new > 4096) return tis_error(TIS_EINVAL, "max_new %lld", (long long)max_new);
     int64_t *lens = malloc((size_t)ns * sizeof *lens);
     if (!lens) return tis_error(TIS_ENOMEM, "out of memory");
     for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
-    for (size_t i = 0; i < j->n_question_ids; i++)
-        if (j->question_ids[i] < 0 || j->question_ids[i] >= c->n_vocab) {
-            free(lens);
-            return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
-        }
-    kv_cache *kv = NULL;
-    double t0 = tis_now();
-    int rc = kv_cache_block_read(&kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past, blk,
-                                 j->kv->length, (int64_t)j->n_question_ids + max_new);
-    double handoff_s = tis_now() - t0;
+    dseq d = {.request_id = env->request_id, .nq = (int64_t)j->n_question_ids, .max_new = max_new};
+    d.t0 = tis_now();
+    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past, blk,
+                                 j->kv->length, d.nq + max_new);
+    d.handoff_s = tis_now() - d.t0;
     free(lens);
     if (rc) return rc;
-    answer_out ao = {0};
-    const int32_t *q = j->question_ids;
-    int64_t nq = (int64_t)j->n_question_ids;
-    rc = generate_answers(s->st, s->m, &kv, 1, &q, &nq, max_new, s->logits, &ao);
-    kv_cache_destroy(&kv);
-    if (rc) return rc;
+    d.q = malloc((size_t)d.nq * sizeof(int32_t));
+    d.gen = malloc((size_t)max_new * sizeof(int32_t));
+    if (!d.q || !d.gen || (s->n_pend == s->cap_pend && !(s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 16,
+                                                         s->pend = realloc(s->pend, (size_t)s->cap_pend * sizeof *s->pend)))) {
+        s_dseq_free(&d);
+        return tis_error(TIS_ENOMEM, "out of memory");
+    }
+    memcpy(d.q, j->question_ids, (size_t)d.nq * sizeof(int32_t));
+    s->pend[s->n_pend++] = d;
+    return 0;
+}
+
+static void s_decode_reply(self_t *s, dseq *d) {
+    char *text = NULL;
+    size_t len = 0;
+    if (tokenizer_decode(s->m->tok, d->gen, d->n, true, &text, &len)) {
+        s_error(s, d->request_id, TIS_EINVAL, "decoding the answer");
+        return;
+    }
+    answer_trim(text, len);
+    double now = tis_now();
     Tis__Timing tm = TIS__TIMING__INIT;
-    tm.handoff_s = handoff_s;
-    tm.decode_s = ao.first_s + ao.rest_s;
-    tm.ttft_s = ao.first_s;
+    tm.handoff_s = d->handoff_s;
+    tm.decode_s = now - d->t0 - d->handoff_s;
+    tm.ttft_s = d->t_first - d->t0;
     Tis__Reply rp = TIS__REPLY__INIT;
-    rp.answer = ao.text ? ao.text : "";
-    rp.n_ids = (size_t)ao.n_gen;
-    rp.ids = ao.ids;
+    rp.answer = text;
+    rp.n_ids = (size_t)d->n;
+    rp.ids = d->gen;
     rp.timing = &tm;
-    rp.kv_bytes = (uint64_t)ao.kv_bytes;
+    rp.kv_bytes = (uint64_t)d->kv_bytes;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
-    out.request_id = env->request_id;
+    out.request_id = d->request_id;
     out.body_case = TIS__ENVELOPE__BODY_REPLY;
     out.reply = &rp;
-    rc = s_send(s, &out);
-    free(ao.text);
-    free(ao.ids);
-    return rc;
+    s_send(s, &out);
+    free(text);
+}
+
+/* One step of the continuous batch: new sequences run their question,
+ * the others their last token, in one batched pass (weights read once);
+ * finished sequences are answered and leave, queued ones take their slots. */
+static int s_decode_step(self_t *s) {
+    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
+    while (s->n_act < mb && s->n_pend > 0) {
+        s->act[s->n_act++] = s->pend[0];
+        memmove(s->pend, s->pend + 1, (size_t)(--s->n_pend) * sizeof *s->pend);
+    }
+    if (s->n_act == 0) return 0;
+    kv_cache *kvs[256];
+    const int32_t *ids[256];
+    int64_t nt[256];
+    int64_t G = s->n_act < 256 ? s->n_act : 256;
+    for (int64_t i = 0; i < G; i++) {
+        dseq *d = &s->act[i];
+        kvs[i] = d->kv;
+        ids[i] = d->prefilled ? &d->last : d->q;
+        nt[i] = d->prefilled ? 1 : d->nq;
+    }
+    int rc = forward_run_batch(s->st, kvs, G, ids, nt, s->logits);
+    if (rc) { /* a sequence that does not fit its cache: fail them all, keep serving */
+        for (int64_t i = 0; i < s->n_act; i++) {
+            s_error(s, s->act[i].request_id, rc, "decode step");
+            s_dseq_free(&s->act[i]);
+        }
+        s->n_act = 0;
+        return s_ready(s);
+    }
+    int64_t V = s->m->config.n_vocab, kept = 0, finished = 0;
+    double now = tis_now();
+    for (int64_t i = 0; i < G; i++) {
+        dseq *d = &s->act[i];
+        if (!d->prefilled) {
+            d->prefilled = true;
+            d->kv_bytes = (int64_t)kv_cache_bytes_used(d->kv);
+            d->t_first = now;
+        }
+        int32_t id = sampler_argmax(s->logits + i * V, V);
+        bool done = tokenizer_is_eog(s->m->tok, id);
+        if (!done) {
+            d->gen[d->n++] = id;
+            d->last = id;
+            char buf[64];
+            int64_t nb = tokenizer_token_bytes(s->m->tok, id, buf, sizeof buf);
+            done = answer_stop_feed(&d->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf) ||
+                   d->n >= d->max_new;
+        }
+        if (done) {
+            s_decode_reply(s, d);
+            s_dseq_free(d);
+            finished++;
+        } else {
+            s->act[kept++] = *d;
+        }
+    }
+    for (int64_t i = G; i < s->n_act; i++) s->act[kept++] = s->act[i];
+    s->n_act = kept;
+    return finished ? s_ready(s) : 0;
 }
 
 int worker_run(const worker_opts *o) {
@@ -279,6 +387,7 @@ int worker_run(const worker_opts *o) {
     while (!rc && !s_stop) {
         zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
         int64_t wait = (int64_t)(next_hb - arena_now_ms());
+        if (s->n_act > 0 || s->n_pend > 0) wait = 0; /* generating: only look for new jobs */
         int n = zmq_poll(&it, 1, wait > 0 ? (long)wait : 0);
         if (n < 0) {
             if (zmq_errno() == EINTR) continue;
@@ -295,7 +404,10 @@ int worker_run(const worker_opts *o) {
             if (s->own) arena_expire(s->own, arena_now_ms());
             next_hb = arena_now_ms() + (uint64_t)hb_ms;
         }
-        if (n == 0) continue;
+        if (n == 0) {
+            if (!s->prefill) rc = s_decode_step(s);
+            continue;
+        }
         Tis__Envelope *env = NULL;
         int r = wire_recv(s->sock, 0, NULL, &env);
         if (r) { /* a bad message: say so, keep serving */
@@ -317,11 +429,13 @@ int worker_run(const worker_opts *o) {
                 if (strstr(o->name, part)) _exit(137);
             }
             bool mine = (env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB) == s->prefill;
-            job = true;
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
-                : s->prefill ? s_prefill(s, env) : s_decode(s, env);
+                : s->prefill ? s_prefill(s, env) : s_decode_accept(s, env);
             if (r) s_error(s, env->request_id, r, "job failed");
             s->jobs++;
+            /* a prefill worker is free again; a decode worker says so when a
+             * sequence finishes (or at once when the job was refused) */
+            job = s->prefill || r != 0 || !mine;
             break;
         }
         case TIS__ENVELOPE__BODY_LEASE_RENEW:
@@ -342,6 +456,7 @@ int worker_run(const worker_opts *o) {
         }
         msg_free(env);
         if (job && !s_stop) rc = s_ready(s);
+        if (!rc && !s->prefill && !s_stop) rc = s_decode_step(s);
     }
     s_self_destroy(&s);
     return rc;

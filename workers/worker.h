@@ -9,8 +9,9 @@
  *            block into its arena under a lease -> PrefillDone (BlockRef +
  *            KvLayout + the question tokens still to run).
  *   decode:  DecodeJob -> map the prefill worker's arena (once, cached),
- *            copy the block out, run the question and generate
- *            (generate_answers) -> Reply. */
+ *            copy the block out; up to max_batch requests generate together
+ *            (continuous batching: one batched forward pass per step, new
+ *            requests join between steps) -> Reply each. */
 #ifndef TIS_WORKER_H
 #define TIS_WORKER_H
 
@@ -27,6 +28,7 @@ typedef struct worker_opts {
     size_t arena_bytes;        /* prefill: shared-memory arena size */
     int64_t heartbeat_ms;      /* heartbeat period (default 1000) */
     uint32_t lease_ms;         /* lease of a block until its consumer renews (default 30000) */
+    int64_t max_batch;         /* decode: requests generated together (default 8) */
 } worker_opts;
 
 /* Runs until Shutdown / SIGTERM (0) or a fatal setup error (< 0). */
