@@ -338,15 +338,15 @@ static void s_dispatch(self_t *s) {
             s_finish(s, r);
             continue;
         }
-        for (int k = 0; k < s->n_w; k++) {
-            worker_rec *w = &s->w[k];
-            if (w->role != want || w->credit <= 0) continue;
-            if (!s_send_job(s, w, r)) {
-                s_drop_worker(s, k, "could not be reached");
-                k--;
-                continue;
-            }
-            break;
+        /* The least loaded worker of the role: the most free slots. */
+        for (;;) {
+            int best = -1;
+            for (int k = 0; k < s->n_w; k++)
+                if (s->w[k].role == want && s->w[k].credit > 0 && (best < 0 || s->w[k].credit > s->w[best].credit))
+                    best = k;
+            if (best < 0) break;
+            if (s_send_job(s, &s->w[best], r)) break;
+            s_drop_worker(s, best, "could not be reached");
         }
     }
 }
