@@ -368,8 +368,11 @@ int cmd_eval(int argc, char **argv) {
             }
             done_n++;
             char what[160] = "";
-            if (n_rows > first)
-                snprintf(what, sizeof what, "%s: full %s", smp->id, rows[first].correct ? "ok" : "miss");
+            for (int64_t k = first; k < n_rows; k++)
+                if (!strcmp(rows[k].policy, "full")) {
+                    snprintf(what, sizeof what, "%s: full %s", smp->id, rows[k].correct ? "ok" : "miss");
+                    break;
+                }
             s_progress(done_n, total, tis_now() - t0, what, tty);
             /* Partial results survive an interrupted run. */
             if (report_write_csv(output, rows, n_rows)) {
