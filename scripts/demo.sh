@@ -10,10 +10,10 @@ echo "\$ tis generate --chat -p \"What is the capital of France?\" -n 64"
 "$root/build/tis" generate -m "$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
   --chat -p "What is the capital of France?" -n 64
 echo
-echo "\$ tis eval --benchmark passkey --context_tokens 1024 --n_samples 5 --baseline full streaming snapkv oracle --cache_budgets 0.05 0.25 --batch 16"
+echo "\$ tis eval --benchmark passkey --context_tokens 1024 --n_samples 5 --baseline full streaming snapkv oracle --cache_budgets 0.05 0.25"
 "$root/build/tis" eval -m "$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
   --benchmark passkey --context_tokens 1024 --n_samples 5 \
-  --baseline full streaming snapkv oracle --cache_budgets 0.05 0.25 --batch 16 \
+  --baseline full streaming snapkv oracle --cache_budgets 0.05 0.25 \
   --output "$root/results/demo.csv"
 echo
 sed -n '/^## passkey/,$p' "$root/results/demo.md" | sed '/^## Plots/,$d'
