@@ -94,33 +94,6 @@ static void s_progress(int64_t done, int64_t total, double elapsed, const char *
     fflush(stderr);
 }
 
-static char *s_with_ext(const char *path, const char *ext) {
-    size_t n = strlen(path);
-    if (n > 4 && !strcmp(path + n - 4, ".csv")) n -= 4;
-    char *s = malloc(n + strlen(ext) + 1);
-    if (!s) return NULL;
-    memcpy(s, path, n);
-    strcpy(s + n, ext);
-    return s;
-}
-
-static int s_mkdirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (!slash) return 0;
-    *slash = 0;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-    struct stat sb;
-    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
-}
-
 int cmd_eval(int argc, char **argv) {
     const char *model_path = cli_default_model(), *dataset = NULL, *output = "results/eval.csv";
     const char *haystack = NULL, *protocol = "agnostic";
@@ -292,8 +265,8 @@ int cmd_eval(int argc, char **argv) {
     eval_row *rows = NULL;
     int64_t n_rows = 0, cap_rows = 0;
     eval_runner *er = NULL;
-    char *json_path = s_with_ext(output, ".json"), *md_path = s_with_ext(output, ".md");
-    char *plot_prefix = s_with_ext(output, "");
+    char *json_path = cli_csv_sibling(output, ".json"), *md_path = cli_csv_sibling(output, ".md");
+    char *plot_prefix = cli_csv_sibling(output, "");
     char **plot_paths = NULL;
     int64_t n_plots = 0;
     char cmdline[4096] = "tis";
@@ -346,7 +319,7 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("setting up the evaluation");
         goto done;
     }
-    if (s_mkdirs(output)) {
+    if (cli_mkdirs_for(output)) {
         fprintf(stderr, "tis eval: cannot create the directory of %s\n", output);
         goto done;
     }

@@ -258,15 +258,7 @@ int cmd_label(int argc, char **argv) {
         fprintf(stderr, "tis label: out of memory\n");
         goto done;
     }
-    char parents[1024];
-    snprintf(parents, sizeof parents, "%s", outdir);
-    for (char *c = parents + 1; *c; c++)
-        if (*c == '/') {
-            *c = 0;
-            mkdir(parents, 0755); /* like mkdir -p; the last mkdir reports */
-            *c = '/';
-        }
-    if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
+    if (cli_mkdirs(outdir) != 0) {
         fprintf(stderr, "tis label: cannot create %s: %s\n", outdir, strerror(errno));
         goto done;
     }

@@ -22,34 +22,6 @@ static void s_usage(FILE *f) {
 }
 
 /* PATH with a trailing .csv replaced by ext (malloc'd). */
-static char *s_with_ext(const char *path, const char *ext) {
-    size_t n = strlen(path);
-    if (n > 4 && !strcmp(path + n - 4, ".csv")) n -= 4;
-    char *s = malloc(n + strlen(ext) + 1);
-    if (!s) return NULL;
-    memcpy(s, path, n);
-    strcpy(s + n, ext);
-    return s;
-}
-
-/* Creates the directories leading to a file path. */
-static int s_mkdirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
-    char *slash = strrchr(buf, '/');
-    if (!slash || slash == buf) return 0;
-    *slash = 0;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-    struct stat sb;
-    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
-}
-
 /* "tis report ARGS" with arguments single-quoted where a shell needs it
  * (malloc'd). */
 static char *s_cmdline(int argc, char **argv) {
@@ -80,7 +52,7 @@ static char *s_cmdline(int argc, char **argv) {
 /* The model named by the eval JSON beside a CSV (A.json for A.csv) when
  * that JSON describes the same number of rows; NULL otherwise (malloc'd). */
 static char *s_model_of(const char *csv, int64_t n_rows) {
-    char *json_path = s_with_ext(csv, ".json");
+    char *json_path = cli_csv_sibling(csv, ".json");
     if (!json_path || !strcmp(json_path, csv)) {
         free(json_path);
         return NULL;
@@ -158,8 +130,8 @@ int cmd_report(int argc, char **argv) {
     int rc = 1;
     eval_row *rows = NULL;
     int64_t n_rows = 0;
-    char *json_path = s_with_ext(output, ".json"), *md_path = s_with_ext(output, ".md");
-    char *plot_prefix = s_with_ext(output, ""), *cmdline = s_cmdline(argc, argv);
+    char *json_path = cli_csv_sibling(output, ".json"), *md_path = cli_csv_sibling(output, ".md");
+    char *plot_prefix = cli_csv_sibling(output, ""), *cmdline = s_cmdline(argc, argv);
     char *model = NULL;
     char **plot_paths = NULL;
     int64_t n_plots = 0;
@@ -198,7 +170,7 @@ int cmd_report(int argc, char **argv) {
         else free(m);
         fprintf(stderr, "[report] %s: %lld rows\n", csv, (long long)n_part);
     }
-    if (s_mkdirs(output)) {
+    if (cli_mkdirs_for(output)) {
         fprintf(stderr, "tis report: cannot create the directory of %s\n", output);
         goto done;
     }
