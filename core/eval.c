@@ -431,28 +431,20 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     /* 4b. importance-head scores: tis from the context's own hidden states,
      *     tis_query also from the question's (query-aware protocol). */
     if (r->head_layer >= 0) {
-        int64_t d = r->m->config.d_model, nq = n_suf - 1;
-        float *f = malloc((size_t)(p.n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
         double th = tis_now();
-        if (f && q && r->head_ctx) {
+        if (r->head_ctx) {
             tis_sc = malloc((size_t)p.n_ctx * sizeof(float));
-            head_features(r->head_ctx, obs.hid + p.ctx_begin * d, p.n_ctx, f);
-            rc = tis_sc ? head_forward(r->head_ctx, f, p.n_ctx, NULL, tis_sc) : TIS_ENOMEM;
+            rc = tis_sc ? head_score_context(r->head_ctx, obs.hid, p.ctx_begin, p.n_ctx, 0, 0, tis_sc)
+                        : tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
         }
-        if (!rc && f && q && r->head_q && nq > 0) {
+        if (!rc && r->head_q) {
             tisq_sc = malloc((size_t)p.n_ctx * sizeof(float));
-            head_query(r->head_q, obs_q.hid + p.suf_begin * d, nq, q);
-            head_features(r->head_q, obs_q.hid + p.ctx_begin * d, p.n_ctx, f);
-            rc = tisq_sc ? head_forward(r->head_q, f, p.n_ctx, q, tisq_sc) : TIS_ENOMEM;
+            rc = tisq_sc ? head_score_context(r->head_q, obs_q.hid, p.ctx_begin, p.n_ctx, p.suf_begin, n_suf - 1,
+                                              tisq_sc)
+                         : tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
         }
         head_s = tis_now() - th;
-        if (!f || !q) rc = tis_error(TIS_ENOMEM, "eval: out of memory for head features");
-        free(f);
-        free(q);
-        if (rc) {
-            if (rc == TIS_ENOMEM) rc = tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
-            goto done;
-        }
+        if (rc) goto done;
     }
 
     /* 5. every protocol x policy x budget, in groups of cfg->batch. */

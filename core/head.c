@@ -415,3 +415,22 @@ double head_recall_at(const float *s, const float *y, int64_t n, double frac) {
     free(mark);
     return (double)hit / (double)k;
 }
+
+int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
+                       int64_t q_begin, int64_t n_q, float *out) {
+    int64_t d = h->cfg.d_model;
+    if (h->cfg.query_aware && n_q < 1) return tis_error(TIS_EINVAL, "head: a query-aware head needs question rows");
+    float *f = malloc((size_t)(n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
+    if (!f || !q) {
+        free(f);
+        free(q);
+        return tis_error(TIS_ENOMEM, "head: out of memory for %lld x %lld features", (long long)n_ctx,
+                         (long long)d);
+    }
+    if (h->cfg.query_aware) head_query(h, hid + q_begin * d, n_q, q);
+    head_features(h, hid + ctx_begin * d, n_ctx, f);
+    int rc = head_forward(h, f, n_ctx, h->cfg.query_aware ? q : NULL, out);
+    free(f);
+    free(q);
+    return rc;
+}

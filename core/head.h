@@ -78,6 +78,13 @@ void head_query(const head *h, const float *xq, int64_t nq, float *q);
  * else NULL). Scratch is allocated inside. */
 int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s);
 
+/* Scores of the context rows [ctx_begin, ctx_begin + n_ctx) of hidden
+ * states hid[][d_model] (rows by position, as captured in a prefill): raw
+ * features normalised, the query vector pooled from the rows
+ * [q_begin, q_begin + n_q) when the head is query-aware. out[n_ctx]. */
+int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
+                       int64_t q_begin, int64_t n_q, float *out);
+
 /* Accumulates into grad[n_params] the gradient of sum_j ds[j] * s_j for the
  * same inputs (backprop of a loss whose derivative w.r.t. s is ds). */
 int head_backward(const head *h, const float *f, int64_t n, const float *q, const float *ds,

@@ -10,28 +10,6 @@
 #include "oracle.h"
 #include "tis_error.h"
 
-static float *s_head_scores(const head *h, const float *hid, int64_t d, const eval_prompt *p, bool query) {
-    float *f = malloc((size_t)(p->n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
-    float *sc = malloc((size_t)p->n_ctx * sizeof(float));
-    if (!f || !q || !sc) {
-        free(f);
-        free(q);
-        free(sc);
-        tis_error(TIS_ENOMEM, "request: out of memory for head scores");
-        return NULL;
-    }
-    if (query) head_query(h, hid + p->suf_begin * d, p->n - 1 - p->suf_begin, q);
-    head_features(h, hid + p->ctx_begin * d, p->n_ctx, f);
-    int rc = head_forward(h, f, p->n_ctx, query ? q : NULL, sc);
-    free(f);
-    free(q);
-    if (rc) {
-        free(sc);
-        return NULL;
-    }
-    return sc;
-}
-
 int request_prefill(forward_state *st, const chat_template *ct, bool chat, const bench_sample *s,
                     const request_opts *o, request_prefilled *out) {
     memset(out, 0, sizeof *out);
@@ -81,9 +59,11 @@ int request_prefill(forward_state *st, const chat_template *ct, bool chat, const
         if (rc) goto done;
     }
     double tc = tis_now();
-    if (hd && !(hs = s_head_scores(hd, obs.hid, m->config.d_model, &p, pr->query_head))) {
-        rc = TIS_ENOMEM;
-        goto done;
+    if (hd) {
+        hs = malloc((size_t)p.n_ctx * sizeof(float));
+        rc = hs ? head_score_context(hd, obs.hid, p.ctx_begin, p.n_ctx, p.suf_begin, n_suf - 1, hs)
+                : tis_error(TIS_ENOMEM, "request: out of memory for head scores");
+        if (rc) goto done;
     }
     out->n_rest = qa_path ? 1 : n_suf;
     if (!pr->score) { /* full */
