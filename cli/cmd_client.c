@@ -1,15 +1,15 @@
-/* tis client: submits requests to a running tis serve and prints the answers. */
+/* tis client: submits requests to a running tis serve (through the public
+ * C client, include/tis_client.h), prints the answers and the timings. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "bench.h"
 #include "cli.h"
 #include "generate.h"
+#include "tis_client.h"
 #include "tis_error.h"
-#include "wire.h"
 
 static void s_usage(FILE *f) {
     fprintf(f,
@@ -20,15 +20,26 @@ static void s_usage(FILE *f) {
             "      --budget_tokens N    or a token count\n"
             "      --query_aware        question prefilled before compression\n"
             "      --max_new N          answer tokens at most (default 16)\n"
+            "      --concurrency N      requests in flight at most (default: all at once);\n"
+            "                           a Busy answer is resubmitted after the server's hint\n"
+            "      --repeat N           send the dataset N times (load tests; default 1)\n"
+            "      --timings PATH.csv   one row per request: id, answer tokens, KV bytes, seconds\n"
+            "      --quiet              no answers on stdout, the summary only\n"
             "      --timeout_s S        give up after S seconds (default 600)\n");
 }
 
+typedef struct slot {
+    int64_t sample;
+    double t_sent;
+    int state; /* 0 to send, 1 in flight, 2 done */
+} slot;
+
 int cmd_client(int argc, char **argv) {
     const char *ep = "ipc:///tmp/tis-front", *dataset = NULL, *context = NULL, *question = NULL;
-    const char *policy = "full";
+    const char *policy = "full", *timings = NULL;
     float budget = 0.25f;
-    int64_t btok = 0, max_new = 16, timeout_s = 600;
-    bool qa = false;
+    int64_t btok = 0, max_new = 16, timeout_s = 600, conc = 0, repeat = 1;
+    bool qa = false, quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -36,6 +47,7 @@ int cmd_client(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--query_aware")) { qa = true; continue; }
+        if (!strcmp(a, "--quiet")) { quiet = true; continue; }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "tis client: option '%s' needs a value (or is unknown)\n\n", a);
@@ -48,9 +60,12 @@ int cmd_client(int argc, char **argv) {
         else if (!strcmp(a, "--context")) context = v;
         else if (!strcmp(a, "--question")) question = v;
         else if (!strcmp(a, "--policy")) policy = v;
+        else if (!strcmp(a, "--timings")) timings = v;
         else if (!strcmp(a, "--budget")) ok = cli_parse_f32(v, 1e-6f, 1.0f, &budget);
         else if (!strcmp(a, "--budget_tokens")) ok = cli_parse_i64(v, 1, 1 << 24, &btok);
         else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
+        else if (!strcmp(a, "--concurrency")) ok = cli_parse_i64(v, 1, 1 << 20, &conc);
+        else if (!strcmp(a, "--repeat")) ok = cli_parse_i64(v, 1, 1 << 20, &repeat);
         else if (!strcmp(a, "--timeout_s")) ok = cli_parse_i64(v, 1, 86400, &timeout_s);
         else {
             fprintf(stderr, "tis client: unknown option '%s'\n\n", a);
@@ -80,83 +95,114 @@ int cmd_client(int argc, char **argv) {
         set.s = &one;
         set.n = 1;
     }
-    void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    int64_t n = set.n * repeat;
+    if (conc <= 0) conc = n;
     int rc = 1;
-    bool *done = calloc((size_t)set.n, sizeof *done);
-    if (!done || zmq_connect(sock, ep) != 0) {
-        fprintf(stderr, "tis client: cannot connect to %s\n", ep);
+    tis_client *c = NULL;
+    FILE *tf = NULL;
+    slot *sl = calloc((size_t)n, sizeof *sl);
+    if (!sl) {
+        fprintf(stderr, "tis client: out of memory\n");
         goto out;
     }
-    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
-    gp.max_new = (uint32_t)max_new;
-    gp.seed = 42;
-    for (int64_t i = 0; i < set.n; i++) {
-        Tis__Submit sub = TIS__SUBMIT__INIT;
-        sub.context = set.s[i].context;
-        sub.question = set.s[i].question;
-        sub.prefix = set.s[i].prefix ? set.s[i].prefix : "";
-        sub.answer_prefix = set.s[i].answer_prefix ? set.s[i].answer_prefix : "";
-        sub.policy = (char *)policy;
-        sub.budget = btok ? 0 : budget;
-        sub.budget_tokens = (uint32_t)btok;
-        sub.query_aware = qa;
-        sub.gen = &gp;
-        Tis__Envelope e = TIS__ENVELOPE__INIT;
-        e.request_id = (uint64_t)i + 1;
-        e.body_case = TIS__ENVELOPE__BODY_SUBMIT;
-        e.submit = &sub;
-        if (wire_send(sock, NULL, &e)) {
-            cli_fail("sending");
+    if (tis_client_open(ep, &c)) {
+        cli_fail("connecting");
+        goto out;
+    }
+    if (timings) {
+        if (cli_mkdirs_for(timings) || !(tf = fopen(timings, "w"))) {
+            fprintf(stderr, "tis client: cannot write '%s'\n", timings);
             goto out;
         }
+        fprintf(tf, "id,status,answer_tokens,kv_bytes,full_kv_bytes,queue_s,prefill_s,handoff_s,decode_s,ttft_s,"
+                    "total_s,client_s\n");
     }
-    int64_t n_done = 0, n_err = 0;
-    double t_end = tis_now() + (double)timeout_s;
-    while (n_done < set.n && tis_now() < t_end) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 1000) <= 0) continue;
-        Tis__Envelope *e = NULL;
-        if (wire_recv(sock, 0, NULL, &e)) {
-            fprintf(stderr, "tis client: bad message from the server: %s\n", tis_last_error());
-            msg_free(e);
+    for (int64_t i = 0; i < n; i++) sl[i].sample = i % set.n;
+    int64_t n_done = 0, n_err = 0, n_busy = 0, in_flight = 0, next = 0, tokens = 0;
+    double t0 = tis_now(), t_end = t0 + (double)timeout_s, wait_until = 0, sum_ttft = 0, sum_total = 0;
+    while (n_done < n && tis_now() < t_end) {
+        /* fill the window: requests not yet sent (or sent back by Busy) */
+        for (int64_t i = next; i < n && in_flight < conc && tis_now() >= wait_until; i++) {
+            if (sl[i].state != 0) continue;
+            const bench_sample *b = &set.s[sl[i].sample];
+            tis_request rq = {.context = b->context, .question = b->question, .prefix = b->prefix,
+                              .answer_prefix = b->answer_prefix, .policy = policy,
+                              .budget = btok ? 0 : budget, .budget_tokens = (uint32_t)btok,
+                              .query_aware = qa, .max_new = (uint32_t)max_new};
+            if (tis_client_submit(c, (uint64_t)i + 1, &rq)) {
+                cli_fail("sending");
+                goto out;
+            }
+            sl[i].state = 1;
+            sl[i].t_sent = tis_now();
+            in_flight++;
+        }
+        while (next < n && sl[next].state != 0) next++;
+        tis_result r;
+        int got = tis_client_next(c, 100, &r);
+        if (got < 0) {
+            fprintf(stderr, "tis client: bad message from the server: %s\n", tis_client_last_error());
             continue;
         }
-        int64_t i = (int64_t)e->request_id - 1;
-        if (i < 0 || i >= set.n || done[i]) {
-            msg_free(e);
+        if (got == 0) continue;
+        int64_t i = (int64_t)r.id - 1;
+        if (i < 0 || i >= n || sl[i].state != 1) {
+            tis_result_free(&r);
             continue;
         }
-        if (e->body_case == TIS__ENVELOPE__BODY_REPLY) {
-            const Tis__Reply *r = e->reply;
-            printf("%s\t%s\n", set.s[i].id, r->answer);
-            if (r->timing)
-                fprintf(stderr, "[client] %s: %zu tokens, KV %.2f MiB, hand-off %.1f ms, decode %.3f s\n",
-                        set.s[i].id, r->n_ids, (double)r->kv_bytes / 1048576.0, r->timing->handoff_s * 1e3,
-                        r->timing->decode_s);
-            done[i] = true;
-            n_done++;
-        } else if (e->body_case == TIS__ENVELOPE__BODY_ERROR) {
-            fprintf(stderr, "[client] %s: error: %s\n", set.s[i].id, e->error->message);
-            done[i] = true;
-            n_done++;
-            n_err++;
-        } else if (e->body_case == TIS__ENVELOPE__BODY_BUSY) {
-            fprintf(stderr, "[client] %s: server busy; not resent (use fewer requests at once)\n", set.s[i].id);
-            done[i] = true;
-            n_done++;
+        const char *id = set.s[sl[i].sample].id;
+        in_flight--;
+        if (r.kind == TIS_RESULT_BUSY) { /* not queued: send again after the hint */
+            sl[i].state = 0;
+            if (i < next) next = i;
+            wait_until = tis_now() + (r.retry_after_ms ? r.retry_after_ms : 100) / 1000.0;
+            n_busy++;
+            tis_result_free(&r);
+            continue;
+        }
+        sl[i].state = 2;
+        n_done++;
+        double client_s = tis_now() - sl[i].t_sent;
+        if (r.kind == TIS_RESULT_REPLY) {
+            if (!quiet) printf("%s\t%s\n", id, r.answer);
+            tokens += (int64_t)r.n_ids;
+            sum_ttft += r.ttft_s;
+            sum_total += r.total_s;
+            if (!quiet)
+                fprintf(stderr,
+                        "[client] %s: %zu tokens, KV %.2f MiB, queue %.3f s, prefill %.3f s, hand-off %.2f ms, "
+                        "decode %.3f s, total %.3f s\n",
+                        id, r.n_ids, (double)r.kv_bytes / 1048576.0, r.queue_s, r.prefill_s, r.handoff_s * 1e3,
+                        r.decode_s, r.total_s);
+        } else {
+            fprintf(stderr, "[client] %s: error: %s\n", id, r.error ? r.error : "?");
             n_err++;
         }
-        msg_free(e);
+        if (tf)
+            fprintf(tf, "%s,%s,%zu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", id,
+                    r.kind == TIS_RESULT_REPLY ? "ok" : "error", r.n_ids, (unsigned long long)r.kv_bytes,
+                    (unsigned long long)r.full_kv_bytes, r.queue_s, r.prefill_s, r.handoff_s, r.decode_s, r.ttft_s,
+                    r.total_s, client_s);
+        tis_result_free(&r);
     }
-    if (n_done < set.n) fprintf(stderr, "tis client: %lld requests unanswered after %lld s\n",
-                                (long long)(set.n - n_done), (long long)timeout_s);
-    rc = n_done == set.n && n_err == 0 ? 0 : 1;
+    double wall = tis_now() - t0;
+    int64_t n_ok = n_done - n_err;
+    fprintf(stderr,
+            "[client] %lld/%lld answered (%lld errors, %lld busy resends) in %.2f s: %.2f requests/s, "
+            "%.1f answer tokens/s, mean TTFT %.3f s, mean latency %.3f s\n",
+            (long long)n_done, (long long)n, (long long)n_err, (long long)n_busy, wall, (double)n_done / wall,
+            (double)tokens / wall, n_ok ? sum_ttft / (double)n_ok : 0.0, n_ok ? sum_total / (double)n_ok : 0.0);
+    if (n_done < n)
+        fprintf(stderr, "tis client: %lld requests unanswered after %lld s\n", (long long)(n - n_done),
+                (long long)timeout_s);
+    rc = n_done == n && n_err == 0 ? 0 : 1;
 out:
-    free(done);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
+    if (tf && fclose(tf)) {
+        fprintf(stderr, "tis client: writing '%s' failed\n", timings);
+        rc = 1;
+    }
+    free(sl);
+    tis_client_close(c);
     if (dataset) bench_set_free(&set);
     return rc;
 }

@@ -103,6 +103,7 @@ static void s_usage(FILE *f) {
             "            one pipeline worker (prefill + compress, or decode from a compressed block)\n"
             "  serve     [--front EP] [--back EP] [--prefill N] [--decode N]   coordinator + local workers\n"
             "  client    [--connect EP] (--dataset F | --context T --question Q) [--policy P] [--budget F]\n"
+            "  status    [--connect EP] [--json]   workers, queues, stage latencies of a running serve\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -154,6 +155,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "client")) return cmd_client(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

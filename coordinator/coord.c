@@ -10,10 +10,15 @@
 #include <zmq.h>
 
 #include "arena.h"
+#include "generate.h"
 #include "tis_error.h"
 #include "wire.h"
 
-enum { MAX_WORKERS = 64, RECENT = 1024 };
+enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024 };
+
+/* Stages whose latency `tis status` reports, over the last LAT_RING answers. */
+typedef enum lat_stage { LAT_QUEUE, LAT_PREFILL, LAT_HANDOFF, LAT_DECODE, LAT_TTFT, LAT_TOTAL, LAT_N } lat_stage;
+static const char *const LAT_NAME[LAT_N] = {"queue", "prefill", "handoff", "decode", "ttft", "total"};
 
 typedef enum stage { ST_FREE = 0, ST_WAIT_PREFILL, ST_PREFILL, ST_WAIT_DECODE, ST_DECODE } stage;
 
@@ -22,6 +27,7 @@ typedef struct worker_rec {
     Tis__Role role;
     uint64_t last_seen;
     int64_t credit;      /* jobs it said it can take (its last READY) */
+    uint64_t jobs_done;
 } worker_rec;
 
 typedef struct request {
@@ -38,6 +44,10 @@ typedef struct request {
     int64_t attempts;
     uint64_t waiting_since;  /* when it last entered a WAIT stage */
     wire_peer worker;        /* the worker running it (in ST_PREFILL / ST_DECODE) */
+    double t_submit, t_wait; /* when it came; when it last entered a WAIT stage */
+    double queue_s;          /* time spent waiting for workers */
+    double prefill_s, t_decode_sent;
+    uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
 } request;
 
 typedef struct self_t {
@@ -51,6 +61,11 @@ typedef struct self_t {
     struct { wire_peer client; uint64_t req; } recent[RECENT]; /* answered: duplicates are dropped */
     int64_t n_recent;
     int64_t answered;
+    /* for tis status */
+    double t_start;
+    double lat[LAT_N][LAT_RING];
+    int64_t n_lat;
+    uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
 } self_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -66,6 +81,7 @@ static bool s_same(const wire_peer *a, const wire_peer *b) {
 static uint64_t s_now(void) { return arena_now_ms(); }
 
 static void s_error_to_client(self_t *s, const wire_peer *client, uint64_t req, int code, const char *msg) {
+    s->n_error++;
     wire_send_error(s->front, client, req, code, msg);
 }
 
@@ -117,6 +133,96 @@ static worker_rec *s_worker(self_t *s, const wire_peer *p) {
     return w;
 }
 
+static void s_record(self_t *s, const Tis__Timing *t) {
+    int64_t k = s->n_lat++ % LAT_RING;
+    s->lat[LAT_QUEUE][k] = t->queue_s;
+    s->lat[LAT_PREFILL][k] = t->prefill_s;
+    s->lat[LAT_HANDOFF][k] = t->handoff_s;
+    s->lat[LAT_DECODE][k] = t->decode_s;
+    s->lat[LAT_TTFT][k] = t->ttft_s;
+    s->lat[LAT_TOTAL][k] = t->total_s;
+}
+
+static int s_cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of sorted v[0..n) (nearest rank). */
+static double s_quantile(const double *v, int64_t n, double q) {
+    int64_t k = (int64_t)(q * (double)n + 0.999999);
+    return v[k < 1 ? 0 : k > n ? n - 1 : k - 1];
+}
+
+static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
+    Tis__Status st = TIS__STATUS__INIT;
+    Tis__WorkerStatus ws[MAX_WORKERS], *wp[MAX_WORKERS];
+    char ids[MAX_WORKERS][257];
+    double now = tis_now();
+    uint64_t now_ms = s_now();
+    for (int i = 0; i < s->n_w; i++) {
+        const worker_rec *w = &s->w[i];
+        tis__worker_status__init(&ws[i]);
+        size_t n = w->peer.len < 256 ? w->peer.len : 256;
+        memcpy(ids[i], w->peer.id, n);
+        ids[i][n] = 0;
+        for (size_t c = 0; c < n; c++) /* identities are bytes; status is text */
+            if ((unsigned char)ids[i][c] < 32 || (unsigned char)ids[i][c] > 126) ids[i][c] = '?';
+        ws[i].id = ids[i];
+        ws[i].role = w->role;
+        ws[i].free_slots = w->credit;
+        ws[i].jobs_done = w->jobs_done;
+        ws[i].last_seen_s = (double)(now_ms - w->last_seen) / 1000.0;
+        for (int64_t k = 0; k < s->n_rq; k++)
+            ws[i].running += (s->rq[k].st == ST_PREFILL || s->rq[k].st == ST_DECODE) && s_same(&s->rq[k].worker, &w->peer);
+        wp[i] = &ws[i];
+    }
+    st.n_workers = (size_t)s->n_w;
+    st.workers = wp;
+    for (int64_t k = 0; k < s->n_rq; k++) {
+        st.waiting_prefill += s->rq[k].st == ST_WAIT_PREFILL;
+        st.prefilling += s->rq[k].st == ST_PREFILL;
+        st.waiting_decode += s->rq[k].st == ST_WAIT_DECODE;
+        st.decoding += s->rq[k].st == ST_DECODE;
+    }
+    st.uptime_s = now - s->t_start;
+    st.submitted = s->submitted;
+    st.answered = s->n_reply;
+    st.errors = s->n_error;
+    st.busy = s->n_busy;
+    st.retried = s->n_retried;
+    st.handoff_bytes = s->handoff_bytes;
+    st.handoffs = s->handoffs;
+    st.full_kv_bytes = s->full_kv_bytes;
+    Tis__StageStats ss[LAT_N], *sp[LAT_N];
+    int64_t n = s->n_lat < LAT_RING ? s->n_lat : LAT_RING;
+    double *v = n ? malloc((size_t)n * sizeof *v) : NULL;
+    for (int k = 0; k < LAT_N; k++) {
+        tis__stage_stats__init(&ss[k]);
+        ss[k].stage = (char *)LAT_NAME[k];
+        sp[k] = &ss[k];
+        if (!v) continue;
+        memcpy(v, s->lat[k], (size_t)n * sizeof *v);
+        qsort(v, (size_t)n, sizeof *v, s_cmp_f64);
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += v[i];
+        ss[k].n = (uint32_t)n;
+        ss[k].mean_s = sum / (double)n;
+        ss[k].p50_s = s_quantile(v, n, 0.5);
+        ss[k].p90_s = s_quantile(v, n, 0.9);
+        ss[k].p99_s = s_quantile(v, n, 0.99);
+        ss[k].max_s = v[n - 1];
+    }
+    free(v);
+    st.n_stages = LAT_N;
+    st.stages = sp;
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = req;
+    out.body_case = TIS__ENVELOPE__BODY_STATUS;
+    out.status = &st;
+    wire_send(s->front, client, &out);
+}
+
 /* A client message. */
 static void s_front(self_t *s) {
     wire_peer client;
@@ -124,6 +230,11 @@ static void s_front(self_t *s) {
     int rc = wire_recv(s->front, 1, &client, &e);
     if (rc) {
         if (client.len) s_error_to_client(s, &client, e ? e->request_id : 0, rc, tis_last_error());
+        msg_free(e);
+        return;
+    }
+    if (e->body_case == TIS__ENVELOPE__BODY_STATUS_REQUEST) {
+        s_send_status(s, &client, e->request_id);
         msg_free(e);
         return;
     }
@@ -152,6 +263,7 @@ static void s_front(self_t *s) {
         Tis__Busy b = TIS__BUSY__INIT;
         b.queue_len = (uint32_t)s_queued(s);
         b.retry_after_ms = 200;
+        s->n_busy++;
         Tis__Envelope out = TIS__ENVELOPE__INIT;
         out.request_id = e->request_id;
         out.body_case = TIS__ENVELOPE__BODY_BUSY;
@@ -191,6 +303,8 @@ static void s_front(self_t *s) {
     r->id = ++s->next_id;
     r->client = client;
     r->client_req = e->request_id;
+    r->t_submit = r->t_wait = tis_now();
+    s->submitted++;
     msg_free(e);
 }
 
@@ -232,6 +346,9 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         if (!rc) r->st = ST_DECODE;
     }
     if (rc) return false;
+    double now = tis_now();
+    r->queue_s += now - r->t_wait;
+    if (r->st == ST_DECODE) r->t_decode_sent = now;
     w->credit--;
     r->worker = w->peer;
     return true;
@@ -254,6 +371,8 @@ static void s_drop_worker(self_t *s, int i, const char *why) {
         } else {
             r->st = r->st == ST_PREFILL ? ST_WAIT_PREFILL : ST_WAIT_DECODE;
             r->waiting_since = s_now();
+            r->t_wait = tis_now();
+            s->n_retried++;
             n_retry++;
         }
     }
@@ -294,6 +413,13 @@ static void s_back(self_t *s) {
                 r->lease = e->prefill_done->kv->lease_id;
                 r->st = ST_WAIT_DECODE;
                 r->waiting_since = s_now();
+                r->t_wait = tis_now();
+                r->prefill_s = e->prefill_done->prefill_s;
+                r->full_kv_bytes = e->prefill_done->full_kv_bytes;
+                s->handoff_bytes += e->prefill_done->kv->length;
+                s->handoffs++;
+                s->full_kv_bytes += e->prefill_done->full_kv_bytes;
+                w->jobs_done++;
             } else {
                 s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
                 s_finish(s, r);
@@ -302,11 +428,23 @@ static void s_back(self_t *s) {
         break;
     case TIS__ENVELOPE__BODY_REPLY:
         if (r && r->st == ST_DECODE) {
+            /* the decode worker timed the hand-off and decode; the rest is ours */
+            Tis__Timing own = TIS__TIMING__INIT, *tm = e->reply->timing ? e->reply->timing : &own;
+            tm->queue_s = r->queue_s;
+            tm->prefill_s = r->prefill_s;
+            tm->ttft_s += r->t_decode_sent - r->t_submit;
+            tm->total_s = tis_now() - r->t_submit;
+            e->reply->timing = tm;
+            e->reply->full_kv_bytes = r->full_kv_bytes;
+            s_record(s, tm);
+            w->jobs_done++;
+            s->n_reply++;
             Tis__Envelope out = TIS__ENVELOPE__INIT;
             out.request_id = r->client_req;
             out.body_case = TIS__ENVELOPE__BODY_REPLY;
             out.reply = e->reply;
             wire_send(s->front, &r->client, &out);
+            if (tm == &own) e->reply->timing = NULL;
             s_finish(s, r);
         }
         break;
@@ -364,6 +502,7 @@ int coord_run(const coord_opts *o) {
     self_t *s = calloc(1, sizeof *s);
     if (!s) return tis_error(TIS_ENOMEM, "coordinator: out of memory");
     s->o = o;
+    s->t_start = tis_now();
     s->ctx = zmq_ctx_new();
     s->front = zmq_socket(s->ctx, ZMQ_ROUTER);
     s->back = zmq_socket(s->ctx, ZMQ_ROUTER);

@@ -11,8 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "bench.h"
 #include "eval.h"
+#include "tis_client.h"
 #include "tiny_model.h"
 #include "tt.h"
 #include "wire.h"
@@ -93,7 +96,7 @@ int main(void) {
         if (faults[run]) setenv("TIS_FAULT_EXIT", faults[run], 1);
         if (!freopen(log, "w", stderr)) _exit(126);
         execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "-m", tiny,
-              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", "12", (char *)NULL);
+              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
         _exit(127);
     }
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
@@ -120,6 +123,48 @@ int main(void) {
         TT_CHECK(errors == 2);
         zmq_close(d);
         zmq_ctx_term(zc);
+
+        /* the public client: one request, then the status shows it */
+        tis_client *c = NULL;
+        TT_OK(tis_client_open(front, &c));
+        tis_request rq = {.context = set.s[0].context, .question = set.s[0].question, .policy = "snapkv",
+                          .budget = 0.5, .max_new = 8};
+        TT_CHECK(tis_client_submit(c, 0, &rq) != 0); /* id 0 is refused */
+        TT_OK(tis_client_submit(c, 7, &rq));
+        tis_result res = {0};
+        int gotr = 0;
+        for (int t = 0; t < 600 && gotr == 0; t++) gotr = tis_client_next(c, 100, &res);
+        TT_CHECK(gotr == 1 && res.id == 7 && res.kind == TIS_RESULT_REPLY);
+        if (gotr == 1 && res.kind == TIS_RESULT_REPLY) {
+            TT_CHECK(!strcmp(res.answer, rows[0].answer));
+            TT_CHECK(res.kv_bytes > 0 && res.full_kv_bytes > res.kv_bytes / 2);
+            TT_CHECK(res.total_s >= res.prefill_s && res.total_s >= res.decode_s && res.ttft_s <= res.total_s);
+        }
+        tis_result_free(&res);
+        char *js = NULL;
+        TT_OK(tis_client_status(c, 5000, &js));
+        cJSON *o = js ? cJSON_Parse(js) : NULL;
+        TT_CHECK(o != NULL);
+        if (o) {
+            const cJSON *rqs = cJSON_GetObjectItem(o, "requests"), *h = cJSON_GetObjectItem(o, "handoff"), *x;
+            TT_CHECK(cJSON_GetObjectItem(rqs, "submitted")->valuedouble == 1);
+            TT_CHECK(cJSON_GetObjectItem(rqs, "answered")->valuedouble == 1);
+            TT_CHECK(cJSON_GetObjectItem(rqs, "errors")->valuedouble == 2); /* the two bad messages */
+            TT_CHECK(cJSON_GetObjectItem(h, "count")->valuedouble == 1);
+            TT_CHECK(cJSON_GetObjectItem(h, "bytes")->valuedouble > 0);
+            int np = 0, nd = 0, nlat = 0;
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(o, "workers")) {
+                const char *role = cJSON_GetObjectItem(x, "role")->valuestring;
+                np += !strcmp(role, "prefill");
+                nd += !strcmp(role, "decode");
+            }
+            TT_CHECK(np == 1 && nd == 1);
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(o, "latency")) nlat += cJSON_GetObjectItem(x, "n")->valuedouble == 1;
+            TT_CHECK(nlat == 6);
+        }
+        cJSON_Delete(o);
+        free(js);
+        tis_client_close(c);
     }
     snprintf(cmd, sizeof cmd,
              "'%s' client --connect '%s' --dataset '%s' --policy snapkv --budget 0.5 --max_new 8 --timeout_s 60",

@@ -1,0 +1,85 @@
+/* tis_client.h: the C client of a running `tis serve` (the public API).
+ *
+ *   tis_client *c;
+ *   if (tis_client_open("ipc:///tmp/tis-front", &c) < 0) ...;
+ *   tis_request rq = {.context = doc, .question = q, .policy = "snapkv", .budget = 0.1};
+ *   tis_client_submit(c, 1, &rq);
+ *   tis_result res;
+ *   while (tis_client_next(c, 1000, &res) == 0) {}   // 0: nothing yet
+ *   if (res.kind == TIS_RESULT_REPLY) puts(res.answer);
+ *   tis_result_free(&res);
+ *   tis_client_close(c);
+ *
+ * Requests are asynchronous: submit many, then collect the results in the
+ * order they finish; `id` (any value but 0, unique per client) ties a result
+ * to its request. Every submitted id gets exactly one result: a reply, an
+ * error, or `busy` (the server's queues are full: not queued, submit again
+ * later). Errors are negative codes (as in tis_error.h) with a message from
+ * tis_client_last_error(). One tis_client belongs to one thread. */
+#ifndef TIS_CLIENT_H
+#define TIS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tis_client tis_client;
+
+typedef struct tis_request {
+    const char *context;       /* the long document (required) */
+    const char *question;      /* (required) */
+    const char *prefix;        /* instructions before the context, or NULL */
+    const char *answer_prefix; /* text the answer continues, or NULL */
+    const char *policy;        /* compression policy: full, snapkv, tis, ... (NULL: full) */
+    double budget;             /* fraction of the context kept, in (0, 1] ... */
+    uint32_t budget_tokens;    /* ... or tokens per head (used when > 0) */
+    bool query_aware;          /* question prefilled before compression */
+    uint32_t max_new;          /* answer tokens at most (0: 16) */
+} tis_request;
+
+typedef enum tis_result_kind { TIS_RESULT_REPLY = 0, TIS_RESULT_ERROR = 1, TIS_RESULT_BUSY = 2 } tis_result_kind;
+
+typedef struct tis_result {
+    uint64_t id;
+    tis_result_kind kind;
+    char *answer;              /* REPLY: the answer text */
+    int32_t *ids;              /* REPLY: its tokens */
+    size_t n_ids;
+    uint64_t kv_bytes;         /* REPLY: the compressed cache handed to decode */
+    uint64_t full_kv_bytes;    /* REPLY: what the full cache would have been */
+    /* REPLY: seconds; queue (waiting for workers), prefill (incl. compression),
+     * handoff (mapping the block), decode, ttft (submit to first token), total */
+    double queue_s, prefill_s, handoff_s, decode_s, ttft_s, total_s;
+    int error_code;            /* ERROR: a negative tis_error.h code */
+    char *error;               /* ERROR: the message */
+    uint32_t retry_after_ms;   /* BUSY: the server's hint */
+} tis_result;
+
+/* Connects to a coordinator's front end (ipc://... or tcp://...). */
+int tis_client_open(const char *endpoint, tis_client **out);
+void tis_client_close(tis_client *c);
+
+/* Sends one request; its result comes from tis_client_next. */
+int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq);
+
+/* Waits up to timeout_ms for a result: 1 (*out filled; free it with
+ * tis_result_free), 0 (nothing yet), < 0 (error). */
+int tis_client_next(tis_client *c, int timeout_ms, tis_result *out);
+void tis_result_free(tis_result *r);
+
+/* The coordinator's state as JSON (malloc'd, free it): workers, queue
+ * lengths, per-stage latency percentiles, bytes handed off. Results of
+ * requests that arrive meanwhile are kept for tis_client_next. */
+int tis_client_status(tis_client *c, int timeout_ms, char **json_out);
+
+const char *tis_client_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
