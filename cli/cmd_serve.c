@@ -11,12 +11,15 @@
 #include "cli.h"
 #include "coord.h"
 #include "tis_error.h"
+#include "yaml_kv.h"
 
 enum { MAX_CHILD = 32 };
 
 static void s_usage(FILE *f) {
     fprintf(f,
-            "usage: tis serve [options]\n"
+            "usage: tis serve [--config FILE.yaml] [options]\n"
+            "      --config FILE        a YAML config (configs/serve.yaml shows every key);\n"
+            "                           options given on the command line override it\n"
             "      --front ENDPOINT     clients connect here (default ipc:///tmp/tis-front)\n"
             "      --back ENDPOINT      workers connect here (default ipc:///tmp/tis-back)\n"
             "      --prefill N          local prefill workers to start (default 1)\n"
@@ -31,7 +34,7 @@ static void s_usage(FILE *f) {
             "      --wait_ms N          a request waiting this long with no worker of its role\n"
             "                           alive gets an Error (default 30000)\n"
             "      --stop_after N       exit after N answers (tests)\n"
-            "Not yet: YAML configs, CUDA workers, scorer workers (see docs/STATUS.md).\n",
+            "Not yet: CUDA workers, scorer workers (see docs/STATUS.md).\n",
             cli_default_model());
 }
 
@@ -67,12 +70,54 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
     _exit(127);
 }
 
+/* The settings of a YAML config (before the flags, which override it). */
+static int s_config(const char *path, coord_opts *o, const char **model, const char **head, const char **head_q,
+                    int64_t *n_pre, int64_t *n_dec, int64_t *mb, int64_t *dbatch) {
+    yaml_kv kv;
+    int rc = yaml_kv_load(&kv, path);
+    if (rc) return rc;
+    const char *dev[2] = {"cpu", "cpu"};
+    if ((rc = yaml_kv_str(&kv, "model", model)) || (rc = yaml_kv_str(&kv, "front", &o->front)) ||
+        (rc = yaml_kv_str(&kv, "back", &o->back)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.max_queue", 1, 1 << 20, &o->max_queue)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.heartbeat_ms", 10, 600000, &o->heartbeat_ms)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.liveness", 1, 1000, &o->liveness)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.max_attempts", 1, 100, &o->max_attempts)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.wait_ms", 1, 86400000, &o->wait_ms)) ||
+        (rc = yaml_kv_i64(&kv, "prefill.workers", 0, MAX_CHILD / 2, n_pre)) ||
+        (rc = yaml_kv_str(&kv, "prefill.device", &dev[0])) ||
+        (rc = yaml_kv_i64(&kv, "prefill.arena_mb", 1, 1 << 20, mb)) ||
+        (rc = yaml_kv_str(&kv, "prefill.head", head)) || (rc = yaml_kv_str(&kv, "prefill.head_query", head_q)) ||
+        (rc = yaml_kv_i64(&kv, "decode.workers", 0, MAX_CHILD / 2, n_dec)) ||
+        (rc = yaml_kv_str(&kv, "decode.device", &dev[1])) ||
+        (rc = yaml_kv_i64(&kv, "decode.max_batch", 1, 256, dbatch)) || (rc = yaml_kv_unused(&kv))) {
+        yaml_kv_free(&kv);
+        return rc;
+    }
+    for (int k = 0; k < 2 && !rc; k++)
+        if (strcmp(dev[k], "cpu"))
+            rc = tis_error(TIS_EUNSUPPORTED,
+                           "%s: %s.device '%s': only cpu workers exist so far (CUDA workers are not built yet)",
+                           path, k ? "decode" : "prefill", dev[k]);
+    /* the strings live in kv: keep copies for the run (freed at exit) */
+    const char **sv[] = {model, &o->front, &o->back, head, head_q};
+    for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
+        if (*sv[k] && !(*sv[k] = strdup(*sv[k]))) rc = tis_error(TIS_ENOMEM, "out of memory");
+    yaml_kv_free(&kv);
+    return rc;
+}
+
 int cmd_serve(int argc, char **argv) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000};
-    const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *arena_mb = "256";
+    const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
     int64_t n_pre = 1, n_dec = 1, mb = 256, dbatch = 8;
-    const char *dbatch_s = "8";
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config") &&
+            s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &mb, &dbatch)) {
+            fprintf(stderr, "tis serve: %s\n", tis_last_error());
+            return 2;
+        }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -86,15 +131,16 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
         bool ok = true;
-        if (!strcmp(a, "--front")) o.front = v;
+        if (!strcmp(a, "--config")) ; /* read above */
+        else if (!strcmp(a, "--front")) o.front = v;
         else if (!strcmp(a, "--back")) o.back = v;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--head")) head = v;
         else if (!strcmp(a, "--head_query")) head_q = v;
         else if (!strcmp(a, "--prefill")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_pre);
         else if (!strcmp(a, "--decode")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_dec);
-        else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb), arena_mb = v;
-        else if (!strcmp(a, "--decode_batch")) ok = cli_parse_i64(v, 1, 256, &dbatch), dbatch_s = v;
+        else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb);
+        else if (!strcmp(a, "--decode_batch")) ok = cli_parse_i64(v, 1, 256, &dbatch);
         else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
         else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
@@ -111,6 +157,9 @@ int cmd_serve(int argc, char **argv) {
         }
         i++;
     }
+    char arena_mb[32], dbatch_s[32];
+    snprintf(arena_mb, sizeof arena_mb, "%lld", (long long)mb);
+    snprintf(dbatch_s, sizeof dbatch_s, "%lld", (long long)dbatch);
     char hb[32];
     snprintf(hb, sizeof hb, "%lld", (long long)o.heartbeat_ms);
     pid_t kids[MAX_CHILD];

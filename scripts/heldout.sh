@@ -5,7 +5,7 @@
 # the Apache-2.0 haystack with the other wording (--phrasing 1), on every
 # benchmark, every baseline + tis + tis_query + oracle, budgets 0.01-0.5,
 # both protocols, 20 samples a cell. One CSV per (length, benchmark), so a
-# stopped run loses one cell at most; rerun with the cells still missing.
+# stopped run loses one cell at most; a rerun redoes the unfinished cells.
 # Takes several hours on 2 cores.
 # Usage: scripts/heldout.sh [TIS_BINARY] [OUT_DIR] [LENGTH:BENCHMARK ...]
 set -euo pipefail
@@ -25,7 +25,8 @@ common=(--haystack /usr/share/common-licenses/Apache-2.0 --phrasing 1
 for cell in "${cells[@]}"; do
   len=${cell%%:*} bench=${cell#*:}
   csv="$out/apache_phrasing1_${len}_${bench}.csv"
-  if [ -s "$csv" ]; then echo "heldout: $csv exists, skipped"; continue; fi
+  # the CSV grows row by row; the JSON summary is written when the cell ends
+  if [ -s "${csv%.csv}.json" ]; then echo "heldout: $csv done, skipped"; continue; fi
   echo "heldout: $bench at $len tokens -> $csv ($(date -u +%H:%M:%S))"
   "$tis" eval --benchmark "$bench" --context_tokens "$len" "${common[@]}" --output "$csv"
 done

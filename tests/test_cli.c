@@ -69,5 +69,33 @@ int main(void) {
     snprintf(args, sizeof args, "bench -m '%s' -p 16 -n 4 -r 1", tiny);
     TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "pp16") && strstr(out, "tg4"));
     fprintf(stderr, "%s", out);
+
+    /* tis serve --config: the committed config reads; a bad one is a usage
+     * error naming the file, the line and the key */
+    const char *src = getenv("TIS_SOURCE_DIR");
+    if (src) {
+        snprintf(args, sizeof args, "serve --config '%s/configs/serve.yaml' --help", src);
+        TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "usage: tis serve"));
+    }
+    static const struct { const char *yaml, *msg; } bad[] = {
+        {"prefill:\n  workers: 2\n  devcie: cpu\n", ":3: unknown key 'prefill.devcie'"},
+        {"prefill:\n  workers: [1, 2]\n", ":2: lists are not used"},
+        {"prefill:\n  workers: 1x\n", ":2: prefill.workers: '1x' is not an integer"},
+        {"decode:\n  device: cuda:0\n", "CUDA workers are not built yet"},
+        {"front: a\nfront: b\n", "'front' is given twice (first on line 1)"},
+        {"front: 'a\nback: b\n", "YAML error"},
+        {"- a\n- b\n", "lists are not used"},
+    };
+    char yml[512];
+    snprintf(yml, sizeof yml, "%s", tt_path("bad.yaml"));
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        TT_OK(tt_write_file(yml, bad[k].yaml, strlen(bad[k].yaml)));
+        snprintf(args, sizeof args, "serve --config '%s'", yml);
+        int rc = s_run(args, out, sizeof out);
+        TT_CHECK(rc == 2 && strstr(out, bad[k].msg));
+        if (rc != 2 || !strstr(out, bad[k].msg)) fprintf(stderr, "config %zu: rc %d: %s\n", k, rc, out);
+    }
+    TT_CHECK(s_run("serve --config /nonexistent.yaml", out, sizeof out) == 2 && strstr(out, "cannot open config"));
+    TT_CHECK(s_run("status --connect ipc:///nonexistent/dir/x --timeout_ms 200", out, sizeof out) == 1);
     return tt_done("test_cli");
 }
