@@ -8,6 +8,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "eval_pipeline.h"
 #include "eval.h"
 #include "generate.h"
 #include "model.h"
@@ -50,6 +51,9 @@ static void s_usage(FILE *f) {
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           BLAS threads (default: all cores)\n"
+            "      --workers N           spread the samples over N pipeline workers (a private\n"
+            "                            tis serve; the cores are shared out between them)\n"
+            "      --connect ENDPOINT    or over the workers of a running tis serve\n"
             "      --list                policies and benchmarks, then exit\n",
             cli_default_model(), CLI_DEFAULT_HEAD, CLI_DEFAULT_HEAD_QUERY);
 }
@@ -106,6 +110,8 @@ int cmd_eval(int argc, char **argv) {
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
     int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
     float hook_lambda = -1.0f;
+    int64_t n_workers = 0;
+    const char *connect = NULL;
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
     bool chat = true, plots = true, budgets_given = false;
@@ -190,6 +196,8 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) ok = cli_parse_i64(v, 1, 1024, &batch);
         else if (!strcmp(a, "--n_keys")) ok = cli_parse_i64(v, 2, 64, &n_keys);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--workers")) ok = cli_parse_i64(v, 1, 16, &n_workers);
+        else if (!strcmp(a, "--connect")) connect = v;
         else {
             fprintf(stderr, "tis eval: unknown option '%s'\n\n", a);
             s_usage(stderr);
@@ -315,7 +323,7 @@ int cmd_eval(int argc, char **argv) {
     cfg.head_query_path = head_q_path;
     cfg.seed = (uint64_t)seed;
     cfg.chat = chat && tokenizer_chat_template(m->tok) != NULL;
-    if (eval_runner_new(&er, m, &cfg)) {
+    if (!(n_workers || connect) && eval_runner_new(&er, m, &cfg)) {
         cli_fail("setting up the evaluation");
         goto done;
     }
@@ -325,12 +333,24 @@ int cmd_eval(int argc, char **argv) {
     }
     int64_t total = 0, done_n = 0;
     for (int s = 0; s < n_sets; s++) total += sets[s].n;
-    fprintf(stderr, "[eval] %s | %lld samples | %d policies | %lld budgets | protocol %s | batch %lld | threads %d\n",
+    fprintf(stderr, "[eval] %s | %lld samples | %d policies | %lld budgets | protocol %s | batch %lld | threads %d",
             m->config.name, (long long)total, n_pol, (long long)(n_budgets + n_btok), protocol,
             (long long)batch, nthreads);
+    if (connect) fprintf(stderr, " | workers of %s", connect);
+    else if (n_workers) fprintf(stderr, " | %lld workers", (long long)n_workers);
+    fprintf(stderr, "\n");
     bool tty = isatty(2);
     double t0 = tis_now();
-    for (int s = 0; s < n_sets; s++) {
+    if (n_workers || connect) {
+        eval_pipeline_opts po = {.connect = connect, .workers = n_workers, .model_path = model_path,
+                                 .model_name = m->config.name, .output = output, .tty = tty};
+        if (eval_pipeline_run(&po, &cfg, sets, n_sets, &rows, &n_rows, s_progress)) {
+            if (tty) fprintf(stderr, "\n");
+            cli_fail("evaluating through the pipeline");
+            goto done;
+        }
+    }
+    for (int s = 0; !(n_workers || connect) && s < n_sets; s++) {
         for (int64_t i = 0; i < sets[s].n; i++) {
             const bench_sample *smp = &sets[s].s[i];
             int64_t first = n_rows;

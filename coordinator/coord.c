@@ -48,6 +48,7 @@ typedef struct request {
     double queue_s;          /* time spent waiting for workers */
     double prefill_s, t_decode_sent;
     uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
+    bool eval;               /* a whole eval sample: the prefill worker replies */
 } request;
 
 typedef struct self_t {
@@ -254,7 +255,8 @@ static void s_front(self_t *s) {
             msg_free(e);
             return;
         }
-    if (!q->context || !*q->context || !q->question || !*q->question) {
+    bool eval = q->eval != NULL;
+    if (eval ? !q->eval->sample || !q->eval->spec : !q->context || !*q->context || !q->question || !*q->question) {
         s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "a request needs a context and a question");
         msg_free(e);
         return;
@@ -303,6 +305,7 @@ static void s_front(self_t *s) {
     r->id = ++s->next_id;
     r->client = client;
     r->client_req = e->request_id;
+    r->eval = eval;
     r->t_submit = r->t_wait = tis_now();
     s->submitted++;
     msg_free(e);
@@ -427,7 +430,16 @@ static void s_back(self_t *s) {
         }
         break;
     case TIS__ENVELOPE__BODY_REPLY:
-        if (r && r->st == ST_DECODE) {
+        if (r && r->eval && r->st == ST_PREFILL) { /* an eval sample's rows */
+            w->jobs_done++;
+            s->n_reply++;
+            Tis__Envelope out = TIS__ENVELOPE__INIT;
+            out.request_id = r->client_req;
+            out.body_case = TIS__ENVELOPE__BODY_REPLY;
+            out.reply = e->reply;
+            wire_send(s->front, &r->client, &out);
+            s_finish(s, r);
+        } else if (r && r->st == ST_DECODE) {
             /* the decode worker timed the hand-off and decode; the rest is ours */
             Tis__Timing own = TIS__TIMING__INIT, *tm = e->reply->timing ? e->reply->timing : &own;
             tm->queue_s = r->queue_s;

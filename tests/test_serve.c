@@ -85,9 +85,9 @@ int main(void) {
     TT_CHECK(n_rows == N_REQ);
 
     /* 1: one worker per role; 2 and 3: two per role, one of them killed
-     * (like kill -9) when its second job arrives: the request is retried on
+     * (like kill -9) when its first job arrives: the request is retried on
      * the other, every request still answered once, no segment left */
-    const char *faults[3] = {NULL, "decode-0:2", "prefill-0:2"};
+    const char *faults[3] = {NULL, "decode-0:1", "prefill-0:1"};
     for (int run = 0; run < 3; run++) {
     const char *nw = run ? "2" : "1";
     pid_t srv = fork();
@@ -96,7 +96,7 @@ int main(void) {
         if (faults[run]) setenv("TIS_FAULT_EXIT", faults[run], 1);
         if (!freopen(log, "w", stderr)) _exit(126);
         execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "-m", tiny,
-              "--arena_mb", "8", "--heartbeat_ms", "200", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
+              "--arena_mb", "8", "--heartbeat_ms", "500", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
         _exit(127);
     }
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
@@ -166,6 +166,24 @@ int main(void) {
         free(js);
         tis_client_close(c);
     }
+    /* every worker registered first, so that each one gets a job (the
+     * dispatch gives equal free slots to the first, then to the other) */
+    int want = run ? 4 : 2, have = 0;
+    tis_client *sc = NULL;
+    TT_OK(tis_client_open(front, &sc));
+    for (int t = 0; t < 100 && have < want; t++) {
+        char *js = NULL;
+        if (tis_client_status(sc, 2000, &js) == 0) {
+            cJSON *o = cJSON_Parse(js), *x;
+            have = 0;
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(o, "workers")) have++;
+            cJSON_Delete(o);
+        }
+        free(js);
+        if (have < want) usleep(100000);
+    }
+    tis_client_close(sc);
+    TT_CHECK(have == want);
     snprintf(cmd, sizeof cmd,
              "'%s' client --connect '%s' --dataset '%s' --policy snapkv --budget 0.5 --max_new 8 --timeout_s 60",
              bin, front, data);

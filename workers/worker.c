@@ -13,6 +13,8 @@
 #include "arena.h"
 #include "bench.h"
 #include "chat.h"
+#include "eval.h"
+#include "evaljob.h"
 #include "forward.h"
 #include "generate.h"
 #include "head.h"
@@ -69,6 +71,11 @@ typedef struct self_t {
     int64_t n_act;
     struct dseq *pend;           /* decode: accepted jobs waiting for a slot */
     int64_t n_pend, cap_pend;
+    /* prefill: eval jobs (tis eval --workers); the runner borrows its spec */
+    eval_runner *er;
+    Tis__EvalSpec *er_spec;
+    uint8_t *er_packed;
+    size_t er_len;
 } self_t;
 
 static void s_self_destroy(self_t **p) {
@@ -82,6 +89,9 @@ static void s_self_destroy(self_t **p) {
     for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
     free(s->act);
     free(s->pend);
+    eval_runner_destroy(&s->er);
+    if (s->er_spec) tis__eval_spec__free_unpacked(s->er_spec, NULL);
+    free(s->er_packed);
     forward_state_destroy(&s->st);
     chat_template_free(&s->ct);
     head_destroy(&s->h_ctx);
@@ -226,6 +236,76 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     rc = s_send(s, &out);
     free(lens);
     request_prefilled_free(&rp);
+    return rc;
+}
+
+/* An eval job: one sample through every policy x budget x protocol of its
+ * spec (eval_run_sample, as tis eval runs it in one process) -> a Reply
+ * with the rows. The runner is kept while the spec stays the same. */
+static int s_eval(self_t *s, const Tis__Envelope *env) {
+    const Tis__EvalJob *j = env->prefill_job->request->eval;
+    if (!j->spec || !j->sample || !j->benchmark || !*j->benchmark || strlen(j->benchmark) >= 32)
+        return tis_error(TIS_EINVAL, "eval job without a spec, a sample or a benchmark name");
+    if (j->spec->model_name && *j->spec->model_name && strcmp(j->spec->model_name, s->m->config.name))
+        return tis_error(TIS_EINVAL, "eval job for model '%s'; this worker runs '%s'", j->spec->model_name,
+                         s->m->config.name);
+    size_t len = tis__eval_spec__get_packed_size(j->spec);
+    if (!s->er || len != s->er_len || !s->er_packed) {
+        eval_runner_destroy(&s->er);
+    } else {
+        uint8_t *tmp = malloc(len ? len : 1);
+        if (!tmp) return tis_error(TIS_ENOMEM, "out of memory");
+        tis__eval_spec__pack(j->spec, tmp);
+        if (memcmp(tmp, s->er_packed, len)) eval_runner_destroy(&s->er);
+        free(tmp);
+    }
+    if (!s->er) {
+        if (s->er_spec) tis__eval_spec__free_unpacked(s->er_spec, NULL);
+        s->er_spec = NULL;
+        free(s->er_packed);
+        s->er_len = len;
+        if (!(s->er_packed = malloc(len ? len : 1))) return tis_error(TIS_ENOMEM, "out of memory");
+        tis__eval_spec__pack(j->spec, s->er_packed);
+        s->er_spec = tis__eval_spec__unpack(NULL, len, s->er_packed);
+        if (!s->er_spec) return tis_error(TIS_ENOMEM, "out of memory");
+        eval_config cfg;
+        int rc = evaljob_spec_from(s->er_spec, &cfg);
+        if (!rc && !cfg.head_path) cfg.head_path = s->o->head_path; /* the worker's own */
+        if (!rc && !cfg.head_query_path) cfg.head_query_path = s->o->head_query_path;
+        if (!rc) rc = eval_runner_new(&s->er, s->m, &cfg);
+        if (rc) {
+            free(s->er_packed);
+            s->er_packed = NULL;
+            return rc;
+        }
+    }
+    bench_sample smp;
+    int rc = evaljob_sample_from(j->sample, &smp);
+    if (rc) return rc;
+    eval_row *rows = NULL;
+    int64_t n = 0, cap = 0;
+    rc = eval_run_sample(s->er, j->benchmark, &smp, &rows, &n, &cap);
+    Tis__EvalRow *rm = rc ? NULL : malloc((size_t)(n ? n : 1) * sizeof *rm);
+    Tis__EvalRow **rp = rc ? NULL : malloc((size_t)(n ? n : 1) * sizeof *rp);
+    if (!rc && (!rm || !rp)) rc = tis_error(TIS_ENOMEM, "out of memory");
+    if (!rc) {
+        for (int64_t i = 0; i < n; i++) {
+            evaljob_row_view(&rows[i], &rm[i]);
+            rp[i] = &rm[i];
+        }
+        Tis__Reply reply = TIS__REPLY__INIT;
+        reply.n_rows = (size_t)n;
+        reply.rows = rp;
+        reply.answer = "";
+        Tis__Envelope out = TIS__ENVELOPE__INIT;
+        out.request_id = env->request_id;
+        out.body_case = TIS__ENVELOPE__BODY_REPLY;
+        out.reply = &reply;
+        rc = s_send(s, &out);
+    }
+    free(rm);
+    free(rp);
+    free(rows);
     return rc;
 }
 
@@ -430,7 +510,9 @@ int worker_run(const worker_opts *o) {
             }
             bool mine = (env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB) == s->prefill;
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
-                : s->prefill ? s_prefill(s, env) : s_decode_accept(s, env);
+                : !s->prefill ? s_decode_accept(s, env)
+                : env->prefill_job->request && env->prefill_job->request->eval ? s_eval(s, env)
+                                                                               : s_prefill(s, env);
             if (r) s_error(s, env->request_id, r, "job failed");
             s->jobs++;
             /* a prefill worker is free again; a decode worker says so when a

@@ -1,0 +1,125 @@
+/* test_eval_pipeline: `tis eval --workers N` and `tis eval --connect EP`
+ * spread the samples over pipeline workers and give the in-process run's
+ * rows (same order, same answers, scores and KV bytes; only timings
+ * differ); a job that fails on a worker is a clear error and the worker
+ * serves the next job. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "report.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+static const char *s_lines[3] = {
+    "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
+    "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}",
+    "\"context\": \"one two three four five six seven eight nine ten eleven twelve thirteen\", "
+    "\"question\": \"what comes after four?\", \"answers\": [\"five\"]}",
+    "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+    "\"question\": \"who ran?\"}"};
+enum { N_SAMPLES = 7 };
+
+static int s_run(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Every column but the timings and the RSS. */
+static int s_same_rows(const char *a_csv, const char *b_csv) {
+    eval_row *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    int bad = 0;
+    if (report_read_csv(a_csv, &a, &na) || report_read_csv(b_csv, &b, &nb)) return 1;
+    if (na != nb || na == 0) bad++;
+    for (int64_t i = 0; !bad && i < na; i++) {
+        const eval_row *x = &a[i], *y = &b[i];
+        if (strcmp(x->sample_id, y->sample_id) || strcmp(x->policy, y->policy) ||
+            strcmp(x->protocol, y->protocol) || strcmp(x->benchmark, y->benchmark) ||
+            strcmp(x->answer, y->answer) || strcmp(x->expected, y->expected) || x->budget != y->budget ||
+            x->budget_tokens != y->budget_tokens || x->correct != y->correct || x->exact != y->exact ||
+            x->hallucinated != y->hallucinated || x->kept_tokens != y->kept_tokens || x->kv_bytes != y->kv_bytes ||
+            x->full_kv_bytes != y->full_kv_bytes || x->context_tokens != y->context_tokens ||
+            x->n_generated != y->n_generated) {
+            fprintf(stderr, "row %lld differs: %s/%s/%s '%s' vs %s/%s/%s '%s'\n", (long long)i, x->sample_id,
+                    x->policy, x->protocol, x->answer, y->sample_id, y->policy, y->protocol, y->answer);
+            bad++;
+        }
+    }
+    free(a);
+    free(b);
+    return bad;
+}
+
+int main(void) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "test_eval_pipeline: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    char tiny[512], data[512], a_csv[512], b_csv[512], c_csv[512], front[600], back[600], cmd[4096];
+    static char out[1 << 16];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    snprintf(a_csv, sizeof a_csv, "%s", tt_path("a.csv"));
+    snprintf(b_csv, sizeof b_csv, "%s", tt_path("b.csv"));
+    snprintf(c_csv, sizeof c_csv, "%s", tt_path("c.csv"));
+    snprintf(front, sizeof front, "ipc://%s", tt_path("front.sock"));
+    snprintf(back, sizeof back, "ipc://%s", tt_path("back.sock"));
+    tiny_spec sp = tiny_spec_default();
+    TT_OK(tiny_model_write(tiny, &sp));
+    char text[8192];
+    size_t used = 0;
+    for (int i = 0; i < N_SAMPLES; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used, "{\"id\": \"s%d\", %s\n", i, s_lines[i % 3]);
+    TT_OK(tt_write_file(data, text, used));
+    const char *common = "--baseline full streaming snapkv tova knorm --cache_budgets 0.3 0.6 --protocol both "
+                         "--max_new 6 --no_chat --no_plots";
+
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --output '%s'", bin, tiny, data, common, a_csv);
+    TT_CHECK(s_run(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --workers 2 --output '%s'", bin, tiny, data,
+             common, b_csv);
+    int rc = s_run(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "2 workers"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
+
+    /* a running serve: a failing job is an Error, then the worker serves on */
+    pid_t srv = fork();
+    if (srv == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen("/dev/null", "w", stderr)) _exit(126);
+        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "0", "-m", tiny,
+              "--arena_mb", "1", "--heartbeat_ms", "200", (char *)NULL);
+        _exit(127);
+    }
+    snprintf(cmd, sizeof cmd,
+             "'%s' eval -m '%s' --dataset '%s' --baseline tis --head /nonexistent/head.safetensors --no_chat "
+             "--no_plots --connect '%s' --output '%s'",
+             bin, tiny, data, front, c_csv);
+    rc = s_run(cmd, out, sizeof out);
+    TT_CHECK(rc == 1 && strstr(out, "/nonexistent/head.safetensors"));
+    if (rc != 1) fprintf(stderr, "%s\n", out);
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --connect '%s' --output '%s'", bin, tiny, data,
+             common, front, c_csv);
+    rc = s_run(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    TT_CHECK(s_same_rows(a_csv, c_csv) == 0);
+    kill(srv, SIGTERM);
+    int st = 0;
+    waitpid(srv, &st, 0);
+    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return tt_done("test_eval_pipeline");
+}
