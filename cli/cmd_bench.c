@@ -9,7 +9,9 @@
 #include "cli.h"
 #include "forward.h"
 #include "generate.h"
+#include "kv.h"
 #include "model.h"
+#include "press.h"
 #include "tis_error.h"
 
 static void s_usage(FILE *f) {
@@ -22,7 +24,16 @@ static void s_usage(FILE *f) {
             "  -t, --threads N      BLAS threads (default: all cores)\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"
             "N tokens into an empty cache; tg runs N single-token steps from an empty\n"
-            "cache, as llama-bench does.\n",
+            "cache, as llama-bench does.\n"
+            "\n"
+            "Decode from compressed caches (the decode worker's batched step), instead:\n"
+            "      --context N          prefill N tokens once, then for every budget compress to\n"
+            "                           that fraction (most recent entries: speed does not depend\n"
+            "                           on which) and decode -n steps for 1, 2, 4, ... requests\n"
+            "                           at once, up to as many as fit in --kv_cap_mb\n"
+            "      --budgets F...       fractions kept (default 1 0.25 0.1)\n"
+            "      --kv_cap_mb M        KV memory for all requests together (default 256)\n"
+            "      --max_batch B        requests at once at most (default 64)\n",
             cli_default_model());
 }
 
@@ -34,12 +45,117 @@ static void s_stats(const double *v, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
+/* Decode throughput from compressed caches under a KV memory cap. */
+static int s_bench_decode(const model *m, int64_t n_ctx, const double *budgets, int n_budgets, int64_t cap_mb,
+                          int64_t max_batch, int64_t n_gen, int64_t reps) {
+    kv_cache *full = NULL, **kvs = NULL;
+    forward_state *st = NULL;
+    int32_t *ids = malloc((size_t)n_ctx * sizeof(int32_t));
+    const int32_t **step_ids = calloc((size_t)max_batch, sizeof *step_ids);
+    int64_t *n_tok = calloc((size_t)max_batch, sizeof *n_tok);
+    int32_t *tok = calloc((size_t)max_batch, sizeof *tok);
+    float *logits = malloc((size_t)(max_batch * m->config.n_vocab) * sizeof(float));
+    uint8_t *keep = NULL;
+    kvs = calloc((size_t)max_batch, sizeof *kvs);
+    int rc = 0;
+    if (!ids || !step_ids || !n_tok || !tok || !logits || !kvs) rc = tis_error(TIS_ENOMEM, "out of memory");
+    uint64_t rng = 7654321;
+    for (int64_t i = 0; !rc && i < n_ctx; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
+    }
+    double t0 = tis_now();
+    if (!rc) rc = forward_kv_new(m, n_ctx, &full);
+    if (!rc) rc = forward_state_new(&st, m, backend_cpu(), 512);
+    for (int64_t p = 0; !rc && p < n_ctx; p += 512)
+        rc = forward_run(st, full, ids + p, n_ctx - p < 512 ? n_ctx - p : 512, logits, 1, NULL);
+    if (!rc && !(keep = malloc((size_t)kv_cache_entries(full)))) rc = tis_error(TIS_ENOMEM, "out of memory");
+    if (rc) goto done;
+    printf("decode from compressed caches: context %lld tokens (prefilled in %.1f s), %lld steps, KV cap %lld MiB\n",
+           (long long)n_ctx, tis_now() - t0, (long long)n_gen, (long long)cap_mb);
+    printf("| %-6s | %12s | %8s | %5s | %12s | %14s | %10s |\n", "budget", "KV/request", "fit", "batch",
+           "tokens/s", "per request/s", "x b=1 full");
+    double base = 0; /* budget of the first row at batch 1 */
+    for (int b = 0; b < n_budgets; b++) {
+        int64_t k = press_budget_tokens(budgets[b], n_ctx);
+        for (int64_t s = 0; s < full->n_stream; s++)
+            for (int64_t i = 0; i < full->len[s]; i++) keep[full->off[s] + i] = i >= full->len[s] - k;
+        kv_cache *one = NULL;
+        if ((rc = kv_cache_compact(&one, full, keep, n_gen))) goto done;
+        size_t per = kv_cache_bytes_reserved(one);
+        kv_cache_destroy(&one);
+        int64_t fit = (int64_t)((size_t)cap_mb * 1048576u / per), top = fit < max_batch ? fit : max_batch;
+        if (top < 1) {
+            printf("| %-6g | %8.2f MiB | %8lld | %5s | %12s | %14s | %10s |\n", budgets[b], (double)per / 1048576.0,
+                   (long long)fit, "-", "does not fit", "", "");
+            continue;
+        }
+        for (int64_t nb = 1;; nb = nb * 2 > top ? top : nb * 2) {
+            double best = 0;
+            for (int64_t r = 0; r < reps; r++) {
+                for (int64_t i = 0; i < nb; i++) {
+                    kv_cache_destroy(&kvs[i]);
+                    if ((rc = kv_cache_compact(&kvs[i], full, keep, n_gen))) goto done;
+                    tok[i] = ids[i % n_ctx];
+                    step_ids[i] = &tok[i];
+                    n_tok[i] = 1;
+                }
+                double t = tis_now();
+                for (int64_t g = 0; g < n_gen; g++)
+                    if ((rc = forward_run_batch(st, kvs, nb, step_ids, n_tok, logits))) goto done;
+                double tps = (double)(nb * n_gen) / (tis_now() - t);
+                best = tps > best ? tps : best;
+            }
+            if (b == 0 && nb == 1) base = best;
+            printf("| %-6g | %8.2f MiB | %8lld | %5lld | %12.1f | %14.1f | %9.2fx |\n", budgets[b],
+                   (double)per / 1048576.0, (long long)fit, (long long)nb, best, best / (double)nb,
+                   base > 0 ? best / base : 0.0);
+            fflush(stdout);
+            if (nb == top) break;
+        }
+    }
+    printf("(tokens/s: all requests together, best of %lld; KV/request: the compressed context plus room for the\n"
+           " generated tokens, as the decode worker reserves it; fit: requests the cap holds)\n",
+           (long long)reps);
+done:
+    for (int64_t i = 0; kvs && i < max_batch; i++) kv_cache_destroy(&kvs[i]);
+    free(kvs);
+    kv_cache_destroy(&full);
+    forward_state_destroy(&st);
+    free(ids);
+    free(step_ids);
+    free(n_tok);
+    free(tok);
+    free(logits);
+    free(keep);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = cli_default_model();
-    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0;
+    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64;
+    double budgets[16] = {1.0, 0.25, 0.1};
+    int n_budgets = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
+        if (!strcmp(a, "--budgets")) {
+            n_budgets = 0;
+            while (i + 1 < argc && argv[i + 1][0] != '-' && n_budgets < 16) {
+                float f;
+                if (!cli_parse_f32(argv[i + 1], 1e-6f, 1.0f, &f)) {
+                    fprintf(stderr, "tis bench: bad budget '%s' (a fraction in (0, 1])\n\n", argv[i + 1]);
+                    return 2;
+                }
+                budgets[n_budgets++] = f;
+                i++;
+            }
+            if (!n_budgets) {
+                fprintf(stderr, "tis bench: --budgets needs fractions\n\n");
+                return 2;
+            }
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             s_usage(stdout);
             return 0;
@@ -54,6 +170,9 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n_gen")) ok = cli_parse_i64(v, 0, 1 << 20, &n_gen);
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) ok = cli_parse_i64(v, 1, 1000, &reps);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--context")) ok = cli_parse_i64(v, 1, 1 << 20, &n_ctx);
+        else if (!strcmp(a, "--kv_cap_mb")) ok = cli_parse_i64(v, 1, 1 << 24, &cap_mb);
+        else if (!strcmp(a, "--max_batch")) ok = cli_parse_i64(v, 1, 4096, &max_batch);
         else {
             fprintf(stderr, "tis bench: unknown option '%s'\n\n", a);
             s_usage(stderr);
@@ -69,6 +188,13 @@ int cmd_bench(int argc, char **argv) {
     int nthreads = cli_threads(threads);
     model *m = NULL;
     if (model_load(&m, model_path)) return cli_fail("loading the model");
+    if (n_ctx > 0) {
+        printf("model: %s | backend cpu (OpenBLAS %s) | threads %d\n", m->config.name, openblas_get_corename(),
+               nthreads);
+        int brc = s_bench_decode(m, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
+        model_destroy(&m);
+        return brc ? cli_fail("decode benchmark") : 0;
+    }
     int64_t cap = n_prompt > n_gen ? n_prompt : n_gen;
     kv_cache *kv = NULL;
     forward_state *st = NULL;

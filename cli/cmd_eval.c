@@ -51,6 +51,8 @@ static void s_usage(FILE *f) {
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           BLAS threads (default: all cores)\n"
+            "      --export PATH.jsonl   write the benchmark's samples as a dataset (for\n"
+            "                            tis client / tis eval --dataset) and exit\n"
             "      --workers N           spread the samples over N pipeline workers (a private\n"
             "                            tis serve; the cores are shared out between them)\n"
             "      --connect ENDPOINT    or over the workers of a running tis serve\n"
@@ -111,7 +113,7 @@ int cmd_eval(int argc, char **argv) {
     int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
     float hook_lambda = -1.0f;
     int64_t n_workers = 0;
-    const char *connect = NULL;
+    const char *connect = NULL, *export_path = NULL;
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
     bool chat = true, plots = true, budgets_given = false;
@@ -198,6 +200,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
         else if (!strcmp(a, "--workers")) ok = cli_parse_i64(v, 1, 16, &n_workers);
         else if (!strcmp(a, "--connect")) connect = v;
+        else if (!strcmp(a, "--export")) export_path = v;
         else {
             fprintf(stderr, "tis eval: unknown option '%s'\n\n", a);
             s_usage(stderr);
@@ -304,6 +307,19 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         n_sets++;
+    }
+    if (export_path) {
+        int erc = cli_mkdirs_for(export_path);
+        for (int k = 0; !erc && k < n_sets; k++) erc = bench_write_jsonl(export_path, &sets[k], k > 0);
+        if (erc) {
+            cli_fail("exporting the samples");
+            goto done;
+        }
+        int64_t ns = 0;
+        for (int k = 0; k < n_sets; k++) ns += sets[k].n;
+        fprintf(stderr, "[eval] wrote %lld samples to %s\n", (long long)ns, export_path);
+        rc = 0;
+        goto done;
     }
     eval_config cfg;
     eval_config_defaults(&cfg);

@@ -69,6 +69,10 @@ extern const char *const bench_names[];
  * "answer_prefix"; other fields are kept in meta. Empty lines are skipped.
  * A bad line gives TIS_EFORMAT with a message naming the file and line. */
 int bench_load_jsonl(const char *path, bench_set *out);
+/* Writes a set as a dataset bench_load_jsonl reads (the generator's extra
+ * fields, benchmark / depth / position / target_tokens / distractors, land
+ * in meta when read back); append adds to an existing file. */
+int bench_write_jsonl(const char *path, const bench_set *set, bool append);
 
 /* Scoring of one generated answer against a sample. */
 typedef struct bench_score {

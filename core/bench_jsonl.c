@@ -230,3 +230,42 @@ int bench_load_jsonl(const char *path, bench_set *out) {
     else snprintf(out->name, sizeof out->name, "jsonl");
     return rc;
 }
+
+/* ---- writing: a set as a dataset file -------------------------------- */
+
+static bool s_add_strs(cJSON *o, const char *key, char *const *v, int64_t n) {
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int64_t i = 0; a && i < n; i++) {
+        cJSON *x = cJSON_CreateString(v[i]);
+        if (!x || !cJSON_AddItemToArray(a, x)) return false;
+    }
+    return a != NULL;
+}
+
+int bench_write_jsonl(const char *path, const bench_set *set, bool append) {
+    if (!path || !set) return tis_error(TIS_EINVAL, "bench: no path or set to write");
+    FILE *f = fopen(path, append ? "ab" : "wb");
+    if (!f) return tis_error(TIS_EIO, "bench: cannot write '%s': %s", path, strerror(errno));
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < set->n; i++) {
+        const bench_sample *s = &set->s[i];
+        cJSON *o = cJSON_CreateObject();
+        bool ok = o && cJSON_AddStringToObject(o, "id", s->id) && cJSON_AddStringToObject(o, "context", s->context) &&
+                  cJSON_AddStringToObject(o, "question", s->question) &&
+                  s_add_strs(o, "answers", s->answers, s->n_answers) &&
+                  (!s->prefix || cJSON_AddStringToObject(o, "prefix", s->prefix)) &&
+                  (!s->answer_prefix || cJSON_AddStringToObject(o, "answer_prefix", s->answer_prefix)) &&
+                  cJSON_AddStringToObject(o, "benchmark", set->name) &&
+                  (s->depth < 0 || cJSON_AddNumberToObject(o, "depth", s->depth)) &&
+                  (s->position < 0 || cJSON_AddNumberToObject(o, "position", (double)s->position)) &&
+                  (s->target_tokens < 0 || cJSON_AddNumberToObject(o, "target_tokens", (double)s->target_tokens)) &&
+                  (s->n_distractors == 0 || s_add_strs(o, "distractors", s->distractors, s->n_distractors));
+        char *line = ok ? cJSON_PrintUnformatted(o) : NULL;
+        if (!line) rc = tis_error(TIS_ENOMEM, "bench: out of memory writing '%s'", path);
+        else if (fprintf(f, "%s\n", line) < 0) rc = tis_error(TIS_EIO, "bench: cannot write '%s'", path);
+        free(line);
+        cJSON_Delete(o);
+    }
+    if (fclose(f) && !rc) rc = tis_error(TIS_EIO, "bench: cannot write '%s'", path);
+    return rc;
+}

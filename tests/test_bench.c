@@ -364,6 +364,23 @@ static void s_check_generators(const tokenizer *t, const int64_t *lens, int64_t 
         spec.seed = 43;
         TT_OK(bench_generate(&spec, t, &c));
         TT_CHECK(a.n == 5 * n_lens && a2.n == a.n && c.n == a.n && !strcmp(a.name, name));
+        /* exported as a dataset and read back: the same prompts and answers */
+        char path[512];
+        snprintf(path, sizeof path, "%s", tt_path("export.jsonl"));
+        bench_set back = {0};
+        TT_OK(bench_write_jsonl(path, &a, false));
+        TT_OK(bench_load_jsonl(path, &back));
+        TT_CHECK(back.n == a.n);
+        for (int64_t i = 0; i < a.n && back.n == a.n; i++) {
+            const bench_sample *x = &a.s[i], *y = &back.s[i];
+            TT_CHECK(!strcmp(x->id, y->id) && !strcmp(x->context, y->context) &&
+                     !strcmp(x->question, y->question) && x->n_answers == y->n_answers &&
+                     !strcmp(x->answers[0], y->answers[0]) &&
+                     !strcmp(x->answer_prefix ? x->answer_prefix : "", y->answer_prefix ? y->answer_prefix : "") &&
+                     !strcmp(x->prefix ? x->prefix : "", y->prefix ? y->prefix : "") && y->meta &&
+                     strstr(y->meta, "\"benchmark\""));
+        }
+        bench_set_free(&back);
         int64_t n_same = 0, n_differ = 0;
         for (int64_t i = 0; i < a.n && a2.n == a.n && c.n == a.n; i++) {
             const bench_sample *s = &a.s[i];
