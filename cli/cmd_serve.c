@@ -33,6 +33,7 @@ static void s_usage(FILE *f) {
             "      --heartbeat_ms N     (default 1000)\n"
             "      --wait_ms N          a request waiting this long with no worker of its role\n"
             "                           alive gets an Error (default 30000)\n"
+            "      --job_timeout_ms N   silence allowed to a worker busy with a job (default 600000)\n"
             "      --stop_after N       exit after N answers (tests)\n"
             "Not yet: CUDA workers, scorer workers (see docs/STATUS.md).\n",
             cli_default_model());
@@ -82,6 +83,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_i64(&kv, "coordinator.max_queue", 1, 1 << 20, &o->max_queue)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.heartbeat_ms", 10, 600000, &o->heartbeat_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.liveness", 1, 1000, &o->liveness)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.job_timeout_ms", 100, 86400000, &o->job_timeout_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_attempts", 1, 100, &o->max_attempts)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.wait_ms", 1, 86400000, &o->wait_ms)) ||
         (rc = yaml_kv_i64(&kv, "prefill.workers", 0, MAX_CHILD / 2, n_pre)) ||
@@ -109,7 +111,8 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
 
 int cmd_serve(int argc, char **argv) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
-                    .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000};
+                    .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
+                    .job_timeout_ms = 600000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
     int64_t n_pre = 1, n_dec = 1, mb = 256, dbatch = 8;
     for (int i = 1; i + 1 < argc; i++)
@@ -144,6 +147,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
         else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
+        else if (!strcmp(a, "--job_timeout_ms")) ok = cli_parse_i64(v, 100, 86400000, &o.job_timeout_ms);
         else if (!strcmp(a, "--stop_after")) ok = cli_parse_i64(v, 1, INT64_MAX, &o.stop_after);
         else {
             fprintf(stderr, "tis serve: unknown option '%s'\n\n", a);

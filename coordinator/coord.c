@@ -67,6 +67,7 @@ typedef struct self_t {
     double lat[LAT_N][LAT_RING];
     int64_t n_lat;
     uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
+    uint64_t next_probe;     /* when the workers are sent heartbeats next */
 } self_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -501,13 +502,34 @@ static void s_dispatch(self_t *s) {
     }
 }
 
+/* Liveness. Every heartbeat period the coordinator sends each worker a
+ * heartbeat: with ZMQ_ROUTER_MANDATORY a worker whose process is gone (its
+ * connection closed) cannot be reached, and is dropped at once. A worker
+ * that is reachable but silent is dead after `liveness` periods when idle;
+ * one holding a job is single-threaded and silent while it computes (a 4k
+ * prefill takes seconds), so it gets job_timeout_ms. */
 static void s_liveness(self_t *s) {
-    uint64_t limit = (uint64_t)(s->o->heartbeat_ms * s->o->liveness), now = s_now();
-    for (int k = 0; k < s->n_w; k++)
-        if (now - s->w[k].last_seen > limit) {
-            s_drop_worker(s, k, "stopped answering");
+    uint64_t now = s_now();
+    bool probe = now >= s->next_probe;
+    if (probe) s->next_probe = now + (uint64_t)s->o->heartbeat_ms;
+    Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
+    hb.time_ms = now;
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.body_case = TIS__ENVELOPE__BODY_HEARTBEAT;
+    e.heartbeat = &hb;
+    for (int k = 0; k < s->n_w; k++) {
+        bool busy = false;
+        for (int64_t i = 0; i < s->n_rq && !busy; i++)
+            busy = (s->rq[i].st == ST_PREFILL || s->rq[i].st == ST_DECODE) && s_same(&s->rq[i].worker, &s->w[k].peer);
+        uint64_t limit = busy ? (uint64_t)s->o->job_timeout_ms : (uint64_t)(s->o->heartbeat_ms * s->o->liveness);
+        const char *why = NULL;
+        if (probe && wire_send(s->back, &s->w[k].peer, &e)) why = "disconnected";
+        else if (now - s->w[k].last_seen > limit) why = busy ? "held a job past the job timeout" : "stopped answering";
+        if (why) {
+            s_drop_worker(s, k, why);
             k--;
         }
+    }
 }
 
 int coord_run(const coord_opts *o) {

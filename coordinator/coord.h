@@ -17,7 +17,9 @@ typedef struct coord_opts {
     const char *back;         /* worker endpoint */
     int64_t max_queue;        /* requests waiting for a worker before Busy (default 64) */
     int64_t heartbeat_ms;     /* expected worker heartbeat period (default 1000) */
-    int64_t liveness;         /* missed periods before a worker is dead (default 3) */
+    int64_t liveness;         /* missed periods before an idle worker is dead (default 3) */
+    int64_t job_timeout_ms;   /* silence allowed to a worker holding a job (default 600000);
+                                 a worker whose process is gone is noticed at the next heartbeat */
     int64_t max_attempts;     /* tries per request before an Error (default 2) */
     int64_t wait_ms;          /* a request waiting this long for a worker of its stage's
                                  role, with none alive, is answered with an Error (default 30000) */

@@ -94,6 +94,9 @@ int main(void) {
     if (srv == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (faults[run]) setenv("TIS_FAULT_EXIT", faults[run], 1);
+        /* run 0: the first prefill job is silent for 4 heartbeat periods (a
+         * long prefill): a busy worker is not taken for dead */
+        else setenv("TIS_FAULT_SLEEP", "prefill-0:2000", 1);
         if (!freopen(log, "w", stderr)) _exit(126);
         execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "-m", tiny,
               "--arena_mb", "8", "--heartbeat_ms", "500", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);

@@ -508,6 +508,15 @@ int worker_run(const worker_opts *o) {
                 snprintf(part, sizeof part, "%.*s", (int)(colon - fault), fault);
                 if (strstr(o->name, part)) _exit(137);
             }
+            /* TIS_FAULT_SLEEP=PART:MS: that worker's first job takes MS longer
+             * (a long prefill: silent, but alive) */
+            const char *slow = getenv("TIS_FAULT_SLEEP");
+            const char *sc = slow ? strrchr(slow, ':') : NULL;
+            if (sc && s->jobs == 0) {
+                char part[64];
+                snprintf(part, sizeof part, "%.*s", (int)(sc - slow), slow);
+                if (strstr(o->name, part)) usleep((useconds_t)(atoll(sc + 1) * 1000));
+            }
             bool mine = (env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB) == s->prefill;
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
                 : !s->prefill ? s_decode_accept(s, env)
