@@ -192,6 +192,9 @@ int cmd_client(int argc, char **argv) {
             "%.1f answer tokens/s, mean TTFT %.3f s, mean latency %.3f s\n",
             (long long)n_done, (long long)n, (long long)n_err, (long long)n_busy, wall, (double)n_done / wall,
             (double)tokens / wall, n_ok ? sum_ttft / (double)n_ok : 0.0, n_ok ? sum_total / (double)n_ok : 0.0);
+    if (tis_client_resent(c))
+        fprintf(stderr, "[client] the coordinator lost %llu requests (a restart?): they were sent again\n",
+                (unsigned long long)tis_client_resent(c));
     if (n_done < n)
         fprintf(stderr, "tis client: %lld requests unanswered after %lld s\n", (long long)(n - n_done),
                 (long long)timeout_s);

@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "label_pipeline.h"
 #include "generate.h"
 #include "label.h"
 #include "model.h"
@@ -37,7 +38,10 @@ static void s_usage(FILE *f) {
             "      --max_new N           the model's answer: tokens at most (default 32)\n"
             "      --shard_size N        samples per shard (default 32)\n"
             "      --no_chat             plain prompt, no chat template\n"
-            "  -t, --threads N           BLAS threads\n",
+            "  -t, --threads N           BLAS threads\n"
+            "      --workers N           label on N pipeline workers (a private tis serve; the\n"
+            "                            cores shared out); the shards are the same\n"
+            "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n",
             cli_default_model());
 }
 
@@ -148,6 +152,10 @@ int cmd_label(int argc, char **argv) {
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, layer = -1, max_new = 32, shard_size = 32;
     bool per_head = false, model_answer = false, chat = true;
+    int64_t n_workers = 0;
+    const char *connect = NULL;
+    label_remote *remote = NULL;
+    const bench_sample **todo_s = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -197,6 +205,8 @@ int cmd_label(int argc, char **argv) {
         else if (!strcmp(a, "--n_samples")) ok = cli_parse_i64(v, 1, 1 << 24, &n_samples);
         else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
         else if (!strcmp(a, "--layer")) ok = cli_parse_i64(v, 0, 4096, &layer);
+        else if (!strcmp(a, "--workers")) ok = cli_parse_i64(v, 1, 16, &n_workers);
+        else if (!strcmp(a, "--connect")) connect = v;
         else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
         else if (!strcmp(a, "--shard_size")) ok = cli_parse_i64(v, 1, 1 << 20, &shard_size);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
@@ -295,9 +305,26 @@ int cmd_label(int argc, char **argv) {
             total++;
             todo += !s_done(done_ids, n_done, sets[s].s[i].id);
         }
-    fprintf(stderr, "[label] %s | %lld samples, %lld already in %s | layer %lld%s | shards of %lld\n",
+    fprintf(stderr, "[label] %s | %lld samples, %lld already in %s | layer %lld%s | shards of %lld",
             m->config.name, (long long)total, (long long)(total - todo), outdir, (long long)layer,
             per_head ? " | per-head labels" : "", (long long)shard_size);
+    if (connect) fprintf(stderr, " | workers of %s", connect);
+    else if (n_workers) fprintf(stderr, " | %lld workers", (long long)n_workers);
+    fprintf(stderr, "\n");
+    if (n_workers || connect) { /* the samples to do, in order, to the workers */
+        if (!(todo_s = malloc((size_t)(todo ? todo : 1) * sizeof *todo_s))) {
+            fprintf(stderr, "tis label: out of memory\n");
+            goto done;
+        }
+        int64_t k = 0;
+        for (int s = 0; s < n_sets; s++)
+            for (int64_t i = 0; i < sets[s].n; i++)
+                if (!s_done(done_ids, n_done, sets[s].s[i].id)) todo_s[k++] = &sets[s].s[i];
+        if (label_remote_open(&remote, connect, n_workers, model_path, &m->config, &cfg, todo_s, todo)) {
+            cli_fail("starting the workers");
+            goto done;
+        }
+    }
     const char *crash = getenv("TIS_FAULT_LABEL_EXIT_AFTER_SHARDS"); /* fault injection for tests */
     int64_t shards_written = 0, labelled = 0;
     double t0 = tis_now();
@@ -309,9 +336,22 @@ int cmd_label(int argc, char **argv) {
             cJSON *line = cJSON_CreateObject();
             cJSON_AddStringToObject(line, "id", smp->id);
             cJSON_AddStringToObject(line, "benchmark", sets[s].name);
-            if (label_run(st, cfg.chat ? &ct : NULL, &cfg, smp, ls)) {
-                fprintf(stderr, "\ntis label: sample %s skipped: %s\n", smp->id, tis_last_error());
-                cJSON_AddStringToObject(line, "skipped", tis_last_error());
+            char why[512] = "";
+            int lrc = 0;
+            if (remote) {
+                lrc = label_remote_next(remote, ls, why, sizeof why);
+                if (lrc < 0) {
+                    cJSON_Delete(line);
+                    cli_fail("labelling through the pipeline");
+                    goto done;
+                }
+            } else if (label_run(st, cfg.chat ? &ct : NULL, &cfg, smp, ls)) {
+                lrc = 1;
+                snprintf(why, sizeof why, "%s", tis_last_error());
+            }
+            if (lrc) {
+                fprintf(stderr, "\ntis label: sample %s skipped: %s\n", smp->id, why);
+                cJSON_AddStringToObject(line, "skipped", why);
             } else {
                 char shard[64];
                 snprintf(shard, sizeof shard, "shard-%05lld.safetensors", (long long)next_shard);
@@ -364,6 +404,8 @@ int cmd_label(int argc, char **argv) {
             tis_now() - t0, (long long)next_shard, outdir);
     rc = 0;
 done:
+    label_remote_close(&remote);
+    free(todo_s);
     for (int64_t k = 0; pending && k < shard_size; k++) label_sample_free(&pending[k]);
     free(pending);
     free(pending_lines);

@@ -13,6 +13,7 @@
 
 #include "evaljob.h"
 #include "generate.h"
+#include "pipeline_local.h"
 #include "tis_error.h"
 #include "wire.h"
 
@@ -24,37 +25,8 @@ typedef struct job {
     eval_row *rows;
     int64_t n_rows;
     int state; /* 0 to send, 1 sent, 2 done */
+    uint64_t probe; /* status requests sent before it was (last) sent */
 } job;
-
-/* A private `tis serve` with n prefill workers (no decode workers: eval
- * jobs end on the prefill worker), its BLAS threads shared out. */
-static pid_t s_spawn_serve(const eval_pipeline_opts *o, const eval_config *cfg, const char *front,
-                           const char *back) {
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    char th[32], nw[32];
-    snprintf(th, sizeof th, "%ld", cores / o->workers > 1 ? cores / o->workers : 1L);
-    snprintf(nw, sizeof nw, "%lld", (long long)o->workers);
-    if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", th, 1);
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = "tis";
-    argv[n++] = "serve";
-    argv[n++] = "--front", argv[n++] = front;
-    argv[n++] = "--back", argv[n++] = back;
-    argv[n++] = "--prefill", argv[n++] = nw;
-    argv[n++] = "--decode", argv[n++] = "0";
-    argv[n++] = "--max_queue", argv[n++] = "1000000";
-    argv[n++] = "--arena_mb", argv[n++] = "1"; /* eval jobs hand off no blocks */
-    argv[n++] = "-m", argv[n++] = o->model_path;
-    if (cfg->head_path) argv[n++] = "--head", argv[n++] = cfg->head_path;
-    if (cfg->head_query_path) argv[n++] = "--head_query", argv[n++] = cfg->head_query_path;
-    argv[n] = NULL;
-    execv("/proc/self/exe", (char *const *)argv);
-    _exit(127);
-}
 
 static int s_write(const char *path, job *jobs, int64_t n) {
     int64_t total = 0;
@@ -84,20 +56,16 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
     for (int s = 0, k = 0; s < n_sets; s++)
         for (int64_t i = 0; i < sets[s].n; i++, k++) jobs[k].set = &sets[s], jobs[k].s = &sets[s].s[i];
 
-    /* the private serve's endpoints live in a fresh directory */
-    char dir[64] = "", front[PATH_MAX], back[PATH_MAX];
-    pid_t srv = -1;
+    pipeline_local pl = {.pid = -1};
     const char *ep = o->connect;
     if (!ep) {
-        snprintf(dir, sizeof dir, "/tmp/tis-eval-XXXXXX");
-        if (!mkdtemp(dir)) {
+        int prc = pipeline_local_start(&pl, o->workers, o->model_path, cfg->head_path, cfg->head_query_path,
+                                       1 /* MiB: eval jobs hand off no blocks */);
+        if (prc) {
             free(jobs);
-            return tis_error(TIS_EIO, "cannot make a directory for the workers' sockets");
+            return prc;
         }
-        snprintf(front, sizeof front, "ipc://%s/front", dir);
-        snprintf(back, sizeof back, "ipc://%s/back", dir);
-        srv = s_spawn_serve(o, cfg, front, back);
-        ep = front;
+        ep = pl.front;
     }
     /* heads by absolute path: a worker's working directory may differ */
     char head[PATH_MAX] = "", head_q[PATH_MAX] = "";
@@ -112,8 +80,20 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(sock, ep)) rc = tis_error(TIS_EIO, "cannot connect to %s: %s", ep, zmq_strerror(zmq_errno()));
     int64_t window = o->connect ? 16 : 2 * o->workers + 2, in_flight = 0, done = 0, next = 0;
-    double t0 = tis_now(), last_msg = t0, wait_until = 0;
+    double t0 = tis_now(), last_msg = t0, wait_until = 0, next_probe = t0 + 2.0;
+    uint64_t status_seq = 0;
     while (!rc && done < n) {
+        /* every 2 s: which jobs does the coordinator hold? One that
+         * restarted lost those in flight: they are sent again (run once). */
+        if (in_flight > 0 && tis_now() >= next_probe) {
+            Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
+            Tis__Envelope e = TIS__ENVELOPE__INIT;
+            e.request_id = UINT64_MAX - status_seq++;
+            e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
+            e.status_request = &sr;
+            wire_send(sock, NULL, &e);
+            next_probe = tis_now() + 2.0;
+        }
         for (; next < n && in_flight < window && tis_now() >= wait_until; next++) {
             if (jobs[next].state != 0) continue;
             Tis__EvalSample sm;
@@ -130,14 +110,14 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
             e.submit = &sub;
             if ((rc = wire_send(sock, NULL, &e))) break;
             jobs[next].state = 1;
+            jobs[next].probe = status_seq;
             in_flight++;
         }
         if (rc) break;
         zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&it, 1, 200);
         if (got <= 0) {
-            if (srv > 0 && waitpid(srv, NULL, WNOHANG) == srv) {
-                srv = -1;
+            if (!o->connect && !pipeline_local_alive(&pl)) {
                 rc = tis_error(TIS_EIO, "the workers' server exited (see its messages above)");
             } else if (tis_now() - last_msg > SILENCE_S) {
                 rc = tis_error(TIS_EIO, "no answer from %s for %d s", ep, (int)SILENCE_S);
@@ -151,6 +131,28 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
             continue;
         }
         last_msg = tis_now();
+        if (e->body_case == TIS__ENVELOPE__BODY_STATUS) { /* jobs the coordinator lost: again */
+            uint64_t q = UINT64_MAX - e->request_id;
+            int64_t again = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (jobs[i].state != 1 || jobs[i].probe > q) continue;
+                bool held = false;
+                for (size_t h = 0; h < e->status->n_client_requests && !held; h++)
+                    held = e->status->client_requests[h] == (uint64_t)i + 1;
+                if (held) continue;
+                jobs[i].state = 0;
+                next = i < next ? i : next;
+                in_flight--;
+                again++;
+            }
+            if (again) {
+                if (o->tty) fprintf(stderr, "\n");
+                fprintf(stderr, "[eval] the coordinator lost %lld samples in flight (a restart?): sent again\n",
+                        (long long)again);
+            }
+            msg_free(e);
+            continue;
+        }
         int64_t k = (int64_t)e->request_id - 1;
         if (k < 0 || k >= n || jobs[k].state != 1) {
             msg_free(e);
@@ -188,18 +190,7 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
     }
     zmq_close(sock);
     zmq_ctx_term(ctx);
-    if (srv > 0) {
-        kill(srv, SIGTERM);
-        waitpid(srv, NULL, 0);
-    }
-    if (*dir) {
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/front", dir);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/back", dir);
-        unlink(p);
-        rmdir(dir);
-    }
+    pipeline_local_stop(&pl);
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += jobs[i].n_rows;
     eval_row *all = rc ? NULL : malloc((size_t)(total ? total : 1) * sizeof *all);

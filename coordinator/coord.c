@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "arena.h"
@@ -14,7 +15,7 @@
 #include "tis_error.h"
 #include "wire.h"
 
-enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024 };
+enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024, CLIENT_LEASES = 4096 };
 
 /* Stages whose latency `tis status` reports, over the last LAT_RING answers. */
 typedef enum lat_stage { LAT_QUEUE, LAT_PREFILL, LAT_HANDOFF, LAT_DECODE, LAT_TTFT, LAT_TOTAL, LAT_N } lat_stage;
@@ -48,7 +49,7 @@ typedef struct request {
     double queue_s;          /* time spent waiting for workers */
     double prefill_s, t_decode_sent;
     uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
-    bool eval;               /* a whole eval sample: the prefill worker replies */
+    bool eval;               /* a whole eval / label sample: the prefill worker replies */
 } request;
 
 typedef struct self_t {
@@ -68,6 +69,9 @@ typedef struct self_t {
     int64_t n_lat;
     uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
     uint64_t next_probe;     /* when the workers are sent heartbeats next */
+    uint64_t instance;       /* random per start (Status.instance) */
+    struct { uint64_t lease; wire_peer worker; } *cl; /* [CLIENT_LEASES] blocks held by clients */
+    int64_t n_cl;
 } self_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -135,6 +139,29 @@ static worker_rec *s_worker(self_t *s, const wire_peer *p) {
     return w;
 }
 
+/* A block handed to a client (label results): its lease stays until the
+ * client's LeaseRelease, which goes to the worker holding the block (or
+ * until it expires there). */
+static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker) {
+    int64_t k = s->n_cl++ % CLIENT_LEASES;
+    s->cl[k].lease = lease;
+    s->cl[k].worker = *worker;
+}
+
+static void s_client_release(self_t *s, uint64_t lease) {
+    for (int64_t k = 0; k < CLIENT_LEASES && k < s->n_cl; k++)
+        if (s->cl[k].lease == lease) {
+            Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+            rl.lease_id = lease;
+            Tis__Envelope e = TIS__ENVELOPE__INIT;
+            e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+            e.lease_release = &rl;
+            wire_send(s->back, &s->cl[k].worker, &e); /* a gone worker: nothing to free */
+            s->cl[k].lease = 0;
+            return;
+        }
+}
+
 static void s_record(self_t *s, const Tis__Timing *t) {
     int64_t k = s->n_lat++ % LAT_RING;
     s->lat[LAT_QUEUE][k] = t->queue_s;
@@ -188,6 +215,11 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
         st.decoding += s->rq[k].st == ST_DECODE;
     }
     st.uptime_s = now - s->t_start;
+    st.instance = s->instance;
+    uint64_t *mine = malloc((size_t)(s->n_rq ? s->n_rq : 1) * sizeof *mine);
+    for (int64_t k = 0; mine && k < s->n_rq; k++)
+        if (s->rq[k].st != ST_FREE && s_same(&s->rq[k].client, client)) mine[st.n_client_requests++] = s->rq[k].client_req;
+    st.client_requests = mine;
     st.submitted = s->submitted;
     st.answered = s->n_reply;
     st.errors = s->n_error;
@@ -223,6 +255,7 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
     out.body_case = TIS__ENVELOPE__BODY_STATUS;
     out.status = &st;
     wire_send(s->front, client, &out);
+    free(mine);
 }
 
 /* A client message. */
@@ -232,6 +265,11 @@ static void s_front(self_t *s) {
     int rc = wire_recv(s->front, 1, &client, &e);
     if (rc) {
         if (client.len) s_error_to_client(s, &client, e ? e->request_id : 0, rc, tis_last_error());
+        msg_free(e);
+        return;
+    }
+    if (e->body_case == TIS__ENVELOPE__BODY_LEASE_RELEASE) {
+        s_client_release(s, e->lease_release->lease_id);
         msg_free(e);
         return;
     }
@@ -256,8 +294,11 @@ static void s_front(self_t *s) {
             msg_free(e);
             return;
         }
-    bool eval = q->eval != NULL;
-    if (eval ? !q->eval->sample || !q->eval->spec : !q->context || !*q->context || !q->question || !*q->question) {
+    bool eval = q->eval != NULL || q->label != NULL;
+    bool ok = q->eval    ? q->eval->sample && q->eval->spec
+              : q->label ? q->label->sample && q->label->spec
+                         : q->context && *q->context && q->question && *q->question;
+    if (!ok) {
         s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "a request needs a context and a question");
         msg_free(e);
         return;
@@ -431,8 +472,10 @@ static void s_back(self_t *s) {
         }
         break;
     case TIS__ENVELOPE__BODY_REPLY:
-        if (r && r->eval && r->st == ST_PREFILL) { /* an eval sample's rows */
+        if (r && r->eval && r->st == ST_PREFILL) { /* an eval sample's rows, a label block */
             w->jobs_done++;
+            if (e->reply->label && e->reply->label->block && e->reply->label->block->lease_id)
+                s_client_lease(s, e->reply->label->block->lease_id, &peer);
             s->n_reply++;
             Tis__Envelope out = TIS__ENVELOPE__INIT;
             out.request_id = r->client_req;
@@ -469,8 +512,18 @@ static void s_back(self_t *s) {
             s_finish(s, r);
         }
         break;
+    case TIS__ENVELOPE__BODY_HEARTBEAT:
+        /* a worker this coordinator has not heard READY from (it restarted,
+         * the worker did not): registered from what its heartbeat says */
+        if (w->role == TIS__ROLE__ROLE_UNSPECIFIED && e->heartbeat->role != TIS__ROLE__ROLE_UNSPECIFIED) {
+            w->role = e->heartbeat->role;
+            w->credit = e->heartbeat->capacity;
+            fprintf(stderr, "[coordinator] worker %.*s joined from its heartbeat\n", (int)peer.len,
+                    (const char *)peer.id);
+        }
+        break;
     default:
-        break; /* heartbeats and others: liveness only */
+        break; /* others: liveness only */
     }
     msg_free(e);
 }
@@ -537,6 +590,15 @@ int coord_run(const coord_opts *o) {
     if (!s) return tis_error(TIS_ENOMEM, "coordinator: out of memory");
     s->o = o;
     s->t_start = tis_now();
+    if (!(s->cl = calloc(CLIENT_LEASES, sizeof *s->cl))) {
+        free(s);
+        return tis_error(TIS_ENOMEM, "coordinator: out of memory");
+    }
+    {
+        uint64_t x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(tis_now() * 1e9);
+        x ^= x >> 31;
+        s->instance = x ? x : 1;
+    }
     s->ctx = zmq_ctx_new();
     s->front = zmq_socket(s->ctx, ZMQ_ROUTER);
     s->back = zmq_socket(s->ctx, ZMQ_ROUTER);
@@ -578,6 +640,7 @@ int coord_run(const coord_opts *o) {
         }
     for (int k = 0; k < s->n_w; k++) wire_send(s->back, &s->w[k].peer, &e);
     free(s->rq);
+    free(s->cl);
     zmq_close(s->front);
     zmq_close(s->back);
     zmq_ctx_term(s->ctx);

@@ -15,7 +15,13 @@
  * to its request. Every submitted id gets exactly one result: a reply, an
  * error, or `busy` (the server's queues are full: not queued, submit again
  * later). Errors are negative codes (as in tis_error.h) with a message from
- * tis_client_last_error(). One tis_client belongs to one thread. */
+ * tis_client_last_error(). One tis_client belongs to one thread.
+ *
+ * A coordinator that restarts loses what it held: while requests are out,
+ * tis_client_next asks the coordinator every 2 s which of them it holds,
+ * and sends again the ones it lost (the coordinator drops duplicates of
+ * requests it holds or answered). A request is never answered twice to the
+ * caller. */
 #ifndef TIS_CLIENT_H
 #define TIS_CLIENT_H
 
@@ -77,6 +83,9 @@ void tis_result_free(tis_result *r);
 int tis_client_status(tis_client *c, int timeout_ms, char **json_out);
 
 const char *tis_client_last_error(void);
+
+/* Requests sent again after a coordinator restart, so far. */
+uint64_t tis_client_resent(const tis_client *c);
 
 #ifdef __cplusplus
 }

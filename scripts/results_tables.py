@@ -8,7 +8,7 @@ import csv
 import sys
 from collections import defaultdict
 
-BUDGETS = ["0.02", "0.05", "0.1", "0.25", "0.5"]
+BUDGETS = ["0.01", "0.02", "0.05", "0.1", "0.25", "0.5"]
 
 
 def label(b):

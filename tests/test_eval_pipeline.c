@@ -2,7 +2,8 @@
  * spread the samples over pipeline workers and give the in-process run's
  * rows (same order, same answers, scores and KV bytes; only timings
  * differ); a job that fails on a worker is a clear error and the worker
- * serves the next job. */
+ * serves the next job. `tis label --workers N` writes the in-process
+ * run's shards and manifest, byte for byte (labels cross by arena handle). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +102,7 @@ int main(void) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (!freopen("/dev/null", "w", stderr)) _exit(126);
         execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "0", "-m", tiny,
-              "--arena_mb", "1", "--heartbeat_ms", "200", (char *)NULL);
+              "--arena_mb", "8", "--heartbeat_ms", "200", (char *)NULL);
         _exit(127);
     }
     snprintf(cmd, sizeof cmd,
@@ -117,6 +118,40 @@ int main(void) {
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, c_csv) == 0);
+    /* tis label through the running serve's worker: the in-process shards */
+    char l1[512], l2[512], l3[512];
+    snprintf(l1, sizeof l1, "%s", tt_path("labels1"));
+    snprintf(l2, sizeof l2, "%s", tt_path("labels2"));
+    snprintf(l3, sizeof l3, "%s", tt_path("labels3"));
+    const char *lab = "--layer 1 --per_head --shard_size 3 --max_new 4 --no_chat";
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --output '%s'", bin, tiny, data, lab, l1);
+    TT_CHECK(s_run(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --connect '%s' --output '%s'", bin, tiny, data,
+             lab, front, l2);
+    rc = s_run(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --workers 2 --output '%s'", bin, tiny, data,
+             lab, l3);
+    rc = s_run(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    const char *files[] = {"manifest.jsonl", "shard-00000.safetensors", "shard-00001.safetensors",
+                           "shard-00002.safetensors"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char p1[700], p2[700], p3[700];
+        snprintf(p1, sizeof p1, "%s/%s", l1, files[f]);
+        snprintf(p2, sizeof p2, "%s/%s", l2, files[f]);
+        snprintf(p3, sizeof p3, "%s/%s", l3, files[f]);
+        size_t n1 = 0, n2 = 0, n3 = 0;
+        char *a = tt_read_file(p1, &n1), *b = tt_read_file(p2, &n2), *c = tt_read_file(p3, &n3);
+        TT_CHECK(a && b && c && n1 > 0 && n1 == n2 && n1 == n3 && !memcmp(a, b, n1) && !memcmp(a, c, n1));
+        if (!(a && b && c && n1 == n2 && n1 == n3)) fprintf(stderr, "%s: %zu / %zu / %zu bytes\n", files[f], n1, n2, n3);
+        free(a);
+        free(b);
+        free(c);
+    }
+
     kill(srv, SIGTERM);
     int st = 0;
     waitpid(srv, &st, 0);

@@ -10,11 +10,26 @@
 #include "tis_error.h"
 #include "wire.h"
 
+enum { PROBE_MS = 2000 }; /* while requests are out: ask the coordinator what it holds this often */
+
+/* A request sent and not answered yet, kept to send again if the
+ * coordinator restarts (a new one knows nothing of it). */
+typedef struct pending {
+    uint64_t id;
+    uint8_t *submit; /* packed Submit */
+    size_t len;
+    uint64_t probe;  /* status requests sent before it was (last) sent */
+} pending;
+
 struct tis_client {
     void *ctx, *sock;
     tis_result *held; /* results that came while waiting for a status reply */
     size_t n_held, cap_held;
     uint64_t status_seq;
+    pending *pend;
+    size_t n_pend, cap_pend;
+    double next_probe;
+    uint64_t resent;
 };
 
 const char *tis_client_last_error(void) { return tis_last_error(); }
@@ -39,6 +54,8 @@ int tis_client_open(const char *endpoint, tis_client **out) {
 
 void tis_client_close(tis_client *c) {
     if (!c) return;
+    for (size_t i = 0; i < c->n_pend; i++) free(c->pend[i].submit);
+    free(c->pend);
     for (size_t i = 0; i < c->n_held; i++) tis_result_free(&c->held[i]);
     free(c->held);
     if (c->sock) zmq_close(c->sock);
@@ -65,12 +82,81 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     sub.budget_tokens = rq->budget_tokens;
     sub.query_aware = rq->query_aware;
     sub.gen = &gp;
+    if (c->n_pend == c->cap_pend) {
+        size_t nc = c->cap_pend ? 2 * c->cap_pend : 16;
+        pending *p = realloc(c->pend, nc * sizeof *p);
+        if (!p) return tis_error(TIS_ENOMEM, "client: out of memory");
+        c->pend = p;
+        c->cap_pend = nc;
+    }
+    pending *p = &c->pend[c->n_pend];
+    p->id = id;
+    p->probe = c->status_seq;
+    p->len = tis__submit__get_packed_size(&sub);
+    if (!(p->submit = malloc(p->len ? p->len : 1))) return tis_error(TIS_ENOMEM, "client: out of memory");
+    tis__submit__pack(&sub, p->submit);
     Tis__Envelope e = TIS__ENVELOPE__INIT;
     e.request_id = id;
     e.body_case = TIS__ENVELOPE__BODY_SUBMIT;
     e.submit = &sub;
+    int rc = wire_send(c->sock, NULL, &e);
+    if (rc) {
+        free(p->submit);
+        return rc;
+    }
+    if (c->n_pend == 0) c->next_probe = tis_now() + PROBE_MS / 1000.0;
+    c->n_pend++;
+    return 0;
+}
+
+/* Forgets an answered request; false when it was not pending (a second
+ * answer, or one for an id never submitted: dropped). */
+static bool s_answered(tis_client *c, uint64_t id) {
+    for (size_t i = 0; i < c->n_pend; i++)
+        if (c->pend[i].id == id) {
+            free(c->pend[i].submit);
+            c->pend[i] = c->pend[--c->n_pend];
+            return true;
+        }
+    return false;
+}
+
+/* A Status answering our status request number q: requests sent before
+ * that request, unanswered so far and not held by the coordinator were
+ * lost (it restarted): sent again. */
+static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
+    uint64_t q = UINT64_MAX - e->request_id;
+    const Tis__Status *st = e->status;
+    for (size_t i = 0; i < c->n_pend; i++) {
+        pending *p = &c->pend[i];
+        if (p->probe > q) continue; /* sent after the question */
+        bool held = false;
+        for (size_t k = 0; k < st->n_client_requests && !held; k++) held = st->client_requests[k] == p->id;
+        if (held) continue;
+        Tis__Submit *sub = tis__submit__unpack(NULL, p->len, p->submit);
+        if (!sub) continue;
+        Tis__Envelope out = TIS__ENVELOPE__INIT;
+        out.request_id = p->id;
+        out.body_case = TIS__ENVELOPE__BODY_SUBMIT;
+        out.submit = sub;
+        if (wire_send(c->sock, NULL, &out) == 0) {
+            c->resent++;
+            p->probe = c->status_seq;
+        }
+        tis__submit__free_unpacked(sub, NULL);
+    }
+}
+
+static int s_send_status_request(tis_client *c, uint64_t id) {
+    Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.request_id = id;
+    e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
+    e.status_request = &sr;
     return wire_send(c->sock, NULL, &e);
 }
+
+uint64_t tis_client_resent(const tis_client *c) { return c ? c->resent : 0; }
 
 void tis_result_free(tis_result *r) {
     if (!r) return;
@@ -148,13 +234,28 @@ int tis_client_next(tis_client *c, int timeout_ms, tis_result *out) {
     }
     double t_end = tis_now() + timeout_ms / 1000.0;
     for (;;) {
-        double left = t_end - tis_now();
+        double now = tis_now(), left = t_end - now;
+        if (c->n_pend && now >= c->next_probe) { /* is it still the same coordinator? */
+            s_send_status_request(c, UINT64_MAX - c->status_seq++);
+            c->next_probe = now + PROBE_MS / 1000.0;
+        }
+        double wait = c->next_probe - now < left ? c->next_probe - now : left;
         Tis__Envelope *e = NULL;
-        int rc = s_recv(c, left > 0 ? (int)(left * 1000.0) : 0, &e);
-        if (rc <= 0) return rc;
+        int rc = s_recv(c, wait > 0 ? (int)(wait * 1000.0) + 1 : 0, &e);
+        if (rc < 0) return rc;
+        if (rc == 0) {
+            if (tis_now() >= t_end) return 0;
+            continue;
+        }
+        if (e->body_case == TIS__ENVELOPE__BODY_STATUS) {
+            s_status_seen(c, e);
+            msg_free(e);
+            continue;
+        }
         bool got = s_result(e, out);
         msg_free(e);
-        if (got) return 1;
+        if (got && s_answered(c, out->id)) return 1;
+        if (got) tis_result_free(out);
         if (left <= 0) return 0;
     }
 }
@@ -175,6 +276,9 @@ static char *s_status_json(const Tis__Status *st) {
     static const char *const role[] = {"unknown", "prefill", "scorer", "decode"};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "uptime_s", st->uptime_s);
+    char inst[32];
+    snprintf(inst, sizeof inst, "%016llx", (unsigned long long)st->instance);
+    cJSON_AddStringToObject(o, "instance", inst);
     cJSON *ws = cJSON_AddArrayToObject(o, "workers");
     for (size_t i = 0; i < st->n_workers; i++) {
         const Tis__WorkerStatus *w = st->workers[i];
@@ -214,12 +318,7 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
     *json_out = NULL;
     /* status ids count down from the top, away from the caller's request ids */
     uint64_t id = UINT64_MAX - c->status_seq++;
-    Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
-    Tis__Envelope e = TIS__ENVELOPE__INIT;
-    e.request_id = id;
-    e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
-    e.status_request = &sr;
-    int rc = wire_send(c->sock, NULL, &e);
+    int rc = s_send_status_request(c, id);
     if (rc) return rc;
     double t_end = tis_now() + timeout_ms / 1000.0;
     for (;;) {
@@ -229,13 +328,19 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
         rc = s_recv(c, (int)(left * 1000.0) + 1, &m);
         if (rc < 0) return rc;
         if (rc == 0) continue;
+        if (m->body_case == TIS__ENVELOPE__BODY_STATUS) s_status_seen(c, m);
         if (m->body_case == TIS__ENVELOPE__BODY_STATUS && m->request_id == id) {
             *json_out = s_status_json(m->status);
             msg_free(m);
             return *json_out ? 0 : tis_error(TIS_ENOMEM, "client: out of memory");
         }
         tis_result res;
-        if (s_result(m, &res)) { /* a request's result: keep it for tis_client_next */
+        bool is_res = s_result(m, &res);
+        if (is_res && !s_answered(c, res.id)) { /* answered already: dropped */
+            tis_result_free(&res);
+            is_res = false;
+        }
+        if (is_res) { /* a request's result: keep it for tis_client_next */
             if (c->n_held == c->cap_held) {
                 size_t nc = c->cap_held ? 2 * c->cap_held : 8;
                 tis_result *p = realloc(c->held, nc * sizeof *p);

@@ -18,6 +18,8 @@
 #include "forward.h"
 #include "generate.h"
 #include "head.h"
+#include "label.h"
+#include "labeljob.h"
 #include "model.h"
 #include "request.h"
 #include "tis_error.h"
@@ -148,13 +150,17 @@ static int s_send(self_t *s, Tis__Envelope *env) {
     return wire_send(s->sock, NULL, env);
 }
 
+static uint32_t s_capacity(const self_t *s) {
+    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
+    int64_t free_slots = mb - s->n_act - s->n_pend;
+    return s->prefill ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
+}
+
 static int s_ready(self_t *s) {
     Tis__Ready rd = TIS__READY__INIT;
     rd.role = s->prefill ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
     rd.worker_id = (char *)s->o->name;
-    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
-    int64_t free_slots = mb - s->n_act - s->n_pend;
-    rd.capacity = s->prefill ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
+    rd.capacity = s_capacity(s);
     if (s->own) {
         rd.arena = (char *)arena_name(s->own);
         rd.arena_bytes = arena_size(s->own);
@@ -306,6 +312,60 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
     free(rm);
     free(rp);
     free(rows);
+    return rc;
+}
+
+/* A label job: label_run, the arrays into the arena under a lease, a
+ * Reply with their handle (the client copies them and releases the lease).
+ * A sample that cannot be labelled is answered as skipped, like tis label
+ * in one process does. */
+static int s_label(self_t *s, const Tis__Envelope *env) {
+    const Tis__LabelJob *j = env->prefill_job->request->label;
+    label_config cfg;
+    bench_sample smp;
+    int rc = labeljob_spec_from(j->spec, &s->m->config, &cfg);
+    if (!rc) rc = evaljob_sample_from(j->sample, &smp);
+    if (rc) return rc;
+    label_sample ls = {0};
+    Tis__LabelResult lr = TIS__LABEL_RESULT__INIT;
+    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
+    char why[512] = "";
+    if (label_run(s->st, cfg.chat ? &s->ct : NULL, &cfg, &smp, &ls)) {
+        snprintf(why, sizeof why, "%s", tis_last_error());
+        lr.skipped = why;
+    } else {
+        size_t nb = labeljob_block_bytes(&ls, &s->m->config, cfg.per_head);
+        uint64_t off = 0, lease = 0;
+        arena_expire(s->own, arena_now_ms());
+        rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
+        if (rc) {
+            label_sample_free(&ls);
+            return rc;
+        }
+        labeljob_block_write(&ls, &s->m->config, cfg.per_head, arena_at(s->own, off, nb ? nb : 1));
+        br.arena = (char *)arena_name(s->own);
+        br.offset = off;
+        br.length = nb;
+        br.lease_id = lease;
+        lr.block = &br;
+        lr.n_tokens = ls.n_tokens;
+        lr.ctx_begin = ls.ctx_begin;
+        lr.n_ctx = ls.n_ctx;
+        lr.suf_begin = ls.suf_begin;
+        lr.n_answer = ls.n_answer;
+        lr.answer = ls.answer ? ls.answer : "";
+        lr.answer_from_model = ls.answer_from_model;
+        lr.per_head = cfg.per_head;
+    }
+    Tis__Reply reply = TIS__REPLY__INIT;
+    reply.answer = "";
+    reply.label = &lr;
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = env->request_id;
+    out.body_case = TIS__ENVELOPE__BODY_REPLY;
+    out.reply = &reply;
+    rc = s_send(s, &out);
+    label_sample_free(&ls);
     return rc;
 }
 
@@ -477,6 +537,8 @@ int worker_run(const worker_opts *o) {
         if (arena_now_ms() >= next_hb) {
             Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
             hb.time_ms = arena_now_ms();
+            hb.role = s->prefill ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+            hb.capacity = s_capacity(s);
             Tis__Envelope env = TIS__ENVELOPE__INIT;
             env.body_case = TIS__ENVELOPE__BODY_HEARTBEAT;
             env.heartbeat = &hb;
@@ -509,10 +571,10 @@ int worker_run(const worker_opts *o) {
                 if (strstr(o->name, part)) _exit(137);
             }
             /* TIS_FAULT_SLEEP=PART:MS: that worker's first job takes MS longer
-             * (a long prefill: silent, but alive) */
+             * (a long prefill: silent, but alive); PART:MS* every job */
             const char *slow = getenv("TIS_FAULT_SLEEP");
             const char *sc = slow ? strrchr(slow, ':') : NULL;
-            if (sc && s->jobs == 0) {
+            if (sc && (s->jobs == 0 || slow[strlen(slow) - 1] == '*')) {
                 char part[64];
                 snprintf(part, sizeof part, "%.*s", (int)(sc - slow), slow);
                 if (strstr(o->name, part)) usleep((useconds_t)(atoll(sc + 1) * 1000));
@@ -521,7 +583,8 @@ int worker_run(const worker_opts *o) {
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
                 : !s->prefill ? s_decode_accept(s, env)
                 : env->prefill_job->request && env->prefill_job->request->eval ? s_eval(s, env)
-                                                                               : s_prefill(s, env);
+                : env->prefill_job->request && env->prefill_job->request->label ? s_label(s, env)
+                                                                                : s_prefill(s, env);
             if (r) s_error(s, env->request_id, r, "job failed");
             s->jobs++;
             /* a prefill worker is free again; a decode worker says so when a
