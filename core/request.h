@@ -27,6 +27,7 @@ typedef struct request_opts {
     int64_t max_new;          /* room left for generation */
     const head *head_ctx;     /* tis (borrowed), or NULL */
     const head *head_q;       /* tis_query (borrowed), or NULL */
+    int64_t head_layer;       /* scores from a scorer: the layer its head reads (-1: none) */
 } request_opts;
 
 typedef struct request_prefilled {
@@ -41,5 +42,20 @@ typedef struct request_prefilled {
 int request_prefill(forward_state *st, const chat_template *ct, bool chat, const bench_sample *s,
                     const request_opts *o, request_prefilled *out);
 void request_prefilled_free(request_prefilled *p);
+
+/* request_prefill in two halves, for a scorer in another process: begin
+ * prefills (and labels, for oracle) and keeps the cache; with
+ * outside_scores a head policy keeps the hidden states of o->head_layer
+ * instead of scoring them; request_hidden copies the head's input rows
+ * (context rows, then question rows: [n_ctx + n_q][d_model]); finish
+ * compresses by the given scores (NULL: the policy's own, or the head's
+ * from o) into the same result request_prefill gives. */
+typedef struct request_state request_state;
+int request_begin(forward_state *st, const chat_template *ct, bool chat, const bench_sample *s,
+                  const request_opts *o, bool outside_scores, request_state **out);
+bool request_needs_scores(const request_state *r);
+int request_hidden(const request_state *r, float **rows, int64_t *n_ctx, int64_t *n_q);
+int request_finish(request_state *r, const float *scores, request_prefilled *out);
+void request_state_free(request_state **p);
 
 #endif

@@ -71,7 +71,7 @@ int main(void) {
     chat_template ct = {0};
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
     float *logits = malloc((size_t)m->config.n_vocab * sizeof(float));
-    int64_t compared = 0;
+    int64_t compared = 0, outside = 0;
     for (int64_t si = 0; er && st && si < set.n; si++) {
         eval_row *rows = NULL;
         int64_t n = 0, cap = 0;
@@ -102,6 +102,35 @@ int main(void) {
             bool same = ao.text && !strcmp(ao.text, r->answer) && ao.kv_bytes == r->kv_bytes &&
                         rp.kept_mean == r->kept_tokens && rp.full_kv_bytes == r->full_kv_bytes;
             TT_CHECK(same);
+            if (o.policy.needs_head) { /* a scorer elsewhere: hidden rows out, scores in, the same block */
+                const head *hd = o.policy.query_head ? hq : hh;
+                request_opts oo = o;
+                oo.head_ctx = oo.head_q = NULL;
+                oo.head_layer = hd->cfg.layer;
+                request_state *rs = NULL;
+                float *rows_h = NULL, *sc = NULL;
+                int64_t nc = 0, nq = 0;
+                request_prefilled rp2;
+                TT_OK(request_begin(st, &ct, cfg.chat && tokenizer_chat_template(m->tok) != NULL, &set.s[si], &oo,
+                                    true, &rs));
+                TT_CHECK(rs && request_needs_scores(rs));
+                TT_OK(request_hidden(rs, &rows_h, &nc, &nq));
+                TT_FAILS(request_finish(rs, NULL, &rp2), TIS_EINVAL); /* no head here, no scores given */
+                sc = malloc((size_t)(nc ? nc : 1) * sizeof *sc);
+                TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
+                TT_OK(request_finish(rs, sc, &rp2));
+                size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
+                void *blk2 = malloc(nb2 ? nb2 : 1);
+                if (rp2.kv) kv_cache_block_write(rp2.kv, blk2);
+                TT_CHECK(nb2 == nb && !memcmp(blk, blk2, nb) && rp2.n_rest == rp.n_rest &&
+                         !memcmp(rp2.rest, rp.rest, (size_t)rp.n_rest * sizeof(int32_t)));
+                outside++;
+                free(blk2);
+                free(sc);
+                free(rows_h);
+                request_prefilled_free(&rp2);
+                request_state_free(&rs);
+            }
             if (!same)
                 fprintf(stderr, "  %s %s %s %g: pipeline '%s' %lld B, eval '%s' %lld B\n", r->sample_id,
                         r->protocol, r->policy, r->budget, ao.text ? ao.text : "(null)",
@@ -116,7 +145,8 @@ int main(void) {
         }
         free(rows);
     }
-    fprintf(stderr, "  %lld runs compared with eval\n", (long long)compared);
+    fprintf(stderr, "  %lld runs compared with eval, %lld scored outside\n", (long long)compared, (long long)outside);
+    TT_CHECK(outside > 0);
     TT_CHECK(compared == 2 * ((1 + 10 * 3) + (1 + 11 * 3)));
 
     /* refusals */
