@@ -114,8 +114,8 @@ int cmd_client(int argc, char **argv) {
             fprintf(stderr, "tis client: cannot write '%s'\n", timings);
             goto out;
         }
-        fprintf(tf, "id,status,answer_tokens,kv_bytes,full_kv_bytes,queue_s,prefill_s,handoff_s,decode_s,ttft_s,"
-                    "total_s,client_s\n");
+        fprintf(tf, "id,status,answer_tokens,kv_bytes,full_kv_bytes,queue_s,prefill_s,scoring_s,handoff_s,decode_s,"
+                    "ttft_s,total_s,client_s\n");
     }
     for (int64_t i = 0; i < n; i++) sl[i].sample = i % set.n;
     int64_t n_done = 0, n_err = 0, n_busy = 0, in_flight = 0, next = 0, tokens = 0;
@@ -179,10 +179,10 @@ int cmd_client(int argc, char **argv) {
             n_err++;
         }
         if (tf)
-            fprintf(tf, "%s,%s,%zu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", id,
+            fprintf(tf, "%s,%s,%zu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", id,
                     r.kind == TIS_RESULT_REPLY ? "ok" : "error", r.n_ids, (unsigned long long)r.kv_bytes,
-                    (unsigned long long)r.full_kv_bytes, r.queue_s, r.prefill_s, r.handoff_s, r.decode_s, r.ttft_s,
-                    r.total_s, client_s);
+                    (unsigned long long)r.full_kv_bytes, r.queue_s, r.prefill_s, r.scoring_s, r.handoff_s,
+                    r.decode_s, r.ttft_s, r.total_s, client_s);
         tis_result_free(&r);
     }
     double wall = tis_now() - t0;

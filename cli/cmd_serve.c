@@ -13,7 +13,7 @@
 #include "tis_error.h"
 #include "yaml_kv.h"
 
-enum { MAX_CHILD = 32 };
+enum { MAX_CHILD = 48 };
 
 static void s_usage(FILE *f) {
     fprintf(f,
@@ -24,6 +24,8 @@ static void s_usage(FILE *f) {
             "      --back ENDPOINT      workers connect here (default ipc:///tmp/tis-back)\n"
             "      --prefill N          local prefill workers to start (default 1)\n"
             "      --decode N           local decode workers to start (default 1)\n"
+            "      --scorer N           local scorer workers (default 0): the importance head of\n"
+            "                           tis / tis_query runs there instead of in the prefill worker\n"
             "  -m, --model PATH         model for the workers (default %s)\n"
             "      --head PATH          importance head (tis) for the prefill workers\n"
             "      --head_query PATH    query-aware head (tis_query)\n"
@@ -35,7 +37,7 @@ static void s_usage(FILE *f) {
             "                           alive gets an Error (default 30000)\n"
             "      --job_timeout_ms N   silence allowed to a worker busy with a job (default 600000)\n"
             "      --stop_after N       exit after N answers (tests)\n"
-            "Not yet: CUDA workers, scorer workers (see docs/STATUS.md).\n",
+            "Not yet: CUDA workers (see docs/STATUS.md).\n",
             cli_default_model());
 }
 
@@ -73,11 +75,11 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
 
 /* The settings of a YAML config (before the flags, which override it). */
 static int s_config(const char *path, coord_opts *o, const char **model, const char **head, const char **head_q,
-                    int64_t *n_pre, int64_t *n_dec, int64_t *mb, int64_t *dbatch) {
+                    int64_t *n_pre, int64_t *n_dec, int64_t *n_sc, int64_t *mb, int64_t *dbatch, char **owned) {
     yaml_kv kv;
     int rc = yaml_kv_load(&kv, path);
     if (rc) return rc;
-    const char *dev[2] = {"cpu", "cpu"};
+    const char *dev[3] = {"cpu", "cpu", "cpu"};
     if ((rc = yaml_kv_str(&kv, "model", model)) || (rc = yaml_kv_str(&kv, "front", &o->front)) ||
         (rc = yaml_kv_str(&kv, "back", &o->back)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_queue", 1, 1 << 20, &o->max_queue)) ||
@@ -90,34 +92,42 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_str(&kv, "prefill.device", &dev[0])) ||
         (rc = yaml_kv_i64(&kv, "prefill.arena_mb", 1, 1 << 20, mb)) ||
         (rc = yaml_kv_str(&kv, "prefill.head", head)) || (rc = yaml_kv_str(&kv, "prefill.head_query", head_q)) ||
+        (rc = yaml_kv_i64(&kv, "scorer.workers", 0, MAX_CHILD / 4, n_sc)) ||
+        (rc = yaml_kv_str(&kv, "scorer.device", &dev[2])) ||
         (rc = yaml_kv_i64(&kv, "decode.workers", 0, MAX_CHILD / 2, n_dec)) ||
         (rc = yaml_kv_str(&kv, "decode.device", &dev[1])) ||
         (rc = yaml_kv_i64(&kv, "decode.max_batch", 1, 256, dbatch)) || (rc = yaml_kv_unused(&kv))) {
         yaml_kv_free(&kv);
         return rc;
     }
-    for (int k = 0; k < 2 && !rc; k++)
+    static const char *const role[3] = {"prefill", "decode", "scorer"};
+    for (int k = 0; k < 3 && !rc; k++)
         if (strcmp(dev[k], "cpu"))
             rc = tis_error(TIS_EUNSUPPORTED,
                            "%s: %s.device '%s': only cpu workers exist so far (CUDA workers are not built yet)",
-                           path, k ? "decode" : "prefill", dev[k]);
-    /* the strings live in kv: keep copies for the run (freed at exit) */
+                           path, role[k], dev[k]);
+    /* the strings live in kv: keep copies for the run (owned[], freed by the caller) */
     const char **sv[] = {model, &o->front, &o->back, head, head_q};
     for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
-        if (*sv[k] && !(*sv[k] = strdup(*sv[k]))) rc = tis_error(TIS_ENOMEM, "out of memory");
+        if (*sv[k] && *sv[k] != owned[k]) { /* (a second --config replaces the first's) */
+            char *c = strdup(*sv[k]);
+            if (!c) rc = tis_error(TIS_ENOMEM, "out of memory");
+            free(owned[k]);
+            *sv[k] = owned[k] = c;
+        }
     yaml_kv_free(&kv);
     return rc;
 }
 
-int cmd_serve(int argc, char **argv) {
+static int s_serve(int argc, char **argv, char **owned) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
                     .job_timeout_ms = 600000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
-    int64_t n_pre = 1, n_dec = 1, mb = 256, dbatch = 8;
+    int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config") &&
-            s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &mb, &dbatch)) {
+            s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &n_sc, &mb, &dbatch, owned)) {
             fprintf(stderr, "tis serve: %s\n", tis_last_error());
             return 2;
         }
@@ -142,6 +152,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--head_query")) head_q = v;
         else if (!strcmp(a, "--prefill")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_pre);
         else if (!strcmp(a, "--decode")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_dec);
+        else if (!strcmp(a, "--scorer")) ok = cli_parse_i64(v, 0, MAX_CHILD / 4, &n_sc);
         else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb);
         else if (!strcmp(a, "--decode_batch")) ok = cli_parse_i64(v, 1, 256, &dbatch);
         else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
@@ -164,6 +175,10 @@ int cmd_serve(int argc, char **argv) {
     char arena_mb[32], dbatch_s[32];
     snprintf(arena_mb, sizeof arena_mb, "%lld", (long long)mb);
     snprintf(dbatch_s, sizeof dbatch_s, "%lld", (long long)dbatch);
+    if (n_sc > 0 && !head && !head_q) {
+        fprintf(stderr, "tis serve: scorer workers need --head and/or --head_query (or prefill.head in the config)\n");
+        return 2;
+    }
     char hb[32];
     snprintf(hb, sizeof hb, "%lld", (long long)o.heartbeat_ms);
     pid_t kids[MAX_CHILD];
@@ -172,8 +187,10 @@ int cmd_serve(int argc, char **argv) {
         kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb, dbatch_s);
     for (int64_t i = 0; i < n_dec; i++)
         kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb, dbatch_s);
-    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld decode workers\n", o.front, o.back,
-            (long long)n_pre, (long long)n_dec);
+    for (int64_t i = 0; i < n_sc; i++)
+        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, model, head, head_q, "16", hb, dbatch_s);
+    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
+            o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
     int rc = coord_run(&o);
     if (rc) cli_fail("coordinator");
     /* coord_run sent Shutdown to the workers it knew; wait, then make sure,
@@ -186,10 +203,19 @@ int cmd_serve(int argc, char **argv) {
             waitpid(kids[k], &st, 0);
         }
     }
-    for (int64_t i = 0; i < n_pre; i++) {
+    for (int64_t i = 0; i < n_pre || i < n_sc; i++) {
         char shm[96];
         snprintf(shm, sizeof shm, "/tis-s%d-prefill-%d", (int)getpid(), (int)i);
-        shm_unlink(shm); /* ENOENT when the worker removed it itself */
+        if (i < n_pre) shm_unlink(shm); /* ENOENT when the worker removed it itself */
+        snprintf(shm, sizeof shm, "/tis-s%d-scorer-%d", (int)getpid(), (int)i);
+        if (i < n_sc) shm_unlink(shm);
     }
     return rc ? 1 : 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    char *owned[5] = {0}; /* strings read from a config */
+    int rc = s_serve(argc, argv, owned);
+    for (int k = 0; k < 5; k++) free(owned[k]);
+    return rc;
 }

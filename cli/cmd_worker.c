@@ -9,11 +9,11 @@
 
 static void s_usage(FILE *f) {
     fprintf(f,
-            "usage: tis worker --role prefill|decode --connect ENDPOINT --name ID [options]\n"
+            "usage: tis worker --role prefill|scorer|decode --connect ENDPOINT --name ID [options]\n"
             "  -m, --model PATH      model (default %s)\n"
-            "      --head PATH       importance head for tis (prefill)\n"
-            "      --head_query PATH query-aware head for tis_query (prefill)\n"
-            "      --arena_mb N      prefill: shared-memory arena size (default 256)\n"
+            "      --head PATH       importance head for tis (prefill, scorer)\n"
+            "      --head_query PATH query-aware head for tis_query (prefill, scorer)\n"
+            "      --arena_mb N      prefill, scorer: shared-memory arena size (default 256)\n"
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
             "      --max_batch N     decode: requests generated together (default 8)\n"
@@ -66,8 +66,8 @@ int cmd_worker(int argc, char **argv) {
         s_usage(stderr);
         return 2;
     }
-    if (strcmp(o.role, "prefill") && strcmp(o.role, "decode")) {
-        fprintf(stderr, "tis worker: --role is prefill or decode\n");
+    if (strcmp(o.role, "prefill") && strcmp(o.role, "scorer") && strcmp(o.role, "decode")) {
+        fprintf(stderr, "tis worker: --role is prefill, scorer or decode\n");
         return 2;
     }
     cli_threads(threads);

@@ -99,7 +99,7 @@ static void s_usage(FILE *f) {
             "            oracle labels + head features in resumable safetensors shards\n"
             "  train     --labels DIR... --output HEAD.safetensors [--head linear|mlp] [--query_aware]\n"
             "            fit the importance head (C, Adam), early stopping, metrics CSV + PNG\n"
-            "  worker    --role prefill|decode --connect ENDPOINT --name ID\n"
+            "  worker    --role prefill|scorer|decode --connect ENDPOINT --name ID\n"
             "            one pipeline worker (prefill + compress, or decode from a compressed block)\n"
             "  serve     [--front EP] [--back EP] [--prefill N] [--decode N]   coordinator + local workers\n"
             "  client    [--connect EP] (--dataset F | --context T --question Q) [--policy P] [--budget F]\n"

@@ -12,16 +12,27 @@
 
 #include "arena.h"
 #include "generate.h"
+#include "press.h"
 #include "tis_error.h"
 #include "wire.h"
 
 enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024, CLIENT_LEASES = 4096 };
 
 /* Stages whose latency `tis status` reports, over the last LAT_RING answers. */
-typedef enum lat_stage { LAT_QUEUE, LAT_PREFILL, LAT_HANDOFF, LAT_DECODE, LAT_TTFT, LAT_TOTAL, LAT_N } lat_stage;
-static const char *const LAT_NAME[LAT_N] = {"queue", "prefill", "handoff", "decode", "ttft", "total"};
+typedef enum lat_stage {
+    LAT_QUEUE, LAT_PREFILL, LAT_SCORE, LAT_HANDOFF, LAT_DECODE, LAT_TTFT, LAT_TOTAL, LAT_N
+} lat_stage;
+static const char *const LAT_NAME[LAT_N] = {"queue", "prefill", "scoring", "handoff", "decode", "ttft", "total"};
 
-typedef enum stage { ST_FREE = 0, ST_WAIT_PREFILL, ST_PREFILL, ST_WAIT_DECODE, ST_DECODE } stage;
+/* A request's stages. A head policy with scorer workers alive goes
+ * PREFILL (hidden rows out) -> SCORE (a scorer) -> COMPRESS (back on the
+ * prefill worker that holds its cache) -> DECODE; the others PREFILL -> DECODE. */
+typedef enum stage {
+    ST_FREE = 0, ST_WAIT_PREFILL, ST_PREFILL, ST_WAIT_SCORE, ST_SCORE, ST_COMPRESS, ST_WAIT_DECODE, ST_DECODE
+} stage;
+
+/* A stage in which a worker holds the request. */
+static bool s_running(stage st) { return st == ST_PREFILL || st == ST_SCORE || st == ST_COMPRESS || st == ST_DECODE; }
 
 typedef struct worker_rec {
     wire_peer peer;
@@ -44,12 +55,18 @@ typedef struct request {
     uint64_t lease;
     int64_t attempts;
     uint64_t waiting_since;  /* when it last entered a WAIT stage */
-    wire_peer worker;        /* the worker running it (in ST_PREFILL / ST_DECODE) */
+    wire_peer worker;        /* the worker running it (in a running stage) */
     double t_submit, t_wait; /* when it came; when it last entered a WAIT stage */
     double queue_s;          /* time spent waiting for workers */
     double prefill_s, t_decode_sent;
     uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
     bool eval;               /* a whole eval / label sample: the prefill worker replies */
+    bool head_policy;        /* its policy scores with the importance head */
+    uint8_t *hidden;         /* packed PrefillDone with the head's input rows (ST_*SCORE) */
+    size_t hidden_len;
+    wire_peer score_peer;    /* the scorer whose arena holds the scores, */
+    uint64_t score_lease;    /* released when the block is compressed */
+    double scoring_s;
 } request;
 
 typedef struct self_t {
@@ -108,8 +125,21 @@ static void s_release_lease(self_t *s, request *r) {
     r->lease = 0;
 }
 
+static void s_release_score(self_t *s, request *r) {
+    if (!r->score_lease) return;
+    Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+    rl.lease_id = r->score_lease;
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+    e.lease_release = &rl;
+    wire_send(s->back, &r->score_peer, &e);
+    r->score_lease = 0;
+}
+
 static void s_finish(self_t *s, request *r) {
     s_release_lease(s, r);
+    s_release_score(s, r);
+    free(r->hidden);
     s_remember(s, r);
     free(r->submit);
     free(r->done);
@@ -166,6 +196,7 @@ static void s_record(self_t *s, const Tis__Timing *t) {
     int64_t k = s->n_lat++ % LAT_RING;
     s->lat[LAT_QUEUE][k] = t->queue_s;
     s->lat[LAT_PREFILL][k] = t->prefill_s;
+    s->lat[LAT_SCORE][k] = t->scoring_s;
     s->lat[LAT_HANDOFF][k] = t->handoff_s;
     s->lat[LAT_DECODE][k] = t->decode_s;
     s->lat[LAT_TTFT][k] = t->ttft_s;
@@ -203,14 +234,16 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
         ws[i].jobs_done = w->jobs_done;
         ws[i].last_seen_s = (double)(now_ms - w->last_seen) / 1000.0;
         for (int64_t k = 0; k < s->n_rq; k++)
-            ws[i].running += (s->rq[k].st == ST_PREFILL || s->rq[k].st == ST_DECODE) && s_same(&s->rq[k].worker, &w->peer);
+            ws[i].running += s_running(s->rq[k].st) && s_same(&s->rq[k].worker, &w->peer);
         wp[i] = &ws[i];
     }
     st.n_workers = (size_t)s->n_w;
     st.workers = wp;
     for (int64_t k = 0; k < s->n_rq; k++) {
         st.waiting_prefill += s->rq[k].st == ST_WAIT_PREFILL;
-        st.prefilling += s->rq[k].st == ST_PREFILL;
+        st.prefilling += s->rq[k].st == ST_PREFILL || s->rq[k].st == ST_COMPRESS;
+        st.waiting_score += s->rq[k].st == ST_WAIT_SCORE;
+        st.scoring += s->rq[k].st == ST_SCORE;
         st.waiting_decode += s->rq[k].st == ST_WAIT_DECODE;
         st.decoding += s->rq[k].st == ST_DECODE;
     }
@@ -348,6 +381,8 @@ static void s_front(self_t *s) {
     r->client = client;
     r->client_req = e->request_id;
     r->eval = eval;
+    press pr;
+    r->head_policy = !eval && q->policy && press_parse(q->policy, &pr) == 0 && pr.needs_head;
     r->t_submit = r->t_wait = tis_now();
     s->submitted++;
     msg_free(e);
@@ -364,11 +399,34 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
         pj.request = q;
         pj.attempt = (uint32_t)r->attempts;
+        bool scorer = false;
+        for (int k = 0; k < s->n_w; k++) scorer |= s->w[k].role == TIS__ROLE__ROLE_SCORER;
+        pj.outside_scores = r->head_policy && scorer;
         out.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
         out.prefill_job = &pj;
         rc = wire_send(s->back, &w->peer, &out);
         tis__submit__free_unpacked(q, NULL);
         if (!rc) r->st = ST_PREFILL;
+    } else if (r->st == ST_WAIT_SCORE) {
+        Tis__PrefillDone *d = tis__prefill_done__unpack(NULL, r->hidden_len, r->hidden);
+        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
+        if (!d || !q) {
+            if (d) tis__prefill_done__free_unpacked(d, NULL);
+            if (q) tis__submit__free_unpacked(q, NULL);
+            return true;
+        }
+        Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
+        sj.hidden = d->hidden;
+        sj.n_rows = d->n_ctx;
+        sj.n_query = d->n_query;
+        sj.d_model = d->d_model;
+        sj.policy = q->policy;
+        out.body_case = TIS__ENVELOPE__BODY_SCORE_JOB;
+        out.score_job = &sj;
+        rc = wire_send(s->back, &w->peer, &out);
+        tis__prefill_done__free_unpacked(d, NULL);
+        tis__submit__free_unpacked(q, NULL);
+        if (!rc) r->st = ST_SCORE;
     } else {
         Tis__PrefillDone *d = tis__prefill_done__unpack(NULL, r->done_len, r->done);
         Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
@@ -404,7 +462,11 @@ static void s_drop_worker(self_t *s, int i, const char *why) {
     int64_t n_retry = 0, n_fail = 0;
     for (int64_t k = 0; k < s->n_rq; k++) {
         request *r = &s->rq[k];
-        if ((r->st != ST_PREFILL && r->st != ST_DECODE) || !s_same(&r->worker, &w->peer)) continue;
+        /* what it was running; and requests waiting for scores whose cache
+         * it held (they start again from the prefill) */
+        bool ran = s_running(r->st) && s_same(&r->worker, &w->peer);
+        bool held = (r->st == ST_WAIT_SCORE || r->st == ST_SCORE) && s_same(&r->prefill_peer, &w->peer);
+        if (!ran && !held) continue;
         r->attempts++;
         if (r->attempts >= s->o->max_attempts) {
             char msg[256];
@@ -414,7 +476,14 @@ static void s_drop_worker(self_t *s, int i, const char *why) {
             s_finish(s, r);
             n_fail++;
         } else {
-            r->st = r->st == ST_PREFILL ? ST_WAIT_PREFILL : ST_WAIT_DECODE;
+            r->st = r->st == ST_DECODE ? ST_WAIT_DECODE
+                    : r->st == ST_SCORE && !held ? ST_WAIT_SCORE
+                                                 : ST_WAIT_PREFILL;
+            if (r->st == ST_WAIT_PREFILL) {
+                free(r->hidden);
+                r->hidden = NULL;
+                s_release_score(s, r);
+            }
             r->waiting_since = s_now();
             r->t_wait = tis_now();
             s->n_retried++;
@@ -449,7 +518,24 @@ static void s_back(self_t *s) {
         w->credit = e->ready->capacity;
         break;
     case TIS__ENVELOPE__BODY_PREFILL_DONE:
-        if (r && r->st == ST_PREFILL && e->prefill_done->kv) {
+        if (r && r->st == ST_PREFILL && !e->prefill_done->kv && e->prefill_done->hidden) {
+            /* the head's input rows: to a scorer; the cache stays on this worker */
+            r->hidden_len = tis__prefill_done__get_packed_size(e->prefill_done);
+            r->hidden = malloc(r->hidden_len ? r->hidden_len : 1);
+            if (r->hidden) {
+                tis__prefill_done__pack(e->prefill_done, r->hidden);
+                r->prefill_peer = peer;
+                r->st = ST_WAIT_SCORE;
+                r->waiting_since = s_now();
+                r->t_wait = tis_now();
+                r->prefill_s = e->prefill_done->prefill_s;
+            } else {
+                s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
+                s_finish(s, r);
+            }
+        } else if (r && (r->st == ST_PREFILL || r->st == ST_COMPRESS) && e->prefill_done->kv) {
+            double before = r->st == ST_COMPRESS ? r->prefill_s : 0;
+            s_release_score(s, r);
             r->done_len = tis__prefill_done__get_packed_size(e->prefill_done);
             r->done = malloc(r->done_len ? r->done_len : 1);
             if (r->done) {
@@ -459,7 +545,7 @@ static void s_back(self_t *s) {
                 r->st = ST_WAIT_DECODE;
                 r->waiting_since = s_now();
                 r->t_wait = tis_now();
-                r->prefill_s = e->prefill_done->prefill_s;
+                r->prefill_s = before + e->prefill_done->prefill_s;
                 r->full_kv_bytes = e->prefill_done->full_kv_bytes;
                 s->handoff_bytes += e->prefill_done->kv->length;
                 s->handoffs++;
@@ -468,6 +554,35 @@ static void s_back(self_t *s) {
             } else {
                 s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
                 s_finish(s, r);
+            }
+        }
+        break;
+    case TIS__ENVELOPE__BODY_SCORE_DONE:
+        if (r && r->st == ST_SCORE && e->score_done->scores) {
+            w->jobs_done++;
+            r->score_peer = peer;
+            r->score_lease = e->score_done->scores->lease_id;
+            r->scoring_s = e->score_done->scoring_s;
+            Tis__CompressJob cj = TIS__COMPRESS_JOB__INIT;
+            cj.scores = e->score_done->scores;
+            cj.n = e->score_done->n;
+            Tis__Envelope out = TIS__ENVELOPE__INIT;
+            out.request_id = r->id;
+            out.body_case = TIS__ENVELOPE__BODY_COMPRESS_JOB;
+            out.compress_job = &cj;
+            if (wire_send(s->back, &r->prefill_peer, &out) == 0) {
+                r->st = ST_COMPRESS;
+                r->worker = r->prefill_peer;
+                free(r->hidden);
+                r->hidden = NULL;
+            } else { /* the worker holding its cache is gone: from the prefill again */
+                s_release_score(s, r);
+                free(r->hidden);
+                r->hidden = NULL;
+                r->st = ST_WAIT_PREFILL;
+                r->attempts++;
+                r->waiting_since = s_now();
+                r->t_wait = tis_now();
             }
         }
         break;
@@ -488,6 +603,7 @@ static void s_back(self_t *s) {
             Tis__Timing own = TIS__TIMING__INIT, *tm = e->reply->timing ? e->reply->timing : &own;
             tm->queue_s = r->queue_s;
             tm->prefill_s = r->prefill_s;
+            tm->scoring_s = r->scoring_s;
             tm->ttft_s += r->t_decode_sent - r->t_submit;
             tm->total_s = tis_now() - r->t_submit;
             e->reply->timing = tm;
@@ -531,14 +647,22 @@ static void s_back(self_t *s) {
 static void s_dispatch(self_t *s) {
     for (int64_t i = 0; i < s->n_rq; i++) {
         request *r = &s->rq[i];
-        if (r->st != ST_WAIT_PREFILL && r->st != ST_WAIT_DECODE) continue;
-        Tis__Role want = r->st == ST_WAIT_PREFILL ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+        if (r->st != ST_WAIT_PREFILL && r->st != ST_WAIT_SCORE && r->st != ST_WAIT_DECODE) continue;
+        if (r->attempts >= s->o->max_attempts) { /* restarted from the prefill too often */
+            s_error_to_client(s, &r->client, r->client_req, TIS_EIO, "a worker holding this request was lost too often");
+            s_finish(s, r);
+            continue;
+        }
+        Tis__Role want = r->st == ST_WAIT_PREFILL ? TIS__ROLE__ROLE_PREFILL
+                         : r->st == ST_WAIT_SCORE ? TIS__ROLE__ROLE_SCORER
+                                                  : TIS__ROLE__ROLE_DECODE;
         bool any = false;
         for (int k = 0; k < s->n_w; k++) any |= s->w[k].role == want;
         if (!any && s_now() - r->waiting_since > (uint64_t)s->o->wait_ms) {
             s_error_to_client(s, &r->client, r->client_req, TIS_EIO,
-                              want == TIS__ROLE__ROLE_PREFILL ? "no prefill worker is alive"
-                                                              : "no decode worker is alive");
+                              want == TIS__ROLE__ROLE_PREFILL   ? "no prefill worker is alive"
+                              : want == TIS__ROLE__ROLE_SCORER ? "no scorer worker is alive"
+                                                               : "no decode worker is alive");
             s_finish(s, r);
             continue;
         }
@@ -573,7 +697,7 @@ static void s_liveness(self_t *s) {
     for (int k = 0; k < s->n_w; k++) {
         bool busy = false;
         for (int64_t i = 0; i < s->n_rq && !busy; i++)
-            busy = (s->rq[i].st == ST_PREFILL || s->rq[i].st == ST_DECODE) && s_same(&s->rq[i].worker, &s->w[k].peer);
+            busy = s_running(s->rq[i].st) && s_same(&s->rq[i].worker, &s->w[k].peer);
         uint64_t limit = busy ? (uint64_t)s->o->job_timeout_ms : (uint64_t)(s->o->heartbeat_ms * s->o->liveness);
         const char *why = NULL;
         if (probe && wire_send(s->back, &s->w[k].peer, &e)) why = "disconnected";

@@ -58,8 +58,9 @@ typedef struct tis_result {
     uint64_t kv_bytes;         /* REPLY: the compressed cache handed to decode */
     uint64_t full_kv_bytes;    /* REPLY: what the full cache would have been */
     /* REPLY: seconds; queue (waiting for workers), prefill (incl. compression),
-     * handoff (mapping the block), decode, ttft (submit to first token), total */
-    double queue_s, prefill_s, handoff_s, decode_s, ttft_s, total_s;
+     * scoring (a scorer worker's head, when one ran), handoff (mapping the
+     * block), decode, ttft (submit to first token), total */
+    double queue_s, prefill_s, scoring_s, handoff_s, decode_s, ttft_s, total_s;
     int error_code;            /* ERROR: a negative tis_error.h code */
     char *error;               /* ERROR: the message */
     uint32_t retry_after_ms;   /* BUSY: the server's hint */

@@ -15,6 +15,7 @@
 
 #include "bench.h"
 #include "eval.h"
+#include "head.h"
 #include "tis_client.h"
 #include "tiny_model.h"
 #include "tt.h"
@@ -67,12 +68,23 @@ int main(void) {
     TT_OK(model_load(&m, tiny));
     bench_set set = {0};
     TT_OK(bench_load_jsonl(data, &set));
-    const char *pol[] = {"snapkv"};
+    /* a random head for the tis policy (scored in the prefill worker, or by scorer workers) */
+    char hp[512], timings[512];
+    snprintf(hp, sizeof hp, "%s", tt_path("head.safetensors"));
+    snprintf(timings, sizeof timings, "%s", tt_path("timings.csv"));
+    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    head *hh = NULL;
+    TT_OK(head_new(&hh, &hc, 3));
+    if (hh) TT_OK(head_save(hh, hp));
+    head_destroy(&hh);
+    const char *pol[] = {"snapkv", "tis"};
     double bud[] = {0.5};
     eval_config cfg;
     eval_config_defaults(&cfg);
     cfg.policies = pol;
-    cfg.n_policies = 1;
+    cfg.n_policies = 2;
+    cfg.head_path = hp;
     cfg.budgets = bud;
     cfg.n_budgets = 1;
     cfg.max_new = 8;
@@ -82,14 +94,18 @@ int main(void) {
     TT_OK(eval_runner_new(&er, m, &cfg));
     for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "x", &set.s[i], &rows, &n_rows, &cap));
     eval_runner_destroy(&er);
-    TT_CHECK(n_rows == N_REQ);
+    TT_CHECK(n_rows == 2 * N_REQ);
 
-    /* 1: one worker per role; 2 and 3: two per role, one of them killed
+    /* 0: one worker per role; 1 and 2: two per role, one of them killed
      * (like kill -9) when its first job arrives: the request is retried on
-     * the other, every request still answered once, no segment left */
-    const char *faults[3] = {NULL, "decode-0:1", "prefill-0:1"};
-    for (int run = 0; run < 3; run++) {
-    const char *nw = run ? "2" : "1";
+     * the other, every request still answered once, no segment left.
+     * 3 and 4: policy tis with scorer workers (the head runs there; the
+     * prefill worker compresses when the scores come), one and two of them,
+     * the first killed at its first job in 4. */
+    const char *faults[5] = {NULL, "decode-0:1", "prefill-0:1", NULL, "scorer-0:1"};
+    for (int run = 0; run < 5; run++) {
+    const char *nw = run == 1 || run == 2 ? "2" : "1", *nsc = run == 3 ? "1" : run == 4 ? "2" : "0";
+    const char *policy = run >= 3 ? "tis" : "snapkv";
     pid_t srv = fork();
     if (srv == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -97,9 +113,12 @@ int main(void) {
         /* run 0: the first prefill job is silent for 4 heartbeat periods (a
          * long prefill): a busy worker is not taken for dead */
         else setenv("TIS_FAULT_SLEEP", "prefill-0:2000", 1);
+        /* run 4: scorer-1's first job is slow, so scorer-0 surely gets one */
+        if (run == 4) setenv("TIS_FAULT_SLEEP", "scorer-1:1500", 1);
         if (!freopen(log, "w", stderr)) _exit(126);
-        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "-m", tiny,
-              "--arena_mb", "8", "--heartbeat_ms", "500", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
+        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "--scorer", nsc,
+              "--head", hp, "-m", tiny, "--arena_mb", "8", "--heartbeat_ms", "500", "--stop_after",
+              run == 0 ? "13" : "12", (char *)NULL);
         _exit(127);
     }
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
@@ -163,7 +182,7 @@ int main(void) {
             }
             TT_CHECK(np == 1 && nd == 1);
             cJSON_ArrayForEach(x, cJSON_GetObjectItem(o, "latency")) nlat += cJSON_GetObjectItem(x, "n")->valuedouble == 1;
-            TT_CHECK(nlat == 6);
+            TT_CHECK(nlat == 7);
         }
         cJSON_Delete(o);
         free(js);
@@ -171,7 +190,7 @@ int main(void) {
     }
     /* every worker registered first, so that each one gets a job (the
      * dispatch gives equal free slots to the first, then to the other) */
-    int want = run ? 4 : 2, have = 0;
+    int want = 2 * atoi(nw) + atoi(nsc), have = 0;
     tis_client *sc = NULL;
     TT_OK(tis_client_open(front, &sc));
     for (int t = 0; t < 100 && have < want; t++) {
@@ -188,8 +207,9 @@ int main(void) {
     tis_client_close(sc);
     TT_CHECK(have == want);
     snprintf(cmd, sizeof cmd,
-             "'%s' client --connect '%s' --dataset '%s' --policy snapkv --budget 0.5 --max_new 8 --timeout_s 60",
-             bin, front, data);
+             "'%s' client --connect '%s' --dataset '%s' --policy %s --budget 0.5 --max_new 8 --timeout_s 60 "
+             "--timings '%s'",
+             bin, front, data, policy, timings);
     FILE *p = popen(cmd, "r");
     char line[1024];
     int got = 0;
@@ -200,7 +220,7 @@ int main(void) {
         char *ans = tab + 1;
         ans[strcspn(ans, "\n")] = 0;
         for (int64_t i = 0; i < n_rows; i++)
-            if (!strcmp(rows[i].sample_id, line)) {
+            if (!strcmp(rows[i].sample_id, line) && !strcmp(rows[i].policy, policy)) {
                 TT_CHECK(!strcmp(rows[i].answer, ans));
 
                 got++;
@@ -210,6 +230,18 @@ int main(void) {
 
     TT_CHECK(WIFEXITED(crc) && WEXITSTATUS(crc) == 0);
     TT_CHECK(got == N_REQ);
+    /* the scoring column: > 0 exactly when a scorer worker ran the head */
+    size_t tl = 0;
+    char *tcsv = tt_read_file(timings, &tl);
+    int scored = 0, rowsn = 0;
+    for (char *ln = tcsv ? strchr(tcsv, '\n') : NULL; ln && ln[1]; ln = strchr(ln + 1, '\n')) {
+        char *f = ln + 1;
+        for (int c = 0; c < 7 && f; c++) f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL;
+        rowsn++;
+        scored += f && atof(f) > 0;
+    }
+    free(tcsv);
+    TT_CHECK(rowsn == N_REQ && scored == (run >= 3 ? N_REQ : 0));
     int st = -1;
     for (int t = 0; t < 100 && waitpid(srv, &st, WNOHANG) == 0; t++) usleep(100000);
     if (waitpid(srv, &st, WNOHANG) == 0) {

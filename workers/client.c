@@ -182,6 +182,7 @@ static bool s_result(const Tis__Envelope *e, tis_result *out) {
         if (r->timing) {
             out->queue_s = r->timing->queue_s;
             out->prefill_s = r->timing->prefill_s;
+            out->scoring_s = r->timing->scoring_s;
             out->handoff_s = r->timing->handoff_s;
             out->decode_s = r->timing->decode_s;
             out->ttft_s = r->timing->ttft_s;

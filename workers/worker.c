@@ -55,9 +55,22 @@ static void s_on_term(int sig) {
     s_stop = 1;
 }
 
+/* A prefill request waiting for its scores from a scorer worker. */
+typedef struct parked {
+    uint64_t request_id;
+    request_state *rs;
+    uint64_t hidden_lease;    /* its hidden rows in our arena */
+    uint64_t since_ms;
+    int64_t n_ctx;
+} parked;
+
+enum { MAX_PARKED = 64 };
+
 typedef struct self_t {
     const worker_opts *o;
-    bool prefill;
+    bool prefill, decode, scorer;
+    parked park[MAX_PARKED];  /* prefill: requests scored elsewhere */
+    int n_park;
     void *ctx, *sock;
     model *m;
     forward_state *st;
@@ -91,6 +104,7 @@ static void s_self_destroy(self_t **p) {
     for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
     free(s->act);
     free(s->pend);
+    for (int i = 0; i < s->n_park; i++) request_state_free(&s->park[i].rs);
     eval_runner_destroy(&s->er);
     if (s->er_spec) tis__eval_spec__free_unpacked(s->er_spec, NULL);
     free(s->er_packed);
@@ -110,21 +124,25 @@ static int s_self_new(self_t **out, const worker_opts *o) {
     if (!s) return tis_error(TIS_ENOMEM, "worker: out of memory");
     s->o = o;
     s->prefill = !strcmp(o->role, "prefill");
+    s->decode = !strcmp(o->role, "decode");
+    s->scorer = !strcmp(o->role, "scorer");
     int rc = 0;
-    if (!s->prefill && strcmp(o->role, "decode"))
-        rc = tis_error(TIS_EINVAL, "worker: unknown role '%s' (prefill or decode)", o->role);
+    if (!s->prefill && !s->decode && !s->scorer)
+        rc = tis_error(TIS_EINVAL, "worker: unknown role '%s' (prefill, scorer or decode)", o->role);
     if (!rc) rc = model_load(&s->m, o->model_path);
-    if (!rc) rc = forward_state_new(&s->st, s->m, backend_cpu(), 512);
+    if (!rc && !s->scorer) rc = forward_state_new(&s->st, s->m, backend_cpu(), 512);
     if (!rc) rc = chat_template_init(&s->ct, tokenizer_chat_template(s->m->tok));
-    if (!rc && s->prefill && o->head_path) {
+    if (!rc && s->scorer && !o->head_path && !o->head_query_path)
+        rc = tis_error(TIS_EINVAL, "worker: a scorer needs --head and/or --head_query");
+    if (!rc && (s->prefill || s->scorer) && o->head_path) {
         rc = head_load(&s->h_ctx, o->head_path);
         if (!rc) rc = head_check_model(s->h_ctx, s->m->config.name, s->m->config.d_model, s->m->config.n_layer);
     }
-    if (!rc && s->prefill && o->head_query_path) {
+    if (!rc && (s->prefill || s->scorer) && o->head_query_path) {
         rc = head_load(&s->h_q, o->head_query_path);
         if (!rc) rc = head_check_model(s->h_q, s->m->config.name, s->m->config.d_model, s->m->config.n_layer);
     }
-    if (!rc && s->prefill) rc = arena_create(&s->own, o->name, o->arena_bytes);
+    if (!rc && (s->prefill || s->scorer)) rc = arena_create(&s->own, o->name, o->arena_bytes);
     int64_t mb = o->max_batch > 0 ? o->max_batch : 8;
     if (!rc && (!(s->logits = malloc((size_t)(mb * s->m->config.n_vocab) * sizeof(float))) ||
                 !(s->act = calloc((size_t)mb, sizeof *s->act))))
@@ -153,12 +171,16 @@ static int s_send(self_t *s, Tis__Envelope *env) {
 static uint32_t s_capacity(const self_t *s) {
     int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
     int64_t free_slots = mb - s->n_act - s->n_pend;
-    return s->prefill ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
+    return !s->decode ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
+}
+
+static Tis__Role s_role(const self_t *s) {
+    return s->prefill ? TIS__ROLE__ROLE_PREFILL : s->scorer ? TIS__ROLE__ROLE_SCORER : TIS__ROLE__ROLE_DECODE;
 }
 
 static int s_ready(self_t *s) {
     Tis__Ready rd = TIS__READY__INIT;
-    rd.role = s->prefill ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+    rd.role = s_role(s);
     rd.worker_id = (char *)s->o->name;
     rd.capacity = s_capacity(s);
     if (s->own) {
@@ -177,7 +199,53 @@ static void s_error(self_t *s, uint64_t request_id, int code, const char *what) 
     wire_send_error(s->sock, NULL, request_id, code, msg);
 }
 
-/* PrefillJob -> PrefillDone. */
+/* The compressed cache as a flat block in our arena, under a lease ->
+ * PrefillDone (BlockRef + KvLayout + the tokens decode runs first). */
+static int s_send_block(self_t *s, uint64_t request_id, const request_prefilled *rp) {
+    size_t nb = kv_cache_block_bytes(rp->kv);
+    uint64_t off = 0, lease = 0;
+    arena_expire(s->own, arena_now_ms()); /* blocks nobody came for */
+    int rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
+    if (rc) return rc;
+    kv_cache_block_write(rp->kv, arena_at(s->own, off, nb));
+    uint32_t *lens = malloc((size_t)rp->kv->n_stream * sizeof *lens);
+    if (!lens) {
+        arena_lease_release(s->own, lease);
+        return tis_error(TIS_ENOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < rp->kv->n_stream; i++) lens[i] = (uint32_t)rp->kv->len[i];
+    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
+    br.arena = (char *)arena_name(s->own);
+    br.offset = off;
+    br.length = nb;
+    br.lease_id = lease;
+    Tis__KvLayout lay = TIS__KV_LAYOUT__INIT;
+    lay.n_layer = (uint32_t)rp->kv->n_layer;
+    lay.n_kv_head = (uint32_t)rp->kv->n_kv_head;
+    lay.head_dim = (uint32_t)rp->kv->head_dim;
+    lay.n_stream_len = (size_t)rp->kv->n_stream;
+    lay.stream_len = lens;
+    lay.n_past = (uint64_t)rp->kv->n_past;
+    Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
+    pd.kv = &br;
+    pd.layout = &lay;
+    pd.n_ctx = (uint32_t)rp->n_ctx;
+    pd.n_question_ids = (size_t)rp->n_rest;
+    pd.question_ids = rp->rest;
+    pd.prefill_s = rp->prefill_s + rp->compress_s;
+    pd.full_kv_bytes = (uint64_t)rp->full_kv_bytes;
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = request_id;
+    out.body_case = TIS__ENVELOPE__BODY_PREFILL_DONE;
+    out.prefill_done = &pd;
+    rc = s_send(s, &out);
+    free(lens);
+    return rc;
+}
+
+/* PrefillJob -> PrefillDone with the compressed block; or, when a scorer
+ * scores (outside_scores and a head policy), PrefillDone with the head's
+ * input rows while the request waits here for its CompressJob. */
 static int s_prefill(self_t *s, const Tis__Envelope *env) {
     const Tis__Submit *q = env->prefill_job->request;
     if (!q || !q->context || !*q->context || !q->question)
@@ -191,58 +259,144 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     request_opts ro = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
                        .window = 64, .n_sink = 4, .seed = q->gen ? q->gen->seed : 42,
                        .max_new = q->gen && q->gen->max_new ? q->gen->max_new : 16,
-                       .head_ctx = s->h_ctx, .head_q = s->h_q};
+                       .head_ctx = s->h_ctx, .head_q = s->h_q, .head_layer = -1};
     int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &ro.policy);
     if (rc) return rc;
     if (ro.policy.score && ro.budget <= 0 && ro.budget_tokens == 0)
         return tis_error(TIS_EINVAL, "policy %s needs a budget", ro.policy.name);
-    request_prefilled rp;
-    rc = request_prefill(s->st, &s->ct, tokenizer_chat_template(s->m->tok) != NULL, &smp, &ro, &rp);
+    bool outside = env->prefill_job->outside_scores && ro.policy.needs_head;
+    if (outside) { /* the scorer's head reads this layer: ours must be the same head */
+        const head *hd = ro.policy.query_head ? s->h_q : s->h_ctx;
+        if (!hd) return tis_error(TIS_EINVAL, "%s scored outside: this worker needs the head's layer (--head)",
+                                  ro.policy.name);
+        ro.head_layer = hd->cfg.layer;
+        ro.head_ctx = ro.head_q = NULL;
+        if (s->n_park == MAX_PARKED) return tis_error(TIS_ERANGE, "%d requests already wait for scores", MAX_PARKED);
+    }
+    request_state *rs = NULL;
+    double t0 = tis_now();
+    rc = request_begin(s->st, &s->ct, tokenizer_chat_template(s->m->tok) != NULL, &smp, &ro, outside, &rs);
     if (rc) return rc;
-    size_t nb = kv_cache_block_bytes(rp.kv);
-    uint64_t off = 0, lease = 0;
-    arena_expire(s->own, arena_now_ms()); /* blocks nobody came for */
-    rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
-    if (rc) {
+    double begin_s = tis_now() - t0;
+    if (!outside) {
+        request_prefilled rp;
+        rc = request_finish(rs, NULL, &rp);
+        request_state_free(&rs);
+        if (rc) return rc;
+        rc = s_send_block(s, env->request_id, &rp);
         request_prefilled_free(&rp);
         return rc;
     }
-    kv_cache_block_write(rp.kv, arena_at(s->own, off, nb));
-    uint32_t *lens = malloc((size_t)rp.kv->n_stream * sizeof *lens);
-    if (!lens) {
-        arena_lease_release(s->own, lease);
-        request_prefilled_free(&rp);
-        return tis_error(TIS_ENOMEM, "out of memory");
+    float *rows = NULL;
+    int64_t n_ctx = 0, n_q = 0, d = s->m->config.d_model;
+    uint64_t off = 0, lease = 0;
+    size_t nb = 0;
+    rc = request_hidden(rs, &rows, &n_ctx, &n_q);
+    if (!rc) {
+        nb = (size_t)((n_ctx + n_q) * d) * sizeof(float);
+        arena_expire(s->own, arena_now_ms());
+        rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
     }
-    for (int64_t i = 0; i < rp.kv->n_stream; i++) lens[i] = (uint32_t)rp.kv->len[i];
+    if (rc) {
+        free(rows);
+        request_state_free(&rs);
+        return rc;
+    }
+    memcpy(arena_at(s->own, off, nb ? nb : 1), rows, nb);
+    free(rows);
+    s->park[s->n_park++] = (parked){.request_id = env->request_id, .rs = rs, .hidden_lease = lease,
+                                    .since_ms = arena_now_ms(), .n_ctx = n_ctx};
     Tis__BlockRef br = TIS__BLOCK_REF__INIT;
     br.arena = (char *)arena_name(s->own);
     br.offset = off;
     br.length = nb;
     br.lease_id = lease;
-    Tis__KvLayout lay = TIS__KV_LAYOUT__INIT;
-    lay.n_layer = (uint32_t)rp.kv->n_layer;
-    lay.n_kv_head = (uint32_t)rp.kv->n_kv_head;
-    lay.head_dim = (uint32_t)rp.kv->head_dim;
-    lay.n_stream_len = (size_t)rp.kv->n_stream;
-    lay.stream_len = lens;
-    lay.n_past = (uint64_t)rp.kv->n_past;
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
-    pd.kv = &br;
-    pd.layout = &lay;
-    pd.n_ctx = (uint32_t)rp.n_ctx;
-    pd.n_question_ids = (size_t)rp.n_rest;
-    pd.question_ids = rp.rest;
-    pd.prefill_s = rp.prefill_s + rp.compress_s;
-    pd.full_kv_bytes = (uint64_t)rp.full_kv_bytes;
+    pd.hidden = &br;
+    pd.n_ctx = (uint32_t)n_ctx;
+    pd.n_query = (uint32_t)n_q;
+    pd.d_model = (uint32_t)d;
+    pd.prefill_s = begin_s;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = env->request_id;
     out.body_case = TIS__ENVELOPE__BODY_PREFILL_DONE;
     out.prefill_done = &pd;
-    rc = s_send(s, &out);
-    free(lens);
+    return s_send(s, &out);
+}
+
+static arena *s_peer(self_t *s, const char *name);
+
+/* CompressJob: a parked request's scores are in: compress, hand the block. */
+static int s_compress(self_t *s, const Tis__Envelope *env) {
+    const Tis__CompressJob *j = env->compress_job;
+    int k = -1;
+    for (int i = 0; i < s->n_park && k < 0; i++)
+        if (s->park[i].request_id == env->request_id) k = i;
+    if (k < 0) return tis_error(TIS_ENOTFOUND, "no request %llu waits for scores here (expired?)",
+                                (unsigned long long)env->request_id);
+    parked pk = s->park[k];
+    s->park[k] = s->park[--s->n_park];
+    arena_lease_release(s->own, pk.hidden_lease);
+    int rc = 0;
+    const float *sc = NULL;
+    if (!j->scores || !j->scores->arena || j->n != (uint32_t)pk.n_ctx ||
+        j->scores->length != (uint64_t)pk.n_ctx * sizeof(float))
+        rc = tis_error(TIS_EINVAL, "compress job: %u scores for %lld context tokens", j->n, (long long)pk.n_ctx);
+    arena *a = rc ? NULL : s_peer(s, j->scores->arena);
+    if (!rc && !a) rc = TIS_EIO;
+    if (!rc && !(sc = arena_at(a, j->scores->offset, j->scores->length ? j->scores->length : 1))) rc = TIS_ERANGE;
+    request_prefilled rp;
+    if (!rc) rc = request_finish(pk.rs, sc, &rp);
+    request_state_free(&pk.rs);
+    if (rc) return rc;
+    rp.prefill_s = 0; /* reported with the hidden rows already: this is the compression */
+    rc = s_send_block(s, env->request_id, &rp);
     request_prefilled_free(&rp);
     return rc;
+}
+
+/* ScoreJob (scorer): the head over hidden rows in a prefill worker's arena
+ * -> scores in our arena -> ScoreDone. */
+static int s_score(self_t *s, const Tis__Envelope *env) {
+    const Tis__ScoreJob *j = env->score_job;
+    press pr;
+    int rc = press_parse(j->policy && *j->policy ? j->policy : "?", &pr);
+    if (rc) return rc;
+    const head *hd = !pr.needs_head ? NULL : pr.query_head ? s->h_q : s->h_ctx;
+    if (!hd) return tis_error(TIS_EINVAL, "this scorer has no head for policy %s", pr.name);
+    int64_t n = j->n_rows, nq = j->n_query, d = s->m->config.d_model;
+    if (!j->hidden || !j->hidden->arena || j->d_model != (uint32_t)d || n < 1 || n > (1 << 24) || nq > (1 << 24) ||
+        j->hidden->length != (uint64_t)((n + nq) * d) * sizeof(float))
+        return tis_error(TIS_EINVAL, "score job: the hidden block does not hold %lld + %lld rows of %lld", (long long)n,
+                         (long long)nq, (long long)d);
+    arena *a = s_peer(s, j->hidden->arena);
+    const float *rows = a ? arena_at(a, j->hidden->offset, j->hidden->length) : NULL;
+    if (!rows) return a ? TIS_ERANGE : TIS_EIO;
+    double t0 = tis_now();
+    size_t nb = (size_t)n * sizeof(float);
+    uint64_t off = 0, lease = 0;
+    arena_expire(s->own, arena_now_ms());
+    rc = arena_alloc(s->own, nb, s->o->lease_ms, &off, &lease);
+    if (rc) return rc;
+    rc = head_score_context(hd, rows, 0, n, n, nq, arena_at(s->own, off, nb));
+    if (rc) {
+        arena_lease_release(s->own, lease);
+        return rc;
+    }
+    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
+    br.arena = (char *)arena_name(s->own);
+    br.offset = off;
+    br.length = nb;
+    br.lease_id = lease;
+    Tis__ScoreDone sd = TIS__SCORE_DONE__INIT;
+    sd.scores = &br;
+    sd.n = (uint32_t)n;
+    sd.scoring_s = tis_now() - t0;
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = env->request_id;
+    out.body_case = TIS__ENVELOPE__BODY_SCORE_DONE;
+    out.score_done = &sd;
+    return s_send(s, &out);
 }
 
 /* An eval job: one sample through every policy x budget x protocol of its
@@ -257,7 +411,8 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
                          s->m->config.name);
     size_t len = tis__eval_spec__get_packed_size(j->spec);
     if (!s->er || len != s->er_len || !s->er_packed) {
-        eval_runner_destroy(&s->er);
+        for (int i = 0; i < s->n_park; i++) request_state_free(&s->park[i].rs);
+    eval_runner_destroy(&s->er);
     } else {
         uint8_t *tmp = malloc(len ? len : 1);
         if (!tmp) return tis_error(TIS_ENOMEM, "out of memory");
@@ -537,17 +692,22 @@ int worker_run(const worker_opts *o) {
         if (arena_now_ms() >= next_hb) {
             Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
             hb.time_ms = arena_now_ms();
-            hb.role = s->prefill ? TIS__ROLE__ROLE_PREFILL : TIS__ROLE__ROLE_DECODE;
+            hb.role = s_role(s);
             hb.capacity = s_capacity(s);
             Tis__Envelope env = TIS__ENVELOPE__INIT;
             env.body_case = TIS__ENVELOPE__BODY_HEARTBEAT;
             env.heartbeat = &hb;
             s_send(s, &env);
             if (s->own) arena_expire(s->own, arena_now_ms());
+            for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
+                if (arena_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
+                    request_state_free(&s->park[i].rs);
+                    s->park[i--] = s->park[--s->n_park];
+                }
             next_hb = arena_now_ms() + (uint64_t)hb_ms;
         }
         if (n == 0) {
-            if (!s->prefill) rc = s_decode_step(s);
+            if (s->decode) rc = s_decode_step(s);
             continue;
         }
         Tis__Envelope *env = NULL;
@@ -559,7 +719,13 @@ int worker_run(const worker_opts *o) {
         }
         bool job = false;
         switch (env->body_case) {
+        case TIS__ENVELOPE__BODY_COMPRESS_JOB:
+            r = s->prefill ? s_compress(s, env)
+                           : tis_error(TIS_EINVAL, "a compress job sent to a %s worker", o->role);
+            if (r) s_error(s, env->request_id, r, "compress failed");
+            break;
         case TIS__ENVELOPE__BODY_PREFILL_JOB:
+        case TIS__ENVELOPE__BODY_SCORE_JOB:
         case TIS__ENVELOPE__BODY_DECODE_JOB: {
             /* Fault injection for tests: TIS_FAULT_EXIT=PART:N makes the worker
              * whose name contains PART die (like kill -9) when its N-th job arrives. */
@@ -579,9 +745,12 @@ int worker_run(const worker_opts *o) {
                 snprintf(part, sizeof part, "%.*s", (int)(sc - slow), slow);
                 if (strstr(o->name, part)) usleep((useconds_t)(atoll(sc + 1) * 1000));
             }
-            bool mine = (env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB) == s->prefill;
+            bool mine = env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB ? s->prefill
+                        : env->body_case == TIS__ENVELOPE__BODY_SCORE_JOB ? s->scorer
+                                                                           : s->decode;
             r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
-                : !s->prefill ? s_decode_accept(s, env)
+                : s->scorer ? s_score(s, env)
+                : s->decode ? s_decode_accept(s, env)
                 : env->prefill_job->request && env->prefill_job->request->eval ? s_eval(s, env)
                 : env->prefill_job->request && env->prefill_job->request->label ? s_label(s, env)
                                                                                 : s_prefill(s, env);
@@ -589,7 +758,7 @@ int worker_run(const worker_opts *o) {
             s->jobs++;
             /* a prefill worker is free again; a decode worker says so when a
              * sequence finishes (or at once when the job was refused) */
-            job = s->prefill || r != 0 || !mine;
+            job = !s->decode || r != 0 || !mine;
             break;
         }
         case TIS__ENVELOPE__BODY_LEASE_RENEW:
@@ -610,7 +779,7 @@ int worker_run(const worker_opts *o) {
         }
         msg_free(env);
         if (job && !s_stop) rc = s_ready(s);
-        if (!rc && !s->prefill && !s_stop) rc = s_decode_step(s);
+        if (!rc && s->decode && !s_stop) rc = s_decode_step(s);
     }
     s_self_destroy(&s);
     return rc;
