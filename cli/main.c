@@ -104,6 +104,7 @@ static void s_usage(FILE *f) {
             "  serve     [--front EP] [--back EP] [--prefill N] [--decode N]   coordinator + local workers\n"
             "  client    [--connect EP] (--dataset F | --context T --question Q) [--policy P] [--budget F]\n"
             "  status    [--connect EP] [--json]   workers, queues, stage latencies of a running serve\n"
+            "  gen-model --config smollm2-135m|llama3-8b|mistral-7b --out PATH   random weights, real shapes\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
             "tokenizer.json); default %s.\n"
@@ -156,6 +157,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "client")) return cmd_client(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

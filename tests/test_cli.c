@@ -96,6 +96,21 @@ int main(void) {
         if (rc != 2 || !strstr(out, bad[k].msg)) fprintf(stderr, "config %zu: rc %d: %s\n", k, rc, out);
     }
     TT_CHECK(s_run("serve --config /nonexistent.yaml", out, sizeof out) == 2 && strstr(out, "cannot open config"));
+
+    /* tis gen-model: a loadable model at a real model's shapes (one layer here) */
+    char gm[512];
+    snprintf(gm, sizeof gm, "%s", tt_path("gen"));
+    snprintf(args, sizeof args, "gen-model --config smollm2-135m --layers 1 --type q8_0 --out '%s'", gm);
+    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "wrote"));
+    snprintf(args, sizeof args, "info '%s/model.gguf'", gm);
+    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "49152") && strstr(out, "576") &&
+             strstr(out, "gen smollm2-135m"));
+    snprintf(args, sizeof args, "generate -m '%s/model.gguf' -p 'the cat sat' -n 4 --quiet", gm);
+    TT_CHECK(s_run(args, out, sizeof out) == 0);
+    TT_CHECK(s_run("gen-model --config gpt-5 --out /tmp/x", out, sizeof out) == 2 && strstr(out, "unknown config"));
+    TT_CHECK(s_run("gen-model --config mistral-7b --type q3 --out /tmp/x", out, sizeof out) == 2);
+    TT_CHECK(s_run("gen-model --config mistral-7b --arch gpt2 --out /tmp/x", out, sizeof out) == 2 &&
+             strstr(out, "llama only"));
     TT_CHECK(s_run("status --connect ipc:///nonexistent/dir/x --timeout_ms 200", out, sizeof out) == 1);
     return tt_done("test_cli");
 }
