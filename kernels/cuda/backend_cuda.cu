@@ -1,0 +1,347 @@
+// backend_cuda: the vtable of kernels/backend.h on a CUDA device.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cuda.h"
+extern "C" {
+#include "tis_error.h"
+}
+
+enum { MAX_KV_HEADS = 64, ATT_THREADS = 256, MAX_HEAD_DIM = ATT_THREADS };
+
+typedef struct cuda_ctx {
+    int device;
+    cublasHandle_t blas;
+} cuda_ctx;
+
+// A kernel launch or cuBLAS call that fails here is a bug or a lost device:
+// the vtable has no error path, so it stops the process with the reason.
+#define CUDA_OK(call)                                                                                               \
+    do {                                                                                                            \
+        cudaError_t e_ = (call);                                                                                    \
+        if (e_ != cudaSuccess) {                                                                                    \
+            fprintf(stderr, "tis: cuda: %s failed: %s (%s:%d)\n", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+            abort();                                                                                                \
+        }                                                                                                           \
+    } while (0)
+
+static void *s_alloc(void *ctx, size_t bytes) {
+    cuda_ctx *c = (cuda_ctx *)ctx;
+    void *p = NULL;
+    cudaSetDevice(c->device);
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void s_free(void *ctx, void *p) {
+    cudaSetDevice(((cuda_ctx *)ctx)->device);
+    cudaFree(p);
+}
+
+// y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T: in cuBLAS's column-major
+// terms Y^T (n_out x T) = op(W^T stored) . X^T.
+static void s_matmul(void *ctx, float *y, const float *x, const float *w, int64_t T, int64_t n_in, int64_t n_out,
+                     bool accumulate) {
+    cuda_ctx *c = (cuda_ctx *)ctx;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasStatus_t st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &alpha, w,
+                                    (int)n_in, x, (int)n_in, &beta, y, (int)n_out);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "tis: cuda: cublasSgemm failed (%d)\n", (int)st);
+        abort();
+    }
+}
+
+__device__ float s_block_sum(float v, float *red) { // blockDim.x a multiple of 32, <= 1024
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = threadIdx.x < nw ? red[threadIdx.x] : 0.0f;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) red[0] = v;
+    __syncthreads();
+    return red[0];
+}
+
+__device__ float s_block_max(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = threadIdx.x < nw ? red[threadIdx.x] : -INFINITY;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) red[0] = v;
+    __syncthreads();
+    return red[0];
+}
+
+__global__ void k_rmsnorm(float *y, const float *x, const float *w, int64_t d, float eps) {
+    __shared__ float red[32];
+    const float *xt = x + blockIdx.x * d;
+    float *yt = y + blockIdx.x * d;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xt[i] * xt[i];
+    ss = s_block_sum(ss, red);
+    float r = rsqrtf(ss / (float)d + eps);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yt[i] = xt[i] * r * w[i];
+}
+
+static void s_rmsnorm(void *ctx, float *y, const float *x, const float *w, int64_t T, int64_t d, float eps) {
+    if (T < 1) return;
+    k_rmsnorm<<<(unsigned)T, 256>>>(y, x, w, d, eps);
+    CUDA_OK(cudaGetLastError());
+}
+
+// One thread per (token, rotated pair), looping over heads; the angle in
+// double as on the CPU (positions up to 1e5+ times frequencies).
+__global__ void k_rope(float *x, const int32_t *pos, int64_t T, int64_t n_heads, int64_t hd, int64_t n_pair,
+                       bool interleaved, const float *inv_freq, float pos_scale) {
+    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (k >= T * n_pair) return;
+    int64_t t = k / n_pair, i = k % n_pair;
+    double ang = (double)((float)pos[t] * pos_scale) * (double)inv_freq[i];
+    float c = (float)cos(ang), s = (float)sin(ang);
+    int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + n_pair;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + (t * n_heads + h) * hd;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+}
+
+// rope_params.inv_freq is a host array (the model's): copied per call into
+// a small device buffer kept in the context.
+static float *s_inv_freq_dev(const rope_params *rp) {
+    static float *dev = NULL;
+    static int64_t cap = 0;
+    int64_t n = rp->rope_dim / 2;
+    if (n > cap) {
+        cudaFree(dev);
+        CUDA_OK(cudaMalloc(&dev, (size_t)n * sizeof(float)));
+        cap = n;
+    }
+    CUDA_OK(cudaMemcpy(dev, rp->inv_freq, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+    return dev;
+}
+
+static void s_rope(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n_heads, const rope_params *rp) {
+    int64_t n_pair = rp->rope_dim / 2, n = T * n_pair;
+    if (n < 1) return;
+    float *f = s_inv_freq_dev(rp);
+    k_rope<<<(unsigned)((n + 255) / 256), 256>>>(x, pos, T, n_heads, rp->head_dim, n_pair, rp->interleaved, f,
+                                                 rp->pos_scale);
+    CUDA_OK(cudaGetLastError());
+}
+
+__global__ void k_swiglu(float *g, const float *u, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void k_add(float *y, const float *x, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+
+__global__ void k_add_bias(float *y, const float *b, int64_t T, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < T * n) y[i] += b[i % n];
+}
+
+static void s_swiglu(void *ctx, float *g, const float *u, int64_t n) {
+    if (n < 1) return;
+    k_swiglu<<<(unsigned)((n + 255) / 256), 256>>>(g, u, n);
+    CUDA_OK(cudaGetLastError());
+}
+
+static void s_add(void *ctx, float *y, const float *x, int64_t n) {
+    if (n < 1) return;
+    k_add<<<(unsigned)((n + 255) / 256), 256>>>(y, x, n);
+    CUDA_OK(cudaGetLastError());
+}
+
+static void s_add_bias(void *ctx, float *y, const float *b, int64_t T, int64_t n) {
+    if (T * n < 1) return;
+    k_add_bias<<<(unsigned)((T * n + 255) / 256), 256>>>(y, b, T, n);
+    CUDA_OK(cudaGetLastError());
+}
+
+typedef struct streams {
+    int64_t off[MAX_KV_HEADS], len[MAX_KV_HEADS];
+} streams;
+
+// One block per (new token t, query head h). Keys in tiles of ATT_THREADS:
+// each thread scores one key of the tile (q . k * scale + bias), the block
+// keeps the running max m and normaliser l, and thread d < hd accumulates
+// output dimension d (rescaled when m grows): an online softmax, O(hd)
+// shared memory whatever the length.
+__global__ void k_attention(float *out, const float *q, const float *K, const float *V, const float *bias,
+                            streams st, int64_t T, int64_t n_head, int64_t group, int64_t hd, float scale) {
+    __shared__ float qs[MAX_HEAD_DIM], ps[ATT_THREADS], red[32];
+    int64_t t = blockIdx.x, h = blockIdx.y, kvh = h / group;
+    int64_t off = st.off[kvh], L = st.len[kvh], vis = L - T + t + 1; // causal over the new tokens
+    const float *qv = q + (t * n_head + h) * hd;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qv[d];
+    __syncthreads();
+    float m = -INFINITY, l = 0.0f, acc = 0.0f;
+    for (int64_t j0 = 0; j0 < vis; j0 += ATT_THREADS) {
+        int64_t j = j0 + threadIdx.x;
+        float sc = -INFINITY;
+        if (j < vis) {
+            const float *kr = K + (off + j) * hd;
+            float dot = 0;
+            for (int64_t d = 0; d < hd; d++) dot += qs[d] * kr[d];
+            sc = dot * scale + (bias ? bias[off + j] : 0.0f);
+        }
+        float mt = s_block_max(sc, red), mn = fmaxf(m, mt);
+        float p = j < vis ? expf(sc - mn) : 0.0f;
+        ps[threadIdx.x] = p;
+        float lt = s_block_sum(p, red); // syncs: ps is complete
+        float corr = expf(m - mn);      // 0 on the first tile (m = -inf)
+        l = l * corr + lt;
+        if (threadIdx.x < hd) {
+            float a = acc * corr;
+            int64_t nt = vis - j0 < ATT_THREADS ? vis - j0 : ATT_THREADS;
+            for (int64_t k = 0; k < nt; k++) a += ps[k] * V[(off + j0 + k) * hd + threadIdx.x];
+            acc = a;
+        }
+        m = mn;
+        __syncthreads(); // ps is rewritten by the next tile
+    }
+    if (threadIdx.x < hd) out[(t * n_head + h) * hd + threadIdx.x] = acc / l;
+}
+
+static void s_attention(void *ctx, float *out, const float *q, const kv_cache *kv, int64_t layer, int64_t T,
+                        int64_t n_head, const attn_observer *obs) {
+    if (obs && obs->fn) {
+        fprintf(stderr, "tis: cuda: attention probabilities cannot be observed on the CUDA backend\n");
+        abort();
+    }
+    if (kv->n_kv_head > MAX_KV_HEADS || kv->head_dim > MAX_HEAD_DIM) {
+        fprintf(stderr, "tis: cuda: %lld kv heads / head dim %lld: at most %d / %d\n", (long long)kv->n_kv_head,
+                (long long)kv->head_dim, MAX_KV_HEADS, MAX_HEAD_DIM);
+        abort();
+    }
+    if (T < 1) return;
+    streams st;
+    for (int64_t h = 0; h < kv->n_kv_head; h++) {
+        int64_t s = kv_stream(kv, layer, h);
+        st.off[h] = kv->off[s];
+        st.len[h] = kv->len[s];
+        if (st.len[h] < T) {
+            fprintf(stderr, "tis: cuda: stream %lld holds %lld entries, fewer than the %lld new tokens\n",
+                    (long long)s, (long long)st.len[h], (long long)T);
+            abort();
+        }
+    }
+    dim3 grid((unsigned)T, (unsigned)n_head);
+    k_attention<<<grid, ATT_THREADS>>>(out, q, kv->k, kv->v, kv->bias, st, T, n_head, n_head / kv->n_kv_head,
+                                       kv->head_dim, 1.0f / sqrtf((float)kv->head_dim));
+    CUDA_OK(cudaGetLastError());
+}
+
+extern "C" const tis_backend *backend_cuda(int device) {
+    static cuda_ctx ctx[16];
+    static tis_backend be[16];
+    static bool ready[16];
+    if (device < 0 || device >= 16) {
+        tis_error(TIS_EINVAL, "cuda: device %d", device);
+        return NULL;
+    }
+    if (ready[device]) return &be[device];
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        tis_error(TIS_EIO, "cuda: device %d: %s", device, cudaGetErrorString(e));
+        return NULL;
+    }
+    ctx[device].device = device;
+    if (cublasCreate(&ctx[device].blas) != CUBLAS_STATUS_SUCCESS) {
+        tis_error(TIS_EIO, "cuda: cublasCreate failed on device %d", device);
+        return NULL;
+    }
+    cublasSetMathMode(ctx[device].blas, CUBLAS_DEFAULT_MATH); // FP32, no TF32: the CPU twin's precision
+    be[device] = (tis_backend){.name = "cuda", .ctx = &ctx[device], .alloc = s_alloc, .free = s_free,
+                               .matmul = s_matmul, .rmsnorm = s_rmsnorm, .rope = s_rope, .swiglu = s_swiglu,
+                               .add = s_add, .add_bias = s_add_bias, .attention = s_attention};
+    ready[device] = true;
+    return &be[device];
+}
+
+extern "C" int backend_cuda_upload(void *dst, const void *src, size_t bytes) {
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) return 0;
+    cudaGetLastError();
+    return tis_error(TIS_EIO, "cuda: upload of %zu bytes: %s", bytes, cudaGetErrorString(e));
+}
+
+extern "C" int backend_cuda_download(void *dst, const void *src, size_t bytes) {
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) return 0;
+    cudaGetLastError();
+    return tis_error(TIS_EIO, "cuda: download of %zu bytes: %s", bytes, cudaGetErrorString(e));
+}
+
+extern "C" int backend_cuda_kv_mirror(kv_cache **out, const kv_cache *src) {
+    *out = NULL;
+    kv_cache *m = (kv_cache *)calloc(1, sizeof *m);
+    if (!m) return tis_error(TIS_ENOMEM, "cuda: out of memory");
+    *m = *src;
+    m->mem = NULL;
+    int64_t total = 0;
+    for (int64_t s = 0; s < src->n_stream; s++) total += src->cap[s];
+    size_t kb = (size_t)total * (size_t)src->head_dim * sizeof(float), pb = (size_t)total * sizeof(int32_t);
+    m->off = (int64_t *)malloc((size_t)src->n_stream * 3 * sizeof(int64_t));
+    m->k = m->v = NULL;
+    m->pos = NULL;
+    m->bias = NULL;
+    int rc = m->off ? 0 : tis_error(TIS_ENOMEM, "cuda: out of memory");
+    if (!rc) {
+        m->cap = m->off + src->n_stream;
+        m->len = m->cap + src->n_stream;
+        memcpy(m->off, src->off, (size_t)src->n_stream * sizeof(int64_t));
+        memcpy(m->cap, src->cap, (size_t)src->n_stream * sizeof(int64_t));
+        memcpy(m->len, src->len, (size_t)src->n_stream * sizeof(int64_t));
+    }
+    if (!rc && (cudaMalloc(&m->k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&m->v, kb ? kb : 1) != cudaSuccess ||
+                cudaMalloc(&m->pos, pb ? pb : 1) != cudaSuccess ||
+                (src->bias && cudaMalloc(&m->bias, (size_t)total * sizeof(float)) != cudaSuccess))) {
+        cudaGetLastError();
+        rc = tis_error(TIS_ENOMEM, "cuda: no device memory for a %zu-byte cache", 2 * kb + pb);
+    }
+    if (!rc) rc = backend_cuda_upload(m->k, src->k, kb);
+    if (!rc) rc = backend_cuda_upload(m->v, src->v, kb);
+    if (!rc) rc = backend_cuda_upload(m->pos, src->pos, pb);
+    if (!rc && src->bias) rc = backend_cuda_upload(m->bias, src->bias, (size_t)total * sizeof(float));
+    if (rc) {
+        backend_cuda_kv_free(&m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+extern "C" void backend_cuda_kv_free(kv_cache **p) {
+    if (!p || !*p) return;
+    kv_cache *m = *p;
+    cudaFree(m->k);
+    cudaFree(m->v);
+    cudaFree(m->pos);
+    cudaFree(m->bias);
+    free(m->off);
+    free(m);
+    *p = NULL;
+}

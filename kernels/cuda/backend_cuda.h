@@ -1,0 +1,42 @@
+/* backend_cuda: the CUDA twin of the CPU reference backend: the same
+ * vtable (kernels/backend.h), f32 on device memory, cuBLAS (FP32 math, no
+ * TF32) for the matrix products; RMSNorm, RoPE, SwiGLU, adds and causal
+ * grouped-query attention over ragged (compacted) per-head caches as
+ * kernels. Attention tiles the keys with an online softmax: no T x T score
+ * matrix exists, however long the context. It does not observe attention
+ * probabilities (the presses that need them run on the CPU path).
+ *
+ * Status: compiled in CI; each op is tested against backend_cpu by
+ * tests/test_cuda_backend.c, which runs only where a GPU is present: none
+ * has been lent to this work yet, so these kernels have NOT run. The
+ * forward pass does not use this backend yet (weights, activations and the
+ * KV cache stay on the host). */
+#ifndef TIS_BACKEND_CUDA_H
+#define TIS_BACKEND_CUDA_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "kv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The backend of device `device` (set up once), or NULL with an error. */
+const tis_backend *backend_cuda(int device);
+
+/* Host <-> device copies of backend buffers. 0 or a negative status. */
+int backend_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);
+int backend_cuda_download(void *dst_host, const void *src_dev, size_t bytes);
+
+/* A cache with the host cache's layout and contents whose entries (k, v,
+ * pos, bias) live on the device; its off / cap / len stay on the host. */
+int backend_cuda_kv_mirror(kv_cache **out, const kv_cache *src);
+void backend_cuda_kv_free(kv_cache **p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,189 @@
+/* test_cuda_backend: every op of the CUDA backend against its CPU twin
+ * (kernels/cpu, the reference) on awkward shapes: sizes that are not
+ * multiples of a tile, GQA groups, ragged per-head caches, a context past
+ * 4k, with and without the attention bias. Both compute in f32 (cuBLAS
+ * without TF32), so the tolerance is f32 summation-order noise: a relative
+ * 1e-4 of the output's scale, plus 1e-5. Skips (77) without CUDA or a GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "kv.h"
+#include "tt.h"
+
+#ifdef TIS_HAVE_CUDA
+#include "cuda/backend_cuda.h"
+#include "cuda/cuda_probe.h"
+
+static const tis_backend *s_gpu;
+static uint64_t s_rng = 12345;
+
+static float *s_rand(int64_t n, float scale) {
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = scale * tt_randf(&s_rng);
+    return v;
+}
+
+static float *s_up(const float *h, int64_t n) {
+    float *d = s_gpu->alloc(s_gpu->ctx, (size_t)(n ? n : 1) * sizeof(float));
+    TT_CHECK(d != NULL);
+    if (d) TT_OK(backend_cuda_upload(d, h, (size_t)n * sizeof(float)));
+    return d;
+}
+
+static void s_down(float *h, const float *d, int64_t n) { TT_OK(backend_cuda_download(h, d, (size_t)n * sizeof(float))); }
+
+/* max |a - b| within 1e-4 of max |a| (+ 1e-5) */
+static bool s_close(const char *what, const float *a, const float *b, int64_t n) {
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(a[i]));
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    }
+    bool ok = worst <= 1e-4 * scale + 1e-5;
+    fprintf(stderr, "  %-40s max |cpu - cuda| %.2e (scale %.2e) %s\n", what, worst, scale, ok ? "ok" : "FAIL");
+    return ok;
+}
+
+static void s_matmul(int64_t T, int64_t n_in, int64_t n_out, bool acc) {
+    const tis_backend *cpu = backend_cpu();
+    float *x = s_rand(T * n_in, 1), *w = s_rand(n_out * n_in, 0.1f), *y = s_rand(T * n_out, 1);
+    float *yc = malloc((size_t)(T * n_out) * sizeof *yc), *yg = malloc((size_t)(T * n_out) * sizeof *yg);
+    memcpy(yc, y, (size_t)(T * n_out) * sizeof *yc);
+    cpu->matmul(NULL, yc, x, w, T, n_in, n_out, acc);
+    float *dx = s_up(x, T * n_in), *dw = s_up(w, n_out * n_in), *dy = s_up(y, T * n_out);
+    s_gpu->matmul(s_gpu->ctx, dy, dx, dw, T, n_in, n_out, acc);
+    s_down(yg, dy, T * n_out);
+    char what[64];
+    snprintf(what, sizeof what, "matmul T=%lld %lldx%lld%s", (long long)T, (long long)n_in, (long long)n_out,
+             acc ? " +=" : "");
+    TT_CHECK(s_close(what, yc, yg, T * n_out));
+    s_gpu->free(s_gpu->ctx, dx), s_gpu->free(s_gpu->ctx, dw), s_gpu->free(s_gpu->ctx, dy);
+    free(x), free(w), free(y), free(yc), free(yg);
+}
+
+static void s_elementwise(void) {
+    const tis_backend *cpu = backend_cpu();
+    int64_t T = 5, d = 577, n = T * d;
+    float *x = s_rand(n, 2), *w = s_rand(d, 1), *u = s_rand(n, 1), *yc = malloc((size_t)n * 4), *yg = malloc((size_t)n * 4);
+    float *dx = s_up(x, n), *dw = s_up(w, d), *du = s_up(u, n), *dy = s_up(x, n);
+    cpu->rmsnorm(NULL, yc, x, w, T, d, 1e-5f);
+    s_gpu->rmsnorm(s_gpu->ctx, dy, dx, dw, T, d, 1e-5f);
+    s_down(yg, dy, n);
+    TT_CHECK(s_close("rmsnorm 5 x 577", yc, yg, n));
+    memcpy(yc, x, (size_t)n * 4);
+    cpu->swiglu(NULL, yc, u, n);
+    s_gpu->swiglu(s_gpu->ctx, dx, du, n);
+    s_down(yg, dx, n);
+    TT_CHECK(s_close("swiglu 2885", yc, yg, n));
+    memcpy(yc, u, (size_t)n * 4);
+    cpu->add(NULL, yc, x, n);
+    TT_OK(backend_cuda_upload(dx, x, (size_t)n * 4));
+    s_gpu->add(s_gpu->ctx, du, dx, n);
+    s_down(yg, du, n);
+    TT_CHECK(s_close("add 2885", yc, yg, n));
+    memcpy(yc, x, (size_t)n * 4);
+    cpu->add_bias(NULL, yc, w, T, d);
+    s_gpu->add_bias(s_gpu->ctx, dx, dw, T, d);
+    s_down(yg, dx, n);
+    TT_CHECK(s_close("add_bias 5 x 577", yc, yg, n));
+    s_gpu->free(s_gpu->ctx, dx), s_gpu->free(s_gpu->ctx, dw), s_gpu->free(s_gpu->ctx, du), s_gpu->free(s_gpu->ctx, dy);
+    free(x), free(w), free(u), free(yc), free(yg);
+}
+
+static void s_rope(int64_t hd, int64_t rope_dim, bool interleaved) {
+    const tis_backend *cpu = backend_cpu();
+    int64_t T = 7, nh = 3, n = T * nh * hd;
+    float inv[128];
+    for (int64_t i = 0; i < rope_dim / 2; i++) inv[i] = (float)pow(100000.0, -2.0 * (double)i / (double)rope_dim);
+    rope_params rp = {.head_dim = hd, .rope_dim = rope_dim, .interleaved = interleaved, .inv_freq = inv,
+                      .pos_scale = 1.0f};
+    int32_t pos[7] = {0, 1, 17, 4095, 4096, 33333, 99999};
+    float *x = s_rand(n, 1), *yg = malloc((size_t)n * 4), *dx = s_up(x, n);
+    int32_t *dpos = s_gpu->alloc(s_gpu->ctx, sizeof pos);
+    TT_OK(backend_cuda_upload(dpos, pos, sizeof pos));
+    cpu->rope(NULL, x, pos, T, nh, &rp);
+    s_gpu->rope(s_gpu->ctx, dx, dpos, T, nh, &rp);
+    s_down(yg, dx, n);
+    char what[64];
+    snprintf(what, sizeof what, "rope hd %lld, %lld rotated, %s", (long long)hd, (long long)rope_dim,
+             interleaved ? "pairs" : "halves");
+    TT_CHECK(s_close(what, x, yg, n));
+    s_gpu->free(s_gpu->ctx, dx), s_gpu->free(s_gpu->ctx, dpos);
+    free(x), free(yg);
+}
+
+/* Layer 1 of a 2-layer cache, n_kv kv heads with ragged lengths len[], the
+ * last T entries of each stream new; n_head = group * n_kv queries. */
+static void s_attention(int64_t hd, int64_t n_kv, int64_t group, int64_t T, const int64_t *len, bool bias) {
+    const tis_backend *cpu = backend_cpu();
+    int64_t caps[2 * 64];
+    for (int64_t l = 0; l < 2; l++)
+        for (int64_t h = 0; h < n_kv; h++) caps[l * n_kv + h] = len[h] + 3;
+    kv_cache *kv = NULL;
+    TT_OK(kv_cache_new_ragged(&kv, 2, n_kv, hd, caps));
+    if (!kv) return;
+    if (bias) TT_OK(kv_cache_enable_bias(kv));
+    for (int64_t s = 0; s < kv->n_stream; s++) {
+        kv->len[s] = len[s % n_kv];
+        for (int64_t i = 0; i < kv->len[s]; i++) {
+            for (int64_t d = 0; d < hd; d++) {
+                kv->k[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
+                kv->v[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
+            }
+            kv->pos[kv->off[s] + i] = (int32_t)i;
+            if (bias) kv->bias[kv->off[s] + i] = 2.0f * tt_randf(&s_rng) - (i % 7 == 0 ? 1e9f : 0.0f);
+        }
+    }
+    int64_t nh = n_kv * group, n = T * nh * hd;
+    float *q = s_rand(n, 1), *oc = malloc((size_t)n * 4), *og = malloc((size_t)n * 4);
+    cpu->attention(NULL, oc, q, kv, 1, T, nh, NULL);
+    kv_cache *dkv = NULL;
+    TT_OK(backend_cuda_kv_mirror(&dkv, kv));
+    float *dq = s_up(q, n), *dout = s_up(q, n);
+    if (dkv) s_gpu->attention(s_gpu->ctx, dout, dq, dkv, 1, T, nh, NULL);
+    s_down(og, dout, n);
+    char what[96];
+    snprintf(what, sizeof what, "attention hd %lld, %lldx%lld heads, T %lld, L %lld..%s", (long long)hd,
+             (long long)n_kv, (long long)group, (long long)T, (long long)len[0], bias ? ", bias" : "");
+    TT_CHECK(s_close(what, oc, og, n));
+    backend_cuda_kv_free(&dkv);
+    kv_cache_destroy(&kv);
+    s_gpu->free(s_gpu->ctx, dq), s_gpu->free(s_gpu->ctx, dout);
+    free(q), free(oc), free(og);
+}
+#endif
+
+int main(void) {
+#ifdef TIS_HAVE_CUDA
+    char info[1024];
+    if (cuda_probe(info, sizeof info) == 0) {
+        printf("test_cuda_backend: skipped: %s\n", info);
+        return 77;
+    }
+    printf("%s", info);
+    s_gpu = backend_cuda(0);
+    TT_CHECK(s_gpu != NULL);
+    if (!s_gpu) return tt_done("test_cuda_backend");
+    s_matmul(1, 67, 129, false);
+    s_matmul(7, 64, 33, true);
+    s_matmul(33, 577, 65, false);
+    s_matmul(300, 576, 1536, true);
+    s_elementwise();
+    s_rope(64, 64, true);
+    s_rope(64, 64, false);
+    s_rope(128, 32, false);
+    int64_t l1[3] = {7, 300, 33}, l2[1] = {4100}, l3[8] = {1, 2, 3, 257, 256, 255, 1000, 64};
+    s_attention(64, 3, 3, 1, l1, false);   /* decode, SmolLM2's GQA */
+    s_attention(64, 3, 3, 5, l1, true);    /* a few new tokens, ragged, bias with evictions */
+    s_attention(128, 1, 4, 1, l2, false);  /* past 4k */
+    s_attention(128, 8, 4, 1, l3, true);   /* Llama-3 shape, lengths around a tile */
+    s_attention(64, 2, 1, 40, (int64_t[]){600, 40}, false); /* prefill-like: 40 new tokens */
+    return tt_done("test_cuda_backend");
+#else
+    printf("test_cuda_backend: skipped: built without CUDA (TIS_CUDA=OFF)\n");
+    return 77;
+#endif
+}
