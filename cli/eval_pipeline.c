@@ -86,12 +86,7 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
         /* every 2 s: which jobs does the coordinator hold? One that
          * restarted lost those in flight: they are sent again (run once). */
         if (in_flight > 0 && tis_now() >= next_probe) {
-            Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
-            Tis__Envelope e = TIS__ENVELOPE__INIT;
-            e.request_id = UINT64_MAX - status_seq++;
-            e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
-            e.status_request = &sr;
-            wire_send(sock, NULL, &e);
+            wire_send_status_request(sock, UINT64_MAX - status_seq++);
             next_probe = tis_now() + 2.0;
         }
         for (; next < n && in_flight < window && tis_now() >= wait_until; next++) {
@@ -136,10 +131,7 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
             int64_t again = 0;
             for (int64_t i = 0; i < n; i++) {
                 if (jobs[i].state != 1 || jobs[i].probe > q) continue;
-                bool held = false;
-                for (size_t h = 0; h < e->status->n_client_requests && !held; h++)
-                    held = e->status->client_requests[h] == (uint64_t)i + 1;
-                if (held) continue;
+                if (wire_status_holds(e->status, (uint64_t)i + 1)) continue;
                 jobs[i].state = 0;
                 next = i < next ? i : next;
                 in_flight--;

@@ -136,12 +136,7 @@ static int s_send(label_remote *r, int64_t k) {
 static int s_pump(label_remote *r) {
     double now = tis_now();
     if (r->in_flight > 0 && now >= r->next_probe) {
-        Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
-        Tis__Envelope e = TIS__ENVELOPE__INIT;
-        e.request_id = UINT64_MAX - r->status_seq++;
-        e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
-        e.status_request = &sr;
-        wire_send(r->sock, NULL, &e);
+        wire_send_status_request(r->sock, UINT64_MAX - r->status_seq++);
         r->next_probe = now + 2.0;
     }
     zmq_pollitem_t it = {r->sock, 0, ZMQ_POLLIN, 0};
@@ -167,10 +162,7 @@ static int s_pump(label_remote *r) {
         int64_t again = 0;
         for (int64_t i = 0; i < r->n; i++) {
             if (r->slots[i].state != 1 || r->slots[i].probe > q) continue;
-            bool held = false;
-            for (size_t h = 0; h < e->status->n_client_requests && !held; h++)
-                held = e->status->client_requests[h] == (uint64_t)i + 1;
-            if (held) continue;
+            if (wire_status_holds(e->status, (uint64_t)i + 1)) continue;
             r->slots[i].state = 0;
             r->next_send = i < r->next_send ? i : r->next_send;
             r->in_flight--;

@@ -37,8 +37,7 @@ int64_t gen_model_params(const gen_model_spec *s) {
     return s->n_vocab * s->d_model * (s->tied ? 1 : 2) + s->d_model + s->n_layer * layer;
 }
 
-/* GPT-2's byte -> printable code point map, as UTF-8. */
-static void s_byte_piece(int b, char out[4]) {
+void gen_model_byte_piece(int b, char out[4]) {
     int cp;
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
         cp = b;
@@ -133,7 +132,7 @@ int gen_model_write(const char *path, const gen_model_spec *sp, void (*progress)
             snprintf(buf, sizeof buf, "%s", specials[k]);
             types[k] = 3; /* CONTROL */
         } else if (k < N_SPECIALS + 256) {
-            s_byte_piece((int)(k - N_SPECIALS), buf);
+            gen_model_byte_piece((int)(k - N_SPECIALS), buf);
             types[k] = 1;
         } else {
             char m[40];

@@ -23,6 +23,10 @@ typedef struct gen_model_spec {
 int gen_model_preset(const char *name, gen_model_spec *out);
 extern const char *const gen_model_names[];
 
+/* GPT-2's byte -> printable code point map: byte b's vocabulary piece, as
+ * UTF-8 (out holds 3 bytes and the NUL). */
+void gen_model_byte_piece(int b, char out[4]);
+
 /* Parameters of the spec (embedding and output included). */
 int64_t gen_model_params(const gen_model_spec *s);
 

@@ -130,9 +130,7 @@ static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
     for (size_t i = 0; i < c->n_pend; i++) {
         pending *p = &c->pend[i];
         if (p->probe > q) continue; /* sent after the question */
-        bool held = false;
-        for (size_t k = 0; k < st->n_client_requests && !held; k++) held = st->client_requests[k] == p->id;
-        if (held) continue;
+        if (wire_status_holds(st, p->id)) continue;
         Tis__Submit *sub = tis__submit__unpack(NULL, p->len, p->submit);
         if (!sub) continue;
         Tis__Envelope out = TIS__ENVELOPE__INIT;
@@ -147,14 +145,6 @@ static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
     }
 }
 
-static int s_send_status_request(tis_client *c, uint64_t id) {
-    Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
-    Tis__Envelope e = TIS__ENVELOPE__INIT;
-    e.request_id = id;
-    e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
-    e.status_request = &sr;
-    return wire_send(c->sock, NULL, &e);
-}
 
 uint64_t tis_client_resent(const tis_client *c) { return c ? c->resent : 0; }
 
@@ -237,7 +227,7 @@ int tis_client_next(tis_client *c, int timeout_ms, tis_result *out) {
     for (;;) {
         double now = tis_now(), left = t_end - now;
         if (c->n_pend && now >= c->next_probe) { /* is it still the same coordinator? */
-            s_send_status_request(c, UINT64_MAX - c->status_seq++);
+            wire_send_status_request(c->sock, UINT64_MAX - c->status_seq++);
             c->next_probe = now + PROBE_MS / 1000.0;
         }
         double wait = c->next_probe - now < left ? c->next_probe - now : left;
@@ -319,7 +309,7 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
     *json_out = NULL;
     /* status ids count down from the top, away from the caller's request ids */
     uint64_t id = UINT64_MAX - c->status_seq++;
-    int rc = s_send_status_request(c, id);
+    int rc = wire_send_status_request(c->sock, id);
     if (rc) return rc;
     double t_end = tis_now() + timeout_ms / 1000.0;
     for (;;) {

@@ -82,3 +82,18 @@ int wire_send_error(void *sock, const wire_peer *peer, uint64_t request_id, int 
     env.error = &er;
     return wire_send(sock, peer, &env);
 }
+
+int wire_send_status_request(void *sock, uint64_t id) {
+    Tis__StatusRequest sr = TIS__STATUS_REQUEST__INIT;
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.request_id = id;
+    e.body_case = TIS__ENVELOPE__BODY_STATUS_REQUEST;
+    e.status_request = &sr;
+    return wire_send(sock, NULL, &e);
+}
+
+bool wire_status_holds(const Tis__Status *st, uint64_t id) {
+    for (size_t k = 0; k < st->n_client_requests; k++)
+        if (st->client_requests[k] == id) return true;
+    return false;
+}

@@ -7,6 +7,7 @@
 #ifndef TIS_WIRE_H
 #define TIS_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,5 +31,12 @@ int wire_recv(void *sock, int router, wire_peer *peer, Tis__Envelope **out);
 /* Answers a bad or failed request with an Error message. */
 int wire_send_error(void *sock, const wire_peer *peer, uint64_t request_id, int code,
                     const char *message);
+
+/* Asks the coordinator (front end) for its Status; id: the client's
+ * status request id (answered in Status, request_id = id). */
+int wire_send_status_request(void *sock, uint64_t id);
+
+/* Whether a Status lists request id among the asking client's held ones. */
+bool wire_status_holds(const Tis__Status *st, uint64_t id);
 
 #endif

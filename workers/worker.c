@@ -199,6 +199,16 @@ static void s_error(self_t *s, uint64_t request_id, int code, const char *what) 
     wire_send_error(s->sock, NULL, request_id, code, msg);
 }
 
+/* A handle to [off, off + len) of our arena under `lease`. */
+static Tis__BlockRef s_blockref(const self_t *s, uint64_t off, uint64_t len, uint64_t lease) {
+    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
+    br.arena = (char *)arena_name(s->own);
+    br.offset = off;
+    br.length = len;
+    br.lease_id = lease;
+    return br;
+}
+
 /* The compressed cache as a flat block in our arena, under a lease ->
  * PrefillDone (BlockRef + KvLayout + the tokens decode runs first). */
 static int s_send_block(self_t *s, uint64_t request_id, const request_prefilled *rp) {
@@ -214,11 +224,7 @@ static int s_send_block(self_t *s, uint64_t request_id, const request_prefilled 
         return tis_error(TIS_ENOMEM, "out of memory");
     }
     for (int64_t i = 0; i < rp->kv->n_stream; i++) lens[i] = (uint32_t)rp->kv->len[i];
-    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
-    br.arena = (char *)arena_name(s->own);
-    br.offset = off;
-    br.length = nb;
-    br.lease_id = lease;
+    Tis__BlockRef br = s_blockref(s, off, nb, lease);
     Tis__KvLayout lay = TIS__KV_LAYOUT__INIT;
     lay.n_layer = (uint32_t)rp->kv->n_layer;
     lay.n_kv_head = (uint32_t)rp->kv->n_kv_head;
@@ -306,11 +312,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     free(rows);
     s->park[s->n_park++] = (parked){.request_id = env->request_id, .rs = rs, .hidden_lease = lease,
                                     .since_ms = arena_now_ms(), .n_ctx = n_ctx};
-    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
-    br.arena = (char *)arena_name(s->own);
-    br.offset = off;
-    br.length = nb;
-    br.lease_id = lease;
+    Tis__BlockRef br = s_blockref(s, off, nb, lease);
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
     pd.hidden = &br;
     pd.n_ctx = (uint32_t)n_ctx;
@@ -383,11 +385,7 @@ static int s_score(self_t *s, const Tis__Envelope *env) {
         arena_lease_release(s->own, lease);
         return rc;
     }
-    Tis__BlockRef br = TIS__BLOCK_REF__INIT;
-    br.arena = (char *)arena_name(s->own);
-    br.offset = off;
-    br.length = nb;
-    br.lease_id = lease;
+    Tis__BlockRef br = s_blockref(s, off, nb, lease);
     Tis__ScoreDone sd = TIS__SCORE_DONE__INIT;
     sd.scores = &br;
     sd.n = (uint32_t)n;
@@ -498,10 +496,7 @@ static int s_label(self_t *s, const Tis__Envelope *env) {
             return rc;
         }
         labeljob_block_write(&ls, &s->m->config, cfg.per_head, arena_at(s->own, off, nb ? nb : 1));
-        br.arena = (char *)arena_name(s->own);
-        br.offset = off;
-        br.length = nb;
-        br.lease_id = lease;
+        br = s_blockref(s, off, nb, lease);
         lr.block = &br;
         lr.n_tokens = ls.n_tokens;
         lr.ctx_begin = ls.ctx_begin;

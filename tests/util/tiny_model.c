@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen_model.h"
 #include "gguf_writer.h"
 #include "quant.h"
 #include "tis_error.h"
@@ -23,28 +24,6 @@ tiny_spec tiny_spec_default(void) {
 }
 
 int64_t tiny_vocab_size(void) { return N_SPECIALS + 256 + N_MERGES; }
-
-/* GPT-2's byte -> printable code point map, as UTF-8. */
-static void s_byte_piece(int b, char out[4]) {
-    int cp;
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
-        cp = b;
-    } else {
-        /* The remaining bytes map to 256, 257, ... in byte order. */
-        int n = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
 
 static int s_tensor(gguf_writer *w, const char *name, int type, int64_t rows, int64_t cols,
                     float scale, float offset, uint64_t *rng) {
@@ -95,7 +74,7 @@ int tiny_model_write(const char *path, const tiny_spec *sp) {
     }
     for (int b = 0; b < 256; b++, k++) {
         toks[k] = malloc(4);
-        s_byte_piece(b, toks[k]);
+        gen_model_byte_piece(b, toks[k]);
         types[k] = 1;
     }
     for (int i = 0; i < N_MERGES; i++, k++) {
