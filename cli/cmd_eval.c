@@ -51,6 +51,8 @@ static void s_usage(FILE *f) {
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           BLAS threads (default: all cores)\n"
+            "      --resume              keep the rows already in --output and run only the\n"
+            "                            samples missing there (same options as the first run)\n"
             "      --export PATH.jsonl   write the benchmark's samples as a dataset (for\n"
             "                            tis client / tis eval --dataset) and exit\n"
             "      --workers N           spread the samples over N pipeline workers (a private\n"
@@ -100,6 +102,19 @@ static void s_progress(int64_t done, int64_t total, double elapsed, const char *
     fflush(stderr);
 }
 
+typedef struct rows_view {
+    const eval_row *rows;
+    int64_t n;
+} rows_view;
+
+/* --resume: a sample whose rows are already in the CSV. */
+static bool s_in_rows(const bench_sample *s, void *user) {
+    const rows_view *v = user;
+    for (int64_t i = 0; i < v->n; i++)
+        if (!strcmp(v->rows[i].sample_id, s->id)) return true;
+    return false;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model_path = cli_default_model(), *dataset = NULL, *output = "results/eval.csv";
     const char *haystack = NULL, *protocol = "agnostic";
@@ -114,6 +129,7 @@ int cmd_eval(int argc, char **argv) {
     float hook_lambda = -1.0f;
     int64_t n_workers = 0;
     const char *connect = NULL, *export_path = NULL;
+    bool resume = false;
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
     bool chat = true, plots = true, budgets_given = false;
@@ -131,6 +147,7 @@ int cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "--query_aware")) { protocol = "query_aware"; continue; }
         if (!strcmp(a, "--no_chat")) { chat = false; continue; }
         if (!strcmp(a, "--no_plots")) { plots = false; continue; }
+        if (!strcmp(a, "--resume")) { resume = true; continue; }
         bool list = !strcmp(a, "--baseline") || !strcmp(a, "--policy") || !strcmp(a, "--benchmark") ||
                     !strcmp(a, "--cache_budgets") || !strcmp(a, "--budget_tokens") ||
                     !strcmp(a, "--context_tokens") || !strcmp(a, "--depths");
@@ -347,6 +364,17 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "tis eval: cannot create the directory of %s\n", output);
         goto done;
     }
+    if (resume && access(output, R_OK) == 0) { /* the rows of the samples already run stay */
+        if (report_read_csv(output, &rows, &n_rows)) {
+            cli_fail("--resume: reading the rows already there");
+            goto done;
+        }
+        cap_rows = n_rows;
+        int64_t gone = 0;
+        for (int s = 0; s < n_sets; s++) gone += bench_set_drop(&sets[s], s_in_rows, &(rows_view){rows, n_rows});
+        fprintf(stderr, "[eval] --resume: %lld rows of %lld samples already in %s\n", (long long)n_rows,
+                (long long)gone, output);
+    }
     int64_t total = 0, done_n = 0;
     for (int s = 0; s < n_sets; s++) total += sets[s].n;
     fprintf(stderr, "[eval] %s | %lld samples | %d policies | %lld budgets | protocol %s | batch %lld | threads %d",
@@ -360,11 +388,19 @@ int cmd_eval(int argc, char **argv) {
     if (n_workers || connect) {
         eval_pipeline_opts po = {.connect = connect, .workers = n_workers, .model_path = model_path,
                                  .model_name = m->config.name, .output = output, .tty = tty};
-        if (eval_pipeline_run(&po, &cfg, sets, n_sets, &rows, &n_rows, s_progress)) {
+        eval_row *got = NULL;
+        int64_t n_got = 0;
+        po.keep = rows;
+        po.n_keep = n_rows;
+        if (eval_pipeline_run(&po, &cfg, sets, n_sets, &got, &n_got, s_progress)) {
             if (tty) fprintf(stderr, "\n");
             cli_fail("evaluating through the pipeline");
             goto done;
         }
+        free(rows);
+        rows = got;
+        n_rows = n_got;
+        cap_rows = n_got;
     }
     for (int s = 0; !(n_workers || connect) && s < n_sets; s++) {
         for (int64_t i = 0; i < sets[s].n; i++) {

@@ -28,12 +28,13 @@ typedef struct job {
     uint64_t probe; /* status requests sent before it was (last) sent */
 } job;
 
-static int s_write(const char *path, job *jobs, int64_t n) {
-    int64_t total = 0;
+static int s_write(const char *path, const eval_row *keep, int64_t n_keep, job *jobs, int64_t n) {
+    int64_t total = n_keep;
     for (int64_t i = 0; i < n; i++) total += jobs[i].state == 2 ? jobs[i].n_rows : 0;
     eval_row *all = malloc((size_t)(total ? total : 1) * sizeof *all);
     if (!all) return tis_error(TIS_ENOMEM, "out of memory");
-    int64_t k = 0;
+    if (n_keep) memcpy(all, keep, (size_t)n_keep * sizeof *all);
+    int64_t k = n_keep;
     for (int64_t i = 0; i < n; i++)
         if (jobs[i].state == 2) {
             memcpy(all + k, jobs[i].rows, (size_t)jobs[i].n_rows * sizeof *all);
@@ -175,7 +176,7 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
                         break;
                     }
                 if (progress) progress(done, n, tis_now() - t0, what, o->tty);
-                rc = s_write(o->output, jobs, n); /* partial results survive an interrupted run */
+                rc = s_write(o->output, o->keep, o->n_keep, jobs, n); /* partial results survive */
             }
         }
         msg_free(e);
@@ -183,11 +184,12 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
     zmq_close(sock);
     zmq_ctx_term(ctx);
     pipeline_local_stop(&pl);
-    int64_t total = 0;
+    int64_t total = o->n_keep;
     for (int64_t i = 0; i < n; i++) total += jobs[i].n_rows;
     eval_row *all = rc ? NULL : malloc((size_t)(total ? total : 1) * sizeof *all);
     if (!rc && !all) rc = tis_error(TIS_ENOMEM, "out of memory");
-    for (int64_t i = 0, k = 0; !rc && i < n; i++) {
+    if (!rc && o->n_keep) memcpy(all, o->keep, (size_t)o->n_keep * sizeof *all);
+    for (int64_t i = 0, k = o->n_keep; !rc && i < n; i++) {
         memcpy(all + k, jobs[i].rows, (size_t)jobs[i].n_rows * sizeof *all);
         k += jobs[i].n_rows;
     }

@@ -19,6 +19,8 @@ typedef struct eval_pipeline_opts {
     const char *model_path;   /* for the private workers */
     const char *model_name;   /* the client's model; workers with another refuse */
     const char *output;       /* the CSV, rewritten as samples finish */
+    const eval_row *keep;     /* rows from before (--resume): first in the CSV and the result */
+    int64_t n_keep;
     bool tty;
 } eval_pipeline_opts;
 

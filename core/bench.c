@@ -245,22 +245,38 @@ int bench_hay_tok(bench_haystack *h, const tokenizer *tok, int64_t i, int64_t *o
 
 /* ---- the grid ----------------------------------------------------------- */
 
+static void s_sample_free(bench_sample *s) {
+    free(s->prefix);
+    free(s->context);
+    free(s->question);
+    free(s->answer_prefix);
+    for (int64_t j = 0; j < s->n_answers; j++) free(s->answers[j]);
+    free(s->answers);
+    for (int64_t j = 0; j < s->n_distractors; j++) free(s->distractors[j]);
+    free(s->distractors);
+    free(s->meta);
+    memset(s, 0, sizeof *s);
+}
+
 void bench_set_free(bench_set *set) {
     if (!set) return;
-    for (int64_t i = 0; i < set->n && set->s; i++) {
-        bench_sample *s = &set->s[i];
-        free(s->prefix);
-        free(s->context);
-        free(s->question);
-        free(s->answer_prefix);
-        for (int64_t j = 0; j < s->n_answers; j++) free(s->answers[j]);
-        free(s->answers);
-        for (int64_t j = 0; j < s->n_distractors; j++) free(s->distractors[j]);
-        free(s->distractors);
-        free(s->meta);
-    }
+    for (int64_t i = 0; i < set->n && set->s; i++) s_sample_free(&set->s[i]);
     free(set->s);
     memset(set, 0, sizeof *set);
+}
+
+int64_t bench_set_drop(bench_set *set, bool (*drop)(const bench_sample *s, void *user), void *user) {
+    int64_t kept = 0, dropped = 0;
+    for (int64_t i = 0; i < set->n; i++) {
+        if (drop(&set->s[i], user)) {
+            s_sample_free(&set->s[i]);
+            dropped++;
+        } else {
+            set->s[kept++] = set->s[i];
+        }
+    }
+    set->n = kept;
+    return dropped;
 }
 
 static int s_check_spec(const bench_spec *spec, const tokenizer *tok, int *kind) {

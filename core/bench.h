@@ -38,6 +38,9 @@ typedef struct bench_set {
 } bench_set;
 
 void bench_set_free(bench_set *set);
+/* Frees and removes the samples drop() picks, keeping the order of the
+ * rest; returns how many went. */
+int64_t bench_set_drop(bench_set *set, bool (*drop)(const bench_sample *s, void *user), void *user);
 
 /* Which generated benchmark and over what grid. Every sample gets a
  * context of (close to, never more than) target tokens. */

@@ -4,8 +4,8 @@
 # standard wording, 1k tokens (scripts/train_default_head.sh); evaluated on
 # the Apache-2.0 haystack with the other wording (--phrasing 1), on every
 # benchmark, every baseline + tis + tis_query + oracle, budgets 0.01-0.5,
-# both protocols, 20 samples a cell. One CSV per (length, benchmark), so a
-# stopped run loses one cell at most; a rerun redoes the unfinished cells.
+# both protocols, 20 samples a cell. One CSV per (length, benchmark); a
+# rerun skips finished cells and resumes an unfinished one (--resume).
 # Takes several hours on 2 cores.
 # Usage: scripts/heldout.sh [TIS_BINARY] [OUT_DIR] [LENGTH:BENCHMARK ...]
 set -euo pipefail
@@ -28,5 +28,5 @@ for cell in "${cells[@]}"; do
   # the CSV grows row by row; the JSON summary is written when the cell ends
   if [ -s "${csv%.csv}.json" ]; then echo "heldout: $csv done, skipped"; continue; fi
   echo "heldout: $bench at $len tokens -> $csv ($(date -u +%H:%M:%S))"
-  "$tis" eval --benchmark "$bench" --context_tokens "$len" "${common[@]}" --output "$csv"
+  "$tis" eval --benchmark "$bench" --context_tokens "$len" "${common[@]}" --resume --output "$csv"
 done

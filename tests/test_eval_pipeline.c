@@ -26,7 +26,7 @@ static const char *s_lines[3] = {
 enum { N_SAMPLES = 7 };
 
 static int s_run(const char *cmd, char *out, size_t cap) {
-    char full[4096];
+    char full[4200];
     snprintf(full, sizeof full, "%s 2>&1", cmd);
     FILE *p = popen(full, "r");
     if (!p) return -1;
@@ -95,6 +95,28 @@ int main(void) {
     TT_CHECK(rc == 0 && strstr(out, "2 workers"));
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
+
+    /* --resume after a run stopped after 3 samples: the rest is run, the
+     * rows are the uninterrupted run's (in process and through workers) */
+    {
+        eval_row *all = NULL;
+        int64_t n_all = 0, per = 0;
+        TT_OK(report_read_csv(a_csv, &all, &n_all));
+        for (int64_t i = 0; i < n_all; i++) per += !strcmp(all[i].sample_id, "s0");
+        char r_csv[512];
+        snprintf(r_csv, sizeof r_csv, "%s", tt_path("r.csv"));
+        for (int pass = 0; pass < 2 && per > 0; pass++) {
+            TT_OK(report_write_csv(r_csv, all, 3 * per));
+            snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --resume %s --output '%s'", bin, tiny,
+                     data, common, pass ? "--workers 2" : "", r_csv);
+            rc = s_run(cmd, out, sizeof out);
+            TT_CHECK(rc == 0 && strstr(out, "of 3 samples already in"));
+            if (rc) fprintf(stderr, "%s\n", out);
+            TT_CHECK(s_same_rows(a_csv, r_csv) == 0);
+        }
+        TT_CHECK(per > 0);
+        free(all);
+    }
 
     /* a running serve: a failing job is an Error, then the worker serves on */
     pid_t srv = fork();
