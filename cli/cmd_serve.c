@@ -36,13 +36,15 @@ static void s_usage(FILE *f) {
             "      --wait_ms N          a request waiting this long with no worker of its role\n"
             "                           alive gets an Error (default 30000)\n"
             "      --job_timeout_ms N   silence allowed to a worker busy with a job (default 600000)\n"
+            "      --lease_ms N         a block handed between workers lives this long unless renewed;\n"
+            "                           the coordinator renews those still waiting (default 30000)\n"
             "      --stop_after N       exit after N answers (tests)\n"
             "Not yet: CUDA workers (see docs/STATUS.md).\n",
             cli_default_model());
 }
 
 static pid_t s_spawn(const char *role, int i, const char *back, const char *model, const char *head,
-                     const char *head_q, const char *arena_mb, const char *hb, const char *batch) {
+                     const char *head_q, const char *arena_mb, const char *hb, const char *batch, const char *lease) {
     char name[64];
     snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
     pid_t pid = fork();
@@ -66,6 +68,8 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
     argv[n++] = hb;
     argv[n++] = "--max_batch";
     argv[n++] = batch;
+    argv[n++] = "--lease_ms";
+    argv[n++] = lease;
     if (head) argv[n++] = "--head", argv[n++] = head;
     if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
     argv[n] = NULL;
@@ -86,6 +90,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_i64(&kv, "coordinator.heartbeat_ms", 10, 600000, &o->heartbeat_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.liveness", 1, 1000, &o->liveness)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.job_timeout_ms", 100, 86400000, &o->job_timeout_ms)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.lease_ms", 50, 86400000, &o->lease_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_attempts", 1, 100, &o->max_attempts)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.wait_ms", 1, 86400000, &o->wait_ms)) ||
         (rc = yaml_kv_i64(&kv, "prefill.workers", 0, MAX_CHILD / 2, n_pre)) ||
@@ -122,7 +127,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
 static int s_serve(int argc, char **argv, char **owned) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
-                    .job_timeout_ms = 600000};
+                    .job_timeout_ms = 600000, .lease_ms = 30000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     for (int i = 1; i + 1 < argc; i++)
@@ -159,6 +164,7 @@ static int s_serve(int argc, char **argv, char **owned) {
         else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
         else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
         else if (!strcmp(a, "--job_timeout_ms")) ok = cli_parse_i64(v, 100, 86400000, &o.job_timeout_ms);
+        else if (!strcmp(a, "--lease_ms")) ok = cli_parse_i64(v, 50, 86400000, &o.lease_ms);
         else if (!strcmp(a, "--stop_after")) ok = cli_parse_i64(v, 1, INT64_MAX, &o.stop_after);
         else {
             fprintf(stderr, "tis serve: unknown option '%s'\n\n", a);
@@ -179,16 +185,17 @@ static int s_serve(int argc, char **argv, char **owned) {
         fprintf(stderr, "tis serve: scorer workers need --head and/or --head_query (or prefill.head in the config)\n");
         return 2;
     }
-    char hb[32];
+    char hb[32], lease[32];
     snprintf(hb, sizeof hb, "%lld", (long long)o.heartbeat_ms);
+    snprintf(lease, sizeof lease, "%lld", (long long)o.lease_ms);
     pid_t kids[MAX_CHILD];
     int n_kids = 0;
     for (int64_t i = 0; i < n_pre; i++)
-        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb, dbatch_s);
+        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb, dbatch_s, lease);
     for (int64_t i = 0; i < n_dec; i++)
-        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb, dbatch_s);
+        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb, dbatch_s, lease);
     for (int64_t i = 0; i < n_sc; i++)
-        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, model, head, head_q, "16", hb, dbatch_s);
+        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, model, head, head_q, "16", hb, dbatch_s, lease);
     fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
             o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
     int rc = coord_run(&o);

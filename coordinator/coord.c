@@ -64,6 +64,7 @@ typedef struct request {
     bool head_policy;        /* its policy scores with the importance head */
     uint8_t *hidden;         /* packed PrefillDone with the head's input rows (ST_*SCORE) */
     size_t hidden_len;
+    uint64_t hidden_lease;   /* those rows' block in the prefill worker's arena */
     wire_peer score_peer;    /* the scorer whose arena holds the scores, */
     uint64_t score_lease;    /* released when the block is compressed */
     double scoring_s;
@@ -525,6 +526,7 @@ static void s_back(self_t *s) {
             if (r->hidden) {
                 tis__prefill_done__pack(e->prefill_done, r->hidden);
                 r->prefill_peer = peer;
+                r->hidden_lease = e->prefill_done->hidden->lease_id;
                 r->st = ST_WAIT_SCORE;
                 r->waiting_since = s_now();
                 r->t_wait = tis_now();
@@ -679,6 +681,28 @@ static void s_dispatch(self_t *s) {
     }
 }
 
+/* Blocks waiting for their consumer (a decode slot, a scorer) are kept
+ * alive: every heartbeat their leases are renewed at the prefill worker
+ * holding them. A renewal that fails (the block expired: the worker hung or
+ * restarted) comes back as an Error for the request, answered to the client. */
+static void s_renew(self_t *s) {
+    for (int64_t k = 0; k < s->n_rq; k++) {
+        request *r = &s->rq[k];
+        uint64_t lease = (r->st == ST_WAIT_DECODE || r->st == ST_DECODE) ? r->lease
+                         : (r->st == ST_WAIT_SCORE || r->st == ST_SCORE) ? r->hidden_lease
+                                                                          : 0;
+        if (!lease) continue;
+        Tis__LeaseRenew lr = TIS__LEASE_RENEW__INIT;
+        lr.lease_id = lease;
+        lr.ttl_ms = (uint32_t)s->o->lease_ms;
+        Tis__Envelope e = TIS__ENVELOPE__INIT;
+        e.request_id = r->id;
+        e.body_case = TIS__ENVELOPE__BODY_LEASE_RENEW;
+        e.lease_renew = &lr;
+        wire_send(s->back, &r->prefill_peer, &e); /* a gone worker: its requests restart anyway */
+    }
+}
+
 /* Liveness. Every heartbeat period the coordinator sends each worker a
  * heartbeat: with ZMQ_ROUTER_MANDATORY a worker whose process is gone (its
  * connection closed) cannot be reached, and is dropped at once. A worker
@@ -688,7 +712,10 @@ static void s_dispatch(self_t *s) {
 static void s_liveness(self_t *s) {
     uint64_t now = s_now();
     bool probe = now >= s->next_probe;
-    if (probe) s->next_probe = now + (uint64_t)s->o->heartbeat_ms;
+    if (probe) {
+        s->next_probe = now + (uint64_t)s->o->heartbeat_ms;
+        s_renew(s);
+    }
     Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
     hb.time_ms = now;
     Tis__Envelope e = TIS__ENVELOPE__INIT;

@@ -23,6 +23,8 @@ typedef struct coord_opts {
     int64_t max_attempts;     /* tries per request before an Error (default 2) */
     int64_t wait_ms;          /* a request waiting this long for a worker of its stage's
                                  role, with none alive, is answered with an Error (default 30000) */
+    int64_t lease_ms;         /* the workers' block lease: renewed every heartbeat for the blocks
+                                 of requests still waiting for their consumer (default 30000) */
     int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
 } coord_opts;
 

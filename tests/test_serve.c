@@ -22,12 +22,14 @@
 #include "wire.h"
 #include <zmq.h>
 
+/* every context starts with its request's own words (below), so no two
+ * compressed blocks are alike */
 static const char *s_lines[3] = {
-    "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
+    "the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
     "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}",
-    "\"context\": \"one two three four five six seven eight nine ten eleven twelve\", "
+    "one two three four five six seven eight nine ten eleven twelve\", "
     "\"question\": \"what comes after four?\"}",
-    "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+    "in the north the rain and the ther then the thin hen ran an errand\", "
     "\"question\": \"who ran?\"}"};
 enum { N_REQ = 12 };
 
@@ -58,7 +60,11 @@ int main(void) {
     char text[8192];
     size_t used = 0;
     for (int i = 0; i < N_REQ; i++)
-        used += (size_t)snprintf(text + used, sizeof text - used, "{\"id\": \"r%02d\", %s\n", i, s_lines[i % 3]);
+        used += (size_t)snprintf(text + used, sizeof text - used,
+                                 "{\"id\": \"r%02d\", \"context\": \"%s %s %s %s %s\n", i,
+                                 (const char *[]){"red", "blue", "green", "gold"}[i % 4],
+                                 (const char *[]){"fox", "owl", "hen"}[i / 4], i % 2 ? "ran" : "sat",
+                                 i % 3 ? "here" : "there", s_lines[i % 3]);
     TT_OK(tt_write_file(data, text, used));
     char log[600];
     snprintf(log, sizeof log, "%s", tt_path("serve.log"));
@@ -102,8 +108,8 @@ int main(void) {
      * 3 and 4: policy tis with scorer workers (the head runs there; the
      * prefill worker compresses when the scores come), one and two of them,
      * the first killed at its first job in 4. */
-    const char *faults[5] = {NULL, "decode-0:1", "prefill-0:1", NULL, "scorer-0:1"};
-    for (int run = 0; run < 5; run++) {
+    const char *faults[6] = {NULL, "decode-0:1", "prefill-0:1", NULL, "scorer-0:1", NULL};
+    for (int run = 0; run < 6; run++) {
     const char *nw = run == 1 || run == 2 ? "2" : "1", *nsc = run == 3 ? "1" : run == 4 ? "2" : "0";
     const char *policy = run >= 3 ? "tis" : "snapkv";
     pid_t srv = fork();
@@ -115,10 +121,15 @@ int main(void) {
         else setenv("TIS_FAULT_SLEEP", "prefill-0:2000", 1);
         /* run 4: scorer-1's first job is slow, so scorer-0 surely gets one */
         if (run == 4) setenv("TIS_FAULT_SLEEP", "scorer-1:1500", 1);
+        /* run 5: blocks live 300 ms unless renewed; the decode worker's first
+         * job stalls it 1.5 s while the prefill worker keeps allocating (one
+         * block per 100 ms): the waiting blocks must be renewed, or their
+         * memory is handed to later requests and the answers go wrong */
+        if (run == 5) setenv("TIS_FAULT_SLEEP", "decode-0:1500,prefill-0:100*", 1);
         if (!freopen(log, "w", stderr)) _exit(126);
         execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "--scorer", nsc,
-              "--head", hp, "-m", tiny, "--arena_mb", "8", "--heartbeat_ms", "500", "--stop_after",
-              run == 0 ? "13" : "12", (char *)NULL);
+              "--head", hp, "-m", tiny, "--arena_mb", "8", "--heartbeat_ms", run == 5 ? "100" : "500",
+              "--lease_ms", run == 5 ? "300" : "30000", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
         _exit(127);
     }
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
@@ -241,7 +252,7 @@ int main(void) {
         scored += f && atof(f) > 0;
     }
     free(tcsv);
-    TT_CHECK(rowsn == N_REQ && scored == (run >= 3 ? N_REQ : 0));
+    TT_CHECK(rowsn == N_REQ && scored == (run == 3 || run == 4 ? N_REQ : 0));
     int st = -1;
     for (int t = 0; t < 100 && waitpid(srv, &st, WNOHANG) == 0; t++) usleep(100000);
     if (waitpid(srv, &st, WNOHANG) == 0) {

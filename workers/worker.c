@@ -731,14 +731,18 @@ int worker_run(const worker_opts *o) {
                 snprintf(part, sizeof part, "%.*s", (int)(colon - fault), fault);
                 if (strstr(o->name, part)) _exit(137);
             }
-            /* TIS_FAULT_SLEEP=PART:MS: that worker's first job takes MS longer
-             * (a long prefill: silent, but alive); PART:MS* every job */
-            const char *slow = getenv("TIS_FAULT_SLEEP");
-            const char *sc = slow ? strrchr(slow, ':') : NULL;
-            if (sc && (s->jobs == 0 || slow[strlen(slow) - 1] == '*')) {
-                char part[64];
-                snprintf(part, sizeof part, "%.*s", (int)(sc - slow), slow);
-                if (strstr(o->name, part)) usleep((useconds_t)(atoll(sc + 1) * 1000));
+            /* TIS_FAULT_SLEEP=PART:MS[,PART:MS...]: that worker's first job
+             * takes MS longer (a long prefill: silent, but alive); MS* every job */
+            for (const char *f = getenv("TIS_FAULT_SLEEP"); f && *f;) {
+                size_t fl = strcspn(f, ",");
+                char one[96];
+                snprintf(one, sizeof one, "%.*s", (int)(fl < 95 ? fl : 95), f);
+                char *sc = strrchr(one, ':');
+                if (sc && (s->jobs == 0 || one[strlen(one) - 1] == '*')) {
+                    *sc = 0;
+                    if (strstr(o->name, one)) usleep((useconds_t)(atoll(sc + 1) * 1000));
+                }
+                f += fl + (f[fl] == ',');
             }
             bool mine = env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB ? s->prefill
                         : env->body_case == TIS__ENVELOPE__BODY_SCORE_JOB ? s->scorer
@@ -758,7 +762,9 @@ int worker_run(const worker_opts *o) {
         }
         case TIS__ENVELOPE__BODY_LEASE_RENEW:
             if (s->own && arena_lease_renew(s->own, env->lease_renew->lease_id, env->lease_renew->ttl_ms))
-                s_error(s, env->request_id, TIS_ENOTFOUND, "lease");
+                s_error(s, env->request_id, TIS_ENOTFOUND, "the request's block expired before its consumer came");
+            for (int i = 0; i < s->n_park; i++) /* a request waiting for scores is kept as long */
+                if (s->park[i].hidden_lease == env->lease_renew->lease_id) s->park[i].since_ms = arena_now_ms();
             break;
         case TIS__ENVELOPE__BODY_LEASE_RELEASE:
             if (s->own) arena_lease_release(s->own, env->lease_release->lease_id);
