@@ -108,10 +108,11 @@ static arena *s_arena(label_remote *r, const char *name) {
     return a;
 }
 
-static void s_release(label_remote *r, uint64_t lease) {
+static void s_release(label_remote *r, uint64_t request_id, uint64_t lease) {
     Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
     rl.lease_id = lease;
     Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.request_id = request_id;
     e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
     e.lease_release = &rl;
     wire_send(r->sock, NULL, &e);
@@ -190,7 +191,7 @@ static int s_pump(label_remote *r) {
                 arena *a = s_arena(r, lr->block->arena);
                 const void *blk = a ? arena_at(a, lr->block->offset, lr->block->length ? lr->block->length : 1) : NULL;
                 rc = blk ? labeljob_block_read(lr, r->mc, blk, lr->block->length, r->todo[k]->id, &sl->ls) : TIS_EIO;
-                s_release(r, lr->block->lease_id);
+                s_release(r, e->request_id, lr->block->lease_id);
                 if (!rc) sl->state = 2;
                 else rc = tis_error(rc, "sample %s: reading its labels: %s", r->todo[k]->id, tis_last_error());
             }

@@ -88,7 +88,10 @@ typedef struct self_t {
     uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
     uint64_t next_probe;     /* when the workers are sent heartbeats next */
     uint64_t instance;       /* random per start (Status.instance) */
-    struct { uint64_t lease; wire_peer worker; } *cl; /* [CLIENT_LEASES] blocks held by clients */
+    struct {
+        uint64_t lease, req;
+        wire_peer worker, client;
+    } *cl;                   /* [CLIENT_LEASES] blocks held by clients */
     int64_t n_cl;
 } self_t;
 
@@ -173,15 +176,19 @@ static worker_rec *s_worker(self_t *s, const wire_peer *p) {
 /* A block handed to a client (label results): its lease stays until the
  * client's LeaseRelease, which goes to the worker holding the block (or
  * until it expires there). */
-static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker) {
+static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker, const request *r) {
     int64_t k = s->n_cl++ % CLIENT_LEASES;
     s->cl[k].lease = lease;
     s->cl[k].worker = *worker;
+    s->cl[k].client = r->client;
+    s->cl[k].req = r->client_req;
 }
 
-static void s_client_release(self_t *s, uint64_t lease) {
+/* A client's release names its request and the lease (lease ids are per
+ * worker: the request tells whose). */
+static void s_client_release(self_t *s, const wire_peer *client, uint64_t req, uint64_t lease) {
     for (int64_t k = 0; k < CLIENT_LEASES && k < s->n_cl; k++)
-        if (s->cl[k].lease == lease) {
+        if (s->cl[k].lease == lease && s->cl[k].req == req && s_same(&s->cl[k].client, client)) {
             Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
             rl.lease_id = lease;
             Tis__Envelope e = TIS__ENVELOPE__INIT;
@@ -303,7 +310,7 @@ static void s_front(self_t *s) {
         return;
     }
     if (e->body_case == TIS__ENVELOPE__BODY_LEASE_RELEASE) {
-        s_client_release(s, e->lease_release->lease_id);
+        s_client_release(s, &client, e->request_id, e->lease_release->lease_id);
         msg_free(e);
         return;
     }
@@ -592,7 +599,7 @@ static void s_back(self_t *s) {
         if (r && r->eval && r->st == ST_PREFILL) { /* an eval sample's rows, a label block */
             w->jobs_done++;
             if (e->reply->label && e->reply->label->block && e->reply->label->block->lease_id)
-                s_client_lease(s, e->reply->label->block->lease_id, &peer);
+                s_client_lease(s, e->reply->label->block->lease_id, &peer, r);
             s->n_reply++;
             Tis__Envelope out = TIS__ENVELOPE__INIT;
             out.request_id = r->client_req;
