@@ -120,6 +120,7 @@ int cmd_client(int argc, char **argv) {
     for (int64_t i = 0; i < n; i++) sl[i].sample = i % set.n;
     int64_t n_done = 0, n_err = 0, n_busy = 0, in_flight = 0, next = 0, tokens = 0;
     double t0 = tis_now(), t_end = t0 + (double)timeout_s, wait_until = 0, sum_ttft = 0, sum_total = 0;
+    bool warned = false;
     while (n_done < n && tis_now() < t_end) {
         /* fill the window: requests not yet sent (or sent back by Busy) */
         for (int64_t i = next; i < n && in_flight < conc && tis_now() >= wait_until; i++) {
@@ -144,7 +145,14 @@ int cmd_client(int argc, char **argv) {
             fprintf(stderr, "tis client: bad message from the server: %s\n", tis_client_last_error());
             continue;
         }
-        if (got == 0) continue;
+        if (got == 0) {
+            if (!warned && tis_client_silence_s(c) > 10.0) { /* not even a status reply: say so once */
+                fprintf(stderr, "[client] nothing from %s for 10 s (is tis serve running there? still waiting)\n",
+                        ep);
+                warned = true;
+            }
+            continue;
+        }
         int64_t i = (int64_t)r.id - 1;
         if (i < 0 || i >= n || sl[i].state != 1) {
             tis_result_free(&r);

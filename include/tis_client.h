@@ -88,6 +88,10 @@ const char *tis_client_last_error(void);
 /* Requests sent again after a coordinator restart, so far. */
 uint64_t tis_client_resent(const tis_client *c);
 
+/* Seconds since anything came from the coordinator (while requests are
+ * out it is asked every 2 s, so a long silence means it is not there). */
+double tis_client_silence_s(const tis_client *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,7 @@ struct tis_client {
     size_t n_pend, cap_pend;
     double next_probe;
     uint64_t resent;
+    double last_heard;    /* when anything last came from the coordinator */
 };
 
 const char *tis_client_last_error(void) { return tis_last_error(); }
@@ -48,6 +49,7 @@ int tis_client_open(const char *endpoint, tis_client **out) {
         tis_client_close(c);
         return rc;
     }
+    c->last_heard = tis_now();
     *out = c;
     return 0;
 }
@@ -148,6 +150,8 @@ static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
 
 uint64_t tis_client_resent(const tis_client *c) { return c ? c->resent : 0; }
 
+double tis_client_silence_s(const tis_client *c) { return c ? tis_now() - c->last_heard : 0; }
+
 void tis_result_free(tis_result *r) {
     if (!r) return;
     free(r->answer);
@@ -207,6 +211,7 @@ static int s_recv(tis_client *c, int timeout_ms, Tis__Envelope **e) {
     int n = zmq_poll(&it, 1, timeout_ms);
     if (n < 0) return tis_error(TIS_EIO, "client: poll: %s", zmq_strerror(zmq_errno()));
     if (n == 0) return 0;
+    c->last_heard = tis_now();
     int rc = wire_recv(c->sock, 0, NULL, e);
     if (rc) {
         msg_free(*e);
