@@ -39,8 +39,10 @@ static void s_print(const char *json) {
     printf("coordinator up %.0f s | requests: %.0f submitted, %.0f answered, %.0f errors, %.0f busy, %.0f retried\n",
            s_num(o, "uptime_s"), s_num(r, "submitted"), s_num(r, "answered"), s_num(r, "errors"), s_num(r, "busy"),
            s_num(r, "retried"));
-    printf("queues: %.0f waiting for prefill, %.0f prefilling, %.0f waiting for decode, %.0f decoding\n",
-           s_num(q, "waiting_prefill"), s_num(q, "prefilling"), s_num(q, "waiting_decode"), s_num(q, "decoding"));
+    printf("queues: %.0f waiting for prefill, %.0f prefilling, %.0f waiting for a scorer, %.0f scoring, "
+           "%.0f waiting for decode, %.0f decoding\n",
+           s_num(q, "waiting_prefill"), s_num(q, "prefilling"), s_num(q, "waiting_score"), s_num(q, "scoring"),
+           s_num(q, "waiting_decode"), s_num(q, "decoding"));
     double hb = s_num(h, "bytes"), hn = s_num(h, "count"), fb = s_num(h, "full_kv_bytes");
     printf("hand-off: %.0f blocks, %.2f MiB (%.2f MiB a block; full caches would be %.2f MiB: %.1fx)\n", hn,
            hb / 1048576.0, hn > 0 ? hb / hn / 1048576.0 : 0.0, fb / 1048576.0, hb > 0 ? fb / hb : 0.0);

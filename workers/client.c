@@ -290,6 +290,8 @@ static char *s_status_json(const Tis__Status *st) {
     cJSON *q = cJSON_AddObjectToObject(o, "queues");
     cJSON_AddNumberToObject(q, "waiting_prefill", st->waiting_prefill);
     cJSON_AddNumberToObject(q, "prefilling", st->prefilling);
+    cJSON_AddNumberToObject(q, "waiting_score", st->waiting_score);
+    cJSON_AddNumberToObject(q, "scoring", st->scoring);
     cJSON_AddNumberToObject(q, "waiting_decode", st->waiting_decode);
     cJSON_AddNumberToObject(q, "decoding", st->decoding);
     cJSON *r = cJSON_AddObjectToObject(o, "requests");
