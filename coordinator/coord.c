@@ -40,6 +40,7 @@ typedef struct worker_rec {
     uint64_t last_seen;
     int64_t credit;      /* jobs it said it can take (its last READY) */
     uint64_t jobs_done;
+    uint64_t last_job;   /* dispatch counter when it was last sent a job */
 } worker_rec;
 
 typedef struct request {
@@ -87,6 +88,7 @@ typedef struct self_t {
     int64_t n_lat;
     uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
     uint64_t next_probe;     /* when the workers are sent heartbeats next */
+    uint64_t n_dispatched;
     uint64_t instance;       /* random per start (Status.instance) */
     struct {
         uint64_t lease, req;
@@ -461,6 +463,7 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
     r->queue_s += now - r->t_wait;
     if (r->st == ST_DECODE) r->t_decode_sent = now;
     w->credit--;
+    w->last_job = ++s->n_dispatched;
     r->worker = w->peer;
     return true;
 }
@@ -675,12 +678,17 @@ static void s_dispatch(self_t *s) {
             s_finish(s, r);
             continue;
         }
-        /* The least loaded worker of the role: the most free slots. */
+        /* The least loaded worker of the role: the most free slots; among
+         * equals, the one that was sent a job longest ago (round robin). */
         for (;;) {
             int best = -1;
-            for (int k = 0; k < s->n_w; k++)
-                if (s->w[k].role == want && s->w[k].credit > 0 && (best < 0 || s->w[k].credit > s->w[best].credit))
+            for (int k = 0; k < s->n_w; k++) {
+                const worker_rec *c = &s->w[k];
+                if (c->role != want || c->credit <= 0) continue;
+                if (best < 0 || c->credit > s->w[best].credit ||
+                    (c->credit == s->w[best].credit && c->last_job < s->w[best].last_job))
                     best = k;
+            }
             if (best < 0) break;
             if (s_send_job(s, &s->w[best], r)) break;
             s_drop_worker(s, best, "could not be reached");
