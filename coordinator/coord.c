@@ -120,25 +120,25 @@ static void s_remember(self_t *s, const request *r) {
     s->recent[k].req = r->client_req;
 }
 
-static void s_release_lease(self_t *s, request *r) {
-    if (!r->lease) return;
+/* Frees a block at the worker holding it (a gone worker: nothing to free). */
+static void s_send_release(self_t *s, const wire_peer *worker, uint64_t lease) {
     Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
-    rl.lease_id = r->lease;
+    rl.lease_id = lease;
     Tis__Envelope e = TIS__ENVELOPE__INIT;
     e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
     e.lease_release = &rl;
-    wire_send(s->back, &r->prefill_peer, &e); /* a dead prefill worker: nothing to release */
+    wire_send(s->back, worker, &e);
+}
+
+static void s_release_lease(self_t *s, request *r) {
+    if (!r->lease) return;
+    s_send_release(s, &r->prefill_peer, r->lease);
     r->lease = 0;
 }
 
 static void s_release_score(self_t *s, request *r) {
     if (!r->score_lease) return;
-    Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
-    rl.lease_id = r->score_lease;
-    Tis__Envelope e = TIS__ENVELOPE__INIT;
-    e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
-    e.lease_release = &rl;
-    wire_send(s->back, &r->score_peer, &e);
+    s_send_release(s, &r->score_peer, r->score_lease);
     r->score_lease = 0;
 }
 
@@ -191,12 +191,7 @@ static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker, c
 static void s_client_release(self_t *s, const wire_peer *client, uint64_t req, uint64_t lease) {
     for (int64_t k = 0; k < CLIENT_LEASES && k < s->n_cl; k++)
         if (s->cl[k].lease == lease && s->cl[k].req == req && s_same(&s->cl[k].client, client)) {
-            Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
-            rl.lease_id = lease;
-            Tis__Envelope e = TIS__ENVELOPE__INIT;
-            e.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
-            e.lease_release = &rl;
-            wire_send(s->back, &s->cl[k].worker, &e); /* a gone worker: nothing to free */
+            s_send_release(s, &s->cl[k].worker, lease);
             s->cl[k].lease = 0;
             return;
         }
@@ -398,15 +393,25 @@ static void s_front(self_t *s) {
     msg_free(e);
 }
 
-/* Sends the request's job to w; false when w cannot be reached. */
+/* Sends the request's job to w; false when w cannot be reached. The
+ * request's own messages (packed by us) are unpacked once for the job. */
 static bool s_send_job(self_t *s, worker_rec *w, request *r) {
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = r->id;
-    int rc;
+    Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
+    Tis__PrefillDone *d = r->st == ST_WAIT_SCORE    ? tis__prefill_done__unpack(NULL, r->hidden_len, r->hidden)
+                          : r->st == ST_WAIT_DECODE ? tis__prefill_done__unpack(NULL, r->done_len, r->done)
+                                                    : NULL;
+    if (!q || (r->st != ST_WAIT_PREFILL && !d)) { /* cannot happen: we packed them */
+        if (d) tis__prefill_done__free_unpacked(d, NULL);
+        if (q) tis__submit__free_unpacked(q, NULL);
+        return true;
+    }
+    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+    Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
+    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+    stage next;
     if (r->st == ST_WAIT_PREFILL) {
-        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
-        if (!q) return true; /* cannot happen: we packed it */
-        Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
         pj.request = q;
         pj.attempt = (uint32_t)r->attempts;
         bool scorer = false;
@@ -414,18 +419,8 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         pj.outside_scores = r->head_policy && scorer;
         out.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
         out.prefill_job = &pj;
-        rc = wire_send(s->back, &w->peer, &out);
-        tis__submit__free_unpacked(q, NULL);
-        if (!rc) r->st = ST_PREFILL;
+        next = ST_PREFILL;
     } else if (r->st == ST_WAIT_SCORE) {
-        Tis__PrefillDone *d = tis__prefill_done__unpack(NULL, r->hidden_len, r->hidden);
-        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
-        if (!d || !q) {
-            if (d) tis__prefill_done__free_unpacked(d, NULL);
-            if (q) tis__submit__free_unpacked(q, NULL);
-            return true;
-        }
-        Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
         sj.hidden = d->hidden;
         sj.n_rows = d->n_ctx;
         sj.n_query = d->n_query;
@@ -433,19 +428,8 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         sj.policy = q->policy;
         out.body_case = TIS__ENVELOPE__BODY_SCORE_JOB;
         out.score_job = &sj;
-        rc = wire_send(s->back, &w->peer, &out);
-        tis__prefill_done__free_unpacked(d, NULL);
-        tis__submit__free_unpacked(q, NULL);
-        if (!rc) r->st = ST_SCORE;
+        next = ST_SCORE;
     } else {
-        Tis__PrefillDone *d = tis__prefill_done__unpack(NULL, r->done_len, r->done);
-        Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
-        if (!d || !q) {
-            if (d) tis__prefill_done__free_unpacked(d, NULL);
-            if (q) tis__submit__free_unpacked(q, NULL);
-            return true;
-        }
-        Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
         dj.kv = d->kv;
         dj.layout = d->layout;
         dj.n_question_ids = d->n_question_ids;
@@ -453,11 +437,12 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         dj.gen = q->gen;
         out.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
         out.decode_job = &dj;
-        rc = wire_send(s->back, &w->peer, &out);
-        tis__prefill_done__free_unpacked(d, NULL);
-        tis__submit__free_unpacked(q, NULL);
-        if (!rc) r->st = ST_DECODE;
+        next = ST_DECODE;
     }
+    int rc = wire_send(s->back, &w->peer, &out);
+    if (d) tis__prefill_done__free_unpacked(d, NULL);
+    tis__submit__free_unpacked(q, NULL);
+    if (!rc) r->st = next;
     if (rc) return false;
     double now = tis_now();
     r->queue_s += now - r->t_wait;
