@@ -102,17 +102,73 @@ static void s_progress(int64_t done, int64_t total, double elapsed, const char *
     fflush(stderr);
 }
 
-typedef struct rows_view {
-    const eval_row *rows;
+/* --resume: the ids of the samples whose rows are all in the CSV, sorted. */
+typedef struct done_ids {
+    const char **id;
     int64_t n;
-} rows_view;
+} done_ids;
 
-/* --resume: a sample whose rows are already in the CSV. */
-static bool s_in_rows(const bench_sample *s, void *user) {
-    const rows_view *v = user;
-    for (int64_t i = 0; i < v->n; i++)
-        if (!strcmp(v->rows[i].sample_id, s->id)) return true;
-    return false;
+typedef struct id_at {
+    const char *id;
+    int64_t i;
+} id_at;
+
+static int s_cmp_id_at(const void *a, const void *b) {
+    const id_at *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int s_cmp_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Keeps the rows of the samples that have all `per` of theirs (a sample an
+ * interrupted run cut short is run again), in file order; d gets their ids.
+ * *n_partial: samples dropped. */
+static int s_keep_complete(eval_row *rows, int64_t *n_rows, int64_t per, done_ids *d, int64_t *n_partial) {
+    int64_t n = *n_rows;
+    *n_partial = 0;
+    d->id = NULL;
+    d->n = 0;
+    if (n == 0) return 0;
+    id_at *ix = malloc((size_t)n * sizeof *ix);
+    bool *keep = calloc((size_t)n, sizeof *keep);
+    d->id = malloc((size_t)n * sizeof *d->id);
+    if (!ix || !keep || !d->id) {
+        free(ix);
+        free(keep);
+        free(d->id);
+        d->id = NULL;
+        return tis_error(TIS_ENOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) ix[i] = (id_at){rows[i].sample_id, i};
+    qsort(ix, (size_t)n, sizeof *ix, s_cmp_id_at);
+    for (int64_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && !strcmp(ix[a].id, ix[b].id); b++) {}
+        if (b - a == per) {
+            for (int64_t k = a; k < b; k++) keep[ix[k].i] = true;
+            d->id[d->n++] = ix[a].id;
+        } else {
+            ++*n_partial;
+        }
+    }
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (keep[i]) rows[m++] = rows[i];
+    *n_rows = m;
+    /* the ids point into the rows, which moved: point them at the kept copies */
+    d->n = 0;
+    for (int64_t i = 0; i < m; i++)
+        if (i == 0 || strcmp(rows[i].sample_id, rows[i - 1].sample_id)) d->id[d->n++] = rows[i].sample_id;
+    qsort(d->id, (size_t)d->n, sizeof *d->id, s_cmp_id);
+    free(ix);
+    free(keep);
+    return 0;
+}
+
+static bool s_done(const bench_sample *s, void *user) {
+    const done_ids *d = user;
+    const char *id = s->id;
+    return d->n && bsearch(&id, d->id, (size_t)d->n, sizeof *d->id, s_cmp_id) != NULL;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -291,6 +347,7 @@ int cmd_eval(int argc, char **argv) {
     bench_set *sets = calloc((size_t)(n_tasks ? n_tasks : 1), sizeof *sets);
     int n_sets = 0;
     eval_row *rows = NULL;
+    done_ids done_set = {0};
     int64_t n_rows = 0, cap_rows = 0;
     eval_runner *er = NULL;
     char *json_path = cli_csv_sibling(output, ".json"), *md_path = cli_csv_sibling(output, ".md");
@@ -365,15 +422,31 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (resume && access(output, R_OK) == 0) { /* the rows of the samples already run stay */
-        if (report_read_csv(output, &rows, &n_rows)) {
+        int64_t cut = 0, per = 0, partial = 0;
+        if (report_trim_csv(output, &cut) || report_read_csv(output, &rows, &n_rows) ||
+            eval_rows_per_sample(&cfg, &per)) {
             cli_fail("--resume: reading the rows already there");
+            goto done;
+        }
+        if (cut)
+            fprintf(stderr, "[eval] --resume: dropped an unfinished last line (%lld bytes) of %s\n", (long long)cut,
+                    output);
+        if (s_keep_complete(rows, &n_rows, per, &done_set, &partial)) {
+            cli_fail("--resume");
             goto done;
         }
         cap_rows = n_rows;
         int64_t gone = 0;
-        for (int s = 0; s < n_sets; s++) gone += bench_set_drop(&sets[s], s_in_rows, &(rows_view){rows, n_rows});
-        fprintf(stderr, "[eval] --resume: %lld rows of %lld samples already in %s\n", (long long)n_rows,
+        for (int s = 0; s < n_sets; s++) gone += bench_set_drop(&sets[s], s_done, &done_set);
+        fprintf(stderr, "[eval] --resume: %lld rows of %lld samples already in %s", (long long)n_rows,
                 (long long)gone, output);
+        if (partial) fprintf(stderr, "; %lld sample%s cut short run again", (long long)partial, partial == 1 ? "" : "s");
+        fprintf(stderr, "\n");
+    }
+    /* The CSV starts with the rows kept; each sample's rows are appended as it ends. */
+    if (report_write_csv(output, rows, n_rows)) {
+        cli_fail("writing the CSV");
+        goto done;
     }
     int64_t total = 0, done_n = 0;
     for (int s = 0; s < n_sets; s++) total += sets[s].n;
@@ -401,6 +474,11 @@ int cmd_eval(int argc, char **argv) {
         rows = got;
         n_rows = n_got;
         cap_rows = n_got;
+        /* rows were appended as workers finished them: once more, in sample order */
+        if (report_write_csv(output, rows, n_rows)) {
+            cli_fail("writing the CSV");
+            goto done;
+        }
     }
     for (int s = 0; !(n_workers || connect) && s < n_sets; s++) {
         for (int64_t i = 0; i < sets[s].n; i++) {
@@ -420,7 +498,7 @@ int cmd_eval(int argc, char **argv) {
                 }
             s_progress(done_n, total, tis_now() - t0, what, tty);
             /* Partial results survive an interrupted run. */
-            if (report_write_csv(output, rows, n_rows)) {
+            if (report_append_csv(output, rows + first, n_rows - first)) {
                 cli_fail("writing the CSV");
                 goto done;
             }
@@ -449,6 +527,7 @@ done:
     for (int s = 0; s < n_sets; s++) bench_set_free(&sets[s]);
     free(sets);
     free(rows);
+    free(done_set.id);
     free(json_path);
     free(md_path);
     free(plot_prefix);

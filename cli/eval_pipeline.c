@@ -28,23 +28,6 @@ typedef struct job {
     uint64_t probe; /* status requests sent before it was (last) sent */
 } job;
 
-static int s_write(const char *path, const eval_row *keep, int64_t n_keep, job *jobs, int64_t n) {
-    int64_t total = n_keep;
-    for (int64_t i = 0; i < n; i++) total += jobs[i].state == 2 ? jobs[i].n_rows : 0;
-    eval_row *all = malloc((size_t)(total ? total : 1) * sizeof *all);
-    if (!all) return tis_error(TIS_ENOMEM, "out of memory");
-    if (n_keep) memcpy(all, keep, (size_t)n_keep * sizeof *all);
-    int64_t k = n_keep;
-    for (int64_t i = 0; i < n; i++)
-        if (jobs[i].state == 2) {
-            memcpy(all + k, jobs[i].rows, (size_t)jobs[i].n_rows * sizeof *all);
-            k += jobs[i].n_rows;
-        }
-    int rc = report_write_csv(path, all, total);
-    free(all);
-    return rc;
-}
-
 int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const bench_set *sets, int n_sets,
                       eval_row **rows_out, int64_t *n_rows_out,
                       void (*progress)(int64_t, int64_t, double, const char *, bool)) {
@@ -176,7 +159,7 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
                         break;
                     }
                 if (progress) progress(done, n, tis_now() - t0, what, o->tty);
-                rc = s_write(o->output, o->keep, o->n_keep, jobs, n); /* partial results survive */
+                rc = report_append_csv(o->output, j->rows, j->n_rows); /* partial results survive */
             }
         }
         msg_free(e);

@@ -18,8 +18,9 @@ typedef struct eval_pipeline_opts {
     int64_t workers;          /* else: start a private serve with this many prefill workers */
     const char *model_path;   /* for the private workers */
     const char *model_name;   /* the client's model; workers with another refuse */
-    const char *output;       /* the CSV, rewritten as samples finish */
-    const eval_row *keep;     /* rows from before (--resume): first in the CSV and the result */
+    const char *output;       /* the CSV (started by the caller): each sample's rows are
+                                 appended as it finishes */
+    const eval_row *keep;     /* rows from before (--resume): first in the result */
     int64_t n_keep;
     bool tty;
 } eval_pipeline_opts;

@@ -316,6 +316,53 @@ typedef struct variant {
     bool skipped;         /* oracle without labels: recorded as a miss */
 } variant;
 
+/* The runs of one sample, in row order: protocol x policy x budget (`full`
+ * once per protocol; tis_query only in the query-aware protocol). With
+ * out NULL, only counts them. */
+static int64_t s_variants(const eval_config *cfg, const press *presses, int64_t n_ctx, variant *out) {
+    int64_t nb = cfg->n_budgets + cfg->n_budget_tokens, n = 0;
+    for (int pi = 0; pi < 2; pi++) {
+        bool qa = pi == 1;
+        if (qa ? !cfg->query_aware : !cfg->agnostic) continue;
+        for (int64_t i = 0; i < cfg->n_policies; i++) {
+            const press *pr = &presses[i];
+            if (pr->query_head && !qa) continue; /* the question is unknown before compression */
+            for (int64_t b = 0; b < (pr->score ? nb : 1); b++, n++) {
+                if (!out) continue;
+                variant *v = &out[n];
+                v->pr = pr;
+                v->qa = qa;
+                v->frac = 1.0;
+                v->btok = -1;
+                v->k = n_ctx;
+                if (pr->score && b < cfg->n_budgets) {
+                    v->frac = cfg->budgets[b];
+                    v->k = press_budget_tokens(v->frac, n_ctx);
+                } else if (pr->score) {
+                    v->btok = cfg->budget_tokens[b - cfg->n_budgets];
+                    v->frac = -1;
+                    v->k = v->btok < n_ctx ? v->btok : n_ctx;
+                }
+                v->kept_mean = n_ctx;
+            }
+        }
+    }
+    return n;
+}
+
+int eval_rows_per_sample(const eval_config *cfg, int64_t *n) {
+    *n = 0;
+    if (!cfg || cfg->n_policies <= 0 || !cfg->policies)
+        return tis_error(TIS_EINVAL, "eval: no policies");
+    press *presses = calloc((size_t)cfg->n_policies, sizeof *presses);
+    if (!presses) return tis_error(TIS_ENOMEM, "eval: out of memory");
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = press_parse(cfg->policies[i], &presses[i]);
+    if (!rc) *n = s_variants(cfg, presses, 1, NULL);
+    free(presses);
+    return rc;
+}
+
 /* Debug aid (TIS_DEBUG_PRESS=1): how much of the answer's span in the
  * context a compressed cache kept, per layer, on stderr. */
 static void s_debug_keep(eval_runner *r, const bench_sample *s, const eval_prompt *p,
@@ -459,31 +506,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
         rc = tis_error(TIS_ENOMEM, "eval: out of memory");
         goto done;
     }
-    for (int pi = 0; pi < 2; pi++) {
-        bool qa = pi == 1;
-        if (qa ? !cfg->query_aware : !cfg->agnostic) continue;
-        for (int64_t i = 0; i < cfg->n_policies; i++) {
-            const press *pr = &r->presses[i];
-            if (pr->query_head && !qa) continue; /* the question is unknown before compression */
-            for (int64_t b = 0; b < (pr->score ? nb : 1); b++) {
-                variant *v = &var[n_var++];
-                v->pr = pr;
-                v->qa = qa;
-                v->frac = 1.0;
-                v->btok = -1;
-                v->k = p.n_ctx;
-                if (pr->score && b < cfg->n_budgets) {
-                    v->frac = cfg->budgets[b];
-                    v->k = press_budget_tokens(v->frac, p.n_ctx);
-                } else if (pr->score) {
-                    v->btok = cfg->budget_tokens[b - cfg->n_budgets];
-                    v->frac = -1;
-                    v->k = v->btok < p.n_ctx ? v->btok : p.n_ctx;
-                }
-                v->kept_mean = p.n_ctx;
-            }
-        }
-    }
+    n_var = s_variants(cfg, r->presses, p.n_ctx, var);
     for (int64_t g0 = 0; g0 < n_var; g0 += cfg->batch) {
         int64_t g1 = g0 + cfg->batch < n_var ? g0 + cfg->batch : n_var, G = 0;
         for (int64_t vi = g0; vi < g1; vi++) {

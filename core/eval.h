@@ -77,4 +77,8 @@ void eval_runner_destroy(eval_runner **p);
 int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s,
                     eval_row **rows, int64_t *n_rows, int64_t *cap_rows);
 
+/* The rows eval_run_sample gives every sample under cfg (so that a resumed
+ * run can tell a sample whose rows were all written from one cut short). */
+int eval_rows_per_sample(const eval_config *cfg, int64_t *n);
+
 #endif

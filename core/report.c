@@ -8,12 +8,14 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tis_error.h"
@@ -130,15 +132,12 @@ static void s_csv_str(FILE *f, const char *s, size_t cap) {
     fputc('"', f);
 }
 
-int report_write_csv(const char *path, const eval_row *rows, int64_t n) {
-    if (!path || n < 0 || (n > 0 && !rows))
-        return tis_error(TIS_EINVAL, "report: bad arguments to report_write_csv");
-    s_out o;
-    int rc = s_out_open(&o, path);
-    if (rc) return rc;
-    FILE *f = o.f;
+static void s_csv_header(FILE *f) {
     for (int c = 0; c < S_N_COLS; c++) fprintf(f, "%s%s", c ? "," : "", s_csv_cols[c].name);
     fputc('\n', f);
+}
+
+static void s_csv_rows(FILE *f, const eval_row *rows, int64_t n) {
     for (int64_t i = 0; i < n && !ferror(f); i++) {
         for (int c = 0; c < S_N_COLS; c++) {
             const s_col *col = &s_csv_cols[c];
@@ -153,7 +152,96 @@ int report_write_csv(const char *path, const eval_row *rows, int64_t n) {
         }
         fputc('\n', f);
     }
+}
+
+int report_write_csv(const char *path, const eval_row *rows, int64_t n) {
+    if (!path || n < 0 || (n > 0 && !rows))
+        return tis_error(TIS_EINVAL, "report: bad arguments to report_write_csv");
+    s_out o;
+    int rc = s_out_open(&o, path);
+    if (rc) return rc;
+    s_csv_header(o.f);
+    s_csv_rows(o.f, rows, n);
     return s_out_close(&o, 0);
+}
+
+int report_append_csv(const char *path, const eval_row *rows, int64_t n) {
+    if (!path || n < 0 || (n > 0 && !rows))
+        return tis_error(TIS_EINVAL, "report: bad arguments to report_append_csv");
+    if (n == 0) return 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) return tis_error(TIS_ENOMEM, "report: out of memory for %s", path);
+    s_csv_rows(m, rows, n);
+    bool bad = ferror(m);
+    if (fclose(m) != 0 || bad) {
+        free(buf);
+        return tis_error(TIS_ENOMEM, "report: out of memory for %s", path);
+    }
+    int rc = 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rc = tis_error(TIS_EIO, "report: cannot append to %s: %s", path, strerror(errno));
+    } else if (st.st_size == 0) {
+        rc = tis_error(TIS_EINVAL, "report: %s has no header line to append to", path);
+    } else {
+        for (size_t off = 0; !rc && off < len;) {
+            ssize_t w = write(fd, buf + off, len - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                rc = tis_error(TIS_EIO, "report: cannot append to %s: %s", path,
+                               w < 0 ? strerror(errno) : "no progress");
+                if (ftruncate(fd, st.st_size) != 0) { /* the rows are lost either way; say so */
+                    rc = tis_error(TIS_EIO, "report: cannot append to %s, and a part of the rows stays: %s",
+                                   path, strerror(errno));
+                }
+            } else {
+                off += (size_t)w;
+            }
+        }
+    }
+    if (fd >= 0 && close(fd) != 0 && !rc)
+        rc = tis_error(TIS_EIO, "report: cannot append to %s: %s", path, strerror(errno));
+    free(buf);
+    return rc;
+}
+
+int report_trim_csv(const char *path, int64_t *cut) {
+    *cut = 0;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return tis_error(TIS_EIO, "report: cannot open %s: %s", path, strerror(e));
+    }
+    /* back from the end, a block at a time, to the last LF */
+    char blk[4096];
+    off_t end = st.st_size, keep = 0;
+    int rc = 0;
+    while (end > 0 && !rc) {
+        off_t at = end > (off_t)sizeof blk ? end - (off_t)sizeof blk : 0;
+        ssize_t got = pread(fd, blk, (size_t)(end - at), at);
+        if (got != end - at) {
+            rc = tis_error(TIS_EIO, "report: cannot read %s: %s", path, got < 0 ? strerror(errno) : "short read");
+            break;
+        }
+        ssize_t i = got - 1;
+        while (i >= 0 && blk[i] != '\n') i--;
+        if (i >= 0) {
+            keep = at + i + 1;
+            break;
+        }
+        end = at;
+    }
+    if (!rc && keep < st.st_size) {
+        if (ftruncate(fd, keep) != 0) rc = tis_error(TIS_EIO, "report: cannot cut %s: %s", path, strerror(errno));
+        else *cut = (int64_t)(st.st_size - keep);
+    }
+    close(fd);
+    return rc;
 }
 
 /* ---- reading the CSV back ----------------------------------------------

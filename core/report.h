@@ -48,6 +48,15 @@ typedef struct report_meta {
 /* Per-sample CSV with a header row (strings quoted as RFC 4180). */
 int report_write_csv(const char *path, const eval_row *rows, int64_t n);
 
+/* Appends rows to a CSV report_write_csv started, in one write: a long run
+ * writes each sample's rows once instead of rewriting the file. On a failed
+ * write the file is cut back to its old length. */
+int report_append_csv(const char *path, const eval_row *rows, int64_t n);
+
+/* Cuts a CSV back to the end of its last complete line (what an append
+ * interrupted by a kill leaves); *cut receives the bytes dropped. */
+int report_trim_csv(const char *path, int64_t *cut);
+
 /* Reads a CSV written by report_write_csv: the header must name the 25
  * columns in order; numbers are parsed strictly; strings longer than their
  * eval_row field are cut on a UTF-8 character boundary. *rows is malloc'd

@@ -257,6 +257,47 @@ static void test_read_csv_roundtrip(void) {
     TT_FAILS(report_read_csv(NULL, &back, &n), TIS_EINVAL);
 }
 
+/* report_append_csv after report_write_csv gives the bytes of one
+ * report_write_csv of every row; report_trim_csv drops a torn last line. */
+static void test_append_csv(void) {
+    enum { N = 90 };
+    static eval_row rows[N];
+    uint64_t st = 11;
+    for (int i = 0; i < N; i++) {
+        rows[i] = tt_eval_row("niah", i % 2 ? "agnostic" : "query_aware", i % 5 ? "h2o" : "full", 0.1 * (i % 4),
+                              -1, i % 3 == 0, 900 + i, 4000 + i, 30 + tt_randf(&st));
+        snprintf(rows[i].sample_id, sizeof rows[i].sample_id, "s-%d", i / 9);
+    }
+    snprintf(rows[7].answer, sizeof rows[7].answer, "two\nlines, \"quoted\"");
+    const char *one = tt_path("append_one.csv"), *inc = tt_path("append_inc.csv");
+    TT_OK(report_write_csv(one, rows, N));
+    TT_OK(report_write_csv(inc, rows, 0));
+    for (int i = 0; i < N; i += 9) TT_OK(report_append_csv(inc, rows + i, 9));
+    TT_OK(report_append_csv(inc, rows, 0));
+    char *a = tt_read_file(one, NULL), *b = tt_read_file(inc, NULL);
+    TT_CHECK(a && b && strcmp(a, b) == 0);
+    free(b);
+
+    int64_t cut = -1;
+    TT_OK(report_trim_csv(inc, &cut));
+    TT_CHECK(cut == 0);
+    FILE *f = fopen(inc, "ab");
+    TT_CHECK(f && fputs("niah,h2o,agnostic,0.1,-1,9", f) >= 0);
+    if (f) fclose(f);
+    TT_OK(report_trim_csv(inc, &cut));
+    TT_CHECK(cut == 26);
+    b = tt_read_file(inc, NULL);
+    TT_CHECK(a && b && strcmp(a, b) == 0);
+    free(a);
+    free(b);
+
+    TT_FAILS(report_append_csv(tt_path("append_missing.csv"), rows, 1), TIS_EIO);
+    TT_OK(tt_write_file(tt_path("append_empty.csv"), "", 0));
+    TT_FAILS(report_append_csv(tt_path("append_empty.csv"), rows, 1), TIS_EINVAL);
+    TT_FAILS(report_append_csv(inc, NULL, 1), TIS_EINVAL);
+    TT_FAILS(report_trim_csv(tt_path("append_missing.csv"), &cut), TIS_EIO);
+}
+
 /* The header line report_write_csv writes, from the test's own list. */
 static char s_header[1024];
 static void s_header_init(void) {
@@ -637,6 +678,7 @@ int main(void) {
     test_peak_rss(); /* first, while the process is small */
     test_csv();
     test_read_csv_roundtrip();
+    test_append_csv();
     test_read_csv_bad();
     test_read_csv_truncate();
     test_summary();
