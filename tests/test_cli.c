@@ -3,25 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "tiny_model.h"
 #include "tt.h"
 
 /* Runs `tis ARGS` (shell-quoted by the caller); returns the exit code and
  * the combined output in out (cap bytes). */
-static int s_run(const char *args, char *out, size_t cap) {
-    const char *bin = getenv("TIS_BIN");
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin ? bin : "tis", args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 int main(void) {
     static char out[1 << 16];
     char args[1024];
@@ -29,45 +16,45 @@ int main(void) {
     tiny_spec sp = tiny_spec_default();
     TT_OK(tiny_model_write(tiny, &sp));
 
-    TT_CHECK(s_run("", out, sizeof out) == 2 && strstr(out, "usage: tis"));
-    TT_CHECK(s_run("frobnicate", out, sizeof out) == 2 && strstr(out, "unknown command"));
-    TT_CHECK(s_run("--help", out, sizeof out) == 0 && strstr(out, "generate"));
-    TT_CHECK(s_run("generate", out, sizeof out) == 2 && strstr(out, "prompt is required"));
-    TT_CHECK(s_run("generate -p hi -n abc", out, sizeof out) == 2 && strstr(out, "bad value"));
-    TT_CHECK(s_run("generate -p hi --temp -1", out, sizeof out) == 2);
-    TT_CHECK(s_run("generate -p hi --top_p 1.5", out, sizeof out) == 2);
-    TT_CHECK(s_run("generate -p hi --bogus 1", out, sizeof out) == 2 && strstr(out, "unknown option"));
-    TT_CHECK(s_run("generate -p hi -m", out, sizeof out) == 2);
-    TT_CHECK(s_run("bench -r 0", out, sizeof out) == 2);
-    TT_CHECK(s_run("info", out, sizeof out) == 2);
-    TT_CHECK(s_run("tokenize", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("", out, sizeof out) == 2 && strstr(out, "usage: tis"));
+    TT_CHECK(tt_tis("frobnicate", out, sizeof out) == 2 && strstr(out, "unknown command"));
+    TT_CHECK(tt_tis("--help", out, sizeof out) == 0 && strstr(out, "generate"));
+    TT_CHECK(tt_tis("generate", out, sizeof out) == 2 && strstr(out, "prompt is required"));
+    TT_CHECK(tt_tis("generate -p hi -n abc", out, sizeof out) == 2 && strstr(out, "bad value"));
+    TT_CHECK(tt_tis("generate -p hi --temp -1", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("generate -p hi --top_p 1.5", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("generate -p hi --bogus 1", out, sizeof out) == 2 && strstr(out, "unknown option"));
+    TT_CHECK(tt_tis("generate -p hi -m", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("bench -r 0", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("info", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("tokenize", out, sizeof out) == 2);
 
     /* runtime errors: exit 1 with a message naming the problem */
-    TT_CHECK(s_run("info /nonexistent/model.gguf", out, sizeof out) == 1 && strstr(out, "cannot open"));
+    TT_CHECK(tt_tis("info /nonexistent/model.gguf", out, sizeof out) == 1 && strstr(out, "cannot open"));
     const char *junk = tt_path("junk.gguf");
     tt_write_file(junk, "GGUF\x03\0\0\0garbage", 15);
     snprintf(args, sizeof args, "generate -m '%s' -p hi", junk);
-    TT_CHECK(s_run(args, out, sizeof out) == 1 && strstr(out, "tis: loading the model"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "tis: loading the model"));
     fprintf(stderr, "  junk model -> %s", out);
 
     /* the subcommands on a tiny model */
     snprintf(args, sizeof args, "info '%s'", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "architecture    llama") &&
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "architecture    llama") &&
              strstr(out, "layers          2"));
     snprintf(args, sizeof args, "tokenize -m '%s' --ids 'the then'", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 0);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0);
     fprintf(stderr, "  tokenize -> %s", out);
     snprintf(args, sizeof args, "generate -m '%s' -p 'the' -n 8 --quiet", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 0);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0);
     /* sampling is deterministic by seed */
     char first[4096];
     snprintf(args, sizeof args, "generate -m '%s' -p 'the' -n 12 --temp 0.9 --seed 5 --quiet", tiny);
-    TT_CHECK(s_run(args, first, sizeof first) == 0);
-    TT_CHECK(s_run(args, out, sizeof out) == 0 && strcmp(out, first) == 0);
+    TT_CHECK(tt_tis(args, first, sizeof first) == 0);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strcmp(out, first) == 0);
     snprintf(args, sizeof args, "generate -m '%s' -p 'hello' --chat -n 4 --quiet", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 0);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0);
     snprintf(args, sizeof args, "bench -m '%s' -p 16 -n 4 -r 1", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "pp16") && strstr(out, "tg4"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "pp16") && strstr(out, "tg4"));
     fprintf(stderr, "%s", out);
 
     /* tis serve --config: the committed config reads; a bad one is a usage
@@ -75,7 +62,7 @@ int main(void) {
     const char *src = getenv("TIS_SOURCE_DIR");
     if (src) {
         snprintf(args, sizeof args, "serve --config '%s/configs/serve.yaml' --help", src);
-        TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "usage: tis serve"));
+        TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "usage: tis serve"));
     }
     static const struct { const char *yaml, *msg; } bad[] = {
         {"prefill:\n  workers: 2\n  devcie: cpu\n", ":3: unknown key 'prefill.devcie'"},
@@ -91,26 +78,26 @@ int main(void) {
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         TT_OK(tt_write_file(yml, bad[k].yaml, strlen(bad[k].yaml)));
         snprintf(args, sizeof args, "serve --config '%s'", yml);
-        int rc = s_run(args, out, sizeof out);
+        int rc = tt_tis(args, out, sizeof out);
         TT_CHECK(rc == 2 && strstr(out, bad[k].msg));
         if (rc != 2 || !strstr(out, bad[k].msg)) fprintf(stderr, "config %zu: rc %d: %s\n", k, rc, out);
     }
-    TT_CHECK(s_run("serve --config /nonexistent.yaml", out, sizeof out) == 2 && strstr(out, "cannot open config"));
+    TT_CHECK(tt_tis("serve --config /nonexistent.yaml", out, sizeof out) == 2 && strstr(out, "cannot open config"));
 
     /* tis gen-model: a loadable model at a real model's shapes (one layer here) */
     char gm[512];
     snprintf(gm, sizeof gm, "%s", tt_path("gen"));
     snprintf(args, sizeof args, "gen-model --config smollm2-135m --layers 1 --type q8_0 --out '%s'", gm);
-    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "wrote"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "wrote"));
     snprintf(args, sizeof args, "info '%s/model.gguf'", gm);
-    TT_CHECK(s_run(args, out, sizeof out) == 0 && strstr(out, "49152") && strstr(out, "576") &&
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "49152") && strstr(out, "576") &&
              strstr(out, "gen smollm2-135m"));
     snprintf(args, sizeof args, "generate -m '%s/model.gguf' -p 'the cat sat' -n 4 --quiet", gm);
-    TT_CHECK(s_run(args, out, sizeof out) == 0);
-    TT_CHECK(s_run("gen-model --config gpt-5 --out /tmp/x", out, sizeof out) == 2 && strstr(out, "unknown config"));
-    TT_CHECK(s_run("gen-model --config mistral-7b --type q3 --out /tmp/x", out, sizeof out) == 2);
-    TT_CHECK(s_run("gen-model --config mistral-7b --arch gpt2 --out /tmp/x", out, sizeof out) == 2 &&
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0);
+    TT_CHECK(tt_tis("gen-model --config gpt-5 --out /tmp/x", out, sizeof out) == 2 && strstr(out, "unknown config"));
+    TT_CHECK(tt_tis("gen-model --config mistral-7b --type q3 --out /tmp/x", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("gen-model --config mistral-7b --arch gpt2 --out /tmp/x", out, sizeof out) == 2 &&
              strstr(out, "llama only"));
-    TT_CHECK(s_run("status --connect ipc:///nonexistent/dir/x --timeout_ms 200", out, sizeof out) == 1);
+    TT_CHECK(tt_tis("status --connect ipc:///nonexistent/dir/x --timeout_ms 200", out, sizeof out) == 1);
     return tt_done("test_cli");
 }

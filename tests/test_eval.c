@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "bench.h"
 #include "eval.h"
@@ -14,18 +13,6 @@
 #include "press.h"
 #include "tiny_model.h"
 #include "tt.h"
-
-static int s_run(const char *args, char *out, size_t cap) {
-    const char *bin = getenv("TIS_BIN");
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin ? bin : "tis", args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static const char *s_dataset =
     "{\"id\": \"a\", \"context\": \"the cat sat on the mat and then the dog ran in the park "
@@ -228,7 +215,7 @@ int main(void) {
              "eval -m '%s' --dataset '%s' --baseline full streaming adakv:knorm --cache_budgets 0.5 "
              "--protocol both --max_new 4 --output '%s' --no_plots -t 1",
              tiny, data, csv);
-    int rc = s_run(args, out, sizeof out);
+    int rc = tt_tis(args, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     size_t len = 0;
@@ -251,15 +238,15 @@ int main(void) {
     const char *bad_text = "{\"context\": \"x y z\", \"question\": \"q?\"}\n{\"context\": 5}\n";
     TT_OK(tt_write_file(badf, bad_text, strlen(bad_text)));
     snprintf(args, sizeof args, "eval -m '%s' --dataset '%s' --output '%s'", tiny, badf, tt_path("x.csv"));
-    TT_CHECK(s_run(args, out, sizeof out) == 1 && strstr(out, "bad.jsonl:2"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "bad.jsonl:2"));
     fprintf(stderr, "  bad line -> %s", out);
     snprintf(args, sizeof args, "eval -m '%s' --baseline nosuch", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
     snprintf(args, sizeof args, "eval -m '%s' --baseline tis", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "needs an importance head"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "needs an importance head"));
     snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
-    TT_CHECK(s_run("eval --cache_budgets 0 ", out, sizeof out) == 2);
-    TT_CHECK(s_run("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
+    TT_CHECK(tt_tis("eval --cache_budgets 0 ", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
     return tt_done("test_eval");
 }

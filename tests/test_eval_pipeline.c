@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,17 +23,6 @@ static const char *s_lines[3] = {
     "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
     "\"question\": \"who ran?\"}"};
 enum { N_SAMPLES = 7 };
-
-static int s_run(const char *cmd, char *out, size_t cap) {
-    char full[4200];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Every column but the timings and the RSS. */
 static int s_same_rows(const char *a_csv, const char *b_csv) {
@@ -88,10 +76,10 @@ int main(void) {
                          "--max_new 6 --no_chat --no_plots";
 
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --output '%s'", bin, tiny, data, common, a_csv);
-    TT_CHECK(s_run(cmd, out, sizeof out) == 0);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --workers 2 --output '%s'", bin, tiny, data,
              common, b_csv);
-    int rc = s_run(cmd, out, sizeof out);
+    int rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0 && strstr(out, "2 workers"));
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
@@ -117,7 +105,7 @@ int main(void) {
             }
             snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --resume %s --output '%s'", bin, tiny,
                      data, common, pass == 1 ? "--workers 2" : "", r_csv);
-            rc = s_run(cmd, out, sizeof out);
+            rc = tt_sh(cmd, out, sizeof out);
             TT_CHECK(rc == 0 && strstr(out, "of 3 samples already in"));
             if (pass == 2) TT_CHECK(strstr(out, "1 sample cut short run again") && strstr(out, "unfinished last line"));
             if (rc) fprintf(stderr, "%s\n", out);
@@ -128,24 +116,19 @@ int main(void) {
     }
 
     /* a running serve: a failing job is an Error, then the worker serves on */
-    pid_t srv = fork();
-    if (srv == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen("/dev/null", "w", stderr)) _exit(126);
-        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "0", "-m", tiny,
-              "--arena_mb", "8", "--heartbeat_ms", "200", (char *)NULL);
-        _exit(127);
-    }
+    const char *sa[] = {bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "0", "-m", tiny,
+                        "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
+    pid_t srv = tt_spawn(sa, "/dev/null", NULL);
     snprintf(cmd, sizeof cmd,
              "'%s' eval -m '%s' --dataset '%s' --baseline tis --head /nonexistent/head.safetensors --no_chat "
              "--no_plots --connect '%s' --output '%s'",
              bin, tiny, data, front, c_csv);
-    rc = s_run(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 1 && strstr(out, "/nonexistent/head.safetensors"));
     if (rc != 1) fprintf(stderr, "%s\n", out);
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --connect '%s' --output '%s'", bin, tiny, data,
              common, front, c_csv);
-    rc = s_run(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, c_csv) == 0);
@@ -156,15 +139,15 @@ int main(void) {
     snprintf(l3, sizeof l3, "%s", tt_path("labels3"));
     const char *lab = "--layer 1 --per_head --shard_size 3 --max_new 4 --no_chat";
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --output '%s'", bin, tiny, data, lab, l1);
-    TT_CHECK(s_run(cmd, out, sizeof out) == 0);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --connect '%s' --output '%s'", bin, tiny, data,
              lab, front, l2);
-    rc = s_run(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' %s --workers 2 --output '%s'", bin, tiny, data,
              lab, l3);
-    rc = s_run(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     /* and with a worker killed (-9) at its second job: retried on the other,
@@ -173,7 +156,7 @@ int main(void) {
     snprintf(l4, sizeof l4, "%s", tt_path("labels4"));
     snprintf(cmd, sizeof cmd, "TIS_FAULT_EXIT=prefill-0:2 '%s' label -m '%s' --dataset '%s' %s --workers 2 --output '%s'",
              bin, tiny, data, lab, l4);
-    rc = s_run(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     const char *files[] = {"manifest.jsonl", "shard-00000.safetensors", "shard-00001.safetensors",
@@ -199,8 +182,6 @@ int main(void) {
     }
 
     kill(srv, SIGTERM);
-    int st = 0;
-    waitpid(srv, &st, 0);
-    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    TT_CHECK(tt_wait(srv, 30) == 0);
     return tt_done("test_eval_pipeline");
 }

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "bench.h"
 #include "chat.h"
@@ -16,17 +15,6 @@
 #include "safetensors.h"
 #include "tiny_model.h"
 #include "tt.h"
-
-static int s_sh(const char *cmd, char *out, size_t cap) {
-    char full[4096];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static const char *s_data =
     "{\"id\": \"s0\", \"context\": \"the cat sat on the mat and the dog ran in the park while the sun was hot\", "
@@ -63,7 +51,7 @@ int main(void) {
 
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
              bin, tiny, data, d1);
-    int rc = s_sh(cmd, out, sizeof out);
+    int rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
 
@@ -147,7 +135,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd,
              "TIS_FAULT_LABEL_EXIT_AFTER_SHARDS=1 '%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 "
              "--per_head --max_new 6", bin, tiny, data, d2);
-    rc = s_sh(cmd, out, sizeof out);
+    rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 137);
     snprintf(path, sizeof path, "%s/manifest.jsonl", d2);
     FILE *mf = fopen(path, "rb");
@@ -155,9 +143,9 @@ int main(void) {
     if (mf) fclose(mf);
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
              bin, tiny, data, d2);
-    TT_CHECK(s_sh(cmd, out, sizeof out) == 0);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     /* and once more: everything is done, nothing changes */
-    TT_CHECK(s_sh(cmd, out, sizeof out) == 0 && strstr(out, "5 already"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "5 already"));
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof path, "%s/shard-%05d.safetensors", d1, k);
         snprintf(path2, sizeof path2, "%s/shard-%05d.safetensors", d2, k);
@@ -169,21 +157,21 @@ int main(void) {
 
     /* other settings into the same directory are refused */
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1", bin, tiny, data, d1);
-    TT_CHECK(s_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s'", bin, tiny, data);
-    TT_CHECK(s_sh(cmd, out, sizeof out) == 2 && strstr(out, "--output"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "--output"));
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --benchmark nosuch --output '%s'", bin, tiny, tt_path("x"));
-    TT_CHECK(s_sh(cmd, out, sizeof out) == 2);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
 
     /* Python reads a shard with the safetensors package, where it is installed */
-    if (s_sh("python3 -c 'import numpy, safetensors.numpy'", out, sizeof out) == 0) {
+    if (tt_sh("python3 -c 'import numpy, safetensors.numpy'", out, sizeof out) == 0) {
         snprintf(cmd, sizeof cmd,
                  "python3 -c \"from safetensors.numpy import load_file; import numpy as np; "
                  "d = load_file('%s/shard-00000.safetensors'); o = d['ctx_offsets']; "
                  "assert d['features'].dtype == np.float16 and d['features'].shape[0] == o[-1]; "
                  "assert all(abs(d['labels'][o[i]:o[i+1]].sum() - 1) < 1e-4 for i in range(len(o) - 1)); "
                  "print('python ok')\"", d1);
-        TT_CHECK(s_sh(cmd, out, sizeof out) == 0 && strstr(out, "python ok"));
+        TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "python ok"));
         fprintf(stderr, "  %s", out);
     } else {
         fprintf(stderr, "  python3 has no numpy + safetensors here: the Python check is skipped\n");

@@ -6,25 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "report.h"
 #include "tt.h"
 
 /* Runs `tis ARGS` (shell-quoted by the caller); returns the exit code and
  * the combined output in out (cap bytes). */
-static int s_run(const char *args, char *out, size_t cap) {
-    const char *bin = getenv("TIS_BIN");
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin ? bin : "tis", args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static bool s_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -63,7 +50,7 @@ static void s_check_model(const char *csv_args, const char *model) {
     char args[2048], want[256], again[512];
     snprintf(again, sizeof again, "%s", tt_path("again.csv"));
     snprintf(args, sizeof args, "report %s --output '%s' --no_plots", csv_args, again);
-    TT_CHECK(s_run(args, out, sizeof out) == 0);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0);
     char *text = tt_read_file(tt_path("again.md"), NULL);
     snprintf(want, sizeof want, "- model: `%s`\n- seed: 0, threads: 0\n- wall time: 0.0 s", model);
     TT_CHECK(text && strstr(text, want));
@@ -87,24 +74,24 @@ int main(void) {
     TT_OK(report_write_csv(b_csv, rb, NB));
 
     /* usage errors: exit 2 with the usage text */
-    TT_CHECK(s_run("report", out, sizeof out) == 2 && strstr(out, "usage: tis report"));
-    TT_CHECK(s_run("report --help", out, sizeof out) == 0 && strstr(out, "--output"));
-    TT_CHECK(s_run("--help", out, sizeof out) == 0 && strstr(out, "report "));
+    TT_CHECK(tt_tis("report", out, sizeof out) == 2 && strstr(out, "usage: tis report"));
+    TT_CHECK(tt_tis("report --help", out, sizeof out) == 0 && strstr(out, "--output"));
+    TT_CHECK(tt_tis("--help", out, sizeof out) == 0 && strstr(out, "report "));
     snprintf(args, sizeof args, "report --csv '%s'", a_csv);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "--output is required"));
-    TT_CHECK(s_run("report --output x.csv", out, sizeof out) == 2 &&
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "--output is required"));
+    TT_CHECK(tt_tis("report --output x.csv", out, sizeof out) == 2 &&
              strstr(out, "--csv is required"));
-    TT_CHECK(s_run("report --csv --output x.csv", out, sizeof out) == 2 &&
+    TT_CHECK(tt_tis("report --csv --output x.csv", out, sizeof out) == 2 &&
              strstr(out, "--csv needs files"));
     snprintf(args, sizeof args, "report --csv '%s' --output", a_csv);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "needs a value"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "needs a value"));
     snprintf(args, sizeof args, "report --csv '%s' --output x.csv --bogus", a_csv);
-    TT_CHECK(s_run(args, out, sizeof out) == 2 && strstr(out, "unknown option"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown option"));
 
     /* merge: the rows of both, in order; JSON and Markdown beside */
     snprintf(args, sizeof args, "report --csv '%s' '%s' --output '%s' --title 'Two runs'", a_csv,
              b_csv, merged);
-    int rc = s_run(args, out, sizeof out);
+    int rc = tt_tis(args, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s", out);
     eval_row *rows = NULL;
@@ -170,11 +157,11 @@ int main(void) {
     snprintf(args, sizeof args, "report --csv '%s' '%s' --output '%s'", a_csv, bad, bad_out);
     char want[600];
     snprintf(want, sizeof want, "%s:4: bad number '0.x' in column budget", bad);
-    TT_CHECK(s_run(args, out, sizeof out) == 1 && strstr(out, want));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, want));
     fprintf(stderr, "  bad CSV -> %s", out);
     TT_CHECK(!s_exists(bad_out));
     snprintf(args, sizeof args, "report --csv '%s' --output '%s'", tt_path("none.csv"), bad_out);
-    TT_CHECK(s_run(args, out, sizeof out) == 1 && strstr(out, "cannot read"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "cannot read"));
     free(ra);
     free(rb);
     return tt_done("test_report_cli");

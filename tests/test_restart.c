@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,39 +27,16 @@ enum { N_SAMPLES = 10 };
 static const char *s_bin;
 static char s_front[600], s_back[600], s_tiny[512];
 
-static pid_t s_spawn(const char *log, const char *const *args) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(log, "w", stderr) || !freopen(log, "a", stdout)) _exit(126);
-        execv(s_bin, (char *const *)args);
-        _exit(127);
-    }
-    return pid;
-}
-
 static pid_t s_coordinator(const char *log) {
     const char *a[] = {s_bin, "serve", "--front", s_front, "--back", s_back, "--prefill", "0", "--decode", "0",
                        "--heartbeat_ms", "200", NULL};
-    return s_spawn(log, a);
+    return tt_spawn(a, log, NULL);
 }
 
 static char *s_slurp(const char *path) {
     size_t n = 0;
     char *t = tt_read_file(path, &n);
     return t ? t : strdup("");
-}
-
-/* Waits for pid; its exit code, or -1 after timeout_s (then killed). */
-static int s_wait(pid_t pid, int timeout_s) {
-    int st = 0;
-    for (int t = 0; t < timeout_s * 20; t++) {
-        if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        usleep(50000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
 }
 
 int main(void) {
@@ -106,7 +82,7 @@ int main(void) {
                         "--arena_mb", "4", "--heartbeat_ms", "200", NULL};
     const char *wd[] = {s_bin, "worker", "--role", "decode", "--connect", s_back, "--name", name_d, "-m", s_tiny,
                         "--heartbeat_ms", "200", NULL};
-    pid_t pw = s_spawn(log_w, wp), pd = s_spawn(log_d, wd);
+    pid_t pw = tt_spawn(wp, log_w, NULL), pd = tt_spawn(wd, log_d, NULL);
 
     /* tis eval --connect; the coordinator dies after about 1 s of it */
     snprintf(cmd, sizeof cmd, "%s", "");
@@ -115,13 +91,13 @@ int main(void) {
     const char *ev[] = {s_bin, "eval", "-m", s_tiny, "--dataset", data, "--baseline", "full", "snapkv", "tova",
                         "--cache_budgets", "0.5", "--max_new", "6", "--no_chat", "--no_plots", "--connect", s_front,
                         "--output", out_arg, NULL};
-    pid_t pe = s_spawn(log_e, ev);
+    pid_t pe = tt_spawn(ev, log_e, NULL);
     usleep(1200000);
     kill(c1, SIGKILL);
     waitpid(c1, NULL, 0);
     usleep(300000);
     pid_t c2 = s_coordinator(log_c2);
-    int rc = s_wait(pe, 60);
+    int rc = tt_wait(pe, 60);
     char *elog = s_slurp(log_e);
     TT_CHECK(rc == 0);
     TT_CHECK(strstr(elog, "the coordinator lost") != NULL);
@@ -147,13 +123,13 @@ int main(void) {
     TT_CHECK(system(cmd) == 0);
     const char *cl[] = {s_bin, "client", "--connect", s_front, "--dataset", data, "--policy", "snapkv", "--budget",
                         "0.5", "--max_new", "6", "--concurrency", "3", "--timeout_s", "60", NULL};
-    pid_t pc = s_spawn(log_cl, cl);
+    pid_t pc = tt_spawn(cl, log_cl, NULL);
     usleep(900000);
     kill(c2, SIGKILL);
     waitpid(c2, NULL, 0);
     usleep(300000);
     pid_t c3 = s_coordinator(log_c3);
-    rc = s_wait(pc, 60);
+    rc = tt_wait(pc, 60);
     char *cllog = s_slurp(log_cl);
     TT_CHECK(rc == 0 && strstr(cllog, "they were sent again"));
     /* every id answered once, with the in-process answer (a request goes
@@ -174,8 +150,8 @@ int main(void) {
     kill(pw, SIGTERM);
     kill(pd, SIGTERM);
     kill(c3, SIGTERM);
-    TT_CHECK(s_wait(pw, 10) == 0);
-    TT_CHECK(s_wait(pd, 10) == 0);
-    s_wait(c3, 10);
+    TT_CHECK(tt_wait(pw, 10) == 0);
+    TT_CHECK(tt_wait(pd, 10) == 0);
+    tt_wait(c3, 10);
     return tt_done("test_restart");
 }

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,26 +111,28 @@ int main(void) {
     for (int run = 0; run < 6; run++) {
     const char *nw = run == 1 || run == 2 ? "2" : "1", *nsc = run == 3 ? "1" : run == 4 ? "2" : "0";
     const char *policy = run >= 3 ? "tis" : "snapkv";
-    pid_t srv = fork();
-    if (srv == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (faults[run]) setenv("TIS_FAULT_EXIT", faults[run], 1);
-        /* run 0: the first prefill job is silent for 4 heartbeat periods (a
-         * long prefill): a busy worker is not taken for dead */
-        else setenv("TIS_FAULT_SLEEP", "prefill-0:2000", 1);
-        /* run 4: scorer-1's first job is slow, so scorer-0 surely gets one */
-        if (run == 4) setenv("TIS_FAULT_SLEEP", "scorer-1:1500", 1);
-        /* run 5: blocks live 300 ms unless renewed; the decode worker's first
-         * job stalls it 1.5 s while the prefill worker keeps allocating (one
-         * block per 100 ms): the waiting blocks must be renewed, or their
-         * memory is handed to later requests and the answers go wrong */
-        if (run == 5) setenv("TIS_FAULT_SLEEP", "decode-0:1500,prefill-0:100*", 1);
-        if (!freopen(log, "w", stderr)) _exit(126);
-        execl(bin, bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw, "--scorer", nsc,
-              "--head", hp, "-m", tiny, "--arena_mb", "8", "--heartbeat_ms", run == 5 ? "100" : "500",
-              "--lease_ms", run == 5 ? "300" : "30000", "--stop_after", run == 0 ? "13" : "12", (char *)NULL);
-        _exit(127);
-    }
+    /* run 0: the first prefill job is silent for 4 heartbeat periods (a long
+     * prefill): a busy worker is not taken for dead.
+     * run 4: scorer-1's first job is slow, so scorer-0 surely gets one.
+     * run 5: blocks live 300 ms unless renewed; the decode worker's first job
+     * stalls it 1.5 s while the prefill worker keeps allocating (one block
+     * per 100 ms): the waiting blocks must be renewed, or their memory is
+     * handed to later requests and the answers go wrong */
+    char fault_env[64];
+    snprintf(fault_env, sizeof fault_env, "TIS_FAULT_EXIT=%s", faults[run] ? faults[run] : "");
+    const char *sleep_env = run == 4   ? "TIS_FAULT_SLEEP=scorer-1:1500"
+                            : run == 5 ? "TIS_FAULT_SLEEP=decode-0:1500,prefill-0:100*"
+                            : !faults[run] ? "TIS_FAULT_SLEEP=prefill-0:2000"
+                                           : NULL;
+    const char *env[3] = {NULL};
+    int n_env = 0;
+    if (faults[run]) env[n_env++] = fault_env;
+    if (sleep_env) env[n_env++] = sleep_env;
+    const char *sa[] = {bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw,
+                        "--scorer", nsc, "--head", hp, "-m", tiny, "--arena_mb", "8",
+                        "--heartbeat_ms", run == 5 ? "100" : "500", "--lease_ms", run == 5 ? "300" : "30000",
+                        "--stop_after", run == 0 ? "13" : "12", NULL};
+    pid_t srv = tt_spawn(sa, log, env);
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
         void *zc = zmq_ctx_new(), *d = zmq_socket(zc, ZMQ_DEALER);
         int lg0 = 0;
@@ -253,14 +254,9 @@ int main(void) {
     }
     free(tcsv);
     TT_CHECK(rowsn == N_REQ && scored == (run == 3 || run == 4 ? N_REQ : 0));
-    int st = -1;
-    for (int t = 0; t < 100 && waitpid(srv, &st, WNOHANG) == 0; t++) usleep(100000);
-    if (waitpid(srv, &st, WNOHANG) == 0) {
-        kill(srv, SIGKILL);
-        waitpid(srv, &st, 0);
-        TT_CHECK(!"the server did not stop after its answers");
-    }
-    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int st = tt_wait(srv, 10);
+    if (st == -1) TT_CHECK(!"the server did not stop after its answers");
+    TT_CHECK(st == 0);
     usleep(300000);
     TT_CHECK(s_shm_left((int)srv) == 0);
     size_t ll = 0;

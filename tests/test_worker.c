@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -36,17 +35,6 @@ static Tis__Envelope *s_next(void *r, wire_peer *peer, int timeout_ms, bool skip
     }
 }
 
-static pid_t s_spawn(const char *bin, const char *role, const char *ep, const char *name, const char *path) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
-        execl(bin, bin, "worker", "--role", role, "--connect", ep, "--name", name, "-m", path, "--arena_mb",
-              "8", "--heartbeat_ms", "200", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 int main(void) {
     const char *bin = getenv("TIS_BIN");
     if (!bin) {
@@ -68,7 +56,11 @@ int main(void) {
     zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
     TT_CHECK(zmq_bind(r, ep) == 0);
-    pid_t pp = s_spawn(bin, "prefill", ep, pname, tiny), pd = s_spawn(bin, "decode", ep, dname, tiny);
+    const char *ap[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", pname, "-m", tiny,
+                        "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
+    const char *ad[] = {bin, "worker", "--role", "decode", "--connect", ep, "--name", dname, "-m", tiny,
+                        "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
+    pid_t pp = tt_spawn(ap, NULL, NULL), pd = tt_spawn(ad, NULL, NULL);
 
     /* both announce READY (in either order) */
     wire_peer prefill = {0}, decode = {0}, peer;
@@ -263,10 +255,8 @@ int main(void) {
     es.shutdown = &sh;
     TT_OK(wire_send(r, &prefill, &es));
     TT_OK(wire_send(r, &decode, &es));
-    int st1 = -1, st2 = -1;
-    waitpid(pp, &st1, 0);
-    waitpid(pd, &st2, 0);
-    TT_CHECK(WIFEXITED(st1) && WEXITSTATUS(st1) == 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 0);
+    TT_CHECK(tt_wait(pp, 30) == 0);
+    TT_CHECK(tt_wait(pd, 30) == 0);
     TT_CHECK(access(shm, F_OK) != 0);
     free(rows);
     model_destroy(&m);

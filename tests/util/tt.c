@@ -2,8 +2,11 @@
 #define _GNU_SOURCE
 #include "tt.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int tt_failures = 0;
@@ -88,4 +91,55 @@ float tt_randf(uint64_t *s) {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return (float)((*s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+int tt_sh(const char *cmd, char *out, size_t cap) {
+    size_t n = strlen(cmd) + 8;
+    char *full = malloc(n);
+    if (!full) return -1;
+    snprintf(full, n, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t got = cap ? fread(out, 1, cap - 1, p) : 0;
+    if (cap) out[got] = 0;
+    char drop[4096]; /* the child must not block on a full pipe */
+    while (fread(drop, 1, sizeof drop, p) > 0) {}
+    int st = pclose(p);
+    if (st == -1) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int tt_tis(const char *args, char *out, size_t cap) {
+    const char *bin = getenv("TIS_BIN");
+    size_t n = strlen(args) + (bin ? strlen(bin) : 3) + 4;
+    char *cmd = malloc(n);
+    if (!cmd) return -1;
+    snprintf(cmd, n, "'%s' %s", bin ? bin : "tis", args);
+    int rc = tt_sh(cmd, out, cap);
+    free(cmd);
+    return rc;
+}
+
+pid_t tt_spawn(const char *const *argv, const char *log, const char *const *env) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+        for (const char *const *e = env; e && *e; e++) putenv((char *)*e);
+        if (log && (!freopen(log, "w", stderr) || !freopen(log, "a", stdout))) _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int tt_wait(pid_t pid, int timeout_s) {
+    int st = 0;
+    for (int t = 0; t < timeout_s * 20; t++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
 }

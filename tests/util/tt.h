@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include "tis_error.h"
 
@@ -76,6 +77,21 @@ const char *tt_model(void);
 char *tt_read_file(const char *path, size_t *len);
 /* Writes bytes to a file; 0 on success. */
 int tt_write_file(const char *path, const void *data, size_t len);
+/* Runs a shell command with stderr joined to stdout; out[cap] gets the
+ * first cap - 1 bytes of it (NUL-terminated; the rest is read and dropped).
+ * Returns the exit status, 128 + N when killed by signal N, -1 when it
+ * could not start. */
+int tt_sh(const char *cmd, char *out, size_t cap);
+/* tt_sh of "'$TIS_BIN' ARGS" (the tis binary ctest passes; "tis" without). */
+int tt_tis(const char *args, char *out, size_t cap);
+/* Starts argv[0] with argv (NULL-terminated) in a child that is killed
+ * when the test dies; its stdout and stderr go to log (truncated first;
+ * NULL: the test's own), env: "NAME=VALUE" strings set in the child
+ * (NULL-terminated, or NULL). Returns the pid, -1 when fork fails. */
+pid_t tt_spawn(const char *const *argv, const char *log, const char *const *env);
+/* Waits up to timeout_s for pid: its exit status (128 + N when killed by
+ * signal N), or -1 after the timeout (the process is then killed). */
+int tt_wait(pid_t pid, int timeout_s);
 /* Deterministic uniform float in [-1, 1). */
 float tt_randf(uint64_t *state);
 
