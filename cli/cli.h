@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Subcommands: return the process exit code (0 ok, 1 runtime error, 2 usage). */
 int cmd_generate(int argc, char **argv);
@@ -27,6 +28,37 @@ int cmd_gen_model(int argc, char **argv);
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_f32(const char *s, float lo, float hi, float *out);
+/* An option table (terminated by a NULL name) for cli_parse_opts. */
+typedef enum cli_opt_kind {
+    CLI_OPT_STR,  /* dst: const char ** (points into argv) */
+    CLI_OPT_I64,  /* dst: int64_t *, within [lo, hi] */
+    CLI_OPT_F32,  /* dst: float *, finite, within [flo, fhi] */
+    CLI_OPT_FLAG, /* dst: bool *, set; takes no value */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *name;  /* "--front" */
+    const char *alias; /* "-m", or NULL */
+    cli_opt_kind kind;
+    void *dst;
+    int64_t lo, hi;
+    float flo, fhi;
+} cli_opt;
+
+#define CLI_STR(nm, al, p) {.name = (nm), .alias = (al), .kind = CLI_OPT_STR, .dst = (p)}
+#define CLI_I64(nm, al, p, l, h) {.name = (nm), .alias = (al), .kind = CLI_OPT_I64, .dst = (p), .lo = (l), .hi = (h)}
+#define CLI_F32(nm, al, p, l, h) {.name = (nm), .alias = (al), .kind = CLI_OPT_F32, .dst = (p), .flo = (l), .fhi = (h)}
+#define CLI_FLAG(nm, al, p) {.name = (nm), .alias = (al), .kind = CLI_OPT_FLAG, .dst = (p)}
+#define CLI_END {.name = NULL}
+
+enum { CLI_HELP = -1 };
+
+/* Parses argv[1..argc) against opts. 0 when every argument was an option
+ * of the table with a good value; CLI_HELP after printing usage to stdout
+ * for -h / --help; 2 after printing the problem (unknown option, missing
+ * or bad value, with the range allowed) and usage to stderr. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*usage)(FILE *f));
+
 /* The default model path (models/ beside the binary's source tree, or
  * $TIS_MODEL). */
 const char *cli_default_model(void);

@@ -40,45 +40,25 @@ int cmd_client(int argc, char **argv) {
     float budget = 0.25f;
     int64_t btok = 0, max_new = 16, timeout_s = 600, conc = 0, repeat = 1;
     bool qa = false, quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--query_aware")) { qa = true; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = true; continue; }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis client: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "--connect")) ep = v;
-        else if (!strcmp(a, "--dataset")) dataset = v;
-        else if (!strcmp(a, "--context")) context = v;
-        else if (!strcmp(a, "--question")) question = v;
-        else if (!strcmp(a, "--policy")) policy = v;
-        else if (!strcmp(a, "--timings")) timings = v;
-        else if (!strcmp(a, "--budget")) ok = cli_parse_f32(v, 1e-6f, 1.0f, &budget);
-        else if (!strcmp(a, "--budget_tokens")) ok = cli_parse_i64(v, 1, 1 << 24, &btok);
-        else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
-        else if (!strcmp(a, "--concurrency")) ok = cli_parse_i64(v, 1, 1 << 20, &conc);
-        else if (!strcmp(a, "--repeat")) ok = cli_parse_i64(v, 1, 1 << 20, &repeat);
-        else if (!strcmp(a, "--timeout_s")) ok = cli_parse_i64(v, 1, 86400, &timeout_s);
-        else {
-            fprintf(stderr, "tis client: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis client: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("--connect", NULL, &ep),
+        CLI_STR("--dataset", NULL, &dataset),
+        CLI_STR("--context", NULL, &context),
+        CLI_STR("--question", NULL, &question),
+        CLI_STR("--policy", NULL, &policy),
+        CLI_STR("--timings", NULL, &timings),
+        CLI_F32("--budget", NULL, &budget, 1e-6f, 1.0f),
+        CLI_I64("--budget_tokens", NULL, &btok, 1, 1 << 24),
+        CLI_I64("--max_new", NULL, &max_new, 1, 4096),
+        CLI_I64("--concurrency", NULL, &conc, 1, 1 << 20),
+        CLI_I64("--repeat", NULL, &repeat, 1, 1 << 20),
+        CLI_I64("--timeout_s", NULL, &timeout_s, 1, 86400),
+        CLI_FLAG("--query_aware", NULL, &qa),
+        CLI_FLAG("--quiet", NULL, &quiet),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("client", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
     if (!dataset && !(context && question)) {
         fprintf(stderr, "tis client: give --dataset, or --context and --question\n\n");
         s_usage(stderr);

@@ -47,46 +47,22 @@ int cmd_generate(int argc, char **argv) {
     int64_t n_predict = 128, seed = 42, threads = 0, ctx = 0;
     float temp = 0.0f, top_p = 1.0f;
     bool chat = false, quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--chat")) {
-            chat = true;
-            continue;
-        } else if (!strcmp(a, "--quiet")) {
-            quiet = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "tis generate: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--system")) system = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n_predict")) ok = cli_parse_i64(v, 0, 1 << 20, &n_predict);
-        else if (!strcmp(a, "--temp")) ok = cli_parse_f32(v, 0.0f, 100.0f, &temp);
-        else if (!strcmp(a, "--top_p")) ok = cli_parse_f32(v, 1e-6f, 1.0f, &top_p);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else if (!strcmp(a, "--ctx")) ok = cli_parse_i64(v, 1, 1 << 24, &ctx);
-        else {
-            fprintf(stderr, "tis generate: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis generate: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &model_path),
+        CLI_STR("--prompt", "-p", &prompt),
+        CLI_STR("--system", NULL, &system),
+        CLI_I64("--n_predict", "-n", &n_predict, 0, 1 << 20),
+        CLI_F32("--temp", NULL, &temp, 0.0f, 100.0f),
+        CLI_F32("--top_p", NULL, &top_p, 1e-6f, 1.0f),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_I64("--ctx", NULL, &ctx, 1, 1 << 24),
+        CLI_FLAG("--chat", NULL, &chat),
+        CLI_FLAG("--quiet", NULL, &quiet),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("generate", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
     if (!prompt) {
         fprintf(stderr, "tis generate: a prompt is required (-p)\n\n");
         s_usage(stderr);

@@ -136,48 +136,29 @@ static int s_serve(int argc, char **argv, char **owned) {
             fprintf(stderr, "tis serve: %s\n", tis_last_error());
             return 2;
         }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis serve: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "--config")) ; /* read above */
-        else if (!strcmp(a, "--front")) o.front = v;
-        else if (!strcmp(a, "--back")) o.back = v;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--head")) head = v;
-        else if (!strcmp(a, "--head_query")) head_q = v;
-        else if (!strcmp(a, "--prefill")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_pre);
-        else if (!strcmp(a, "--decode")) ok = cli_parse_i64(v, 0, MAX_CHILD / 2, &n_dec);
-        else if (!strcmp(a, "--scorer")) ok = cli_parse_i64(v, 0, MAX_CHILD / 4, &n_sc);
-        else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &mb);
-        else if (!strcmp(a, "--decode_batch")) ok = cli_parse_i64(v, 1, 256, &dbatch);
-        else if (!strcmp(a, "--max_queue")) ok = cli_parse_i64(v, 1, 1 << 20, &o.max_queue);
-        else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &o.heartbeat_ms);
-        else if (!strcmp(a, "--wait_ms")) ok = cli_parse_i64(v, 1, 86400000, &o.wait_ms);
-        else if (!strcmp(a, "--job_timeout_ms")) ok = cli_parse_i64(v, 100, 86400000, &o.job_timeout_ms);
-        else if (!strcmp(a, "--lease_ms")) ok = cli_parse_i64(v, 50, 86400000, &o.lease_ms);
-        else if (!strcmp(a, "--stop_after")) ok = cli_parse_i64(v, 1, INT64_MAX, &o.stop_after);
-        else {
-            fprintf(stderr, "tis serve: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis serve: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    const char *config_path = NULL; /* read above */
+    const cli_opt opts[] = {
+        CLI_STR("--config", NULL, &config_path),
+        CLI_STR("--front", NULL, &o.front),
+        CLI_STR("--back", NULL, &o.back),
+        CLI_STR("--model", "-m", &model),
+        CLI_STR("--head", NULL, &head),
+        CLI_STR("--head_query", NULL, &head_q),
+        CLI_I64("--prefill", NULL, &n_pre, 0, MAX_CHILD / 2),
+        CLI_I64("--decode", NULL, &n_dec, 0, MAX_CHILD / 2),
+        CLI_I64("--scorer", NULL, &n_sc, 0, MAX_CHILD / 4),
+        CLI_I64("--arena_mb", NULL, &mb, 1, 1 << 20),
+        CLI_I64("--decode_batch", NULL, &dbatch, 1, 256),
+        CLI_I64("--max_queue", NULL, &o.max_queue, 1, 1 << 20),
+        CLI_I64("--heartbeat_ms", NULL, &o.heartbeat_ms, 10, 600000),
+        CLI_I64("--wait_ms", NULL, &o.wait_ms, 1, 86400000),
+        CLI_I64("--job_timeout_ms", NULL, &o.job_timeout_ms, 100, 86400000),
+        CLI_I64("--lease_ms", NULL, &o.lease_ms, 50, 86400000),
+        CLI_I64("--stop_after", NULL, &o.stop_after, 1, INT64_MAX),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("serve", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
     char arena_mb[32], dbatch_s[32];
     snprintf(arena_mb, sizeof arena_mb, "%lld", (long long)mb);
     snprintf(dbatch_s, sizeof dbatch_s, "%lld", (long long)dbatch);

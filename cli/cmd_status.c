@@ -63,27 +63,15 @@ int cmd_status(int argc, char **argv) {
     const char *ep = "ipc:///tmp/tis-front";
     bool json = false;
     int64_t watch = 0, timeout_ms = 3000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--json")) { json = true; continue; }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = v != NULL;
-        if (!v) ;
-        else if (!strcmp(a, "--connect")) ep = v;
-        else if (!strcmp(a, "--watch")) ok = cli_parse_i64(v, 1, 86400, &watch);
-        else if (!strcmp(a, "--timeout_ms")) ok = cli_parse_i64(v, 1, 600000, &timeout_ms);
-        else ok = false;
-        if (!ok) {
-            fprintf(stderr, "tis status: bad or unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("--connect", NULL, &ep),
+        CLI_FLAG("--json", NULL, &json),
+        CLI_I64("--watch", NULL, &watch, 1, 86400),
+        CLI_I64("--timeout_ms", NULL, &timeout_ms, 1, 600000),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("status", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
     tis_client *c = NULL;
     if (tis_client_open(ep, &c)) return cli_fail("connecting");
     int rc = 0;

@@ -25,42 +25,22 @@ int cmd_worker(int argc, char **argv) {
     worker_opts o = {.model_path = cli_default_model(), .arena_bytes = (size_t)256 << 20,
                      .heartbeat_ms = 1000, .lease_ms = 30000};
     int64_t arena_mb = 256, hb = 1000, lease = 30000, threads = 0, max_batch = 8;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis worker: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "--role")) o.role = v;
-        else if (!strcmp(a, "--connect")) o.endpoint = v;
-        else if (!strcmp(a, "--name")) o.name = v;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o.model_path = v;
-        else if (!strcmp(a, "--head")) o.head_path = v;
-        else if (!strcmp(a, "--head_query")) o.head_query_path = v;
-        else if (!strcmp(a, "--arena_mb")) ok = cli_parse_i64(v, 1, 1 << 20, &arena_mb);
-        else if (!strcmp(a, "--heartbeat_ms")) ok = cli_parse_i64(v, 10, 600000, &hb);
-        else if (!strcmp(a, "--max_batch")) ok = cli_parse_i64(v, 1, 256, &max_batch);
-        else if (!strcmp(a, "--lease_ms")) ok = cli_parse_i64(v, 10, 86400000, &lease);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else {
-            fprintf(stderr, "tis worker: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis worker: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("--role", NULL, &o.role),
+        CLI_STR("--connect", NULL, &o.endpoint),
+        CLI_STR("--name", NULL, &o.name),
+        CLI_STR("--model", "-m", &o.model_path),
+        CLI_STR("--head", NULL, &o.head_path),
+        CLI_STR("--head_query", NULL, &o.head_query_path),
+        CLI_I64("--arena_mb", NULL, &arena_mb, 1, 1 << 20),
+        CLI_I64("--heartbeat_ms", NULL, &hb, 10, 600000),
+        CLI_I64("--max_batch", NULL, &max_batch, 1, 256),
+        CLI_I64("--lease_ms", NULL, &lease, 10, 86400000),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("worker", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
     if (!o.role || !o.endpoint || !o.name) {
         fprintf(stderr, "tis worker: --role, --connect and --name are required\n\n");
         s_usage(stderr);

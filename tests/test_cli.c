@@ -24,7 +24,15 @@ int main(void) {
     TT_CHECK(tt_tis("generate -p hi --temp -1", out, sizeof out) == 2);
     TT_CHECK(tt_tis("generate -p hi --top_p 1.5", out, sizeof out) == 2);
     TT_CHECK(tt_tis("generate -p hi --bogus 1", out, sizeof out) == 2 && strstr(out, "unknown option"));
-    TT_CHECK(tt_tis("generate -p hi -m", out, sizeof out) == 2);
+    TT_CHECK(tt_tis("generate -p hi -m", out, sizeof out) == 2 && strstr(out, "'-m' needs a value"));
+    /* the option table: ranges named, flags take no value, --help is not an error */
+    TT_CHECK(tt_tis("worker --arena_mb 0", out, sizeof out) == 2 &&
+             strstr(out, "bad value '0' for --arena_mb (an integer in [1, 1048576])"));
+    TT_CHECK(tt_tis("client --budget 2 --context c --question q", out, sizeof out) == 2 &&
+             strstr(out, "(a number in [1e-06, 1])"));
+    TT_CHECK(tt_tis("serve --prefill 2 --bogus", out, sizeof out) == 2 && strstr(out, "unknown option '--bogus'"));
+    TT_CHECK(tt_tis("status --help", out, sizeof out) == 0 && strstr(out, "usage: tis status"));
+    TT_CHECK(tt_tis("status --json --watch", out, sizeof out) == 2 && strstr(out, "'--watch' needs a value"));
     TT_CHECK(tt_tis("bench -r 0", out, sizeof out) == 2);
     TT_CHECK(tt_tis("info", out, sizeof out) == 2);
     TT_CHECK(tt_tis("tokenize", out, sizeof out) == 2);

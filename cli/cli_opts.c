@@ -1,0 +1,62 @@
+/* cli_opts: the option table every simple subcommand parses with. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_opt *s_find(const cli_opt *opts, const char *a) {
+    for (const cli_opt *o = opts; o->name; o++)
+        if (!strcmp(a, o->name) || (o->alias && !strcmp(a, o->alias))) return o;
+    return NULL;
+}
+
+static void s_what(char *buf, size_t cap, const cli_opt *o) {
+    switch (o->kind) {
+    case CLI_OPT_I64:
+        snprintf(buf, cap, " (an integer in [%lld, %lld])", (long long)o->lo, (long long)o->hi);
+        break;
+    case CLI_OPT_F32: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
+    default: buf[0] = 0; break;
+    }
+}
+
+int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*usage)(FILE *)) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return CLI_HELP;
+        }
+        const cli_opt *o = s_find(opts, a);
+        if (!o) {
+            fprintf(stderr, "tis %s: unknown option '%s'\n\n", cmd, a);
+            usage(stderr);
+            return 2;
+        }
+        if (o->kind == CLI_OPT_FLAG) {
+            *(bool *)o->dst = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "tis %s: option '%s' needs a value\n\n", cmd, a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        bool ok = true;
+        switch (o->kind) {
+        case CLI_OPT_STR: *(const char **)o->dst = v; break;
+        case CLI_OPT_I64: ok = cli_parse_i64(v, o->lo, o->hi, (int64_t *)o->dst); break;
+        case CLI_OPT_F32: ok = cli_parse_f32(v, o->flo, o->fhi, (float *)o->dst); break;
+        default: ok = false; break;
+        }
+        if (!ok) {
+            char what[96];
+            s_what(what, sizeof what, o);
+            fprintf(stderr, "tis %s: bad value '%s' for %s%s\n\n", cmd, v, a, what);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
