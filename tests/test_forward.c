@@ -1,11 +1,13 @@
 /* test_forward: the batched forward pass against a naive reference (plain
  * loops, whole sequence recomputed), on tiny random models; prefill in one
- * batch, in chunks and token by token agree; errors for bad input. */
+ * batch, in chunks and token by token agree; errors for bad input. The
+ * CPU softmax's own exp against libm. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/softmax.h"
 #include "forward.h"
 #include "model.h"
 #include "quant.h"
@@ -388,6 +390,51 @@ static void s_check_batch(void) {
     model_destroy(&m);
 }
 
+/* cpu_exp_neg within 2 ulp of exp on [-87.3, 0], 0 below, NaN kept;
+ * cpu_softmax against a double reference for every length 1..70 (the 16-lane
+ * body and the tail), with and without bias. */
+static void s_check_softmax(void) {
+    double worst = 0;
+    for (int i = 0; i <= 400000; i++) {
+        float x = -87.3f * (float)i / 400000.0f;
+        double want = exp((double)x), got = cpu_exp_neg(x);
+        double ulp = nextafterf((float)want, INFINITY) - (float)want;
+        double e = fabs(got - want) / ulp;
+        if (e > worst) worst = e;
+    }
+    TT_CHECK(worst <= 2.0);
+    if (worst > 2.0) fprintf(stderr, "  cpu_exp_neg: %.2f ulp\n", worst);
+    TT_CHECK(cpu_exp_neg(0.0f) == 1.0f && cpu_exp_neg(-88.0f) == 0.0f && cpu_exp_neg(-INFINITY) == 0.0f);
+    TT_CHECK(isnan(cpu_exp_neg(NAN)));
+
+    uint64_t st = 5;
+    float row[70], bias[70];
+    double ref[70];
+    for (int n = 1; n <= 70; n++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            for (int j = 0; j < n; j++) {
+                row[j] = 12.0f * tt_randf(&st);
+                bias[j] = with_bias ? 3.0f * tt_randf(&st) : 0.0f;
+            }
+            if (n > 3) row[n / 2] = -INFINITY; /* a masked key */
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n; j++) {
+                ref[j] = (double)(row[j] + bias[j]);
+                if (ref[j] > mx) mx = ref[j];
+            }
+            for (int j = 0; j < n; j++) sum += (ref[j] = exp(ref[j] - mx));
+            cpu_softmax(row, n, with_bias ? bias : NULL);
+            double err = 0, total = 0;
+            for (int j = 0; j < n; j++) {
+                double e = fabs(row[j] - ref[j] / sum);
+                if (e > err) err = e;
+                total += row[j];
+            }
+            TT_CHECK(err < 1e-6 && fabs(total - 1.0) < 1e-5);
+            if (n > 3) TT_CHECK(row[n / 2] == 0.0f);
+        }
+}
+
 int main(void) {
     tiny_spec sp = tiny_spec_default();
     s_check_model("llama, GQA 4:2, tied, f32", &sp);
@@ -406,5 +453,6 @@ int main(void) {
     s_check_hooks();
     s_check_batch();
     s_check_compaction();
+    s_check_softmax();
     return tt_done("test_forward");
 }

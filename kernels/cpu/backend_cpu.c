@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "softmax.h"
 #include "tis_error.h"
 
 static void *s_alloc(void *ctx, size_t bytes) {
@@ -74,6 +75,79 @@ static void s_add_bias(void *ctx, float *y, const float *b, int64_t T, int64_t n
         for (int64_t i = 0; i < n; i++) y[t * n + i] += b[i];
 }
 
+/* 16 lanes in GCC's vector extension: AVX-512 registers where the CPU
+ * has them, two or four narrower ones where not; the same arithmetic on
+ * every target. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+enum { LANES = 16 };
+
+#define EXP_LIM (-87.33654f) /* exp(EXP_LIM) = 2^-126, the smallest normal float */
+
+static inline v16f s_bits_select(v16i mask, v16f a, v16f b) { /* mask ? a : b, lane by lane */
+    return (v16f)(((v16i)a & mask) | ((v16i)b & ~mask));
+}
+
+static inline v16f s_exp_neg16(v16f x) {
+    const v16f lim = {EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM,
+                      EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM};
+    v16i low = x < lim;
+    v16f xc = s_bits_select(low, lim, x);
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick (exact for |x / ln2| < 2^22) */
+    v16f n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v16f r = xc - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 in two parts (Cephes) */
+    v16f z = r * r;
+    v16f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f y = p * (v16f)e;
+    return (v16f)((v16i)y & ~low); /* below the limit: 0 (NaN compares false: stays NaN) */
+}
+
+float cpu_exp_neg(float x) {
+    v16f v = {x};
+    return s_exp_neg16(v)[0];
+}
+
+void cpu_softmax(float *row, int64_t n, const float *bias) {
+    if (bias)
+        for (int64_t j = 0; j < n; j++) row[j] += bias[j];
+    float tail[LANES];
+    v16f v, m;
+    for (int l = 0; l < LANES; l++) m[l] = row[0];
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        memcpy(&v, row + j, sizeof v);
+        m = s_bits_select(v > m, v, m);
+    }
+    float mx = m[0];
+    for (int l = 1; l < LANES; l++) mx = m[l] > mx ? m[l] : mx;
+    for (int64_t k = j; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+    v16f acc = {0};
+    for (j = 0; j + LANES <= n; j += LANES) {
+        memcpy(&v, row + j, sizeof v);
+        v = s_exp_neg16(v - mx);
+        memcpy(row + j, &v, sizeof v);
+        acc += v;
+    }
+    if (j < n) { /* the last n % 16, padded with lanes that give 0 */
+        int64_t left = n - j;
+        for (int l = 0; l < LANES; l++) tail[l] = l < left ? row[j + l] - mx : -INFINITY;
+        memcpy(&v, tail, sizeof v);
+        v = s_exp_neg16(v);
+        for (int64_t l = 0; l < left; l++) row[j + l] = v[l];
+        acc += v;
+    }
+    double sum = 0;
+    for (int l = 0; l < LANES; l++) sum += acc[l];
+    float inv = (float)(1.0 / sum);
+    for (j = 0; j < n; j++) row[j] *= inv;
+}
+
 /* Query rows are processed in blocks so the score scratch stays
  * [QBLOCK][n_keys] however long the context. */
 enum { QBLOCK = 128 };
@@ -110,17 +184,7 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_cache *k
             for (int64_t r = 0; r < nq; r++) {
                 float *row = sc + r * nk;
                 int64_t vis = n_old + q0 + r + 1; /* causal */
-                if (bias)
-                    for (int64_t j = 0; j < vis; j++) row[j] += bias[j];
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < vis; j++) mx = row[j] > mx ? row[j] : mx;
-                double sum = 0;
-                for (int64_t j = 0; j < vis; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = (float)(1.0 / sum);
-                for (int64_t j = 0; j < vis; j++) row[j] *= inv;
+                cpu_softmax(row, vis, bias);
                 for (int64_t j = vis; j < nk; j++) row[j] = 0.0f;
             }
             if (obs && obs->fn) obs->fn(obs->user, layer, h, q0, nq, sc, nk);
