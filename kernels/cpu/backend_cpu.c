@@ -84,15 +84,17 @@ enum { LANES = 16 };
 
 #define EXP_LIM (-87.33654f) /* exp(EXP_LIM) = 2^-126, the smallest normal float */
 
-static inline v16f s_bits_select(v16i mask, v16f a, v16f b) { /* mask ? a : b, lane by lane */
-    return (v16f)(((v16i)a & mask) | ((v16i)b & ~mask));
-}
+/* mask ? a : b, lane by lane */
+#define BITS_SELECT(mask, a, b) ((v16f)(((v16i)(a) & (mask)) | ((v16i)(b) & ~(mask))))
 
-static inline v16f s_exp_neg16(v16f x) {
+/* in place (pointers, not vector values, cross the call: the same ABI
+ * with or without AVX-512) */
+static inline void s_exp_neg16(v16f *xp) {
+    v16f x = *xp;
     const v16f lim = {EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM,
                       EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM, EXP_LIM};
     v16i low = x < lim;
-    v16f xc = s_bits_select(low, lim, x);
+    v16f xc = BITS_SELECT(low, lim, x);
     /* n = round(x / ln2) by the 1.5 * 2^23 trick (exact for |x / ln2| < 2^22) */
     v16f n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     v16f r = xc - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 in two parts (Cephes) */
@@ -105,12 +107,13 @@ static inline v16f s_exp_neg16(v16f x) {
     p = p * z + r + 1.0f;
     v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
     v16f y = p * (v16f)e;
-    return (v16f)((v16i)y & ~low); /* below the limit: 0 (NaN compares false: stays NaN) */
+    *xp = (v16f)((v16i)y & ~low); /* below the limit: 0 (NaN compares false: stays NaN) */
 }
 
 float cpu_exp_neg(float x) {
     v16f v = {x};
-    return s_exp_neg16(v)[0];
+    s_exp_neg16(&v);
+    return v[0];
 }
 
 void cpu_softmax(float *row, int64_t n, const float *bias) {
@@ -122,7 +125,7 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         memcpy(&v, row + j, sizeof v);
-        m = s_bits_select(v > m, v, m);
+        m = BITS_SELECT(v > m, v, m);
     }
     float mx = m[0];
     for (int l = 1; l < LANES; l++) mx = m[l] > mx ? m[l] : mx;
@@ -130,7 +133,8 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
     v16f acc = {0};
     for (j = 0; j + LANES <= n; j += LANES) {
         memcpy(&v, row + j, sizeof v);
-        v = s_exp_neg16(v - mx);
+        v -= mx;
+        s_exp_neg16(&v);
         memcpy(row + j, &v, sizeof v);
         acc += v;
     }
@@ -138,7 +142,7 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
         int64_t left = n - j;
         for (int l = 0; l < LANES; l++) tail[l] = l < left ? row[j + l] - mx : -INFINITY;
         memcpy(&v, tail, sizeof v);
-        v = s_exp_neg16(v);
+        s_exp_neg16(&v);
         for (int64_t l = 0; l < left; l++) row[j + l] = v[l];
         acc += v;
     }
