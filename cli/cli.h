@@ -34,6 +34,14 @@ typedef enum cli_opt_kind {
     CLI_OPT_I64,  /* dst: int64_t *, within [lo, hi] */
     CLI_OPT_F32,  /* dst: float *, finite, within [flo, fhi] */
     CLI_OPT_FLAG, /* dst: bool *, set; takes no value */
+    /* Lists: the arguments after the option up to the next option (an
+     * argument that starts with '-' and a letter or '-'; "-1" is a value).
+     * A repeated option adds to the list; more than cap values in all is
+     * an error. *n counts the values. */
+    CLI_OPT_STRS, /* dst: const char *[cap] */
+    CLI_OPT_I64S, /* dst: int64_t[cap], each within [lo, hi] */
+    CLI_OPT_F32S, /* dst: double[cap], each parsed as a float (as every committed run
+                     was) within [flo, fhi] */
 } cli_opt_kind;
 
 typedef struct cli_opt {
@@ -43,12 +51,18 @@ typedef struct cli_opt {
     void *dst;
     int64_t lo, hi;
     float flo, fhi;
+    int64_t *n, cap; /* lists */
 } cli_opt;
 
 #define CLI_STR(nm, al, p) {.name = (nm), .alias = (al), .kind = CLI_OPT_STR, .dst = (p)}
 #define CLI_I64(nm, al, p, l, h) {.name = (nm), .alias = (al), .kind = CLI_OPT_I64, .dst = (p), .lo = (l), .hi = (h)}
 #define CLI_F32(nm, al, p, l, h) {.name = (nm), .alias = (al), .kind = CLI_OPT_F32, .dst = (p), .flo = (l), .fhi = (h)}
 #define CLI_FLAG(nm, al, p) {.name = (nm), .alias = (al), .kind = CLI_OPT_FLAG, .dst = (p)}
+#define CLI_STRS(nm, al, p, cnt, c) {.name = (nm), .alias = (al), .kind = CLI_OPT_STRS, .dst = (p), .n = (cnt), .cap = (c)}
+#define CLI_I64S(nm, al, p, cnt, c, l, h) \
+    {.name = (nm), .alias = (al), .kind = CLI_OPT_I64S, .dst = (p), .n = (cnt), .cap = (c), .lo = (l), .hi = (h)}
+#define CLI_F32S(nm, al, p, cnt, c, l, h) \
+    {.name = (nm), .alias = (al), .kind = CLI_OPT_F32S, .dst = (p), .n = (cnt), .cap = (c), .flo = (l), .fhi = (h)}
 #define CLI_END {.name = NULL}
 
 enum { CLI_HELP = -1 };

@@ -10,12 +10,18 @@ static const cli_opt *s_find(const cli_opt *opts, const char *a) {
     return NULL;
 }
 
+static bool s_is_option(const char *a) {
+    return a[0] == '-' && (a[1] == '-' || (a[1] >= 'a' && a[1] <= 'z') || (a[1] >= 'A' && a[1] <= 'Z'));
+}
+
 static void s_what(char *buf, size_t cap, const cli_opt *o) {
     switch (o->kind) {
     case CLI_OPT_I64:
+    case CLI_OPT_I64S:
         snprintf(buf, cap, " (an integer in [%lld, %lld])", (long long)o->lo, (long long)o->hi);
         break;
-    case CLI_OPT_F32: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
+    case CLI_OPT_F32:
+    case CLI_OPT_F32S: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
     default: buf[0] = 0; break;
     }
 }
@@ -35,6 +41,36 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
         }
         if (o->kind == CLI_OPT_FLAG) {
             *(bool *)o->dst = true;
+            continue;
+        }
+        if (o->kind == CLI_OPT_STRS || o->kind == CLI_OPT_I64S || o->kind == CLI_OPT_F32S) {
+            int64_t got = 0;
+            for (; i + 1 < argc && !s_is_option(argv[i + 1]); got++) {
+                const char *v = argv[++i];
+                if (*o->n >= o->cap) {
+                    fprintf(stderr, "tis %s: %s takes at most %lld values\n\n", cmd, a, (long long)o->cap);
+                    usage(stderr);
+                    return 2;
+                }
+                bool ok = true;
+                float f = 0;
+                if (o->kind == CLI_OPT_STRS) ((const char **)o->dst)[*o->n] = v;
+                else if (o->kind == CLI_OPT_I64S) ok = cli_parse_i64(v, o->lo, o->hi, (int64_t *)o->dst + *o->n);
+                else if ((ok = cli_parse_f32(v, o->flo, o->fhi, &f))) ((double *)o->dst)[*o->n] = f;
+                if (!ok) {
+                    char what[96];
+                    s_what(what, sizeof what, o);
+                    fprintf(stderr, "tis %s: bad value '%s' for %s%s\n\n", cmd, v, a, what);
+                    usage(stderr);
+                    return 2;
+                }
+                ++*o->n;
+            }
+            if (!got) {
+                fprintf(stderr, "tis %s: option '%s' needs values\n\n", cmd, a);
+                usage(stderr);
+                return 2;
+            }
             continue;
         }
         if (i + 1 >= argc) {

@@ -134,56 +134,26 @@ done:
 int cmd_bench(int argc, char **argv) {
     const char *model_path = cli_default_model();
     int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64;
-    double budgets[16] = {1.0, 0.25, 0.1};
-    int n_budgets = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (!strcmp(a, "--budgets")) {
-            n_budgets = 0;
-            while (i + 1 < argc && argv[i + 1][0] != '-' && n_budgets < 16) {
-                float f;
-                if (!cli_parse_f32(argv[i + 1], 1e-6f, 1.0f, &f)) {
-                    fprintf(stderr, "tis bench: bad budget '%s' (a fraction in (0, 1])\n\n", argv[i + 1]);
-                    return 2;
-                }
-                budgets[n_budgets++] = f;
-                i++;
-            }
-            if (!n_budgets) {
-                fprintf(stderr, "tis bench: --budgets needs fractions\n\n");
-                return 2;
-            }
-            continue;
-        }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "tis bench: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n_prompt")) ok = cli_parse_i64(v, 0, 1 << 20, &n_prompt);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n_gen")) ok = cli_parse_i64(v, 0, 1 << 20, &n_gen);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) ok = cli_parse_i64(v, 1, 1000, &reps);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else if (!strcmp(a, "--context")) ok = cli_parse_i64(v, 1, 1 << 20, &n_ctx);
-        else if (!strcmp(a, "--kv_cap_mb")) ok = cli_parse_i64(v, 1, 1 << 24, &cap_mb);
-        else if (!strcmp(a, "--max_batch")) ok = cli_parse_i64(v, 1, 4096, &max_batch);
-        else {
-            fprintf(stderr, "tis bench: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis bench: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
+    double budgets[16];
+    int64_t n_budgets = 0;
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &model_path),
+        CLI_I64("--n_prompt", "-p", &n_prompt, 0, 1 << 20),
+        CLI_I64("--n_gen", "-n", &n_gen, 0, 1 << 20),
+        CLI_I64("--reps", "-r", &reps, 1, 1000),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_I64("--context", NULL, &n_ctx, 1, 1 << 20),
+        CLI_F32S("--budgets", NULL, budgets, &n_budgets, 16, 1e-6f, 1.0f),
+        CLI_I64("--kv_cap_mb", NULL, &cap_mb, 1, 1 << 24),
+        CLI_I64("--max_batch", NULL, &max_batch, 1, 4096),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("bench", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (!n_budgets) {
+        budgets[n_budgets++] = 1.0;
+        budgets[n_budgets++] = 0.25;
+        budgets[n_budgets++] = 0.1;
     }
     int nthreads = cli_threads(threads);
     model *m = NULL;

@@ -72,15 +72,6 @@ static void s_list(void) {
 }
 
 /* Collects values up to the next option. */
-static int s_take_list(int argc, char **argv, int *i, const char **out, int max) {
-    int n = 0;
-    while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
-        if (n == max) return -1;
-        out[n++] = argv[++*i];
-    }
-    return n;
-}
-
 static void s_fmt_time(double s, char *buf, size_t cap) {
     if (s < 0 || s > 1e7) snprintf(buf, cap, "--");
     else if (s < 60) snprintf(buf, cap, "%.0fs", s);
@@ -176,9 +167,8 @@ int cmd_eval(int argc, char **argv) {
     const char *haystack = NULL, *protocol = "agnostic";
     const char *head_path = access(CLI_DEFAULT_HEAD, R_OK) == 0 ? CLI_DEFAULT_HEAD : NULL;
     const char *head_q_path = access(CLI_DEFAULT_HEAD_QUERY, R_OK) == 0 ? CLI_DEFAULT_HEAD_QUERY : NULL;
-    bool all = false;
-    const char *policies[MAX_LIST], *benches[MAX_LIST], *vals[MAX_LIST];
-    int n_pol = 0, n_bench = 0;
+    const char *policies[MAX_LIST], *benches[MAX_LIST];
+    int64_t n_pol = 0, n_bench = 0;
     double budgets[MAX_LIST], depths[MAX_LIST];
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
     int64_t n_budgets = 0, n_btok = 0, n_depths = 0, n_ctx = 0;
@@ -188,104 +178,61 @@ int cmd_eval(int argc, char **argv) {
     bool resume = false;
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, max_new = 16, window = 64, n_keys = 4, batch = 1;
-    bool chat = true, plots = true, budgets_given = false;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--list")) {
-            s_list();
-            return 0;
-        }
-        if (!strcmp(a, "--query_aware")) { protocol = "query_aware"; continue; }
-        if (!strcmp(a, "--no_chat")) { chat = false; continue; }
-        if (!strcmp(a, "--no_plots")) { plots = false; continue; }
-        if (!strcmp(a, "--resume")) { resume = true; continue; }
-        bool list = !strcmp(a, "--baseline") || !strcmp(a, "--policy") || !strcmp(a, "--benchmark") ||
-                    !strcmp(a, "--cache_budgets") || !strcmp(a, "--budget_tokens") ||
-                    !strcmp(a, "--context_tokens") || !strcmp(a, "--depths");
-        if (list) {
-            int n = s_take_list(argc, argv, &i, vals, MAX_LIST);
-            if (n <= 0) {
-                fprintf(stderr, "tis eval: %s needs %s\n\n", a, n < 0 ? "at most 64 values" : "values");
-                s_usage(stderr);
-                return 2;
-            }
-            for (int j = 0; j < n; j++) {
-                bool ok = true;
-                int64_t iv;
-                float fv;
-                if (!strcmp(a, "--baseline") || !strcmp(a, "--policy")) {
-                    if (!strcmp(vals[j], "all")) all = true; /* expanded once the heads are known */
-                    else if (n_pol < MAX_LIST) policies[n_pol++] = vals[j];
-                } else if (!strcmp(a, "--benchmark")) {
-                    if (n_bench < MAX_LIST) benches[n_bench++] = vals[j];
-                } else if (!strcmp(a, "--cache_budgets")) {
-                    ok = cli_parse_f32(vals[j], 1e-6f, 1.0f, &fv);
-                    budgets[n_budgets++] = fv;
-                    budgets_given = true;
-                } else if (!strcmp(a, "--budget_tokens")) {
-                    ok = cli_parse_i64(vals[j], 1, 1 << 24, &iv);
-                    btoks[n_btok++] = iv;
-                    budgets_given = true;
-                } else if (!strcmp(a, "--context_tokens")) {
-                    ok = cli_parse_i64(vals[j], 16, 1 << 20, &iv);
-                    ctx_lens[n_ctx++] = iv;
-                } else {
-                    ok = cli_parse_f32(vals[j], 0.0f, 1.0f, &fv);
-                    depths[n_depths++] = fv;
-                }
-                if (!ok) {
-                    fprintf(stderr, "tis eval: bad value '%s' for %s\n\n", vals[j], a);
-                    s_usage(stderr);
-                    return 2;
-                }
-            }
-            continue;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis eval: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--dataset")) dataset = v;
-        else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--haystack")) haystack = v;
-        else if (!strcmp(a, "--phrasing")) ok = cli_parse_i64(v, 0, 1, &phrasing);
-        else if (!strcmp(a, "--head")) head_path = v;
-        else if (!strcmp(a, "--attn_hook_lambda")) ok = cli_parse_f32(v, 0.0f, 10.0f, &hook_lambda);
-        else if (!strcmp(a, "--head_query")) head_q_path = v;
-        else if (!strcmp(a, "--protocol")) {
-            protocol = v;
-            ok = !strcmp(v, "agnostic") || !strcmp(v, "query_aware") || !strcmp(v, "both");
-        } else if (!strcmp(a, "--n_samples")) ok = cli_parse_i64(v, 1, 1 << 20, &n_samples);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
-        else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
-        else if (!strcmp(a, "--window")) ok = cli_parse_i64(v, 0, 1 << 20, &window);
-        else if (!strcmp(a, "--batch")) ok = cli_parse_i64(v, 1, 1024, &batch);
-        else if (!strcmp(a, "--n_keys")) ok = cli_parse_i64(v, 2, 64, &n_keys);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else if (!strcmp(a, "--workers")) ok = cli_parse_i64(v, 1, 16, &n_workers);
-        else if (!strcmp(a, "--connect")) connect = v;
-        else if (!strcmp(a, "--export")) export_path = v;
-        else {
-            fprintf(stderr, "tis eval: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis eval: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
+    bool list = false, query_aware = false, no_chat = false, no_plots = false;
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &model_path),
+        CLI_STRS("--baseline", NULL, policies, &n_pol, MAX_LIST),
+        CLI_STRS("--policy", NULL, policies, &n_pol, MAX_LIST),
+        CLI_STRS("--benchmark", NULL, benches, &n_bench, MAX_LIST),
+        CLI_STR("--dataset", NULL, &dataset),
+        CLI_F32S("--cache_budgets", NULL, budgets, &n_budgets, MAX_LIST, 1e-6f, 1.0f),
+        CLI_I64S("--budget_tokens", NULL, btoks, &n_btok, MAX_LIST, 1, 1 << 24),
+        CLI_I64("--n_samples", NULL, &n_samples, 1, 1 << 20),
+        CLI_I64S("--context_tokens", NULL, ctx_lens, &n_ctx, MAX_LIST, 16, 1 << 20),
+        CLI_F32S("--depths", NULL, depths, &n_depths, MAX_LIST, 0.0f, 1.0f),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_FLAG("--query_aware", NULL, &query_aware),
+        CLI_STR("--protocol", NULL, &protocol),
+        CLI_I64("--max_new", NULL, &max_new, 1, 4096),
+        CLI_I64("--window", NULL, &window, 0, 1 << 20),
+        CLI_I64("--phrasing", NULL, &phrasing, 0, 1),
+        CLI_STR("--haystack", NULL, &haystack),
+        CLI_I64("--n_keys", NULL, &n_keys, 2, 64),
+        CLI_STR("--head", NULL, &head_path),
+        CLI_STR("--head_query", NULL, &head_q_path),
+        CLI_F32("--attn_hook_lambda", NULL, &hook_lambda, 0.0f, 10.0f),
+        CLI_FLAG("--no_chat", NULL, &no_chat),
+        CLI_I64("--batch", NULL, &batch, 1, 1024),
+        CLI_STR("--output", NULL, &output),
+        CLI_FLAG("--no_plots", NULL, &no_plots),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_FLAG("--resume", NULL, &resume),
+        CLI_STR("--export", NULL, &export_path),
+        CLI_I64("--workers", NULL, &n_workers, 1, 16),
+        CLI_STR("--connect", NULL, &connect),
+        CLI_FLAG("--list", NULL, &list),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("eval", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (list) {
+        s_list();
+        return 0;
     }
+    if (query_aware) protocol = "query_aware";
+    if (strcmp(protocol, "agnostic") && strcmp(protocol, "query_aware") && strcmp(protocol, "both")) {
+        fprintf(stderr, "tis eval: bad value '%s' for --protocol (agnostic, query_aware or both)\n\n", protocol);
+        s_usage(stderr);
+        return 2;
+    }
+    bool chat = !no_chat, plots = !no_plots, all = false;
+    int64_t named = 0; /* 'all' is expanded once the heads are known */
+    for (int64_t k = 0; k < n_pol; k++) {
+        if (!strcmp(policies[k], "all")) all = true;
+        else policies[named++] = policies[k];
+    }
+    n_pol = named;
     if (all) /* every available policy; the learned ones when their head is there */
         for (const press_info *p = press_registry; p->name && n_pol < MAX_LIST; p++) {
             if (!p->available) continue;
@@ -299,7 +246,7 @@ int cmd_eval(int argc, char **argv) {
         policies[n_pol++] = "snapkv";
         policies[n_pol++] = "oracle";
     }
-    if (!budgets_given) {
+    if (!n_budgets && !n_btok) {
         budgets[n_budgets++] = 0.1;
         budgets[n_budgets++] = 0.25;
         budgets[n_budgets++] = 0.5;
@@ -309,12 +256,12 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     /* Expand litm into its two tasks; check names before loading anything. */
-    const char *tasks[MAX_LIST];
+    const char *tasks[2 * MAX_LIST]; /* litm is two */
     int n_tasks = 0;
     if (!dataset && !n_bench) benches[n_bench++] = "passkey";
     for (int b = 0; !dataset && b < n_bench; b++) {
         if (!strcmp(benches[b], "litm")) {
-            if (n_tasks + 2 <= MAX_LIST) tasks[n_tasks++] = "litm_kv", tasks[n_tasks++] = "litm_qa";
+            tasks[n_tasks++] = "litm_kv", tasks[n_tasks++] = "litm_qa";
             continue;
         }
         bool known = false;
@@ -450,8 +397,8 @@ int cmd_eval(int argc, char **argv) {
     }
     int64_t total = 0, done_n = 0;
     for (int s = 0; s < n_sets; s++) total += sets[s].n;
-    fprintf(stderr, "[eval] %s | %lld samples | %d policies | %lld budgets | protocol %s | batch %lld | threads %d",
-            m->config.name, (long long)total, n_pol, (long long)(n_budgets + n_btok), protocol,
+    fprintf(stderr, "[eval] %s | %lld samples | %lld policies | %lld budgets | protocol %s | batch %lld | threads %d",
+            m->config.name, (long long)total, (long long)n_pol, (long long)(n_budgets + n_btok), protocol,
             (long long)batch, nthreads);
     if (connect) fprintf(stderr, " | workers of %s", connect);
     else if (n_workers) fprintf(stderr, " | %lld workers", (long long)n_workers);
@@ -506,9 +453,9 @@ int cmd_eval(int argc, char **argv) {
     }
     if (tty) fprintf(stderr, "\n");
     if (plots) {
-        int prc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
-        if (prc == TIS_EUNSUPPORTED) fprintf(stderr, "tis eval: no plots: %s\n", tis_last_error());
-        else if (prc) fprintf(stderr, "tis eval: plots failed: %s\n", tis_last_error());
+        int plrc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
+        if (plrc == TIS_EUNSUPPORTED) fprintf(stderr, "tis eval: no plots: %s\n", tis_last_error());
+        else if (plrc) fprintf(stderr, "tis eval: plots failed: %s\n", tis_last_error());
     }
     report_meta meta = {.command = cmdline, .model = model_path, .title = plot_prefix,
                         .seed = (uint64_t)seed, .threads = nthreads, .wall_s = tis_now() - t0};

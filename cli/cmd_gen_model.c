@@ -33,29 +33,22 @@ static void s_progress(int64_t done, int64_t total) {
 int cmd_gen_model(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *type = "bf16";
     int64_t layers = 0, seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = v != NULL;
-        if (!v) ;
-        else if (!strcmp(a, "--config")) config = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--type")) type = v;
-        else if (!strcmp(a, "--arch")) ok = !strcmp(v, "llama");
-        else if (!strcmp(a, "--layers")) ok = cli_parse_i64(v, 1, 1024, &layers);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
-        else ok = false;
-        if (!ok) {
-            fprintf(stderr, "tis gen-model: bad or unknown option '%s'%s\n\n", a,
-                    v && !strcmp(a, "--arch") ? " (llama only)" : "");
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
+    const char *arch = "llama";
+    const cli_opt opts[] = {
+        CLI_STR("--config", NULL, &config),
+        CLI_STR("--out", NULL, &out),
+        CLI_STR("--type", NULL, &type),
+        CLI_STR("--arch", NULL, &arch),
+        CLI_I64("--layers", NULL, &layers, 1, 1024),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("gen-model", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (strcmp(arch, "llama")) {
+        fprintf(stderr, "tis gen-model: bad value '%s' for --arch (llama only)\n\n", arch);
+        s_usage(stderr);
+        return 2;
     }
     if (!config || !out) {
         fprintf(stderr, "tis gen-model: --config and --out are required\n\n");

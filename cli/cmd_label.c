@@ -145,83 +145,43 @@ static char *s_cat(char *a, const char *b) {
 
 int cmd_label(int argc, char **argv) {
     const char *model_path = cli_default_model(), *dataset = NULL, *outdir = NULL, *haystack = NULL;
-    const char *benches[MAX_LIST], *vals[MAX_LIST];
-    int n_bench = 0;
+    const char *benches[MAX_LIST];
+    int64_t n_bench = 0;
     double depths[MAX_LIST];
     int64_t ctx_lens[MAX_LIST], n_depths = 0, n_ctx = 0;
     int64_t phrasing = 0;
     int64_t n_samples = 10, seed = 42, threads = 0, layer = -1, max_new = 32, shard_size = 32;
-    bool per_head = false, model_answer = false, chat = true;
+    bool per_head = false, model_answer = false;
     int64_t n_workers = 0;
     const char *connect = NULL;
     label_remote *remote = NULL;
     const bench_sample **todo_s = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--per_head")) { per_head = true; continue; }
-        if (!strcmp(a, "--use_model_answer")) { model_answer = true; continue; }
-        if (!strcmp(a, "--no_chat")) { chat = false; continue; }
-        if (!strcmp(a, "--benchmark") || !strcmp(a, "--context_tokens") || !strcmp(a, "--depths")) {
-            int n = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 && n < MAX_LIST) vals[n++] = argv[++i];
-            if (!n) {
-                fprintf(stderr, "tis label: %s needs values\n\n", a);
-                s_usage(stderr);
-                return 2;
-            }
-            for (int j = 0; j < n; j++) {
-                bool ok = true;
-                float fv;
-                if (!strcmp(a, "--benchmark")) benches[n_bench++] = vals[j];
-                else if (!strcmp(a, "--context_tokens")) ok = cli_parse_i64(vals[j], 16, 1 << 20, &ctx_lens[n_ctx++]);
-                else {
-                    ok = cli_parse_f32(vals[j], 0.0f, 1.0f, &fv);
-                    depths[n_depths++] = fv;
-                }
-                if (!ok) {
-                    fprintf(stderr, "tis label: bad value '%s' for %s\n\n", vals[j], a);
-                    s_usage(stderr);
-                    return 2;
-                }
-            }
-            continue;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis label: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--dataset")) dataset = v;
-        else if (!strcmp(a, "--output")) outdir = v;
-        else if (!strcmp(a, "--haystack")) haystack = v;
-        else if (!strcmp(a, "--phrasing")) ok = cli_parse_i64(v, 0, 1, &phrasing);
-        else if (!strcmp(a, "--n_samples")) ok = cli_parse_i64(v, 1, 1 << 24, &n_samples);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
-        else if (!strcmp(a, "--layer")) ok = cli_parse_i64(v, 0, 4096, &layer);
-        else if (!strcmp(a, "--workers")) ok = cli_parse_i64(v, 1, 16, &n_workers);
-        else if (!strcmp(a, "--connect")) connect = v;
-        else if (!strcmp(a, "--max_new")) ok = cli_parse_i64(v, 1, 4096, &max_new);
-        else if (!strcmp(a, "--shard_size")) ok = cli_parse_i64(v, 1, 1 << 20, &shard_size);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else {
-            fprintf(stderr, "tis label: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis label: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
-    }
+    bool no_chat = false;
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &model_path),
+        CLI_STR("--dataset", NULL, &dataset),
+        CLI_STRS("--benchmark", NULL, benches, &n_bench, MAX_LIST),
+        CLI_I64("--n_samples", NULL, &n_samples, 1, 1 << 24),
+        CLI_I64S("--context_tokens", NULL, ctx_lens, &n_ctx, MAX_LIST, 16, 1 << 20),
+        CLI_F32S("--depths", NULL, depths, &n_depths, MAX_LIST, 0.0f, 1.0f),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_I64("--phrasing", NULL, &phrasing, 0, 1),
+        CLI_STR("--haystack", NULL, &haystack),
+        CLI_STR("--output", NULL, &outdir),
+        CLI_I64("--layer", NULL, &layer, 0, 4096),
+        CLI_FLAG("--per_head", NULL, &per_head),
+        CLI_FLAG("--use_model_answer", NULL, &model_answer),
+        CLI_I64("--max_new", NULL, &max_new, 1, 4096),
+        CLI_I64("--shard_size", NULL, &shard_size, 1, 1 << 20),
+        CLI_FLAG("--no_chat", NULL, &no_chat),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_I64("--workers", NULL, &n_workers, 1, 16),
+        CLI_STR("--connect", NULL, &connect),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("label", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    bool chat = !no_chat;
     if (!outdir) {
         fprintf(stderr, "tis label: --output DIR is required\n\n");
         s_usage(stderr);

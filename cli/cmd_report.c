@@ -79,47 +79,27 @@ static char *s_model_of(const char *csv, int64_t n_rows) {
 
 int cmd_report(int argc, char **argv) {
     const char *output = NULL, *title = NULL;
-    bool plots = true;
     /* the CSVs, in the order given (--csv may be repeated) */
     const char **csvs = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *csvs);
-    int n_csv = 0;
+    int64_t n_csv = 0;
     if (!csvs) {
         fprintf(stderr, "tis report: out of memory\n");
         return 1;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            free(csvs);
-            return 0;
-        }
-        if (!strcmp(a, "--no_plots")) {
-            plots = false;
-            continue;
-        }
-        bool bad = false;
-        if (!strcmp(a, "--csv")) {
-            int n0 = n_csv;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) csvs[n_csv++] = argv[++i];
-            if ((bad = n_csv == n0)) fprintf(stderr, "tis report: --csv needs files\n\n");
-        } else if (strcmp(a, "--output") != 0 && strcmp(a, "--title") != 0) {
-            fprintf(stderr, "tis report: unknown option '%s'\n\n", a);
-            bad = true;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "tis report: option '%s' needs a value\n\n", a);
-            bad = true;
-        } else if (!strcmp(a, "--output")) {
-            output = argv[++i];
-        } else {
-            title = argv[++i];
-        }
-        if (bad) {
-            s_usage(stderr);
-            free(csvs);
-            return 2;
-        }
+    bool no_plots = false;
+    const cli_opt opts[] = {
+        CLI_STRS("--csv", NULL, csvs, &n_csv, argc),
+        CLI_STR("--output", NULL, &output),
+        CLI_STR("--title", NULL, &title),
+        CLI_FLAG("--no_plots", NULL, &no_plots),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("report", argc, argv, opts, s_usage);
+    if (prc) {
+        free(csvs);
+        return prc == CLI_HELP ? 0 : prc;
     }
+    bool plots = !no_plots;
     if (!n_csv || !output || !*output) {
         fprintf(stderr, "tis report: %s is required\n\n", n_csv ? "--output" : "--csv");
         s_usage(stderr);
@@ -179,10 +159,10 @@ int cmd_report(int argc, char **argv) {
         goto done;
     }
     if (plots) {
-        int prc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
-        if (prc == TIS_EUNSUPPORTED)
+        int plrc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
+        if (plrc == TIS_EUNSUPPORTED)
             fprintf(stderr, "tis report: no plots: %s\n", tis_last_error());
-        else if (prc)
+        else if (plrc)
             fprintf(stderr, "tis report: plots failed: %s\n", tis_last_error());
     }
     report_meta meta = {.command = cmdline,

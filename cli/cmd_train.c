@@ -276,54 +276,41 @@ static void s_plot(const char *csv, const char *png) {
 
 int cmd_train(int argc, char **argv) {
     const char *dirs[MAX_DIRS], *output = NULL, *metrics = NULL, *kind = "linear", *loss_name = "listwise";
-    int n_dirs = 0;
+    int64_t n_dirs = 0;
     int64_t hidden = 256, rank = 32, epochs = 20, batch = 4, patience = 3, seed = 42, threads = 0;
     float lr = 1e-3f, wd = 0.0f, topk = 0.1f, val_frac = 0.2f;
     bool qa = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--query_aware")) { qa = true; continue; }
-        if (!strcmp(a, "--labels")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && n_dirs < MAX_DIRS) dirs[n_dirs++] = argv[++i];
-            continue;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            fprintf(stderr, "tis train: option '%s' needs a value (or is unknown)\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        bool ok = true;
-        if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--metrics")) metrics = v;
-        else if (!strcmp(a, "--head")) ok = !strcmp(v, "linear") || !strcmp(v, "mlp"), kind = v;
-        else if (!strcmp(a, "--loss")) ok = !strcmp(v, "listwise") || !strcmp(v, "bce_topk"), loss_name = v;
-        else if (!strcmp(a, "--hidden")) ok = cli_parse_i64(v, 1, 4096, &hidden);
-        else if (!strcmp(a, "--rank")) ok = cli_parse_i64(v, 1, 1024, &rank);
-        else if (!strcmp(a, "--epochs")) ok = cli_parse_i64(v, 1, 100000, &epochs);
-        else if (!strcmp(a, "--batch")) ok = cli_parse_i64(v, 1, 1 << 20, &batch);
-        else if (!strcmp(a, "--patience")) ok = cli_parse_i64(v, 1, 100000, &patience);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_i64(v, 0, INT64_MAX, &seed);
-        else if (!strcmp(a, "--lr")) ok = cli_parse_f32(v, 1e-8f, 10.0f, &lr);
-        else if (!strcmp(a, "--weight_decay")) ok = cli_parse_f32(v, 0.0f, 1.0f, &wd);
-        else if (!strcmp(a, "--topk")) ok = cli_parse_f32(v, 1e-4f, 1.0f, &topk);
-        else if (!strcmp(a, "--val_frac")) ok = cli_parse_f32(v, 0.0f, 0.9f, &val_frac);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_i64(v, 1, 1024, &threads);
-        else {
-            fprintf(stderr, "tis train: unknown option '%s'\n\n", a);
-            s_usage(stderr);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "tis train: bad value '%s' for %s\n\n", v, a);
-            s_usage(stderr);
-            return 2;
-        }
-        i++;
+    const cli_opt opts[] = {
+        CLI_STRS("--labels", NULL, dirs, &n_dirs, MAX_DIRS),
+        CLI_STR("--output", NULL, &output),
+        CLI_STR("--metrics", NULL, &metrics),
+        CLI_STR("--head", NULL, &kind),
+        CLI_STR("--loss", NULL, &loss_name),
+        CLI_FLAG("--query_aware", NULL, &qa),
+        CLI_I64("--hidden", NULL, &hidden, 1, 4096),
+        CLI_I64("--rank", NULL, &rank, 1, 1024),
+        CLI_I64("--epochs", NULL, &epochs, 1, 100000),
+        CLI_I64("--batch", NULL, &batch, 1, 1 << 20),
+        CLI_I64("--patience", NULL, &patience, 1, 100000),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_F32("--lr", NULL, &lr, 1e-8f, 10.0f),
+        CLI_F32("--weight_decay", NULL, &wd, 0.0f, 1.0f),
+        CLI_F32("--topk", NULL, &topk, 1e-4f, 1.0f),
+        CLI_F32("--val_frac", NULL, &val_frac, 0.0f, 0.9f),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("train", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (strcmp(kind, "linear") && strcmp(kind, "mlp")) {
+        fprintf(stderr, "tis train: bad value '%s' for --head (linear or mlp)\n\n", kind);
+        s_usage(stderr);
+        return 2;
+    }
+    if (strcmp(loss_name, "listwise") && strcmp(loss_name, "bce_topk")) {
+        fprintf(stderr, "tis train: bad value '%s' for --loss (listwise or bce_topk)\n\n", loss_name);
+        s_usage(stderr);
+        return 2;
     }
     if (!n_dirs || !output) {
         fprintf(stderr, "tis train: --labels DIR and --output HEAD.safetensors are required\n\n");

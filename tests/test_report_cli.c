@@ -82,7 +82,7 @@ int main(void) {
     TT_CHECK(tt_tis("report --output x.csv", out, sizeof out) == 2 &&
              strstr(out, "--csv is required"));
     TT_CHECK(tt_tis("report --csv --output x.csv", out, sizeof out) == 2 &&
-             strstr(out, "--csv needs files"));
+             strstr(out, "'--csv' needs values"));
     snprintf(args, sizeof args, "report --csv '%s' --output", a_csv);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "needs a value"));
     snprintf(args, sizeof args, "report --csv '%s' --output x.csv --bogus", a_csv);
