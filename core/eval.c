@@ -114,6 +114,27 @@ void eval_prompt_free(eval_prompt *p) {
     memset(p, 0, sizeof *p);
 }
 
+int eval_prefill_context(forward_state *st, const eval_prompt *p, int64_t window, int64_t hid_layer,
+                         kv_cache **kv, press_obs *obs, double *secs) {
+    const model *m = forward_model(st);
+    int64_t ctx_end = p->ctx_begin + p->n_ctx;
+    *secs = 0;
+    int rc = forward_kv_new(m, p->n, kv);
+    if (!rc) rc = press_obs_init(obs, m, p->n);
+    if (!rc && hid_layer >= 0) rc = press_obs_capture_hidden(obs, hid_layer, m->config.d_model);
+    if (!rc) {
+        press_obs_window(obs, ctx_end - (window < p->n_ctx ? window : p->n_ctx));
+        double t0 = tis_now();
+        rc = press_obs_prefill(obs, st, *kv, p->ids, ctx_end, NULL, 0);
+        *secs = tis_now() - t0;
+    }
+    if (rc) {
+        kv_cache_destroy(kv);
+        press_obs_free(obs);
+    }
+    return rc;
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 void eval_config_defaults(eval_config *c) {
@@ -421,16 +442,9 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     for (int64_t i = 0; i < cfg->n_policies; i++) want_oracle |= r->presses[i].needs_oracle;
 
     /* 1. prefix + context, observed; the agnostic window is the context's tail. */
-    rc = forward_kv_new(r->m, p.n, &ctx_kv);
-    if (!rc) rc = press_obs_init(&obs, r->m, p.n);
-    if (rc) goto done;
-    if (r->head_layer >= 0) rc = press_obs_capture_hidden(&obs, r->head_layer, r->m->config.d_model);
-    if (rc) goto done;
     int64_t win = cfg->window < p.n_ctx ? cfg->window : p.n_ctx;
-    press_obs_window(&obs, ctx_end - win);
-    double t0 = tis_now();
-    rc = press_obs_prefill(&obs, r->st, ctx_kv, p.ids, ctx_end, NULL, 0);
-    double prefill_s = tis_now() - t0;
+    double prefill_s = 0;
+    rc = eval_prefill_context(r->st, &p, win, r->head_layer, &ctx_kv, &obs, &prefill_s);
     if (rc) goto done;
 
     /* 2. + the question without its last token, observed with the question as
@@ -440,7 +454,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     if (!rc) rc = press_obs_copy(&obs_q, &obs);
     if (rc) goto done;
     press_obs_window(&obs_q, ctx_end);
-    t0 = tis_now();
+    double t0 = tis_now();
     rc = press_obs_prefill(&obs_q, r->st, qa_kv, p.ids + p.suf_begin, n_suf - 1, NULL, 0);
     double prefill_q_s = tis_now() - t0;
     if (rc) goto done;

@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "chat.h"
 #include "model.h"
+#include "press.h"
 #include "report.h"
 
 /* A sample's prompt as tokens: prefix (BOS, template, system) ++ context ++
@@ -35,6 +36,15 @@ typedef struct eval_prompt {
 int eval_prompt_build(const tokenizer *tok, const chat_template *ct, bool chat,
                       const bench_sample *s, eval_prompt *out);
 void eval_prompt_free(eval_prompt *p);
+
+/* The first step of every sample and request: prefix + context prefilled
+ * into a fresh uncompressed cache sized for the whole prompt (*kv), with
+ * attention statistics in *obs (the agnostic window: the context's last
+ * `window` tokens) and, when hid_layer >= 0, the hidden states entering
+ * that layer. *secs: the prefill's wall time. On error *kv and *obs are
+ * released. */
+int eval_prefill_context(forward_state *st, const eval_prompt *p, int64_t window, int64_t hid_layer,
+                         kv_cache **kv, press_obs *obs, double *secs);
 
 /* The sample's first accepted answer as tokens that follow its prompt (a
  * leading space after an answer prefix that ends in a word). */

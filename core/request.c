@@ -68,21 +68,16 @@ int request_begin(forward_state *st, const chat_template *ct, bool chat, const b
     kv_cache *fork = NULL;
     int32_t *ans = NULL;
     int64_t n_ans = 0;
-    rc = forward_kv_new(m, p->n, &r->kv);
-    if (!rc) rc = press_obs_init(&r->obs, m, p->n);
     r->hd = pr->needs_head && !outside_scores ? (pr->query_head ? o->head_q : o->head_ctx) : NULL;
     int64_t layer = r->hd ? r->hd->cfg.layer : pr->needs_head ? o->head_layer : -1;
-    if (!rc && layer >= 0) rc = press_obs_capture_hidden(&r->obs, layer, m->config.d_model);
-    if (rc) goto done;
     r->win = o->window < p->n_ctx ? o->window : p->n_ctx;
-    press_obs_window(&r->obs, ctx_end - r->win);
-    double t0 = tis_now();
-    rc = press_obs_prefill(&r->obs, st, r->kv, p->ids, ctx_end, NULL, 0);
+    rc = eval_prefill_context(st, p, r->win, layer, &r->kv, &r->obs, &r->prefill_s);
     if (!rc && r->qa_path) {
         press_obs_window(&r->obs, ctx_end);
+        double t0 = tis_now();
         rc = press_obs_prefill(&r->obs, st, r->kv, p->ids + p->suf_begin, r->n_suf - 1, NULL, 0);
+        r->prefill_s += tis_now() - t0;
     }
-    r->prefill_s = tis_now() - t0;
     if (rc) goto done;
     if (pr->needs_oracle) { /* the answer after the whole prompt, on a fork */
         rc = eval_answer_ids(m->tok, s, &ans, &n_ans);
