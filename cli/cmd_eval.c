@@ -112,15 +112,27 @@ static int s_cmp_id_at(const void *a, const void *b) {
 
 static int s_cmp_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Keeps the rows of the samples that have all `per` of theirs (a sample an
- * interrupted run cut short is run again), in file order; d gets their ids.
- * *n_partial: samples dropped. */
-static int s_keep_complete(eval_row *rows, int64_t *n_rows, int64_t per, done_ids *d, int64_t *n_partial) {
+/* Keeps the rows of the samples that have all `per` of theirs, in file
+ * order; d gets their ids. Each sample's rows are appended in one write, so
+ * only the sample written last can be cut short (by a kill): it is dropped
+ * and *partial set, so that it runs again. Any other count, or a policy
+ * these options do not run, means the CSV was written with other options:
+ * an error naming the first such sample, and nothing is dropped. */
+static int s_keep_complete(const char *path, eval_row *rows, int64_t *n_rows, int64_t per,
+                           const char *const *names, int64_t n_names, done_ids *d, bool *partial) {
     int64_t n = *n_rows;
-    *n_partial = 0;
+    *partial = false;
     d->id = NULL;
     d->n = 0;
     if (n == 0) return 0;
+    for (int64_t i = 0; i < n; i++) {
+        bool known = false;
+        for (int64_t k = 0; k < n_names && !known; k++) known = !strcmp(rows[i].policy, names[k]);
+        if (!known)
+            return tis_error(TIS_EINVAL,
+                             "%s: sample %s has rows of policy '%s', which these options do not run: resume "
+                             "with the options of the run that wrote it", path, rows[i].sample_id, rows[i].policy);
+    }
     id_at *ix = malloc((size_t)n * sizeof *ix);
     bool *keep = calloc((size_t)n, sizeof *keep);
     d->id = malloc((size_t)n * sizeof *d->id);
@@ -133,25 +145,34 @@ static int s_keep_complete(eval_row *rows, int64_t *n_rows, int64_t per, done_id
     }
     for (int64_t i = 0; i < n; i++) ix[i] = (id_at){rows[i].sample_id, i};
     qsort(ix, (size_t)n, sizeof *ix, s_cmp_id_at);
-    for (int64_t a = 0, b; a < n; a = b) {
+    const char *last = rows[n - 1].sample_id;
+    int rc = 0;
+    for (int64_t a = 0, b; a < n && !rc; a = b) {
         for (b = a + 1; b < n && !strcmp(ix[a].id, ix[b].id); b++) {}
         if (b - a == per) {
             for (int64_t k = a; k < b; k++) keep[ix[k].i] = true;
-            d->id[d->n++] = ix[a].id;
+        } else if (b - a < per && !strcmp(ix[a].id, last)) {
+            *partial = true;
         } else {
-            ++*n_partial;
+            rc = tis_error(TIS_EINVAL,
+                           "%s: sample %s has %lld rows where these options give %lld: resume with the "
+                           "options of the run that wrote it", path, ix[a].id, (long long)(b - a), (long long)per);
         }
+    }
+    free(ix);
+    if (rc) {
+        free(keep);
+        free(d->id);
+        d->id = NULL;
+        return rc;
     }
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++)
         if (keep[i]) rows[m++] = rows[i];
     *n_rows = m;
-    /* the ids point into the rows, which moved: point them at the kept copies */
-    d->n = 0;
-    for (int64_t i = 0; i < m; i++)
+    for (int64_t i = 0; i < m; i++) /* a sample's rows are together: one id each */
         if (i == 0 || strcmp(rows[i].sample_id, rows[i - 1].sample_id)) d->id[d->n++] = rows[i].sample_id;
     qsort(d->id, (size_t)d->n, sizeof *d->id, s_cmp_id);
-    free(ix);
     free(keep);
     return 0;
 }
@@ -369,7 +390,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (resume && access(output, R_OK) == 0) { /* the rows of the samples already run stay */
-        int64_t cut = 0, per = 0, partial = 0;
+        int64_t cut = 0, per = 0;
+        bool partial = false;
         if (report_trim_csv(output, &cut) || report_read_csv(output, &rows, &n_rows) ||
             eval_rows_per_sample(&cfg, &per)) {
             cli_fail("--resume: reading the rows already there");
@@ -378,7 +400,13 @@ int cmd_eval(int argc, char **argv) {
         if (cut)
             fprintf(stderr, "[eval] --resume: dropped an unfinished last line (%lld bytes) of %s\n", (long long)cut,
                     output);
-        if (s_keep_complete(rows, &n_rows, per, &done_set, &partial)) {
+        const char *names[MAX_LIST + 1] = {"full"};
+        int64_t n_names = 1;
+        for (int64_t k = 0; k < n_pol; k++) {
+            press pr;
+            if (!press_parse(policies[k], &pr) && pr.score) names[n_names++] = policies[k];
+        }
+        if (s_keep_complete(output, rows, &n_rows, per, names, n_names, &done_set, &partial)) {
             cli_fail("--resume");
             goto done;
         }
@@ -387,7 +415,7 @@ int cmd_eval(int argc, char **argv) {
         for (int s = 0; s < n_sets; s++) gone += bench_set_drop(&sets[s], s_done, &done_set);
         fprintf(stderr, "[eval] --resume: %lld rows of %lld samples already in %s", (long long)n_rows,
                 (long long)gone, output);
-        if (partial) fprintf(stderr, "; %lld sample%s cut short run again", (long long)partial, partial == 1 ? "" : "s");
+        if (partial) fprintf(stderr, "; the last sample, cut short, runs again");
         fprintf(stderr, "\n");
     }
     /* The CSV starts with the rows kept; each sample's rows are appended as it ends. */

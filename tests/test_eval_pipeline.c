@@ -107,11 +107,30 @@ int main(void) {
                      data, common, pass == 1 ? "--workers 2" : "", r_csv);
             rc = tt_sh(cmd, out, sizeof out);
             TT_CHECK(rc == 0 && strstr(out, "of 3 samples already in"));
-            if (pass == 2) TT_CHECK(strstr(out, "1 sample cut short run again") && strstr(out, "unfinished last line"));
+            if (pass == 2) TT_CHECK(strstr(out, "the last sample, cut short, runs again") && strstr(out, "unfinished last line"));
             if (rc) fprintf(stderr, "%s\n", out);
             TT_CHECK(s_same_rows(a_csv, r_csv) == 0);
         }
         TT_CHECK(per > 1);
+        /* resumed with other options (a budget more): an error, the rows stay */
+        TT_OK(report_write_csv(r_csv, all, 3 * per));
+        char *before = tt_read_file(r_csv, NULL);
+        snprintf(cmd, sizeof cmd,
+                 "'%s' eval -m '%s' --dataset '%s' --baseline full streaming snapkv tova knorm --cache_budgets 0.3 "
+                 "0.6 0.9 --protocol both --max_new 6 --no_chat --no_plots --resume --output '%s'", bin, tiny, data,
+                 r_csv);
+        rc = tt_sh(cmd, out, sizeof out);
+        TT_CHECK(rc == 1 && strstr(out, "sample s0 has") && strstr(out, "resume with the options"));
+        char *after = tt_read_file(r_csv, NULL);
+        TT_CHECK(before && after && !strcmp(before, after));
+        free(before);
+        free(after);
+        /* ... or another policy */
+        snprintf(cmd, sizeof cmd,
+                 "'%s' eval -m '%s' --dataset '%s' --baseline full streaming snapkv tova random --cache_budgets 0.3 "
+                 "0.6 --protocol both --max_new 6 --no_chat --no_plots --resume --output '%s'", bin, tiny, data, r_csv);
+        rc = tt_sh(cmd, out, sizeof out);
+        TT_CHECK(rc == 1 && strstr(out, "policy 'knorm'"));
         free(all);
     }
 
