@@ -26,6 +26,15 @@ static void s_what(char *buf, size_t cap, const cli_opt *o) {
     }
 }
 
+/* "bad value V for OPTION (the range)", usage; returns 2. */
+static int s_bad(const char *cmd, const char *v, const char *a, const cli_opt *o, void (*usage)(FILE *)) {
+    char what[96];
+    s_what(what, sizeof what, o);
+    fprintf(stderr, "tis %s: bad value '%s' for %s%s\n\n", cmd, v, a, what);
+    usage(stderr);
+    return 2;
+}
+
 int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, void (*usage)(FILE *)) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -57,13 +66,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
                 if (o->kind == CLI_OPT_STRS) ((const char **)o->dst)[*o->n] = v;
                 else if (o->kind == CLI_OPT_I64S) ok = cli_parse_i64(v, o->lo, o->hi, (int64_t *)o->dst + *o->n);
                 else if ((ok = cli_parse_f32(v, o->flo, o->fhi, &f))) ((double *)o->dst)[*o->n] = f;
-                if (!ok) {
-                    char what[96];
-                    s_what(what, sizeof what, o);
-                    fprintf(stderr, "tis %s: bad value '%s' for %s%s\n\n", cmd, v, a, what);
-                    usage(stderr);
-                    return 2;
-                }
+                if (!ok) return s_bad(cmd, v, a, o, usage);
                 ++*o->n;
             }
             if (!got) {
@@ -86,13 +89,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
         case CLI_OPT_F32: ok = cli_parse_f32(v, o->flo, o->fhi, (float *)o->dst); break;
         default: ok = false; break;
         }
-        if (!ok) {
-            char what[96];
-            s_what(what, sizeof what, o);
-            fprintf(stderr, "tis %s: bad value '%s' for %s%s\n\n", cmd, v, a, what);
-            usage(stderr);
-            return 2;
-        }
+        if (!ok) return s_bad(cmd, v, a, o, usage);
     }
     return 0;
 }
