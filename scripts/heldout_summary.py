@@ -44,6 +44,10 @@ for cell in cells:
     for b in ("0.02", "0.05", "0.1"):
         base = [(mean(acc[cell + (p, b)]), p) for p in AGNOSTIC if acc[cell + (p, b)]]
         best = max(base) if base else (None, "")
+        if base:  # name every baseline at the best accuracy, not an arbitrary one of them
+            ties = sorted(p for a, p in base if a == best[0])
+            best = (best[0], ties[0] if len(ties) == 1 else "all" if len(ties) == len(base)
+                    else ", ".join(ties) if len(ties) <= 3 else f"{len(ties)} tied")
         n = len(acc[cell + ("tis", b)])
         print(f"| {cell[0]} | {cell[1]} | {cell[2]} | {fmt(full)} | {b} | {fmt(mean(acc[cell + ('tis', b)]))} | "
               f"{fmt(mean(acc[cell + ('tis_query', b)]))} | {fmt(best[0])} ({best[1]}) | "
