@@ -162,7 +162,10 @@ static int s_need_obs(const press_ctx *c, const char *who) {
     return 0;
 }
 
-/* Heavy hitters: attention received over the whole prefill. */
+/* Heavy hitters: attention received over the whole prefill. h2o (Zhang et
+ * al. 2023) spends half of each budget on the most recent tokens and half
+ * on these scores (press.recent_frac); h2o_acc spends all of it on the
+ * scores (the accumulated-attention press alone). */
 static int s_h2o(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     int rc = s_need_obs(c, "h2o");
     if (rc) return rc;
@@ -221,7 +224,8 @@ const press_info press_registry[] = {
     {"random", true, "uniformly random tokens (seeded)"},
     {"streaming", true, "attention sinks + most recent tokens (StreamingLLM)"},
     {"knorm", true, "lowest key L2 norm"},
-    {"h2o", true, "attention received during prefill (heavy hitters)"},
+    {"h2o", true, "H2O: half the budget to the heaviest hitters (attention received during prefill), half to the most recent tokens"},
+    {"h2o_acc", true, "attention received during prefill alone (H2O's heavy hitters without its recent half)"},
     {"snapkv", true, "observation-window attention, max-pooled"},
     {"tova", true, "last query's attention, mean over the layer's heads"},
     {"pyramidkv", true, "snapkv scores, budgets shrinking with depth"},
@@ -243,6 +247,7 @@ static const score_entry s_scores[] = {
     {"streaming", s_streaming, false, false, false},
     {"knorm", s_knorm, false, false, false},
     {"h2o", s_h2o, false, true, false},
+    {"h2o_acc", s_h2o, false, true, false},
     {"snapkv", s_snapkv, true, true, false},
     {"tova", s_tova, false, true, false},
     {"pyramidkv", s_snapkv, true, true, false},
@@ -279,6 +284,9 @@ int press_parse(const char *name, press *out) {
     return s_parse(name, out);
 }
 
+/* H2O's split of the budget: heavy hitters and recent tokens, half each. */
+static double s_recent_frac(const char *score_name) { return !strcmp(score_name, "h2o") ? 0.5 : 0.0; }
+
 static int s_parse(const char *name, press *out) {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name);
@@ -291,7 +299,7 @@ static int s_parse(const char *name, press *out) {
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
         *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
                        .needs_obs = e->obs, .needs_oracle = e->oracle, .needs_head = e->fn == s_head,
-                       .query_head = !strcmp(inner, "tis_query")};
+                       .query_head = !strcmp(inner, "tis_query"), .recent_frac = s_recent_frac(inner)};
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
@@ -309,6 +317,7 @@ static int s_parse(const char *name, press *out) {
         out->needs_oracle = e->oracle;
         out->needs_head = e->fn == s_head;
         out->query_head = !strcmp(name, "tis_query");
+        out->recent_frac = s_recent_frac(name);
         return 0;
     }
     return tis_error(TIS_ENOTFOUND, "press: unknown policy '%s' (see tis eval --list)", name);
@@ -501,7 +510,11 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
         for (int64_t j = 0; j < n; j++) ks[pl->ctx_begin + j] = 0;
         int64_t b = budgets[s] < n ? budgets[s] : n;
         const int32_t *ord = pl->order + s * n;
-        for (int64_t r = 0; r < b; r++) ks[pl->ctx_begin + ord[r]] = 1;
+        /* the recent share first (h2o), then the best scores outside it */
+        int64_t recent = (int64_t)(pl->p.recent_frac * (double)b), got = recent;
+        for (int64_t j = n - recent; j < n; j++) ks[pl->ctx_begin + j] = 1;
+        for (int64_t r = 0; r < n && got < b; r++)
+            if (ord[r] < n - recent) ks[pl->ctx_begin + ord[r]] = 1, got++;
         if (kept) kept[s] = b;
     }
     rc = kv_cache_compact(out, kv, keep, extra);

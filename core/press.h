@@ -83,6 +83,8 @@ typedef struct press {
     bool needs_head;           /* tis, tis_query: scores from an importance head */
     bool query_head;           /* tis_query: the head takes the question (query-aware protocol) */
     bool attn_hook;            /* "+hook": add lambda * s_j to kept token j's attention logit */
+    double recent_frac;        /* h2o: this fraction of each stream's budget goes to the most
+                                  recent context tokens, the rest to the best scores */
 } press;
 
 typedef struct press_info {

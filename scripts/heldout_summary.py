@@ -9,7 +9,7 @@ import sys
 from collections import defaultdict
 
 BUDGETS = ["0.01", "0.02", "0.05", "0.1", "0.25", "0.5"]
-AGNOSTIC = ["random", "streaming", "knorm", "h2o", "snapkv", "tova", "pyramidkv", "adakv"]
+AGNOSTIC = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova", "pyramidkv", "adakv"]
 
 
 def label(b):

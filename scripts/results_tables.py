@@ -31,6 +31,11 @@ def tables(path):
         k[1] += int(r["kv_bytes"])
         if r["policy"] != "full" and r["policy"] not in order:
             order.append(r["policy"])
+    # tis eval's policy order (tis eval --list); others (adakv:INNER, +hook) as they come
+    known = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova", "pyramidkv", "adakv",
+             "oracle", "tis", "tis_query"]
+    first = {p: k for k, p in enumerate(order)}
+    order.sort(key=lambda p: (known.index(p) if p in known else len(known), first[p]))
     out = []
     for cell in cells:
         full = acc.get(cell + ("full", "1"), [])

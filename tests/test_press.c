@@ -181,6 +181,23 @@ int main(void) {
     TT_OK(press_compress(&c, &p, &pc, 1, 0, NULL));
     if (c) TT_CHECK(s_kept(c, s_hot, PRE + 5) && c->len[s_hot] == PRE + 1);
     kv_cache_destroy(&c);
+    /* h2o: half the budget to the most recent tokens, half to the heaviest
+     * outside them; h2o_acc: all of it to the heaviest (here: the earliest) */
+    for (int32_t j = 0; j < CTX; j++) o2.acc[s_hot * o2.cap + PRE + j] = 1000.0f + (float)(CTX - j);
+    TT_OK(press_parse("h2o", &p));
+    TT_CHECK(p.recent_frac == 0.5);
+    TT_OK(press_compress(&c, &p, &pc, 8, 0, NULL));
+    if (c)
+        for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s_hot, PRE + j) == (j < 4 || j >= CTX - 4));
+    kv_cache_destroy(&c);
+    TT_OK(press_parse("h2o_acc", &p));
+    TT_CHECK(p.recent_frac == 0.0);
+    TT_OK(press_compress(&c, &p, &pc, 8, 0, NULL));
+    if (c)
+        for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s_hot, PRE + j) == (j < 8));
+    kv_cache_destroy(&c);
+    TT_OK(press_parse("adakv:h2o", &p));
+    TT_CHECK(p.recent_frac == 0.5 && p.alloc == PRESS_ALLOC_ADAPTIVE);
     TT_OK(press_parse("snapkv", &p));
     TT_OK(press_compress(&c, &p, &pc, 8 + 5, 0, NULL)); /* window + the pooled neighbourhood */
     if (c)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Adds one policy's rows to committed `tis eval` results, without rerunning
+the others.
+
+For each CSV (written by `tis eval`, its .json beside it):
+  --rename OLD=NEW  renames policy OLD to NEW in the rows (no rerun), e.g.
+                    when a policy's definition changed and the old rows keep
+                    their meaning under a new name;
+  --policy P        runs the eval command recorded in the .json again with
+                    `--baseline P` only (same samples: same options and
+                    seed), and inserts the new rows after each sample's own,
+                    so every sample's rows stay together (what
+                    `tis eval --resume` expects).
+Then `tis report` re-makes the .json, .md and plots from the CSV, and the
+.json / .md get the original command back, with the commands that added or
+renamed rows listed under it.
+
+  scripts/add_policy.py --rename h2o=h2o_acc --policy h2o docs/results/x.csv
+
+Run from the repository root (the default heads load from configs/heads/).
+"""
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        r = csv.reader(f)
+        header = next(r)
+        return header, list(r)
+
+
+def write_rows(path, header, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def eval_args(command, policy, out_csv):
+    """The recorded `tis eval ...` command with --baseline POLICY, --output
+    OUT_CSV, no --resume and no plots."""
+    argv = shlex.split(command)
+    if argv[:2] != ["tis", "eval"]:
+        sys.exit(f"add_policy: not a tis eval command: {command}")
+    out, i = [], 2
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--baseline", "--policy"):
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            continue
+        if a in ("--output",):
+            i += 2
+            continue
+        if a in ("--resume", "--no_plots"):
+            i += 1
+            continue
+        out.append(a)
+        i += 1
+    return out + ["--baseline", policy, "--no_plots", "--output", out_csv]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("csv", nargs="+")
+    ap.add_argument("--policy", help="policy to run and add")
+    ap.add_argument("--rename", help="OLD=NEW: rename a policy in the rows first")
+    ap.add_argument("--tis", default="build/tis", help="the tis binary (default build/tis)")
+    a = ap.parse_args()
+    if not a.policy and not a.rename:
+        ap.error("give --policy and/or --rename")
+    for path in a.csv:
+        meta_path = path[:-4] + ".json"
+        orig_text = open(meta_path).read()
+        meta = json.loads(orig_text)["meta"]
+        header, rows = read_rows(path)
+        col = {name: k for k, name in enumerate(header)}
+        notes = list(meta.get("changes", []))
+        if a.rename:
+            old, new = a.rename.split("=", 1)
+            n = 0
+            for r in rows:
+                if r[col["policy"]] == old:
+                    r[col["policy"]] = new
+                    n += 1
+            notes.append(f"{time.strftime('%Y-%m-%d')}: {n} rows of policy {old} renamed {new}")
+        if a.policy:
+            if any(r[col["policy"]] == a.policy for r in rows):
+                sys.exit(f"add_policy: {path} already has rows of {a.policy}")
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "new.csv")
+                args = [a.tis, "eval"] + eval_args(meta["command"], a.policy, out)
+                print("add_policy:", " ".join(shlex.quote(x) for x in args), flush=True)
+                t0 = time.time()
+                subprocess.run(args, check=True)
+                wall = time.time() - t0
+                h2, new_rows = read_rows(out)
+            if h2 != header:
+                sys.exit(f"add_policy: {out}: another CSV header")
+            by_sample = {}
+            for r in new_rows:
+                if r[col["policy"]] == a.policy:
+                    by_sample.setdefault(r[col["sample_id"]], []).append(r)
+            merged, seen = [], set()
+            ids = [r[col["sample_id"]] for r in rows]
+            for k, r in enumerate(rows):
+                merged.append(r)
+                sid = ids[k]
+                if k + 1 == len(rows) or ids[k + 1] != sid:  # the sample's last row
+                    if sid in seen:
+                        sys.exit(f"add_policy: {path}: the rows of sample {sid} are not together")
+                    seen.add(sid)
+                    if sid not in by_sample:
+                        sys.exit(f"add_policy: the rerun has no rows for sample {sid}: not the same samples")
+                    merged.extend(by_sample.pop(sid))
+            if by_sample:
+                sys.exit(f"add_policy: the rerun has samples the CSV lacks: {sorted(by_sample)[:3]}")
+            rows = merged
+            notes.append(f"{time.strftime('%Y-%m-%d')}: rows of policy {a.policy} added by "
+                         f"`{' '.join(['tis', 'eval'] + args[2:-2])}` ({wall:.0f} s)")
+        write_rows(path, header, rows)
+        # the summary, Markdown and plots from the rows as they are now
+        subprocess.run([a.tis, "report", "--csv", path, "--output", path, "--title", meta["title"]],
+                       check=True, stdout=subprocess.DEVNULL)
+        # the run's own meta block, as tis eval wrote it, with n_rows and the changes
+        text = open(meta_path).read()
+        report_cmd = json.loads(text)["meta"]["command"]
+        block = re.compile(r'\t"meta":\t\{\n.*?\n\t\},\n', re.S)
+        mine = block.search(orig_text).group(0)
+        mine = re.sub(r',\n\t\t"changes":\t\[.*?\]\n', "\n", mine, flags=re.S)
+        mine = re.sub(r'("n_rows":\t)\d+', lambda m: m.group(1) + str(len(rows)), mine)
+        mine = mine[: -len("\n\t},\n")] + ',\n\t\t"changes":\t[' + ", ".join(json.dumps(n) for n in notes) + "]\n\t},\n"
+        text = block.sub(lambda m: mine, text, count=1)
+        json.loads(text)  # still JSON
+        with open(meta_path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(meta_path + ".tmp", meta_path)
+        md_path = path[:-4] + ".md"
+        md = open(md_path).read()
+        block = "```\n" + report_cmd + "\n```"
+        if block not in md:
+            sys.exit(f"add_policy: {md_path}: the command block of tis report not found")
+        md = md.replace(block, "```\n" + meta["command"] + "\n```\n\nChanged since:\n\n" +
+                        "".join(f"- {n}\n" for n in notes), 1)
+        lines = md.split("\n")  # the run's own model, seed, threads and wall time, not the report's
+        for k, line in enumerate(lines):
+            if line.startswith("- model: "):
+                lines[k] = f"- model: `{meta.get('model', '')}`"
+            elif line.startswith("- seed: "):
+                lines[k] = f"- seed: {meta.get('seed', '')}, threads: {meta.get('threads', '')}"
+            elif line.startswith("- wall time: "):
+                lines[k] = f"- wall time: {meta.get('wall_s', 0):.1f} s (the first run), {len(rows)} rows"
+        md = "\n".join(lines)
+        with open(md_path + ".tmp", "w") as f:
+            f.write(md)
+        os.replace(md_path + ".tmp", md_path)
+        print(f"add_policy: {path}: {len(rows)} rows", flush=True)
+
+
+if __name__ == "__main__":
+    main()
