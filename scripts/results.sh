@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tis=${1:-$root/build/tis}
 out=${2:-$root/docs/results}
 cd "$root"
-common=(--baseline full random streaming knorm h2o snapkv tova pyramidkv adakv oracle
+common=(--baseline full random streaming knorm h2o h2o_acc snapkv tova pyramidkv adakv oracle
         --cache_budgets 0.02 0.05 0.1 0.25 0.5 --protocol both
         --n_samples 20 --max_new 12 --batch 64 --seed 42)
 "$tis" eval --benchmark passkey --context_tokens 1024 2048 "${common[@]}" --output "$out/passkey_1k_2k.csv"
