@@ -32,7 +32,7 @@ import time
 
 
 def read_rows(path):
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         r = csv.reader(f)
         header = next(r)
         return header, list(r)
@@ -40,7 +40,7 @@ def read_rows(path):
 
 def write_rows(path, header, rows):
     tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
@@ -83,7 +83,7 @@ def main():
         ap.error("give --policy and/or --rename")
     for path in a.csv:
         meta_path = path[:-4] + ".json"
-        orig_text = open(meta_path).read()
+        orig_text = open(meta_path, encoding="utf-8", errors="surrogateescape").read()
         meta = json.loads(orig_text)["meta"]
         header, rows = read_rows(path)
         col = {name: k for k, name in enumerate(header)}
@@ -135,7 +135,7 @@ def main():
         subprocess.run([a.tis, "report", "--csv", path, "--output", path, "--title", meta["title"]],
                        check=True, stdout=subprocess.DEVNULL)
         # the run's own meta block, as tis eval wrote it, with n_rows and the changes
-        text = open(meta_path).read()
+        text = open(meta_path, encoding="utf-8", errors="surrogateescape").read()
         report_cmd = json.loads(text)["meta"]["command"]
         block = re.compile(r'\t"meta":\t\{\n.*?\n\t\},\n', re.S)
         mine = block.search(orig_text).group(0)
@@ -144,11 +144,11 @@ def main():
         mine = mine[: -len("\n\t},\n")] + ',\n\t\t"changes":\t[' + ", ".join(json.dumps(n) for n in notes) + "]\n\t},\n"
         text = block.sub(lambda m: mine, text, count=1)
         json.loads(text)  # still JSON
-        with open(meta_path + ".tmp", "w") as f:
+        with open(meta_path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
         os.replace(meta_path + ".tmp", meta_path)
         md_path = path[:-4] + ".md"
-        md = open(md_path).read()
+        md = open(md_path, encoding="utf-8", errors="surrogateescape").read()
         block = "```\n" + report_cmd + "\n```"
         if block not in md:
             sys.exit(f"add_policy: {md_path}: the command block of tis report not found")
@@ -163,7 +163,7 @@ def main():
             elif line.startswith("- wall time: "):
                 lines[k] = f"- wall time: {meta.get('wall_s', 0):.1f} s (the first run), {len(rows)} rows"
         md = "\n".join(lines)
-        with open(md_path + ".tmp", "w") as f:
+        with open(md_path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(md)
         os.replace(md_path + ".tmp", md_path)
         print(f"add_policy: {path}: {len(rows)} rows", flush=True)

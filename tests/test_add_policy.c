@@ -1,0 +1,106 @@
+/* test_add_policy: scripts/add_policy.py adds one policy's rows to a
+ * finished `tis eval` run: the result holds the rows a run with every
+ * policy gives (same samples, answers, kept tokens, KV bytes), each
+ * sample's rows together; --rename renames; adding a policy twice is an
+ * error. Skips where python3 is missing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+#include "tiny_model.h"
+#include "tt.h"
+
+static const char *s_data =
+    "{\"id\": \"s0\", \"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
+    "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}\n"
+    "{\"id\": \"s1\", \"context\": \"one two three four five six seven eight nine ten eleven twelve thirteen\", "
+    "\"question\": \"what comes after four?\", \"answers\": [\"five\"]}\n"
+    "{\"id\": \"s2\", \"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+    "\"question\": \"who ran?\"}\n";
+
+static const eval_row *s_find(const eval_row *rows, int64_t n, const eval_row *like) {
+    for (int64_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].sample_id, like->sample_id) && !strcmp(rows[i].policy, like->policy) &&
+            !strcmp(rows[i].protocol, like->protocol) && rows[i].budget == like->budget)
+            return &rows[i];
+    return NULL;
+}
+
+int main(void) {
+    const char *bin = getenv("TIS_BIN");
+    static char out[1 << 16];
+    if (!bin) {
+        fprintf(stderr, "test_add_policy: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    if (tt_sh("python3 -c 'import csv, json'", out, sizeof out) != 0) {
+        fprintf(stderr, "test_add_policy: no python3, skipped\n");
+        return 77;
+    }
+    char tiny[512], data[512], a_csv[512], b_csv[512], cmd[4096];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    snprintf(a_csv, sizeof a_csv, "%s", tt_path("a.csv"));
+    snprintf(b_csv, sizeof b_csv, "%s", tt_path("b.csv"));
+    tiny_spec sp = tiny_spec_default();
+    TT_OK(tiny_model_write(tiny, &sp));
+    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+    const char *opts = "--cache_budgets 0.3 0.6 --protocol both --max_new 6 --no_chat --no_plots";
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming %s --output '%s'", bin,
+             tiny, data, opts, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming snapkv %s --output '%s'",
+             bin, tiny, data, opts, b_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy snapkv '%s'", tt_src("."),
+             bin, a_csv);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    eval_row *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    TT_OK(report_read_csv(a_csv, &a, &na));
+    TT_OK(report_read_csv(b_csv, &b, &nb));
+    TT_CHECK(na == nb && nb > 0);
+    int bad = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const eval_row *x = s_find(a, na, &b[i]);
+        if (!x || strcmp(x->answer, b[i].answer) || x->kept_tokens != b[i].kept_tokens ||
+            x->kv_bytes != b[i].kv_bytes || x->correct != b[i].correct)
+            bad++;
+    }
+    TT_CHECK(bad == 0);
+    int splits = 0; /* each sample's rows together */
+    for (int64_t i = 1; i < na; i++)
+        if (strcmp(a[i].sample_id, a[i - 1].sample_id)) /* a block starts: its id was not seen before */
+            for (int64_t j = 0; j < i; j++) splits += !strcmp(a[j].sample_id, a[i].sample_id);
+    TT_CHECK(splits == 0);
+    char json_path[600];
+    snprintf(json_path, sizeof json_path, "%.*s.json", (int)(strlen(a_csv) - 4), a_csv);
+    char *js = tt_read_file(json_path, NULL);
+    TT_CHECK(js && strstr(js, "rows of policy snapkv added by") && strstr(js, "--baseline full streaming"));
+    free(js);
+
+    /* the same policy again: an error, the rows stay */
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc != 0 && strstr(out, "already has rows of snapkv"));
+    /* rename */
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --rename streaming=recent '%s'",
+             tt_src("."), bin, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    eval_row *c = NULL;
+    int64_t nc = 0, renamed = 0, streaming = 0;
+    TT_OK(report_read_csv(a_csv, &c, &nc));
+    for (int64_t i = 0; i < nc; i++) {
+        renamed += !strcmp(c[i].policy, "recent");
+        streaming += !strcmp(c[i].policy, "streaming");
+    }
+    for (int64_t i = 0; i < na; i++) streaming -= !strcmp(a[i].policy, "streaming");
+    TT_CHECK(nc == na && streaming == -renamed && renamed > 0);
+    free(a);
+    free(b);
+    free(c);
+    return tt_done("test_add_policy");
+}
