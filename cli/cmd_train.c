@@ -16,6 +16,7 @@
 #include "label.h"
 #include "safetensors.h"
 #include "tis_error.h"
+#include "rng.h"
 
 enum { MAX_DIRS = 16 };
 
@@ -200,12 +201,7 @@ static int s_read_dir(const char *dir, dataset *ds) {
     return rc;
 }
 
-static uint64_t s_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t s_rng(uint64_t *s) { return tis_rng_next(s); }
 
 static void s_shuffle(int64_t *a, int64_t n, uint64_t *rng) {
     for (int64_t i = n - 1; i > 0; i--) {
@@ -347,7 +343,7 @@ int cmd_train(int argc, char **argv) {
     order = malloc((size_t)ds.n * sizeof *order);
     if (!order) goto oom;
     for (int64_t i = 0; i < ds.n; i++) order[i] = i;
-    uint64_t rng = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 1;
+    uint64_t rng = (uint64_t)seed * TIS_GOLDEN64 + 1;
     s_shuffle(order, ds.n, &rng);
     int64_t n_val = (int64_t)llround(val_frac * (double)ds.n);
     if (val_frac > 0 && n_val < 1) n_val = 1;

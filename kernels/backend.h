@@ -11,7 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv.h"
+/* The KV cache as the attention op reads it: plain arrays, no engine type
+ * (engine/kv.h builds one with kv_cache_view). Stream s = layer*n_kv_head + h
+ * holds len[s] entries from row off[s] of k, v and bias. k, v and bias live
+ * in the backend's memory; off and len are host arrays. Borrowed. */
+typedef struct kv_view {
+    int64_t n_layer, n_kv_head, head_dim;
+    int64_t n_entries;        /* rows of k, v, bias: the streams' capacities summed */
+    const float *k;           /* [n_entries][head_dim] keys after RoPE */
+    const float *v;           /* [n_entries][head_dim] */
+    const float *bias;        /* [n_entries] additive logit bias, or NULL */
+    const int64_t *off;       /* [n_layer*n_kv_head] first row of each stream */
+    const int64_t *len;       /* [n_layer*n_kv_head] rows filled */
+} kv_view;
 
 /* RoPE parameters of one model: inv_freq[i] for the rotated pairs. */
 typedef struct rope_params {
@@ -56,7 +68,7 @@ typedef struct tis_backend {
      * tokens (older entries are all visible; new ones causally), with
      * kv->bias (when present) added to each entry's scaled logit. Writes
      * out[T][n_head][head_dim]. */
-    void (*attention)(void *ctx, float *out, const float *q, const kv_cache *kv,
+    void (*attention)(void *ctx, float *out, const float *q, const kv_view *kv,
                       int64_t layer, int64_t T, int64_t n_head,
                       const attn_observer *obs);
 } tis_backend;

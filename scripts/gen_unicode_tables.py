@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generates core/unicode_tables.c: code point ranges of the character
+"""Generates engine/unicode_tables.c: code point ranges of the character
 classes the pre-tokenisers need (\\p{L}, \\p{N}, White_Space).
 
-Usage: python3 scripts/gen_unicode_tables.py > core/unicode_tables.c
+Usage: python3 scripts/gen_unicode_tables.py > engine/unicode_tables.c
 
 Categories come from Python's unicodedata (its Unicode version is written
 into the output). White_Space is not exposed by unicodedata, so its fixed
@@ -15,7 +15,7 @@ WHITE_SPACE = [(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0),
                (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029),
                (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000)]
 
-# Flag values must match UCAT_* in core/unicode.h.
+# Flag values must match UCAT_* in engine/unicode.h.
 UCAT_LETTER, UCAT_NUMBER, UCAT_SPACE = 1, 2, 4
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/golden/st_fixture.safetensors with the reference safetensors
-package (an implementation independent of core/safetensors.c); the values
+package (an implementation independent of formats/safetensors.c); the values
 are pinned in tests/test_safetensors.c. Needs safetensors + numpy + torch
 (torch only for bfloat16).
 

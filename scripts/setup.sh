@@ -30,6 +30,10 @@ bash "$root/scripts/fetch_model.sh"
 
 echo "[setup] building (release) in build/"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$root/build" -j "$(nproc)" 2>&1 | grep -E 'error|warning|Error' || true
-test -x "$root/build/tis" || { echo "[setup] error: the build failed (run: cmake --build build)" >&2; exit 1; }
+if ! cmake --build "$root/build" -j "$(nproc)" >"$root/build/build.log" 2>&1; then
+  grep -E 'error|Error' "$root/build/build.log" | head -40 >&2
+  echo "[setup] error: the build failed (full log: build/build.log)" >&2
+  exit 1
+fi
+grep -E 'warning' "$root/build/build.log" || true
 echo "[setup] ready: build/tis"

@@ -16,7 +16,13 @@ ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
 echo "[test] AddressSanitizer + UBSan build in build-asan/"
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTIS_SANITIZE=ON -DTIS_CUDA=OFF -DTIS_MODEL="$model" >/dev/null
-cmake --build "$root/build-asan" -j "$jobs" 2>&1 | grep -E 'error|warning' || true
+# A failed sanitizer build fails the run (its output is shown then).
+if ! cmake --build "$root/build-asan" -j "$jobs" >"$root/build-asan/build.log" 2>&1; then
+  grep -E 'error|Error' "$root/build-asan/build.log" | head -40 >&2
+  echo "[test] error: the ASan/UBSan build failed (full log: build-asan/build.log)" >&2
+  exit 1
+fi
+grep -E 'warning' "$root/build-asan/build.log" || true
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

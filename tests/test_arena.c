@@ -62,10 +62,10 @@ int main(void) {
     TT_OK(arena_lease_renew(a, l1, 60000));
     uint64_t o5, l5;
     TT_OK(arena_alloc(a, 64, 0, &o5, &l5));
-    TT_CHECK(arena_expire(a, arena_now_ms() + 1) == 1);
+    TT_CHECK(arena_expire(a, tis_now_ms() + 1) == 1);
     TT_FAILS(arena_lease_renew(a, l5, 1000), TIS_ENOTFOUND);
     TT_CHECK(arena_blocks(a) == 3);
-    TT_CHECK(arena_expire(a, arena_now_ms() + 120000) == 3);
+    TT_CHECK(arena_expire(a, tis_now_ms() + 120000) == 3);
     TT_CHECK(arena_blocks(a) == 0 && arena_bytes_used(a) == 0);
     const char *nm = arena_name(a);
     char keep[256];

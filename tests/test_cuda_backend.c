@@ -139,17 +139,18 @@ static void s_attention(int64_t hd, int64_t n_kv, int64_t group, int64_t T, cons
     }
     int64_t nh = n_kv * group, n = T * nh * hd;
     float *q = s_rand(n, 1), *oc = malloc((size_t)n * 4), *og = malloc((size_t)n * 4);
-    cpu->attention(NULL, oc, q, kv, 1, T, nh, NULL);
-    kv_cache *dkv = NULL;
-    TT_OK(backend_cuda_kv_mirror(&dkv, kv));
+    kv_view hv = kv_cache_view(kv), dv = {0};
+    cpu->attention(NULL, oc, q, &hv, 1, T, nh, NULL);
+    int up = backend_cuda_kv_upload(&dv, &hv);
+    TT_OK(up);
     float *dq = s_up(q, n), *dout = s_up(q, n);
-    if (dkv) s_gpu->attention(s_gpu->ctx, dout, dq, dkv, 1, T, nh, NULL);
+    if (!up) s_gpu->attention(s_gpu->ctx, dout, dq, &dv, 1, T, nh, NULL);
     s_down(og, dout, n);
     char what[96];
     snprintf(what, sizeof what, "attention hd %lld, %lldx%lld heads, T %lld, L %lld..%s", (long long)hd,
              (long long)n_kv, (long long)group, (long long)T, (long long)len[0], bias ? ", bias" : "");
     TT_CHECK(s_close(what, oc, og, n));
-    backend_cuda_kv_free(&dkv);
+    if (!up) backend_cuda_kv_release(&dv);
     kv_cache_destroy(&kv);
     s_gpu->free(s_gpu->ctx, dq), s_gpu->free(s_gpu->ctx, dout);
     free(q), free(oc), free(og);

@@ -156,13 +156,13 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
  * [QBLOCK][n_keys] however long the context. */
 enum { QBLOCK = 128 };
 
-static void s_attention(void *ctx, float *out, const float *q, const kv_cache *kv,
+static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
                         int64_t layer, int64_t T, int64_t n_head, const attn_observer *obs) {
     int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t max_len = 0;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
-        int64_t l = kv->len[kv_stream(kv, layer, h)];
+        int64_t l = kv->len[layer * kv->n_kv_head + h];
         if (l > max_len) max_len = l;
     }
     int64_t qb = T < QBLOCK ? T : QBLOCK;
@@ -171,10 +171,10 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_cache *k
     float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
     TIS_ASSERT(sc && qh && oh); /* scratch of a few MB; see QBLOCK */
     for (int64_t h = 0; h < n_head; h++) {
-        int64_t s = kv_stream(kv, layer, h / group);
+        int64_t s = layer * kv->n_kv_head + h / group;
         int64_t L = kv->len[s], n_old = L - T;
         TIS_ASSERT(n_old >= 0);
-        const float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
+        const float *K = kv->k + kv->off[s] * hd, *V = kv->v + kv->off[s] * hd;
         for (int64_t q0 = 0; q0 < T; q0 += qb) {
             int64_t nq = T - q0 < qb ? T - q0 : qb;
             /* Only keys visible to the block's last row take part. */

@@ -224,7 +224,7 @@ __global__ void k_attention(float *out, const float *q, const float *K, const fl
     if (threadIdx.x < hd) out[(t * n_head + h) * hd + threadIdx.x] = acc / l;
 }
 
-static void s_attention(void *ctx, float *out, const float *q, const kv_cache *kv, int64_t layer, int64_t T,
+static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T,
                         int64_t n_head, const attn_observer *obs) {
     if (obs && obs->fn) {
         fprintf(stderr, "tis: cuda: attention probabilities cannot be observed on the CUDA backend\n");
@@ -238,7 +238,7 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_cache *k
     if (T < 1) return;
     streams st;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
-        int64_t s = kv_stream(kv, layer, h);
+        int64_t s = layer * kv->n_kv_head + h;
         st.off[h] = kv->off[s];
         st.len[h] = kv->len[s];
         if (st.len[h] < T) {
@@ -295,53 +295,32 @@ extern "C" int backend_cuda_download(void *dst, const void *src, size_t bytes) {
     return tis_error(TIS_EIO, "cuda: download of %zu bytes: %s", bytes, cudaGetErrorString(e));
 }
 
-extern "C" int backend_cuda_kv_mirror(kv_cache **out, const kv_cache *src) {
-    *out = NULL;
-    kv_cache *m = (kv_cache *)calloc(1, sizeof *m);
-    if (!m) return tis_error(TIS_ENOMEM, "cuda: out of memory");
-    *m = *src;
-    m->mem = NULL;
-    int64_t total = 0;
-    for (int64_t s = 0; s < src->n_stream; s++) total += src->cap[s];
-    size_t kb = (size_t)total * (size_t)src->head_dim * sizeof(float), pb = (size_t)total * sizeof(int32_t);
-    m->off = (int64_t *)malloc((size_t)src->n_stream * 3 * sizeof(int64_t));
-    m->k = m->v = NULL;
-    m->pos = NULL;
-    m->bias = NULL;
-    int rc = m->off ? 0 : tis_error(TIS_ENOMEM, "cuda: out of memory");
-    if (!rc) {
-        m->cap = m->off + src->n_stream;
-        m->len = m->cap + src->n_stream;
-        memcpy(m->off, src->off, (size_t)src->n_stream * sizeof(int64_t));
-        memcpy(m->cap, src->cap, (size_t)src->n_stream * sizeof(int64_t));
-        memcpy(m->len, src->len, (size_t)src->n_stream * sizeof(int64_t));
-    }
-    if (!rc && (cudaMalloc(&m->k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&m->v, kb ? kb : 1) != cudaSuccess ||
-                cudaMalloc(&m->pos, pb ? pb : 1) != cudaSuccess ||
-                (src->bias && cudaMalloc(&m->bias, (size_t)total * sizeof(float)) != cudaSuccess))) {
+extern "C" int backend_cuda_kv_upload(kv_view *dev, const kv_view *host) {
+    *dev = *host;
+    dev->k = dev->v = dev->bias = NULL;
+    size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * sizeof(float);
+    float *k = NULL, *v = NULL, *b = NULL;
+    if (cudaMalloc(&k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&v, kb ? kb : 1) != cudaSuccess ||
+        (host->bias && cudaMalloc(&b, (size_t)host->n_entries * sizeof(float) + 1) != cudaSuccess)) {
         cudaGetLastError();
-        rc = tis_error(TIS_ENOMEM, "cuda: no device memory for a %zu-byte cache", 2 * kb + pb);
+        cudaFree(k);
+        cudaFree(v);
+        cudaFree(b);
+        return tis_error(TIS_ENOMEM, "cuda: no device memory for a %zu-byte cache", 2 * kb);
     }
-    if (!rc) rc = backend_cuda_upload(m->k, src->k, kb);
-    if (!rc) rc = backend_cuda_upload(m->v, src->v, kb);
-    if (!rc) rc = backend_cuda_upload(m->pos, src->pos, pb);
-    if (!rc && src->bias) rc = backend_cuda_upload(m->bias, src->bias, (size_t)total * sizeof(float));
-    if (rc) {
-        backend_cuda_kv_free(&m);
-        return rc;
-    }
-    *out = m;
-    return 0;
+    dev->k = k;
+    dev->v = v;
+    dev->bias = b;
+    int rc = backend_cuda_upload(k, host->k, kb);
+    if (!rc) rc = backend_cuda_upload(v, host->v, kb);
+    if (!rc && b) rc = backend_cuda_upload(b, host->bias, (size_t)host->n_entries * sizeof(float));
+    if (rc) backend_cuda_kv_release(dev);
+    return rc;
 }
 
-extern "C" void backend_cuda_kv_free(kv_cache **p) {
-    if (!p || !*p) return;
-    kv_cache *m = *p;
-    cudaFree(m->k);
-    cudaFree(m->v);
-    cudaFree(m->pos);
-    cudaFree(m->bias);
-    free(m->off);
-    free(m);
-    *p = NULL;
+extern "C" void backend_cuda_kv_release(kv_view *dev) {
+    cudaFree((void *)dev->k);
+    cudaFree((void *)dev->v);
+    cudaFree((void *)dev->bias);
+    dev->k = dev->v = dev->bias = NULL;
 }

@@ -17,7 +17,6 @@
 #include <stddef.h>
 
 #include "backend.h"
-#include "kv.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,10 +29,10 @@ const tis_backend *backend_cuda(int device);
 int backend_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);
 int backend_cuda_download(void *dst_host, const void *src_dev, size_t bytes);
 
-/* A cache with the host cache's layout and contents whose entries (k, v,
- * pos, bias) live on the device; its off / cap / len stay on the host. */
-int backend_cuda_kv_mirror(kv_cache **out, const kv_cache *src);
-void backend_cuda_kv_free(kv_cache **p);
+/* *dev: host's layout with its k, v and bias copied to new device memory
+ * (off / len stay the host's, borrowed); released by backend_cuda_kv_release. */
+int backend_cuda_kv_upload(kv_view *dev, const kv_view *host);
+void backend_cuda_kv_release(kv_view *dev);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 
 #include "tis_error.h"
 #include "unicode.h"
+#include "rng.h"
 
 /* FNV-1a: pieces are short, and this is only used at load and lookup. */
 static uint64_t s_hash_bytes(const char *p, size_t n) {
@@ -16,13 +17,7 @@ static uint64_t s_hash_bytes(const char *p, size_t n) {
     return h;
 }
 
-static uint64_t s_hash_u64(uint64_t x) { /* splitmix64 finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+static uint64_t s_hash_u64(uint64_t x) { return tis_mix64(x); }
 
 static size_t s_pow2_at_least(size_t n) {
     size_t c = 16;

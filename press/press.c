@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tis_error.h"
+#include "rng.h"
 
 /* ---- observation during prefill ---------------------------------------- */
 
@@ -124,12 +125,7 @@ int press_obs_prefill(press_obs *o, forward_state *st, kv_cache *kv, const int32
 
 /* ---- score functions ---------------------------------------------------- */
 
-static uint64_t s_mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+static uint64_t s_mix(uint64_t x) { return tis_mix64(x + TIS_GOLDEN64); }
 
 static int s_random(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     uint64_t base = s_mix(c->seed ^ s_mix((uint64_t)(layer * 4096 + h)));

@@ -1,6 +1,6 @@
 /* head_io: the importance head's checkpoint (save, load, model check).
  *
- * Format: safetensors (core/safetensors.h), all tensors F32, names and
+ * Format: safetensors (formats/safetensors.h), all tensors F32, names and
  * metadata as listed in head.h. Loading trusts nothing: every metadata
  * number is parsed strictly and range-checked, every tensor must be present
  * (or absent) as the metadata says, with dtype F32 and the exact shape, and

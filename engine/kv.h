@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
+
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_stream;   /* n_layer * n_kv_head */
@@ -40,6 +42,9 @@ void kv_cache_destroy(kv_cache **p);
 
 /* Gives the cache a zeroed per-entry attention bias (idempotent). */
 int kv_cache_enable_bias(kv_cache *kv);
+
+/* The cache as the backends' attention reads it (borrows kv's arrays). */
+kv_view kv_cache_view(const kv_cache *kv);
 
 /* Forgets all entries (keeps the memory). */
 void kv_cache_clear(kv_cache *kv);

@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "bench_gen.h"
 #include "tis_error.h"
+#include "rng.h"
 
 enum {
     GAP_SCAN = 256,       /* sentences scanned to fill the last gap */
@@ -26,14 +27,9 @@ enum {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t s_next(uint64_t *st) { /* splitmix64 */
-    uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t s_next(uint64_t *st) { return tis_rng_next(st); }
 static uint64_t s_below(uint64_t *st, uint64_t n) { return s_next(st) % n; }
-static double s_unit(uint64_t *st) { return (double)(s_next(st) >> 11) * 0x1.0p-53; }
+static double s_unit(uint64_t *st) { return tis_rng_unit(st); }
 
 static uint64_t s_fnv(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull;

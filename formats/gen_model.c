@@ -9,6 +9,7 @@
 #include "gguf_writer.h"
 #include "quant.h"
 #include "tis_error.h"
+#include "rng.h"
 
 const char *const gen_model_names[] = {"smollm2-135m", "smollm2-360m", "llama3-8b", "mistral-7b", NULL};
 
@@ -57,12 +58,7 @@ void gen_model_byte_piece(int b, char out[4]) {
     }
 }
 
-static uint64_t s_next(uint64_t *x) { /* splitmix64 */
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t s_next(uint64_t *x) { return tis_rng_next(x); }
 
 /* Uniform in [offset - scale, offset + scale]. */
 static int s_tensor(gguf_writer *w, const char *name, int type, int64_t rows, int64_t cols, float scale,

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
+
 typedef struct arena arena;
 
 /* Creates (after removing a stale one) the segment /tis-<name> of `bytes`.
@@ -43,8 +45,5 @@ int64_t arena_expire(arena *a, uint64_t now_ms);
 /* Blocks and bytes in use. */
 int64_t arena_blocks(const arena *a);
 size_t arena_bytes_used(const arena *a);
-
-/* Monotonic milliseconds (the lease clock). */
-uint64_t arena_now_ms(void);
 
 #endif

@@ -7,12 +7,6 @@
 
 #include "tis_error.h"
 
-double tis_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int generate(forward_state *st, kv_cache *kv, const model *m, sampler *smp,
              const int32_t *prompt, int64_t n_prompt, const gen_params *gp, int32_t *out,
              gen_token_fn on_token, void *user, gen_stats *stats) {

@@ -107,7 +107,7 @@ static bool s_same(const wire_peer *a, const wire_peer *b) {
     return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
 }
 
-static uint64_t s_now(void) { return arena_now_ms(); }
+static uint64_t s_now(void) { return tis_now_ms(); }
 
 static void s_error_to_client(self_t *s, const wire_peer *client, uint64_t req, int code, const char *msg) {
     s->n_error++;

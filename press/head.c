@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tis_error.h"
+#include "rng.h"
 
 /* Rows per block in the mlp forward/backward, so the [rows][hidden]
  * scratch stays small (256 x 256 floats = 256 KiB) whatever n is. */
@@ -15,15 +16,7 @@
 
 /* ---- construction -------------------------------------------------------- */
 
-static uint64_t s_splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double s_unif(uint64_t *state) { return (double)(s_splitmix64(state) >> 11) * 0x1.0p-53; }
+static double s_unif(uint64_t *state) { return tis_rng_unit(state); }
 
 static void s_fill_uniform(float *p, int64_t n, double bound, uint64_t *state) {
     for (int64_t i = 0; i < n; i++) p[i] = (float)((2.0 * s_unif(state) - 1.0) * bound);

@@ -1,6 +1,6 @@
 /* safetensors: mmap reader for one .safetensors file (untrusted input).
  *
- * Format (as core/safetensors.h): u64 header_len (little-endian), then
+ * Format (as formats/safetensors.h): u64 header_len (little-endian), then
  * header_len bytes of UTF-8 JSON, an object mapping tensor names to
  *   {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [begin, end]}
  * plus an optional "__metadata__": {str: str}; the reference writer pads

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tis_error.h"
+#include "clock.h"
 
 enum { ALIGN = 64 };
 
@@ -30,12 +31,6 @@ struct arena {
     int64_t n, cap;
     uint64_t next_lease;
 };
-
-uint64_t arena_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int s_name(char *dst, size_t cap, const char *name) {
     size_t n = name ? strlen(name) : 0;
@@ -165,7 +160,7 @@ int arena_alloc(arena *a, size_t bytes, uint32_t ttl_ms, uint64_t *off, uint64_t
         a->cap = nc;
     }
     memmove(a->blocks + pos + 1, a->blocks + pos, (size_t)(a->n - pos) * sizeof *a->blocks);
-    a->blocks[pos] = (block){at, len, a->next_lease++, arena_now_ms() + ttl_ms};
+    a->blocks[pos] = (block){at, len, a->next_lease++, tis_now_ms() + ttl_ms};
     a->n++;
     *off = at;
     *lease = a->blocks[pos].lease;
@@ -186,7 +181,7 @@ static void s_remove(arena *a, int64_t i) {
 int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms) {
     int64_t i = s_find(a, lease);
     if (i < 0) return tis_error(TIS_ENOTFOUND, "arena: lease %llu expired or released", (unsigned long long)lease);
-    a->blocks[i].expires_ms = arena_now_ms() + ttl_ms;
+    a->blocks[i].expires_ms = tis_now_ms() + ttl_ms;
     return 0;
 }
 

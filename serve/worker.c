@@ -214,7 +214,7 @@ static Tis__BlockRef s_blockref(const self_t *s, uint64_t off, uint64_t len, uin
 static int s_send_block(self_t *s, uint64_t request_id, const request_prefilled *rp) {
     size_t nb = kv_cache_block_bytes(rp->kv);
     uint64_t off = 0, lease = 0;
-    arena_expire(s->own, arena_now_ms()); /* blocks nobody came for */
+    arena_expire(s->own, tis_now_ms()); /* blocks nobody came for */
     int rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
     if (rc) return rc;
     kv_cache_block_write(rp->kv, arena_at(s->own, off, nb));
@@ -300,7 +300,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     rc = request_hidden(rs, &rows, &n_ctx, &n_q);
     if (!rc) {
         nb = (size_t)((n_ctx + n_q) * d) * sizeof(float);
-        arena_expire(s->own, arena_now_ms());
+        arena_expire(s->own, tis_now_ms());
         rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
     }
     if (rc) {
@@ -311,7 +311,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     memcpy(arena_at(s->own, off, nb ? nb : 1), rows, nb);
     free(rows);
     s->park[s->n_park++] = (parked){.request_id = env->request_id, .rs = rs, .hidden_lease = lease,
-                                    .since_ms = arena_now_ms(), .n_ctx = n_ctx};
+                                    .since_ms = tis_now_ms(), .n_ctx = n_ctx};
     Tis__BlockRef br = s_blockref(s, off, nb, lease);
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
     pd.hidden = &br;
@@ -377,7 +377,7 @@ static int s_score(self_t *s, const Tis__Envelope *env) {
     double t0 = tis_now();
     size_t nb = (size_t)n * sizeof(float);
     uint64_t off = 0, lease = 0;
-    arena_expire(s->own, arena_now_ms());
+    arena_expire(s->own, tis_now_ms());
     rc = arena_alloc(s->own, nb, s->o->lease_ms, &off, &lease);
     if (rc) return rc;
     rc = head_score_context(hd, rows, 0, n, n, nq, arena_at(s->own, off, nb));
@@ -489,7 +489,7 @@ static int s_label(self_t *s, const Tis__Envelope *env) {
     } else {
         size_t nb = labeljob_block_bytes(&ls, &s->m->config, cfg.per_head);
         uint64_t off = 0, lease = 0;
-        arena_expire(s->own, arena_now_ms());
+        arena_expire(s->own, tis_now_ms());
         rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
         if (rc) {
             label_sample_free(&ls);
@@ -673,10 +673,10 @@ int worker_run(const worker_opts *o) {
     sigaction(SIGINT, &sa, NULL);
     rc = s_ready(s);
     int64_t hb_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 1000;
-    uint64_t next_hb = arena_now_ms() + (uint64_t)hb_ms;
+    uint64_t next_hb = tis_now_ms() + (uint64_t)hb_ms;
     while (!rc && !s_stop) {
         zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
-        int64_t wait = (int64_t)(next_hb - arena_now_ms());
+        int64_t wait = (int64_t)(next_hb - tis_now_ms());
         if (s->n_act > 0 || s->n_pend > 0) wait = 0; /* generating: only look for new jobs */
         int n = zmq_poll(&it, 1, wait > 0 ? (long)wait : 0);
         if (n < 0) {
@@ -684,22 +684,22 @@ int worker_run(const worker_opts *o) {
             rc = tis_error(TIS_EIO, "worker: poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (arena_now_ms() >= next_hb) {
+        if (tis_now_ms() >= next_hb) {
             Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
-            hb.time_ms = arena_now_ms();
+            hb.time_ms = tis_now_ms();
             hb.role = s_role(s);
             hb.capacity = s_capacity(s);
             Tis__Envelope env = TIS__ENVELOPE__INIT;
             env.body_case = TIS__ENVELOPE__BODY_HEARTBEAT;
             env.heartbeat = &hb;
             s_send(s, &env);
-            if (s->own) arena_expire(s->own, arena_now_ms());
+            if (s->own) arena_expire(s->own, tis_now_ms());
             for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
-                if (arena_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
+                if (tis_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
                     request_state_free(&s->park[i].rs);
                     s->park[i--] = s->park[--s->n_park];
                 }
-            next_hb = arena_now_ms() + (uint64_t)hb_ms;
+            next_hb = tis_now_ms() + (uint64_t)hb_ms;
         }
         if (n == 0) {
             if (s->decode) rc = s_decode_step(s);
@@ -764,7 +764,7 @@ int worker_run(const worker_opts *o) {
             if (s->own && arena_lease_renew(s->own, env->lease_renew->lease_id, env->lease_renew->ttl_ms))
                 s_error(s, env->request_id, TIS_ENOTFOUND, "the request's block expired before its consumer came");
             for (int i = 0; i < s->n_park; i++) /* a request waiting for scores is kept as long */
-                if (s->park[i].hidden_lease == env->lease_renew->lease_id) s->park[i].since_ms = arena_now_ms();
+                if (s->park[i].hidden_lease == env->lease_renew->lease_id) s->park[i].since_ms = tis_now_ms();
             break;
         case TIS__ENVELOPE__BODY_LEASE_RELEASE:
             if (s->own) arena_lease_release(s->own, env->lease_release->lease_id);

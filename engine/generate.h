@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "forward.h"
 #include "sampler.h"
 
@@ -69,8 +70,5 @@ typedef struct answer_out {
 int generate_answers(forward_state *st, const model *m, kv_cache **kvs, int64_t G,
                      const int32_t *const *q, const int64_t *nq, int64_t max_new, float *logits,
                      answer_out *d);
-
-/* Monotonic seconds. */
-double tis_now(void);
 
 #endif

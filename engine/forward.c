@@ -190,7 +190,8 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
                 if (kv->bias) memset(kv->bias + kv->off[s] + n0, 0, (size_t)Ti * sizeof(float));
                 kv->len[s] = n0 + Ti;
             }
-            be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, kv, l, Ti, nh,
+            kv_view kvv = kv_cache_view(kv);
+            be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, &kvv, l, Ti, nh,
                           obs.fn ? &obs : NULL);
             r0 += Ti;
         }
