@@ -65,6 +65,7 @@ static bool s_is(bench_score sc, bool c, bool e, bool h, const char *ex, const c
 /* ---- scoring ------------------------------------------------------------- */
 
 static void test_normalize(void) {
+    TT_CASE("normalize");
     const char *cases[][2] = {
         {"  Hello, WORLD!!  12-3 ", "hello world 12 3"},
         {"\"The pass key is 12345.\"\n", "the pass key is 12345"},
@@ -82,6 +83,7 @@ static void test_normalize(void) {
 }
 
 static void test_score(void) {
+    TT_CASE("score");
     /* numbers: word boundaries, other numbers of the same shape */
     SCORE_IS(ANS("1234"), NO_DIS, "The pass key is 51234.", false, false, false, "51234");
     SCORE_IS(ANS("12345"), NO_DIS, "The pass key is 51234.", false, false, true, "51234");
@@ -138,6 +140,7 @@ static void test_score(void) {
 /* ---- JSONL --------------------------------------------------------------- */
 
 static void test_jsonl(void) {
+    TT_CASE("jsonl");
     const char *path = tt_path("data.jsonl");
     /* a long context: lines are not limited */
     size_t big_n = 200000;
@@ -351,11 +354,12 @@ static bool s_same_sample(const bench_sample *a, const bench_sample *b) {
 
 /* Every benchmark over lengths x the default depths: checks, determinism,
  * and another seed giving other samples. */
-static void s_check_generators(const tokenizer *t, const int64_t *lens, int64_t n_lens,
+static void s_check_generators(const char *who, const tokenizer *t, const int64_t *lens, int64_t n_lens,
                                bool check_depth, bool show) {
     s_worst_gap = 0;
     for (int b = 0; bench_names[b]; b++) {
         const char *name = bench_names[b];
+        TT_CASE("%s: generate %s at %lld%s tokens", who, name, (long long)lens[0], n_lens > 1 ? "+" : "");
         bench_spec spec = {.name = name, .n_samples = 5, .context_tokens = lens,
                            .n_context = n_lens, .seed = 42};
         bench_set a = {0}, a2 = {0}, c = {0};
@@ -478,6 +482,7 @@ static void s_check_errors(const tokenizer *t) {
 }
 
 static void test_tiny(void) {
+    TT_CASE("tiny");
     const char *path = tt_path("tiny.gguf");
     tiny_spec sp = tiny_spec_default();
     TT_OK(tiny_model_write(path, &sp));
@@ -485,9 +490,11 @@ static void test_tiny(void) {
     if (!t) return;
     /* about a byte a token: few units fit, so the fit is checked hard */
     int64_t lens[] = {1500, 6000};
-    s_check_generators(t, lens, 2, true, false);
+    s_check_generators("tiny", t, lens, 2, true, false);
+    TT_CASE("tiny: generator errors");
     s_check_errors(t);
     /* the alternative wording: other needle and question, same answers */
+    TT_CASE("tiny: phrasing 1");
     const char *names[] = {"passkey", "niah", "niah_multikey"};
     const char *marks[] = {"The secret code is", "The hidden number associated with",
                            "The hidden number associated with"};
@@ -515,6 +522,7 @@ static void test_tiny(void) {
 }
 
 static void test_real(void) {
+    TT_CASE("real");
     const char *path = tt_model();
     if (!path) {
         printf("note: the model is missing; skipping the real-tokenizer checks\n");
@@ -523,10 +531,11 @@ static void test_real(void) {
     tokenizer *t = s_load_tok(path);
     if (!t) return;
     int64_t small[] = {256};
-    s_check_generators(t, small, 1, false, getenv("TIS_BENCH_SHOW") != NULL);
+    s_check_generators("real", t, small, 1, false, getenv("TIS_BENCH_SHOW") != NULL);
     int64_t lens[] = {1024, 4000, 16384};
-    s_check_generators(t, lens, 3, true, false);
+    s_check_generators("real", t, lens, 3, true, false);
     /* a grid of its own depths and n_samples not a multiple of them */
+    TT_CASE("real: own depths");
     double depths[] = {0.1, 0.9};
     int64_t len[] = {2048};
     bench_spec spec = {.name = "niah_multikey", .n_samples = 3, .context_tokens = len,

@@ -47,6 +47,7 @@ static int s_renders(const chat_template *ct, const chat_msg *m, size_t n, bool 
 }
 
 static void test_chatml(void) {
+    TT_CASE("chatml");
     chat_template ct;
     TT_OK(chat_template_init(&ct, s_smollm2));
     TT_CHECK(ct.family == CHAT_CHATML);
@@ -82,6 +83,7 @@ static void test_chatml(void) {
 }
 
 static void test_other_families(void) {
+    TT_CASE("other_families");
     chat_template ct;
     const chat_msg conv[] = {{"system", "Be brief."}, {"user", "  Hi \n"}, {"assistant", "Hello"},
                              {"user", "Bye"}};
@@ -123,6 +125,7 @@ static void test_other_families(void) {
 }
 
 static void test_real_model(void) {
+    TT_CASE("real_model");
     const char *path = getenv("TIS_MODEL");
     if (!path) {
         printf("note: TIS_MODEL is unset; skipping the real-model chat checks\n");

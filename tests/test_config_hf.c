@@ -97,6 +97,7 @@ static int s_load(const char *dir, const char *json, const char *from, const cha
 }
 
 static void test_real_configs(void) {
+    TT_CASE("real_configs");
     model_config c;
     TT_OK(config_from_hf_json(&c, s_config("Llama-3.1-8B", LLAMA31, NULL, NULL)));
     TT_CHECK(strcmp(c.arch, "llama") == 0 && strcmp(c.name, "Llama-3.1-8B") == 0);
@@ -135,6 +136,7 @@ static void test_real_configs(void) {
 }
 
 static void test_defaults_and_variants(void) {
+    TT_CASE("defaults_and_variants");
     model_config c;
     /* num_key_value_heads absent or null -> heads; head_dim explicit */
     TT_OK(config_from_hf_json(&c, s_config("v1", SMOL, "\"num_key_value_heads\": 3", "\"x\": 3")));
@@ -191,6 +193,7 @@ static void test_defaults_and_variants(void) {
 }
 
 static void test_bad_configs(void) {
+    TT_CASE("bad_configs");
     model_config c;
     TT_FAILS(config_from_hf_json(&c, tt_path("nope/config.json")), TIS_EIO);
     TT_FAILS(s_load("b1", "{\"model_type\": ", NULL, NULL), TIS_EFORMAT);

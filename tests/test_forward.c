@@ -126,6 +126,7 @@ static double s_maxdiff(const float *a, const float *b, int64_t n) {
 }
 
 static void s_check_model(const char *label, const tiny_spec *sp) {
+    TT_CASE("model: %s", label);
     fprintf(stderr, "model %s\n", label);
     const char *path = tt_path("tiny.gguf");
     TT_OK(tiny_model_write(path, sp));
@@ -222,6 +223,7 @@ static void s_on_hidden(void *u, int64_t layer, int64_t t0, const float *x, int6
 }
 
 static void s_check_hooks(void) {
+    TT_CASE("hooks");
     tiny_spec sp = tiny_spec_default();
     const char *path = tt_path("hooks.gguf");
     TT_OK(tiny_model_write(path, &sp));
@@ -256,6 +258,7 @@ static bool s_mask_fn(int64_t layer, int64_t g, int64_t t, int64_t j) {
 }
 
 static void s_check_compaction(void) {
+    TT_CASE("compaction");
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     const char *path = tt_path("compact.gguf");
@@ -331,6 +334,7 @@ static void s_check_compaction(void) {
  * not, token counts that split across chunks; each sequence's logits match
  * running it alone. Shared caches are refused. */
 static void s_check_batch(void) {
+    TT_CASE("batch");
     tiny_spec sp = tiny_spec_default();
     const char *path = tt_path("batch.gguf");
     TT_OK(tiny_model_write(path, &sp));
@@ -394,6 +398,7 @@ static void s_check_batch(void) {
  * cpu_softmax against a double reference for every length 1..70 (the 16-lane
  * body and the tail), with and without bias. */
 static void s_check_softmax(void) {
+    TT_CASE("softmax");
     double worst = 0;
     for (int i = 0; i <= 400000; i++) {
         float x = -87.3f * (float)i / 400000.0f;

@@ -257,6 +257,7 @@ static void check_sample(const gguf_file *f, size_t alignment) {
 }
 
 static void test_roundtrip(void) {
+    TT_CASE("roundtrip");
     const char *path = tt_path("sample.gguf");
     TT_OK(write_sample(path, 0));
     gguf_file *f = NULL;
@@ -274,6 +275,7 @@ static void test_roundtrip(void) {
 }
 
 static void test_writer_errors(void) {
+    TT_CASE("writer_errors");
     gguf_writer *w = gguf_writer_new();
     float x[64] = {0};
     TT_OK(gguf_writer_add_u32(w, "k", 1));
@@ -300,6 +302,7 @@ static void test_writer_errors(void) {
 /* Every strict prefix of a valid file must fail with EFORMAT (the writer
  * leaves no padding after the last tensor, so no prefix is complete). */
 static void test_prefixes(void) {
+    TT_CASE("prefixes");
     size_t len = 0;
     char *buf = tt_read_file(tt_path("sample.gguf"), &len);
     TT_CHECK(buf && len > 1000);
@@ -320,6 +323,7 @@ static void test_prefixes(void) {
  * bounds (ASan), or success with inconsistent tensors (open_bytes reads every
  * tensor byte). */
 static void test_corruption(void) {
+    TT_CASE("corruption");
     size_t len = 0;
     char *buf = tt_read_file(tt_path("sample.gguf"), &len);
     if (!buf) return;
@@ -349,6 +353,7 @@ static void test_corruption(void) {
 }
 
 static void test_header(void) {
+    TT_CASE("header");
     bb b;
     bb_header(&b, 0, 0);
     TT_OK(open_bb(&b));
@@ -396,6 +401,7 @@ static void test_header(void) {
 }
 
 static void test_values(void) {
+    TT_CASE("values");
     bb b;
     /* every scalar type, read back through the getters */
     bb_header(&b, 0, 11);
@@ -521,6 +527,7 @@ static int open_tensor(uint32_t n_dims, const uint64_t *ne, uint32_t type, uint6
 }
 
 static void test_tensors(void) {
+    TT_CASE("tensors");
     const uint64_t ne8x2[] = {8, 2};
     TT_OK(open_tensor(2, ne8x2, GGML_TYPE_F32, 0, 64));
     TT_OK(open_tensor(0, NULL, GGML_TYPE_F32, 0, 4)); /* a scalar */
@@ -588,6 +595,7 @@ static void test_tensors(void) {
 }
 
 static void test_paths(void) {
+    TT_CASE("paths");
     gguf_file *f = (gguf_file *)&f; /* must come back NULL */
     TT_FAILS(gguf_open(&f, "/nonexistent/model.gguf"), TIS_EIO);
     TT_CHECK(f == NULL && has("/nonexistent/model.gguf"));
@@ -610,6 +618,7 @@ static void test_paths(void) {
 /* ---- the real model -------------------------------------------------------- */
 
 static void test_model(void) {
+    TT_CASE("model");
     if (!getenv("TIS_MODEL")) {
         printf("  note: TIS_MODEL is unset, skipping the real-model checks\n");
         return;

@@ -27,6 +27,7 @@ static void s_fill(float *p, int64_t n, float scale, uint64_t *st) {
 /* ---- construction -------------------------------------------------------- */
 
 static void test_new(void) {
+    TT_CASE("new");
     head *a = s_new(HEAD_MLP, true, 8, 5, 3, 42), *b = s_new(HEAD_MLP, true, 8, 5, 3, 42),
          *c = s_new(HEAD_MLP, true, 8, 5, 3, 43);
     if (!a || !b || !c) return;
@@ -83,6 +84,7 @@ static void test_new(void) {
 /* ---- features ------------------------------------------------------------ */
 
 static void test_features(void) {
+    TT_CASE("features");
     head *h = s_new(HEAD_LINEAR, false, 2, 0, 0, 1);
     if (!h) return;
     h->mean[0] = 0.1f, h->std[0] = 2.0f;
@@ -131,6 +133,7 @@ static double s_naive(const head *h, const float *f, const float *q) {
 }
 
 static void test_forward_naive(void) {
+    TT_CASE("forward_naive");
     enum { N = 600, D = 8 }; /* N spans several HEAD_CHUNK blocks */
     head *h = s_new(HEAD_MLP, true, D, 5, 3, 9);
     if (!h) return;
@@ -184,6 +187,8 @@ static double s_loss(const head *h, const float *f, int64_t n, const float *q, c
 
 static void s_gradcheck(head_kind kind, bool qa, head_loss lk) {
     enum { N = 7, D = 8 };
+    TT_CASE("gradcheck %s%s, %s", kind == HEAD_MLP ? "mlp" : "linear", qa ? " query-aware" : "",
+            lk == LOSS_BCE_TOPK ? "bce_topk" : "listwise");
     head *h = s_new(kind, qa, D, 5, 3, 11 + (uint64_t)kind * 2 + qa);
     if (!h) return;
     uint64_t st = 77 + (uint64_t)lk;
@@ -235,6 +240,7 @@ static void test_gradcheck(void) {
 /* ---- losses, recall, Adam on hand-computed cases ------------------------- */
 
 static void test_losses(void) {
+    TT_CASE("losses");
     float ds[4];
     {   /* listwise, uniform scores, one-hot label: log 2 */
         const float s[2] = {0, 0}, y[2] = {1, 0};
@@ -284,6 +290,7 @@ static void test_losses(void) {
 }
 
 static void test_recall(void) {
+    TT_CASE("recall");
     enum { N = 70 };
     float y[N], s[N];
     for (int i = 0; i < N; i++) y[i] = s[i] = (float)(N - i);
@@ -308,6 +315,7 @@ static void test_recall(void) {
 }
 
 static void test_adam(void) {
+    TT_CASE("adam");
     float p[2] = {1, 1}, g[2] = {0.5f, -2}, m[2] = {0, 0}, v[2] = {0, 0};
     head_adam_step(p, g, m, v, 2, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f);
     /* first step: m_hat / sqrt(v_hat) = sign(g) */
@@ -326,6 +334,7 @@ static void test_adam(void) {
 /* ---- training sanity ----------------------------------------------------- */
 
 static void test_train(void) {
+    TT_CASE("train");
     /* 16 training + 4 held-out samples of 100 rows: the label is the
      * softmax of 3 * f[:, 0], the other 15 dims are noise. */
     enum { S = 20, S_TRAIN = 16, N = 100, D = 16 };
@@ -446,6 +455,7 @@ static int s_load_rc(const char *path) {
 }
 
 static void test_checkpoint(void) {
+    TT_CASE("checkpoint");
     head *h = s_full_head(HEAD_MLP, true);
     if (!h) return;
     const char *good = tt_path("good.safetensors");
@@ -464,6 +474,7 @@ static void test_checkpoint(void) {
         head_destroy(&l);
     }
     /* metadata as documented */
+    TT_CASE("checkpoint: metadata");
     st_file *f = NULL;
     TT_OK(st_open(&f, good));
     if (f) {
@@ -483,6 +494,7 @@ static void test_checkpoint(void) {
     }
 
     /* a linear head without query round-trips too, with no extra tensors */
+    TT_CASE("checkpoint: linear round trip");
     head *lin = s_full_head(HEAD_LINEAR, false);
     const char *lin_path = tt_path("linear.safetensors");
     if (lin) {
@@ -499,6 +511,7 @@ static void test_checkpoint(void) {
     }
 
     /* the reference's extra component is ignored; a 0-dim lambda is fine */
+    TT_CASE("checkpoint: reference components");
     const char *p = tt_path("bad.safetensors");
     s_rewrite(good, p, (s_edit){.extra = "importance_embedding.table"});
     TT_OK(s_load_rc(p));
@@ -525,6 +538,7 @@ static void test_checkpoint(void) {
     }
 
     /* crafted bad files: each a clear error, never a crash */
+    TT_CASE("checkpoint: crafted bad files");
     char long_name[200];
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = 0;
@@ -562,6 +576,7 @@ static void test_checkpoint(void) {
         TT_FAILS(s_load_rc(p), TIS_EFORMAT);
     }
     /* values: lambda out of range, NaN weight, std 0 */
+    TT_CASE("checkpoint: bad values");
     h->attn_hook_lambda = 0.9f;
     TT_OK(head_save(h, p));
     TT_FAILS(s_load_rc(p), TIS_EFORMAT);
@@ -581,6 +596,7 @@ static void test_checkpoint(void) {
     h->std[2] = 1;
 
     /* truncated: at every cut the load fails cleanly */
+    TT_CASE("checkpoint: truncated");
     size_t len = 0;
     char *bytes = tt_read_file(good, &len);
     TT_CHECK(bytes && len > 64);
@@ -595,6 +611,7 @@ static void test_checkpoint(void) {
     TT_FAILS(s_load_rc(tt_path("absent.safetensors")), TIS_EIO);
 
     /* the model check */
+    TT_CASE("checkpoint: model check");
     TT_OK(head_check_model(h, "tiny-model", 8, 4));
     TT_OK(head_check_model(h, "tiny-model", 8, 3)); /* after the last layer, as label.h */
     TT_FAILS(head_check_model(h, "tiny-model", 8, 2), TIS_EINVAL);

@@ -6,6 +6,7 @@
 #include "tt.h"
 
 int main(void) {
+    TT_CASE("uniform cache");
     kv_cache *kv = NULL;
     TT_OK(kv_cache_new(&kv, 3, 2, 8, 10));
     TT_CHECK(kv && kv->n_stream == 6);
@@ -26,6 +27,7 @@ int main(void) {
     kv_cache_destroy(&kv); /* NULL is fine */
 
     /* Ragged: capacities follow a budget per stream, memory with them. */
+    TT_CASE("ragged cache");
     int64_t caps[4] = {5, 0, 2, 9};
     TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps));
     TT_CHECK(kv_cache_room(kv) == 0);
@@ -34,11 +36,13 @@ int main(void) {
     TT_CHECK(kv_cache_pos(kv, 2) == kv->pos + 5);
     kv_cache_destroy(&kv);
 
+    TT_CASE("bad sizes");
     int64_t bad[2] = {3, -1};
     TT_FAILS(kv_cache_new_ragged(&kv, 1, 2, 4, bad), TIS_EINVAL);
     TT_FAILS(kv_cache_new(&kv, 0, 2, 4, 8), TIS_EINVAL);
     TT_CHECK(kv == NULL);
     /* block export / import: same entries; lying layouts refused */
+    TT_CASE("block write and read");
     int64_t caps2[4] = {6, 6, 6, 6};
     TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps2));
     if (kv) {

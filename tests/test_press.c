@@ -22,6 +22,7 @@ static bool s_kept(const kv_cache *kv, int64_t s, int32_t pos) {
 }
 
 static void test_parse(void) {
+    TT_CASE("parse");
     press p;
     TT_OK(press_parse("snapkv", &p));
     TT_CHECK(p.score && p.protect_window && p.needs_obs && p.alloc == PRESS_ALLOC_UNIFORM);
@@ -52,6 +53,7 @@ static void test_parse(void) {
 }
 
 static void test_allocation(void) {
+    TT_CASE("allocation: pyramid");
     kv_cache *kv;
     TT_OK(kv_cache_new(&kv, 6, 4, 8, 1));
     float *scores = calloc(6 * 4 * 50, sizeof(float));
@@ -64,6 +66,7 @@ static void test_allocation(void) {
     TT_CHECK(tot == 24 * 10);
     TT_CHECK(b[0] > b[23] && b[0] == b[3]);
     for (int l = 1; l < 6; l++) TT_CHECK(b[l * 4] <= b[(l - 1) * 4]);
+    TT_CASE("allocation: pyramid clipping");
     /* clipping at the context length moves budget to other layers, total kept */
     press_allocate(&p, kv, scores, 50, 40, b);
     tot = 0;
@@ -72,6 +75,7 @@ static void test_allocation(void) {
         TT_CHECK(b[s] <= 50);
     }
     TT_CHECK(tot == 24 * 40);
+    TT_CASE("allocation: adaptive");
     /* adaptive: head 0 of every layer has all the mass: it gets most of the
      * layer's budget, every head keeps its floor, the layer total is H*k */
     TT_OK(press_parse("adakv:h2o", &p));
@@ -97,6 +101,7 @@ int main(void) {
     test_parse();
     test_allocation();
 
+    TT_CASE("tiny model");
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     const char *path = tt_path("press.gguf");
@@ -111,6 +116,7 @@ int main(void) {
     for (int i = 0; i < TOTAL; i++)
         ids[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));
 
+    TT_CASE("observed prefill");
     /* Prefill prefix + context observed; window = last 8 context tokens. */
     kv_cache *kv = NULL;
     TT_OK(forward_kv_new(m, TOTAL + 8, &kv));
@@ -134,6 +140,7 @@ int main(void) {
     /* Observing a compressed cache is refused. */
     press_ctx pc = {.kv = kv, .obs = &obs, .ctx_begin = PRE, .n_ctx = CTX, .window = 8, .n_sink = 4, .seed = 1};
 
+    TT_CASE("streaming");
     /* streaming keeps exactly sinks + the most recent; prefix always stays */
     press p;
     TT_OK(press_parse("streaming", &p));
@@ -161,6 +168,7 @@ int main(void) {
         kv_cache_destroy(&c);
     }
 
+    TT_CASE("snapkv window");
     /* snapkv: the window is protected by padding; with k = window only it stays */
     TT_OK(press_parse("snapkv", &p));
     TT_OK(press_compress(&c, &p, &pc, 8, 0, NULL));
@@ -169,6 +177,7 @@ int main(void) {
             for (int32_t q = PRE; q < PRE + CTX; q++) TT_CHECK(s_kept(c, s, q) == (q >= PRE + CTX - 8));
     kv_cache_destroy(&c);
 
+    TT_CASE("h2o, tova, snapkv heavy hitters");
     /* h2o / tova / snapkv follow their statistics: plant a heavy hitter */
     press_obs o2;
     TT_OK(press_obs_copy(&o2, &obs));
@@ -211,6 +220,7 @@ int main(void) {
     press_obs_free(&o2);
     pc.obs = &obs;
 
+    TT_CASE("tis");
     /* tis keeps the head's top tokens in every stream; no scores, an error */
     TT_OK(press_parse("tis", &p));
     TT_FAILS(press_compress(&c, &p, &pc, 2, 0, NULL), TIS_EINVAL);
@@ -227,6 +237,7 @@ int main(void) {
     kv_cache_destroy(&c);
     pc.head_scores = NULL;
 
+    TT_CASE("knorm");
     /* knorm keeps the lowest-norm key */
     TT_OK(press_parse("knorm", &p));
     TT_OK(press_compress(&c, &p, &pc, 1, 0, NULL));
@@ -245,6 +256,7 @@ int main(void) {
     }
     kv_cache_destroy(&c);
 
+    TT_CASE("random");
     /* random: same seed same choice, another seed another */
     TT_OK(press_parse("random", &p));
     kv_cache *c2 = NULL;
@@ -258,6 +270,7 @@ int main(void) {
     kv_cache_destroy(&c);
     kv_cache_destroy(&c2);
 
+    TT_CASE("adakv:h2o");
     /* adakv over h2o keeps the total per layer */
     TT_OK(press_parse("adakv:h2o", &p));
     TT_OK(press_compress(&c, &p, &pc, 6, 0, kept));
@@ -269,6 +282,7 @@ int main(void) {
         }
     kv_cache_destroy(&c);
 
+    TT_CASE("full decodes like the original");
     /* full (and any policy keeping everything) decodes exactly like the original */
     int64_t V = m->config.n_vocab;
     float *la = malloc((size_t)(V * 2) * sizeof(float)), *lb = la + V;
@@ -282,6 +296,7 @@ int main(void) {
         TT_CHECK(memcmp(la, lb, (size_t)V * 4) == 0);
     }
     kv_cache_destroy(&c);
+    TT_CASE("compressed cache positions");
     /* a compressed cache decodes at the original positions: its logits
      * differ from full but the positions continue at n_past */
     TT_OK(press_parse("streaming", &p));
@@ -294,6 +309,7 @@ int main(void) {
     }
     kv_cache_destroy(&c);
 
+    TT_CASE("oracle");
     /* oracle labels: a distribution over the context; oracle keeps its top */
     oracle_labels ol;
     TT_OK(forward_run(st, kv, ids + PRE + CTX, SUF, NULL, 0, NULL));

@@ -33,6 +33,7 @@ static double f16_ref(uint16_t h) {
 }
 
 static void test_f16(void) {
+    TT_CASE("f16");
     TT_CHECK(quant_f16_to_f32(0x3c00) == 1.0f);
     TT_CHECK(quant_f16_to_f32(0xc000) == -2.0f);
     TT_CHECK(quant_f16_to_f32(0x7bff) == 65504.0f);
@@ -99,6 +100,7 @@ static void test_f16(void) {
 }
 
 static void test_bf16(void) {
+    TT_CASE("bf16");
     TT_CHECK(quant_bf16_to_f32(0x3f80) == 1.0f);
     TT_CHECK(quant_bf16_to_f32(0x0001) == bits_f32(0x00010000u)); /* subnormal */
     TT_CHECK(quant_f32_to_bf16(1.0f) == 0x3f80);
@@ -123,6 +125,7 @@ static void test_bf16(void) {
 /* ---- type table ----------------------------------------------------------- */
 
 static void test_types(void) {
+    TT_CASE("types");
     TT_CHECK(strcmp(quant_type_name(GGML_TYPE_Q4_1), "Q4_1") == 0);
     TT_CHECK(strcmp(quant_type_name(GGML_TYPE_Q2_K), "Q2_K") == 0);
     TT_CHECK(quant_type_name(4) == NULL); /* retired id */
@@ -206,6 +209,7 @@ static void roundtrip(int type, const float *x, const char *what) {
 }
 
 static void test_roundtrip(void) {
+    TT_CASE("roundtrip");
     static const int types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,
                                 GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                 GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
@@ -263,6 +267,7 @@ static uint32_t rd32(const uint8_t *p) {
  * f32 (an 11-bit f16 scale times a 6-bit code, or for Q4_K a 17-bit d*sc
  * times a 4-bit code), so rounding them changes nothing. */
 static void test_golden(void) {
+    TT_CASE("golden");
     size_t len = 0;
     uint8_t *buf = (uint8_t *)tt_read_file(tt_src("tests/golden/quant_blocks.bin"), &len);
     TT_CHECK(buf != NULL);

@@ -63,6 +63,7 @@ static bool s_exists(const char *path) {
 }
 
 static void test_csv(void) {
+    TT_CASE("csv");
     eval_row rows[2];
     rows[0] = tt_eval_row("passkey", "agnostic", "snapkv", 0.1, -1, true, 100, 1000, 40);
     const char *tricky = "He said \"12345\", then\nleft";
@@ -170,6 +171,7 @@ static int s_rows_differ(const eval_row *a, const eval_row *b) {
 }
 
 static void test_read_csv_roundtrip(void) {
+    TT_CASE("read_csv_roundtrip");
     enum { N = 150 }; /* past the reader's first allocation */
     static eval_row rows[N];
     uint64_t st = 7;
@@ -260,6 +262,7 @@ static void test_read_csv_roundtrip(void) {
 /* report_append_csv after report_write_csv gives the bytes of one
  * report_write_csv of every row; report_trim_csv drops a torn last line. */
 static void test_append_csv(void) {
+    TT_CASE("append_csv");
     enum { N = 90 };
     static eval_row rows[N];
     uint64_t st = 11;
@@ -357,6 +360,7 @@ static void test_read_csv_bad(void) {
     char text[8192], a[1024], b[1024];
 
     /* wrong header */
+    TT_CASE("read_csv_bad: wrong header");
     s_bad_csv("", 0, 1);
     s_bad_csv("\n", 1, 1);
     snprintf(text, sizeof text, "%s", s_header);
@@ -368,12 +372,14 @@ static void test_read_csv_bad(void) {
     snprintf(text, sizeof text, "x,%s", s_header); /* 26 */
     s_bad_csv(text, strlen(text), 1);
     /* wrong column count */
+    TT_CASE("read_csv_bad: wrong column count");
     snprintf(text, sizeof text, "%s", s_line(a, sizeof a, -1, NULL));
     strcpy(strrchr(text, ','), "\n"); /* 24 columns */
     s_bad_after(text, 3);
     s_bad_value(24, "1,2");  /* 26 */
     s_bad_after("\n", 3);    /* a blank line is a record of one field */
     /* bad numbers */
+    TT_CASE("read_csv_bad: bad numbers");
     s_bad_value(3, "abc");
     s_bad_value(3, "");
     s_bad_value(3, " 0.1");
@@ -398,6 +404,7 @@ static void test_read_csv_bad(void) {
     zeros[sizeof zeros - 1] = 0;
     s_bad_value(5, zeros);
     /* quoting */
+    TT_CASE("read_csv_bad: quoting");
     s_bad_value(13, "ab\"c");       /* quote inside an unquoted field */
     s_bad_value(13, "\"ab\"c");     /* text after the closing quote */
     s_bad_value(13, "ab\rc");       /* a bare CR */
@@ -407,6 +414,7 @@ static void test_read_csv_bad(void) {
              s_line(b, sizeof b, -1, NULL));
     s_bad_after(strcat(text, "\"never closed,\n"), 7);
     /* line numbers count the lines inside quoted fields */
+    TT_CASE("read_csv_bad: line numbers in quoted fields");
     snprintf(text, sizeof text, "%s%s", s_line(a, sizeof a, 13, "\"1\n2,\r\n3\""),
              s_line(b, sizeof b, 7, "deep"));
     s_bad_after(text, 6);
@@ -414,11 +422,13 @@ static void test_read_csv_bad(void) {
              s_line(b, sizeof b, 13, "\"x\ny\"z"));
     s_bad_after(text, 7); /* the stray byte is on the field's second line */
     /* a NUL byte */
+    TT_CASE("read_csv_bad: NUL byte");
     len = (size_t)snprintf(text, sizeof text, "%s%s", s_header, s_line(a, sizeof a, 13, "ab"));
     *strstr(text + strlen(s_header), "ab") = 0;
     s_bad_csv(text, len, 2);
 
     /* accepted: CRLF line ends, no final line feed */
+    TT_CASE("read_csv_bad: CRLF and no final line feed accepted");
     len = 0;
     for (const char *p = s_header; *p; p++) {
         if (*p == '\n') text[len++] = '\r';
@@ -448,6 +458,7 @@ static void test_read_csv_bad(void) {
 
 /* Strings longer than their field are cut on a UTF-8 character boundary. */
 static void test_read_csv_truncate(void) {
+    TT_CASE("read_csv_truncate");
     char big[4096], val[4200], line[8192], text[9000];
     s_header_init();
     size_t n = 0;
@@ -526,6 +537,7 @@ static void test_summary(void) {
     eval_row r[32];
     int n = 0;
     /* input order sets the order of names: snapkv before full */
+    TT_CASE("summary: order of names");
     for (int i = 0; i < 2; i++)
         r[n++] = tt_eval_row("passkey", "agnostic", "snapkv", 0.25, -1, true, 250, 1000, 80);
     static const bool full_ok[4] = {true, true, true, false};
@@ -569,6 +581,7 @@ static void test_summary(void) {
     cJSON *gs = cJSON_GetObjectItemCaseSensitive(root, "groups");
     TT_CHECK(cJSON_GetArraySize(gs) == 7);
     /* benchmark, protocol, policy by first appearance, then budget */
+    TT_CASE("summary: group order");
     static const char *const want[7][4] = {
         {"passkey", "agnostic", "snapkv", "0.1"},    {"passkey", "agnostic", "snapkv", "0.25"},
         {"passkey", "agnostic", "snapkv", "64 tok"}, {"passkey", "agnostic", "full", "1"},
@@ -637,6 +650,7 @@ static void test_summary(void) {
     free(text);
 
     /* md_path NULL: JSON only; meta NULL is allowed */
+    TT_CASE("summary: JSON only");
     TT_OK(report_write_summary(tt_path("only.json"), NULL, r, n, NULL, NULL, 0));
     TT_CHECK(s_exists(tt_path("only.json")));
     TT_FAILS(report_write_summary("/nonexistent-tis-dir/s.json", NULL, r, n, &meta, NULL, 0),
@@ -646,6 +660,7 @@ static void test_summary(void) {
              TIS_EIO);
     TT_FAILS(report_write_summary(NULL, NULL, r, n, &meta, NULL, 0), TIS_EINVAL);
     /* no rows: empty groups */
+    TT_CASE("summary: no rows");
     TT_OK(report_write_summary(tt_path("empty.json"), tt_path("empty.md"), r, 0, &meta, NULL, 0));
     text = tt_read_file(tt_path("empty.json"), NULL);
     root = text ? cJSON_Parse(text) : NULL;
@@ -655,6 +670,7 @@ static void test_summary(void) {
 }
 
 static void test_peak_rss(void) {
+    TT_CASE("peak_rss");
     int64_t before = report_peak_rss();
     if (access("/proc/self/status", R_OK) != 0) {
         TT_CHECK(before == 0);

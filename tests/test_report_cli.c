@@ -67,6 +67,7 @@ int main(void) {
     snprintf(md, sizeof md, "%s/merged.md", dir);
     snprintf(json, sizeof json, "%s/merged.json", dir);
     enum { NA = 6, NB = 10 };
+    TT_CASE("inputs");
     eval_row *ra = s_rows("full", NA), *rb = s_rows("snapkv", NB);
     TT_CHECK(ra && rb);
     if (!ra || !rb) return tt_done("test_report_cli");
@@ -74,6 +75,7 @@ int main(void) {
     TT_OK(report_write_csv(b_csv, rb, NB));
 
     /* usage errors: exit 2 with the usage text */
+    TT_CASE("usage errors");
     TT_CHECK(tt_tis("report", out, sizeof out) == 2 && strstr(out, "usage: tis report"));
     TT_CHECK(tt_tis("report --help", out, sizeof out) == 0 && strstr(out, "--output"));
     TT_CHECK(tt_tis("--help", out, sizeof out) == 0 && strstr(out, "report "));
@@ -89,6 +91,7 @@ int main(void) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown option"));
 
     /* merge: the rows of both, in order; JSON and Markdown beside */
+    TT_CASE("merge");
     snprintf(args, sizeof args, "report --csv '%s' '%s' --output '%s' --title 'Two runs'", a_csv,
              b_csv, merged);
     int rc = tt_tis(args, out, sizeof out);
@@ -129,6 +132,7 @@ int main(void) {
 
     /* The model comes from the eval JSON beside an input (a.json for a.csv)
      * when that JSON describes as many rows and every input agrees. */
+    TT_CASE("model from the eval JSON");
     char a_json[512], a_args[1200], ab_args[1200];
     snprintf(a_json, sizeof a_json, "%s", tt_path("a.json"));
     snprintf(a_args, sizeof a_args, "--csv '%s'", a_csv);
@@ -142,6 +146,7 @@ int main(void) {
     s_check_model(a_args, "(from CSV)"); /* a.json is of another run */
 
     /* a malformed CSV: exit 1 naming FILE:LINE; nothing written */
+    TT_CASE("malformed CSV");
     char bad[512], bad_out[512];
     snprintf(bad, sizeof bad, "%s", tt_path("bad.csv"));
     snprintf(bad_out, sizeof bad_out, "%s", tt_path("bad_out.csv"));

@@ -100,6 +100,7 @@ static const char *s_fake_gnuplot(const char *dir, const char *body) {
 }
 
 static void test_plots(void) {
+    TT_CASE("plots: rows");
     eval_row r[64];
     int n = 0;
     static const double budgets[3] = {0.1, 0.25, 0.5};
@@ -147,12 +148,14 @@ static void test_plots(void) {
     const char *old = getenv("PATH");
     char *saved = old ? strdup(old) : NULL;
     /* no gnuplot on PATH */
+    TT_CASE("plots: no gnuplot");
     const char *empty = tt_path("emptybin");
     mkdir(empty, 0700);
     setenv("PATH", empty, 1);
     TT_FAILS(report_plots(prefix, r, n, &paths, &np), TIS_EUNSUPPORTED);
     TT_CHECK(paths == NULL && np == 0);
     /* a gnuplot that fails, and one that draws nothing: errors, no files */
+    TT_CASE("plots: gnuplot fails or draws nothing");
     char tmpd[512];
     snprintf(tmpd, sizeof tmpd, "%s", tt_path("plottmp"));
     mkdir(tmpd, 0700);
@@ -169,6 +172,7 @@ static void test_plots(void) {
 
     /* the script, kept by a gnuplot that copies it: which heatmaps, which
      * panels in which order (checked with or without a real gnuplot) */
+    TT_CASE("plots: the script's heatmaps and panels");
     char heat[3][600], body[1200];
     snprintf(heat[0], 600, "%s_niah_query_aware_heatmap_0.1.png", prefix);
     snprintf(heat[1], 600, "%s_niah_query_aware_heatmap_128tok.png", prefix);
@@ -208,6 +212,7 @@ static void test_plots(void) {
     if (saved) setenv("PATH", saved, 1);
     free(saved);
 
+    TT_CASE("plots: real gnuplot PNGs");
     int rc = report_plots(prefix, r, n, &paths, &np);
     if (rc == TIS_EUNSUPPORTED) {
         fprintf(stderr, "  gnuplot not installed: %s (PNG checks skipped)\n", tis_last_error());
@@ -242,6 +247,7 @@ static void test_plots(void) {
     unsetenv("TMPDIR");
 
     /* rows with nothing to plot against a budget: no files, no error */
+    TT_CASE("plots: nothing to plot, bad output");
     if (rc == 0) {
         eval_row one = tt_eval_row("jsonl", "agnostic", "full", -1, -1, true, 10, 10, 1);
         TT_OK(report_plots(prefix, &one, 1, &paths, &np));

@@ -52,6 +52,7 @@ static bool s_shape_is(const st_tensor *t, int n, const int64_t *shape) {
 /* ---- round trip ---------------------------------------------------------- */
 
 static void test_roundtrip(void) {
+    TT_CASE("roundtrip");
     /* One tensor of every dtype, with distinct bytes; plus a 0-dim scalar,
      * an empty [0] and an empty [3, 0]. */
     static const st_dtype all[] = {ST_F32, ST_F16, ST_BF16, ST_I32, ST_I64, ST_U8, ST_I8,
@@ -168,6 +169,7 @@ static void test_roundtrip(void) {
 /* ---- fixture written by the Python `safetensors` package ---------------- */
 
 static void test_fixture(void) {
+    TT_CASE("fixture");
     st_file *f = NULL;
     TT_OK(st_open(&f, tt_src("tests/golden/st_fixture.safetensors")));
     if (!f) return;
@@ -274,6 +276,7 @@ static const char *s_sharded(const char *dirname, const char *wm) {
 #define S2 "\"model-00002-of-00002.safetensors\""
 
 static void test_model(void) {
+    TT_CASE("model");
     static const char *const one[] = {"a", "b"};
     const char *d = s_dir("single");
     char p[600];
@@ -341,6 +344,7 @@ static void test_model(void) {
 /* ---- malformed files ---------------------------------------------------- */
 
 static void test_malformed(void) {
+    TT_CASE("malformed");
     /* a valid file to begin with */
     TT_OK(s_open_rc(s_craft("ok.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
                                      "\"data_offsets\":[0,8]}}", 8)));
@@ -411,6 +415,7 @@ static void test_malformed(void) {
 /* Every proper prefix of a valid file fails cleanly; flipped bytes either
  * fail or open to tensors that lie inside the file. */
 static void test_truncate_and_mutate(void) {
+    TT_CASE("truncate_and_mutate");
     st_writer *w = st_writer_new();
     float v[3] = {1, 2, 3};
     int64_t s3 = 3, s1 = 1;

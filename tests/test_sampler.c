@@ -7,6 +7,7 @@
 
 int main(void) {
     float logits[6] = {1.0f, 3.0f, 2.0f, 3.0f, -1.0f, 0.5f};
+    TT_CASE("greedy and bad settings");
     TT_CHECK(sampler_argmax(logits, 6) == 1); /* first of the tie */
 
     sampler s;
@@ -19,6 +20,7 @@ int main(void) {
     TT_FAILS(sampler_init(&s, 0, 1.0f, 1.0f, 1), TIS_EINVAL);
 
     /* Same seed, same draws; another seed, other draws. */
+    TT_CASE("seeded draws");
     int a[64], b[64], c[64];
     TT_OK(sampler_init(&s, 6, 1.0f, 1.0f, 42));
     for (int i = 0; i < 64; i++) a[i] = sampler_sample(&s, logits);
@@ -33,6 +35,7 @@ int main(void) {
     TT_CHECK(memcmp(a, c, sizeof a) != 0);
 
     /* Frequencies follow softmax(logits / T): 40000 draws, 4 sd bounds. */
+    TT_CASE("temperature frequencies");
     const int N = 40000;
     float temp = 0.7f;
     double p[6], z = 0;
@@ -48,6 +51,7 @@ int main(void) {
     }
 
     /* top_p: the nucleus of {1, 3} (mass ~0.73 at T=1 with 2 next) only. */
+    TT_CASE("top_p");
     z = 0;
     for (int i = 0; i < 6; i++) z += (p[i] = exp(logits[i]));
     double top2 = (p[1] + p[3]) / z; /* ~0.58 */

@@ -94,6 +94,7 @@ static int s_splits(tok_pre pre, const char *text, const char *want) {
 }
 
 static void test_pretok(void) {
+    TT_CASE("pretok");
     TT_CHECK(s_splits(TOK_PRE_GPT2, "Hello world", "Hello| world"));
     TT_CHECK(s_splits(TOK_PRE_GPT2, "it's I've we'll", "it|'s| I|'ve| we|'ll"));
     TT_CHECK(s_splits(TOK_PRE_GPT2, "x   y", "x|  | y"));
@@ -260,6 +261,7 @@ static void s_check_tiny(const tokenizer *t, bool smollm) {
 }
 
 static void test_tiny_json(void) {
+    TT_CASE("tiny_json");
     tokenizer *t = NULL;
     TT_OK(tokenizer_from_json(&t, s_write_tiny_json("gpt2.json", "gpt2", 0)));
     if (t) s_check_tiny(t, false);
@@ -308,6 +310,7 @@ static const char *s_json_variant(const char *name, const char *from, const char
 }
 
 static void test_json_errors(void) {
+    TT_CASE("json_errors");
     tokenizer *t = NULL;
     TT_FAILS(tokenizer_from_json(&t, tt_path("missing.json")), TIS_EIO);
     TT_CHECK(tt_write_file(tt_path("junk.json"), "{\"model\": [", 11) == 0);
@@ -395,6 +398,7 @@ static int s_tiny_gguf(tokenizer **t, gguf_opts o) {
 }
 
 static void test_tiny_gguf(void) {
+    TT_CASE("tiny_gguf");
     const int nv = 4 + 256 + N_MERGES;
     gguf_opts o = {.model = "gpt2", .pre = "smollm", .n_types = nv, .eos = T_IM_END};
     tokenizer *t = NULL;
@@ -487,6 +491,7 @@ static void s_check_golden(const tokenizer *t) {
 }
 
 static void test_real_model(void) {
+    TT_CASE("real_model");
     const char *path = getenv("TIS_MODEL");
     if (!path) {
         printf("note: TIS_MODEL is unset; skipping the real-model tokenizer checks\n");

@@ -3,6 +3,7 @@
 #include "tt.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -13,13 +14,53 @@ int tt_failures = 0;
 int tt_checks = 0;
 static char s_tmp[256];
 
+/* Cases: the current one's tag ("[name] "), how many there were, and the
+ * names of those that failed (the first few, in order). */
+enum { TT_NAME_MAX = 128, TT_FAILED_NAMES = 1024 };
+static char s_tag[TT_NAME_MAX + 3];
+static int s_cases = 0, s_cases_failed = 0;
+static int s_case_start = 0; /* tt_failures when the current case began */
+static char s_failed[TT_FAILED_NAMES];
+
+/* Closes the current case: counts it as failed when a check failed in it. */
+static void s_case_end(void) {
+    if (!s_tag[0] || tt_failures == s_case_start) return;
+    s_cases_failed++;
+    size_t n = strlen(s_failed), len = strlen(s_tag) - 3; /* "[" name "] " */
+    if (n + len + 8 < sizeof s_failed)
+        snprintf(s_failed + n, sizeof s_failed - n, "%s%.*s", n ? ", " : "", (int)len, s_tag + 1);
+    else if (n + 6 < sizeof s_failed && !strstr(s_failed, ", ..."))
+        snprintf(s_failed + n, sizeof s_failed - n, ", ...");
+}
+
+void tt_case(const char *fmt, ...) {
+    s_case_end();
+    char name[TT_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    snprintf(s_tag, sizeof s_tag, "[%s] ", name);
+    s_case_start = tt_failures;
+    s_cases++;
+}
+
+const char *tt_case_tag(void) { return s_tag; }
+
 int tt_done(const char *name) {
+    s_case_end();
+    s_tag[0] = 0;
     if (s_tmp[0] && !getenv("TT_KEEP")) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
         if (system(cmd) != 0) fprintf(stderr, "tt: could not remove %s\n", s_tmp);
     }
-    printf("%s: %d passed, %d failed\n", name, tt_checks - tt_failures, tt_failures);
+    printf("%s: %d passed, %d failed", name, tt_checks - tt_failures, tt_failures);
+    if (s_cases > 0) {
+        printf("; %d case%s", s_cases, s_cases == 1 ? "" : "s");
+        if (s_cases_failed) printf(", %d failed: %s", s_cases_failed, s_failed);
+    }
+    printf("\n");
     return tt_failures ? 1 : 0;
 }
 

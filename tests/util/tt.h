@@ -1,4 +1,14 @@
-/* tt: a minimal test harness (checks, temp dirs, env lookups). */
+/* tt: a minimal test harness (checks, named cases, temp dirs, env lookups).
+ *
+ * A test main is a sequence of checks, grouped into named cases:
+ *
+ *   TT_CASE("roundtrip");            // or TT_CASE("model %s", name)
+ *   TT_CHECK(x == 3);                // fails as "[roundtrip] test_x.c:12: CHECK failed: x == 3"
+ *   ...
+ *   return tt_done("test_x");        // "test_x: 41 passed, 1 failed; 6 cases, 1 failed: roundtrip"
+ *
+ * A case lasts until the next TT_CASE; checks before the first have no
+ * case (and no prefix). */
 #ifndef TIS_TT_H
 #define TIS_TT_H
 
@@ -13,13 +23,25 @@
 extern int tt_failures;
 extern int tt_checks;
 
+/* Starts a named case (printf-style; the name is copied, cut at 127
+ * bytes): failing checks after it print "[name] " first, and tt_done
+ * counts the cases and names those with a failure. */
+void tt_case(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+#define TT_CASE(...) tt_case(__VA_ARGS__)
+/* "[name] " of the current case, "" before the first. */
+const char *tt_case_tag(void);
+
 #define TT_CHECK(cond)                                                          \
     do {                                                                        \
         tt_checks++;                                                            \
         if (!(cond)) {                                                          \
             tt_failures++;                                                      \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,    \
-                    #cond);                                                     \
+            fprintf(stderr, "%s%s:%d: CHECK failed: %s\n", tt_case_tag(),      \
+                    __FILE__, __LINE__, #cond);                                 \
         }                                                                       \
     } while (0)
 
@@ -30,9 +52,9 @@ extern int tt_checks;
         int tt_rc_ = (expr);                                                    \
         if (tt_rc_ != 0) {                                                      \
             tt_failures++;                                                      \
-            fprintf(stderr, "%s:%d: %s returned %d (%s): %s\n", __FILE__,       \
-                    __LINE__, #expr, tt_rc_, tis_status_name(tt_rc_),           \
-                    tis_last_error());                                          \
+            fprintf(stderr, "%s%s:%d: %s returned %d (%s): %s\n",               \
+                    tt_case_tag(), __FILE__, __LINE__, #expr, tt_rc_,           \
+                    tis_status_name(tt_rc_), tis_last_error());                 \
         }                                                                       \
     } while (0)
 
@@ -43,9 +65,9 @@ extern int tt_checks;
         int tt_rc_ = (expr);                                                    \
         if (tt_rc_ != (code) || tis_last_error()[0] == 0) {                     \
             tt_failures++;                                                      \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d (%s)\n",     \
-                    __FILE__, __LINE__, #expr, tt_rc_, tis_status_name(tt_rc_), \
-                    (code), tis_status_name(code));                             \
+            fprintf(stderr, "%s%s:%d: %s returned %d (%s), wanted %d (%s)\n",   \
+                    tt_case_tag(), __FILE__, __LINE__, #expr, tt_rc_,           \
+                    tis_status_name(tt_rc_), (code), tis_status_name(code));    \
         } else {                                                                \
             fprintf(stderr, "  ok, rejected: %s\n", tis_last_error());          \
         }                                                                       \
@@ -57,12 +79,14 @@ extern int tt_checks;
         double tt_a_ = (a), tt_b_ = (b);                                        \
         if (!(fabs(tt_a_ - tt_b_) <= (tol))) {                                  \
             tt_failures++;                                                      \
-            fprintf(stderr, "%s:%d: %s = %g, %s = %g, |diff| > %g\n", __FILE__, \
-                    __LINE__, #a, tt_a_, #b, tt_b_, (double)(tol));             \
+            fprintf(stderr, "%s%s:%d: %s = %g, %s = %g, |diff| > %g\n",         \
+                    tt_case_tag(), __FILE__, __LINE__, #a, tt_a_, #b, tt_b_,    \
+                    (double)(tol));                                             \
         }                                                                       \
     } while (0)
 
-/* Prints "N passed, N failed" and returns the exit code for main. */
+/* Prints "NAME: N passed, N failed; K cases, F failed: a, b" (the case
+ * part when there were cases) and returns the exit code for main. */
 int tt_done(const char *name);
 
 /* A fresh temporary directory (removed by tt_done unless TT_KEEP is set). */
