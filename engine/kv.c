@@ -113,15 +113,16 @@ int64_t kv_cache_entries(const kv_cache *kv) {
     return n;
 }
 
-size_t kv_cache_bytes_used(const kv_cache *kv) {
-    size_t per = 2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t);
-    return (size_t)kv_cache_entries(kv) * per;
+size_t kv_cache_entry_bytes(const kv_cache *kv) {
+    return 2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t);
 }
+
+size_t kv_cache_bytes_used(const kv_cache *kv) { return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv); }
 
 size_t kv_cache_bytes_reserved(const kv_cache *kv) {
     int64_t n = 0;
     for (int64_t s = 0; s < kv->n_stream; s++) n += kv->cap[s];
-    return (size_t)n * (2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t));
+    return (size_t)n * kv_cache_entry_bytes(kv);
 }
 
 int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra) {

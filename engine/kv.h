@@ -69,6 +69,8 @@ int64_t kv_cache_room(const kv_cache *kv);
 /* Bytes of the filled entries (keys, values, positions): what a compressed
  * cache really costs. kv_cache_bytes_reserved counts the capacity. */
 size_t kv_cache_bytes_used(const kv_cache *kv);
+/* Bytes of one entry: its key, value and position. */
+size_t kv_cache_entry_bytes(const kv_cache *kv);
 size_t kv_cache_bytes_reserved(const kv_cache *kv);
 
 /* Total filled entries over all streams. */

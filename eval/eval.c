@@ -7,132 +7,17 @@
 #include <string.h>
 
 #include "forward.h"
-#include "generate.h"
+#include "clock.h"
+#include "decoder.h"
 #include "head.h"
 #include "oracle.h"
 #include "press.h"
-#include "sampler.h"
+#include "session.h"
 #include "tis_error.h"
 
-/* ---- prompts ------------------------------------------------------------- */
-
-static int s_append(int32_t **dst, int64_t *n, int64_t *cap, const int32_t *src, int64_t k) {
-    if (*n + k > *cap) {
-        int64_t nc = (*n + k) * 2 + 16;
-        int32_t *p = realloc(*dst, (size_t)nc * sizeof(int32_t));
-        if (!p) return tis_error(TIS_ENOMEM, "eval: out of memory");
-        *dst = p;
-        *cap = nc;
-    }
-    memcpy(*dst + *n, src, (size_t)k * sizeof(int32_t));
-    *n += k;
-    return 0;
-}
-
-static int s_encode_append(const tokenizer *tok, const char *text, bool special, int32_t **dst,
-                           int64_t *n, int64_t *cap) {
-    if (!text || !*text) return 0;
-    int32_t *ids = NULL;
-    int64_t k = 0;
-    int rc = tokenizer_encode(tok, text, strlen(text), special, &ids, &k);
-    if (!rc) rc = s_append(dst, n, cap, ids, k);
-    free(ids);
-    return rc;
-}
-
-static char *s_concat(const char *a, const char *b, const char *c) {
-    size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
-    char *s = malloc(la + lb + lc + 1);
-    if (!s) return NULL;
-    memcpy(s, a ? a : "", la);
-    memcpy(s + la, b ? b : "", lb);
-    memcpy(s + la + lb, c ? c : "", lc);
-    s[la + lb + lc] = 0;
-    return s;
-}
-
-int eval_prompt_build(const tokenizer *tok, const chat_template *ct, bool chat,
-                      const bench_sample *s, eval_prompt *out) {
-    memset(out, 0, sizeof *out);
-    if (!s->context || !*s->context) return tis_error(TIS_EINVAL, "eval: sample %s has an empty context", s->id);
-    if (!s->question) return tis_error(TIS_EINVAL, "eval: sample %s has no question", s->id);
-    char *pre_text = NULL, *suf_text = NULL;
-    int rc = 0;
-    if (chat && ct && ct->family != CHAT_NONE) {
-        /* Render with a one-byte placeholder for the context and cut there. */
-        char *user = s_concat("\x01\n\n", s->question, NULL);
-        chat_msg msgs[2];
-        size_t nm = 0;
-        if (s->prefix) msgs[nm++] = (chat_msg){"system", s->prefix};
-        msgs[nm++] = (chat_msg){"user", user};
-        char *text = NULL;
-        rc = user ? chat_render(ct, msgs, nm, true, &text) : tis_error(TIS_ENOMEM, "eval: out of memory");
-        free(user);
-        if (rc) return rc;
-        char *cut = strchr(text, '\x01');
-        TIS_ASSERT(cut);
-        *cut = 0;
-        pre_text = strdup(text);
-        suf_text = s_concat(cut + 1, s->answer_prefix, NULL);
-        free(text);
-    } else {
-        pre_text = s->prefix ? s_concat(s->prefix, "\n\n", NULL) : strdup("");
-        suf_text = s_concat("\n\n", s->question, "\n");
-        if (suf_text && s->answer_prefix) {
-            char *t = s_concat(suf_text, s->answer_prefix, NULL);
-            free(suf_text);
-            suf_text = t;
-        }
-    }
-    if (!pre_text || !suf_text) {
-        free(pre_text);
-        free(suf_text);
-        return tis_error(TIS_ENOMEM, "eval: out of memory");
-    }
-    int64_t cap = 0;
-    if (tokenizer_add_bos(tok) && tokenizer_bos(tok) >= 0) {
-        int32_t bos = tokenizer_bos(tok);
-        rc = s_append(&out->ids, &out->n, &cap, &bos, 1);
-    }
-    if (!rc) rc = s_encode_append(tok, pre_text, true, &out->ids, &out->n, &cap);
-    out->ctx_begin = out->n;
-    if (!rc) rc = s_encode_append(tok, s->context, false, &out->ids, &out->n, &cap);
-    out->n_ctx = out->n - out->ctx_begin;
-    out->suf_begin = out->n;
-    if (!rc) rc = s_encode_append(tok, suf_text, true, &out->ids, &out->n, &cap);
-    free(pre_text);
-    free(suf_text);
-    if (!rc && out->n - out->suf_begin < 2)
-        rc = tis_error(TIS_EINVAL, "eval: sample %s: the question encodes to fewer than 2 tokens", s->id);
-    if (!rc && out->n_ctx < 1) rc = tis_error(TIS_EINVAL, "eval: sample %s: empty context", s->id);
-    if (rc) eval_prompt_free(out);
-    return rc;
-}
-
-void eval_prompt_free(eval_prompt *p) {
-    free(p->ids);
-    memset(p, 0, sizeof *p);
-}
-
-int eval_prefill_context(forward_state *st, const eval_prompt *p, int64_t window, int64_t hid_layer,
-                         kv_cache **kv, press_obs *obs, double *secs) {
-    const model *m = forward_model(st);
-    int64_t ctx_end = p->ctx_begin + p->n_ctx;
-    *secs = 0;
-    int rc = forward_kv_new(m, p->n, kv);
-    if (!rc) rc = press_obs_init(obs, m, p->n);
-    if (!rc && hid_layer >= 0) rc = press_obs_capture_hidden(obs, hid_layer, m->config.d_model);
-    if (!rc) {
-        press_obs_window(obs, ctx_end - (window < p->n_ctx ? window : p->n_ctx));
-        double t0 = tis_now();
-        rc = press_obs_prefill(obs, st, *kv, p->ids, ctx_end, NULL, 0);
-        *secs = tis_now() - t0;
-    }
-    if (rc) {
-        kv_cache_destroy(kv);
-        press_obs_free(obs);
-    }
-    return rc;
+void eval_session_input(const bench_sample *s, session_input *in) {
+    *in = (session_input){.id = s->id, .prefix = s->prefix, .context = s->context, .question = s->question,
+                          .answer_prefix = s->answer_prefix, .answer = s->n_answers > 0 ? s->answers[0] : NULL};
 }
 
 /* ---- runner --------------------------------------------------------------- */
@@ -158,8 +43,7 @@ struct eval_runner {
     head *head_ctx;         /* for tis (owned) or NULL */
     head *head_q;           /* for tis_query (owned) or NULL */
     int64_t head_layer;     /* the layer both heads read, -1 if none */
-    float *logits;          /* [logits_rows][n_vocab] */
-    int64_t logits_rows;    /* cfg.batch */
+    decoder *dec;           /* batches of cfg.batch policy runs */
 };
 
 int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
@@ -181,10 +65,8 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     r->m = m;
     r->cfg = *cfg;
     r->presses = calloc((size_t)cfg->n_policies, sizeof *r->presses);
-    r->logits_rows = cfg->batch;
-    r->logits = malloc((size_t)(cfg->batch * m->config.n_vocab) * sizeof(float));
     int rc = 0;
-    if (!r->presses || !r->logits) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
+    if (!r->presses) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
     for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = press_parse(cfg->policies[i], &r->presses[i]);
     bool need_ctx = false, need_q = false;
     for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
@@ -213,6 +95,7 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
         if (!rc) r->head_layer = r->head_q->cfg.layer;
     }
     if (!rc) rc = forward_state_new(&r->st, m, backend_cpu(), 512);
+    if (!rc) rc = decoder_new(&r->dec, r->st, cfg->batch);
     if (!rc && cfg->chat) rc = chat_template_init(&r->ct, tokenizer_chat_template(m->tok));
     if (rc) {
         eval_runner_destroy(&r);
@@ -225,23 +108,62 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
 void eval_runner_destroy(eval_runner **p) {
     if (!p || !*p) return;
     eval_runner *r = *p;
+    decoder_destroy(&r->dec);
     forward_state_destroy(&r->st);
     head_destroy(&r->head_ctx);
     head_destroy(&r->head_q);
     chat_template_free(&r->ct);
     free(r->presses);
-    free(r->logits);
     free(r);
     *p = NULL;
 }
 
-typedef answer_out decode_out;
+/* What one greedy short answer from a prepared cache produced. */
+typedef struct decode_out {
+    char *text;           /* trimmed answer (malloc'd) */
+    int32_t *ids;         /* [n_gen] generated tokens (malloc'd) */
+    int64_t n_gen;
+    double first_s;       /* feed + first token */
+    double rest_s;        /* the other tokens */
+    int64_t kv_bytes;     /* cache bytes when decoding started */
+} decode_out;
 
-/* One decode group of the runner: its scratch logits hold cfg.batch rows. */
+static void s_decode_out_free(decode_out *d) {
+    free(d->text);
+    free(d->ids);
+    memset(d, 0, sizeof *d);
+}
+
+/* Decodes G caches in lockstep on the runner's decoder (G <= cfg.batch):
+ * kvs[i] runs q[i][nq[i]] first. With G == 1 the timings are one
+ * request's; more, they describe the batch. */
 static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32_t *const *q,
                           const int64_t *nq, decode_out *d) {
-    if (G > r->logits_rows) return tis_error(TIS_EINVAL, "eval: group of %lld > batch", (long long)G);
-    return generate_answers(r->st, r->m, kvs, G, q, nq, r->cfg.max_new, r->logits, d);
+    memset(d, 0, (size_t)G * sizeof *d);
+    decoder_seq *seq = calloc((size_t)G, sizeof *seq);
+    decoder_seq **ptr = calloc((size_t)G, sizeof *ptr);
+    int rc = seq && ptr ? 0 : tis_error(TIS_ENOMEM, "eval: out of memory");
+    for (int64_t i = 0; !rc && i < G; i++) {
+        rc = decoder_seq_init(&seq[i], kvs[i], q[i], nq[i], r->cfg.max_new);
+        ptr[i] = &seq[i];
+    }
+    double t0 = tis_now();
+    if (!rc) rc = decoder_run(r->dec, ptr, G);
+    for (int64_t i = 0; !rc && i < G; i++) {
+        rc = decoder_seq_text(r->dec, &seq[i], true, &d[i].text);
+        d[i].first_s = seq[i].t_fed - t0;
+        d[i].rest_s = seq[i].t_done - seq[i].t_fed;
+        d[i].kv_bytes = seq[i].kv_bytes;
+        d[i].n_gen = seq[i].n_gen;
+        d[i].ids = seq[i].gen; /* ownership moves to d */
+        seq[i].gen = NULL;
+    }
+    for (int64_t i = 0; seq && i < G; i++) decoder_seq_free(&seq[i]);
+    if (rc)
+        for (int64_t i = 0; i < G; i++) s_decode_out_free(&d[i]);
+    free(seq);
+    free(ptr);
+    return rc;
 }
 
 static int s_push_row(eval_row **rows, int64_t *n, int64_t *cap, const eval_row *row) {
@@ -257,7 +179,7 @@ static int s_push_row(eval_row **rows, int64_t *n, int64_t *cap, const eval_row 
 }
 
 static void s_fill_row(eval_row *row, const char *benchmark, const bench_sample *s,
-                       const eval_prompt *p, const char *policy, const char *protocol,
+                       const session_prompt *p, const char *policy, const char *protocol,
                        double budget, int64_t budget_tokens, const decode_out *d) {
     memset(row, 0, sizeof *row);
     snprintf(row->benchmark, sizeof row->benchmark, "%s", benchmark);
@@ -282,45 +204,6 @@ static void s_fill_row(eval_row *row, const char *benchmark, const bench_sample 
     row->decode_s = d->first_s + d->rest_s;
     row->tokens_per_s = d->n_gen > 1 && d->rest_s > 0 ? (double)(d->n_gen - 1) / d->rest_s : 0;
     row->peak_rss_bytes = report_peak_rss();
-}
-
-int eval_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, int64_t *n) {
-    const char *ap = s->answer_prefix;
-    size_t la = ap ? strlen(ap) : 0;
-    bool space = la > 0 && ap[la - 1] != ' ' && ap[la - 1] != '"' && ap[la - 1] != '\n';
-    char *t = s_concat(space ? " " : "", s->answers[0], NULL);
-    if (!t) return tis_error(TIS_ENOMEM, "eval: out of memory");
-    int rc = tokenizer_encode(tok, t, strlen(t), false, ids, n);
-    free(t);
-    return rc;
-}
-
-/* Importance in [0, 1] as the percentile of each context token's head score
- * (scale-free: listwise-trained logits have no fixed level). */
-static float *s_percentiles(const float *sc, int64_t n) {
-    float *pct = malloc((size_t)n * sizeof(float));
-    if (!pct) return NULL;
-    for (int64_t j = 0; j < n; j++) { /* O(n^2): a few ms at 4k tokens, once per sample */
-        int64_t below = 0;
-        for (int64_t i = 0; i < n; i++) below += sc[i] < sc[j];
-        pct[j] = n > 1 ? (float)below / (float)(n - 1) : 1.0f;
-    }
-    return pct;
-}
-
-/* The attention hook: kept context entry j gets lambda * s_j on its logit. */
-static int s_apply_hook(kv_cache *kv, const float *pct, int64_t ctx_begin, int64_t n_ctx, float lambda) {
-    int rc = kv_cache_enable_bias(kv);
-    if (rc) return rc;
-    for (int64_t s = 0; s < kv->n_stream; s++) {
-        const int32_t *P = kv_cache_pos(kv, s);
-        float *B = kv->bias + kv->off[s];
-        for (int64_t i = 0; i < kv->len[s]; i++) {
-            int64_t c = (int64_t)P[i] - ctx_begin;
-            B[i] = c >= 0 && c < n_ctx ? lambda * pct[c] : 0.0f;
-        }
-    }
-    return 0;
 }
 
 /* One protocol x policy x budget run of a sample. */
@@ -358,11 +241,11 @@ static int64_t s_variants(const eval_config *cfg, const press *presses, int64_t 
                 v->k = n_ctx;
                 if (pr->score && b < cfg->n_budgets) {
                     v->frac = cfg->budgets[b];
-                    v->k = press_budget_tokens(v->frac, n_ctx);
+                    v->k = session_budget(v->frac, 0, n_ctx);
                 } else if (pr->score) {
                     v->btok = cfg->budget_tokens[b - cfg->n_budgets];
                     v->frac = -1;
-                    v->k = v->btok < n_ctx ? v->btok : n_ctx;
+                    v->k = session_budget(-1, v->btok, n_ctx);
                 }
                 v->kept_mean = n_ctx;
             }
@@ -386,7 +269,7 @@ int eval_rows_per_sample(const eval_config *cfg, int64_t *n) {
 
 /* Debug aid (TIS_DEBUG_PRESS=1): how much of the answer's span in the
  * context a compressed cache kept, per layer, on stderr. */
-static void s_debug_keep(eval_runner *r, const bench_sample *s, const eval_prompt *p,
+static void s_debug_keep(eval_runner *r, const bench_sample *s, const session_prompt *p,
                          const variant *v, const kv_cache *kv) {
     const char *at = strstr(s->context, s->answers[0]);
     if (!at) return;
@@ -415,224 +298,153 @@ static void s_debug_keep(eval_runner *r, const bench_sample *s, const eval_promp
     fprintf(stderr, "\n");
 }
 
-int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s,
-                    eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
+
+/* One sample on its way through the runner. */
+typedef struct sample_run {
+    eval_runner *r;
+    const bench_sample *s;
+    session *ss;
+    const session_prompt *p;
+    decode_out full;      /* the uncompressed reference run */
+    variant *var;         /* [n_var] in row order */
+    int64_t n_var;
+    kv_cache **gkv;       /* [cfg.batch] one decode group */
+    const int32_t **gq;
+    int64_t *gn;
+    decode_out *gd;
+} sample_run;
+
+/* full, alone (the reference answer and timings, the same computation in
+ * both protocols), then what the policies need: oracle labels from the
+ * answer's attention over the whole prompt, importance-head scores. */
+static int s_reference(sample_run *x) {
+    eval_runner *r = x->r;
     const eval_config *cfg = &r->cfg;
-    eval_prompt p;
-    int rc = eval_prompt_build(r->m->tok, &r->ct, cfg->chat, s, &p);
-    if (rc) return rc;
-    int64_t n_suf = p.n - p.suf_begin, ctx_end = p.ctx_begin + p.n_ctx;
-    kv_cache *ctx_kv = NULL, *qa_kv = NULL, *prompt_kv = NULL, *work = NULL;
-    press_obs obs = {0}, obs_q = {0};
-    oracle_labels orc = {0};
-    decode_out full = {0};
-    int32_t *ans = NULL;
-    int64_t n_ans = 0, n_var = 0;
-    variant *var = NULL;
-    kv_cache **gkv = NULL;
-    const int32_t **gq = NULL;
-    int64_t *gn = NULL, *kept = NULL;
-    decode_out *gd = NULL;
-    press_plan *plan = NULL;
-    const press *plan_pr = NULL;
-    bool plan_qa = false;
-    double plan_s = 0, head_s = 0;
-    float *tis_sc = NULL, *tisq_sc = NULL, *tis_pct = NULL, *tisq_pct = NULL;
+    kv_cache *work = NULL;
+    const int32_t *q1 = NULL;
+    int64_t n1 = 0;
+    session_rest(x->ss, true, &q1, &n1);
+    int rc = session_full(x->ss, cfg->max_new, &work);
+    if (!rc) rc = s_decode_group(r, &work, 1, &q1, &n1, &x->full);
+    kv_cache_destroy(&work);
     bool want_oracle = false;
     for (int64_t i = 0; i < cfg->n_policies; i++) want_oracle |= r->presses[i].needs_oracle;
-
-    /* 1. prefix + context, observed; the agnostic window is the context's tail. */
-    int64_t win = cfg->window < p.n_ctx ? cfg->window : p.n_ctx;
-    double prefill_s = 0;
-    rc = eval_prefill_context(r->st, &p, win, r->head_layer, &ctx_kv, &obs, &prefill_s);
-    if (rc) goto done;
-
-    /* 2. + the question without its last token, observed with the question as
-     *    window (query-aware protocol); the last token is run after compression
-     *    so that every generated token depends on the compressed cache. */
-    rc = kv_cache_compact(&qa_kv, ctx_kv, NULL, n_suf);
-    if (!rc) rc = press_obs_copy(&obs_q, &obs);
-    if (rc) goto done;
-    press_obs_window(&obs_q, ctx_end);
-    double t0 = tis_now();
-    rc = press_obs_prefill(&obs_q, r->st, qa_kv, p.ids + p.suf_begin, n_suf - 1, NULL, 0);
-    double prefill_q_s = tis_now() - t0;
-    if (rc) goto done;
-
-    /* 3. full, alone: the reference answer (the same computation in both
-     *    protocols) and the reference timings. */
-    rc = kv_cache_compact(&work, qa_kv, NULL, 1 + cfg->max_new);
-    if (!rc) {
-        const int32_t *q1 = p.ids + p.n - 1;
-        int64_t n1 = 1;
-        rc = s_decode_group(r, &work, 1, &q1, &n1, &full);
+    if (!rc && want_oracle) {
+        int32_t *ans = NULL;
+        int64_t n_ans = 0;
+        rc = session_oracle_answer(x->ss, cfg->use_model_answer, x->full.text, &ans, &n_ans);
+        if (!rc && n_ans > 0) rc = session_oracle(x->ss, ans, n_ans);
+        free(ans);
     }
-    kv_cache_destroy(&work);
-    if (rc) goto done;
-    int64_t full_bytes = full.kv_bytes;
+    if (!rc && r->head_ctx) rc = session_score_head(x->ss, r->head_ctx, NULL);
+    if (!rc && r->head_q) rc = session_score_head(x->ss, r->head_q, NULL);
+    return rc;
+}
 
-    /* 4. oracle labels from the answer's attention in the full-context pass. */
-    if (want_oracle) {
-        if (s->n_answers > 0 && !cfg->use_model_answer) {
-            rc = eval_answer_ids(r->m->tok, s, &ans, &n_ans);
-            if (rc) goto done;
-        } else if (full.text && *full.text) {
-            rc = tokenizer_encode(r->m->tok, full.text, strlen(full.text), false, &ans, &n_ans);
-            if (rc) goto done;
+/* Compresses variants [g0, g1) and decodes them as one group. */
+static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
+    eval_runner *r = x->r;
+    const eval_config *cfg = &r->cfg;
+    int64_t G = 0;
+    for (int64_t vi = g0; vi < g1; vi++) {
+        variant *v = &x->var[vi];
+        if (!v->pr->score) continue; /* full: the reference run */
+        if (v->pr->needs_oracle && !session_has_oracle(x->ss)) {
+            v->skipped = true;
+            continue;
         }
-        if (n_ans > 0) {
-            rc = kv_cache_compact(&prompt_kv, qa_kv, NULL, 1 + n_ans);
-            if (!rc) rc = forward_run(r->st, prompt_kv, p.ids + p.n - 1, 1, NULL, 0, NULL);
-            if (!rc) rc = oracle_compute(r->st, prompt_kv, p.ctx_begin, p.n_ctx, ans, n_ans, false, &orc);
-            kv_cache_destroy(&prompt_kv);
-            if (rc) goto done;
+        const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
+        float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd ? hd->attn_hook_lambda : 0.0f;
+        int rc = session_compact(x->ss, v->pr, v->qa, v->k, cfg->max_new, lambda, &v->kv, &v->kept_mean,
+                                 &v->compress_s);
+        if (rc) return rc;
+        if (getenv("TIS_DEBUG_PRESS") && x->s->n_answers > 0) s_debug_keep(r, x->s, x->p, v, v->kv);
+        x->gkv[G] = v->kv;
+        session_rest(x->ss, v->qa, &x->gq[G], &x->gn[G]);
+        G++;
+    }
+    if (G > 0) {
+        int rc = s_decode_group(r, x->gkv, G, x->gq, x->gn, x->gd);
+        if (rc) return rc;
+    }
+    G = 0;
+    for (int64_t vi = g0; vi < g1; vi++) {
+        variant *v = &x->var[vi];
+        if (v->kv) {
+            v->d = x->gd[G++];
+            kv_cache_destroy(&v->kv);
         }
     }
+    return 0;
+}
 
-    /* 4b. importance-head scores: tis from the context's own hidden states,
-     *     tis_query also from the question's (query-aware protocol). */
-    if (r->head_layer >= 0) {
-        double th = tis_now();
-        if (r->head_ctx) {
-            tis_sc = malloc((size_t)p.n_ctx * sizeof(float));
-            rc = tis_sc ? head_score_context(r->head_ctx, obs.hid, p.ctx_begin, p.n_ctx, 0, 0, tis_sc)
-                        : tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
-        }
-        if (!rc && r->head_q) {
-            tisq_sc = malloc((size_t)p.n_ctx * sizeof(float));
-            rc = tisq_sc ? head_score_context(r->head_q, obs_q.hid, p.ctx_begin, p.n_ctx, p.suf_begin, n_suf - 1,
-                                              tisq_sc)
-                         : tis_error(TIS_ENOMEM, "eval: out of memory for head scores");
-        }
-        head_s = tis_now() - th;
-        if (rc) goto done;
-    }
-
-    /* 5. every protocol x policy x budget, in groups of cfg->batch. */
-    int64_t nb = cfg->n_budgets + cfg->n_budget_tokens;
-    var = calloc((size_t)(2 * cfg->n_policies * nb + 2), sizeof *var);
-    gkv = malloc((size_t)cfg->batch * sizeof *gkv);
-    gq = malloc((size_t)cfg->batch * sizeof *gq);
-    gn = malloc((size_t)cfg->batch * sizeof *gn);
-    gd = malloc((size_t)cfg->batch * sizeof *gd);
-    kept = malloc((size_t)ctx_kv->n_stream * sizeof *kept);
-    if (!var || !gkv || !gq || !gn || !gd || !kept) {
-        rc = tis_error(TIS_ENOMEM, "eval: out of memory");
-        goto done;
-    }
-    n_var = s_variants(cfg, r->presses, p.n_ctx, var);
-    for (int64_t g0 = 0; g0 < n_var; g0 += cfg->batch) {
-        int64_t g1 = g0 + cfg->batch < n_var ? g0 + cfg->batch : n_var, G = 0;
-        for (int64_t vi = g0; vi < g1; vi++) {
-            variant *v = &var[vi];
-            if (!v->pr->score) continue; /* full: the reference run above */
-            if (v->pr->needs_oracle && !orc.total) {
-                v->skipped = true;
-                continue;
-            }
-            press_ctx pc = {
-                .kv = v->qa ? qa_kv : ctx_kv, .obs = v->qa ? &obs_q : &obs,
-                .oracle = orc.total ? &orc : NULL, .ctx_begin = p.ctx_begin, .n_ctx = p.n_ctx,
-                .window = v->qa ? 0 : win, .n_sink = cfg->n_sink,
-                .head_scores = v->pr->query_head ? tisq_sc : tis_sc,
-                .seed = cfg->seed ^ (uint64_t)p.n * 0x9e3779b97f4a7c15ull,
-            };
-            /* One scoring per (protocol, policy), shared by its budgets; each
-             * row is charged the scoring plus its own compaction, what one
-             * request would pay. */
-            if (!plan || plan_pr != v->pr || plan_qa != v->qa) {
-                press_plan_destroy(&plan);
-                double tp = tis_now();
-                rc = press_plan_new(&plan, v->pr, &pc);
-                plan_s = tis_now() - tp + (v->pr->needs_head ? head_s : 0);
-                plan_pr = v->pr;
-                plan_qa = v->qa;
-                if (rc) goto done;
-            }
-            double tc = tis_now();
-            rc = press_plan_compact(plan, v->k, (v->qa ? 1 : n_suf) + cfg->max_new, &v->kv, kept);
-            if (!rc && v->pr->attn_hook) {
-                const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
-                float **pct = v->pr->query_head ? &tisq_pct : &tis_pct;
-                if (!*pct) *pct = s_percentiles(v->pr->query_head ? tisq_sc : tis_sc, p.n_ctx);
-                float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd->attn_hook_lambda;
-                rc = *pct ? s_apply_hook(v->kv, *pct, p.ctx_begin, p.n_ctx, lambda)
-                          : tis_error(TIS_ENOMEM, "eval: out of memory");
-            }
-            v->compress_s = plan_s + (tis_now() - tc);
-            if (rc) goto done;
-            if (getenv("TIS_DEBUG_PRESS") && s->n_answers > 0) s_debug_keep(r, s, &p, v, v->kv);
-            int64_t sum = 0;
-            for (int64_t q = 0; q < ctx_kv->n_stream; q++) sum += kept[q];
-            v->kept_mean = (sum + ctx_kv->n_stream / 2) / ctx_kv->n_stream;
-            gkv[G] = v->kv;
-            gq[G] = v->qa ? p.ids + p.n - 1 : p.ids + p.suf_begin;
-            gn[G] = v->qa ? 1 : n_suf;
-            G++;
-        }
-        if (G > 0) {
-            rc = s_decode_group(r, gkv, G, gq, gn, gd);
-            if (rc) goto done;
-        }
-        G = 0;
-        for (int64_t vi = g0; vi < g1; vi++) {
-            variant *v = &var[vi];
-            if (v->kv) {
-                v->d = gd[G++];
-                kv_cache_destroy(&v->kv);
-            }
-        }
-    }
-
-    /* 6. rows, in protocol x policy x budget order. */
-    const char *protocols[2] = {"agnostic", "query_aware"};
-    for (int64_t vi = 0; vi < n_var; vi++) {
-        variant *v = &var[vi];
+/* The sample's rows, in protocol x policy x budget order. */
+static int s_rows(sample_run *x, const char *benchmark, eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
+    static const char *protocols[2] = {"agnostic", "query_aware"};
+    double prefill_s = session_prefill_s(x->ss), prefill_q_s = session_prefill_q_s(x->ss);
+    int64_t full_bytes = session_full_kv_bytes(x->ss);
+    for (int64_t vi = 0; vi < x->n_var; vi++) {
+        variant *v = &x->var[vi];
         decode_out d = v->d;
         if (!v->pr->score) {
-            d = full;
+            d = x->full;
             if (!v->qa) d.first_s += prefill_q_s; /* the agnostic run prefills the whole question */
         }
         double shared_s = prefill_s + (v->qa ? prefill_q_s : 0);
         eval_row row;
-        s_fill_row(&row, benchmark, s, &p, v->pr->score ? v->pr->name : "full", protocols[v->qa],
-                   v->frac, v->btok, &d);
+        s_fill_row(&row, benchmark, x->s, x->p, v->pr->score ? v->pr->name : "full", protocols[v->qa], v->frac,
+                   v->btok, &d);
         row.kept_tokens = v->kept_mean;
         row.full_kv_bytes = full_bytes;
         row.prefill_s = shared_s;
         row.compress_s = v->compress_s;
         row.ttft_s = shared_s + v->compress_s + d.first_s;
         if (v->skipped) snprintf(row.answer, sizeof row.answer, "(no oracle labels: no answer)");
-        rc = s_push_row(rows, n_rows, cap_rows, &row);
-        if (rc) goto done;
+        int rc = s_push_row(rows, n_rows, cap_rows, &row);
+        if (rc) return rc;
     }
+    return 0;
+}
+
+int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s,
+                    eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
+    const eval_config *cfg = &r->cfg;
+    sample_run x = {.r = r, .s = s};
+    session_input in;
+    eval_session_input(s, &in);
+    /* Both states: the query-aware one is also where `full` decodes from. */
+    session_opts so = {.chat = cfg->chat, .agnostic = cfg->agnostic, .query_aware = true, .window = cfg->window,
+                       .n_sink = cfg->n_sink, .seed = cfg->seed, .hid_layer = r->head_layer};
+    int rc = session_new(&x.ss, r->st, &r->ct, &in, &so);
+    if (rc) return rc;
+    x.p = session_get_prompt(x.ss);
+    rc = s_reference(&x);
+    if (rc) goto done;
+    int64_t nb = cfg->n_budgets + cfg->n_budget_tokens;
+    x.var = calloc((size_t)(2 * cfg->n_policies * nb + 2), sizeof *x.var);
+    x.gkv = malloc((size_t)cfg->batch * sizeof *x.gkv);
+    x.gq = malloc((size_t)cfg->batch * sizeof *x.gq);
+    x.gn = malloc((size_t)cfg->batch * sizeof *x.gn);
+    x.gd = malloc((size_t)cfg->batch * sizeof *x.gd);
+    if (!x.var || !x.gkv || !x.gq || !x.gn || !x.gd) {
+        rc = tis_error(TIS_ENOMEM, "eval: out of memory");
+        goto done;
+    }
+    x.n_var = s_variants(cfg, r->presses, x.p->n_ctx, x.var);
+    for (int64_t g0 = 0; !rc && g0 < x.n_var; g0 += cfg->batch)
+        rc = s_run_group(&x, g0, g0 + cfg->batch < x.n_var ? g0 + cfg->batch : x.n_var);
+    if (!rc) rc = s_rows(&x, benchmark, rows, n_rows, cap_rows);
 done:
-    for (int64_t vi = 0; var && vi < n_var; vi++) {
-        kv_cache_destroy(&var[vi].kv);
-        free(var[vi].d.text);
-        free(var[vi].d.ids);
+    for (int64_t vi = 0; x.var && vi < x.n_var; vi++) {
+        kv_cache_destroy(&x.var[vi].kv);
+        s_decode_out_free(&x.var[vi].d);
     }
-    press_plan_destroy(&plan);
-    free(tis_sc);
-    free(tisq_sc);
-    free(tis_pct);
-    free(tisq_pct);
-    free(var);
-    free(gkv);
-    free(gq);
-    free(gn);
-    free(gd);
-    free(kept);
-    free(full.text);
-    free(full.ids);
-    free(ans);
-    oracle_labels_free(&orc);
-    press_obs_free(&obs);
-    press_obs_free(&obs_q);
-    kv_cache_destroy(&ctx_kv);
-    kv_cache_destroy(&qa_kv);
-    kv_cache_destroy(&prompt_kv);
-    kv_cache_destroy(&work);
-    eval_prompt_free(&p);
+    s_decode_out_free(&x.full);
+    free(x.var);
+    free(x.gkv);
+    free(x.gq);
+    free(x.gn);
+    free(x.gd);
+    session_destroy(&x.ss);
     return rc;
 }

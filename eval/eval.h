@@ -1,5 +1,5 @@
 /* eval: runs benchmark samples through compression policies and budgets in
- * one process (DESIGN §4, §7).
+ * one process, on the session (press/session.h) and the decoder (DESIGN §4, §7).
  *
  * Per sample: the prefix + context is prefilled once, observed (attention
  * statistics for the presses); the query-aware protocol continues that
@@ -19,36 +19,10 @@
 #include "model.h"
 #include "press.h"
 #include "report.h"
+#include "session.h"
 
-/* A sample's prompt as tokens: prefix (BOS, template, system) ++ context ++
- * suffix (question, assistant header, answer prefix). */
-typedef struct eval_prompt {
-    int32_t *ids;         /* [n] (owned) */
-    int64_t n;
-    int64_t ctx_begin;    /* context = [ctx_begin, ctx_begin + n_ctx) */
-    int64_t n_ctx;
-    int64_t suf_begin;    /* suffix = [suf_begin, n) */
-} eval_prompt;
-
-/* Tokenises a sample. With chat (and a template in ct), the user turn is
- * context + "\n\n" + question; without, the parts are joined by blank
- * lines. The parts are tokenised separately so the context span is exact. */
-int eval_prompt_build(const tokenizer *tok, const chat_template *ct, bool chat,
-                      const bench_sample *s, eval_prompt *out);
-void eval_prompt_free(eval_prompt *p);
-
-/* The first step of every sample and request: prefix + context prefilled
- * into a fresh uncompressed cache sized for the whole prompt (*kv), with
- * attention statistics in *obs (the agnostic window: the context's last
- * `window` tokens) and, when hid_layer >= 0, the hidden states entering
- * that layer. *secs: the prefill's wall time. On error *kv and *obs are
- * released. */
-int eval_prefill_context(forward_state *st, const eval_prompt *p, int64_t window, int64_t hid_layer,
-                         kv_cache **kv, press_obs *obs, double *secs);
-
-/* The sample's first accepted answer as tokens that follow its prompt (a
- * leading space after an answer prefix that ends in a word). */
-int eval_answer_ids(const tokenizer *tok, const bench_sample *s, int32_t **ids, int64_t *n);
+/* A sample as the session's input (borrows the sample's strings). */
+void eval_session_input(const bench_sample *s, session_input *in);
 
 typedef struct eval_config {
     const char *const *policies;   /* [n_policies] names for press_parse (full included) */

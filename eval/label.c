@@ -1,14 +1,17 @@
-/* label: one sample's oracle labels and features; shards. */
+/* label: one sample's oracle labels and features; shards written and read. */
 #include "label.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "decoder.h"
 #include "eval.h"
-#include "generate.h"
+#include "session.h"
 #include "oracle.h"
 #include "safetensors.h"
 #include "tis_error.h"
@@ -48,6 +51,30 @@ static void s_on_hidden(void *user, int64_t layer, int64_t t0, const float *x, i
     }
 }
 
+/* The model's greedy short answer after feed (one token) from kv: its
+ * tokens as generated and its trimmed text. */
+static int s_model_answer(forward_state *st, kv_cache *kv, const int32_t *feed, int64_t max_new, int32_t **ids,
+                          int64_t *n, char **text) {
+    *ids = NULL;
+    *n = 0;
+    *text = NULL;
+    decoder *d = NULL;
+    decoder_seq q = {0};
+    int rc = decoder_new(&d, st, 1);
+    if (!rc) rc = decoder_seq_init(&q, kv, feed, 1, max_new);
+    decoder_seq *one = &q;
+    if (!rc) rc = decoder_run(d, &one, 1);
+    if (!rc) rc = decoder_seq_text(d, &q, true, text);
+    if (!rc) {
+        *ids = q.gen; /* ownership moves to the caller */
+        *n = q.n_gen;
+        q.gen = NULL;
+    }
+    decoder_seq_free(&q);
+    decoder_destroy(&d);
+    return rc;
+}
+
 int label_run(forward_state *st, const chat_template *ct, const label_config *cfg,
               const bench_sample *s, label_sample *out) {
     memset(out, 0, sizeof *out);
@@ -56,8 +83,10 @@ int label_run(forward_state *st, const chat_template *ct, const label_config *cf
     if (cfg->layer < 0 || cfg->layer > c->n_layer)
         return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
                          (long long)c->n_layer);
-    eval_prompt p;
-    int rc = eval_prompt_build(m->tok, ct, cfg->chat, s, &p);
+    session_input in;
+    eval_session_input(s, &in);
+    session_prompt p;
+    int rc = session_prompt_build(m->tok, ct, cfg->chat, &in, &p);
     if (rc) return rc;
     kv_cache *kv = NULL, *fork = NULL;
     oracle_labels orc = {0};
@@ -78,7 +107,7 @@ int label_run(forward_state *st, const chat_template *ct, const label_config *cf
     }
     bool given = s->n_answers > 0 && !cfg->use_model_answer;
     if (given) {
-        rc = eval_answer_ids(m->tok, s, &out->answer_ids, &out->n_answer);
+        rc = session_answer_ids(m->tok, &in, &out->answer_ids, &out->n_answer);
         if (rc) goto done;
         out->answer = strdup(s->answers[0]);
     }
@@ -94,8 +123,8 @@ int label_run(forward_state *st, const chat_template *ct, const label_config *cf
     if (!given) {
         char *text = NULL;
         rc = kv_cache_compact(&fork, kv, NULL, cfg->max_new + 2);
-        if (!rc) rc = generate_answer(st, fork, m, out->ids + p.n - 1, 1, cfg->max_new, &out->answer_ids,
-                                      &out->n_answer, &text);
+        if (!rc) rc = s_model_answer(st, fork, out->ids + p.n - 1, cfg->max_new, &out->answer_ids,
+                                     &out->n_answer, &text);
         kv_cache_destroy(&fork);
         out->answer = text;
         out->answer_from_model = true;
@@ -117,7 +146,7 @@ int label_run(forward_state *st, const chat_template *ct, const label_config *cf
 done:
     oracle_labels_free(&orc);
     kv_cache_destroy(&kv);
-    eval_prompt_free(&p);
+    session_prompt_free(&p);
     if (rc) label_sample_free(out);
     return rc;
 }
@@ -256,5 +285,161 @@ done:
     cJSON_Delete(answers);
     cJSON_Delete(src);
     st_writer_destroy(&w);
+    return rc;
+}
+
+/* ---- reading shards back ------------------------------------------------ */
+
+void label_records_init(label_records *r) {
+    memset(r, 0, sizeof *r);
+    r->hash = 0xcbf29ce484222325ull; /* FNV-1a offset basis */
+}
+
+void label_records_free(label_records *r) {
+    for (int64_t i = 0; i < r->n; i++) {
+        free(r->s[i].labels);
+        free(r->s[i].features);
+        free(r->s[i].query_features);
+    }
+    free(r->s);
+    label_records_init(r);
+}
+
+static uint64_t s_fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static const st_tensor *s_need(const st_file *f, const char *name, st_dtype dt, int dims) {
+    const st_tensor *t = st_tensor_find(f, name);
+    if (!t || t->dtype != dt || t->n_dims != dims) {
+        tis_error(TIS_EFORMAT, "%s: tensor %s missing or not %s with %d dims", st_file_path(f), name,
+                  st_dtype_name(dt), dims);
+        return NULL;
+    }
+    return t;
+}
+
+/* The shard's model, layer and width: the first shard's, or the same. */
+static int s_shard_origin(const st_file *f, const char *path, label_records *r) {
+    const char *fmt = st_metadata(f, "format"), *mdl = st_metadata(f, "model");
+    const char *dm = st_metadata(f, "d_model"), *ly = st_metadata(f, "layer");
+    if (!fmt || strcmp(fmt, "tis-labels-1") || !mdl || !dm || !ly || atoll(dm) <= 0)
+        return tis_error(TIS_EFORMAT, "%s is not a tis label shard", path);
+    int64_t d = atoll(dm), layer = atoll(ly);
+    if (r->d_model == 0) {
+        r->d_model = d;
+        r->layer = layer;
+        snprintf(r->model, sizeof r->model, "%s", mdl);
+    } else if (d != r->d_model || layer != r->layer || strcmp(mdl, r->model)) {
+        return tis_error(TIS_EINVAL, "%s was labelled for %s layer %lld, the others for %s layer %lld", path, mdl,
+                         (long long)layer, r->model, (long long)r->layer);
+    }
+    return 0;
+}
+
+/* Sample i of a shard, as f32 rows: [off[i], off[i+1]) of labels and
+ * features, [qoff[i], qoff[i+1]) of the question's features. */
+static int s_record(label_records *r, const float *Y, const uint16_t *F, const uint16_t *Q, const int64_t *off,
+                    const int64_t *qoff, int64_t i) {
+    if (r->n == r->cap) {
+        int64_t nc = r->cap ? 2 * r->cap : 64;
+        label_record *s = realloc(r->s, (size_t)nc * sizeof *s);
+        if (!s) return tis_error(TIS_ENOMEM, "out of memory");
+        r->s = s;
+        r->cap = nc;
+    }
+    int64_t d = r->d_model, n = off[i + 1] - off[i], nq = qoff[i + 1] - qoff[i];
+    label_record t = {.n_ctx = n, .n_q = nq};
+    t.labels = malloc((size_t)(n ? n : 1) * sizeof(float));
+    t.features = malloc((size_t)((n ? n : 1) * d) * sizeof(float));
+    t.query_features = malloc((size_t)((nq ? nq : 1) * d) * sizeof(float));
+    if (!t.labels || !t.features || !t.query_features) {
+        free(t.labels);
+        free(t.features);
+        free(t.query_features);
+        return tis_error(TIS_ENOMEM, "out of memory");
+    }
+    memcpy(t.labels, Y + off[i], (size_t)n * sizeof(float));
+    for (int64_t j = 0; j < n * d; j++) t.features[j] = label_f32(F[off[i] * d + j]);
+    for (int64_t j = 0; j < nq * d; j++) t.query_features[j] = label_f32(Q[qoff[i] * d + j]);
+    r->s[r->n++] = t;
+    return 0;
+}
+
+int label_shard_read(const char *path, label_records *r) {
+    st_file *f;
+    int rc = st_open(&f, path);
+    if (rc) return rc;
+    if ((rc = s_shard_origin(f, path, r))) {
+        st_destroy(&f);
+        return rc;
+    }
+    int64_t d = r->d_model;
+    const st_tensor *lab = s_need(f, "labels", ST_F32, 1), *co = s_need(f, "ctx_offsets", ST_I64, 1);
+    const st_tensor *ft = s_need(f, "features", ST_F16, 2), *qf = s_need(f, "query_features", ST_F16, 2);
+    const st_tensor *qo = s_need(f, "query_offsets", ST_I64, 1);
+    if (!lab || !co || !ft || !qf || !qo) {
+        st_destroy(&f);
+        return TIS_EFORMAT;
+    }
+    int64_t ns = co->shape[0] - 1;
+    const int64_t *off = co->data, *qoff = qo->data;
+    if (ns < 1 || qo->shape[0] != ns + 1 || ft->shape[1] != d || qf->shape[1] != d || off[0] != 0 ||
+        off[ns] != lab->shape[0] || off[ns] != ft->shape[0] || qoff[0] != 0 || qoff[ns] != qf->shape[0]) {
+        st_destroy(&f);
+        return tis_error(TIS_EFORMAT, "%s: offsets do not match the tensors", path);
+    }
+    for (int64_t i = 0; i < ns; i++)
+        if (off[i + 1] < off[i] || qoff[i + 1] < qoff[i]) {
+            st_destroy(&f);
+            return tis_error(TIS_EFORMAT, "%s: offsets decrease at sample %lld", path, (long long)i);
+        }
+    const char *ids = st_metadata(f, "sample_ids");
+    if (ids) r->hash = s_fnv(r->hash, ids, strlen(ids));
+    r->hash = s_fnv(r->hash, lab->data, (size_t)off[ns] * 4);
+    for (int64_t i = 0; i < ns && !rc; i++) rc = s_record(r, lab->data, ft->data, qf->data, off, qoff, i);
+    st_destroy(&f);
+    return rc;
+}
+
+static int s_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static bool s_is_shard_name(const char *name) {
+    size_t l = strlen(name);
+    return !strncmp(name, "shard-", 6) && l >= 12 && !strcmp(name + l - 12, ".safetensors");
+}
+
+int label_dir_read(const char *dir, label_records *r) {
+    DIR *dp = opendir(dir);
+    if (!dp) return tis_error(TIS_EIO, "cannot open %s: %s", dir, strerror(errno));
+    char **names = NULL;
+    int64_t n = 0, cap = 0;
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(dp));) {
+        if (!s_is_shard_name(e->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **p = realloc(names, (size_t)cap * sizeof *p);
+            if (!p) {
+                rc = tis_error(TIS_ENOMEM, "out of memory");
+                break;
+            }
+            names = p;
+        }
+        if (!(names[n] = strdup(e->d_name))) rc = tis_error(TIS_ENOMEM, "out of memory");
+        else n++;
+    }
+    closedir(dp);
+    if (!rc && n == 0) rc = tis_error(TIS_ENOTFOUND, "no shard-*.safetensors in %s (run tis label first)", dir);
+    if (!rc) qsort(names, (size_t)n, sizeof *names, s_cmp_str);
+    for (int64_t i = 0; i < n && !rc; i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rc = label_shard_read(path, r);
+    }
+    for (int64_t i = 0; i < n; i++) free(names[i]);
+    free(names);
     return rc;
 }

@@ -16,12 +16,13 @@
 #include "eval.h"
 #include "evaljob.h"
 #include "forward.h"
-#include "generate.h"
+#include "clock.h"
+#include "decoder.h"
 #include "head.h"
 #include "label.h"
 #include "labeljob.h"
 #include "model.h"
-#include "request.h"
+#include "session.h"
 #include "tis_error.h"
 #include "wire.h"
 
@@ -31,21 +32,15 @@ enum { MAX_PEERS = 32 };
 typedef struct dseq {
     uint64_t request_id;
     kv_cache *kv;                /* owned */
-    int32_t *q;                  /* [nq] question tokens still to run (owned) */
-    int64_t nq;
-    int32_t *gen;                /* [max_new] (owned) */
-    int64_t n, max_new;
-    int32_t last;
-    answer_stop stop;
-    bool prefilled;
-    double t0, t_first, handoff_s;
-    int64_t kv_bytes;
+    int32_t *q;                  /* [seq.n_feed] question tokens, the decoder's feed (owned) */
+    decoder_seq seq;             /* generated tokens, stop state, timings */
+    double t0, handoff_s;        /* accepted at t0; the block copy took handoff_s */
 } dseq;
 
 static void s_dseq_free(dseq *d) {
     kv_cache_destroy(&d->kv);
     free(d->q);
-    free(d->gen);
+    decoder_seq_free(&d->seq);
     memset(d, 0, sizeof *d);
 }
 
@@ -58,7 +53,7 @@ static void s_on_term(int sig) {
 /* A prefill request waiting for its scores from a scorer worker. */
 typedef struct parked {
     uint64_t request_id;
-    request_state *rs;
+    session *rs;              /* owned */
     uint64_t hidden_lease;    /* its hidden rows in our arena */
     uint64_t since_ms;
     int64_t n_ctx;
@@ -79,7 +74,8 @@ typedef struct self_t {
     arena *own;                  /* prefill: where compressed blocks go */
     arena *peers[MAX_PEERS];     /* decode: prefill arenas, opened once */
     int n_peers;
-    float *logits;               /* [max_batch][n_vocab] */
+    decoder *dec;                /* decode: the continuous batch's steps */
+    decoder_seq **seqp;          /* decode: [max_batch] the step's sequences */
     uint64_t seq;
     int64_t jobs;
     struct dseq *act;            /* decode: sequences being generated [max_batch] */
@@ -103,8 +99,9 @@ static void s_self_destroy(self_t **p) {
     for (int64_t i = 0; i < s->n_act; i++) s_dseq_free(&s->act[i]);
     for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
     free(s->act);
+    free(s->seqp);
     free(s->pend);
-    for (int i = 0; i < s->n_park; i++) request_state_free(&s->park[i].rs);
+    for (int i = 0; i < s->n_park; i++) session_destroy(&s->park[i].rs);
     eval_runner_destroy(&s->er);
     if (s->er_spec) tis__eval_spec__free_unpacked(s->er_spec, NULL);
     free(s->er_packed);
@@ -113,7 +110,7 @@ static void s_self_destroy(self_t **p) {
     head_destroy(&s->h_ctx);
     head_destroy(&s->h_q);
     model_destroy(&s->m);
-    free(s->logits);
+    decoder_destroy(&s->dec);
     free(s);
     *p = NULL;
 }
@@ -144,8 +141,8 @@ static int s_self_new(self_t **out, const worker_opts *o) {
     }
     if (!rc && (s->prefill || s->scorer)) rc = arena_create(&s->own, o->name, o->arena_bytes);
     int64_t mb = o->max_batch > 0 ? o->max_batch : 8;
-    if (!rc && (!(s->logits = malloc((size_t)(mb * s->m->config.n_vocab) * sizeof(float))) ||
-                !(s->act = calloc((size_t)mb, sizeof *s->act))))
+    if (!rc && s->decode) rc = decoder_new(&s->dec, s->st, mb);
+    if (!rc && (!(s->act = calloc((size_t)mb, sizeof *s->act)) || !(s->seqp = calloc((size_t)mb, sizeof *s->seqp))))
         rc = tis_error(TIS_ENOMEM, "worker: out of memory");
     if (!rc) {
         s->ctx = zmq_ctx_new();
@@ -211,7 +208,7 @@ static Tis__BlockRef s_blockref(const self_t *s, uint64_t off, uint64_t len, uin
 
 /* The compressed cache as a flat block in our arena, under a lease ->
  * PrefillDone (BlockRef + KvLayout + the tokens decode runs first). */
-static int s_send_block(self_t *s, uint64_t request_id, const request_prefilled *rp) {
+static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp) {
     size_t nb = kv_cache_block_bytes(rp->kv);
     uint64_t off = 0, lease = 0;
     arena_expire(s->own, tis_now_ms()); /* blocks nobody came for */
@@ -256,48 +253,44 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     const Tis__Submit *q = env->prefill_job->request;
     if (!q || !q->context || !*q->context || !q->question)
         return tis_error(TIS_EINVAL, "prefill job without context or question");
-    bench_sample smp = {0};
-    snprintf(smp.id, sizeof smp.id, "req-%llu", (unsigned long long)env->request_id);
-    smp.context = q->context;
-    smp.question = q->question;
-    smp.prefix = q->prefix && *q->prefix ? q->prefix : NULL;
-    smp.answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL;
-    request_opts ro = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
-                       .window = 64, .n_sink = 4, .seed = q->gen ? q->gen->seed : 42,
-                       .max_new = q->gen && q->gen->max_new ? q->gen->max_new : 16,
-                       .head_ctx = s->h_ctx, .head_q = s->h_q, .head_layer = -1};
-    int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &ro.policy);
+    char id[32];
+    snprintf(id, sizeof id, "req-%llu", (unsigned long long)env->request_id);
+    session_input in = {.id = id, .context = q->context, .question = q->question,
+                        .prefix = q->prefix && *q->prefix ? q->prefix : NULL,
+                        .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL};
+    session_request rq = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
+                          .chat = tokenizer_chat_template(s->m->tok) != NULL, .window = 64, .n_sink = 4,
+                          .seed = q->gen ? q->gen->seed : 42,
+                          .max_new = q->gen && q->gen->max_new ? q->gen->max_new : 16, .hook_lambda = -1};
+    int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
     if (rc) return rc;
-    if (ro.policy.score && ro.budget <= 0 && ro.budget_tokens == 0)
-        return tis_error(TIS_EINVAL, "policy %s needs a budget", ro.policy.name);
-    bool outside = env->prefill_job->outside_scores && ro.policy.needs_head;
+    const head *hd = !rq.policy.needs_head ? NULL : rq.policy.query_head ? s->h_q : s->h_ctx;
+    bool outside = env->prefill_job->outside_scores && rq.policy.needs_head;
     if (outside) { /* the scorer's head reads this layer: ours must be the same head */
-        const head *hd = ro.policy.query_head ? s->h_q : s->h_ctx;
         if (!hd) return tis_error(TIS_EINVAL, "%s scored outside: this worker needs the head's layer (--head)",
-                                  ro.policy.name);
-        ro.head_layer = hd->cfg.layer;
-        ro.head_ctx = ro.head_q = NULL;
+                                  rq.policy.name);
         if (s->n_park == MAX_PARKED) return tis_error(TIS_ERANGE, "%d requests already wait for scores", MAX_PARKED);
+        rq.hook_lambda = hd->attn_hook_lambda;
     }
-    request_state *rs = NULL;
+    session *rs = NULL;
     double t0 = tis_now();
-    rc = request_begin(s->st, &s->ct, tokenizer_chat_template(s->m->tok) != NULL, &smp, &ro, outside, &rs);
+    rc = session_request_begin(&rs, s->st, &s->ct, &in, &rq, outside ? NULL : hd, hd ? hd->cfg.layer : -1);
     if (rc) return rc;
     double begin_s = tis_now() - t0;
     if (!outside) {
-        request_prefilled rp;
-        rc = request_finish(rs, NULL, &rp);
-        request_state_free(&rs);
+        session_result rp;
+        rc = session_request_finish(rs, NULL, &rp);
+        session_destroy(&rs);
         if (rc) return rc;
         rc = s_send_block(s, env->request_id, &rp);
-        request_prefilled_free(&rp);
+        session_result_free(&rp);
         return rc;
     }
     float *rows = NULL;
     int64_t n_ctx = 0, n_q = 0, d = s->m->config.d_model;
     uint64_t off = 0, lease = 0;
     size_t nb = 0;
-    rc = request_hidden(rs, &rows, &n_ctx, &n_q);
+    rc = session_hidden(rs, &rows, &n_ctx, &n_q);
     if (!rc) {
         nb = (size_t)((n_ctx + n_q) * d) * sizeof(float);
         arena_expire(s->own, tis_now_ms());
@@ -305,7 +298,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     }
     if (rc) {
         free(rows);
-        request_state_free(&rs);
+        session_destroy(&rs);
         return rc;
     }
     memcpy(arena_at(s->own, off, nb ? nb : 1), rows, nb);
@@ -347,13 +340,13 @@ static int s_compress(self_t *s, const Tis__Envelope *env) {
     arena *a = rc ? NULL : s_peer(s, j->scores->arena);
     if (!rc && !a) rc = TIS_EIO;
     if (!rc && !(sc = arena_at(a, j->scores->offset, j->scores->length ? j->scores->length : 1))) rc = TIS_ERANGE;
-    request_prefilled rp;
-    if (!rc) rc = request_finish(pk.rs, sc, &rp);
-    request_state_free(&pk.rs);
+    session_result rp;
+    if (!rc) rc = session_request_finish(pk.rs, sc, &rp);
+    session_destroy(&pk.rs);
     if (rc) return rc;
     rp.prefill_s = 0; /* reported with the hidden rows already: this is the compression */
     rc = s_send_block(s, env->request_id, &rp);
-    request_prefilled_free(&rp);
+    session_result_free(&rp);
     return rc;
 }
 
@@ -408,9 +401,11 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
         return tis_error(TIS_EINVAL, "eval job for model '%s'; this worker runs '%s'", j->spec->model_name,
                          s->m->config.name);
     size_t len = tis__eval_spec__get_packed_size(j->spec);
+    /* A new spec replaces the runner only. The requests parked here for
+     * their scores belong to other clients and own their caches (the runner
+     * has its own forward state): they stay until their CompressJob. */
     if (!s->er || len != s->er_len || !s->er_packed) {
-        for (int i = 0; i < s->n_park; i++) request_state_free(&s->park[i].rs);
-    eval_runner_destroy(&s->er);
+        eval_runner_destroy(&s->er);
     } else {
         uint8_t *tmp = malloc(len ? len : 1);
         if (!tmp) return tis_error(TIS_ENOMEM, "out of memory");
@@ -556,21 +551,32 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     int64_t *lens = malloc((size_t)ns * sizeof *lens);
     if (!lens) return tis_error(TIS_ENOMEM, "out of memory");
     for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
-    dseq d = {.request_id = env->request_id, .nq = (int64_t)j->n_question_ids, .max_new = max_new};
+    int64_t nq = (int64_t)j->n_question_ids;
+    dseq d = {.request_id = env->request_id};
     d.t0 = tis_now();
     int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past, blk,
-                                 j->kv->length, d.nq + max_new);
+                                 j->kv->length, nq + max_new);
     d.handoff_s = tis_now() - d.t0;
     free(lens);
     if (rc) return rc;
-    d.q = malloc((size_t)d.nq * sizeof(int32_t));
-    d.gen = malloc((size_t)max_new * sizeof(int32_t));
-    if (!d.q || !d.gen || (s->n_pend == s->cap_pend && !(s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 16,
-                                                         s->pend = realloc(s->pend, (size_t)s->cap_pend * sizeof *s->pend)))) {
-        s_dseq_free(&d);
-        return tis_error(TIS_ENOMEM, "out of memory");
+    if (s->n_pend == s->cap_pend) {
+        int64_t cap = s->cap_pend ? 2 * s->cap_pend : 16;
+        dseq *np = realloc(s->pend, (size_t)cap * sizeof *np);
+        if (np) {
+            s->pend = np;
+            s->cap_pend = cap;
+        }
     }
-    memcpy(d.q, j->question_ids, (size_t)d.nq * sizeof(int32_t));
+    d.q = malloc((size_t)nq * sizeof(int32_t));
+    rc = d.q && s->n_pend < s->cap_pend ? 0 : tis_error(TIS_ENOMEM, "out of memory");
+    if (!rc) {
+        memcpy(d.q, j->question_ids, (size_t)nq * sizeof(int32_t));
+        rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
+    }
+    if (rc) {
+        s_dseq_free(&d);
+        return rc;
+    }
     s->pend[s->n_pend++] = d;
     return 0;
 }
@@ -578,22 +584,22 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
 static void s_decode_reply(self_t *s, dseq *d) {
     char *text = NULL;
     size_t len = 0;
-    if (tokenizer_decode(s->m->tok, d->gen, d->n, true, &text, &len)) {
+    (void)len;
+    if (decoder_seq_text(s->dec, &d->seq, true, &text)) {
         s_error(s, d->request_id, TIS_EINVAL, "decoding the answer");
         return;
     }
-    answer_trim(text, len);
     double now = tis_now();
     Tis__Timing tm = TIS__TIMING__INIT;
     tm.handoff_s = d->handoff_s;
     tm.decode_s = now - d->t0 - d->handoff_s;
-    tm.ttft_s = d->t_first - d->t0;
+    tm.ttft_s = d->seq.t_fed - d->t0;
     Tis__Reply rp = TIS__REPLY__INIT;
     rp.answer = text;
-    rp.n_ids = (size_t)d->n;
-    rp.ids = d->gen;
+    rp.n_ids = (size_t)d->seq.n_gen;
+    rp.ids = d->seq.gen;
     rp.timing = &tm;
-    rp.kv_bytes = (uint64_t)d->kv_bytes;
+    rp.kv_bytes = (uint64_t)d->seq.kv_bytes;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = d->request_id;
     out.body_case = TIS__ENVELOPE__BODY_REPLY;
@@ -606,51 +612,26 @@ static void s_decode_reply(self_t *s, dseq *d) {
  * the others their last token, in one batched pass (weights read once);
  * finished sequences are answered and leave, queued ones take their slots. */
 static int s_decode_step(self_t *s) {
-    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
+    int64_t mb = decoder_max_batch(s->dec);
     while (s->n_act < mb && s->n_pend > 0) {
         s->act[s->n_act++] = s->pend[0];
         memmove(s->pend, s->pend + 1, (size_t)(--s->n_pend) * sizeof *s->pend);
     }
     if (s->n_act == 0) return 0;
-    kv_cache *kvs[256];
-    const int32_t *ids[256];
-    int64_t nt[256];
-    int64_t G = s->n_act < 256 ? s->n_act : 256;
-    for (int64_t i = 0; i < G; i++) {
-        dseq *d = &s->act[i];
-        kvs[i] = d->kv;
-        ids[i] = d->prefilled ? &d->last : d->q;
-        nt[i] = d->prefilled ? 1 : d->nq;
-    }
-    int rc = forward_run_batch(s->st, kvs, G, ids, nt, s->logits);
-    if (rc) { /* a sequence that does not fit its cache: fail them all, keep serving */
+    for (int64_t i = 0; i < s->n_act; i++) s->seqp[i] = &s->act[i].seq;
+    int64_t k = decoder_step(s->dec, s->seqp, s->n_act);
+    if (k < 0) { /* a sequence that does not fit its cache: fail them all, keep serving */
         for (int64_t i = 0; i < s->n_act; i++) {
-            s_error(s, s->act[i].request_id, rc, "decode step");
+            s_error(s, s->act[i].request_id, (int)k, "decode step");
             s_dseq_free(&s->act[i]);
         }
         s->n_act = 0;
         return s_ready(s);
     }
-    int64_t V = s->m->config.n_vocab, kept = 0, finished = 0;
-    double now = tis_now();
-    for (int64_t i = 0; i < G; i++) {
+    int64_t kept = 0, finished = 0;
+    for (int64_t i = 0; i < s->n_act; i++) {
         dseq *d = &s->act[i];
-        if (!d->prefilled) {
-            d->prefilled = true;
-            d->kv_bytes = (int64_t)kv_cache_bytes_used(d->kv);
-            d->t_first = now;
-        }
-        int32_t id = sampler_argmax(s->logits + i * V, V);
-        bool done = tokenizer_is_eog(s->m->tok, id);
-        if (!done) {
-            d->gen[d->n++] = id;
-            d->last = id;
-            char buf[64];
-            int64_t nb = tokenizer_token_bytes(s->m->tok, id, buf, sizeof buf);
-            done = answer_stop_feed(&d->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf) ||
-                   d->n >= d->max_new;
-        }
-        if (done) {
+        if (d->seq.done) {
             s_decode_reply(s, d);
             s_dseq_free(d);
             finished++;
@@ -658,7 +639,6 @@ static int s_decode_step(self_t *s) {
             s->act[kept++] = *d;
         }
     }
-    for (int64_t i = G; i < s->n_act; i++) s->act[kept++] = s->act[i];
     s->n_act = kept;
     return finished ? s_ready(s) : 0;
 }
@@ -696,7 +676,7 @@ int worker_run(const worker_opts *o) {
             if (s->own) arena_expire(s->own, tis_now_ms());
             for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
                 if (tis_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
-                    request_state_free(&s->park[i].rs);
+                    session_destroy(&s->park[i].rs);
                     s->park[i--] = s->park[--s->n_park];
                 }
             next_hb = tis_now_ms() + (uint64_t)hb_ms;

@@ -77,8 +77,10 @@ int main(void) {
             if (!strcmp(set.s[j].id, r->sample_id)) s = &set.s[j];
         TT_CHECK(s != NULL);
         if (!s) continue;
-        eval_prompt p;
-        TT_OK(eval_prompt_build(m->tok, &ct, true, s, &p));
+        session_input in;
+        eval_session_input(s, &in);
+        session_prompt p;
+        TT_OK(session_prompt_build(m->tok, &ct, true, &in, &p));
         TT_CHECK(r->context_tokens == p.n_ctx);
         /* the full cache at decode start: the whole prompt in every stream */
         TT_CHECK(r->full_kv_bytes == p.n * n_stream * per_entry);
@@ -96,7 +98,7 @@ int main(void) {
         if (k < p.n_ctx) TT_CHECK(r->kv_bytes < r->full_kv_bytes);
         TT_CHECK(r->n_generated >= 0 && r->n_generated <= 6);
         TT_CHECK(r->ttft_s > 0 && r->prefill_s > 0);
-        eval_prompt_free(&p);
+        session_prompt_free(&p);
     }
     chat_template_free(&ct);
 

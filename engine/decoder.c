@@ -1,0 +1,180 @@
+/* decoder: batched forward -> pick -> stop rules, one step at a time. */
+#include "decoder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "tis_error.h"
+
+struct decoder {
+    forward_state *st;   /* borrowed */
+    const model *m;
+    int64_t max_batch;
+    float *logits;       /* [max_batch][n_vocab] */
+    kv_cache **kvs;      /* [max_batch] this step's caches */
+    const int32_t **ids; /* [max_batch] this step's tokens */
+    int64_t *nt;         /* [max_batch] */
+    decoder_seq **act;   /* [max_batch] this step's sequences */
+};
+
+bool answer_stop_feed(answer_stop *a, const char *bytes, int64_t n) {
+    bool done = false;
+    for (int64_t k = 0; k < n; k++) {
+        char ch = bytes[k];
+        bool blank = ch == ' ' || ch == '\n';
+        if (a->text_seen && (ch == '\n' || (blank && a->prev_end))) done = true;
+        if (!blank) a->text_seen = true;
+        a->prev_end = ch == '.' || ch == '!' || ch == '?';
+    }
+    return done;
+}
+
+size_t answer_trim(char *text, size_t len) {
+    bool seen = false;
+    for (size_t k = 0; k < len; k++) {
+        char ch = text[k];
+        bool blank = ch == ' ' || ch == '\n';
+        if (seen && (ch == '\n' || (blank && k > 0 && strchr(".!?", text[k - 1])))) {
+            text[k] = 0;
+            len = k;
+            break;
+        }
+        if (!blank) seen = true;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) text[--len] = 0;
+    size_t lead = 0;
+    while (lead < len && (text[lead] == '\n' || text[lead] == ' ')) lead++;
+    if (lead) memmove(text, text + lead, len - lead + 1);
+    return len - lead;
+}
+
+int decoder_seq_init(decoder_seq *q, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new) {
+    memset(q, 0, sizeof *q);
+    q->eog = -1;
+    if (max_new < 1 || max_new > (1 << 20))
+        return tis_error(TIS_EINVAL, "decoder: max_new %lld", (long long)max_new);
+    if (n_feed < 1 || !feed || !kv) return tis_error(TIS_EINVAL, "decoder: a sequence needs a cache and a feed");
+    if (!(q->gen = malloc((size_t)max_new * sizeof(int32_t)))) return tis_error(TIS_ENOMEM, "decoder: out of memory");
+    q->kv = kv;
+    q->feed = feed;
+    q->n_feed = n_feed;
+    q->max_new = max_new;
+    q->stop_answer = q->stop_eog = true;
+    return 0;
+}
+
+void decoder_seq_free(decoder_seq *q) {
+    if (!q) return;
+    free(q->gen);
+    q->gen = NULL;
+    q->n_gen = 0;
+}
+
+void decoder_seq_finish(decoder_seq *q) {
+    if (q->done) return;
+    q->done = true;
+    q->t_done = tis_now();
+}
+
+int decoder_new(decoder **out, forward_state *st, int64_t max_batch) {
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 4096) return tis_error(TIS_EINVAL, "decoder: batch %lld", (long long)max_batch);
+    decoder *d = calloc(1, sizeof *d);
+    if (!d) return tis_error(TIS_ENOMEM, "decoder: out of memory");
+    d->st = st;
+    d->m = forward_model(st);
+    d->max_batch = max_batch;
+    size_t B = (size_t)max_batch;
+    d->logits = malloc(B * (size_t)d->m->config.n_vocab * sizeof(float));
+    d->kvs = malloc(B * sizeof *d->kvs);
+    d->ids = malloc(B * sizeof *d->ids);
+    d->nt = malloc(B * sizeof *d->nt);
+    d->act = malloc(B * sizeof *d->act);
+    if (!d->logits || !d->kvs || !d->ids || !d->nt || !d->act) {
+        decoder_destroy(&d);
+        return tis_error(TIS_ENOMEM, "decoder: out of memory for a batch of %lld", (long long)max_batch);
+    }
+    *out = d;
+    return 0;
+}
+
+void decoder_destroy(decoder **p) {
+    if (!p || !*p) return;
+    decoder *d = *p;
+    free(d->logits);
+    free(d->kvs);
+    free(d->ids);
+    free(d->nt);
+    free(d->act);
+    free(d);
+    *p = NULL;
+}
+
+int64_t decoder_max_batch(const decoder *d) { return d->max_batch; }
+
+/* Applies the stop rules to token id just picked for q; true when q ends. */
+static bool s_take(const tokenizer *tok, decoder_seq *q, int32_t id) {
+    if (q->stop_eog && tokenizer_is_eog(tok, id)) {
+        q->eog = id;
+        return true;
+    }
+    q->gen[q->n_gen++] = id;
+    if (q->stop_answer) {
+        char buf[64];
+        int64_t nb = tokenizer_token_bytes(tok, id, buf, sizeof buf);
+        if (answer_stop_feed(&q->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf)) return true;
+    }
+    return q->n_gen >= q->max_new;
+}
+
+int64_t decoder_step(decoder *d, decoder_seq *const *seqs, int64_t n) {
+    int64_t G = 0;
+    for (int64_t i = 0; i < n && G < d->max_batch; i++) {
+        decoder_seq *q = seqs[i];
+        if (q->done) continue;
+        d->act[G] = q;
+        d->kvs[G] = q->kv;
+        d->ids[G] = q->fed ? &q->gen[q->n_gen - 1] : q->feed;
+        d->nt[G] = q->fed ? 1 : q->n_feed;
+        G++;
+    }
+    if (G == 0) return 0;
+    int rc = forward_run_batch(d->st, d->kvs, G, d->ids, d->nt, d->logits);
+    if (rc) return rc;
+    int64_t V = d->m->config.n_vocab;
+    const tokenizer *tok = d->m->tok;
+    for (int64_t a = 0; a < G; a++) {
+        decoder_seq *q = d->act[a];
+        if (!q->fed) q->kv_bytes = (int64_t)kv_cache_bytes_used(q->kv);
+        const float *row = d->logits + a * V;
+        q->done = s_take(tok, q, q->smp ? sampler_sample(q->smp, row) : sampler_argmax(row, V));
+    }
+    double now = tis_now(); /* one time for the step: its sequences share the pass */
+    for (int64_t a = 0; a < G; a++) {
+        decoder_seq *q = d->act[a];
+        if (!q->fed) {
+            q->fed = true;
+            q->t_fed = now;
+        }
+        if (q->done) q->t_done = now;
+    }
+    return G;
+}
+
+int decoder_run(decoder *d, decoder_seq *const *seqs, int64_t n) {
+    if (n > d->max_batch)
+        return tis_error(TIS_EINVAL, "decoder: %lld sequences, batch of %lld", (long long)n, (long long)d->max_batch);
+    for (;;) {
+        int64_t k = decoder_step(d, seqs, n);
+        if (k < 0) return (int)k;
+        if (k == 0) return 0;
+    }
+}
+
+int decoder_seq_text(const decoder *d, const decoder_seq *q, bool trim, char **text) {
+    size_t len = 0;
+    int rc = tokenizer_decode(d->m->tok, q->gen, q->n_gen, true, text, &len);
+    if (!rc && trim) answer_trim(*text, len);
+    return rc;
+}

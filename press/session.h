@@ -1,0 +1,179 @@
+/* session: what one request *is* on its way to a compressed cache, and the
+ * one path every caller takes (tis eval, tis label, the prefill worker).
+ *
+ * A request is text: prefix (system), context (the only part a press
+ * compresses), question, an optional answer prefix and, for oracle
+ * labels, the expected answer. A session tokenises it (session_prompt),
+ * prefills prefix + context once while observing attention (and keeping
+ * the hidden states the importance head reads), and builds up to two
+ * states from that prefill:
+ *   agnostic     the context alone: policies score without the question
+ *                (observation window = the context's last `window` tokens);
+ *   query-aware  + the question except its last token, observed with the
+ *                question as window.
+ * The last prompt token always runs after compression, so every generated
+ * token depends on the compressed cache. From a state the session gives
+ * oracle labels (the answer's attention over the whole prompt), head
+ * scores (in process, or set from an outside scorer), and compressed
+ * caches: one scoring per (policy, protocol), one kv_cache_compact per
+ * budget. Decoding is the engine's decoder (engine/decoder.h).
+ *
+ * Ownership: a session borrows st and ct (they outlive it) and owns its
+ * prompt, caches, observations, labels and scores. */
+#ifndef TIS_SESSION_H
+#define TIS_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "forward.h"
+#include "head.h"
+#include "press.h"
+
+/* A request's text (all borrowed). */
+typedef struct session_input {
+    const char *id;            /* for messages ("req-7", a sample id) */
+    const char *prefix;        /* system text, or NULL */
+    const char *context;       /* non-empty */
+    const char *question;
+    const char *answer_prefix; /* the assistant turn starts with it, or NULL */
+    const char *answer;        /* the expected answer (oracle labels), or NULL */
+} session_input;
+
+/* The prompt as tokens: prefix (BOS, template, system) ++ context ++ suffix
+ * (question, assistant header, answer prefix). */
+typedef struct session_prompt {
+    int32_t *ids;         /* [n] (owned) */
+    int64_t n;
+    int64_t ctx_begin;    /* context = [ctx_begin, ctx_begin + n_ctx) */
+    int64_t n_ctx;
+    int64_t suf_begin;    /* suffix = [suf_begin, n), at least 2 tokens */
+} session_prompt;
+
+/* Tokenises a request. With chat (and a template in ct), the user turn is
+ * context + "\n\n" + question; without, the parts are joined by blank
+ * lines. The parts are tokenised separately so the context span is exact. */
+int session_prompt_build(const tokenizer *tok, const chat_template *ct, bool chat, const session_input *in,
+                         session_prompt *out);
+void session_prompt_free(session_prompt *p);
+
+/* in->answer as the tokens that follow the prompt (a leading space after an
+ * answer prefix that ends in a word). */
+int session_answer_ids(const tokenizer *tok, const session_input *in, int32_t **ids, int64_t *n);
+
+typedef struct session_opts {
+    bool chat;            /* through the model's chat template (ct) */
+    bool agnostic;        /* keep the agnostic state */
+    bool query_aware;     /* build the query-aware state (also what `full` decodes from) */
+    int64_t window;       /* agnostic observation window (tokens) */
+    int64_t n_sink;       /* streaming sinks */
+    uint64_t seed;        /* the random press: mixed with the prompt length */
+    int64_t hid_layer;    /* hidden states entering this layer are kept (head), or -1 */
+} session_opts;
+
+typedef struct session session;
+
+/* Builds the prompt and prefills it into the states o asks for (at least
+ * one). Errors: an empty context, a question of fewer than 2 tokens, a
+ * prompt that does not fit, out of memory. */
+int session_new(session **out, forward_state *st, const chat_template *ct, const session_input *in,
+                const session_opts *o);
+void session_destroy(session **p);
+
+const session_prompt *session_get_prompt(const session *s);
+/* Prefill seconds of the context, and of the question (query-aware state). */
+double session_prefill_s(const session *s);
+double session_prefill_q_s(const session *s);
+
+/* The tokens decode runs first from a compressed cache of that protocol:
+ * query-aware: the prompt's last token; agnostic: the whole suffix. */
+void session_rest(const session *s, bool qa, const int32_t **ids, int64_t *n);
+
+/* The budget in context entries per stream: a fraction of the context
+ * (press_budget_tokens) when frac > 0, else tokens capped at the context. */
+int64_t session_budget(double frac, int64_t tokens, int64_t n_ctx);
+
+/* Bytes the uncompressed cache holds once the whole prompt has run (what a
+ * compressed cache is compared with). */
+int64_t session_full_kv_bytes(const session *s);
+
+/* The uncompressed cache: a fork of the query-aware state with room for
+ * the last prompt token and max_new more. */
+int session_full(session *s, int64_t max_new, kv_cache **out);
+
+/* The answer the oracle labels come from, by one rule: the expected answer
+ * (in->answer) unless there is none or use_model is set, else the model's
+ * own answer text (model_answer, e.g. full's; may be NULL). *n == 0 when
+ * there is no answer (no labels: an oracle policy cannot run). */
+int session_oracle_answer(const session *s, bool use_model, const char *model_answer, int32_t **ids,
+                          int64_t *n);
+/* Oracle labels from ans[n_ans] after the whole prompt (kept by the
+ * session for the oracle policy). */
+int session_oracle(session *s, const int32_t *ans, int64_t n_ans);
+bool session_has_oracle(const session *s);
+
+/* Importance-head scores over the context, kept by the session for the
+ * head policies: computed from the kept hidden states (a query-aware head
+ * pools the question's rows of the query-aware state), or set from an
+ * outside scorer. *secs (may be NULL): the time it took. */
+int session_score_head(session *s, const head *h, double *secs);
+int session_set_scores(session *s, bool query, const float *scores /* [n_ctx] */);
+bool session_has_scores(const session *s, bool query);
+
+/* What an outside scorer needs: the head's input rows, context rows then
+ * question rows (the question's only when the query-aware state was
+ * built): rows[(n_ctx + n_q)][d_model] (malloc'd). */
+int session_hidden(const session *s, float **rows, int64_t *n_ctx, int64_t *n_q);
+
+/* Compresses the state of protocol qa with policy pr to k context entries
+ * per stream, with room for the rest tokens and max_new: *out (owned by the
+ * caller). The policy's scoring is done once per (policy, protocol) and
+ * shared by the budgets that follow. A "+hook" policy also gets the
+ * attention hook with hook_lambda. *kept_mean: context entries kept per
+ * stream (rounded mean); *secs: scoring (with the head's time, for head
+ * policies) + compaction. */
+int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max_new, float hook_lambda,
+                    kv_cache **out, int64_t *kept_mean, double *secs);
+
+/* ---- one request (the pipeline's unit): one policy, one budget ---------- */
+
+typedef struct session_request {
+    press policy;            /* from press_parse */
+    double budget;           /* fraction of the context; <= 0: budget_tokens */
+    int64_t budget_tokens;
+    bool query_aware;        /* the question is prefilled before compression */
+    bool chat;
+    int64_t window;          /* agnostic observation window (64 in eval) */
+    int64_t n_sink;          /* streaming sinks (4) */
+    uint64_t seed;           /* the random press, as eval's --seed */
+    int64_t max_new;         /* room left in the cache for generation */
+    float hook_lambda;       /* "+hook" policies; < 0: the head's own */
+} session_request;
+
+/* The compressed cache of one request and what decode runs first. */
+typedef struct session_result {
+    kv_cache *kv;             /* compressed (owned), room for n_rest + max_new */
+    int32_t *rest;            /* [n_rest] tokens decode runs first (owned) */
+    int64_t n_rest;
+    int64_t n_ctx, kept_mean; /* context tokens, kept per stream on average */
+    int64_t full_kv_bytes;    /* session_full_kv_bytes */
+    double prefill_s, compress_s;
+} session_result;
+void session_result_free(session_result *r);
+
+/* Prefills a request for its policy (the query-aware state when the
+ * protocol is query-aware or the policy is `full`, else the agnostic one)
+ * and makes its oracle labels when the policy needs them (from
+ * in->answer; none: an error). A head policy is scored by h in process, or,
+ * with h NULL, by an outside scorer: the hidden states of head_layer are
+ * kept (session_hidden) and session_request_finish takes the scores. */
+int session_request_begin(session **out, forward_state *st, const chat_template *ct, const session_input *in,
+                          const session_request *rq, const head *h, int64_t head_layer);
+/* True when the request waits for scores from outside. */
+bool session_needs_scores(const session *s);
+/* Compresses to the request's budget (scores: from the outside scorer, or
+ * NULL) into *out. */
+int session_request_finish(session *s, const float *scores, session_result *out);
+
+#endif
