@@ -52,9 +52,9 @@ int eval_pipeline_run(const eval_pipeline_opts *o, const eval_config *cfg, const
         ep = pl.front;
     }
     /* heads by absolute path: a worker's working directory may differ */
-    char head[PATH_MAX] = "", head_q[PATH_MAX] = "";
+    char head_abs[PATH_MAX] = "", head_q[PATH_MAX] = "";
     eval_config c = *cfg;
-    if (c.head_path && realpath(c.head_path, head)) c.head_path = head;
+    if (c.head_path && realpath(c.head_path, head_abs)) c.head_path = head_abs;
     if (c.head_query_path && realpath(c.head_query_path, head_q)) c.head_query_path = head_q;
     Tis__EvalSpec spec;
     evaljob_spec_view(&c, o->model_name, &spec);
