@@ -369,15 +369,15 @@ static void s_pyramid(int64_t L, int64_t k, int64_t n_ctx, int64_t *bl) {
     }
 }
 
-void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
-                    int64_t k, int64_t *budgets) {
+int press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
+                   int64_t k, int64_t *budgets) {
     int64_t L = kv->n_layer, H = kv->n_kv_head;
     if (k > n_ctx) k = n_ctx;
     if (p->alloc == PRESS_ALLOC_UNIFORM) {
         for (int64_t s = 0; s < L * H; s++) budgets[s] = k;
     } else if (p->alloc == PRESS_ALLOC_PYRAMID) {
         int64_t *bl = malloc((size_t)L * sizeof *bl);
-        TIS_ASSERT(bl);
+        if (!bl) return tis_error(TIS_ENOMEM, "press: out of memory");
         s_pyramid(L, k, n_ctx, bl);
         for (int64_t l = 0; l < L; l++)
             for (int64_t h = 0; h < H; h++) budgets[l * H + h] = bl[l];
@@ -391,7 +391,12 @@ void press_allocate(const press *p, const kv_cache *kv, const float *scores, int
         int64_t floor_k = (int64_t)(alpha * (double)k);
         ranked *pool = malloc((size_t)(H * n_ctx) * sizeof *pool);
         ranked *one = malloc((size_t)n_ctx * sizeof *one);
-        TIS_ASSERT(pool && one);
+        if (!pool || !one) {
+            free(pool);
+            free(one);
+            return tis_error(TIS_ENOMEM, "press: out of memory for %lld x %lld scores", (long long)H,
+                             (long long)n_ctx);
+        }
         for (int64_t l = 0; l < L; l++) {
             int64_t np = 0;
             for (int64_t h = 0; h < H; h++) {
@@ -414,6 +419,7 @@ void press_allocate(const press *p, const kv_cache *kv, const float *scores, int
         free(pool);
         free(one);
     }
+    return 0;
 }
 
 struct press_plan {
@@ -499,7 +505,8 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
         rc = tis_error(TIS_ENOMEM, "press: out of memory");
         goto done;
     }
-    press_allocate(&pl->p, kv, pl->scores, n, k_per_stream, budgets);
+    rc = press_allocate(&pl->p, kv, pl->scores, n, k_per_stream, budgets);
+    if (rc) goto done;
     for (int64_t s = 0; s < ns; s++) {
         uint8_t *ks = keep + kv->off[s];
         for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */

@@ -123,7 +123,7 @@ void press_plan_destroy(press_plan **p);
 
 /* The per-stream budgets press_compress uses (exposed for tests):
  * budgets[n_stream] from scores[n_stream][n_ctx]. */
-void press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
-                    int64_t k, int64_t *budgets);
+int press_allocate(const press *p, const kv_cache *kv, const float *scores, int64_t n_ctx,
+                   int64_t k, int64_t *budgets); /* 0, or TIS_ENOMEM */
 
 #endif

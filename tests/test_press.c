@@ -60,7 +60,7 @@ static void test_allocation(void) {
     int64_t b[24];
     press p;
     TT_OK(press_parse("pyramidkv", &p));
-    press_allocate(&p, kv, scores, 50, 10, b);
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
     int64_t tot = 0;
     for (int s = 0; s < 24; s++) tot += b[s];
     TT_CHECK(tot == 24 * 10);
@@ -68,7 +68,7 @@ static void test_allocation(void) {
     for (int l = 1; l < 6; l++) TT_CHECK(b[l * 4] <= b[(l - 1) * 4]);
     TT_CASE("allocation: pyramid clipping");
     /* clipping at the context length moves budget to other layers, total kept */
-    press_allocate(&p, kv, scores, 50, 40, b);
+    TT_OK(press_allocate(&p, kv, scores, 50, 40, b));
     tot = 0;
     for (int s = 0; s < 24; s++) {
         tot += b[s];
@@ -83,7 +83,7 @@ static void test_allocation(void) {
         for (int h = 0; h < 4; h++)
             for (int j = 0; j < 50; j++)
                 scores[((l * 4) + h) * 50 + j] = h == 0 ? 1.0f + (float)j : (j == 0 ? 1.0f : 0.0f);
-    press_allocate(&p, kv, scores, 50, 10, b);
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
     for (int l = 0; l < 6; l++) {
         int64_t lt = 0;
         for (int h = 0; h < 4; h++) {
