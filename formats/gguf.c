@@ -590,16 +590,16 @@ static int s_get_int(const gguf_file *f, const char *key, const char *want, int6
 }
 
 int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out) {
-    uint64_t u;
-    int64_t i;
+    uint64_t u = 0;
+    int64_t i = 0;
     int rc = s_get_int(f, key, "u32", 0, UINT32_MAX, &u, &i);
     if (!rc) *out = (uint32_t)u;
     return rc;
 }
 
 int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out) {
-    uint64_t u;
-    int64_t i;
+    uint64_t u = 0;
+    int64_t i = 0;
     int rc = s_get_int(f, key, "i64", INT64_MIN, INT64_MAX, &u, &i);
     if (!rc) *out = i;
     return rc;
