@@ -1,5 +1,5 @@
-/* label: oracle labels for whole datasets (DESIGN §5), what `tis label`
- * writes and `tis train` reads.
+/* label: oracle labels for whole datasets (DESIGN §5): the shards `tis
+ * label` writes (label_shard_write) and `tis train` reads (label_dir_read).
  *
  * Per sample: one full-context forward pass over prefix + context +
  * question, with the hidden states of one layer kept for the context and
@@ -61,6 +61,43 @@ void label_sample_free(label_sample *ls);
 /* Writes samples [n] as one shard (atomically). */
 int label_shard_write(const char *path, const model *m, const label_config *cfg,
                       const label_sample *ls, int64_t n);
+
+/* ---- reading shards back (tis train) ---------------------------------- */
+
+/* One sample of a shard, as f32. */
+typedef struct label_record {
+    int64_t n_ctx;          /* context tokens */
+    float *labels;          /* [n_ctx] oracle labels (owned, as the arrays below) */
+    float *features;        /* [n_ctx][d_model] hidden states, not normalised; a
+                               caller may take it (and set it NULL) */
+    float *query_features;  /* [n_q][d_model] the question's rows (likewise) */
+    int64_t n_q;
+} label_record;
+
+/* The samples of one or more label directories, all labelled for the same
+ * model, layer and width. */
+typedef struct label_records {
+    label_record *s;        /* [n] (owned) */
+    int64_t n, cap;
+    int64_t d_model, layer; /* of the first shard read (0, 0 before) */
+    char model[128];
+    uint64_t hash;          /* FNV-1a 64 over each shard's sample ids and labels, in
+                               reading order: the label set's fingerprint */
+} label_records;
+
+void label_records_init(label_records *r);
+void label_records_free(label_records *r);
+
+/* Appends one shard's samples. TIS_EFORMAT: not a tis-labels-1 shard, a
+ * tensor missing or of another dtype / rank, offsets that do not fit the
+ * tensors; TIS_EINVAL: labelled for another model, layer or d_model than
+ * the shards read before; I/O errors from st_open. On error r keeps the
+ * samples read before. */
+int label_shard_read(const char *path, label_records *r);
+
+/* Appends every DIR/shard-*.safetensors in name order. TIS_ENOTFOUND when
+ * there is none, TIS_EIO when DIR cannot be listed. */
+int label_dir_read(const char *dir, label_records *r);
 
 /* IEEE half <-> f32 (round to nearest even; beyond +-65504 saturates, so a
  * feature never becomes infinite). Features are f16 so that numpy reads

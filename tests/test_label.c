@@ -2,7 +2,9 @@
  * offsets, labels sum to 1, features equal a direct label_run), a run
  * killed after its first shard resumes to byte-identical shards and
  * manifest, changed settings are refused, Python's safetensors reads a
- * shard where it is installed. */
+ * shard where it is installed. The shards read back (label_dir_read, what
+ * tis train reads): every sample, the shard's values, refusals; `tis train`
+ * on them: a checkpoint that loads, the same bytes from a second run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "bench.h"
 #include "chat.h"
+#include "head.h"
 #include "label.h"
 #include "model.h"
 #include "safetensors.h"
@@ -34,6 +37,89 @@ static bool s_same_file(const char *a, const char *b) {
     free(x);
     free(y);
     return same;
+}
+
+/* label_dir_read on dir (5 samples of a 3-layer tiny model, layer 3):
+ * counts, the shard's labels and features as f32, the fingerprint; a
+ * directory of another layer, an empty one and a file that is no label
+ * shard are refused. */
+static void s_read_back(const char *dir, const char *same, const char *other_layer, const model *m) {
+    label_records r, r2;
+    label_records_init(&r);
+    label_records_init(&r2);
+    TT_OK(label_dir_read(dir, &r));
+    TT_CHECK(r.n == 5 && r.d_model == m->config.d_model && r.layer == 3 && !strcmp(r.model, m->config.name));
+    for (int64_t i = 0; i < r.n; i++) {
+        double sum = 0;
+        for (int64_t j = 0; j < r.s[i].n_ctx; j++) sum += r.s[i].labels[j];
+        TT_CHECK(r.s[i].n_ctx > 0 && r.s[i].n_q > 0 && fabs(sum - 1.0) < 1e-4);
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/shard-00001.safetensors", dir); /* samples 2 and 3 */
+    st_file *f = NULL;
+    TT_OK(st_open(&f, path));
+    const st_tensor *feat = f ? st_tensor_find(f, "features") : NULL, *lab = f ? st_tensor_find(f, "labels") : NULL;
+    if (feat && lab && r.n == 5) {
+        const uint16_t *F = feat->data;
+        const float *L = lab->data;
+        int64_t n2 = r.s[2].n_ctx, d = r.d_model;
+        TT_CHECK(feat->shape[0] == n2 + r.s[3].n_ctx);
+        bool same_f = true, same_l = true;
+        for (int64_t j = 0; j < n2 * d; j++) same_f &= r.s[2].features[j] == label_f32(F[j]);
+        for (int64_t j = 0; j < r.s[3].n_ctx; j++) same_l &= r.s[3].labels[j] == L[n2 + j];
+        TT_CHECK(same_f && same_l);
+    }
+    st_destroy(&f);
+    TT_OK(label_dir_read(same, &r2)); /* byte-identical shards: the same fingerprint */
+    TT_CHECK(r2.n == 5 && r2.hash == r.hash);
+    TT_FAILS(label_dir_read(other_layer, &r), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "layer 1, the others for"));
+    TT_CHECK(r.n == 5); /* what was read before stays */
+    const char *empty = tt_path("empty");
+    char cmd[1200], out[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", empty);
+    tt_sh(cmd, out, sizeof out);
+    TT_FAILS(label_dir_read(empty, &r2), TIS_ENOTFOUND);
+    TT_FAILS(label_dir_read(tt_path("nosuch"), &r2), TIS_EIO);
+    label_records_free(&r);
+    label_records_free(&r2);
+    TT_CHECK(r.n == 0 && r.s == NULL);
+}
+
+/* tis train on the labels: a checkpoint that loads and names the labels'
+ * fingerprint; a second run gives the same bytes; no labels: exit 1. */
+static void s_train(const char *bin, const char *dir) {
+    static char out[1 << 16];
+    char cmd[4096], ckpt[1024], metrics[1024];
+    snprintf(ckpt, sizeof ckpt, "%s", tt_path("head.safetensors"));
+    snprintf(metrics, sizeof metrics, "%s", tt_path("head_metrics.csv"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --head mlp --hidden 8 --epochs 3 --val_frac 0.4",
+             bin, dir, ckpt);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "2 validation samples") && strstr(out, "[train] best epoch"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    size_t n1 = 0, n2 = 0, nm = 0;
+    char *first = tt_read_file(ckpt, &n1), *csv = tt_read_file(metrics, &nm);
+    TT_CHECK(csv && !strncmp(csv, "epoch,train_loss,val_loss", 25) && strstr(csv, "\n0,nan,"));
+    head *h = NULL;
+    TT_OK(head_load(&h, ckpt));
+    label_records r;
+    label_records_init(&r);
+    TT_OK(label_dir_read(dir, &r));
+    char hash[80];
+    snprintf(hash, sizeof hash, "fnv1a64:%016llx", (unsigned long long)r.hash);
+    TT_CHECK(h && h->cfg.kind == HEAD_MLP && h->cfg.layer == 3 && !strcmp(h->label_hash, hash) &&
+             !strncmp(h->train_command, "tis train --labels", 18));
+    head_destroy(&h);
+    label_records_free(&r);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    char *second = tt_read_file(ckpt, &n2);
+    TT_CHECK(first && second && n1 == n2 && !memcmp(first, second, n1));
+    free(first);
+    free(second);
+    free(csv);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s'", bin, tt_path("empty"), ckpt);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "train: no shard-*.safetensors in"));
 }
 
 int main(void) {
@@ -176,5 +262,13 @@ int main(void) {
     } else {
         fprintf(stderr, "  python3 has no numpy + safetensors here: the Python check is skipped\n");
     }
+    /* the shards read back, another layer's refused; tis train on them */
+    const char *d3 = tt_path("run3");
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1 --max_new 6", bin, tiny, data, d3);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_OK(model_load(&m, tiny));
+    if (m) s_read_back(d1, d2, d3, m);
+    model_destroy(&m);
+    s_train(bin, d1);
     return tt_done("test_label");
 }

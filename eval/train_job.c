@@ -1,0 +1,360 @@
+/* train_job: the importance head fitted on label shards (tis train). */
+#include "train_job.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "label.h"
+#include "rng.h"
+#include "tis_error.h"
+
+void train_job_defaults(train_job_config *c) {
+    *c = (train_job_config){.kind = HEAD_LINEAR, .hidden = 256, .rank = 32, .loss = LOSS_LISTWISE,
+                            .topk = 0.1f, .epochs = 20, .batch = 4, .patience = 3, .lr = 1e-3f,
+                            .weight_decay = 0.0f, .val_frac = 0.2f, .seed = 42};
+}
+
+/* One sample as the head trains on it. */
+typedef struct tsample {
+    int64_t n;       /* context tokens */
+    float *f;        /* [n][d] features, normalised by the head (owned) */
+    const float *y;  /* [n] labels (the records') */
+    float *q;        /* [d] pooled question feature (owned) */
+} tsample;
+
+/* Everything one training run holds; s_trainer_free releases it. */
+typedef struct trainer {
+    const train_job_config *c;
+    label_records recs;
+    tsample *s;                  /* [recs.n] */
+    head *h;
+    int64_t *order;              /* [recs.n]: training samples, then validation */
+    int64_t n_train, n_val;
+    int64_t np;                  /* trained parameters */
+    float *grad, *am, *av, *best; /* [np] gradient, Adam moments, best weights */
+    float *sc, *dsc;             /* [longest sample] scores and their gradient */
+    uint64_t rng;
+} trainer;
+
+typedef struct epoch_metrics {
+    double loss, recall[3];
+} epoch_metrics;
+
+static const double s_recall_fracs[3] = {0.05, 0.10, 0.25};
+
+static void s_trainer_free(trainer *t) {
+    for (int64_t i = 0; t->s && i < t->recs.n; i++) {
+        free(t->s[i].f);
+        free(t->s[i].q);
+    }
+    free(t->s);
+    label_records_free(&t->recs);
+    head_destroy(&t->h);
+    free(t->order);
+    free(t->grad);
+    free(t->am);
+    free(t->av);
+    free(t->best);
+    free(t->sc);
+    free(t->dsc);
+}
+
+static int s_oom(void) {
+    fprintf(stderr, "tis train: out of memory\n");
+    return 1;
+}
+
+static int s_fail(const char *what) {
+    fprintf(stderr, "tis: %s: %s\n", what, tis_last_error());
+    return 1;
+}
+
+static const char *s_kind_name(head_kind k) { return k == HEAD_MLP ? "mlp" : "linear"; }
+static const char *s_loss_name(head_loss l) { return l == LOSS_BCE_TOPK ? "bce_topk" : "listwise"; }
+
+/* Reads every directory; a problem is "train: ..." (the reader's message). */
+static int s_read_labels(trainer *t) {
+    label_records_init(&t->recs);
+    for (int64_t i = 0; i < t->c->n_label_dirs; i++)
+        if (label_dir_read(t->c->label_dirs[i], &t->recs)) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", tis_last_error());
+            tis_error(TIS_EINVAL, "train: %s", why);
+            return s_fail("reading labels");
+        }
+    if (t->recs.n < 2) {
+        fprintf(stderr, "tis train: %lld labelled samples; at least 2 are needed (train + validation)\n",
+                (long long)t->recs.n);
+        return 1;
+    }
+    return 0;
+}
+
+static void s_shuffle(int64_t *a, int64_t n, uint64_t *rng) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(tis_rng_next(rng) % (uint64_t)(i + 1));
+        int64_t x = a[i];
+        a[i] = a[j];
+        a[j] = x;
+    }
+}
+
+/* Split by sample (never by token): order[0, n_train) trains, the rest validates. */
+static int s_split(trainer *t) {
+    int64_t n = t->recs.n;
+    if (!(t->order = malloc((size_t)n * sizeof *t->order))) return s_oom();
+    for (int64_t i = 0; i < n; i++) t->order[i] = i;
+    t->rng = (uint64_t)t->c->seed * TIS_GOLDEN64 + 1;
+    s_shuffle(t->order, n, &t->rng);
+    int64_t n_val = (int64_t)llround(t->c->val_frac * (double)n);
+    if (t->c->val_frac > 0 && n_val < 1) n_val = 1;
+    if (n_val >= n) n_val = n - 1;
+    t->n_val = n_val;
+    t->n_train = n - n_val;
+    return 0;
+}
+
+/* Feature statistics of the training samples only, into the head. */
+static int s_standardise(trainer *t) {
+    int64_t d = t->recs.d_model;
+    double *sum = calloc((size_t)d, sizeof(double)), *sq = calloc((size_t)d, sizeof(double));
+    float *tmp = malloc((size_t)d * sizeof(float));
+    if (!sum || !sq || !tmp) {
+        free(sum);
+        free(sq);
+        free(tmp);
+        return s_oom();
+    }
+    int64_t rows = 0;
+    for (int64_t i = 0; i < t->n_train; i++) {
+        const label_record *r = &t->recs.s[t->order[i]];
+        for (int64_t k = 0; k < r->n_ctx; k++, rows++) {
+            head_features(t->h, r->features + k * d, 1, tmp); /* mean 0 / std 1 still: rmsnorm only */
+            for (int64_t j = 0; j < d; j++) sum[j] += tmp[j], sq[j] += (double)tmp[j] * tmp[j];
+        }
+    }
+    for (int64_t j = 0; j < d; j++) {
+        double mu = sum[j] / (double)rows, var = sq[j] / (double)rows - mu * mu;
+        t->h->mean[j] = (float)mu;
+        t->h->std[j] = (float)sqrt(var > 1e-8 ? var : 1e-8);
+    }
+    free(sum);
+    free(sq);
+    free(tmp);
+    return 0;
+}
+
+/* Normalised features for every sample; the raw rows are freed as we go. */
+static int s_normalise(trainer *t) {
+    int64_t d = t->recs.d_model, n = t->recs.n;
+    if (!(t->s = calloc((size_t)n, sizeof *t->s))) return s_oom();
+    for (int64_t i = 0; i < n; i++) {
+        label_record *r = &t->recs.s[i];
+        tsample *x = &t->s[i];
+        x->n = r->n_ctx;
+        x->y = r->labels;
+        x->f = malloc((size_t)(x->n * d) * sizeof(float));
+        x->q = malloc((size_t)d * sizeof(float));
+        if (!x->f || !x->q) return s_oom();
+        head_features(t->h, r->features, x->n, x->f);
+        if (r->n_q > 0) head_query(t->h, r->query_features, r->n_q, x->q);
+        else memset(x->q, 0, (size_t)d * sizeof(float));
+        free(r->features);
+        free(r->query_features);
+        r->features = r->query_features = NULL;
+    }
+    return 0;
+}
+
+/* The head, standardised and with its training scratch. */
+static int s_setup(trainer *t) {
+    const train_job_config *c = t->c;
+    head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
+                      .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", t->recs.model);
+    if (head_new(&t->h, &hc, (uint64_t)c->seed)) return s_fail("creating the head");
+    int rc = s_split(t);
+    if (!rc) rc = s_standardise(t);
+    if (!rc) rc = s_normalise(t);
+    if (rc) return rc;
+    int64_t maxn = 1;
+    for (int64_t i = 0; i < t->recs.n; i++) maxn = t->s[i].n > maxn ? t->s[i].n : maxn;
+    t->np = head_n_trained(t->h);
+    t->grad = calloc((size_t)t->np, sizeof(float));
+    t->am = calloc((size_t)t->np, sizeof(float));
+    t->av = calloc((size_t)t->np, sizeof(float));
+    t->best = malloc((size_t)t->np * sizeof(float));
+    t->sc = malloc((size_t)maxn * sizeof(float));
+    t->dsc = malloc((size_t)maxn * sizeof(float));
+    return t->grad && t->am && t->av && t->best && t->sc && t->dsc ? 0 : s_oom();
+}
+
+/* Mean loss and recalls over the validation samples. */
+static int s_evaluate(trainer *t, epoch_metrics *m) {
+    memset(m, 0, sizeof *m);
+    const int64_t *idx = t->order + t->n_train;
+    int64_t n = t->n_val;
+    for (int64_t i = 0; i < n; i++) {
+        const tsample *x = &t->s[idx[i]];
+        int rc = head_forward(t->h, x->f, x->n, t->h->cfg.query_aware ? x->q : NULL, t->sc);
+        if (rc) return rc;
+        m->loss += head_loss_eval(t->c->loss, t->sc, x->y, x->n, t->c->topk, t->dsc);
+        for (int k = 0; k < 3; k++) m->recall[k] += head_recall_at(t->sc, x->y, x->n, s_recall_fracs[k]);
+    }
+    if (n > 0) {
+        m->loss /= (double)n;
+        for (int k = 0; k < 3; k++) m->recall[k] /= (double)n;
+    }
+    return 0;
+}
+
+/* One pass over the training samples in a new order; *loss: their mean. */
+static int s_epoch(trainer *t, int64_t *step, double *loss) {
+    const train_job_config *c = t->c;
+    int64_t *train = t->order, n_train = t->n_train;
+    s_shuffle(train, n_train, &t->rng);
+    double tl = 0;
+    for (int64_t b0 = 0; b0 < n_train; b0 += c->batch) {
+        int64_t b1 = b0 + c->batch < n_train ? b0 + c->batch : n_train;
+        memset(t->grad, 0, (size_t)t->np * sizeof(float));
+        for (int64_t i = b0; i < b1; i++) {
+            const tsample *x = &t->s[train[i]];
+            const float *q = c->query_aware ? x->q : NULL;
+            int rc = head_forward(t->h, x->f, x->n, q, t->sc);
+            if (rc) return rc;
+            tl += head_loss_eval(c->loss, t->sc, x->y, x->n, c->topk, t->dsc);
+            float inv = 1.0f / (float)(b1 - b0);
+            for (int64_t j = 0; j < x->n; j++) t->dsc[j] *= inv;
+            if ((rc = head_backward(t->h, x->f, x->n, q, t->dsc, t->grad))) return rc;
+        }
+        head_adam_step(t->h->params, t->grad, t->am, t->av, t->np, ++*step, c->lr, 0.9f, 0.999f, 1e-8f,
+                       c->weight_decay);
+    }
+    *loss = tl / (double)n_train;
+    return 0;
+}
+
+/* The metrics CSV's path and the curve's beside it. */
+static void s_metrics_paths(const train_job_config *c, char *csv, size_t cap, char *png, size_t png_cap) {
+    if (c->metrics) {
+        snprintf(csv, cap, "%s", c->metrics);
+    } else {
+        snprintf(csv, cap, "%s", c->output);
+        char *dot = strrchr(csv, '.');
+        if (dot && !strcmp(dot, ".safetensors")) *dot = 0;
+        strncat(csv, "_metrics.csv", cap - strlen(csv) - 1);
+    }
+    snprintf(png, png_cap, "%s", csv);
+    char *dot = strrchr(png, '.');
+    if (dot) *dot = 0;
+    strncat(png, ".png", png_cap - strlen(png) - 1);
+}
+
+/* gnuplot curve next to the CSV (skipped with a note when gnuplot is absent). */
+static void s_plot(const char *csv, const char *png) {
+    char script[4096];
+    snprintf(script, sizeof script,
+             "set terminal pngcairo size 960,540; set output '%s'; set datafile separator ',';"
+             "set key outside right noenhanced; set xlabel 'epoch'; set ylabel 'loss'; set y2label 'recall';"
+             "set y2range [0:1]; set ytics nomirror; set y2tics; set grid;"
+             "set title 'importance head: loss and validation recall of the oracle top-k';"
+             "plot '%s' skip 1 using 1:2 with linespoints title 'train loss',"
+             " '' skip 1 using 1:3 with linespoints title 'val loss',"
+             " '' skip 1 using 1:4 axes x1y2 with lines dt 2 lw 2 title 'val recall@5%%',"
+             " '' skip 1 using 1:5 axes x1y2 with lines dt 2 lw 2 title 'val recall@10%%',"
+             " '' skip 1 using 1:6 axes x1y2 with lines dt 2 lw 2 title 'val recall@25%%'",
+             png, csv);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("gnuplot", "gnuplot", "-e", script, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "tis train: no curve plot (gnuplot missing or failed)\n");
+}
+
+/* Epochs until patience runs out; the head ends with the best epoch's
+ * weights. Each epoch is a line of csv. */
+static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) {
+    const train_job_config *c = t->c;
+    epoch_metrics vm;
+    int rc = s_evaluate(t, &vm);
+    if (rc) return rc;
+    fprintf(csv, "0,nan,%.6f,%.4f,%.4f,%.4f,0\n", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
+    fprintf(stderr, "[train] %s head%s | %lld params | %lld train / %lld validation samples (by sample) | "
+                    "loss %s | features: %s layer %lld\n",
+            s_kind_name(c->kind), c->query_aware ? " (query-aware)" : "", (long long)t->np, (long long)t->n_train,
+            (long long)t->n_val, s_loss_name(c->loss), t->recs.model, (long long)t->recs.layer);
+    fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f\n", vm.loss, vm.recall[0],
+            vm.recall[1], vm.recall[2]);
+    double t0 = tis_now();
+    *best_loss = vm.loss;
+    *best_epoch = 0;
+    memcpy(t->best, t->h->params, (size_t)t->np * sizeof(float));
+    int64_t since = 0, step = 0;
+    for (int64_t ep = 1; ep <= c->epochs; ep++) {
+        double tl;
+        if ((rc = s_epoch(t, &step, &tl)) || (rc = s_evaluate(t, &vm))) return rc;
+        fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f\n", (long long)ep, tl, vm.loss, vm.recall[0],
+                vm.recall[1], vm.recall[2], tis_now() - t0);
+        fflush(csv);
+        bool better = vm.loss < *best_loss - 1e-6;
+        fprintf(stderr, "[train] epoch %lld: train loss %.4f | val loss %.4f recall@5/10/25%% %.3f %.3f %.3f%s\n",
+                (long long)ep, tl, vm.loss, vm.recall[0], vm.recall[1], vm.recall[2], better ? " *" : "");
+        if (better) {
+            *best_loss = vm.loss;
+            *best_epoch = ep;
+            memcpy(t->best, t->h->params, (size_t)t->np * sizeof(float));
+            since = 0;
+        } else if (++since >= c->patience) {
+            fprintf(stderr, "[train] early stop: no better validation loss for %lld epochs\n",
+                    (long long)c->patience);
+            break;
+        }
+    }
+    memcpy(t->h->params, t->best, (size_t)t->np * sizeof(float));
+    return 0;
+}
+
+int train_job_run(const train_job_config *c) {
+    trainer t = {.c = c};
+    int rc = s_read_labels(&t);
+    if (!rc) rc = s_setup(&t);
+    if (rc) {
+        s_trainer_free(&t);
+        return rc;
+    }
+    char metrics[1100], png[1100];
+    s_metrics_paths(c, metrics, sizeof metrics, png, sizeof png);
+    FILE *csv = fopen(metrics, "wb");
+    if (!csv) {
+        fprintf(stderr, "tis train: cannot write %s: %s\n", metrics, strerror(errno));
+        s_trainer_free(&t);
+        return 1;
+    }
+    fprintf(csv, "epoch,train_loss,val_loss,val_recall_5,val_recall_10,val_recall_25,seconds\n");
+    double best_loss = 0;
+    int64_t best_epoch = 0;
+    bool ok = s_fit(&t, csv, &best_loss, &best_epoch) == 0;
+    fclose(csv);
+    if (ok) {
+        snprintf(t.h->label_hash, sizeof t.h->label_hash, "fnv1a64:%016llx", (unsigned long long)t.recs.hash);
+        snprintf(t.h->train_command, sizeof t.h->train_command, "%s", c->command ? c->command : "");
+        ok = head_save(t.h, c->output) == 0;
+    }
+    if (ok) {
+        s_plot(metrics, png);
+        fprintf(stderr, "[train] best epoch %lld (val loss %.4f) -> %s; metrics %s\n", (long long)best_epoch,
+                best_loss, c->output, metrics);
+    }
+    rc = ok ? 0 : s_fail("training");
+    s_trainer_free(&t);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* train_job: what `tis train` does once its options are parsed: the
+ * labelled samples of `tis label` directories read back (label_dir_read),
+ * split by sample into training and validation, the importance head fitted
+ * (press/head.h: forward, backward, Adam) with early stopping on the
+ * validation loss, the best epoch's weights saved, per-epoch metrics to a
+ * CSV and a gnuplot curve beside it.
+ *
+ * Features are RMS-normalised by the head, then standardised with the mean
+ * and standard deviation of the training samples' rows (kept in the
+ * checkpoint). The same config and labels give the same bytes. */
+#ifndef TIS_TRAIN_JOB_H
+#define TIS_TRAIN_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "head.h"
+
+typedef struct train_job_config {
+    const char *const *label_dirs; /* [n_label_dirs] directories tis label wrote (same model, layer) */
+    int64_t n_label_dirs;
+    const char *output;            /* the checkpoint (safetensors) */
+    const char *metrics;           /* per-epoch CSV; NULL: OUTPUT less .safetensors + "_metrics.csv".
+                                      The curve is the CSV's path with .png for its extension. */
+    head_kind kind;
+    bool query_aware;              /* the question's pooled feature too (for tis_query) */
+    int64_t hidden;                /* mlp width */
+    int64_t rank;                  /* bilinear rank of the query term */
+    head_loss loss;
+    float topk;                    /* bce_topk: the positives are each sample's top topk */
+    int64_t epochs;                /* at most */
+    int64_t batch;                 /* samples per Adam step */
+    int64_t patience;              /* epochs without a better validation loss before stopping */
+    float lr, weight_decay;        /* Adam; decoupled decay */
+    float val_frac;                /* validation share, by sample (at least 1 when > 0) */
+    int64_t seed;                  /* split, order and initial weights */
+    const char *command;           /* recorded in the checkpoint (train_command), or NULL */
+} train_job_config;
+
+/* tis train's defaults: linear, hidden 256, rank 32, listwise, topk 0.1,
+ * 20 epochs, batch 4, patience 3, lr 1e-3, no decay, val_frac 0.2, seed 42.
+ * label_dirs and output are left NULL. */
+void train_job_defaults(train_job_config *c);
+
+/* Runs the job; progress and the result go to stderr. Returns 0, or 1
+ * after printing the problem to stderr (labels unreadable or fewer than 2
+ * samples, a file that cannot be written). */
+int train_job_run(const train_job_config *c);
+
+#endif
