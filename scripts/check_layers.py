@@ -18,7 +18,7 @@ import sys
 ALLOWED = {
     "base": [],
     "formats": ["base"],
-    "kernels": ["base"],
+    "kernels": ["base", "formats"],
     "proto": ["base"],
     "engine": ["base", "formats", "kernels"],
     "press": ["base", "formats", "kernels", "engine"],
