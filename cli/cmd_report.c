@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
+#include "eval_job.h"
 #include "report.h"
 #include "tis_error.h"
 
@@ -21,7 +21,6 @@ static void s_usage(FILE *f) {
             "      --no_plots        skip the gnuplot PNGs\n");
 }
 
-/* PATH with a trailing .csv replaced by ext (malloc'd). */
 /* "tis report ARGS" with arguments single-quoted where a shell needs it
  * (malloc'd). */
 static char *s_cmdline(int argc, char **argv) {
@@ -52,12 +51,12 @@ static char *s_cmdline(int argc, char **argv) {
 /* The model named by the eval JSON beside a CSV (A.json for A.csv) when
  * that JSON describes the same number of rows; NULL otherwise (malloc'd). */
 static char *s_model_of(const char *csv, int64_t n_rows) {
-    char *json_path = cli_csv_sibling(csv, ".json");
+    char *json_path = eval_job_csv_sibling(csv, ".json");
     if (!json_path || !strcmp(json_path, csv)) {
         free(json_path);
         return NULL;
     }
-    char *model = NULL, *text = NULL;
+    char *model_name = NULL, *text = NULL;
     FILE *f = fopen(json_path, "rb");
     free(json_path);
     if (!f) return NULL;
@@ -69,12 +68,68 @@ static char *s_model_of(const char *csv, int64_t n_rows) {
         cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "meta");
         cJSON *n = cJSON_GetObjectItemCaseSensitive(meta, "n_rows");
         const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "model"));
-        if (m && *m && cJSON_IsNumber(n) && n->valuedouble == (double)n_rows) model = strdup(m);
+        if (m && *m && cJSON_IsNumber(n) && n->valuedouble == (double)n_rows) model_name = strdup(m);
         cJSON_Delete(root);
     }
     free(text);
     fclose(f);
-    return model;
+    return model_name;
+}
+
+/* The rows of every CSV, in the order given, into *rows; *model_name: the model
+ * every input's eval JSON names, or NULL when they differ or one has none.
+ * 1 after printing a problem. */
+static int s_merge(const char *const *csvs, int64_t n_csv, eval_row **rows, int64_t *n_rows, char **model_name) {
+    bool same_model = true;
+    for (int64_t k = 0; k < n_csv; k++) {
+        eval_row *part = NULL;
+        int64_t n_part = 0;
+        if (report_read_csv(csvs[k], &part, &n_part)) return cli_fail("reading the CSV");
+        eval_row *all = NULL;
+        if (n_part > 0 && (uint64_t)(*n_rows + n_part) <= SIZE_MAX / sizeof *all)
+            all = realloc(*rows, (size_t)(*n_rows + n_part) * sizeof *all);
+        if (n_part > 0 && !all) {
+            free(part);
+            fprintf(stderr, "tis report: out of memory for %lld rows\n", (long long)(*n_rows + n_part));
+            return 1;
+        }
+        if (n_part > 0) {
+            memcpy(all + *n_rows, part, (size_t)n_part * sizeof *part);
+            *rows = all;
+            *n_rows += n_part;
+        }
+        free(part);
+        /* the model, when every input's eval JSON names the same one */
+        char *m = same_model ? s_model_of(csvs[k], n_part) : NULL;
+        if (!m || (*model_name && strcmp(m, *model_name) != 0)) same_model = false;
+        if (!*model_name) *model_name = m;
+        else free(m);
+        fprintf(stderr, "[report] %s: %lld rows\n", csvs[k], (long long)n_part);
+    }
+    if (!same_model) {
+        free(*model_name);
+        *model_name = NULL;
+    }
+    return 0;
+}
+
+/* The merged CSV and its report. */
+static int s_write(int argc, char **argv, const char *output, const char *title, bool plots, const eval_row *rows,
+                   int64_t n_rows, const char *model_name) {
+    if (eval_job_mkdirs_for(output)) {
+        fprintf(stderr, "tis report: cannot create the directory of %s\n", output);
+        return 1;
+    }
+    if (report_write_csv(output, rows, n_rows)) return cli_fail("writing the CSV");
+    char *cmdline = s_cmdline(argc, argv);
+    if (!cmdline) {
+        fprintf(stderr, "tis report: out of memory\n");
+        return 1;
+    }
+    report_meta meta = {.command = cmdline, .model = model_name ? model_name : "(from CSV)", .title = title};
+    int rc = eval_job_report("report", output, rows, n_rows, &meta, plots, -1);
+    free(cmdline);
+    return rc;
 }
 
 int cmd_report(int argc, char **argv) {
@@ -94,100 +149,23 @@ int cmd_report(int argc, char **argv) {
         CLI_FLAG("--no_plots", NULL, &no_plots),
         CLI_END,
     };
-    int prc = cli_parse_opts("report", argc, argv, opts, s_usage);
-    if (prc) {
-        free(csvs);
-        return prc == CLI_HELP ? 0 : prc;
-    }
-    bool plots = !no_plots;
-    if (!n_csv || !output || !*output) {
+    int rc = cli_parse_opts("report", argc, argv, opts, s_usage);
+    if (rc == 0 && (!n_csv || !output || !*output)) {
         fprintf(stderr, "tis report: %s is required\n\n", n_csv ? "--output" : "--csv");
         s_usage(stderr);
-        free(csvs);
-        return 2;
+        rc = 2;
     }
-
-    int rc = 1;
+    if (rc) {
+        free(csvs);
+        return rc == CLI_HELP ? 0 : rc;
+    }
     eval_row *rows = NULL;
     int64_t n_rows = 0;
-    char *json_path = cli_csv_sibling(output, ".json"), *md_path = cli_csv_sibling(output, ".md");
-    char *plot_prefix = cli_csv_sibling(output, ""), *cmdline = s_cmdline(argc, argv);
-    char *model = NULL;
-    char **plot_paths = NULL;
-    int64_t n_plots = 0;
-    bool same_model = true;
-    if (!json_path || !md_path || !plot_prefix || !cmdline) {
-        fprintf(stderr, "tis report: out of memory\n");
-        goto done;
-    }
-    for (int k = 0; k < n_csv; k++) {
-        const char *csv = csvs[k];
-        eval_row *part = NULL;
-        int64_t n_part = 0;
-        if (report_read_csv(csv, &part, &n_part)) {
-            cli_fail("reading the CSV");
-            goto done;
-        }
-        eval_row *all = NULL;
-        if (n_part > 0 && (uint64_t)(n_rows + n_part) <= SIZE_MAX / sizeof *rows)
-            all = realloc(rows, (size_t)(n_rows + n_part) * sizeof *rows);
-        if (n_part > 0 && !all) {
-            free(part);
-            fprintf(stderr, "tis report: out of memory for %lld rows\n",
-                    (long long)(n_rows + n_part));
-            goto done;
-        }
-        if (n_part > 0) {
-            memcpy(all + n_rows, part, (size_t)n_part * sizeof *part);
-            rows = all;
-            n_rows += n_part;
-        }
-        free(part);
-        /* the model, when every input's eval JSON names the same one */
-        char *m = same_model ? s_model_of(csv, n_part) : NULL;
-        if (!m || (model && strcmp(m, model) != 0)) same_model = false;
-        if (!model) model = m;
-        else free(m);
-        fprintf(stderr, "[report] %s: %lld rows\n", csv, (long long)n_part);
-    }
-    if (cli_mkdirs_for(output)) {
-        fprintf(stderr, "tis report: cannot create the directory of %s\n", output);
-        goto done;
-    }
-    if (report_write_csv(output, rows, n_rows)) {
-        cli_fail("writing the CSV");
-        goto done;
-    }
-    if (plots) {
-        int plrc = report_plots(plot_prefix, rows, n_rows, &plot_paths, &n_plots);
-        if (plrc == TIS_EUNSUPPORTED)
-            fprintf(stderr, "tis report: no plots: %s\n", tis_last_error());
-        else if (plrc)
-            fprintf(stderr, "tis report: plots failed: %s\n", tis_last_error());
-    }
-    report_meta meta = {.command = cmdline,
-                        .model = same_model && model ? model : "(from CSV)",
-                        .title = title ? title : plot_prefix,
-                        .seed = 0,
-                        .threads = 0,
-                        .wall_s = 0};
-    if (report_write_summary(json_path, md_path, rows, n_rows, &meta,
-                             (const char *const *)plot_paths, n_plots)) {
-        cli_fail("writing the summary");
-        goto done;
-    }
-    fprintf(stderr, "[report] wrote %s, %s, %s (%lld rows, %lld plots)\n", output, json_path,
-            md_path, (long long)n_rows, (long long)n_plots);
-    rc = 0;
-done:
-    for (int64_t i = 0; i < n_plots; i++) free(plot_paths[i]);
-    free(plot_paths);
+    char *model_name = NULL;
+    rc = s_merge(csvs, n_csv, &rows, &n_rows, &model_name);
+    if (!rc) rc = s_write(argc, argv, output, title, !no_plots, rows, n_rows, model_name);
     free(rows);
-    free(model);
-    free(json_path);
-    free(md_path);
-    free(plot_prefix);
-    free(cmdline);
+    free(model_name);
     free(csvs);
     return rc;
 }
