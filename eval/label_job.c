@@ -1,0 +1,337 @@
+/* label_job: a dataset labelled into resumable shards (tis label). */
+#include "label_job.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "eval_job.h"
+#include "tis_error.h"
+
+static int s_fail(const char *what) {
+    fprintf(stderr, "tis: %s: %s\n", what, tis_last_error());
+    return 1;
+}
+
+/* ---- the output directory ----------------------------------------------- */
+
+/* DIR/label_config.json pins the settings; a resumed run must match them. */
+static int s_check_config(const char *dir, const char *model_name, const label_config *cfg) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/label_config.json", dir);
+    cJSON *want = cJSON_CreateObject();
+    cJSON_AddStringToObject(want, "format", "tis-labels-1");
+    cJSON_AddStringToObject(want, "model", model_name);
+    cJSON_AddNumberToObject(want, "layer", (double)cfg->layer);
+    cJSON_AddBoolToObject(want, "per_head", cfg->per_head);
+    cJSON_AddBoolToObject(want, "use_model_answer", cfg->use_model_answer);
+    cJSON_AddBoolToObject(want, "chat", cfg->chat);
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        cJSON *have = cJSON_Parse(buf);
+        if (!have || !cJSON_Compare(have, want, true))
+            rc = tis_error(TIS_EINVAL, "%s holds labels made with other settings (%s); use another --output",
+                           dir, path);
+        cJSON_Delete(have);
+    } else {
+        char *txt = cJSON_Print(want);
+        f = txt ? fopen(path, "wb") : NULL;
+        if (!f || fputs(txt, f) < 0 || fclose(f) != 0)
+            rc = tis_error(TIS_EIO, "cannot write %s: %s", path, strerror(errno));
+        free(txt);
+    }
+    cJSON_Delete(want);
+    return rc;
+}
+
+/* Reads the manifest: ids already done (labelled or skipped) and the next shard number. */
+static int s_load_manifest(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard) {
+    *ids = NULL;
+    *n_ids = 0;
+    *next_shard = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? 0 : tis_error(TIS_EIO, "cannot read %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t lineno = 0, cap_ids = 0;
+    int rc = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *id = o ? cJSON_GetObjectItemCaseSensitive(o, "id") : NULL;
+        if (!cJSON_IsString(id)) {
+            cJSON_Delete(o);
+            rc = tis_error(TIS_EFORMAT, "%s:%lld: not a manifest line", path, (long long)lineno);
+            break;
+        }
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shard_index");
+        if (cJSON_IsNumber(sh) && sh->valuedouble + 1 > (double)*next_shard) *next_shard = (int64_t)sh->valuedouble + 1;
+        if (*n_ids == cap_ids) {
+            cap_ids = cap_ids ? 2 * cap_ids : 64;
+            char **p = realloc(*ids, (size_t)cap_ids * sizeof *p);
+            if (!p) {
+                cJSON_Delete(o);
+                rc = tis_error(TIS_ENOMEM, "out of memory");
+                break;
+            }
+            *ids = p;
+        }
+        char *dup = strdup(id->valuestring);
+        cJSON_Delete(o);
+        if (!dup) {
+            rc = tis_error(TIS_ENOMEM, "out of memory");
+            break;
+        }
+        (*ids)[(*n_ids)++] = dup;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Manifest lines go after their shard is in place, in one write + fsync. */
+static int s_append(const char *path, const char *text) {
+    FILE *f = fopen(path, "ab");
+    if (!f) return tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
+    bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = false;
+    return ok ? 0 : tis_error(TIS_EIO, "cannot write %s: %s", path, strerror(errno));
+}
+
+static char *s_cat(char *a, const char *b) {
+    size_t la = a ? strlen(a) : 0, lb = strlen(b);
+    char *s = realloc(a, la + lb + 1);
+    if (!s) {
+        free(a);
+        return NULL;
+    }
+    memcpy(s + la, b, lb + 1);
+    return s;
+}
+
+/* ---- the in-process runner ---------------------------------------------- */
+
+typedef struct local_runner {
+    forward_state *st;
+    chat_template ct;
+    label_config cfg;
+    const bench_sample *const *todo;
+    int64_t n, next;
+} local_runner;
+
+static int s_local_open(void *ctx, const model *m, const label_config *cfg, const bench_sample *const *todo,
+                        int64_t n) {
+    local_runner *r = ctx;
+    r->cfg = *cfg;
+    r->todo = todo;
+    r->n = n;
+    if (forward_state_new(&r->st, m, backend_cpu(), 512) ||
+        (cfg->chat && chat_template_init(&r->ct, tokenizer_chat_template(m->tok))))
+        return -s_fail("setting up");
+    return 0;
+}
+
+static int s_local_next(void *ctx, label_sample *ls, char *why, size_t why_cap) {
+    local_runner *r = ctx;
+    TIS_ASSERT(r->next < r->n); /* the job asks for as many as it gave */
+    const bench_sample *s = r->todo[r->next++];
+    if (label_run(r->st, r->cfg.chat ? &r->ct : NULL, &r->cfg, s, ls) == 0) return 0;
+    snprintf(why, why_cap, "%s", tis_last_error());
+    return 1;
+}
+
+static void s_local_close(void *ctx) {
+    local_runner *r = ctx;
+    chat_template_free(&r->ct);
+    forward_state_destroy(&r->st);
+}
+
+/* ---- the job ------------------------------------------------------------ */
+
+typedef struct labeller {
+    const label_job_config *c;
+    const model *m;
+    label_config cfg;             /* c->label resolved against the model */
+    bench_set *sets;
+    int n_sets;
+    char manifest[1100];
+    char **done_ids;              /* [n_done] ids in the manifest */
+    int64_t n_done, next_shard;
+    label_sample *pending;        /* [shard_size] labelled, not yet in a shard */
+    int64_t n_pending;
+    char *pending_lines;          /* their manifest lines (and skipped samples') */
+    int64_t shards_written, labelled, todo;
+} labeller;
+
+static bool s_done(const labeller *L, const char *id) {
+    for (int64_t i = 0; i < L->n_done; i++)
+        if (!strcmp(L->done_ids[i], id)) return true;
+    return false;
+}
+
+/* The manifest line of a sample: where its labels are, or why it was skipped. */
+static bool s_note(labeller *L, const char *bench, const bench_sample *smp, const label_sample *ls, const char *why) {
+    cJSON *line = cJSON_CreateObject();
+    cJSON_AddStringToObject(line, "id", smp->id);
+    cJSON_AddStringToObject(line, "benchmark", bench);
+    if (why) {
+        cJSON_AddStringToObject(line, "skipped", why);
+    } else {
+        char shard[64];
+        snprintf(shard, sizeof shard, "shard-%05lld.safetensors", (long long)L->next_shard);
+        cJSON_AddStringToObject(line, "shard", shard);
+        cJSON_AddNumberToObject(line, "shard_index", (double)L->next_shard);
+        cJSON_AddNumberToObject(line, "index", (double)L->n_pending);
+        cJSON_AddNumberToObject(line, "n_tokens", (double)ls->n_tokens);
+        cJSON_AddNumberToObject(line, "n_ctx", (double)ls->n_ctx);
+        cJSON_AddStringToObject(line, "answer", ls->answer ? ls->answer : "");
+        cJSON_AddStringToObject(line, "answer_source", ls->answer_from_model ? "model" : "given");
+    }
+    char *txt = cJSON_PrintUnformatted(line);
+    cJSON_Delete(line);
+    L->pending_lines = txt ? s_cat(s_cat(L->pending_lines, txt), "\n") : (free(L->pending_lines), NULL);
+    free(txt);
+    return L->pending_lines != NULL;
+}
+
+/* A full shard (or the last one) to disk, then the manifest lines waiting. */
+static int s_flush(labeller *L) {
+    const label_job_config *c = L->c;
+    bool last = L->labelled == L->todo;
+    if (L->n_pending == c->shard_size || (last && L->n_pending > 0)) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/shard-%05lld.safetensors", c->outdir, (long long)L->next_shard);
+        if (label_shard_write(path, L->m, &L->cfg, L->pending, L->n_pending)) return s_fail("writing a shard");
+        L->shards_written++;
+        if (c->on_shard) c->on_shard(c->on_shard_user, L->shards_written); /* before the manifest: the worst moment */
+        for (int64_t k = 0; k < L->n_pending; k++) label_sample_free(&L->pending[k]);
+        L->n_pending = 0;
+        L->next_shard++;
+    }
+    if (L->n_pending == 0 && L->pending_lines) {
+        if (s_append(L->manifest, L->pending_lines)) return s_fail("writing the manifest");
+        free(L->pending_lines);
+        L->pending_lines = NULL;
+    }
+    return 0;
+}
+
+/* Every sample not in the manifest, in order, through the runner. */
+static int s_label_all(labeller *L, const label_job_runner *r) {
+    double t0 = tis_now();
+    for (int s = 0; s < L->n_sets; s++) {
+        for (int64_t i = 0; i < L->sets[s].n; i++) {
+            const bench_sample *smp = &L->sets[s].s[i];
+            if (s_done(L, smp->id)) continue;
+            label_sample *ls = &L->pending[L->n_pending];
+            char why[512] = "";
+            int lrc = r->next(r->ctx, ls, why, sizeof why);
+            if (lrc < 0) return 1;
+            if (lrc) fprintf(stderr, "\ntis label: sample %s skipped: %s\n", smp->id, why);
+            if (!s_note(L, L->sets[s].name, smp, ls, lrc ? why : NULL)) {
+                fprintf(stderr, "tis label: out of memory\n");
+                return 1;
+            }
+            if (!lrc) L->n_pending++;
+            L->labelled++;
+            if (s_flush(L)) return 1;
+            double el = tis_now() - t0, rate = (double)L->labelled / (el > 0 ? el : 1e-9);
+            fprintf(stderr, "\r[label] %lld/%lld  %.2f samples/s  ETA %.0fs   ", (long long)L->labelled,
+                    (long long)L->todo, rate, (double)(L->todo - L->labelled) / (rate > 0 ? rate : 1e-9));
+        }
+    }
+    fprintf(stderr, "\n[label] done: %lld labelled in %.1f s, %lld shards in %s\n", (long long)L->labelled,
+            tis_now() - t0, (long long)L->next_shard, L->c->outdir);
+    return 0;
+}
+
+/* The output directory checked and its manifest read; the samples made. */
+static int s_prepare(labeller *L) {
+    const label_job_config *c = L->c;
+    if (eval_job_mkdirs(c->outdir) != 0) {
+        fprintf(stderr, "tis label: cannot create %s: %s\n", c->outdir, strerror(errno));
+        return 1;
+    }
+    snprintf(L->manifest, sizeof L->manifest, "%s/manifest.jsonl", c->outdir);
+    if (s_check_config(c->outdir, L->m->config.name, &L->cfg) ||
+        s_load_manifest(L->manifest, &L->done_ids, &L->n_done, &L->next_shard))
+        return s_fail("output directory");
+    return eval_job_samples(c->dataset, c->benchmarks, c->n_benchmarks, &c->spec, L->m->tok, &L->sets, &L->n_sets);
+}
+
+/* The samples to do, in order (borrowed from the sets). */
+static const bench_sample **s_todo(labeller *L, int64_t *total) {
+    *total = 0;
+    L->todo = 0;
+    for (int s = 0; s < L->n_sets; s++)
+        for (int64_t i = 0; i < L->sets[s].n; i++, ++*total) L->todo += !s_done(L, L->sets[s].s[i].id);
+    const bench_sample **todo = malloc((size_t)(L->todo ? L->todo : 1) * sizeof *todo);
+    for (int64_t s = 0, k = 0; todo && s < L->n_sets; s++)
+        for (int64_t i = 0; i < L->sets[s].n; i++)
+            if (!s_done(L, L->sets[s].s[i].id)) todo[k++] = &L->sets[s].s[i];
+    return todo;
+}
+
+static void s_labeller_free(labeller *L) {
+    for (int64_t k = 0; L->pending && k < L->c->shard_size; k++) label_sample_free(&L->pending[k]);
+    free(L->pending);
+    free(L->pending_lines);
+    for (int64_t k = 0; k < L->n_done; k++) free(L->done_ids[k]);
+    free(L->done_ids);
+    eval_job_samples_free(&L->sets, L->n_sets);
+}
+
+/* Everything after the model is loaded. */
+static int s_run(labeller *L) {
+    const label_job_config *c = L->c;
+    const model_config *mc = &L->m->config;
+    L->cfg = c->label;
+    if (L->cfg.layer < 0) L->cfg.layer = mc->n_layer;
+    if (L->cfg.layer > mc->n_layer) {
+        fprintf(stderr, "tis label: --layer %lld: the model has %lld layers\n", (long long)L->cfg.layer,
+                (long long)mc->n_layer);
+        return 2;
+    }
+    L->cfg.chat = L->cfg.chat && tokenizer_chat_template(L->m->tok) != NULL;
+    if (!(L->pending = calloc((size_t)c->shard_size, sizeof *L->pending))) {
+        fprintf(stderr, "tis label: out of memory\n");
+        return 1;
+    }
+    int rc = s_prepare(L);
+    if (rc) return rc;
+    int64_t total = 0;
+    const bench_sample **todo = s_todo(L, &total);
+    if (!todo) {
+        fprintf(stderr, "tis label: out of memory\n");
+        return 1;
+    }
+    local_runner local = {0};
+    label_job_runner in_process = {.open = s_local_open, .next = s_local_next, .close = s_local_close, .ctx = &local};
+    const label_job_runner *r = c->runner ? c->runner : &in_process;
+    fprintf(stderr, "[label] %s | %lld samples, %lld already in %s | layer %lld%s | shards of %lld%s\n", mc->name,
+            (long long)total, (long long)(total - L->todo), c->outdir, (long long)L->cfg.layer,
+            L->cfg.per_head ? " | per-head labels" : "", (long long)c->shard_size, r->about ? r->about : "");
+    rc = r->open(r->ctx, L->m, &L->cfg, todo, L->todo) ? 1 : s_label_all(L, r);
+    if (r->close) r->close(r->ctx);
+    free(todo);
+    return rc;
+}
+
+int label_job_run(const label_job_config *c) {
+    model *m = NULL;
+    if (model_load(&m, c->model_path)) return s_fail("loading the model");
+    labeller L = {.c = c, .m = m};
+    int rc = s_run(&L);
+    s_labeller_free(&L);
+    model_destroy(&m);
+    return rc;
+}
