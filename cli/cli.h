@@ -81,11 +81,6 @@ int cli_threads(int64_t n);
 /* Loads only the tokenizer of a model file or directory. */
 struct tokenizer;
 int cli_load_tokenizer(const char *path, struct tokenizer **out);
-/* PATH.csv -> PATH<ext> (malloc'd): the files written beside a CSV. */
-char *cli_csv_sibling(const char *path, const char *ext);
-/* mkdir -p of a directory / of the directory holding a file; 0 when it exists after. */
-int cli_mkdirs(const char *dir);
-int cli_mkdirs_for(const char *file);
 /* Prints "tis: <what>: <tis_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);
 

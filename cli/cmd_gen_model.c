@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval_job.h"
 #include "gen_model.h"
 #include "generate.h"
 #include "quant.h"
@@ -78,9 +79,9 @@ int cmd_gen_model(int argc, char **argv) {
     size_t ol = strlen(out);
     if (ol > 5 && !strcmp(out + ol - 5, ".gguf")) {
         snprintf(path, sizeof path, "%s", out);
-        if (cli_mkdirs_for(path)) return cli_fail("creating the output directory");
+        if (eval_job_mkdirs_for(path)) return cli_fail("creating the output directory");
     } else {
-        if (cli_mkdirs(out)) return cli_fail("creating the output directory");
+        if (eval_job_mkdirs(out)) return cli_fail("creating the output directory");
         snprintf(path, sizeof path, "%s/model.gguf", out);
     }
     fprintf(stderr, "[gen-model] %s: d_model %lld, %lld layers, %lld/%lld heads, d_ff %lld, vocab %lld, %s: %.2f B params\n",

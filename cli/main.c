@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -41,39 +40,6 @@ const char *cli_default_model(void) {
 int cli_threads(int64_t n) {
     if (n > 0) openblas_set_num_threads((int)n);
     return openblas_get_num_threads();
-}
-
-char *cli_csv_sibling(const char *path, const char *ext) {
-    size_t n = strlen(path);
-    if (n > 4 && !strcmp(path + n - 4, ".csv")) n -= 4;
-    char *s = malloc(n + strlen(ext) + 1);
-    if (!s) return NULL;
-    memcpy(s, path, n);
-    strcpy(s + n, ext);
-    return s;
-}
-
-int cli_mkdirs(const char *dir) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        mkdir(buf, 0755); /* like mkdir -p; the stat below judges */
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-    struct stat sb;
-    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
-}
-
-int cli_mkdirs_for(const char *file) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", file) >= (int)sizeof buf) return -1;
-    char *slash = strrchr(buf, '/');
-    if (!slash || slash == buf) return 0;
-    *slash = 0;
-    return cli_mkdirs(buf);
 }
 
 int cli_fail(const char *what) {
