@@ -131,40 +131,9 @@ done:
     return rc;
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *model_path = cli_default_model();
-    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64;
-    double budgets[16];
-    int64_t n_budgets = 0;
-    const cli_opt opts[] = {
-        CLI_STR("--model", "-m", &model_path),
-        CLI_I64("--n_prompt", "-p", &n_prompt, 0, 1 << 20),
-        CLI_I64("--n_gen", "-n", &n_gen, 0, 1 << 20),
-        CLI_I64("--reps", "-r", &reps, 1, 1000),
-        CLI_I64("--threads", "-t", &threads, 1, 1024),
-        CLI_I64("--context", NULL, &n_ctx, 1, 1 << 20),
-        CLI_F32S("--budgets", NULL, budgets, &n_budgets, 16, 1e-6f, 1.0f),
-        CLI_I64("--kv_cap_mb", NULL, &cap_mb, 1, 1 << 24),
-        CLI_I64("--max_batch", NULL, &max_batch, 1, 4096),
-        CLI_END,
-    };
-    int prc = cli_parse_opts("bench", argc, argv, opts, s_usage);
-    if (prc) return prc == CLI_HELP ? 0 : prc;
-    if (!n_budgets) {
-        budgets[n_budgets++] = 1.0;
-        budgets[n_budgets++] = 0.25;
-        budgets[n_budgets++] = 0.1;
-    }
-    int nthreads = cli_threads(threads);
-    model *m = NULL;
-    if (model_load(&m, model_path)) return cli_fail("loading the model");
-    if (n_ctx > 0) {
-        printf("model: %s | backend cpu (OpenBLAS %s) | threads %d\n", m->config.name, openblas_get_corename(),
-               nthreads);
-        int brc = s_bench_decode(m, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
-        model_destroy(&m);
-        return brc ? cli_fail("decode benchmark") : 0;
-    }
+/* pp (one batched prefill of n_prompt tokens) and tg (n_gen single-token
+ * steps), each from an empty cache, reps times after one untimed warm-up. */
+static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_t reps, int nthreads) {
     int64_t cap = n_prompt > n_gen ? n_prompt : n_gen;
     kv_cache *kv = NULL;
     forward_state *st = NULL;
@@ -188,7 +157,7 @@ int cmd_bench(int argc, char **argv) {
     }
     printf("model: %s (%s, %.1f M params, weights f32 %.0f MiB) | backend cpu (OpenBLAS %s) | threads %d | %ld cores online\n",
            m->config.name, m->format, (double)m->n_params / 1e6,
-           (double)m->arena_bytes / 1048576.0, openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN));
+           (double)m->weights_bytes / 1048576.0, openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN));
     /* One untimed warm-up of each test: page in the weights, size caches. */
     for (int r = -1; r < (int)reps; r++) {
         if (n_prompt > 0) {
@@ -229,6 +198,45 @@ done:
     free(logits);
     forward_state_destroy(&st);
     kv_cache_destroy(&kv);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = cli_default_model();
+    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64;
+    double budgets[16];
+    int64_t n_budgets = 0;
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &model_path),
+        CLI_I64("--n_prompt", "-p", &n_prompt, 0, 1 << 20),
+        CLI_I64("--n_gen", "-n", &n_gen, 0, 1 << 20),
+        CLI_I64("--reps", "-r", &reps, 1, 1000),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_I64("--context", NULL, &n_ctx, 1, 1 << 20),
+        CLI_F32S("--budgets", NULL, budgets, &n_budgets, 16, 1e-6f, 1.0f),
+        CLI_I64("--kv_cap_mb", NULL, &cap_mb, 1, 1 << 24),
+        CLI_I64("--max_batch", NULL, &max_batch, 1, 4096),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("bench", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (!n_budgets) {
+        budgets[n_budgets++] = 1.0;
+        budgets[n_budgets++] = 0.25;
+        budgets[n_budgets++] = 0.1;
+    }
+    int nthreads = cli_threads(threads);
+    model *m = NULL;
+    if (model_load(&m, model_path)) return cli_fail("loading the model");
+    int rc;
+    if (n_ctx > 0) {
+        printf("model: %s | backend cpu (OpenBLAS %s) | threads %d\n", m->config.name, openblas_get_corename(),
+               nthreads);
+        int brc = s_bench_decode(m, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
+        rc = brc ? cli_fail("decode benchmark") : 0;
+    } else {
+        rc = s_bench_speed(m, n_prompt, n_gen, reps, nthreads);
+    }
     model_destroy(&m);
     return rc;
 }

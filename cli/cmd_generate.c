@@ -42,113 +42,126 @@ static int s_on_token(void *user, int32_t id) {
     return 0;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *model_path = cli_default_model(), *prompt = NULL, *system = NULL;
-    int64_t n_predict = 128, seed = 42, threads = 0, ctx = 0;
-    float temp = 0.0f, top_p = 1.0f;
-    bool chat = false, quiet = false;
-    const cli_opt opts[] = {
-        CLI_STR("--model", "-m", &model_path),
-        CLI_STR("--prompt", "-p", &prompt),
-        CLI_STR("--system", NULL, &system),
-        CLI_I64("--n_predict", "-n", &n_predict, 0, 1 << 20),
-        CLI_F32("--temp", NULL, &temp, 0.0f, 100.0f),
-        CLI_F32("--top_p", NULL, &top_p, 1e-6f, 1.0f),
-        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
-        CLI_I64("--threads", "-t", &threads, 1, 1024),
-        CLI_I64("--ctx", NULL, &ctx, 1, 1 << 24),
-        CLI_FLAG("--chat", NULL, &chat),
-        CLI_FLAG("--quiet", NULL, &quiet),
-        CLI_END,
-    };
-    int prc = cli_parse_opts("generate", argc, argv, opts, s_usage);
-    if (prc) return prc == CLI_HELP ? 0 : prc;
-    if (!prompt) {
-        fprintf(stderr, "tis generate: a prompt is required (-p)\n\n");
-        s_usage(stderr);
-        return 2;
-    }
-    int nthreads = cli_threads(threads);
+/* What the options ask for. */
+typedef struct gen_opts {
+    const char *model_path, *prompt, *system;
+    int64_t n_predict, seed, threads, ctx;
+    float temp, top_p;
+    bool chat, quiet;
+} gen_opts;
 
-    model *m = NULL;
-    if (model_load(&m, model_path)) return cli_fail("loading the model");
-    int rc = 1;
-    char *text = NULL;
-    int32_t *ids = NULL, *full = NULL;
-    int64_t n_ids = 0;
-    kv_cache *kv = NULL;
-    forward_state *st = NULL;
-    sampler smp = {0};
+/* The prompt as tokens (through the chat template with --chat), BOS first
+ * when the model adds one; *ids malloc'd. 1 after printing a problem. */
+static int s_prompt_ids(const model *m, const gen_opts *o, int32_t **ids, int64_t *n) {
     chat_template ct = {0};
-    if (chat) {
-        if (chat_template_init(&ct, tokenizer_chat_template(m->tok))) {
-            cli_fail("chat template");
-            goto done;
-        }
+    char *text = NULL;
+    int32_t *enc = NULL;
+    int64_t n_enc = 0;
+    int rc = 1;
+    if (o->chat) {
         chat_msg msgs[2];
         size_t nm = 0;
-        if (system) msgs[nm++] = (chat_msg){"system", system};
-        msgs[nm++] = (chat_msg){"user", prompt};
-        if (chat_render(&ct, msgs, nm, true, &text)) {
+        if (o->system) msgs[nm++] = (chat_msg){"system", o->system};
+        msgs[nm++] = (chat_msg){"user", o->prompt};
+        if (chat_template_init(&ct, tokenizer_chat_template(m->tok)) || chat_render(&ct, msgs, nm, true, &text)) {
             cli_fail("chat template");
             goto done;
         }
     } else {
-        text = strdup(prompt);
+        text = strdup(o->prompt);
     }
-    if (!text || tokenizer_encode(m->tok, text, strlen(text), true, &ids, &n_ids)) {
+    if (!text || tokenizer_encode(m->tok, text, strlen(text), true, &enc, &n_enc)) {
         cli_fail("tokenizing the prompt");
         goto done;
     }
     bool bos = tokenizer_add_bos(m->tok) && tokenizer_bos(m->tok) >= 0;
-    int64_t n_prompt = n_ids + (bos ? 1 : 0);
-    full = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));
-    if (!full) {
+    *n = n_enc + (bos ? 1 : 0);
+    if (!(*ids = malloc((size_t)(*n + 1) * sizeof(int32_t)))) {
         fprintf(stderr, "tis generate: out of memory\n");
         goto done;
     }
-    if (bos) full[0] = tokenizer_bos(m->tok);
-    memcpy(full + (bos ? 1 : 0), ids, (size_t)n_ids * sizeof(int32_t));
-    if (n_prompt == 0) {
-        fprintf(stderr, "tis generate: the prompt encodes to no tokens\n");
-        goto done;
-    }
-    int64_t cap = ctx ? ctx : n_prompt + n_predict;
-    if (cap < n_prompt + n_predict) {
-        fprintf(stderr, "tis generate: --ctx %lld is less than prompt (%lld) + n (%lld)\n",
-                (long long)cap, (long long)n_prompt, (long long)n_predict);
-        goto done;
-    }
-    if (forward_kv_new(m, cap, &kv) || forward_state_new(&st, m, backend_cpu(), 512) ||
-        sampler_init(&smp, m->config.n_vocab, temp, top_p, (uint64_t)seed)) {
-        cli_fail("setting up");
-        goto done;
-    }
-    gen_params gp = {.max_new = n_predict, .stop_at_eog = true};
-    gen_stats gs;
-    stream_ctx sc = {m->tok};
-    if (generate(st, kv, m, &smp, full, n_prompt, &gp, NULL, s_on_token, &sc, &gs)) {
-        cli_fail("generating");
-        goto done;
-    }
-    printf("\n");
-    if (!quiet)
-        fprintf(stderr,
-                "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
-                "threads %d | KV %.2f MiB%s\n",
-                m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
-                (long long)gs.n_new,
-                gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, nthreads,
-                (double)kv_cache_bytes_used(kv) / 1048576.0, gs.stopped_eog ? " | stopped at EOG" : "");
+    if (bos) (*ids)[0] = tokenizer_bos(m->tok);
+    memcpy(*ids + (bos ? 1 : 0), enc, (size_t)n_enc * sizeof(int32_t));
     rc = 0;
+    if (*n == 0) {
+        fprintf(stderr, "tis generate: the prompt encodes to no tokens\n");
+        rc = 1;
+    }
 done:
     chat_template_free(&ct);
+    free(enc);
+    free(text);
+    return rc;
+}
+
+/* Streams the continuation of the prompt to stdout, statistics to stderr. */
+static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int64_t n_prompt, int nthreads) {
+    int64_t cap = o->ctx ? o->ctx : n_prompt + o->n_predict;
+    if (cap < n_prompt + o->n_predict) {
+        fprintf(stderr, "tis generate: --ctx %lld is less than prompt (%lld) + n (%lld)\n", (long long)cap,
+                (long long)n_prompt, (long long)o->n_predict);
+        return 1;
+    }
+    kv_cache *kv = NULL;
+    forward_state *st = NULL;
+    sampler smp = {0};
+    int rc = 1;
+    gen_params gp = {.max_new = o->n_predict, .stop_at_eog = true};
+    gen_stats gs;
+    stream_ctx sc = {m->tok};
+    if (forward_kv_new(m, cap, &kv) || forward_state_new(&st, m, backend_cpu(), 512) ||
+        sampler_init(&smp, m->config.n_vocab, o->temp, o->top_p, (uint64_t)o->seed)) {
+        cli_fail("setting up");
+    } else if (generate(st, kv, m, &smp, ids, n_prompt, &gp, NULL, s_on_token, &sc, &gs)) {
+        cli_fail("generating");
+    } else {
+        printf("\n");
+        if (!o->quiet)
+            fprintf(stderr,
+                    "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
+                    "threads %d | KV %.2f MiB%s\n",
+                    m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
+                    (long long)gs.n_new, gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, nthreads,
+                    (double)kv_cache_bytes_used(kv) / 1048576.0, gs.stopped_eog ? " | stopped at EOG" : "");
+        rc = 0;
+    }
     sampler_free(&smp);
     forward_state_destroy(&st);
     kv_cache_destroy(&kv);
-    free(full);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o = {.model_path = cli_default_model(), .n_predict = 128, .seed = 42, .top_p = 1.0f};
+    const cli_opt opts[] = {
+        CLI_STR("--model", "-m", &o.model_path),
+        CLI_STR("--prompt", "-p", &o.prompt),
+        CLI_STR("--system", NULL, &o.system),
+        CLI_I64("--n_predict", "-n", &o.n_predict, 0, 1 << 20),
+        CLI_F32("--temp", NULL, &o.temp, 0.0f, 100.0f),
+        CLI_F32("--top_p", NULL, &o.top_p, 1e-6f, 1.0f),
+        CLI_I64("--seed", NULL, &o.seed, 0, INT64_MAX),
+        CLI_I64("--threads", "-t", &o.threads, 1, 1024),
+        CLI_I64("--ctx", NULL, &o.ctx, 1, 1 << 24),
+        CLI_FLAG("--chat", NULL, &o.chat),
+        CLI_FLAG("--quiet", NULL, &o.quiet),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("generate", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (!o.prompt) {
+        fprintf(stderr, "tis generate: a prompt is required (-p)\n\n");
+        s_usage(stderr);
+        return 2;
+    }
+    int nthreads = cli_threads(o.threads);
+    model *m = NULL;
+    if (model_load(&m, o.model_path)) return cli_fail("loading the model");
+    int32_t *ids = NULL;
+    int64_t n_prompt = 0;
+    int rc = s_prompt_ids(m, &o, &ids, &n_prompt);
+    if (!rc) rc = s_generate(m, &o, ids, n_prompt, nthreads);
     free(ids);
-    free(text);
     model_destroy(&m);
     return rc;
 }
