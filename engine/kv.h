@@ -1,6 +1,6 @@
 /* kv: the KV cache, the object tis compresses.
  *
- * Layout (DESIGN §4): one stream per (layer, kv_head). Stream s = l*n_kv_head + h
+ * Layout (docs/design.md §3): one stream per (layer, kv_head). Stream s = l*n_kv_head + h
  * holds up to cap[s] entries at k + off[s]*head_dim, v + off[s]*head_dim,
  * pos + off[s]; len[s] of them are filled. Keys are stored after RoPE,
  * with the original position of each entry in pos, so a compacted (ragged)

@@ -1,4 +1,4 @@
-/* bench: the benchmark sets (DESIGN §7): the grid of generated samples and
+/* bench: the benchmark sets (docs/design.md §7): the grid of generated samples and
  * the haystack text they are cut from. The generators themselves are
  * bench_gen.c, the JSONL loader bench_jsonl.c, the scoring bench_score.c.
  *

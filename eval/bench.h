@@ -1,5 +1,5 @@
 /* bench: benchmark samples (generated tasks and user JSONL datasets) and
- * answer scoring (DESIGN §7).
+ * answer scoring (docs/design.md §7).
  *
  * A sample is prefix (system text, may be NULL) + context (the long part,
  * the only part a press compresses) + question, with the accepted answers.

@@ -1,6 +1,6 @@
 /* bench_gen: the generated benchmarks (passkey, niah, niah_multikey,
  * litm_kv, litm_qa), one sample at a time, the context fitted to a length
- * in tokens (DESIGN §7).
+ * in tokens (docs/design.md §7).
  *
  * Every generator works the same way: a sample draws its random choices from
  * its own splitmix64 stream (seeded by seed, name, length and index), then a

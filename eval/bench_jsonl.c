@@ -1,4 +1,4 @@
-/* bench_jsonl: loads a user dataset (DESIGN §7). Format: UTF-8 text, one
+/* bench_jsonl: loads a user dataset (docs/design.md §7). Format: UTF-8 text, one
  * JSON object a line, lines of any length, blank lines skipped:
  *
  *   {"id": "q1", "context": "...", "question": "...", "answers": ["a", "b"],

@@ -1,5 +1,5 @@
 /* bench_score: normalisation and scoring of a generated answer against a
- * sample's accepted answers (contains / exact / hallucinated, DESIGN §7).
+ * sample's accepted answers (contains / exact / hallucinated, docs/design.md §7).
  *
  * Both sides are compared after the same steps: digit groups written with
  * thousands commas are joined ("12,345" -> "12345"), then bench_normalize.

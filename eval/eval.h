@@ -1,5 +1,5 @@
 /* eval: runs benchmark samples through compression policies and budgets in
- * one process, on the session (press/session.h) and the decoder (DESIGN §4, §7).
+ * one process, on the session (press/session.h) and the decoder (docs/design.md §6, §7).
  *
  * Per sample: the prefix + context is prefilled once, observed (attention
  * statistics for the presses); the query-aware protocol continues that

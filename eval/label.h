@@ -1,4 +1,4 @@
-/* label: oracle labels for whole datasets (DESIGN §5): the shards `tis
+/* label: oracle labels for whole datasets (docs/design.md §5, §10): the shards `tis
  * label` writes (label_shard_write) and `tis train` reads (label_dir_read).
  *
  * Per sample: one full-context forward pass over prefix + context +

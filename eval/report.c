@@ -1,5 +1,5 @@
 /* report: the per-sample CSV, the grouped JSON summary and the Markdown
- * report of an evaluation (DESIGN §7); the plots are in report_plot.c.
+ * report of an evaluation (docs/design.md §7); the plots are in report_plot.c.
  *
  * Every file is written to PATH.tmp and renamed into place, so a reader
  * never sees half a report. */

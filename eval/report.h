@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* One (sample, policy, budget, protocol) run: DESIGN §7 columns. */
+/* One (sample, policy, budget, protocol) run: docs/design.md §7 columns. */
 typedef struct eval_row {
     char benchmark[32];
     char policy[32];

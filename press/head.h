@@ -1,4 +1,4 @@
-/* head: the importance head (DESIGN §5): a small network that maps the
+/* head: the importance head (docs/design.md §5, §11): a small network that maps the
  * hidden state of one layer at a context token to an importance logit,
  * optionally query-aware; forward, backward, Adam, losses, checkpoint.
  *

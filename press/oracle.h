@@ -1,5 +1,5 @@
 /* oracle: labels of how much the model really used each context token
- * (DESIGN §5): the attention the answer tokens pay to context token j in a
+ * (docs/design.md §5): the attention the answer tokens pay to context token j in a
  * full-context forward pass, summed over query heads and layers, normalised
  * over the context. Per-(layer, head) labels are kept too. */
 #ifndef TIS_ORACLE_H

@@ -1,4 +1,4 @@
-/* press: KV-cache compression policies (DESIGN §4).
+/* press: KV-cache compression policies (docs/design.md §4).
  *
  * A press is one score function over the context entries of one
  * (layer, kv-head) stream, higher = keep. One shared routine turns scores

@@ -1,4 +1,4 @@
-/* arena: a worker's shared-memory data plane on CPU (DESIGN §6).
+/* arena: a worker's shared-memory data plane on CPU (docs/design.md §9).
  *
  * One POSIX shared-memory segment per worker instance (/tis-<name>),
  * created once, mapped by peers once and cached by them; blocks inside are

@@ -1,4 +1,4 @@
-/* coord: the coordinator (DESIGN §6): a ROUTER front end for clients and a
+/* coord: the coordinator (docs/design.md §8): a ROUTER front end for clients and a
  * ROUTER back end for workers, one zmq_poll loop. Workers announce READY
  * per role and are handed only what they can take; a client's Submit goes
  * to a prefill worker (PrefillJob), its PrefillDone to a decode worker

@@ -1,4 +1,4 @@
-/* worker: a pipeline worker process (DESIGN §6): one actor, one zmq_poll
+/* worker: a pipeline worker process (docs/design.md §8): one actor, one zmq_poll
  * loop, a DEALER connected to the coordinator's back end. It announces
  * READY, sends heartbeats, answers every job with its result or an Error,
  * survives bad messages, and exits on Shutdown or SIGTERM (removing its

@@ -1,4 +1,4 @@
-/* cuda_ipc: the GPU data plane of the pipeline (DESIGN §6). One device
+/* cuda_ipc: the GPU data plane of the pipeline (docs/design.md §9). One device
  * memory pool per worker, allocated once (size rounded up to 2 MiB) and
  * exported once as a cudaIpcMemHandle; a peer opens it once and caches it;
  * blocks inside are named by offset (the same BlockRef as the CPU arena:
