@@ -2,7 +2,9 @@
  * by this test acting as the coordinator over ipc://: READY, a request
  * through both stages with the KV handed over in shared memory gives
  * exactly the answer `tis eval` gives; bad messages get an Error and the
- * workers keep serving; Shutdown ends them and leaves no segment behind. */
+ * workers keep serving; a request waiting for a scorer's scores survives
+ * an eval job on the same worker; Shutdown ends them and leaves no segment
+ * behind. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "arena.h"
 #include "bench.h"
 #include "eval.h"
+#include "evaljob.h"
+#include "head.h"
 #include "tiny_model.h"
 #include "tt.h"
 #include "wire.h"
@@ -35,6 +40,171 @@ static Tis__Envelope *s_next(void *r, wire_peer *peer, int timeout_ms, bool skip
     }
 }
 
+/* The next message that is neither a heartbeat nor READY, within
+ * timeout_ms in all (heartbeats keep coming: the deadline is overall), or
+ * NULL. */
+static Tis__Envelope *s_next_not_ready(void *r, wire_peer *peer, int timeout_ms) {
+    uint64_t end = tis_now_ms() + (uint64_t)timeout_ms;
+    for (uint64_t now = tis_now_ms(); now < end; now = tis_now_ms()) {
+        Tis__Envelope *x = s_next(r, peer, (int)(end - now), false);
+        if (!x || (x->body_case != TIS__ENVELOPE__BODY_READY && x->body_case != TIS__ENVELOPE__BODY_HEARTBEAT))
+            return x;
+        msg_free(x);
+    }
+    return NULL;
+}
+
+/* A request with policy tis, routed to a scorer: the prefill worker parks
+ * it (its cache kept) and answers with the head's input rows. */
+static int64_t s_park(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub) {
+    wire_peer peer;
+    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+    pj.request = sub;
+    pj.outside_scores = true;
+    Tis__Envelope ej = TIS__ENVELOPE__INIT;
+    ej.request_id = id;
+    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+    ej.prefill_job = &pj;
+    TT_OK(wire_send(r, prefill, &ej));
+    Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
+    bool ok = e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == id &&
+              e->prefill_done->hidden && !e->prefill_done->kv;
+    TT_CHECK(ok);
+    int64_t n_ctx = ok ? e->prefill_done->n_ctx : 0;
+    msg_free(e);
+    return n_ctx;
+}
+
+/* The CompressJob for a parked request -> its block's bytes (malloc'd,
+ * *len), read from the prefill worker's arena; the lease is released. */
+static uint8_t *s_compress(void *r, const wire_peer *prefill, arena *pa, uint64_t id, Tis__BlockRef *scores,
+                           uint32_t n, size_t *len) {
+    wire_peer peer;
+    *len = 0;
+    Tis__CompressJob cj = TIS__COMPRESS_JOB__INIT;
+    cj.scores = scores;
+    cj.n = n;
+    Tis__Envelope ec = TIS__ENVELOPE__INIT;
+    ec.request_id = id;
+    ec.body_case = TIS__ENVELOPE__BODY_COMPRESS_JOB;
+    ec.compress_job = &cj;
+    TT_OK(wire_send(r, prefill, &ec));
+    Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
+    bool ok = e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == id && e->prefill_done->kv;
+    if (e && e->body_case == TIS__ENVELOPE__BODY_ERROR) fprintf(stderr, "  compress %llu: %s\n",
+                                                               (unsigned long long)id, e->error->message);
+    TT_CHECK(ok);
+    uint8_t *out = NULL;
+    const Tis__BlockRef *kv = ok ? e->prefill_done->kv : NULL;
+    const void *at = kv && pa ? arena_at(pa, kv->offset, kv->length) : NULL;
+    if (at && (out = malloc(kv->length ? kv->length : 1))) {
+        memcpy(out, at, kv->length);
+        *len = kv->length;
+    }
+    if (kv) {
+        Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+        rl.lease_id = kv->lease_id;
+        Tis__Envelope el = TIS__ENVELOPE__INIT;
+        el.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+        el.lease_release = &rl;
+        TT_OK(wire_send(r, prefill, &el));
+    }
+    msg_free(e);
+    return out;
+}
+
+/* A request routed to a scorer parks in the prefill worker; an eval job
+ * with a new spec comes in between; then the CompressJob: the worker (still
+ * alive) compresses the parked request by the scores to the very block the
+ * same request and scores give with no eval job in between. (The eval job
+ * used to free every parked request and leave it listed: the CompressJob
+ * then crashed the worker.) */
+static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, const model *m,
+                                   const char *pname) {
+    wire_peer peer;
+    bench_sample smp = {.context = "one two three four five six seven eight nine ten eleven twelve and more",
+                        .question = "what comes after four?"};
+    snprintf(smp.id, sizeof smp.id, "s20");
+    char *answers[1] = {"five"};
+    smp.answers = answers;
+    smp.n_answers = 1;
+    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
+    gp.max_new = 8;
+    gp.seed = 42;
+    Tis__Submit sub = TIS__SUBMIT__INIT;
+    sub.context = (char *)smp.context;
+    sub.question = (char *)smp.question;
+    sub.policy = "tis";
+    sub.budget = 0.5;
+    sub.gen = &gp;
+    int64_t n_ctx = s_park(r, prefill, 20, &sub);
+    TT_CHECK(n_ctx > 4);
+    if (n_ctx <= 4) return;
+
+    /* an eval job (a spec this worker has not seen) while request 20 waits */
+    const char *pol[] = {"full"};
+    double bud[] = {0.5};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = 1;
+    cfg.budgets = bud;
+    cfg.n_budgets = 1;
+    cfg.max_new = 4;
+    Tis__EvalSpec spec;
+    evaljob_spec_view(&cfg, m->config.name, &spec);
+    Tis__EvalSample sm;
+    evaljob_sample_view(&smp, &sm);
+    Tis__EvalJob ev = TIS__EVAL_JOB__INIT;
+    ev.benchmark = "x";
+    ev.sample = &sm;
+    ev.spec = &spec;
+    Tis__Submit es = TIS__SUBMIT__INIT;
+    es.eval = &ev;
+    Tis__PrefillJob epj = TIS__PREFILL_JOB__INIT;
+    epj.request = &es;
+    Tis__Envelope ee = TIS__ENVELOPE__INIT;
+    ee.request_id = 21;
+    ee.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+    ee.prefill_job = &epj;
+    TT_OK(wire_send(r, prefill, &ee));
+    Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_REPLY && e->request_id == 21 && e->reply->n_rows == 1);
+    msg_free(e);
+
+    /* the scores, where a scorer leaves them: in its own arena */
+    char an[64];
+    snprintf(an, sizeof an, "tw-scores-%d", (int)getpid());
+    arena *sa = NULL, *pa = NULL;
+    TT_OK(arena_create(&sa, an, 1 << 16));
+    TT_OK(arena_open(&pa, pname));
+    uint64_t off = 0, lease = 0;
+    size_t nb = (size_t)n_ctx * sizeof(float);
+    if (sa) TT_OK(arena_alloc(sa, nb, 60000, &off, &lease));
+    float *sc = sa ? arena_at(sa, off, nb) : NULL;
+    TT_CHECK(sc != NULL);
+    if (sc) {
+        for (int64_t i = 0; i < n_ctx; i++) sc[i] = (float)((i * 7) % 11) - 0.25f * (float)i;
+        Tis__BlockRef sbr = TIS__BLOCK_REF__INIT;
+        sbr.arena = (char *)arena_name(sa);
+        sbr.offset = off;
+        sbr.length = nb;
+        sbr.lease_id = lease;
+        size_t la = 0, lb = 0;
+        uint8_t *a = s_compress(r, prefill, pa, 20, &sbr, (uint32_t)n_ctx, &la);
+        bool alive = waitpid(pp, NULL, WNOHANG) == 0;
+        TT_CHECK(alive);
+        /* the reference: the same request parked and compressed, nothing between */
+        uint8_t *b = NULL;
+        if (alive && s_park(r, prefill, 22, &sub) == n_ctx) b = s_compress(r, prefill, pa, 22, &sbr, (uint32_t)n_ctx, &lb);
+        TT_CHECK(a && b && la > 0 && la == lb && memcmp(a, b, la) == 0);
+        free(a);
+        free(b);
+    }
+    arena_destroy(&pa);
+    arena_destroy(&sa);
+}
+
 int main(void) {
     const char *bin = getenv("TIS_BIN");
     if (!bin) {
@@ -50,6 +220,19 @@ int main(void) {
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    if (!m) return tt_done("test_worker");
+    /* a random head: the prefill worker needs its layer to keep the hidden
+     * rows of a request scored outside */
+    char hp[512];
+    snprintf(hp, sizeof hp, "%s", tt_path("head.safetensors"));
+    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    head *hh = NULL;
+    TT_OK(head_new(&hh, &hc, 3));
+    if (hh) TT_OK(head_save(hh, hp));
+    head_destroy(&hh);
 
     void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
     int one = 1, linger = 0;
@@ -57,7 +240,7 @@ int main(void) {
     zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
     TT_CHECK(zmq_bind(r, ep) == 0);
     const char *ap[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", pname, "-m", tiny,
-                        "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
+                        "--arena_mb", "8", "--heartbeat_ms", "200", "--head", hp, NULL};
     const char *ad[] = {bin, "worker", "--role", "decode", "--connect", ep, "--name", dname, "-m", tiny,
                         "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
     pid_t pp = tt_spawn(ap, NULL, NULL), pd = tt_spawn(ad, NULL, NULL);
@@ -87,8 +270,6 @@ int main(void) {
     char *answers[1] = {"mat"};
     smp.answers = answers;
     smp.n_answers = 1;
-    model *m = NULL;
-    TT_OK(model_load(&m, tiny));
     const char *pol[] = {"snapkv"};
     double bud[] = {0.5};
     eval_config cfg;
@@ -247,6 +428,8 @@ int main(void) {
     TT_CHECK(x && x->request_id == 9);
     if (x) fprintf(stderr, "  out-of-range block -> %s\n", x->error->message);
     msg_free(x);
+
+    s_parked_survives_eval(r, &prefill, pp, m, pname);
 
     /* shutdown: both exit 0, the arena is gone */
     Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
