@@ -155,7 +155,7 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
-    printf("model: %s (%s, %.1f M params, weights f32 %.0f MiB) | backend cpu (OpenBLAS %s) | threads %d | %ld cores online\n",
+    printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend cpu (OpenBLAS %s) | threads %d | %ld cores online\n",
            m->config.name, m->format, (double)m->n_params / 1e6,
            (double)m->weights_bytes / 1048576.0, openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN));
     /* One untimed warm-up of each test: page in the weights, size caches. */

@@ -146,8 +146,7 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
     int64_t T = 0;
     for (int64_t i = 0; i < n_seg; i++) {
         for (int64_t t = 0; t < seg[i].T; t++) {
-            memcpy(st->x + (T + t) * d, w->tok_embd + (int64_t)seg[i].ids[t] * d,
-                   (size_t)d * sizeof(float));
+            model_embed(st->m, seg[i].ids[t], st->x + (T + t) * d);
             st->pos[T + t] = (int32_t)(seg[i].kv->n_past + t);
         }
         T += seg[i].T;
@@ -162,9 +161,9 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
         const layer_weights *L = &w->layers[l];
         if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, l, t_base, st->x, T);
         be->rmsnorm(bc, st->xb, st->x, L->attn_norm, T, d, c->norm_eps);
-        be->matmul(bc, st->q, st->xb, L->wq, T, d, qd, false);
-        be->matmul(bc, st->k, st->xb, L->wk, T, d, kd, false);
-        be->matmul(bc, st->v, st->xb, L->wv, T, d, kd, false);
+        be->matmul(bc, st->q, st->xb, &L->wq, T, false);
+        be->matmul(bc, st->k, st->xb, &L->wk, T, false);
+        be->matmul(bc, st->v, st->xb, &L->wv, T, false);
         if (L->bq) {
             be->add_bias(bc, st->q, L->bq, T, qd);
             be->add_bias(bc, st->k, L->bk, T, kd);
@@ -195,12 +194,12 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
                           obs.fn ? &obs : NULL);
             r0 += Ti;
         }
-        be->matmul(bc, st->x, st->att, L->wo, T, qd, d, true);
+        be->matmul(bc, st->x, st->att, &L->wo, T, true);
         be->rmsnorm(bc, st->xb, st->x, L->ffn_norm, T, d, c->norm_eps);
-        be->matmul(bc, st->gate, st->xb, L->w_gate, T, d, c->d_ff, false);
-        be->matmul(bc, st->up, st->xb, L->w_up, T, d, c->d_ff, false);
+        be->matmul(bc, st->gate, st->xb, &L->w_gate, T, false);
+        be->matmul(bc, st->up, st->xb, &L->w_up, T, false);
         be->swiglu(bc, st->gate, st->up, T * c->d_ff);
-        be->matmul(bc, st->x, st->gate, L->w_down, T, c->d_ff, d, true);
+        be->matmul(bc, st->x, st->gate, &L->w_down, T, true);
     }
     if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, c->n_layer, t_base, st->x, T);
     /* Gather the rows that want logits, normalise, one product for all. */
@@ -211,7 +210,7 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
             be->rmsnorm(bc, st->xb + nl * d, st->x + (r0 + t) * d, w->out_norm, 1, d, c->norm_eps);
         r0 += seg[i].T;
     }
-    if (nl > 0) be->matmul(bc, logits, st->xb, w->output, nl, d, c->n_vocab, false);
+    if (nl > 0) be->matmul(bc, logits, st->xb, &w->output, nl, false);
 }
 
 static int s_check(const forward_state *st, const kv_cache *kv, const int32_t *ids, int64_t T) {

@@ -1,4 +1,4 @@
-/* model: loading weights from GGUF or safetensors, dequantised to f32. */
+/* model: weights from GGUF or safetensors, used in place from the file's mapping. */
 #include "model.h"
 
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "gguf.h"
 #include "quant.h"
 #include "safetensors.h"
+#include "qdot.h"
 #include "tis_error.h"
 
 /* A tensor as either source presents it: shape outermost-first, raw data. */
@@ -24,7 +25,8 @@ typedef struct loader {
     const gguf_file *g;
     const st_model *st;
     model *m;
-    size_t used; /* floats of the arena handed out */
+    size_t used;   /* floats of the arena handed out */
+    size_t mat_bytes; /* bytes of the matrices viewed */
 } loader;
 
 static int s_st_to_ggml(st_dtype d) {
@@ -63,46 +65,60 @@ static int s_find(const loader *ld, const char *name, src_tensor *t) {
     return 0;
 }
 
-/* Dequantises tensor `name` of shape [rows][cols] (rows = 0: a vector of
- * cols) into the arena (or only counts, when the arena is NULL). */
-static int s_take(loader *ld, const char *name, int64_t rows, int64_t cols, bool optional,
-                  const float **out) {
-    *out = NULL;
-    src_tensor t;
-    int rc = s_find(ld, name, &t);
+/* Finds tensor `name` of shape [rows][cols] (rows = 0: a vector of cols)
+ * and checks it: *t, *row_bytes. 1 when optional and absent. */
+static int s_check(loader *ld, const char *name, int64_t rows, int64_t cols, bool optional, src_tensor *t,
+                   size_t *row_bytes) {
+    int rc = s_find(ld, name, t);
     if (rc == TIS_ENOTFOUND) {
-        if (optional) return 0;
+        if (optional) return 1;
         return tis_error(TIS_EFORMAT, "%s: tensor '%s' is missing", ld->m->path, name);
     }
     if (rc) return rc;
-    bool ok = rows == 0 ? (t.n_dims == 1 && t.shape[0] == cols)
-                        : (t.n_dims == 2 && t.shape[0] == rows && t.shape[1] == cols);
+    bool ok = rows == 0 ? (t->n_dims == 1 && t->shape[0] == cols)
+                        : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
     if (!ok)
-        return tis_error(TIS_EFORMAT,
-                         "%s: tensor '%s' has shape [%lld, %lld] (%d dims), expected [%lld, %lld]",
-                         ld->m->path, name, (long long)t.shape[0],
-                         (long long)(t.n_dims > 1 ? t.shape[1] : 1), t.n_dims,
-                         (long long)(rows ? rows : cols), (long long)(rows ? cols : 1));
-    int64_t nrow = rows ? rows : 1;
-    size_t row_bytes;
-    if ((rc = quant_row_bytes(t.type, cols, &row_bytes)) != 0)
-        return tis_error(rc, "%s: tensor '%s' (%s): %s", ld->m->path, name,
-                         quant_type_name(t.type) ? quant_type_name(t.type) : "?", tis_last_error());
-    if (!quant_type_supported(t.type))
-        return tis_error(TIS_EUNSUPPORTED, "%s: tensor '%s' has unsupported type %s", ld->m->path,
-                         name, quant_type_name(t.type) ? quant_type_name(t.type) : "?");
-    if (row_bytes * (size_t)nrow > t.nbytes)
-        return tis_error(TIS_EFORMAT, "%s: tensor '%s' data is shorter than its shape", ld->m->path,
-                         name);
-    size_t n = (size_t)nrow * (size_t)cols;
+        return tis_error(TIS_EFORMAT, "%s: tensor '%s' has shape [%lld, %lld] (%d dims), expected [%lld, %lld]",
+                         ld->m->path, name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 1),
+                         t->n_dims, (long long)(rows ? rows : cols), (long long)(rows ? cols : 1));
+    const char *tn = quant_type_name(t->type) ? quant_type_name(t->type) : "?";
+    if ((rc = quant_row_bytes(t->type, cols, row_bytes)) != 0)
+        return tis_error(rc, "%s: tensor '%s' (%s): %s", ld->m->path, name, tn, tis_last_error());
+    if (!quant_type_supported(t->type))
+        return tis_error(TIS_EUNSUPPORTED, "%s: tensor '%s' has unsupported type %s", ld->m->path, name, tn);
+    if (*row_bytes * (size_t)(rows ? rows : 1) > t->nbytes)
+        return tis_error(TIS_EFORMAT, "%s: tensor '%s' data is shorter than its shape", ld->m->path, name);
+    return 0;
+}
+
+/* A vector, dequantised into the arena (or only counted, arena NULL). */
+static int s_take_vec(loader *ld, const char *name, int64_t n, bool optional, const float **out) {
+    *out = NULL;
+    src_tensor t;
+    size_t rb;
+    int rc = s_check(ld, name, 0, n, optional, &t, &rb);
+    if (rc) return rc < 0 ? rc : 0;
     if (ld->m->arena) {
         float *dst = ld->m->arena + ld->used;
-        for (int64_t r = 0; r < nrow; r++)
-            quant_dequantize_row(t.type, (const uint8_t *)t.data + (size_t)r * row_bytes,
-                                 dst + (size_t)r * (size_t)cols, cols);
+        quant_dequantize_row(t.type, t.data, dst, n);
         *out = dst;
     }
-    ld->used += (n + 15) & ~(size_t)15; /* 64-byte aligned views */
+    ld->used += ((size_t)n + 15) & ~(size_t)15; /* 64-byte aligned views */
+    return 0;
+}
+
+/* A matrix, viewed in place in its type. */
+static int s_take_mat(loader *ld, const char *name, int64_t rows, int64_t cols, tis_weight *out) {
+    memset(out, 0, sizeof *out);
+    src_tensor t;
+    size_t rb;
+    int rc = s_check(ld, name, rows, cols, false, &t, &rb);
+    if (rc) return rc;
+    if (!qdot_type_supported(t.type))
+        return tis_error(TIS_EUNSUPPORTED, "%s: matrix '%s' of type %s cannot be multiplied here", ld->m->path, name,
+                         quant_type_name(t.type));
+    *out = (tis_weight){.type = t.type, .data = t.data, .row_bytes = rb, .n_in = cols, .n_out = rows};
+    ld->mat_bytes += rb * (size_t)rows;
     return 0;
 }
 
@@ -135,35 +151,41 @@ static int s_walk(loader *ld, const names *nm) {
     int64_t d = c->d_model, qd = c->n_head * c->head_dim, kd = c->n_kv_head * c->head_dim;
     model_weights *w = &m->weights;
     int rc;
-    ld->used = 0;
-    if ((rc = s_take(ld, nm->embd, c->n_vocab, d, false, &w->tok_embd))) return rc;
-    if ((rc = s_take(ld, nm->norm, 0, d, false, &w->out_norm))) return rc;
+    ld->used = ld->mat_bytes = 0;
+    if ((rc = s_take_mat(ld, nm->embd, c->n_vocab, d, &w->tok_embd))) return rc;
+    if ((rc = s_take_vec(ld, nm->norm, d, false, &w->out_norm))) return rc;
     if (!c->tied_embeddings) {
-        if ((rc = s_take(ld, nm->output, c->n_vocab, d, false, &w->output))) return rc;
+        if ((rc = s_take_mat(ld, nm->output, c->n_vocab, d, &w->output))) return rc;
     } else {
         w->output = w->tok_embd;
     }
     for (int64_t l = 0; l < c->n_layer; l++) {
         layer_weights *L = &w->layers[l];
         char nb[160];
-#define TAKE(fmt, rows, cols, opt, dst)                                  \
+#define VEC(fmt, n, opt, dst)                                            \
     do {                                                                 \
         snprintf(nb, sizeof nb, fmt, (long long)l);                      \
-        if ((rc = s_take(ld, nb, rows, cols, opt, &(dst)))) return rc;   \
+        if ((rc = s_take_vec(ld, nb, n, opt, &(dst)))) return rc;        \
     } while (0)
-        TAKE(nm->attn_norm, 0, d, false, L->attn_norm);
-        TAKE(nm->q, qd, d, false, L->wq);
-        TAKE(nm->k, kd, d, false, L->wk);
-        TAKE(nm->v, kd, d, false, L->wv);
-        TAKE(nm->bq, 0, qd, !c->qkv_bias, L->bq);
-        TAKE(nm->bk, 0, kd, !c->qkv_bias, L->bk);
-        TAKE(nm->bv, 0, kd, !c->qkv_bias, L->bv);
-        TAKE(nm->o, d, qd, false, L->wo);
-        TAKE(nm->ffn_norm, 0, d, false, L->ffn_norm);
-        TAKE(nm->gate, c->d_ff, d, false, L->w_gate);
-        TAKE(nm->up, c->d_ff, d, false, L->w_up);
-        TAKE(nm->down, d, c->d_ff, false, L->w_down);
-#undef TAKE
+#define MAT(fmt, rows, cols, dst)                                        \
+    do {                                                                 \
+        snprintf(nb, sizeof nb, fmt, (long long)l);                      \
+        if ((rc = s_take_mat(ld, nb, rows, cols, &(dst)))) return rc;    \
+    } while (0)
+        VEC(nm->attn_norm, d, false, L->attn_norm);
+        MAT(nm->q, qd, d, L->wq);
+        MAT(nm->k, kd, d, L->wk);
+        MAT(nm->v, kd, d, L->wv);
+        VEC(nm->bq, qd, !c->qkv_bias, L->bq);
+        VEC(nm->bk, kd, !c->qkv_bias, L->bk);
+        VEC(nm->bv, kd, !c->qkv_bias, L->bv);
+        MAT(nm->o, d, qd, L->wo);
+        VEC(nm->ffn_norm, d, false, L->ffn_norm);
+        MAT(nm->gate, c->d_ff, d, L->w_gate);
+        MAT(nm->up, c->d_ff, d, L->w_up);
+        MAT(nm->down, d, c->d_ff, L->w_down);
+#undef VEC
+#undef MAT
     }
     return 0;
 }
@@ -186,6 +208,7 @@ static int s_load_weights(model *m, const gguf_file *g, const st_model *st) {
         return tis_error(TIS_ENOMEM, "model: cannot allocate %.1f MiB for weights",
                          (double)m->arena_bytes / 1048576.0);
     if ((rc = s_walk(&ld, nm))) return rc;
+    m->weights_bytes = ld.mat_bytes + m->arena_bytes;
     const model_config *c = &m->config;
     int64_t d = c->d_model, qd = c->n_head * c->head_dim, kd = c->n_kv_head * c->head_dim;
     m->n_params = c->n_vocab * d * (c->tied_embeddings ? 1 : 2) + d +
@@ -210,8 +233,8 @@ int model_load(model **out, const char *path) {
         snprintf(p, sizeof p, "%s/tokenizer.json", path);
         if ((rc = tokenizer_from_json(&m->tok, p))) goto fail;
         if ((rc = st_model_open(&st, path))) goto fail;
+        m->st = st; /* the matrices are views into its mapping */
         rc = s_load_weights(m, NULL, st);
-        st_model_destroy(&st); /* weights are copied out: the mapping can go */
         if (rc) goto fail;
     } else {
         snprintf(m->format, sizeof m->format, "gguf");
@@ -222,8 +245,8 @@ int model_load(model **out, const char *path) {
         if (!rc && tokenizer_n_vocab(m->tok) > m->config.n_vocab)
             rc = tis_error(TIS_EFORMAT, "%s: tokenizer has %lld tokens, model vocab %lld", path,
                            (long long)tokenizer_n_vocab(m->tok), (long long)m->config.n_vocab);
+        m->g = g; /* the matrices are views into its mapping */
         if (!rc) rc = s_load_weights(m, g, NULL);
-        gguf_destroy(&g);
         if (rc) goto fail;
     }
     *out = m;
@@ -239,6 +262,14 @@ void model_destroy(model **p) {
     tokenizer_destroy(&m->tok);
     free(m->weights.layers);
     free(m->arena);
+    gguf_destroy(&m->g);
+    st_model_destroy(&m->st);
     free(m);
     *p = NULL;
+}
+
+void model_embed(const model *m, int32_t id, float *x) {
+    const tis_weight *e = &m->weights.tok_embd;
+    TIS_ASSERT(id >= 0 && id < e->n_out); /* forward checks ids before */
+    quant_dequantize_row(e->type, (const uint8_t *)e->data + (size_t)id * e->row_bytes, x, e->n_in);
 }

@@ -5,30 +5,37 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "config.h"
 #include "tokenizer.h"
 
+/* Matrices are views into the model file's mapping, in the file's type
+ * (tis_weight: Q4_1, Q8_0, F16, ...); vectors (norms, biases) are f32 in
+ * the model's small arena. */
 typedef struct layer_weights {
     const float *attn_norm; /* [d_model] */
-    const float *wq;        /* [n_head*head_dim][d_model] */
-    const float *wk;        /* [n_kv_head*head_dim][d_model] */
-    const float *wv;        /* [n_kv_head*head_dim][d_model] */
+    tis_weight wq;          /* [n_head*head_dim][d_model] */
+    tis_weight wk;          /* [n_kv_head*head_dim][d_model] */
+    tis_weight wv;          /* [n_kv_head*head_dim][d_model] */
     const float *bq;        /* [n_head*head_dim] or NULL (Qwen2 has biases) */
     const float *bk;        /* [n_kv_head*head_dim] or NULL */
     const float *bv;        /* [n_kv_head*head_dim] or NULL */
-    const float *wo;        /* [d_model][n_head*head_dim] */
+    tis_weight wo;          /* [d_model][n_head*head_dim] */
     const float *ffn_norm;  /* [d_model] */
-    const float *w_gate;    /* [d_ff][d_model] */
-    const float *w_up;      /* [d_ff][d_model] */
-    const float *w_down;    /* [d_model][d_ff] */
+    tis_weight w_gate;      /* [d_ff][d_model] */
+    tis_weight w_up;        /* [d_ff][d_model] */
+    tis_weight w_down;      /* [d_model][d_ff] */
 } layer_weights;
 
 typedef struct model_weights {
-    const float *tok_embd;  /* [n_vocab][d_model] */
+    tis_weight tok_embd;    /* [n_vocab][d_model]: rows looked up (model_embed) */
     const float *out_norm;  /* [d_model] */
-    const float *output;    /* [n_vocab][d_model]; == tok_embd when tied */
+    tis_weight output;      /* [n_vocab][d_model]; the same view as tok_embd when tied */
     layer_weights *layers;  /* [n_layer], owned by the model */
 } model_weights;
+
+struct gguf_file;
+struct st_model;
 
 typedef struct model {
     model_config config;
@@ -36,14 +43,21 @@ typedef struct model {
     tokenizer *tok;         /* owned */
     char path[1024];
     char format[16];        /* "gguf" or "safetensors" */
-    float *arena;           /* owned: every weight, dequantised to f32 */
+    struct gguf_file *g;    /* owned: the mapping the matrices view (GGUF) */
+    struct st_model *st;    /* owned: the same for safetensors */
+    float *arena;           /* owned: the f32 vectors */
     size_t arena_bytes;
+    size_t weights_bytes;   /* matrices in their file type + the arena */
     int64_t n_params;
 } model;
 
 /* Loads a .gguf file, or a directory with config.json + *.safetensors +
- * tokenizer.json. Weights are dequantised to f32 (the CPU reference). */
+ * tokenizer.json. The file stays mapped: matrices are used in place, in
+ * their type (checked: a type the kernels cannot multiply is an error). */
 int model_load(model **out, const char *path);
 void model_destroy(model **p);
+
+/* x[d_model] = the embedding row of token id (dequantised). */
+void model_embed(const model *m, int32_t id, float *x);
 
 #endif

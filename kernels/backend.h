@@ -25,6 +25,17 @@ typedef struct kv_view {
     const int64_t *len;       /* [n_layer*n_kv_head] rows filled */
 } kv_view;
 
+/* A weight matrix as the model file holds it: n_out rows of n_in elements
+ * of `type` (a ggml type id: F32, F16, BF16 or a quantised block type),
+ * row_bytes apart. data is borrowed (the file's mapping, or the model's
+ * own memory) and lives in the backend's memory. */
+typedef struct tis_weight {
+    int type;
+    const void *data;  /* [n_out][row_bytes] */
+    size_t row_bytes;
+    int64_t n_in, n_out;
+} tis_weight;
+
 /* RoPE parameters of one model: inv_freq[i] for the rotated pairs. */
 typedef struct rope_params {
     int64_t head_dim;
@@ -48,9 +59,10 @@ typedef struct tis_backend {
     void *ctx;
     void *(*alloc)(void *ctx, size_t bytes);
     void (*free)(void *ctx, void *p);
-    /* y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T (+ y when accumulate) */
-    void (*matmul)(void *ctx, float *y, const float *x, const float *w, int64_t T,
-                   int64_t n_in, int64_t n_out, bool accumulate);
+    /* y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T (+ y when accumulate),
+     * n_in and n_out from w */
+    void (*matmul)(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T,
+                   bool accumulate);
     /* y[T][d] = x / rms(x) * w */
     void (*rmsnorm)(void *ctx, float *y, const float *x, const float *w, int64_t T,
                     int64_t d, float eps);

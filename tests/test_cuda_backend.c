@@ -52,9 +52,13 @@ static void s_matmul(int64_t T, int64_t n_in, int64_t n_out, bool acc) {
     float *x = s_rand(T * n_in, 1), *w = s_rand(n_out * n_in, 0.1f), *y = s_rand(T * n_out, 1);
     float *yc = malloc((size_t)(T * n_out) * sizeof *yc), *yg = malloc((size_t)(T * n_out) * sizeof *yg);
     memcpy(yc, y, (size_t)(T * n_out) * sizeof *yc);
-    cpu->matmul(NULL, yc, x, w, T, n_in, n_out, acc);
+    tis_weight wh = {.type = 0 /* F32 */, .data = w, .row_bytes = (size_t)n_in * sizeof(float), .n_in = n_in,
+                     .n_out = n_out};
+    cpu->matmul(NULL, yc, x, &wh, T, acc);
     float *dx = s_up(x, T * n_in), *dw = s_up(w, n_out * n_in), *dy = s_up(y, T * n_out);
-    s_gpu->matmul(s_gpu->ctx, dy, dx, dw, T, n_in, n_out, acc);
+    tis_weight wd = wh;
+    wd.data = dw;
+    s_gpu->matmul(s_gpu->ctx, dy, dx, &wd, T, acc);
     s_down(yg, dy, T * n_out);
     char what[64];
     snprintf(what, sizeof what, "matmul T=%lld %lldx%lld%s", (long long)T, (long long)n_in, (long long)n_out,

@@ -18,6 +18,14 @@
  * (layer, kv head g)? NULL: plain causal. */
 static bool (*s_visible)(int64_t layer, int64_t g, int64_t t, int64_t j);
 
+/* A weight matrix dequantised to f32 [n_out][n_in] (malloc'd). */
+static float *s_deq(const tis_weight *w) {
+    float *f = malloc((size_t)(w->n_out * w->n_in) * sizeof(float));
+    for (int64_t r = 0; r < w->n_out; r++)
+        quant_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, f + r * w->n_in, w->n_in);
+    return f;
+}
+
 /* The reference: llama2.c-style, every position recomputed from scratch,
  * no BLAS, double accumulators. Returns logits[T][n_vocab]. */
 static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
@@ -34,7 +42,9 @@ static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
     float *h = calloc((size_t)(T * ff), sizeof(float));
     float *logits = calloc((size_t)(T * V), sizeof(float));
     double *att = calloc((size_t)T, sizeof(double));
-    for (int64_t t = 0; t < T; t++) memcpy(x + t * d, w->tok_embd + ids[t] * d, (size_t)d * 4);
+    for (int64_t t = 0; t < T; t++)
+        quant_dequantize_row(w->tok_embd.type, (const uint8_t *)w->tok_embd.data + (size_t)ids[t] * w->tok_embd.row_bytes,
+                             x + t * d, d);
 #define NORM(dst, src, wt)                                                        \
     for (int64_t t = 0; t < T; t++) {                                             \
         double ss = 0;                                                            \
@@ -42,13 +52,17 @@ static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
         double r = 1.0 / sqrt(ss / d + c->norm_eps);                              \
         for (int64_t i = 0; i < d; i++) dst[t * d + i] = (float)(src[t * d + i] * r * wt[i]); \
     }
-#define MATVEC(dst, W, src, n_out, n_in, T_)                                      \
-    for (int64_t t = 0; t < T_; t++)                                              \
-        for (int64_t r = 0; r < n_out; r++) {                                     \
-            double s = 0;                                                         \
-            for (int64_t i = 0; i < n_in; i++) s += (double)W[r * n_in + i] * src[t * n_in + i]; \
-            dst[t * n_out + r] = (float)s;                                        \
-        }
+#define MATVEC(dst, Wt, src, n_out, n_in, T_)                                     \
+    do {                                                                          \
+        float *W = s_deq(&(Wt));                                                  \
+        for (int64_t t = 0; t < T_; t++)                                          \
+            for (int64_t r = 0; r < n_out; r++) {                                 \
+                double s = 0;                                                     \
+                for (int64_t i = 0; i < n_in; i++) s += (double)W[r * n_in + i] * src[t * n_in + i]; \
+                dst[t * n_out + r] = (float)s;                                    \
+            }                                                                     \
+        free(W);                                                                  \
+    } while (0)
     for (int64_t l = 0; l < c->n_layer; l++) {
         const layer_weights *L = &w->layers[l];
         NORM(xn, x, L->attn_norm);

@@ -59,6 +59,15 @@ static void s_case(int type, int64_t n, int misalign) {
     if (!ok)
         fprintf(stderr, "  %s n=%lld: ref %.6g, exact %.6g, bound %.3g\n", quant_type_name(type), (long long)n, ref,
                 exact, bound);
+    /* f32 activations: the exact product up to float summation order */
+    for (qdot_isa isa = QDOT_REF; isa <= qdot_isa_best(); isa++) {
+        float got = qdot_f32act_fn_for(type, isa)(row, NULL, x, n);
+        bool near = fabs(got - exact) <= 2e-6 * mag + 1e-6;
+        TT_CHECK(near);
+        if (!near)
+            fprintf(stderr, "  f32act %s %s n=%lld +%d: %.8g vs exact %.8g\n", quant_type_name(type),
+                    qdot_isa_name(isa), (long long)n, misalign, got, exact);
+    }
     for (qdot_isa isa = QDOT_AVX2; isa <= qdot_isa_best(); isa++) {
         qdot_row_fn fn = qdot_row_fn_for(type, isa);
         float got = fn(row, act, x, n);

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "backend.h"
+#include "pool.h"
+#include "qdot.h"
+#include "quant.h"
 #include "softmax.h"
 #include "tis_error.h"
 
@@ -18,15 +21,108 @@ static void s_free(void *ctx, void *p) {
     free(p);
 }
 
-static void s_matmul(void *ctx, float *y, const float *x, const float *w, int64_t T,
-                     int64_t n_in, int64_t n_out, bool accumulate) {
-    if (T == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n_out, (blasint)n_in, 1.0f, w,
-                    (blasint)n_in, x, 1, accumulate ? 1.0f : 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out,
-                    (blasint)n_in, 1.0f, x, (blasint)n_in, w, (blasint)n_in,
-                    accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
+/* ---- matrix products --------------------------------------------------------
+ *
+ * Decode-sized products (T <= QDOT_MAX_T rows) read the weights in their
+ * file format: each activation row is quantised once (qdot), then every
+ * weight row is dotted with the T rows while it is in cache, output rows
+ * split over the thread pool. Larger products (prefill) dequantise
+ * TILE_ROWS weight rows at a time to f32 and multiply with OpenBLAS sgemm;
+ * f32 weights go to sgemm directly. */
+enum { QDOT_MAX_T = 16, TILE_ROWS = 128 };
+
+/* Grow-only scratch of the thread that runs the forward pass. */
+static _Thread_local struct {
+    void *act;
+    size_t act_cap;
+    float *tile;
+    size_t tile_cap;
+} S;
+
+static void *s_grow(void **p, size_t *cap, size_t need) {
+    if (need <= *cap) return *p;
+    free(*p);
+    *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    *cap = *p ? need : 0;
+    TIS_ASSERT(*p); /* scratch of at most a few MB; see TILE_ROWS / QDOT_MAX_T */
+    return *p;
+}
+
+typedef struct mm_job {
+    const tis_weight *w;
+    float *y;
+    const float *x;
+    const uint8_t *act;   /* [T][act_stride] */
+    size_t act_stride;
+    int64_t T;
+    bool acc;
+    qdot_row_fn fn;
+} mm_job;
+
+static void s_mm_rows(void *ctx, int64_t o0, int64_t o1) {
+    const mm_job *j = ctx;
+    const tis_weight *w = j->w;
+    const uint8_t *rows = w->data;
+    for (int64_t o = o0; o < o1; o++) {
+        const void *row = rows + (size_t)o * w->row_bytes;
+        for (int64_t t = 0; t < j->T; t++) {
+            float v = j->fn(row, j->act + (size_t)t * j->act_stride, j->x + t * w->n_in, w->n_in);
+            float *yo = j->y + t * w->n_out + o;
+            *yo = j->acc ? *yo + v : v;
+        }
+    }
+}
+
+/* Output rows over the thread pool; small products (a tiny model, a short
+ * row) stay on this thread, where waking workers would cost more. */
+static void s_run(mm_job *j) {
+    if (j->T * j->w->n_out * j->w->n_in < (1 << 18)) s_mm_rows(j, 0, j->w->n_out);
+    else pool_for(j->w->n_out, 16, s_mm_rows, j);
+}
+
+/* Decode products keep the activations in f32 (the f32 engine's numbers up
+ * to summation order) unless TIS_QDOT_ACT=q8 asks for 8-bit activations
+ * and integer dot products (faster arithmetic, llama.cpp's numbers). */
+static bool s_q8_act(void) {
+    static int q8 = -1;
+    if (q8 < 0) {
+        const char *v = getenv("TIS_QDOT_ACT");
+        q8 = v && !strcmp(v, "q8");
+    }
+    return q8;
+}
+
+static void s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
+    if (!s_q8_act()) {
+        mm_job j = {w, y, x, NULL, 0, T, acc, qdot_f32act_fn_for(w->type, qdot_isa_best())};
+        s_run(&j);
+        return;
+    }
+    size_t ab = qdot_act_bytes(w->type, w->n_in);
+    uint8_t *act = ab ? s_grow(&S.act, &S.act_cap, ab * (size_t)T) : NULL;
+    for (int64_t t = 0; t < T && ab; t++) qdot_act_quantize(w->type, x + t * w->n_in, w->n_in, act + ab * (size_t)t);
+    mm_job j = {w, y, x, act, ab, T, acc, qdot_row_fn_for(w->type, qdot_isa_best())};
+    s_run(&j);
+}
+
+static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
+    int64_t n_in = w->n_in, n_out = w->n_out;
+    if (T <= QDOT_MAX_T && qdot_type_supported(w->type)) {
+        s_matmul_q(y, x, w, T, accumulate);
+    } else if (w->type == GGML_TYPE_F32 && w->row_bytes == (size_t)n_in * sizeof(float)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f,
+                    x, (blasint)n_in, w->data, (blasint)n_in, accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
+    } else {
+        float *tile = s_grow((void **)&S.tile, &S.tile_cap, (size_t)TILE_ROWS * (size_t)n_in * sizeof(float));
+        const uint8_t *rows = w->data;
+        for (int64_t o0 = 0; o0 < n_out; o0 += TILE_ROWS) {
+            int64_t nr = n_out - o0 < TILE_ROWS ? n_out - o0 : TILE_ROWS;
+            for (int64_t r = 0; r < nr; r++)
+                quant_dequantize_row(w->type, rows + (size_t)(o0 + r) * w->row_bytes, tile + r * n_in, n_in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)nr, (blasint)n_in, 1.0f, x,
+                        (blasint)n_in, tile, (blasint)n_in, accumulate ? 1.0f : 0.0f, y + o0, (blasint)n_out);
+        }
+    }
 }
 
 static void s_rmsnorm(void *ctx, float *y, const float *x, const float *w, int64_t T,

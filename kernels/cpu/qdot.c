@@ -304,6 +304,58 @@ qdot_row_fn qdot_row_fn_for(int type, qdot_isa isa) {
     return fn ? fn : qdot_ref_fn(type);
 }
 
+/* Reference with f32 activations: 32 weights at a time dequantised. */
+static float s_ref_f32act(int type, const void *w, const float *x, int64_t n) {
+    int64_t be = quant_block_elems(type);
+    size_t bb = quant_block_bytes(type);
+    const uint8_t *b = w;
+    float buf[256];
+    float acc = 0;
+    for (int64_t i = 0; i < n; i += be, b += bb) {
+        quant_dequantize_row(type, b, buf, be);
+        for (int64_t j = 0; j < be; j++) acc += buf[j] * x[i + j];
+    }
+    return acc;
+}
+
+#define REF_F(NAME, TYPE)                                                           \
+    static float NAME(const void *w, const void *act, const float *x, int64_t n) {  \
+        (void)act;                                                                  \
+        return s_ref_f32act(TYPE, w, x, n);                                         \
+    }
+REF_F(s_rf_q8_0, GGML_TYPE_Q8_0)
+REF_F(s_rf_q4_0, GGML_TYPE_Q4_0)
+REF_F(s_rf_q4_1, GGML_TYPE_Q4_1)
+REF_F(s_rf_q5_0, GGML_TYPE_Q5_0)
+REF_F(s_rf_q5_1, GGML_TYPE_Q5_1)
+REF_F(s_rf_q4_k, GGML_TYPE_Q4_K)
+REF_F(s_rf_q6_k, GGML_TYPE_Q6_K)
+
+static qdot_row_fn s_ref_f32act_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_F32: return s_ref_f32;
+    case GGML_TYPE_F16: return s_ref_f16;
+    case GGML_TYPE_BF16: return s_ref_bf16;
+    case GGML_TYPE_Q8_0: return s_rf_q8_0;
+    case GGML_TYPE_Q4_0: return s_rf_q4_0;
+    case GGML_TYPE_Q4_1: return s_rf_q4_1;
+    case GGML_TYPE_Q5_0: return s_rf_q5_0;
+    case GGML_TYPE_Q5_1: return s_rf_q5_1;
+    case GGML_TYPE_Q4_K: return s_rf_q4_k;
+    case GGML_TYPE_Q6_K: return s_rf_q6_k;
+    default: return NULL;
+    }
+}
+
+qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
+    qdot_row_fn fn = NULL;
+#if defined(__x86_64__)
+    if (isa >= QDOT_AVX512) fn = qdot_f32act_avx512_fn(type);
+    if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_avx2_fn(type);
+#endif
+    return fn ? fn : s_ref_f32act_fn(type);
+}
+
 void qdot_matvec(qdot_row_fn fn, float *y, const void *w, size_t row_bytes, int64_t n_out, const void *act,
                  const float *x, int64_t n) {
     const uint8_t *p = w;

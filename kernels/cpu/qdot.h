@@ -56,6 +56,12 @@ typedef float (*qdot_row_fn)(const void *wrow, const void *act, const float *x, 
  * gets the best lower one (at worst the reference). */
 qdot_row_fn qdot_row_fn_for(int type, qdot_isa isa);
 
+/* The same products with the activation kept in f32 (act unused): the
+ * weights are dequantised block by block in registers, so the result is
+ * the f32 product up to summation order. Every type: a reference that
+ * dequantises the row, SIMD versions for the common 32-block types. */
+qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa);
+
 /* y[o] = dot(row o of w, x) for o in [0, n_out): w holds n_out rows of
  * row_bytes; act/x as above. */
 void qdot_matvec(qdot_row_fn fn, float *y, const void *w, size_t row_bytes, int64_t n_out, const void *act,

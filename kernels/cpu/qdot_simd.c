@@ -16,7 +16,12 @@
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-static inline float s_h(const uint8_t *p) { return quant_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+/* f16 -> f32 with F16C (every function here is compiled for it) */
+__attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
 
 AVX2 static inline float s_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -186,4 +191,195 @@ qdot_row_fn qdot_avx512_fn(int type) {
 #else
 qdot_row_fn qdot_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_avx512_fn(int type) { (void)type; return NULL; }
+#endif
+
+/* ---- f32 activations: weights dequantised in registers ------------------
+ * The same products with x kept in f32: each block's weights are expanded
+ * to floats and fused-multiply-added with x, so the result is the f32
+ * product of the dequantised weights up to summation order (what the f32
+ * engine computed), at the cost of more instructions per weight byte. */
+#if defined(__x86_64__)
+#define F512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+AVX2 static inline __m256 s_u8x8_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
+
+/* x . nibbles of one 32-block (low nibbles: x[0..16), high: x[16..32)) */
+AVX2 static inline __m256 s_nib_dot_avx2(const uint8_t *qs, const float *x, __m256 *xsum) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+    __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8), x2 = _mm256_loadu_ps(x + 16),
+           x3 = _mm256_loadu_ps(x + 24);
+    __m256 a = _mm256_mul_ps(s_u8x8_ps(lo), x0);
+    a = _mm256_fmadd_ps(s_u8x8_ps(_mm_srli_si128(lo, 8)), x1, a);
+    a = _mm256_fmadd_ps(s_u8x8_ps(hi), x2, a);
+    a = _mm256_fmadd_ps(s_u8x8_ps(_mm_srli_si128(hi, 8)), x3, a);
+    *xsum = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+    return a;
+}
+
+AVX2 static float s_q4_1_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 20, x += 32) {
+        __m256 xs, dot = s_nib_dot_avx2(b + 4, x, &xs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b)), dot, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b + 2)), xs, acc);
+    }
+    (void)act;
+    return s_hsum(acc);
+}
+
+AVX2 static float s_q4_0_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 18, x += 32) {
+        __m256 xs, dot = s_nib_dot_avx2(b + 2, x, &xs);
+        __m256 d = _mm256_set1_ps(s_h(b));
+        acc = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), xs, dot), acc);
+    }
+    (void)act;
+    return s_hsum(acc);
+}
+
+AVX2 static float s_q8_0_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 34, x += 32) {
+        __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
+        __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(x));
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(x + 8), a);
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(x + 16), a);
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(x + 24), a);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b)), a, acc);
+    }
+    (void)act;
+    return s_hsum(acc);
+}
+
+F512 static inline float s_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* 16 nibbles (one half of a 32-block) as 16 floats */
+F512 static inline __m512 s_nib16_ps(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)); }
+
+F512 static float s_q4_1_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    /* independent accumulators: the fused multiply-adds of one block do not
+     * wait for the previous block's */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    const __m128i m = _mm_set1_epi8(0x0f);
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2, b += 40, x += 64) {
+        __m128i qa = _mm_loadu_si128((const __m128i *)(b + 4)), qb = _mm_loadu_si128((const __m128i *)(b + 24));
+        __m512 xa0 = _mm512_loadu_ps(x), xa1 = _mm512_loadu_ps(x + 16);
+        __m512 xb0 = _mm512_loadu_ps(x + 32), xb1 = _mm512_loadu_ps(x + 48);
+        __m512 a = _mm512_mul_ps(s_nib16_ps(_mm_and_si128(qa, m)), xa0);
+        __m512 c = _mm512_mul_ps(s_nib16_ps(_mm_and_si128(qb, m)), xb0);
+        a = _mm512_fmadd_ps(s_nib16_ps(_mm_and_si128(_mm_srli_epi16(qa, 4), m)), xa1, a);
+        c = _mm512_fmadd_ps(s_nib16_ps(_mm_and_si128(_mm_srli_epi16(qb, 4), m)), xb1, c);
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 20)), c, acc1);
+        accm = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 2)), _mm512_add_ps(xa0, xa1), accm);
+        accm = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 22)), _mm512_add_ps(xb0, xb1), accm);
+    }
+    for (; i < nb; i++, b += 20, x += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        __m512 a = _mm512_mul_ps(s_nib16_ps(_mm_and_si128(q, m)), x0);
+        a = _mm512_fmadd_ps(s_nib16_ps(_mm_and_si128(_mm_srli_epi16(q, 4), m)), x1, a);
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+        accm = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 2)), _mm512_add_ps(x0, x1), accm);
+    }
+    (void)act;
+    return s_hsum512(_mm512_add_ps(_mm512_add_ps(acc0, acc1), accm));
+}
+
+F512 static float s_q4_0_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m512 acc = _mm512_setzero_ps();
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m512 eight = _mm512_set1_ps(8.0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 18, x += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        __m512 a = _mm512_mul_ps(_mm512_sub_ps(s_nib16_ps(_mm_and_si128(q, m)), eight), x0);
+        a = _mm512_fmadd_ps(_mm512_sub_ps(s_nib16_ps(_mm_and_si128(_mm_srli_epi16(q, 4), m)), eight), x1, a);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc);
+    }
+    (void)act;
+    return s_hsum512(acc);
+}
+
+F512 static float s_q8_0_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2, b += 68, x += 64) {
+        __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
+        __m128i q2 = _mm_loadu_si128((const __m128i *)(b + 36)), q3 = _mm_loadu_si128((const __m128i *)(b + 52));
+        __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), _mm512_loadu_ps(x));
+        __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q2)), _mm512_loadu_ps(x + 32));
+        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), _mm512_loadu_ps(x + 16), a);
+        c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q3)), _mm512_loadu_ps(x + 48), c);
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 34)), c, acc1);
+    }
+    for (; i < nb; i++, b += 34, x += 32) {
+        __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
+        __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), _mm512_loadu_ps(x));
+        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), _mm512_loadu_ps(x + 16), a);
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+    }
+    (void)act;
+    return s_hsum512(_mm512_add_ps(acc0, acc1));
+}
+
+F512 static float s_f16_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *p = w;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))), _mm512_loadu_ps(x + i),
+                              acc);
+    float s = s_hsum512(acc);
+    for (; i < n; i++) s += s_h(p + 2 * i) * x[i];
+    (void)act;
+    return s;
+}
+
+F512 static float s_f32_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const float *p = w;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(p + i), _mm512_loadu_ps(x + i), acc);
+    float s = s_hsum512(acc);
+    for (; i < n; i++) s += p[i] * x[i];
+    (void)act;
+    return s;
+}
+
+qdot_row_fn qdot_f32act_avx2_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_F32: return s_f32_avx2;
+    case GGML_TYPE_F16: return s_f16_avx2;
+    case GGML_TYPE_Q8_0: return s_q8_0_f_avx2;
+    case GGML_TYPE_Q4_0: return s_q4_0_f_avx2;
+    case GGML_TYPE_Q4_1: return s_q4_1_f_avx2;
+    default: return NULL;
+    }
+}
+
+qdot_row_fn qdot_f32act_avx512_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_F32: return s_f32_f_512;
+    case GGML_TYPE_F16: return s_f16_f_512;
+    case GGML_TYPE_Q8_0: return s_q8_0_f_512;
+    case GGML_TYPE_Q4_0: return s_q4_0_f_512;
+    case GGML_TYPE_Q4_1: return s_q4_1_f_512;
+    default: return NULL;
+    }
+}
+#else
+qdot_row_fn qdot_f32act_avx2_fn(int type) { (void)type; return NULL; }
+qdot_row_fn qdot_f32act_avx512_fn(int type) { (void)type; return NULL; }
 #endif

@@ -47,9 +47,14 @@ static void s_free(void *ctx, void *p) {
 
 // y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T: in cuBLAS's column-major
 // terms Y^T (n_out x T) = op(W^T stored) . X^T.
-static void s_matmul(void *ctx, float *y, const float *x, const float *w, int64_t T, int64_t n_in, int64_t n_out,
-                     bool accumulate) {
+static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *wt, int64_t T, bool accumulate) {
     cuda_ctx *c = (cuda_ctx *)ctx;
+    if (wt->type != 0 /* F32 */ || wt->row_bytes != (size_t)wt->n_in * sizeof(float)) {
+        fprintf(stderr, "tis: cuda: weights of ggml type %d: only f32 is supported on the device yet\n", wt->type);
+        abort();
+    }
+    const float *w = (const float *)wt->data;
+    int64_t n_in = wt->n_in, n_out = wt->n_out;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublasStatus_t st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &alpha, w,
                                     (int)n_in, x, (int)n_in, &beta, y, (int)n_out);
