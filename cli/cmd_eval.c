@@ -138,8 +138,8 @@ static void s_policies(eval_opts *o) {
         o->policies[o->n_pol++] = p->name;
     }
     static const char *const defaults[] = {"full", "streaming", "snapkv", "oracle"};
-    for (int k = 0; o->n_pol == 0 && k < 4; k++) o->policies[k] = defaults[k];
-    if (o->n_pol == 0) o->n_pol = 4;
+    if (o->n_pol == 0)
+        for (int k = 0; k < 4; k++) o->policies[o->n_pol++] = defaults[k];
 }
 
 /* The job's config from the options; 2 after printing a usage problem. */
