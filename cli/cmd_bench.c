@@ -21,7 +21,7 @@ static void s_usage(FILE *f) {
             "  -p, --n_prompt N     prefill test length (default 512: pp512)\n"
             "  -n, --n_gen N        decode test length (default 128: tg128)\n"
             "  -r, --reps N         repetitions, mean +- sd reported (default 3)\n"
-            "  -t, --threads N      BLAS threads (default: all cores)\n"
+            "  -t, --threads N      compute threads (default: all cores)\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"
             "N tokens into an empty cache; tg runs N single-token steps from an empty\n"
             "cache, as llama-bench does.\n"

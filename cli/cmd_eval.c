@@ -46,7 +46,7 @@ static void s_usage(FILE *f) {
             "      --output PATH.csv     per-sample CSV; PATH.json, PATH.md and PATH_*.png beside it\n"
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
-            "  -t, --threads N           BLAS threads (default: all cores)\n"
+            "  -t, --threads N           compute threads (default: all cores)\n"
             "      --resume              keep the rows already in --output and run only the\n"
             "                            samples missing there (same options as the first run)\n"
             "      --export PATH.jsonl   write the benchmark's samples as a dataset (for\n"

@@ -20,7 +20,7 @@ static void s_usage(FILE *f) {
             "      --temp T         temperature; 0 = greedy (default 0)\n"
             "      --top_p P        nucleus sampling mass in (0, 1] (default 1)\n"
             "      --seed S         sampling seed (default 42)\n"
-            "  -t, --threads N      BLAS threads (default: all cores)\n"
+            "  -t, --threads N      compute threads (default: all cores)\n"
             "      --ctx N          KV cache capacity in tokens (default prompt + n)\n"
             "      --quiet          no statistics on stderr\n",
             cli_default_model());

@@ -31,7 +31,7 @@ static void s_usage(FILE *f) {
             "      --max_new N           the model's answer: tokens at most (default 32)\n"
             "      --shard_size N        samples per shard (default 32)\n"
             "      --no_chat             plain prompt, no chat template\n"
-            "  -t, --threads N           BLAS threads\n"
+            "  -t, --threads N           compute threads\n"
             "      --workers N           label on N pipeline workers (a private tis serve; the\n"
             "                            cores shared out); the shards are the same\n"
             "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n",

@@ -28,7 +28,7 @@ static void s_usage(FILE *f) {
             "      --patience N         stop after N epochs without a better validation loss (default 3)\n"
             "      --seed S             split, order and initial weights (default 42)\n"
             "      --metrics PATH.csv   per-epoch metrics (default HEAD_metrics.csv; + .png curve)\n"
-            "  -t, --threads N          BLAS threads\n");
+            "  -t, --threads N          compute threads\n");
 }
 
 /* "tis ARGS" as the checkpoint records it (unquoted; cut at cap). */

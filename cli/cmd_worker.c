@@ -17,7 +17,7 @@ static void s_usage(FILE *f) {
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
             "      --max_batch N     decode: requests generated together (default 8)\n"
-            "  -t, --threads N       BLAS threads\n",
+            "  -t, --threads N       compute threads\n",
             cli_default_model());
 }
 

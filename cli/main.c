@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "tis_error.h"
+#include "pool.h"
 
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     if (!s || !*s) return false;
@@ -38,7 +39,10 @@ const char *cli_default_model(void) {
 }
 
 int cli_threads(int64_t n) {
-    if (n > 0) openblas_set_num_threads((int)n);
+    if (n > 0) {
+        openblas_set_num_threads((int)n); /* prefill's sgemm */
+        pool_set_threads((int)n);         /* decode's quantised products */
+    }
     return openblas_get_num_threads();
 }
 
