@@ -57,6 +57,10 @@ typedef struct request {
     int64_t attempts;
     uint64_t waiting_since;  /* when it last entered a WAIT stage */
     wire_peer worker;        /* the worker running it (in a running stage) */
+    /* Timings (docs/pipeline.md "Timings"): tis_now() stamps taken here,
+     * on one clock: a job is stamped before it is sent and an answer when
+     * it has been received, so the span of a stage as the coordinator sees
+     * it contains what the worker measured of it. */
     double t_submit, t_wait; /* when it came; when it last entered a WAIT stage */
     double queue_s;          /* time spent waiting for workers */
     double prefill_s, t_decode_sent;
@@ -195,6 +199,23 @@ static void s_client_release(self_t *s, const wire_peer *client, uint64_t req, u
             s->cl[k].lease = 0;
             return;
         }
+}
+
+/* A reply's timings. The workers sent durations they measured themselves
+ * (prefill, scoring: in PrefillDone / ScoreDone; hand-off, decode and the
+ * decode worker's part of the TTFT: from accepting the job to its first
+ * token, in the Reply); the coordinator adds the spans it saw. Each
+ * worker's duration lies inside the coordinator's span of its stage (sent
+ * before it started, received after it ended) and the spans do not
+ * overlap, so by construction
+ *   queue + prefill + scoring + handoff + decode <= total,
+ *   queue + prefill + scoring + handoff <= ttft <= total. */
+static void s_timing(const request *r, Tis__Timing *tm, double t_recv) {
+    tm->queue_s = r->queue_s;
+    tm->prefill_s = r->prefill_s;
+    tm->scoring_s = r->scoring_s;
+    tm->ttft_s = (r->t_decode_sent - r->t_submit) + tm->ttft_s; /* + the decode worker's: accept -> first token */
+    tm->total_s = t_recv - r->t_submit;
 }
 
 static void s_record(self_t *s, const Tis__Timing *t) {
@@ -439,14 +460,14 @@ static bool s_send_job(self_t *s, worker_rec *w, request *r) {
         out.decode_job = &dj;
         next = ST_DECODE;
     }
+    double t_sent = tis_now(); /* before the send: the worker cannot start earlier */
     int rc = wire_send(s->back, &w->peer, &out);
     if (d) tis__prefill_done__free_unpacked(d, NULL);
     tis__submit__free_unpacked(q, NULL);
     if (!rc) r->st = next;
     if (rc) return false;
-    double now = tis_now();
-    r->queue_s += now - r->t_wait;
-    if (r->st == ST_DECODE) r->t_decode_sent = now;
+    r->queue_s += t_sent - r->t_wait;
+    if (r->st == ST_DECODE) r->t_decode_sent = t_sent;
     w->credit--;
     w->last_job = ++s->n_dispatched;
     r->worker = w->peer;
@@ -496,6 +517,7 @@ static void s_back(self_t *s) {
     wire_peer peer;
     Tis__Envelope *e = NULL;
     int rc = wire_recv(s->back, 1, &peer, &e);
+    double t_recv = tis_now(); /* after the receipt: the worker's figures end before it */
     worker_rec *w = peer.len ? s_worker(s, &peer) : NULL;
     if (w) w->last_seen = s_now();
     if (rc) {
@@ -524,7 +546,7 @@ static void s_back(self_t *s) {
                 r->hidden_lease = e->prefill_done->hidden->lease_id;
                 r->st = ST_WAIT_SCORE;
                 r->waiting_since = s_now();
-                r->t_wait = tis_now();
+                r->t_wait = t_recv;
                 r->prefill_s = e->prefill_done->prefill_s;
             } else {
                 s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
@@ -541,7 +563,7 @@ static void s_back(self_t *s) {
                 r->lease = e->prefill_done->kv->lease_id;
                 r->st = ST_WAIT_DECODE;
                 r->waiting_since = s_now();
-                r->t_wait = tis_now();
+                r->t_wait = t_recv;
                 r->prefill_s = before + e->prefill_done->prefill_s;
                 r->full_kv_bytes = e->prefill_done->full_kv_bytes;
                 s->handoff_bytes += e->prefill_done->kv->length;
@@ -579,7 +601,7 @@ static void s_back(self_t *s) {
                 r->st = ST_WAIT_PREFILL;
                 r->attempts++;
                 r->waiting_since = s_now();
-                r->t_wait = tis_now();
+                r->t_wait = t_recv;
             }
         }
         break;
@@ -596,13 +618,8 @@ static void s_back(self_t *s) {
             wire_send(s->front, &r->client, &out);
             s_finish(s, r);
         } else if (r && r->st == ST_DECODE) {
-            /* the decode worker timed the hand-off and decode; the rest is ours */
             Tis__Timing own = TIS__TIMING__INIT, *tm = e->reply->timing ? e->reply->timing : &own;
-            tm->queue_s = r->queue_s;
-            tm->prefill_s = r->prefill_s;
-            tm->scoring_s = r->scoring_s;
-            tm->ttft_s += r->t_decode_sent - r->t_submit;
-            tm->total_s = tis_now() - r->t_submit;
+            s_timing(r, tm, t_recv);
             e->reply->timing = tm;
             e->reply->full_kv_bytes = r->full_kv_bytes;
             s_record(s, tm);

@@ -4,6 +4,7 @@
  * answered once; the server stops cleanly and leaves no shared memory. */
 #include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,52 @@ static int s_shm_left(int pid) {
     for (struct dirent *e; d && (e = readdir(d));) n += strncmp(e->d_name, pre, strlen(pre)) == 0;
     if (d) closedir(d);
     return n;
+}
+
+/* The stage timings of one reply are consistent: none negative, the parts
+ * within the total, the TTFT between what precedes the first token and the
+ * total. (The coordinator composes them from durations measured where they
+ * happen and its own spans, one clock: docs/pipeline.md "Timings".) slack:
+ * what rounding the figures for printing may add. */
+static bool s_timing_ok(double queue, double prefill, double scoring, double handoff, double decode, double ttft,
+                        double total, double slack) {
+    bool ok = queue >= 0 && prefill > 0 && scoring >= 0 && handoff >= 0 && decode > 0 && ttft > 0 &&
+              queue + prefill + scoring + handoff + decode <= total + slack &&
+              queue + prefill + scoring + handoff <= ttft + slack && ttft <= total + slack;
+    if (!ok)
+        fprintf(stderr, "  inconsistent timings: queue %.9f prefill %.9f scoring %.9f handoff %.9f decode %.9f "
+                        "ttft %.9f total %.9f\n", queue, prefill, scoring, handoff, decode, ttft, total);
+    return ok;
+}
+
+/* The rows of a --timings CSV whose timings are consistent (s_timing_ok
+ * with the slack of its 6 decimals); columns found by name. */
+static int s_timings_csv_ok(const char *csv, int *rows) {
+    static const char *const col[7] = {"queue_s", "prefill_s", "scoring_s", "handoff_s", "decode_s", "ttft_s",
+                                       "total_s"};
+    int at[7], n_col = 0, ok = 0;
+    *rows = 0;
+    const char *nl = csv ? strchr(csv, '\n') : NULL;
+    if (!nl) return 0;
+    for (int k = 0; k < 7; k++) {
+        at[k] = -1;
+        int c = 0;
+        for (const char *f = csv; f && f < nl; f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL, c++)
+            if (!strncmp(f, col[k], strlen(col[k])) && (f[strlen(col[k])] == ',' || f + strlen(col[k]) == nl))
+                at[k] = c;
+        n_col += at[k] >= 0;
+    }
+    if (n_col < 7) return 0;
+    for (const char *ln = nl + 1; *ln; ln = strchr(ln, '\n') ? strchr(ln, '\n') + 1 : ln + strlen(ln)) {
+        double v[7] = {0};
+        int c = 0;
+        for (const char *f = ln; f && *f && *f != '\n'; f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL, c++)
+            for (int k = 0; k < 7; k++)
+                if (at[k] == c) v[k] = atof(f);
+        (*rows)++;
+        ok += s_timing_ok(v[0], v[1], v[2], v[3], v[4], v[5], v[6], 7 * 0.5e-6);
+    }
+    return ok;
 }
 
 int main(void) {
@@ -172,7 +219,8 @@ int main(void) {
         if (gotr == 1 && res.kind == TIS_RESULT_REPLY) {
             TT_CHECK(!strcmp(res.answer, rows[0].answer));
             TT_CHECK(res.kv_bytes > 0 && res.full_kv_bytes > res.kv_bytes / 2);
-            TT_CHECK(res.total_s >= res.prefill_s && res.total_s >= res.decode_s && res.ttft_s <= res.total_s);
+            TT_CHECK(s_timing_ok(res.queue_s, res.prefill_s, res.scoring_s, res.handoff_s, res.decode_s, res.ttft_s,
+                                 res.total_s, 0));
         }
         tis_result_free(&res);
         char *js = NULL;
@@ -252,8 +300,10 @@ int main(void) {
         rowsn++;
         scored += f && atof(f) > 0;
     }
+    int trows = 0, tok = s_timings_csv_ok(tcsv, &trows);
     free(tcsv);
     TT_CHECK(rowsn == N_REQ && scored == (run == 3 || run == 4 ? N_REQ : 0));
+    TT_CHECK(trows == N_REQ && tok == N_REQ); /* with retries, scorers and stalls too */
     int st = tt_wait(srv, 10);
     if (st == -1) TT_CHECK(!"the server did not stop after its answers");
     TT_CHECK(st == 0);
