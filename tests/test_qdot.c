@@ -59,6 +59,16 @@ static void s_case(int type, int64_t n, int misalign) {
     if (!ok)
         fprintf(stderr, "  %s n=%lld: ref %.6g, exact %.6g, bound %.3g\n", quant_type_name(type), (long long)n, ref,
                 exact, bound);
+    /* rows to f32: quant_dequantize_row's values */
+    for (qdot_isa isa = QDOT_REF; isa <= qdot_isa_best(); isa++) {
+        float *dq = malloc((size_t)n * sizeof(float));
+        qdot_deq_fn_for(type, isa)(row, dq, n);
+        /* d*q + m may or may not be fused, here or in the reference: one rounding */
+        double worst = 0;
+        for (int64_t j = 0; j < n; j++) worst = fmax(worst, fabs((double)dq[j] - wd[j]) / (fabs(wd[j]) + 1e-3));
+        TT_CHECK(worst <= 1e-6);
+        free(dq);
+    }
     /* f32 activations: the exact product up to float summation order */
     for (qdot_isa isa = QDOT_REF; isa <= qdot_isa_best(); isa++) {
         float got = qdot_f32act_fn_for(type, isa)(row, NULL, x, n);

@@ -27,9 +27,12 @@ static void s_free(void *ctx, void *p) {
  * file format: each activation row is quantised once (qdot), then every
  * weight row is dotted with the T rows while it is in cache, output rows
  * split over the thread pool. Larger products (prefill) dequantise
- * TILE_ROWS weight rows at a time to f32 and multiply with OpenBLAS sgemm;
+ * up to TILE_BYTES of weight rows at a time to f32 and multiply with OpenBLAS sgemm;
  * f32 weights go to sgemm directly. */
-enum { QDOT_MAX_T = 16, TILE_ROWS = 128 };
+enum { QDOT_MAX_T = 16 };
+/* Prefill's f32 tiles: as many weight rows as fit this many bytes (sgemm is
+ * fastest on wide products), so most matrices are one tile. */
+#define TILE_BYTES ((size_t)16 << 20)
 
 /* Grow-only scratch of the thread that runs the forward pass. */
 static _Thread_local struct {
@@ -44,7 +47,7 @@ static void *s_grow(void **p, size_t *cap, size_t need) {
     free(*p);
     *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
     *cap = *p ? need : 0;
-    TIS_ASSERT(*p); /* scratch of at most a few MB; see TILE_ROWS / QDOT_MAX_T */
+    TIS_ASSERT(*p); /* scratch of TILE_BYTES at most (+ QDOT_MAX_T activation rows) */
     return *p;
 }
 
@@ -105,6 +108,20 @@ static void s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T,
     s_run(&j);
 }
 
+/* Rows of a weight matrix to an f32 tile, over the pool. */
+typedef struct deq_job {
+    qdot_deq_fn fn;
+    const uint8_t *rows;
+    size_t row_bytes;
+    float *tile;
+    int64_t n_in;
+} deq_job;
+
+static void s_deq_rows(void *ctx, int64_t r0, int64_t r1) {
+    const deq_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) j->fn(j->rows + (size_t)r * j->row_bytes, j->tile + r * j->n_in, j->n_in);
+}
+
 static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
     int64_t n_in = w->n_in, n_out = w->n_out;
     if (T <= QDOT_MAX_T && qdot_type_supported(w->type)) {
@@ -113,12 +130,16 @@ static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, i
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f,
                     x, (blasint)n_in, w->data, (blasint)n_in, accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
     } else {
-        float *tile = s_grow((void **)&S.tile, &S.tile_cap, (size_t)TILE_ROWS * (size_t)n_in * sizeof(float));
+        int64_t tile_rows = (int64_t)(TILE_BYTES / ((size_t)n_in * sizeof(float)));
+        if (tile_rows < 16) tile_rows = 16;
+        if (tile_rows > n_out) tile_rows = n_out;
+        float *tile = s_grow((void **)&S.tile, &S.tile_cap, (size_t)tile_rows * (size_t)n_in * sizeof(float));
         const uint8_t *rows = w->data;
-        for (int64_t o0 = 0; o0 < n_out; o0 += TILE_ROWS) {
-            int64_t nr = n_out - o0 < TILE_ROWS ? n_out - o0 : TILE_ROWS;
-            for (int64_t r = 0; r < nr; r++)
-                quant_dequantize_row(w->type, rows + (size_t)(o0 + r) * w->row_bytes, tile + r * n_in, n_in);
+        qdot_deq_fn deq = qdot_deq_fn_for(w->type, qdot_isa_best());
+        for (int64_t o0 = 0; o0 < n_out; o0 += tile_rows) {
+            int64_t nr = n_out - o0 < tile_rows ? n_out - o0 : tile_rows;
+            deq_job dj = {deq, rows + (size_t)o0 * w->row_bytes, w->row_bytes, tile, n_in};
+            pool_for(nr, 64, s_deq_rows, &dj);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)nr, (blasint)n_in, 1.0f, x,
                         (blasint)n_in, tile, (blasint)n_in, accumulate ? 1.0f : 0.0f, y + o0, (blasint)n_out);
         }

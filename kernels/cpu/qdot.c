@@ -356,6 +356,40 @@ qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
     return fn ? fn : s_ref_f32act_fn(type);
 }
 
+#define DEQ_REF(NAME, TYPE) \
+    static void NAME(const void *w, float *y, int64_t n) { quant_dequantize_row(TYPE, w, y, n); }
+DEQ_REF(s_dq_f32, GGML_TYPE_F32)
+DEQ_REF(s_dq_f16, GGML_TYPE_F16)
+DEQ_REF(s_dq_bf16, GGML_TYPE_BF16)
+DEQ_REF(s_dq_q8_0, GGML_TYPE_Q8_0)
+DEQ_REF(s_dq_q4_0, GGML_TYPE_Q4_0)
+DEQ_REF(s_dq_q4_1, GGML_TYPE_Q4_1)
+DEQ_REF(s_dq_q5_0, GGML_TYPE_Q5_0)
+DEQ_REF(s_dq_q5_1, GGML_TYPE_Q5_1)
+DEQ_REF(s_dq_q4_k, GGML_TYPE_Q4_K)
+DEQ_REF(s_dq_q6_k, GGML_TYPE_Q6_K)
+
+qdot_deq_fn qdot_deq_fn_for(int type, qdot_isa isa) {
+    qdot_deq_fn fn = NULL;
+#if defined(__x86_64__)
+    if (isa >= QDOT_AVX512) fn = qdot_deq_avx512_fn(type);
+#endif
+    if (fn) return fn;
+    switch (type) {
+    case GGML_TYPE_F32: return s_dq_f32;
+    case GGML_TYPE_F16: return s_dq_f16;
+    case GGML_TYPE_BF16: return s_dq_bf16;
+    case GGML_TYPE_Q8_0: return s_dq_q8_0;
+    case GGML_TYPE_Q4_0: return s_dq_q4_0;
+    case GGML_TYPE_Q4_1: return s_dq_q4_1;
+    case GGML_TYPE_Q5_0: return s_dq_q5_0;
+    case GGML_TYPE_Q5_1: return s_dq_q5_1;
+    case GGML_TYPE_Q4_K: return s_dq_q4_k;
+    case GGML_TYPE_Q6_K: return s_dq_q6_k;
+    default: return NULL;
+    }
+}
+
 void qdot_matvec(qdot_row_fn fn, float *y, const void *w, size_t row_bytes, int64_t n_out, const void *act,
                  const float *x, int64_t n) {
     const uint8_t *p = w;

@@ -62,6 +62,11 @@ qdot_row_fn qdot_row_fn_for(int type, qdot_isa isa);
  * dequantises the row, SIMD versions for the common 32-block types. */
 qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa);
 
+/* A row of n elements of a type dequantised to f32 (prefill's tiles): SIMD
+ * for the common types where the CPU has it, else quant_dequantize_row. */
+typedef void (*qdot_deq_fn)(const void *row, float *y, int64_t n);
+qdot_deq_fn qdot_deq_fn_for(int type, qdot_isa isa);
+
 /* y[o] = dot(row o of w, x) for o in [0, n_out): w holds n_out rows of
  * row_bytes; act/x as above. */
 void qdot_matvec(qdot_row_fn fn, float *y, const void *w, size_t row_bytes, int64_t n_out, const void *act,

@@ -383,3 +383,60 @@ qdot_row_fn qdot_f32act_avx512_fn(int type) {
 qdot_row_fn qdot_f32act_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_f32act_avx512_fn(int type) { (void)type; return NULL; }
 #endif
+
+#if defined(__x86_64__)
+
+/* ---- rows to f32 (prefill's tiles) --------------------------------------- */
+
+F512 static void s_deq_q4_1_512(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m = _mm_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 20, y += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+        __m512 d = _mm512_set1_ps(s_h(b)), mn = _mm512_set1_ps(s_h(b + 2));
+        _mm512_storeu_ps(y, _mm512_fmadd_ps(d, s_nib16_ps(_mm_and_si128(q, m)), mn));
+        _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(d, s_nib16_ps(_mm_and_si128(_mm_srli_epi16(q, 4), m)), mn));
+    }
+}
+
+F512 static void s_deq_q4_0_512(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m512 eight = _mm512_set1_ps(8.0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 18, y += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m512 d = _mm512_set1_ps(s_h(b));
+        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_sub_ps(s_nib16_ps(_mm_and_si128(q, m)), eight)));
+        _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_sub_ps(s_nib16_ps(_mm_and_si128(_mm_srli_epi16(q, 4), m)), eight)));
+    }
+}
+
+F512 static void s_deq_q8_0_512(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n / 32; i++, b += 34, y += 32) {
+        __m512 d = _mm512_set1_ps(s_h(b));
+        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2))))));
+        _mm512_storeu_ps(y + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18))))));
+    }
+}
+
+F512 static void s_deq_f16_512(const void *w, float *y, int64_t n) {
+    const uint8_t *p = w;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))));
+    for (; i < n; i++) y[i] = s_h(p + 2 * i);
+}
+
+qdot_deq_fn qdot_deq_avx512_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_1: return s_deq_q4_1_512;
+    case GGML_TYPE_Q4_0: return s_deq_q4_0_512;
+    case GGML_TYPE_Q8_0: return s_deq_q8_0_512;
+    case GGML_TYPE_F16: return s_deq_f16_512;
+    default: return NULL;
+    }
+}
+#else
+qdot_deq_fn qdot_deq_avx512_fn(int type) { (void)type; return NULL; }
+#endif
