@@ -6,7 +6,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "generate.h"
+#include "clock.h"
 #include "tis_error.h"
 #include "wire.h"
 

@@ -7,12 +7,12 @@
 #include <zmq.h>
 
 #include "arena.h"
-#include "evaljob.h"
-#include "generate.h"
-#include "labeljob.h"
+#include "clock.h"
 #include "pipeline_local.h"
 #include "tis_error.h"
 #include "wire.h"
+#include "wire_eval.h"
+#include "wire_label.h"
 
 enum { MAX_ARENAS = 64, SILENCE_S = 900 };
 
@@ -69,7 +69,7 @@ int label_remote_open(label_remote **out, const char *connect, int64_t workers, 
     r->n = n;
     r->window = connect ? 16 : 2 * workers + 2;
     r->pl.pid = -1;
-    labeljob_spec_view(cfg, mc->name, &r->spec);
+    wire_label_spec_view(cfg, mc->name, &r->spec);
     const char *ep = connect;
     int rc = 0;
     if (!ep) {
@@ -120,16 +120,14 @@ static void s_release(label_remote *r, uint64_t request_id, uint64_t lease) {
 
 static int s_send(label_remote *r, int64_t k) {
     Tis__EvalSample sm;
-    evaljob_sample_view(r->todo[k], &sm);
+    wire_eval_sample_view(r->todo[k], &sm);
     Tis__LabelJob lj = TIS__LABEL_JOB__INIT;
     lj.sample = &sm;
     lj.spec = &r->spec;
-    Tis__Submit sub = TIS__SUBMIT__INIT;
-    sub.label = &lj;
     Tis__Envelope e = TIS__ENVELOPE__INIT;
     e.request_id = (uint64_t)k + 1;
-    e.body_case = TIS__ENVELOPE__BODY_SUBMIT;
-    e.submit = &sub;
+    e.body_case = TIS__ENVELOPE__BODY_LABEL_JOB;
+    e.label_job = &lj;
     return wire_send(r->sock, NULL, &e);
 }
 
@@ -180,8 +178,8 @@ static int s_pump(label_remote *r) {
             r->next_send = k < r->next_send ? k : r->next_send;
         } else if (e->body_case == TIS__ENVELOPE__BODY_ERROR) {
             rc = tis_error(TIS_EIO, "sample %s: %s", r->todo[k]->id, e->error->message ? e->error->message : "error");
-        } else if (e->body_case == TIS__ENVELOPE__BODY_REPLY && e->reply->label) {
-            const Tis__LabelResult *lr = e->reply->label;
+        } else if (e->body_case == TIS__ENVELOPE__BODY_LABEL_DONE) {
+            const Tis__LabelDone *lr = e->label_done;
             if (lr->skipped && *lr->skipped) {
                 sl->state = 3;
                 sl->why = strdup(lr->skipped);
@@ -190,7 +188,7 @@ static int s_pump(label_remote *r) {
             } else {
                 arena *a = s_arena(r, lr->block->arena);
                 const void *blk = a ? arena_at(a, lr->block->offset, lr->block->length ? lr->block->length : 1) : NULL;
-                rc = blk ? labeljob_block_read(lr, r->mc, blk, lr->block->length, r->todo[k]->id, &sl->ls) : TIS_EIO;
+                rc = blk ? wire_label_block_read(lr, r->mc, blk, lr->block->length, r->todo[k]->id, &sl->ls) : TIS_EIO;
                 s_release(r, e->request_id, lr->block->lease_id);
                 if (!rc) sl->state = 2;
                 else rc = tis_error(rc, "sample %s: reading its labels: %s", r->todo[k]->id, tis_last_error());

@@ -64,6 +64,13 @@ const char *msg_body_name(const Tis__Envelope *env) {
     case TIS__ENVELOPE__BODY_HEARTBEAT: return "heartbeat";
     case TIS__ENVELOPE__BODY_SHUTDOWN: return "shutdown";
     case TIS__ENVELOPE__BODY_BUSY: return "busy";
+    case TIS__ENVELOPE__BODY_STATUS_REQUEST: return "status_request";
+    case TIS__ENVELOPE__BODY_STATUS: return "status";
+    case TIS__ENVELOPE__BODY_COMPRESS_JOB: return "compress_job";
+    case TIS__ENVELOPE__BODY_EVAL_JOB: return "eval_job";
+    case TIS__ENVELOPE__BODY_EVAL_DONE: return "eval_done";
+    case TIS__ENVELOPE__BODY_LABEL_JOB: return "label_job";
+    case TIS__ENVELOPE__BODY_LABEL_DONE: return "label_done";
     default: return "none";
     }
 }

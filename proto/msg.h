@@ -10,7 +10,9 @@
 
 #include "tis.pb-c.h"
 
-#define TIS_PROTO_VERSION 1u
+/* 2: eval and label jobs have their own bodies (EvalJob / EvalDone,
+ * LabelJob / LabelDone; version 1 carried them inside Submit and Reply). */
+#define TIS_PROTO_VERSION 2u
 /* Frames above this are refused unread: control messages are small (the
  * largest carries a request's text). */
 #define TIS_MSG_MAX_BYTES ((size_t)64 << 20)
@@ -26,7 +28,7 @@ int msg_pack(Tis__Envelope *env, uint8_t **buf, size_t *len);
 int msg_unpack(const uint8_t *buf, size_t len, size_t max_bytes, Tis__Envelope **out);
 void msg_free(Tis__Envelope *env);
 
-/* "submit", "prefill_job", ... or "none". */
+/* The body's field name in proto/tis.proto ("submit", "eval_job", ...), or "none". */
 const char *msg_body_name(const Tis__Envelope *env);
 
 #endif

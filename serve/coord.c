@@ -1,4 +1,5 @@
-/* coord: routing, ready queues, liveness, exactly-once answers. */
+/* coord: the coordinator actor: sockets, clients, workers, liveness,
+ * status (a request's stages: coord_request.c). */
 #include "coord.h"
 
 #include <errno.h>
@@ -10,96 +11,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "arena.h"
-#include "generate.h"
+#include "clock.h"
+#include "coord_internal.h"
 #include "press.h"
 #include "tis_error.h"
 #include "wire.h"
 
-enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024, CLIENT_LEASES = 4096 };
-
-/* Stages whose latency `tis status` reports, over the last LAT_RING answers. */
-typedef enum lat_stage {
-    LAT_QUEUE, LAT_PREFILL, LAT_SCORE, LAT_HANDOFF, LAT_DECODE, LAT_TTFT, LAT_TOTAL, LAT_N
-} lat_stage;
 static const char *const LAT_NAME[LAT_N] = {"queue", "prefill", "scoring", "handoff", "decode", "ttft", "total"};
-
-/* A request's stages. A head policy with scorer workers alive goes
- * PREFILL (hidden rows out) -> SCORE (a scorer) -> COMPRESS (back on the
- * prefill worker that holds its cache) -> DECODE; the others PREFILL -> DECODE. */
-typedef enum stage {
-    ST_FREE = 0, ST_WAIT_PREFILL, ST_PREFILL, ST_WAIT_SCORE, ST_SCORE, ST_COMPRESS, ST_WAIT_DECODE, ST_DECODE
-} stage;
-
-/* A stage in which a worker holds the request. */
-static bool s_running(stage st) { return st == ST_PREFILL || st == ST_SCORE || st == ST_COMPRESS || st == ST_DECODE; }
-
-typedef struct worker_rec {
-    wire_peer peer;
-    Tis__Role role;
-    uint64_t last_seen;
-    int64_t credit;      /* jobs it said it can take (its last READY) */
-    uint64_t jobs_done;
-    uint64_t last_job;   /* dispatch counter when it was last sent a job */
-} worker_rec;
-
-typedef struct request {
-    stage st;
-    uint64_t id;             /* internal id (what workers see) */
-    wire_peer client;
-    uint64_t client_req;
-    uint8_t *submit;         /* packed Submit (owned) */
-    size_t submit_len;
-    uint8_t *done;           /* packed PrefillDone (owned) once prefilled */
-    size_t done_len;
-    wire_peer prefill_peer;  /* whose arena holds the block */
-    uint64_t lease;
-    int64_t attempts;
-    uint64_t waiting_since;  /* when it last entered a WAIT stage */
-    wire_peer worker;        /* the worker running it (in a running stage) */
-    /* Timings (docs/pipeline.md "Timings"): tis_now() stamps taken here,
-     * on one clock: a job is stamped before it is sent and an answer when
-     * it has been received, so the span of a stage as the coordinator sees
-     * it contains what the worker measured of it. */
-    double t_submit, t_wait; /* when it came; when it last entered a WAIT stage */
-    double queue_s;          /* time spent waiting for workers */
-    double prefill_s, t_decode_sent;
-    uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
-    bool eval;               /* a whole eval / label sample: the prefill worker replies */
-    bool head_policy;        /* its policy scores with the importance head */
-    uint8_t *hidden;         /* packed PrefillDone with the head's input rows (ST_*SCORE) */
-    size_t hidden_len;
-    uint64_t hidden_lease;   /* those rows' block in the prefill worker's arena */
-    wire_peer score_peer;    /* the scorer whose arena holds the scores, */
-    uint64_t score_lease;    /* released when the block is compressed */
-    double scoring_s;
-} request;
-
-typedef struct self_t {
-    const coord_opts *o;
-    void *ctx, *front, *back;
-    worker_rec w[MAX_WORKERS];
-    int n_w;
-    request *rq;
-    int64_t n_rq, cap_rq;
-    uint64_t next_id;
-    struct { wire_peer client; uint64_t req; } recent[RECENT]; /* answered: duplicates are dropped */
-    int64_t n_recent;
-    int64_t answered;
-    /* for tis status */
-    double t_start;
-    double lat[LAT_N][LAT_RING];
-    int64_t n_lat;
-    uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
-    uint64_t next_probe;     /* when the workers are sent heartbeats next */
-    uint64_t n_dispatched;
-    uint64_t instance;       /* random per start (Status.instance) */
-    struct {
-        uint64_t lease, req;
-        wire_peer worker, client;
-    } *cl;                   /* [CLIENT_LEASES] blocks held by clients */
-    int64_t n_cl;
-} self_t;
 
 static volatile sig_atomic_t s_stop = 0;
 static void s_on_term(int sig) {
@@ -107,25 +25,13 @@ static void s_on_term(int sig) {
     s_stop = 1;
 }
 
-static bool s_same(const wire_peer *a, const wire_peer *b) {
-    return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
-}
-
-static uint64_t s_now(void) { return tis_now_ms(); }
-
-static void s_error_to_client(self_t *s, const wire_peer *client, uint64_t req, int code, const char *msg) {
+void coord_error_to_client(self_t *s, const wire_peer *client, uint64_t req, int code, const char *msg) {
     s->n_error++;
     wire_send_error(s->front, client, req, code, msg);
 }
 
-static void s_remember(self_t *s, const request *r) {
-    int64_t k = s->n_recent++ % RECENT;
-    s->recent[k].client = r->client;
-    s->recent[k].req = r->client_req;
-}
-
 /* Frees a block at the worker holding it (a gone worker: nothing to free). */
-static void s_send_release(self_t *s, const wire_peer *worker, uint64_t lease) {
+void coord_release(self_t *s, const wire_peer *worker, uint64_t lease) {
     Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
     rl.lease_id = lease;
     Tis__Envelope e = TIS__ENVELOPE__INIT;
@@ -134,100 +40,45 @@ static void s_send_release(self_t *s, const wire_peer *worker, uint64_t lease) {
     wire_send(s->back, worker, &e);
 }
 
-static void s_release_lease(self_t *s, request *r) {
-    if (!r->lease) return;
-    s_send_release(s, &r->prefill_peer, r->lease);
-    r->lease = 0;
-}
-
-static void s_release_score(self_t *s, request *r) {
-    if (!r->score_lease) return;
-    s_send_release(s, &r->score_peer, r->score_lease);
-    r->score_lease = 0;
-}
-
-static void s_finish(self_t *s, request *r) {
-    s_release_lease(s, r);
-    s_release_score(s, r);
-    free(r->hidden);
-    s_remember(s, r);
-    free(r->submit);
-    free(r->done);
-    memset(r, 0, sizeof *r);
-    s->answered++;
-}
-
-static request *s_find(self_t *s, uint64_t id) {
-    for (int64_t i = 0; i < s->n_rq; i++)
-        if (s->rq[i].st != ST_FREE && s->rq[i].id == id) return &s->rq[i];
-    return NULL;
-}
-
 static int64_t s_queued(const self_t *s) {
     int64_t n = 0;
     for (int64_t i = 0; i < s->n_rq; i++) n += s->rq[i].st != ST_FREE;
     return n;
 }
 
-static worker_rec *s_worker(self_t *s, const wire_peer *p) {
+/* The record of worker p, or NULL (create: a new one, unless full). */
+worker_rec *coord_worker(self_t *s, const wire_peer *p, bool create) {
     for (int i = 0; i < s->n_w; i++)
-        if (s_same(&s->w[i].peer, p)) return &s->w[i];
-    if (s->n_w == MAX_WORKERS) return NULL;
+        if (coord_same(&s->w[i].peer, p)) return &s->w[i];
+    if (!create || s->n_w == MAX_WORKERS) return NULL;
     worker_rec *w = &s->w[s->n_w++];
     memset(w, 0, sizeof *w);
     w->peer = *p;
     return w;
 }
 
-/* A block handed to a client (label results): its lease stays until the
- * client's LeaseRelease, which goes to the worker holding the block (or
- * until it expires there). */
-static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker, const request *r) {
-    int64_t k = s->n_cl++ % CLIENT_LEASES;
-    s->cl[k].lease = lease;
-    s->cl[k].worker = *worker;
-    s->cl[k].client = r->client;
-    s->cl[k].req = r->client_req;
+bool coord_role_alive(const self_t *s, Tis__Role role) {
+    for (int k = 0; k < s->n_w; k++)
+        if (s->w[k].role == role) return true;
+    return false;
 }
 
 /* A client's release names its request and the lease (lease ids are per
  * worker: the request tells whose). */
 static void s_client_release(self_t *s, const wire_peer *client, uint64_t req, uint64_t lease) {
     for (int64_t k = 0; k < CLIENT_LEASES && k < s->n_cl; k++)
-        if (s->cl[k].lease == lease && s->cl[k].req == req && s_same(&s->cl[k].client, client)) {
-            s_send_release(s, &s->cl[k].worker, lease);
+        if (s->cl[k].lease == lease && s->cl[k].req == req && coord_same(&s->cl[k].client, client)) {
+            coord_release(s, &s->cl[k].worker, lease);
             s->cl[k].lease = 0;
             return;
         }
 }
 
-/* A reply's timings. The workers sent durations they measured themselves
- * (prefill, scoring: in PrefillDone / ScoreDone; hand-off, decode and the
- * decode worker's part of the TTFT: from accepting the job to its first
- * token, in the Reply); the coordinator adds the spans it saw. Each
- * worker's duration lies inside the coordinator's span of its stage (sent
- * before it started, received after it ended) and the spans do not
- * overlap, so by construction
- *   queue + prefill + scoring + handoff + decode <= total,
- *   queue + prefill + scoring + handoff <= ttft <= total. */
-static void s_timing(const request *r, Tis__Timing *tm, double t_recv) {
-    tm->queue_s = r->queue_s;
-    tm->prefill_s = r->prefill_s;
-    tm->scoring_s = r->scoring_s;
-    tm->ttft_s = (r->t_decode_sent - r->t_submit) + tm->ttft_s; /* + the decode worker's: accept -> first token */
-    tm->total_s = t_recv - r->t_submit;
+static const char *s_role_name(Tis__Role role) {
+    return role == TIS__ROLE__ROLE_PREFILL ? "prefill" : role == TIS__ROLE__ROLE_SCORER ? "scorer" : "decode";
 }
 
-static void s_record(self_t *s, const Tis__Timing *t) {
-    int64_t k = s->n_lat++ % LAT_RING;
-    s->lat[LAT_QUEUE][k] = t->queue_s;
-    s->lat[LAT_PREFILL][k] = t->prefill_s;
-    s->lat[LAT_SCORE][k] = t->scoring_s;
-    s->lat[LAT_HANDOFF][k] = t->handoff_s;
-    s->lat[LAT_DECODE][k] = t->decode_s;
-    s->lat[LAT_TTFT][k] = t->ttft_s;
-    s->lat[LAT_TOTAL][k] = t->total_s;
-}
+/* ---- tis status ------------------------------------------------------------- */
 
 static int s_cmp_f64(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -240,12 +91,25 @@ static double s_quantile(const double *v, int64_t n, double q) {
     return v[k < 1 ? 0 : k > n ? n - 1 : k - 1];
 }
 
+/* Queued and running requests per role (COORD_STAGE's roles). */
+static void s_count_stages(const self_t *s, Tis__Status *st) {
+    for (int64_t k = 0; k < s->n_rq; k++) {
+        const request *r = &s->rq[k];
+        if (r->st == ST_FREE) continue;
+        switch (COORD_STAGE[r->st].role) {
+        case TIS__ROLE__ROLE_PREFILL: *(r->running ? &st->prefilling : &st->waiting_prefill) += 1; break;
+        case TIS__ROLE__ROLE_SCORER: *(r->running ? &st->scoring : &st->waiting_score) += 1; break;
+        default: *(r->running ? &st->decoding : &st->waiting_decode) += 1; break;
+        }
+    }
+}
+
 static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
     Tis__Status st = TIS__STATUS__INIT;
     Tis__WorkerStatus ws[MAX_WORKERS], *wp[MAX_WORKERS];
     char ids[MAX_WORKERS][257];
     double now = tis_now();
-    uint64_t now_ms = s_now();
+    uint64_t now_ms = tis_now_ms();
     for (int i = 0; i < s->n_w; i++) {
         const worker_rec *w = &s->w[i];
         tis__worker_status__init(&ws[i]);
@@ -259,25 +123,17 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
         ws[i].free_slots = w->credit;
         ws[i].jobs_done = w->jobs_done;
         ws[i].last_seen_s = (double)(now_ms - w->last_seen) / 1000.0;
-        for (int64_t k = 0; k < s->n_rq; k++)
-            ws[i].running += s_running(s->rq[k].st) && s_same(&s->rq[k].worker, &w->peer);
+        for (int64_t k = 0; k < s->n_rq; k++) ws[i].running += coord_runs(&s->rq[k], &w->peer);
         wp[i] = &ws[i];
     }
     st.n_workers = (size_t)s->n_w;
     st.workers = wp;
-    for (int64_t k = 0; k < s->n_rq; k++) {
-        st.waiting_prefill += s->rq[k].st == ST_WAIT_PREFILL;
-        st.prefilling += s->rq[k].st == ST_PREFILL || s->rq[k].st == ST_COMPRESS;
-        st.waiting_score += s->rq[k].st == ST_WAIT_SCORE;
-        st.scoring += s->rq[k].st == ST_SCORE;
-        st.waiting_decode += s->rq[k].st == ST_WAIT_DECODE;
-        st.decoding += s->rq[k].st == ST_DECODE;
-    }
+    s_count_stages(s, &st);
     st.uptime_s = now - s->t_start;
     st.instance = s->instance;
     uint64_t *mine = malloc((size_t)(s->n_rq ? s->n_rq : 1) * sizeof *mine);
     for (int64_t k = 0; mine && k < s->n_rq; k++)
-        if (s->rq[k].st != ST_FREE && s_same(&s->rq[k].client, client)) mine[st.n_client_requests++] = s->rq[k].client_req;
+        if (s->rq[k].st != ST_FREE && coord_same(&s->rq[k].client, client)) mine[st.n_client_requests++] = s->rq[k].client_req;
     st.client_requests = mine;
     st.submitted = s->submitted;
     st.answered = s->n_reply;
@@ -317,49 +173,65 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
     free(mine);
 }
 
-/* A client message. */
-static void s_front(self_t *s) {
-    wire_peer client;
-    Tis__Envelope *e = NULL;
-    int rc = wire_recv(s->front, 1, &client, &e);
-    if (rc) {
-        if (client.len) s_error_to_client(s, &client, e ? e->request_id : 0, rc, tis_last_error());
-        msg_free(e);
-        return;
+/* ---- the front end: clients ---------------------------------------------------- */
+
+/* A request this client has in flight or had answered recently: dropped
+ * (it is answered once, when done). */
+static bool s_duplicate(const self_t *s, const wire_peer *client, uint64_t req) {
+    for (int64_t i = 0; i < s->n_rq; i++)
+        if (s->rq[i].st != ST_FREE && s->rq[i].client_req == req && coord_same(&s->rq[i].client, client)) return true;
+    for (int64_t i = 0; i < s->n_recent && i < RECENT; i++)
+        if (s->recent[i].req == req && coord_same(&s->recent[i].client, client)) return true;
+    return false;
+}
+
+/* The first stage of a client's job, or ST_FREE (*why says what is missing). */
+static stage s_first_stage(const Tis__Envelope *e, bool *head_policy, const char **why) {
+    *head_policy = false;
+    *why = NULL;
+    if (e->body_case == TIS__ENVELOPE__BODY_EVAL_JOB) {
+        if (!e->eval_job->sample || !e->eval_job->spec) *why = "an eval job needs a sample and a spec";
+        return *why ? ST_FREE : ST_EVAL;
     }
-    if (e->body_case == TIS__ENVELOPE__BODY_LEASE_RELEASE) {
-        s_client_release(s, &client, e->request_id, e->lease_release->lease_id);
-        msg_free(e);
-        return;
-    }
-    if (e->body_case == TIS__ENVELOPE__BODY_STATUS_REQUEST) {
-        s_send_status(s, &client, e->request_id);
-        msg_free(e);
-        return;
-    }
-    if (e->body_case != TIS__ENVELOPE__BODY_SUBMIT) {
-        s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "the front end takes Submit messages");
-        msg_free(e);
-        return;
+    if (e->body_case == TIS__ENVELOPE__BODY_LABEL_JOB) {
+        if (!e->label_job->sample || !e->label_job->spec) *why = "a label job needs a sample and a spec";
+        return *why ? ST_FREE : ST_LABEL;
     }
     const Tis__Submit *q = e->submit;
-    for (int64_t i = 0; i < s->n_rq; i++) /* in flight: answered once, when done */
-        if (s->rq[i].st != ST_FREE && s->rq[i].client_req == e->request_id && s_same(&s->rq[i].client, &client)) {
-            msg_free(e);
-            return;
-        }
-    for (int64_t i = 0; i < s->n_recent && i < RECENT; i++)
-        if (s->recent[i].req == e->request_id && s_same(&s->recent[i].client, &client)) {
-            msg_free(e);
-            return;
-        }
-    bool eval = q->eval != NULL || q->label != NULL;
-    bool ok = q->eval    ? q->eval->sample && q->eval->spec
-              : q->label ? q->label->sample && q->label->spec
-                         : q->context && *q->context && q->question && *q->question;
-    if (!ok) {
-        s_error_to_client(s, &client, e->request_id, TIS_EINVAL, "a request needs a context and a question");
-        msg_free(e);
+    if (!q->context || !*q->context || !q->question || !*q->question) {
+        *why = "a request needs a context and a question";
+        return ST_FREE;
+    }
+    press pr;
+    *head_policy = q->policy && press_parse(q->policy, &pr) == 0 && pr.needs_head;
+    return ST_PREFILL;
+}
+
+/* A free request slot (the table grows), or NULL. */
+static request *s_slot(self_t *s) {
+    for (int64_t i = 0; i < s->n_rq; i++)
+        if (s->rq[i].st == ST_FREE) return &s->rq[i];
+    if (s->n_rq == s->cap_rq) {
+        int64_t nc = s->cap_rq ? 2 * s->cap_rq : 64;
+        request *p = realloc(s->rq, (size_t)nc * sizeof *p);
+        if (!p) return NULL;
+        s->rq = p;
+        s->cap_rq = nc;
+    }
+    return &s->rq[s->n_rq++];
+}
+
+/* A client's job (Submit, EvalJob, LabelJob): dropped when a duplicate,
+ * refused with Busy when the queues are full, else queued at its first
+ * stage (keeping *e). */
+static void s_admit(self_t *s, const wire_peer *client, Tis__Envelope **e, double t_recv) {
+    uint64_t req = (*e)->request_id;
+    if (s_duplicate(s, client, req)) return;
+    bool head_policy;
+    const char *why;
+    stage first = s_first_stage(*e, &head_policy, &why);
+    if (first == ST_FREE) {
+        coord_error_to_client(s, client, req, TIS_EINVAL, why);
         return;
     }
     if (s_queued(s) >= s->o->max_queue) {
@@ -368,148 +240,73 @@ static void s_front(self_t *s) {
         b.retry_after_ms = 200;
         s->n_busy++;
         Tis__Envelope out = TIS__ENVELOPE__INIT;
-        out.request_id = e->request_id;
+        out.request_id = req;
         out.body_case = TIS__ENVELOPE__BODY_BUSY;
         out.busy = &b;
-        wire_send(s->front, &client, &out);
-        msg_free(e);
+        wire_send(s->front, client, &out);
         return;
     }
-    request *r = NULL;
-    for (int64_t i = 0; i < s->n_rq && !r; i++)
-        if (s->rq[i].st == ST_FREE) r = &s->rq[i];
+    request *r = s_slot(s);
     if (!r) {
-        if (s->n_rq == s->cap_rq) {
-            int64_t nc = s->cap_rq ? 2 * s->cap_rq : 64;
-            request *p = realloc(s->rq, (size_t)nc * sizeof *p);
-            if (!p) {
-                s_error_to_client(s, &client, e->request_id, TIS_ENOMEM, "coordinator out of memory");
-                msg_free(e);
-                return;
-            }
-            s->rq = p;
-            s->cap_rq = nc;
-        }
-        r = &s->rq[s->n_rq++];
+        coord_error_to_client(s, client, req, TIS_ENOMEM, "coordinator out of memory");
+        return;
     }
     memset(r, 0, sizeof *r);
-    r->submit_len = tis__submit__get_packed_size(q);
-    r->submit = malloc(r->submit_len ? r->submit_len : 1);
-    if (!r->submit) {
-        s_error_to_client(s, &client, e->request_id, TIS_ENOMEM, "coordinator out of memory");
+    r->id = ++s->next_id;
+    r->client = *client;
+    r->client_req = req;
+    r->in = coord_take(e);
+    r->head_policy = head_policy;
+    r->t_submit = t_recv;
+    s->submitted++;
+    coord_request_enter(s, r, first, t_recv);
+}
+
+/* A client message. */
+static void s_front(self_t *s) {
+    wire_peer client;
+    Tis__Envelope *e = NULL;
+    int rc = wire_recv(s->front, 1, &client, &e);
+    double t_recv = tis_now();
+    if (rc) {
+        if (client.len) coord_error_to_client(s, &client, e ? e->request_id : 0, rc, tis_last_error());
         msg_free(e);
         return;
     }
-    tis__submit__pack(q, r->submit);
-    r->st = ST_WAIT_PREFILL;
-    r->waiting_since = s_now();
-    r->id = ++s->next_id;
-    r->client = client;
-    r->client_req = e->request_id;
-    r->eval = eval;
-    press pr;
-    r->head_policy = !eval && q->policy && press_parse(q->policy, &pr) == 0 && pr.needs_head;
-    r->t_submit = r->t_wait = tis_now();
-    s->submitted++;
+    switch (e->body_case) {
+    case TIS__ENVELOPE__BODY_SUBMIT:
+    case TIS__ENVELOPE__BODY_EVAL_JOB:
+    case TIS__ENVELOPE__BODY_LABEL_JOB: s_admit(s, &client, &e, t_recv); break;
+    case TIS__ENVELOPE__BODY_LEASE_RELEASE:
+        s_client_release(s, &client, e->request_id, e->lease_release->lease_id);
+        break;
+    case TIS__ENVELOPE__BODY_STATUS_REQUEST: s_send_status(s, &client, e->request_id); break;
+    default:
+        coord_error_to_client(s, &client, e->request_id, TIS_EINVAL,
+                          "the front end takes Submit, EvalJob, LabelJob, StatusRequest and LeaseRelease");
+    }
     msg_free(e);
 }
 
-/* Sends the request's job to w; false when w cannot be reached. The
- * request's own messages (packed by us) are unpacked once for the job. */
-static bool s_send_job(self_t *s, worker_rec *w, request *r) {
-    Tis__Envelope out = TIS__ENVELOPE__INIT;
-    out.request_id = r->id;
-    Tis__Submit *q = tis__submit__unpack(NULL, r->submit_len, r->submit);
-    Tis__PrefillDone *d = r->st == ST_WAIT_SCORE    ? tis__prefill_done__unpack(NULL, r->hidden_len, r->hidden)
-                          : r->st == ST_WAIT_DECODE ? tis__prefill_done__unpack(NULL, r->done_len, r->done)
-                                                    : NULL;
-    if (!q || (r->st != ST_WAIT_PREFILL && !d)) { /* cannot happen: we packed them */
-        if (d) tis__prefill_done__free_unpacked(d, NULL);
-        if (q) tis__submit__free_unpacked(q, NULL);
-        return true;
-    }
-    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
-    Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
-    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
-    stage next;
-    if (r->st == ST_WAIT_PREFILL) {
-        pj.request = q;
-        pj.attempt = (uint32_t)r->attempts;
-        bool scorer = false;
-        for (int k = 0; k < s->n_w; k++) scorer |= s->w[k].role == TIS__ROLE__ROLE_SCORER;
-        pj.outside_scores = r->head_policy && scorer;
-        out.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-        out.prefill_job = &pj;
-        next = ST_PREFILL;
-    } else if (r->st == ST_WAIT_SCORE) {
-        sj.hidden = d->hidden;
-        sj.n_rows = d->n_ctx;
-        sj.n_query = d->n_query;
-        sj.d_model = d->d_model;
-        sj.policy = q->policy;
-        out.body_case = TIS__ENVELOPE__BODY_SCORE_JOB;
-        out.score_job = &sj;
-        next = ST_SCORE;
-    } else {
-        dj.kv = d->kv;
-        dj.layout = d->layout;
-        dj.n_question_ids = d->n_question_ids;
-        dj.question_ids = d->question_ids;
-        dj.gen = q->gen;
-        out.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-        out.decode_job = &dj;
-        next = ST_DECODE;
-    }
-    double t_sent = tis_now(); /* before the send: the worker cannot start earlier */
-    int rc = wire_send(s->back, &w->peer, &out);
-    if (d) tis__prefill_done__free_unpacked(d, NULL);
-    tis__submit__free_unpacked(q, NULL);
-    if (!rc) r->st = next;
-    if (rc) return false;
-    r->queue_s += t_sent - r->t_wait;
-    if (r->st == ST_DECODE) r->t_decode_sent = t_sent;
-    w->credit--;
-    w->last_job = ++s->n_dispatched;
-    r->worker = w->peer;
-    return true;
-}
+/* ---- the back end: workers ------------------------------------------------------ */
 
+/* Worker w is gone (why): the requests it ran start again, and so do those
+ * that need the cache it held. */
 static void s_drop_worker(self_t *s, int i, const char *why) {
-    worker_rec *w = &s->w[i];
+    wire_peer gone = s->w[i].peer;
+    s->w[i] = s->w[--s->n_w];
     int64_t n_retry = 0, n_fail = 0;
     for (int64_t k = 0; k < s->n_rq; k++) {
         request *r = &s->rq[k];
-        /* what it was running; and requests waiting for scores whose cache
-         * it held (they start again from the prefill) */
-        bool ran = s_running(r->st) && s_same(&r->worker, &w->peer);
-        bool held = (r->st == ST_WAIT_SCORE || r->st == ST_SCORE) && s_same(&r->prefill_peer, &w->peer);
-        if (!ran && !held) continue;
-        r->attempts++;
-        if (r->attempts >= s->o->max_attempts) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "the worker running this request %s (after %lld attempts)", why,
-                     (long long)r->attempts);
-            s_error_to_client(s, &r->client, r->client_req, TIS_EIO, msg);
-            s_finish(s, r);
-            n_fail++;
-        } else {
-            r->st = r->st == ST_DECODE ? ST_WAIT_DECODE
-                    : r->st == ST_SCORE && !held ? ST_WAIT_SCORE
-                                                 : ST_WAIT_PREFILL;
-            if (r->st == ST_WAIT_PREFILL) {
-                free(r->hidden);
-                r->hidden = NULL;
-                s_release_score(s, r);
-            }
-            r->waiting_since = s_now();
-            r->t_wait = tis_now();
-            s->n_retried++;
-            n_retry++;
-        }
+        if (r->st == ST_FREE) continue;
+        bool ran = coord_runs(r, &gone);
+        bool cache_lost = COORD_STAGE[r->st].needs_holder && coord_same(&r->prefill_peer, &gone);
+        if (!ran && !cache_lost) continue;
+        if (coord_request_restart(s, r, cache_lost, why)) n_retry++;
+        else n_fail++;
     }
-    fprintf(stderr, "[coordinator] worker %.*s %s; %s\n", (int)w->peer.len, (const char *)w->peer.id, why,
+    fprintf(stderr, "[coordinator] worker %.*s %s; %s\n", (int)gone.len, (const char *)gone.id, why,
             n_retry ? "its request is retried" : n_fail ? "its request fails" : "it held no request");
-    s->w[i] = s->w[--s->n_w];
 }
 
 /* A worker message. */
@@ -518,131 +315,16 @@ static void s_back(self_t *s) {
     Tis__Envelope *e = NULL;
     int rc = wire_recv(s->back, 1, &peer, &e);
     double t_recv = tis_now(); /* after the receipt: the worker's figures end before it */
-    worker_rec *w = peer.len ? s_worker(s, &peer) : NULL;
-    if (w) w->last_seen = s_now();
+    worker_rec *w = peer.len ? coord_worker(s, &peer, true) : NULL;
+    if (w) w->last_seen = tis_now_ms();
     if (rc) {
         if (peer.len) wire_send_error(s->back, &peer, e ? e->request_id : 0, rc, tis_last_error());
-        msg_free(e);
-        return;
-    }
-    if (!w) {
-        msg_free(e);
-        return;
-    }
-    request *r = e->request_id ? s_find(s, e->request_id) : NULL;
-    switch (e->body_case) {
-    case TIS__ENVELOPE__BODY_READY:
+    } else if (!w) {
+        /* more workers than MAX_WORKERS: not served */
+    } else if (e->body_case == TIS__ENVELOPE__BODY_READY) {
         w->role = e->ready->role;
         w->credit = e->ready->capacity;
-        break;
-    case TIS__ENVELOPE__BODY_PREFILL_DONE:
-        if (r && r->st == ST_PREFILL && !e->prefill_done->kv && e->prefill_done->hidden) {
-            /* the head's input rows: to a scorer; the cache stays on this worker */
-            r->hidden_len = tis__prefill_done__get_packed_size(e->prefill_done);
-            r->hidden = malloc(r->hidden_len ? r->hidden_len : 1);
-            if (r->hidden) {
-                tis__prefill_done__pack(e->prefill_done, r->hidden);
-                r->prefill_peer = peer;
-                r->hidden_lease = e->prefill_done->hidden->lease_id;
-                r->st = ST_WAIT_SCORE;
-                r->waiting_since = s_now();
-                r->t_wait = t_recv;
-                r->prefill_s = e->prefill_done->prefill_s;
-            } else {
-                s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
-                s_finish(s, r);
-            }
-        } else if (r && (r->st == ST_PREFILL || r->st == ST_COMPRESS) && e->prefill_done->kv) {
-            double before = r->st == ST_COMPRESS ? r->prefill_s : 0;
-            s_release_score(s, r);
-            r->done_len = tis__prefill_done__get_packed_size(e->prefill_done);
-            r->done = malloc(r->done_len ? r->done_len : 1);
-            if (r->done) {
-                tis__prefill_done__pack(e->prefill_done, r->done);
-                r->prefill_peer = peer;
-                r->lease = e->prefill_done->kv->lease_id;
-                r->st = ST_WAIT_DECODE;
-                r->waiting_since = s_now();
-                r->t_wait = t_recv;
-                r->prefill_s = before + e->prefill_done->prefill_s;
-                r->full_kv_bytes = e->prefill_done->full_kv_bytes;
-                s->handoff_bytes += e->prefill_done->kv->length;
-                s->handoffs++;
-                s->full_kv_bytes += e->prefill_done->full_kv_bytes;
-                w->jobs_done++;
-            } else {
-                s_error_to_client(s, &r->client, r->client_req, TIS_ENOMEM, "coordinator out of memory");
-                s_finish(s, r);
-            }
-        }
-        break;
-    case TIS__ENVELOPE__BODY_SCORE_DONE:
-        if (r && r->st == ST_SCORE && e->score_done->scores) {
-            w->jobs_done++;
-            r->score_peer = peer;
-            r->score_lease = e->score_done->scores->lease_id;
-            r->scoring_s = e->score_done->scoring_s;
-            Tis__CompressJob cj = TIS__COMPRESS_JOB__INIT;
-            cj.scores = e->score_done->scores;
-            cj.n = e->score_done->n;
-            Tis__Envelope out = TIS__ENVELOPE__INIT;
-            out.request_id = r->id;
-            out.body_case = TIS__ENVELOPE__BODY_COMPRESS_JOB;
-            out.compress_job = &cj;
-            if (wire_send(s->back, &r->prefill_peer, &out) == 0) {
-                r->st = ST_COMPRESS;
-                r->worker = r->prefill_peer;
-                free(r->hidden);
-                r->hidden = NULL;
-            } else { /* the worker holding its cache is gone: from the prefill again */
-                s_release_score(s, r);
-                free(r->hidden);
-                r->hidden = NULL;
-                r->st = ST_WAIT_PREFILL;
-                r->attempts++;
-                r->waiting_since = s_now();
-                r->t_wait = t_recv;
-            }
-        }
-        break;
-    case TIS__ENVELOPE__BODY_REPLY:
-        if (r && r->eval && r->st == ST_PREFILL) { /* an eval sample's rows, a label block */
-            w->jobs_done++;
-            if (e->reply->label && e->reply->label->block && e->reply->label->block->lease_id)
-                s_client_lease(s, e->reply->label->block->lease_id, &peer, r);
-            s->n_reply++;
-            Tis__Envelope out = TIS__ENVELOPE__INIT;
-            out.request_id = r->client_req;
-            out.body_case = TIS__ENVELOPE__BODY_REPLY;
-            out.reply = e->reply;
-            wire_send(s->front, &r->client, &out);
-            s_finish(s, r);
-        } else if (r && r->st == ST_DECODE) {
-            Tis__Timing own = TIS__TIMING__INIT, *tm = e->reply->timing ? e->reply->timing : &own;
-            s_timing(r, tm, t_recv);
-            e->reply->timing = tm;
-            e->reply->full_kv_bytes = r->full_kv_bytes;
-            s_record(s, tm);
-            w->jobs_done++;
-            s->n_reply++;
-            Tis__Envelope out = TIS__ENVELOPE__INIT;
-            out.request_id = r->client_req;
-            out.body_case = TIS__ENVELOPE__BODY_REPLY;
-            out.reply = e->reply;
-            wire_send(s->front, &r->client, &out);
-            if (tm == &own) e->reply->timing = NULL;
-            s_finish(s, r);
-        }
-        break;
-    case TIS__ENVELOPE__BODY_ERROR:
-        /* a job that failed on a worker fails anywhere: answer now */
-        if (r) {
-            s_error_to_client(s, &r->client, r->client_req, e->error->code,
-                              e->error->message ? e->error->message : "worker error");
-            s_finish(s, r);
-        }
-        break;
-    case TIS__ENVELOPE__BODY_HEARTBEAT:
+    } else if (e->body_case == TIS__ENVELOPE__BODY_HEARTBEAT) {
         /* a worker this coordinator has not heard READY from (it restarted,
          * the worker did not): registered from what its heartbeat says */
         if (w->role == TIS__ROLE__ROLE_UNSPECIFIED && e->heartbeat->role != TIS__ROLE__ROLE_UNSPECIFIED) {
@@ -651,38 +333,31 @@ static void s_back(self_t *s) {
             fprintf(stderr, "[coordinator] worker %.*s joined from its heartbeat\n", (int)peer.len,
                     (const char *)peer.id);
         }
-        break;
-    default:
-        break; /* others: liveness only */
+    } else if (e->body_case == TIS__ENVELOPE__BODY_ERROR) {
+        coord_request_error(s, &peer, e);
+    } else {
+        coord_request_answer(s, w, &peer, &e, t_recv);
     }
     msg_free(e);
 }
 
+/* Queued requests go to the least loaded worker of their stage's role: the
+ * most free slots; among equals, the one sent a job longest ago (round
+ * robin). A request with no worker of its role alive for wait_ms fails. */
 static void s_dispatch(self_t *s) {
     for (int64_t i = 0; i < s->n_rq; i++) {
         request *r = &s->rq[i];
-        if (r->st != ST_WAIT_PREFILL && r->st != ST_WAIT_SCORE && r->st != ST_WAIT_DECODE) continue;
-        if (r->attempts >= s->o->max_attempts) { /* restarted from the prefill too often */
-            s_error_to_client(s, &r->client, r->client_req, TIS_EIO, "a worker holding this request was lost too often");
-            s_finish(s, r);
-            continue;
-        }
-        Tis__Role want = r->st == ST_WAIT_PREFILL ? TIS__ROLE__ROLE_PREFILL
-                         : r->st == ST_WAIT_SCORE ? TIS__ROLE__ROLE_SCORER
-                                                  : TIS__ROLE__ROLE_DECODE;
-        bool any = false;
-        for (int k = 0; k < s->n_w; k++) any |= s->w[k].role == want;
-        if (!any && s_now() - r->waiting_since > (uint64_t)s->o->wait_ms) {
-            s_error_to_client(s, &r->client, r->client_req, TIS_EIO,
-                              want == TIS__ROLE__ROLE_PREFILL   ? "no prefill worker is alive"
-                              : want == TIS__ROLE__ROLE_SCORER ? "no scorer worker is alive"
-                                                               : "no decode worker is alive");
-            s_finish(s, r);
-            continue;
-        }
-        /* The least loaded worker of the role: the most free slots; among
-         * equals, the one that was sent a job longest ago (round robin). */
-        for (;;) {
+        while (r->st != ST_FREE && !r->running && !COORD_STAGE[r->st].on_holder) {
+            Tis__Role want = COORD_STAGE[r->st].role;
+            if (!coord_role_alive(s, want)) {
+                if (tis_now_ms() - r->waiting_since > (uint64_t)s->o->wait_ms) {
+                    char msg[64];
+                    snprintf(msg, sizeof msg, "no %s worker is alive", s_role_name(want));
+                    coord_error_to_client(s, &r->client, r->client_req, TIS_EIO, msg);
+                    coord_request_finish(s, r);
+                }
+                break;
+            }
             int best = -1;
             for (int k = 0; k < s->n_w; k++) {
                 const worker_rec *c = &s->w[k];
@@ -691,8 +366,7 @@ static void s_dispatch(self_t *s) {
                     (c->credit == s->w[best].credit && c->last_job < s->w[best].last_job))
                     best = k;
             }
-            if (best < 0) break;
-            if (s_send_job(s, &s->w[best], r)) break;
+            if (best < 0 || coord_request_start(s, &s->w[best], r)) break;
             s_drop_worker(s, best, "could not be reached");
         }
     }
@@ -705,12 +379,9 @@ static void s_dispatch(self_t *s) {
 static void s_renew(self_t *s) {
     for (int64_t k = 0; k < s->n_rq; k++) {
         request *r = &s->rq[k];
-        uint64_t lease = (r->st == ST_WAIT_DECODE || r->st == ST_DECODE) ? r->lease
-                         : (r->st == ST_WAIT_SCORE || r->st == ST_SCORE) ? r->hidden_lease
-                                                                          : 0;
-        if (!lease) continue;
+        if (r->st == ST_FREE || !COORD_STAGE[r->st].keep_block || !r->kept) continue;
         Tis__LeaseRenew lr = TIS__LEASE_RENEW__INIT;
-        lr.lease_id = lease;
+        lr.lease_id = r->kept;
         lr.ttl_ms = (uint32_t)s->o->lease_ms;
         Tis__Envelope e = TIS__ENVELOPE__INIT;
         e.request_id = r->id;
@@ -727,7 +398,7 @@ static void s_renew(self_t *s) {
  * one holding a job is single-threaded and silent while it computes (a 4k
  * prefill takes seconds), so it gets job_timeout_ms. */
 static void s_liveness(self_t *s) {
-    uint64_t now = s_now();
+    uint64_t now = tis_now_ms();
     bool probe = now >= s->next_probe;
     if (probe) {
         s->next_probe = now + (uint64_t)s->o->heartbeat_ms;
@@ -740,8 +411,7 @@ static void s_liveness(self_t *s) {
     e.heartbeat = &hb;
     for (int k = 0; k < s->n_w; k++) {
         bool busy = false;
-        for (int64_t i = 0; i < s->n_rq && !busy; i++)
-            busy = s_running(s->rq[i].st) && s_same(&s->rq[i].worker, &s->w[k].peer);
+        for (int64_t i = 0; i < s->n_rq && !busy; i++) busy = coord_runs(&s->rq[i], &s->w[k].peer);
         uint64_t limit = busy ? (uint64_t)s->o->job_timeout_ms : (uint64_t)(s->o->heartbeat_ms * s->o->liveness);
         const char *why = NULL;
         if (probe && wire_send(s->back, &s->w[k].peer, &e)) why = "disconnected";
@@ -803,8 +473,8 @@ int coord_run(const coord_opts *o) {
     e.shutdown = &sh;
     for (int64_t i = 0; i < s->n_rq; i++)
         if (s->rq[i].st != ST_FREE) {
-            s_error_to_client(s, &s->rq[i].client, s->rq[i].client_req, TIS_EIO, "the coordinator is stopping");
-            s_finish(s, &s->rq[i]);
+            coord_error_to_client(s, &s->rq[i].client, s->rq[i].client_req, TIS_EIO, "the coordinator is stopping");
+            coord_request_finish(s, &s->rq[i]);
         }
     for (int k = 0; k < s->n_w; k++) wire_send(s->back, &s->w[k].peer, &e);
     free(s->rq);

@@ -3,10 +3,12 @@
  * per role and are handed only what they can take; a client's Submit goes
  * to a prefill worker (PrefillJob), its PrefillDone to a decode worker
  * (DecodeJob with the block's handle), the Reply back to the client, and
- * the block's lease is released. Every request id is answered exactly once:
- * with its Reply, or with an Error (a worker's failure, a dead worker after
- * the retry cap, a malformed request); a full queue answers Busy. Workers
- * that stop sending heartbeats are dropped and their requests retried. */
+ * the block's lease is released; an EvalJob or LabelJob goes to a prefill
+ * worker and its EvalDone or LabelDone back to the client. Every request id
+ * is answered exactly once: with its answer, or with an Error (a worker's
+ * failure, a dead worker after the retry cap, a malformed request); a full
+ * queue answers Busy. Workers that stop sending heartbeats are dropped and
+ * their requests retried. */
 #ifndef TIS_COORD_H
 #define TIS_COORD_H
 

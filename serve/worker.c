@@ -14,17 +14,17 @@
 #include "bench.h"
 #include "chat.h"
 #include "eval.h"
-#include "evaljob.h"
 #include "forward.h"
 #include "clock.h"
 #include "decoder.h"
 #include "head.h"
 #include "label.h"
-#include "labeljob.h"
 #include "model.h"
 #include "session.h"
 #include "tis_error.h"
 #include "wire.h"
+#include "wire_eval.h"
+#include "wire_label.h"
 
 enum { MAX_PEERS = 32 };
 
@@ -390,11 +390,11 @@ static int s_score(self_t *s, const Tis__Envelope *env) {
     return s_send(s, &out);
 }
 
-/* An eval job: one sample through every policy x budget x protocol of its
- * spec (eval_run_sample, as tis eval runs it in one process) -> a Reply
+/* EvalJob: one sample through every policy x budget x protocol of its
+ * spec (eval_run_sample, as tis eval runs it in one process) -> EvalDone
  * with the rows. The runner is kept while the spec stays the same. */
 static int s_eval(self_t *s, const Tis__Envelope *env) {
-    const Tis__EvalJob *j = env->prefill_job->request->eval;
+    const Tis__EvalJob *j = env->eval_job;
     if (!j->spec || !j->sample || !j->benchmark || !*j->benchmark || strlen(j->benchmark) >= 32)
         return tis_error(TIS_EINVAL, "eval job without a spec, a sample or a benchmark name");
     if (j->spec->model_name && *j->spec->model_name && strcmp(j->spec->model_name, s->m->config.name))
@@ -423,7 +423,7 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
         s->er_spec = tis__eval_spec__unpack(NULL, len, s->er_packed);
         if (!s->er_spec) return tis_error(TIS_ENOMEM, "out of memory");
         eval_config cfg;
-        int rc = evaljob_spec_from(s->er_spec, &cfg);
+        int rc = wire_eval_spec_from(s->er_spec, &cfg);
         if (!rc && !cfg.head_path) cfg.head_path = s->o->head_path; /* the worker's own */
         if (!rc && !cfg.head_query_path) cfg.head_query_path = s->o->head_query_path;
         if (!rc) rc = eval_runner_new(&s->er, s->m, &cfg);
@@ -434,7 +434,7 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
         }
     }
     bench_sample smp;
-    int rc = evaljob_sample_from(j->sample, &smp);
+    int rc = wire_eval_sample_from(j->sample, &smp);
     if (rc) return rc;
     eval_row *rows = NULL;
     int64_t n = 0, cap = 0;
@@ -444,17 +444,16 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
     if (!rc && (!rm || !rp)) rc = tis_error(TIS_ENOMEM, "out of memory");
     if (!rc) {
         for (int64_t i = 0; i < n; i++) {
-            evaljob_row_view(&rows[i], &rm[i]);
+            wire_eval_row_view(&rows[i], &rm[i]);
             rp[i] = &rm[i];
         }
-        Tis__Reply reply = TIS__REPLY__INIT;
-        reply.n_rows = (size_t)n;
-        reply.rows = rp;
-        reply.answer = "";
+        Tis__EvalDone done = TIS__EVAL_DONE__INIT;
+        done.n_rows = (size_t)n;
+        done.rows = rp;
         Tis__Envelope out = TIS__ENVELOPE__INIT;
         out.request_id = env->request_id;
-        out.body_case = TIS__ENVELOPE__BODY_REPLY;
-        out.reply = &reply;
+        out.body_case = TIS__ENVELOPE__BODY_EVAL_DONE;
+        out.eval_done = &done;
         rc = s_send(s, &out);
     }
     free(rm);
@@ -463,26 +462,27 @@ static int s_eval(self_t *s, const Tis__Envelope *env) {
     return rc;
 }
 
-/* A label job: label_run, the arrays into the arena under a lease, a
- * Reply with their handle (the client copies them and releases the lease).
- * A sample that cannot be labelled is answered as skipped, like tis label
- * in one process does. */
+/* LabelJob: label_run, the arrays into the arena under a lease ->
+ * LabelDone with their handle (the client copies them and releases the
+ * lease). A sample that cannot be labelled is answered as skipped, like
+ * tis label in one process does. */
 static int s_label(self_t *s, const Tis__Envelope *env) {
-    const Tis__LabelJob *j = env->prefill_job->request->label;
+    const Tis__LabelJob *j = env->label_job;
+    if (!j->spec || !j->sample) return tis_error(TIS_EINVAL, "label job without a spec or a sample");
     label_config cfg;
     bench_sample smp;
-    int rc = labeljob_spec_from(j->spec, &s->m->config, &cfg);
-    if (!rc) rc = evaljob_sample_from(j->sample, &smp);
+    int rc = wire_label_spec_from(j->spec, &s->m->config, &cfg);
+    if (!rc) rc = wire_eval_sample_from(j->sample, &smp);
     if (rc) return rc;
     label_sample ls = {0};
-    Tis__LabelResult lr = TIS__LABEL_RESULT__INIT;
+    Tis__LabelDone lr = TIS__LABEL_DONE__INIT;
     Tis__BlockRef br = TIS__BLOCK_REF__INIT;
     char why[512] = "";
     if (label_run(s->st, cfg.chat ? &s->ct : NULL, &cfg, &smp, &ls)) {
         snprintf(why, sizeof why, "%s", tis_last_error());
         lr.skipped = why;
     } else {
-        size_t nb = labeljob_block_bytes(&ls, &s->m->config, cfg.per_head);
+        size_t nb = wire_label_block_bytes(&ls, &s->m->config, cfg.per_head);
         uint64_t off = 0, lease = 0;
         arena_expire(s->own, tis_now_ms());
         rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
@@ -490,7 +490,7 @@ static int s_label(self_t *s, const Tis__Envelope *env) {
             label_sample_free(&ls);
             return rc;
         }
-        labeljob_block_write(&ls, &s->m->config, cfg.per_head, arena_at(s->own, off, nb ? nb : 1));
+        wire_label_block_write(&ls, &s->m->config, cfg.per_head, arena_at(s->own, off, nb ? nb : 1));
         br = s_blockref(s, off, nb, lease);
         lr.block = &br;
         lr.n_tokens = ls.n_tokens;
@@ -502,13 +502,10 @@ static int s_label(self_t *s, const Tis__Envelope *env) {
         lr.answer_from_model = ls.answer_from_model;
         lr.per_head = cfg.per_head;
     }
-    Tis__Reply reply = TIS__REPLY__INIT;
-    reply.answer = "";
-    reply.label = &lr;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = env->request_id;
-    out.body_case = TIS__ENVELOPE__BODY_REPLY;
-    out.reply = &reply;
+    out.body_case = TIS__ENVELOPE__BODY_LABEL_DONE;
+    out.label_done = &lr;
     rc = s_send(s, &out);
     label_sample_free(&ls);
     return rc;
@@ -643,6 +640,55 @@ static int s_decode_step(self_t *s) {
     return finished ? s_ready(s) : 0;
 }
 
+/* Fault injection for tests, when a job arrives. TIS_FAULT_EXIT=PART:N:
+ * the worker whose name contains PART dies (like kill -9) at its N-th job.
+ * TIS_FAULT_SLEEP=PART:MS[,PART:MS...]: that worker's first job takes MS
+ * longer (a long prefill: silent, but alive); MS* every job. */
+static void s_fault_inject(const self_t *s) {
+    const char *fault = getenv("TIS_FAULT_EXIT");
+    const char *colon = fault ? strrchr(fault, ':') : NULL;
+    if (colon && s->jobs + 1 == atoll(colon + 1)) {
+        char part[64];
+        snprintf(part, sizeof part, "%.*s", (int)(colon - fault), fault);
+        if (strstr(s->o->name, part)) _exit(137);
+    }
+    for (const char *f = getenv("TIS_FAULT_SLEEP"); f && *f;) {
+        size_t fl = strcspn(f, ",");
+        char one[96];
+        snprintf(one, sizeof one, "%.*s", (int)(fl < 95 ? fl : 95), f);
+        char *sc = strrchr(one, ':');
+        if (sc && (s->jobs == 0 || one[strlen(one) - 1] == '*')) {
+            *sc = 0;
+            if (strstr(s->o->name, one)) usleep((useconds_t)(atoll(sc + 1) * 1000));
+        }
+        f += fl + (f[fl] == ',');
+    }
+}
+
+/* The jobs a worker takes, by the role that runs them. */
+static const struct {
+    Tis__Envelope__BodyCase body;
+    Tis__Role role;
+    int (*run)(self_t *s, const Tis__Envelope *env);
+} JOBS[] = {
+    {TIS__ENVELOPE__BODY_PREFILL_JOB, TIS__ROLE__ROLE_PREFILL, s_prefill},
+    {TIS__ENVELOPE__BODY_EVAL_JOB, TIS__ROLE__ROLE_PREFILL, s_eval},
+    {TIS__ENVELOPE__BODY_LABEL_JOB, TIS__ROLE__ROLE_PREFILL, s_label},
+    {TIS__ENVELOPE__BODY_SCORE_JOB, TIS__ROLE__ROLE_SCORER, s_score},
+    {TIS__ENVELOPE__BODY_DECODE_JOB, TIS__ROLE__ROLE_DECODE, s_decode_accept},
+};
+
+/* Runs a job (one of JOBS) if this worker's role takes it; *refused: it
+ * does not (an error). */
+static int s_job(self_t *s, const Tis__Envelope *env, bool *refused) {
+    s_fault_inject(s);
+    s->jobs++;
+    for (size_t i = 0; i < sizeof JOBS / sizeof JOBS[0]; i++)
+        if (JOBS[i].body == env->body_case && JOBS[i].role == s_role(s)) return JOBS[i].run(s, env);
+    *refused = true;
+    return tis_error(TIS_EINVAL, "a %s sent to a %s worker", msg_body_name(env), s->o->role);
+}
+
 int worker_run(const worker_opts *o) {
     self_t *s = NULL;
     int rc = s_self_new(&s, o);
@@ -700,44 +746,16 @@ int worker_run(const worker_opts *o) {
             if (r) s_error(s, env->request_id, r, "compress failed");
             break;
         case TIS__ENVELOPE__BODY_PREFILL_JOB:
+        case TIS__ENVELOPE__BODY_EVAL_JOB:
+        case TIS__ENVELOPE__BODY_LABEL_JOB:
         case TIS__ENVELOPE__BODY_SCORE_JOB:
         case TIS__ENVELOPE__BODY_DECODE_JOB: {
-            /* Fault injection for tests: TIS_FAULT_EXIT=PART:N makes the worker
-             * whose name contains PART die (like kill -9) when its N-th job arrives. */
-            const char *fault = getenv("TIS_FAULT_EXIT");
-            const char *colon = fault ? strrchr(fault, ':') : NULL;
-            if (colon && s->jobs + 1 == atoll(colon + 1)) {
-                char part[64];
-                snprintf(part, sizeof part, "%.*s", (int)(colon - fault), fault);
-                if (strstr(o->name, part)) _exit(137);
-            }
-            /* TIS_FAULT_SLEEP=PART:MS[,PART:MS...]: that worker's first job
-             * takes MS longer (a long prefill: silent, but alive); MS* every job */
-            for (const char *f = getenv("TIS_FAULT_SLEEP"); f && *f;) {
-                size_t fl = strcspn(f, ",");
-                char one[96];
-                snprintf(one, sizeof one, "%.*s", (int)(fl < 95 ? fl : 95), f);
-                char *sc = strrchr(one, ':');
-                if (sc && (s->jobs == 0 || one[strlen(one) - 1] == '*')) {
-                    *sc = 0;
-                    if (strstr(o->name, one)) usleep((useconds_t)(atoll(sc + 1) * 1000));
-                }
-                f += fl + (f[fl] == ',');
-            }
-            bool mine = env->body_case == TIS__ENVELOPE__BODY_PREFILL_JOB ? s->prefill
-                        : env->body_case == TIS__ENVELOPE__BODY_SCORE_JOB ? s->scorer
-                                                                           : s->decode;
-            r = !mine ? tis_error(TIS_EINVAL, "a %s job sent to a %s worker", msg_body_name(env), o->role)
-                : s->scorer ? s_score(s, env)
-                : s->decode ? s_decode_accept(s, env)
-                : env->prefill_job->request && env->prefill_job->request->eval ? s_eval(s, env)
-                : env->prefill_job->request && env->prefill_job->request->label ? s_label(s, env)
-                                                                                : s_prefill(s, env);
+            bool refused = false;
+            r = s_job(s, env, &refused);
             if (r) s_error(s, env->request_id, r, "job failed");
-            s->jobs++;
             /* a prefill worker is free again; a decode worker says so when a
              * sequence finishes (or at once when the job was refused) */
-            job = !s->decode || r != 0 || !mine;
+            job = !s->decode || r != 0 || refused;
             break;
         }
         case TIS__ENVELOPE__BODY_LEASE_RENEW:

@@ -1,6 +1,7 @@
 /* test_proto: every message type round-trips through msg_pack / msg_unpack;
- * garbage, truncated, oversized, version-mismatched and body-less frames are
- * refused with the right status and never crash. */
+ * eval and label jobs and their answers are bodies of their own; garbage,
+ * truncated, oversized, version-mismatched (a version-1 eval job too) and
+ * body-less frames are refused with the right status and never crash. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,71 @@ int main(void) {
     }
     msg_free(back);
 
+    /* an eval job and its answer, a label job and its answer: bodies of their own */
+    Tis__EvalSample es = TIS__EVAL_SAMPLE__INIT;
+    es.id = "s1";
+    es.context = "ctx";
+    es.question = "q?";
+    double budgets[2] = {0.1, 0.5};
+    char *pols[1] = {"snapkv"};
+    Tis__EvalSpec spec = TIS__EVAL_SPEC__INIT;
+    spec.n_policies = 1;
+    spec.policies = pols;
+    spec.n_budgets = 2;
+    spec.budgets = budgets;
+    spec.max_new = 8;
+    Tis__EvalJob ej = TIS__EVAL_JOB__INIT;
+    ej.benchmark = "passkey";
+    ej.sample = &es;
+    ej.spec = &spec;
+    Tis__Envelope e3 = TIS__ENVELOPE__INIT;
+    e3.request_id = 5;
+    e3.body_case = TIS__ENVELOPE__BODY_EVAL_JOB;
+    e3.eval_job = &ej;
+    back = s_roundtrip(&e3, NULL);
+    TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_EVAL_JOB && !strcmp(msg_body_name(back), "eval_job"));
+    if (back && back->body_case == TIS__ENVELOPE__BODY_EVAL_JOB)
+        TT_CHECK(!strcmp(back->eval_job->benchmark, "passkey") && back->eval_job->sample &&
+                 !strcmp(back->eval_job->sample->question, "q?") && back->eval_job->spec->n_budgets == 2 &&
+                 back->eval_job->spec->budgets[1] == 0.5 && !strcmp(back->eval_job->spec->policies[0], "snapkv"));
+    msg_free(back);
+    Tis__EvalRow row = TIS__EVAL_ROW__INIT, *rowp[2] = {&row, &row};
+    row.policy = "snapkv";
+    row.kv_bytes = 4096;
+    Tis__EvalDone ed = TIS__EVAL_DONE__INIT;
+    ed.n_rows = 2;
+    ed.rows = rowp;
+    e3.body_case = TIS__ENVELOPE__BODY_EVAL_DONE;
+    e3.eval_done = &ed;
+    back = s_roundtrip(&e3, NULL);
+    TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && back->eval_done->n_rows == 2 &&
+             back->eval_done->rows[1]->kv_bytes == 4096 && !strcmp(msg_body_name(back), "eval_done"));
+    msg_free(back);
+    Tis__LabelSpec ls = TIS__LABEL_SPEC__INIT;
+    ls.layer = 3;
+    ls.per_head = 1;
+    Tis__LabelJob lj = TIS__LABEL_JOB__INIT;
+    lj.sample = &es;
+    lj.spec = &ls;
+    e3.body_case = TIS__ENVELOPE__BODY_LABEL_JOB;
+    e3.label_job = &lj;
+    back = s_roundtrip(&e3, NULL);
+    TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_LABEL_JOB && back->label_job->spec &&
+             back->label_job->spec->layer == 3 && back->label_job->spec->per_head &&
+             !strcmp(back->label_job->sample->id, "s1") && !strcmp(msg_body_name(back), "label_job"));
+    msg_free(back);
+    Tis__LabelDone ld = TIS__LABEL_DONE__INIT;
+    ld.block = &kv;
+    ld.n_tokens = 77;
+    ld.skipped = "";
+    e3.body_case = TIS__ENVELOPE__BODY_LABEL_DONE;
+    e3.label_done = &ld;
+    back = s_roundtrip(&e3, NULL);
+    TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_LABEL_DONE && back->label_done->n_tokens == 77 &&
+             back->label_done->block && back->label_done->block->lease_id == 99 &&
+             !strcmp(msg_body_name(back), "label_done"));
+    msg_free(back);
+
     /* every other body survives a round trip with its case */
     Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
     Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
@@ -101,6 +167,9 @@ int main(void) {
     Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
     Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
     Tis__Busy bz = TIS__BUSY__INIT;
+    Tis__StatusRequest sq = TIS__STATUS_REQUEST__INIT;
+    Tis__Status su = TIS__STATUS__INIT;
+    Tis__CompressJob cj = TIS__COMPRESS_JOB__INIT;
     er.code = -4;
     er.message = "bad request";
     rd.role = TIS__ROLE__ROLE_DECODE;
@@ -122,6 +191,9 @@ int main(void) {
         {TIS__ENVELOPE__BODY_HEARTBEAT, (void **)&env.heartbeat, &hb, "heartbeat"},
         {TIS__ENVELOPE__BODY_SHUTDOWN, (void **)&env.shutdown, &sh, "shutdown"},
         {TIS__ENVELOPE__BODY_BUSY, (void **)&env.busy, &bz, "busy"},
+        {TIS__ENVELOPE__BODY_STATUS_REQUEST, (void **)&env.status_request, &sq, "status_request"},
+        {TIS__ENVELOPE__BODY_STATUS, (void **)&env.status, &su, "status"},
+        {TIS__ENVELOPE__BODY_COMPRESS_JOB, (void **)&env.compress_job, &cj, "compress_job"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Tis__Envelope e = TIS__ENVELOPE__INIT;
@@ -187,6 +259,19 @@ int main(void) {
     TT_CHECK(out && out->request_id == 77);
     msg_free(out);
     free(b2);
+    /* a version-1 eval job (inside Submit, field 13; bytes as a version-1
+     * build wrote them): refused by its version, the message naming both */
+    TT_CHECK(TIS_PROTO_VERSION == 2);
+    static const uint8_t v1_eval[] = {0x08, 0x01,             /* version 1 */
+                                      0x10, 0x09,             /* request_id 9 */
+                                      0x52, 0x05,             /* submit (10), 5 bytes: */
+                                      0x6a, 0x03,             /*   eval (13), 3 bytes: */
+                                      0x0a, 0x01, 'x'};       /*     benchmark "x" */
+    out = NULL;
+    TT_FAILS(msg_unpack(v1_eval, sizeof v1_eval, TIS_MSG_MAX_BYTES, &out), TIS_EUNSUPPORTED);
+    TT_CHECK(strstr(tis_last_error(), "version 1") && strstr(tis_last_error(), "speaks 2"));
+    TT_CHECK(out && out->request_id == 9 && out->version == 1);
+    msg_free(out);
     /* a body-less envelope from someone else */
     Tis__Envelope eb = TIS__ENVELOPE__INIT;
     eb.version = TIS_PROTO_VERSION;

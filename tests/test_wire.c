@@ -82,6 +82,14 @@ int main(void) {
     TT_CHECK(rc == TIS_EUNSUPPORTED && got && got->request_id == 5);
     msg_free(got);
 
+    /* a version-1 client's eval job (inside Submit, as that version sent it):
+     * the same refusal, with the version named */
+    static const uint8_t v1_eval[] = {0x08, 0x01, 0x10, 0x06, 0x52, 0x05, 0x6a, 0x03, 0x0a, 0x01, 'x'};
+    TT_CHECK(zmq_send(d, v1_eval, sizeof v1_eval, 0) == (int)sizeof v1_eval);
+    got = s_recv_router(r, &peer, &rc);
+    TT_CHECK(rc == TIS_EUNSUPPORTED && got && got->request_id == 6 && strstr(tis_last_error(), "version 1"));
+    msg_free(got);
+
     /* and a good message after all that */
     Tis__Heartbeat h2 = TIS__HEARTBEAT__INIT;
     h2.queue_len = 3;

@@ -16,39 +16,38 @@
 #include "arena.h"
 #include "bench.h"
 #include "eval.h"
-#include "evaljob.h"
 #include "head.h"
 #include "tiny_model.h"
 #include "tt.h"
 #include "wire.h"
+#include "wire_eval.h"
 
+/* The next message (heartbeats skipped when asked), or NULL after
+ * timeout_ms in all: heartbeats keep coming, so the deadline is overall. */
 static Tis__Envelope *s_next(void *r, wire_peer *peer, int timeout_ms, bool skip_heartbeats) {
-    for (;;) {
+    uint64_t end = tis_now_ms() + (uint64_t)timeout_ms;
+    for (uint64_t now = tis_now_ms(); now < end; now = tis_now_ms()) {
         zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, timeout_ms) != 1) return NULL;
+        if (zmq_poll(&it, 1, (long)(end - now)) != 1) return NULL;
         Tis__Envelope *e = NULL;
         int rc = wire_recv(r, 1, peer, &e);
         if (rc) {
             msg_free(e);
             return NULL;
         }
-        if (skip_heartbeats && e->body_case == TIS__ENVELOPE__BODY_HEARTBEAT) {
-            msg_free(e);
-            continue;
-        }
-        return e;
+        if (!skip_heartbeats || e->body_case != TIS__ENVELOPE__BODY_HEARTBEAT) return e;
+        msg_free(e);
     }
+    return NULL;
 }
 
 /* The next message that is neither a heartbeat nor READY, within
- * timeout_ms in all (heartbeats keep coming: the deadline is overall), or
- * NULL. */
+ * timeout_ms in all, or NULL. */
 static Tis__Envelope *s_next_not_ready(void *r, wire_peer *peer, int timeout_ms) {
     uint64_t end = tis_now_ms() + (uint64_t)timeout_ms;
     for (uint64_t now = tis_now_ms(); now < end; now = tis_now_ms()) {
-        Tis__Envelope *x = s_next(r, peer, (int)(end - now), false);
-        if (!x || (x->body_case != TIS__ENVELOPE__BODY_READY && x->body_case != TIS__ENVELOPE__BODY_HEARTBEAT))
-            return x;
+        Tis__Envelope *x = s_next(r, peer, (int)(end - now), true);
+        if (!x || x->body_case != TIS__ENVELOPE__BODY_READY) return x;
         msg_free(x);
     }
     return NULL;
@@ -152,24 +151,20 @@ static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, 
     cfg.n_budgets = 1;
     cfg.max_new = 4;
     Tis__EvalSpec spec;
-    evaljob_spec_view(&cfg, m->config.name, &spec);
+    wire_eval_spec_view(&cfg, m->config.name, &spec);
     Tis__EvalSample sm;
-    evaljob_sample_view(&smp, &sm);
+    wire_eval_sample_view(&smp, &sm);
     Tis__EvalJob ev = TIS__EVAL_JOB__INIT;
     ev.benchmark = "x";
     ev.sample = &sm;
     ev.spec = &spec;
-    Tis__Submit es = TIS__SUBMIT__INIT;
-    es.eval = &ev;
-    Tis__PrefillJob epj = TIS__PREFILL_JOB__INIT;
-    epj.request = &es;
     Tis__Envelope ee = TIS__ENVELOPE__INIT;
     ee.request_id = 21;
-    ee.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-    ee.prefill_job = &epj;
+    ee.body_case = TIS__ENVELOPE__BODY_EVAL_JOB;
+    ee.eval_job = &ev;
     TT_OK(wire_send(r, prefill, &ee));
     Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
-    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_REPLY && e->request_id == 21 && e->reply->n_rows == 1);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && e->request_id == 21 && e->eval_done->n_rows == 1);
     msg_free(e);
 
     /* the scores, where a scorer leaves them: in its own arena */

@@ -1,5 +1,5 @@
-/* labeljob: label jobs and their flat result blocks. */
-#include "labeljob.h"
+/* wire_label: label jobs and their flat result blocks. */
+#include "wire_label.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "tis_error.h"
 
-void labeljob_spec_view(const label_config *cfg, const char *model_name, Tis__LabelSpec *m) {
+void wire_label_spec_view(const label_config *cfg, const char *model_name, Tis__LabelSpec *m) {
     tis__label_spec__init(m);
     m->layer = cfg->layer;
     m->per_head = cfg->per_head;
@@ -17,7 +17,7 @@ void labeljob_spec_view(const label_config *cfg, const char *model_name, Tis__La
     m->model_name = (char *)(model_name ? model_name : "");
 }
 
-int labeljob_spec_from(const Tis__LabelSpec *m, const model_config *mc, label_config *cfg) {
+int wire_label_spec_from(const Tis__LabelSpec *m, const model_config *mc, label_config *cfg) {
     if (!m) return tis_error(TIS_EINVAL, "label job without a spec");
     if (m->model_name && *m->model_name && strcmp(m->model_name, mc->name))
         return tis_error(TIS_EINVAL, "label job for model '%s'; this worker runs '%s'", m->model_name, mc->name);
@@ -41,7 +41,7 @@ static void s_parts(int64_t n_tokens, int64_t n_ctx, int64_t n_q, int64_t n_answ
     count[5] = n_answer, elem[5] = 4;
 }
 
-size_t labeljob_block_bytes(const label_sample *ls, const model_config *mc, bool per_head) {
+size_t wire_label_block_bytes(const label_sample *ls, const model_config *mc, bool per_head) {
     int64_t c[6];
     size_t e[6], n = 0;
     s_parts(ls->n_tokens, ls->n_ctx, ls->n_tokens - ls->suf_begin, ls->n_answer, mc, per_head, c, e);
@@ -49,7 +49,7 @@ size_t labeljob_block_bytes(const label_sample *ls, const model_config *mc, bool
     return n;
 }
 
-void labeljob_block_write(const label_sample *ls, const model_config *mc, bool per_head, void *dst) {
+void wire_label_block_write(const label_sample *ls, const model_config *mc, bool per_head, void *dst) {
     int64_t c[6];
     size_t e[6];
     s_parts(ls->n_tokens, ls->n_ctx, ls->n_tokens - ls->suf_begin, ls->n_answer, mc, per_head, c, e);
@@ -63,7 +63,7 @@ void labeljob_block_write(const label_sample *ls, const model_config *mc, bool p
     }
 }
 
-int labeljob_block_read(const Tis__LabelResult *r, const model_config *mc, const void *block, size_t len,
+int wire_label_block_read(const Tis__LabelDone *r, const model_config *mc, const void *block, size_t len,
                         const char *id, label_sample *ls) {
     memset(ls, 0, sizeof *ls);
     const int64_t lim = 1 << 26;

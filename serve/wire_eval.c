@@ -1,5 +1,5 @@
-/* evaljob: eval samples, settings and rows <-> protobuf-c messages. */
-#include "evaljob.h"
+/* wire_eval: eval samples, settings and rows <-> protobuf-c messages. */
+#include "wire_eval.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 static char *s_or_empty(const char *s) { return (char *)(s ? s : ""); }
 static char *s_or_null(char *s) { return s && *s ? s : NULL; }
 
-void evaljob_sample_view(const bench_sample *s, Tis__EvalSample *m) {
+void wire_eval_sample_view(const bench_sample *s, Tis__EvalSample *m) {
     tis__eval_sample__init(m);
     m->id = (char *)s->id;
     m->prefix = s_or_empty(s->prefix);
@@ -27,7 +27,7 @@ void evaljob_sample_view(const bench_sample *s, Tis__EvalSample *m) {
     m->meta = s_or_empty(s->meta);
 }
 
-int evaljob_sample_from(const Tis__EvalSample *m, bench_sample *s) {
+int wire_eval_sample_from(const Tis__EvalSample *m, bench_sample *s) {
     memset(s, 0, sizeof *s);
     if (!m || !m->id || !*m->id || !m->context || !*m->context || !m->question || !*m->question)
         return tis_error(TIS_EINVAL, "eval job: a sample needs an id, a context and a question");
@@ -49,7 +49,7 @@ int evaljob_sample_from(const Tis__EvalSample *m, bench_sample *s) {
     return 0;
 }
 
-void evaljob_spec_view(const eval_config *cfg, const char *model_name, Tis__EvalSpec *m) {
+void wire_eval_spec_view(const eval_config *cfg, const char *model_name, Tis__EvalSpec *m) {
     tis__eval_spec__init(m);
     m->n_policies = (size_t)cfg->n_policies;
     m->policies = (char **)cfg->policies;
@@ -72,7 +72,7 @@ void evaljob_spec_view(const eval_config *cfg, const char *model_name, Tis__Eval
     m->model_name = s_or_empty(model_name);
 }
 
-int evaljob_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
+int wire_eval_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
     eval_config_defaults(cfg);
     if (!m || m->n_policies == 0 || (m->n_budgets == 0 && m->n_budget_tokens == 0))
         return tis_error(TIS_EINVAL, "eval job: the spec needs policies and budgets");
@@ -106,7 +106,7 @@ int evaljob_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
     return 0;
 }
 
-void evaljob_row_view(const eval_row *r, Tis__EvalRow *m) {
+void wire_eval_row_view(const eval_row *r, Tis__EvalRow *m) {
     tis__eval_row__init(m);
     m->benchmark = (char *)r->benchmark;
     m->policy = (char *)r->policy;
@@ -144,7 +144,7 @@ static int s_copy(char *dst, size_t cap, const char *src, const char *what) {
     return 0;
 }
 
-int evaljob_row_from(const Tis__EvalRow *m, eval_row *r) {
+int wire_eval_row_from(const Tis__EvalRow *m, eval_row *r) {
     memset(r, 0, sizeof *r);
     int rc = 0;
     if ((rc = s_copy(r->benchmark, sizeof r->benchmark, m->benchmark, "benchmark")) ||
