@@ -65,9 +65,9 @@ static int s_send(client_run *r) {
                           .answer_prefix = b->answer_prefix, .policy = o->policy,
                           .budget = o->btok ? 0 : o->budget, .budget_tokens = (uint32_t)o->btok,
                           .query_aware = o->qa, .max_new = (uint32_t)o->max_new};
+        r->sl[i].t_sent = tis_now(); /* before the send: client_s covers the coordinator's total */
         if (tis_client_submit(r->c, (uint64_t)i + 1, &rq)) return cli_fail("sending");
         r->sl[i].state = 1;
-        r->sl[i].t_sent = tis_now();
         r->in_flight++;
     }
     while (r->next < r->n && r->sl[r->next].state != 0) r->next++;
