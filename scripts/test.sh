@@ -10,6 +10,10 @@ python3 -m pip install -q numpy safetensors 2>/dev/null ||
   echo "[test] numpy/safetensors not installable: the Python shard check will be skipped"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
+echo "[test] layout: layers (scripts/check_layers.py), function and folder sizes (scripts/check_size.py)"
+python3 "$root/scripts/check_layers.py"
+python3 "$root/scripts/check_size.py" >/dev/null || { python3 "$root/scripts/check_size.py"; exit 1; }
+
 echo "[test] release build"
 ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
 
