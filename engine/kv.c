@@ -166,7 +166,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
 }
 
 size_t kv_cache_block_bytes(const kv_cache *kv) {
-    return kv_cache_bytes_used(kv);
+    return kv_cache_bytes_used(kv) + (kv->bias ? (size_t)kv_cache_entries(kv) * sizeof(float) : 0);
 }
 
 void kv_cache_block_write(const kv_cache *kv, void *dst) {
@@ -180,11 +180,15 @@ void kv_cache_block_write(const kv_cache *kv, void *dst) {
         p += n * row;
         memcpy(p, kv_cache_pos(kv, s), n * sizeof(int32_t));
         p += n * sizeof(int32_t);
+        if (kv->bias) {
+            memcpy(p, kv->bias + kv->off[s], n * sizeof(float));
+            p += n * sizeof(float);
+        }
     }
 }
 
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        const int64_t *stream_len, int64_t n_past, const void *block,
+                        const int64_t *stream_len, int64_t n_past, bool bias, const void *block,
                         size_t block_len, int64_t extra) {
     *out = NULL;
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
@@ -192,7 +196,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
         return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld", (long long)n_layer,
                          (long long)n_kv_head, (long long)head_dim);
     int64_t ns = n_layer * n_kv_head;
-    size_t per = 2 * (size_t)head_dim * sizeof(float) + sizeof(int32_t), need = 0;
+    size_t per = 2 * (size_t)head_dim * sizeof(float) + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -207,7 +211,11 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     kv_cache *kv = NULL;
     int rc = kv_cache_new_ragged(&kv, n_layer, n_kv_head, head_dim, caps);
     free(caps);
-    if (rc) return rc;
+    if (!rc && bias) rc = kv_cache_enable_bias(kv);
+    if (rc) {
+        kv_cache_destroy(&kv);
+        return rc;
+    }
     const char *p = block;
     size_t row = (size_t)head_dim * sizeof(float);
     for (int64_t s = 0; s < ns; s++) {
@@ -218,6 +226,10 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
         p += n * row;
         memcpy(kv_cache_pos(kv, s), p, n * sizeof(int32_t));
         p += n * sizeof(int32_t);
+        if (bias) {
+            memcpy(kv->bias + kv->off[s], p, n * sizeof(float));
+            p += n * sizeof(float);
+        }
         kv->len[s] = (int64_t)n;
         for (size_t i = 0; i < n; i++)
             if (kv_cache_pos(kv, s)[i] < 0 || kv_cache_pos(kv, s)[i] >= n_past) {

@@ -10,6 +10,7 @@
 #ifndef TIS_KV_H
 #define TIS_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,14 +87,16 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
 
 /* A cache as one flat block (what crosses between processes): for each
  * stream in order, len[s] keys [head_dim] f32, then len[s] values, then
- * len[s] positions i32. The stream lengths and n_past travel beside it
- * (proto KvLayout). kv_cache_block_bytes is its size. */
+ * len[s] positions i32, then (a cache with an attention bias, the
+ * importance head's hook) len[s] biases f32. The stream lengths, n_past
+ * and the bias flag travel beside it (proto KvLayout).
+ * kv_cache_block_bytes is its size. */
 size_t kv_cache_block_bytes(const kv_cache *kv);
 void kv_cache_block_write(const kv_cache *kv, void *dst);
 /* Rebuilds a cache from a block with `extra` free entries per stream.
  * Every count is checked against block_len before it is read. */
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        const int64_t *stream_len, int64_t n_past, const void *block,
+                        const int64_t *stream_len, int64_t n_past, bool bias, const void *block,
                         size_t block_len, int64_t extra);
 
 #endif

@@ -34,6 +34,7 @@ typedef struct dseq {
     kv_cache *kv;                /* owned */
     int32_t *q;                  /* [seq.n_feed] question tokens, the decoder's feed (owned) */
     decoder_seq seq;             /* generated tokens, stop state, timings */
+    sampler *smp;                /* GenParams.temperature > 0: sampled (owned), else greedy */
     double t0, handoff_s;        /* accepted at t0; the block copy took handoff_s */
 } dseq;
 
@@ -41,6 +42,8 @@ static void s_dseq_free(dseq *d) {
     kv_cache_destroy(&d->kv);
     free(d->q);
     decoder_seq_free(&d->seq);
+    if (d->smp) sampler_free(d->smp);
+    free(d->smp);
     memset(d, 0, sizeof *d);
 }
 
@@ -229,6 +232,7 @@ static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp
     lay.n_stream_len = (size_t)rp->kv->n_stream;
     lay.stream_len = lens;
     lay.n_past = (uint64_t)rp->kv->n_past;
+    lay.bias = rp->kv->bias != NULL; /* the +hook policies' attention bias travels with the block */
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
     pd.kv = &br;
     pd.layout = &lay;
@@ -536,6 +540,7 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->n_layer != c->n_layer || lay->n_kv_head != c->n_kv_head || lay->head_dim != c->head_dim ||
         lay->n_stream_len != (size_t)(c->n_layer * c->n_kv_head))
         return tis_error(TIS_EINVAL, "the block's layout does not fit this model");
+    if (lay->dtype != 0) return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0)", lay->dtype);
     for (size_t i = 0; i < j->n_question_ids; i++)
         if (j->question_ids[i] < 0 || j->question_ids[i] >= c->n_vocab)
             return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
@@ -551,8 +556,8 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     int64_t nq = (int64_t)j->n_question_ids;
     dseq d = {.request_id = env->request_id};
     d.t0 = tis_now();
-    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past, blk,
-                                 j->kv->length, nq + max_new);
+    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past,
+                                 lay->bias, blk, j->kv->length, nq + max_new);
     d.handoff_s = tis_now() - d.t0;
     free(lens);
     if (rc) return rc;
@@ -569,6 +574,13 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (!rc) {
         memcpy(d.q, j->question_ids, (size_t)nq * sizeof(int32_t));
         rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
+    }
+    if (!rc && j->gen && j->gen->temperature > 0) { /* sampled, as the request asks */
+        float top_p = j->gen->top_p > 0 && j->gen->top_p <= 1 ? j->gen->top_p : 1.0f;
+        d.smp = calloc(1, sizeof *d.smp);
+        rc = d.smp ? sampler_init(d.smp, c->n_vocab, j->gen->temperature, top_p, j->gen->seed)
+                   : tis_error(TIS_ENOMEM, "out of memory");
+        d.seq.smp = d.smp;
     }
     if (rc) {
         s_dseq_free(&d);

@@ -63,7 +63,7 @@ int main(void) {
         char *blk = malloc(nb);
         kv_cache_block_write(kv, blk);
         kv_cache *back = NULL;
-        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, blk, nb, 2));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blk, nb, 2));
         if (back) {
             TT_CHECK(back->n_past == 20 && kv_cache_room(back) == 2);
             for (int64_t s2 = 0; s2 < 4; s2++) {
@@ -74,14 +74,32 @@ int main(void) {
             }
         }
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, blk, nb - 1, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blk, nb - 1, 0), TIS_EFORMAT);
         int64_t lie[4] = {3, 0, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lie, 20, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lie, 20, false, blk, nb, 0), TIS_EFORMAT);
         int64_t neg[4] = {3, -1, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, neg, 20, blk, nb, 0), TIS_EFORMAT);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 5, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
-        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, lens, 20, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, neg, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 5, false, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
+        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
         TT_CHECK(back == NULL);
+        /* with an attention bias: it travels in the block; a flag that
+         * disagrees with the block's size is refused */
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, true, blk, nb, 0), TIS_EFORMAT);
+        TT_OK(kv_cache_enable_bias(kv));
+        for (int64_t s2 = 0; s2 < 4; s2++)
+            for (int64_t i = 0; i < lens[s2]; i++) kv->bias[kv->off[s2] + i] = 0.25f * (float)(s2 + i);
+        size_t nbb = kv_cache_block_bytes(kv);
+        TT_CHECK(nbb == 9 * (2 * 4 * 4 + 4 + 4));
+        char *blkb = malloc(nbb);
+        kv_cache_block_write(kv, blkb);
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, true, blkb, nbb, 1));
+        for (int64_t s2 = 0; back && s2 < 4; s2++) {
+            TT_CHECK(memcmp(back->bias + back->off[s2], kv->bias + kv->off[s2], (size_t)lens[s2] * 4) == 0);
+            TT_CHECK(memcmp(kv_cache_pos(back, s2), kv_cache_pos(kv, s2), (size_t)lens[s2] * 4) == 0);
+        }
+        kv_cache_destroy(&back);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
+        free(blkb);
         free(blk);
     }
     kv_cache_destroy(&kv);

@@ -117,13 +117,13 @@ int main(void) {
     if (hq) TT_OK(head_save(hq, hqp));
 
     const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv", "tova",
-                         "pyramidkv", "adakv", "oracle", "tis", "tis_query"};
+                         "pyramidkv", "adakv", "oracle", "tis", "tis_query", "tis+hook"};
     double budgets[] = {0.3, 0.7};
     int64_t btok[] = {6};
     eval_config cfg;
     eval_config_defaults(&cfg);
     cfg.policies = pol;
-    cfg.n_policies = 12;
+    cfg.n_policies = 13;
     cfg.budgets = budgets;
     cfg.n_budgets = 2;
     cfg.budget_tokens = btok;
@@ -171,7 +171,7 @@ int main(void) {
             for (int64_t q = 0; q < rp.kv->n_stream; q++) lens[q] = rp.kv->len[q];
             kv_cache *dk = NULL;
             TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, lens,
-                                      rp.kv->n_past, blk, nb, rp.n_rest + cfg.max_new));
+                                      rp.kv->n_past, rp.kv->bias != NULL, blk, nb, rp.n_rest + cfg.max_new));
             decoder_seq dq = {0};
             char *text = NULL;
             if (dk) {
@@ -223,7 +223,7 @@ int main(void) {
     }
     fprintf(stderr, "  %lld runs compared with eval, %lld scored outside\n", (long long)compared, (long long)outside);
     TT_CHECK(outside > 0);
-    TT_CHECK(compared == 2 * ((1 + 10 * 3) + (1 + 11 * 3)));
+    TT_CHECK(compared == 2 * ((1 + 11 * 3) + (1 + 12 * 3)));
 
     /* refusals */
     session_request o = {.budget = 0.5, .window = 4, .max_new = 4, .chat = true};
