@@ -1,5 +1,6 @@
 /* model: a Llama-family decoder loaded from GGUF or a HF directory:
- * config (plain data) + weights (views into the model's arena) + tokenizer. */
+ * config (plain data) + weights (matrices: views into the file's mapping,
+ * in the file's types; vectors: f32 in the model's arena) + tokenizer. */
 #ifndef TIS_MODEL_H
 #define TIS_MODEL_H
 

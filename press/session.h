@@ -105,7 +105,9 @@ int session_full(session *s, int64_t max_new, kv_cache **out);
 /* The answer the oracle labels come from, by one rule: the expected answer
  * (in->answer) unless there is none or use_model is set, else the model's
  * own answer text (model_answer, e.g. full's; may be NULL). *n == 0 when
- * there is no answer (no labels: an oracle policy cannot run). */
+ * there is no answer (no labels: an oracle policy cannot run). eval passes
+ * full's answer; a single request has no full run (model_answer NULL), so
+ * without an expected answer its oracle policy is refused. */
 int session_oracle_answer(const session *s, bool use_model, const char *model_answer, int32_t **ids,
                           int64_t *n);
 /* Oracle labels from ans[n_ans] after the whole prompt (kept by the
