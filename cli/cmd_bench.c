@@ -20,6 +20,7 @@ static void s_usage(FILE *f) {
             "  -m, --model PATH     .gguf file or HF directory (default %s)\n"
             "  -p, --n_prompt N     prefill test length (default 512: pp512)\n"
             "  -n, --n_gen N        decode test length (default 128: tg128)\n"
+            "  -d, --depth N        the decode test starts after N tokens of context (tg128@d4096)\n"
             "  -r, --reps N         repetitions, mean +- sd reported (default 3)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"
@@ -133,8 +134,9 @@ done:
 
 /* pp (one batched prefill of n_prompt tokens) and tg (n_gen single-token
  * steps), each from an empty cache, reps times after one untimed warm-up. */
-static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_t reps, int nthreads) {
-    int64_t cap = n_prompt > n_gen ? n_prompt : n_gen;
+static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_t depth, int64_t reps,
+                         int nthreads) {
+    int64_t cap = n_prompt > depth + n_gen ? n_prompt : depth + n_gen;
     kv_cache *kv = NULL;
     forward_state *st = NULL;
     int32_t *ids = malloc((size_t)(cap ? cap : 1) * sizeof(int32_t));
@@ -146,7 +148,7 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         goto done;
     }
     if (forward_kv_new(m, cap ? cap : 1, &kv) ||
-        forward_state_new(&st, m, backend_cpu(), n_prompt > 0 ? n_prompt : 1)) {
+        forward_state_new(&st, m, backend_cpu(), n_prompt > 512 ? n_prompt : 512)) {
         cli_fail("setting up");
         goto done;
     }
@@ -171,9 +173,13 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         }
         if (n_gen > 0) {
             kv_cache_clear(kv);
+            if (depth > 0 && forward_run(st, kv, ids, depth, NULL, 0, NULL)) { /* the context, untimed */
+                cli_fail("prefill of the depth");
+                goto done;
+            }
             double t0 = tis_now();
             for (int64_t i = 0; i < n_gen; i++)
-                if (forward_run(st, kv, ids + i, 1, logits, 1, NULL)) {
+                if (forward_run(st, kv, ids + depth + i, 1, logits, 1, NULL)) {
                     cli_fail("decode");
                     goto done;
                 }
@@ -188,7 +194,10 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
     }
     if (n_gen > 0) {
         s_stats(tg, (int)reps, &mean, &sd);
-        printf("| tg%-6lld | %12.1f | %8.1f +- %-8.1f |\n", (long long)n_gen, mean, mean, sd);
+        char name[48];
+        if (depth > 0) snprintf(name, sizeof name, "tg%lld@d%lld", (long long)n_gen, (long long)depth);
+        else snprintf(name, sizeof name, "tg%lld", (long long)n_gen);
+        printf("| %-8s | %12.1f | %8.1f +- %-8.1f |\n", name, mean, mean, sd);
     }
     rc = 0;
 done:
@@ -203,13 +212,14 @@ done:
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = cli_default_model();
-    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64;
+    int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64, depth = 0;
     double budgets[16];
     int64_t n_budgets = 0;
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &model_path),
         CLI_I64("--n_prompt", "-p", &n_prompt, 0, 1 << 20),
         CLI_I64("--n_gen", "-n", &n_gen, 0, 1 << 20),
+        CLI_I64("--depth", "-d", &depth, 0, 1 << 20),
         CLI_I64("--reps", "-r", &reps, 1, 1000),
         CLI_I64("--threads", "-t", &threads, 1, 1024),
         CLI_I64("--context", NULL, &n_ctx, 1, 1 << 20),
@@ -235,7 +245,7 @@ int cmd_bench(int argc, char **argv) {
         int brc = s_bench_decode(m, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
         rc = brc ? cli_fail("decode benchmark") : 0;
     } else {
-        rc = s_bench_speed(m, n_prompt, n_gen, reps, nthreads);
+        rc = s_bench_speed(m, n_prompt, n_gen, depth, reps, nthreads);
     }
     model_destroy(&m);
     return rc;
