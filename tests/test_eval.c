@@ -102,6 +102,7 @@ int main(void) {
     }
     chat_template_free(&ct);
 
+    TT_CASE("budget 1.0 is full");
     /* every policy at budget 1.0 (query-aware: the same computation) is full */
     for (int64_t i = 0; i < n; i++) {
         const eval_row *r = &rows[i];
@@ -116,6 +117,7 @@ int main(void) {
             fprintf(stderr, "  %s %s at 1.0: '%s' vs full '%s'\n", r->sample_id, r->policy, r->answer, f->answer);
     }
 
+    TT_CASE("deterministic");
     /* the same sample again: the same answers */
     eval_row *again = NULL;
     int64_t n2 = 0, cap2 = 0;
@@ -125,6 +127,7 @@ int main(void) {
         TT_CHECK(!strcmp(again[i].answer, rows[per_sample + i].answer) &&
                  again[i].kv_bytes == rows[per_sample + i].kv_bytes);
     free(again);
+    TT_CASE("batched decoding");
     /* batched decoding of the policy runs: the same answers and bytes */
     eval_config cb = cfg;
     cb.batch = 7;
@@ -142,6 +145,7 @@ int main(void) {
     eval_runner_destroy(&eb);
     free(rows);
 
+    TT_CASE("bad configurations");
     /* bad configurations are refused with a message */
     eval_runner *bad = NULL;
     const char *unk[] = {"nosuch"};
@@ -156,6 +160,7 @@ int main(void) {
     TT_FAILS(eval_runner_new(&bad, m, &c2), TIS_EINVAL);
     eval_runner_destroy(&er);
 
+    TT_CASE("learned policies");
     /* learned policies with (random) heads: tis in both protocols, tis_query
      * only query-aware; the hook with lambda 0 changes nothing */
     head_config hc = {.kind = HEAD_MLP, .d_model = m->config.d_model, .hidden = 8,
@@ -198,6 +203,7 @@ int main(void) {
     }
     free(lr);
     eval_runner_destroy(&el);
+    TT_CASE("a head for another model");
     /* a head for another model is refused */
     hc.query_aware = false;
     snprintf(hc.base_model, sizeof hc.base_model, "some other model");
@@ -210,6 +216,7 @@ int main(void) {
     bench_set_free(&set);
     model_destroy(&m);
 
+    TT_CASE("the CLI");
     /* the CLI: files written; a bad dataset line named; unknown names refused */
     char args[2048];
     const char *csv = tt_path("res/out.csv");

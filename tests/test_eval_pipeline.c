@@ -84,6 +84,7 @@ int main(void) {
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
 
+    TT_CASE("resume");
     /* --resume after a run stopped after 3 samples: the rest is run, the
      * rows are the uninterrupted run's (in process and through workers) */
     {
@@ -134,6 +135,7 @@ int main(void) {
         free(all);
     }
 
+    TT_CASE("a failing job");
     /* a running serve: a failing job is an Error, then the worker serves on */
     const char *sa[] = {bin, "serve", "--front", front, "--back", back, "--prefill", "1", "--decode", "0", "-m", tiny,
                         "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
@@ -151,6 +153,7 @@ int main(void) {
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, c_csv) == 0);
+    TT_CASE("label through serve");
     /* tis label through the running serve's worker: the in-process shards */
     char l1[512], l2[512], l3[512];
     snprintf(l1, sizeof l1, "%s", tt_path("labels1"));
@@ -169,6 +172,7 @@ int main(void) {
     rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
+    TT_CASE("a worker killed");
     /* and with a worker killed (-9) at its second job: retried on the other,
      * every id once, the same shards */
     char l4[512];

@@ -172,6 +172,7 @@ static void s_greedy(const model *m, forward_state *st) {
     cJSON *j = s_load("greedy.json");
     TT_CHECK(j != NULL);
     if (!j) return;
+    TT_CASE("chat template and tokenizer");
     /* our chat template + tokenizer give the fixture's prompt */
     chat_template ct;
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
@@ -205,8 +206,11 @@ int main(void) {
     if (!m) return tt_done("test_golden");
     forward_state *st = NULL;
     TT_OK(forward_state_new(&st, m, backend_cpu(), 128));
+    TT_CASE("tokenizer ids");
     s_tokenizer(m);
+    TT_CASE("logits");
     s_logits(m, st);
+    TT_CASE("greedy continuations");
     s_greedy(m, st);
     forward_state_destroy(&st);
     model_destroy(&m);

@@ -141,6 +141,7 @@ int main(void) {
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
 
+    TT_CASE("manifest");
     /* manifest: one line per sample */
     char path[1024], path2[1024];
     snprintf(path, sizeof path, "%s/manifest.jsonl", d1);
@@ -152,6 +153,7 @@ int main(void) {
     TT_CHECK(man && strstr(man, "\"id\":\"s2\"") && strstr(man, "\"answer_source\":\"model\""));
     free(man);
 
+    TT_CASE("shard round-trip");
     /* shard 0 round-trip: shapes, offsets, label sums, features = label_run's */
     snprintf(path, sizeof path, "%s/shard-00000.safetensors", d1);
     st_file *f = NULL;
@@ -216,6 +218,7 @@ int main(void) {
     model_destroy(&m);
     TT_CHECK(label_f32(label_f16(1.5f)) == 1.5f && label_f32(label_f16(1e6f)) == 65504.0f);
 
+    TT_CASE("resume after a kill");
     /* killed right after writing its first shard (before the manifest),
      * then resumed: the same shards and manifest */
     snprintf(cmd, sizeof cmd,
@@ -241,6 +244,7 @@ int main(void) {
     snprintf(path2, sizeof path2, "%s/manifest.jsonl", d2);
     TT_CHECK(s_same_file(path, path2));
 
+    TT_CASE("other settings refused");
     /* other settings into the same directory are refused */
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1", bin, tiny, data, d1);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
@@ -249,6 +253,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --benchmark nosuch --output '%s'", bin, tiny, tt_path("x"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
 
+    TT_CASE("python reads a shard");
     /* Python reads a shard with the safetensors package, where it is installed */
     if (tt_sh("python3 -c 'import numpy, safetensors.numpy'", out, sizeof out) == 0) {
         snprintf(cmd, sizeof cmd,
@@ -262,6 +267,7 @@ int main(void) {
     } else {
         fprintf(stderr, "  python3 has no numpy + safetensors here: the Python check is skipped\n");
     }
+    TT_CASE("shards read back, tis train");
     /* the shards read back, another layer's refused; tis train on them */
     const char *d3 = tt_path("run3");
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1 --max_new 6", bin, tiny, data, d3);

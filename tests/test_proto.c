@@ -21,6 +21,7 @@ static Tis__Envelope *s_roundtrip(Tis__Envelope *env, size_t *len_out) {
 }
 
 int main(void) {
+    TT_CASE("submit");
     /* a submit with text, generation parameters and flags */
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 32;
@@ -46,6 +47,7 @@ int main(void) {
     TT_CHECK(back && !strcmp(msg_body_name(back), "submit"));
     msg_free(back);
 
+    TT_CASE("prefill result");
     /* a prefill result: block refs and a ragged layout */
     uint32_t lens[6] = {10, 3, 0, 7, 7, 1};
     int32_t qids[3] = {5, 6, 7};
@@ -88,6 +90,7 @@ int main(void) {
     }
     msg_free(back);
 
+    TT_CASE("eval and label jobs");
     /* an eval job and its answer, a label job and its answer: bodies of their own */
     Tis__EvalSample es = TIS__EVAL_SAMPLE__INIT;
     es.id = "s1";
@@ -153,6 +156,7 @@ int main(void) {
              !strcmp(msg_body_name(back), "label_done"));
     msg_free(back);
 
+    TT_CASE("every body round-trips");
     /* every other body survives a round trip with its case */
     Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
     Tis__ScoreJob sj = TIS__SCORE_JOB__INIT;
@@ -210,6 +214,7 @@ int main(void) {
         msg_free(back);
     }
 
+    TT_CASE("refused frames");
     /* refused frames */
     Tis__Envelope none = TIS__ENVELOPE__INIT;
     uint8_t *buf = NULL;
@@ -245,6 +250,7 @@ int main(void) {
         out = NULL;
     }
     TT_CHECK(refused > 1900);
+    TT_CASE("other versions");
     /* another version: refused, but the request id is readable to answer it */
     Tis__Heartbeat h2 = TIS__HEARTBEAT__INIT;
     Tis__Envelope ev = TIS__ENVELOPE__INIT;

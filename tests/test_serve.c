@@ -115,6 +115,7 @@ int main(void) {
     char log[600];
     snprintf(log, sizeof log, "%s", tt_path("serve.log"));
 
+    TT_CASE("reference");
     /* the reference: eval in one process */
     model *m = NULL;
     TT_OK(model_load(&m, tiny));
@@ -148,6 +149,7 @@ int main(void) {
     eval_runner_destroy(&er);
     TT_CHECK(n_rows == 2 * N_REQ);
 
+    TT_CASE("runs with faults");
     /* 0: one worker per role; 1 and 2: two per role, one of them killed
      * (like kill -9) when its first job arrives: the request is retried on
      * the other, every request still answered once, no segment left.

@@ -105,6 +105,7 @@ int main(void) {
     TT_OK(bench_load_jsonl(data, &set));
     if (!m || set.n != 2) return tt_done("test_session");
 
+    TT_CASE("session request = eval, through the block");
     /* random heads for the learned policies */
     head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
@@ -225,6 +226,7 @@ int main(void) {
     TT_CHECK(outside > 0);
     TT_CHECK(compared == 2 * ((1 + 11 * 3) + (1 + 12 * 3)));
 
+    TT_CASE("refusals");
     /* refusals */
     session_request o = {.budget = 0.5, .window = 4, .max_new = 4, .chat = true};
     session_input in0;
@@ -243,6 +245,7 @@ int main(void) {
     in0.answer = NULL;
     TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
     TT_CHECK(ss == NULL);
+    TT_CASE("continuous batching = alone");
     s_continuous(st, m, &ct, &set);
     decoder_destroy(&dec);
     chat_template_free(&ct);

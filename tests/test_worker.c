@@ -140,6 +140,7 @@ static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, 
     TT_CHECK(n_ctx > 4);
     if (n_ctx <= 4) return;
 
+    TT_CASE("an eval job while a request waits for scores");
     /* an eval job (a spec this worker has not seen) while request 20 waits */
     const char *pol[] = {"full"};
     double bud[] = {0.5};
@@ -218,6 +219,7 @@ int main(void) {
     model *m = NULL;
     TT_OK(model_load(&m, tiny));
     if (!m) return tt_done("test_worker");
+    TT_CASE("prefill and decode workers start");
     /* a random head: the prefill worker needs its layer to keep the hidden
      * rows of a request scored outside */
     char hp[512];
@@ -258,6 +260,7 @@ int main(void) {
     TT_CHECK(prefill.len > 0 && decode.len > 0);
     TT_CHECK(access(shm, F_OK) == 0);
 
+    TT_CASE("the reference answer from eval");
     /* the same request through eval, for the reference answer */
     bench_sample smp = {.context = "the cat sat on the mat and then the dog ran in the park while the sun was hot",
                         .question = "where is the cat?"};
@@ -284,6 +287,7 @@ int main(void) {
     if (!want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
     TT_CHECK(want && !strcmp(want->policy, "snapkv"));
 
+    TT_CASE("bad messages to the prefill worker");
     /* garbage to the prefill worker: an Error, and it keeps serving */
     TT_CHECK(zmq_send(r, prefill.id, prefill.len, ZMQ_SNDMORE) >= 0 && zmq_send(r, "junk", 4, 0) == 4);
     Tis__Envelope *e = s_next(r, &peer, 10000, true);
@@ -304,6 +308,7 @@ int main(void) {
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
     msg_free(e);
 
+    TT_CASE("an unknown policy");
     /* an unknown policy: an Error naming it, then READY again */
     {
         Tis__Submit bs = TIS__SUBMIT__INIT;
@@ -327,6 +332,7 @@ int main(void) {
         msg_free(e);
     }
 
+    TT_CASE("a request through prefill and decode");
     /* the request: prefill + compress -> block in shared memory -> decode */
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 8;
@@ -387,6 +393,7 @@ int main(void) {
     }
     msg_free(e);
 
+    TT_CASE("a decode job outside the arena");
     /* a decode job naming bytes outside the arena: an Error, not a crash */
     uint32_t lens[6] = {1, 1, 1, 1, 1, 1};
     int32_t qid[1] = {5};
@@ -426,6 +433,7 @@ int main(void) {
 
     s_parked_survives_eval(r, &prefill, pp, m, pname);
 
+    TT_CASE("shutdown");
     /* shutdown: both exit 0, the arena is gone */
     Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
     Tis__Envelope es = TIS__ENVELOPE__INIT;
