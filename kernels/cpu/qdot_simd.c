@@ -220,14 +220,15 @@ AVX2 static inline __m256 s_nib_dot_avx2(const uint8_t *qs, const float *x, __m2
 
 AVX2 static float s_q4_1_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
     const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
+    /* separate accumulators: a block's multiply-adds do not wait for the last block's */
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 20, x += 32) {
         __m256 xs, dot = s_nib_dot_avx2(b + 4, x, &xs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b)), dot, acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b + 2)), xs, acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b + 2)), xs, accm);
     }
     (void)act;
-    return s_hsum(acc);
+    return s_hsum(_mm256_add_ps(acc, accm));
 }
 
 AVX2 static float s_q4_0_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
@@ -439,4 +440,66 @@ qdot_deq_fn qdot_deq_avx512_fn(int type) {
 }
 #else
 qdot_deq_fn qdot_deq_avx512_fn(int type) { (void)type; return NULL; }
+#endif
+
+#if defined(__x86_64__)
+/* AVX2 row dequantisers (machines without AVX-512) */
+AVX2 static void s_deq_q4_1_avx2(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m = _mm_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 20, y += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+        __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+        __m256 d = _mm256_set1_ps(s_h(b)), mn = _mm256_set1_ps(s_h(b + 2));
+        _mm256_storeu_ps(y, _mm256_fmadd_ps(d, s_u8x8_ps(lo), mn));
+        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(d, s_u8x8_ps(_mm_srli_si128(lo, 8)), mn));
+        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(d, s_u8x8_ps(hi), mn));
+        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(d, s_u8x8_ps(_mm_srli_si128(hi, 8)), mn));
+    }
+}
+
+AVX2 static void s_deq_q4_0_avx2(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 18, y += 32) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+        __m256 d = _mm256_set1_ps(s_h(b));
+        _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_sub_ps(s_u8x8_ps(lo), eight)));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_sub_ps(s_u8x8_ps(_mm_srli_si128(lo, 8)), eight)));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_sub_ps(s_u8x8_ps(hi), eight)));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_sub_ps(s_u8x8_ps(_mm_srli_si128(hi, 8)), eight)));
+    }
+}
+
+AVX2 static void s_deq_q8_0_avx2(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n / 32; i++, b += 34, y += 32) {
+        __m256 d = _mm256_set1_ps(s_h(b));
+        for (int k = 0; k < 4; k++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k));
+            _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+        }
+    }
+}
+
+AVX2 static void s_deq_f16_avx2(const void *w, float *y, int64_t n) {
+    const uint8_t *p = w;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    for (; i < n; i++) y[i] = s_h(p + 2 * i);
+}
+
+qdot_deq_fn qdot_deq_avx2_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_1: return s_deq_q4_1_avx2;
+    case GGML_TYPE_Q4_0: return s_deq_q4_0_avx2;
+    case GGML_TYPE_Q8_0: return s_deq_q8_0_avx2;
+    case GGML_TYPE_F16: return s_deq_f16_avx2;
+    default: return NULL;
+    }
+}
+#else
+qdot_deq_fn qdot_deq_avx2_fn(int type) { (void)type; return NULL; }
 #endif
