@@ -20,6 +20,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_client(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* The default importance heads for the default model (committed). */
 #define CLI_DEFAULT_HEAD "configs/heads/smollm2-135m-instruct.tis.safetensors"

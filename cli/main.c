@@ -62,6 +62,7 @@ static void s_usage(FILE *f) {
             "  info      MODEL                  architecture, sizes, tensor types\n"
             "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed;\n"
             "            --context N: batched decode from compressed caches under a KV cap\n"
+            "  perplexity -f FILE [-m MODEL] [-c CTX]   perplexity on a text, as llama-perplexity\n"
             "  eval      [--baseline P...] [--benchmark B...] [--cache_budgets F...] ...\n"
             "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
             "  report    --csv A.csv [B.csv...] --output OUT.csv [--title T] [--no_plots]\n"
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "client")) return cmd_client(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;
