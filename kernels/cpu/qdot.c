@@ -351,6 +351,7 @@ qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
     qdot_row_fn fn = NULL;
 #if defined(__x86_64__)
     if (isa >= QDOT_AVX512) fn = qdot_f32act_avx512_fn(type);
+    if (!fn && isa >= QDOT_AVX512) fn = qdot_f32act_k_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_avx2_fn(type);
 #endif
     return fn ? fn : s_ref_f32act_fn(type);

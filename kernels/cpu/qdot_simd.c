@@ -503,3 +503,84 @@ qdot_deq_fn qdot_deq_avx2_fn(int type) {
 #else
 qdot_deq_fn qdot_deq_avx2_fn(int type) { (void)type; return NULL; }
 #endif
+
+#if defined(__x86_64__)
+/* K-quants with f32 activations (AVX-512): Q4_K and Q6_K, the types of the
+ * Q4_K_M files (Qwen2.5) */
+F512 static inline __m512 s_u8x16_ps(__m128i b) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)); }
+
+F512 static float s_q4_k_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m = _mm_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 144) {
+        float d = s_h(b), dmin = s_h(b + 2);
+        const uint8_t *scales = b + 4, *q = b + 16;
+        for (int g = 0; g < 4; g++, q += 32, x += 64) {
+            int sc1, m1, sc2, m2;
+            qdot_k4_scale_min(2 * g, scales, &sc1, &m1);
+            qdot_k4_scale_min(2 * g + 1, scales, &sc2, &m2);
+            __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 16));
+            __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+            __m512 x2 = _mm512_loadu_ps(x + 32), x3 = _mm512_loadu_ps(x + 48);
+            __m512 lo = _mm512_mul_ps(s_u8x16_ps(_mm_and_si128(q0, m)), x0);
+            lo = _mm512_fmadd_ps(s_u8x16_ps(_mm_and_si128(q1, m)), x1, lo);
+            __m512 hi = _mm512_mul_ps(s_u8x16_ps(_mm_and_si128(_mm_srli_epi16(q0, 4), m)), x2);
+            hi = _mm512_fmadd_ps(s_u8x16_ps(_mm_and_si128(_mm_srli_epi16(q1, 4), m)), x3, hi);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc1), lo, acc);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc2), hi, acc);
+            accm = _mm512_fmadd_ps(_mm512_set1_ps(dmin * (float)m1), _mm512_add_ps(x0, x1), accm);
+            accm = _mm512_fmadd_ps(_mm512_set1_ps(dmin * (float)m2), _mm512_add_ps(x2, x3), accm);
+        }
+    }
+    (void)act;
+    return s_hsum512(_mm512_sub_ps(acc, accm));
+}
+
+F512 static float s_q6_k_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    const __m128i m4 = _mm_set1_epi8(0x0f), m2 = _mm_set1_epi8(3);
+    const __m512 c32 = _mm512_set1_ps(32.0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        float d = s_h(b + 208);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const float *xh = x + 256 * i + 128 * h;
+            for (int half = 0; half < 2; half++) { /* l in [16*half, 16*half + 16) */
+                int l0 = 16 * half;
+                __m128i A = _mm_loadu_si128((const __m128i *)(ql + l0));
+                __m128i B = _mm_loadu_si128((const __m128i *)(ql + 32 + l0));
+                __m128i H = _mm_loadu_si128((const __m128i *)(qh + l0));
+                __m128i q[4];
+                q[0] = _mm_or_si128(_mm_and_si128(A, m4), _mm_slli_epi16(_mm_and_si128(H, m2), 4));
+                q[1] = _mm_or_si128(_mm_and_si128(B, m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, 2), m2), 4));
+                q[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(A, 4), m4),
+                                    _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, 4), m2), 4));
+                q[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(B, 4), m4),
+                                    _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, 6), m2), 4));
+                for (int k = 0; k < 4; k++) {
+                    __m512 v = _mm512_sub_ps(s_u8x16_ps(q[k]), c32);
+                    __m512 p = _mm512_mul_ps(v, _mm512_loadu_ps(xh + 32 * k + l0));
+                    __m512 s = _mm512_set1_ps(d * (float)sc[8 * h + 2 * k + half]);
+                    if (k & 1) acc1 = _mm512_fmadd_ps(s, p, acc1);
+                    else acc0 = _mm512_fmadd_ps(s, p, acc0);
+                }
+            }
+        }
+    }
+    (void)act;
+    return s_hsum512(_mm512_add_ps(acc0, acc1));
+}
+
+qdot_row_fn qdot_f32act_k_avx512_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_K: return s_q4_k_f_512;
+    case GGML_TYPE_Q6_K: return s_q6_k_f_512;
+    default: return NULL;
+    }
+}
+#else
+qdot_row_fn qdot_f32act_k_avx512_fn(int type) { (void)type; return NULL; }
+#endif
