@@ -352,6 +352,7 @@ qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
 #if defined(__x86_64__)
     if (isa >= QDOT_AVX512) fn = qdot_f32act_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX512) fn = qdot_f32act_k_avx512_fn(type);
+    if (!fn && isa >= QDOT_AVX512) fn = qdot_f32act_q5_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_avx2_fn(type);
 #endif
     return fn ? fn : s_ref_f32act_fn(type);
@@ -374,6 +375,7 @@ qdot_deq_fn qdot_deq_fn_for(int type, qdot_isa isa) {
     qdot_deq_fn fn = NULL;
 #if defined(__x86_64__)
     if (isa >= QDOT_AVX512) fn = qdot_deq_avx512_fn(type);
+    if (!fn && isa >= QDOT_AVX512) fn = qdot_deq_q5_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_avx2_fn(type);
 #endif
     if (fn) return fn;

@@ -14,6 +14,8 @@ qdot_row_fn qdot_avx512_fn(int type);
 qdot_row_fn qdot_f32act_avx2_fn(int type);
 qdot_row_fn qdot_f32act_avx512_fn(int type);
 qdot_row_fn qdot_f32act_k_avx512_fn(int type);
+qdot_row_fn qdot_f32act_q5_avx512_fn(int type);
+qdot_deq_fn qdot_deq_q5_avx512_fn(int type);
 qdot_deq_fn qdot_deq_avx512_fn(int type);
 qdot_deq_fn qdot_deq_avx2_fn(int type);
 /* Q4_K's six-bit scale and min of sub-block j from its 12 packed bytes. */

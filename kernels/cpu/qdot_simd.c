@@ -584,3 +584,85 @@ qdot_row_fn qdot_f32act_k_avx512_fn(int type) {
 #else
 qdot_row_fn qdot_f32act_k_avx512_fn(int type) { (void)type; return NULL; }
 #endif
+
+#if defined(__x86_64__)
+/* Q5_0 / Q5_1 with f32 activations, and their rows to f32 (AVX-512): the
+ * fifth bit of element e is bit e of qh, applied as a lane mask */
+F512 static inline void s_q5_lanes(const uint8_t *qs, uint32_t qh, __m512 *lo, __m512 *hi) {
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m512 c16 = _mm512_set1_ps(16.0f);
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m512 a = s_nib16_ps(_mm_and_si128(q, m)), b = s_nib16_ps(_mm_and_si128(_mm_srli_epi16(q, 4), m));
+    *lo = _mm512_mask_add_ps(a, (__mmask16)(qh & 0xffff), a, c16);
+    *hi = _mm512_mask_add_ps(b, (__mmask16)(qh >> 16), b, c16);
+}
+
+F512 static float s_q5_0_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    const __m512 c16 = _mm512_set1_ps(16.0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 22, x += 32) {
+        uint32_t qh;
+        memcpy(&qh, b + 2, 4);
+        __m512 lo, hi;
+        s_q5_lanes(b + 6, qh, &lo, &hi);
+        __m512 a = _mm512_mul_ps(_mm512_sub_ps(lo, c16), _mm512_loadu_ps(x));
+        a = _mm512_fmadd_ps(_mm512_sub_ps(hi, c16), _mm512_loadu_ps(x + 16), a);
+        if (i & 1) acc1 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc1);
+        else acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+    }
+    (void)act;
+    return s_hsum512(_mm512_add_ps(acc0, acc1));
+}
+
+F512 static float s_q5_1_f_512(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *b = w;
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 24, x += 32) {
+        uint32_t qh;
+        memcpy(&qh, b + 4, 4);
+        __m512 lo, hi, x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        s_q5_lanes(b + 8, qh, &lo, &hi);
+        __m512 a = _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc);
+        accm = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 2)), _mm512_add_ps(x0, x1), accm);
+    }
+    (void)act;
+    return s_hsum512(_mm512_add_ps(acc, accm));
+}
+
+F512 static void s_deq_q5_0_512(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    const __m512 c16 = _mm512_set1_ps(16.0f);
+    for (int64_t i = 0; i < n / 32; i++, b += 22, y += 32) {
+        uint32_t qh;
+        memcpy(&qh, b + 2, 4);
+        __m512 lo, hi, d = _mm512_set1_ps(s_h(b));
+        s_q5_lanes(b + 6, qh, &lo, &hi);
+        _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_sub_ps(lo, c16)));
+        _mm512_storeu_ps(y + 16, _mm512_mul_ps(d, _mm512_sub_ps(hi, c16)));
+    }
+}
+
+F512 static void s_deq_q5_1_512(const void *w, float *y, int64_t n) {
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n / 32; i++, b += 24, y += 32) {
+        uint32_t qh;
+        memcpy(&qh, b + 4, 4);
+        __m512 lo, hi, d = _mm512_set1_ps(s_h(b)), mn = _mm512_set1_ps(s_h(b + 2));
+        s_q5_lanes(b + 8, qh, &lo, &hi);
+        _mm512_storeu_ps(y, _mm512_fmadd_ps(d, lo, mn));
+        _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(d, hi, mn));
+    }
+}
+
+qdot_row_fn qdot_f32act_q5_avx512_fn(int type) {
+    return type == GGML_TYPE_Q5_0 ? s_q5_0_f_512 : type == GGML_TYPE_Q5_1 ? s_q5_1_f_512 : NULL;
+}
+qdot_deq_fn qdot_deq_q5_avx512_fn(int type) {
+    return type == GGML_TYPE_Q5_0 ? s_deq_q5_0_512 : type == GGML_TYPE_Q5_1 ? s_deq_q5_1_512 : NULL;
+}
+#else
+qdot_row_fn qdot_f32act_q5_avx512_fn(int type) { (void)type; return NULL; }
+qdot_deq_fn qdot_deq_q5_avx512_fn(int type) { (void)type; return NULL; }
+#endif
