@@ -97,33 +97,32 @@ static void test_allocation(void) {
     kv_cache_destroy(&kv);
 }
 
-int main(void) {
-    test_parse();
-    test_allocation();
-
-    TT_CASE("tiny model");
-    tiny_spec sp = tiny_spec_default();
-    sp.n_layer = 3;
-    const char *path = tt_path("press.gguf");
-    TT_OK(tiny_model_write(path, &sp));
-    model *m = NULL;
-    TT_OK(model_load(&m, path));
-    if (!m) return tt_done("test_press");
-    forward_state *st = NULL;
-    TT_OK(forward_state_new(&st, m, backend_cpu(), 16)); /* small batch: chunked prefill */
+/* What the cases on the tiny model share: the model, a prompt, its
+ * observed prefill (prefix + context) and the press context over it. */
+typedef struct fixture {
+    model *m;
+    forward_state *st;
     int32_t ids[TOTAL];
-    uint64_t rng = 7;
-    for (int i = 0; i < TOTAL; i++)
-        ids[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));
+    kv_cache *kv;
+    press_obs obs;
+    press_ctx pc;
+} fixture;
 
+/* prefix + context prefilled observed: every probability row sums to 1;
+ * the fixture's cache, observations and press context. 0: set up. */
+static int s_observed_prefill(fixture *f) {
+    const model *m = f->m;
+    forward_state *st = f->st;
+    const int32_t *ids = f->ids;
     TT_CASE("observed prefill");
     /* Prefill prefix + context observed; window = last 8 context tokens. */
-    kv_cache *kv = NULL;
-    TT_OK(forward_kv_new(m, TOTAL + 8, &kv));
-    press_obs obs;
-    TT_OK(press_obs_init(&obs, m, TOTAL + 8));
-    press_obs_window(&obs, PRE + CTX - 8);
-    TT_OK(press_obs_prefill(&obs, st, kv, ids, PRE + CTX, NULL, 0));
+    TT_OK(forward_kv_new(m, TOTAL + 8, &f->kv));
+    kv_cache *kv = f->kv;
+    press_obs *o = &f->obs;
+    TT_OK(press_obs_init(o, m, TOTAL + 8));
+    press_obs_window(o, PRE + CTX - 8);
+    TT_OK(press_obs_prefill(o, st, kv, ids, PRE + CTX, NULL, 0));
+    press_obs obs = *o;
     int64_t group = m->config.n_head / m->config.n_kv_head;
     /* every probability row sums to 1: totals are counts of rows x group */
     for (int64_t s = 0; s < kv->n_stream; s++) {
@@ -138,8 +137,15 @@ int main(void) {
     }
     TT_CHECK(obs.n_win == 8);
     /* Observing a compressed cache is refused. */
-    press_ctx pc = {.kv = kv, .obs = &obs, .ctx_begin = PRE, .n_ctx = CTX, .window = 8, .n_sink = 4, .seed = 1};
+    f->pc = (press_ctx){.kv = kv, .obs = o, .ctx_begin = PRE, .n_ctx = CTX, .window = 8, .n_sink = 4, .seed = 1};
 
+    return f->kv ? 0 : -1;
+}
+
+/* streaming keeps sinks + the most recent */
+static void s_streaming(fixture *f) {
+    kv_cache *kv = f->kv;
+    press_ctx pc = f->pc;
     TT_CASE("streaming");
     /* streaming keeps exactly sinks + the most recent; prefix always stays */
     press p;
@@ -168,6 +174,13 @@ int main(void) {
         kv_cache_destroy(&c);
     }
 
+}
+
+/* snapkv protects its window */
+static void s_snapkv_window(fixture *f) {
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("snapkv window");
     /* snapkv: the window is protected by padding; with k = window only it stays */
     TT_OK(press_parse("snapkv", &p));
@@ -177,6 +190,15 @@ int main(void) {
             for (int32_t q = PRE; q < PRE + CTX; q++) TT_CHECK(s_kept(c, s, q) == (q >= PRE + CTX - 8));
     kv_cache_destroy(&c);
 
+}
+
+/* h2o, tova and snapkv follow their statistics */
+static void s_heavy_hitters(fixture *f) {
+    kv_cache *kv = f->kv;
+    press_obs obs = f->obs; /* a view: the arrays are the fixture's */
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("h2o, tova, snapkv heavy hitters");
     /* h2o / tova / snapkv follow their statistics: plant a heavy hitter */
     press_obs o2;
@@ -220,6 +242,13 @@ int main(void) {
     press_obs_free(&o2);
     pc.obs = &obs;
 
+}
+
+/* tis keeps the head's top tokens */
+static void s_tis_scores(fixture *f) {
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("tis");
     /* tis keeps the head's top tokens in every stream; no scores, an error */
     TT_OK(press_parse("tis", &p));
@@ -237,6 +266,14 @@ int main(void) {
     kv_cache_destroy(&c);
     pc.head_scores = NULL;
 
+}
+
+/* knorm keeps the lowest-norm key */
+static void s_knorm(fixture *f) {
+    kv_cache *kv = f->kv;
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("knorm");
     /* knorm keeps the lowest-norm key */
     TT_OK(press_parse("knorm", &p));
@@ -256,6 +293,13 @@ int main(void) {
     }
     kv_cache_destroy(&c);
 
+}
+
+/* random is seeded */
+static void s_random(fixture *f) {
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("random");
     /* random: same seed same choice, another seed another */
     TT_OK(press_parse("random", &p));
@@ -270,6 +314,14 @@ int main(void) {
     kv_cache_destroy(&c);
     kv_cache_destroy(&c2);
 
+}
+
+/* adakv keeps the total per layer */
+static void s_adakv(fixture *f) {
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
+    int64_t kept[64];
     TT_CASE("adakv:h2o");
     /* adakv over h2o keeps the total per layer */
     TT_OK(press_parse("adakv:h2o", &p));
@@ -282,6 +334,18 @@ int main(void) {
         }
     kv_cache_destroy(&c);
 
+}
+
+/* full decodes like the original; a compressed cache at the original positions */
+static void s_full_and_positions(fixture *f) {
+    const model *m = f->m;
+    forward_state *st = f->st;
+    kv_cache *kv = f->kv;
+    press_obs obs = f->obs; /* a view: the arrays are the fixture's */
+    const int32_t *ids = f->ids;
+    press_ctx pc = f->pc;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("full decodes like the original");
     /* full (and any policy keeping everything) decodes exactly like the original */
     int64_t V = m->config.n_vocab;
@@ -309,6 +373,20 @@ int main(void) {
     }
     kv_cache_destroy(&c);
 
+    free(la);
+    kv_cache_destroy(&orig);
+}
+
+/* oracle labels and the oracle press */
+static void s_oracle(fixture *f) {
+    const model *m = f->m;
+    forward_state *st = f->st;
+    kv_cache *kv = f->kv;
+    const int32_t *ids = f->ids;
+    press_ctx pc = f->pc;
+    int64_t group = m->config.n_head / m->config.n_kv_head;
+    press p;
+    kv_cache *c = NULL;
     TT_CASE("oracle");
     /* oracle labels: a distribution over the context; oracle keeps its top */
     oracle_labels ol;
@@ -355,11 +433,39 @@ int main(void) {
     TT_FAILS(oracle_compute(st, kv, PRE, TOTAL, ans, 3, false, &ol), TIS_EINVAL);
     TT_CHECK(ol.total == NULL);
 
-    free(la);
-    kv_cache_destroy(&orig);
-    press_obs_free(&obs);
-    kv_cache_destroy(&kv);
-    forward_state_destroy(&st);
-    model_destroy(&m);
+}
+
+int main(void) {
+    test_parse();
+    test_allocation();
+
+    TT_CASE("tiny model");
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    const char *path = tt_path("press.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    fixture f = {0};
+    TT_OK(model_load(&f.m, path));
+    if (!f.m) return tt_done("test_press");
+    TT_OK(forward_state_new(&f.st, f.m, backend_cpu(), 16)); /* small batch: chunked prefill */
+    uint64_t rng = 7;
+    for (int i = 0; i < TOTAL; i++)
+        f.ids[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(f.m->config.n_vocab - 1));
+
+    if (s_observed_prefill(&f) == 0) {
+        s_streaming(&f);
+        s_snapkv_window(&f);
+        s_heavy_hitters(&f);
+        s_tis_scores(&f);
+        s_knorm(&f);
+        s_random(&f);
+        s_adakv(&f);
+        s_full_and_positions(&f);
+        s_oracle(&f);
+    }
+    press_obs_free(&f.obs);
+    kv_cache_destroy(&f.kv);
+    forward_state_destroy(&f.st);
+    model_destroy(&f.m);
     return tt_done("test_press");
 }
