@@ -20,25 +20,34 @@ static Tis__Envelope *s_roundtrip(Tis__Envelope *env, size_t *len_out) {
     return back;
 }
 
-int main(void) {
+/* A submit with text, generation parameters and flags, in env (the
+ * caller owns the three structs). */
+static void s_submit_env(Tis__Envelope *env, Tis__Submit *sub, Tis__GenParams *gp) {
+    *gp = (Tis__GenParams)TIS__GEN_PARAMS__INIT;
+    *sub = (Tis__Submit)TIS__SUBMIT__INIT;
+    *env = (Tis__Envelope)TIS__ENVELOPE__INIT;
+    gp->max_new = 32;
+    gp->temperature = 0.5f;
+    gp->seed = 7;
+    sub->context = "a long document ... 한국어 🙂";
+    sub->question = "What is the pass key?";
+    sub->policy = "snapkv";
+    sub->budget = 0.1;
+    sub->query_aware = 1;
+    sub->gen = gp;
+    env->request_id = 42;
+    env->seq = 3;
+    env->body_case = TIS__ENVELOPE__BODY_SUBMIT;
+    env->submit = sub;
+}
+
+static void s_submit(void) {
     TT_CASE("submit");
     /* a submit with text, generation parameters and flags */
-    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
-    gp.max_new = 32;
-    gp.temperature = 0.5f;
-    gp.seed = 7;
-    Tis__Submit sub = TIS__SUBMIT__INIT;
-    sub.context = "a long document ... 한국어 🙂";
-    sub.question = "What is the pass key?";
-    sub.policy = "snapkv";
-    sub.budget = 0.1;
-    sub.query_aware = 1;
-    sub.gen = &gp;
-    Tis__Envelope env = TIS__ENVELOPE__INIT;
-    env.request_id = 42;
-    env.seq = 3;
-    env.body_case = TIS__ENVELOPE__BODY_SUBMIT;
-    env.submit = &sub;
+    Tis__GenParams gp;
+    Tis__Submit sub;
+    Tis__Envelope env;
+    s_submit_env(&env, &sub, &gp);
     Tis__Envelope *back = s_roundtrip(&env, NULL);
     TT_CHECK(back && back->version == TIS_PROTO_VERSION && back->request_id == 42 && back->seq == 3);
     TT_CHECK(back && back->body_case == TIS__ENVELOPE__BODY_SUBMIT && !strcmp(back->submit->context, sub.context) &&
@@ -47,6 +56,10 @@ int main(void) {
     TT_CHECK(back && !strcmp(msg_body_name(back), "submit"));
     msg_free(back);
 
+}
+
+static void s_prefill_done(void) {
+    Tis__Envelope *back = NULL;
     TT_CASE("prefill result");
     /* a prefill result: block refs and a ragged layout */
     uint32_t lens[6] = {10, 3, 0, 7, 7, 1};
@@ -90,6 +103,10 @@ int main(void) {
     }
     msg_free(back);
 
+}
+
+static void s_job_bodies(void) {
+    Tis__Envelope *back = NULL;
     TT_CASE("eval and label jobs");
     /* an eval job and its answer, a label job and its answer: bodies of their own */
     Tis__EvalSample es = TIS__EVAL_SAMPLE__INIT;
@@ -144,6 +161,10 @@ int main(void) {
              back->label_job->spec->layer == 3 && back->label_job->spec->per_head &&
              !strcmp(back->label_job->sample->id, "s1") && !strcmp(msg_body_name(back), "label_job"));
     msg_free(back);
+    Tis__BlockRef kv = TIS__BLOCK_REF__INIT; /* the labels' block */
+    kv.arena = "/tis-prefill-0";
+    kv.length = 123456;
+    kv.lease_id = 99;
     Tis__LabelDone ld = TIS__LABEL_DONE__INIT;
     ld.block = &kv;
     ld.n_tokens = 77;
@@ -156,6 +177,11 @@ int main(void) {
              !strcmp(msg_body_name(back), "label_done"));
     msg_free(back);
 
+}
+
+static void s_every_body(void) {
+    Tis__Envelope ref = TIS__ENVELOPE__INIT; /* where each body's slot sits */
+    Tis__Envelope *back = NULL;
     TT_CASE("every body round-trips");
     /* every other body survives a round trip with its case */
     Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
@@ -182,28 +208,28 @@ int main(void) {
     lr.lease_id = 5;
     lr.ttl_ms = 2000;
     struct { Tis__Envelope__BodyCase c; void **slot; void *msg; const char *name; } cases[] = {
-        {TIS__ENVELOPE__BODY_PREFILL_JOB, (void **)&env.prefill_job, &pj, "prefill_job"},
-        {TIS__ENVELOPE__BODY_SCORE_JOB, (void **)&env.score_job, &sj, "score_job"},
-        {TIS__ENVELOPE__BODY_SCORE_DONE, (void **)&env.score_done, &sd, "score_done"},
-        {TIS__ENVELOPE__BODY_DECODE_JOB, (void **)&env.decode_job, &dj, "decode_job"},
-        {TIS__ENVELOPE__BODY_TOKENS, (void **)&env.tokens, &tc, "tokens"},
-        {TIS__ENVELOPE__BODY_REPLY, (void **)&env.reply, &rp, "reply"},
-        {TIS__ENVELOPE__BODY_ERROR, (void **)&env.error, &er, "error"},
-        {TIS__ENVELOPE__BODY_LEASE_RENEW, (void **)&env.lease_renew, &lr, "lease_renew"},
-        {TIS__ENVELOPE__BODY_LEASE_RELEASE, (void **)&env.lease_release, &ll, "lease_release"},
-        {TIS__ENVELOPE__BODY_READY, (void **)&env.ready, &rd, "ready"},
-        {TIS__ENVELOPE__BODY_HEARTBEAT, (void **)&env.heartbeat, &hb, "heartbeat"},
-        {TIS__ENVELOPE__BODY_SHUTDOWN, (void **)&env.shutdown, &sh, "shutdown"},
-        {TIS__ENVELOPE__BODY_BUSY, (void **)&env.busy, &bz, "busy"},
-        {TIS__ENVELOPE__BODY_STATUS_REQUEST, (void **)&env.status_request, &sq, "status_request"},
-        {TIS__ENVELOPE__BODY_STATUS, (void **)&env.status, &su, "status"},
-        {TIS__ENVELOPE__BODY_COMPRESS_JOB, (void **)&env.compress_job, &cj, "compress_job"},
+        {TIS__ENVELOPE__BODY_PREFILL_JOB, (void **)&ref.prefill_job, &pj, "prefill_job"},
+        {TIS__ENVELOPE__BODY_SCORE_JOB, (void **)&ref.score_job, &sj, "score_job"},
+        {TIS__ENVELOPE__BODY_SCORE_DONE, (void **)&ref.score_done, &sd, "score_done"},
+        {TIS__ENVELOPE__BODY_DECODE_JOB, (void **)&ref.decode_job, &dj, "decode_job"},
+        {TIS__ENVELOPE__BODY_TOKENS, (void **)&ref.tokens, &tc, "tokens"},
+        {TIS__ENVELOPE__BODY_REPLY, (void **)&ref.reply, &rp, "reply"},
+        {TIS__ENVELOPE__BODY_ERROR, (void **)&ref.error, &er, "error"},
+        {TIS__ENVELOPE__BODY_LEASE_RENEW, (void **)&ref.lease_renew, &lr, "lease_renew"},
+        {TIS__ENVELOPE__BODY_LEASE_RELEASE, (void **)&ref.lease_release, &ll, "lease_release"},
+        {TIS__ENVELOPE__BODY_READY, (void **)&ref.ready, &rd, "ready"},
+        {TIS__ENVELOPE__BODY_HEARTBEAT, (void **)&ref.heartbeat, &hb, "heartbeat"},
+        {TIS__ENVELOPE__BODY_SHUTDOWN, (void **)&ref.shutdown, &sh, "shutdown"},
+        {TIS__ENVELOPE__BODY_BUSY, (void **)&ref.busy, &bz, "busy"},
+        {TIS__ENVELOPE__BODY_STATUS_REQUEST, (void **)&ref.status_request, &sq, "status_request"},
+        {TIS__ENVELOPE__BODY_STATUS, (void **)&ref.status, &su, "status"},
+        {TIS__ENVELOPE__BODY_COMPRESS_JOB, (void **)&ref.compress_job, &cj, "compress_job"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Tis__Envelope e = TIS__ENVELOPE__INIT;
         e.request_id = 1000 + i;
         e.body_case = cases[i].c;
-        *(void **)((char *)&e + ((char *)cases[i].slot - (char *)&env)) = cases[i].msg;
+        *(void **)((char *)&e + ((char *)cases[i].slot - (char *)&ref)) = cases[i].msg;
         back = s_roundtrip(&e, NULL);
         TT_CHECK(back && back->body_case == cases[i].c && back->request_id == 1000 + i &&
                  !strcmp(msg_body_name(back), cases[i].name));
@@ -214,6 +240,13 @@ int main(void) {
         msg_free(back);
     }
 
+}
+
+static void s_refused_frames(void) {
+    Tis__GenParams gp;
+    Tis__Submit sub;
+    Tis__Envelope env;
+    s_submit_env(&env, &sub, &gp);
     TT_CASE("refused frames");
     /* refused frames */
     Tis__Envelope none = TIS__ENVELOPE__INIT;
@@ -221,7 +254,7 @@ int main(void) {
     size_t len = 0;
     TT_FAILS(msg_pack(&none, &buf, &len), TIS_EINVAL);
     Tis__Envelope *out = NULL;
-    TT_OK(msg_pack(&env, &buf, &len)); /* env still holds the submit */
+    TT_OK(msg_pack(&env, &buf, &len)); /* a valid frame to cut */
     if (buf) {
         /* every truncation: an error or a valid shorter message, never a crash */
         for (size_t cut = 0; cut < len; cut++) {
@@ -250,6 +283,10 @@ int main(void) {
         out = NULL;
     }
     TT_CHECK(refused > 1900);
+}
+
+static void s_other_versions(void) {
+    Tis__Envelope *out = NULL;
     TT_CASE("other versions");
     /* another version: refused, but the request id is readable to answer it */
     Tis__Heartbeat h2 = TIS__HEARTBEAT__INIT;
@@ -288,5 +325,14 @@ int main(void) {
     TT_FAILS(msg_unpack(b2, n2, TIS_MSG_MAX_BYTES, &out), TIS_EFORMAT);
     TT_CHECK(out == NULL);
     free(b2);
+}
+
+int main(void) {
+    s_submit();
+    s_prefill_done();
+    s_job_bodies();
+    s_every_body();
+    s_refused_frames();
+    s_other_versions();
     return tt_done("test_proto");
 }
