@@ -244,8 +244,8 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
 }
 
 kv_view kv_cache_view(const kv_cache *kv) {
-    int64_t rows = 0;
-    for (int64_t s = 0; s < kv->n_stream; s++) rows += kv->cap[s];
+    /* streams are laid out in order: the last one ends the arrays */
+    int64_t rows = kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
     return (kv_view){.n_layer = kv->n_layer, .n_kv_head = kv->n_kv_head, .head_dim = kv->head_dim,
                      .n_entries = rows, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
                      .len = kv->len};
