@@ -83,20 +83,15 @@ void tis_answer_free(tis_answer *a) {
 
 /* Decodes a compressed request greedily into *out. */
 static int s_decode(tis_engine *e, const session_result *r, int64_t max_new, tis_answer *out) {
-    decoder_seq q;
-    int rc = decoder_seq_init(&q, r->kv, r->rest, r->n_rest, max_new);
-    decoder_seq *one = &q;
-    double t0 = tis_now();
-    if (!rc) rc = decoder_run(e->dec, &one, 1);
-    if (!rc) rc = decoder_seq_text(e->dec, &q, true, &out->text);
-    if (!rc) {
-        out->decode_s = tis_now() - t0;
-        out->kv_bytes = (uint64_t)q.kv_bytes;
-        out->ids = q.gen; /* ownership moves to out */
-        out->n_ids = (size_t)q.n_gen;
-        q.gen = NULL;
+    decoder_answer a;
+    int rc = decoder_answer_run(e->dec, r->kv, r->rest, r->n_rest, max_new, &a);
+    if (!rc) { /* ownership moves to out */
+        out->text = a.text;
+        out->ids = a.ids;
+        out->n_ids = (size_t)a.n;
+        out->kv_bytes = (uint64_t)a.kv_bytes;
+        out->decode_s = a.secs;
     }
-    decoder_seq_free(&q);
     return rc;
 }
 

@@ -178,3 +178,31 @@ int decoder_seq_text(const decoder *d, const decoder_seq *q, bool trim, char **t
     if (!rc && trim) answer_trim(*text, len);
     return rc;
 }
+
+int decoder_answer_run(decoder *d, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new,
+                       decoder_answer *out) {
+    memset(out, 0, sizeof *out);
+    decoder_seq q;
+    int rc = decoder_seq_init(&q, kv, feed, n_feed, max_new);
+    decoder_seq *one = &q;
+    double t0 = tis_now();
+    if (!rc) rc = decoder_run(d, &one, 1);
+    if (!rc) rc = decoder_seq_text(d, &q, true, &out->text);
+    if (!rc) {
+        out->secs = tis_now() - t0;
+        out->kv_bytes = q.kv_bytes;
+        out->ids = q.gen; /* ownership moves to out */
+        out->n = q.n_gen;
+        q.gen = NULL;
+    }
+    decoder_seq_free(&q);
+    if (rc) decoder_answer_free(out);
+    return rc;
+}
+
+void decoder_answer_free(decoder_answer *a) {
+    if (!a) return;
+    free(a->text);
+    free(a->ids);
+    memset(a, 0, sizeof *a);
+}

@@ -82,4 +82,18 @@ int decoder_run(decoder *d, decoder_seq *const *seqs, int64_t n);
  * trim. */
 int decoder_seq_text(const decoder *d, const decoder_seq *q, bool trim, char **text);
 
+/* One greedy short answer from kv after feed[n_feed], alone on d: its
+ * tokens as generated, its trimmed text, the cache bytes when decoding
+ * started and the seconds it took. Free with decoder_answer_free. */
+typedef struct decoder_answer {
+    char *text;          /* trimmed (malloc'd) */
+    int32_t *ids;        /* [n] (malloc'd) */
+    int64_t n;
+    int64_t kv_bytes;
+    double secs;
+} decoder_answer;
+int decoder_answer_run(decoder *d, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new,
+                       decoder_answer *out);
+void decoder_answer_free(decoder_answer *a);
+
 #endif

@@ -59,18 +59,14 @@ static int s_model_answer(forward_state *st, kv_cache *kv, const int32_t *feed, 
     *n = 0;
     *text = NULL;
     decoder *d = NULL;
-    decoder_seq q = {0};
+    decoder_answer a;
     int rc = decoder_new(&d, st, 1);
-    if (!rc) rc = decoder_seq_init(&q, kv, feed, 1, max_new);
-    decoder_seq *one = &q;
-    if (!rc) rc = decoder_run(d, &one, 1);
-    if (!rc) rc = decoder_seq_text(d, &q, true, text);
-    if (!rc) {
-        *ids = q.gen; /* ownership moves to the caller */
-        *n = q.n_gen;
-        q.gen = NULL;
+    if (!rc) rc = decoder_answer_run(d, kv, feed, 1, max_new, &a);
+    if (!rc) { /* ownership moves to the caller */
+        *ids = a.ids;
+        *n = a.n;
+        *text = a.text;
     }
-    decoder_seq_free(&q);
     decoder_destroy(&d);
     return rc;
 }
