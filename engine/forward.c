@@ -135,8 +135,19 @@ typedef struct fw_seg {
  * Matrix products run over all rows at once (weights read once for the
  * chunk); attention runs per segment against its own cache. The logits of
  * every segment's last rows go, in segment order, to logits[][n_vocab]. */
-static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *logits,
-                    const forward_hooks *hooks) {
+/* A failed matmul or attention (out of memory for scratch): the entries
+ * this chunk appended to layers [0, n_layers) are taken back, so each cache
+ * holds exactly the chunks that completed. Returns rc. */
+static int s_chunk_undo(const forward_state *st, const fw_seg *seg, int64_t n_seg, int64_t n_layers, int rc) {
+    int64_t nkv = st->m->config.n_kv_head;
+    for (int64_t i = 0; i < n_seg; i++)
+        for (int64_t l = 0; l < n_layers; l++)
+            for (int64_t h = 0; h < nkv; h++) seg[i].kv->len[kv_stream(seg[i].kv, l, h)] -= seg[i].T;
+    return rc;
+}
+
+static int s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *logits,
+                   const forward_hooks *hooks) {
     const model_config *c = &st->m->config;
     const model_weights *w = &st->m->weights;
     const tis_backend *be = st->be;
@@ -161,9 +172,10 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
         const layer_weights *L = &w->layers[l];
         if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, l, t_base, st->x, T);
         be->rmsnorm(bc, st->xb, st->x, L->attn_norm, T, d, c->norm_eps);
-        be->matmul(bc, st->q, st->xb, &L->wq, T, false);
-        be->matmul(bc, st->k, st->xb, &L->wk, T, false);
-        be->matmul(bc, st->v, st->xb, &L->wv, T, false);
+        int rc = be->matmul(bc, st->q, st->xb, &L->wq, T, false);
+        if (!rc) rc = be->matmul(bc, st->k, st->xb, &L->wk, T, false);
+        if (!rc) rc = be->matmul(bc, st->v, st->xb, &L->wv, T, false);
+        if (rc) return s_chunk_undo(st, seg, n_seg, l, rc);
         if (L->bq) {
             be->add_bias(bc, st->q, L->bq, T, qd);
             be->add_bias(bc, st->k, L->bk, T, kd);
@@ -172,7 +184,7 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
         be->rope(bc, st->q, st->pos, T, nh, &st->rp);
         be->rope(bc, st->k, st->pos, T, nkv, &st->rp);
         int64_t r0 = 0;
-        for (int64_t i = 0; i < n_seg; i++) {
+        for (int64_t i = 0; i < n_seg; i++) { /* (layer l's entries: all appended before any attention) */
             kv_cache *kv = seg[i].kv;
             int64_t Ti = seg[i].T;
             /* Append this segment's keys and values to each (layer, kv-head) stream. */
@@ -189,17 +201,21 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
                 if (kv->bias) memset(kv->bias + kv->off[s] + n0, 0, (size_t)Ti * sizeof(float));
                 kv->len[s] = n0 + Ti;
             }
-            kv_view kvv = kv_cache_view(kv);
-            be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, &kvv, l, Ti, nh,
-                          obs.fn ? &obs : NULL);
             r0 += Ti;
         }
-        be->matmul(bc, st->x, st->att, &L->wo, T, true);
-        be->rmsnorm(bc, st->xb, st->x, L->ffn_norm, T, d, c->norm_eps);
-        be->matmul(bc, st->gate, st->xb, &L->w_gate, T, false);
-        be->matmul(bc, st->up, st->xb, &L->w_up, T, false);
-        be->swiglu(bc, st->gate, st->up, T * c->d_ff);
-        be->matmul(bc, st->x, st->gate, &L->w_down, T, true);
+        r0 = 0;
+        for (int64_t i = 0; i < n_seg && !rc; i++) {
+            kv_view kvv = kv_cache_view(seg[i].kv);
+            rc = be->attention(bc, st->att + r0 * qd, st->q + r0 * qd, &kvv, l, seg[i].T, nh, obs.fn ? &obs : NULL);
+            r0 += seg[i].T;
+        }
+        if (!rc) rc = be->matmul(bc, st->x, st->att, &L->wo, T, true);
+        if (!rc) be->rmsnorm(bc, st->xb, st->x, L->ffn_norm, T, d, c->norm_eps);
+        if (!rc) rc = be->matmul(bc, st->gate, st->xb, &L->w_gate, T, false);
+        if (!rc) rc = be->matmul(bc, st->up, st->xb, &L->w_up, T, false);
+        if (!rc) be->swiglu(bc, st->gate, st->up, T * c->d_ff);
+        if (!rc) rc = be->matmul(bc, st->x, st->gate, &L->w_down, T, true);
+        if (rc) return s_chunk_undo(st, seg, n_seg, l + 1, rc);
     }
     if (hk && hooks->on_hidden) hooks->on_hidden(hooks->user, c->n_layer, t_base, st->x, T);
     /* Gather the rows that want logits, normalise, one product for all. */
@@ -210,7 +226,11 @@ static void s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *
             be->rmsnorm(bc, st->xb + nl * d, st->x + (r0 + t) * d, w->out_norm, 1, d, c->norm_eps);
         r0 += seg[i].T;
     }
-    if (nl > 0) be->matmul(bc, logits, st->xb, &w->output, nl, false);
+    if (nl > 0 && be->matmul(bc, logits, st->xb, &w->output, nl, false)) {
+        for (int64_t i = 0; i < n_seg; i++) seg[i].kv->n_past -= seg[i].T;
+        return s_chunk_undo(st, seg, n_seg, c->n_layer, TIS_ENOMEM);
+    }
+    return 0;
 }
 
 static int s_check(const forward_state *st, const kv_cache *kv, const int32_t *ids, int64_t T) {
@@ -249,7 +269,8 @@ int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
             lg = logits + (from - first_logit) * c->n_vocab;
         }
         fw_seg sg = {kv, ids + t0, n, t0, nl};
-        s_chunk(st, &sg, 1, lg, hooks);
+        rc = s_chunk(st, &sg, 1, lg, hooks);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -286,7 +307,11 @@ int forward_run_batch(forward_state *st, kv_cache *const *kvs, int64_t n_seq,
             }
         }
         /* Sequences finishing in this chunk are consecutive: their rows are too. */
-        s_chunk(st, seg, ns, first_logit_seq >= 0 ? logits + first_logit_seq * c->n_vocab : NULL, NULL);
+        int rc = s_chunk(st, seg, ns, first_logit_seq >= 0 ? logits + first_logit_seq * c->n_vocab : NULL, NULL);
+        if (rc) {
+            free(seg);
+            return rc;
+        }
     }
     free(seg);
     return 0;

@@ -40,7 +40,9 @@ int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
 /* Runs tokens ids[T] at positions kv->n_past, kv->n_past+1, ... appending
  * their keys and values to kv. Writes the logits of the last n_logits
  * positions to logits[n_logits][n_vocab] (n_logits in 0..T). Errors: a
- * token id out of range, not enough room in the cache. */
+ * token id out of range, not enough room in the cache, TIS_ENOMEM for the
+ * backend's scratch (the cache then holds the chunks of max_batch tokens
+ * that completed, and is consistent). */
 int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
                 float *logits, int64_t n_logits, const forward_hooks *hooks);
 

@@ -60,8 +60,9 @@ typedef struct tis_backend {
     void *(*alloc)(void *ctx, size_t bytes);
     void (*free)(void *ctx, void *p);
     /* y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T (+ y when accumulate),
-     * n_in and n_out from w */
-    void (*matmul)(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T,
+     * n_in and n_out from w. matmul and attention return 0, or TIS_ENOMEM
+     * when their scratch cannot be had (the output is then undefined). */
+    int (*matmul)(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T,
                    bool accumulate);
     /* y[T][d] = x / rms(x) * w */
     void (*rmsnorm)(void *ctx, float *y, const float *x, const float *w, int64_t T,
@@ -80,7 +81,7 @@ typedef struct tis_backend {
      * tokens (older entries are all visible; new ones causally), with
      * kv->bias (when present) added to each entry's scaled logit. Writes
      * out[T][n_head][head_dim]. */
-    void (*attention)(void *ctx, float *out, const float *q, const kv_view *kv,
+    int (*attention)(void *ctx, float *out, const float *q, const kv_view *kv,
                       int64_t layer, int64_t T, int64_t n_head,
                       const attn_observer *obs);
 } tis_backend;

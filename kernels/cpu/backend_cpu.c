@@ -47,8 +47,8 @@ static void *s_grow(void **p, size_t *cap, size_t need) {
     free(*p);
     *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
     *cap = *p ? need : 0;
-    TIS_ASSERT(*p); /* scratch of TILE_BYTES at most (+ QDOT_MAX_T activation rows) */
-    return *p;
+    if (!*p) tis_error(TIS_ENOMEM, "cpu: out of memory for %zu bytes of scratch", need);
+    return *p; /* TILE_BYTES at most (+ QDOT_MAX_T activation rows) */
 }
 
 typedef struct mm_job {
@@ -95,17 +95,19 @@ static bool s_q8_act(void) {
     return q8;
 }
 
-static void s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
+static int s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
     if (!s_q8_act()) {
         mm_job j = {w, y, x, NULL, 0, T, acc, qdot_f32act_fn_for(w->type, qdot_isa_best())};
         s_run(&j);
-        return;
+        return 0;
     }
     size_t ab = qdot_act_bytes(w->type, w->n_in);
     uint8_t *act = ab ? s_grow(&S.act, &S.act_cap, ab * (size_t)T) : NULL;
+    if (ab && !act) return TIS_ENOMEM;
     for (int64_t t = 0; t < T && ab; t++) qdot_act_quantize(w->type, x + t * w->n_in, w->n_in, act + ab * (size_t)t);
     mm_job j = {w, y, x, act, ab, T, acc, qdot_row_fn_for(w->type, qdot_isa_best())};
     s_run(&j);
+    return 0;
 }
 
 /* Rows of a weight matrix to an f32 tile, over the pool. */
@@ -122,10 +124,10 @@ static void s_deq_rows(void *ctx, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) j->fn(j->rows + (size_t)r * j->row_bytes, j->tile + r * j->n_in, j->n_in);
 }
 
-static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
+static int s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
     int64_t n_in = w->n_in, n_out = w->n_out;
     if (T <= QDOT_MAX_T && qdot_type_supported(w->type)) {
-        s_matmul_q(y, x, w, T, accumulate);
+        return s_matmul_q(y, x, w, T, accumulate);
     } else if (w->type == GGML_TYPE_F32 && w->row_bytes == (size_t)n_in * sizeof(float)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f,
                     x, (blasint)n_in, w->data, (blasint)n_in, accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
@@ -134,6 +136,7 @@ static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, i
         if (tile_rows < 16) tile_rows = 16;
         if (tile_rows > n_out) tile_rows = n_out;
         float *tile = s_grow((void **)&S.tile, &S.tile_cap, (size_t)tile_rows * (size_t)n_in * sizeof(float));
+        if (!tile) return TIS_ENOMEM;
         const uint8_t *rows = w->data;
         qdot_deq_fn deq = qdot_deq_fn_for(w->type, qdot_isa_best());
         for (int64_t o0 = 0; o0 < n_out; o0 += tile_rows) {
@@ -144,6 +147,7 @@ static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, i
                         (blasint)n_in, tile, (blasint)n_in, accumulate ? 1.0f : 0.0f, y + o0, (blasint)n_out);
         }
     }
+    return 0;
 }
 
 static void s_rmsnorm(void *ctx, float *y, const float *x, const float *w, int64_t T,
@@ -273,7 +277,7 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
  * [QBLOCK][n_keys] however long the context. */
 enum { QBLOCK = 128 };
 
-static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
+static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
                         int64_t layer, int64_t T, int64_t n_head, const attn_observer *obs) {
     int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
     float scale = 1.0f / sqrtf((float)hd);
@@ -286,7 +290,12 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv
     float *sc = malloc((size_t)qb * (size_t)(max_len ? max_len : 1) * sizeof(float));
     float *qh = malloc((size_t)qb * (size_t)hd * sizeof(float));
     float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
-    TIS_ASSERT(sc && qh && oh); /* scratch of a few MB; see QBLOCK */
+    if (!sc || !qh || !oh) { /* scratch of a few MB; see QBLOCK */
+        free(sc);
+        free(qh);
+        free(oh);
+        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
+    }
     for (int64_t h = 0; h < n_head; h++) {
         int64_t s = layer * kv->n_kv_head + h / group;
         int64_t L = kv->len[s], n_old = L - T;
@@ -319,6 +328,7 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv
     free(sc);
     free(qh);
     free(oh);
+    return 0;
 }
 
 static const tis_backend s_cpu = {

@@ -47,7 +47,7 @@ static void s_free(void *ctx, void *p) {
 
 // y[T][n_out] = x[T][n_in] . w[n_out][n_in]^T: in cuBLAS's column-major
 // terms Y^T (n_out x T) = op(W^T stored) . X^T.
-static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *wt, int64_t T, bool accumulate) {
+static int s_matmul(void *ctx, float *y, const float *x, const tis_weight *wt, int64_t T, bool accumulate) {
     cuda_ctx *c = (cuda_ctx *)ctx;
     if (wt->type != 0 /* F32 */ || wt->row_bytes != (size_t)wt->n_in * sizeof(float)) {
         fprintf(stderr, "tis: cuda: weights of ggml type %d: only f32 is supported on the device yet\n", wt->type);
@@ -62,6 +62,7 @@ static void s_matmul(void *ctx, float *y, const float *x, const tis_weight *wt, 
         fprintf(stderr, "tis: cuda: cublasSgemm failed (%d)\n", (int)st);
         abort();
     }
+    return 0;
 }
 
 __device__ float s_block_sum(float v, float *red) { // blockDim.x a multiple of 32, <= 1024
@@ -229,7 +230,7 @@ __global__ void k_attention(float *out, const float *q, const float *K, const fl
     if (threadIdx.x < hd) out[(t * n_head + h) * hd + threadIdx.x] = acc / l;
 }
 
-static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T,
+static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T,
                         int64_t n_head, const attn_observer *obs) {
     if (obs && obs->fn) {
         fprintf(stderr, "tis: cuda: attention probabilities cannot be observed on the CUDA backend\n");
@@ -240,7 +241,7 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv
                 (long long)kv->head_dim, MAX_KV_HEADS, MAX_HEAD_DIM);
         abort();
     }
-    if (T < 1) return;
+    if (T < 1) return 0;
     streams st;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
         int64_t s = layer * kv->n_kv_head + h;
@@ -256,6 +257,7 @@ static void s_attention(void *ctx, float *out, const float *q, const kv_view *kv
     k_attention<<<grid, ATT_THREADS>>>(out, q, kv->k, kv->v, kv->bias, st, T, n_head, n_head / kv->n_kv_head,
                                        kv->head_dim, 1.0f / sqrtf((float)kv->head_dim));
     CUDA_OK(cudaGetLastError());
+    return 0;
 }
 
 extern "C" const tis_backend *backend_cuda(int device) {
