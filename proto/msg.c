@@ -1,9 +1,27 @@
 /* msg: Envelope pack / unpack with size, parse, version and body checks. */
 #include "msg.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "tis_error.h"
+
+/* protobuf-c's unpacking allocates through this (malloc from our objects,
+ * so allocation-failure injection reaches it, base/alloc_fault.h), and it
+ * notes a failed allocation: a NULL unpack is then "out of memory", not
+ * "malformed". */
+static _Thread_local bool s_pb_oom;
+static void *s_pb_alloc(void *ud, size_t n) {
+    (void)ud;
+    void *p = malloc(n ? n : 1);
+    if (!p) s_pb_oom = true;
+    return p;
+}
+static void s_pb_free(void *ud, void *p) {
+    (void)ud;
+    free(p);
+}
+static ProtobufCAllocator s_pb = {.alloc = s_pb_alloc, .free = s_pb_free, .allocator_data = NULL};
 
 int msg_pack(Tis__Envelope *env, uint8_t **buf, size_t *len) {
     *buf = NULL;
@@ -28,7 +46,9 @@ int msg_unpack(const uint8_t *buf, size_t len, size_t max_bytes, Tis__Envelope *
     *out = NULL;
     if (len > max_bytes)
         return tis_error(TIS_ERANGE, "msg: a %zu-byte frame exceeds the %zu-byte limit", len, max_bytes);
-    Tis__Envelope *env = tis__envelope__unpack(NULL, len, buf);
+    s_pb_oom = false;
+    Tis__Envelope *env = tis__envelope__unpack(&s_pb, len, buf);
+    if (!env && s_pb_oom) return tis_error(TIS_ENOMEM, "msg: out of memory unpacking a %zu-byte frame", len);
     if (!env) return tis_error(TIS_EFORMAT, "msg: a %zu-byte frame is not a tis message", len);
     if (env->version != TIS_PROTO_VERSION) {
         *out = env;
@@ -36,7 +56,7 @@ int msg_unpack(const uint8_t *buf, size_t len, size_t max_bytes, Tis__Envelope *
                          TIS_PROTO_VERSION);
     }
     if (env->body_case == TIS__ENVELOPE__BODY__NOT_SET) {
-        tis__envelope__free_unpacked(env, NULL);
+        tis__envelope__free_unpacked(env, &s_pb);
         return tis_error(TIS_EFORMAT, "msg: a message without a body");
     }
     *out = env;
@@ -44,7 +64,7 @@ int msg_unpack(const uint8_t *buf, size_t len, size_t max_bytes, Tis__Envelope *
 }
 
 void msg_free(Tis__Envelope *env) {
-    if (env) tis__envelope__free_unpacked(env, NULL);
+    if (env) tis__envelope__free_unpacked(env, &s_pb);
 }
 
 const char *msg_body_name(const Tis__Envelope *env) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "alloc_fault.h"
 #include "arena.h"
 #include "bench.h"
 #include "chat.h"
@@ -69,6 +70,7 @@ typedef struct self_t {
     bool prefill, decode, scorer;
     parked park[MAX_PARKED];  /* prefill: requests scored elsewhere */
     int n_park;
+    bool ready_owed;          /* a READY whose send failed: sent on the next turn */
     void *ctx, *sock;
     model *m;
     forward_state *st;
@@ -191,6 +193,13 @@ static int s_ready(self_t *s) {
     env.body_case = TIS__ENVELOPE__BODY_READY;
     env.ready = &rd;
     return s_send(s, &env);
+}
+
+/* READY once the worker is free again. A send that fails (no memory for
+ * the frame) does not end the worker: the loop sends it on its next turn. */
+static int s_ready_again(self_t *s) {
+    s->ready_owed = s_ready(s) != 0;
+    return 0;
 }
 
 static void s_error(self_t *s, uint64_t request_id, int code, const char *what) {
@@ -635,7 +644,7 @@ static int s_decode_step(self_t *s) {
             s_dseq_free(&s->act[i]);
         }
         s->n_act = 0;
-        return s_ready(s);
+        return s_ready_again(s);
     }
     int64_t kept = 0, finished = 0;
     for (int64_t i = 0; i < s->n_act; i++) {
@@ -649,7 +658,33 @@ static int s_decode_step(self_t *s) {
         }
     }
     s->n_act = kept;
-    return finished ? s_ready(s) : 0;
+    return finished ? s_ready_again(s) : 0;
+}
+
+/* TIS_FAULT_ALLOC=PART:FROM: the worker whose name contains PART runs its
+ * job number FROM + k - 1 (k = 1, 2, ...) with the k-th allocation after
+ * the job arrives failing (base/alloc_fault.h), so successive jobs visit
+ * every allocation point of a job, its reply and the READY after it (the
+ * scope ends there: ending). Each armed job then leaves "alloc fault: job
+ * J: A allocations, F failed" on stderr. */
+static void s_fault_alloc(const self_t *s, bool ending) {
+    static int64_t armed_job = 0;
+    const char *f = getenv("TIS_FAULT_ALLOC");
+    const char *colon = f ? strrchr(f, ':') : NULL;
+    if (!colon) return;
+    char part[64];
+    snprintf(part, sizeof part, "%.*s", (int)(colon - f), f);
+    if (!strstr(s->o->name, part)) return;
+    if (armed_job) {
+        alloc_fault_disarm();
+        fprintf(stderr, "alloc fault: job %lld: %lld allocations, %lld failed\n", (long long)armed_job,
+                (long long)alloc_fault_seen(), (long long)alloc_fault_injected());
+        armed_job = 0;
+    }
+    int64_t from = atoll(colon + 1), job = s->jobs + 1;
+    if (ending || from < 1 || job < from) return;
+    armed_job = job;
+    alloc_fault_arm(job - from + 1, false);
 }
 
 /* Fault injection for tests, when a job arrives. TIS_FAULT_EXIT=PART:N:
@@ -657,6 +692,7 @@ static int s_decode_step(self_t *s) {
  * TIS_FAULT_SLEEP=PART:MS[,PART:MS...]: that worker's first job takes MS
  * longer (a long prefill: silent, but alive); MS* every job. */
 static void s_fault_inject(const self_t *s) {
+    s_fault_alloc(s, false);
     const char *fault = getenv("TIS_FAULT_EXIT");
     const char *colon = fault ? strrchr(fault, ':') : NULL;
     if (colon && s->jobs + 1 == atoll(colon + 1)) {
@@ -722,6 +758,7 @@ int worker_run(const worker_opts *o) {
             rc = tis_error(TIS_EIO, "worker: poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
+        if (s->ready_owed) s_ready_again(s);
         if (tis_now_ms() >= next_hb) {
             Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
             hb.time_ms = tis_now_ms();
@@ -789,9 +826,11 @@ int worker_run(const worker_opts *o) {
             s_error(s, env->request_id, TIS_EINVAL, "unexpected message");
         }
         msg_free(env);
-        if (job && !s_stop) rc = s_ready(s);
+        if (job && !s_stop) rc = s_ready_again(s);
+        if (job) s_fault_alloc(s, true); /* the job's scope ends with its READY */
         if (!rc && s->decode && !s_stop) rc = s_decode_step(s);
     }
+    s_fault_alloc(s, true);
     s_self_destroy(&s);
     return rc;
 }

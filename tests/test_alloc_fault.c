@@ -1,0 +1,399 @@
+/* test_alloc_fault: allocation-failure injection (base/alloc_fault.h),
+ * SQLite-style. Every allocation point of the press path (a request's
+ * prefill, observation, scoring and compaction under several policies), of
+ * the shared-memory arena and of the message path (pack, unpack, ZeroMQ
+ * send and receive) fails in turn, once and then persistently: each run
+ * returns TIS_ENOMEM with a message or the reference result, and frees
+ * what it made (the ASan build's LeakSanitizer checks that). Then a real
+ * prefill worker process runs job after job with its 1st, 2nd, ...
+ * allocation failing: every job is answered (the reference block or an
+ * Error ENOMEM), and the worker keeps serving to the end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "alloc_fault.h"
+#include "arena.h"
+#include "chat.h"
+#include "forward.h"
+#include "head.h"
+#include "model.h"
+#include "session.h"
+#include "tiny_model.h"
+#include "tt.h"
+#include "tt_alloc.h"
+#include "wire.h"
+
+/* ---- the press path: one request through a session ----------------------- */
+
+typedef struct press_case {
+    forward_state *st;
+    const chat_template *ct;
+    const head *h;
+    int64_t head_layer;
+    session_request rq;
+    uint8_t *want;   /* the reference block (owned) */
+    size_t n_want;
+    int64_t n_rest_want;
+} press_case;
+
+static const session_input s_in = {
+    .id = "af", .context = "the cat sat on the mat and then the dog ran in the park while the sun was hot",
+    .question = "where is the cat?", .answer = "on the mat"};
+
+/* Begin + finish (scores from outside for a head run without h), the block
+ * out, everything freed. *block: the compressed cache's bytes (malloc'd). */
+static int s_press_run(press_case *c, uint8_t **block, size_t *n, int64_t *n_rest) {
+    session *ss = NULL;
+    session_result rp = {0};
+    float *sc = NULL;
+    int rc = session_request_begin(&ss, c->st, c->ct, &s_in, &c->rq, c->h, c->head_layer);
+    if (!rc && session_needs_scores(ss)) {
+        float *rows = NULL;
+        int64_t n_ctx = 0, n_q = 0;
+        rc = session_hidden(ss, &rows, &n_ctx, &n_q);
+        if (!rc && !(sc = malloc((size_t)(n_ctx ? n_ctx : 1) * sizeof *sc))) rc = tis_error(TIS_ENOMEM, "oom");
+        for (int64_t i = 0; !rc && i < n_ctx; i++) sc[i] = (float)((i * 5) % 7);
+        free(rows); /* (a scorer would read them) */
+    }
+    if (!rc) rc = session_request_finish(ss, sc, &rp);
+    if (!rc) {
+        *n = kv_cache_block_bytes(rp.kv);
+        if (!(*block = malloc(*n ? *n : 1))) rc = tis_error(TIS_ENOMEM, "oom");
+        else kv_cache_block_write(rp.kv, *block);
+        *n_rest = rp.n_rest;
+    }
+    free(sc);
+    session_result_free(&rp);
+    session_destroy(&ss);
+    return rc;
+}
+
+static int s_press_op(void *ctx) {
+    press_case *c = ctx;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    int64_t n_rest = 0;
+    int rc = s_press_run(c, &b, &n, &n_rest);
+    if (!rc) TT_CHECK(n == c->n_want && n_rest == c->n_rest_want && !memcmp(b, c->want, n));
+    free(b);
+    return rc;
+}
+
+static void test_press(const model *m, const head *h) {
+    forward_state *st = NULL;
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 128));
+    chat_template ct = {0};
+    TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
+    const char *pols[] = {"snapkv", "streaming", "knorm", "pyramidkv", "adakv", "oracle", "full", "tis", "tis@scorer"};
+    for (size_t i = 0; st && i < sizeof pols / sizeof pols[0]; i++) {
+        bool outside = !strcmp(pols[i], "tis@scorer");
+        TT_CASE("press path under allocation failures: %s", pols[i]);
+        press_case c = {.st = st, .ct = &ct, .h = outside ? NULL : h, .head_layer = outside ? h->cfg.layer : -1};
+        c.rq = (session_request){.budget = 0.5, .chat = true, .window = 8, .n_sink = 4, .seed = 3, .max_new = 8,
+                                 .hook_lambda = -1};
+        TT_OK(press_parse(outside ? "tis" : pols[i], &c.rq.policy));
+        TT_OK(s_press_run(&c, &c.want, &c.n_want, &c.n_rest_want));
+        if (!c.want) continue;
+        int64_t n = tt_alloc_sweep(pols[i], s_press_op, &c, 5000);
+        TT_CHECK(n > 0);
+        free(c.want);
+    }
+    chat_template_free(&ct);
+    forward_state_destroy(&st);
+}
+
+/* ---- the arena ----------------------------------------------------------- */
+
+static int s_arena_op(void *ctx) {
+    const char *name = ctx;
+    arena *a = NULL, *peer = NULL;
+    uint64_t off[3] = {0}, lease[3] = {0};
+    int rc = arena_create(&a, name, 1 << 16);
+    for (int i = 0; !rc && i < 3; i++) rc = arena_alloc(a, 1000 + 64 * (size_t)i, 60000, &off[i], &lease[i]);
+    if (!rc) rc = arena_open(&peer, name);
+    if (!rc) {
+        memset(arena_at(a, off[1], 1064), 7, 1064);
+        const uint8_t *p = arena_at(peer, off[1], 1064);
+        TT_CHECK(p && p[0] == 7 && p[1063] == 7);
+        TT_CHECK(arena_lease_renew(a, lease[0], 1000) == 0);
+        arena_lease_release(a, lease[1]);
+        TT_CHECK(arena_blocks(a) == 2);
+        TT_CHECK(arena_expire(a, tis_now_ms() + 2000) == 1); /* lease 0 ends before lease 2 */
+        rc = arena_alloc(a, 2000, 1000, &off[1], &lease[1]); /* reuses the freed space */
+    }
+    arena_destroy(&peer);
+    arena_destroy(&a);
+    return rc;
+}
+
+static void test_arena(void) {
+    TT_CASE("arena under allocation failures");
+    char name[64];
+    snprintf(name, sizeof name, "taf-%d", (int)getpid());
+    TT_OK(s_arena_op(name));
+    TT_CHECK(tt_alloc_sweep("arena", s_arena_op, name, 1000) > 0);
+    char shm[96];
+    snprintf(shm, sizeof shm, "/dev/shm/tis-%s", name);
+    TT_CHECK(access(shm, F_OK) != 0); /* no segment left by a failed run */
+}
+
+/* ---- the message path ---------------------------------------------------- */
+
+typedef struct msg_case {
+    void *a, *b;       /* an inproc PAIR */
+    uint8_t *want;     /* the reference frame (owned) */
+    size_t n_want;
+} msg_case;
+
+/* A PrefillDone with every kind of field, filled in *env from locals of
+ * the caller (lens[6], q[3]). */
+static void s_msg_build(Tis__Envelope *env, Tis__PrefillDone *d, Tis__BlockRef *br, Tis__KvLayout *lay,
+                        uint32_t *lens, int32_t *q) {
+    *br = (Tis__BlockRef)TIS__BLOCK_REF__INIT;
+    br->arena = "/tis-x";
+    br->offset = 4096;
+    br->length = 1234;
+    br->lease_id = 9;
+    *lay = (Tis__KvLayout)TIS__KV_LAYOUT__INIT;
+    lay->n_layer = 3;
+    lay->n_kv_head = 2;
+    lay->head_dim = 16;
+    lay->n_stream_len = 6;
+    lay->stream_len = lens;
+    *d = (Tis__PrefillDone)TIS__PREFILL_DONE__INIT;
+    d->kv = br;
+    d->layout = lay;
+    d->n_question_ids = 3;
+    d->question_ids = q;
+    *env = (Tis__Envelope)TIS__ENVELOPE__INIT;
+    env->request_id = 77;
+    env->body_case = TIS__ENVELOPE__BODY_PREFILL_DONE;
+    env->prefill_done = d;
+}
+
+static int s_msg_op(void *ctx) {
+    msg_case *c = ctx;
+    uint32_t lens[6] = {1, 2, 3, 4, 5, 6};
+    int32_t q[3] = {10, 20, 30};
+    Tis__Envelope env;
+    Tis__PrefillDone d;
+    Tis__BlockRef br;
+    Tis__KvLayout lay;
+    s_msg_build(&env, &d, &br, &lay, lens, q);
+    uint8_t *buf = NULL, *again = NULL;
+    size_t n = 0, n2 = 0;
+    Tis__Envelope *got = NULL, *got2 = NULL;
+    int rc = msg_pack(&env, &buf, &n);
+    if (!rc) rc = msg_unpack(buf, n, TIS_MSG_MAX_BYTES, &got);
+    if (!rc) rc = msg_pack(got, &again, &n2);
+    if (!rc) TT_CHECK(n2 == c->n_want && !memcmp(again, c->want, n2));
+    if (!rc) rc = wire_send(c->a, NULL, &env);
+    if (!rc) {
+        rc = wire_recv(c->b, 0, NULL, &got2);
+        if (!rc) TT_CHECK(got2->prefill_done->n_question_ids == 3 && got2->prefill_done->layout->stream_len[5] == 6);
+    }
+    msg_free(got2);
+    msg_free(got);
+    free(again);
+    free(buf);
+    return rc;
+}
+
+static void test_msg(void) {
+    TT_CASE("message path under allocation failures");
+    msg_case c = {0};
+    void *zc = zmq_ctx_new();
+    c.a = zmq_socket(zc, ZMQ_PAIR);
+    c.b = zmq_socket(zc, ZMQ_PAIR);
+    TT_CHECK(zmq_bind(c.b, "inproc://taf") == 0 && zmq_connect(c.a, "inproc://taf") == 0);
+    uint32_t lens[6] = {1, 2, 3, 4, 5, 6};
+    int32_t q[3] = {10, 20, 30};
+    Tis__Envelope env;
+    Tis__PrefillDone d;
+    Tis__BlockRef br;
+    Tis__KvLayout lay;
+    s_msg_build(&env, &d, &br, &lay, lens, q);
+    TT_OK(msg_pack(&env, &c.want, &c.n_want));
+    TT_OK(s_msg_op(&c));
+    TT_CHECK(tt_alloc_sweep("message", s_msg_op, &c, 1000) > 0);
+    free(c.want);
+    int linger = 0;
+    zmq_setsockopt(c.a, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c.b, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(c.a);
+    zmq_close(c.b);
+    zmq_ctx_term(zc);
+}
+
+/* ---- a prefill worker under allocation failures -------------------------- */
+
+/* The next message that is not a heartbeat within timeout_ms, or NULL. */
+static Tis__Envelope *s_next(void *r, int timeout_ms) {
+    uint64_t end = tis_now_ms() + (uint64_t)timeout_ms;
+    for (uint64_t now = tis_now_ms(); now < end; now = tis_now_ms()) {
+        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, (long)(end - now)) != 1) return NULL;
+        Tis__Envelope *e = NULL;
+        wire_peer peer;
+        if (wire_recv(r, 1, &peer, &e)) {
+            msg_free(e);
+            continue;
+        }
+        if (e->body_case != TIS__ENVELOPE__BODY_HEARTBEAT) return e;
+        msg_free(e);
+    }
+    return NULL;
+}
+
+/* The last "alloc fault: job J: A allocations, F failed" line of the log:
+ * J (0 when none), *a, *f. */
+static int64_t s_log_last(const char *log, int64_t *a, int64_t *f) {
+    FILE *fp = fopen(log, "r");
+    char line[512];
+    long long j = 0, x = 0, y = 0, jj, xx, yy;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "alloc fault: job %lld: %lld allocations, %lld failed", &jj, &xx, &yy) == 3) {
+            j = jj;
+            x = xx;
+            y = yy;
+        }
+    if (fp) fclose(fp);
+    *a = x;
+    *f = y;
+    return j;
+}
+
+/* One PrefillJob (id) -> its answer: 1 the reference block (*len: its
+ * length; the lease released), 0 an Error ENOMEM, -1 anything else or
+ * silence. Then READY. */
+static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len) {
+    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
+    gp.max_new = 4;
+    Tis__Submit sub = TIS__SUBMIT__INIT;
+    sub.context = (char *)s_in.context;
+    sub.question = (char *)s_in.question;
+    sub.policy = "snapkv";
+    sub.budget = 0.5;
+    sub.gen = &gp;
+    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
+    pj.request = &sub;
+    Tis__Envelope ej = TIS__ENVELOPE__INIT;
+    ej.request_id = id;
+    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+    ej.prefill_job = &pj;
+    if (wire_send(r, w, &ej)) return -1;
+    Tis__Envelope *e = s_next(r, 20000);
+    int got = -1;
+    if (e && e->request_id == id && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->prefill_done->kv) {
+        *len = e->prefill_done->kv->length;
+        got = 1;
+        Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
+        rl.lease_id = e->prefill_done->kv->lease_id;
+        Tis__Envelope el = TIS__ENVELOPE__INIT;
+        el.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
+        el.lease_release = &rl;
+        wire_send(r, w, &el);
+    } else if (e && e->request_id == id && e->body_case == TIS__ENVELOPE__BODY_ERROR &&
+               e->error->code == TIS_ENOMEM) {
+        got = 0;
+    } else {
+        fprintf(stderr, "  job %llu: %s %s\n", (unsigned long long)id, e ? msg_body_name(e) : "no answer",
+                e && e->body_case == TIS__ENVELOPE__BODY_ERROR ? e->error->message : "");
+    }
+    msg_free(e);
+    e = s_next(r, 20000); /* READY again */
+    if (!e || e->body_case != TIS__ENVELOPE__BODY_READY) {
+        fprintf(stderr, "  job %llu: %s instead of READY\n", (unsigned long long)id, e ? msg_body_name(e) : "nothing");
+        got = -1;
+    }
+    msg_free(e);
+    return got;
+}
+
+static void test_worker(const char *bin, const char *tiny) {
+    TT_CASE("a prefill worker under allocation failures");
+    char ep[600], name[64], log[600], env[96];
+    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
+    snprintf(name, sizeof name, "taf-prefill-%d", (int)getpid());
+    snprintf(log, sizeof log, "%s", tt_path("prefill.log"));
+    snprintf(env, sizeof env, "TIS_FAULT_ALLOC=taf-prefill:2"); /* job 1 clean: the reference */
+    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
+    int one = 1, linger = 0;
+    zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
+    TT_CHECK(zmq_bind(r, ep) == 0);
+    const char *av[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", name, "-m", tiny,
+                        "--arena_mb", "4", "--heartbeat_ms", "200", NULL};
+    const char *ev[] = {env, NULL};
+    pid_t pid = tt_spawn(av, log, ev);
+    wire_peer w = {0};
+    Tis__Envelope *e = NULL;
+    for (uint64_t end = tis_now_ms() + 20000; !e && tis_now_ms() < end;) {
+        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 500) == 1 && wire_recv(r, 1, &w, &e) == 0 && e->body_case != TIS__ENVELOPE__BODY_READY) {
+            msg_free(e);
+            e = NULL;
+        }
+    }
+    TT_CHECK(e != NULL);
+    msg_free(e);
+    size_t want = 0, len = 0;
+    TT_CHECK(s_job(r, &w, 1, &want) == 1 && want > 0);
+    int64_t answered = 0, errors = 0, bad = 0, points = 0;
+    for (uint64_t id = 2; id < 20000 && !bad; id++) {
+        len = 0;
+        int got = s_job(r, &w, id, &len);
+        if (got == 1 && len != want) got = -1;
+        answered += got == 1;
+        errors += got == 0;
+        bad += got < 0;
+        int64_t a = 0, f = 0;
+        int64_t j = s_log_last(log, &a, &f); /* the job before this one */
+        if (j && f == 0) { /* its k-th allocation was past its last: all visited */
+            points = a;
+            break;
+        }
+    }
+    fprintf(stderr, "  prefill worker: %lld allocation points, %lld jobs answered, %lld Error ENOMEM, %lld bad\n",
+            (long long)points, (long long)answered, (long long)errors, (long long)bad);
+    TT_CHECK(bad == 0 && points > 0 && errors > 0);
+    TT_CHECK(s_job(r, &w, 30000, &len) == 1 && len == want); /* still serving */
+    Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
+    Tis__Envelope es = TIS__ENVELOPE__INIT;
+    es.body_case = TIS__ENVELOPE__BODY_SHUTDOWN;
+    es.shutdown = &sh;
+    TT_OK(wire_send(r, &w, &es));
+    TT_CHECK(tt_wait(pid, 30) == 0);
+    zmq_close(r);
+    zmq_ctx_term(ctx);
+}
+
+int main(void) {
+    if (!alloc_fault_available()) {
+        fprintf(stderr, "test_alloc_fault: built without TIS_ALLOC_FAULT: skipped\n");
+        return 77;
+    }
+    char tiny[512];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    tiny_spec sp = tiny_spec_default();
+    TT_OK(tiny_model_write(tiny, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    if (!m) return tt_done("test_alloc_fault");
+    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 1};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    head *h = NULL;
+    TT_OK(head_new(&h, &hc, 3));
+    if (h) test_press(m, h);
+    head_destroy(&h);
+    test_arena();
+    test_msg();
+    const char *bin = getenv("TIS_BIN");
+    if (bin) test_worker(bin, tiny);
+    else fprintf(stderr, "test_alloc_fault: TIS_BIN is not set: the worker case is skipped\n");
+    model_destroy(&m);
+    return tt_done("test_alloc_fault");
+}
