@@ -11,6 +11,8 @@ qdot_row_fn qdot_ref_fn(int type);
 /* The SIMD dots of a type at exactly that level, or NULL (qdot_simd.c). */
 qdot_row_fn qdot_avx2_fn(int type);
 qdot_row_fn qdot_avx512_fn(int type);
+qdot_row_fn qdot_k_avx2_fn(int type);   /* Q4_K, Q6_K (qdot_simd_k.c) */
+qdot_row_fn qdot_k_avx512_fn(int type);
 qdot_row_fn qdot_f32act_avx2_fn(int type);
 qdot_row_fn qdot_f32act_avx512_fn(int type);
 qdot_row_fn qdot_f32act_k_avx512_fn(int type);

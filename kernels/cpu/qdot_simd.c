@@ -173,7 +173,7 @@ qdot_row_fn qdot_avx2_fn(int type) {
     case GGML_TYPE_Q4_1: return s_q4_1_avx2;
     case GGML_TYPE_Q5_0: return s_q5_0_avx2;
     case GGML_TYPE_Q5_1: return s_q5_1_avx2;
-    default: return NULL;
+    default: return qdot_k_avx2_fn(type);
     }
 }
 
@@ -184,7 +184,7 @@ qdot_row_fn qdot_avx512_fn(int type) {
     case GGML_TYPE_Q4_1: return s_q4_1_vnni;
     case GGML_TYPE_Q5_0: return s_q5_0_vnni;
     case GGML_TYPE_Q5_1: return s_q5_1_vnni;
-    default: return NULL;
+    default: return qdot_k_avx512_fn(type);
     }
 }
 

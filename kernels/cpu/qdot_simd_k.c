@@ -1,0 +1,151 @@
+/* qdot_simd_k: AVX2 and AVX-512 VNNI integer dot products of the 256-block
+ * "K" types (Q4_K, Q6_K) with 8-bit activations (qdot_q8k), the decode path
+ * of Q4_K_M files. References: s_ref_q4_k / s_ref_q6_k in qdot.c; the
+ * tests compare every version here with them (tests/test_qdot.c).
+ *
+ * Per 32 weights: unpack to 32 unsigned bytes, byte-dot them with the
+ * activation bytes into int32 lanes, multiply by the sub-block's 6-bit
+ * (Q4_K) or 8-bit signed (Q6_K) scale in integers, so one block of 256 ends
+ * as one int32 vector and one float multiply-add. The constant offsets
+ * (Q4_K's mins, Q6_K's -32) are applied once per block from the activation's
+ * 16-element sums (bsums), in integers. */
+#include "qdot_impl.h"
+
+#include <string.h>
+
+#include "quant.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+__attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return _cvtsh_ss(v);
+}
+
+/* sum over pairs of u[j]*s[j] times the int16 scale of each lane's half:
+ * (u unsigned < 64, s signed): maddubs keeps pair sums in int16 range. */
+AVX2 static inline __m256i s_dot_sc_avx2(__m256i u, __m256i s, __m256i sc16) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), sc16);
+}
+VNNI static inline __m256i s_dot_sc_vnni(__m256i u, __m256i s, __m256i sc16) {
+    /* sc16 holds the scale in every int16 of a 32-bit lane's low half */
+    __m256i sc32 = _mm256_srai_epi32(_mm256_slli_epi32(sc16, 16), 16);
+    return _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s), sc32);
+}
+
+/* Q4_K: d, dmin (f16), 12 bytes of packed 6-bit scales and mins, 128 bytes
+ * of nibbles: 4 groups of 64 weights, low nibbles then high nibbles. */
+#define QDOT_K4_DEFINE(ATTR, SUF, DOT)                                                          \
+    ATTR static float s_q4_k_##SUF(const void *w, const void *act, const float *x, int64_t n) { \
+        const uint8_t *b = w;                                                                   \
+        const qdot_q8k *a = act;                                                                \
+        const __m256i m4 = _mm256_set1_epi8(0x0f);                                              \
+        __m256 acc = _mm256_setzero_ps();                                                       \
+        float accm = 0;                                                                         \
+        for (int64_t i = 0; i < n / 256; i++, b += 144) {                                       \
+            const uint8_t *q = b + 16;                                                          \
+            const int8_t *aq = a[i].q;                                                          \
+            __m256i sumi = _mm256_setzero_si256();                                              \
+            int summ = 0;                                                                       \
+            for (int g = 0; g < 4; g++, q += 32, aq += 64) {                                    \
+                int sc1, m1, sc2, m2;                                                           \
+                qdot_k4_scale_min(2 * g, b + 4, &sc1, &m1);                                     \
+                qdot_k4_scale_min(2 * g + 1, b + 4, &sc2, &m2);                                 \
+                __m256i qv = _mm256_loadu_si256((const __m256i *)q);                            \
+                __m256i lo = _mm256_and_si256(qv, m4);                                          \
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);                    \
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)aq);                           \
+                __m256i a2 = _mm256_loadu_si256((const __m256i *)(aq + 32));                    \
+                sumi = _mm256_add_epi32(sumi, DOT(lo, a1, _mm256_set1_epi16((short)sc1)));      \
+                sumi = _mm256_add_epi32(sumi, DOT(hi, a2, _mm256_set1_epi16((short)sc2)));      \
+                summ += m1 * (a[i].bsums[4 * g] + a[i].bsums[4 * g + 1]) +                      \
+                        m2 * (a[i].bsums[4 * g + 2] + a[i].bsums[4 * g + 3]);                   \
+            }                                                                                   \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * s_h(b)), _mm256_cvtepi32_ps(sumi), acc); \
+            accm += a[i].d * s_h(b + 2) * (float)summ;                                          \
+        }                                                                                       \
+        (void)x;                                                                                \
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));      \
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                                 \
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));                                                  \
+        return _mm_cvtss_f32(s) - accm;                                                         \
+    }
+
+/* Q6_K: ql[128] low nibbles, qh[64] two high bits, 16 signed 8-bit scales,
+ * d (f16). Two halves of 128 weights; in each, 32 bytes of ql/qh give four
+ * runs of 32 weights, each run two 16-weight sub-blocks (one scale per
+ * 128-bit lane). Weights are stored +32: subtracted via bsums. */
+#define QDOT_K6_DEFINE(ATTR, SUF, DOT)                                                            \
+    ATTR static float s_q6_k_##SUF(const void *w, const void *act, const float *x, int64_t n) {   \
+        const uint8_t *b = w;                                                                     \
+        const qdot_q8k *a = act;                                                                  \
+        const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);                   \
+        __m256 acc = _mm256_setzero_ps();                                                         \
+        for (int64_t i = 0; i < n / 256; i++, b += 210) {                                         \
+            const uint8_t *ql = b, *qh = b + 128;                                                 \
+            const int8_t *sc = (const int8_t *)(b + 192);                                         \
+            __m256i sumi = _mm256_setzero_si256();                                                \
+            for (int h = 0; h < 2; h++, ql += 64, qh += 32) {                                     \
+                const int8_t *aq = a[i].q + 128 * h;                                              \
+                const int8_t *s8 = sc + 8 * h;                                                    \
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);                             \
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));                      \
+                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);                             \
+                __m256i q[4];                                                                     \
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),                                  \
+                                       _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));           \
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),                                  \
+                                       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));           \
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),            \
+                                       _mm256_and_si256(hb, m3));                                 \
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),            \
+                                       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));           \
+                for (int r = 0; r < 4; r++) {                                                     \
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(aq + 32 * r));              \
+                    __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(s8[2 * r + 1]),                 \
+                                                   _mm_set1_epi16(s8[2 * r]));                    \
+                    sumi = _mm256_add_epi32(sumi, DOT(q[r], av, s16));                            \
+                }                                                                                 \
+            }                                                                                     \
+            int off = 0;                                                                          \
+            for (int g = 0; g < 16; g++) off += sc[g] * a[i].bsums[g];                            \
+            sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));      \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * s_h(b + 208)), _mm256_cvtepi32_ps(sumi), acc); \
+        }                                                                                         \
+        (void)x;                                                                                  \
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));        \
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                                   \
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));                                                    \
+        return _mm_cvtss_f32(s);                                                                  \
+    }
+
+QDOT_K4_DEFINE(AVX2, avx2, s_dot_sc_avx2)
+QDOT_K4_DEFINE(VNNI, vnni, s_dot_sc_vnni)
+QDOT_K6_DEFINE(AVX2, avx2, s_dot_sc_avx2)
+QDOT_K6_DEFINE(VNNI, vnni, s_dot_sc_vnni)
+
+qdot_row_fn qdot_k_avx2_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_K: return s_q4_k_avx2;
+    case GGML_TYPE_Q6_K: return s_q6_k_avx2;
+    default: return NULL;
+    }
+}
+
+qdot_row_fn qdot_k_avx512_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_K: return s_q4_k_vnni;
+    case GGML_TYPE_Q6_K: return s_q6_k_vnni;
+    default: return NULL;
+    }
+}
+
+#else
+qdot_row_fn qdot_k_avx2_fn(int type) { (void)type; return NULL; }
+qdot_row_fn qdot_k_avx512_fn(int type) { (void)type; return NULL; }
+#endif
