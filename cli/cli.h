@@ -35,6 +35,8 @@ typedef enum cli_opt_kind {
     CLI_OPT_I64,  /* dst: int64_t *, within [lo, hi] */
     CLI_OPT_F32,  /* dst: float *, finite, within [flo, fhi] */
     CLI_OPT_FLAG, /* dst: bool *, set; takes no value */
+    CLI_OPT_KV_TYPE, /* no dst: f16|f32|bf16, the KV cache element type of every model
+                        loaded afterwards here and in the workers started ($TIS_KV_TYPE) */
     /* Lists: the arguments after the option up to the next option (an
      * argument that starts with '-' and a letter or '-'; "-1" is a value).
      * A repeated option adds to the list; more than cap values in all is
@@ -64,6 +66,7 @@ typedef struct cli_opt {
     {.name = (nm), .alias = (al), .kind = CLI_OPT_I64S, .dst = (p), .n = (cnt), .cap = (c), .lo = (l), .hi = (h)}
 #define CLI_F32S(nm, al, p, cnt, c, l, h) \
     {.name = (nm), .alias = (al), .kind = CLI_OPT_F32S, .dst = (p), .n = (cnt), .cap = (c), .flo = (l), .fhi = (h)}
+#define CLI_KV_TYPE {.name = "--kv_type", .alias = NULL, .kind = CLI_OPT_KV_TYPE, .dst = NULL}
 #define CLI_END {.name = NULL}
 
 enum { CLI_HELP = -1 };

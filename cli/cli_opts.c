@@ -1,8 +1,10 @@
 /* cli_opts: the option table every simple subcommand parses with. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "kv.h"
 
 static const cli_opt *s_find(const cli_opt *opts, const char *a) {
     for (const cli_opt *o = opts; o->name; o++)
@@ -22,6 +24,7 @@ static void s_what(char *buf, size_t cap, const cli_opt *o) {
         break;
     case CLI_OPT_F32:
     case CLI_OPT_F32S: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
+    case CLI_OPT_KV_TYPE: snprintf(buf, cap, " (f16, f32 or bf16)"); break;
     default: buf[0] = 0; break;
     }
 }
@@ -85,6 +88,9 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
         bool ok = true;
         switch (o->kind) {
         case CLI_OPT_STR: *(const char **)o->dst = v; break;
+        case CLI_OPT_KV_TYPE: /* for every model this process and its workers load */
+            ok = kv_dtype_parse(v) >= 0 && setenv("TIS_KV_TYPE", v, 1) == 0;
+            break;
         case CLI_OPT_I64: ok = cli_parse_i64(v, o->lo, o->hi, (int64_t *)o->dst); break;
         case CLI_OPT_F32: ok = cli_parse_f32(v, o->flo, o->fhi, (float *)o->dst); break;
         default: ok = false; break;

@@ -23,6 +23,7 @@ static void s_usage(FILE *f) {
             "  -d, --depth N        the decode test starts after N tokens of context (tg128@d4096)\n"
             "  -r, --reps N         repetitions, mean +- sd reported (default 3)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
+            "      --kv_type T      KV cache element type: f16 (default), f32, bf16\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"
             "N tokens into an empty cache; tg runs N single-token steps from an empty\n"
             "cache, as llama-bench does.\n"
@@ -157,9 +158,11 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
-    printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend cpu (OpenBLAS %s) | threads %d | %ld cores online\n",
-           m->config.name, m->format, (double)m->n_params / 1e6,
-           (double)m->weights_bytes / 1048576.0, openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend cpu (OpenBLAS %s) | threads %d | "
+           "%ld cores online | KV %s, decode activations %s\n",
+           m->config.name, m->format, (double)m->n_params / 1e6, (double)m->weights_bytes / 1048576.0,
+           openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN), kv_dtype_name(m->kv_type),
+           backend_cpu_f32_act() ? "f32" : "q8");
     /* One untimed warm-up of each test: page in the weights, size caches. */
     for (int r = -1; r < (int)reps; r++) {
         if (n_prompt > 0) {
@@ -226,6 +229,7 @@ int cmd_bench(int argc, char **argv) {
         CLI_F32S("--budgets", NULL, budgets, &n_budgets, 16, 1e-6f, 1.0f),
         CLI_I64("--kv_cap_mb", NULL, &cap_mb, 1, 1 << 24),
         CLI_I64("--max_batch", NULL, &max_batch, 1, 4096),
+        CLI_KV_TYPE,
         CLI_END,
     };
     int prc = cli_parse_opts("bench", argc, argv, opts, s_usage);

@@ -47,6 +47,7 @@ static void s_usage(FILE *f) {
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           compute threads (default: all cores)\n"
+            "      --kv_type T           KV cache element type: f16 (default), f32, bf16\n"
             "      --resume              keep the rows already in --output and run only the\n"
             "                            samples missing there (same options as the first run)\n"
             "      --export PATH.jsonl   write the benchmark's samples as a dataset (for\n"
@@ -115,6 +116,7 @@ static int s_parse(int argc, char **argv, eval_opts *o) {
         CLI_I64("--workers", NULL, &o->workers, 1, 16),
         CLI_STR("--connect", NULL, &o->connect),
         CLI_FLAG("--list", NULL, &o->list),
+        CLI_KV_TYPE,
         CLI_END,
     };
     return cli_parse_opts("eval", argc, argv, opts, s_usage);

@@ -21,6 +21,7 @@ static void s_usage(FILE *f) {
             "      --top_p P        nucleus sampling mass in (0, 1] (default 1)\n"
             "      --seed S         sampling seed (default 42)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
+            "      --kv_type T      KV cache element type: f16 (default), f32, bf16\n"
             "      --ctx N          KV cache capacity in tokens (default prompt + n)\n"
             "      --quiet          no statistics on stderr\n",
             cli_default_model());
@@ -119,10 +120,11 @@ static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int
         if (!o->quiet)
             fprintf(stderr,
                     "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
-                    "threads %d | KV %.2f MiB%s\n",
+                    "threads %d | KV %.2f MiB %s, activations %s%s\n",
                     m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
                     (long long)gs.n_new, gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, nthreads,
-                    (double)kv_cache_bytes_used(kv) / 1048576.0, gs.stopped_eog ? " | stopped at EOG" : "");
+                    (double)kv_cache_bytes_used(kv) / 1048576.0, kv_dtype_name(kv->dtype),
+                    backend_cpu_f32_act() ? "f32" : "q8", gs.stopped_eog ? " | stopped at EOG" : "");
         rc = 0;
     }
     sampler_free(&smp);
@@ -145,6 +147,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_I64("--ctx", NULL, &o.ctx, 1, 1 << 24),
         CLI_FLAG("--chat", NULL, &o.chat),
         CLI_FLAG("--quiet", NULL, &o.quiet),
+        CLI_KV_TYPE,
         CLI_END,
     };
     int prc = cli_parse_opts("generate", argc, argv, opts, s_usage);

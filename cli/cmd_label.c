@@ -32,6 +32,7 @@ static void s_usage(FILE *f) {
             "      --shard_size N        samples per shard (default 32)\n"
             "      --no_chat             plain prompt, no chat template\n"
             "  -t, --threads N           compute threads\n"
+            "      --kv_type T           KV cache element type: f16 (default), f32, bf16\n"
             "      --workers N           label on N pipeline workers (a private tis serve; the\n"
             "                            cores shared out); the shards are the same\n"
             "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n",
@@ -119,6 +120,7 @@ int cmd_label(int argc, char **argv) {
         CLI_I64("--threads", "-t", &threads, 1, 1024),
         CLI_I64("--workers", NULL, &pr.workers, 1, 16),
         CLI_STR("--connect", NULL, &pr.connect),
+        CLI_KV_TYPE,
         CLI_END,
     };
     int prc = cli_parse_opts("label", argc, argv, opts, s_usage);

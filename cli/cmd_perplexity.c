@@ -18,6 +18,7 @@ static void s_usage(FILE *f) {
             "  -c, --ctx N        tokens per chunk (default 512); the second half of each is scored\n"
             "      --chunks N     at most N chunks (default: all the text holds)\n"
             "  -t, --threads N    compute threads (default: all cores)\n"
+            "      --kv_type T    KV cache element type: f16 (default), f32, bf16\n"
             "Prints PPL = exp(mean negative log-likelihood) with its standard error, as\n"
             "llama-perplexity does on the same file and context.\n",
             cli_default_model());
@@ -34,7 +35,7 @@ int cmd_perplexity(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &model_path), CLI_STR("--file", "-f", &file),
         CLI_I64("--ctx", "-c", &n_ctx, 16, 1 << 20), CLI_I64("--chunks", NULL, &chunks, 1, 1 << 30),
-        CLI_I64("--threads", "-t", &threads, 1, 1024), CLI_END,
+        CLI_I64("--threads", "-t", &threads, 1, 1024), CLI_KV_TYPE, CLI_END,
     };
     int prc = cli_parse_opts("perplexity", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;

@@ -38,6 +38,7 @@ static void s_usage(FILE *f) {
             "      --job_timeout_ms N   silence allowed to a worker busy with a job (default 600000)\n"
             "      --lease_ms N         a block handed between workers lives this long unless renewed;\n"
             "                           the coordinator renews those still waiting (default 30000)\n"
+            "      --kv_type T          the workers' KV cache element type: f16 (default), f32, bf16\n"
             "      --stop_after N       exit after N answers (tests)\n"
             "Not yet: CUDA workers (see docs/STATUS.md).\n",
             cli_default_model());
@@ -155,6 +156,7 @@ static int s_serve(int argc, char **argv, char **owned) {
         CLI_I64("--job_timeout_ms", NULL, &o.job_timeout_ms, 100, 86400000),
         CLI_I64("--lease_ms", NULL, &o.lease_ms, 50, 86400000),
         CLI_I64("--stop_after", NULL, &o.stop_after, 1, INT64_MAX),
+        CLI_KV_TYPE,
         CLI_END,
     };
     int prc = cli_parse_opts("serve", argc, argv, opts, s_usage);

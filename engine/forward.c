@@ -107,7 +107,7 @@ void forward_state_destroy(forward_state **p) {
 const model *forward_model(const forward_state *st) { return st->m; }
 
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out) {
-    return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap);
+    return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap, m->kv_type);
 }
 
 /* Re-bases the backend's chunk-relative query rows onto the call's. */
@@ -190,12 +190,10 @@ static int s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *l
             /* Append this segment's keys and values to each (layer, kv-head) stream. */
             for (int64_t h = 0; h < nkv; h++) {
                 int64_t s = kv_stream(kv, l, h);
-                float *K = kv_cache_k(kv, s), *V = kv_cache_v(kv, s);
                 int32_t *P = kv_cache_pos(kv, s);
                 int64_t n0 = kv->len[s];
                 for (int64_t t = 0; t < Ti; t++) {
-                    memcpy(K + (n0 + t) * hd, st->k + (r0 + t) * kd + h * hd, (size_t)hd * sizeof(float));
-                    memcpy(V + (n0 + t) * hd, st->v + (r0 + t) * kd + h * hd, (size_t)hd * sizeof(float));
+                    kv_cache_put(kv, s, n0 + t, st->k + (r0 + t) * kd + h * hd, st->v + (r0 + t) * kd + h * hd);
                     P[n0 + t] = st->pos[r0 + t];
                 }
                 if (kv->bias) memset(kv->bias + kv->off[s] + n0, 0, (size_t)Ti * sizeof(float));

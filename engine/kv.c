@@ -4,13 +4,70 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant.h"
 #include "tis_error.h"
 
 static size_t s_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+bool kv_dtype_ok(int dtype) {
+    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16;
+}
+
+const char *kv_dtype_name(int dtype) {
+    switch (dtype) {
+    case GGML_TYPE_F32: return "f32";
+    case GGML_TYPE_F16: return "f16";
+    case GGML_TYPE_BF16: return "bf16";
+    default: return "?";
+    }
+}
+
+int kv_dtype_parse(const char *name) {
+    if (!name) return -1;
+    if (!strcmp(name, "f32")) return GGML_TYPE_F32;
+    if (!strcmp(name, "f16")) return GGML_TYPE_F16;
+    if (!strcmp(name, "bf16")) return GGML_TYPE_BF16;
+    return -1;
+}
+
+static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
+    if (dtype == GGML_TYPE_F32) {
+        memcpy(dst, x, (size_t)n * sizeof(float));
+    } else {
+        uint16_t *h = dst;
+        if (dtype == GGML_TYPE_F16)
+            for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_f16(x[i]);
+        else
+            for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_bf16(x[i]);
+    }
+}
+
+void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
+    size_t at = (size_t)(i * kv->head_dim) * kv->esize;
+    s_put_row(kv->dtype, (char *)kv_cache_k(kv, s) + at, k, kv->head_dim);
+    s_put_row(kv->dtype, (char *)kv_cache_v(kv, s) + at, v, kv->head_dim);
+}
+
+void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst) {
+    const char *src = (const char *)(which ? kv_cache_v(kv, s) : kv_cache_k(kv, s)) +
+                      (size_t)(i0 * kv->head_dim) * kv->esize;
+    int64_t m = n * kv->head_dim;
+    if (kv->dtype == GGML_TYPE_F32) {
+        memcpy(dst, src, (size_t)m * sizeof(float));
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)src;
+    if (kv->dtype == GGML_TYPE_F16)
+        for (int64_t j = 0; j < m; j++) dst[j] = quant_f16_to_f32(h[j]);
+    else
+        for (int64_t j = 0; j < m; j++) dst[j] = quant_bf16_to_f32(h[j]);
+}
+
 int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
-                        int64_t head_dim, const int64_t *caps) {
+                        int64_t head_dim, const int64_t *caps, int dtype) {
     *out = NULL;
+    if (!kv_dtype_ok(dtype)) return tis_error(TIS_EINVAL, "kv: element type %d is not f32, f16 or bf16", dtype);
+    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
         n_kv_head > 4096 || head_dim > 4096)
         return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld x %lld", (long long)n_layer,
@@ -23,8 +80,8 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
         total += caps[s];
     }
     /* One allocation, carved: k, v, pos, off, cap, len. */
-    size_t kv_bytes = (size_t)total * (size_t)head_dim * sizeof(float);
-    if (total > 0 && kv_bytes / (size_t)total / sizeof(float) != (size_t)head_dim)
+    size_t kv_bytes = (size_t)total * (size_t)head_dim * es;
+    if (total > 0 && kv_bytes / (size_t)total / es != (size_t)head_dim)
         return tis_error(TIS_ERANGE, "kv: size overflow");
     size_t sizes[6] = {kv_bytes, kv_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
@@ -39,8 +96,8 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
         return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes", bytes);
     }
     char *p = mem;
-    kv->k = (float *)p;      p += s_align64(sizes[0]);
-    kv->v = (float *)p;      p += s_align64(sizes[1]);
+    kv->k = p;               p += s_align64(sizes[0]);
+    kv->v = p;               p += s_align64(sizes[1]);
     kv->pos = (int32_t *)p;  p += s_align64(sizes[2]);
     kv->off = (int64_t *)p;  p += s_align64(sizes[3]);
     kv->cap = (int64_t *)p;  p += s_align64(sizes[4]);
@@ -49,6 +106,8 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
     kv->n_kv_head = n_kv_head;
     kv->head_dim = head_dim;
     kv->n_stream = ns;
+    kv->dtype = dtype;
+    kv->esize = es;
     kv->mem = mem;
     kv->mem_bytes = bytes;
     int64_t o = 0;
@@ -64,7 +123,7 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
 }
 
 int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                 int64_t cap) {
+                 int64_t cap, int dtype) {
     *out = NULL;
     if (n_layer <= 0 || n_kv_head <= 0 || n_layer > 4096 || n_kv_head > 4096)
         return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld", (long long)n_layer,
@@ -73,7 +132,7 @@ int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t hea
     int64_t *caps = malloc((size_t)ns * sizeof *caps);
     if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
     for (int64_t s = 0; s < ns; s++) caps[s] = cap;
-    int rc = kv_cache_new_ragged(out, n_layer, n_kv_head, head_dim, caps);
+    int rc = kv_cache_new_ragged(out, n_layer, n_kv_head, head_dim, caps, dtype);
     free(caps);
     return rc;
 }
@@ -114,7 +173,7 @@ int64_t kv_cache_entries(const kv_cache *kv) {
 }
 
 size_t kv_cache_entry_bytes(const kv_cache *kv) {
-    return 2 * (size_t)kv->head_dim * sizeof(float) + sizeof(int32_t);
+    return 2 * (size_t)kv->head_dim * kv->esize + sizeof(int32_t);
 }
 
 size_t kv_cache_bytes_used(const kv_cache *kv) { return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv); }
@@ -137,23 +196,24 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         caps[s] = n + extra;
     }
     kv_cache *kv = NULL;
-    int rc = kv_cache_new_ragged(&kv, src->n_layer, src->n_kv_head, hd, caps);
+    int rc = kv_cache_new_ragged(&kv, src->n_layer, src->n_kv_head, hd, caps, src->dtype);
     free(caps);
     if (!rc && src->bias) rc = kv_cache_enable_bias(kv);
     if (rc) {
         kv_cache_destroy(&kv);
         return rc;
     }
+    size_t row = (size_t)hd * src->esize;
     for (int64_t s = 0; s < ns; s++) {
-        const float *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
+        const char *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
         const int32_t *P = kv_cache_pos(src, s);
-        float *K2 = kv_cache_k(kv, s), *V2 = kv_cache_v(kv, s);
+        char *K2 = kv_cache_k(kv, s), *V2 = kv_cache_v(kv, s);
         int32_t *P2 = kv_cache_pos(kv, s);
         int64_t n = 0;
         for (int64_t i = 0; i < src->len[s]; i++) {
             if (keep && !keep[src->off[s] + i]) continue;
-            memcpy(K2 + n * hd, K + i * hd, (size_t)hd * sizeof(float));
-            memcpy(V2 + n * hd, V + i * hd, (size_t)hd * sizeof(float));
+            memcpy(K2 + (size_t)n * row, K + (size_t)i * row, row);
+            memcpy(V2 + (size_t)n * row, V + (size_t)i * row, row);
             P2[n] = P[i];
             if (src->bias) kv->bias[kv->off[s] + n] = src->bias[src->off[s] + i];
             n++;
@@ -171,7 +231,7 @@ size_t kv_cache_block_bytes(const kv_cache *kv) {
 
 void kv_cache_block_write(const kv_cache *kv, void *dst) {
     char *p = dst;
-    size_t row = (size_t)kv->head_dim * sizeof(float);
+    size_t row = (size_t)kv->head_dim * kv->esize;
     for (int64_t s = 0; s < kv->n_stream; s++) {
         size_t n = (size_t)kv->len[s];
         memcpy(p, kv_cache_k(kv, s), n * row);
@@ -188,15 +248,19 @@ void kv_cache_block_write(const kv_cache *kv, void *dst) {
 }
 
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        const int64_t *stream_len, int64_t n_past, bool bias, const void *block,
-                        size_t block_len, int64_t extra) {
+                        int dtype, const int64_t *stream_len, int64_t n_past, bool bias,
+                        const void *block, size_t block_len, int64_t extra) {
     *out = NULL;
+    if (!kv_dtype_ok(dtype))
+        return tis_error(TIS_EUNSUPPORTED, "kv: a block of element type %d (f32 = 0, f16 = 1, bf16 = 30 are read)",
+                         dtype);
+    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
         head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX)
         return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld", (long long)n_layer,
                          (long long)n_kv_head, (long long)head_dim);
     int64_t ns = n_layer * n_kv_head;
-    size_t per = 2 * (size_t)head_dim * sizeof(float) + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
+    size_t per = 2 * (size_t)head_dim * es + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -209,7 +273,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
     for (int64_t s = 0; s < ns; s++) caps[s] = stream_len[s] + extra;
     kv_cache *kv = NULL;
-    int rc = kv_cache_new_ragged(&kv, n_layer, n_kv_head, head_dim, caps);
+    int rc = kv_cache_new_ragged(&kv, n_layer, n_kv_head, head_dim, caps, dtype);
     free(caps);
     if (!rc && bias) rc = kv_cache_enable_bias(kv);
     if (rc) {
@@ -217,7 +281,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
         return rc;
     }
     const char *p = block;
-    size_t row = (size_t)head_dim * sizeof(float);
+    size_t row = (size_t)head_dim * es;
     for (int64_t s = 0; s < ns; s++) {
         size_t n = (size_t)stream_len[s];
         memcpy(kv_cache_k(kv, s), p, n * row);
@@ -247,6 +311,6 @@ kv_view kv_cache_view(const kv_cache *kv) {
     /* streams are laid out in order: the last one ends the arrays */
     int64_t rows = kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
     return (kv_view){.n_layer = kv->n_layer, .n_kv_head = kv->n_kv_head, .head_dim = kv->head_dim,
-                     .n_entries = rows, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
+                     .n_entries = rows, .dtype = kv->dtype, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
                      .len = kv->len};
 }

@@ -6,7 +6,13 @@
  * with the original position of each entry in pos, so a compacted (ragged)
  * cache keeps attending correctly and generation continues at n_past. A
  * fresh cache has the same cap for every stream; compaction (press/) builds
- * a new cache whose caps follow the kept counts, so memory really shrinks. */
+ * a new cache whose caps follow the kept counts, so memory really shrinks.
+ *
+ * Element type (dtype, a ggml type id): keys and values are stored as F16
+ * (the default, forward_kv_new), F32 or BF16; positions are int32 and the
+ * attention bias f32 whatever the dtype. Writers go through kv_cache_put,
+ * readers that want floats through kv_cache_row_f32; the attention kernels
+ * read the stored type directly (kv_view.dtype). */
 #ifndef TIS_KV_H
 #define TIS_KV_H
 
@@ -19,8 +25,10 @@
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_stream;   /* n_layer * n_kv_head */
-    float *k;           /* [sum cap][head_dim], keys after RoPE */
-    float *v;           /* [sum cap][head_dim] */
+    int dtype;          /* GGML_TYPE_F16 / F32 / BF16: the type of k and v */
+    size_t esize;       /* bytes of one element of k or v */
+    void *k;            /* [sum cap][head_dim] of dtype, keys after RoPE */
+    void *v;            /* [sum cap][head_dim] of dtype */
     int32_t *pos;       /* [sum cap] original positions */
     int64_t *off;       /* [n_stream] first entry of each stream */
     int64_t *cap;       /* [n_stream] entries reserved */
@@ -33,12 +41,18 @@ typedef struct kv_cache {
     size_t mem_bytes;
 } kv_cache;
 
-/* A cache with `cap` entries in every stream. */
+/* True for the element types a cache can hold (F32, F16, BF16). */
+bool kv_dtype_ok(int dtype);
+/* "f16", "f32", "bf16" (or "?"); kv_dtype_parse is its inverse (-1: none). */
+const char *kv_dtype_name(int dtype);
+int kv_dtype_parse(const char *name);
+
+/* A cache with `cap` entries in every stream, elements of dtype. */
 int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                 int64_t cap);
+                 int64_t cap, int dtype);
 /* A cache with per-stream capacities caps[n_layer*n_kv_head]. */
 int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
-                        int64_t head_dim, const int64_t *caps);
+                        int64_t head_dim, const int64_t *caps, int dtype);
 void kv_cache_destroy(kv_cache **p);
 
 /* Gives the cache a zeroed per-entry attention bias (idempotent). */
@@ -53,15 +67,23 @@ void kv_cache_clear(kv_cache *kv);
 static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t kv_head) {
     return layer * kv->n_kv_head + kv_head;
 }
-static inline float *kv_cache_k(const kv_cache *kv, int64_t s) {
-    return kv->k + kv->off[s] * kv->head_dim;
+/* The first key / value row of stream s, in the cache's dtype. */
+static inline void *kv_cache_k(const kv_cache *kv, int64_t s) {
+    return (char *)kv->k + (size_t)(kv->off[s] * kv->head_dim) * kv->esize;
 }
-static inline float *kv_cache_v(const kv_cache *kv, int64_t s) {
-    return kv->v + kv->off[s] * kv->head_dim;
+static inline void *kv_cache_v(const kv_cache *kv, int64_t s) {
+    return (char *)kv->v + (size_t)(kv->off[s] * kv->head_dim) * kv->esize;
 }
 static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
     return kv->pos + kv->off[s];
 }
+
+/* Stores key k[head_dim] and value v[head_dim] as entry i of stream s
+ * (converted to the cache's dtype; i < cap[s]; len is the caller's). */
+void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v);
+/* Keys (which = 0) or values (1) i0 .. i0+n-1 of stream s as f32 in
+ * dst[n][head_dim]. */
+void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst);
 
 /* Smallest free room over all streams: how many tokens can still be
  * appended to every stream. */
@@ -86,17 +108,17 @@ int64_t kv_cache_entries(const kv_cache *kv);
 int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra);
 
 /* A cache as one flat block (what crosses between processes): for each
- * stream in order, len[s] keys [head_dim] f32, then len[s] values, then
+ * stream in order, len[s] keys [head_dim] of the cache's dtype, then len[s] values, then
  * len[s] positions i32, then (a cache with an attention bias, the
  * importance head's hook) len[s] biases f32. The stream lengths, n_past
- * and the bias flag travel beside it (proto KvLayout).
+ * the dtype and the bias flag travel beside it (proto KvLayout).
  * kv_cache_block_bytes is its size. */
 size_t kv_cache_block_bytes(const kv_cache *kv);
 void kv_cache_block_write(const kv_cache *kv, void *dst);
 /* Rebuilds a cache from a block with `extra` free entries per stream.
  * Every count is checked against block_len before it is read. */
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        const int64_t *stream_len, int64_t n_past, bool bias, const void *block,
-                        size_t block_len, int64_t extra);
+                        int dtype, const int64_t *stream_len, int64_t n_past, bool bias,
+                        const void *block, size_t block_len, int64_t extra);
 
 #endif

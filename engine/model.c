@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "gguf.h"
+#include "kv.h"
 #include "quant.h"
 #include "safetensors.h"
 #include "qdot.h"
@@ -159,6 +160,7 @@ static int s_walk(loader *ld, const names *nm) {
     } else {
         w->output = w->tok_embd;
     }
+    w->output.f32_act = true; /* the logits: see tis_weight.f32_act */
     for (int64_t l = 0; l < c->n_layer; l++) {
         layer_weights *L = &w->layers[l];
         char nb[160];
@@ -224,6 +226,12 @@ int model_load(model **out, const char *path) {
     if (!m) return tis_error(TIS_ENOMEM, "model: out of memory");
     snprintf(m->path, sizeof m->path, "%s", path);
     int rc = 0;
+    const char *kvt = getenv("TIS_KV_TYPE");
+    m->kv_type = kvt && *kvt ? kv_dtype_parse(kvt) : GGML_TYPE_F16;
+    if (m->kv_type < 0) {
+        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32 or bf16", kvt);
+        goto fail;
+    }
     if (S_ISDIR(sb.st_mode)) {
         snprintf(m->format, sizeof m->format, "safetensors");
         char p[1100];

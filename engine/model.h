@@ -50,6 +50,9 @@ typedef struct model {
     size_t arena_bytes;
     size_t weights_bytes;   /* matrices in their file type + the arena */
     int64_t n_params;
+    int kv_type;            /* element type of the KV caches made for it (forward_kv_new):
+                               GGML_TYPE_F16 unless $TIS_KV_TYPE (f16|f32|bf16) says
+                               otherwise; the CLI's --kv_type sets it after loading */
 } model;
 
 /* Loads a .gguf file, or a directory with config.json + *.safetensors +

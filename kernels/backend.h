@@ -18,8 +18,9 @@
 typedef struct kv_view {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_entries;        /* rows of k, v, bias: the streams' capacities summed */
-    const float *k;           /* [n_entries][head_dim] keys after RoPE */
-    const float *v;           /* [n_entries][head_dim] */
+    int dtype;                /* element type of k and v: GGML_TYPE_F32, F16 or BF16 */
+    const void *k;            /* [n_entries][head_dim] keys after RoPE */
+    const void *v;            /* [n_entries][head_dim] */
     const float *bias;        /* [n_entries] additive logit bias, or NULL */
     const int64_t *off;       /* [n_layer*n_kv_head] first row of each stream */
     const int64_t *len;       /* [n_layer*n_kv_head] rows filled */
@@ -34,6 +35,9 @@ typedef struct tis_weight {
     const void *data;  /* [n_out][row_bytes] */
     size_t row_bytes;
     int64_t n_in, n_out;
+    bool f32_act;      /* keep this product's activations in f32 where a backend
+                          would quantise them (the output projection: its
+                          results are the logits that pick tokens) */
 } tis_weight;
 
 /* RoPE parameters of one model: inv_freq[i] for the rotated pairs. */
@@ -88,5 +92,13 @@ typedef struct tis_backend {
 
 /* The CPU reference backend (a static table; never destroyed). */
 const tis_backend *backend_cpu(void);
+/* Its decode-sized products (<= 16 rows) quantise activations to 8 bits per
+ * block and multiply in integers (the default: llama.cpp's arithmetic, about
+ * twice as fast), or, set here (or by $TIS_QDOT_ACT=f32), keep them in f32:
+ * the f32 product up to summation order, what the golden tests hold against
+ * transformers. Products whose tis_weight says f32_act always keep f32.
+ * Process-wide; set it before a forward pass, not during one. */
+void backend_cpu_set_f32_act(bool on);
+bool backend_cpu_f32_act(void);
 
 #endif

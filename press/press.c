@@ -144,12 +144,15 @@ static int s_streaming(const press_ctx *c, int64_t layer, int64_t h, float *sc) 
 /* Low key norm = important (Devoto et al. 2024). */
 static int s_knorm(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     const kv_cache *kv = c->kv;
-    const float *K = kv_cache_k(kv, kv_stream(kv, layer, h)) + c->ctx_begin * kv->head_dim;
+    float *K = malloc((size_t)kv->head_dim * sizeof(float));
+    if (!K) return tis_error(TIS_ENOMEM, "knorm: out of memory");
     for (int64_t j = 0; j < c->n_ctx; j++) {
+        kv_cache_rows_f32(kv, kv_stream(kv, layer, h), 0, c->ctx_begin + j, 1, K);
         double n2 = 0;
-        for (int64_t d = 0; d < kv->head_dim; d++) n2 += (double)K[j * kv->head_dim + d] * K[j * kv->head_dim + d];
+        for (int64_t d = 0; d < kv->head_dim; d++) n2 += (double)K[d] * K[d];
         sc[j] = -(float)sqrt(n2);
     }
+    free(K);
     return 0;
 }
 

@@ -241,6 +241,7 @@ static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp
     lay.n_stream_len = (size_t)rp->kv->n_stream;
     lay.stream_len = lens;
     lay.n_past = (uint64_t)rp->kv->n_past;
+    lay.dtype = (uint32_t)rp->kv->dtype;
     lay.bias = rp->kv->bias != NULL; /* the +hook policies' attention bias travels with the block */
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
     pd.kv = &br;
@@ -549,7 +550,9 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->n_layer != c->n_layer || lay->n_kv_head != c->n_kv_head || lay->head_dim != c->head_dim ||
         lay->n_stream_len != (size_t)(c->n_layer * c->n_kv_head))
         return tis_error(TIS_EINVAL, "the block's layout does not fit this model");
-    if (lay->dtype != 0) return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0)", lay->dtype);
+    if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
+        return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
+                         lay->dtype);
     for (size_t i = 0; i < j->n_question_ids; i++)
         if (j->question_ids[i] < 0 || j->question_ids[i] >= c->n_vocab)
             return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
@@ -565,7 +568,8 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     int64_t nq = (int64_t)j->n_question_ids;
     dseq d = {.request_id = env->request_id};
     d.t0 = tis_now();
-    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, lens, (int64_t)lay->n_past,
+    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
+                                 (int64_t)lay->n_past,
                                  lay->bias, blk, j->kv->length, nq + max_new);
     d.handoff_s = tis_now() - d.t0;
     free(lens);

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "kv.h"
+#include "quant.h"
 #include "tt.h"
 
 #ifdef TIS_HAVE_CUDA
@@ -127,15 +128,15 @@ static void s_attention(int64_t hd, int64_t n_kv, int64_t group, int64_t T, cons
     for (int64_t l = 0; l < 2; l++)
         for (int64_t h = 0; h < n_kv; h++) caps[l * n_kv + h] = len[h] + 3;
     kv_cache *kv = NULL;
-    TT_OK(kv_cache_new_ragged(&kv, 2, n_kv, hd, caps));
+    TT_OK(kv_cache_new_ragged(&kv, 2, n_kv, hd, caps, GGML_TYPE_F32));
     if (!kv) return;
     if (bias) TT_OK(kv_cache_enable_bias(kv));
     for (int64_t s = 0; s < kv->n_stream; s++) {
         kv->len[s] = len[s % n_kv];
         for (int64_t i = 0; i < kv->len[s]; i++) {
             for (int64_t d = 0; d < hd; d++) {
-                kv->k[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
-                kv->v[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
+                ((float *)kv->k)[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
+                ((float *)kv->v)[(kv->off[s] + i) * hd + d] = tt_randf(&s_rng);
             }
             kv->pos[kv->off[s] + i] = (int32_t)i;
             if (bias) kv->bias[kv->off[s] + i] = 2.0f * tt_randf(&s_rng) - (i % 7 == 0 ? 1e9f : 0.0f);

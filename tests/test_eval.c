@@ -68,7 +68,7 @@ int main(void) {
 
     chat_template ct = {0};
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
-    int64_t per_entry = 2 * m->config.head_dim * 4 + 4;
+    int64_t per_entry = 2 * m->config.head_dim * 2 + 4; /* f16 keys and values (the default), int32 position */
     int64_t n_stream = m->config.n_layer * m->config.n_kv_head;
     for (int64_t i = 0; i < n; i++) {
         const eval_row *r = &rows[i];

@@ -11,19 +11,47 @@
  * sqrt(dot length 1536) per product, compounded over 30 layers; measured
  * here: 2.5e-5). We allow 1e-3 absolute on logits of magnitude ~10-30: 10x
  * the reference's own f32-vs-f64 gap, and 50x below the smallest top-1/top-2
- * margin in the greedy fixtures (0.05), so a pass also means the same argmax. */
+ * margin in the greedy fixtures (0.05), so a pass also means the same argmax.
+ *
+ * Those checks run the engine exact: f32 activations in every product, an
+ * f32 KV cache. The engine's defaults (8-bit activations in decode-sized
+ * products, f16 KV cache: llama.cpp's arithmetic) are held to the same
+ * fixtures with the tolerance their rounding allows (docs/correctness.md):
+ *   - logits: normalised mean squared error sum (a-b)^2 / sum b^2 over the
+ *     compared logits <= GOLDEN_DEFAULT_NMSE, the bound derived there;
+ *   - argmax equal wherever the reference's top-1/top-2 margin exceeds twice
+ *     the worst logit error of that position;
+ *   - greedy tokens identical up to the first step whose reference margin is
+ *     below twice the worst logit error the logits check measured (a fork
+ *     the rounding may legitimately take); the fork is reported. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "chat.h"
 #include "forward.h"
 #include "generate.h"
 #include "model.h"
+#include "quant.h"
 #include "tt.h"
 
 #define GOLDEN_LOGIT_TOL 1e-3
+#define GOLDEN_DEFAULT_NMSE 1e-3
+
+/* Exact (f32 activations, f32 KV) or the engine's defaults (q8, f16). */
+static bool s_exact = true;
+/* Worst absolute logit error of the defaults, measured by s_logits. */
+static double s_default_err = 0;
+/* sums for the normalised mean squared error of the compared logits */
+static double s_se, s_ss;
+
+static void s_set_mode(model *m, bool exact) {
+    s_exact = exact;
+    backend_cpu_set_f32_act(exact);
+    m->kv_type = exact ? GGML_TYPE_F32 : GGML_TYPE_F16;
+}
 
 static cJSON *s_load(const char *name) {
     char rel[128];
@@ -77,16 +105,23 @@ static double s_cmp_logits(const float *lg, const cJSON *ref, int64_t n_vocab) {
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(ref, "top")) {
         int id = (int)cJSON_GetArrayItem(e, 0)->valuedouble;
-        double d = fabs(lg[id] - cJSON_GetArrayItem(e, 1)->valuedouble);
+        double r = cJSON_GetArrayItem(e, 1)->valuedouble, d = fabs(lg[id] - r);
         worst = d > worst ? d : worst;
+        s_se += d * d, s_ss += r * r;
     }
     const cJSON *sid = cJSON_GetObjectItem(ref, "sparse_ids"), *slg = cJSON_GetObjectItem(ref, "sparse_logits");
     for (int i = 0; i < cJSON_GetArraySize(sid); i++) {
         int id = (int)cJSON_GetArrayItem(sid, i)->valuedouble;
-        double d = fabs(lg[id] - cJSON_GetArrayItem(slg, i)->valuedouble);
+        double r = cJSON_GetArrayItem(slg, i)->valuedouble, d = fabs(lg[id] - r);
         worst = d > worst ? d : worst;
+        s_se += d * d, s_ss += r * r;
     }
     const cJSON *st = cJSON_GetObjectItem(ref, "stats");
+    if (!s_exact) { /* the argmax where the margin is beyond this position's error */
+        if (cJSON_GetObjectItem(st, "top1_minus_top2")->valuedouble > 2 * worst)
+            TT_CHECK(sampler_argmax(lg, n_vocab) == (int32_t)cJSON_GetObjectItem(st, "argmax")->valuedouble);
+        return worst;
+    }
     TT_CHECK(sampler_argmax(lg, n_vocab) == (int32_t)cJSON_GetObjectItem(st, "argmax")->valuedouble);
     double mx = lg[sampler_argmax(lg, n_vocab)], s = 0;
     for (int64_t i = 0; i < n_vocab; i++) s += exp(lg[i] - mx);
@@ -102,6 +137,7 @@ static void s_logits(const model *m, forward_state *st) {
     int64_t V = m->config.n_vocab;
     const cJSON *p;
     double worst = 0;
+    s_se = s_ss = 0;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
         int64_t n;
         int32_t *ids = s_ids(cJSON_GetObjectItem(p, "ids"), &n);
@@ -134,8 +170,16 @@ static void s_logits(const model *m, forward_state *st) {
         free(lg);
         free(ids);
     }
-    TT_CHECK(worst < GOLDEN_LOGIT_TOL);
-    fprintf(stderr, "logits: worst |diff| %.2e (tolerance %.0e)\n", worst, GOLDEN_LOGIT_TOL);
+    if (s_exact) {
+        TT_CHECK(worst < GOLDEN_LOGIT_TOL);
+        fprintf(stderr, "logits: worst |diff| %.2e (tolerance %.0e)\n", worst, GOLDEN_LOGIT_TOL);
+    } else {
+        double nmse = s_se / (s_ss > 0 ? s_ss : 1);
+        TT_CHECK(nmse <= GOLDEN_DEFAULT_NMSE);
+        fprintf(stderr, "logits (defaults): NMSE %.2e (bound %.0e), worst |diff| %.3f\n", nmse, GOLDEN_DEFAULT_NMSE,
+                worst);
+        s_default_err = worst;
+    }
     cJSON_Delete(j);
 }
 
@@ -154,7 +198,24 @@ static void s_greedy_run(const model *m, forward_state *st, const cJSON *run, in
     gen_stats gs;
     TT_OK(generate(st, kv, m, &smp, prompt, n_prompt, &gp, out, NULL, NULL, &gs));
     bool same = gs.n_new == n_ref && memcmp(out, ref, (size_t)n_ref * sizeof(int32_t)) == 0;
-    TT_CHECK(same);
+    if (s_exact) {
+        TT_CHECK(same);
+    } else if (!same) {
+        /* identical up to the first step the rounding may fork at */
+        const cJSON *mg = cJSON_GetObjectItem(run, "margins");
+        int64_t fork = n_ref, first_diff = 0;
+        for (int64_t i = 0; i < cJSON_GetArraySize(mg) && i < n_ref; i++)
+            if (cJSON_GetArrayItem(mg, (int)i)->valuedouble < 2 * s_default_err) {
+                fork = i;
+                break;
+            }
+        while (first_diff < gs.n_new && first_diff < n_ref && out[first_diff] == ref[first_diff]) first_diff++;
+        TT_CHECK(first_diff >= fork);
+        fprintf(stderr, "  defaults: first different token at step %lld; first step with a reference margin below "
+                        "%.3f: %lld (margin %.3f)\n",
+                (long long)first_diff, 2 * s_default_err, (long long)fork,
+                fork < cJSON_GetArraySize(mg) ? cJSON_GetArrayItem(mg, (int)fork)->valuedouble : 0.0);
+    }
     char *text = NULL;
     size_t len;
     TT_OK(tokenizer_decode(m->tok, out, gs.n_new, false, &text, &len));
@@ -208,9 +269,15 @@ int main(void) {
     TT_OK(forward_state_new(&st, m, backend_cpu(), 128));
     TT_CASE("tokenizer ids");
     s_tokenizer(m);
-    TT_CASE("logits");
+    s_set_mode(m, true);
+    TT_CASE("logits (f32 activations, f32 KV)");
     s_logits(m, st);
-    TT_CASE("greedy continuations");
+    TT_CASE("greedy continuations (f32 activations, f32 KV)");
+    s_greedy(m, st);
+    s_set_mode(m, false);
+    TT_CASE("logits (defaults: 8-bit activations, f16 KV)");
+    s_logits(m, st);
+    TT_CASE("greedy continuations (defaults)");
     s_greedy(m, st);
     forward_state_destroy(&st);
     model_destroy(&m);

@@ -1,21 +1,82 @@
 /* test_kv: cache layout, ragged capacities and byte accounting. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv.h"
+#include "quant.h"
 #include "tt.h"
+
+/* f16 and bf16 caches: half the bytes per element, values stored rounded
+ * to the type (put / rows_f32 round trip within its step), compaction and
+ * the block keep the type and the bytes. */
+static void s_half_types(void) {
+    const int types[2] = {GGML_TYPE_F16, GGML_TYPE_BF16};
+    for (int t = 0; t < 2; t++) {
+        TT_CASE(types[t] == GGML_TYPE_F16 ? "f16 cache" : "bf16 cache");
+        kv_cache *kv = NULL, *c = NULL, *back = NULL;
+        TT_OK(kv_cache_new(&kv, 2, 2, 8, 6, types[t]));
+        if (!kv) continue;
+        TT_CHECK(kv->dtype == types[t] && kv->esize == 2);
+        TT_CHECK(kv_cache_bytes_reserved(kv) == 4 * 6 * (2 * 8 * 2 + 4));
+        float k[8], v[8], got[8 * 6];
+        for (int64_t s = 0; s < 4; s++) {
+            for (int64_t i = 0; i < 5; i++) {
+                for (int d = 0; d < 8; d++) {
+                    k[d] = 0.37f * (float)(s + 1) * (float)(i - d) + 0.001f * (float)d;
+                    v[d] = -1.7f * k[d] + 3.0f;
+                }
+                kv_cache_put(kv, s, i, k, v);
+                kv_cache_pos(kv, s)[i] = (int32_t)i;
+                kv_cache_rows_f32(kv, s, 0, i, 1, got);
+                /* f16 keeps 11 significant bits, bf16 8: relative step 2^-11, 2^-8 */
+                double rel = types[t] == GGML_TYPE_F16 ? 1.0 / 2048 : 1.0 / 256;
+                for (int d = 0; d < 8; d++) TT_CHECK(fabs(got[d] - k[d]) <= rel * fabs(k[d]) + 1e-7);
+                kv_cache_rows_f32(kv, s, 1, i, 1, got);
+                for (int d = 0; d < 8; d++) TT_CHECK(fabs(got[d] - v[d]) <= rel * fabs(v[d]) + 1e-7);
+            }
+            kv->len[s] = 5;
+        }
+        kv->n_past = 5;
+        uint8_t keep[24] = {0};
+        for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
+        TT_OK(kv_cache_compact(&c, kv, keep, 1));
+        if (c) {
+            TT_CHECK(c->dtype == types[t] && kv_cache_bytes_used(c) == 8 * (2 * 8 * 2 + 4));
+            for (int64_t s = 0; s < 4; s++)
+                TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 16, (char *)kv_cache_k(kv, s) + 3 * 16, 16) == 0 &&
+                         kv_cache_pos(c, s)[1] == 3);
+            size_t nb = kv_cache_block_bytes(c);
+            char *blk = malloc(nb);
+            kv_cache_block_write(c, blk);
+            int64_t lens[4] = {2, 2, 2, 2};
+            TT_OK(kv_cache_block_read(&back, 2, 2, 8, types[t], lens, 5, false, blk, nb, 0));
+            for (int64_t s = 0; back && s < 4; s++)
+                TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 16) == 0);
+            kv_cache_destroy(&back);
+            TT_FAILS(kv_cache_block_read(&back, 2, 2, 8, GGML_TYPE_F32, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+            free(blk);
+        }
+        kv_cache_destroy(&c);
+        kv_cache_destroy(&kv);
+    }
+    TT_CASE("element type names");
+    TT_CHECK(kv_dtype_parse("f16") == GGML_TYPE_F16 && kv_dtype_parse("bf16") == GGML_TYPE_BF16 &&
+             kv_dtype_parse("f32") == GGML_TYPE_F32 && kv_dtype_parse("q8_0") == -1 && kv_dtype_parse(NULL) == -1);
+    TT_CHECK(!strcmp(kv_dtype_name(GGML_TYPE_F16), "f16") && !strcmp(kv_dtype_name(7), "?"));
+}
 
 int main(void) {
     TT_CASE("uniform cache");
     kv_cache *kv = NULL;
-    TT_OK(kv_cache_new(&kv, 3, 2, 8, 10));
+    TT_OK(kv_cache_new(&kv, 3, 2, 8, 10, GGML_TYPE_F32));
     TT_CHECK(kv && kv->n_stream == 6);
     TT_CHECK(kv_cache_room(kv) == 10);
     TT_CHECK(kv_cache_entries(kv) == 0 && kv_cache_bytes_used(kv) == 0);
     TT_CHECK(kv_cache_bytes_reserved(kv) == 6 * 10 * (2 * 8 * 4 + 4));
     /* streams are disjoint and in order */
     for (int64_t s = 1; s < kv->n_stream; s++)
-        TT_CHECK(kv_cache_k(kv, s) == kv_cache_k(kv, s - 1) + 10 * 8);
+        TT_CHECK((float *)kv_cache_k(kv, s) == (float *)kv_cache_k(kv, s - 1) + 10 * 8);
     TT_CHECK(kv_stream(kv, 2, 1) == 5);
     kv->len[3] = 4;
     TT_CHECK(kv_cache_room(kv) == 6);
@@ -29,22 +90,23 @@ int main(void) {
     /* Ragged: capacities follow a budget per stream, memory with them. */
     TT_CASE("ragged cache");
     int64_t caps[4] = {5, 0, 2, 9};
-    TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps));
+    TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps, GGML_TYPE_F32));
     TT_CHECK(kv_cache_room(kv) == 0);
     TT_CHECK(kv_cache_bytes_reserved(kv) == 16 * (2 * 4 * 4 + 4));
-    TT_CHECK(kv_cache_k(kv, 3) == kv->k + 7 * 4);
+    TT_CHECK((float *)kv_cache_k(kv, 3) == (float *)kv->k + 7 * 4);
     TT_CHECK(kv_cache_pos(kv, 2) == kv->pos + 5);
     kv_cache_destroy(&kv);
 
     TT_CASE("bad sizes");
     int64_t bad[2] = {3, -1};
-    TT_FAILS(kv_cache_new_ragged(&kv, 1, 2, 4, bad), TIS_EINVAL);
-    TT_FAILS(kv_cache_new(&kv, 0, 2, 4, 8), TIS_EINVAL);
+    TT_FAILS(kv_cache_new_ragged(&kv, 1, 2, 4, bad, GGML_TYPE_F32), TIS_EINVAL);
+    TT_FAILS(kv_cache_new(&kv, 0, 2, 4, 8, GGML_TYPE_F32), TIS_EINVAL);
+    TT_FAILS(kv_cache_new(&kv, 1, 2, 4, 8, GGML_TYPE_Q8_0), TIS_EINVAL); /* not an element type */
     TT_CHECK(kv == NULL);
     /* block export / import: same entries; lying layouts refused */
     TT_CASE("block write and read");
     int64_t caps2[4] = {6, 6, 6, 6};
-    TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps2));
+    TT_OK(kv_cache_new_ragged(&kv, 2, 2, 4, caps2, GGML_TYPE_F32));
     if (kv) {
         int64_t lens[4] = {3, 0, 5, 1};
         for (int64_t s2 = 0; s2 < 4; s2++) {
@@ -52,8 +114,8 @@ int main(void) {
             for (int64_t i = 0; i < lens[s2]; i++) {
                 kv_cache_pos(kv, s2)[i] = (int32_t)(i * 2 + s2);
                 for (int64_t d = 0; d < 4; d++) {
-                    kv_cache_k(kv, s2)[i * 4 + d] = (float)(s2 * 100 + i * 10 + d);
-                    kv_cache_v(kv, s2)[i * 4 + d] = -(float)(s2 * 100 + i * 10 + d);
+                    ((float *)kv_cache_k(kv, s2))[i * 4 + d] = (float)(s2 * 100 + i * 10 + d);
+                    ((float *)kv_cache_v(kv, s2))[i * 4 + d] = -(float)(s2 * 100 + i * 10 + d);
                 }
             }
         }
@@ -63,7 +125,7 @@ int main(void) {
         char *blk = malloc(nb);
         kv_cache_block_write(kv, blk);
         kv_cache *back = NULL;
-        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blk, nb, 2));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb, 2));
         if (back) {
             TT_CHECK(back->n_past == 20 && kv_cache_room(back) == 2);
             for (int64_t s2 = 0; s2 < 4; s2++) {
@@ -74,17 +136,17 @@ int main(void) {
             }
         }
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blk, nb - 1, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb - 1, 0), TIS_EFORMAT);
         int64_t lie[4] = {3, 0, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lie, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lie, 20, false, blk, nb, 0), TIS_EFORMAT);
         int64_t neg[4] = {3, -1, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, neg, 20, false, blk, nb, 0), TIS_EFORMAT);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 5, false, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
-        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, neg, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 5, false, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
+        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
         TT_CHECK(back == NULL);
         /* with an attention bias: it travels in the block; a flag that
          * disagrees with the block's size is refused */
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, true, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, true, blk, nb, 0), TIS_EFORMAT);
         TT_OK(kv_cache_enable_bias(kv));
         for (int64_t s2 = 0; s2 < 4; s2++)
             for (int64_t i = 0; i < lens[s2]; i++) kv->bias[kv->off[s2] + i] = 0.25f * (float)(s2 + i);
@@ -92,16 +154,22 @@ int main(void) {
         TT_CHECK(nbb == 9 * (2 * 4 * 4 + 4 + 4));
         char *blkb = malloc(nbb);
         kv_cache_block_write(kv, blkb);
-        TT_OK(kv_cache_block_read(&back, 2, 2, 4, lens, 20, true, blkb, nbb, 1));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, true, blkb, nbb, 1));
         for (int64_t s2 = 0; back && s2 < 4; s2++) {
             TT_CHECK(memcmp(back->bias + back->off[s2], kv->bias + kv->off[s2], (size_t)lens[s2] * 4) == 0);
             TT_CHECK(memcmp(kv_cache_pos(back, s2), kv_cache_pos(kv, s2), (size_t)lens[s2] * 4) == 0);
         }
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
+        /* a block of an element type no cache holds is refused, clearly */
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_Q4_0, lens, 20, false, blk, nb, 0),
+                 TIS_EUNSUPPORTED);
+        /* the same bytes read as f16 do not fit the layout */
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F16, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
         free(blkb);
         free(blk);
     }
     kv_cache_destroy(&kv);
+    s_half_types();
     return tt_done("test_kv");
 }

@@ -9,6 +9,7 @@
 #include "model.h"
 #include "oracle.h"
 #include "press.h"
+#include "quant.h"
 #include "tiny_model.h"
 #include "tt.h"
 
@@ -55,7 +56,7 @@ static void test_parse(void) {
 static void test_allocation(void) {
     TT_CASE("allocation: pyramid");
     kv_cache *kv;
-    TT_OK(kv_cache_new(&kv, 6, 4, 8, 1));
+    TT_OK(kv_cache_new(&kv, 6, 4, 8, 1, GGML_TYPE_F32));
     float *scores = calloc(6 * 4 * 50, sizeof(float));
     int64_t b[24];
     press p;
@@ -169,8 +170,9 @@ static void s_streaming(fixture *f) {
         TT_CHECK(c->n_past == PRE + CTX);
         /* the kept entries are the same vectors */
         int64_t s = kv_stream(c, 1, 1);
-        TT_CHECK(memcmp(kv_cache_k(c, s) + (PRE + 4) * c->head_dim,
-                        kv_cache_k(kv, s) + (PRE + CTX - 6) * kv->head_dim, (size_t)kv->head_dim * 4) == 0);
+        size_t row = (size_t)kv->head_dim * kv->esize;
+        TT_CHECK(memcmp((char *)kv_cache_k(c, s) + (PRE + 4) * row, (char *)kv_cache_k(kv, s) + (PRE + CTX - 6) * row,
+                        row) == 0);
         kv_cache_destroy(&c);
     }
 
@@ -283,10 +285,10 @@ static void s_knorm(fixture *f) {
         double bn = 1e30;
         for (int64_t j = 0; j < CTX; j++) {
             double n2 = 0;
-            for (int64_t d = 0; d < kv->head_dim; d++) {
-                float x = kv_cache_k(kv, s)[(PRE + j) * kv->head_dim + d];
-                n2 += (double)x * x;
-            }
+            float x[256];
+            TT_CHECK(kv->head_dim <= 256);
+            kv_cache_rows_f32(kv, s, 0, PRE + j, 1, x);
+            for (int64_t d = 0; d < kv->head_dim; d++) n2 += (double)x[d] * x[d];
             if (n2 < bn) bn = n2, best = j;
         }
         TT_CHECK(s_kept(c, s, (int32_t)(PRE + best)));

@@ -171,7 +171,7 @@ int main(void) {
             int64_t *lens = malloc((size_t)rp.kv->n_stream * sizeof *lens);
             for (int64_t q = 0; q < rp.kv->n_stream; q++) lens[q] = rp.kv->len[q];
             kv_cache *dk = NULL;
-            TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, lens,
+            TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, rp.kv->dtype, lens,
                                       rp.kv->n_past, rp.kv->bias != NULL, blk, nb, rp.n_rest + cfg.max_new));
             decoder_seq dq = {0};
             char *text = NULL;

@@ -356,7 +356,8 @@ int main(void) {
         Tis__PrefillDone *d = e->prefill_done;
         /* the block is the compressed cache before the question: eval's bytes at
          * decode start minus the question's entries */
-        uint64_t per = (uint64_t)d->layout->n_stream_len * (2 * d->layout->head_dim * 4 + 4);
+        TT_CHECK(d->layout->dtype == 1); /* f16, the default cache type */
+        uint64_t per = (uint64_t)d->layout->n_stream_len * (2 * d->layout->head_dim * 2 + 4);
         TT_CHECK(d->kv && want && d->kv->length == (uint64_t)want->kv_bytes - d->n_question_ids * per);
         Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
         dj.kv = d->kv;
@@ -429,6 +430,20 @@ int main(void) {
     }
     TT_CHECK(x && x->request_id == 9);
     if (x) fprintf(stderr, "  out-of-range block -> %s\n", x->error->message);
+    msg_free(x);
+
+    TT_CASE("a decode job with a KV element type no cache holds");
+    bl.dtype = 8; /* GGML_TYPE_Q8_0 */
+    eb.request_id = 10;
+    TT_OK(wire_send(r, &decode, &eb));
+    for (int k = 0; k < 4; k++) {
+        x = s_next(r, &peer, 10000, true);
+        if (!x || x->body_case == TIS__ENVELOPE__BODY_ERROR) break;
+        msg_free(x);
+        x = NULL;
+    }
+    TT_CHECK(x && x->request_id == 10 && strstr(x->error->message, "dtype 8"));
+    if (x) fprintf(stderr, "  dtype 8 block -> %s\n", x->error->message);
     msg_free(x);
 
     s_parked_survives_eval(r, &prefill, pp, m, pname);

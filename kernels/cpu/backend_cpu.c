@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "attention_cpu.h"
 #include "pool.h"
 #include "qdot.h"
 #include "quant.h"
@@ -83,20 +84,25 @@ static void s_run(mm_job *j) {
     else pool_for(j->w->n_out, 16, s_mm_rows, j);
 }
 
-/* Decode products keep the activations in f32 (the f32 engine's numbers up
- * to summation order) unless TIS_QDOT_ACT=q8 asks for 8-bit activations
- * and integer dot products (faster arithmetic, llama.cpp's numbers). */
+/* Decode products quantise each activation row to 8 bits and dot it in
+ * integers (llama.cpp's arithmetic, the default), or keep it in f32 (the
+ * f32 product up to summation order): backend_cpu_set_f32_act, starting
+ * from $TIS_QDOT_ACT=q8|f32. */
+static int s_f32_act = -1;
+
 static bool s_q8_act(void) {
-    static int q8 = -1;
-    if (q8 < 0) {
+    if (s_f32_act < 0) {
         const char *v = getenv("TIS_QDOT_ACT");
-        q8 = v && !strcmp(v, "q8");
+        s_f32_act = v && !strcmp(v, "f32");
     }
-    return q8;
+    return !s_f32_act;
 }
 
+void backend_cpu_set_f32_act(bool on) { s_f32_act = on; }
+bool backend_cpu_f32_act(void) { return !s_q8_act(); }
+
 static int s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
-    if (!s_q8_act()) {
+    if (!s_q8_act() || w->f32_act) {
         mm_job j = {w, y, x, NULL, 0, T, acc, qdot_f32act_fn_for(w->type, qdot_isa_best())};
         s_run(&j);
         return 0;
@@ -273,62 +279,10 @@ void cpu_softmax(float *row, int64_t n, const float *bias) {
     for (j = 0; j < n; j++) row[j] *= inv;
 }
 
-/* Query rows are processed in blocks so the score scratch stays
- * [QBLOCK][n_keys] however long the context. */
-enum { QBLOCK = 128 };
-
-static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
-                        int64_t layer, int64_t T, int64_t n_head, const attn_observer *obs) {
-    int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
-    float scale = 1.0f / sqrtf((float)hd);
-    int64_t max_len = 0;
-    for (int64_t h = 0; h < kv->n_kv_head; h++) {
-        int64_t l = kv->len[layer * kv->n_kv_head + h];
-        if (l > max_len) max_len = l;
-    }
-    int64_t qb = T < QBLOCK ? T : QBLOCK;
-    float *sc = malloc((size_t)qb * (size_t)(max_len ? max_len : 1) * sizeof(float));
-    float *qh = malloc((size_t)qb * (size_t)hd * sizeof(float));
-    float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
-    if (!sc || !qh || !oh) { /* scratch of a few MB; see QBLOCK */
-        free(sc);
-        free(qh);
-        free(oh);
-        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
-    }
-    for (int64_t h = 0; h < n_head; h++) {
-        int64_t s = layer * kv->n_kv_head + h / group;
-        int64_t L = kv->len[s], n_old = L - T;
-        TIS_ASSERT(n_old >= 0);
-        const float *K = kv->k + kv->off[s] * hd, *V = kv->v + kv->off[s] * hd;
-        for (int64_t q0 = 0; q0 < T; q0 += qb) {
-            int64_t nq = T - q0 < qb ? T - q0 : qb;
-            /* Only keys visible to the block's last row take part. */
-            int64_t nk = n_old + q0 + nq;
-            for (int64_t r = 0; r < nq; r++)
-                memcpy(qh + r * hd, q + ((q0 + r) * n_head + h) * hd, (size_t)hd * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk,
-                        (blasint)hd, scale, qh, (blasint)hd, K, (blasint)hd, 0.0f, sc,
-                        (blasint)nk);
-            const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
-            for (int64_t r = 0; r < nq; r++) {
-                float *row = sc + r * nk;
-                int64_t vis = n_old + q0 + r + 1; /* causal */
-                cpu_softmax(row, vis, bias);
-                for (int64_t j = vis; j < nk; j++) row[j] = 0.0f;
-            }
-            if (obs && obs->fn) obs->fn(obs->user, layer, h, q0, nq, sc, nk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)hd,
-                        (blasint)nk, 1.0f, sc, (blasint)nk, V, (blasint)hd, 0.0f, oh,
-                        (blasint)hd);
-            for (int64_t r = 0; r < nq; r++)
-                memcpy(out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
-        }
-    }
-    free(sc);
-    free(qh);
-    free(oh);
-    return 0;
+static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T,
+                       int64_t n_head, const attn_observer *obs) {
+    (void)ctx;
+    return cpu_attention(out, q, kv, layer, T, n_head, obs);
 }
 
 static const tis_backend s_cpu = {

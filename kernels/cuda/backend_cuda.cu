@@ -241,6 +241,9 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
                 (long long)kv->head_dim, MAX_KV_HEADS, MAX_HEAD_DIM);
         abort();
     }
+    if (kv->dtype != 0) /* GGML_TYPE_F32 */
+        return tis_error(TIS_EUNSUPPORTED, "cuda: attention reads f32 KV caches only (this one holds type %d)",
+                         kv->dtype);
     if (T < 1) return 0;
     streams st;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
@@ -254,7 +257,7 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
         }
     }
     dim3 grid((unsigned)T, (unsigned)n_head);
-    k_attention<<<grid, ATT_THREADS>>>(out, q, kv->k, kv->v, kv->bias, st, T, n_head, n_head / kv->n_kv_head,
+    k_attention<<<grid, ATT_THREADS>>>(out, q, (const float *)kv->k, (const float *)kv->v, kv->bias, st, T, n_head, n_head / kv->n_kv_head,
                                        kv->head_dim, 1.0f / sqrtf((float)kv->head_dim));
     CUDA_OK(cudaGetLastError());
     return 0;
@@ -305,6 +308,8 @@ extern "C" int backend_cuda_download(void *dst, const void *src, size_t bytes) {
 extern "C" int backend_cuda_kv_upload(kv_view *dev, const kv_view *host) {
     *dev = *host;
     dev->k = dev->v = dev->bias = NULL;
+    if (host->dtype != 0) /* GGML_TYPE_F32 */
+        return tis_error(TIS_EUNSUPPORTED, "cuda: KV caches of type %d cannot be uploaded (f32 only)", host->dtype);
     size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * sizeof(float);
     float *k = NULL, *v = NULL, *b = NULL;
     if (cudaMalloc(&k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&v, kb ? kb : 1) != cudaSuccess ||

@@ -1,0 +1,240 @@
+/* attention_cpu: the CPU backend's attention over a (possibly compacted,
+ * ragged) KV cache whose keys and values are f32, f16 or bf16.
+ *
+ * Two paths, the same arithmetic up to summation order:
+ *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
+ *    probabilities): heads split over the thread pool; each head reads its
+ *    stream's rows in the stored type, CHUNK rows at a time converted to
+ *    f32 in registers-sized scratch, dots, softmax, weighted sum of values.
+ *    This is the decode step's path: the cache is read once per head group
+ *    in its own (half-size) type, no BLAS call, no allocation per call.
+ *  - prefill (and any observed call: oracle labels, H2O, SnapKV): query
+ *    rows in blocks of QBLOCK, scores by OpenBLAS sgemm against the stream's
+ *    keys (converted once per KV head to f32 when the cache is not f32). */
+#include "attention_cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "pool.h"
+#include "softmax.h"
+#include "tis_error.h"
+
+enum { QBLOCK = 128, DECODE_T = 16, CHUNK = 64 };
+
+/* ---- rows of the stored type to f32 ---------------------------------------- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2,f16c"))) static void s_h2f_f16c(const uint16_t *h, float *f, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) f[i] = quant_f16_to_f32(h[i]);
+}
+static bool s_has_f16c(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    return has;
+}
+#endif
+
+/* n elements of `dtype` at src -> dst (f32). */
+static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
+    if (dtype == GGML_TYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    } else if (dtype == GGML_TYPE_F16) {
+#if defined(__x86_64__)
+        if (s_has_f16c()) {
+            s_h2f_f16c(src, dst, n);
+            return;
+        }
+#endif
+        const uint16_t *h = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = quant_f16_to_f32(h[i]);
+    } else { /* bf16: the high half of an f32 */
+        const uint16_t *h = src;
+        uint32_t *u = (uint32_t *)dst;
+        for (int64_t i = 0; i < n; i++) u[i] = (uint32_t)h[i] << 16;
+    }
+}
+
+static size_t s_esize(int dtype) { return dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+/* ---- decode-sized batches: heads over the pool ------------------------------ */
+
+typedef struct att_job {
+    float *out;
+    const float *q;
+    const kv_view *kv;
+    int64_t layer, T, n_head, group, hd, max_len, grain;
+    float scale;
+    float *scratch; /* per slice: [T][max_len] scores + [CHUNK][hd] rows */
+} att_job;
+
+static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
+    const kv_view *kv = j->kv;
+    int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h / j->group;
+    int64_t L = kv->len[s], n_old = L - T;
+    size_t es = s_esize(kv->dtype), row_bytes = (size_t)hd * es;
+    const char *K = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
+    const char *V = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
+    const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
+    for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
+        int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
+        const float *kf = rows;
+        if (kv->dtype == GGML_TYPE_F32) kf = (const float *)(K + (size_t)c0 * row_bytes);
+        else s_to_f32(kv->dtype, K + (size_t)c0 * row_bytes, rows, nc * hd);
+        for (int64_t r = 0; r < T; r++) {
+            const float *qr = j->q + (r * j->n_head + h) * hd;
+            float *srow = sc + r * L + c0;
+            for (int64_t i = 0; i < nc; i++) {
+                const float *kr = kf + i * hd;
+                float d = 0;
+                for (int64_t e = 0; e < hd; e++) d += qr[e] * kr[e];
+                srow[i] = d * j->scale;
+            }
+        }
+    }
+    for (int64_t r = 0; r < T; r++) {
+        int64_t vis = n_old + r + 1; /* causal */
+        cpu_softmax(sc + r * L, vis, bias);
+        for (int64_t i = vis; i < L; i++) sc[r * L + i] = 0.0f;
+        memset(j->out + (r * j->n_head + h) * hd, 0, (size_t)hd * sizeof(float));
+    }
+    for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
+        int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
+        const float *vf = rows;
+        if (kv->dtype == GGML_TYPE_F32) vf = (const float *)(V + (size_t)c0 * row_bytes);
+        else s_to_f32(kv->dtype, V + (size_t)c0 * row_bytes, rows, nc * hd);
+        for (int64_t r = 0; r < T; r++) {
+            float *o = j->out + (r * j->n_head + h) * hd;
+            const float *p = sc + r * L + c0;
+            for (int64_t i = 0; i < nc; i++) {
+                float pi = p[i];
+                const float *vr = vf + i * hd;
+                for (int64_t e = 0; e < hd; e++) o[e] += pi * vr[e];
+            }
+        }
+    }
+}
+
+static void s_heads(void *ctx, int64_t h0, int64_t h1) {
+    const att_job *j = ctx;
+    size_t per = (size_t)(j->T * j->max_len + CHUNK * j->hd);
+    float *sc = j->scratch + (size_t)(h0 / j->grain) * per;
+    for (int64_t h = h0; h < h1; h++) s_head(j, h, sc, sc + j->T * j->max_len);
+}
+
+/* Grow-only scratch of the thread that runs the forward pass. */
+static _Thread_local struct {
+    float *p;
+    size_t cap; /* floats */
+} S;
+
+static float *s_scratch(size_t floats) {
+    if (floats <= S.cap) return S.p;
+    free(S.p);
+    S.p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    S.cap = S.p ? floats : 0;
+    return S.p;
+}
+
+static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
+                    int64_t max_len) {
+    int64_t threads = pool_threads(), grain = (n_head + threads - 1) / threads;
+    int64_t slices = (n_head + grain - 1) / grain;
+    size_t per = (size_t)(T * max_len + CHUNK * kv->head_dim);
+    float *scratch = s_scratch((size_t)slices * per);
+    if (!scratch)
+        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
+    att_job j = {out, q, kv, layer, T, n_head, n_head / kv->n_kv_head, kv->head_dim, max_len, grain,
+                 1.0f / sqrtf((float)kv->head_dim), scratch};
+    pool_for(n_head, grain, s_heads, &j);
+    return 0;
+}
+
+/* ---- prefill (and observed) attention: sgemm per query block -------------- */
+
+static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
+                     int64_t max_len, const attn_observer *obs) {
+    int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t qb = T < QBLOCK ? T : QBLOCK;
+    bool conv = kv->dtype != GGML_TYPE_F32;
+    size_t ml = (size_t)(max_len ? max_len : 1);
+    float *sc = malloc((size_t)qb * ml * sizeof(float));
+    float *qh = malloc((size_t)qb * (size_t)hd * sizeof(float));
+    float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
+    float *kvf = conv ? malloc(2 * ml * (size_t)hd * sizeof(float)) : NULL;
+    if (!sc || !qh || !oh || (conv && !kvf)) { /* scratch of a few MB; see QBLOCK */
+        free(sc);
+        free(qh);
+        free(oh);
+        free(kvf);
+        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
+    }
+    size_t row_bytes = (size_t)hd * s_esize(kv->dtype);
+    int64_t s_conv = -1; /* the stream whose keys and values kvf holds */
+    for (int64_t h = 0; h < n_head; h++) {
+        int64_t s = layer * kv->n_kv_head + h / group;
+        int64_t L = kv->len[s], n_old = L - T;
+        TIS_ASSERT(n_old >= 0);
+        const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
+        const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
+        const float *K = Kp, *V = Vp;
+        if (conv) {
+            if (s != s_conv) {
+                s_to_f32(kv->dtype, Kp, kvf, L * hd);
+                s_to_f32(kv->dtype, Vp, kvf + ml * (size_t)hd, L * hd);
+                s_conv = s;
+            }
+            K = kvf;
+            V = kvf + ml * (size_t)hd;
+        }
+        for (int64_t q0 = 0; q0 < T; q0 += qb) {
+            int64_t nq = T - q0 < qb ? T - q0 : qb;
+            /* Only keys visible to the block's last row take part. */
+            int64_t nk = n_old + q0 + nq;
+            for (int64_t r = 0; r < nq; r++)
+                memcpy(qh + r * hd, q + ((q0 + r) * n_head + h) * hd, (size_t)hd * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)hd, scale, qh,
+                        (blasint)hd, K, (blasint)hd, 0.0f, sc, (blasint)nk);
+            const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
+            for (int64_t r = 0; r < nq; r++) {
+                float *row = sc + r * nk;
+                int64_t vis = n_old + q0 + r + 1; /* causal */
+                cpu_softmax(row, vis, bias);
+                for (int64_t j = vis; j < nk; j++) row[j] = 0.0f;
+            }
+            if (obs && obs->fn) obs->fn(obs->user, layer, h, q0, nq, sc, nk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)hd, (blasint)nk, 1.0f, sc,
+                        (blasint)nk, V, (blasint)hd, 0.0f, oh, (blasint)hd);
+            for (int64_t r = 0; r < nq; r++)
+                memcpy(out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
+        }
+    }
+    free(sc);
+    free(qh);
+    free(oh);
+    free(kvf);
+    return 0;
+}
+
+int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
+                  const attn_observer *obs) {
+    if (kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16)
+        return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d", kv->dtype);
+    int64_t max_len = 0;
+    for (int64_t h = 0; h < kv->n_kv_head; h++) {
+        int64_t l = kv->len[layer * kv->n_kv_head + h];
+        if (l > max_len) max_len = l;
+    }
+    if (T <= DECODE_T && !(obs && obs->fn)) return s_decode(out, q, kv, layer, T, n_head, max_len);
+    return s_prefill(out, q, kv, layer, T, n_head, max_len, obs);
+}
