@@ -1,4 +1,5 @@
 /* tis serve: the coordinator, with local worker processes. */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "cli.h"
 #include "coord.h"
+#include "http_front.h"
 #include "tis_error.h"
 #include "yaml_kv.h"
 
@@ -39,6 +41,9 @@ static void s_usage(FILE *f) {
             "      --lease_ms N         a block handed between workers lives this long unless renewed;\n"
             "                           the coordinator renews those still waiting (default 30000)\n"
             "      --kv_type T          the workers' KV cache element type: f16 (default), f32, bf16\n"
+            "      --http [HOST:]PORT   also serve the OpenAI-compatible HTTP API there (HOST default\n"
+            "                           127.0.0.1; another address only when given; PORT 0: any free\n"
+            "                           port, printed); its other settings: the config's http: block\n"
             "      --stop_after N       exit after N answers (tests)\n"
             "Not yet: CUDA workers (see docs/STATUS.md).\n",
             cli_default_model());
@@ -78,12 +83,47 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
     _exit(127);
 }
 
+enum { N_OWNED = 7 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
+                         http.kv_policy */
+
+/* The http: block of a config: the HTTP front's settings. */
+static int s_config_http(yaml_kv *kv, const char *path, http_opts *h, const char **listen) {
+    int64_t body_kb = h->max_body / 1024;
+    const char *budget = NULL, *qa = NULL;
+    int rc;
+    if ((rc = yaml_kv_str(kv, "http.listen", listen)) || (rc = yaml_kv_i64(kv, "http.max_body_kb", 1, 1 << 20, &body_kb)) ||
+        (rc = yaml_kv_i64(kv, "http.max_connections", 1, 100000, &h->max_connections)) ||
+        (rc = yaml_kv_i64(kv, "http.max_tokens", 1, HTTP_MAX_TOKENS, &h->defaults.max_tokens)) ||
+        (rc = yaml_kv_str(kv, "http.kv_policy", &h->defaults.kv_policy)) ||
+        (rc = yaml_kv_str(kv, "http.kv_budget", &budget)) ||
+        (rc = yaml_kv_i64(kv, "http.kv_budget_tokens", 0, 1 << 24, &h->defaults.kv_budget_tokens)) ||
+        (rc = yaml_kv_str(kv, "http.query_aware", &qa)))
+        return rc;
+    h->max_body = body_kb * 1024;
+    if (budget) {
+        char *end = NULL;
+        double b = strtod(budget, &end);
+        if (end == budget || *end || !(b > 0 && b <= 1))
+            return tis_error(TIS_EINVAL, "%s: http.kv_budget '%s' is not a fraction in (0, 1]", path, budget);
+        h->defaults.kv_budget = b;
+    }
+    if (qa && strcmp(qa, "true") && strcmp(qa, "false"))
+        return tis_error(TIS_EINVAL, "%s: http.query_aware '%s' is not true or false", path, qa);
+    if (qa) h->defaults.query_aware = !strcmp(qa, "true");
+    return 0;
+}
+
 /* The settings of a YAML config (before the flags, which override it). */
 static int s_config(const char *path, coord_opts *o, const char **model, const char **head, const char **head_q,
-                    int64_t *n_pre, int64_t *n_dec, int64_t *n_sc, int64_t *mb, int64_t *dbatch, char **owned) {
+                    int64_t *n_pre, int64_t *n_dec, int64_t *n_sc, int64_t *mb, int64_t *dbatch, http_opts *h,
+                    const char **listen, char **owned) {
     yaml_kv kv;
     int rc = yaml_kv_load(&kv, path);
     if (rc) return rc;
+    if ((rc = s_config_http(&kv, path, h, listen))) {
+        yaml_kv_free(&kv);
+        return rc;
+    }
     const char *dev[3] = {"cpu", "cpu", "cpu"};
     if ((rc = yaml_kv_str(&kv, "model", model)) || (rc = yaml_kv_str(&kv, "front", &o->front)) ||
         (rc = yaml_kv_str(&kv, "back", &o->back)) ||
@@ -113,7 +153,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
                            "%s: %s.device '%s': only cpu workers exist so far (CUDA workers are not built yet)",
                            path, role[k], dev[k]);
     /* the strings live in kv: keep copies for the run (owned[], freed by the caller) */
-    const char **sv[] = {model, &o->front, &o->back, head, head_q};
+    const char **sv[N_OWNED] = {model, &o->front, &o->back, head, head_q, listen, &h->defaults.kv_policy};
     for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
         if (*sv[k] && *sv[k] != owned[k]) { /* (a second --config replaces the first's) */
             char *c = strdup(*sv[k]);
@@ -125,15 +165,53 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
     return rc;
 }
 
+/* The model's name as /v1/models shows it: its file (or directory) name
+ * without .gguf. */
+static void s_model_id(const char *path, char *out, size_t cap) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path;
+    for (size_t k = 0; k < n; k++)
+        if (path[k] == '/') b = path + k + 1;
+    size_t len = (size_t)(path + n - b);
+    if (len > 5 && !strncmp(b + len - 5, ".gguf", 5)) len -= 5;
+    snprintf(out, cap, "%.*s", (int)len, b);
+}
+
+/* The HTTP front, when asked for: 0 (*hf NULL when not), or an error. */
+static int s_http_start(http_front **hf, http_opts *h, const char *listen, const char *front, const char *model,
+                        char *model_id, size_t cap) {
+    *hf = NULL;
+    if (!listen || !*listen) return 0;
+    s_model_id(model, model_id, cap);
+    h->listen = listen;
+    h->front = front;
+    h->defaults.model_id = model_id;
+    uint32_t addr;
+    int port, loopback = 1;
+    int rc = http_parse_listen(listen, &addr, &port, &loopback);
+    if (!rc) rc = http_front_start(hf, h);
+    if (rc) return rc;
+    struct in_addr a = {.s_addr = addr};
+    char host[32];
+    snprintf(host, sizeof host, "%s", inet_ntoa(a));
+    fprintf(stderr, "[http] listening on http://%s:%d (model %s)%s\n", host, http_front_port(*hf), model_id,
+            loopback ? "" : " -- not a loopback address: anyone who reaches it can use it (no authentication)");
+    return 0;
+}
+
 static int s_serve(int argc, char **argv, char **owned) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
                     .job_timeout_ms = 600000, .lease_ms = 30000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
+    http_opts h = {.max_body = 1 << 20, .max_connections = 256,
+                   .defaults = {.kv_policy = "full", .kv_budget = 1.0, .query_aware = true, .max_tokens = 256}};
+    const char *listen = NULL;
     for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--config") &&
-            s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &n_sc, &mb, &dbatch, owned)) {
+        if (!strcmp(argv[i], "--config") && s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &n_sc,
+                                                     &mb, &dbatch, &h, &listen, owned)) {
             fprintf(stderr, "tis serve: %s\n", tis_last_error());
             return 2;
         }
@@ -157,6 +235,7 @@ static int s_serve(int argc, char **argv, char **owned) {
         CLI_I64("--lease_ms", NULL, &o.lease_ms, 50, 86400000),
         CLI_I64("--stop_after", NULL, &o.stop_after, 1, INT64_MAX),
         CLI_KV_TYPE,
+        CLI_STR("--http", NULL, &listen),
         CLI_END,
     };
     int prc = cli_parse_opts("serve", argc, argv, opts, s_usage);
@@ -181,8 +260,14 @@ static int s_serve(int argc, char **argv, char **owned) {
         kids[n_kids++] = s_spawn("scorer", (int)i, o.back, model, head, head_q, "16", hb, dbatch_s, lease);
     fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
             o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
-    int rc = coord_run(&o);
-    if (rc) cli_fail("coordinator");
+    /* after the forks: the front's threads are this process's alone */
+    http_front *hf = NULL;
+    char model_id[256];
+    h.n_role[0] = n_pre, h.n_role[1] = n_sc, h.n_role[2] = n_dec;
+    int rc = s_http_start(&hf, &h, listen, o.front, model, model_id, sizeof model_id);
+    if (rc) cli_fail("http");
+    else if ((rc = coord_run(&o))) cli_fail("coordinator");
+    http_front_stop(&hf);
     /* coord_run sent Shutdown to the workers it knew; wait, then make sure,
      * and remove the arenas of prefill workers that died without cleaning up. */
     for (int k = 0; k < n_kids; k++) {
@@ -204,8 +289,8 @@ static int s_serve(int argc, char **argv, char **owned) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    char *owned[5] = {0}; /* strings read from a config */
+    char *owned[N_OWNED] = {0}; /* strings read from a config */
     int rc = s_serve(argc, argv, owned);
-    for (int k = 0; k < 5; k++) free(owned[k]);
+    for (int k = 0; k < N_OWNED; k++) free(owned[k]);
     return rc;
 }

@@ -67,22 +67,28 @@ void tis_client_close(tis_client *c) {
 
 int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     if (!c || !rq || id == 0) return tis_error(TIS_EINVAL, "client: submit needs a client, a request and an id > 0");
-    if (!rq->context || !*rq->context || !rq->question || !*rq->question)
-        return tis_error(TIS_EINVAL, "client: a request needs a context and a question");
+    if (!rq->context || !*rq->context) return tis_error(TIS_EINVAL, "client: a request needs a context");
     if (rq->budget_tokens == 0 && !(rq->budget > 0 && rq->budget <= 1))
         return tis_error(TIS_EINVAL, "client: budget %g is not in (0, 1] and no budget_tokens", rq->budget);
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = rq->max_new ? rq->max_new : 16;
-    gp.seed = 42;
+    gp.seed = rq->seed ? rq->seed : 42;
+    gp.temperature = rq->temperature;
+    gp.top_p = rq->top_p;
+    gp.until_eog = rq->until_eog;
+    gp.n_stop = rq->n_stop;
+    gp.stop = (char **)rq->stop;
     Tis__Submit sub = TIS__SUBMIT__INIT;
     sub.context = (char *)rq->context;
-    sub.question = (char *)rq->question;
+    sub.question = (char *)(rq->question ? rq->question : "");
     sub.prefix = (char *)(rq->prefix ? rq->prefix : "");
     sub.answer_prefix = (char *)(rq->answer_prefix ? rq->answer_prefix : "");
     sub.policy = (char *)(rq->policy ? rq->policy : "full");
     sub.budget = rq->budget_tokens ? 0 : rq->budget;
     sub.budget_tokens = rq->budget_tokens;
     sub.query_aware = rq->query_aware;
+    sub.raw = rq->raw;
+    sub.stream = rq->stream;
     sub.gen = &gp;
     if (c->n_pend == c->cap_pend) {
         size_t nc = c->cap_pend ? 2 * c->cap_pend : 16;
@@ -109,6 +115,12 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     if (c->n_pend == 0) c->next_probe = tis_now() + PROBE_MS / 1000.0;
     c->n_pend++;
     return 0;
+}
+
+static bool s_pending(const tis_client *c, uint64_t id) {
+    for (size_t i = 0; i < c->n_pend; i++)
+        if (c->pend[i].id == id) return true;
+    return false;
 }
 
 /* Forgets an answered request; false when it was not pending (a second
@@ -173,6 +185,8 @@ static bool s_result(const Tis__Envelope *e, tis_result *out) {
         out->n_ids = r->n_ids;
         out->kv_bytes = r->kv_bytes;
         out->full_kv_bytes = r->full_kv_bytes;
+        out->prompt_tokens = r->prompt_tokens;
+        out->length = r->finish_reason && !strcmp(r->finish_reason, "length");
         if (r->timing) {
             out->queue_s = r->timing->queue_s;
             out->prefill_s = r->timing->prefill_s;
@@ -201,7 +215,45 @@ static bool s_result(const Tis__Envelope *e, tis_result *out) {
         out->retry_after_ms = e->busy->retry_after_ms;
         return true;
     }
+    if (e->body_case == TIS__ENVELOPE__BODY_TOKENS) {
+        const Tis__TokenChunk *t = e->tokens;
+        out->kind = TIS_RESULT_CHUNK;
+        out->answer = strdup(t->text ? t->text : "");
+        out->ids = malloc((t->n_ids ? t->n_ids : 1) * sizeof *out->ids);
+        if (out->ids && t->n_ids) memcpy(out->ids, t->ids, t->n_ids * sizeof *out->ids);
+        out->n_ids = t->n_ids;
+        if (!out->answer || !out->ids) { /* a chunk lost to memory: the Reply still has the whole answer */
+            tis_result_free(out);
+            return false;
+        }
+        return true;
+    }
     return false;
+}
+
+/* A result is handed to the caller once: a chunk while its request is
+ * pending, a final result when it answers a pending request. */
+static bool s_deliver(tis_client *c, const tis_result *r) {
+    return r->kind == TIS_RESULT_CHUNK ? s_pending(c, r->id) : s_answered(c, r->id);
+}
+
+int tis_client_cancel(tis_client *c, uint64_t id) {
+    if (!c || id == 0) return tis_error(TIS_EINVAL, "client: cancel needs a client and an id > 0");
+    if (!s_answered(c, id)) return 0; /* answered already (or never sent) */
+    for (size_t i = 0; i < c->n_held;) /* chunks of it already here */
+        if (c->held[i].id == id) {
+            tis_result_free(&c->held[i]);
+            memmove(c->held + i, c->held + i + 1, (--c->n_held - i) * sizeof *c->held);
+        } else {
+            i++;
+        }
+    Tis__Cancel cn = TIS__CANCEL__INIT;
+    cn.reason = "the client cancelled";
+    Tis__Envelope e = TIS__ENVELOPE__INIT;
+    e.request_id = id;
+    e.body_case = TIS__ENVELOPE__BODY_CANCEL;
+    e.cancel = &cn;
+    return wire_send(c->sock, NULL, &e);
 }
 
 /* Receives one message within timeout_ms: 1 (*e set), 0 (none), < 0. */
@@ -250,7 +302,7 @@ int tis_client_next(tis_client *c, int timeout_ms, tis_result *out) {
         }
         bool got = s_result(e, out);
         msg_free(e);
-        if (got && s_answered(c, out->id)) return 1;
+        if (got && s_deliver(c, out)) return 1;
         if (got) tis_result_free(out);
         if (left <= 0) return 0;
     }
@@ -300,6 +352,7 @@ static char *s_status_json(const Tis__Status *st) {
     cJSON_AddNumberToObject(r, "errors", (double)st->errors);
     cJSON_AddNumberToObject(r, "busy", (double)st->busy);
     cJSON_AddNumberToObject(r, "retried", (double)st->retried);
+    cJSON_AddNumberToObject(r, "cancelled", (double)st->cancelled);
     cJSON *h = cJSON_AddObjectToObject(o, "handoff");
     cJSON_AddNumberToObject(h, "count", (double)st->handoffs);
     cJSON_AddNumberToObject(h, "bytes", (double)st->handoff_bytes);
@@ -334,7 +387,7 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
         }
         tis_result res;
         bool is_res = s_result(m, &res);
-        if (is_res && !s_answered(c, res.id)) { /* answered already: dropped */
+        if (is_res && !s_deliver(c, &res)) { /* answered already: dropped */
             tis_result_free(&res);
             is_res = false;
         }

@@ -21,7 +21,12 @@
  * tis_client_next asks the coordinator every 2 s which of them it holds,
  * and sends again the ones it lost (the coordinator drops duplicates of
  * requests it holds or answered). A request is never answered twice to the
- * caller. */
+ * caller.
+ *
+ * Streaming: a request with `stream` set also gets TIS_RESULT_CHUNK results
+ * (its tokens as they are generated, and the text they completed) before
+ * its one final result. tis_client_cancel drops a request: nothing more
+ * comes for it, and the server stops working on it. */
 #ifndef TIS_CLIENT_H
 #define TIS_CLIENT_H
 
@@ -37,7 +42,7 @@ typedef struct tis_client tis_client;
 
 typedef struct tis_request {
     const char *context;       /* the long document (required) */
-    const char *question;      /* (required) */
+    const char *question;      /* (required, unless the context is the whole message) */
     const char *prefix;        /* instructions before the context, or NULL */
     const char *answer_prefix; /* text the answer continues, or NULL */
     const char *policy;        /* compression policy: full, snapkv, tis, ... (NULL: full) */
@@ -45,16 +50,32 @@ typedef struct tis_request {
     uint32_t budget_tokens;    /* ... or tokens per head (used when > 0) */
     bool query_aware;          /* question prefilled before compression */
     uint32_t max_new;          /* answer tokens at most (0: 16) */
+    float temperature;         /* 0: greedy; > 0: sampled (with top_p, seed) */
+    float top_p;               /* (0, 1]; 0: 1 */
+    uint64_t seed;             /* the sampler's seed (0: 42) */
+    bool until_eog;            /* generate until end-of-generation or max_new (else one short
+                                  answer: stops at its sentence end and is trimmed) */
+    bool raw;                  /* no chat template: prefix, context, question and answer_prefix
+                                  joined as given (a completion prompt) */
+    bool stream;               /* TIS_RESULT_CHUNK results while generating */
+    const char *const *stop;   /* [n_stop] generation ends where the text first holds one of
+                                  these (the answer is cut there); borrowed until submitted */
+    size_t n_stop;
 } tis_request;
 
-typedef enum tis_result_kind { TIS_RESULT_REPLY = 0, TIS_RESULT_ERROR = 1, TIS_RESULT_BUSY = 2 } tis_result_kind;
+typedef enum tis_result_kind {
+    TIS_RESULT_REPLY = 0, TIS_RESULT_ERROR = 1, TIS_RESULT_BUSY = 2,
+    TIS_RESULT_CHUNK = 3       /* a streamed request's tokens; its final result comes later */
+} tis_result_kind;
 
 typedef struct tis_result {
     uint64_t id;
     tis_result_kind kind;
-    char *answer;              /* REPLY: the answer text */
-    int32_t *ids;              /* REPLY: its tokens */
+    char *answer;              /* REPLY: the answer text; CHUNK: the text these tokens completed */
+    int32_t *ids;              /* REPLY: its tokens; CHUNK: the tokens of one step */
     size_t n_ids;
+    uint32_t prompt_tokens;    /* REPLY: the prompt's tokens */
+    bool length;               /* REPLY: generation stopped at max_new (else at its end) */
     uint64_t kv_bytes;         /* REPLY: the compressed cache handed to decode */
     uint64_t full_kv_bytes;    /* REPLY: what the full cache would have been */
     /* REPLY: seconds; queue (waiting for workers), prefill (incl. compression),
@@ -76,6 +97,10 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq);
 /* Waits up to timeout_ms for a result: 1 (*out filled; free it with
  * tis_result_free), 0 (nothing yet), < 0 (error). */
 int tis_client_next(tis_client *c, int timeout_ms, tis_result *out);
+
+/* Drops request id: the server stops it, and no result comes for it (one
+ * that was on its way is dropped). 0 also when it was answered already. */
+int tis_client_cancel(tis_client *c, uint64_t id);
 void tis_result_free(tis_result *r);
 
 /* The coordinator's state as JSON (malloc'd, free it): workers, queue

@@ -49,9 +49,13 @@ static char *s_concat(const char *a, const char *b, const char *c) {
 /* The text before and after the context: *pre, *suf (malloc'd). */
 static int s_frame(const chat_template *ct, bool chat, const session_input *in, char **pre, char **suf) {
     *pre = *suf = NULL;
-    if (chat && ct && ct->family != CHAT_NONE) {
-        /* Render with a one-byte placeholder for the context and cut there. */
-        char *user = s_concat("\x01\n\n", in->question, NULL);
+    if (in->verbatim) {
+        *pre = strdup(in->prefix ? in->prefix : "");
+        *suf = s_concat(in->question, in->answer_prefix, NULL);
+    } else if (chat && ct && ct->family != CHAT_NONE) {
+        /* Render with a one-byte placeholder for the context and cut there;
+         * an empty question leaves the user's turn the context alone. */
+        char *user = s_concat("\x01", in->question && *in->question ? "\n\n" : "", in->question);
         chat_msg msgs[2];
         size_t nm = 0;
         if (in->prefix) msgs[nm++] = (chat_msg){"system", in->prefix};
@@ -244,6 +248,10 @@ int session_new(session **out, forward_state *st, const chat_template *ct, const
         (in->answer_prefix && !(s->answer_prefix = strdup(in->answer_prefix))))
         rc = tis_error(TIS_ENOMEM, "session: out of memory");
     if (!rc) rc = session_prompt_build(s->m->tok, ct, o->chat, in, &s->p);
+    if (!rc && o->max_tokens > 0 && s->p.n > o->max_tokens)
+        rc = tis_error(TIS_ERANGE, "session: %s: a prompt of %lld tokens is over the %lld this request may use "
+                       "(the model's context less the tokens to generate)",
+                       in->id ? in->id : "(request)", (long long)s->p.n, (long long)o->max_tokens);
     if (!rc) {
         s->n_suf = s->p.n - s->p.suf_begin;
         s->win = o->window < s->p.n_ctx ? o->window : s->p.n_ctx;
@@ -487,7 +495,8 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
     bool qa = rq->query_aware || !pr->score; /* full: as eval, the question goes in uncompressed */
     session_opts so = {.chat = rq->chat, .agnostic = !qa, .query_aware = qa, .window = rq->window,
                        .n_sink = rq->n_sink, .seed = rq->seed,
-                       .hid_layer = !pr->needs_head ? -1 : h ? h->cfg.layer : head_layer};
+                       .hid_layer = !pr->needs_head ? -1 : h ? h->cfg.layer : head_layer,
+                       .max_tokens = rq->max_tokens};
     session *s = NULL;
     int rc = session_new(&s, st, ct, in, &so);
     if (rc) return rc;

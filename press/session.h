@@ -39,6 +39,8 @@ typedef struct session_input {
     const char *question;
     const char *answer_prefix; /* the assistant turn starts with it, or NULL */
     const char *answer;        /* the expected answer (oracle labels), or NULL */
+    bool verbatim;             /* no template and no joiners: prefix + context + question +
+                                  answer_prefix as given (a raw completion prompt) */
 } session_input;
 
 /* The prompt as tokens: prefix (BOS, template, system) ++ context ++ suffix
@@ -70,6 +72,7 @@ typedef struct session_opts {
     int64_t n_sink;       /* streaming sinks */
     uint64_t seed;        /* the random press: mixed with the prompt length */
     int64_t hid_layer;    /* hidden states entering this layer are kept (head), or -1 */
+    int64_t max_tokens;   /* > 0: a longer prompt is refused (TIS_ERANGE) before any prefill */
 } session_opts;
 
 typedef struct session session;
@@ -151,6 +154,7 @@ typedef struct session_request {
     uint64_t seed;           /* the random press, as eval's --seed */
     int64_t max_new;         /* room left in the cache for generation */
     float hook_lambda;       /* "+hook" policies; < 0: the head's own */
+    int64_t max_tokens;      /* > 0: prompt tokens allowed (session_opts.max_tokens) */
 } session_request;
 
 /* The compressed cache of one request and what decode runs first. */

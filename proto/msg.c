@@ -91,6 +91,7 @@ const char *msg_body_name(const Tis__Envelope *env) {
     case TIS__ENVELOPE__BODY_EVAL_DONE: return "eval_done";
     case TIS__ENVELOPE__BODY_LABEL_JOB: return "label_job";
     case TIS__ENVELOPE__BODY_LABEL_DONE: return "label_done";
+    case TIS__ENVELOPE__BODY_CANCEL: return "cancel";
     default: return "none";
     }
 }

@@ -11,8 +11,10 @@
 #include "tis.pb-c.h"
 
 /* 2: eval and label jobs have their own bodies (EvalJob / EvalDone,
- * LabelJob / LabelDone; version 1 carried them inside Submit and Reply). */
-#define TIS_PROTO_VERSION 2u
+ * LabelJob / LabelDone; version 1 carried them inside Submit and Reply).
+ * 3: Cancel; TokenChunk sent for Submit.stream; Submit.raw,
+ * GenParams.until_eog / stop, Reply.finish_reason / prompt_tokens, Status.cancelled. */
+#define TIS_PROTO_VERSION 3u
 /* Frames above this are refused unread: control messages are small (the
  * largest carries a request's text). */
 #define TIS_MSG_MAX_BYTES ((size_t)64 << 20)

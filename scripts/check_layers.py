@@ -26,7 +26,8 @@ ALLOWED = {
     "serve": ["base", "formats", "kernels", "engine", "press", "eval", "proto"],
     "include": [],
     "client": ["base", "formats", "kernels", "engine", "press", "eval", "proto", "serve", "include"],
-    "cli": ["base", "formats", "kernels", "engine", "press", "eval", "proto", "serve", "include", "client"],
+    "http": ["base", "formats", "kernels", "engine", "press", "eval", "proto", "serve", "include", "client"],
+    "cli": ["base", "formats", "kernels", "engine", "press", "eval", "proto", "serve", "include", "client", "http"],
 }
 # Headers generated at build time, by the layer that owns them.
 GENERATED = {"tis.pb-c.h": "proto"}

@@ -8,6 +8,9 @@ jobs=$(nproc)
 # For the test that reads a label shard from Python (skipped without them).
 python3 -m pip install -q numpy safetensors 2>/dev/null ||
   echo "[test] numpy/safetensors not installable: the Python shard check will be skipped"
+# For the HTTP front's test with real clients (tests/http_clients.py; skipped without them).
+python3 -m pip install -q openai prometheus_client 2>/dev/null ||
+  echo "[test] openai/prometheus_client not installable: test_http_clients will be skipped"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 echo "[test] layout: layers (scripts/check_layers.py), function and folder sizes (scripts/check_size.py)"

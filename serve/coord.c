@@ -143,6 +143,7 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
     st.handoff_bytes = s->handoff_bytes;
     st.handoffs = s->handoffs;
     st.full_kv_bytes = s->full_kv_bytes;
+    st.cancelled = s->n_cancelled;
     Tis__StageStats ss[LAT_N], *sp[LAT_N];
     int64_t n = s->n_lat < LAT_RING ? s->n_lat : LAT_RING;
     double *v = n ? malloc((size_t)n * sizeof *v) : NULL;
@@ -198,8 +199,8 @@ static stage s_first_stage(const Tis__Envelope *e, bool *head_policy, const char
         return *why ? ST_FREE : ST_LABEL;
     }
     const Tis__Submit *q = e->submit;
-    if (!q->context || !*q->context || !q->question || !*q->question) {
-        *why = "a request needs a context and a question";
+    if (!q->context || !*q->context) { /* the question may be empty: the context is the whole message */
+        *why = "a request needs a context";
         return ST_FREE;
     }
     press pr;
@@ -281,9 +282,10 @@ static void s_front(self_t *s) {
         s_client_release(s, &client, e->request_id, e->lease_release->lease_id);
         break;
     case TIS__ENVELOPE__BODY_STATUS_REQUEST: s_send_status(s, &client, e->request_id); break;
+    case TIS__ENVELOPE__BODY_CANCEL: coord_request_cancel(s, &client, e->request_id); break;
     default:
         coord_error_to_client(s, &client, e->request_id, TIS_EINVAL,
-                          "the front end takes Submit, EvalJob, LabelJob, StatusRequest and LeaseRelease");
+                          "the front end takes Submit, EvalJob, LabelJob, StatusRequest, LeaseRelease and Cancel");
     }
     msg_free(e);
 }

@@ -83,7 +83,7 @@ typedef struct self_t {
     double t_start;
     double lat[LAT_N][LAT_RING];
     int64_t n_lat;
-    uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes;
+    uint64_t submitted, n_reply, n_error, n_busy, n_retried, handoff_bytes, handoffs, full_kv_bytes, n_cancelled;
     uint64_t next_probe;     /* when the workers are sent heartbeats next */
     uint64_t n_dispatched;
     uint64_t instance;       /* random per start (Status.instance) */
@@ -161,5 +161,7 @@ void coord_request_finish(self_t *s, request *r);
 void coord_request_answer(self_t *s, worker_rec *w, const wire_peer *from, Tis__Envelope **e, double t_recv);
 /* An Error from a worker. */
 void coord_request_error(self_t *s, const wire_peer *from, const Tis__Envelope *e);
+/* A client's Cancel of its request req (nothing when it is answered already). */
+void coord_request_cancel(self_t *s, const wire_peer *client, uint64_t req);
 
 #endif

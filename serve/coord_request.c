@@ -124,6 +124,7 @@ static void s_job_decode(const self_t *s, const request *r, Tis__Envelope *out, 
     b->decode.n_question_ids = d->n_question_ids;
     b->decode.question_ids = d->question_ids;
     b->decode.gen = r->in->submit->gen;
+    b->decode.stream = r->in->submit->stream;
     out->body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
     out->decode_job = &b->decode;
 }
@@ -190,6 +191,9 @@ static stage s_on_reply(self_t *s, request *r, const wire_peer *from, Tis__Envel
     s_timing(r, tm, t_recv);
     rp->timing = tm;
     rp->full_kv_bytes = r->full_kv_bytes;
+    const Tis__KvLayout *lay = r->block && r->block->prefill_done ? r->block->prefill_done->layout : NULL;
+    if (lay) /* the cache's sequence length (compression keeps positions) + what decode ran first */
+        rp->prompt_tokens = (uint32_t)(lay->n_past + r->block->prefill_done->n_question_ids);
     s_record(s, tm);
     s_answer(s, r, *e);
     if (tm == &own) rp->timing = NULL;
@@ -305,6 +309,14 @@ static void s_drop_answer(self_t *s, const wire_peer *from, const Tis__Envelope 
  * it is the answer that stage waits for, from the worker running it. */
 void coord_request_answer(self_t *s, worker_rec *w, const wire_peer *from, Tis__Envelope **e, double t_recv) {
     request *r = (*e)->request_id ? s_find(s, (*e)->request_id) : NULL;
+    if ((*e)->body_case == TIS__ENVELOPE__BODY_TOKENS) { /* a streamed request's tokens: on to its client */
+        if (r && r->st == ST_DECODE && coord_runs(r, from)) {
+            (*e)->request_id = r->client_req;
+            (*e)->seq = 0;
+            wire_send(s->front, &r->client, *e);
+        }
+        return;
+    }
     if (!r || !coord_runs(r, from) || (*e)->body_case != COORD_STAGE[r->st].done) {
         s_drop_answer(s, from, *e);
         return;
@@ -313,6 +325,28 @@ void coord_request_answer(self_t *s, worker_rec *w, const wire_peer *from, Tis__
     stage next = COORD_STAGE[r->st].on_done(s, r, from, e, t_recv);
     if (next == ST_FREE) coord_request_finish(s, r);
     else coord_request_enter(s, r, next, t_recv);
+}
+
+/* A client's Cancel: its request is dropped wherever it is, unanswered; a
+ * decode worker generating it is told to stop (a prefill worker finishes
+ * its job, whose late answer is dropped and its block freed). */
+void coord_request_cancel(self_t *s, const wire_peer *client, uint64_t req) {
+    for (int64_t i = 0; i < s->n_rq; i++) {
+        request *r = &s->rq[i];
+        if (r->st == ST_FREE || r->client_req != req || !coord_same(&r->client, client)) continue;
+        if (r->running && r->st == ST_DECODE) {
+            Tis__Cancel c = TIS__CANCEL__INIT;
+            c.reason = "the client cancelled";
+            Tis__Envelope out = TIS__ENVELOPE__INIT;
+            out.request_id = r->id;
+            out.body_case = TIS__ENVELOPE__BODY_CANCEL;
+            out.cancel = &c;
+            wire_send(s->back, &r->worker, &out);
+        }
+        s->n_cancelled++;
+        coord_request_finish(s, r);
+        return;
+    }
 }
 
 /* An Error from a worker fails the request it names, when it comes from

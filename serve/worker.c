@@ -37,6 +37,14 @@ typedef struct dseq {
     decoder_seq seq;             /* generated tokens, stop state, timings */
     sampler *smp;                /* GenParams.temperature > 0: sampled (owned), else greedy */
     double t0, handoff_s;        /* accepted at t0; the block copy took handoff_s */
+    bool stream;                 /* TokenChunk messages as tokens come */
+    bool until_eog;              /* no short-answer stop, the text untrimmed */
+    int64_t n_sent;              /* tokens looked at (streamed, scanned for stops) so far */
+    size_t text_sent;            /* stream: bytes of the answer's text sent so far */
+    char **stop;                 /* [n_stop] stop strings (owned) */
+    size_t n_stop;
+    bool stopped;                /* a stop string ended it: the answer is text[0..cut) */
+    size_t cut;
 } dseq;
 
 static void s_dseq_free(dseq *d) {
@@ -45,6 +53,8 @@ static void s_dseq_free(dseq *d) {
     decoder_seq_free(&d->seq);
     if (d->smp) sampler_free(d->smp);
     free(d->smp);
+    for (size_t i = 0; i < d->n_stop; i++) free(d->stop[i]);
+    free(d->stop);
     memset(d, 0, sizeof *d);
 }
 
@@ -271,11 +281,19 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     snprintf(id, sizeof id, "req-%llu", (unsigned long long)env->request_id);
     session_input in = {.id = id, .context = q->context, .question = q->question,
                         .prefix = q->prefix && *q->prefix ? q->prefix : NULL,
-                        .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL};
+                        .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL,
+                        .verbatim = q->raw};
     session_request rq = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
                           .chat = tokenizer_chat_template(s->m->tok) != NULL, .window = 64, .n_sink = 4,
                           .seed = q->gen ? q->gen->seed : 42,
                           .max_new = q->gen && q->gen->max_new ? q->gen->max_new : 16, .hook_lambda = -1};
+    int64_t n_ctx_train = s->m->config.n_ctx_train;
+    if (n_ctx_train > 0) { /* the prompt and the answer must fit the model's context */
+        if (rq.max_new >= n_ctx_train)
+            return tis_error(TIS_ERANGE, "%lld tokens to generate: the model's context is %lld tokens",
+                             (long long)rq.max_new, (long long)n_ctx_train);
+        rq.max_tokens = n_ctx_train - rq.max_new;
+    }
     int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
     if (rc) return rc;
     const head *hd = !rq.policy.needs_head ? NULL : rq.policy.query_head ? s->h_q : s->h_ctx;
@@ -588,6 +606,20 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
         memcpy(d.q, j->question_ids, (size_t)nq * sizeof(int32_t));
         rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
     }
+    if (!rc && j->gen && j->gen->until_eog) { /* a full answer: only end-of-generation or max_new stop it */
+        d.until_eog = true;
+        d.seq.stop_answer = false;
+    }
+    d.stream = j->stream;
+    if (!rc && j->gen && j->gen->n_stop) {
+        if (j->gen->n_stop > 16) rc = tis_error(TIS_EINVAL, "%zu stop strings (16 at most)", j->gen->n_stop);
+        else if (!(d.stop = calloc(j->gen->n_stop, sizeof *d.stop))) rc = tis_error(TIS_ENOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < j->gen->n_stop; i++) {
+            const char *t = j->gen->stop[i];
+            if (!t || !*t) rc = tis_error(TIS_EINVAL, "an empty stop string");
+            else if (!(d.stop[d.n_stop++] = strdup(t))) rc = tis_error(TIS_ENOMEM, "out of memory");
+        }
+    }
     if (!rc && j->gen && j->gen->temperature > 0) { /* sampled, as the request asks */
         float top_p = j->gen->top_p > 0 && j->gen->top_p <= 1 ? j->gen->top_p : 1.0f;
         d.smp = calloc(1, sizeof *d.smp);
@@ -605,12 +637,11 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
 
 static void s_decode_reply(self_t *s, dseq *d) {
     char *text = NULL;
-    size_t len = 0;
-    (void)len;
-    if (decoder_seq_text(s->dec, &d->seq, true, &text)) {
+    if (decoder_seq_text(s->dec, &d->seq, !d->until_eog && !d->stopped, &text)) {
         s_error(s, d->request_id, TIS_EINVAL, "decoding the answer");
         return;
     }
+    if (d->stopped && d->cut < strlen(text)) text[d->cut] = 0;
     double now = tis_now();
     Tis__Timing tm = TIS__TIMING__INIT;
     tm.handoff_s = d->handoff_s;
@@ -622,12 +653,104 @@ static void s_decode_reply(self_t *s, dseq *d) {
     rp.ids = d->seq.gen;
     rp.timing = &tm;
     rp.kv_bytes = (uint64_t)d->seq.kv_bytes;
+    rp.finish_reason = !d->stopped && d->seq.eog < 0 && d->seq.n_gen >= d->seq.max_new ? "length" : "stop";
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = d->request_id;
     out.body_case = TIS__ENVELOPE__BODY_REPLY;
     out.reply = &rp;
     s_send(s, &out);
     free(text);
+}
+
+/* Bytes of text[0..n) that end on a whole UTF-8 character (a token may end
+ * inside one; its rest comes with the next token). */
+static size_t s_utf8_whole(const char *text, size_t n) {
+    size_t k = n, back = 0;
+    while (k > 0 && back < 4 && ((unsigned char)text[k - 1] & 0xC0) == 0x80) k--, back++;
+    if (k == 0) return n;
+    unsigned char lead = (unsigned char)text[k - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return need > back + 1 ? k - 1 : n;
+}
+
+/* Where the first stop string begins in text[n] (*hit), else the bytes
+ * that cannot begin one: a tail that is the start of a stop string waits
+ * for the next tokens. */
+static size_t s_stop_scan(char *const *stop, size_t n_stop, const char *text, size_t n, bool *hit) {
+    size_t safe = n;
+    *hit = false;
+    for (size_t i = 0; i < n_stop; i++) {
+        const char *f = strstr(text, stop[i]);
+        if (f && (size_t)(f - text) < safe) {
+            safe = (size_t)(f - text);
+            *hit = true;
+        }
+    }
+    for (size_t i = 0; i < n_stop && !*hit; i++)
+        for (size_t t = strlen(stop[i]) - 1; t > 0; t--)
+            if (t <= n && !memcmp(text + n - t, stop[i], t)) {
+                if (n - t < safe) safe = n - t;
+                break;
+            }
+    return safe;
+}
+
+/* A sequence's new tokens: the stop strings looked for (one ends it), and,
+ * streamed, the tokens and the text they completed as one TokenChunk (the
+ * Reply follows when it is done). */
+static void s_decode_chunk(self_t *s, dseq *d) {
+    if ((!d->stream && !d->n_stop) || d->seq.n_gen <= d->n_sent) return;
+    char *text = NULL;
+    if (decoder_seq_text(s->dec, &d->seq, false, &text)) return; /* the Reply reports it */
+    size_t n = strlen(text), whole = s_utf8_whole(text, n);
+    if (d->n_stop) {
+        bool hit = false;
+        size_t safe = s_stop_scan(d->stop, d->n_stop, text, n, &hit);
+        if (hit) {
+            decoder_seq_finish(&d->seq);
+            d->stopped = true;
+            d->cut = safe;
+        }
+        if (safe < whole) whole = safe;
+    }
+    if (!d->stream) {
+        d->n_sent = d->seq.n_gen;
+        free(text);
+        return;
+    }
+    Tis__TokenChunk tc = TIS__TOKEN_CHUNK__INIT;
+    tc.n_ids = (size_t)(d->seq.n_gen - d->n_sent);
+    tc.ids = d->seq.gen + d->n_sent;
+    tc.text = whole > d->text_sent ? text + d->text_sent : "";
+    char keep = text[whole];
+    text[whole] = 0;
+    tc.last = d->seq.done;
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = d->request_id;
+    out.body_case = TIS__ENVELOPE__BODY_TOKENS;
+    out.tokens = &tc;
+    s_send(s, &out);
+    text[whole] = keep;
+    d->n_sent = d->seq.n_gen;
+    if (whole > d->text_sent) d->text_sent = whole;
+    free(text);
+}
+
+/* Cancel: the request stops here and its slot is free (its client is gone). */
+static int s_decode_cancel(self_t *s, uint64_t request_id) {
+    for (int64_t i = 0; i < s->n_act; i++)
+        if (s->act[i].request_id == request_id) {
+            s_dseq_free(&s->act[i]);
+            s->act[i] = s->act[--s->n_act];
+            return s_ready(s);
+        }
+    for (int64_t i = 0; i < s->n_pend; i++)
+        if (s->pend[i].request_id == request_id) {
+            s_dseq_free(&s->pend[i]);
+            memmove(s->pend + i, s->pend + i + 1, (size_t)(--s->n_pend - i) * sizeof *s->pend);
+            return s_ready(s);
+        }
+    return 0; /* finished already: its Reply is on its way (and dropped) */
 }
 
 /* One step of the continuous batch: new sequences run their question,
@@ -653,6 +776,7 @@ static int s_decode_step(self_t *s) {
     int64_t kept = 0, finished = 0;
     for (int64_t i = 0; i < s->n_act; i++) {
         dseq *d = &s->act[i];
+        s_decode_chunk(s, d);
         if (d->seq.done) {
             s_decode_reply(s, d);
             s_dseq_free(d);
@@ -819,6 +943,9 @@ int worker_run(const worker_opts *o) {
             break;
         case TIS__ENVELOPE__BODY_LEASE_RELEASE:
             if (s->own) arena_lease_release(s->own, env->lease_release->lease_id);
+            break;
+        case TIS__ENVELOPE__BODY_CANCEL:
+            if (s->decode) rc = s_decode_cancel(s, env->request_id);
             break;
         case TIS__ENVELOPE__BODY_HEARTBEAT:
             break;

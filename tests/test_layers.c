@@ -13,7 +13,7 @@ static int s_copy(const char *dir) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "set -e; mkdir -p '%s/scripts'; cd '%s'; cp -r base formats kernels proto engine press eval serve "
-             "include client cli '%s/'; cp scripts/check_layers.py '%s/scripts/'",
+             "include client http cli '%s/'; cp scripts/check_layers.py '%s/scripts/'",
              dir, tt_src(""), dir, dir);
     return tt_sh(cmd, s_out, sizeof s_out);
 }

@@ -200,6 +200,8 @@ static void s_every_body(void) {
     Tis__StatusRequest sq = TIS__STATUS_REQUEST__INIT;
     Tis__Status su = TIS__STATUS__INIT;
     Tis__CompressJob cj = TIS__COMPRESS_JOB__INIT;
+    Tis__Cancel cn = TIS__CANCEL__INIT;
+    cn.reason = "client gone";
     er.code = -4;
     er.message = "bad request";
     rd.role = TIS__ROLE__ROLE_DECODE;
@@ -224,6 +226,7 @@ static void s_every_body(void) {
         {TIS__ENVELOPE__BODY_STATUS_REQUEST, (void **)&ref.status_request, &sq, "status_request"},
         {TIS__ENVELOPE__BODY_STATUS, (void **)&ref.status, &su, "status"},
         {TIS__ENVELOPE__BODY_COMPRESS_JOB, (void **)&ref.compress_job, &cj, "compress_job"},
+        {TIS__ENVELOPE__BODY_CANCEL, (void **)&ref.cancel, &cn, "cancel"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Tis__Envelope e = TIS__ENVELOPE__INIT;
@@ -235,6 +238,8 @@ static void s_every_body(void) {
                  !strcmp(msg_body_name(back), cases[i].name));
         if (back && cases[i].c == TIS__ENVELOPE__BODY_ERROR)
             TT_CHECK(back->error->code == -4 && !strcmp(back->error->message, "bad request"));
+        if (back && cases[i].c == TIS__ENVELOPE__BODY_CANCEL)
+            TT_CHECK(!strcmp(back->cancel->reason, "client gone"));
         if (back && cases[i].c == TIS__ENVELOPE__BODY_READY)
             TT_CHECK(back->ready->role == TIS__ROLE__ROLE_DECODE && back->ready->capacity == 8);
         msg_free(back);
@@ -304,7 +309,7 @@ static void s_other_versions(void) {
     free(b2);
     /* a version-1 eval job (inside Submit, field 13; bytes as a version-1
      * build wrote them): refused by its version, the message naming both */
-    TT_CHECK(TIS_PROTO_VERSION == 2);
+    TT_CHECK(TIS_PROTO_VERSION == 3);
     static const uint8_t v1_eval[] = {0x08, 0x01,             /* version 1 */
                                       0x10, 0x09,             /* request_id 9 */
                                       0x52, 0x05,             /* submit (10), 5 bytes: */
@@ -312,7 +317,7 @@ static void s_other_versions(void) {
                                       0x0a, 0x01, 'x'};       /*     benchmark "x" */
     out = NULL;
     TT_FAILS(msg_unpack(v1_eval, sizeof v1_eval, TIS_MSG_MAX_BYTES, &out), TIS_EUNSUPPORTED);
-    TT_CHECK(strstr(tis_last_error(), "version 1") && strstr(tis_last_error(), "speaks 2"));
+    TT_CHECK(strstr(tis_last_error(), "version 1") && strstr(tis_last_error(), "speaks 3"));
     TT_CHECK(out && out->request_id == 9 && out->version == 1);
     msg_free(out);
     /* a body-less envelope from someone else */

@@ -188,11 +188,11 @@ int main(void) {
         zmq_setsockopt(d, ZMQ_LINGER, &lg0, sizeof lg0);
         TT_CHECK(zmq_connect(d, front) == 0);
         Tis__Submit bad = TIS__SUBMIT__INIT;
-        bad.context = "words";
+        bad.question = "words";
         Tis__Envelope eb = TIS__ENVELOPE__INIT;
         eb.request_id = 900;
         eb.body_case = TIS__ENVELOPE__BODY_SUBMIT;
-        eb.submit = &bad; /* no question */
+        eb.submit = &bad; /* no context */
         TT_OK(wire_send(d, NULL, &eb));
         TT_CHECK(zmq_send(d, "garbage!", 8, 0) == 8);
         /* a version-1 client's eval job (inside Submit): refused by its version */
