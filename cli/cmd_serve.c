@@ -134,6 +134,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_i64(&kv, "coordinator.lease_ms", 50, 86400000, &o->lease_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_attempts", 1, 100, &o->max_attempts)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.wait_ms", 1, 86400000, &o->wait_ms)) ||
+        (rc = yaml_kv_i64(&kv, "coordinator.context_ttl_ms", 1000, 86400000, &o->context_ttl_ms)) ||
         (rc = yaml_kv_i64(&kv, "prefill.workers", 0, MAX_CHILD / 2, n_pre)) ||
         (rc = yaml_kv_str(&kv, "prefill.device", &dev[0])) ||
         (rc = yaml_kv_i64(&kv, "prefill.arena_mb", 1, 1 << 20, mb)) ||
@@ -203,7 +204,8 @@ static int s_http_start(http_front **hf, http_opts *h, const char *listen, const
 static int s_serve(int argc, char **argv, char **owned) {
     coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
-                    .job_timeout_ms = 600000, .lease_ms = 30000};
+                    .job_timeout_ms = 600000, .lease_ms = 30000,
+                    .context_ttl_ms = 600000};
     const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     http_opts h = {.max_body = 1 << 20, .max_connections = 256,

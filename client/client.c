@@ -67,7 +67,8 @@ void tis_client_close(tis_client *c) {
 
 int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     if (!c || !rq || id == 0) return tis_error(TIS_EINVAL, "client: submit needs a client, a request and an id > 0");
-    if (!rq->context || !*rq->context) return tis_error(TIS_EINVAL, "client: a request needs a context");
+    if ((!rq->context || !*rq->context) && !rq->context_id)
+        return tis_error(TIS_EINVAL, "client: a request needs a context (or a kept context's id)");
     if (rq->budget_tokens == 0 && !(rq->budget > 0 && rq->budget <= 1))
         return tis_error(TIS_EINVAL, "client: budget %g is not in (0, 1] and no budget_tokens", rq->budget);
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
@@ -79,7 +80,9 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     gp.n_stop = rq->n_stop;
     gp.stop = (char **)rq->stop;
     Tis__Submit sub = TIS__SUBMIT__INIT;
-    sub.context = (char *)rq->context;
+    sub.context = (char *)(rq->context ? rq->context : "");
+    sub.keep_context = rq->keep_context;
+    sub.context_id = rq->context_id;
     sub.question = (char *)(rq->question ? rq->question : "");
     sub.prefix = (char *)(rq->prefix ? rq->prefix : "");
     sub.answer_prefix = (char *)(rq->answer_prefix ? rq->answer_prefix : "");
@@ -186,6 +189,7 @@ static bool s_result(const Tis__Envelope *e, tis_result *out) {
         out->kv_bytes = r->kv_bytes;
         out->full_kv_bytes = r->full_kv_bytes;
         out->prompt_tokens = r->prompt_tokens;
+        out->context_id = r->context_id;
         out->length = r->finish_reason && !strcmp(r->finish_reason, "length");
         if (r->timing) {
             out->queue_s = r->timing->queue_s;
@@ -353,6 +357,7 @@ static char *s_status_json(const Tis__Status *st) {
     cJSON_AddNumberToObject(r, "busy", (double)st->busy);
     cJSON_AddNumberToObject(r, "retried", (double)st->retried);
     cJSON_AddNumberToObject(r, "cancelled", (double)st->cancelled);
+    cJSON_AddNumberToObject(o, "kept_contexts", st->contexts);
     cJSON *h = cJSON_AddObjectToObject(o, "handoff");
     cJSON_AddNumberToObject(h, "count", (double)st->handoffs);
     cJSON_AddNumberToObject(h, "bytes", (double)st->handoff_bytes);

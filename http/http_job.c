@@ -66,8 +66,14 @@ static int s_wait(job *j, tis_result *res) {
 
 /* A final result that is not a reply -> the HTTP error, its Retry-After and
  * how the request is counted. */
-static void s_map(const tis_result *res, http_err *e, int *retry, http_outcome *oc) {
+static void s_map(const tis_result *res, const http_req *rq, http_err *e, int *retry, http_outcome *oc) {
     *retry = 0;
+    if (res->kind == TIS_RESULT_ERROR && res->error_code == TIS_ENOTFOUND && rq->context_id) {
+        *oc = HTTP_NOT_FOUND;
+        http_err_set(e, 404, "invalid_request_error", "context_not_found", "context_id", "%s",
+                     res->error ? res->error : "no such context");
+        return;
+    }
     if (res->kind == TIS_RESULT_BUSY) {
         *retry = res->retry_after_ms > 1000 ? (int)((res->retry_after_ms + 999) / 1000) : 1;
         *oc = HTTP_BUSY;
@@ -109,7 +115,8 @@ static void s_usage(const tis_result *r, http_usage *u) {
     *u = (http_usage){.prompt_tokens = r->prompt_tokens, .completion_tokens = (int64_t)r->n_ids,
                       .kv_bytes = r->kv_bytes, .full_kv_bytes = r->full_kv_bytes, .queue_s = r->queue_s,
                       .prefill_s = r->prefill_s, .scoring_s = r->scoring_s, .handoff_s = r->handoff_s,
-                      .decode_s = r->decode_s, .ttft_s = r->ttft_s, .total_s = r->total_s};
+                      .decode_s = r->decode_s, .ttft_s = r->ttft_s, .total_s = r->total_s,
+                      .context_id = r->context_id};
 }
 
 /* A reply is counted: outcome, stage seconds, tokens, KV bytes. */
@@ -126,7 +133,8 @@ static int s_submit(job *j) {
                      .budget_tokens = (uint32_t)r->kv_budget_tokens, .query_aware = r->query_aware,
                      .max_new = (uint32_t)r->max_tokens, .temperature = (float)r->temperature,
                      .top_p = (float)r->top_p, .seed = r->seed, .until_eog = true, .raw = r->raw, .stream = r->stream,
-                     .stop = (const char *const *)r->stop, .n_stop = (size_t)r->n_stop};
+                     .stop = (const char *const *)r->stop, .n_stop = (size_t)r->n_stop,
+                     .keep_context = r->keep_context, .context_id = r->context_id};
     return tis_client_submit(j->c, j->id, &q);
 }
 
@@ -210,7 +218,7 @@ static void s_sse_event(job *j, const tis_result *r) {
         http_err e;
         int retry;
         http_outcome oc;
-        s_map(r, &e, &retry, &oc);
+        s_map(r, &j->rq, &e, &retry, &oc);
         s_emit(j, http_err_json(&e));
         http_metrics_request(j->f->met, j->rq.kind, oc);
     }
@@ -270,7 +278,7 @@ static enum MHD_Result s_first(job *j, struct MHD_Connection *conn, tis_result *
     if (res->kind == TIS_RESULT_ERROR || res->kind == TIS_RESULT_BUSY) {
         int retry;
         http_outcome oc;
-        s_map(res, &e, &retry, &oc);
+        s_map(res, &j->rq, &e, &retry, &oc);
         tis_result_free(res);
         j->finished = true;
         http_metrics_request(j->f->met, j->rq.kind, oc);

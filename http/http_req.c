@@ -167,6 +167,7 @@ static int s_split_user(http_req *r, char *user) {
 /* messages -> prefix (system / developer messages), context and question
  * (the user message: one, last). */
 static int s_messages(const cJSON *body, http_req *r, const char *ext_context, http_err *e) {
+    bool kept = r->context_id != 0;
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0)
         return s_bad(e, "messages", "'%s' must be a non-empty array of messages%s", "");
@@ -202,6 +203,10 @@ static int s_messages(const cJSON *body, http_req *r, const char *ext_context, h
         i++;
     }
     if (!user) return s_bad(e, "messages", "'%s': the last message must be the user's%s", "");
+    if (kept) { /* a kept context: the message is the question */
+        r->question = user;
+        return 0;
+    }
     if (ext_context) { /* the extension: the document apart, the message is the question */
         r->context = strdup(ext_context);
         r->question = user;
@@ -223,6 +228,11 @@ static int s_prompt(const cJSON *body, http_req *r, http_err *e) {
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
     if (!cJSON_IsString(p)) return s_bad(e, "prompt", "'%s' must be a string (or an array of one)%s", "");
     const char *t = p->valuestring;
+    r->raw = true;
+    if (r->context_id) { /* a kept context: the prompt continues it, verbatim */
+        r->question = strdup(t);
+        return r->question ? 0 : s_bad(e, "prompt", "'%s': out of memory%s", "");
+    }
     size_t n = strlen(t), cut = 0;
     int words = 0;
     for (size_t k = n; k > 1 && words < 3; k--)
@@ -235,7 +245,6 @@ static int s_prompt(const cJSON *body, http_req *r, http_err *e) {
                      " context)");
     r->context = strndup(t, cut);
     r->question = strdup(t + cut);
-    r->raw = true;
     return r->context && r->question ? 0 : s_bad(e, "prompt", "'%s': out of memory%s", "");
 }
 
@@ -289,6 +298,10 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
         return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, ...: docs/eval.md)%s", "");
     if (pr.query_head && !r->query_aware)
         return s_bad(e, "query_aware", "'%s' must be true for a query-aware policy%s", "");
+    if (s_bool(b, "keep_context", &r->keep_context, e)) return -1;
+    if (r->keep_context && (r->query_aware || !pr.score || r->context_id))
+        return s_bad(e, "keep_context", "'%s' needs a compression policy (not full) with query_aware false%s: the "
+                     "kept block holds the context alone, for any later question", "");
     r->kv_policy = strdup(pol);
     return r->kv_policy ? 0 : s_bad(e, "kv_policy", "'%s': out of memory%s", "");
 }
@@ -313,8 +326,15 @@ int http_req_parse(http_kind kind, const char *body, size_t len, const http_defa
     }
     if (!rc) rc = s_str(b, "context", &ext_context, err);
     if (!rc && ext_context && !*ext_context) rc = s_bad(err, "context", "'%s' must not be empty%s", "");
-    if (!rc && s_field(b, "context_id"))
-        rc = s_bad(err, "context_id", "'%s' is not supported yet: send the context again%s", "");
+    const char *cid = NULL;
+    if (!rc) rc = s_str(b, "context_id", &cid, err);
+    if (!rc && cid) {
+        char *end = NULL;
+        unsigned long long v = strncmp(cid, "ctx-", 4) ? 0 : strtoull(cid + 4, &end, 10);
+        if (!v || !end || *end) rc = s_bad(err, "context_id", "'%s' must be an id a keep_context answer gave%s", " (ctx-N)");
+        else if (ext_context) rc = s_bad(err, "context_id", "'%s' and 'context' together: the kept context is the context%s", "");
+        out->context_id = v;
+    }
     if (!rc) rc = kind == HTTP_CHAT ? s_messages(b, out, ext_context, err) : s_prompt(b, out, err);
     if (!rc) rc = s_options(b, d, out, err);
     cJSON_Delete(b);
@@ -333,10 +353,18 @@ static void s_usage(cJSON *o, const http_usage *u) {
 
 /* The KV policy asked, and what it measured. */
 static void s_kv(cJSON *o, const http_req *r, const http_usage *u) {
-    cJSON_AddStringToObject(o, "kv_policy", r->kv_policy);
-    if (r->kv_budget_tokens > 0) cJSON_AddNumberToObject(o, "kv_budget_tokens", (double)r->kv_budget_tokens);
-    else cJSON_AddNumberToObject(o, "kv_budget", r->kv_budget);
-    cJSON_AddBoolToObject(o, "query_aware", r->query_aware);
+    uint64_t cid = r->context_id ? r->context_id : u->context_id;
+    if (cid) {
+        char t[32];
+        snprintf(t, sizeof t, "ctx-%llu", (unsigned long long)cid);
+        cJSON_AddStringToObject(o, "context_id", t);
+    }
+    if (!r->context_id) { /* a kept context keeps the policy it was compressed with */
+        cJSON_AddStringToObject(o, "kv_policy", r->kv_policy);
+        if (r->kv_budget_tokens > 0) cJSON_AddNumberToObject(o, "kv_budget_tokens", (double)r->kv_budget_tokens);
+        else cJSON_AddNumberToObject(o, "kv_budget", r->kv_budget);
+        cJSON_AddBoolToObject(o, "query_aware", r->query_aware);
+    }
     cJSON_AddNumberToObject(o, "kv_bytes", (double)u->kv_bytes);
     cJSON_AddNumberToObject(o, "full_kv_bytes", (double)u->full_kv_bytes);
     cJSON_AddNumberToObject(o, "compression", u->kv_bytes ? (double)u->full_kv_bytes / (double)u->kv_bytes : 0);

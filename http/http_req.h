@@ -38,6 +38,8 @@ typedef struct http_req {
     double kv_budget;
     int64_t kv_budget_tokens;
     bool query_aware;
+    bool keep_context;                /* keep the compressed context: the answer's context_id */
+    uint64_t context_id;              /* answer from a kept context ("ctx-N"): context NULL */
 } http_req;
 
 /* A refused request: HTTP status, OpenAI error type and code, the
@@ -72,6 +74,7 @@ typedef struct http_usage {
     int64_t prompt_tokens, completion_tokens;
     uint64_t kv_bytes, full_kv_bytes;
     double queue_s, prefill_s, scoring_s, handoff_s, decode_s, ttft_s, total_s;
+    uint64_t context_id;            /* the kept context (keep_context), or 0 */
 } http_usage;
 
 /* A whole answer: chat.completion or text_completion (malloc'd). */

@@ -41,7 +41,7 @@ extern "C" {
 typedef struct tis_client tis_client;
 
 typedef struct tis_request {
-    const char *context;       /* the long document (required) */
+    const char *context;       /* the long document (required, unless context_id) */
     const char *question;      /* (required, unless the context is the whole message) */
     const char *prefix;        /* instructions before the context, or NULL */
     const char *answer_prefix; /* text the answer continues, or NULL */
@@ -61,6 +61,9 @@ typedef struct tis_request {
     const char *const *stop;   /* [n_stop] generation ends where the text first holds one of
                                   these (the answer is cut there); borrowed until submitted */
     size_t n_stop;
+    bool keep_context;         /* keep the compressed context for later questions (needs a
+                                  compression policy, not query_aware): the reply's context_id */
+    uint64_t context_id;       /* answer from a kept context (context NULL): no prefill */
 } tis_request;
 
 typedef enum tis_result_kind {
@@ -76,6 +79,7 @@ typedef struct tis_result {
     size_t n_ids;
     uint32_t prompt_tokens;    /* REPLY: the prompt's tokens */
     bool length;               /* REPLY: generation stopped at max_new (else at its end) */
+    uint64_t context_id;       /* REPLY to keep_context: the kept context's id */
     uint64_t kv_bytes;         /* REPLY: the compressed cache handed to decode */
     uint64_t full_kv_bytes;    /* REPLY: what the full cache would have been */
     /* REPLY: seconds; queue (waiting for workers), prefill (incl. compression),

@@ -144,6 +144,7 @@ static void s_send_status(self_t *s, const wire_peer *client, uint64_t req) {
     st.handoffs = s->handoffs;
     st.full_kv_bytes = s->full_kv_bytes;
     st.cancelled = s->n_cancelled;
+    st.contexts = coord_context_count(s);
     Tis__StageStats ss[LAT_N], *sp[LAT_N];
     int64_t n = s->n_lat < LAT_RING ? s->n_lat : LAT_RING;
     double *v = n ? malloc((size_t)n * sizeof *v) : NULL;
@@ -199,6 +200,10 @@ static stage s_first_stage(const Tis__Envelope *e, bool *head_policy, const char
         return *why ? ST_FREE : ST_LABEL;
     }
     const Tis__Submit *q = e->submit;
+    if (q->context_id) { /* a kept context: straight to decode with the new question */
+        if ((q->context && *q->context) || q->keep_context) *why = "a request naming a kept context has no context";
+        return *why ? ST_FREE : ST_DECODE;
+    }
     if (!q->context || !*q->context) { /* the question may be empty: the context is the whole message */
         *why = "a request needs a context";
         return ST_FREE;
@@ -259,6 +264,12 @@ static void s_admit(self_t *s, const wire_peer *client, Tis__Envelope **e, doubl
     r->in = coord_take(e);
     r->head_policy = head_policy;
     r->t_submit = t_recv;
+    if (first == ST_DECODE && coord_context_use(s, r, r->in->submit->context_id)) {
+        coord_error_to_client(s, client, req, TIS_ENOTFOUND, tis_last_error());
+        msg_free(r->in);
+        memset(r, 0, sizeof *r);
+        return;
+    }
     s->submitted++;
     coord_request_enter(s, r, first, t_recv);
 }
@@ -297,6 +308,7 @@ static void s_front(self_t *s) {
 static void s_drop_worker(self_t *s, int i, const char *why) {
     wire_peer gone = s->w[i].peer;
     s->w[i] = s->w[--s->n_w];
+    coord_context_drop(s, &gone); /* the contexts it kept are lost with it */
     int64_t n_retry = 0, n_fail = 0;
     for (int64_t k = 0; k < s->n_rq; k++) {
         request *r = &s->rq[k];
@@ -405,6 +417,7 @@ static void s_liveness(self_t *s) {
     if (probe) {
         s->next_probe = now + (uint64_t)s->o->heartbeat_ms;
         s_renew(s);
+        coord_context_renew(s);
     }
     Tis__Heartbeat hb = TIS__HEARTBEAT__INIT;
     hb.time_ms = now;
@@ -479,6 +492,7 @@ int coord_run(const coord_opts *o) {
             coord_request_finish(s, &s->rq[i]);
         }
     for (int k = 0; k < s->n_w; k++) wire_send(s->back, &s->w[k].peer, &e);
+    coord_context_drop(s, NULL);
     free(s->rq);
     free(s->cl);
     zmq_close(s->front);

@@ -27,6 +27,8 @@ typedef struct coord_opts {
                                  role, with none alive, is answered with an Error (default 30000) */
     int64_t lease_ms;         /* the workers' block lease: renewed every heartbeat for the blocks
                                  of requests still waiting for their consumer (default 30000) */
+    int64_t context_ttl_ms;   /* a compressed context kept for later questions (Submit.keep_context)
+                                 and unused this long is released (default 600000) */
     int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
 } coord_opts;
 

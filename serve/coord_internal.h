@@ -12,7 +12,18 @@
 #include "coord.h"
 #include "wire.h"
 
-enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024, CLIENT_LEASES = 4096 };
+enum { MAX_WORKERS = 64, RECENT = 1024, LAT_RING = 1024, CLIENT_LEASES = 4096, MAX_CONTEXTS = 256 };
+
+/* A compressed context kept for later questions (Submit.keep_context): the
+ * block stays in its prefill worker's arena, its lease renewed every
+ * heartbeat until it is unused for context_ttl_ms (or the table is full:
+ * the least recently used goes). */
+typedef struct kept_ctx {
+    uint64_t id;             /* 0: a free slot */
+    Tis__Envelope *block;    /* the PrefillDone naming it (owned) */
+    wire_peer holder;        /* the prefill worker holding it */
+    uint64_t last_used;      /* tis_now_ms() */
+} kept_ctx;
 
 /* Stages whose latency `tis status` reports, over the last LAT_RING answers. */
 typedef enum lat_stage {
@@ -92,6 +103,8 @@ typedef struct self_t {
         wire_peer worker, client;
     } *cl;                   /* [CLIENT_LEASES] blocks held by clients */
     int64_t n_cl;
+    kept_ctx kept[MAX_CONTEXTS];
+    uint64_t next_ctx;
 } self_t;
 
 /* The bodies of the jobs the coordinator sends (one at a time, on the stack). */
@@ -163,5 +176,20 @@ void coord_request_answer(self_t *s, worker_rec *w, const wire_peer *from, Tis__
 void coord_request_error(self_t *s, const wire_peer *from, const Tis__Envelope *e);
 /* A client's Cancel of its request req (nothing when it is answered already). */
 void coord_request_cancel(self_t *s, const wire_peer *client, uint64_t req);
+
+/* coord_context.c: compressed contexts kept for later questions */
+/* r's block becomes a kept context (its lease is no longer r's): its id, or 0 (none kept). */
+uint64_t coord_context_keep(self_t *s, request *r);
+/* A request naming a kept context starts from a copy of its block: 0, or
+ * TIS_ENOTFOUND / TIS_ENOMEM (message set). */
+int coord_context_use(self_t *s, request *r, uint64_t id);
+/* Every heartbeat: renew the kept leases, release those idle past the TTL. */
+void coord_context_renew(self_t *s);
+/* The worker holding them is gone (lost: nothing to release), or all of them at the end. */
+void coord_context_drop(self_t *s, const wire_peer *holder);
+uint32_t coord_context_count(const self_t *s);
+/* An Error from a worker about a kept context's renewal (its block is gone
+ * there): the context is forgotten. False: the Error is about a request. */
+bool coord_context_lost(self_t *s, const wire_peer *from, uint64_t request_id);
 
 #endif

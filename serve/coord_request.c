@@ -125,6 +125,10 @@ static void s_job_decode(const self_t *s, const request *r, Tis__Envelope *out, 
     b->decode.question_ids = d->question_ids;
     b->decode.gen = r->in->submit->gen;
     b->decode.stream = r->in->submit->stream;
+    if (r->in->submit->context_id) { /* a kept context: the worker tokenizes the new question */
+        b->decode.n_question_ids = 0;
+        b->decode.question = r->in->submit;
+    }
     out->body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
     out->decode_job = &b->decode;
 }
@@ -191,9 +195,7 @@ static stage s_on_reply(self_t *s, request *r, const wire_peer *from, Tis__Envel
     s_timing(r, tm, t_recv);
     rp->timing = tm;
     rp->full_kv_bytes = r->full_kv_bytes;
-    const Tis__KvLayout *lay = r->block && r->block->prefill_done ? r->block->prefill_done->layout : NULL;
-    if (lay) /* the cache's sequence length (compression keeps positions) + what decode ran first */
-        rp->prompt_tokens = (uint32_t)(lay->n_past + r->block->prefill_done->n_question_ids);
+    if (r->in->submit->keep_context) rp->context_id = coord_context_keep(s, r);
     s_record(s, tm);
     s_answer(s, r, *e);
     if (tm == &own) rp->timing = NULL;
@@ -353,6 +355,7 @@ void coord_request_cancel(self_t *s, const wire_peer *client, uint64_t req) {
  * the worker running it or from the one holding its blocks (a renewal that
  * found a block gone): a job that failed fails anywhere. */
 void coord_request_error(self_t *s, const wire_peer *from, const Tis__Envelope *e) {
+    if (coord_context_lost(s, from, e->request_id)) return;
     request *r = e->request_id ? s_find(s, e->request_id) : NULL;
     if (!r || !(coord_runs(r, from) || (r->prefill_peer.len && coord_same(&r->prefill_peer, from)))) return;
     coord_error_to_client(s, &r->client, r->client_req, e->error->code,

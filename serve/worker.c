@@ -45,6 +45,7 @@ typedef struct dseq {
     size_t n_stop;
     bool stopped;                /* a stop string ended it: the answer is text[0..cut) */
     size_t cut;
+    int64_t prompt_tokens;       /* the block's sequence + the question run first */
 } dseq;
 
 static void s_dseq_free(dseq *d) {
@@ -297,6 +298,9 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
     if (rc) return rc;
     const head *hd = !rq.policy.needs_head ? NULL : rq.policy.query_head ? s->h_q : s->h_ctx;
+    if (q->keep_context && (rq.query_aware || !rq.policy.score)) /* the kept block must hold no question */
+        return tis_error(TIS_EINVAL, "keep_context needs a compression policy (not %s) without query_aware: the "
+                         "kept block must hold the context alone", rq.policy.name);
     bool outside = env->prefill_job->outside_scores && rq.policy.needs_head;
     if (outside) { /* the scorer's head reads this layer: ours must be the same head */
         if (!hd) return tis_error(TIS_EINVAL, "%s scored outside: this worker needs the head's layer (--head)",
@@ -557,11 +561,41 @@ static arena *s_peer(self_t *s, const char *name) {
     return a;
 }
 
+/* The tokens a decode job runs first (malloc'd): the ids the prefill
+ * worker sent, or, for a kept context (no ids), its own question's tokens
+ * framed as the prefill worker frames a suffix (after the context). */
+static int s_decode_question(self_t *s, const Tis__DecodeJob *j, int32_t **ids, int64_t *n) {
+    *ids = NULL;
+    *n = 0;
+    if (j->n_question_ids) {
+        for (size_t i = 0; i < j->n_question_ids; i++)
+            if (j->question_ids[i] < 0 || j->question_ids[i] >= s->m->config.n_vocab)
+                return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
+        if (!(*ids = malloc(j->n_question_ids * sizeof **ids))) return tis_error(TIS_ENOMEM, "out of memory");
+        memcpy(*ids, j->question_ids, j->n_question_ids * sizeof **ids);
+        *n = (int64_t)j->n_question_ids;
+        return 0;
+    }
+    const Tis__Submit *q = j->question;
+    if (!q || !q->question) return tis_error(TIS_EINVAL, "decode job without a question");
+    session_input in = {.id = "kept context", .context = "", .question = q->question,
+                        .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL,
+                        .verbatim = q->raw};
+    session_prompt p;
+    int rc = session_prompt_build(s->m->tok, &s->ct, tokenizer_chat_template(s->m->tok) != NULL, &in, &p);
+    if (rc) return rc;
+    *n = p.n - p.suf_begin;
+    *ids = malloc((size_t)*n * sizeof **ids);
+    if (*ids) memcpy(*ids, p.ids + p.suf_begin, (size_t)*n * sizeof **ids);
+    session_prompt_free(&p);
+    return *ids ? 0 : tis_error(TIS_ENOMEM, "out of memory");
+}
+
 /* DecodeJob: checked, the block copied out of the peer's arena into a cache
  * with room for the question and the answer, queued for the batch. */
 static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     const Tis__DecodeJob *j = env->decode_job;
-    if (!j->kv || !j->layout || !j->kv->arena || j->n_question_ids == 0)
+    if (!j->kv || !j->layout || !j->kv->arena || (j->n_question_ids == 0 && !j->question))
         return tis_error(TIS_EINVAL, "decode job without a block, layout or question");
     const Tis__KvLayout *lay = j->layout;
     const model_config *c = &s->m->config;
@@ -571,27 +605,36 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
         return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
                          lay->dtype);
-    for (size_t i = 0; i < j->n_question_ids; i++)
-        if (j->question_ids[i] < 0 || j->question_ids[i] >= c->n_vocab)
-            return tis_error(TIS_EINVAL, "question token %d outside the vocabulary", j->question_ids[i]);
     arena *a = s_peer(s, j->kv->arena);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);
     if (!blk) return TIS_ERANGE;
     int64_t ns = (int64_t)lay->n_stream_len, max_new = j->gen && j->gen->max_new ? j->gen->max_new : 16;
     if (max_new > 4096) return tis_error(TIS_EINVAL, "max_new %lld", (long long)max_new);
-    int64_t *lens = malloc((size_t)ns * sizeof *lens);
-    if (!lens) return tis_error(TIS_ENOMEM, "out of memory");
-    for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
-    int64_t nq = (int64_t)j->n_question_ids;
     dseq d = {.request_id = env->request_id};
+    int64_t nq = 0;
+    int rc = s_decode_question(s, j, &d.q, &nq);
+    if (!rc && c->n_ctx_train > 0 && (int64_t)lay->n_past + nq + max_new > c->n_ctx_train)
+        rc = tis_error(TIS_ERANGE, "a prompt of %lld tokens + %lld to generate is over the model's context of %lld",
+                       (long long)(lay->n_past + (uint64_t)nq), (long long)max_new, (long long)c->n_ctx_train);
+    int64_t *lens = rc ? NULL : malloc((size_t)ns * sizeof *lens);
+    if (!rc && !lens) rc = tis_error(TIS_ENOMEM, "out of memory");
+    if (rc) {
+        free(d.q);
+        return rc;
+    }
+    for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
+    d.prompt_tokens = (int64_t)lay->n_past + nq;
     d.t0 = tis_now();
-    int rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
+    rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
                                  (int64_t)lay->n_past,
                                  lay->bias, blk, j->kv->length, nq + max_new);
     d.handoff_s = tis_now() - d.t0;
     free(lens);
-    if (rc) return rc;
+    if (rc) {
+        free(d.q);
+        return rc;
+    }
     if (s->n_pend == s->cap_pend) {
         int64_t cap = s->cap_pend ? 2 * s->cap_pend : 16;
         dseq *np = realloc(s->pend, (size_t)cap * sizeof *np);
@@ -600,12 +643,8 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
             s->cap_pend = cap;
         }
     }
-    d.q = malloc((size_t)nq * sizeof(int32_t));
-    rc = d.q && s->n_pend < s->cap_pend ? 0 : tis_error(TIS_ENOMEM, "out of memory");
-    if (!rc) {
-        memcpy(d.q, j->question_ids, (size_t)nq * sizeof(int32_t));
-        rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
-    }
+    rc = s->n_pend < s->cap_pend ? 0 : tis_error(TIS_ENOMEM, "out of memory");
+    if (!rc) rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
     if (!rc && j->gen && j->gen->until_eog) { /* a full answer: only end-of-generation or max_new stop it */
         d.until_eog = true;
         d.seq.stop_answer = false;
@@ -653,6 +692,7 @@ static void s_decode_reply(self_t *s, dseq *d) {
     rp.ids = d->seq.gen;
     rp.timing = &tm;
     rp.kv_bytes = (uint64_t)d->seq.kv_bytes;
+    rp.prompt_tokens = (uint32_t)d->prompt_tokens;
     rp.finish_reason = !d->stopped && d->seq.eog < 0 && d->seq.n_gen >= d->seq.max_new ? "length" : "stop";
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = d->request_id;

@@ -137,6 +137,17 @@ def run(port):
     check(extra.get("kv_policy") == "snapkv" and extra.get("compression", 0) > 1,
           f"KV policy as an extra body field: {extra.get('kv_policy')}, x{extra.get('compression'):.2f}")
 
+    doc = "Marie keeps her bicycle in the blue shed. The cat sleeps on the red sofa."
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Where is the bicycle?"}],
+                                       extra_body={"context": doc, "kv_policy": "snapkv", "kv_budget": 0.5,
+                                                   "query_aware": False, "keep_context": True})
+    cid = (r.model_extra or {}).get("context_id", "")
+    r2 = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Where does the cat sleep?"}],
+                                        extra_body={"context_id": cid})
+    check(cid.startswith("ctx-") and "sofa" in r2.choices[0].message.content and
+          r2.model_extra["timings"]["prefill_s"] == 0,
+          f"a kept context answers a second question without prefill: {r2.choices[0].message.content!r}")
+
     c = client.completions.create(model=model, prompt="The capital of France is", max_tokens=4)
     check(c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 4,
           f"completion: {c.choices[0].text!r}")
@@ -162,20 +173,20 @@ def run(port):
     ok = {"endpoint": "chat.completions", "outcome": "ok"}
     moved = value(after, "tis_http_requests", "tis_http_requests_total", **ok) - \
         value(before, "tis_http_requests", "tis_http_requests_total", **ok)
-    check(moved == 3, f"chat requests ok moved by {moved} (3 sent)")
+    check(moved == 5, f"chat requests ok moved by {moved} (5 sent)")
     bad = {"endpoint": "chat.completions", "outcome": "bad_request"}
     check(value(after, "tis_http_requests", "tis_http_requests_total", **bad) == 2, "bad requests counted: 2")
     n = value(after, "tis_stage_seconds", "tis_stage_seconds_count", stage="ttft")
-    check(n == 4, f"ttft histogram count {n} (4 replies)")
+    check(n == 6, f"ttft histogram count {n} (6 replies)")
     inf = value(after, "tis_stage_seconds", "tis_stage_seconds_bucket", stage="total", le="+Inf")
-    check(inf == 4, "total histogram +Inf bucket == count")
+    check(inf == 6, "total histogram +Inf bucket == count")
     gen = value(after, "tis_generated_tokens", "tis_generated_tokens_total")
     check(gen >= 4 + 3 * 3, f"generated tokens counted: {gen}")
     hb = value(after, "tis_kv_handoff_bytes", "tis_kv_handoff_bytes_total") - \
         value(before, "tis_kv_handoff_bytes", "tis_kv_handoff_bytes_total")
     check(hb > 0, f"KV bytes handed over moved by {hb:.0f}")
     ratio = value(after, "tis_kv_compression_ratio", "tis_kv_compression_ratio_count")
-    check(ratio == 4, f"compression ratio histogram count {ratio}")
+    check(ratio == 6, f"compression ratio histogram count {ratio}")
     check(value(after, "tis_workers_alive", "tis_workers_alive", role="decode") == 1 and
           value(after, "tis_workers_alive", "tis_workers_alive", role="prefill") == 1, "workers alive per role")
     check(value(after, "tis_queue_depth", "tis_queue_depth", role="decode", state="waiting") == 0,

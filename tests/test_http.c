@@ -293,6 +293,39 @@ static void s_e2e_answers(void) {
     TT_CHECK(s_curl("", "/v1/models") == 200 && strstr(s_out, "SmolLM2-135M-Instruct.Q4_1"));
 }
 
+/* One compressed context, several questions: the first request keeps it
+ * (context_id), later ones name it and skip the prefill. */
+static void s_e2e_context(void) {
+    TT_CASE("curl: a kept context");
+    const char *first = "-d '{\"context\":\"Marie keeps her bicycle in the blue shed. Tom keeps his car in the "
+                        "garage. The cat sleeps on the red sofa.\",\"messages\":[{\"role\":\"user\",\"content\":"
+                        "\"Where does Marie keep her bicycle?\"}],\"kv_policy\":\"snapkv\",\"kv_budget\":0.5,"
+                        "\"query_aware\":false,\"keep_context\":true}'";
+    TT_CHECK(s_curl(first, "/v1/chat/completions") == 200);
+    cJSON *o = cJSON_Parse(s_out);
+    const cJSON *id = cJSON_GetObjectItem(o, "context_id");
+    char cid[64] = "";
+    if (cJSON_IsString(id)) snprintf(cid, sizeof cid, "%s", id->valuestring);
+    TT_CHECK(!strncmp(cid, "ctx-", 4));
+    double kv0 = o ? cJSON_GetObjectItem(o, "kv_bytes")->valuedouble : 0;
+    cJSON_Delete(o);
+    char a[512];
+    snprintf(a, sizeof a, "-d '{\"context_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"Where does the cat sleep?\"}]}'", cid);
+    TT_CHECK(s_curl(a, "/v1/chat/completions") == 200 && strstr(s_out, "sofa"));
+    fprintf(stderr, "  %s\n", s_out);
+    o = cJSON_Parse(s_out);
+    const cJSON *t = o ? cJSON_GetObjectItem(o, "timings") : NULL;
+    TT_CHECK(t && cJSON_GetObjectItem(t, "prefill_s")->valuedouble == 0); /* no prefill: the kept block */
+    TT_CHECK(o && cJSON_GetObjectItem(o, "kv_bytes")->valuedouble >= kv0 * 0.9); /* that block (+ the new question) */
+    cJSON_Delete(o);
+    TT_CHECK(s_curl("-d '{\"context_id\":\"ctx-999\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}'",
+                    "/v1/chat/completions") == 404 && strstr(s_out, "context_not_found"));
+    TT_CHECK(s_curl("-d '{\"context\":\"doc\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],"
+                    "\"kv_policy\":\"full\",\"keep_context\":true}'", "/v1/chat/completions") == 400 &&
+             strstr(s_out, "\"param\":\"keep_context\""));
+}
+
 static void s_e2e_errors(void) {
     TT_CASE("curl: errors");
     TT_CHECK(s_curl("-d '{not json'", "/v1/chat/completions") == 400 && strstr(s_out, "\"error\""));
@@ -396,6 +429,7 @@ static void s_e2e(void) {
     pid_t srv = s_serve("a", "1", cfg);
     TT_CHECK(s_ready());
     s_e2e_answers();
+    s_e2e_context();
     s_e2e_errors();
     char front[256];
     snprintf(front, sizeof front, "ipc://%s", tt_path("a"));
