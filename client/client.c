@@ -93,6 +93,16 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     sub.raw = rq->raw;
     sub.stream = rq->stream;
     sub.gen = &gp;
+    if (rq->n_history > 256) return tis_error(TIS_EINVAL, "client: %zu earlier turns (256 at most)", rq->n_history);
+    Tis__ChatTurn turns[256], *tp[256];
+    for (size_t i = 0; i < rq->n_history; i++) {
+        tis__chat_turn__init(&turns[i]);
+        turns[i].role = (char *)(rq->history[i].role ? rq->history[i].role : "");
+        turns[i].content = (char *)(rq->history[i].content ? rq->history[i].content : "");
+        tp[i] = &turns[i];
+    }
+    sub.n_history = rq->n_history;
+    sub.history = tp;
     if (c->n_pend == c->cap_pend) {
         size_t nc = c->cap_pend ? 2 * c->cap_pend : 16;
         pending *p = realloc(c->pend, nc * sizeof *p);

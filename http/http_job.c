@@ -135,6 +135,10 @@ static int s_submit(job *j) {
                      .top_p = (float)r->top_p, .seed = r->seed, .until_eog = true, .raw = r->raw, .stream = r->stream,
                      .stop = (const char *const *)r->stop, .n_stop = (size_t)r->n_stop,
                      .keep_context = r->keep_context, .context_id = r->context_id};
+    tis_turn turns[HTTP_MAX_TURNS];
+    for (int i = 0; i < r->n_turns; i++) turns[i] = (tis_turn){r->turn_role[i], r->turn_text[i]};
+    q.history = turns;
+    q.n_history = (size_t)r->n_turns;
     return tis_client_submit(j->c, j->id, &q);
 }
 

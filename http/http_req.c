@@ -48,6 +48,12 @@ void http_req_free(http_req *r) {
     free(r->question);
     free(r->kv_policy);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    for (int i = 0; i < r->n_turns; i++) {
+        free(r->turn_role[i]);
+        free(r->turn_text[i]);
+    }
+    free(r->turn_role);
+    free(r->turn_text);
     memset(r, 0, sizeof *r);
 }
 
@@ -164,14 +170,33 @@ static int s_split_user(http_req *r, char *user) {
     return r->question ? 0 : -1;
 }
 
-/* messages -> prefix (system / developer messages), context and question
- * (the user message: one, last). */
+/* An earlier turn kept (text taken); false when out of memory. */
+static bool s_turn(http_req *r, const char *role, char *text) {
+    if (!r->turn_role) {
+        r->turn_role = calloc(HTTP_MAX_TURNS, sizeof *r->turn_role);
+        r->turn_text = calloc(HTTP_MAX_TURNS, sizeof *r->turn_text);
+    }
+    char *ro = strdup(role);
+    if (!r->turn_role || !r->turn_text || !ro) {
+        free(ro);
+        free(text);
+        return false;
+    }
+    r->turn_role[r->n_turns] = ro;
+    r->turn_text[r->n_turns++] = text;
+    return true;
+}
+
+/* messages -> prefix (system / developer messages, first), earlier turns
+ * (user and assistant, as sent) and context and question (the last
+ * message, the user's). */
 static int s_messages(const cJSON *body, http_req *r, const char *ext_context, http_err *e) {
     bool kept = r->context_id != 0;
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0)
         return s_bad(e, "messages", "'%s' must be a non-empty array of messages%s", "");
     int n = cJSON_GetArraySize(ms), i = 0;
+    if (n > HTTP_MAX_TURNS) return s_bad(e, "messages", "'%s': 256 messages at most%s", "");
     const cJSON *m;
     char *user = NULL;
     cJSON_ArrayForEach(m, ms) {
@@ -186,18 +211,21 @@ static int s_messages(const cJSON *body, http_req *r, const char *ext_context, h
             return -1;
         }
         const char *ro = role->valuestring;
-        bool sys = !strcmp(ro, "system") || !strcmp(ro, "developer");
-        if (sys && !user) {
+        bool sys = !strcmp(ro, "system") || !strcmp(ro, "developer"), last = i == n - 1;
+        bool turn = !strcmp(ro, "user") || !strcmp(ro, "assistant");
+        if (sys && r->n_turns == 0 && !last) {
             r->prefix = s_join(r->prefix, text);
-        } else if (!strcmp(ro, "user") && i == n - 1 && !user) {
+        } else if (last && !strcmp(ro, "user")) {
             user = text;
+            text = NULL;
+        } else if (!last && turn && !kept) {
+            if (!s_turn(r, ro, text)) return s_bad(e, "messages", "'%s': out of memory%s", "");
             text = NULL;
         } else {
             free(text);
-            free(user);
             return s_bad(e, "messages",
-                         "'%s': one user message (last), after optional system messages, is supported; "
-                         "multi-turn conversations are not (role '%s' here)", ro);
+                         "'%s': system messages first, then user and assistant turns, the last one the user's "
+                         "(one user message with a kept context) (role '%s' here)", ro);
         }
         free(text);
         i++;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { HTTP_MAX_STOP = 4, HTTP_MAX_TOKENS = 4096 };
+enum { HTTP_MAX_STOP = 4, HTTP_MAX_TOKENS = 4096, HTTP_MAX_TURNS = 256 };
 
 typedef enum http_kind { HTTP_CHAT = 0, HTTP_COMPLETION = 1 } http_kind;
 
@@ -27,6 +27,8 @@ typedef struct http_defaults {
 typedef struct http_req {
     http_kind kind;
     char *prefix, *context, *question;
+    char **turn_role, **turn_text;    /* [n_turns] earlier user / assistant turns of a chat */
+    int n_turns;
     bool raw;                         /* completions: no chat template */
     int64_t max_tokens;
     double temperature, top_p;        /* 0: greedy; top_p in (0, 1] */

@@ -40,6 +40,12 @@ extern "C" {
 
 typedef struct tis_client tis_client;
 
+/* One earlier turn of a conversation (borrowed strings). */
+typedef struct tis_turn {
+    const char *role;          /* "user" or "assistant" */
+    const char *content;
+} tis_turn;
+
 typedef struct tis_request {
     const char *context;       /* the long document (required, unless context_id) */
     const char *question;      /* (required, unless the context is the whole message) */
@@ -64,6 +70,9 @@ typedef struct tis_request {
     bool keep_context;         /* keep the compressed context for later questions (needs a
                                   compression policy, not query_aware): the reply's context_id */
     uint64_t context_id;       /* answer from a kept context (context NULL): no prefill */
+    const tis_turn *history;   /* [n_history] earlier turns, between the prefix (system) and the user
+                                  turn holding context + question; borrowed until submitted */
+    size_t n_history;
 } tis_request;
 
 typedef enum tis_result_kind {

@@ -56,13 +56,15 @@ static int s_frame(const chat_template *ct, bool chat, const session_input *in, 
         /* Render with a one-byte placeholder for the context and cut there;
          * an empty question leaves the user's turn the context alone. */
         char *user = s_concat("\x01", in->question && *in->question ? "\n\n" : "", in->question);
-        chat_msg msgs[2];
+        chat_msg *msgs = malloc((in->n_history + 2) * sizeof *msgs);
         size_t nm = 0;
-        if (in->prefix) msgs[nm++] = (chat_msg){"system", in->prefix};
-        msgs[nm++] = (chat_msg){"user", user};
+        if (msgs && in->prefix) msgs[nm++] = (chat_msg){"system", in->prefix};
+        for (size_t i = 0; msgs && i < in->n_history; i++) msgs[nm++] = in->history[i];
+        if (msgs) msgs[nm++] = (chat_msg){"user", user};
         char *text = NULL;
-        int rc = user ? chat_render(ct, msgs, nm, true, &text) : tis_error(TIS_ENOMEM, "session: out of memory");
+        int rc = user && msgs ? chat_render(ct, msgs, nm, true, &text) : tis_error(TIS_ENOMEM, "session: out of memory");
         free(user);
+        free(msgs);
         if (rc) return rc;
         char *cut = strchr(text, '\x01');
         TIS_ASSERT(cut);
@@ -72,6 +74,11 @@ static int s_frame(const chat_template *ct, bool chat, const session_input *in, 
         free(text);
     } else {
         *pre = in->prefix ? s_concat(in->prefix, "\n\n", NULL) : strdup("");
+        for (size_t i = 0; *pre && i < in->n_history; i++) { /* earlier turns, one paragraph each */
+            char *t = s_concat(*pre, in->history[i].content, "\n\n");
+            free(*pre);
+            *pre = t;
+        }
         *suf = s_concat("\n\n", in->question, "\n");
         if (*suf && in->answer_prefix) {
             char *t = s_concat(*suf, in->answer_prefix, NULL);

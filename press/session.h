@@ -41,6 +41,9 @@ typedef struct session_input {
     const char *answer;        /* the expected answer (oracle labels), or NULL */
     bool verbatim;             /* no template and no joiners: prefix + context + question +
                                   answer_prefix as given (a raw completion prompt) */
+    const chat_msg *history;   /* [n_history] earlier turns, after the system prefix and before the
+                                  user turn with the context (part of the prefix: not compressed) */
+    size_t n_history;
 } session_input;
 
 /* The prompt as tokens: prefix (BOS, template, system) ++ context ++ suffix

@@ -271,6 +271,24 @@ static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp
     return rc;
 }
 
+enum { MAX_HISTORY = 256 };
+
+/* A request's earlier turns as chat messages (borrowing q's strings) into
+ * out[MAX_HISTORY]: user and assistant turns only, none in a raw prompt. */
+static int s_history(const Tis__Submit *q, chat_msg *out, size_t *n) {
+    *n = 0;
+    if (q->n_history > MAX_HISTORY)
+        return tis_error(TIS_EINVAL, "%zu earlier turns (%d at most)", q->n_history, MAX_HISTORY);
+    if (q->n_history && q->raw) return tis_error(TIS_EINVAL, "a raw prompt has no conversation turns");
+    for (size_t i = 0; i < q->n_history; i++) {
+        const Tis__ChatTurn *t = q->history[i];
+        if (!t->role || (strcmp(t->role, "user") && strcmp(t->role, "assistant")) || !t->content)
+            return tis_error(TIS_EINVAL, "turn %zu: a role of user or assistant, and a content", i);
+        out[(*n)++] = (chat_msg){t->role, t->content};
+    }
+    return 0;
+}
+
 /* PrefillJob -> PrefillDone with the compressed block; or, when a scorer
  * scores (outside_scores and a head policy), PrefillDone with the head's
  * input rows while the request waits here for its CompressJob. */
@@ -280,10 +298,14 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
         return tis_error(TIS_EINVAL, "prefill job without context or question");
     char id[32];
     snprintf(id, sizeof id, "req-%llu", (unsigned long long)env->request_id);
+    chat_msg hist[MAX_HISTORY];
+    size_t n_hist = 0;
+    int rc = s_history(q, hist, &n_hist);
+    if (rc) return rc;
     session_input in = {.id = id, .context = q->context, .question = q->question,
                         .prefix = q->prefix && *q->prefix ? q->prefix : NULL,
                         .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL,
-                        .verbatim = q->raw};
+                        .verbatim = q->raw, .history = hist, .n_history = n_hist};
     session_request rq = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
                           .chat = tokenizer_chat_template(s->m->tok) != NULL, .window = 64, .n_sink = 4,
                           .seed = q->gen ? q->gen->seed : 42,
@@ -295,7 +317,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
                              (long long)rq.max_new, (long long)n_ctx_train);
         rq.max_tokens = n_ctx_train - rq.max_new;
     }
-    int rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
+    rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
     if (rc) return rc;
     const head *hd = !rq.policy.needs_head ? NULL : rq.policy.query_head ? s->h_q : s->h_ctx;
     if (q->keep_context && (rq.query_aware || !rq.policy.score)) /* the kept block must hold no question */

@@ -62,6 +62,13 @@ static void s_chat_ok(void) {
     TT_CHECK(!strcmp(r.context, "A long doc.") && !strcmp(r.question, "Q?") && r.kv_budget == 0.25 &&
              r.kv_budget_tokens == 0 && r.n_stop == 1);
     http_req_free(&r);
+    /* a conversation: system first, earlier turns as sent, the last user message holds context + question */
+    TT_CHECK(s_parse(HTTP_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                                "{\"role\":\"user\",\"content\":\"u1\"},{\"role\":\"assistant\",\"content\":\"a1\"},"
+                                "{\"role\":\"user\",\"content\":\"doc\\n\\nq2?\"}]}", &r, &e) == 0);
+    TT_CHECK(r.n_turns == 2 && !strcmp(r.turn_role[1], "assistant") && !strcmp(r.turn_text[0], "u1") &&
+             !strcmp(r.prefix, "S") && !strcmp(r.context, "doc") && !strcmp(r.question, "q2?"));
+    http_req_free(&r);
     /* a completion prompt: verbatim, its last words run after the compressed context */
     TT_CHECK(s_parse(HTTP_COMPLETION, "{\"prompt\":\"The capital of France is\"}", &r, &e) == 0);
     TT_CHECK(r.raw && !strcmp(r.context, "The capital") && !strcmp(r.question, " of France is"));
@@ -82,6 +89,12 @@ static void s_chat_refused(void) {
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":7}]}", 400, "messages"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}",
          400, "messages"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"system\",\"content\":\"b\"},"
+                    "{\"role\":\"user\",\"content\":\"c\"}]}", 400, "messages"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"tool\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"c\"}]}",
+         400, "messages"},
+        {HTTP_CHAT, "{\"context_id\":\"ctx-1\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+                    "{\"role\":\"assistant\",\"content\":\"b\"},{\"role\":\"user\",\"content\":\"c\"}]}", 400, "messages"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 400, "messages"},
         {HTTP_CHAT, "{\"model\":\"gpt-4\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 404, "model"},
         {HTTP_CHAT, "{\"model\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 400, "model"},
@@ -291,6 +304,10 @@ static void s_e2e_answers(void) {
     TT_CHECK(cp && cp->valuedouble > 1); /* measured: the full cache over the compressed one */
     cJSON_Delete(o);
     TT_CHECK(s_curl("", "/v1/models") == 200 && strstr(s_out, "SmolLM2-135M-Instruct.Q4_1"));
+    /* a conversation: the earlier turns are in the prompt (rendered by the chat template) */
+    TT_CHECK(s_curl("-d '{\"messages\":[{\"role\":\"user\",\"content\":\"My name is Ada.\"},{\"role\":"
+                    "\"assistant\",\"content\":\"Hello Ada.\"},{\"role\":\"user\",\"content\":\"What is the capital "
+                    "of France?\"}]}'", "/v1/chat/completions") == 200 && strstr(s_out, "\"prompt_tokens\":5"));
 }
 
 /* One compressed context, several questions: the first request keeps it
