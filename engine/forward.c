@@ -155,6 +155,9 @@ static int s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *l
     int64_t d = c->d_model, hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head;
     int64_t qd = nh * hd, kd = nkv * hd;
     int64_t T = 0;
+    bool prompt = false; /* a segment of more than one token is prompt (see tis_backend.prompt_step) */
+    for (int64_t i = 0; i < n_seg; i++) prompt |= seg[i].T > 1;
+    if (be->prompt_step) be->prompt_step(bc, prompt);
     for (int64_t i = 0; i < n_seg; i++) {
         for (int64_t t = 0; t < seg[i].T; t++) {
             model_embed(st->m, seg[i].ids[t], st->x + (T + t) * d);

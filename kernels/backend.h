@@ -88,15 +88,22 @@ typedef struct tis_backend {
     int (*attention)(void *ctx, float *out, const float *q, const kv_view *kv,
                       int64_t layer, int64_t T, int64_t n_head,
                       const attn_observer *obs);
+    /* Optional (NULL: ignored): whether the products until the next call
+     * compute prompt tokens (exact: f32 activations) or generated ones (the
+     * backend's fast arithmetic). A prompt's rows decide the first token
+     * and fill the cache every later token reads; a generated token's step
+     * is the one decode repeats, where 8-bit activations pay. */
+    void (*prompt_step)(void *ctx, bool prompt);
 } tis_backend;
 
 /* The CPU reference backend (a static table; never destroyed). */
 const tis_backend *backend_cpu(void);
-/* Its decode-sized products (<= 16 rows) quantise activations to 8 bits per
- * block and multiply in integers (the default: llama.cpp's arithmetic, about
- * twice as fast), or, set here (or by $TIS_QDOT_ACT=f32), keep them in f32:
- * the f32 product up to summation order, what the golden tests hold against
- * transformers. Products whose tis_weight says f32_act always keep f32.
+/* Its decode-sized products (<= 16 rows) of generated tokens quantise
+ * activations to 8 bits per block and multiply in integers (the default:
+ * llama.cpp's arithmetic, about twice as fast), or, set here (or by
+ * $TIS_QDOT_ACT=f32), keep them in f32: the f32 product up to summation
+ * order, what the golden tests hold against transformers. Prompt steps
+ * (prompt_step) and products whose tis_weight says f32_act keep f32.
  * Process-wide; set it before a forward pass, not during one. */
 void backend_cpu_set_f32_act(bool on);
 bool backend_cpu_f32_act(void);

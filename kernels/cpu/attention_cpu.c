@@ -147,7 +147,10 @@ static float *s_scratch(size_t floats) {
 
 static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                     int64_t max_len) {
-    int64_t threads = pool_threads(), grain = (n_head + threads - 1) / threads;
+    /* a short cache is less work than waking the pool's threads (the same
+     * rule as the matmuls'): one slice, here */
+    bool small = T * n_head * max_len * kv->head_dim < (1 << 18);
+    int64_t threads = small ? 1 : pool_threads(), grain = (n_head + threads - 1) / threads;
     int64_t slices = (n_head + grain - 1) / grain;
     size_t per = (size_t)(T * max_len + CHUNK * kv->head_dim);
     float *scratch = s_scratch((size_t)slices * per);
@@ -155,7 +158,8 @@ static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer
         return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
     att_job j = {out, q, kv, layer, T, n_head, n_head / kv->n_kv_head, kv->head_dim, max_len, grain,
                  1.0f / sqrtf((float)kv->head_dim), scratch};
-    pool_for(n_head, grain, s_heads, &j);
+    if (small) s_heads(&j, 0, n_head);
+    else pool_for(n_head, grain, s_heads, &j);
     return 0;
 }
 

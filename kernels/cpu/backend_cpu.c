@@ -89,17 +89,25 @@ static void s_run(mm_job *j) {
  * f32 product up to summation order): backend_cpu_set_f32_act, starting
  * from $TIS_QDOT_ACT=q8|f32. */
 static int s_f32_act = -1;
+static bool s_prompt; /* the current step computes prompt tokens: f32 */
 
-static bool s_q8_act(void) {
+static bool s_user_f32(void) {
     if (s_f32_act < 0) {
         const char *v = getenv("TIS_QDOT_ACT");
         s_f32_act = v && !strcmp(v, "f32");
     }
-    return !s_f32_act;
+    return s_f32_act;
 }
 
+static bool s_q8_act(void) { return !s_user_f32() && !s_prompt; }
+
 void backend_cpu_set_f32_act(bool on) { s_f32_act = on; }
-bool backend_cpu_f32_act(void) { return !s_q8_act(); }
+bool backend_cpu_f32_act(void) { return s_user_f32(); }
+
+static void s_prompt_step(void *ctx, bool prompt) {
+    (void)ctx;
+    s_prompt = prompt;
+}
 
 static int s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
     if (!s_q8_act() || w->f32_act) {
@@ -297,6 +305,7 @@ static const tis_backend s_cpu = {
     .add = s_add,
     .add_bias = s_add_bias,
     .attention = s_attention,
+    .prompt_step = s_prompt_step,
 };
 
 const tis_backend *backend_cpu(void) { return &s_cpu; }

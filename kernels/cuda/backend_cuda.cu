@@ -286,7 +286,7 @@ extern "C" const tis_backend *backend_cuda(int device) {
     cublasSetMathMode(ctx[device].blas, CUBLAS_DEFAULT_MATH); // FP32, no TF32: the CPU twin's precision
     be[device] = (tis_backend){.name = "cuda", .ctx = &ctx[device], .alloc = s_alloc, .free = s_free,
                                .matmul = s_matmul, .rmsnorm = s_rmsnorm, .rope = s_rope, .swiglu = s_swiglu,
-                               .add = s_add, .add_bias = s_add_bias, .attention = s_attention};
+                               .add = s_add, .add_bias = s_add_bias, .attention = s_attention, .prompt_step = NULL};
     ready[device] = true;
     return &be[device];
 }
