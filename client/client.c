@@ -209,6 +209,7 @@ static bool s_result(const Tis__Envelope *e, tis_result *out) {
             out->decode_s = r->timing->decode_s;
             out->ttft_s = r->timing->ttft_s;
             out->total_s = r->timing->total_s;
+            out->compress_s = r->timing->compress_s;
         }
         if (!out->answer || !out->ids) {
             tis_result_free(out);

@@ -114,14 +114,15 @@ static void s_map(const tis_result *res, const http_req *rq, http_err *e, int *r
 static void s_usage(const tis_result *r, http_usage *u) {
     *u = (http_usage){.prompt_tokens = r->prompt_tokens, .completion_tokens = (int64_t)r->n_ids,
                       .kv_bytes = r->kv_bytes, .full_kv_bytes = r->full_kv_bytes, .queue_s = r->queue_s,
-                      .prefill_s = r->prefill_s, .scoring_s = r->scoring_s, .handoff_s = r->handoff_s,
+                      .prefill_s = r->prefill_s, .compress_s = r->compress_s, .scoring_s = r->scoring_s, .handoff_s = r->handoff_s,
                       .decode_s = r->decode_s, .ttft_s = r->ttft_s, .total_s = r->total_s,
                       .context_id = r->context_id};
 }
 
 /* A reply is counted: outcome, stage seconds, tokens, KV bytes. */
 static void s_count_reply(job *j, const tis_result *r) {
-    double st[HS_N] = {r->queue_s, r->prefill_s, r->scoring_s, r->handoff_s, r->decode_s, r->ttft_s, r->total_s};
+    double st[HS_N] = {r->queue_s,    r->prefill_s, r->compress_s, r->scoring_s,
+                       r->handoff_s, r->decode_s,  r->ttft_s,     r->total_s};
     http_metrics_reply(j->f->met, st, r->prompt_tokens, (int64_t)r->n_ids, r->kv_bytes, r->full_kv_bytes);
     http_metrics_request(j->f->met, j->rq.kind, HTTP_OK);
 }

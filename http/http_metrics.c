@@ -12,7 +12,7 @@
 static const char *const OUTCOME[HTTP_N_OUTCOME] = {"ok",   "bad_request", "too_large", "not_found",
                                                     "busy", "unavailable", "error",     "cancelled"};
 static const char *const ENDPOINT[2] = {"chat.completions", "completions"};
-static const char *const STAGE[HS_N] = {"queue", "prefill", "scoring", "handoff", "decode", "ttft", "total"};
+static const char *const STAGE[HS_N] = {"queue", "prefill", "compress", "scoring", "handoff", "decode", "ttft", "total"};
 static const char *const ROLE[3] = {"prefill", "scorer", "decode"};
 
 /* Upper bounds of the buckets (+Inf implied). */
@@ -169,7 +169,8 @@ char *http_metrics_render(http_metrics *m, const http_coord_view *v) {
     s_meta(&b, "tis_http_in_flight", "gauge", "Completion requests the front holds now");
     s_put(&b, "tis_http_in_flight %lld\n", (long long)m->in_flight);
     s_meta(&b, "tis_stage_seconds", "histogram", "Seconds per stage of the replies carried by the front "
-                                                 "(queue, prefill, scoring, handoff, decode, ttft, total)");
+                                                 "(queue, prefill incl. compress, compress, scoring, handoff, "
+                                                 "decode, ttft, total)");
     for (int k = 0; k < HS_N; k++) {
         char label[32];
         snprintf(label, sizeof label, "stage=\"%s\"", STAGE[k]);

@@ -17,7 +17,7 @@ typedef enum http_outcome {
 
 /* The stages a Reply times (tis_result's seconds). */
 typedef enum http_stage {
-    HS_QUEUE, HS_PREFILL, HS_SCORING, HS_HANDOFF, HS_DECODE, HS_TTFT, HS_TOTAL, HS_N
+    HS_QUEUE, HS_PREFILL, HS_COMPRESS, HS_SCORING, HS_HANDOFF, HS_DECODE, HS_TTFT, HS_TOTAL, HS_N
 } http_stage;
 
 typedef struct http_metrics http_metrics;

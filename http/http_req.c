@@ -399,6 +399,7 @@ static void s_kv(cJSON *o, const http_req *r, const http_usage *u) {
     cJSON *t = cJSON_AddObjectToObject(o, "timings");
     cJSON_AddNumberToObject(t, "queue_s", u->queue_s);
     cJSON_AddNumberToObject(t, "prefill_s", u->prefill_s);
+    cJSON_AddNumberToObject(t, "compress_s", u->compress_s);
     cJSON_AddNumberToObject(t, "scoring_s", u->scoring_s);
     cJSON_AddNumberToObject(t, "handoff_s", u->handoff_s);
     cJSON_AddNumberToObject(t, "decode_s", u->decode_s);

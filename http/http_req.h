@@ -75,7 +75,7 @@ http_err *http_err_set(http_err *e, int status, const char *type, const char *co
 typedef struct http_usage {
     int64_t prompt_tokens, completion_tokens;
     uint64_t kv_bytes, full_kv_bytes;
-    double queue_s, prefill_s, scoring_s, handoff_s, decode_s, ttft_s, total_s;
+    double queue_s, prefill_s, compress_s, scoring_s, handoff_s, decode_s, ttft_s, total_s;
     uint64_t context_id;            /* the kept context (keep_context), or 0 */
 } http_usage;
 

@@ -95,6 +95,7 @@ typedef struct tis_result {
      * scoring (a scorer worker's head, when one ran), handoff (mapping the
      * block), decode, ttft (submit to first token), total */
     double queue_s, prefill_s, scoring_s, handoff_s, decode_s, ttft_s, total_s;
+    double compress_s;         /* REPLY: of prefill_s, the press's scoring and the compaction */
     int error_code;            /* ERROR: a negative tis_error.h code */
     char *error;               /* ERROR: the message */
     uint32_t retry_after_ms;   /* BUSY: the server's hint */

@@ -75,7 +75,7 @@ typedef struct request {
      * it contains what the worker measured of it. */
     double t_submit, t_wait; /* when it came; when it was last queued */
     double queue_s;          /* time spent queued */
-    double prefill_s, scoring_s, t_decode_sent;
+    double prefill_s, compress_s, scoring_s, t_decode_sent;
     uint64_t full_kv_bytes;  /* from PrefillDone, for the Reply */
 } request;
 

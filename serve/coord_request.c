@@ -69,6 +69,7 @@ static void s_client_lease(self_t *s, uint64_t lease, const wire_peer *worker, c
 static void s_timing(const request *r, Tis__Timing *tm, double t_recv) {
     tm->queue_s = r->queue_s;
     tm->prefill_s = r->prefill_s;
+    tm->compress_s = r->compress_s;
     tm->scoring_s = r->scoring_s;
     tm->ttft_s = (r->t_decode_sent - r->t_submit) + tm->ttft_s; /* + the decode worker's: accept -> first token */
     tm->total_s = t_recv - r->t_submit;
@@ -159,6 +160,7 @@ static stage s_on_prefilled(self_t *s, request *r, const wire_peer *from, Tis__E
         return ST_SCORE;
     }
     r->prefill_s = (r->st == ST_COMPRESS ? r->prefill_s : 0) + d->prefill_s;
+    r->compress_s = d->compress_s;
     s_forget_prefill(s, r); /* the scores are used */
     r->lease = r->kept = d->kv->lease_id;
     r->full_kv_bytes = d->full_kv_bytes;

@@ -261,6 +261,7 @@ static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp
     pd.n_question_ids = (size_t)rp->n_rest;
     pd.question_ids = rp->rest;
     pd.prefill_s = rp->prefill_s + rp->compress_s;
+    pd.compress_s = rp->compress_s;
     pd.full_kv_bytes = (uint64_t)rp->full_kv_bytes;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = request_id;

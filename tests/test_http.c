@@ -183,7 +183,7 @@ static void s_metrics_text(void) {
     http_metrics *m = NULL;
     TT_OK(http_metrics_new(&m));
     if (!m) return;
-    double st[HS_N] = {0.001, 0.2, 0, 0.001, 0.7, 0.3, 0.9};
+    double st[HS_N] = {0.001, 0.2, 0.01, 0, 0.001, 0.7, 0.3, 0.9};
     http_metrics_request(m, 0, HTTP_OK);
     http_metrics_request(m, 0, HTTP_BUSY);
     http_metrics_reply(m, st, 30, 7, 1000, 4000);
@@ -193,7 +193,8 @@ static void s_metrics_text(void) {
     TT_CHECK(t && strstr(t, "tis_http_requests_total{endpoint=\"chat.completions\",outcome=\"busy\"} 1\n"));
     TT_CHECK(t && strstr(t, "tis_stage_seconds_bucket{stage=\"prefill\",le=\"0.1\"} 0\n"));
     TT_CHECK(t && strstr(t, "tis_stage_seconds_bucket{stage=\"prefill\",le=\"0.25\"} 2\n")); /* cumulative */
-    TT_CHECK(t && strstr(t, "tis_stage_seconds_count{stage=\"decode\"} 2\n"));
+    TT_CHECK(t && strstr(t, "tis_stage_seconds_count{stage=\"decode\"} 2\n") &&
+             strstr(t, "tis_stage_seconds_bucket{stage=\"compress\",le=\"0.01\"} 2\n"));
     TT_CHECK(t && strstr(t, "tis_kv_compression_ratio_bucket{le=\"1\"} 1\n") &&
              strstr(t, "tis_kv_compression_ratio_bucket{le=\"4\"} 2\n"));
     TT_CHECK(t && strstr(t, "tis_generated_tokens_total 12\n") && strstr(t, "tis_workers_alive{role=\"decode\"} 2\n") &&
