@@ -63,6 +63,7 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
         const qdot_q8 *a = act;                                                                  \
         __m256 acc = _mm256_setzero_ps();                                                        \
         for (int64_t i = 0; i < n / 32; i++, b += 34) {                                          \
+            QDOT_PREFETCH(b);                                                                    \
             __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));                            \
             __m256i aq = _mm256_loadu_si256((const __m256i *)a[i].q);                            \
             __m256 dot = DOT(_mm256_sign_epi8(q, q), _mm256_sign_epi8(aq, q));                   \
@@ -77,6 +78,7 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
         __m256 acc = _mm256_setzero_ps();                                                        \
         float corr = 0;                                                                          \
         for (int64_t i = 0; i < n / 32; i++, b += 18) {                                          \
+            QDOT_PREFETCH(b);                                                                    \
             float d = s_h(b);                                                                    \
             __m256 dot = DOT(s_nibbles(b + 2), _mm256_loadu_si256((const __m256i *)a[i].q));     \
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a[i].d), dot, acc);                         \
@@ -91,6 +93,7 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
         __m256 acc = _mm256_setzero_ps();                                                        \
         float corr = 0;                                                                          \
         for (int64_t i = 0; i < n / 32; i++, b += 20) {                                          \
+            QDOT_PREFETCH(b);                                                                    \
             __m256 dot = DOT(s_nibbles(b + 4), _mm256_loadu_si256((const __m256i *)a[i].q));     \
             acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b) * a[i].d), dot, acc);                    \
             corr += s_h(b + 2) * a[i].s;                                                         \
@@ -104,6 +107,7 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
         __m256 acc = _mm256_setzero_ps();                                                        \
         float corr = 0;                                                                          \
         for (int64_t i = 0; i < n / 32; i++, b += 22) {                                          \
+            QDOT_PREFETCH(b);                                                                    \
             uint32_t qh;                                                                         \
             memcpy(&qh, b + 2, 4);                                                               \
             float d = s_h(b);                                                                    \
@@ -121,6 +125,7 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
         __m256 acc = _mm256_setzero_ps();                                                        \
         float corr = 0;                                                                          \
         for (int64_t i = 0; i < n / 32; i++, b += 24) {                                          \
+            QDOT_PREFETCH(b);                                                                    \
             uint32_t qh;                                                                         \
             memcpy(&qh, b + 4, 4);                                                               \
             __m256i q = _mm256_or_si256(s_nibbles(b + 8), s_bit4(qh));                           \
@@ -223,6 +228,7 @@ AVX2 static float s_q4_1_f_avx2(const void *w, const void *act, const float *x, 
     /* separate accumulators: a block's multiply-adds do not wait for the last block's */
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 20, x += 32) {
+        QDOT_PREFETCH(b);
         __m256 xs, dot = s_nib_dot_avx2(b + 4, x, &xs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b)), dot, acc);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b + 2)), xs, accm);
@@ -235,6 +241,7 @@ AVX2 static float s_q4_0_f_avx2(const void *w, const void *act, const float *x, 
     const uint8_t *b = w;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 18, x += 32) {
+        QDOT_PREFETCH(b);
         __m256 xs, dot = s_nib_dot_avx2(b + 2, x, &xs);
         __m256 d = _mm256_set1_ps(s_h(b));
         acc = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), xs, dot), acc);
@@ -247,6 +254,7 @@ AVX2 static float s_q8_0_f_avx2(const void *w, const void *act, const float *x, 
     const uint8_t *b = w;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 34, x += 32) {
+        QDOT_PREFETCH(b);
         __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
         __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(x));
         a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(x + 8), a);
@@ -301,6 +309,7 @@ F512 static float s_q4_0_f_512(const void *w, const void *act, const float *x, i
     const __m128i m = _mm_set1_epi8(0x0f);
     const __m512 eight = _mm512_set1_ps(8.0f);
     for (int64_t i = 0; i < n / 32; i++, b += 18, x += 32) {
+        QDOT_PREFETCH(b);
         __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
         __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
         __m512 a = _mm512_mul_ps(_mm512_sub_ps(s_nib16_ps(_mm_and_si128(q, m)), eight), x0);
@@ -514,6 +523,9 @@ F512 static float s_q4_k_f_512(const void *w, const void *act, const float *x, i
     const __m128i m = _mm_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++, b += 144) {
+        QDOT_PREFETCH(b);
+        QDOT_PREFETCH(b + 64);
+        QDOT_PREFETCH(b + 128);
         float d = s_h(b), dmin = s_h(b + 2);
         const uint8_t *scales = b + 4, *q = b + 16;
         for (int g = 0; g < 4; g++, q += 32, x += 64) {
@@ -543,6 +555,10 @@ F512 static float s_q6_k_f_512(const void *w, const void *act, const float *x, i
     const __m512 c32 = _mm512_set1_ps(32.0f);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++, b += 210) {
+        QDOT_PREFETCH(b);
+        QDOT_PREFETCH(b + 64);
+        QDOT_PREFETCH(b + 128);
+        QDOT_PREFETCH(b + 192);
         const int8_t *sc = (const int8_t *)(b + 192);
         float d = s_h(b + 208);
         for (int h = 0; h < 2; h++) {
@@ -602,6 +618,7 @@ F512 static float s_q5_0_f_512(const void *w, const void *act, const float *x, i
     const __m512 c16 = _mm512_set1_ps(16.0f);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 22, x += 32) {
+        QDOT_PREFETCH(b);
         uint32_t qh;
         memcpy(&qh, b + 2, 4);
         __m512 lo, hi;
@@ -619,6 +636,7 @@ F512 static float s_q5_1_f_512(const void *w, const void *act, const float *x, i
     const uint8_t *b = w;
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 24, x += 32) {
+        QDOT_PREFETCH(b);
         uint32_t qh;
         memcpy(&qh, b + 4, 4);
         __m512 lo, hi, x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
