@@ -377,6 +377,7 @@ qdot_deq_fn qdot_deq_fn_for(int type, qdot_isa isa) {
     if (isa >= QDOT_AVX512) fn = qdot_deq_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX512) fn = qdot_deq_q5_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_avx2_fn(type);
+    if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_k_avx2_fn(type);
 #endif
     if (fn) return fn;
     switch (type) {

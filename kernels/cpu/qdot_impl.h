@@ -21,6 +21,7 @@ qdot_row_fn qdot_avx2_fn(int type);
 qdot_row_fn qdot_avx512_fn(int type);
 qdot_row_fn qdot_k_avx2_fn(int type);   /* Q4_K, Q6_K (qdot_simd_k.c) */
 qdot_row_fn qdot_k_avx512_fn(int type);
+qdot_deq_fn qdot_deq_k_avx2_fn(int type); /* Q4_K, Q6_K rows to f32 */
 qdot_row_fn qdot_f32act_avx2_fn(int type);
 qdot_row_fn qdot_f32act_avx512_fn(int type);
 qdot_row_fn qdot_f32act_k_avx512_fn(int type);

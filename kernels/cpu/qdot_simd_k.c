@@ -142,6 +142,79 @@ static inline void s_k4_scale_min(int j, const uint8_t *s, int *sc, int *m) {
 QDOT_K4_DEFINE(AVX2, avx2, s_dot_sc_avx2)
 QDOT_K6_DEFINE(AVX2, avx2, s_dot_sc_avx2)
 
+/* ---- prefill tiles: rows of Q4_K / Q6_K to f32 ---------------------------
+ * The same values as quant_dequantize_row (d*sc*q - dmin*m; d*sc*(q-32)),
+ * 8 at a time: bytes widened to int32, converted, one multiply(-add). */
+
+/* 32 unsigned bytes times a, plus b, to y[32] */
+AVX2 static inline void s_u8x32_fma(__m256i q, __m256 a, __m256 b, float *y) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(a, f), b));
+    }
+}
+
+AVX2 static void s_deq_q4_k_avx2(const void *row, float *y, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / 256; i++, b += 144) {
+        float d = s_h(b), dmin = s_h(b + 2);
+        const uint8_t *q = b + 16;
+        for (int g = 0; g < 4; g++, q += 32, y += 64) {
+            int sc1, m1, sc2, m2;
+            s_k4_scale_min(2 * g, b + 4, &sc1, &m1);
+            s_k4_scale_min(2 * g + 1, b + 4, &sc2, &m2);
+            __m256i qv = _mm256_loadu_si256((const __m256i *)q);
+            s_u8x32_fma(_mm256_and_si256(qv, m4), _mm256_set1_ps(d * (float)sc1), _mm256_set1_ps(dmin * (float)m1), y);
+            s_u8x32_fma(_mm256_and_si256(_mm256_srli_epi16(qv, 4), m4), _mm256_set1_ps(d * (float)sc2),
+                        _mm256_set1_ps(dmin * (float)m2), y + 32);
+        }
+    }
+}
+
+AVX2 static void s_deq_q6_k_avx2(const void *row, float *y, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / 256; i++, b += 210) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        float d = s_h(b + 208);
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m3));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));
+            for (int r = 0; r < 4; r++) {
+                /* (q - 32) * d * sc: the first 16 weights take sc[2r], the next sc[2r + 1] */
+                float a0 = d * (float)sc[2 * r], a1 = d * (float)sc[2 * r + 1];
+                __m256 A0 = _mm256_set1_ps(a0), A1 = _mm256_set1_ps(a1);
+                __m128i lo = _mm256_castsi256_si128(q[r]), hi = _mm256_extracti128_si256(q[r], 1);
+                __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+                for (int k = 0; k < 4; k++) {
+                    __m256 f = _mm256_cvtepi32_ps(
+                        _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), _mm256_set1_epi32(32)));
+                    _mm256_storeu_ps(y + 32 * r + 8 * k, _mm256_mul_ps(k < 2 ? A0 : A1, f));
+                }
+            }
+        }
+    }
+}
+
+qdot_deq_fn qdot_deq_k_avx2_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q4_K: return s_deq_q4_k_avx2;
+    case GGML_TYPE_Q6_K: return s_deq_q6_k_avx2;
+    default: return NULL;
+    }
+}
+
 qdot_row_fn qdot_k_avx2_fn(int type) {
     switch (type) {
     case GGML_TYPE_Q4_K: return s_q4_k_avx2;
@@ -159,6 +232,7 @@ qdot_row_fn qdot_k_avx512_fn(int type) {
 }
 
 #else
+qdot_deq_fn qdot_deq_k_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_k_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_k_avx512_fn(int type) { (void)type; return NULL; }
 #endif
