@@ -33,8 +33,9 @@ static void s_print_config(const model_config *c) {
     int64_t params = c->n_vocab * d * (c->tied_embeddings ? 1 : 2) + d +
                      c->n_layer * (2 * d + 2 * qd * d + 2 * kd * d + 3 * d * c->d_ff);
     printf("parameters      %.1f M\n", (double)params / 1e6);
-    printf("KV per token    %lld bytes (f32 keys + values, all layers)\n",
-           (long long)(2 * c->n_layer * kd * 4));
+    printf("KV per token    %lld bytes (f16 keys + values, all layers; %lld in f32; + 4 per layer and kv head "
+           "for positions)\n",
+           (long long)(2 * c->n_layer * kd * 2), (long long)(2 * c->n_layer * kd * 4));
 }
 
 static int s_info_gguf(const char *path) {

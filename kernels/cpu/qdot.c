@@ -354,6 +354,7 @@ qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
     if (!fn && isa >= QDOT_AVX512) fn = qdot_f32act_k_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX512) fn = qdot_f32act_q5_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_avx2_fn(type);
+    if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_more_avx2_fn(type);
 #endif
     return fn ? fn : s_ref_f32act_fn(type);
 }
@@ -378,6 +379,7 @@ qdot_deq_fn qdot_deq_fn_for(int type, qdot_isa isa) {
     if (!fn && isa >= QDOT_AVX512) fn = qdot_deq_q5_avx512_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_avx2_fn(type);
     if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_k_avx2_fn(type);
+    if (!fn && isa >= QDOT_AVX2) fn = qdot_deq_q5_avx2_fn(type);
 #endif
     if (fn) return fn;
     switch (type) {
