@@ -251,8 +251,9 @@ static pid_t s_serve(const char *tag, const char *decode, const char *config) {
     const char *argv[] = {bin, "serve", "--config", config, "--front", front, "--back", back, "--decode", decode,
                           "-m", tt_model(), "--http", "127.0.0.1:0", NULL};
     /* exact numerics (f32 activations in decode-sized products): with the default 8-bit ones the
-     * pipeline's first greedy token for the capital of France flips ("L'Étoile, ..."): the question's
-     * rows run as a decode-sized product there (tis generate prefills them with the context); what
+     * pipeline's first greedy token for the capital of France flips ("L'Étoile, ..."): on the
+     * query-aware path (and for `full`) the last prompt token runs alone in the decode worker, a
+     * one-token step that takes 8-bit activations (tis generate prefills it with the rest); what
      * is tested here is the HTTP front, not that rounding */
     const char *env[] = {"TIS_QDOT_ACT=f32", NULL};
     pid_t pid = tt_spawn(argv, log, env);
