@@ -90,6 +90,7 @@ static void s_view_parse(const char *json, http_coord_view *v) {
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "handoff");
     v->handoffs = (uint64_t)s_num(h, "count"), v->handoff_bytes = (uint64_t)s_num(h, "bytes");
     v->full_kv_bytes = (uint64_t)s_num(h, "full_kv_bytes");
+    v->kept_contexts = s_num(o, "kept_contexts");
     cJSON_Delete(o);
 }
 

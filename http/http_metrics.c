@@ -133,6 +133,8 @@ static void s_coord(buf *b, const http_coord_view *v) {
     s_put(b, "tis_coordinator_up %d\n", v->up ? 1 : 0);
     s_meta(b, "tis_workers_alive", "gauge", "Workers the coordinator counts alive, per role");
     for (int r = 0; r < 3; r++) s_put(b, "tis_workers_alive{role=\"%s\"} %lld\n", ROLE[r], (long long)v->alive[r]);
+    s_meta(b, "tis_kept_contexts", "gauge", "Compressed contexts kept for later questions (keep_context)");
+    s_put(b, "tis_kept_contexts %lld\n", (long long)v->kept_contexts);
     s_meta(b, "tis_queue_depth", "gauge", "Requests waiting for a worker of the role (state=waiting) or held by one "
                                           "(state=running)");
     for (int r = 0; r < 3; r++) {

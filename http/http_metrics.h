@@ -38,6 +38,7 @@ typedef struct http_coord_view {
     int64_t alive[3];            /* workers per role: prefill, scorer, decode */
     int64_t waiting[3], running[3];
     uint64_t submitted, answered, errors, busy, retried, cancelled, handoffs, handoff_bytes, full_kv_bytes;
+    int64_t kept_contexts;       /* compressed contexts kept for later questions */
 } http_coord_view;
 
 /* The text of /metrics (malloc'd). */

@@ -192,6 +192,9 @@ def run(port):
           value(after, "tis_workers_alive", "tis_workers_alive", role="prefill") == 1, "workers alive per role")
     check(value(after, "tis_queue_depth", "tis_queue_depth", role="decode", state="waiting") == 0,
           "queue depth per role")
+    check(value(after, "tis_kept_contexts", "tis_kept_contexts") == 1, "one kept context")
+    n = value(after, "tis_stage_seconds", "tis_stage_seconds_count", stage="compress")
+    check(n == 6, f"compress stage histogram count {n}")
 
 
 if __name__ == "__main__":
