@@ -140,7 +140,11 @@ int64_t decoder_step(decoder *d, decoder_seq *const *seqs, int64_t n) {
         G++;
     }
     if (G == 0) return 0;
+    bool prompt = false;
+    for (int64_t a = 0; a < G; a++) prompt |= !d->act[a]->fed;
+    forward_set_prompt(d->st, prompt);
     int rc = forward_run_batch(d->st, d->kvs, G, d->ids, d->nt, d->logits);
+    forward_set_prompt(d->st, -1);
     if (rc) return rc;
     int64_t V = d->m->config.n_vocab;
     const tokenizer *tok = d->m->tok;

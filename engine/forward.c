@@ -26,6 +26,7 @@ struct forward_state {
     int32_t *pos;    /* [B] */
     float *inv_freq; /* [rope_dim/2] */
     rope_params rp;
+    int prompt;      /* forward_set_prompt: -1 by segment length, 0 generated, 1 prompt */
 };
 
 /* Frequencies with the model's scaling folded in (Llama-3.1 rule: long
@@ -61,6 +62,7 @@ int forward_state_new(forward_state **out, const model *m, const tis_backend *be
     st->m = m;
     st->be = be;
     st->max_batch = max_batch;
+    st->prompt = -1;
     size_t B = (size_t)max_batch;
     size_t qd = (size_t)(c->n_head * c->head_dim), kd = (size_t)(c->n_kv_head * c->head_dim);
     st->x = be->alloc(be->ctx, B * (size_t)c->d_model * sizeof(float));
@@ -155,8 +157,10 @@ static int s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *l
     int64_t d = c->d_model, hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head;
     int64_t qd = nh * hd, kd = nkv * hd;
     int64_t T = 0;
-    bool prompt = false; /* a segment of more than one token is prompt (see tis_backend.prompt_step) */
-    for (int64_t i = 0; i < n_seg; i++) prompt |= seg[i].T > 1;
+    /* prompt tokens or generated ones (tis_backend.prompt_step): as the caller
+     * said, else a segment of more than one token is prompt */
+    bool prompt = st->prompt > 0;
+    for (int64_t i = 0; st->prompt < 0 && i < n_seg; i++) prompt |= seg[i].T > 1;
     if (be->prompt_step) be->prompt_step(bc, prompt);
     for (int64_t i = 0; i < n_seg; i++) {
         for (int64_t t = 0; t < seg[i].T; t++) {
@@ -249,6 +253,8 @@ static int s_check(const forward_state *st, const kv_cache *kv, const int32_t *i
     if (kv->n_past + T > INT32_MAX) return tis_error(TIS_ERANGE, "forward: position overflow");
     return 0;
 }
+
+void forward_set_prompt(forward_state *st, int prompt) { st->prompt = prompt < 0 ? -1 : prompt > 0; }
 
 int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
                 float *logits, int64_t n_logits, const forward_hooks *hooks) {

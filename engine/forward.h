@@ -55,4 +55,11 @@ int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
 int forward_run_batch(forward_state *st, kv_cache *const *kvs, int64_t n_seq,
                       const int32_t *const *ids, const int64_t *n_tok, float *logits);
 
+/* What the next passes compute, for the backend's arithmetic
+ * (tis_backend.prompt_step): 1 prompt tokens (exact), 0 generated tokens
+ * (fast), -1 (the default) decide by the step: a segment of more than one
+ * token is prompt. The decoder says it per step: a sequence feeding its
+ * prompt makes the step a prompt step, even for a one-token prompt tail. */
+void forward_set_prompt(forward_state *st, int prompt);
+
 #endif

@@ -41,10 +41,7 @@ def start_server(tmp):
     log = open(os.path.join(tmp, "serve.log"), "w+")
     cmd = [os.environ["TIS_BIN"], "serve", "--front", f"ipc://{tmp}/front", "--back", f"ipc://{tmp}/back",
            "-m", os.environ["TIS_MODEL"], "--http", "127.0.0.1:0", "--heartbeat_ms", "200"]
-    # exact numerics (f32 activations in decode-sized products): with the default 8-bit ones the
-    # pipeline's first greedy token for this question flips ("L'Etoile, ..."): the last prompt token
-    # runs alone in the decode worker, a one-token step (see tests/test_http.c)
-    env = dict(os.environ, TIS_QDOT_ACT="f32")
+    env = dict(os.environ)  # the default numerics (see tests/test_http.c)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     port = None
     for _ in range(300):

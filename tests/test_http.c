@@ -250,12 +250,9 @@ static pid_t s_serve(const char *tag, const char *decode, const char *config) {
     snprintf(log, sizeof log, "%s.log", tt_path(tag));
     const char *argv[] = {bin, "serve", "--config", config, "--front", front, "--back", back, "--decode", decode,
                           "-m", tt_model(), "--http", "127.0.0.1:0", NULL};
-    /* exact numerics (f32 activations in decode-sized products): with the default 8-bit ones the
-     * pipeline's first greedy token for the capital of France flips ("L'Étoile, ..."): on the
-     * query-aware path (and for `full`) the last prompt token runs alone in the decode worker, a
-     * one-token step that takes 8-bit activations (tis generate prefills it with the rest); what
-     * is tested here is the HTTP front, not that rounding */
-    const char *env[] = {"TIS_QDOT_ACT=f32", NULL};
+    /* the engine's default numerics: the decoder marks the last prompt token, which runs alone in
+     * the decode worker, as a prompt step (f32 activations), so the first token is tis generate's */
+    const char *env[] = {NULL};
     pid_t pid = tt_spawn(argv, log, env);
     s_port = 0;
     for (int t = 0; t < 300 && !s_port; t++) { /* the port is printed once it listens */
