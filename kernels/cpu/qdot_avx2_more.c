@@ -1,7 +1,7 @@
 /* qdot_avx2_more: AVX2 (+FMA, F16C) versions of what AVX-512 had alone:
  * f32-activation dots of Q5_0 / Q5_1 / Q4_K / Q6_K rows (the prompt steps'
  * products on a CPU without AVX-512) and Q5_0 / Q5_1 dequantisation for
- * prefill's f32 tiles. The K-types reuse their AVX2 dequantisers block by
+ * prefill's f32 tiles; BF16 rows (dot and dequantisation) for every step. The K-types reuse their AVX2 dequantisers block by
  * block (256 floats on the stack) and dot the block with x; the Q5 types
  * unpack 32 weights to bytes as their 8-bit kernels do. References: qdot.c
  * (tests/test_qdot.c compares every ISA with them). */
@@ -135,8 +135,42 @@ AVX2 static void s_deq_q5_1_avx2(const void *row, float *y, int64_t n) {
     }
 }
 
+/* BF16 rows (safetensors weights): the high half of an f32 */
+AVX2 static float s_bf16_avx2(const void *w, const void *act, const float *x, int64_t n) {
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if ((i & 31) == 0) QDOT_PREFETCH(p + 2 * i);
+        __m256i u = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i))), 16);
+        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(u), _mm256_loadu_ps(x + i), acc);
+    }
+    float sum = s_hsum(acc);
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        sum += quant_bf16_to_f32(h) * x[i];
+    }
+    (void)act;
+    return sum;
+}
+
+AVX2 static void s_deq_bf16_avx2(const void *row, float *y, int64_t n) {
+    const uint8_t *p = row;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i))), 16));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        y[i] = quant_bf16_to_f32(h);
+    }
+}
+
 qdot_row_fn qdot_f32act_more_avx2_fn(int type) {
     switch (type) {
+    case GGML_TYPE_BF16: return s_bf16_avx2;
     case GGML_TYPE_Q5_0: return s_q5_0_f_avx2;
     case GGML_TYPE_Q5_1: return s_q5_1_f_avx2;
     case GGML_TYPE_Q4_K: return s_q4_k_f_avx2;
@@ -147,6 +181,7 @@ qdot_row_fn qdot_f32act_more_avx2_fn(int type) {
 
 qdot_deq_fn qdot_deq_q5_avx2_fn(int type) {
     switch (type) {
+    case GGML_TYPE_BF16: return s_deq_bf16_avx2;
     case GGML_TYPE_Q5_0: return s_deq_q5_0_avx2;
     case GGML_TYPE_Q5_1: return s_deq_q5_1_avx2;
     default: return NULL;

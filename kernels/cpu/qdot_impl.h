@@ -22,8 +22,8 @@ qdot_row_fn qdot_avx512_fn(int type);
 qdot_row_fn qdot_k_avx2_fn(int type);   /* Q4_K, Q6_K (qdot_simd_k.c) */
 qdot_row_fn qdot_k_avx512_fn(int type);
 qdot_deq_fn qdot_deq_k_avx2_fn(int type); /* Q4_K, Q6_K rows to f32 */
-qdot_row_fn qdot_f32act_more_avx2_fn(int type); /* Q5_x, K-types (qdot_avx2_more.c) */
-qdot_deq_fn qdot_deq_q5_avx2_fn(int type);
+qdot_row_fn qdot_f32act_more_avx2_fn(int type); /* Q5_x, K-types, BF16 (qdot_avx2_more.c) */
+qdot_deq_fn qdot_deq_q5_avx2_fn(int type);       /* Q5_x, BF16 */
 qdot_row_fn qdot_f32act_avx2_fn(int type);
 qdot_row_fn qdot_f32act_avx512_fn(int type);
 qdot_row_fn qdot_f32act_k_avx512_fn(int type);

@@ -178,6 +178,7 @@ qdot_row_fn qdot_avx2_fn(int type) {
     case GGML_TYPE_Q4_1: return s_q4_1_avx2;
     case GGML_TYPE_Q5_0: return s_q5_0_avx2;
     case GGML_TYPE_Q5_1: return s_q5_1_avx2;
+    case GGML_TYPE_BF16: return qdot_f32act_more_avx2_fn(type); /* takes x in f32 either way */
     default: return qdot_k_avx2_fn(type);
     }
 }
