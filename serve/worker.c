@@ -697,10 +697,13 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     return 0;
 }
 
+/* The Reply of a finished sequence, or an Error when it cannot be made or
+ * sent (out of memory): the request is answered either way. */
 static void s_decode_reply(self_t *s, dseq *d) {
     char *text = NULL;
-    if (decoder_seq_text(s->dec, &d->seq, !d->until_eog && !d->stopped, &text)) {
-        s_error(s, d->request_id, TIS_EINVAL, "decoding the answer");
+    int rc = decoder_seq_text(s->dec, &d->seq, !d->until_eog && !d->stopped, &text);
+    if (rc) {
+        s_error(s, d->request_id, rc, "decoding the answer");
         return;
     }
     if (d->stopped && d->cut < strlen(text)) text[d->cut] = 0;
@@ -721,7 +724,8 @@ static void s_decode_reply(self_t *s, dseq *d) {
     out.request_id = d->request_id;
     out.body_case = TIS__ENVELOPE__BODY_REPLY;
     out.reply = &rp;
-    s_send(s, &out);
+    rc = s_send(s, &out);
+    if (rc) s_error(s, d->request_id, rc, "sending the answer");
     free(text);
 }
 
@@ -805,16 +809,18 @@ static int s_decode_cancel(self_t *s, uint64_t request_id) {
         if (s->act[i].request_id == request_id) {
             s_dseq_free(&s->act[i]);
             s->act[i] = s->act[--s->n_act];
-            return s_ready(s);
+            return s_ready_again(s);
         }
     for (int64_t i = 0; i < s->n_pend; i++)
         if (s->pend[i].request_id == request_id) {
             s_dseq_free(&s->pend[i]);
             memmove(s->pend + i, s->pend + i + 1, (size_t)(--s->n_pend - i) * sizeof *s->pend);
-            return s_ready(s);
+            return s_ready_again(s);
         }
     return 0; /* finished already: its Reply is on its way (and dropped) */
 }
+
+static void s_fault_alloc(const self_t *s, bool ending);
 
 /* One step of the continuous batch: new sequences run their question,
  * the others their last token, in one batched pass (weights read once);
@@ -834,6 +840,7 @@ static int s_decode_step(self_t *s) {
             s_dseq_free(&s->act[i]);
         }
         s->n_act = 0;
+        s_fault_alloc(s, true); /* a decode job's scope ends with its answer's READY */
         return s_ready_again(s);
     }
     int64_t kept = 0, finished = 0;
@@ -849,15 +856,18 @@ static int s_decode_step(self_t *s) {
         }
     }
     s->n_act = kept;
-    return finished ? s_ready_again(s) : 0;
+    if (finished) s_ready_again(s);
+    if (finished) s_fault_alloc(s, true);
+    return 0;
 }
 
 /* TIS_FAULT_ALLOC=PART:FROM: the worker whose name contains PART runs its
  * job number FROM + k - 1 (k = 1, 2, ...) with the k-th allocation after
  * the job arrives failing (base/alloc_fault.h), so successive jobs visit
  * every allocation point of a job, its reply and the READY after it (the
- * scope ends there: ending). Each armed job then leaves "alloc fault: job
- * J: A allocations, F failed" on stderr. */
+ * scope ends there: ending; a decode job's when its sequence is answered,
+ * which is one job at a time in the tests). Each armed job then leaves
+ * "alloc fault: job J: A allocations, F failed" on stderr. */
 static void s_fault_alloc(const self_t *s, bool ending) {
     static int64_t armed_job = 0;
     const char *f = getenv("TIS_FAULT_ALLOC");

@@ -7,7 +7,9 @@
  * what it made (the ASan build's LeakSanitizer checks that). Then a real
  * prefill worker process runs job after job with its 1st, 2nd, ...
  * allocation failing: every job is answered (the reference block or an
- * Error ENOMEM), and the worker keeps serving to the end. */
+ * Error ENOMEM), and the worker keeps serving to the end; then a decode
+ * worker the same way over one block (the reference answer or an Error). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,10 +268,35 @@ static int64_t s_log_last(const char *log, int64_t *a, int64_t *f) {
     return j;
 }
 
+/* The answer to job `id` (a PrefillDone or a Reply, the kind given), then
+ * READY: 1 that answer (*out, unless out is NULL), 0 an Error ENOMEM, -1
+ * anything else or silence. */
+static int s_answer(void *r, uint64_t id, Tis__Envelope__BodyCase kind, Tis__Envelope **out) {
+    Tis__Envelope *e = s_next(r, 20000);
+    int got = -1;
+    if (e && e->request_id == id && e->body_case == kind) {
+        got = 1;
+    } else if (e && e->request_id == id && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->error->code == TIS_ENOMEM) {
+        got = 0;
+    } else {
+        fprintf(stderr, "  job %llu: %s %s\n", (unsigned long long)id, e ? msg_body_name(e) : "no answer",
+                e && e->body_case == TIS__ENVELOPE__BODY_ERROR ? e->error->message : "");
+    }
+    if (got == 1 && out) *out = e;
+    else msg_free(e);
+    e = s_next(r, 20000); /* READY again */
+    if (!e || e->body_case != TIS__ENVELOPE__BODY_READY) {
+        fprintf(stderr, "  job %llu: %s instead of READY\n", (unsigned long long)id, e ? msg_body_name(e) : "nothing");
+        got = -1;
+    }
+    msg_free(e);
+    return got;
+}
+
 /* One PrefillJob (id) -> its answer: 1 the reference block (*len: its
- * length; the lease released), 0 an Error ENOMEM, -1 anything else or
- * silence. Then READY. */
-static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len) {
+ * length; the lease released, or the message kept in *keep when keep is
+ * not NULL), 0 an Error ENOMEM, -1 anything else or silence. Then READY. */
+static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len, Tis__Envelope **keep) {
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 4;
     Tis__Submit sub = TIS__SUBMIT__INIT;
@@ -285,68 +312,54 @@ static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len) {
     ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
     ej.prefill_job = &pj;
     if (wire_send(r, w, &ej)) return -1;
-    Tis__Envelope *e = s_next(r, 20000);
-    int got = -1;
-    if (e && e->request_id == id && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->prefill_done->kv) {
+    Tis__Envelope *e = NULL;
+    int got = s_answer(r, id, TIS__ENVELOPE__BODY_PREFILL_DONE, &e);
+    if (got == 1 && !e->prefill_done->kv) got = -1;
+    if (got == 1) {
         *len = e->prefill_done->kv->length;
-        got = 1;
         Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
         rl.lease_id = e->prefill_done->kv->lease_id;
         Tis__Envelope el = TIS__ENVELOPE__INIT;
         el.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
         el.lease_release = &rl;
-        wire_send(r, w, &el);
-    } else if (e && e->request_id == id && e->body_case == TIS__ENVELOPE__BODY_ERROR &&
-               e->error->code == TIS_ENOMEM) {
-        got = 0;
-    } else {
-        fprintf(stderr, "  job %llu: %s %s\n", (unsigned long long)id, e ? msg_body_name(e) : "no answer",
-                e && e->body_case == TIS__ENVELOPE__BODY_ERROR ? e->error->message : "");
+        if (!keep) wire_send(r, w, &el);
     }
-    msg_free(e);
-    e = s_next(r, 20000); /* READY again */
-    if (!e || e->body_case != TIS__ENVELOPE__BODY_READY) {
-        fprintf(stderr, "  job %llu: %s instead of READY\n", (unsigned long long)id, e ? msg_body_name(e) : "nothing");
-        got = -1;
-    }
+    if (got == 1 && keep) *keep = e;
+    else msg_free(e);
+    return got;
+}
+
+/* One DecodeJob (id) of the block of a PrefillDone -> 1 a Reply (*answer:
+ * its text, malloc'd), 0 an Error ENOMEM, -1 anything else. Then READY. */
+static int s_decode(void *r, const wire_peer *w, uint64_t id, const Tis__PrefillDone *d, char **answer) {
+    Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
+    gp.max_new = 4;
+    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+    dj.kv = d->kv;
+    dj.layout = d->layout;
+    dj.n_question_ids = d->n_question_ids;
+    dj.question_ids = d->question_ids;
+    dj.gen = &gp;
+    Tis__Envelope ed = TIS__ENVELOPE__INIT;
+    ed.request_id = id;
+    ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+    ed.decode_job = &dj;
+    if (wire_send(r, w, &ed)) return -1;
+    Tis__Envelope *e = NULL;
+    int got = s_answer(r, id, TIS__ENVELOPE__BODY_REPLY, &e);
+    if (got == 1) *answer = strdup(e->reply->answer ? e->reply->answer : "");
     msg_free(e);
     return got;
 }
 
-static void test_worker(const char *bin, const char *tiny) {
-    TT_CASE("a prefill worker under allocation failures");
-    char ep[600], name[64], log[600], env[96];
-    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
-    snprintf(name, sizeof name, "taf-prefill-%d", (int)getpid());
-    snprintf(log, sizeof log, "%s", tt_path("prefill.log"));
-    snprintf(env, sizeof env, "TIS_FAULT_ALLOC=taf-prefill:2"); /* job 1 clean: the reference */
-    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
-    int one = 1, linger = 0;
-    zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
-    TT_CHECK(zmq_bind(r, ep) == 0);
-    const char *av[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", name, "-m", tiny,
-                        "--arena_mb", "4", "--heartbeat_ms", "200", NULL};
-    const char *ev[] = {env, NULL};
-    pid_t pid = tt_spawn(av, log, ev);
-    wire_peer w = {0};
-    Tis__Envelope *e = NULL;
-    for (uint64_t end = tis_now_ms() + 20000; !e && tis_now_ms() < end;) {
-        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 500) == 1 && wire_recv(r, 1, &w, &e) == 0 && e->body_case != TIS__ENVELOPE__BODY_READY) {
-            msg_free(e);
-            e = NULL;
-        }
-    }
-    TT_CHECK(e != NULL);
-    msg_free(e);
-    size_t want = 0, len = 0;
-    TT_CHECK(s_job(r, &w, 1, &want) == 1 && want > 0);
+/* The jobs of a worker whose k-th allocation of job k+1 fails, k = 1, 2,
+ * ... until its log says a job ran clean: every job must be answered (the
+ * reference or an Error ENOMEM). job(id) -> 1, 0, -1 as s_job. */
+typedef int (*job_fn)(void *ctx, uint64_t id);
+static void s_sweep_worker(const char *what, const char *log, job_fn job, void *ctx) {
     int64_t answered = 0, errors = 0, bad = 0, points = 0;
     for (uint64_t id = 2; id < 20000 && !bad; id++) {
-        len = 0;
-        int got = s_job(r, &w, id, &len);
-        if (got == 1 && len != want) got = -1;
+        int got = job(ctx, id);
         answered += got == 1;
         errors += got == 0;
         bad += got < 0;
@@ -357,17 +370,105 @@ static void test_worker(const char *bin, const char *tiny) {
             break;
         }
     }
-    fprintf(stderr, "  prefill worker: %lld allocation points, %lld jobs answered, %lld Error ENOMEM, %lld bad\n",
+    fprintf(stderr, "  %s worker: %lld allocation points, %lld jobs answered, %lld Error ENOMEM, %lld bad\n", what,
             (long long)points, (long long)answered, (long long)errors, (long long)bad);
     TT_CHECK(bad == 0 && points > 0 && errors > 0);
-    TT_CHECK(s_job(r, &w, 30000, &len) == 1 && len == want); /* still serving */
+}
+
+/* A worker's READY (after it started), or false after 20 s. */
+static bool s_ready(void *r, wire_peer *w) {
+    Tis__Envelope *e = NULL;
+    for (uint64_t end = tis_now_ms() + 20000; !e && tis_now_ms() < end;) {
+        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 500) == 1 && wire_recv(r, 1, w, &e) == 0 && e->body_case != TIS__ENVELOPE__BODY_READY) {
+            msg_free(e);
+            e = NULL;
+        }
+    }
+    msg_free(e);
+    return e != NULL;
+}
+
+typedef struct worker_case {
+    void *r;
+    wire_peer prefill, decode;
+    size_t want_len;                /* the reference block's length */
+    const Tis__PrefillDone *block;  /* a block kept for the decode jobs */
+    const char *want_answer;        /* the reference answer */
+} worker_case;
+
+static int s_prefill_job(void *ctx, uint64_t id) {
+    worker_case *c = ctx;
+    size_t len = 0;
+    int got = s_job(c->r, &c->prefill, id, &len, NULL);
+    return got == 1 && len != c->want_len ? -1 : got;
+}
+
+static int s_decode_job(void *ctx, uint64_t id) {
+    worker_case *c = ctx;
+    char *a = NULL;
+    int got = s_decode(c->r, &c->decode, id, c->block, &a);
+    if (got == 1 && strcmp(a, c->want_answer)) {
+        fprintf(stderr, "  job %llu: '%s', not '%s'\n", (unsigned long long)id, a, c->want_answer);
+        got = -1;
+    }
+    free(a);
+    return got;
+}
+
+static void test_worker(const char *bin, const char *tiny) {
+    TT_CASE("a prefill worker under allocation failures");
+    char ep[600], pname[64], dname[64], plog[600], dlog[600];
+    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
+    snprintf(pname, sizeof pname, "taf-prefill-%d", (int)getpid());
+    snprintf(dname, sizeof dname, "taf-decode-%d", (int)getpid());
+    snprintf(plog, sizeof plog, "%s", tt_path("prefill.log"));
+    snprintf(dlog, sizeof dlog, "%s", tt_path("decode.log"));
+    worker_case c = {0};
+    void *ctx = zmq_ctx_new();
+    c.r = zmq_socket(ctx, ZMQ_ROUTER);
+    int one = 1, linger = 0;
+    zmq_setsockopt(c.r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(c.r, ZMQ_LINGER, &linger, sizeof linger);
+    TT_CHECK(zmq_bind(c.r, ep) == 0);
+    /* job 1 of each runs clean: the reference */
+    const char *pv[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", pname, "-m", tiny,
+                        "--arena_mb", "4", "--heartbeat_ms", "200", "--lease_ms", "600000", NULL};
+    const char *pe[] = {"TIS_FAULT_ALLOC=taf-prefill:2", NULL};
+    pid_t pp = tt_spawn(pv, plog, pe);
+    TT_CHECK(s_ready(c.r, &c.prefill));
+    Tis__Envelope *kept = NULL;
+    TT_CHECK(s_job(c.r, &c.prefill, 1, &c.want_len, &kept) == 1 && c.want_len > 0);
+    if (kept) s_sweep_worker("prefill", plog, s_prefill_job, &c);
+    size_t len = 0;
+    TT_CHECK(s_job(c.r, &c.prefill, 30000, &len, NULL) == 1 && len == c.want_len); /* still serving */
+
+    TT_CASE("a decode worker under allocation failures");
+    const char *dv[] = {bin, "worker", "--role", "decode", "--connect", ep, "--name", dname, "-m", tiny,
+                        "--heartbeat_ms", "200", NULL};
+    const char *de[] = {"TIS_FAULT_ALLOC=taf-decode:2", NULL};
+    pid_t pd = tt_spawn(dv, dlog, de);
+    TT_CHECK(s_ready(c.r, &c.decode));
+    char *want = NULL;
+    c.block = kept ? kept->prefill_done : NULL;
+    if (c.block) TT_CHECK(s_decode(c.r, &c.decode, 1, c.block, &want) == 1);
+    if (want) {
+        c.want_answer = want;
+        s_sweep_worker("decode", dlog, s_decode_job, &c);
+        TT_CHECK(s_decode_job(&c, 30000) == 1); /* still serving */
+    }
+    free(want);
+    msg_free(kept);
+
     Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
     Tis__Envelope es = TIS__ENVELOPE__INIT;
     es.body_case = TIS__ENVELOPE__BODY_SHUTDOWN;
     es.shutdown = &sh;
-    TT_OK(wire_send(r, &w, &es));
-    TT_CHECK(tt_wait(pid, 30) == 0);
-    zmq_close(r);
+    TT_OK(wire_send(c.r, &c.prefill, &es));
+    TT_OK(wire_send(c.r, &c.decode, &es));
+    TT_CHECK(tt_wait(pp, 30) == 0);
+    TT_CHECK(tt_wait(pd, 30) == 0);
+    zmq_close(c.r);
     zmq_ctx_term(ctx);
 }
 
