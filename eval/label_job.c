@@ -53,8 +53,7 @@ static int s_check_config(const char *dir, const char *model_name, const label_c
     return rc;
 }
 
-/* Reads the manifest: ids already done (labelled or skipped) and the next shard number. */
-static int s_load_manifest(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard) {
+int label_manifest_read(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard) {
     *ids = NULL;
     *n_ids = 0;
     *next_shard = 0;
@@ -74,7 +73,13 @@ static int s_load_manifest(const char *path, char ***ids, int64_t *n_ids, int64_
             break;
         }
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shard_index");
-        if (cJSON_IsNumber(sh) && sh->valuedouble + 1 > (double)*next_shard) *next_shard = (int64_t)sh->valuedouble + 1;
+        double si = cJSON_IsNumber(sh) ? sh->valuedouble : 0;
+        if (sh && (!cJSON_IsNumber(sh) || !(si >= 0 && si < 1e9) || si != (double)(int64_t)si)) {
+            cJSON_Delete(o); /* (a huge one was cast to int64_t: undefined) */
+            rc = tis_error(TIS_EFORMAT, "%s:%lld: shard_index is not a shard number", path, (long long)lineno);
+            break;
+        }
+        if (sh && (int64_t)si + 1 > *next_shard) *next_shard = (int64_t)si + 1;
         if (*n_ids == cap_ids) {
             cap_ids = cap_ids ? 2 * cap_ids : 64;
             char **p = realloc(*ids, (size_t)cap_ids * sizeof *p);
@@ -263,7 +268,7 @@ static int s_prepare(labeller *L) {
     }
     snprintf(L->manifest, sizeof L->manifest, "%s/manifest.jsonl", c->outdir);
     if (s_check_config(c->outdir, L->m->config.name, &L->cfg) ||
-        s_load_manifest(L->manifest, &L->done_ids, &L->n_done, &L->next_shard))
+        label_manifest_read(L->manifest, &L->done_ids, &L->n_done, &L->next_shard))
         return s_fail("output directory");
     return eval_job_samples(c->dataset, c->benchmarks, c->n_benchmarks, &c->spec, L->m->tok, &L->sets, &L->n_sets);
 }

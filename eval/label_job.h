@@ -52,6 +52,14 @@ typedef struct label_job_config {
     void *on_shard_user;
 } label_job_config;
 
+/* Reads DIR/manifest.jsonl (path): the ids already done, labelled or
+ * skipped (*ids[*n_ids], each and the array malloc'd: the caller frees them,
+ * after an error too), and the next shard number (1 + the largest
+ * shard_index). A missing file is an empty manifest; a line that is not
+ * an object with a string id, or a shard_index that is not an integer in
+ * [0, 1e9): TIS_EFORMAT naming the line. */
+int label_manifest_read(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard);
+
 /* Runs the job. Returns 0; 1 after printing the problem to stderr (a file
  * or directory that cannot be read or written, labels made with other
  * settings in outdir, the runner failing); 2 after printing it when the

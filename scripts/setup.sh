@@ -8,9 +8,10 @@ cd "$root"
 
 # Debian packages: compiler, cmake, OpenBLAS, cJSON, gnuplot (report plots),
 # ZeroMQ + protobuf-c (the pipeline's messages), libyaml (serve configs), libmicrohttpd
-# (tis serve --http), curl (its tests), Python (for the model fetch and the golden-data script).
+# (tis serve --http), curl (its tests), Python (for the model fetch and the golden-data script),
+# clang (libFuzzer, for scripts/fuzz.sh).
 pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev gnuplot-nox
-      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libmicrohttpd-dev curl)
+      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libmicrohttpd-dev curl clang)
 # python3 + pip may come from elsewhere (pyenv): ask apt only when absent.
 if ! { command -v python3 && python3 -m pip --version; } >/dev/null 2>&1; then
   pkgs+=(python3 python3-pip)

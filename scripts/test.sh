@@ -33,3 +33,13 @@ grep -E 'warning' "$root/build-asan/build.log" || true
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"
+
+echo "[test] fuzz targets, 10 s each (scripts/fuzz.sh; fuzz/README.md)"
+fuzz_rc=0
+bash "$root/scripts/fuzz.sh" 10 || fuzz_rc=$?
+if [ "$fuzz_rc" -eq 77 ]; then
+  echo "[test] the fuzz run was skipped: no clang with libFuzzer"
+elif [ "$fuzz_rc" -ne 0 ]; then
+  echo "[test] error: a fuzz target crashed (scripts/fuzz.sh printed which; inputs in build-fuzz/crashes/)" >&2
+  exit 1
+fi

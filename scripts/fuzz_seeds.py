@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Seed corpora for the fuzz targets (fuzz/README.md), made from real files:
+
+  gguf            the default model's header, its big tokenizer arrays cut to
+                  their first entries (a valid small GGUF), and the file's
+                  first 4 KiB as they are
+  tokenizer_json  an HF tokenizer.json built from that GGUF's vocabulary,
+                  merges, special tokens and SmolLM2's pre-tokenizer
+  config_json     the HF config.json of the GGUF's hyper-parameters
+  safetensors     tests/golden/st_fixture.safetensors (written by the
+                  reference safetensors package) and the committed heads
+  head            the committed importance-head checkpoints (configs/heads)
+  tokenize        README text, a committed dataset's context, chat markup,
+                  invalid UTF-8
+  jsonl           the first lines of the committed datasets
+  yaml            configs/serve.yaml
+  envelope        one packed Envelope per kind (written by the envelope target)
+  label_shard, label_manifest
+                  a shard and manifest written by `tis label` (the default
+                  model, one short sample)
+
+usage: scripts/fuzz_seeds.py OUT_DIR [--tis BIN] [--envelope BIN]
+Stdlib only. Each target's seeds go to OUT_DIR/<target>/.
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.environ.get("TIS_MODEL") or os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+# ---- GGUF: read the header (KVs), write a small one --------------------------
+SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+class Reader:
+    def __init__(self, f):
+        self.f = f
+
+    def take(self, fmt):
+        n = struct.calcsize(fmt)
+        return struct.unpack(fmt, self.f.read(n))[0]
+
+    def string(self):
+        n = self.take("<Q")
+        return self.f.read(n)
+
+    def value(self, t):
+        if t in SCALAR:
+            return self.take(SCALAR[t])
+        if t == 8:
+            return self.string()
+        if t == 9:
+            et, n = self.take("<I"), self.take("<Q")
+            return (et, [self.value(et) for _ in range(n)])
+        raise ValueError(f"gguf type {t}")
+
+
+def gguf_kvs(path):
+    with open(path, "rb") as f:
+        r = Reader(f)
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path}: not GGUF")
+        version, _n_tensors, n_kv = r.take("<I"), r.take("<Q"), r.take("<Q")
+        kvs = []
+        for _ in range(n_kv):
+            key = r.string().decode()
+            t = r.take("<I")
+            kvs.append((key, t, r.value(t)))
+        return version, kvs
+
+
+def pack_value(t, v):
+    if t in SCALAR:
+        return struct.pack(SCALAR[t], v)
+    if t == 8:
+        return struct.pack("<Q", len(v)) + v
+    et, items = v
+    return struct.pack("<IQ", et, len(items)) + b"".join(pack_value(et, x) for x in items)
+
+
+def gguf_write(path, version, kvs):
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", version, 0, len(kvs)))
+    for key, t, v in kvs:
+        k = key.encode()
+        out += struct.pack("<Q", len(k)) + k + struct.pack("<I", t) + pack_value(t, v)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def cut(kvs, n_vocab, n_merges):
+    """The tokenizer arrays cut to their first entries (ids stay < n_vocab)."""
+    out = []
+    for key, t, v in kvs:
+        if t == 9 and key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+            v = (v[0], v[1][:n_vocab])
+        elif t == 9 and key == "tokenizer.ggml.merges":
+            v = (v[0], v[1][:n_merges])
+        elif t == 9:
+            v = (v[0], v[1][:64])
+        out.append((key, t, v))
+    return out
+
+
+def kv_get(kvs, key, default=None):
+    for k, _t, v in kvs:
+        if k == key:
+            return v
+    return default
+
+
+def tokenizer_json(kvs):
+    toks = [t.decode("utf-8", "replace") for t in kv_get(kvs, "tokenizer.ggml.tokens")[1]]
+    types = kv_get(kvs, "tokenizer.ggml.token_type", (0, []))[1]
+    merges = [m.decode("utf-8", "replace") for m in kv_get(kvs, "tokenizer.ggml.merges", (0, []))[1]]
+    added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, s in enumerate(toks) if i < len(types) and types[i] == 3]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": {s: i for i, s in enumerate(toks)}, "merges": merges},
+    }
+
+
+def config_json(kvs):
+    arch = kv_get(kvs, "general.architecture", b"llama").decode()
+    g = lambda k, d=None: kv_get(kvs, f"{arch}.{k}", d)  # noqa: E731
+    d, nh = g("embedding_length"), g("attention.head_count")
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": d,
+        "intermediate_size": g("feed_forward_length"), "num_hidden_layers": g("block_count"),
+        "num_attention_heads": nh, "num_key_value_heads": g("attention.head_count_kv", nh),
+        "head_dim": d // nh, "rms_norm_eps": g("attention.layer_norm_rms_epsilon", 1e-5),
+        "rope_theta": g("rope.freq_base", 10000.0), "max_position_embeddings": g("context_length", 2048),
+        "vocab_size": len(kv_get(kvs, "tokenizer.ggml.tokens")[1]), "tie_word_embeddings": True,
+        "bos_token_id": kv_get(kvs, "tokenizer.ggml.bos_token_id", 1),
+        "eos_token_id": kv_get(kvs, "tokenizer.ggml.eos_token_id", 2), "torch_dtype": "bfloat16",
+        "rope_scaling": None,
+    }
+
+
+def write(d, name, data):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--tis", help="a tis binary, for the label shard and manifest seeds")
+    ap.add_argument("--envelope", help="a fuzz_envelope (or fuzz_replay_envelope) binary")
+    a = ap.parse_args()
+    out = lambda t: os.path.join(a.out, t)  # noqa: E731
+    for t in os.listdir(a.out) if os.path.isdir(a.out) else []:
+        shutil.rmtree(os.path.join(a.out, t))
+
+    if os.path.exists(MODEL):
+        version, kvs = gguf_kvs(MODEL)
+        os.makedirs(out("gguf"), exist_ok=True)
+        gguf_write(os.path.join(out("gguf"), "header_cut.gguf"), version, cut(kvs, 600, 300))
+        with open(MODEL, "rb") as f:
+            write(out("gguf"), "prefix_4k.gguf", f.read(4096))
+        small = cut(kvs, 600, 300)
+        write(out("tokenizer_json"), "tokenizer.json", json.dumps(tokenizer_json(small), ensure_ascii=False))
+        write(out("config_json"), "config.json", json.dumps(config_json(kvs), indent=2))
+    else:
+        print(f"fuzz_seeds: {MODEL} is missing: no gguf / tokenizer_json / config_json seeds", file=sys.stderr)
+
+    os.makedirs(out("safetensors"), exist_ok=True)
+    os.makedirs(out("head"), exist_ok=True)
+    shutil.copy(os.path.join(ROOT, "tests", "golden", "st_fixture.safetensors"), out("safetensors"))
+    for name in sorted(os.listdir(os.path.join(ROOT, "configs", "heads"))):
+        if name.endswith(".safetensors"):
+            shutil.copy(os.path.join(ROOT, "configs", "heads", name), out("head"))
+
+    datasets = [os.path.join(ROOT, "docs", "results", "pipeline", n) for n in ("passkey_1024.jsonl",)]
+    lines = []
+    for p in datasets:
+        with open(p, encoding="utf-8") as f:
+            lines += [next(f) for _ in range(2)]
+    for i, line in enumerate(lines):
+        write(out("jsonl"), f"dataset_{i}.jsonl", line)
+    write(out("jsonl"), "two_lines.jsonl", "".join(lines))
+    ctx = json.loads(lines[0])["context"]
+    write(out("tokenize"), "context.txt", ctx[:2000])
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        write(out("tokenize"), "readme.txt", f.read()[:3000])
+    write(out("tokenize"), "chat.txt", "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n"
+                                       "What is 12345 + 678?<|im_end|>\n<|im_start|>assistant\n")
+    write(out("tokenize"), "invalid_utf8.bin", b"caf\xc3\xa9 \xe2\x82\xac \xff\xfe \xc3 \xed\xa0\x80 \xf4\x90\x80\x80 z")
+    write(out("yaml"), "serve.yaml", open(os.path.join(ROOT, "configs", "serve.yaml"), encoding="utf-8").read())
+
+    if a.envelope:
+        os.makedirs(out("envelope"), exist_ok=True)
+        subprocess.run([a.envelope], env=dict(os.environ, TIS_FUZZ_SEEDS=out("envelope")), check=True)
+    if a.tis and os.path.exists(MODEL):
+        with tempfile.TemporaryDirectory() as tmp:
+            ds = os.path.join(tmp, "d.jsonl")
+            with open(ds, "w") as f:
+                f.write(json.dumps({"id": "s0", "context": "The passkey is 4711. Remember it. The sky is blue.",
+                                    "question": "What is the passkey?", "answers": ["4711"]}) + "\n")
+                f.write(json.dumps({"id": "s1", "context": "", "question": "?"}) + "\n")
+            od = os.path.join(tmp, "labels")
+            subprocess.run([a.tis, "label", "-m", MODEL, "--dataset", ds, "--output", od, "--layer", "3"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.copytree(od, out("label_shard"), ignore=shutil.ignore_patterns("*.json*"))
+            write(out("label_manifest"), "manifest.jsonl", open(os.path.join(od, "manifest.jsonl")).read())
+    for t in sorted(os.listdir(a.out)):
+        print(f"  {t}: {len(os.listdir(out(t)))} seeds")
+
+
+if __name__ == "__main__":
+    main()
