@@ -28,6 +28,7 @@ enum { QBLOCK = 128, DECODE_T = 16, CHUNK = 64 };
 /* ---- rows of the stored type to f32 ---------------------------------------- */
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 __attribute__((target("avx2,f16c"))) static void s_h2f_f16c(const uint16_t *h, float *f, int64_t n) {
     int64_t i = 0;
@@ -38,7 +39,8 @@ static bool s_has_f16c(void) {
     static int has = -1;
     if (has < 0) {
         __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        unsigned a, b, c, d; /* F16C from CPUID: clang 14's __builtin_cpu_supports does not know "f16c" */
+        has = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     }
     return has;
 }
