@@ -41,7 +41,8 @@ targets=${FUZZ_TARGETS:-$(sed -n '/^set(TIS_FUZZ_TARGETS/,/)/p' "$root/fuzz/CMak
 if [ ! -d "$bd/seeds" ] || [ "$root/scripts/fuzz_seeds.py" -nt "$bd/seeds" ]; then
   echo "[fuzz] seed corpora from real files (scripts/fuzz_seeds.py)"
   mkdir -p "$bd/seeds"
-  TIS_MODEL="$model" python3 "$root/scripts/fuzz_seeds.py" "$bd/seeds" --tis "$bd/tis" \
+  tis="$root/build/tis"; [ -x "$tis" ] || tis="$bd/tis" # (the release build labels faster)
+  TIS_MODEL="$model" python3 "$root/scripts/fuzz_seeds.py" "$bd/seeds" --tis "$tis" \
     --envelope "$bd/fuzz/fuzz_envelope"
   touch "$bd/seeds"
 fi

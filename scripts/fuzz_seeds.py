@@ -213,10 +213,13 @@ def main():
                                     "question": "What is the passkey?", "answers": ["4711"]}) + "\n")
                 f.write(json.dumps({"id": "s1", "context": "", "question": "?"}) + "\n")
             od = os.path.join(tmp, "labels")
-            subprocess.run([a.tis, "label", "-m", MODEL, "--dataset", ds, "--output", od, "--layer", "3"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            shutil.copytree(od, out("label_shard"), ignore=shutil.ignore_patterns("*.json*"))
-            write(out("label_manifest"), "manifest.jsonl", open(os.path.join(od, "manifest.jsonl")).read())
+            r = subprocess.run([a.tis, "label", "-m", MODEL, "--dataset", ds, "--output", od, "--layer", "3"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode == 0:
+                shutil.copytree(od, out("label_shard"), ignore=shutil.ignore_patterns("*.json*"))
+                write(out("label_manifest"), "manifest.jsonl", open(os.path.join(od, "manifest.jsonl")).read())
+            else:  # the targets still run, from empty corpora
+                print(f"fuzz_seeds: tis label failed, no label seeds: {r.stderr.strip()[-300:]}", file=sys.stderr)
     for t in sorted(os.listdir(a.out)):
         print(f"  {t}: {len(os.listdir(out(t)))} seeds")
 
