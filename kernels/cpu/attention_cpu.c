@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,13 +37,15 @@ __attribute__((target("avx2,f16c"))) static void s_h2f_f16c(const uint16_t *h, f
     for (; i < n; i++) f[i] = quant_f16_to_f32(h[i]);
 }
 static bool s_has_f16c(void) {
-    static int has = -1;
-    if (has < 0) {
+    static _Atomic int has = -1; /* read by the pool's threads too */
+    int h = atomic_load_explicit(&has, memory_order_relaxed);
+    if (h < 0) {
         __builtin_cpu_init();
         unsigned a, b, c, d; /* F16C from CPUID: clang 14's __builtin_cpu_supports does not know "f16c" */
-        has = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        h = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        atomic_store_explicit(&has, h, memory_order_relaxed);
     }
-    return has;
+    return h;
 }
 #endif
 

@@ -81,7 +81,10 @@ static void s_mm_rows(void *ctx, int64_t o0, int64_t o1) {
  * row) stay on this thread, where waking workers would cost more. */
 static void s_run(mm_job *j) {
     if (j->T * j->w->n_out * j->w->n_in < (1 << 18)) s_mm_rows(j, 0, j->w->n_out);
-    else pool_for(j->w->n_out, 16, s_mm_rows, j);
+    else { /* about four chunks per thread, whole multiples of 16 rows */
+        int64_t per = j->w->n_out / (4 * pool_threads());
+        pool_for(j->w->n_out, per < 16 ? 16 : (per + 15) / 16 * 16, s_mm_rows, j);
+    }
 }
 
 /* Decode products quantise each activation row to 8 bits and dot it in

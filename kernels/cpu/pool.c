@@ -17,9 +17,16 @@ enum { MAX_THREADS = 256 };
 typedef struct job {
     pool_fn fn;
     void *ctx;
-    int64_t n, grain;
-    int parts;
+    int64_t n, grain, chunks;
 } job;
+
+/* A job's chunks [k*grain, (k+1)*grain) are taken one at a time from an
+ * atomic counter by whoever is running: a worker the OS has not scheduled
+ * (another process on the core) costs nothing but its help. A worker joins
+ * a job by adding one to `state` unless the job is CLOSED; the caller
+ * closes it once every chunk is taken and waits only for the workers that
+ * joined (they are running), never for one that is asleep. */
+#define CLOSED ((int_fast64_t)1 << 40)
 
 static struct {
     pthread_mutex_t mu;
@@ -27,12 +34,13 @@ static struct {
     pthread_t tid[MAX_THREADS];
     int n_workers;            /* started (threads - 1) */
     int want;                 /* threads asked for (0: not decided) */
-    job j;                    /* the current job (written before gen moves) */
+    job j;                    /* the current job (written while CLOSED) */
     atomic_uint_fast64_t gen; /* bumped once per job */
-    atomic_int done;          /* parts finished of the current job */
+    atomic_int_fast64_t next; /* the next chunk to take */
+    atomic_int_fast64_t state; /* CLOSED | workers inside the job */
     uint64_t gen0;            /* gen when the workers were started */
     bool started;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .state = CLOSED};
 
 static int s_env_threads(void) {
     const char *v = getenv("TIS_THREADS");
@@ -46,16 +54,19 @@ int pool_threads(void) { return P.want ? P.want : s_env_threads(); }
 
 void pool_set_threads(int n) { P.want = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n; }
 
-static void s_part(const job *j, int part) {
-    int64_t per = (j->n + j->parts - 1) / j->parts;
-    per = (per + j->grain - 1) / j->grain * j->grain;
-    int64_t i0 = (int64_t)part * per, i1 = i0 + per < j->n ? i0 + per : j->n;
-    if (i0 < i1) j->fn(j->ctx, i0, i1);
+/* Takes chunks until none is left. */
+static void s_chunks(const job *j) {
+    for (;;) {
+        int64_t k = atomic_fetch_add_explicit(&P.next, 1, memory_order_relaxed);
+        if (k >= j->chunks) return;
+        int64_t i0 = k * j->grain, i1 = i0 + j->grain < j->n ? i0 + j->grain : j->n;
+        j->fn(j->ctx, i0, i1);
+    }
 }
 
 static void *s_worker(void *arg) {
-    int id = (int)(intptr_t)arg; /* 1..n_workers */
-    uint64_t seen = P.gen0;        /* jobs after the start are all ours, however late we run */
+    (void)arg;
+    uint64_t seen = P.gen0; /* jobs after the start are all ours, however late we run */
     for (;;) {
         /* the next matmul of a decode step comes within microseconds: spin
          * briefly, then yield the core (other processes of a pipeline share
@@ -72,9 +83,14 @@ static void *s_worker(void *arg) {
             pthread_mutex_unlock(&P.mu);
         }
         seen = g;
+        /* join unless the job is closed (done, or being replaced) */
+        if (atomic_fetch_add_explicit(&P.state, 1, memory_order_acq_rel) & CLOSED) {
+            atomic_fetch_sub_explicit(&P.state, 1, memory_order_release);
+            continue;
+        }
         job j = P.j;
-        if (id < j.parts) s_part(&j, id);
-        atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
+        s_chunks(&j);
+        atomic_fetch_sub_explicit(&P.state, 1, memory_order_release);
     }
     return NULL;
 }
@@ -108,24 +124,29 @@ void pool_for(int64_t n, int64_t grain, pool_fn fn, void *ctx) {
     if (grain < 1) grain = 1;
     int threads = pool_threads();
     if (!P.started && threads > 1) s_start(threads);
-    /* Every started worker takes part in every job (so none can miss one):
-     * a job too small for all of them, or fewer threads asked for than
-     * started, runs here alone. */
-    int parts = P.n_workers + 1;
-    if (parts <= 1 || threads < parts || (n + grain - 1) / grain < parts) {
+    int64_t chunks = (n + grain - 1) / grain;
+    /* fewer threads asked for than started (every started worker may join),
+     * or a job of one chunk: here alone */
+    if (P.n_workers == 0 || threads < P.n_workers + 1 || chunks < 2) {
         if (n > 0) fn(ctx, 0, n);
         return;
     }
-    P.j = (job){fn, ctx, n, grain, parts};
-    atomic_store(&P.done, 0);
+    /* the job is CLOSED here (no worker inside): publish it, open it */
+    P.j = (job){fn, ctx, n, grain, chunks};
+    atomic_store_explicit(&P.next, 0, memory_order_relaxed);
+    /* open it; a worker backing off from the last job may hold state at
+     * CLOSED + 1 for an instant (it is running): wait for it */
+    int_fast64_t closed = CLOSED;
+    while (!atomic_compare_exchange_weak_explicit(&P.state, &closed, 0, memory_order_release, memory_order_relaxed))
+        closed = CLOSED;
     pthread_mutex_lock(&P.mu);
     atomic_fetch_add_explicit(&P.gen, 1, memory_order_release);
     pthread_cond_broadcast(&P.cv);
     pthread_mutex_unlock(&P.mu);
-    s_part(&P.j, 0);
-    /* the workers report; on a loaded machine one may not be running:
-     * give it the core rather than spin against it */
+    s_chunks(&P.j);
+    /* every chunk is taken: close, then wait for those inside (running) */
+    atomic_fetch_or_explicit(&P.state, CLOSED, memory_order_acq_rel);
     double t0 = tis_now();
-    while (atomic_load_explicit(&P.done, memory_order_acquire) < P.n_workers)
+    while (atomic_load_explicit(&P.state, memory_order_acquire) != CLOSED)
         if (tis_now() - t0 > SPIN_S) sched_yield();
 }

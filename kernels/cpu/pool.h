@@ -18,9 +18,11 @@ int pool_threads(void);
 /* Sets the thread count (>= 1); takes effect at the next pool_for. */
 void pool_set_threads(int n);
 
-/* fn(ctx, i0, i1) over [0, n) split into one contiguous range per thread
- * (ranges rounded to multiples of grain); returns when all are done. Runs
- * inline when n is small or one thread is asked for. */
+/* fn(ctx, i0, i1) over [0, n) in chunks [k*grain, (k+1)*grain) (the last
+ * one shorter), taken one at a time by the caller and the running workers;
+ * returns when all are done. A worker that is not running (the core is
+ * busy elsewhere) is not waited for. Runs inline when there is one chunk or
+ * one thread. Callers size grain: a few chunks per thread. */
 void pool_for(int64_t n, int64_t grain, pool_fn fn, void *ctx);
 
 #endif
