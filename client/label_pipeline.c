@@ -14,7 +14,7 @@
 #include "wire_eval.h"
 #include "wire_label.h"
 
-enum { MAX_ARENAS = 64, SILENCE_S = 900 };
+enum { SILENCE_S = 900 };
 
 typedef struct slot {
     int state;          /* 0 to send, 1 sent, 2 labelled, 3 skipped */
@@ -33,8 +33,7 @@ struct label_remote {
     bool local;
     void *ctx, *sock;
     Tis__LabelSpec spec;
-    arena *peers[MAX_ARENAS];
-    int n_peers;
+    arena_peers peers;        /* the workers' arenas, mapped once each */
     uint64_t status_seq;
     double next_probe, last_msg;
 };
@@ -45,7 +44,7 @@ void label_remote_close(label_remote **p) {
     if (r->sock) zmq_close(r->sock);
     if (r->ctx) zmq_ctx_term(r->ctx);
     if (r->local) pipeline_local_stop(&r->pl);
-    for (int i = 0; i < r->n_peers; i++) arena_destroy(&r->peers[i]);
+    arena_peers_free(&r->peers);
     for (int64_t i = 0; r->slots && i < r->n; i++) {
         label_sample_free(&r->slots[i].ls);
         free(r->slots[i].why);
@@ -92,20 +91,6 @@ int label_remote_open(label_remote **out, const char *connect, int64_t workers, 
     r->next_probe = r->last_msg + 2.0;
     *out = r;
     return 0;
-}
-
-static arena *s_arena(label_remote *r, const char *name) {
-    for (int i = 0; i < r->n_peers; i++)
-        if (!strcmp(arena_name(r->peers[i]), name)) return r->peers[i];
-    if (strncmp(name, "/tis-", 5) != 0) {
-        tis_error(TIS_EINVAL, "not a tis arena: '%s'", name);
-        return NULL;
-    }
-    if (r->n_peers == MAX_ARENAS) arena_destroy(&r->peers[--r->n_peers]);
-    arena *a = NULL;
-    if (arena_open(&a, name + 5)) return NULL;
-    r->peers[r->n_peers++] = a;
-    return a;
 }
 
 static void s_release(label_remote *r, uint64_t request_id, uint64_t lease) {
@@ -186,7 +171,7 @@ static int s_pump(label_remote *r) {
             } else if (!lr->block || !lr->block->arena) {
                 rc = tis_error(TIS_EIO, "sample %s: a label result without a block", r->todo[k]->id);
             } else {
-                arena *a = s_arena(r, lr->block->arena);
+                arena *a = arena_peers_get(&r->peers, lr->block->arena, lr->block->lease_id);
                 const void *blk = a ? arena_at(a, lr->block->offset, lr->block->length ? lr->block->length : 1) : NULL;
                 rc = blk ? wire_label_block_read(lr, r->mc, blk, lr->block->length, r->todo[k]->id, &sl->ls) : TIS_EIO;
                 s_release(r, e->request_id, lr->block->lease_id);

@@ -15,6 +15,10 @@
 #include "clock.h"
 
 enum { ALIGN = 64 };
+/* The segment opens with a header: "tisarena" and the instance's nonce
+ * (u64), so a peer can tell which instance of a name it has mapped. */
+enum { HEADER = 64 };
+static const char S_MAGIC[8] = {'t', 'i', 's', 'a', 'r', 'e', 'n', 'a'};
 
 typedef struct block {
     uint64_t off, len;   /* len rounded up to ALIGN */
@@ -30,7 +34,21 @@ struct arena {
     block *blocks;       /* [n] in use, sorted by offset (creator only) */
     int64_t n, cap;
     uint64_t next_lease;
+    uint64_t nonce;      /* this instance's: 31 random bits, nonzero; a lease's bits 32..62 */
 };
+
+/* 31 bits that differ between instances (pid, the clock, an address). */
+static uint64_t s_nonce(const void *p) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDull;
+    x ^= x >> 33;
+    x &= 0x7FFFFFFFull;
+    return x ? x : 1;
+}
 
 static int s_name(char *dst, size_t cap, const char *name) {
     size_t n = name ? strlen(name) : 0;
@@ -54,7 +72,7 @@ int arena_create(arena **out, const char *name, size_t bytes) {
         free(a);
         return rc;
     }
-    if (bytes == 0 || bytes > ((size_t)1 << 40)) {
+    if (bytes <= HEADER || bytes > ((size_t)1 << 40)) {
         free(a);
         return tis_error(TIS_EINVAL, "arena: bad size %zu", bytes);
     }
@@ -82,7 +100,10 @@ int arena_create(arena **out, const char *name, size_t bytes) {
     }
     a->size = bytes;
     a->owner = true;
-    a->next_lease = 1;
+    a->nonce = s_nonce(a);
+    a->next_lease = a->nonce << 32 | 1; /* leases of another instance match none of ours */
+    memcpy(a->base, S_MAGIC, sizeof S_MAGIC);
+    memcpy((char *)a->base + 8, &a->nonce, sizeof a->nonce);
     *out = a;
     return 0;
 }
@@ -112,6 +133,13 @@ int arena_open(arena **out, const char *name) {
         free(a);
         return rc;
     }
+    if (a->size < HEADER || memcmp(a->base, S_MAGIC, sizeof S_MAGIC)) {
+        munmap(a->base, a->size);
+        rc = tis_error(TIS_EFORMAT, "arena: %s is not a tis arena", a->name);
+        free(a);
+        return rc;
+    }
+    memcpy(&a->nonce, (char *)a->base + 8, sizeof a->nonce);
     *out = a;
     return 0;
 }
@@ -140,10 +168,10 @@ void *arena_at(const arena *a, uint64_t off, uint64_t len) {
 
 int arena_alloc(arena *a, size_t bytes, uint32_t ttl_ms, uint64_t *off, uint64_t *lease) {
     if (!a->owner) return tis_error(TIS_EINVAL, "arena: only the creator allocates in %s", a->name);
-    if (bytes == 0 || bytes > a->size) return tis_error(TIS_ERANGE, "arena: cannot hold %zu bytes", bytes);
+    if (bytes == 0 || bytes > a->size - HEADER) return tis_error(TIS_ERANGE, "arena: cannot hold %zu bytes", bytes);
     uint64_t len = ((uint64_t)bytes + ALIGN - 1) / ALIGN * ALIGN;
-    /* First fit in the gaps between blocks (sorted by offset). */
-    uint64_t at = 0;
+    /* First fit in the gaps between blocks (sorted by offset), after the header. */
+    uint64_t at = HEADER;
     int64_t pos = 0;
     for (; pos < a->n; pos++) {
         if (a->blocks[pos].off - at >= len) break;
@@ -209,4 +237,38 @@ size_t arena_bytes_used(const arena *a) {
     size_t n = 0;
     for (int64_t i = 0; i < a->n; i++) n += (size_t)a->blocks[i].len;
     return n;
+}
+
+int arena_check_lease(const arena *a, uint64_t lease) {
+    if ((lease >> 32) == a->nonce) return 0;
+    return tis_error(TIS_ENOTFOUND, "arena: lease %llx is not of the instance of %s mapped here (its producer "
+                     "restarted: the block is gone)", (unsigned long long)lease, a->name);
+}
+
+arena *arena_peers_get(arena_peers *p, const char *name, uint64_t lease) {
+    if (!name || strncmp(name, "/tis-", 5) != 0) {
+        tis_error(TIS_EINVAL, "not a tis arena: '%s'", name ? name : "");
+        return NULL;
+    }
+    int k = 0;
+    while (k < p->n && strcmp(arena_name(p->a[k]), name)) k++;
+    if (k < p->n && (lease >> 32) == p->a[k]->nonce) return p->a[k];
+    if (k < p->n) { /* another instance of the name now: map it again */
+        arena_destroy(&p->a[k]);
+        p->a[k] = p->a[--p->n];
+    }
+    if (p->n == ARENA_PEERS_MAX) arena_destroy(&p->a[--p->n]); /* a stale peer makes room */
+    arena *a = NULL;
+    if (arena_open(&a, name + 5)) return NULL;
+    if (arena_check_lease(a, lease)) {
+        arena_destroy(&a);
+        return NULL;
+    }
+    p->a[p->n++] = a;
+    return a;
+}
+
+void arena_peers_free(arena_peers *p) {
+    for (int i = 0; i < p->n; i++) arena_destroy(&p->a[i]);
+    p->n = 0;
 }

@@ -33,8 +33,11 @@ size_t arena_size(const arena *a);
  * untrusted. */
 void *arena_at(const arena *a, uint64_t off, uint64_t len);
 
-/* Block allocation (creator side), 64-byte aligned, first fit. A block is
- * born with a lease of ttl_ms; *lease identifies it. */
+/* Block allocation (creator side), 64-byte aligned, first fit, after a
+ * 64-byte header (a magic and the instance's random nonce). A block is born
+ * with a lease of ttl_ms; *lease identifies it, and its bits 32..62 are the
+ * instance's nonce: a lease of an earlier instance of the name (a producer
+ * that restarted) matches nothing. */
 int arena_alloc(arena *a, size_t bytes, uint32_t ttl_ms, uint64_t *off, uint64_t *lease);
 /* Extends a lease to now + ttl_ms. TIS_ENOTFOUND when it expired or was released. */
 int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms);
@@ -42,6 +45,23 @@ int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms);
 void arena_lease_release(arena *a, uint64_t lease);
 /* Frees the blocks whose lease ended before now_ms; returns how many. */
 int64_t arena_expire(arena *a, uint64_t now_ms);
+/* 0 when the lease belongs to the instance of the segment mapped in a
+ * (else TIS_ENOTFOUND: its producer restarted since a was mapped). */
+int arena_check_lease(const arena *a, uint64_t lease);
+
+/* The peers' segments a consumer has mapped, by name, each once. A block
+ * is looked up by its arena's name and its lease: a cached mapping of an
+ * earlier instance of that name is replaced by the current one (reading a
+ * new instance's block through the old mapping gave another request's
+ * bytes), and a lease that is not the current instance's is an error. */
+enum { ARENA_PEERS_MAX = 32 };
+typedef struct arena_peers {
+    arena *a[ARENA_PEERS_MAX];   /* owned (mappings only) */
+    int n;
+} arena_peers;
+arena *arena_peers_get(arena_peers *p, const char *name, uint64_t lease);
+void arena_peers_free(arena_peers *p);
+
 /* Blocks and bytes in use. */
 int64_t arena_blocks(const arena *a);
 size_t arena_bytes_used(const arena *a);

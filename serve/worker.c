@@ -27,8 +27,6 @@
 #include "wire_eval.h"
 #include "wire_label.h"
 
-enum { MAX_PEERS = 32 };
-
 /* One request in the decode worker's continuous batch. */
 typedef struct dseq {
     uint64_t request_id;
@@ -88,8 +86,7 @@ typedef struct self_t {
     chat_template ct;
     head *h_ctx, *h_q;
     arena *own;                  /* prefill: where compressed blocks go */
-    arena *peers[MAX_PEERS];     /* decode: prefill arenas, opened once */
-    int n_peers;
+    arena_peers peers;           /* prefill, scorer, decode: peers' arenas, mapped once */
     decoder *dec;                /* decode: the continuous batch's steps */
     decoder_seq **seqp;          /* decode: [max_batch] the step's sequences */
     uint64_t seq;
@@ -111,7 +108,7 @@ static void s_self_destroy(self_t **p) {
     if (s->sock) zmq_close(s->sock);
     if (s->ctx) zmq_ctx_term(s->ctx);
     arena_destroy(&s->own);
-    for (int i = 0; i < s->n_peers; i++) arena_destroy(&s->peers[i]);
+    arena_peers_free(&s->peers);
     for (int64_t i = 0; i < s->n_act; i++) s_dseq_free(&s->act[i]);
     for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
     free(s->act);
@@ -378,7 +375,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     return s_send(s, &out);
 }
 
-static arena *s_peer(self_t *s, const char *name);
+static arena *s_peer(self_t *s, const Tis__BlockRef *br);
 
 /* CompressJob: a parked request's scores are in: compress, hand the block. */
 static int s_compress(self_t *s, const Tis__Envelope *env) {
@@ -396,7 +393,7 @@ static int s_compress(self_t *s, const Tis__Envelope *env) {
     if (!j->scores || !j->scores->arena || j->n != (uint32_t)pk.n_ctx ||
         j->scores->length != (uint64_t)pk.n_ctx * sizeof(float))
         rc = tis_error(TIS_EINVAL, "compress job: %u scores for %lld context tokens", j->n, (long long)pk.n_ctx);
-    arena *a = rc ? NULL : s_peer(s, j->scores->arena);
+    arena *a = rc ? NULL : s_peer(s, j->scores);
     if (!rc && !a) rc = TIS_EIO;
     if (!rc && !(sc = arena_at(a, j->scores->offset, j->scores->length ? j->scores->length : 1))) rc = TIS_ERANGE;
     session_result rp;
@@ -423,7 +420,7 @@ static int s_score(self_t *s, const Tis__Envelope *env) {
         j->hidden->length != (uint64_t)((n + nq) * d) * sizeof(float))
         return tis_error(TIS_EINVAL, "score job: the hidden block does not hold %lld + %lld rows of %lld", (long long)n,
                          (long long)nq, (long long)d);
-    arena *a = s_peer(s, j->hidden->arena);
+    arena *a = s_peer(s, j->hidden);
     const float *rows = a ? arena_at(a, j->hidden->offset, j->hidden->length) : NULL;
     if (!rows) return a ? TIS_ERANGE : TIS_EIO;
     double t0 = tis_now();
@@ -570,19 +567,9 @@ static int s_label(self_t *s, const Tis__Envelope *env) {
     return rc;
 }
 
-static arena *s_peer(self_t *s, const char *name) {
-    for (int i = 0; i < s->n_peers; i++)
-        if (!strcmp(arena_name(s->peers[i]), name)) return s->peers[i];
-    if (strncmp(name, "/tis-", 5) != 0) {
-        tis_error(TIS_EINVAL, "not a tis arena: '%s'", name);
-        return NULL;
-    }
-    if (s->n_peers == MAX_PEERS) arena_destroy(&s->peers[--s->n_peers]); /* a stale peer makes room */
-    arena *a = NULL;
-    if (arena_open(&a, name + 5)) return NULL;
-    s->peers[s->n_peers++] = a;
-    return a;
-}
+/* A peer's arena holding the block br (mapped once; again when its
+ * producer restarted), or NULL with a message. */
+static arena *s_peer(self_t *s, const Tis__BlockRef *br) { return arena_peers_get(&s->peers, br->arena, br->lease_id); }
 
 /* The tokens a decode job runs first (malloc'd): the ids the prefill
  * worker sent, or, for a kept context (no ids), its own question's tokens
@@ -628,7 +615,7 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
         return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
                          lay->dtype);
-    arena *a = s_peer(s, j->kv->arena);
+    arena *a = s_peer(s, j->kv);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);
     if (!blk) return TIS_ERANGE;

@@ -1,6 +1,8 @@
 /* test_arena: the CPU data plane: a segment shared with another process,
  * bounds-checked offsets, first-fit blocks, leases that expire, a stale
- * segment of a crashed creator replaced, nothing left in /dev/shm. */
+ * segment of a crashed creator replaced, a consumer's mapping of a restarted
+ * producer's old instance replaced (and its old leases refused), nothing left
+ * in /dev/shm. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +46,19 @@ int main(void) {
     TT_CHECK(s_exists(arena_name(a))); /* the peer did not unlink it */
     TT_CHECK(arena_at(a, 1 << 20, 0) != NULL && arena_at(a, 1 << 20, 1) == NULL);
 
-    /* first fit, 64-byte aligned, gaps reused */
+    /* first fit after the 64-byte header, 64-byte aligned, gaps reused */
     uint64_t o1, o2, o3, o4, l1, l2, l3, l4;
     TT_OK(arena_alloc(a, 100, 60000, &o1, &l1));
     TT_OK(arena_alloc(a, 1000, 60000, &o2, &l2));
     TT_OK(arena_alloc(a, 10, 60000, &o3, &l3));
-    TT_CHECK(o1 == 0 && o2 == 128 && o3 == 128 + 1024 && l1 != l2 && l2 != l3);
+    TT_CHECK(o1 == 64 && o2 == 64 + 128 && o3 == 64 + 128 + 1024 && l1 != l2 && l2 != l3);
     TT_CHECK(arena_blocks(a) == 3 && arena_bytes_used(a) == 128 + 1024 + 64);
     arena_lease_release(a, l2);
     arena_lease_release(a, l2); /* idempotent */
     TT_OK(arena_alloc(a, 500, 60000, &o4, &l4));
-    TT_CHECK(o4 == 128); /* the freed gap */
+    TT_CHECK(o4 == 64 + 128); /* the freed gap */
+    TT_OK(arena_check_lease(a, l1));
+    TT_FAILS(arena_check_lease(a, 1), TIS_ENOTFOUND); /* no instance's (leases carry it) */
     uint64_t ob, lb;
     TT_FAILS(arena_alloc(a, 1 << 20, 60000, &ob, &lb), TIS_ERANGE);
 
@@ -88,10 +92,35 @@ int main(void) {
     arena_destroy(&a);
     TT_CHECK(!s_exists(sname));
 
+    /* a producer that restarts under its name: a consumer's cached mapping of
+     * the old instance is replaced when a block of the new one comes (it
+     * read the new blocks through the old mapping: another request's bytes),
+     * and a lease of the old instance is refused */
+    arena *p1 = NULL, *p2 = NULL;
+    arena_peers peers = {0};
+    uint64_t po, pl, qo, ql;
+    TT_OK(arena_create(&p1, stale, 8192));
+    if (p1) TT_OK(arena_alloc(p1, 16, 60000, &po, &pl));
+    if (p1) memcpy(arena_at(p1, po, 16), "first instance!", 16);
+    arena *v = p1 ? arena_peers_get(&peers, arena_name(p1), pl) : NULL;
+    TT_CHECK(v && !memcmp(arena_at(v, po, 16), "first instance!", 16));
+    arena_destroy(&p1); /* dies; a new instance of the name */
+    TT_OK(arena_create(&p2, stale, 8192));
+    if (p2) TT_OK(arena_alloc(p2, 16, 60000, &qo, &ql));
+    if (p2) memcpy(arena_at(p2, qo, 16), "second instance", 16);
+    TT_CHECK(qo == po && ql != pl);
+    v = p2 ? arena_peers_get(&peers, arena_name(p2), ql) : NULL;
+    TT_CHECK(v && !memcmp(arena_at(v, qo, 16), "second instance", 16) && peers.n == 1);
+    TT_CHECK(p2 && arena_peers_get(&peers, arena_name(p2), pl) == NULL); /* the old instance's block */
+    fprintf(stderr, "  ok, rejected: %s\n", tis_last_error());
+    arena_peers_free(&peers);
+    arena_destroy(&p2);
+
     /* bad input */
     TT_FAILS(arena_create(&a, "../etc", 4096), TIS_EINVAL);
     TT_FAILS(arena_create(&a, "", 4096), TIS_EINVAL);
     TT_FAILS(arena_create(&a, "x", 0), TIS_EINVAL);
+    TT_FAILS(arena_create(&a, "x", 64), TIS_EINVAL); /* no room after the header */
     TT_FAILS(arena_open(&a, "no-such-arena-here"), TIS_EIO);
     TT_CHECK(a == NULL);
     return tt_done("test_arena");

@@ -352,8 +352,10 @@ int main(void) {
     TT_OK(wire_send(r, &prefill, &ej));
     e = s_next(r, &peer, 20000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
+    uint64_t real_lease = 0; /* a lease of the prefill worker's arena instance */
     if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
         Tis__PrefillDone *d = e->prefill_done;
+        real_lease = d->kv ? d->kv->lease_id : 0;
         /* the block is the compressed cache before the question: eval's bytes at
          * decode start minus the question's entries */
         TT_CHECK(d->layout->dtype == 1); /* f16, the default cache type */
@@ -404,6 +406,7 @@ int main(void) {
     bad.arena = arena_nm;
     bad.offset = (uint64_t)1 << 40;
     bad.length = 100;
+    bad.lease_id = real_lease; /* of the arena's instance: the range is what is wrong */
     Tis__KvLayout bl = TIS__KV_LAYOUT__INIT;
     bl.n_layer = 3;
     bl.n_kv_head = 2;
