@@ -389,7 +389,8 @@ static void s_dispatch(self_t *s) {
 /* Blocks waiting for their consumer (a decode slot, a scorer) are kept
  * alive: every heartbeat their leases are renewed at the prefill worker
  * holding them. A renewal that fails (the block expired: the worker hung or
- * restarted) comes back as an Error for the request, answered to the client. */
+ * restarted) comes back as an Error for the request: it is prefilled again
+ * while attempts remain (coord_request_error). */
 static void s_renew(self_t *s) {
     for (int64_t k = 0; k < s->n_rq; k++) {
         request *r = &s->rq[k];
@@ -452,6 +453,11 @@ int coord_run(const coord_opts *o) {
         x ^= x >> 31;
         s->instance = x ? x : 1;
     }
+    /* Job ids unique across instances: a worker's late answer to a job of the
+     * coordinator before a restart must match no request of this one (from 1
+     * up, it took the answer of another request: scripts/chaos.sh). Below
+     * 2^60: ids from 2^62 up are kept contexts' renewals (coord_context.c). */
+    s->next_id = (s->instance & 0x0FFFFFFFull) << 32;
     s->ctx = zmq_ctx_new();
     s->front = zmq_socket(s->ctx, ZMQ_ROUTER);
     s->back = zmq_socket(s->ctx, ZMQ_ROUTER);

@@ -360,6 +360,12 @@ void coord_request_error(self_t *s, const wire_peer *from, const Tis__Envelope *
     if (coord_context_lost(s, from, e->request_id)) return;
     request *r = e->request_id ? s_find(s, e->request_id) : NULL;
     if (!r || !(coord_runs(r, from) || (r->prefill_peer.len && coord_same(&r->prefill_peer, from)))) return;
+    if (!coord_runs(r, from) && e->error->code == TIS_ENOTFOUND) {
+        /* its block is gone from the worker holding it (a renewal failed: that
+         * worker restarted under its name): prefill again, attempts allowing */
+        coord_request_restart(s, r, true, "lost its block");
+        return;
+    }
     coord_error_to_client(s, &r->client, r->client_req, e->error->code,
                           e->error->message ? e->error->message : "worker error");
     coord_request_finish(s, r);
