@@ -144,6 +144,9 @@ static int s_run(client_run *r) {
             (long long)r->n_done, (long long)r->n, (long long)r->n_err, (long long)r->n_busy, wall,
             (double)r->n_done / wall, (double)r->tokens / wall, n_ok ? r->sum_ttft / (double)n_ok : 0.0,
             n_ok ? r->sum_total / (double)n_ok : 0.0);
+    if (tis_client_duplicates(r->c))
+        fprintf(stderr, "[client] %llu duplicate results dropped (a request answered twice by the server)\n",
+                (unsigned long long)tis_client_duplicates(r->c));
     if (tis_client_resent(r->c))
         fprintf(stderr, "[client] the coordinator lost %llu requests (a restart?): they were sent again\n",
                 (unsigned long long)tis_client_resent(r->c));

@@ -30,6 +30,7 @@ struct tis_client {
     size_t n_pend, cap_pend;
     double next_probe;
     uint64_t resent;
+    uint64_t dropped;             /* results of requests answered already (or never sent) */
     double last_heard;    /* when anything last came from the coordinator */
 };
 
@@ -174,6 +175,7 @@ static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
 
 
 uint64_t tis_client_resent(const tis_client *c) { return c ? c->resent : 0; }
+uint64_t tis_client_duplicates(const tis_client *c) { return c ? c->dropped : 0; }
 
 double tis_client_silence_s(const tis_client *c) { return c ? tis_now() - c->last_heard : 0; }
 
@@ -318,7 +320,10 @@ int tis_client_next(tis_client *c, int timeout_ms, tis_result *out) {
         bool got = s_result(e, out);
         msg_free(e);
         if (got && s_deliver(c, out)) return 1;
-        if (got) tis_result_free(out);
+        if (got) { /* answered already (or cancelled): dropped */
+            c->dropped++;
+            tis_result_free(out);
+        }
         if (left <= 0) return 0;
     }
 }
@@ -404,6 +409,7 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
         tis_result res;
         bool is_res = s_result(m, &res);
         if (is_res && !s_deliver(c, &res)) { /* answered already: dropped */
+            c->dropped++;
             tis_result_free(&res);
             is_res = false;
         }

@@ -127,6 +127,12 @@ const char *tis_client_last_error(void);
 /* Requests sent again after a coordinator restart, so far. */
 uint64_t tis_client_resent(const tis_client *c);
 
+/* Results dropped so far because their request was not pending: answered
+ * already, cancelled, or never sent. A caller never sees a request answered
+ * twice; without cancels this counts the times the server answered one
+ * twice (scripts/chaos.sh). */
+uint64_t tis_client_duplicates(const tis_client *c);
+
 /* Seconds since anything came from the coordinator (while requests are
  * out it is asked every 2 s, so a long silence means it is not there). */
 double tis_client_silence_s(const tis_client *c);

@@ -43,3 +43,6 @@ elif [ "$fuzz_rc" -ne 0 ]; then
   echo "[test] error: a fuzz target crashed (scripts/fuzz.sh printed which; inputs in build-fuzz/crashes/)" >&2
   exit 1
 fi
+
+echo "[test] chaos run of the pipeline, 2 rounds (scripts/chaos.sh; random SIGKILLs of every role)"
+bash "$root/scripts/chaos.sh" 2
