@@ -70,7 +70,8 @@ static void s_mm_rows(void *ctx, int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; o++) {
         const void *row = rows + (size_t)o * w->row_bytes;
         for (int64_t t = 0; t < j->T; t++) {
-            float v = j->fn(row, j->act + (size_t)t * j->act_stride, j->x + t * w->n_in, w->n_in);
+            const uint8_t *act = j->act ? j->act + (size_t)t * j->act_stride : NULL; /* NULL: f32 rows */
+            float v = j->fn(row, act, j->x + t * w->n_in, w->n_in);
             float *yo = j->y + t * w->n_out + o;
             *yo = j->acc ? *yo + v : v;
         }
