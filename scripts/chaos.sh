@@ -214,7 +214,7 @@ tot_leak=$((tot_leak + left))
 kl=""
 for r in "${roles[@]}"; do kl+="$r ${kills[$r]}, "; done
 table=$(cat <<EOF
-| rounds | requests | answered as in process | errors (attempts ran out) | duplicates | lost | wrong | leaked segments | zombies |
+| rounds | requests | answered as in process | errors (counted) | duplicates | lost | wrong | leaked segments | zombies |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 | $rounds | $tot_req | $tot_ok | $tot_err | $tot_dup | $tot_lost | $tot_wrong | $tot_leak | $tot_zombie |
 
