@@ -48,11 +48,11 @@ if [ ! -d "$bd/seeds" ] || [ "$root/scripts/fuzz_seeds.py" -nt "$bd/seeds" ]; th
 fi
 
 declare -A dict=([gguf]=gguf [config_json]=json [tokenizer_json]=json [jsonl]=json [label_manifest]=json
-                 [safetensors]=safetensors [head]=safetensors [label_shard]=safetensors [yaml]=yaml
+                 [safetensors]=safetensors [st_index]=json [head]=safetensors [label_shard]=safetensors [yaml]=yaml
                  [tokenize]=tokenize)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TIS_MODEL="$model"
+export TIS_MODEL="$model" TIS_SOURCE_DIR="$root"
 fail=0
 rows=()
 printf '[fuzz] %s s per target: %s\n' "$secs" "$targets"

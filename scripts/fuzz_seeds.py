@@ -7,6 +7,7 @@
   tokenizer_json  an HF tokenizer.json built from that GGUF's vocabulary,
                   merges, special tokens and SmolLM2's pre-tokenizer
   config_json     the HF config.json of the GGUF's hyper-parameters
+  st_index        a model.safetensors.index.json over two real shards
   safetensors     tests/golden/st_fixture.safetensors (written by the
                   reference safetensors package) and the committed heads
   head            the committed importance-head checkpoints (configs/heads)
@@ -178,6 +179,11 @@ def main():
     else:
         print(f"fuzz_seeds: {MODEL} is missing: no gguf / tokenizer_json / config_json seeds", file=sys.stderr)
 
+    write(out("st_index"), "model.safetensors.index.json", json.dumps({
+        "metadata": {"total_size": 4096},
+        "weight_map": {"f32": "a.safetensors", "model.layers.0.w": "a.safetensors", "i64": "a.safetensors",
+                       "importance_head.out_proj.weight": "b.safetensors",
+                       "importance_head.feature_mean": "b.safetensors"}}, indent=2))
     os.makedirs(out("safetensors"), exist_ok=True)
     os.makedirs(out("head"), exist_ok=True)
     shutil.copy(os.path.join(ROOT, "tests", "golden", "st_fixture.safetensors"), out("safetensors"))
