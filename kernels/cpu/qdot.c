@@ -186,7 +186,8 @@ static float s_ref_q5_1(const void *w, const void *act, const float *x, int64_t 
     return acc;
 }
 
-void qdot_k4_scale_min(int j, const uint8_t *s, int *sc, int *m) {
+/* Q4_K's six-bit scale and min of sub-block j from its 12 packed bytes. */
+static void qdot_k4_scale_min(int j, const uint8_t *s, int *sc, int *m) {
     if (j < 4) {
         *sc = s[j] & 63;
         *m = s[j + 4] & 63;

@@ -14,32 +14,12 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-__attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
-AVX2 static inline float s_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "qdot_x86.h"
 
 /* The 32 five-bit weights of a Q5 block as bytes 0..31: nibbles (low half
  * first) with bit 4 from qh. */
 AVX2 static inline __m256i s_q5_bytes(const uint8_t *qs, uint32_t qh) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
-    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-    __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    return _mm256_or_si256(s_nibbles(qs), s_bit4(qh));
 }
 
 /* the 8 bytes k*8.. of q as floats */

@@ -31,7 +31,5 @@ qdot_row_fn qdot_f32act_q5_avx512_fn(int type);
 qdot_deq_fn qdot_deq_q5_avx512_fn(int type);
 qdot_deq_fn qdot_deq_avx512_fn(int type);
 qdot_deq_fn qdot_deq_avx2_fn(int type);
-/* Q4_K's six-bit scale and min of sub-block j from its 12 packed bytes. */
-void qdot_k4_scale_min(int j, const uint8_t *s, int *sc, int *m);
 
 #endif

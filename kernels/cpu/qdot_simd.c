@@ -13,38 +13,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-
-/* f16 -> f32 with F16C (every function here is compiled for it) */
-__attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
-
-AVX2 static inline float s_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15), then high. */
-AVX2 static inline __m256i s_nibbles(const uint8_t *qs) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
-
-/* Byte e of the result is 0x10 when bit e of qh is set (Q5's fifth bit). */
-AVX2 static inline __m256i s_bit4(uint32_t qh) {
-    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
-    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-    __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-}
+#include "qdot_x86.h"
 
 /* sum of u[j] * s[j] (u unsigned bytes < 256 with pair sums in int16 range,
  * s signed) as 8 int32 lanes, in float. */
@@ -531,8 +500,8 @@ F512 static float s_q4_k_f_512(const void *w, const void *act, const float *x, i
         const uint8_t *scales = b + 4, *q = b + 16;
         for (int g = 0; g < 4; g++, q += 32, x += 64) {
             int sc1, m1, sc2, m2;
-            qdot_k4_scale_min(2 * g, scales, &sc1, &m1);
-            qdot_k4_scale_min(2 * g + 1, scales, &sc2, &m2);
+            s_k4_scale_min(2 * g, scales, &sc1, &m1);
+            s_k4_scale_min(2 * g + 1, scales, &sc2, &m2);
             __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 16));
             __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
             __m512 x2 = _mm512_loadu_ps(x + 32), x3 = _mm512_loadu_ps(x + 48);

@@ -18,29 +18,12 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-__attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return _cvtsh_ss(v);
-}
+#include "qdot_x86.h"
 
 /* sum over pairs of u[j]*s[j] times the int16 scale of each lane's half:
  * (u unsigned < 64, s signed): maddubs keeps pair sums in int16 range. */
 AVX2 static inline __m256i s_dot_sc_avx2(__m256i u, __m256i s, __m256i sc16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), sc16);
-}
-
-/* qdot_k4_scale_min, inlined here (a call per sub-block cost 10 %) */
-static inline void s_k4_scale_min(int j, const uint8_t *s, int *sc, int *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0f) | (s[j - 4] >> 6) << 4;
-        *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
 }
 
 /* Q4_K: d, dmin (f16), 12 bytes of packed 6-bit scales and mins, 128 bytes
