@@ -21,6 +21,8 @@
 #   TIS_BIN (build/tis), TIS_MODEL (the default model), CHAOS_SEED (random),
 #   CHAOS_TABLE=FILE: also write the final table there (Markdown);
 #   CHAOS_KEEP=1: keep the run's directory (logs, answers) in /tmp.
+#   CHAOS_VICTIMS="coord prefill-0 ...": the roles killed (default all; the
+#   others survive every round, and their RSS growth is what the table shows).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-5}
@@ -72,6 +74,7 @@ coordinator:
 EOF
 declare -A pid cmd born kills
 roles=(coord prefill-0 prefill-1 scorer-0 decode-0 decode-1)
+read -r -a victims <<<"${CHAOS_VICTIMS:-${roles[*]}}"
 for r in "${roles[@]}"; do
   case $r in
   coord) cmd[$r]="'$bin' serve --config '$tmp/serve.yaml' --front '$front' --back '$back' --prefill 0 --decode 0 --heartbeat_ms 200 --wait_ms 60000" ;;
@@ -114,7 +117,7 @@ for ((round = 1; round <= rounds; round++)); do
   while running; do
     sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.5 + 2.0 * r / 32767 }')"
     running || break
-    victim=${roles[$((RANDOM % ${#roles[@]}))]}
+    victim=${victims[$((RANDOM % ${#victims[@]}))]}
     kill -KILL "${pid[$victim]}" 2>/dev/null
     wait "${pid[$victim]}" 2>/dev/null
     kills[$victim]=$((kills[$victim] + 1))
@@ -202,9 +205,11 @@ done
 mem=""
 for r in "${roles[@]}"; do
   if [ "${born[$r]}" = 0 ] && [ -n "${rss_first[$r]:-}" ]; then
-    mem+=" $r $((rss_first[$r] / 1024))->$(( $(rss_kb "${pid[$r]}") / 1024 )) MiB;"
+    mem+=" $r $((rss_first[$r] / 1024))->$(( $(rss_kb "${pid[$r]}") / 1024 )) MiB,"
   fi
 done
+surv=${mem%,}
+[ -n "$surv" ] || surv=" none survived"
 stop_all
 pid=()
 sleep 0.5
@@ -219,7 +224,7 @@ table=$(cat <<EOF
 | $rounds | $tot_req | $tot_ok | $tot_err | $tot_dup | $tot_lost | $tot_wrong | $tot_leak | $tot_zombie |
 
 SIGKILLs: ${kl%, }; requests resent after a coordinator restart: $tot_resent;
-survivors' RSS (alive since round 1, first round -> last):${mem:- none survived};
+survivors' RSS (alive since round 1, first round -> last):$surv;
 segments left after shutdown: $left; seed $seed.
 EOF
 )
