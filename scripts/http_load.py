@@ -189,8 +189,10 @@ def main():
         proc.wait(timeout=60)
     replies = m1["tis_coordinator_replies_total"] - m0["tis_coordinator_replies_total"]
     got = sum(r["status"] == 200 for r in all_results)
+    retried = m1["tis_coordinator_retried_total"] - m0["tis_coordinator_retried_total"]
     check = (f"coordinator replies during the runs: {replies:.0f}; 200 answers the clients received: {got}; "
-             f"requests sent: {len(all_results)}, answered (any status): {sum(r['status'] > 0 for r in all_results)}")
+             f"requests sent: {len(all_results)}, answered (any status): {sum(r['status'] > 0 for r in all_results)}; "
+             f"jobs the coordinator sent again after a worker was lost: {retried:.0f}")
     print(check)
     if args.out:
         write(args, rows, all_results, check)
@@ -198,8 +200,10 @@ def main():
 
 
 def kill_run(args, proc, port, bodies, all_results):
-    """The largest concurrency again; one decode worker SIGKILLed once 30 % are answered."""
+    """The largest concurrency again, with answers of up to 6x the tokens (so that the decode workers
+    hold requests most of the time); one decode worker SIGKILLed once 30 % are answered."""
     c = max(args.concurrency)
+    bodies = [body(i, 6 * args.max_tokens, args.policy, args.budget) for i in range(args.requests)]
     pids = decode_pids(proc.pid)
     killed = []
 
@@ -211,7 +215,7 @@ def kill_run(args, proc, port, bodies, all_results):
             killed.append((pids[0], len(results)))
 
     res, wall = asyncio.run(run_level(port, c, args.requests, bodies, killer))
-    row = summarize(c, res, wall, label=f"c{c}, decode worker killed")
+    row = summarize(c, res, wall, label=f"c{c}, max_tokens {6 * args.max_tokens}, decode worker killed")
     all_results += [dict(r, run="kill") for r in res]
     ids = sorted(r["i"] for r in res)
     row["note"] = (f"killed pid {killed[0][0]} after {killed[0][1]} answers; " if killed else "nothing killed; ") + \

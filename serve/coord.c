@@ -355,12 +355,39 @@ static void s_back(self_t *s) {
     msg_free(e);
 }
 
-/* Queued requests go to the least loaded worker of their stage's role: the
- * most free slots; among equals, the one sent a job longest ago (round
- * robin). A request with no worker of its role alive for wait_ms fails. */
+static int s_cmp_order(const void *a, const void *b) {
+    const struct dispatch_order *x = a, *y = b;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+/* The queued requests' slots, oldest in its queue first (a slot's index
+ * says nothing of age: freed slots are reused, and serving in slot order
+ * starved the requests of high slots under load). NULL when out of memory
+ * (then slot order). */
+static const struct dispatch_order *s_order(self_t *s, int64_t *n) {
+    *n = 0;
+    if (s->n_rq > s->cap_order) {
+        struct dispatch_order *p = realloc(s->order, (size_t)s->n_rq * sizeof *p);
+        if (!p) return NULL;
+        s->order = p;
+        s->cap_order = s->n_rq;
+    }
+    for (int64_t i = 0; i < s->n_rq; i++)
+        if (s->rq[i].st != ST_FREE && !s->rq[i].running) s->order[(*n)++] = (struct dispatch_order){s->rq[i].t_wait, i};
+    if (*n > 1) qsort(s->order, (size_t)*n, sizeof *s->order, s_cmp_order);
+    return s->order;
+}
+
+/* Queued requests, oldest first, go to the least loaded worker of their
+ * stage's role: the most free slots; among equals, the one sent a job
+ * longest ago (round robin). A request with no worker of its role alive for
+ * wait_ms fails. */
 static void s_dispatch(self_t *s) {
-    for (int64_t i = 0; i < s->n_rq; i++) {
-        request *r = &s->rq[i];
+    int64_t n_order = 0;
+    const struct dispatch_order *ord = s_order(s, &n_order);
+    int64_t n = ord ? n_order : s->n_rq;
+    for (int64_t q = 0; q < n; q++) {
+        request *r = &s->rq[ord ? ord[q].i : q];
         while (r->st != ST_FREE && !r->running && !COORD_STAGE[r->st].on_holder) {
             Tis__Role want = COORD_STAGE[r->st].role;
             if (!coord_role_alive(s, want)) {
@@ -500,6 +527,7 @@ int coord_run(const coord_opts *o) {
     for (int k = 0; k < s->n_w; k++) wire_send(s->back, &s->w[k].peer, &e);
     coord_context_drop(s, NULL);
     free(s->rq);
+    free(s->order);
     free(s->cl);
     zmq_close(s->front);
     zmq_close(s->back);

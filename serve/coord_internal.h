@@ -105,6 +105,8 @@ typedef struct self_t {
     int64_t n_cl;
     kept_ctx kept[MAX_CONTEXTS];
     uint64_t next_ctx;
+    struct dispatch_order { double t; int64_t i; } *order; /* scratch: queued requests, oldest first */
+    int64_t cap_order;
 } self_t;
 
 /* The bodies of the jobs the coordinator sends (one at a time, on the stack). */
