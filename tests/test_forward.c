@@ -551,6 +551,55 @@ static void s_check_attention_paths(void) {
             }
 }
 
+/* Generated-token steps are batch-invariant with the defaults: one decode
+ * step of 20 sequences (more than the 16 rows of the small-product path)
+ * gives each sequence the logits it gets alone, bit for bit. */
+static void s_check_batch_invariance(void) {
+    TT_CASE("generated-token steps: batch-invariant (defaults, Q4_1)");
+    tiny_spec sp = tiny_spec_default();
+    sp.wtype = GGML_TYPE_Q4_1;
+    const char *path = tt_path("invariant.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return;
+    backend_cpu_set_f32_act(false);
+    m->kv_type = GGML_TYPE_F16;
+    enum { NS = 20 };
+    int64_t V = m->config.n_vocab;
+    forward_state *st = NULL;
+    TT_OK(forward_state_new(&st, m, backend_cpu(), NS));
+    kv_cache *a[NS], *b[NS];
+    int32_t ids[NS][8];
+    const int32_t *idp[NS];
+    int64_t one[NS];
+    uint64_t rng = 5;
+    for (int i = 0; i < NS; i++) {
+        for (int t = 0; t < 8; t++) ids[i][t] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(V - 1));
+        TT_OK(forward_kv_new(m, 16, &a[i]));
+        TT_OK(forward_run(st, a[i], ids[i], 3 + i % 5, NULL, 0, NULL)); /* prompts of 3..7 tokens */
+        TT_OK(kv_cache_compact(&b[i], a[i], NULL, 4));
+        idp[i] = &ids[i][7];
+        one[i] = 1;
+    }
+    float *la = malloc((size_t)(NS * V) * sizeof(float)), *lb = malloc((size_t)V * sizeof(float));
+    forward_set_prompt(st, 0);
+    TT_OK(forward_run_batch(st, a, NS, idp, one, la));
+    int differ = 0;
+    for (int i = 0; i < NS; i++) {
+        TT_OK(forward_run(st, b[i], idp[i], 1, lb, 1, NULL));
+        differ += memcmp(la + i * V, lb, (size_t)V * sizeof(float)) != 0;
+    }
+    forward_set_prompt(st, -1);
+    fprintf(stderr, "  %d of %d sequences differ between a step of %d and a step alone\n", differ, NS, NS);
+    TT_CHECK(differ == 0);
+    for (int i = 0; i < NS; i++) kv_cache_destroy(&a[i]), kv_cache_destroy(&b[i]);
+    free(la), free(lb);
+    forward_state_destroy(&st);
+    backend_cpu_set_f32_act(true);
+    model_destroy(&m);
+}
+
 int main(void) {
     s_check_attention_paths();
     tiny_spec sp = tiny_spec_default();
@@ -569,6 +618,7 @@ int main(void) {
     s_check_model("llama, Q4_1 weights", &sp);
     s_check_hooks();
     s_check_batch();
+    s_check_batch_invariance();
     s_check_compaction();
     s_check_softmax();
     return tt_done("test_forward");

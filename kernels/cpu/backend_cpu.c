@@ -144,7 +144,11 @@ static void s_deq_rows(void *ctx, int64_t r0, int64_t r1) {
 
 static int s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
     int64_t n_in = w->n_in, n_out = w->n_out;
-    if (T <= QDOT_MAX_T && qdot_type_supported(w->type)) {
+    /* generated-token steps always dot rows in place, whatever the batch: a
+     * sequence's numbers then do not depend on how many others share its
+     * step (each row's dot is computed alone, the same way); prompts of
+     * more than QDOT_MAX_T rows go to sgemm */
+    if ((T <= QDOT_MAX_T || !s_prompt) && qdot_type_supported(w->type)) {
         return s_matmul_q(y, x, w, T, accumulate);
     } else if (w->type == GGML_TYPE_F32 && w->row_bytes == (size_t)n_in * sizeof(float)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f,
