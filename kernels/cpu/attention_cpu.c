@@ -177,17 +177,13 @@ static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t laye
     int64_t qb = T < QBLOCK ? T : QBLOCK;
     bool conv = kv->dtype != GGML_TYPE_F32;
     size_t ml = (size_t)(max_len ? max_len : 1);
-    float *sc = malloc((size_t)qb * ml * sizeof(float));
-    float *qh = malloc((size_t)qb * (size_t)hd * sizeof(float));
-    float *oh = malloc((size_t)qb * (size_t)hd * sizeof(float));
-    float *kvf = conv ? malloc(2 * ml * (size_t)hd * sizeof(float)) : NULL;
-    if (!sc || !qh || !oh || (conv && !kvf)) { /* scratch of a few MB; see QBLOCK */
-        free(sc);
-        free(qh);
-        free(oh);
-        free(kvf);
+    /* one grow-only scratch (a few MB; see QBLOCK): scores, a query block,
+     * its output, and the stream's keys and values in f32 when stored narrower */
+    size_t n_sc = (size_t)qb * ml, n_q = (size_t)qb * (size_t)hd, n_kv = conv ? 2 * ml * (size_t)hd : 0;
+    float *sc = s_scratch(n_sc + 2 * n_q + n_kv);
+    if (!sc)
         return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
-    }
+    float *qh = sc + n_sc, *oh = qh + n_q, *kvf = conv ? oh + n_q : NULL;
     size_t row_bytes = (size_t)hd * s_esize(kv->dtype);
     int64_t s_conv = -1; /* the stream whose keys and values kvf holds */
     for (int64_t h = 0; h < n_head; h++) {
@@ -228,10 +224,6 @@ static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t laye
                 memcpy(out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
         }
     }
-    free(sc);
-    free(qh);
-    free(oh);
-    free(kvf);
     return 0;
 }
 
