@@ -89,6 +89,101 @@ static void s_continuous(forward_state *st, const model *m, const chat_template 
     (void)m;
 }
 
+/* What the cases share. */
+typedef struct fixture {
+    model *m;
+    forward_state *st;
+    chat_template *ct;
+    decoder *dec;
+    head *hh, *hq;
+    const eval_config *cfg;
+} fixture;
+
+/* The same request with its head run elsewhere (the scorer route): hidden
+ * rows out, scores in; the block must be the in-process one, byte for byte. */
+static void s_outside_scorer(const fixture *f, const session_input *in, const session_request *o, const head *hd,
+                             const session_result *rp, const void *blk, size_t nb) {
+    session *ss = NULL;
+    float *rows_h = NULL, *sc = NULL;
+    int64_t nc = 0, nq = 0;
+    session_result rp2 = {0};
+    TT_OK(session_request_begin(&ss, f->st, f->ct, in, o, NULL, hd->cfg.layer));
+    TT_CHECK(ss && session_needs_scores(ss));
+    if (ss) TT_OK(session_hidden(ss, &rows_h, &nc, &nq));
+    if (ss) TT_FAILS(session_request_finish(ss, NULL, &rp2), TIS_EINVAL); /* no scores given */
+    sc = malloc((size_t)(nc ? nc : 1) * sizeof *sc);
+    TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
+    if (ss) TT_OK(session_request_finish(ss, sc, &rp2));
+    session_destroy(&ss);
+    size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
+    void *blk2 = malloc(nb2 ? nb2 : 1);
+    if (rp2.kv) kv_cache_block_write(rp2.kv, blk2);
+    TT_CHECK(nb2 == nb && !memcmp(blk, blk2, nb) && rp2.n_rest == rp->n_rest &&
+             !memcmp(rp2.rest, rp->rest, (size_t)rp->n_rest * sizeof(int32_t)));
+    free(blk2);
+    free(sc);
+    free(rows_h);
+    session_result_free(&rp2);
+}
+
+/* One eval row replayed as a served request: the session's block through
+ * the hand-off, decoded, must give eval's answer and bytes. */
+static void s_row(const fixture *f, const bench_sample *sample, const eval_row *r, int64_t *compared,
+                  int64_t *outside) {
+    session_request o = {.budget = r->budget, .budget_tokens = r->budget_tokens,
+                         .query_aware = !strcmp(r->protocol, "query_aware"),
+                         .chat = f->cfg->chat && tokenizer_chat_template(f->m->tok) != NULL,
+                         .window = f->cfg->window, .n_sink = f->cfg->n_sink, .seed = f->cfg->seed,
+                         .max_new = f->cfg->max_new, .hook_lambda = -1};
+    TT_OK(press_parse(r->policy, &o.policy));
+    const head *hd = !o.policy.needs_head ? NULL : o.policy.query_head ? f->hq : f->hh;
+    session_input in;
+    eval_session_input(sample, &in);
+    session *ss = NULL;
+    session_result rp = {0};
+    TT_OK(session_request_begin(&ss, f->st, f->ct, &in, &o, hd, -1));
+    if (ss) TT_CHECK(!session_needs_scores(ss));
+    if (ss) TT_OK(session_request_finish(ss, NULL, &rp));
+    session_destroy(&ss);
+    if (!rp.kv) return;
+    /* the hand-off: a flat block, rebuilt on the other side */
+    size_t nb = kv_cache_block_bytes(rp.kv);
+    void *blk = malloc(nb ? nb : 1);
+    kv_cache_block_write(rp.kv, blk);
+    int64_t *lens = malloc((size_t)rp.kv->n_stream * sizeof *lens);
+    for (int64_t q = 0; q < rp.kv->n_stream; q++) lens[q] = rp.kv->len[q];
+    kv_cache *dk = NULL;
+    TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, rp.kv->dtype, lens,
+                              rp.kv->n_past, rp.kv->bias != NULL, blk, nb, rp.n_rest + f->cfg->max_new));
+    decoder_seq dq = {0};
+    char *text = NULL;
+    if (dk) {
+        decoder_seq *one = &dq;
+        TT_OK(decoder_seq_init(&dq, dk, rp.rest, rp.n_rest, f->cfg->max_new));
+        TT_OK(decoder_run(f->dec, &one, 1));
+        TT_OK(decoder_seq_text(f->dec, &dq, true, &text));
+    }
+    bool same = text && !strcmp(text, r->answer) && dq.kv_bytes == r->kv_bytes &&
+                rp.kept_mean == r->kept_tokens && rp.full_kv_bytes == r->full_kv_bytes;
+    TT_CHECK(same);
+    if (o.policy.needs_head) { /* a scorer elsewhere: hidden rows out, scores in, the same block */
+        o.hook_lambda = hd->attn_hook_lambda;
+        s_outside_scorer(f, &in, &o, hd, &rp, blk, nb);
+        (*outside)++;
+    }
+    if (!same)
+        fprintf(stderr, "  %s %s %s %g: pipeline '%s' %lld B, eval '%s' %lld B\n", r->sample_id,
+                r->protocol, r->policy, r->budget, text ? text : "(null)",
+                (long long)dq.kv_bytes, r->answer, (long long)r->kv_bytes);
+    (*compared)++;
+    free(text);
+    decoder_seq_free(&dq);
+    kv_cache_destroy(&dk);
+    free(lens);
+    free(blk);
+    session_result_free(&rp);
+}
+
 int main(void) {
     char tiny[512], data[512], hp[512], hqp[512];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
@@ -142,83 +237,14 @@ int main(void) {
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
     decoder *dec = NULL;
     TT_OK(decoder_new(&dec, st, 1));
+    fixture fx = {m, st, &ct, dec, hh, hq, &cfg};
     int64_t compared = 0, outside = 0;
     for (int64_t si = 0; er && st && si < set.n; si++) {
         eval_row *rows = NULL;
         int64_t n = 0, cap = 0;
         TT_OK(eval_run_sample(er, "jsonl", &set.s[si], &rows, &n, &cap));
         for (int64_t i = 0; i < n; i++) {
-            const eval_row *r = &rows[i];
-            session_request o = {.budget = r->budget, .budget_tokens = r->budget_tokens,
-                                 .query_aware = !strcmp(r->protocol, "query_aware"),
-                                 .chat = cfg.chat && tokenizer_chat_template(m->tok) != NULL, .window = cfg.window,
-                                 .n_sink = cfg.n_sink, .seed = cfg.seed, .max_new = cfg.max_new, .hook_lambda = -1};
-            TT_OK(press_parse(r->policy, &o.policy));
-            const head *hd = !o.policy.needs_head ? NULL : o.policy.query_head ? hq : hh;
-            session_input in;
-            eval_session_input(&set.s[si], &in);
-            session *ss = NULL;
-            session_result rp = {0};
-            TT_OK(session_request_begin(&ss, st, &ct, &in, &o, hd, -1));
-            if (ss) TT_CHECK(!session_needs_scores(ss));
-            if (ss) TT_OK(session_request_finish(ss, NULL, &rp));
-            session_destroy(&ss);
-            if (!rp.kv) continue;
-            /* the hand-off: a flat block, rebuilt on the other side */
-            size_t nb = kv_cache_block_bytes(rp.kv);
-            void *blk = malloc(nb ? nb : 1);
-            kv_cache_block_write(rp.kv, blk);
-            int64_t *lens = malloc((size_t)rp.kv->n_stream * sizeof *lens);
-            for (int64_t q = 0; q < rp.kv->n_stream; q++) lens[q] = rp.kv->len[q];
-            kv_cache *dk = NULL;
-            TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, rp.kv->dtype, lens,
-                                      rp.kv->n_past, rp.kv->bias != NULL, blk, nb, rp.n_rest + cfg.max_new));
-            decoder_seq dq = {0};
-            char *text = NULL;
-            if (dk) {
-                decoder_seq *one = &dq;
-                TT_OK(decoder_seq_init(&dq, dk, rp.rest, rp.n_rest, cfg.max_new));
-                TT_OK(decoder_run(dec, &one, 1));
-                TT_OK(decoder_seq_text(dec, &dq, true, &text));
-            }
-            bool same = text && !strcmp(text, r->answer) && dq.kv_bytes == r->kv_bytes &&
-                        rp.kept_mean == r->kept_tokens && rp.full_kv_bytes == r->full_kv_bytes;
-            TT_CHECK(same);
-            if (o.policy.needs_head) { /* a scorer elsewhere: hidden rows out, scores in, the same block */
-                float *rows_h = NULL, *sc = NULL;
-                int64_t nc = 0, nq = 0;
-                session_result rp2 = {0};
-                o.hook_lambda = hd->attn_hook_lambda;
-                TT_OK(session_request_begin(&ss, st, &ct, &in, &o, NULL, hd->cfg.layer));
-                TT_CHECK(ss && session_needs_scores(ss));
-                if (ss) TT_OK(session_hidden(ss, &rows_h, &nc, &nq));
-                if (ss) TT_FAILS(session_request_finish(ss, NULL, &rp2), TIS_EINVAL); /* no scores given */
-                sc = malloc((size_t)(nc ? nc : 1) * sizeof *sc);
-                TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
-                if (ss) TT_OK(session_request_finish(ss, sc, &rp2));
-                session_destroy(&ss);
-                size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
-                void *blk2 = malloc(nb2 ? nb2 : 1);
-                if (rp2.kv) kv_cache_block_write(rp2.kv, blk2);
-                TT_CHECK(nb2 == nb && !memcmp(blk, blk2, nb) && rp2.n_rest == rp.n_rest &&
-                         !memcmp(rp2.rest, rp.rest, (size_t)rp.n_rest * sizeof(int32_t)));
-                outside++;
-                free(blk2);
-                free(sc);
-                free(rows_h);
-                session_result_free(&rp2);
-            }
-            if (!same)
-                fprintf(stderr, "  %s %s %s %g: pipeline '%s' %lld B, eval '%s' %lld B\n", r->sample_id,
-                        r->protocol, r->policy, r->budget, text ? text : "(null)",
-                        (long long)dq.kv_bytes, r->answer, (long long)r->kv_bytes);
-            compared++;
-            free(text);
-            decoder_seq_free(&dq);
-            kv_cache_destroy(&dk);
-            free(lens);
-            free(blk);
-            session_result_free(&rp);
+            s_row(&fx, &set.s[si], &rows[i], &compared, &outside);
         }
         free(rows);
     }
