@@ -54,6 +54,10 @@ static int s_config_check(head_config *c, const head_config *in) {
     } else {
         c->rank = 0;
     }
+    if (c->n_out == 0) c->n_out = 1;
+    if (c->n_out != 1)
+        return tis_error(TIS_EUNSUPPORTED, "head: %lld outputs per token: per-head heads are not built yet",
+                         (long long)c->n_out);
     if (c->layer < 0 || c->layer > 65536)
         return tis_error(TIS_EINVAL, "head: layer %lld is out of range (0..65536)",
                          (long long)c->layer);

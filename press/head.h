@@ -42,6 +42,12 @@ typedef struct head_config {
     int64_t rank;          /* bilinear rank when query_aware (default 32) */
     int64_t layer;         /* the base model layer the features come from */
     char base_model[128];  /* the base model's name (model_config.name) */
+    int64_t n_out;         /* scores per token: 1 (one importance per token, the same in every
+                              stream), or n_layer * n_kv_head (one per (layer, kv head) stream,
+                              stream s = layer * n_kv_head + kv_head): a per-head head, trained on
+                              reconstruction labels, whose outputs predict ln(recon score)
+                              (press/recon.h), so that exp(output) is on the scale of kvzip's
+                              scores. 0 in a config means 1. */
 } head_config;
 
 /* Parameters live in one flat array so Adam and gradient checks see one
