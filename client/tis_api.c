@@ -114,7 +114,7 @@ int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out) {
     session *s = NULL;
     session_result r = {0};
     rc = session_request_begin(&s, e->st, &e->ct, &in, &sr, h, -1);
-    if (!rc) rc = session_request_finish(s, NULL, &r);
+    if (!rc) rc = session_request_finish(s, NULL, 1, &r);
     session_destroy(&s);
     if (!rc) rc = s_decode(e, &r, sr.max_new, out);
     if (!rc) {

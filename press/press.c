@@ -211,10 +211,27 @@ static int s_oracle(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
 }
 
 /* Learned importance: the head's scores, computed by the caller from the
- * hidden states (same for every head and layer). */
+ * hidden states: one row for every stream, or a per-head head's row of
+ * this stream, ln(recon score) predicted, brought back to kvzip's scale. */
 static int s_head(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     if (!c->head_scores) return tis_error(TIS_EINVAL, "press tis: no importance-head scores");
-    memcpy(sc, c->head_scores, (size_t)c->n_ctx * sizeof(float));
+    if (c->head_n_out <= 1) {
+        memcpy(sc, c->head_scores, (size_t)c->n_ctx * sizeof(float));
+        return 0;
+    }
+    int64_t s = kv_stream(c->kv, layer, h);
+    if (c->head_n_out != c->kv->n_stream)
+        return tis_error(TIS_EINVAL, "press tis: the head scores %lld streams, the cache has %lld",
+                         (long long)c->head_n_out, (long long)c->kv->n_stream);
+    const float *row = c->head_scores + s * c->n_ctx;
+    for (int64_t j = 0; j < c->n_ctx; j++) sc[j] = expf(row[j]);
+    return 0;
+}
+
+/* KVzip: the reconstruction scores of this stream (press/recon.h). */
+static int s_kvzip(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    if (!c->recon) return tis_error(TIS_EINVAL, "press kvzip: no reconstruction scores");
+    memcpy(sc, c->recon + kv_stream(c->kv, layer, h) * c->n_ctx, (size_t)c->n_ctx * sizeof(float));
     return 0;
 }
 
@@ -232,6 +249,8 @@ const press_info press_registry[] = {
     {"oracle", true, "top-k by oracle labels (answer-to-context attention)"},
     {"tis", true, "learned importance head on the context's hidden states (--head)"},
     {"tis_query", true, "query-aware learned head (--head_query; query-aware protocol only)"},
+    {"kvzip", true, "context reconstruction (KVzip): the most attention a token receives while the model "
+                    "repeats the context; about 2x prefill; budgets pooled over every head and layer"},
     {NULL, false, NULL},
 };
 
@@ -253,6 +272,7 @@ static const score_entry s_scores[] = {
     {"oracle", s_oracle, false, false, true},
     {"tis", s_head, false, false, false},
     {"tis_query", s_head, false, false, false},
+    {"kvzip", s_kvzip, false, false, false},
     {NULL, NULL, false, false, false},
 };
 
@@ -298,6 +318,7 @@ static int s_parse(const char *name, press *out) {
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
         *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
                        .needs_obs = e->obs, .needs_oracle = e->oracle, .needs_head = e->fn == s_head,
+                       .needs_recon = e->fn == s_kvzip,
                        .query_head = !strcmp(inner, "tis_query"), .recent_frac = s_recent_frac(inner)};
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
@@ -310,7 +331,10 @@ static int s_parse(const char *name, press *out) {
         const score_entry *e = s_score_find(name);
         TIS_ASSERT(e);
         out->score = e->fn;
-        out->alloc = !strcmp(name, "pyramidkv") ? PRESS_ALLOC_PYRAMID : PRESS_ALLOC_UNIFORM;
+        out->alloc = !strcmp(name, "pyramidkv") ? PRESS_ALLOC_PYRAMID
+                     : !strcmp(name, "kvzip")   ? PRESS_ALLOC_GLOBAL
+                                                : PRESS_ALLOC_UNIFORM;
+        out->needs_recon = e->fn == s_kvzip;
         out->protect_window = e->window;
         out->needs_obs = e->obs;
         out->needs_oracle = e->oracle;
@@ -385,6 +409,21 @@ int press_allocate(const press *p, const kv_cache *kv, const float *scores, int6
         for (int64_t l = 0; l < L; l++)
             for (int64_t h = 0; h < H; h++) budgets[l * H + h] = bl[l];
         free(bl);
+    } else if (p->alloc == PRESS_ALLOC_GLOBAL) {
+        /* KVzip: the best k * n_stream scores over every stream; a stream
+         * gets what its scores win (possibly nothing of the context). */
+        int64_t ns = L * H, want = k * ns;
+        ranked *pool = malloc((size_t)(ns * n_ctx) * sizeof *pool);
+        if (!pool)
+            return tis_error(TIS_ENOMEM, "press: out of memory for %lld x %lld scores", (long long)ns,
+                             (long long)n_ctx);
+        for (int64_t s = 0; s < ns; s++) {
+            budgets[s] = 0;
+            for (int64_t j = 0; j < n_ctx; j++) pool[s * n_ctx + j] = (ranked){scores[s * n_ctx + j], (int32_t)j, (int32_t)s};
+        }
+        qsort(pool, (size_t)(ns * n_ctx), sizeof *pool, s_cmp_ranked);
+        for (int64_t r = 0; r < want; r++) budgets[pool[r].h]++;
+        free(pool);
     } else {
         /* AdaKV (Feng et al. 2024): each head keeps a floor of alpha*k of
          * its own best; the rest of the layer's H*k goes to the highest
@@ -426,7 +465,8 @@ int press_allocate(const press *p, const kv_cache *kv, const float *scores, int6
 }
 
 struct press_plan {
-    press p;              /* copy */
+    press p;              /* copy (a per-head head's tis allocates globally) */
+    bool calibrated;      /* scores on one scale in every stream (thresholds) */
     const kv_cache *kv;   /* borrowed: the uncompressed cache scored */
     int64_t ctx_begin, n_ctx;
     float *scores;        /* [n_stream][n_ctx] after padding */
@@ -445,6 +485,7 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     if (p->needs_obs && !c->obs) return tis_error(TIS_EINVAL, "press %s: no attention statistics", p->name);
     if (p->needs_oracle && !c->oracle) return tis_error(TIS_EINVAL, "press %s: no oracle labels", p->name);
     if (p->needs_head && !c->head_scores) return tis_error(TIS_EINVAL, "press %s: no importance-head scores", p->name);
+    if (p->needs_recon && !c->recon) return tis_error(TIS_EINVAL, "press %s: no reconstruction scores", p->name);
     press_plan *pl = calloc(1, sizeof *pl);
     ranked *rk = malloc((size_t)n * sizeof *rk);
     int rc = 0;
@@ -457,6 +498,8 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
         goto fail;
     }
     pl->p = *p;
+    pl->calibrated = p->needs_recon || (p->needs_head && c->head_n_out > 1);
+    if (p->needs_head && c->head_n_out > 1 && p->alloc == PRESS_ALLOC_UNIFORM) pl->p.alloc = PRESS_ALLOC_GLOBAL;
     pl->kv = kv;
     pl->ctx_begin = c->ctx_begin;
     pl->n_ctx = n;
@@ -493,23 +536,16 @@ void press_plan_destroy(press_plan **p) {
     *p = NULL;
 }
 
-int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
-                       int64_t *kept) {
-    *out = NULL;
+bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
+
+/* Selects budgets[s] context entries of every stream by the plan's order
+ * and compacts. */
+static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t extra, kv_cache **out, int64_t *kept) {
     const kv_cache *kv = pl->kv;
     int64_t ns = kv->n_stream, n = pl->n_ctx;
-    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
-    if (!pl->p.score) k_per_stream = n; /* full */
-    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
     int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
     uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
-    int rc = 0;
-    if (!budgets || !keep) {
-        rc = tis_error(TIS_ENOMEM, "press: out of memory");
-        goto done;
-    }
-    rc = press_allocate(&pl->p, kv, pl->scores, n, k_per_stream, budgets);
-    if (rc) goto done;
+    if (!keep) return tis_error(TIS_ENOMEM, "press: out of memory");
     for (int64_t s = 0; s < ns; s++) {
         uint8_t *ks = keep + kv->off[s];
         for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
@@ -523,10 +559,41 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
             if (ord[r] < n - recent) ks[pl->ctx_begin + ord[r]] = 1, got++;
         if (kept) kept[s] = b;
     }
-    rc = kv_cache_compact(out, kv, keep, extra);
-done:
-    free(budgets);
+    int rc = kv_cache_compact(out, kv, keep, extra);
     free(keep);
+    return rc;
+}
+
+int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
+                       int64_t *kept) {
+    *out = NULL;
+    int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    if (!pl->p.score) k_per_stream = n; /* full */
+    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
+    int rc = press_allocate(&pl->p, pl->kv, pl->scores, n, k_per_stream, budgets);
+    if (!rc) rc = s_compact(pl, budgets, extra, out, kept);
+    free(budgets);
+    return rc;
+}
+
+int press_plan_compact_threshold(const press_plan *pl, double tau, int64_t extra, kv_cache **out,
+                                 int64_t *kept) {
+    *out = NULL;
+    if (!pl->calibrated)
+        return tis_error(TIS_EINVAL, "press %s: a threshold needs scores on one scale in every stream "
+                         "(kvzip, or tis with a per-head head)", pl->p.name);
+    if (!(tau >= 0 && tau <= 1)) return tis_error(TIS_EINVAL, "press: threshold %g outside [0, 1]", tau);
+    int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
+    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
+    for (int64_t s = 0; s < ns; s++) {
+        budgets[s] = 0;
+        for (int64_t j = 0; j < n; j++) budgets[s] += pl->scores[s * n + j] >= (float)tau;
+    }
+    int rc = s_compact(pl, budgets, extra, out, kept);
+    free(budgets);
     return rc;
 }
 

@@ -61,7 +61,13 @@ typedef struct press_ctx {
                                       protocol: the window queries are the context's own
                                       last tokens); 0 in the query-aware protocol */
     int64_t n_sink;                /* streaming: first context tokens kept */
-    const float *head_scores;      /* [n_ctx] importance-head scores (tis, tis_query), or NULL */
+    const float *head_scores;      /* importance-head scores (tis, tis_query), or NULL:
+                                      [n_ctx] when head_n_out is 1 (every stream alike),
+                                      [n_stream][n_ctx] when it is n_stream (a per-head head,
+                                      ln of a reconstruction score: exp'd to kvzip's scale) */
+    int64_t head_n_out;            /* 1 or n_stream (0 means 1) */
+    const float *recon;            /* [n_stream][n_ctx] reconstruction scores (kvzip,
+                                      press/recon.h), or NULL */
     uint64_t seed;                 /* random: per sample */
 } press_ctx;
 
@@ -72,6 +78,9 @@ typedef enum press_alloc {
     PRESS_ALLOC_UNIFORM = 0,  /* k per stream */
     PRESS_ALLOC_PYRAMID = 1,  /* more in lower layers, fewer in upper (PyramidKV) */
     PRESS_ALLOC_ADAPTIVE = 2, /* per layer, pooled top-(k*n_kv_head) over heads (AdaKV) */
+    PRESS_ALLOC_GLOBAL = 3,   /* every stream pooled: top-(k*n_stream) over all layers and heads
+                                 (KVzip); for scores on one scale across streams: kvzip, a
+                                 per-head head (its tis policy switches to this) */
 } press_alloc;
 
 typedef struct press {
@@ -80,6 +89,7 @@ typedef struct press {
     press_alloc alloc;
     bool protect_window;       /* pad the context tail (observation window) */
     bool needs_obs, needs_oracle;
+    bool needs_recon;          /* kvzip: reconstruction scores (press_ctx.recon) */
     bool needs_head;           /* tis, tis_query: scores from an importance head */
     bool query_head;           /* tis_query: the head takes the question (query-aware protocol) */
     bool attn_hook;            /* "+hook": add lambda * s_j to kept token j's attention logit */
@@ -120,6 +130,15 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c);
 int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
                        int64_t *kept);
 void press_plan_destroy(press_plan **p);
+/* True when the plan's scores are on one absolute scale (attention
+ * probability: kvzip, a per-head head), so that a threshold means the
+ * same in every stream and for every input. */
+bool press_plan_calibrated(const press_plan *pl);
+/* Adaptive budget: keeps, in every stream, the context entries whose score
+ * is at least tau (so the budget follows the input; a stream may keep
+ * none of its context). Calibrated plans only (TIS_EINVAL otherwise). */
+int press_plan_compact_threshold(const press_plan *pl, double tau, int64_t extra, kv_cache **out,
+                                 int64_t *kept);
 
 /* The per-stream budgets press_compress uses (exposed for tests):
  * budgets[n_stream] from scores[n_stream][n_ctx]. */

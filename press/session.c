@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "oracle.h"
+#include "recon.h"
 #include "rng.h"
 #include "tis_error.h"
 
@@ -157,6 +158,8 @@ typedef struct state {
 
 struct session {
     forward_state *st;        /* borrowed */
+    const chat_template *ct;  /* borrowed (may be NULL) */
+    bool verbatim;            /* the input's framing (the reconstruction request follows it) */
     const model *m;
     session_opts o;
     char *answer, *answer_prefix; /* copies of the input's */
@@ -165,7 +168,11 @@ struct session {
     state ag, qa;             /* agnostic, query-aware */
     double prefill_s, prefill_q_s;
     oracle_labels orc;
-    float *scores[2];         /* [n_ctx] head scores: [0] context head, [1] query head */
+    float *scores[2];         /* [n_out][n_ctx] head scores: [0] context head, [1] query head */
+    int64_t n_out[2];         /* their rows: 1, or n_stream for a per-head head */
+    float *recon[2];          /* [n_stream][n_ctx] reconstruction scores of the agnostic [0] and
+                                 query-aware [1] states (kvzip), or NULL */
+    double recon_s[2];
     double score_s[2];
     float *pct[2];            /* their percentiles (the attention hook) */
     press_plan *plan;         /* the last policy's scoring, shared by its budgets */
@@ -194,6 +201,7 @@ void session_destroy(session **pp) {
     for (int i = 0; i < 2; i++) {
         free(s->scores[i]);
         free(s->pct[i]);
+        free(s->recon[i]);
     }
     session_prompt_free(&s->p);
     free(s->answer);
@@ -248,6 +256,8 @@ int session_new(session **out, forward_state *st, const chat_template *ct, const
     session *s = calloc(1, sizeof *s);
     if (!s) return tis_error(TIS_ENOMEM, "session: out of memory");
     s->st = st;
+    s->ct = ct;
+    s->verbatim = in->verbatim;
     s->m = forward_model(st);
     s->o = *o;
     int rc = 0;
@@ -339,7 +349,8 @@ int session_score_head(session *s, const head *h, double *secs) {
     if (!x->obs.hid || x->obs.hid_layer != h->cfg.layer)
         return tis_error(TIS_EINVAL, "session: no hidden states of layer %lld were kept", (long long)h->cfg.layer);
     double t0 = tis_now();
-    float *sc = malloc((size_t)p->n_ctx * sizeof(float));
+    int64_t n_out = h->cfg.n_out > 1 ? h->cfg.n_out : 1;
+    float *sc = malloc((size_t)(n_out * p->n_ctx) * sizeof(float));
     if (!sc) return tis_error(TIS_ENOMEM, "session: out of memory for head scores");
     int rc = head_score_context(h, x->obs.hid, p->ctx_begin, p->n_ctx, q ? p->suf_begin : 0, q ? s->n_suf - 1 : 0,
                                 sc);
@@ -350,21 +361,90 @@ int session_score_head(session *s, const head *h, double *secs) {
     press_plan_destroy(&s->plan); /* a plan borrows the scores it was made with */
     free(s->scores[q]);
     s->scores[q] = sc;
+    s->n_out[q] = n_out;
     s->score_s[q] = tis_now() - t0;
     if (secs) *secs = s->score_s[q];
     return 0;
 }
 
-int session_set_scores(session *s, bool query, const float *scores) {
-    float *sc = malloc((size_t)s->p.n_ctx * sizeof(float));
+int session_set_scores(session *s, bool query, const float *scores, int64_t n_out) {
+    int64_t ns = s->m->config.n_layer * s->m->config.n_kv_head;
+    if (n_out != 1 && n_out != ns)
+        return tis_error(TIS_EINVAL, "session: %lld score rows per token (1 or the model's %lld streams)",
+                         (long long)n_out, (long long)ns);
+    float *sc = malloc((size_t)(n_out * s->p.n_ctx) * sizeof(float));
     if (!sc) return tis_error(TIS_ENOMEM, "session: out of memory for head scores");
-    memcpy(sc, scores, (size_t)s->p.n_ctx * sizeof(float));
+    memcpy(sc, scores, (size_t)(n_out * s->p.n_ctx) * sizeof(float));
     press_plan_destroy(&s->plan);
     free(s->scores[query]);
     s->scores[query] = sc;
+    s->n_out[query] = n_out;
     s->score_s[query] = 0;
     return 0;
 }
+
+/* The reconstruction request in the input's framing: the text after the
+ * context for question q (the chat template's end of the user turn and
+ * assistant header included), as tokens. */
+static int s_recon_suffix(const session *s, const char *q, char **text) {
+    session_input in = {.context = "x", .question = q, .verbatim = s->verbatim};
+    char *pre = NULL;
+    int rc = s_frame(s->ct, s->o.chat, &in, &pre, text);
+    free(pre);
+    return rc;
+}
+
+static int s_encode(const session *s, const char *text, int32_t **ids, int64_t *n) {
+    *ids = NULL;
+    *n = 0;
+    return text && *text ? tokenizer_encode(s->m->tok, text, strlen(text), true, ids, n) : 0;
+}
+
+int session_recon(session *s, bool qa, double *secs) {
+    state *x = qa ? &s->qa : &s->ag;
+    if (!x->ready) return tis_error(TIS_EINVAL, "session: the %s state was not built", qa ? "query-aware" : "agnostic");
+    if (s->recon[qa]) {
+        if (secs) *secs = s->recon_s[qa];
+        return 0;
+    }
+    double t0 = tis_now();
+    const char *lead_q = s->verbatim ? "\n\nRepeat the previous context exactly.\n" : "Repeat the previous context exactly.";
+    const char *cont_q = s->verbatim ? "\n\nRepeat the part of the previous context exactly, starting with\x02\n"
+                                     : "Repeat the part of the previous context exactly, starting with\x02";
+    char *lead = NULL, *cont = NULL;
+    int32_t *ids[3] = {NULL, NULL, NULL};
+    int64_t n[3] = {0, 0, 0};
+    int rc = s_recon_suffix(s, lead_q, &lead);
+    if (!rc) rc = s_recon_suffix(s, cont_q, &cont);
+    char *cut = cont ? strchr(cont, '\x02') : NULL;
+    if (!rc && !cut) rc = tis_error(TIS_EINVAL, "session: the chat template lost the reconstruction request");
+    if (!rc) {
+        *cut = 0;
+        rc = s_encode(s, lead, &ids[0], &n[0]);
+    }
+    if (!rc) rc = s_encode(s, cont, &ids[1], &n[1]);
+    if (!rc) rc = s_encode(s, cut + 1, &ids[2], &n[2]);
+    float *out = NULL;
+    const session_prompt *p = &s->p;
+    if (!rc && !(out = malloc((size_t)(x->kv->n_stream * p->n_ctx) * sizeof(float))))
+        rc = tis_error(TIS_ENOMEM, "session: out of memory for reconstruction scores");
+    recon_prompt rp = {ids[0], n[0], ids[1], n[1], ids[2], n[2]};
+    if (!rc) rc = recon_compute(s->st, x->kv, p->ctx_begin, p->n_ctx, p->ids + p->ctx_begin, &rp, 0, out);
+    free(lead);
+    free(cont);
+    for (int i = 0; i < 3; i++) free(ids[i]);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    press_plan_destroy(&s->plan);
+    s->recon[qa] = out;
+    s->recon_s[qa] = tis_now() - t0;
+    if (secs) *secs = s->recon_s[qa];
+    return 0;
+}
+
+const float *session_recon_scores(const session *s, bool qa) { return s->recon[qa]; }
 
 bool session_has_scores(const session *s, bool query) { return s->scores[query] != NULL; }
 
@@ -423,22 +503,32 @@ static int s_plan(session *s, const press *pr, bool qa) {
         return tis_error(TIS_EINVAL, "session: the %s state was not built", qa ? "query-aware" : "agnostic");
     const float *hs = pr->needs_head ? s->scores[pr->query_head] : NULL;
     if (pr->needs_head && !hs) return tis_error(TIS_EINVAL, "session: %s needs importance-head scores", pr->name);
+    if (pr->needs_head && pr->attn_hook && s->n_out[pr->query_head] > 1)
+        return tis_error(TIS_EINVAL, "session: %s: the attention hook takes a single-score head, not a per-head one",
+                         pr->name);
+    double recon_s = 0;
+    if (pr->needs_recon) {
+        int rc = session_recon(s, qa, &recon_s);
+        if (rc) return rc;
+    }
     if (pr->needs_oracle && !s->orc.total) return tis_error(TIS_EINVAL, "session: %s needs oracle labels", pr->name);
     const session_prompt *p = &s->p;
     press_ctx pc = {.kv = x->kv, .obs = &x->obs, .oracle = s->orc.total ? &s->orc : NULL,
                     .ctx_begin = p->ctx_begin, .n_ctx = p->n_ctx, .window = qa ? 0 : s->win,
-                    .n_sink = s->o.n_sink, .head_scores = hs, .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
+                    .n_sink = s->o.n_sink, .head_scores = hs, .head_n_out = pr->needs_head ? s->n_out[pr->query_head] : 1,
+                    .recon = s->recon[qa], .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
     double t0 = tis_now();
     int rc = press_plan_new(&s->plan, pr, &pc);
-    s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0);
+    s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s;
     if (rc) return rc;
     snprintf(s->plan_name, sizeof s->plan_name, "%s", pr->name);
     s->plan_qa = qa;
     return 0;
 }
 
-int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max_new, float hook_lambda,
-                    kv_cache **out, int64_t *kept_mean, double *secs) {
+/* session_compact to k entries per stream, or (tau >= 0) by threshold. */
+static int s_compact_to(session *s, const press *pr, bool qa, int64_t k, double tau, int64_t max_new,
+                        float hook_lambda, kv_cache **out, int64_t *kept_mean, double *secs) {
     *out = NULL;
     const session_prompt *p = &s->p;
     int64_t extra = (qa ? 1 : s->n_suf) + max_new;
@@ -451,14 +541,15 @@ int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max
         *secs = tis_now() - t0;
         return rc;
     }
-    if (k < 1) return tis_error(TIS_EINVAL, "session: a budget of %lld tokens", (long long)k);
+    if (tau < 0 && k < 1) return tis_error(TIS_EINVAL, "session: a budget of %lld tokens", (long long)k);
     int rc = s_plan(s, pr, qa);
     if (rc) return rc;
     int64_t ns = x->kv->n_stream;
     int64_t *kept = malloc((size_t)ns * sizeof *kept);
     if (!kept) return tis_error(TIS_ENOMEM, "session: out of memory");
     double t0 = tis_now();
-    rc = press_plan_compact(s->plan, k, extra, out, kept);
+    rc = tau >= 0 ? press_plan_compact_threshold(s->plan, tau, extra, out, kept)
+                  : press_plan_compact(s->plan, k, extra, out, kept);
     if (!rc && pr->attn_hook) {
         bool q = pr->query_head;
         if (!s->pct[q]) s->pct[q] = s_percentiles(s->scores[q], p->n_ctx);
@@ -474,6 +565,18 @@ int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max
     free(kept);
     if (rc) kv_cache_destroy(out);
     return rc;
+}
+
+int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max_new, float hook_lambda,
+                    kv_cache **out, int64_t *kept_mean, double *secs) {
+    return s_compact_to(s, pr, qa, k, -1, max_new, hook_lambda, out, kept_mean, secs);
+}
+
+int session_compact_threshold(session *s, const press *pr, bool qa, double tau, int64_t max_new,
+                              float hook_lambda, kv_cache **out, int64_t *kept_mean, double *secs) {
+    if (!pr->score || !(tau >= 0 && tau <= 1))
+        return tis_error(TIS_EINVAL, "session: a threshold of %g for %s", tau, pr->score ? pr->name : "full");
+    return s_compact_to(s, pr, qa, 0, tau, max_new, hook_lambda, out, kept_mean, secs);
 }
 
 /* ---- one request ------------------------------------------------------------------ */
@@ -532,7 +635,7 @@ bool session_needs_scores(const session *s) {
     return pr->needs_head && !s->scores[pr->query_head];
 }
 
-int session_request_finish(session *s, const float *scores, session_result *out) {
+int session_request_finish(session *s, const float *scores, int64_t n_out, session_result *out) {
     memset(out, 0, sizeof *out);
     const session_request *rq = &s->rq;
     const press *pr = &rq->policy;
@@ -540,7 +643,7 @@ int session_request_finish(session *s, const float *scores, session_result *out)
     int rc = 0;
     if (session_needs_scores(s)) {
         if (!scores) return tis_error(TIS_EINVAL, "request: %s needs scores from a scorer", pr->name);
-        rc = session_set_scores(s, pr->query_head, scores);
+        rc = session_set_scores(s, pr->query_head, scores, n_out);
         if (rc) return rc;
     }
     int64_t k = pr->score ? session_budget(rq->budget, rq->budget_tokens, p->n_ctx) : p->n_ctx;

@@ -126,8 +126,17 @@ bool session_has_oracle(const session *s);
  * pools the question's rows of the query-aware state), or set from an
  * outside scorer. *secs (may be NULL): the time it took. */
 int session_score_head(session *s, const head *h, double *secs);
-int session_set_scores(session *s, bool query, const float *scores /* [n_ctx] */);
+int session_set_scores(session *s, bool query, const float *scores /* [n_out][n_ctx] */, int64_t n_out);
 bool session_has_scores(const session *s, bool query);
+
+/* Reconstruction scores (KVzip, press/recon.h) of the agnostic (qa false)
+ * or query-aware state: the context repeated after a repeat request, each
+ * context token's score per (layer, kv head) the largest attention it
+ * receives. Computed once and kept (the kvzip policy computes them when
+ * first planned); *secs (may be NULL): the time it took. */
+int session_recon(session *s, bool qa, double *secs);
+/* [n_layer * n_kv_head][n_ctx], or NULL before session_recon. */
+const float *session_recon_scores(const session *s, bool qa);
 
 /* What an outside scorer needs: the head's input rows, context rows then
  * question rows (the question's only when the query-aware state was
@@ -143,6 +152,13 @@ int session_hidden(const session *s, float **rows, int64_t *n_ctx, int64_t *n_q)
  * policies) + compaction. */
 int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max_new, float hook_lambda,
                     kv_cache **out, int64_t *kept_mean, double *secs);
+
+/* The same with an adaptive budget: every stream keeps the context entries
+ * whose score is at least tau (press_plan_compact_threshold: kvzip, or tis
+ * with a per-head head; other policies are refused). *kept_mean is the
+ * achieved mean per stream. */
+int session_compact_threshold(session *s, const press *pr, bool qa, double tau, int64_t max_new,
+                              float hook_lambda, kv_cache **out, int64_t *kept_mean, double *secs);
 
 /* ---- one request (the pipeline's unit): one policy, one budget ---------- */
 
@@ -181,8 +197,9 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
                           const session_request *rq, const head *h, int64_t head_layer);
 /* True when the request waits for scores from outside. */
 bool session_needs_scores(const session *s);
-/* Compresses to the request's budget (scores: from the outside scorer, or
- * NULL) into *out. */
-int session_request_finish(session *s, const float *scores, session_result *out);
+/* Compresses to the request's budget (scores[n_out][n_ctx]: from the
+ * outside scorer, n_out 1 or a per-head head's n_stream; or NULL) into
+ * *out. */
+int session_request_finish(session *s, const float *scores, int64_t n_out, session_result *out);
 
 #endif

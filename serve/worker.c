@@ -335,7 +335,7 @@ static int s_prefill(self_t *s, const Tis__Envelope *env) {
     double begin_s = tis_now() - t0;
     if (!outside) {
         session_result rp;
-        rc = session_request_finish(rs, NULL, &rp);
+        rc = session_request_finish(rs, NULL, 1, &rp);
         session_destroy(&rs);
         if (rc) return rc;
         rc = s_send_block(s, env->request_id, &rp);
@@ -390,14 +390,17 @@ static int s_compress(self_t *s, const Tis__Envelope *env) {
     arena_lease_release(s->own, pk.hidden_lease);
     int rc = 0;
     const float *sc = NULL;
-    if (!j->scores || !j->scores->arena || j->n != (uint32_t)pk.n_ctx ||
-        j->scores->length != (uint64_t)pk.n_ctx * sizeof(float))
+    /* one score per context token, or a per-head head's one per (stream, token) */
+    uint64_t row = (uint64_t)pk.n_ctx * sizeof(float);
+    int64_t n_out = j->scores && row ? (int64_t)(j->scores->length / row) : 0;
+    if (!j->scores || !j->scores->arena || j->n != (uint32_t)pk.n_ctx || n_out < 1 ||
+        j->scores->length != (uint64_t)n_out * row)
         rc = tis_error(TIS_EINVAL, "compress job: %u scores for %lld context tokens", j->n, (long long)pk.n_ctx);
     arena *a = rc ? NULL : s_peer(s, j->scores);
     if (!rc && !a) rc = TIS_EIO;
     if (!rc && !(sc = arena_at(a, j->scores->offset, j->scores->length ? j->scores->length : 1))) rc = TIS_ERANGE;
     session_result rp;
-    if (!rc) rc = session_request_finish(pk.rs, sc, &rp);
+    if (!rc) rc = session_request_finish(pk.rs, sc, n_out, &rp);
     session_destroy(&pk.rs);
     if (rc) return rc;
     rp.prefill_s = 0; /* reported with the hidden rows already: this is the compression */
@@ -424,7 +427,7 @@ static int s_score(self_t *s, const Tis__Envelope *env) {
     const float *rows = a ? arena_at(a, j->hidden->offset, j->hidden->length) : NULL;
     if (!rows) return a ? TIS_ERANGE : TIS_EIO;
     double t0 = tis_now();
-    size_t nb = (size_t)n * sizeof(float);
+    size_t nb = (size_t)(n * (hd->cfg.n_out > 1 ? hd->cfg.n_out : 1)) * sizeof(float); /* [n_out][n] */
     uint64_t off = 0, lease = 0;
     arena_expire(s->own, tis_now_ms());
     rc = arena_alloc(s->own, nb, s->o->lease_ms, &off, &lease);

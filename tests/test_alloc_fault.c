@@ -60,7 +60,7 @@ static int s_press_run(press_case *c, uint8_t **block, size_t *n, int64_t *n_res
         for (int64_t i = 0; !rc && i < n_ctx; i++) sc[i] = (float)((i * 5) % 7);
         free(rows); /* (a scorer would read them) */
     }
-    if (!rc) rc = session_request_finish(ss, sc, &rp);
+    if (!rc) rc = session_request_finish(ss, sc, 1, &rp);
     if (!rc) {
         *n = kv_cache_block_bytes(rp.kv);
         if (!(*block = malloc(*n ? *n : 1))) rc = tis_error(TIS_ENOMEM, "oom");

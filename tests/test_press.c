@@ -10,6 +10,7 @@
 #include "oracle.h"
 #include "press.h"
 #include "quant.h"
+#include "recon.h"
 #include "tiny_model.h"
 #include "tt.h"
 
@@ -49,6 +50,11 @@ static void test_parse(void) {
     TT_OK(press_parse("tis_query+hook", &p));
     TT_CHECK(p.query_head && p.attn_hook);
     TT_FAILS(press_parse("snapkv+hook", &p), TIS_EINVAL);
+    TT_OK(press_parse("kvzip", &p));
+    TT_CHECK(p.needs_recon && !p.needs_obs && p.alloc == PRESS_ALLOC_GLOBAL && !p.protect_window);
+    TT_OK(press_parse("adakv:kvzip", &p));
+    TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_ADAPTIVE);
+    TT_FAILS(press_parse("kvzip+hook", &p), TIS_EINVAL);
     TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
              press_budget_tokens(1.0, 40) == 40);
 }
@@ -94,6 +100,15 @@ static void test_allocation(void) {
         TT_CHECK(lt == 40);
         TT_CHECK(b[l * 4] > b[l * 4 + 1]);
     }
+    TT_CASE("allocation: global");
+    /* 24 streams x 50: stream s's scores are s + j/100, so the best
+     * 24 * 10 = 240 are the whole of streams 19..23 (250) but for the 10
+     * lowest of stream 19 */
+    for (int s = 0; s < 24; s++)
+        for (int j = 0; j < 50; j++) scores[s * 50 + j] = (float)s + (float)j / 100.0f;
+    TT_OK(press_parse("kvzip", &p));
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
+    for (int s = 0; s < 24; s++) TT_CHECK(b[s] == (s < 19 ? 0 : s == 19 ? 40 : 50));
     free(scores);
     kv_cache_destroy(&kv);
 }
@@ -268,6 +283,147 @@ static void s_tis_scores(fixture *f) {
     kv_cache_destroy(&c);
     pc.head_scores = NULL;
 
+}
+
+/* The reconstruction probabilities of one pass, kept whole (the test's
+ * own reduction to check recon_compute's). */
+typedef struct all_probs {
+    int64_t n_head, n_keys, t0_max;
+    float *p; /* [n_layer][n_head][T][n_keys] */
+    int64_t T;
+} all_probs;
+
+static void s_keep_probs(void *user, int64_t layer, int64_t head, int64_t t0, int64_t nq, const float *probs,
+                         int64_t n_keys) {
+    all_probs *a = user;
+    for (int64_t r = 0; r < nq; r++)
+        for (int64_t j = 0; j < n_keys; j++)
+            a->p[((layer * a->n_head + head) * a->T + t0 + r) * a->n_keys + j] = probs[r * n_keys + j];
+}
+
+/* kvzip: reconstruction scores, global selection, thresholds */
+static void s_kvzip(fixture *f) {
+    const model *m = f->m;
+    kv_cache *kv = f->kv;
+    press_ctx pc = f->pc;
+    int64_t ns = kv->n_stream, H = m->config.n_head, group = H / m->config.n_kv_head;
+    TT_CASE("kvzip: reconstruction scores");
+    int32_t lead[3] = {7, 8, 9}, head[2] = {10, 11}, tail[1] = {12};
+    recon_prompt rp = {lead, 3, head, 2, tail, 1};
+    float *sc = malloc((size_t)(ns * CTX) * sizeof(float)), *sc4 = malloc((size_t)(ns * CTX) * sizeof(float));
+    int64_t n_past = kv->n_past;
+    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 0, sc));
+    TT_CHECK(kv->n_past == n_past); /* the cache is not touched */
+    /* one chunk: the reference reduction over every probability of the same pass */
+    kv_cache *fork = NULL;
+    int32_t ids[3 + CTX];
+    memcpy(ids, lead, sizeof lead);
+    memcpy(ids + 3, f->ids + PRE, CTX * sizeof(int32_t));
+    all_probs ap = {H, n_past + 3 + CTX, 0, NULL, 3 + CTX};
+    ap.p = calloc((size_t)(m->config.n_layer * H * ap.T * ap.n_keys), sizeof(float));
+    TT_OK(kv_cache_compact(&fork, kv, NULL, 3 + CTX));
+    forward_hooks hk = {.on_attn = s_keep_probs, .user = &ap};
+    TT_OK(forward_run(f->st, fork, ids, 3 + CTX, NULL, 0, &hk));
+    double worst = 0;
+    for (int64_t s = 0; s < ns; s++)
+        for (int64_t j = 0; j < CTX; j++) {
+            float want = 0;
+            int64_t l = s / m->config.n_kv_head, g0 = (s % m->config.n_kv_head) * group;
+            for (int64_t h = g0; h < g0 + group; h++)
+                for (int64_t t = 0; t < ap.T; t++) {
+                    float v = ap.p[((l * H + h) * ap.T + t) * ap.n_keys + PRE + j];
+                    want = v > want ? v : want;
+                }
+            worst = fmax(worst, fabs((double)want - sc[s * CTX + j]));
+            TT_CHECK(sc[s * CTX + j] >= 0 && sc[s * CTX + j] <= 1);
+        }
+    TT_CHECK(worst < 1e-6);
+    kv_cache_destroy(&fork);
+    free(ap.p);
+    /* chunks of 16: every context token is reconstructed in some pass */
+    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 16, sc4));
+    bool any_diff = false;
+    for (int64_t i = 0; i < ns * CTX; i++) {
+        TT_CHECK(sc4[i] > 0 && sc4[i] <= 1);
+        any_diff |= sc4[i] != sc[i];
+    }
+    TT_CHECK(any_diff);
+    TT_FAILS(recon_compute(f->st, kv, PRE, n_past, f->ids + PRE, &rp, 0, sc4), TIS_EINVAL);
+    recon_prompt empty = {NULL, 0, NULL, 0, NULL, 0};
+    TT_FAILS(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &empty, 0, sc4), TIS_EINVAL);
+
+    TT_CASE("kvzip: global selection and thresholds");
+    press p;
+    kv_cache *c = NULL;
+    TT_OK(press_parse("kvzip", &p));
+    TT_FAILS(press_compress(&c, &p, &pc, 4, 0, NULL), TIS_EINVAL); /* no scores */
+    pc.recon = sc;
+    int64_t *kept = malloc((size_t)ns * sizeof *kept), tot = 0;
+    TT_OK(press_compress(&c, &p, &pc, 4, 0, kept));
+    for (int64_t s = 0; c && s < ns; s++) {
+        tot += kept[s];
+        TT_CHECK(c->len[s] == PRE + kept[s]);
+        /* what a stream keeps beats what any stream drops */
+    }
+    TT_CHECK(tot == 4 * ns);
+    float lo_kept = 2, hi_dropped = -1;
+    for (int64_t s = 0; c && s < ns; s++)
+        for (int64_t j = 0; j < CTX; j++) {
+            float v = sc[s * CTX + j];
+            if (s_kept(c, s, (int32_t)(PRE + j))) lo_kept = fminf(lo_kept, v);
+            else hi_dropped = fmaxf(hi_dropped, v);
+        }
+    TT_CHECK(lo_kept >= hi_dropped);
+    kv_cache_destroy(&c);
+    press_plan *pl = NULL;
+    TT_OK(press_plan_new(&pl, &p, &pc));
+    TT_CHECK(pl && press_plan_calibrated(pl));
+    float tau = 0.05f;
+    if (pl) TT_OK(press_plan_compact_threshold(pl, tau, 2, &c, kept));
+    for (int64_t s = 0; c && s < ns; s++) {
+        int64_t want = 0;
+        for (int64_t j = 0; j < CTX; j++) {
+            want += sc[s * CTX + j] >= tau;
+            TT_CHECK(s_kept(c, s, (int32_t)(PRE + j)) == (sc[s * CTX + j] >= tau));
+        }
+        TT_CHECK(kept[s] == want && c->cap[s] == PRE + want + 2);
+    }
+    kv_cache_destroy(&c);
+    if (pl) TT_FAILS(press_plan_compact_threshold(pl, 1.5, 0, &c, kept), TIS_EINVAL);
+    press_plan_destroy(&pl);
+    /* a threshold needs calibrated scores */
+    TT_OK(press_parse("snapkv", &p));
+    TT_OK(press_plan_new(&pl, &p, &pc));
+    TT_CHECK(pl && !press_plan_calibrated(pl));
+    if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
+    press_plan_destroy(&pl);
+
+    TT_CASE("tis: a per-head head's scores");
+    /* ln of the recon scores as a per-head head's output: the same selection as kvzip */
+    float *lg = malloc((size_t)(ns * CTX) * sizeof(float));
+    for (int64_t i = 0; i < ns * CTX; i++) lg[i] = logf(sc[i]);
+    press_ctx ph = f->pc;
+    ph.head_scores = lg;
+    ph.head_n_out = ns;
+    kv_cache *c2 = NULL;
+    TT_OK(press_parse("tis", &p));
+    TT_OK(press_compress(&c, &p, &ph, 4, 0, NULL));
+    TT_OK(press_parse("kvzip", &p));
+    TT_OK(press_compress(&c2, &p, &pc, 4, 0, NULL));
+    for (int64_t s = 0; c && c2 && s < ns; s++) {
+        TT_CHECK(c->len[s] == c2->len[s]);
+        for (int64_t i = 0; i < c->len[s] && c->len[s] == c2->len[s]; i++)
+            TT_CHECK(kv_cache_pos(c, s)[i] == kv_cache_pos(c2, s)[i]);
+    }
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&c2);
+    ph.head_n_out = ns - 1; /* not the model's streams */
+    TT_OK(press_parse("tis", &p));
+    TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
+    free(lg);
+    free(kept);
+    free(sc);
+    free(sc4);
 }
 
 /* knorm keeps the lowest-norm key */
@@ -459,6 +615,7 @@ int main(void) {
         s_snapkv_window(&f);
         s_heavy_hitters(&f);
         s_tis_scores(&f);
+        s_kvzip(&f);
         s_knorm(&f);
         s_random(&f);
         s_adakv(&f);

@@ -110,10 +110,10 @@ static void s_outside_scorer(const fixture *f, const session_input *in, const se
     TT_OK(session_request_begin(&ss, f->st, f->ct, in, o, NULL, hd->cfg.layer));
     TT_CHECK(ss && session_needs_scores(ss));
     if (ss) TT_OK(session_hidden(ss, &rows_h, &nc, &nq));
-    if (ss) TT_FAILS(session_request_finish(ss, NULL, &rp2), TIS_EINVAL); /* no scores given */
+    if (ss) TT_FAILS(session_request_finish(ss, NULL, 1, &rp2), TIS_EINVAL); /* no scores given */
     sc = malloc((size_t)(nc ? nc : 1) * sizeof *sc);
     TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
-    if (ss) TT_OK(session_request_finish(ss, sc, &rp2));
+    if (ss) TT_OK(session_request_finish(ss, sc, 1, &rp2));
     session_destroy(&ss);
     size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
     void *blk2 = malloc(nb2 ? nb2 : 1);
@@ -143,7 +143,7 @@ static void s_row(const fixture *f, const bench_sample *sample, const eval_row *
     session_result rp = {0};
     TT_OK(session_request_begin(&ss, f->st, f->ct, &in, &o, hd, -1));
     if (ss) TT_CHECK(!session_needs_scores(ss));
-    if (ss) TT_OK(session_request_finish(ss, NULL, &rp));
+    if (ss) TT_OK(session_request_finish(ss, NULL, 1, &rp));
     session_destroy(&ss);
     if (!rp.kv) return;
     /* the hand-off: a flat block, rebuilt on the other side */
