@@ -25,6 +25,8 @@ static void s_usage(FILE *f) {
             "      --dataset FILE.jsonl  your own data: {\"context\", \"question\", \"answers\", ...}\n"
             "      --cache_budgets F...  budgets as fractions of the context (default 0.1 0.25 0.5)\n"
             "      --budget_tokens N...  budgets as token counts per head\n"
+            "      --thresholds T...     adaptive budgets: keep what scores >= T (kvzip, tis with a\n"
+            "                            per-head head); the report gives the achieved compression\n"
             "      --n_samples N         samples per context length (default 10)\n"
             "      --context_tokens N... context lengths in tokens (default 1024)\n"
             "      --depths D...         needle depths / item positions in [0,1] (default 0 .25 .5 .75 1)\n"
@@ -73,9 +75,9 @@ static void s_list(void) {
 typedef struct eval_opts {
     eval_job_config c;
     const char *policies[MAX_LIST], *benches[MAX_LIST], *protocol, *connect;
-    double budgets[MAX_LIST], depths[MAX_LIST];
+    double budgets[MAX_LIST], depths[MAX_LIST], thresholds[MAX_LIST];
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
-    int64_t n_pol, n_bench, n_budgets, n_btok, n_depths, n_ctx;
+    int64_t n_pol, n_bench, n_budgets, n_btok, n_depths, n_ctx, n_thr;
     int64_t seed, phrasing, threads, workers;
     bool list, query_aware, no_chat, no_plots;
     char cmdline[4096];
@@ -92,6 +94,7 @@ static int s_parse(int argc, char **argv, eval_opts *o) {
         CLI_STR("--dataset", NULL, &c->dataset),
         CLI_F32S("--cache_budgets", NULL, o->budgets, &o->n_budgets, MAX_LIST, 1e-6f, 1.0f),
         CLI_I64S("--budget_tokens", NULL, o->btoks, &o->n_btok, MAX_LIST, 1, 1 << 24),
+        CLI_F32S("--thresholds", NULL, o->thresholds, &o->n_thr, MAX_LIST, 1e-9f, 1.0f),
         CLI_I64("--n_samples", NULL, &c->spec.n_samples, 1, 1 << 20),
         CLI_I64S("--context_tokens", NULL, o->ctx_lens, &o->n_ctx, MAX_LIST, 16, 1 << 20),
         CLI_F32S("--depths", NULL, o->depths, &o->n_depths, MAX_LIST, 0.0f, 1.0f),
@@ -176,6 +179,8 @@ static int s_fill(eval_opts *o) {
     e->n_budgets = o->n_budgets;
     e->budget_tokens = o->btoks;
     e->n_budget_tokens = o->n_btok;
+    e->thresholds = o->thresholds;
+    e->n_thresholds = o->n_thr;
     e->agnostic = strcmp(o->protocol, "query_aware") != 0;
     e->query_aware = strcmp(o->protocol, "agnostic") != 0;
     e->chat = !o->no_chat;

@@ -60,6 +60,9 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     for (int64_t i = 0; i < cfg->n_budget_tokens; i++)
         if (cfg->budget_tokens[i] < 1)
             return tis_error(TIS_EINVAL, "eval: budget of %lld tokens", (long long)cfg->budget_tokens[i]);
+    for (int64_t i = 0; i < cfg->n_thresholds; i++)
+        if (!(cfg->thresholds[i] > 0 && cfg->thresholds[i] <= 1))
+            return tis_error(TIS_EINVAL, "eval: threshold %g is not in (0, 1]", cfg->thresholds[i]);
     eval_runner *r = calloc(1, sizeof *r);
     if (!r) return tis_error(TIS_ENOMEM, "eval: out of memory");
     r->m = m;
@@ -82,6 +85,9 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
         if (!rc && r->head_ctx->cfg.query_aware)
             rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", cfg->head_path);
         if (!rc) r->head_layer = r->head_ctx->cfg.layer;
+        if (!rc && cfg->n_thresholds > 0 && r->head_ctx->cfg.n_out <= 1)
+            rc = tis_error(TIS_EINVAL, "eval: --thresholds with tis needs a per-head head (one score per "
+                           "(layer, kv head): tis train --target recon); %s has one score per token", cfg->head_path);
     }
     if (!rc && need_q) {
         if (!cfg->head_query_path) rc = tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
@@ -210,8 +216,9 @@ static void s_fill_row(eval_row *row, const char *benchmark, const bench_sample 
 typedef struct variant {
     const press *pr;
     bool qa;
-    double frac;          /* -1 for a token budget */
-    int64_t btok;         /* -1 for a fraction */
+    double frac;          /* -1 for a token budget or a threshold */
+    int64_t btok;         /* -1 for a fraction or a threshold */
+    double tau;           /* threshold, or -1 */
     int64_t k;            /* context entries per stream */
     int64_t kept_mean;
     double compress_s;
@@ -223,6 +230,11 @@ typedef struct variant {
 /* The runs of one sample, in row order: protocol x policy x budget (`full`
  * once per protocol; tis_query only in the query-aware protocol). With
  * out NULL, only counts them. */
+/* Policies whose scores are on one scale in every stream: they also run
+ * the thresholds (tis only with a per-head head: eval_runner_new refuses
+ * a single-score one when thresholds are asked for). */
+static bool s_thresholded(const press *pr) { return pr->needs_recon || (pr->needs_head && !pr->query_head); }
+
 static int64_t s_variants(const eval_config *cfg, const press *presses, int64_t n_ctx, variant *out) {
     int64_t nb = cfg->n_budgets + cfg->n_budget_tokens, n = 0;
     for (int pi = 0; pi < 2; pi++) {
@@ -231,15 +243,20 @@ static int64_t s_variants(const eval_config *cfg, const press *presses, int64_t 
         for (int64_t i = 0; i < cfg->n_policies; i++) {
             const press *pr = &presses[i];
             if (pr->query_head && !qa) continue; /* the question is unknown before compression */
-            for (int64_t b = 0; b < (pr->score ? nb : 1); b++, n++) {
+            int64_t nv = !pr->score ? 1 : nb + (s_thresholded(pr) ? cfg->n_thresholds : 0);
+            for (int64_t b = 0; b < nv; b++, n++) {
                 if (!out) continue;
                 variant *v = &out[n];
                 v->pr = pr;
                 v->qa = qa;
                 v->frac = 1.0;
                 v->btok = -1;
+                v->tau = -1;
                 v->k = n_ctx;
-                if (pr->score && b < cfg->n_budgets) {
+                if (pr->score && b >= nb) {
+                    v->tau = cfg->thresholds[b - nb];
+                    v->frac = -1;
+                } else if (pr->score && b < cfg->n_budgets) {
                     v->frac = cfg->budgets[b];
                     v->k = session_budget(v->frac, 0, n_ctx);
                 } else if (pr->score) {
@@ -355,8 +372,10 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
         }
         const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
         float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd ? hd->attn_hook_lambda : 0.0f;
-        int rc = session_compact(x->ss, v->pr, v->qa, v->k, cfg->max_new, lambda, &v->kv, &v->kept_mean,
-                                 &v->compress_s);
+        int rc = v->tau >= 0 ? session_compact_threshold(x->ss, v->pr, v->qa, v->tau, cfg->max_new, lambda, &v->kv,
+                                                         &v->kept_mean, &v->compress_s)
+                             : session_compact(x->ss, v->pr, v->qa, v->k, cfg->max_new, lambda, &v->kv,
+                                               &v->kept_mean, &v->compress_s);
         if (rc) return rc;
         if (getenv("TIS_DEBUG_PRESS") && x->s->n_answers > 0) s_debug_keep(r, x->s, x->p, v, v->kv);
         x->gkv[G] = v->kv;
@@ -395,6 +414,7 @@ static int s_rows(sample_run *x, const char *benchmark, eval_row **rows, int64_t
         s_fill_row(&row, benchmark, x->s, x->p, v->pr->score ? v->pr->name : "full", protocols[v->qa], v->frac,
                    v->btok, &d);
         row.kept_tokens = v->kept_mean;
+        row.threshold = v->tau;
         row.full_kv_bytes = full_bytes;
         row.prefill_s = shared_s;
         row.compress_s = v->compress_s;
@@ -421,7 +441,7 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
     rc = s_reference(&x);
     if (rc) goto done;
     int64_t nb = cfg->n_budgets + cfg->n_budget_tokens;
-    x.var = calloc((size_t)(2 * cfg->n_policies * nb + 2), sizeof *x.var);
+    x.var = calloc((size_t)(2 * cfg->n_policies * (nb + cfg->n_thresholds) + 2), sizeof *x.var);
     x.gkv = malloc((size_t)cfg->batch * sizeof *x.gkv);
     x.gq = malloc((size_t)cfg->batch * sizeof *x.gq);
     x.gn = malloc((size_t)cfg->batch * sizeof *x.gn);

@@ -44,6 +44,11 @@ typedef struct eval_config {
     int64_t batch;                 /* policy runs decoded together (1: one at a time, so the
                                       timings are a single request's; more: faster sweeps,
                                       timings then describe the batch) */
+    const double *thresholds;      /* [n_thresholds] adaptive budgets in (0, 1]: each stream keeps
+                                      the context entries scoring at least tau; run for the
+                                      policies with calibrated scores (kvzip, adakv:kvzip, tis
+                                      with a per-head head), after their fixed budgets */
+    int64_t n_thresholds;
 } eval_config;
 
 /* Defaults: max_new 16, window 64, n_sink 4, seed 42, chat, agnostic, batch 1,

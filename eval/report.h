@@ -33,6 +33,8 @@ typedef struct eval_row {
     double tokens_per_s;     /* generated tokens / generation time after the first */
     int64_t n_generated;
     int64_t peak_rss_bytes;  /* process peak RSS when the row was written */
+    double threshold;        /* adaptive budget: entries scoring >= threshold kept (budget and
+                                budget_tokens -1 then); -1 for a fixed budget */
 } eval_row;
 
 /* What the report says about how it was made. */

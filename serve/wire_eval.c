@@ -70,6 +70,8 @@ void wire_eval_spec_view(const eval_config *cfg, const char *model_name, Tis__Ev
     m->attn_hook_lambda = cfg->attn_hook_lambda;
     m->batch = (uint32_t)cfg->batch;
     m->model_name = s_or_empty(model_name);
+    m->n_thresholds = (size_t)cfg->n_thresholds;
+    m->thresholds = (double *)cfg->thresholds;
 }
 
 int wire_eval_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
@@ -85,6 +87,11 @@ int wire_eval_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
             return tis_error(TIS_EINVAL, "eval job: budget %g is not in (0, 1]", m->budgets[i]);
     for (size_t i = 0; i < m->n_budget_tokens; i++)
         if (m->budget_tokens[i] < 1) return tis_error(TIS_EINVAL, "eval job: a token budget must be >= 1");
+    for (size_t i = 0; i < m->n_thresholds; i++)
+        if (!(m->thresholds[i] > 0 && m->thresholds[i] <= 1))
+            return tis_error(TIS_EINVAL, "eval job: threshold %g is not in (0, 1]", m->thresholds[i]);
+    cfg->thresholds = m->thresholds;
+    cfg->n_thresholds = (int64_t)m->n_thresholds;
     cfg->policies = (const char *const *)m->policies;
     cfg->n_policies = (int64_t)m->n_policies;
     cfg->budgets = m->budgets;
@@ -133,6 +140,7 @@ void wire_eval_row_view(const eval_row *r, Tis__EvalRow *m) {
     m->tokens_per_s = r->tokens_per_s;
     m->n_generated = r->n_generated;
     m->peak_rss_bytes = r->peak_rss_bytes;
+    m->threshold = r->threshold;
 }
 
 /* Copies a string field into a fixed buffer; an overlong one is an error
@@ -173,5 +181,7 @@ int wire_eval_row_from(const Tis__EvalRow *m, eval_row *r) {
     r->tokens_per_s = m->tokens_per_s;
     r->n_generated = m->n_generated;
     r->peak_rss_bytes = m->peak_rss_bytes;
+    r->threshold = m->threshold > 0 ? m->threshold : -1; /* absent (0): a fixed budget */
+    if (!(r->threshold == -1 || r->threshold <= 1)) return tis_error(TIS_EINVAL, "eval row: threshold %g", r->threshold);
     return 0;
 }
