@@ -25,6 +25,12 @@ int cmd_perplexity(int argc, char **argv);
 /* The default importance heads for the default model (committed). */
 #define CLI_DEFAULT_HEAD "configs/heads/smollm2-135m-instruct.tis.safetensors"
 #define CLI_DEFAULT_HEAD_QUERY "configs/heads/smollm2-135m-instruct.tis_query.safetensors"
+/* A model's default head of `kind` ("tis", "tis_query"), relative to the
+ * repository root: configs/heads/SLUG.KIND.safetensors, SLUG the model
+ * file's name in lower case without .gguf and its quantisation suffix
+ * (models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf:
+ * qwen2.5-coder-0.5b-instruct). */
+void cli_default_head(const char *model_path, const char *kind, char *out, size_t cap);
 
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);

@@ -38,7 +38,8 @@ static void s_usage(FILE *f) {
             "      --phrasing 0|1        needle/question wording of passkey and niah (1: another, for held-out tests)\n"
             "      --haystack FILE       niah haystack text (default /usr/share/common-licenses/GPL-3)\n"
             "      --n_keys N            niah_multikey needles (default 4)\n"
-            "      --head PATH           importance head for tis (default %s if present)\n"
+            "      --head PATH           importance head for tis (default: the model's, configs/heads/MODEL.tis.safetensors,\n"
+            "                            e.g. %s, when present)\n"
             "      --head_query PATH     query-aware head for tis_query (default %s if present)\n"
             "      --attn_hook_lambda L  lambda of the +hook policies (tis+hook, tis_query+hook);\n"
             "                            default: the head's\n"
@@ -226,10 +227,14 @@ int cmd_eval(int argc, char **argv) {
     o.c.model_path = cli_default_model();
     o.c.output = "results/eval.csv";
     o.c.spec = (bench_spec){.n_samples = 10, .n_keys = 4};
-    o.c.eval.head_path = access(CLI_DEFAULT_HEAD, R_OK) == 0 ? CLI_DEFAULT_HEAD : NULL;
-    o.c.eval.head_query_path = access(CLI_DEFAULT_HEAD_QUERY, R_OK) == 0 ? CLI_DEFAULT_HEAD_QUERY : NULL;
     int prc = s_parse(argc, argv, &o);
     if (prc) return prc == CLI_HELP ? 0 : prc;
+    /* the model's own default heads, when committed and no --head / --head_query */
+    static char def_head[512], def_head_q[512];
+    cli_default_head(o.c.model_path, "tis", def_head, sizeof def_head);
+    cli_default_head(o.c.model_path, "tis_query", def_head_q, sizeof def_head_q);
+    if (!o.c.eval.head_path && access(def_head, R_OK) == 0) o.c.eval.head_path = def_head;
+    if (!o.c.eval.head_query_path && access(def_head_q, R_OK) == 0) o.c.eval.head_query_path = def_head_q;
     if (o.list) {
         s_list();
         return 0;

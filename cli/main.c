@@ -1,5 +1,6 @@
 /* tis: one binary, subcommands. */
 #include <cblas.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +37,22 @@ const char *cli_default_model(void) {
     const char *env = getenv("TIS_MODEL");
     if (env && *env) return env;
     return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+void cli_default_head(const char *model_path, const char *kind, char *out, size_t cap) {
+    const char *base = strrchr(model_path, '/');
+    base = base && base[1] ? base + 1 : model_path;
+    char slug[256];
+    size_t n = strlen(base);
+    if (n >= sizeof slug) n = sizeof slug - 1;
+    for (size_t i = 0; i < n; i++) slug[i] = (char)tolower((unsigned char)base[i]);
+    slug[n] = 0;
+    char *dot = strrchr(slug, '.');
+    if (dot && !strcmp(dot, ".gguf")) *dot = 0, dot = strrchr(slug, '.');
+    /* a quantisation suffix: .q4_1, .q4_k_m, .f16, .bf16 */
+    if (dot && (dot[1] == 'q' || dot[1] == 'f' || (dot[1] == 'b' && dot[2] == 'f')) && strpbrk(dot, "0123456789"))
+        *dot = 0;
+    snprintf(out, cap, "configs/heads/%s.%s.safetensors", slug, kind);
 }
 
 int cli_threads(int64_t n) {
