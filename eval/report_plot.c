@@ -3,6 +3,9 @@
  * - PREFIX_<benchmark>_<protocol>_accuracy.png: accuracy vs KV budget
  *   (fractions, log x), one line per policy, `full` as a dashed level;
  *   budgets given in tokens go to ..._accuracy_tokens.png.
+ * - PREFIX_<benchmark>_<protocol>_accuracy_achieved.png, with threshold
+ *   runs: accuracy vs the fraction of the context kept (measured), each
+ *   policy's fixed budgets and thresholds.
  * - PREFIX_niah_<protocol>_heatmap_<budget>.png: for benchmark "niah" only,
  *   accuracy over the (context length x needle depth) grid, one panel per
  *   policy at that budget label (first-appearance order) after a `full`
@@ -31,7 +34,7 @@ extern char **environ;
 
 /* ---- rows to cells ------------------------------------------------------ */
 
-enum { P_FRAC, P_TOKENS, P_NONE }; /* budget kinds, in plot order */
+enum { P_FRAC, P_TOKENS, P_THRESH, P_NONE }; /* budget kinds, in plot order */
 
 /* Rows with the same key: (benchmark, protocol, policy, budget) for the
  * accuracy lines, plus (context length, depth) for the heatmaps. */
@@ -43,6 +46,7 @@ typedef struct p_cell {
     int64_t len;              /* target_tokens; -1 in accuracy cells */
     double depth;             /* -1 in accuracy cells */
     int64_t n, n_correct;
+    double kept_sum;          /* sum over rows of the achieved fraction kept (kept / context) */
 } p_cell;
 
 typedef struct p_names {
@@ -91,6 +95,7 @@ static int64_t p_merge(p_cell *c, int64_t n) {
         if (m > 0 && p_same_key(&c[m - 1], &c[i])) {
             c[m - 1].n += c[i].n;
             c[m - 1].n_correct += c[i].n_correct;
+            c[m - 1].kept_sum += c[i].kept_sum;
         } else {
             c[m++] = c[i];
         }
@@ -129,6 +134,8 @@ static void p_budget_label(char *buf, size_t cap, int kind, double v, bool file)
         snprintf(buf, cap, "%.4g", v);
     else if (kind == P_TOKENS)
         snprintf(buf, cap, file ? "%.0ftok" : "%.0f tok", v);
+    else if (kind == P_THRESH)
+        snprintf(buf, cap, file ? "t%.4g" : "score >= %.4g", v);
     else
         snprintf(buf, cap, "none");
 }
@@ -327,6 +334,62 @@ static int p_accuracy(p_job *j, const p_cell *c, int64_t n, int kind) {
     if (fn > 0)
         fprintf(gp, ", \\\n     %.9g with lines dt 2 lw 2 lc rgb 'black' title 'full (%.3f)'",
                 (double)fc / (double)fn, (double)fc / (double)fn);
+    fputs("\nunset output\n", gp);
+    return 0;
+}
+
+/* Accuracy vs the compression achieved, for a (benchmark, protocol) with
+ * threshold runs: each policy's fixed fractions and its thresholds (a
+ * series "POLICY (threshold)") at the fraction of the context they kept
+ * on average. Nothing without threshold cells. */
+static int p_achieved(p_job *j, const p_cell *c, int64_t n) {
+    int64_t n_thr = 0;
+    double lo = 1, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        n_thr += c[i].bkind == P_THRESH;
+        if ((c[i].bkind == P_THRESH || c[i].bkind == P_FRAC) && c[i].kept_sum > 0) {
+            double x = c[i].kept_sum / (double)c[i].n;
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+    }
+    if (n_thr == 0 || !(hi > 0)) return 0;
+    const char *bench = j->bench.v[c[0].bench], *proto = j->proto.v[c[0].proto];
+    const char *parts[] = {bench, proto, "accuracy_achieved"};
+    int rc = p_add_output(j, parts, 3, 960, 600);
+    if (rc) return rc;
+    FILE *gp = j->gp;
+    char title[160];
+    snprintf(title, sizeof title, "%s (%s): accuracy vs compression achieved", bench, proto);
+    fputs("set title ", gp);
+    p_gp_str(gp, title, "");
+    fprintf(gp, "\nset xlabel 'context kept (mean fraction per kv head, measured)'\nset ylabel 'accuracy'\n"
+                "set logscale x\nset xrange [%.9g:%.9g]\nset yrange [-0.02:1.02]\n"
+                "set ytics 0,0.1,1\nset grid\nset key outside right top\nplot ",
+            lo / 1.25, hi * 1.25);
+    int n_lines = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t e = i;
+        while (e < n && c[e].policy == c[i].policy) e++;
+        for (int kind = P_FRAC; kind <= P_THRESH; kind += P_THRESH - P_FRAC) {
+            char name[4200];
+            FILE *d = NULL;
+            for (int64_t k = i; k < e; k++) {
+                if (c[k].bkind != kind || !(c[k].kept_sum > 0)) continue;
+                if (!d && !(d = p_data(j, name, sizeof name))) return TIS_EIO;
+                fprintf(d, "%.9g %.9g %lld\n", c[k].kept_sum / (double)c[k].n,
+                        (double)c[k].n_correct / (double)c[k].n, (long long)c[k].n);
+            }
+            if (!d) continue;
+            if (fclose(d) != 0) return tis_error(TIS_EIO, "report: cannot write %s: %s", name, strerror(errno));
+            fputs(n_lines++ ? ", \\\n     " : "", gp);
+            p_gp_str(gp, name, "");
+            fprintf(gp, " using 1:2 with linespoints lw 2 pt %d ps 1.2 %stitle ", 5 + (n_lines - 1) % 9,
+                    kind == P_THRESH ? "dt 2 " : "");
+            p_gp_str(gp, j->policy.v[c[i].policy], kind == P_THRESH ? " (threshold)" : "");
+        }
+        i = e;
+    }
     fputs("\nunset output\n", gp);
     return 0;
 }
@@ -594,7 +657,10 @@ static int p_script(p_job *j, const eval_row *rows, int64_t n) {
         a->bench = p_rank(&j->bench, r->benchmark, sizeof r->benchmark);
         a->proto = p_rank(&j->proto, r->protocol, sizeof r->protocol);
         a->policy = p_rank(&j->policy, r->policy, sizeof r->policy);
-        if (isfinite(r->budget) && r->budget >= 0) {
+        if (isfinite(r->threshold) && r->threshold > 0) {
+            a->bkind = P_THRESH;
+            a->bval = r->threshold;
+        } else if (isfinite(r->budget) && r->budget >= 0) {
             a->bkind = P_FRAC;
             a->bval = r->budget;
         } else if (r->budget_tokens >= 0) {
@@ -603,6 +669,7 @@ static int p_script(p_job *j, const eval_row *rows, int64_t n) {
         } else {
             a->bkind = P_NONE;
         }
+        a->kept_sum = r->context_tokens > 0 ? (double)r->kept_tokens / (double)r->context_tokens : 0;
         a->len = -1;
         a->depth = -1;
         a->n = 1;
@@ -630,6 +697,7 @@ static int p_script(p_job *j, const eval_row *rows, int64_t n) {
         while (e < n_acc && acc[e].bench == acc[i].bench && acc[e].proto == acc[i].proto) e++;
         rc = p_accuracy(j, acc + i, e - i, P_FRAC);
         if (rc == 0) rc = p_accuracy(j, acc + i, e - i, P_TOKENS);
+        if (rc == 0) rc = p_achieved(j, acc + i, e - i);
         i = e;
     }
     for (int64_t i = 0; i < n_heat && rc == 0;) { /* per protocol (all niah) */
