@@ -213,13 +213,13 @@ int main(void) {
     if (hq) TT_OK(head_save(hq, hqp));
 
     const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv", "tova",
-                         "pyramidkv", "adakv", "oracle", "tis", "tis_query", "tis+hook"};
+                         "pyramidkv", "adakv", "oracle", "tis", "tis_query", "tis+hook", "kvzip"};
     double budgets[] = {0.3, 0.7};
     int64_t btok[] = {6};
     eval_config cfg;
     eval_config_defaults(&cfg);
     cfg.policies = pol;
-    cfg.n_policies = 13;
+    cfg.n_policies = 14;
     cfg.budgets = budgets;
     cfg.n_budgets = 2;
     cfg.budget_tokens = btok;
@@ -250,7 +250,7 @@ int main(void) {
     }
     fprintf(stderr, "  %lld runs compared with eval, %lld scored outside\n", (long long)compared, (long long)outside);
     TT_CHECK(outside > 0);
-    TT_CHECK(compared == 2 * ((1 + 11 * 3) + (1 + 12 * 3)));
+    TT_CHECK(compared == 2 * ((1 + 12 * 3) + (1 + 13 * 3)));
 
     TT_CASE("refusals");
     /* refusals */

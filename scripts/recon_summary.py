@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Headline tables of the reconstruction study (docs/results/recon/): per
+benchmark x length x protocol and budget, `full`, the reconstruction oracle
+(kvzip), the learned per-head head (tis), the answer oracle and the best
+query-agnostic baseline, with retention = accuracy / full's accuracy in the
+same cell; then the threshold runs: the fraction of the context kept
+(measured, mean over samples) and the accuracy.
+
+Usage: scripts/recon_summary.py docs/results/recon/*.csv"""
+import csv
+import sys
+from collections import defaultdict
+
+BUDGETS = ["0.01", "0.02", "0.05", "0.1", "0.25"]
+BASELINES = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova", "pyramidkv", "adakv"]
+LEARNED = ["kvzip", "tis", "oracle"]
+
+acc = defaultdict(list)
+kept = defaultdict(list)
+cells = []
+policies_seen = set()
+for path in sys.argv[1:]:
+    for r in csv.DictReader(open(path, newline="", encoding="utf-8", errors="replace")):
+        cell = (r["benchmark"], int(r["target_tokens"]), r["protocol"])
+        if cell not in cells:
+            cells.append(cell)
+        thr = r.get("threshold", "")
+        if thr not in ("", "-1") and float(thr) > 0:
+            b = "t" + f"{float(thr):g}"
+        else:
+            b = "1" if r["policy"] == "full" else f"{float(r['budget']):g}"
+        acc[cell + (r["policy"], b)].append(int(r["correct"]))
+        kept[cell + (r["policy"], b)].append(int(r["kept_tokens"]) / max(1, int(r["context_tokens"])))
+        policies_seen.add(r["policy"])
+
+
+def mean(v):
+    return sum(v) / len(v) if v else None
+
+
+def fmt(x, full=None):
+    if x is None:
+        return "–"
+    if full:
+        return f"{x:.2f} ({100 * x / full:.0f}%)"
+    return f"{x:.2f}"
+
+
+order = {"passkey": 0, "niah": 1, "niah_multikey": 2, "litm_kv": 3, "litm_qa": 4}
+cells.sort(key=lambda c: (order.get(c[0], 9), c[1], c[2] != "agnostic"))
+learned = [p for p in LEARNED if p in policies_seen]
+print("Accuracy (retention vs full in the same cell); n samples per cell in the last column.\n")
+print("| benchmark | tokens | protocol | full | budget | " + " | ".join(learned) + " | best baseline | n |")
+print("|---|---:|---|---:|---:|" + "---:|" * len(learned) + "---|---:|")
+for cell in cells:
+    full = mean(acc[cell + ("full", "1")])
+    for b in BUDGETS:
+        base = [(mean(acc[cell + (p, b)]), p) for p in BASELINES if acc[cell + (p, b)]]
+        if not base and not any(acc[cell + (p, b)] for p in learned):
+            continue
+        best = max(base) if base else (None, "")
+        if base:
+            ties = sorted(p for a, p in base if a == best[0])
+            best = (best[0], ties[0] if len(ties) == 1 else "all" if len(ties) == len(base)
+                    else ", ".join(ties) if len(ties) <= 3 else f"{len(ties)} tied")
+        n = max(len(acc[cell + (p, b)]) for p in learned + BASELINES)
+        cols = " | ".join(fmt(mean(acc[cell + (p, b)]), full) for p in learned)
+        print(f"| {cell[0]} | {cell[1]} | {cell[2]} | {fmt(full)} | {b} | {cols} | "
+              f"{fmt(best[0], full)} ({best[1]}) | {n} |")
+
+thr_rows = sorted({k[4] for k in acc if k[4].startswith("t")}, key=lambda t: float(t[1:]))
+if thr_rows:
+    print("\nThreshold runs: context kept (mean fraction per kv head, measured) / accuracy.\n")
+    pols = [p for p in ("kvzip", "tis") if p in policies_seen]
+    print("| benchmark | tokens | protocol | threshold | " + " | ".join(pols) + " |")
+    print("|---|---:|---|---:|" + "---|" * len(pols))
+    for cell in cells:
+        for t in thr_rows:
+            if not any(acc[cell + (p, t)] for p in pols):
+                continue
+            cols = " | ".join(
+                f"{mean(kept[cell + (p, t)]):.3f} / {mean(acc[cell + (p, t)]):.2f}" if acc[cell + (p, t)] else "–"
+                for p in pols)
+            print(f"| {cell[0]} | {cell[1]} | {cell[2]} | {t[1:]} | {cols} |")
