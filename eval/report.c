@@ -109,10 +109,13 @@ static const s_col s_csv_cols[] = {
     S_COL(prefill_s, S_COL_F64, "%.6g"),     S_COL(compress_s, S_COL_F64, "%.6g"),
     S_COL(decode_s, S_COL_F64, "%.6g"),      S_COL(ttft_s, S_COL_F64, "%.6g"),
     S_COL(tokens_per_s, S_COL_F64, "%.6g"),  S_COL(n_generated, S_COL_I64, NULL),
-    S_COL(peak_rss_bytes, S_COL_I64, NULL),
+    S_COL(peak_rss_bytes, S_COL_I64, NULL),  S_COL(threshold, S_COL_F64, "%.4g"),
 };
 #undef S_COL
 enum { S_N_COLS = sizeof s_csv_cols / sizeof s_csv_cols[0] };
+/* CSVs of earlier versions hold the first S_N_COLS_MIN columns: the later
+ * ones read as their "none" value (threshold -1). */
+enum { S_N_COLS_MIN = 25 };
 
 /* RFC 4180: quoted (with "" for ") when it holds a comma, quote, CR or LF. */
 static void s_csv_str(FILE *f, const char *s, size_t cap) {
@@ -246,8 +249,9 @@ int report_trim_csv(const char *path, int64_t *cut) {
 
 /* ---- reading the CSV back ----------------------------------------------
  *
- * Format (what report_write_csv writes): a header line naming the 25
- * columns of s_csv_cols in order, then one record per row. Records end in
+ * Format (what report_write_csv writes): a header line naming the 26
+ * columns of s_csv_cols in order (or the first 25: a CSV from before the
+ * threshold column, read as fixed budgets), then one record per row. Records end in
  * LF (CRLF accepted); fields are separated by commas; a field that holds a
  * comma, quote, CR or LF is enclosed in double quotes with each quote
  * doubled, and may span lines. Integers are decimal int64, booleans 0 or 1,
@@ -399,9 +403,10 @@ static void s_utf8_copy(char *dst, size_t cap, const char *src, size_t len) {
 }
 
 /* The record in `in` as a row. */
-static int s_csv_row(const s_csv_in *in, eval_row *r) {
+static int s_csv_row(const s_csv_in *in, eval_row *r, int n_cols) {
     memset(r, 0, sizeof *r);
-    for (int c = 0; c < S_N_COLS; c++) {
+    r->threshold = -1;
+    for (int c = 0; c < n_cols; c++) {
         const s_col *col = &s_csv_cols[c];
         char *p = (char *)r + col->off;
         const char *v = in->cell[c];
@@ -448,11 +453,12 @@ int report_read_csv(const char *path, eval_row **rows, int64_t *n) {
     eval_row *out = NULL;
     int64_t n_out = 0, cap = 0;
     int rc = s_csv_record(in);
+    int n_cols = rc > 0 && in->n_fields >= S_N_COLS_MIN && in->n_fields <= S_N_COLS ? (int)in->n_fields : S_N_COLS;
     if (rc == 0) rc = s_csv_bad(in, 1, "empty file, expected the header line");
-    else if (rc > 0 && in->n_fields != S_N_COLS)
+    else if (rc > 0 && in->n_fields != n_cols)
         rc = s_csv_bad(in, 1, "header has %lld column%s, expected %d: not a tis report CSV",
                        (long long)in->n_fields, in->n_fields == 1 ? "" : "s", (int)S_N_COLS);
-    for (int c = 0; rc > 0 && c < S_N_COLS; c++)
+    for (int c = 0; rc > 0 && c < n_cols; c++)
         if (strcmp(in->cell[c], s_csv_cols[c].name) != 0) {
             char show[48];
             rc = s_csv_bad(in, 1, "header column %d is '%s', expected '%s'", c + 1,
@@ -462,9 +468,9 @@ int report_read_csv(const char *path, eval_row **rows, int64_t *n) {
         int64_t line = in->line;
         rc = s_csv_record(in);
         if (rc <= 0) break;
-        if (in->n_fields != S_N_COLS) {
+        if (in->n_fields != n_cols) {
             rc = s_csv_bad(in, line, "%lld column%s, expected %d", (long long)in->n_fields,
-                           in->n_fields == 1 ? "" : "s", (int)S_N_COLS);
+                           in->n_fields == 1 ? "" : "s", n_cols);
             break;
         }
         if (n_out == cap) {
@@ -480,7 +486,7 @@ int report_read_csv(const char *path, eval_row **rows, int64_t *n) {
             out = grown;
             cap = want;
         }
-        rc = s_csv_row(in, &out[n_out]);
+        rc = s_csv_row(in, &out[n_out], n_cols);
         if (rc == 0) {
             n_out++;
             rc = 1;
@@ -513,7 +519,7 @@ static void s_stat_add(s_stat *s, double v) {
 }
 static double s_stat_mean(const s_stat *s) { return s->n ? s->sum / (double)s->n : NAN; }
 
-enum { S_BUDGET_FRAC, S_BUDGET_TOKENS, S_BUDGET_NONE };
+enum { S_BUDGET_FRAC, S_BUDGET_TOKENS, S_BUDGET_THRESH, S_BUDGET_NONE };
 
 typedef struct s_group {
     int bench, proto, policy; /* first-appearance ranks of the names */
@@ -530,7 +536,11 @@ typedef struct s_group {
 /* Budget of a row: a fraction when budget >= 0, else tokens when
  * budget_tokens >= 0, else none (e.g. an uncompressed baseline). */
 static void s_budget(const eval_row *r, int *kind, double *val, char *label, size_t cap) {
-    if (isfinite(r->budget) && r->budget >= 0) {
+    if (isfinite(r->threshold) && r->threshold > 0) {
+        *kind = S_BUDGET_THRESH;
+        *val = r->threshold;
+        snprintf(label, cap, "score >= %.4g", r->threshold);
+    } else if (isfinite(r->budget) && r->budget >= 0) {
         *kind = S_BUDGET_FRAC;
         *val = r->budget;
         snprintf(label, cap, "%.4g", r->budget);
@@ -699,6 +709,7 @@ static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_
         cJSON_AddStringToObject(o, "policy", x->policy_name);
         s_jnum(o, "budget", x->bkind == S_BUDGET_FRAC ? x->bval : NAN);
         s_jnum(o, "budget_tokens", x->bkind == S_BUDGET_TOKENS ? x->bval : NAN);
+        s_jnum(o, "threshold", x->bkind == S_BUDGET_THRESH ? x->bval : NAN);
         cJSON_AddStringToObject(o, "budget_label", x->label);
         cJSON_AddNumberToObject(o, "n", (double)x->n);
         s_jnum(o, "accuracy", s.acc);

@@ -15,11 +15,11 @@
 #include "report.h"
 #include "tt.h"
 
-static const char *const s_cols[25] = {
+static const char *const s_cols[26] = {
     "benchmark", "policy", "protocol", "budget", "budget_tokens", "context_tokens",
     "target_tokens", "depth", "position", "sample_id", "correct", "exact", "hallucinated",
     "answer", "expected", "kept_tokens", "kv_bytes", "full_kv_bytes", "prefill_s",
-    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes"};
+    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes", "threshold"};
 
 /* One RFC 4180 record from *p into fields[max][512]; returns the field
  * count (-1 at the end of the text or on a malformed quote). */
@@ -85,12 +85,12 @@ static void test_csv(void) {
     const char *p = text;
     char f[30][512];
     int n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 25);
-    for (int i = 0; i < 25 && i < n; i++) TT_CHECK(strcmp(f[i], s_cols[i]) == 0);
+    TT_CHECK(n == 26);
+    for (int i = 0; i < 26 && i < n; i++) TT_CHECK(strcmp(f[i], s_cols[i]) == 0);
 
     n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 25);
-    if (n == 25) {
+    TT_CHECK(n == 26);
+    if (n == 26) {
         TT_CHECK(strcmp(f[0], "passkey") == 0 && strcmp(f[1], "snapkv") == 0);
         TT_CHECK(strcmp(f[2], "agnostic") == 0);
         TT_CHECK(strcmp(f[3], "0.1") == 0 && strcmp(f[4], "-1") == 0);
@@ -103,8 +103,8 @@ static void test_csv(void) {
         TT_CHECK(strcmp(f[24], "1048576") == 0);
     }
     n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 25);
-    if (n == 25) {
+    TT_CHECK(n == 26);
+    if (n == 26) {
         TT_CHECK(strcmp(f[3], "-1") == 0 && strcmp(f[4], "256") == 0);
         TT_CHECK(strcmp(f[10], "0") == 0);
         TT_CHECK(f[13][0] == 0);
@@ -217,6 +217,8 @@ static void test_read_csv_roundtrip(void) {
     rows[3].tokens_per_s = -INFINITY;
     rows[4].budget = -1;
     rows[4].budget_tokens = 256;
+    rows[1].budget = -1;
+    rows[1].threshold = 0.02; /* an adaptive budget */
 
     const char *path = tt_path("roundtrip.csv");
     TT_OK(report_write_csv(path, rows, N));
@@ -235,6 +237,7 @@ static void test_read_csv_roundtrip(void) {
         TT_CHECK(strcmp(back[0].answer, rows[0].answer) == 0);
         TT_CHECK(back[3].budget == 0.3333 && isnan(back[3].decode_s));
         TT_CHECK(isinf(back[3].ttft_s) && back[3].ttft_s > 0 && back[3].tokens_per_s < 0);
+        TT_CHECK(back[1].threshold == 0.02 && back[4].threshold == rows[4].threshold);
     }
     free(back);
 
@@ -301,7 +304,8 @@ static void test_append_csv(void) {
     TT_FAILS(report_trim_csv(tt_path("append_missing.csv"), &cut), TIS_EIO);
 }
 
-/* The header line report_write_csv writes, from the test's own list. */
+/* The header line of a CSV from before the threshold column (25 columns,
+ * still read: threshold -1), from the test's own list. */
 static char s_header[1024];
 static void s_header_init(void) {
     size_t len = 0;
@@ -452,6 +456,7 @@ static void test_read_csv_bad(void) {
         TT_CHECK(strcmp(rows[0].answer, "two\r\nlines") == 0);
         TT_CHECK(rows[1].peak_rss_bytes == 1048576);
         TT_CHECK(rows[1].budget == 0.1 && rows[1].tokens_per_s == 40.5 && rows[0].correct);
+        TT_CHECK(rows[0].threshold == -1 && rows[1].threshold == -1); /* 25 columns: fixed budgets */
     }
     free(rows);
 }

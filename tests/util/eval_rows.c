@@ -32,5 +32,6 @@ eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, d
     r.tokens_per_s = tps;
     r.n_generated = 8;
     r.peak_rss_bytes = 1 << 20;
+    r.threshold = -1;
     return r;
 }
