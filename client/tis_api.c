@@ -47,7 +47,7 @@ static int s_head(tis_engine *e, const char *path, bool query, head **out) {
     if (!path) return 0;
     const model_config *c = &e->m->config;
     int rc = head_load(out, path);
-    if (!rc) rc = head_check_model(*out, c->name, c->d_model, c->n_layer);
+    if (!rc) rc = head_check_model(*out, c->name, c->d_model, c->n_layer, c->n_kv_head);
     if (!rc && (*out)->cfg.query_aware != query)
         rc = tis_error(TIS_EINVAL, "tis: %s is %sa query-aware head", path, query ? "not " : "");
     return rc;

@@ -81,7 +81,7 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     if (!rc && need_ctx) {
         if (!cfg->head_path) rc = tis_error(TIS_EINVAL, "eval: policy tis needs an importance head (--head; train one with tis train)");
         else if (!(rc = head_load(&r->head_ctx, cfg->head_path)))
-            rc = head_check_model(r->head_ctx, mc->name, mc->d_model, mc->n_layer);
+            rc = head_check_model(r->head_ctx, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
         if (!rc && r->head_ctx->cfg.query_aware)
             rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", cfg->head_path);
         if (!rc) r->head_layer = r->head_ctx->cfg.layer;
@@ -92,7 +92,7 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     if (!rc && need_q) {
         if (!cfg->head_query_path) rc = tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
         else if (!(rc = head_load(&r->head_q, cfg->head_query_path)))
-            rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer);
+            rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
         if (!rc && !r->head_q->cfg.query_aware)
             rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", cfg->head_query_path);
         if (!rc && r->head_layer >= 0 && r->head_q->cfg.layer != r->head_layer)

@@ -55,9 +55,10 @@ static int s_config_check(head_config *c, const head_config *in) {
         c->rank = 0;
     }
     if (c->n_out == 0) c->n_out = 1;
-    if (c->n_out != 1)
-        return tis_error(TIS_EUNSUPPORTED, "head: %lld outputs per token: per-head heads are not built yet",
-                         (long long)c->n_out);
+    if (c->n_out < 1 || c->n_out > 65536)
+        return tis_error(TIS_EINVAL, "head: n_out %lld is out of range (1..65536)", (long long)c->n_out);
+    if (c->target != HEAD_TARGET_ANSWER && c->target != HEAD_TARGET_RECON)
+        return tis_error(TIS_EINVAL, "head: unknown target %d (answer 0, recon 1)", (int)c->target);
     if (c->layer < 0 || c->layer > 65536)
         return tis_error(TIS_EINVAL, "head: layer %lld is out of range (0..65536)",
                          (long long)c->layer);
@@ -73,11 +74,11 @@ int head_new(head **out, const head_config *cfg, uint64_t seed) {
     head_config c;
     int rc = s_config_check(&c, cfg);
     if (rc) return rc;
-    const int64_t d = c.d_model, d_in = c.kind == HEAD_MLP ? c.hidden : d;
+    const int64_t d = c.d_model, d_in = c.kind == HEAD_MLP ? c.hidden : d, no = c.n_out;
     /* Size table, in layout order: trained params, then mean/std. Bounds
      * above keep every product far from overflow (< 2^31 floats). */
     const int64_t sizes[] = {
-        d_in, 1,                                  /* w_out, b_out */
+        no * d_in, no,                            /* w_out, b_out */
         c.hidden * d, c.hidden,                   /* w1, b1 (0 for linear) */
         c.rank * d, c.rank * d,                   /* pq, pk (0 unless query-aware) */
         d, d,                                     /* mean, std */
@@ -108,8 +109,8 @@ int head_new(head **out, const head_config *cfg, uint64_t seed) {
     /* Kaiming-uniform-ish weights, zero biases, small normal projections
      * (sd 1/sqrt(d), so the bilinear term starts at O(1/sqrt(rank))). */
     uint64_t st = seed;
-    s_fill_uniform(h->w_out, d_in, 1.0 / sqrt((double)d_in), &st);
-    h->b_out[0] = 0;
+    s_fill_uniform(h->w_out, no * d_in, 1.0 / sqrt((double)d_in), &st);
+    memset(h->b_out, 0, (size_t)no * sizeof(float));
     if (h->w1) {
         s_fill_uniform(h->w1, c.hidden * d, 1.0 / sqrt((double)d), &st);
         memset(h->b1, 0, (size_t)c.hidden * sizeof(float));
@@ -197,31 +198,43 @@ static int s_check_args(const head *h, const float *f, int64_t n, const float *q
 int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s) {
     int rc = s_check_args(h, f, n, q, "forward");
     if (rc || n == 0) return rc;
-    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank;
+    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
     const size_t scratch = (size_t)(h->cfg.kind == HEAD_MLP ? HEAD_CHUNK * hid : 0) +
                            (size_t)(h->cfg.query_aware ? r + d : 0);
     float *buf = scratch ? malloc(scratch * sizeof(float)) : NULL;
     if (scratch && !buf) return tis_error(TIS_ENOMEM, "head: forward: out of memory");
+    /* s[no][n] = W_out A^T (+ b), A = f (linear) or relu(fc1 f) (mlp, by blocks) */
     if (h->cfg.kind == HEAD_LINEAR) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, f, (int)d, h->w_out, 1,
-                    0.0f, s, 1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)no, (int)n, (int)d, 1.0f,
+                    h->w_out, (int)d, f, (int)d, 0.0f, s, (int)n);
     } else {
         float *z = buf; /* [HEAD_CHUNK][hidden] */
         for (int64_t i0 = 0; i0 < n; i0 += HEAD_CHUNK) {
             const int64_t m = n - i0 < HEAD_CHUNK ? n - i0 : HEAD_CHUNK;
             s_fc1(h, f + i0 * d, m, z);
             for (int64_t k = 0; k < m * hid; k++) z[k] = z[k] > 0 ? z[k] : 0.0f;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)hid, 1.0f, z, (int)hid, h->w_out,
-                        1, 0.0f, s + i0, 1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)no, (int)m, (int)hid, 1.0f,
+                        h->w_out, (int)hid, z, (int)hid, 0.0f, s + i0, (int)n);
         }
     }
-    const float b = h->b_out[0];
-    for (int64_t j = 0; j < n; j++) s[j] += b;
+    for (int64_t o = 0; o < no; o++) {
+        const float b = h->b_out[o];
+        for (int64_t j = 0; j < n; j++) s[o * n + j] += b;
+    }
     if (h->cfg.query_aware) {
+        /* the bilinear term, one per token, added to every output */
         float *u = buf + (h->cfg.kind == HEAD_MLP ? HEAD_CHUNK * hid : 0), *v = u + r;
+        float *t = malloc((size_t)n * sizeof(float));
+        if (!t) {
+            free(buf);
+            return tis_error(TIS_ENOMEM, "head: forward: out of memory");
+        }
         s_query_vec(h, q, u, v);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, f, (int)d, v, 1, 1.0f, s,
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, f, (int)d, v, 1, 0.0f, t,
                     1);
+        for (int64_t o = 0; o < no; o++)
+            for (int64_t j = 0; j < n; j++) s[o * n + j] += t[j];
+        free(t);
     }
     free(buf);
     return 0;
@@ -235,49 +248,53 @@ int head_backward(const head *h, const float *f, int64_t n, const float *q, cons
     int rc = s_check_args(h, f, n, q, "backward");
     if (rc || n == 0) return rc;
     if (!ds || !grad) return tis_error(TIS_EINVAL, "head: backward: NULL ds or grad");
-    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank;
+    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
     const bool mlp = h->cfg.kind == HEAD_MLP, qa = h->cfg.query_aware;
-    /* g[d] = F^T ds: the whole gradient of a linear head, and what the
-     * bilinear term needs (sum_j ds_j f_j . v = g . v). */
+    /* The query term sees the sum over outputs, dsum[j] = sum_o ds[o][j],
+     * through g[d] = F^T dsum (sum_j dsum_j f_j . v = g . v). */
     const size_t scratch = (size_t)(mlp ? 2 * HEAD_CHUNK * hid : 0) +
-                           (size_t)(qa || !mlp ? d : 0) + (size_t)(qa ? 2 * r : 0);
-    float *buf = malloc(scratch * sizeof(float));
-    if (!buf) return tis_error(TIS_ENOMEM, "head: backward: out of memory");
+                           (size_t)(qa ? n + d + 2 * r : 0);
+    float *buf = scratch ? malloc(scratch * sizeof(float)) : NULL;
+    if (scratch && !buf) return tis_error(TIS_ENOMEM, "head: backward: out of memory");
     float *p = buf;
     float *z = mlp ? p : NULL;                   /* [HEAD_CHUNK][hidden] pre-activation */
     float *dz = mlp ? p + HEAD_CHUNK * hid : NULL; /* [HEAD_CHUNK][hidden] */
     p += mlp ? 2 * HEAD_CHUNK * hid : 0;
-    float *g = qa || !mlp ? p : NULL;            /* [d] */
-    p += qa || !mlp ? d : 0;
+    float *dsum = qa ? p : NULL, *g = qa ? p + n : NULL; /* [n], [d] */
+    p += qa ? n + d : 0;
     float *u = qa ? p : NULL, *w = qa ? p + r : NULL; /* [rank] Pq q, [rank] Pk g */
 
-    double db = 0;
-    for (int64_t j = 0; j < n; j++) db += ds[j];
-    GRAD_OF(b_out)[0] += (float)db;
-    if (g)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0f, f, (int)d, ds, 1, 0.0f, g,
-                    1);
+    float *gb = GRAD_OF(b_out);
+    for (int64_t o = 0; o < no; o++) {
+        double db = 0;
+        for (int64_t j = 0; j < n; j++) db += ds[o * n + j];
+        gb[o] += (float)db;
+    }
     if (!mlp) {
-        float *gw = GRAD_OF(w_out);
-        for (int64_t k = 0; k < d; k++) gw[k] += g[k];
+        /* dW[no][d] += dS[no][n] F[n][d] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)no, (int)d, (int)n, 1.0f, ds,
+                    (int)n, f, (int)d, 1.0f, GRAD_OF(w_out), (int)d);
     } else {
         float *gw2 = GRAD_OF(w_out), *gw1 = GRAD_OF(w1), *gb1 = GRAD_OF(b1);
         for (int64_t i0 = 0; i0 < n; i0 += HEAD_CHUNK) {
             const int64_t m = n - i0 < HEAD_CHUNK ? n - i0 : HEAD_CHUNK;
-            const float *fi = f + i0 * d, *dsi = ds + i0;
+            const float *fi = f + i0 * d, *dsi = ds + i0; /* dsi: [no][m], row stride n */
             s_fc1(h, fi, m, z);
+            for (int64_t k = 0; k < m * hid; k++) z[k] = z[k] > 0 ? z[k] : 0.0f; /* activation a */
+            /* dA[m][hid] = dS_blk^T W2, masked by relu' (a > 0 iff z > 0) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)hid, (int)no, 1.0f,
+                        dsi, (int)n, h->w_out, (int)hid, 0.0f, dz, (int)hid);
             for (int64_t i = 0; i < m; i++) {
-                float *zi = z + i * hid, *dzi = dz + i * hid;
+                const float *zi = z + i * hid;
+                float *dzi = dz + i * hid;
                 for (int64_t k = 0; k < hid; k++) {
-                    const bool on = zi[k] > 0;
-                    zi[k] = on ? zi[k] : 0.0f; /* now the activation a */
-                    dzi[k] = on ? dsi[i] * h->w_out[k] : 0.0f;
+                    dzi[k] = zi[k] > 0 ? dzi[k] : 0.0f;
                     gb1[k] += dzi[k];
                 }
             }
-            /* dw2 += A^T ds; dW1 += dZ^T F */
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)hid, 1.0f, z, (int)hid, dsi, 1,
-                        1.0f, gw2, 1);
+            /* dW2[no][hid] += dS_blk A; dW1 += dZ^T F */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)no, (int)hid, (int)m, 1.0f,
+                        dsi, (int)n, z, (int)hid, 1.0f, gw2, (int)hid);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)hid, (int)d, (int)m, 1.0f,
                         dz, (int)hid, fi, (int)d, 1.0f, gw1, (int)d);
         }
@@ -285,6 +302,11 @@ int head_backward(const head *h, const float *f, int64_t n, const float *q, cons
     if (qa) {
         /* term = (Pk g) . (Pq q) / sqrt(r): dPk = u g^T / sqrt(r),
          * dPq = (Pk g) q^T / sqrt(r). */
+        for (int64_t j = 0; j < n; j++) dsum[j] = 0;
+        for (int64_t o = 0; o < no; o++)
+            for (int64_t j = 0; j < n; j++) dsum[j] += ds[o * n + j];
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0f, f, (int)d, dsum, 1, 0.0f, g,
+                    1);
         const float sc = (float)(1.0 / sqrt((double)r));
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)d, 1.0f, h->pq, (int)d, q, 1, 0.0f,
                     u, 1);
@@ -347,6 +369,16 @@ double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n,
         if (ds)
             for (int64_t j = 0; j < n; j++) ds[j] = (float)(sy * exp(s[j] - lse) - y[j]);
         return sy * lse - sys;
+    }
+    if (kind == LOSS_RECON_MSE) {
+        double loss = 0;
+        for (int64_t j = 0; j < n; j++) {
+            const double t = log(y[j] > HEAD_RECON_FLOOR ? (double)y[j] : HEAD_RECON_FLOOR);
+            const double e = s[j] - t;
+            loss += e * e;
+            if (ds) ds[j] = (float)(2.0 * e / (double)n);
+        }
+        return loss / (double)n;
     }
     TIS_ASSERT(kind == LOSS_BCE_TOPK);
     const int64_t k = s_topk_count(topk_frac, n);
@@ -415,7 +447,9 @@ double head_recall_at(const float *s, const float *y, int64_t n, double frac) {
 
 int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
                        int64_t q_begin, int64_t n_q, float *out) {
-    int64_t d = h->cfg.d_model;
+    if (!h || !hid || !out || n_ctx < 0 || ctx_begin < 0)
+        return tis_error(TIS_EINVAL, "head: score_context: bad arguments");
+    const int64_t d = h->cfg.d_model;
     if (h->cfg.query_aware && n_q < 1) return tis_error(TIS_EINVAL, "head: a query-aware head needs question rows");
     float *f = malloc((size_t)(n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
     if (!f || !q) {

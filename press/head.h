@@ -12,9 +12,14 @@
  *   question's pooled feature q (mean of the question rows' features):
  *            s_j += (Pk f_j) . (Pq q) / sqrt(rank)
  *
+ * Per-head heads (n_out > 1): the same trunk (linear: none; mlp: relu(W1 f_j
+ * + b1)) feeds n_out output units, s_{o,j} = w_o . a_j + b_o, one per
+ * (layer, kv head) stream; the query-aware term (if any) is shared by all
+ * outputs. Scores are laid out stream-major: s[o * n + j].
+ *
  * Checkpoint (safetensors), tensor names as the reference checkpoint's:
- *   importance_head.out_proj.weight [1][d_in]   (d_in = d_model, or hidden for mlp)
- *   importance_head.out_proj.bias   [1]
+ *   importance_head.out_proj.weight [n_out][d_in]   (d_in = d_model, or hidden for mlp)
+ *   importance_head.out_proj.bias   [n_out]
  *   importance_head.fc1.weight      [hidden][d_model]   (mlp)
  *   importance_head.fc1.bias        [hidden]            (mlp)
  *   importance_head.query_proj.weight [rank][d_model]   (query-aware)
@@ -24,7 +29,9 @@
  *   attn_hook_lambda                [1]
  * metadata: format "tis-head-1", kind (linear|mlp), query_aware (0|1),
  * base_model, d_model, layer, hidden, rank, feature_norm
- * ("rmsnorm+standardise"), label_hash, train_command. importance_embedding.*
+ * ("rmsnorm+standardise"), label_hash, train_command, n_out, target
+ * ("answer" | "recon"). A checkpoint without n_out / target (written before
+ * they existed) loads as n_out 1, target answer. importance_embedding.*
  * tensors (a reference component tis does not use) are ignored on load. */
 #ifndef TIS_HEAD_H
 #define TIS_HEAD_H
@@ -33,6 +40,11 @@
 #include <stdint.h>
 
 typedef enum head_kind { HEAD_LINEAR = 0, HEAD_MLP = 1 } head_kind;
+
+/* What the head was trained to predict: the answer-attention oracle labels
+ * (a ranking within the context: listwise / bce_topk), or reconstruction
+ * scores (press/recon.h: the outputs predict ln(score)). */
+typedef enum head_target { HEAD_TARGET_ANSWER = 0, HEAD_TARGET_RECON = 1 } head_target;
 
 typedef struct head_config {
     head_kind kind;
@@ -47,7 +59,8 @@ typedef struct head_config {
                               stream s = layer * n_kv_head + kv_head): a per-head head, trained on
                               reconstruction labels, whose outputs predict ln(recon score)
                               (press/recon.h), so that exp(output) is on the scale of kvzip's
-                              scores. 0 in a config means 1. */
+                              scores. 0 in a config means 1; at most 65536. */
+    head_target target;    /* recorded in the checkpoint; the numerics do not depend on it */
 } head_config;
 
 /* Parameters live in one flat array so Adam and gradient checks see one
@@ -56,8 +69,8 @@ typedef struct head {
     head_config cfg;
     float *params;         /* [n_params] (owned) */
     int64_t n_params;
-    float *w_out;          /* [d_in] */
-    float *b_out;          /* [1] */
+    float *w_out;          /* [n_out][d_in] */
+    float *b_out;          /* [n_out] */
     float *w1, *b1;        /* [hidden][d_model], [hidden] (mlp) */
     float *pq, *pk;        /* [rank][d_model] each (query-aware) */
     float *mean, *std;     /* [d_model] feature normalisation (not trained) */
@@ -80,30 +93,36 @@ void head_features(const head *h, const float *x, int64_t n, float *f);
 /* The query vector: mean over rows of head_features(xq[nq][d]) -> q[d]. */
 void head_query(const head *h, const float *xq, int64_t nq, float *q);
 
-/* Scores s[n] for normalised features f[n][d]; q[d] (query-aware only,
- * else NULL). Scratch is allocated inside. */
+/* Scores s[n_out][n] (stream-major) for normalised features f[n][d]; q[d]
+ * (query-aware only, else NULL). Scratch is allocated inside. */
 int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s);
 
 /* Scores of the context rows [ctx_begin, ctx_begin + n_ctx) of hidden
  * states hid[][d_model] (rows by position, as captured in a prefill): raw
  * features normalised, the query vector pooled from the rows
- * [q_begin, q_begin + n_q) when the head is query-aware. out[n_ctx]. */
+ * [q_begin, q_begin + n_q) when the head is query-aware. out[n_out][n_ctx]. */
 int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
                        int64_t q_begin, int64_t n_q, float *out);
 
-/* Accumulates into grad[n_params] the gradient of sum_j ds[j] * s_j for the
- * same inputs (backprop of a loss whose derivative w.r.t. s is ds). */
+/* Accumulates into grad[n_params] the gradient of sum_{o,j} ds[o*n+j] *
+ * s_{o,j} for the same inputs (backprop of a loss whose derivative w.r.t. s
+ * is ds[n_out][n]). */
 int head_backward(const head *h, const float *f, int64_t n, const float *q, const float *ds,
                   float *grad);
 
-typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1 } head_loss;
+typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1, LOSS_RECON_MSE = 2 } head_loss;
 
 /* Loss of scores s[n] against oracle labels y[n] (summing to 1) and its
  * derivative ds[n]:
  *   listwise: cross-entropy between y and softmax(s);
  *   bce_topk: binary cross-entropy with logits, targets 1 for the top
  *             `topk_frac` of y (at least one), positives weighted so both
- *             classes count equally; mean over the n tokens. */
+ *             classes count equally; mean over the n tokens;
+ *   recon_mse: y are raw reconstruction scores in [0, 1] (any number of
+ *             streams laid end to end: n = n_out * n_ctx), the target
+ *             t = ln(max(y, HEAD_RECON_FLOOR)); mean over the n values of
+ *             (s - t)^2 (docs/head.md says why this loss). */
+#define HEAD_RECON_FLOOR 1e-6
 double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n, double topk_frac,
                       float *ds);
 
@@ -122,8 +141,10 @@ double head_recall_at(const float *s, const float *y, int64_t n, double frac);
 int head_save(const head *h, const char *path);
 int head_load(head **out, const char *path);
 
-/* Loading for use with a model: also checks base model name, d_model and
- * the layer exists (TIS_EINVAL naming both sides otherwise). */
-int head_check_model(const head *h, const char *model_name, int64_t d_model, int64_t n_layer);
+/* Loading for use with a model: also checks base model name, d_model,
+ * the layer exists and n_out is 1 or the model's n_layer * n_kv_head
+ * (TIS_EINVAL naming both sides otherwise). */
+int head_check_model(const head *h, const char *model_name, int64_t d_model, int64_t n_layer,
+                     int64_t n_kv_head);
 
 #endif

@@ -35,8 +35,8 @@ static void s_entries(head *h, s_entry e[S_N_ENTRIES]) {
     const head_config *c = &h->cfg;
     const int64_t d = c->d_model, d_in = c->kind == HEAD_MLP ? c->hidden : d;
     int i = 0;
-    e[i++] = (s_entry){"importance_head.out_proj.weight", h->w_out, 1, d_in};
-    e[i++] = (s_entry){"importance_head.out_proj.bias", h->b_out, 1, 0};
+    e[i++] = (s_entry){"importance_head.out_proj.weight", h->w_out, c->n_out, d_in};
+    e[i++] = (s_entry){"importance_head.out_proj.bias", h->b_out, c->n_out, 0};
     e[i++] = (s_entry){"importance_head.fc1.weight", h->w1, c->hidden, d};
     e[i++] = (s_entry){"importance_head.fc1.bias", h->b1, c->hidden, 0};
     e[i++] = (s_entry){"importance_head.query_proj.weight", h->pq, c->rank, d};
@@ -62,11 +62,12 @@ int head_save(const head *h, const char *path) {
         const int64_t shape[2] = {e[i].rows, e[i].cols};
         rc = st_writer_add(w, e[i].name, ST_F32, e[i].cols ? 2 : 1, shape, e[i].p);
     }
-    char num[4][32];
+    char num[5][32];
     snprintf(num[0], sizeof num[0], "%lld", (long long)c->d_model);
     snprintf(num[1], sizeof num[1], "%lld", (long long)c->layer);
     snprintf(num[2], sizeof num[2], "%lld", (long long)c->hidden);
     snprintf(num[3], sizeof num[3], "%lld", (long long)c->rank);
+    snprintf(num[4], sizeof num[4], "%lld", (long long)c->n_out);
     /* Fixed-size strings in the struct: copy with a bound so that an
      * unterminated one cannot be read past its end. */
     char base[sizeof c->base_model], hash[sizeof h->label_hash], cmd[sizeof h->train_command];
@@ -85,6 +86,8 @@ int head_save(const head *h, const char *path) {
         {"feature_norm", HEAD_FEATURE_NORM},
         {"label_hash", hash},
         {"train_command", cmd},
+        {"n_out", num[4]},
+        {"target", c->target == HEAD_TARGET_RECON ? "recon" : "answer"},
     };
     for (size_t i = 0; i < sizeof meta / sizeof *meta && !rc; i++)
         rc = st_writer_add_metadata(w, meta[i][0], meta[i][1]);
@@ -167,6 +170,16 @@ static int s_load_config(const st_file *f, head_config *c) {
     if ((rc = s_meta_int(f, "rank", c->query_aware ? 1 : 0, c->query_aware ? 1024 : INT32_MAX,
                          &c->rank)))
         return rc;
+    /* n_out and target came later: absent means a single-score answer head */
+    c->n_out = 1;
+    if (st_metadata(f, "n_out") && (rc = s_meta_int(f, "n_out", 1, 65536, &c->n_out))) return rc;
+    s = st_metadata(f, "target");
+    if (!s || strcmp(s, "answer") == 0)
+        c->target = HEAD_TARGET_ANSWER;
+    else if (strcmp(s, "recon") == 0)
+        c->target = HEAD_TARGET_RECON;
+    else
+        return tis_error(TIS_EFORMAT, "head: %s: target is '%.40s' (answer or recon)", path, s);
     return 0;
 }
 
@@ -259,7 +272,8 @@ int head_load(head **out, const char *path) {
 
 /* layer == n_layer is valid: the residual stream after the last layer (as
  * label.h counts layers; the reference probes final-layer states). */
-int head_check_model(const head *h, const char *model_name, int64_t d_model, int64_t n_layer) {
+int head_check_model(const head *h, const char *model_name, int64_t d_model, int64_t n_layer,
+                     int64_t n_kv_head) {
     if (!h || !model_name) return tis_error(TIS_EINVAL, "head: check: NULL head or model name");
     const head_config *c = &h->cfg;
     if (strncmp(c->base_model, model_name, sizeof c->base_model) != 0 || c->d_model != d_model ||
@@ -269,5 +283,11 @@ int head_check_model(const head *h, const char *model_name, int64_t d_model, int
                          "'%s' (d_model %lld, %lld layers)",
                          (int)sizeof c->base_model - 1, c->base_model, (long long)c->d_model,
                          (long long)c->layer, model_name, (long long)d_model, (long long)n_layer);
+    if (c->n_out != 1 && c->n_out != n_layer * n_kv_head)
+        return tis_error(TIS_EINVAL,
+                         "head has %lld outputs per token; this model has %lld layers x %lld kv heads "
+                         "= %lld streams (a per-head head needs one output per stream)",
+                         (long long)c->n_out, (long long)n_layer, (long long)n_kv_head,
+                         (long long)(n_layer * n_kv_head));
     return 0;
 }

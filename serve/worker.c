@@ -146,11 +146,13 @@ static int s_self_new(self_t **out, const worker_opts *o) {
         rc = tis_error(TIS_EINVAL, "worker: a scorer needs --head and/or --head_query");
     if (!rc && (s->prefill || s->scorer) && o->head_path) {
         rc = head_load(&s->h_ctx, o->head_path);
-        if (!rc) rc = head_check_model(s->h_ctx, s->m->config.name, s->m->config.d_model, s->m->config.n_layer);
+        if (!rc) rc = head_check_model(s->h_ctx, s->m->config.name, s->m->config.d_model, s->m->config.n_layer,
+                                       s->m->config.n_kv_head);
     }
     if (!rc && (s->prefill || s->scorer) && o->head_query_path) {
         rc = head_load(&s->h_q, o->head_query_path);
-        if (!rc) rc = head_check_model(s->h_q, s->m->config.name, s->m->config.d_model, s->m->config.n_layer);
+        if (!rc) rc = head_check_model(s->h_q, s->m->config.name, s->m->config.d_model, s->m->config.n_layer,
+                                       s->m->config.n_kv_head);
     }
     if (!rc && (s->prefill || s->scorer)) rc = arena_create(&s->own, o->name, o->arena_bytes);
     int64_t mb = o->max_batch > 0 ? o->max_batch : 8;

@@ -10,14 +10,19 @@
 #include "safetensors.h"
 #include "tt.h"
 
-static head *s_new(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
-                   uint64_t seed) {
+static head *s_new_out(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
+                       int64_t n_out, uint64_t seed) {
     head_config c = {.kind = kind, .query_aware = qa, .d_model = d, .hidden = hidden,
-                     .rank = rank, .layer = 3};
+                     .rank = rank, .layer = 3, .n_out = n_out};
     snprintf(c.base_model, sizeof c.base_model, "tiny-model");
     head *h = NULL;
     TT_OK(head_new(&h, &c, seed));
     return h;
+}
+
+static head *s_new(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
+                   uint64_t seed) {
+    return s_new_out(kind, qa, d, hidden, rank, 1, seed);
 }
 
 static void s_fill(float *p, int64_t n, float scale, uint64_t *st) {
@@ -73,6 +78,9 @@ static void test_new(void) {
         {.kind = HEAD_LINEAR, .query_aware = true, .d_model = 8, .rank = 5000},
         {.kind = HEAD_LINEAR, .d_model = 8, .layer = -1},
         {.kind = (head_kind)7, .d_model = 8},
+        {.kind = HEAD_LINEAR, .d_model = 8, .n_out = -1},
+        {.kind = HEAD_LINEAR, .d_model = 8, .n_out = 65537},
+        {.kind = HEAD_LINEAR, .d_model = 8, .target = (head_target)5},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         head *h = (head *)&h;
@@ -104,17 +112,19 @@ static void test_features(void) {
 
 /* ---- forward against naive loops; chunked rows against single rows ------- */
 
-static double s_naive(const head *h, const float *f, const float *q) {
+/* Output o of the head at one row f[d]. */
+static double s_naive_out(const head *h, const float *f, const float *q, int64_t o) {
     const head_config *c = &h->cfg;
-    const int64_t d = c->d_model;
-    double s = h->b_out[0];
+    const int64_t d = c->d_model, d_in = c->kind == HEAD_MLP ? c->hidden : d;
+    const float *w = h->w_out + o * d_in;
+    double s = h->b_out[o];
     if (c->kind == HEAD_LINEAR) {
-        for (int64_t k = 0; k < d; k++) s += (double)h->w_out[k] * f[k];
+        for (int64_t k = 0; k < d; k++) s += (double)w[k] * f[k];
     } else {
         for (int64_t u = 0; u < c->hidden; u++) {
             double z = h->b1[u];
             for (int64_t k = 0; k < d; k++) z += (double)h->w1[u * d + k] * f[k];
-            s += h->w_out[u] * (z > 0 ? z : 0);
+            s += w[u] * (z > 0 ? z : 0);
         }
     }
     if (c->query_aware) {
@@ -131,6 +141,8 @@ static double s_naive(const head *h, const float *f, const float *q) {
     }
     return s;
 }
+
+static double s_naive(const head *h, const float *f, const float *q) { return s_naive_out(h, f, q, 0); }
 
 static void test_forward_naive(void) {
     TT_CASE("forward_naive");
@@ -180,46 +192,74 @@ static void test_forward_naive(void) {
 /* ---- gradient check ------------------------------------------------------ */
 
 static double s_loss(const head *h, const float *f, int64_t n, const float *q, const float *y,
-                     head_loss lk, float *s, float *ds) {
+                     head_loss lk, float *s, float *ds, int64_t n_out) {
     if (head_forward(h, f, n, q, s) != 0) return NAN;
-    return head_loss_eval(lk, s, y, n, 0.3, ds);
+    return head_loss_eval(lk, s, y, n_out * n, 0.3, ds);
 }
 
-static void s_gradcheck(head_kind kind, bool qa, head_loss lk) {
-    enum { N = 7, D = 8 };
-    TT_CASE("gradcheck %s%s, %s", kind == HEAD_MLP ? "mlp" : "linear", qa ? " query-aware" : "",
-            lk == LOSS_BCE_TOPK ? "bce_topk" : "listwise");
-    head *h = s_new(kind, qa, D, 5, 3, 11 + (uint64_t)kind * 2 + qa);
+/* The smallest |pre-activation| of an mlp head's hidden units over rows f[n][d]. */
+static double s_min_preact(const head *h, const float *f, int64_t n) {
+    const int64_t d = h->cfg.d_model;
+    double m = INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t u = 0; u < h->cfg.hidden; u++) {
+            double z = h->b1[u];
+            for (int64_t k = 0; k < d; k++) z += (double)h->w1[u * d + k] * f[j * d + k];
+            m = fmin(m, fabs(z));
+        }
+    return m;
+}
+
+static const char *s_loss_name(head_loss lk) {
+    return lk == LOSS_BCE_TOPK ? "bce_topk" : lk == LOSS_RECON_MSE ? "recon_mse" : "listwise";
+}
+
+/* Every trained parameter's gradient against central differences, for a
+ * head of n_out outputs (the loss sees all n_out * N scores at once). */
+static void s_gradcheck(head_kind kind, bool qa, head_loss lk, int64_t n_out) {
+    enum { N = 7, D = 8, MAX_OUT = 4 };
+    TT_CASE("gradcheck %s%s, %s, %lld outputs", kind == HEAD_MLP ? "mlp" : "linear",
+            qa ? " query-aware" : "", s_loss_name(lk), (long long)n_out);
+    head *h = s_new_out(kind, qa, D, 5, 3, n_out, 11 + (uint64_t)kind * 2 + qa);
     if (!h) return;
-    uint64_t st = 77 + (uint64_t)lk;
+    uint64_t st = 77 + (uint64_t)lk + 5 * (uint64_t)n_out;
     /* non-trivial biases and normalisation (mean/std must get no gradient) */
     for (int64_t i = 0; i < head_n_trained(h); i++) h->params[i] += 0.3f * tt_randf(&st);
-    float f[N * D], q[D], y[N], s[N], ds[N];
-    s_fill(f, N * D, 1.5f, &st);
+    const int64_t ns = n_out * N;
+    float f[N * D], q[D], y[MAX_OUT * N], s[MAX_OUT * N], ds[MAX_OUT * N];
+    /* features with every relu input at least 0.05 from the kink, so that no
+       difference step (eps * |f| <= 0.0075) crosses it */
+    for (int tries = 0; tries < 1000; tries++) {
+        s_fill(f, N * D, 1.5f, &st);
+        if (kind != HEAD_MLP || s_min_preact(h, f, N) > 0.05) break;
+    }
     s_fill(q, D, 1.5f, &st);
     double ysum = 0;
-    for (int j = 0; j < N; j++) ysum += y[j] = 1.1f + tt_randf(&st);
-    for (int j = 0; j < N; j++) y[j] = (float)(y[j] / ysum);
+    for (int64_t j = 0; j < ns; j++) ysum += y[j] = 1.1f + tt_randf(&st);
+    for (int64_t j = 0; j < ns; j++) y[j] = (float)(y[j] / ysum);
+    if (lk == LOSS_RECON_MSE) /* raw scores in [0, 1], some under the floor */
+        for (int64_t j = 0; j < ns; j++) y[j] = j % 5 == 3 ? 1e-8f : 0.5f + 0.5f * tt_randf(&st);
     const float *qp = qa ? q : NULL;
-    s_loss(h, f, N, qp, y, lk, s, ds);
+    s_loss(h, f, N, qp, y, lk, s, ds, n_out);
     float *g = calloc((size_t)h->n_params, sizeof(float));
     TT_OK(head_backward(h, f, N, qp, ds, g));
-    const double eps = 1e-3;
+    if (kind == HEAD_MLP) TT_CHECK(s_min_preact(h, f, N) > 0.05);
+    const double eps = 5e-3;
     int bad = 0;
     double gmax = 0;
     for (int64_t i = 0; i < head_n_trained(h); i++) {
         const float p0 = h->params[i];
         h->params[i] = (float)(p0 + eps);
-        const double lp = s_loss(h, f, N, qp, y, lk, s, NULL);
+        const double lp = s_loss(h, f, N, qp, y, lk, s, NULL, n_out);
         h->params[i] = (float)(p0 - eps);
-        const double lm = s_loss(h, f, N, qp, y, lk, s, NULL);
+        const double lm = s_loss(h, f, N, qp, y, lk, s, NULL, n_out);
         h->params[i] = p0;
         const double num = (lp - lm) / (2 * eps), an = g[i], err = fabs(num - an);
         gmax = fmax(gmax, fabs(an));
         if (!(err < 1e-4 || err < 1e-2 * fmax(fabs(num), fabs(an)))) {
             if (bad++ < 5)
-                fprintf(stderr, "gradcheck kind %d qa %d loss %d: param %lld: analytic %g, "
-                        "numeric %g\n", (int)kind, (int)qa, (int)lk, (long long)i, an, num);
+                fprintf(stderr, "gradcheck kind %d qa %d loss %d n_out %lld: param %lld: analytic %g, "
+                        "numeric %g\n", (int)kind, (int)qa, (int)lk, (long long)n_out, (long long)i, an, num);
         }
     }
     TT_CHECK(bad == 0);
@@ -233,8 +273,66 @@ static void s_gradcheck(head_kind kind, bool qa, head_loss lk) {
 
 static void test_gradcheck(void) {
     for (int kind = 0; kind < 2; kind++)
-        for (int qa = 0; qa < 2; qa++)
-            for (int lk = 0; lk < 2; lk++) s_gradcheck((head_kind)kind, qa, (head_loss)lk);
+        for (int qa = 0; qa < 2; qa++) {
+            for (int lk = 0; lk < 3; lk++) s_gradcheck((head_kind)kind, qa, (head_loss)lk, 1);
+            /* per-head outputs: the recon loss, and listwise over all outputs (any loss's
+               ds goes through the same backward) */
+            s_gradcheck((head_kind)kind, qa, LOSS_RECON_MSE, 4);
+            s_gradcheck((head_kind)kind, qa, LOSS_LISTWISE, 3);
+        }
+}
+
+/* Per-head forward against naive loops over several HEAD_CHUNK blocks, and
+ * backward over N rows against N one-row backwards, for every kind. */
+static void test_forward_multi(void) {
+    enum { N = 520, D = 8, NO = 5 };
+    for (int kind = 0; kind < 2; kind++)
+        for (int qa = 0; qa < 2; qa++) {
+            TT_CASE("forward %s%s, %d outputs", kind ? "mlp" : "linear", qa ? " query-aware" : "", NO);
+            head *h = s_new_out((head_kind)kind, qa, D, 6, 3, NO, 31 + (uint64_t)(2 * kind + qa));
+            if (!h) return;
+            TT_CHECK(head_n_trained(h) == NO * (kind ? 6 : D) + NO + (kind ? 6 * D + 6 : 0) +
+                                              (qa ? 2 * 3 * D : 0));
+            uint64_t st = 8;
+            s_fill(h->b_out, NO, 0.5f, &st);
+            float *f = malloc(N * D * sizeof(float)), *s = malloc(NO * N * sizeof(float));
+            float *ds = malloc(NO * N * sizeof(float)), q[D], one[NO], ds1[NO];
+            s_fill(f, N * D, 1.0f, &st);
+            s_fill(q, D, 1.0f, &st);
+            s_fill(ds, NO * N, 1.0f, &st);
+            const float *qp = qa ? q : NULL;
+            TT_OK(head_forward(h, f, N, qp, s));
+            double err = 0, err1 = 0;
+            for (int64_t j = 0; j < N; j++) {
+                TT_OK(head_forward(h, f + j * D, 1, qp, one));
+                for (int64_t o = 0; o < NO; o++) {
+                    err = fmax(err, fabs(s[o * N + j] - s_naive_out(h, f + j * D, q, o)));
+                    err1 = fmax(err1, fabs(s[o * N + j] - one[o]));
+                }
+            }
+            TT_NEAR(err, 0, 1e-5);
+            TT_NEAR(err1, 0, 1e-5);
+            float *g = calloc((size_t)h->n_params, sizeof(float));
+            float *g1 = calloc((size_t)h->n_params, sizeof(float));
+            TT_OK(head_backward(h, f, N, qp, ds, g));
+            for (int64_t j = 0; j < N; j++) {
+                for (int64_t o = 0; o < NO; o++) ds1[o] = ds[o * N + j];
+                TT_OK(head_backward(h, f + j * D, 1, qp, ds1, g1));
+            }
+            double gerr = 0, gmax = 0;
+            for (int64_t i = 0; i < h->n_params; i++) {
+                gerr = fmax(gerr, fabs(g[i] - g1[i]));
+                gmax = fmax(gmax, fabs(g[i]));
+            }
+            TT_CHECK(gmax > 1);
+            TT_NEAR(gerr / gmax, 0, 1e-5);
+            free(f);
+            free(s);
+            free(ds);
+            free(g);
+            free(g1);
+            head_destroy(&h);
+        }
 }
 
 /* ---- losses, recall, Adam on hand-computed cases ------------------------- */
@@ -285,6 +383,16 @@ static void test_losses(void) {
         TT_NEAR(ds[0], 0.5 * (sig2 - 1), 1e-7);
         const float big[2] = {500, -500}; /* both wrong by 500 */
         TT_NEAR(head_loss_eval(LOSS_BCE_TOPK, big, y, 2, 0.5, ds), 500, 1e-9);
+    }
+    {   /* recon_mse: targets ln(y), y floored at 1e-6; mean of squares, ds = 2 e / n */
+        const float s[3] = {0, -1, -10}, y[3] = {1, 0.5f, 0};
+        const double e1 = -1 - log(0.5), e2 = -10 - log(1e-6);
+        TT_NEAR(head_loss_eval(LOSS_RECON_MSE, s, y, 3, 0, ds), (e1 * e1 + e2 * e2) / 3, 1e-9);
+        TT_NEAR(ds[0], 0, 1e-7);
+        TT_NEAR(ds[1], 2 * e1 / 3, 1e-6);
+        TT_NEAR(ds[2], 2 * e2 / 3, 1e-5);
+        const float exact[2] = {(float)log(0.25), 0}, y2[2] = {0.25f, 1};
+        TT_NEAR(head_loss_eval(LOSS_RECON_MSE, exact, y2, 2, 0, ds), 0, 1e-12);
     }
     TT_NEAR(head_loss_eval(LOSS_LISTWISE, NULL, NULL, 0, 0, NULL), 0, 0);
 }
@@ -612,15 +720,98 @@ static void test_checkpoint(void) {
 
     /* the model check */
     TT_CASE("checkpoint: model check");
-    TT_OK(head_check_model(h, "tiny-model", 8, 4));
-    TT_OK(head_check_model(h, "tiny-model", 8, 3)); /* after the last layer, as label.h */
-    TT_FAILS(head_check_model(h, "tiny-model", 8, 2), TIS_EINVAL);
-    TT_FAILS(head_check_model(h, "tiny-model", 16, 4), TIS_EINVAL);
-    TT_FAILS(head_check_model(h, "other-model", 8, 4), TIS_EINVAL);
+    TT_OK(head_check_model(h, "tiny-model", 8, 4, 2));
+    TT_OK(head_check_model(h, "tiny-model", 8, 3, 2)); /* after the last layer, as label.h */
+    TT_FAILS(head_check_model(h, "tiny-model", 8, 2, 2), TIS_EINVAL);
+    TT_FAILS(head_check_model(h, "tiny-model", 16, 4, 2), TIS_EINVAL);
+    TT_FAILS(head_check_model(h, "other-model", 8, 4, 2), TIS_EINVAL);
     TT_CHECK(strstr(tis_last_error(), "head was trained for 'tiny-model' (d_model 8, layer 3); "
                                       "this model is 'other-model' (d_model 8, 4 layers)") != NULL);
     head_destroy(&h);
     head_destroy(&lin);
+}
+
+
+/* Per-head heads: round trip with n_out / target, an old checkpoint (no
+ * n_out, no target) loads as one answer output, shapes must agree with
+ * n_out, the committed heads still load, and the model check's n_out rule. */
+static void test_checkpoint_per_head(void) {
+    TT_CASE("checkpoint: per-head round trip");
+    head_config c = {.kind = HEAD_MLP, .d_model = 8, .hidden = 5, .layer = 2, .n_out = 6,
+                     .target = HEAD_TARGET_RECON};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL, *l = NULL;
+    TT_OK(head_new(&h, &c, 4));
+    if (!h) return;
+    uint64_t st = 9;
+    s_fill(h->params, head_n_trained(h), 1.0f, &st);
+    const char *good = tt_path("per_head.safetensors"), *p = tt_path("per_head_bad.safetensors");
+    TT_OK(head_save(h, good));
+    TT_OK(head_load(&l, good));
+    if (l) {
+        TT_CHECK(l->cfg.n_out == 6 && l->cfg.target == HEAD_TARGET_RECON && l->n_params == h->n_params);
+        TT_CHECK(memcmp(l->params, h->params, (size_t)h->n_params * sizeof(float)) == 0);
+        head_destroy(&l);
+    }
+    st_file *f = NULL;
+    TT_OK(st_open(&f, good));
+    if (f) {
+        const char *n_out = st_metadata(f, "n_out"), *target = st_metadata(f, "target");
+        TT_CHECK(n_out && !strcmp(n_out, "6") && target && !strcmp(target, "recon"));
+        const st_tensor *t = st_tensor_find(f, "importance_head.out_proj.weight");
+        TT_CHECK(t && t->n_dims == 2 && t->shape[0] == 6 && t->shape[1] == 5);
+        t = st_tensor_find(f, "importance_head.out_proj.bias");
+        TT_CHECK(t && t->n_dims == 1 && t->shape[0] == 6);
+        st_destroy(&f);
+    }
+    TT_CASE("checkpoint: per-head bad files");
+    const s_edit bad[] = {
+        {.meta_key = "n_out", .meta_val = "1"}, /* out_proj is [6][5] */
+        {.meta_key = "n_out", .meta_val = "7"},
+        {.meta_key = "n_out", .meta_val = "0"},
+        {.meta_key = "n_out", .meta_val = "6x"},
+        {.meta_key = "n_out"},                  /* absent: 1 output, shapes disagree */
+        {.meta_key = "target", .meta_val = "question"},
+        {.reshape = "importance_head.out_proj.weight"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_rewrite(good, p, bad[i]);
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    }
+    TT_CASE("checkpoint: per-head model check");
+    TT_OK(head_check_model(h, "tiny-model", 8, 3, 2));  /* 3 x 2 = 6 streams */
+    TT_OK(head_check_model(h, "tiny-model", 8, 2, 3));  /* layer 2 = n_layer: after the last */
+    TT_FAILS(head_check_model(h, "tiny-model", 8, 4, 2), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "6 outputs per token") != NULL);
+    TT_FAILS(head_check_model(h, "tiny-model", 8, 6, 2), TIS_EINVAL);
+    head_destroy(&h);
+
+    /* a checkpoint from before n_out / target: one output, the answer target */
+    TT_CASE("checkpoint: old checkpoints");
+    head *one = s_full_head(HEAD_LINEAR, false);
+    if (one) {
+        const char *o = tt_path("one.safetensors"), *old = tt_path("old.safetensors"),
+                   *older = tt_path("older.safetensors");
+        TT_OK(head_save(one, o));
+        s_rewrite(o, old, (s_edit){.meta_key = "n_out"});
+        s_rewrite(old, older, (s_edit){.meta_key = "target"});
+        TT_OK(head_load(&l, older));
+        TT_CHECK(l && l->cfg.n_out == 1 && l->cfg.target == HEAD_TARGET_ANSWER);
+        TT_OK(head_check_model(l, "tiny-model", 8, 5, 7)); /* n_out 1 fits any model */
+        head_destroy(&l);
+        head_destroy(&one);
+    }
+    /* the committed default heads (written before n_out existed) */
+    const char *committed[] = {"configs/heads/smollm2-135m-instruct.tis.safetensors",
+                               "configs/heads/smollm2-135m-instruct.tis_query.safetensors",
+                               "configs/heads/smollm2-135m-instruct.mix.tis.safetensors",
+                               "configs/heads/smollm2-135m-instruct.mix.tis_query.safetensors"};
+    for (size_t i = 0; i < sizeof committed / sizeof *committed; i++) {
+        TT_OK(head_load(&l, tt_src(committed[i])));
+        TT_CHECK(l && l->cfg.n_out == 1 && l->cfg.target == HEAD_TARGET_ANSWER);
+        if (l) TT_OK(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 30, 3));
+        head_destroy(&l);
+    }
 }
 
 int main(void) {
@@ -628,10 +819,12 @@ int main(void) {
     test_features();
     test_forward_naive();
     test_gradcheck();
+    test_forward_multi();
     test_losses();
     test_recall();
     test_adam();
     test_train();
     test_checkpoint();
+    test_checkpoint_per_head();
     return tt_done("test_head");
 }
