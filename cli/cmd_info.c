@@ -115,6 +115,10 @@ static int s_info_safetensors(const char *path) {
         printf("features         layer %lld, rmsnorm + standardise\n", (long long)h->cfg.layer);
         if (h->cfg.kind == HEAD_MLP) printf("hidden           %lld\n", (long long)h->cfg.hidden);
         if (h->cfg.query_aware) printf("query rank       %lld\n", (long long)h->cfg.rank);
+        printf("outputs          %lld per token%s; target %s\n", (long long)h->cfg.n_out,
+               h->cfg.n_out > 1 ? " (one per layer x kv head stream)" : "",
+               h->cfg.target == HEAD_TARGET_RECON ? "recon (outputs predict ln of the reconstruction score)"
+                                                  : "answer (oracle attention ranking)");
         printf("parameters       %lld trained\n", (long long)head_n_trained(h));
         printf("attn_hook_lambda %g\n", (double)h->attn_hook_lambda);
         printf("labels           %s\n", h->label_hash[0] ? h->label_hash : "(unknown)");

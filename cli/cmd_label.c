@@ -13,12 +13,16 @@ enum { MAX_LIST = 64 };
 
 static void s_usage(FILE *f) {
     fprintf(f,
-            "usage: tis label (--dataset FILE.jsonl | --benchmark NAME... [--n_samples N] ...) --output DIR\n"
+            "usage: tis label (--dataset FILE.jsonl | --benchmark NAME... | --corpus PATH...) [--n_samples N] ...\n"
+            "                 --output DIR\n"
             "  -m, --model PATH          model (default %s)\n"
             "      --dataset FILE.jsonl  {\"id\", \"context\", \"question\", \"answers\"?, \"prefix\"?, ...}\n"
             "      --benchmark NAME...   generated data: passkey niah niah_multikey litm_kv litm_qa\n"
-            "      --n_samples N         per context length (default 10)\n"
-            "      --context_tokens N... (default 1024)\n"
+            "      --corpus PATH...      plain text files / directories (recursive), cut into samples of\n"
+            "                            --context_tokens tokens; files that are not UTF-8 text are skipped\n"
+            "      --n_samples N         per context length (default 10); with --corpus: samples at most\n"
+            "                            (default all)\n"
+            "      --context_tokens N... (default 1024; --corpus: the first)\n"
             "      --depths D...         needle depths in [0,1] (default 0 .25 .5 .75 1)\n"
             "      --seed S              (default 42)\n"
             "      --phrasing 0|1        needle/question wording of passkey and niah (1: another, for held-out tests)\n"
@@ -26,7 +30,9 @@ static void s_usage(FILE *f) {
             "      --output DIR          shards + manifest.jsonl (resumes what DIR holds)\n"
             "      --layer L             features: residual stream entering layer L\n"
             "                            (default n_layer: after the last layer)\n"
-            "      --per_head            keep per-(layer, head) labels too\n"
+            "      --target answer|recon answer: the attention the answer pays (default); recon: per\n"
+            "                            (layer, kv head) reconstruction scores (KVzip), agnostic state only\n"
+            "      --per_head            keep per-(layer, head) labels too (always with recon)\n"
             "      --use_model_answer    label with the model's greedy answer even when one is given\n"
             "      --max_new N           the model's answer: tokens at most (default 32)\n"
             "      --shard_size N        samples per shard (default 32)\n"
@@ -76,8 +82,8 @@ static int s_check(const label_job_config *c) {
         s_usage(stderr);
         return 2;
     }
-    if (!!c->dataset == !!c->n_benchmarks) {
-        fprintf(stderr, "tis label: give --dataset or --benchmark (one of them)\n\n");
+    if (!!c->dataset + !!c->n_benchmarks + !!c->n_corpus != 1) {
+        fprintf(stderr, "tis label: give --dataset, --benchmark or --corpus (one of them)\n\n");
         s_usage(stderr);
         return 2;
     }
@@ -93,9 +99,10 @@ static int s_check(const label_job_config *c) {
 }
 
 int cmd_label(int argc, char **argv) {
-    label_job_config c = {.model_path = cli_default_model(), .spec = {.n_samples = 10},
+    label_job_config c = {.model_path = cli_default_model(), .spec = {.n_samples = 0}, /* 0: not given */
                           .label = {.layer = -1, .max_new = 32}, .shard_size = 32};
-    const char *benches[MAX_LIST];
+    const char *benches[MAX_LIST], *corpus[MAX_LIST], *target = "answer";
+    int64_t n_corpus = 0;
     double depths[MAX_LIST];
     int64_t ctx_lens[MAX_LIST], n_depths = 0, n_ctx = 0, phrasing = 0, seed = 42, threads = 0;
     bool no_chat = false;
@@ -104,6 +111,8 @@ int cmd_label(int argc, char **argv) {
         CLI_STR("--model", "-m", &c.model_path),
         CLI_STR("--dataset", NULL, &c.dataset),
         CLI_STRS("--benchmark", NULL, benches, &c.n_benchmarks, MAX_LIST),
+        CLI_STRS("--corpus", NULL, corpus, &n_corpus, MAX_LIST),
+        CLI_STR("--target", NULL, &target),
         CLI_I64("--n_samples", NULL, &c.spec.n_samples, 1, 1 << 24),
         CLI_I64S("--context_tokens", NULL, ctx_lens, &n_ctx, MAX_LIST, 16, 1 << 20),
         CLI_F32S("--depths", NULL, depths, &n_depths, MAX_LIST, 0.0f, 1.0f),
@@ -126,8 +135,19 @@ int cmd_label(int argc, char **argv) {
     int prc = cli_parse_opts("label", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
     c.benchmarks = benches;
+    c.corpus = corpus;
+    c.n_corpus = n_corpus;
     if ((prc = s_check(&c))) return prc;
+    if (strcmp(target, "answer") && strcmp(target, "recon")) {
+        fprintf(stderr, "tis label: bad value '%s' for --target (answer or recon)\n\n", target);
+        s_usage(stderr);
+        return 2;
+    }
+    c.label.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
     if (!n_ctx) ctx_lens[n_ctx++] = 1024;
+    c.corpus_tokens = ctx_lens[0];
+    c.corpus_max = c.spec.n_samples; /* 0 (not given): every piece */
+    if (!c.spec.n_samples) c.spec.n_samples = 10;
     c.spec = (bench_spec){.n_samples = c.spec.n_samples, .context_tokens = ctx_lens, .n_context = n_ctx,
                           .depths = n_depths ? depths : NULL, .n_depths = n_depths, .seed = (uint64_t)seed,
                           .haystack = c.spec.haystack, .phrasing = (int)phrasing};

@@ -18,7 +18,10 @@ static void s_usage(FILE *f) {
             "      --hidden N           mlp width (default 256)\n"
             "      --query_aware        add the question's pooled feature (for tis_query)\n"
             "      --rank N             bilinear rank of the query term (default 32)\n"
-            "      --loss listwise|bce_topk   (default listwise)\n"
+            "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse)\n"
+            "      --target answer|recon  the labels' kind (tis label --target; default answer)\n"
+            "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
+            "                           or one score per token trained on the streams' mean\n"
             "      --topk F             bce_topk: positives are the top F of each sample (default 0.1)\n"
             "      --epochs N           at most (default 20)\n"
             "      --lr LR              Adam learning rate (default 1e-3)\n"
@@ -40,7 +43,7 @@ static void s_command(int argc, char **argv, char *buf, size_t cap) {
 int cmd_train(int argc, char **argv) {
     train_job_config c;
     train_job_defaults(&c);
-    const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise";
+    const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head";
     int64_t threads = 0;
     const cli_opt opts[] = {
         CLI_STRS("--labels", NULL, dirs, &c.n_label_dirs, MAX_DIRS),
@@ -48,6 +51,8 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--metrics", NULL, &c.metrics),
         CLI_STR("--head", NULL, &kind),
         CLI_STR("--loss", NULL, &loss),
+        CLI_STR("--target", NULL, &target),
+        CLI_STR("--outputs", NULL, &outputs),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),
         CLI_I64("--rank", NULL, &c.rank, 1, 1024),
@@ -74,6 +79,16 @@ int cmd_train(int argc, char **argv) {
         s_usage(stderr);
         return 2;
     }
+    if (strcmp(target, "answer") && strcmp(target, "recon")) {
+        fprintf(stderr, "tis train: bad value '%s' for --target (answer or recon)\n\n", target);
+        s_usage(stderr);
+        return 2;
+    }
+    if (strcmp(outputs, "per_head") && strcmp(outputs, "single")) {
+        fprintf(stderr, "tis train: bad value '%s' for --outputs (per_head or single)\n\n", outputs);
+        s_usage(stderr);
+        return 2;
+    }
     if (!c.n_label_dirs || !c.output) {
         fprintf(stderr, "tis train: --labels DIR and --output HEAD.safetensors are required\n\n");
         s_usage(stderr);
@@ -86,5 +101,7 @@ int cmd_train(int argc, char **argv) {
     c.kind = !strcmp(kind, "mlp") ? HEAD_MLP : HEAD_LINEAR;
     c.loss = !strcmp(loss, "bce_topk") ? LOSS_BCE_TOPK : LOSS_LISTWISE;
     c.command = command;
+    c.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
+    c.per_head = !strcmp(outputs, "per_head");
     return train_job_run(&c);
 }

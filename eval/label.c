@@ -14,6 +14,7 @@
 #include "session.h"
 #include "oracle.h"
 #include "safetensors.h"
+#include "clock.h"
 #include "tis_error.h"
 
 uint16_t label_f16(float x) {
@@ -147,6 +148,69 @@ done:
     return rc;
 }
 
+int label_run_recon(forward_state *st, const chat_template *ct, const label_config *cfg,
+                    const bench_sample *s, label_sample *out) {
+    memset(out, 0, sizeof *out);
+    const model *m = forward_model(st);
+    const model_config *c = &m->config;
+    if (cfg->layer < 0 || cfg->layer > c->n_layer)
+        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
+                         (long long)c->n_layer);
+    double t0 = tis_now();
+    session_input in;
+    eval_session_input(s, &in);
+    in.answer = NULL; /* nothing is answered */
+    session_opts so = {.chat = cfg->chat, .agnostic = true, .query_aware = false, .window = 64, .n_sink = 4,
+                       .hid_layer = cfg->layer};
+    session *ss = NULL;
+    float *rows = NULL;
+    int64_t n_ctx = 0, n_q = 0, d = c->d_model, S = c->n_layer * c->n_kv_head;
+    int rc = session_new(&ss, st, ct, &in, &so);
+    if (!rc) rc = session_hidden(ss, &rows, &n_ctx, &n_q);
+    if (!rc) rc = session_recon(ss, false, NULL);
+    const float *rs = rc ? NULL : session_recon_scores(ss, false);
+    if (!rc && !rs) rc = tis_error(TIS_EINVAL, "label: sample %s: no reconstruction scores", s->id);
+    if (rc) goto done;
+    const session_prompt *p = session_get_prompt(ss);
+    snprintf(out->id, sizeof out->id, "%s", s->id);
+    out->n_tokens = p->n;
+    out->ctx_begin = p->ctx_begin;
+    out->n_ctx = p->n_ctx;
+    out->suf_begin = p->suf_begin;
+    out->no_query = true;
+    out->ids = malloc((size_t)p->n * sizeof(int32_t));
+    out->features = malloc((size_t)(n_ctx * d) * sizeof(uint16_t) + 1);
+    out->query_features = malloc(1);
+    out->labels = malloc((size_t)n_ctx * sizeof(float) + 1);
+    out->labels_per_head = malloc((size_t)(S * n_ctx) * sizeof(float) + 1);
+    out->answer_ids = malloc(1);
+    out->answer = strdup("");
+    if (!out->ids || !out->features || !out->query_features || !out->labels || !out->labels_per_head ||
+        !out->answer_ids || !out->answer) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory for sample %s", s->id);
+        goto done;
+    }
+    memcpy(out->ids, p->ids, (size_t)p->n * sizeof(int32_t));
+    for (int64_t i = 0; i < n_ctx * d; i++) out->features[i] = label_f16(rows[i]);
+    memcpy(out->labels_per_head, rs, (size_t)(S * n_ctx) * sizeof(float));
+    /* the per-token mean over streams, normalised to sum 1 */
+    double total = 0;
+    for (int64_t j = 0; j < n_ctx; j++) {
+        double sum = 0;
+        for (int64_t k = 0; k < S; k++) sum += rs[k * n_ctx + j];
+        out->labels[j] = (float)(sum / (double)S);
+        total += out->labels[j];
+    }
+    for (int64_t j = 0; j < n_ctx; j++)
+        out->labels[j] = total > 0 ? (float)(out->labels[j] / total) : 1.0f / (float)n_ctx;
+    out->seconds = tis_now() - t0;
+done:
+    free(rows);
+    session_destroy(&ss);
+    if (rc) label_sample_free(out);
+    return rc;
+}
+
 void label_sample_free(label_sample *ls) {
     if (!ls) return;
     free(ls->ids);
@@ -176,15 +240,17 @@ static void *s_flat(const label_sample *ls, int64_t n, size_t field_off, int64_t
 
 static int64_t s_rows_tokens(const label_sample *l) { return l->n_tokens; }
 static int64_t s_rows_ctx(const label_sample *l) { return l->n_ctx; }
-static int64_t s_rows_query(const label_sample *l) { return l->n_tokens - l->suf_begin; }
+static int64_t s_rows_query(const label_sample *l) { return l->no_query ? 0 : l->n_tokens - l->suf_begin; }
 static int64_t s_rows_answer(const label_sample *l) { return l->n_answer; }
 
 int label_shard_write(const char *path, const model *m, const label_config *cfg,
                       const label_sample *ls, int64_t n) {
     const model_config *c = &m->config;
-    int64_t d = c->d_model, LH = c->n_layer * c->n_head;
+    const bool recon = cfg->target == HEAD_TARGET_RECON, per_head = cfg->per_head || recon;
+    const int64_t H = recon ? c->n_kv_head : c->n_head;
+    int64_t d = c->d_model, LH = c->n_layer * H;
     if (n <= 0) return tis_error(TIS_EINVAL, "label: empty shard");
-    if (cfg->per_head)
+    if (per_head)
         for (int64_t i = 0; i < n; i++)
             if (!ls[i].labels_per_head) return tis_error(TIS_EINVAL, "label: sample %s has no per-head labels", ls[i].id);
     int64_t *off_tok = malloc((size_t)(n + 1) * 8), *off_ctx = malloc((size_t)(n + 1) * 8);
@@ -204,9 +270,9 @@ int label_shard_write(const char *path, const model *m, const label_config *cfg,
     feat = s_flat(ls, n, offsetof(label_sample, features), s_rows_ctx, (size_t)d * 2, off_ctx);
     qf = s_flat(ls, n, offsetof(label_sample, query_features), s_rows_query, (size_t)d * 2, off_q);
     ans = s_flat(ls, n, offsetof(label_sample, answer_ids), s_rows_answer, sizeof(int32_t), off_ans);
-    if (cfg->per_head)
+    if (per_head)
         ph = s_flat(ls, n, offsetof(label_sample, labels_per_head), s_rows_ctx, (size_t)LH * sizeof(float), off_ph);
-    if (!tok || !lab || !feat || !qf || !ans || (cfg->per_head && !ph)) {
+    if (!tok || !lab || !feat || !qf || !ans || (per_head && !ph)) {
         rc = tis_error(TIS_ENOMEM, "label: out of memory for the shard");
         goto done;
     }
@@ -232,17 +298,18 @@ int label_shard_write(const char *path, const model *m, const label_config *cfg,
         (rc = st_writer_add(w, "query_offsets", ST_I64, 1, sh_off, off_q)) ||
         (rc = st_writer_add(w, "answer_ids", ST_I32, 1, sh_ans, ans)) ||
         (rc = st_writer_add(w, "answer_offsets", ST_I64, 1, sh_off, off_ans)) ||
-        (cfg->per_head && (rc = st_writer_add(w, "labels_per_head", ST_F32, 1, sh_ph, ph))))
+        (per_head && (rc = st_writer_add(w, "labels_per_head", ST_F32, 1, sh_ph, ph))))
         goto done;
     ids_s = cJSON_PrintUnformatted(ids);
     ans_s = cJSON_PrintUnformatted(answers);
     src_s = cJSON_PrintUnformatted(src);
-    char num[5][32];
+    char num[6][32];
     snprintf(num[0], sizeof num[0], "%lld", (long long)d);
     snprintf(num[1], sizeof num[1], "%lld", (long long)c->n_layer);
     snprintf(num[2], sizeof num[2], "%lld", (long long)c->n_head);
     snprintf(num[3], sizeof num[3], "%lld", (long long)cfg->layer);
     snprintf(num[4], sizeof num[4], "%lld", (long long)n);
+    snprintf(num[5], sizeof num[5], "%lld", (long long)H);
     if (!ids_s || !ans_s || !src_s) {
         rc = tis_error(TIS_ENOMEM, "label: out of memory");
         goto done;
@@ -254,7 +321,9 @@ int label_shard_write(const char *path, const model *m, const label_config *cfg,
         (rc = st_writer_add_metadata(w, "n_head", num[2])) ||
         (rc = st_writer_add_metadata(w, "layer", num[3])) ||
         (rc = st_writer_add_metadata(w, "n_samples", num[4])) ||
-        (rc = st_writer_add_metadata(w, "per_head", cfg->per_head ? "1" : "0")) ||
+        (rc = st_writer_add_metadata(w, "per_head", per_head ? "1" : "0")) ||
+        (rc = st_writer_add_metadata(w, "target", recon ? "recon" : "answer")) ||
+        (rc = st_writer_add_metadata(w, "label_heads", num[5])) ||
         (rc = st_writer_add_metadata(w, "feature", "residual stream entering `layer` (n_layer: after the last layer), f16, not normalised")) ||
         (rc = st_writer_add_metadata(w, "sample_ids", ids_s)) ||
         (rc = st_writer_add_metadata(w, "answers", ans_s)) ||
@@ -296,6 +365,7 @@ void label_records_free(label_records *r) {
         free(r->s[i].labels);
         free(r->s[i].features);
         free(r->s[i].query_features);
+        free(r->s[i].labels_per_head);
     }
     free(r->s);
     label_records_init(r);
@@ -317,28 +387,47 @@ static const st_tensor *s_need(const st_file *f, const char *name, st_dtype dt, 
     return t;
 }
 
-/* The shard's model, layer and width: the first shard's, or the same. */
+/* The shard's model, layer, width, target and streams: the first shard's,
+ * or the same. */
 static int s_shard_origin(const st_file *f, const char *path, label_records *r) {
     const char *fmt = st_metadata(f, "format"), *mdl = st_metadata(f, "model");
     const char *dm = st_metadata(f, "d_model"), *ly = st_metadata(f, "layer");
+    const char *tg = st_metadata(f, "target"), *nl = st_metadata(f, "n_layer");
+    const char *lh = st_metadata(f, "label_heads");
     if (!fmt || strcmp(fmt, "tis-labels-1") || !mdl || !dm || !ly || atoll(dm) <= 0)
         return tis_error(TIS_EFORMAT, "%s is not a tis label shard", path);
-    int64_t d = atoll(dm), layer = atoll(ly);
+    if (tg && strcmp(tg, "answer") && strcmp(tg, "recon"))
+        return tis_error(TIS_EFORMAT, "%s: target '%.40s' (answer or recon)", path, tg);
+    head_target target = tg && !strcmp(tg, "recon") ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
+    int64_t d = atoll(dm), layer = atoll(ly), streams = 0;
+    if (target == HEAD_TARGET_RECON) {
+        int64_t L = nl ? atoll(nl) : 0, H = lh ? atoll(lh) : 0;
+        if (L < 1 || L > 4096 || H < 1 || H > 4096)
+            return tis_error(TIS_EFORMAT, "%s: a recon shard needs n_layer and label_heads in 1..4096", path);
+        streams = L * H;
+    }
     if (r->d_model == 0) {
         r->d_model = d;
         r->layer = layer;
+        r->target = target;
+        r->n_streams = streams;
         snprintf(r->model, sizeof r->model, "%s", mdl);
     } else if (d != r->d_model || layer != r->layer || strcmp(mdl, r->model)) {
         return tis_error(TIS_EINVAL, "%s was labelled for %s layer %lld, the others for %s layer %lld", path, mdl,
                          (long long)layer, r->model, (long long)r->layer);
+    } else if (target != r->target || streams != r->n_streams) {
+        return tis_error(TIS_EINVAL, "%s holds %s labels (%lld streams), the others %s labels (%lld streams)", path,
+                         target == HEAD_TARGET_RECON ? "recon" : "answer", (long long)streams,
+                         r->target == HEAD_TARGET_RECON ? "recon" : "answer", (long long)r->n_streams);
     }
     return 0;
 }
 
 /* Sample i of a shard, as f32 rows: [off[i], off[i+1]) of labels and
- * features, [qoff[i], qoff[i+1]) of the question's features. */
-static int s_record(label_records *r, const float *Y, const uint16_t *F, const uint16_t *Q, const int64_t *off,
-                    const int64_t *qoff, int64_t i) {
+ * features, [qoff[i], qoff[i+1]) of the question's features; PH (recon:
+ * the per-stream scores, n_streams rows per context token) or NULL. */
+static int s_record(label_records *r, const float *Y, const float *PH, const uint16_t *F, const uint16_t *Q,
+                    const int64_t *off, const int64_t *qoff, int64_t i) {
     if (r->n == r->cap) {
         int64_t nc = r->cap ? 2 * r->cap : 64;
         label_record *s = realloc(r->s, (size_t)nc * sizeof *s);
@@ -346,18 +435,21 @@ static int s_record(label_records *r, const float *Y, const uint16_t *F, const u
         r->s = s;
         r->cap = nc;
     }
-    int64_t d = r->d_model, n = off[i + 1] - off[i], nq = qoff[i + 1] - qoff[i];
+    int64_t d = r->d_model, n = off[i + 1] - off[i], nq = qoff[i + 1] - qoff[i], S = PH ? r->n_streams : 0;
     label_record t = {.n_ctx = n, .n_q = nq};
     t.labels = malloc((size_t)(n ? n : 1) * sizeof(float));
     t.features = malloc((size_t)((n ? n : 1) * d) * sizeof(float));
     t.query_features = malloc((size_t)((nq ? nq : 1) * d) * sizeof(float));
-    if (!t.labels || !t.features || !t.query_features) {
+    t.labels_per_head = PH ? malloc((size_t)((n ? n : 1) * S) * sizeof(float)) : NULL;
+    if (!t.labels || !t.features || !t.query_features || (PH && !t.labels_per_head)) {
         free(t.labels);
         free(t.features);
         free(t.query_features);
+        free(t.labels_per_head);
         return tis_error(TIS_ENOMEM, "out of memory");
     }
     memcpy(t.labels, Y + off[i], (size_t)n * sizeof(float));
+    if (PH) memcpy(t.labels_per_head, PH + off[i] * S, (size_t)(n * S) * sizeof(float));
     for (int64_t j = 0; j < n * d; j++) t.features[j] = label_f32(F[off[i] * d + j]);
     for (int64_t j = 0; j < nq * d; j++) t.query_features[j] = label_f32(Q[qoff[i] * d + j]);
     r->s[r->n++] = t;
@@ -376,14 +468,16 @@ int label_shard_read(const char *path, label_records *r) {
     const st_tensor *lab = s_need(f, "labels", ST_F32, 1), *co = s_need(f, "ctx_offsets", ST_I64, 1);
     const st_tensor *ft = s_need(f, "features", ST_F16, 2), *qf = s_need(f, "query_features", ST_F16, 2);
     const st_tensor *qo = s_need(f, "query_offsets", ST_I64, 1);
-    if (!lab || !co || !ft || !qf || !qo) {
+    const st_tensor *ph = r->n_streams ? s_need(f, "labels_per_head", ST_F32, 1) : NULL;
+    if (!lab || !co || !ft || !qf || !qo || (r->n_streams && !ph)) {
         st_destroy(&f);
         return TIS_EFORMAT;
     }
     int64_t ns = co->shape[0] - 1;
     const int64_t *off = co->data, *qoff = qo->data;
     if (ns < 1 || qo->shape[0] != ns + 1 || ft->shape[1] != d || qf->shape[1] != d || off[0] != 0 ||
-        off[ns] != lab->shape[0] || off[ns] != ft->shape[0] || qoff[0] != 0 || qoff[ns] != qf->shape[0]) {
+        off[ns] != lab->shape[0] || off[ns] != ft->shape[0] || qoff[0] != 0 || qoff[ns] != qf->shape[0] ||
+        (ph && ph->shape[0] != off[ns] * r->n_streams)) {
         st_destroy(&f);
         return tis_error(TIS_EFORMAT, "%s: offsets do not match the tensors", path);
     }
@@ -395,7 +489,9 @@ int label_shard_read(const char *path, label_records *r) {
     const char *ids = st_metadata(f, "sample_ids");
     if (ids) r->hash = s_fnv(r->hash, ids, strlen(ids));
     r->hash = s_fnv(r->hash, lab->data, (size_t)off[ns] * 4);
-    for (int64_t i = 0; i < ns && !rc; i++) rc = s_record(r, lab->data, ft->data, qf->data, off, qoff, i);
+    if (ph) r->hash = s_fnv(r->hash, ph->data, (size_t)(off[ns] * r->n_streams) * 4);
+    for (int64_t i = 0; i < ns && !rc; i++)
+        rc = s_record(r, lab->data, ph ? ph->data : NULL, ft->data, qf->data, off, qoff, i);
     st_destroy(&f);
     return rc;
 }

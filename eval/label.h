@@ -13,10 +13,21 @@
  *   features      F16 [sum n_ctx][d_model]  (rows follow ctx_offsets)
  *   query_features F16 [sum n_q][d_model]   query_offsets  I64 [n+1]
  *   answer_ids    I32 [sum n_answer]         answer_offsets I64 [n+1]
- *   labels_per_head F32 [sum n_layer*n_head*n_ctx]  (with per_head; sample i
- *                 holds [n_layer][n_head][n_ctx] from n_layer*n_head*ctx_offsets[i])
+ *   labels_per_head F32 [sum n_layer*H*n_ctx]  (with per_head; sample i holds
+ *                 [n_layer][H][n_ctx] from n_layer*H*ctx_offsets[i]; H = label_heads)
  * metadata: format "tis-labels-1", model, d_model, n_layer, n_head, layer,
- * per_head, sample ids / answers / answer sources as JSON arrays.
+ * per_head, target ("answer" | "recon"), label_heads (H: n_head for answer
+ * labels, n_kv_head for recon), sample ids / answers / answer sources as
+ * JSON arrays. A shard without target / label_heads (written before them)
+ * is an answer shard with H = n_head.
+ *
+ * Reconstruction labels (target recon, label_run_recon): the agnostic state
+ * only (prefix + context; the question never runs, so query_features has 0
+ * rows per sample and there is no answer); labels_per_head holds the raw
+ * reconstruction scores (press/recon.h, in [0, 1]) of every (layer, kv head)
+ * stream, always; labels is their per-token mean over streams normalised
+ * to sum 1 (so that a single-score head can train on it too).
+ *
  * A manifest (manifest.jsonl, one line per sample) names each sample's
  * shard and index; shards are written atomically before their lines. */
 #ifndef TIS_LABEL_H
@@ -28,6 +39,7 @@
 #include "bench.h"
 #include "chat.h"
 #include "forward.h"
+#include "head.h"
 
 typedef struct label_config {
     int64_t layer;          /* features: residual stream entering this layer
@@ -36,6 +48,8 @@ typedef struct label_config {
     bool use_model_answer;  /* label with the model's own answer even when one is given */
     int64_t max_new;        /* the model's answer: tokens at most */
     bool chat;              /* through the model's chat template */
+    head_target target;     /* answer attention (label_run) or reconstruction (label_run_recon;
+                               per_head is then implied) */
 } label_config;
 
 typedef struct label_sample {
@@ -43,9 +57,11 @@ typedef struct label_sample {
     int32_t *ids;           /* [n_tokens] the whole prompt (owned, as all below) */
     int64_t n_tokens, ctx_begin, n_ctx, suf_begin;
     float *labels;          /* [n_ctx], sums to 1 */
-    float *labels_per_head; /* [n_layer][n_head][n_ctx] or NULL */
+    float *labels_per_head; /* [n_layer][H][n_ctx] or NULL (H: n_head, or n_kv_head for recon) */
     uint16_t *features;     /* f16 [n_ctx][d_model] */
-    uint16_t *query_features; /* f16 [n_tokens - suf_begin][d_model] */
+    uint16_t *query_features; /* f16 [n_q][d_model]: n_q = n_tokens - suf_begin, or 0 for recon */
+    bool no_query;          /* recon: the question's rows were never computed (n_q = 0) */
+    double seconds;         /* labelling time (prefill + labels) */
     int32_t *answer_ids;    /* [n_answer] */
     int64_t n_answer;
     char *answer;           /* text */
@@ -56,6 +72,11 @@ typedef struct label_sample {
  * that encodes to nothing (the sample has no usable answer). */
 int label_run(forward_state *st, const chat_template *ct, const label_config *cfg,
               const bench_sample *s, label_sample *out);
+/* Reconstruction labels of one sample (cfg->target recon): a session with
+ * the agnostic state only, session_recon on it. The question is only part
+ * of the prompt's layout (it is never run). */
+int label_run_recon(forward_state *st, const chat_template *ct, const label_config *cfg,
+                    const bench_sample *s, label_sample *out);
 void label_sample_free(label_sample *ls);
 
 /* Writes samples [n] as one shard (atomically). */
@@ -72,6 +93,7 @@ typedef struct label_record {
                                caller may take it (and set it NULL) */
     float *query_features;  /* [n_q][d_model] the question's rows (likewise) */
     int64_t n_q;
+    float *labels_per_head; /* [n_streams][n_ctx] raw recon scores (recon shards), else NULL */
 } label_record;
 
 /* The samples of one or more label directories, all labelled for the same
@@ -83,6 +105,9 @@ typedef struct label_records {
     char model[128];
     uint64_t hash;          /* FNV-1a 64 over each shard's sample ids and labels, in
                                reading order: the label set's fingerprint */
+    head_target target;     /* of the first shard read; the others must agree */
+    int64_t n_streams;      /* recon: n_layer * label_heads (each record's labels_per_head
+                               rows); 0 for answer shards */
 } label_records;
 
 void label_records_init(label_records *r);
@@ -90,8 +115,8 @@ void label_records_free(label_records *r);
 
 /* Appends one shard's samples. TIS_EFORMAT: not a tis-labels-1 shard, a
  * tensor missing or of another dtype / rank, offsets that do not fit the
- * tensors; TIS_EINVAL: labelled for another model, layer or d_model than
- * the shards read before; I/O errors from st_open. On error r keeps the
+ * tensors; TIS_EINVAL: labelled for another model, layer, d_model, target
+ * or stream count than the shards read before; I/O errors from st_open. On error r keeps the
  * samples read before. */
 int label_shard_read(const char *path, label_records *r);
 

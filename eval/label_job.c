@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static int s_check_config(const char *dir, const char *model_name, const label_c
     cJSON_AddBoolToObject(want, "per_head", cfg->per_head);
     cJSON_AddBoolToObject(want, "use_model_answer", cfg->use_model_answer);
     cJSON_AddBoolToObject(want, "chat", cfg->chat);
+    /* the target joined later: answer labels keep the file they always had */
+    if (cfg->target == HEAD_TARGET_RECON) cJSON_AddStringToObject(want, "target", "recon");
     int rc = 0;
     FILE *f = fopen(path, "rb");
     if (f) {
@@ -149,7 +152,10 @@ static int s_local_next(void *ctx, label_sample *ls, char *why, size_t why_cap) 
     local_runner *r = ctx;
     TIS_ASSERT(r->next < r->n); /* the job asks for as many as it gave */
     const bench_sample *s = r->todo[r->next++];
-    if (label_run(r->st, r->cfg.chat ? &r->ct : NULL, &r->cfg, s, ls) == 0) return 0;
+    const chat_template *ct = r->cfg.chat ? &r->ct : NULL;
+    int rc = r->cfg.target == HEAD_TARGET_RECON ? label_run_recon(r->st, ct, &r->cfg, s, ls)
+                                                : label_run(r->st, ct, &r->cfg, s, ls);
+    if (rc == 0) return 0;
     snprintf(why, why_cap, "%s", tis_last_error());
     return 1;
 }
@@ -199,7 +205,13 @@ static bool s_note(labeller *L, const char *bench, const bench_sample *smp, cons
         cJSON_AddNumberToObject(line, "n_tokens", (double)ls->n_tokens);
         cJSON_AddNumberToObject(line, "n_ctx", (double)ls->n_ctx);
         cJSON_AddStringToObject(line, "answer", ls->answer ? ls->answer : "");
-        cJSON_AddStringToObject(line, "answer_source", ls->answer_from_model ? "model" : "given");
+        if (L->cfg.target == HEAD_TARGET_RECON) {
+            cJSON_AddStringToObject(line, "target", "recon");
+            cJSON_AddNumberToObject(line, "seconds", round(ls->seconds * 1000) / 1000);
+        } else {
+            cJSON_AddStringToObject(line, "answer", ls->answer ? ls->answer : "");
+            cJSON_AddStringToObject(line, "answer_source", ls->answer_from_model ? "model" : "given");
+        }
     }
     char *txt = cJSON_PrintUnformatted(line);
     cJSON_Delete(line);
@@ -270,6 +282,13 @@ static int s_prepare(labeller *L) {
     if (s_check_config(c->outdir, L->m->config.name, &L->cfg) ||
         label_manifest_read(L->manifest, &L->done_ids, &L->n_done, &L->next_shard))
         return s_fail("output directory");
+    if (c->n_corpus > 0) {
+        if (!(L->sets = calloc(1, sizeof *L->sets))) return s_fail("out of memory");
+        L->n_sets = 1;
+        if (label_corpus_samples(c->corpus, c->n_corpus, L->m->tok, c->corpus_tokens, c->corpus_max, &L->sets[0]))
+            return s_fail("reading the corpus");
+        return 0;
+    }
     return eval_job_samples(c->dataset, c->benchmarks, c->n_benchmarks, &c->spec, L->m->tok, &L->sets, &L->n_sets);
 }
 
@@ -307,6 +326,11 @@ static int s_run(labeller *L) {
         return 2;
     }
     L->cfg.chat = L->cfg.chat && tokenizer_chat_template(L->m->tok) != NULL;
+    if (L->cfg.target == HEAD_TARGET_RECON) L->cfg.per_head = true; /* the per-stream scores are the labels */
+    if (L->cfg.target == HEAD_TARGET_RECON && c->runner) {
+        fprintf(stderr, "tis label: --target recon labels in this process only (no --workers / --connect)\n");
+        return 2;
+    }
     if (!(L->pending = calloc((size_t)c->shard_size, sizeof *L->pending))) {
         fprintf(stderr, "tis label: out of memory\n");
         return 1;
@@ -324,7 +348,9 @@ static int s_run(labeller *L) {
     const label_job_runner *r = c->runner ? c->runner : &in_process;
     fprintf(stderr, "[label] %s | %lld samples, %lld already in %s | layer %lld%s | shards of %lld%s\n", mc->name,
             (long long)total, (long long)(total - L->todo), c->outdir, (long long)L->cfg.layer,
-            L->cfg.per_head ? " | per-head labels" : "", (long long)c->shard_size, r->about ? r->about : "");
+            L->cfg.target == HEAD_TARGET_RECON ? " | reconstruction labels (per kv head)"
+            : L->cfg.per_head                 ? " | per-head labels"
+                                              : "", (long long)c->shard_size, r->about ? r->about : "");
     rc = r->open(r->ctx, L->m, &L->cfg, todo, L->todo) ? 1 : s_label_all(L, r);
     if (r->close) r->close(r->ctx);
     free(todo);

@@ -20,6 +20,7 @@
 #include "bench.h"
 #include "label.h"
 #include "model.h"
+#include "tokenizer.h"
 
 /* Labels samples in the order given. Each entry prints its own problem to
  * stderr before returning < 0. */
@@ -37,7 +38,11 @@ typedef struct label_job_runner {
 
 typedef struct label_job_config {
     const char *model_path;
-    const char *dataset;           /* a JSONL dataset, or NULL: the benchmarks */
+    const char *dataset;           /* a JSONL dataset, or NULL: the corpus or the benchmarks */
+    const char *const *corpus;     /* [n_corpus] text files / directories (label_corpus_samples) */
+    int64_t n_corpus;
+    int64_t corpus_tokens;         /* tokens per corpus sample */
+    int64_t corpus_max;            /* corpus samples at most (<= 0: all) */
     const char *const *benchmarks; /* [n_benchmarks] names of bench_names */
     int64_t n_benchmarks;
     bench_spec spec;               /* the generators' grid (name unused) */
@@ -59,6 +64,19 @@ typedef struct label_job_config {
  * an object with a string id, or a shard_index that is not an integer in
  * [0, 1e9): TIS_EFORMAT naming the line. */
 int label_manifest_read(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard);
+
+/* Plain text as samples: every regular file of paths (a file, or a
+ * directory walked recursively, names sorted at each level; links to
+ * directories are not followed), in that order, tokenised and cut into
+ * pieces of ctx_tokens tokens (a last piece of at least half that is kept),
+ * each decoded back to text as a sample's context, with a fixed neutral
+ * question; at most max samples (<= 0: all). A file that is not UTF-8 text
+ * (NUL bytes, invalid sequences, over 1 % control bytes) is skipped with a
+ * line on stderr; only its first 8 MiB are read. Ids:
+ * "corpus:<fnv32 of the path>:<its last 48 bytes>#<piece>". set is filled
+ * (name "corpus"); TIS_ENOTFOUND when no piece was made. */
+int label_corpus_samples(const char *const *paths, int64_t n_paths, const tokenizer *tok, int64_t ctx_tokens,
+                         int64_t max, bench_set *set);
 
 /* Runs the job. Returns 0; 1 after printing the problem to stderr (a file
  * or directory that cannot be read or written, labels made with other

@@ -24,7 +24,8 @@ void train_job_defaults(train_job_config *c) {
 typedef struct tsample {
     int64_t n;       /* context tokens */
     float *f;        /* [n][d] features, normalised by the head (owned) */
-    const float *y;  /* [n] labels (the records') */
+    const float *y;  /* [n] labels (the records'), or [n_out][n] recon scores (per-head) */
+    const float *yh; /* [n_streams][n] recon scores (the records'), or NULL */
     float *q;        /* [d] pooled question feature (owned) */
 } tsample;
 
@@ -38,12 +39,17 @@ typedef struct trainer {
     int64_t n_train, n_val;
     int64_t np;                  /* trained parameters */
     float *grad, *am, *av, *best; /* [np] gradient, Adam moments, best weights */
-    float *sc, *dsc;             /* [longest sample] scores and their gradient */
+    float *sc, *dsc;             /* [n_out * longest sample] scores and their gradient */
+    int64_t n_out;               /* the head's outputs per token */
+    head_loss loss;              /* what it trains with */
     uint64_t rng;
 } trainer;
 
+/* recall: of each sample's oracle top 5/10/25 % (per stream, averaged over
+ * streams, for recon labels); global: recon, the pooled top 10 % (NAN for
+ * a single-score head, whose pooled order says nothing). */
 typedef struct epoch_metrics {
-    double loss, recall[3];
+    double loss, recall[3], global;
 } epoch_metrics;
 
 static const double s_recall_fracs[3] = {0.05, 0.10, 0.25};
@@ -76,7 +82,9 @@ static int s_fail(const char *what) {
 }
 
 static const char *s_kind_name(head_kind k) { return k == HEAD_MLP ? "mlp" : "linear"; }
-static const char *s_loss_name(head_loss l) { return l == LOSS_BCE_TOPK ? "bce_topk" : "listwise"; }
+static const char *s_loss_name(head_loss l) {
+    return l == LOSS_BCE_TOPK ? "bce_topk" : l == LOSS_RECON_MSE ? "recon_mse" : "listwise";
+}
 
 /* Reads every directory; a problem is "train: ..." (the reader's message). */
 static int s_read_labels(trainer *t) {
@@ -88,6 +96,12 @@ static int s_read_labels(trainer *t) {
             tis_error(TIS_EINVAL, "train: %s", why);
             return s_fail("reading labels");
         }
+    if (t->recs.target != t->c->target) {
+        bool recon = t->recs.target == HEAD_TARGET_RECON;
+        fprintf(stderr, "tis train: the labels are %s labels; train with --target %s\n", recon ? "reconstruction" : "answer",
+                recon ? "recon" : "answer");
+        return 1;
+    }
     if (t->recs.n < 2) {
         fprintf(stderr, "tis train: %lld labelled samples; at least 2 are needed (train + validation)\n",
                 (long long)t->recs.n);
@@ -158,7 +172,8 @@ static int s_normalise(trainer *t) {
         label_record *r = &t->recs.s[i];
         tsample *x = &t->s[i];
         x->n = r->n_ctx;
-        x->y = r->labels;
+        x->yh = r->labels_per_head;
+        x->y = t->n_out > 1 ? r->labels_per_head : r->labels;
         x->f = malloc((size_t)(x->n * d) * sizeof(float));
         x->q = malloc((size_t)d * sizeof(float));
         if (!x->f || !x->q) return s_oom();
@@ -172,17 +187,44 @@ static int s_normalise(trainer *t) {
     return 0;
 }
 
+/* A per-head head's output o starts at stream o's mean target over the
+ * training samples (the level differs by orders of magnitude between
+ * streams; the weights then learn the deviations). */
+static void s_init_bias(trainer *t) {
+    for (int64_t o = 0; o < t->n_out; o++) {
+        double sum = 0;
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < t->n_train; i++) {
+            const tsample *x = &t->s[t->order[i]];
+            for (int64_t j = 0; j < x->n; j++, cnt++) {
+                float y = x->y[o * x->n + j];
+                sum += log(y > HEAD_RECON_FLOOR ? (double)y : HEAD_RECON_FLOOR);
+            }
+        }
+        t->h->b_out[o] = cnt ? (float)(sum / (double)cnt) : 0.0f;
+    }
+}
+
 /* The head, standardised and with its training scratch. */
 static int s_setup(trainer *t) {
     const train_job_config *c = t->c;
+    bool recon = c->target == HEAD_TARGET_RECON;
+    if (recon && c->query_aware) {
+        fprintf(stderr, "tis train: reconstruction labels are query-agnostic (no question rows): no --query_aware\n");
+        return 1;
+    }
+    t->n_out = recon && c->per_head ? t->recs.n_streams : 1;
+    t->loss = t->n_out > 1 ? LOSS_RECON_MSE : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
-                      .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer};
+                      .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
+                      .target = c->target};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", t->recs.model);
     if (head_new(&t->h, &hc, (uint64_t)c->seed)) return s_fail("creating the head");
     int rc = s_split(t);
     if (!rc) rc = s_standardise(t);
     if (!rc) rc = s_normalise(t);
     if (rc) return rc;
+    if (t->n_out > 1) s_init_bias(t);
     int64_t maxn = 1;
     for (int64_t i = 0; i < t->recs.n; i++) maxn = t->s[i].n > maxn ? t->s[i].n : maxn;
     t->np = head_n_trained(t->h);
@@ -190,9 +232,27 @@ static int s_setup(trainer *t) {
     t->am = calloc((size_t)t->np, sizeof(float));
     t->av = calloc((size_t)t->np, sizeof(float));
     t->best = malloc((size_t)t->np * sizeof(float));
-    t->sc = malloc((size_t)maxn * sizeof(float));
-    t->dsc = malloc((size_t)maxn * sizeof(float));
+    t->sc = malloc((size_t)(maxn * t->n_out) * sizeof(float));
+    t->dsc = malloc((size_t)(maxn * t->n_out) * sizeof(float));
     return t->grad && t->am && t->av && t->best && t->sc && t->dsc ? 0 : s_oom();
+}
+
+/* Recalls of one sample's scores sc[n_out][n] against its labels:
+ * per stream (recon labels: each stream's oracle against its output, or
+ * the single score), else the answer labels; adds to m. */
+static void s_sample_recalls(const trainer *t, const tsample *x, epoch_metrics *m) {
+    const int64_t S = x->yh ? t->recs.n_streams : 0, n = x->n;
+    for (int k = 0; k < 3; k++) {
+        if (!S) {
+            m->recall[k] += head_recall_at(t->sc, x->y, n, s_recall_fracs[k]);
+            continue;
+        }
+        double r = 0;
+        for (int64_t o = 0; o < S; o++)
+            r += head_recall_at(t->sc + (t->n_out > 1 ? o * n : 0), x->yh + o * n, n, s_recall_fracs[k]);
+        m->recall[k] += r / (double)S;
+    }
+    if (S && t->n_out > 1) m->global += head_recall_at(t->sc, x->yh, S * n, 0.10);
 }
 
 /* Mean loss and recalls over the validation samples. */
@@ -204,13 +264,15 @@ static int s_evaluate(trainer *t, epoch_metrics *m) {
         const tsample *x = &t->s[idx[i]];
         int rc = head_forward(t->h, x->f, x->n, t->h->cfg.query_aware ? x->q : NULL, t->sc);
         if (rc) return rc;
-        m->loss += head_loss_eval(t->c->loss, t->sc, x->y, x->n, t->c->topk, t->dsc);
-        for (int k = 0; k < 3; k++) m->recall[k] += head_recall_at(t->sc, x->y, x->n, s_recall_fracs[k]);
+        m->loss += head_loss_eval(t->loss, t->sc, x->y, x->n * t->n_out, t->c->topk, t->dsc);
+        s_sample_recalls(t, x, m);
     }
     if (n > 0) {
         m->loss /= (double)n;
         for (int k = 0; k < 3; k++) m->recall[k] /= (double)n;
+        m->global /= (double)n;
     }
+    if (t->n_out == 1) m->global = NAN;
     return 0;
 }
 
@@ -228,9 +290,9 @@ static int s_epoch(trainer *t, int64_t *step, double *loss) {
             const float *q = c->query_aware ? x->q : NULL;
             int rc = head_forward(t->h, x->f, x->n, q, t->sc);
             if (rc) return rc;
-            tl += head_loss_eval(c->loss, t->sc, x->y, x->n, c->topk, t->dsc);
+            tl += head_loss_eval(t->loss, t->sc, x->y, x->n * t->n_out, c->topk, t->dsc);
             float inv = 1.0f / (float)(b1 - b0);
-            for (int64_t j = 0; j < x->n; j++) t->dsc[j] *= inv;
+            for (int64_t j = 0; j < x->n * t->n_out; j++) t->dsc[j] *= inv;
             if ((rc = head_backward(t->h, x->f, x->n, q, t->dsc, t->grad))) return rc;
         }
         head_adam_step(t->h->params, t->grad, t->am, t->av, t->np, ++*step, c->lr, 0.9f, 0.999f, 1e-8f,
@@ -287,11 +349,18 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
     epoch_metrics vm;
     int rc = s_evaluate(t, &vm);
     if (rc) return rc;
-    fprintf(csv, "0,nan,%.6f,%.4f,%.4f,%.4f,0\n", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
+    bool recon = c->target == HEAD_TARGET_RECON;
+    fprintf(csv, "0,nan,%.6f,%.4f,%.4f,%.4f,0", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
+    if (recon) fprintf(csv, ",%.4f", vm.global);
+    fputc('\n', csv);
     fprintf(stderr, "[train] %s head%s | %lld params | %lld train / %lld validation samples (by sample) | "
                     "loss %s | features: %s layer %lld\n",
             s_kind_name(c->kind), c->query_aware ? " (query-aware)" : "", (long long)t->np, (long long)t->n_train,
-            (long long)t->n_val, s_loss_name(c->loss), t->recs.model, (long long)t->recs.layer);
+            (long long)t->n_val, s_loss_name(t->loss), t->recs.model, (long long)t->recs.layer);
+    if (recon)
+        fprintf(stderr, "[train] reconstruction labels, %lld streams; %lld output%s per token; recall per stream%s\n",
+                (long long)t->recs.n_streams, (long long)t->n_out, t->n_out > 1 ? "s" : "",
+                t->n_out > 1 ? " (mean) and pooled over streams (global)" : " (mean)");
     fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f\n", vm.loss, vm.recall[0],
             vm.recall[1], vm.recall[2]);
     double t0 = tis_now();
@@ -302,12 +371,16 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
     for (int64_t ep = 1; ep <= c->epochs; ep++) {
         double tl;
         if ((rc = s_epoch(t, &step, &tl)) || (rc = s_evaluate(t, &vm))) return rc;
-        fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f\n", (long long)ep, tl, vm.loss, vm.recall[0],
+        fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f", (long long)ep, tl, vm.loss, vm.recall[0],
                 vm.recall[1], vm.recall[2], tis_now() - t0);
+        if (recon) fprintf(csv, ",%.4f", vm.global);
+        fputc('\n', csv);
         fflush(csv);
         bool better = vm.loss < *best_loss - 1e-6;
-        fprintf(stderr, "[train] epoch %lld: train loss %.4f | val loss %.4f recall@5/10/25%% %.3f %.3f %.3f%s\n",
-                (long long)ep, tl, vm.loss, vm.recall[0], vm.recall[1], vm.recall[2], better ? " *" : "");
+        fprintf(stderr, "[train] epoch %lld: train loss %.4f | val loss %.4f recall@5/10/25%% %.3f %.3f %.3f", (long long)ep,
+                tl, vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
+        if (recon) fprintf(stderr, " global@10%% %.3f", vm.global);
+        fprintf(stderr, "%s\n", better ? " *" : "");
         if (better) {
             *best_loss = vm.loss;
             *best_epoch = ep;
@@ -339,7 +412,8 @@ int train_job_run(const train_job_config *c) {
         s_trainer_free(&t);
         return 1;
     }
-    fprintf(csv, "epoch,train_loss,val_loss,val_recall_5,val_recall_10,val_recall_25,seconds\n");
+    fprintf(csv, "epoch,train_loss,val_loss,val_recall_5,val_recall_10,val_recall_25,seconds%s\n",
+            c->target == HEAD_TARGET_RECON ? ",val_global_recall_10" : "");
     double best_loss = 0;
     int64_t best_epoch = 0;
     bool ok = s_fit(&t, csv, &best_loss, &best_epoch) == 0;

@@ -7,7 +7,14 @@
  *
  * Features are RMS-normalised by the head, then standardised with the mean
  * and standard deviation of the training samples' rows (kept in the
- * checkpoint). The same config and labels give the same bytes. */
+ * checkpoint). The same config and labels give the same bytes.
+ *
+ * Recon labels (target recon): per_head trains n_layer * n_kv_head outputs
+ * with recon_mse against ln(score), output biases starting at each stream's
+ * mean target over the training samples; metrics add, besides the
+ * per-stream recalls (averaged over streams), the global recall@10 %: of
+ * the top 10 % of all (stream, token) scores pooled, the share the head's
+ * pooled top 10 % finds (what a global allocation keeps). */
 #ifndef TIS_TRAIN_JOB_H
 #define TIS_TRAIN_JOB_H
 
@@ -26,7 +33,13 @@ typedef struct train_job_config {
     bool query_aware;              /* the question's pooled feature too (for tis_query) */
     int64_t hidden;                /* mlp width */
     int64_t rank;                  /* bilinear rank of the query term */
-    head_loss loss;
+    head_loss loss;                /* answer target (and recon single): listwise / bce_topk; a
+                                      per-head recon head always trains with recon_mse */
+    head_target target;            /* the labels' kind: answer (default) or recon (tis label --target
+                                      recon); must be what the directories hold */
+    bool per_head;                 /* recon: one output per (layer, kv head) stream (n_out = the
+                                      labels' n_streams), else one score per token (labels: the
+                                      streams' mean) */
     float topk;                    /* bce_topk: the positives are each sample's top topk */
     int64_t epochs;                /* at most */
     int64_t batch;                 /* samples per Adam step */

@@ -4,7 +4,9 @@
  * manifest, changed settings are refused, Python's safetensors reads a
  * shard where it is installed. The shards read back (label_dir_read, what
  * tis train reads): every sample, the shard's values, refusals; `tis train`
- * on them: a checkpoint that loads, the same bytes from a second run. */
+ * on them: a checkpoint that loads, the same bytes from a second run.
+ * Reconstruction labels: a text corpus read (s_corpus), labelled with
+ * --target recon and trained on (s_recon). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "chat.h"
 #include "head.h"
 #include "label.h"
+#include "label_job.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tiny_model.h"
@@ -122,16 +125,177 @@ static void s_train(const char *bin, const char *dir) {
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "train: no shard-*.safetensors in"));
 }
 
+/* The corpus reader: files in sorted order (a subdirectory walked), pieces
+ * of ctx tokens, a binary and a non-UTF-8 file skipped, the cap. */
+static void s_corpus(const model *m, const char *dir) {
+    TT_CASE("corpus samples");
+    const char *paths[1] = {dir};
+    bench_set set;
+    TT_OK(label_corpus_samples(paths, 1, m->tok, 32, 0, &set));
+    int64_t from_a = 0, from_b = 0;
+    for (int64_t i = 0; i < set.n; i++) {
+        const bench_sample *x = &set.s[i];
+        TT_CHECK(strstr(x->id, "corpus:") == x->id && x->context && x->context[0] && x->question);
+        from_a += strstr(x->id, "/a.txt#") != NULL;
+        from_b += strstr(x->id, "sub/b.txt#") != NULL;
+        TT_CHECK(!strstr(x->id, "bin.dat") && !strstr(x->id, "latin1.txt"));
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        TT_OK(tokenizer_encode(m->tok, x->context, strlen(x->context), false, &ids, &n));
+        TT_CHECK(n >= 16 && n <= 40); /* re-encoding a cut piece: about the same length */
+        free(ids);
+    }
+    TT_CHECK(set.n >= 4 && from_a >= 2 && from_b >= 2 && from_a + from_b == set.n);
+    TT_CHECK(set.n > 0 && strstr(set.s[0].id, "/a.txt#0")); /* a.txt before sub/ */
+    int64_t all = set.n;
+    bench_set_free(&set);
+    TT_OK(label_corpus_samples(paths, 1, m->tok, 32, 3, &set));
+    TT_CHECK(set.n == 3 && all > 3);
+    bench_set_free(&set);
+    TT_FAILS(label_corpus_samples(paths, 1, m->tok, 100000, 0, &set), TIS_ENOTFOUND);
+    const char *none[1] = {"/nonexistent/dir"};
+    TT_FAILS(label_corpus_samples(none, 1, m->tok, 32, 0, &set), TIS_EIO);
+}
+
+/* Reconstruction labels of a corpus: shards with per-(layer, kv head)
+ * scores in [0, 1], labels their normalised mean, no question rows; a rerun
+ * resumes; another target is refused; read back with the streams; tis
+ * train --target recon: a per-head head (and a single one), the same bytes
+ * twice, answer training refused on them. */
+static void s_recon(const char *bin, const char *tiny, const char *corpus, const char *data) {
+    static char out[1 << 16];
+    char cmd[4096], path[1200];
+    TT_CASE("recon labels");
+    char d[1024];
+    snprintf(d, sizeof d, "%s", tt_path("recon"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target recon --output '%s' "
+             "--shard_size 3", bin, tiny, corpus, d);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "bin.dat: not UTF-8 text") && strstr(out, "latin1.txt: not UTF-8 text"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "already"));
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    snprintf(path, sizeof path, "%s/shard-00000.safetensors", d);
+    st_file *f = NULL;
+    TT_OK(st_open(&f, path));
+    if (f && m) {
+        const int64_t S = m->config.n_layer * m->config.n_kv_head;
+        const st_tensor *ph = st_tensor_find(f, "labels_per_head"), *lab = st_tensor_find(f, "labels"),
+                        *co = st_tensor_find(f, "ctx_offsets"), *qf = st_tensor_find(f, "query_features");
+        TT_CHECK(!strcmp(st_metadata(f, "target"), "recon") && !strcmp(st_metadata(f, "label_heads"), "2"));
+        TT_CHECK(ph && lab && co && qf && qf->shape[0] == 0);
+        if (ph && lab && co) {
+            const int64_t *off = co->data, n = co->shape[0] - 1;
+            const float *P = ph->data, *Y = lab->data;
+            TT_CHECK(n == 3 && ph->shape[0] == off[n] * S);
+            bool in01 = true, mean_ok = true, some = false;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t nc = off[i + 1] - off[i];
+                const float *B = P + off[i] * S;
+                double tot = 0, ysum = 0;
+                for (int64_t j = 0; j < nc * S; j++) {
+                    in01 &= B[j] >= 0 && B[j] <= 1;
+                    some |= B[j] > 0.01f;
+                    tot += B[j];
+                }
+                for (int64_t j = 0; j < nc; j++) {
+                    double mean = 0;
+                    for (int64_t k = 0; k < S; k++) mean += B[k * nc + j];
+                    mean_ok &= fabs(Y[off[i] + j] - mean / tot) < 1e-5;
+                    ysum += Y[off[i] + j];
+                }
+                mean_ok &= fabs(ysum - 1) < 1e-4;
+            }
+            TT_CHECK(in01 && some && mean_ok);
+        }
+    }
+    st_destroy(&f);
+    label_records r;
+    label_records_init(&r);
+    TT_OK(label_dir_read(d, &r));
+    TT_CHECK(r.n >= 4 && r.target == HEAD_TARGET_RECON && m && r.n_streams == m->config.n_layer * m->config.n_kv_head);
+    TT_CHECK(r.n > 0 && r.s[0].labels_per_head && r.s[0].n_q == 0);
+    label_records_free(&r);
+    model_destroy(&m);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --output '%s'", bin, tiny, corpus, d);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
+    /* benchmark / dataset samples take the recon target too */
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --target recon --output '%s'", bin, tiny, data,
+             tt_path("recon_ds"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+
+    TT_CASE("recon training");
+    char ck[1024], csv[1024];
+    snprintf(ck, sizeof ck, "%s", tt_path("recon_head.safetensors"));
+    snprintf(csv, sizeof csv, "%s", tt_path("recon_head_metrics.csv"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 3 --val_frac 0.4", bin, d, ck);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10%"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    size_t n1 = 0, n2 = 0, nm = 0;
+    char *first = tt_read_file(ck, &n1), *metrics = tt_read_file(csv, &nm);
+    TT_CHECK(metrics && strstr(metrics, ",seconds,val_global_recall_10\n"));
+    head *h = NULL;
+    TT_OK(head_load(&h, ck));
+    TT_CHECK(h && h->cfg.n_out == 6 && h->cfg.target == HEAD_TARGET_RECON && h->cfg.kind == HEAD_MLP);
+    head_destroy(&h);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    char *second = tt_read_file(ck, &n2);
+    TT_CHECK(first && second && n1 == n2 && !memcmp(first, second, n1));
+    free(first);
+    free(second);
+    free(metrics);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --epochs 2 "
+             "--val_frac 0.4", bin, d, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_OK(head_load(&h, ck));
+    TT_CHECK(h && h->cfg.n_out == 1 && h->cfg.target == HEAD_TARGET_RECON);
+    head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s'", bin, d, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--target recon"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware", bin, d, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "query-agnostic"));
+}
+
+/* A corpus directory: two texts (one in a subdirectory), a binary file and
+ * a Latin-1 file. */
+static const char *s_make_corpus(void) {
+    const char *dir = tt_path("corpus");
+    char cmd[1200], out[256], p[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/sub'", dir);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    const char *a = "The quiet river runs under the old stone bridge, and the town wakes slowly. "
+                    "Bakers open their doors, children walk to school, and the market fills with voices. "
+                    "By noon the square is loud; by evening the lamps are lit and the river is dark again. ";
+    const char *b = "Rules of the game: each player draws three cards, then plays one card per turn. "
+                    "A card of the same colour wins the trick; the winner leads the next one. "
+                    "When the deck is empty the player with the most tricks wins the round. ";
+    snprintf(p, sizeof p, "%s/a.txt", dir);
+    TT_CHECK(tt_write_file(p, a, strlen(a)) == 0);
+    snprintf(p, sizeof p, "%s/sub/b.txt", dir);
+    TT_CHECK(tt_write_file(p, b, strlen(b)) == 0);
+    const char bin[] = {'E', 'L', 'F', 0, 1, 2, 3, 'x', 'y', 'z'};
+    snprintf(p, sizeof p, "%s/bin.dat", dir);
+    TT_CHECK(tt_write_file(p, bin, sizeof bin) == 0);
+    const char latin1[] = "caf\xe9" " cr\xe8" "me br\xfb" "l\xe9" "e and more words to make it long enough to matter here";
+    snprintf(p, sizeof p, "%s/latin1.txt", dir);
+    TT_CHECK(tt_write_file(p, latin1, strlen(latin1)) == 0);
+    return dir;
+}
+
 int main(void) {
     static char out[1 << 16];
     char cmd[4096];
     const char *bin = getenv("TIS_BIN");
     if (!bin) bin = "tis";
-    const char *tiny = tt_path("tiny.gguf");
+    static char tiny[1024], data[1024], corpus[1024]; /* tt_path's buffers are reused */
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
-    const char *data = tt_path("data.jsonl");
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
     TT_OK(tt_write_file(data, s_data, strlen(s_data)));
     const char *d1 = tt_path("run1"), *d2 = tt_path("run2");
 
@@ -276,5 +440,10 @@ int main(void) {
     if (m) s_read_back(d1, d2, d3, m);
     model_destroy(&m);
     s_train(bin, d1);
+    snprintf(corpus, sizeof corpus, "%s", s_make_corpus());
+    TT_OK(model_load(&m, tiny));
+    if (m) s_corpus(m, corpus);
+    model_destroy(&m);
+    s_recon(bin, tiny, corpus, data);
     return tt_done("test_label");
 }
