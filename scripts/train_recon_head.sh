@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A per-head reconstruction head (docs/head.md "Per-head heads") for MODEL,
+# trained on generic text only, never on the benchmark haystacks (those are
+# GPL-3 text from Debian's base-files and the Apache-2.0 licence): prose
+# documentation from /usr/share/doc (README / *.md / *.txt / *.rst; no
+# copyright, licence or compressed files, and no file that quotes the GNU GPL
+# or the Apache licence), man pages rendered to text, and Python's own
+# library sources (code). /usr/share/common-licenses is never read.
+#
+# Each file contributes its first FILE_BYTES bytes, named so that the three
+# sources interleave in the corpus order (tis label --corpus reads names in
+# sorted order and stops at --n_samples). Then
+#   tis label --corpus ... --target recon   (the agnostic state, session_recon)
+#   tis train --target recon --outputs per_head --head mlp
+# writes configs/heads/<model-name>.recon.safetensors (+ _metrics.csv).
+#
+# Usage: scripts/train_recon_head.sh MODEL [N_SAMPLES] [CONTEXT_TOKENS] [LAYER]
+# Env: TIS (binary, default build/tis), WORK (labels, default
+# results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=${1:?usage: scripts/train_recon_head.sh MODEL [N_SAMPLES] [CONTEXT_TOKENS] [LAYER]}
+n_samples=${2:-240}
+ctx=${3:-1024}
+layer=${4:-}
+tis=${TIS:-$root/build/tis}
+name=$(basename "$model" .gguf | tr 'A-Z' 'a-z' | sed -E 's/\.(q[0-9].*|f16|f32|bf16)$//')
+work=${WORK:-$root/results/recon-labels/$name${layer:+-layer$layer}}
+out=${OUT:-$root/configs/heads/$name.recon${layer:+.layer$layer}.safetensors}
+hidden=${HIDDEN:-128}
+file_bytes=${FILE_BYTES:-7000}
+per_source=${PER_SOURCE:-200}
+corpus=$work/corpus
+mkdir -p "$corpus"
+
+# ---- the corpus (deterministic: sorted lists, fixed counts) ----
+if [ ! -f "$corpus/.done" ]; then
+  rm -rf "$corpus" && mkdir -p "$corpus"
+  licence_re='GNU (Lesser |Library |Affero )?General Public License|Apache License|Permission is hereby granted'
+  i=0
+  # prose
+  find /usr/share/doc -type f \( -name '*.md' -o -name '*.txt' -o -name '*.rst' -o -name 'README*' \) \
+      ! -name '*.gz' ! -iname '*licen[cs]e*' ! -iname '*copying*' ! -name copyright 2>/dev/null | LC_ALL=C sort |
+    while read -r f; do
+      [ "$(stat -c %s "$f")" -ge 3000 ] || continue
+      grep -Eq "$licence_re" "$f" && continue
+      printf -v n '%05d' $((i * 3)); head -c "$file_bytes" "$f" > "$corpus/$n-doc-$(basename "$f")"
+      i=$((i + 1)); [ $i -lt "$per_source" ] || break
+    done || true # (break: the listing gets SIGPIPE)
+  # man pages as text
+  i=0
+  find /usr/share/man/man1 /usr/share/man/man5 /usr/share/man/man8 -type f -name '*.gz' 2>/dev/null | LC_ALL=C sort |
+    while read -r f; do
+      txt=$(MANWIDTH=80 man -l "$f" 2>/dev/null | col -bx 2>/dev/null | head -c "$file_bytes") || continue
+      [ ${#txt} -ge 3000 ] || continue
+      grep -Eq "$licence_re" <<<"$txt" && continue
+      printf -v n '%05d' $((i * 3 + 1)); printf '%s\n' "$txt" > "$corpus/$n-man-$(basename "$f" .gz)"
+      i=$((i + 1)); [ $i -lt "$per_source" ] || break
+    done || true # (break: the listing gets SIGPIPE)
+  # code: the Python library
+  i=0
+  py=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+  find "$py" -maxdepth 1 -type f -name '*.py' | LC_ALL=C sort |
+    while read -r f; do
+      [ "$(stat -c %s "$f")" -ge 3000 ] || continue
+      grep -Eq "$licence_re" "$f" && continue
+      printf -v n '%05d' $((i * 3 + 2)); head -c "$file_bytes" "$f" > "$corpus/$n-code-$(basename "$f")"
+      i=$((i + 1)); [ $i -lt "$per_source" ] || break
+    done || true # (break: the listing gets SIGPIPE)
+  touch "$corpus/.done"
+fi
+echo "[recon] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
+
+# ---- labels (resumable) and the head ----
+"$tis" label -m "$model" --corpus "$corpus" --context_tokens "$ctx" --n_samples "$n_samples" \
+  --target recon ${layer:+--layer "$layer"} --shard_size 16 --output "$work/labels"
+"$tis" train --labels "$work/labels" --target recon --outputs per_head --head mlp --hidden "$hidden" \
+  --epochs 60 --lr 1e-3 --patience 6 --batch 4 --seed 1 --output "$out"
+echo "[recon] wrote $out" >&2
