@@ -21,6 +21,7 @@ int cmd_client(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 /* The default importance heads for the default model (committed). */
 #define CLI_DEFAULT_HEAD "configs/heads/smollm2-135m-instruct.tis.safetensors"
@@ -74,6 +75,14 @@ typedef struct cli_opt {
     {.name = (nm), .alias = (al), .kind = CLI_OPT_F32S, .dst = (p), .n = (cnt), .cap = (c), .flo = (l), .fhi = (h)}
 #define CLI_KV_TYPE {.name = "--kv_type", .alias = NULL, .kind = CLI_OPT_KV_TYPE, .dst = NULL}
 #define CLI_END {.name = NULL}
+/* A connecting side's keys (tcp endpoints; serve/secure.h): --key FILE,
+ * --server_key FILE, --insecure into the fields of (key, server_key, insecure). */
+#define CLI_CONNECT_KEYS(k, sk, ins) CLI_STR("--key", NULL, (k)), CLI_STR("--server_key", NULL, (sk)), \
+    CLI_FLAG("--insecure", NULL, (ins))
+#define CLI_CONNECT_KEYS_USAGE \
+    "      --key FILE           tcp: our key pair (tis keygen; its .pub on the coordinator's --allow)\n" \
+    "      --server_key FILE    tcp: the coordinator's public key\n" \
+    "      --insecure           tcp without keys (the coordinator must allow it too)\n"
 
 enum { CLI_HELP = -1 };
 

@@ -9,13 +9,15 @@
 #include "cli.h"
 #include "eval_job.h"
 #include "generate.h"
+#include "secure.h"
 #include "tis_client.h"
 #include "tis_error.h"
 
 static void s_usage(FILE *f) {
     fprintf(f,
             "usage: tis client [--connect ENDPOINT] (--dataset FILE.jsonl | --context TEXT --question TEXT)\n"
-            "      --connect ENDPOINT   the coordinator's front end (default ipc:///tmp/tis-front)\n"
+            "      --connect ENDPOINT   the coordinator's front end (default ipc:///tmp/tis-$UID/front)\n"
+            CLI_CONNECT_KEYS_USAGE
             "      --policy NAME        compression policy (default full)\n"
             "      --budget F           fraction of the context kept (default 0.25)\n"
             "      --budget_tokens N    or a token count\n"
@@ -34,7 +36,8 @@ typedef struct client_opts {
     const char *ep, *dataset, *context, *question, *policy, *timings;
     float budget;
     int64_t btok, max_new, timeout_s, conc, repeat;
-    bool qa, quiet;
+    bool qa, quiet, insecure;
+    tis_client_keys keys;   /* tcp: --key, --server_key */
 } client_opts;
 
 typedef struct slot {
@@ -165,7 +168,9 @@ static int s_client(const client_opts *o, const bench_set *set) {
         goto out;
     }
     for (int64_t i = 0; i < r.n; i++) r.sl[i].sample = i % set->n;
-    if (tis_client_open(o->ep, &r.c)) {
+    tis_client_keys keys = o->keys;
+    keys.insecure = o->insecure;
+    if (tis_client_open_keys(o->ep, &keys, &r.c)) {
         cli_fail("connecting");
         goto out;
     }
@@ -189,7 +194,8 @@ out:
 }
 
 int cmd_client(int argc, char **argv) {
-    client_opts o = {.ep = "ipc:///tmp/tis-front", .policy = "full", .budget = 0.25f, .max_new = 16,
+    char def[96];
+    client_opts o = {.ep = sec_default_endpoint(def, sizeof def, "front"), .policy = "full", .budget = 0.25f, .max_new = 16,
                      .timeout_s = 600, .repeat = 1};
     const cli_opt opts[] = {
         CLI_STR("--connect", NULL, &o.ep),
@@ -206,6 +212,7 @@ int cmd_client(int argc, char **argv) {
         CLI_I64("--timeout_s", NULL, &o.timeout_s, 1, 86400),
         CLI_FLAG("--query_aware", NULL, &o.qa),
         CLI_FLAG("--quiet", NULL, &o.quiet),
+        CLI_CONNECT_KEYS(&o.keys.key_file, &o.keys.server_key_file, &o.insecure),
         CLI_END,
     };
     int prc = cli_parse_opts("client", argc, argv, opts, s_usage);

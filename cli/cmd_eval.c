@@ -58,6 +58,7 @@ static void s_usage(FILE *f) {
             "      --workers N           spread the samples over N pipeline workers (a private\n"
             "                            tis serve; the cores are shared out between them)\n"
             "      --connect ENDPOINT    or over the workers of a running tis serve\n"
+            CLI_CONNECT_KEYS_USAGE
             "      --list                policies and benchmarks, then exit\n",
             cli_default_model(), CLI_DEFAULT_HEAD, CLI_DEFAULT_HEAD_QUERY);
 }
@@ -76,6 +77,7 @@ static void s_list(void) {
 typedef struct eval_opts {
     eval_job_config c;
     const char *policies[MAX_LIST], *benches[MAX_LIST], *protocol, *connect;
+    sec_opts sec; /* --connect to tcp: --key, --server_key, --insecure */
     double budgets[MAX_LIST], depths[MAX_LIST], thresholds[MAX_LIST];
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
     int64_t n_pol, n_bench, n_budgets, n_btok, n_depths, n_ctx, n_thr;
@@ -119,6 +121,7 @@ static int s_parse(int argc, char **argv, eval_opts *o) {
         CLI_STR("--export", NULL, &c->export_path),
         CLI_I64("--workers", NULL, &o->workers, 1, 16),
         CLI_STR("--connect", NULL, &o->connect),
+        CLI_CONNECT_KEYS(&o->sec.key, &o->sec.server_key, &o->sec.insecure),
         CLI_FLAG("--list", NULL, &o->list),
         CLI_KV_TYPE,
         CLI_END,
@@ -201,12 +204,13 @@ static void s_cmdline(int argc, char **argv, char *buf, size_t cap) {
 /* --workers / --connect: the samples through the pipeline client. */
 typedef struct pipeline_runner {
     const char *connect;
+    sec_opts sec;
     int64_t workers;
 } pipeline_runner;
 
 static int s_pipeline_run(void *ctx, const eval_job_batch *b, eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
     const pipeline_runner *p = ctx;
-    eval_pipeline_opts po = {.connect = p->connect, .workers = p->workers, .model_path = b->model_path,
+    eval_pipeline_opts po = {.connect = p->connect, .sec = p->sec, .workers = p->workers, .model_path = b->model_path,
                              .model_name = b->m->config.name, .output = b->output, .keep = *rows,
                              .n_keep = *n_rows, .tty = b->tty};
     eval_row *got = NULL;
@@ -248,7 +252,7 @@ int cmd_eval(int argc, char **argv) {
     s_cmdline(argc, argv, o.cmdline, sizeof o.cmdline);
     o.c.command = o.cmdline;
     char about[512];
-    pipeline_runner pr = {.connect = o.connect, .workers = o.workers};
+    pipeline_runner pr = {.connect = o.connect, .sec = o.sec, .workers = o.workers};
     eval_job_runner pipeline = {.run = s_pipeline_run, .ctx = &pr, .about = about, .appends_unordered = true};
     if (o.connect) snprintf(about, sizeof about, " | workers of %s", o.connect);
     else snprintf(about, sizeof about, " | %lld workers", (long long)o.workers);

@@ -41,13 +41,15 @@ static void s_usage(FILE *f) {
             "      --kv_type T           KV cache element type: f16 (default), f32, bf16\n"
             "      --workers N           label on N pipeline workers (a private tis serve; the\n"
             "                            cores shared out); the shards are the same\n"
-            "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n",
+            "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n"
+            CLI_CONNECT_KEYS_USAGE,
             cli_default_model());
 }
 
 /* --workers / --connect: the samples labelled by the pipeline client. */
 typedef struct pipeline_runner {
     const char *connect, *model_path;
+    sec_opts sec;
     int64_t workers;
     label_remote *remote;
 } pipeline_runner;
@@ -55,7 +57,7 @@ typedef struct pipeline_runner {
 static int s_pipeline_open(void *ctx, const model *m, const label_config *cfg, const bench_sample *const *todo,
                            int64_t n) {
     pipeline_runner *p = ctx;
-    if (label_remote_open(&p->remote, p->connect, p->workers, p->model_path, &m->config, cfg, todo, n))
+    if (label_remote_open(&p->remote, p->connect, &p->sec, p->workers, p->model_path, &m->config, cfg, todo, n))
         return -cli_fail("starting the workers");
     return 0;
 }
@@ -129,6 +131,7 @@ int cmd_label(int argc, char **argv) {
         CLI_I64("--threads", "-t", &threads, 1, 1024),
         CLI_I64("--workers", NULL, &pr.workers, 1, 16),
         CLI_STR("--connect", NULL, &pr.connect),
+        CLI_CONNECT_KEYS(&pr.sec.key, &pr.sec.server_key, &pr.sec.insecure),
         CLI_KV_TYPE,
         CLI_END,
     };

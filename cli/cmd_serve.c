@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "cli.h"
 #include "coord.h"
 #include "http_front.h"
@@ -22,8 +23,14 @@ static void s_usage(FILE *f) {
             "usage: tis serve [--config FILE.yaml] [options]\n"
             "      --config FILE        a YAML config (configs/serve.yaml shows every key);\n"
             "                           options given on the command line override it\n"
-            "      --front ENDPOINT     clients connect here (default ipc:///tmp/tis-front)\n"
-            "      --back ENDPOINT      workers connect here (default ipc:///tmp/tis-back)\n"
+            "      --front ENDPOINT     clients connect here (default ipc:///tmp/tis-$UID/front)\n"
+            "      --back ENDPOINT      workers connect here (default ipc:///tmp/tis-$UID/back)\n"
+            "                           ipc: the socket is 0600 in a private directory (0700, ours;\n"
+            "                           made when missing); tcp: CURVE, needs --key (or --insecure)\n"
+            "      --key FILE           the coordinator's key pair (tis keygen): tcp endpoints use CURVE\n"
+            "      --allow FILE         public keys of the workers and clients that may connect by tcp\n"
+            "                           (one per line: cat *.pub > FILE); local workers use --key's pair\n"
+            "      --insecure           allow a tcp endpoint without keys, an ipc one in a shared directory\n"
             "      --prefill N          local prefill workers to start (default 1)\n"
             "      --decode N           local decode workers to start (default 1)\n"
             "      --scorer N           local scorer workers (default 0): the importance head of\n"
@@ -49,14 +56,15 @@ static void s_usage(FILE *f) {
             cli_default_model());
 }
 
-static pid_t s_spawn(const char *role, int i, const char *back, const char *model, const char *head,
-                     const char *head_q, const char *arena_mb, const char *hb, const char *batch, const char *lease) {
+static pid_t s_spawn(const char *role, int i, const char *back, const sec_opts *sec, const char *model,
+                     const char *head, const char *head_q, const char *arena_mb, const char *hb, const char *batch,
+                     const char *lease) {
     char name[64];
     snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
     pid_t pid = fork();
     if (pid != 0) return pid;
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* workers end with their coordinator */
-    const char *argv[24];
+    const char *argv[32];
     int n = 0;
     argv[n++] = "tis";
     argv[n++] = "worker";
@@ -78,13 +86,16 @@ static pid_t s_spawn(const char *role, int i, const char *back, const char *mode
     argv[n++] = lease;
     if (head) argv[n++] = "--head", argv[n++] = head;
     if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
+    /* local workers use the coordinator's own pair (always on its allow-list) */
+    if (sec->key) argv[n++] = "--key", argv[n++] = sec->key, argv[n++] = "--server_key", argv[n++] = sec->key;
+    if (sec->insecure) argv[n++] = "--insecure";
     argv[n] = NULL;
     execv("/proc/self/exe", (char *const *)argv);
     _exit(127);
 }
 
-enum { N_OWNED = 7 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
-                         http.kv_policy */
+enum { N_OWNED = 9 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
+                         http.kv_policy, security.key, security.allow */
 
 /* The http: block of a config: the HTTP front's settings. */
 static int s_config_http(yaml_kv *kv, const char *path, http_opts *h, const char **listen) {
@@ -124,7 +135,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         yaml_kv_free(&kv);
         return rc;
     }
-    const char *dev[3] = {"cpu", "cpu", "cpu"};
+    const char *dev[3] = {"cpu", "cpu", "cpu"}, *insecure = NULL;
     if ((rc = yaml_kv_str(&kv, "model", model)) || (rc = yaml_kv_str(&kv, "front", &o->front)) ||
         (rc = yaml_kv_str(&kv, "back", &o->back)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_queue", 1, 1 << 20, &o->max_queue)) ||
@@ -143,10 +154,16 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_str(&kv, "scorer.device", &dev[2])) ||
         (rc = yaml_kv_i64(&kv, "decode.workers", 0, MAX_CHILD / 2, n_dec)) ||
         (rc = yaml_kv_str(&kv, "decode.device", &dev[1])) ||
-        (rc = yaml_kv_i64(&kv, "decode.max_batch", 1, 256, dbatch)) || (rc = yaml_kv_unused(&kv))) {
+        (rc = yaml_kv_i64(&kv, "decode.max_batch", 1, 256, dbatch)) ||
+        (rc = yaml_kv_str(&kv, "security.key", &o->sec.key)) ||
+        (rc = yaml_kv_str(&kv, "security.allow", &o->sec.allow)) ||
+        (rc = yaml_kv_str(&kv, "security.insecure", &insecure)) || (rc = yaml_kv_unused(&kv))) {
         yaml_kv_free(&kv);
         return rc;
     }
+    if (insecure && strcmp(insecure, "true") && strcmp(insecure, "false"))
+        rc = tis_error(TIS_EINVAL, "%s: security.insecure '%s' is not true or false", path, insecure);
+    if (insecure) o->sec.insecure = !strcmp(insecure, "true");
     static const char *const role[3] = {"prefill", "decode", "scorer"};
     for (int k = 0; k < 3 && !rc; k++)
         if (strcmp(dev[k], "cpu"))
@@ -154,7 +171,8 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
                            "%s: %s.device '%s': only cpu workers exist so far (CUDA workers are not built yet)",
                            path, role[k], dev[k]);
     /* the strings live in kv: keep copies for the run (owned[], freed by the caller) */
-    const char **sv[N_OWNED] = {model, &o->front, &o->back, head, head_q, listen, &h->defaults.kv_policy};
+    const char **sv[N_OWNED] = {model, &o->front, &o->back, head, head_q, listen, &h->defaults.kv_policy,
+                                &o->sec.key, &o->sec.allow};
     for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
         if (*sv[k] && *sv[k] != owned[k]) { /* (a second --config replaces the first's) */
             char *c = strdup(*sv[k]);
@@ -202,7 +220,9 @@ static int s_http_start(http_front **hf, http_opts *h, const char *listen, const
 }
 
 static int s_serve(int argc, char **argv, char **owned) {
-    coord_opts o = {.front = "ipc:///tmp/tis-front", .back = "ipc:///tmp/tis-back", .max_queue = 64,
+    char def_front[96], def_back[96];
+    coord_opts o = {.front = sec_default_endpoint(def_front, sizeof def_front, "front"),
+                    .back = sec_default_endpoint(def_back, sizeof def_back, "back"), .max_queue = 64,
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
                     .job_timeout_ms = 600000, .lease_ms = 30000,
                     .context_ttl_ms = 600000};
@@ -238,10 +258,17 @@ static int s_serve(int argc, char **argv, char **owned) {
         CLI_I64("--stop_after", NULL, &o.stop_after, 1, INT64_MAX),
         CLI_KV_TYPE,
         CLI_STR("--http", NULL, &listen),
+        CLI_STR("--key", NULL, &o.sec.key),
+        CLI_STR("--allow", NULL, &o.sec.allow),
+        CLI_FLAG("--insecure", NULL, &o.sec.insecure),
         CLI_END,
     };
     int prc = cli_parse_opts("serve", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (!*o.front) o.front = def_front; /* "" in a config: the defaults */
+    if (!*o.back) o.back = def_back;
+    if (o.sec.key && !*o.sec.key) o.sec.key = NULL;
+    if (o.sec.allow && !*o.sec.allow) o.sec.allow = NULL;
     char arena_mb[32], dbatch_s[32];
     snprintf(arena_mb, sizeof arena_mb, "%lld", (long long)mb);
     snprintf(dbatch_s, sizeof dbatch_s, "%lld", (long long)dbatch);
@@ -255,17 +282,18 @@ static int s_serve(int argc, char **argv, char **owned) {
     pid_t kids[MAX_CHILD];
     int n_kids = 0;
     for (int64_t i = 0; i < n_pre; i++)
-        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, model, head, head_q, arena_mb, hb, dbatch_s, lease);
+        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, &o.sec, model, head, head_q, arena_mb, hb, dbatch_s, lease);
     for (int64_t i = 0; i < n_dec; i++)
-        kids[n_kids++] = s_spawn("decode", (int)i, o.back, model, NULL, NULL, arena_mb, hb, dbatch_s, lease);
+        kids[n_kids++] = s_spawn("decode", (int)i, o.back, &o.sec, model, NULL, NULL, arena_mb, hb, dbatch_s, lease);
     for (int64_t i = 0; i < n_sc; i++)
-        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, model, head, head_q, "16", hb, dbatch_s, lease);
+        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, &o.sec, model, head, head_q, "16", hb, dbatch_s, lease);
     fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
             o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
     /* after the forks: the front's threads are this process's alone */
     http_front *hf = NULL;
     char model_id[256];
     h.n_role[0] = n_pre, h.n_role[1] = n_sc, h.n_role[2] = n_dec;
+    h.keys = (tis_client_keys){.key_file = o.sec.key, .server_key_file = o.sec.key, .insecure = o.sec.insecure};
     int rc = s_http_start(&hf, &h, listen, o.front, model, model_id, sizeof model_id);
     if (rc) cli_fail("http");
     else if ((rc = coord_run(&o))) cli_fail("coordinator");
@@ -281,11 +309,11 @@ static int s_serve(int argc, char **argv, char **owned) {
         }
     }
     for (int64_t i = 0; i < n_pre || i < n_sc; i++) {
-        char shm[96];
-        snprintf(shm, sizeof shm, "/tis-s%d-prefill-%d", (int)getpid(), (int)i);
-        if (i < n_pre) shm_unlink(shm); /* ENOENT when the worker removed it itself */
-        snprintf(shm, sizeof shm, "/tis-s%d-scorer-%d", (int)getpid(), (int)i);
-        if (i < n_sc) shm_unlink(shm);
+        char name[96];
+        snprintf(name, sizeof name, "s%d-prefill-%d", (int)getpid(), (int)i);
+        if (i < n_pre) arena_unlink_stale(name); /* none when the worker removed its own */
+        snprintf(name, sizeof name, "s%d-scorer-%d", (int)getpid(), (int)i);
+        if (i < n_sc) arena_unlink_stale(name);
     }
     return rc ? 1 : 0;
 }

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "secure.h"
 #include "tis_client.h"
 
 static void s_usage(FILE *f) {
     fprintf(f,
             "usage: tis status [--connect ENDPOINT] [--json] [--watch S]\n"
-            "      --connect ENDPOINT   the coordinator's front end (default ipc:///tmp/tis-front)\n"
+            "      --connect ENDPOINT   the coordinator's front end (default ipc:///tmp/tis-$UID/front)\n"
+            CLI_CONNECT_KEYS_USAGE
             "      --json               the raw status object\n"
             "      --watch S            print again every S seconds (until interrupted)\n"
             "      --timeout_ms N       wait this long for the answer (default 3000)\n");
@@ -60,7 +62,10 @@ static void s_print(const char *json) {
 }
 
 int cmd_status(int argc, char **argv) {
-    const char *ep = "ipc:///tmp/tis-front";
+    char def[96];
+    const char *ep = sec_default_endpoint(def, sizeof def, "front");
+    tis_client_keys keys = {0};
+    bool insecure = false;
     bool json = false;
     int64_t watch = 0, timeout_ms = 3000;
     const cli_opt opts[] = {
@@ -68,12 +73,14 @@ int cmd_status(int argc, char **argv) {
         CLI_FLAG("--json", NULL, &json),
         CLI_I64("--watch", NULL, &watch, 1, 86400),
         CLI_I64("--timeout_ms", NULL, &timeout_ms, 1, 600000),
+        CLI_CONNECT_KEYS(&keys.key_file, &keys.server_key_file, &insecure),
         CLI_END,
     };
     int prc = cli_parse_opts("status", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
     tis_client *c = NULL;
-    if (tis_client_open(ep, &c)) return cli_fail("connecting");
+    keys.insecure = insecure;
+    if (tis_client_open_keys(ep, &keys, &c)) return cli_fail("connecting");
     int rc = 0;
     for (;;) {
         char *txt = NULL;

@@ -17,7 +17,10 @@ static void s_usage(FILE *f) {
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
             "      --max_batch N     decode: requests generated together (default 8)\n"
-            "  -t, --threads N       compute threads\n",
+            "  -t, --threads N       compute threads\n"
+            "      --key FILE        tcp: our key pair (tis keygen; its .pub on the coordinator's --allow)\n"
+            "      --server_key FILE tcp: the coordinator's public key\n"
+            "      --insecure        tcp without keys (the coordinator must allow it too)\n",
             cli_default_model());
 }
 
@@ -37,6 +40,7 @@ int cmd_worker(int argc, char **argv) {
         CLI_I64("--max_batch", NULL, &max_batch, 1, 256),
         CLI_I64("--lease_ms", NULL, &lease, 10, 86400000),
         CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_CONNECT_KEYS(&o.sec.key, &o.sec.server_key, &o.sec.insecure),
         CLI_END,
     };
     int prc = cli_parse_opts("worker", argc, argv, opts, s_usage);

@@ -93,6 +93,7 @@ static void s_usage(FILE *f) {
             "  serve     [--config FILE.yaml] [--prefill N] [--scorer N] [--decode N]   coordinator + workers\n"
             "  client    [--connect EP] (--dataset F | --context T --question Q) [--policy P] [--budget F]\n"
             "  status    [--connect EP] [--json]   workers, queues, stage latencies of a running serve\n"
+            "  keygen    PREFIX                 a CURVE key pair for tcp endpoints: PREFIX.key (0600), PREFIX.pub\n"
             "  gen-model --config smollm2-135m|llama3-8b|mistral-7b --out PATH   random weights, real shapes\n"
             "\n"
             "MODEL is a .gguf file or a HF directory (config.json, *.safetensors,\n"
@@ -148,6 +149,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return 2;

@@ -2,11 +2,14 @@
 #include "tis_client.h"
 
 #include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
 #include "clock.h"
+#include "secure.h"
 #include "tis_error.h"
 #include "wire.h"
 
@@ -32,11 +35,63 @@ struct tis_client {
     uint64_t resent;
     uint64_t dropped;             /* results of requests answered already (or never sent) */
     double last_heard;    /* when anything last came from the coordinator */
+    void *mon;            /* tcp: a PAIR on the socket's monitor (handshake events), or NULL */
+    int refused;          /* the last handshake failed (the monitor's event), 0 once one succeeds */
+    char ep[256];
 };
+
+/* tcp: the coordinator may refuse our key (CURVE, its allow-list); then the
+ * socket has no peer and a send would block for ever. The handshake events
+ * tell: refused until a handshake succeeds. */
+static bool s_refused(tis_client *c) {
+    if (!c->mon) return false;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        uint16_t ev = 0;
+        if (zmq_msg_size(&m) >= 6) memcpy(&ev, zmq_msg_data(&m), 2);
+        bool more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            more = zmq_msg_recv(&m, c->mon, 0) >= 0 && zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->refused = 0;
+        else if (ev) c->refused = ev;
+    }
+    return c->refused != 0;
+}
+
+static int s_refused_error(const tis_client *c) {
+    return tis_error(TIS_EIO, "client: %s refused us (%s): is our public key (--key's .pub) on the coordinator's "
+                     "--allow list, and --server_key its public key?", c->ep,
+                     c->refused == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "CURVE: our key is not allowed"
+                                                                  : "the security handshake failed");
+}
+
+/* Before a send: on tcp, waits until the socket can take a message, or
+ * gives the refusal. */
+static int s_writable(tis_client *c) {
+    while (c->mon) {
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLOUT, 0};
+        int n = zmq_poll(&it, 1, 200);
+        if (n > 0) return 0;
+        if (n < 0 && zmq_errno() != EINTR) return tis_error(TIS_EIO, "client: poll: %s", zmq_strerror(zmq_errno()));
+        if (s_refused(c)) return s_refused_error(c);
+    }
+    return 0;
+}
 
 const char *tis_client_last_error(void) { return tis_last_error(); }
 
-int tis_client_open(const char *endpoint, tis_client **out) {
+int tis_client_open(const char *endpoint, tis_client **out) { return tis_client_open_keys(endpoint, NULL, out); }
+
+int tis_client_open_keys(const char *endpoint, const tis_client_keys *keys, tis_client **out) {
     *out = NULL;
     if (!endpoint || !*endpoint) return tis_error(TIS_EINVAL, "client: no endpoint");
     tis_client *c = calloc(1, sizeof *c);
@@ -44,9 +99,24 @@ int tis_client_open(const char *endpoint, tis_client **out) {
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
     int linger = 0;
-    if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_connect(c->sock, endpoint)) {
-        int rc = tis_error(TIS_EIO, "client: cannot connect to '%s': %s", endpoint, zmq_strerror(zmq_errno()));
+    sec_opts so = {0};
+    if (keys) so = (sec_opts){.key = keys->key_file, .server_key = keys->server_key_file, .insecure = keys->insecure};
+    int rc = 0;
+    if (!c->sock || zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger))
+        rc = tis_error(TIS_EIO, "client: cannot connect to '%s': %s", endpoint, zmq_strerror(zmq_errno()));
+    else if (!strncmp(endpoint, "tcp://", 6)) { /* watch the handshakes (s_refused) */
+        char mon[64];
+        snprintf(mon, sizeof mon, "inproc://tis-client-monitor-%p", (void *)c);
+        c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+        if (!c->mon || zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) ||
+            zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(c->mon, mon))
+            rc = tis_error(TIS_EIO, "client: cannot watch %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    }
+    snprintf(c->ep, sizeof c->ep, "%s", endpoint);
+    if (!rc) rc = sec_connect(c->sock, endpoint, &so);
+    if (rc) {
         tis_client_close(c);
         return rc;
     }
@@ -61,6 +131,7 @@ void tis_client_close(tis_client *c) {
     free(c->pend);
     for (size_t i = 0; i < c->n_held; i++) tis_result_free(&c->held[i]);
     free(c->held);
+    if (c->mon) zmq_close(c->mon);
     if (c->sock) zmq_close(c->sock);
     if (c->ctx) zmq_ctx_term(c->ctx);
     free(c);
@@ -121,7 +192,8 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     e.request_id = id;
     e.body_case = TIS__ENVELOPE__BODY_SUBMIT;
     e.submit = &sub;
-    int rc = wire_send(c->sock, NULL, &e);
+    int rc = s_writable(c);
+    if (!rc) rc = wire_send(c->sock, NULL, &e);
     if (rc) {
         free(p->submit);
         return rc;
@@ -165,7 +237,7 @@ static void s_status_seen(tis_client *c, const Tis__Envelope *e) {
         out.request_id = p->id;
         out.body_case = TIS__ENVELOPE__BODY_SUBMIT;
         out.submit = sub;
-        if (wire_send(c->sock, NULL, &out) == 0) {
+        if (s_writable(c) == 0 && wire_send(c->sock, NULL, &out) == 0) {
             c->resent++;
             p->probe = c->status_seq;
         }
@@ -270,7 +342,8 @@ int tis_client_cancel(tis_client *c, uint64_t id) {
     e.request_id = id;
     e.body_case = TIS__ENVELOPE__BODY_CANCEL;
     e.cancel = &cn;
-    return wire_send(c->sock, NULL, &e);
+    int rc = s_writable(c);
+    return rc ? rc : wire_send(c->sock, NULL, &e);
 }
 
 /* Receives one message within timeout_ms: 1 (*e set), 0 (none), < 0. */
@@ -279,7 +352,7 @@ static int s_recv(tis_client *c, int timeout_ms, Tis__Envelope **e) {
     zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
     int n = zmq_poll(&it, 1, timeout_ms);
     if (n < 0) return tis_error(TIS_EIO, "client: poll: %s", zmq_strerror(zmq_errno()));
-    if (n == 0) return 0;
+    if (n == 0) return s_refused(c) ? s_refused_error(c) : 0;
     c->last_heard = tis_now();
     int rc = wire_recv(c->sock, 0, NULL, e);
     if (rc) {
@@ -301,7 +374,7 @@ int tis_client_next(tis_client *c, int timeout_ms, tis_result *out) {
     for (;;) {
         double now = tis_now(), left = t_end - now;
         if (c->n_pend && now >= c->next_probe) { /* is it still the same coordinator? */
-            wire_send_status_request(c->sock, UINT64_MAX - c->status_seq++);
+            if (s_writable(c) == 0) wire_send_status_request(c->sock, UINT64_MAX - c->status_seq++);
             c->next_probe = now + PROBE_MS / 1000.0;
         }
         double wait = c->next_probe - now < left ? c->next_probe - now : left;
@@ -390,7 +463,8 @@ int tis_client_status(tis_client *c, int timeout_ms, char **json_out) {
     *json_out = NULL;
     /* status ids count down from the top, away from the caller's request ids */
     uint64_t id = UINT64_MAX - c->status_seq++;
-    int rc = wire_send_status_request(c->sock, id);
+    int rc = s_writable(c);
+    if (!rc) rc = wire_send_status_request(c->sock, id);
     if (rc) return rc;
     double t_end = tis_now() + timeout_ms / 1000.0;
     for (;;) {

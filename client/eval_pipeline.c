@@ -67,8 +67,10 @@ static int s_open(run *r, const eval_config *cfg, const bench_set *sets, int n_s
     r->ctx = zmq_ctx_new();
     r->sock = r->ctx ? zmq_socket(r->ctx, ZMQ_DEALER) : NULL;
     int linger = 0;
-    if (!r->sock || zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(r->sock, r->ep))
+    if (!r->sock || zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger))
         return tis_error(TIS_EIO, "cannot connect to %s: %s", r->ep, zmq_strerror(zmq_errno()));
+    int src = sec_connect(r->sock, r->ep, &o->sec);
+    if (src) return src;
     r->window = o->connect ? 16 : 2 * o->workers + 2;
     r->t0 = r->last_msg = tis_now();
     r->next_probe = r->t0 + 2.0;

@@ -12,9 +12,11 @@
 #include "bench.h"
 #include "eval.h"
 #include "report.h"
+#include "secure.h"
 
 typedef struct eval_pipeline_opts {
     const char *connect;      /* a running coordinator's front end, or NULL */
+    sec_opts sec;             /* how to connect to a tcp one (serve/secure.h) */
     int64_t workers;          /* else: start a private serve with this many prefill workers */
     const char *model_path;   /* for the private workers */
     const char *model_name;   /* the client's model; workers with another refuse */

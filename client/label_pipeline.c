@@ -54,8 +54,9 @@ void label_remote_close(label_remote **p) {
     *p = NULL;
 }
 
-int label_remote_open(label_remote **out, const char *connect, int64_t workers, const char *model_path,
-                      const model_config *mc, const label_config *cfg, const bench_sample *const *todo, int64_t n) {
+int label_remote_open(label_remote **out, const char *connect, const sec_opts *sec, int64_t workers,
+                      const char *model_path, const model_config *mc, const label_config *cfg,
+                      const bench_sample *const *todo, int64_t n) {
     *out = NULL;
     label_remote *r = calloc(1, sizeof *r);
     if (!r || !(r->slots = calloc((size_t)(n ? n : 1), sizeof *r->slots))) {
@@ -81,7 +82,7 @@ int label_remote_open(label_remote **out, const char *connect, int64_t workers, 
         r->sock = zmq_socket(r->ctx, ZMQ_DEALER);
         int linger = 0;
         zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger);
-        if (zmq_connect(r->sock, ep)) rc = tis_error(TIS_EIO, "cannot connect to %s: %s", ep, zmq_strerror(zmq_errno()));
+        rc = r->sock ? sec_connect(r->sock, ep, sec) : tis_error(TIS_EIO, "cannot make a socket");
     }
     if (rc) {
         label_remote_close(&r);

@@ -12,12 +12,15 @@
 #include "bench.h"
 #include "label.h"
 #include "model.h"
+#include "secure.h"
 
 typedef struct label_remote label_remote;
 
 /* todo[n]: the samples to label, in order (borrowed until close). */
-int label_remote_open(label_remote **out, const char *connect, int64_t workers, const char *model_path,
-                      const model_config *mc, const label_config *cfg, const bench_sample *const *todo, int64_t n);
+/* sec: how to connect to a tcp endpoint (serve/secure.h; borrowed, or NULL). */
+int label_remote_open(label_remote **out, const char *connect, const sec_opts *sec, int64_t workers,
+                      const char *model_path, const model_config *mc, const label_config *cfg,
+                      const bench_sample *const *todo, int64_t n);
 /* The next sample's label: 0 (*ls filled, owned by the caller), 1 (skipped:
  * why says so), < 0 (an error: stop). */
 int label_remote_next(label_remote *r, label_sample *ls, char *why, size_t why_cap);

@@ -47,7 +47,7 @@ tis_client *http_client_get(http_front *f) {
     pthread_mutex_lock(&f->pool_mu);
     if (f->n_pool) c = f->pool[--f->n_pool];
     pthread_mutex_unlock(&f->pool_mu);
-    if (!c && tis_client_open(f->o.front, &c)) c = NULL;
+    if (!c && tis_client_open_keys(f->o.front, &f->o.keys, &c)) c = NULL;
     return c;
 }
 
@@ -99,7 +99,7 @@ void http_view(http_front *f, http_coord_view *out) {
     double now = tis_now();
     if (now - f->view_t > 0.5) {
         char *json = NULL;
-        if (!f->st_client && tis_client_open(f->o.front, &f->st_client)) f->st_client = NULL;
+        if (!f->st_client && tis_client_open_keys(f->o.front, &f->o.keys, &f->st_client)) f->st_client = NULL;
         if (f->st_client && tis_client_status(f->st_client, 1000, &json) == 0) s_view_parse(json, &f->view);
         else memset(&f->view, 0, sizeof f->view);
         free(json);

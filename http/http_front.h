@@ -13,11 +13,13 @@
 #include <stdint.h>
 
 #include "http_req.h"
+#include "tis_client.h"
 
 typedef struct http_opts {
     const char *listen;       /* "HOST:PORT" or "PORT" (HOST 127.0.0.1); HOST an IPv4 address or
                                  localhost; PORT 0: any free port (http_front_port says which) */
     const char *front;        /* the coordinator's front endpoint (borrowed) */
+    tis_client_keys keys;     /* how its clients connect to front (tcp: the coordinator's own pair) */
     http_defaults defaults;   /* (strings borrowed) */
     int64_t max_body;         /* request bodies over this many bytes get 413 (default 1 MiB) */
     int64_t max_connections;  /* (default 256) */

@@ -1,7 +1,7 @@
 /* tis_client.h: the C client of a running `tis serve` (the public API).
  *
  *   tis_client *c;
- *   if (tis_client_open("ipc:///tmp/tis-front", &c) < 0) ...;
+ *   if (tis_client_open("ipc:///tmp/tis-1000/front", &c) < 0) ...;
  *   tis_request rq = {.context = doc, .question = q, .policy = "snapkv", .budget = 0.1};
  *   tis_client_submit(c, 1, &rq);
  *   tis_result res;
@@ -101,8 +101,22 @@ typedef struct tis_result {
     uint32_t retry_after_ms;   /* BUSY: the server's hint */
 } tis_result;
 
-/* Connects to a coordinator's front end (ipc://... or tcp://...). */
+/* Connects to a coordinator's front end (ipc://... or tcp://...).
+ * tis_client_open is tis_client_open_keys without keys: a tcp endpoint is
+ * refused (an ipc one is guarded by its directory's and socket's modes). */
 int tis_client_open(const char *endpoint, tis_client **out);
+
+/* Who we are to a coordinator's tcp front end (libzmq CURVE; docs/pipeline.md
+ * "Who may connect"): files written by `tis keygen`. Paths are borrowed. A
+ * coordinator that does not have our public key on its allow-list does not
+ * answer (the handshake fails; results time out). */
+typedef struct tis_client_keys {
+    const char *key_file;         /* our key pair (PREFIX.key, mode 0600) */
+    const char *server_key_file;  /* the coordinator's public key (its PREFIX.pub) */
+    int insecure;                 /* nonzero: a tcp endpoint without keys (anyone on the path can
+                                     read and send); the key files are then not needed */
+} tis_client_keys;
+int tis_client_open_keys(const char *endpoint, const tis_client_keys *keys, tis_client **out);
 void tis_client_close(tis_client *c);
 
 /* Sends one request; its result comes from tis_client_next. */

@@ -188,6 +188,7 @@ EOF
   for s in /dev/shm/tis-$tag-*; do
     [ -e "$s" ] || continue
     r=${s#/dev/shm/tis-$tag-}
+    r=${r%-*} # the segment's random part
     if [ -z "${pid[$r]:-}" ] || ! kill -0 "${pid[$r]}" 2>/dev/null; then leak=$((leak + 1)); echo "  leaked: $s" >&2; fi
   done
   zombie=$(ps -o stat= --ppid $$ 2>/dev/null | grep -c '^Z' || true)

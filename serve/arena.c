@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <dirent.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +20,9 @@ enum { ALIGN = 64 };
 /* The segment opens with a header: "tisarena" and the instance's nonce
  * (u64), so a peer can tell which instance of a name it has mapped. */
 enum { HEADER = 64 };
+/* An instance's segment is /tis-<name>-<16 hex digits from getrandom>:
+ * another user can neither guess it nor make it first (O_EXCL). */
+enum { SUFFIX_HEX = 16 };
 static const char S_MAGIC[8] = {'t', 'i', 's', 'a', 'r', 'e', 'n', 'a'};
 
 typedef struct block {
@@ -37,20 +42,34 @@ struct arena {
     uint64_t nonce;      /* this instance's: 31 random bits, nonzero; a lease's bits 32..62 */
 };
 
-/* 31 bits that differ between instances (pid, the clock, an address). */
-static uint64_t s_nonce(const void *p) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                 (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xFF51AFD7ED558CCDull;
-    x ^= x >> 33;
+/* Random bytes from the kernel (getrandom); the clock and the pid mixed
+ * in only where it has none to give. */
+static void s_random(void *dst, size_t n) {
+    uint8_t *p = dst;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(p + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
+        for (; got < n; got++, x = x * 6364136223846793005ull + 1442695040888963407ull) p[got] = (uint8_t)(x >> 56);
+    }
+}
+
+/* 31 bits that differ between instances. */
+static uint64_t s_nonce(void) {
+    uint64_t x = 0;
+    s_random(&x, sizeof x);
     x &= 0x7FFFFFFFull;
     return x ? x : 1;
 }
 
-static int s_name(char *dst, size_t cap, const char *name) {
+static int s_check_name(const char *name) {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > 200) return tis_error(TIS_EINVAL, "arena: bad name length %zu", n);
     for (size_t i = 0; i < n; i++) {
@@ -59,24 +78,55 @@ static int s_name(char *dst, size_t cap, const char *name) {
               c == '_' || c == '-'))
             return tis_error(TIS_EINVAL, "arena: bad character in name '%s'", name);
     }
-    snprintf(dst, cap, "/tis-%s", name);
     return 0;
+}
+
+/* "tis-<name>-" + 16 hex digits, the form of an instance's segment. */
+static bool s_is_instance(const char *entry, const char *name) {
+    size_t n = strlen(name);
+    if (strncmp(entry, "tis-", 4) || strncmp(entry + 4, name, n) || entry[4 + n] != '-') return false;
+    const char *h = entry + 5 + n;
+    size_t k = 0;
+    for (; h[k]; k++)
+        if (!((h[k] >= '0' && h[k] <= '9') || (h[k] >= 'a' && h[k] <= 'f'))) return false;
+    return k == SUFFIX_HEX;
+}
+
+int64_t arena_unlink_stale(const char *name) {
+    if (s_check_name(name)) return -1;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    int64_t n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[300];
+        struct stat sb;
+        if (!s_is_instance(e->d_name, name)) continue;
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        if (lstat(path, &sb) || sb.st_uid != geteuid()) continue; /* not ours: not ours to remove */
+        snprintf(path, sizeof path, "/%s", e->d_name);
+        n += shm_unlink(path) == 0;
+    }
+    closedir(d);
+    return n;
 }
 
 int arena_create(arena **out, const char *name, size_t bytes) {
     *out = NULL;
     arena *a = calloc(1, sizeof *a);
     if (!a) return tis_error(TIS_ENOMEM, "arena: out of memory");
-    int rc = s_name(a->name, sizeof a->name, name);
+    int rc = s_check_name(name);
     if (rc) {
         free(a);
         return rc;
     }
+    uint64_t r = 0;
+    s_random(&r, sizeof r);
+    snprintf(a->name, sizeof a->name, "/tis-%s-%016llx", name, (unsigned long long)r);
     if (bytes <= HEADER || bytes > ((size_t)1 << 40)) {
         free(a);
         return tis_error(TIS_EINVAL, "arena: bad size %zu", bytes);
     }
-    shm_unlink(a->name); /* a stale segment of a crashed instance of this name */
+    arena_unlink_stale(name); /* the segments of crashed instances of this name */
     int fd = shm_open(a->name, O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd < 0) {
         rc = tis_error(TIS_EIO, "arena: cannot create %s: %s", a->name, strerror(errno));
@@ -100,7 +150,7 @@ int arena_create(arena **out, const char *name, size_t bytes) {
     }
     a->size = bytes;
     a->owner = true;
-    a->nonce = s_nonce(a);
+    a->nonce = s_nonce();
     a->next_lease = a->nonce << 32 | 1; /* leases of another instance match none of ours */
     memcpy(a->base, S_MAGIC, sizeof S_MAGIC);
     memcpy((char *)a->base + 8, &a->nonce, sizeof a->nonce);
@@ -112,16 +162,26 @@ int arena_open(arena **out, const char *name) {
     *out = NULL;
     arena *a = calloc(1, sizeof *a);
     if (!a) return tis_error(TIS_ENOMEM, "arena: out of memory");
-    int rc = s_name(a->name, sizeof a->name, name);
-    if (rc) {
+    int rc = 0;
+    if (!name || strncmp(name, "/tis-", 5) || s_check_name(name + 5)) {
         free(a);
-        return rc;
+        return tis_error(TIS_EINVAL, "arena: '%s' is not a tis arena's name", name ? name : "");
     }
+    snprintf(a->name, sizeof a->name, "%s", name);
     int fd = shm_open(a->name, O_RDWR, 0);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size <= 0) {
         rc = tis_error(TIS_EIO, "arena: cannot open %s: %s", a->name, strerror(errno));
         if (fd >= 0) close(fd);
+        free(a);
+        return rc;
+    }
+    /* ours only: a segment another user made (or can write) could hand us
+     * bytes of its choosing */
+    if (sb.st_uid != geteuid() || (sb.st_mode & 077)) {
+        rc = tis_error(TIS_EINVAL, "arena: %s belongs to uid %u with mode %04o, not to us (uid %u, 0600): refused",
+                       a->name, (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 07777), (unsigned)geteuid());
+        close(fd);
         free(a);
         return rc;
     }
@@ -259,10 +319,23 @@ arena *arena_peers_get(arena_peers *p, const char *name, uint64_t lease) {
     }
     if (p->n == ARENA_PEERS_MAX) arena_destroy(&p->a[--p->n]); /* a stale peer makes room */
     arena *a = NULL;
-    if (arena_open(&a, name + 5)) return NULL;
+    if (arena_open(&a, name)) return NULL;
     if (arena_check_lease(a, lease)) {
         arena_destroy(&a);
         return NULL;
+    }
+    /* a new instance of a producer: the mappings of its earlier instances
+     * (their segments unlinked, their memory held while mapped) go */
+    const char *dash = strrchr(name, '-');
+    size_t base = dash ? (size_t)(dash - name) + 1 : 0;
+    for (int i = 0; base && i < p->n;) {
+        const char *o = arena_name(p->a[i]);
+        if (strlen(o) == strlen(name) && !strncmp(o, name, base)) {
+            arena_destroy(&p->a[i]);
+            p->a[i] = p->a[--p->n];
+        } else {
+            i++;
+        }
     }
     p->a[p->n++] = a;
     return a;

@@ -1,6 +1,6 @@
 /* arena: a worker's shared-memory data plane on CPU (docs/design.md §9).
  *
- * One POSIX shared-memory segment per worker instance (/tis-<name>),
+ * One POSIX shared-memory segment per worker instance (/tis-<name>-<random>, 0600),
  * created once, mapped by peers once and cached by them; blocks inside are
  * named by offset. Every block in flight is held under a lease that its
  * consumer renews; an expired lease frees the block (its consumer died or
@@ -18,14 +18,20 @@
 
 typedef struct arena arena;
 
-/* Creates (after removing a stale one) the segment /tis-<name> of `bytes`.
+/* Creates the segment /tis-<name>-<16 random hex digits> of `bytes`, mode
+ * 0600 (after removing the segments of crashed instances of the name).
  * name: [A-Za-z0-9._-], at most 200 bytes. */
 int arena_create(arena **out, const char *name, size_t bytes);
-/* Maps a peer's segment (not owned: destroy only unmaps). */
-int arena_open(arena **out, const char *name);
+/* Maps a peer's segment by its full name (arena_name's, as a BlockRef
+ * carries it; not owned: destroy only unmaps). A segment that is not ours
+ * (another uid) or that others may open is refused. */
+int arena_open(arena **out, const char *segment);
+/* Removes the segments of every instance of name that are ours; returns
+ * how many (-1 for a bad name). For a supervisor whose worker died. */
+int64_t arena_unlink_stale(const char *name);
 void arena_destroy(arena **p);
 
-const char *arena_name(const arena *a);   /* "/tis-<name>" */
+const char *arena_name(const arena *a);   /* "/tis-<name>-<random>" */
 size_t arena_size(const arena *a);
 
 /* The bytes [off, off + len) of the segment, or NULL (with an error

@@ -493,9 +493,10 @@ int coord_run(const coord_opts *o) {
     zmq_setsockopt(s->back, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s->front, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s->back, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_bind(s->front, o->front) || zmq_bind(s->back, o->back))
-        rc = tis_error(TIS_EIO, "coordinator: cannot bind %s / %s: %s", o->front, o->back,
-                       zmq_strerror(zmq_errno()));
+    sec_zap *zap = NULL; /* CURVE peers are checked against the allow-list before a bind lets them in */
+    if (o->sec.key || o->sec.allow) rc = sec_zap_start(&zap, s->ctx, &o->sec);
+    if (!rc) rc = sec_bind(s->front, o->front, &o->sec);
+    if (!rc) rc = sec_bind(s->back, o->back, &o->sec);
     struct sigaction sa = {0};
     sa.sa_handler = s_on_term;
     sigaction(SIGTERM, &sa, NULL);
@@ -531,6 +532,7 @@ int coord_run(const coord_opts *o) {
     free(s->cl);
     zmq_close(s->front);
     zmq_close(s->back);
+    sec_zap_stop(&zap);
     zmq_ctx_term(s->ctx);
     free(s);
     return rc;

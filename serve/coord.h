@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "secure.h"
+
 typedef struct coord_opts {
     const char *front;        /* client endpoint, e.g. ipc:///tmp/tis-front */
     const char *back;         /* worker endpoint */
@@ -30,6 +32,8 @@ typedef struct coord_opts {
     int64_t context_ttl_ms;   /* a compressed context kept for later questions (Submit.keep_context)
                                  and unused this long is released (default 600000) */
     int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
+    sec_opts sec;             /* who may connect (secure.h): the coordinator's key pair and the
+                                 allow-list for tcp endpoints; insecure for tcp without keys */
 } coord_opts;
 
 /* Runs until SIGTERM / SIGINT (or stop_after answers): 0, or < 0 on a setup error. */

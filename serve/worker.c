@@ -164,8 +164,9 @@ static int s_self_new(self_t **out, const worker_opts *o) {
         s->sock = s->ctx ? zmq_socket(s->ctx, ZMQ_DEALER) : NULL;
         int linger = 0;
         if (!s->sock || zmq_setsockopt(s->sock, ZMQ_ROUTING_ID, o->name, strlen(o->name)) ||
-            zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(s->sock, o->endpoint))
+            zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger))
             rc = tis_error(TIS_EIO, "worker: cannot connect to %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
+        else rc = sec_connect(s->sock, o->endpoint, &o->sec);
     }
     if (rc) {
         s_self_destroy(&s);

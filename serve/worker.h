@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "secure.h"
+
 typedef struct worker_opts {
     const char *role;          /* "prefill" or "decode" */
     const char *endpoint;      /* the coordinator's back end, e.g. ipc:///tmp/tis-back */
@@ -29,6 +31,7 @@ typedef struct worker_opts {
     int64_t heartbeat_ms;      /* heartbeat period (default 1000) */
     uint32_t lease_ms;         /* lease of a block until its consumer renews (default 30000) */
     int64_t max_batch;         /* decode: requests generated together (default 8) */
+    sec_opts sec;              /* a tcp endpoint: our key pair and the coordinator's public key */
 } worker_opts;
 
 /* Runs until Shutdown / SIGTERM (0) or a fatal setup error (< 0). */

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,12 +29,26 @@ int main(void) {
     TT_OK(arena_create(&a, name, 1 << 20));
     if (!a) return tt_done("test_arena");
     TT_CHECK(s_exists(arena_name(a)) && arena_size(a) == (1 << 20));
+    {   /* 0600, under a name with 16 random hex digits: another instance gets another */
+        char path[300];
+        snprintf(path, sizeof path, "/dev/shm%s", arena_name(a));
+        struct stat sb;
+        TT_CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600 && sb.st_uid == geteuid());
+        TT_CHECK(strlen(arena_name(a)) == 5 + strlen(name) + 1 + 16 && tt_shm_find(name, NULL, 0) == 1);
+        arena *twin = NULL;
+        TT_OK(arena_create(&twin, "twin-x", 4096));
+        arena *twin2 = NULL;
+        TT_OK(arena_create(&twin2, "twin-y", 4096));
+        TT_CHECK(twin && twin2 && strcmp(arena_name(twin) + 12, arena_name(twin2) + 12) != 0);
+        arena_destroy(&twin);
+        arena_destroy(&twin2);
+    }
 
     /* another process maps it and writes; we see the bytes */
     pid_t pid = fork();
     if (pid == 0) {
         arena *b = NULL;
-        if (arena_open(&b, name)) _exit(2);
+        if (arena_open(&b, arena_name(a))) _exit(2);
         char *p = arena_at(b, 4096, 16);
         if (!p) _exit(3);
         memcpy(p, "hello from child", 16);
@@ -84,13 +101,12 @@ int main(void) {
         _exit(arena_create(&c, stale, 4096) ? 1 : 0); /* no destroy: a crash */
     }
     waitpid(pid, &st, 0);
-    char sname[128];
-    snprintf(sname, sizeof sname, "/tis-%s", stale);
-    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && s_exists(sname));
+    char sname[128] = "";
+    TT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && tt_shm_find(stale, sname, sizeof sname) == 1);
     TT_OK(arena_create(&a, stale, 8192));
-    TT_CHECK(a && arena_size(a) == 8192);
+    TT_CHECK(a && arena_size(a) == 8192 && !s_exists(sname) && tt_shm_find(stale, NULL, 0) == 1);
     arena_destroy(&a);
-    TT_CHECK(!s_exists(sname));
+    TT_CHECK(tt_shm_find(stale, NULL, 0) == 0);
 
     /* a producer that restarts under its name: a consumer's cached mapping of
      * the old instance is replaced when a block of the new one comes (it
@@ -121,7 +137,44 @@ int main(void) {
     TT_FAILS(arena_create(&a, "", 4096), TIS_EINVAL);
     TT_FAILS(arena_create(&a, "x", 0), TIS_EINVAL);
     TT_FAILS(arena_create(&a, "x", 64), TIS_EINVAL); /* no room after the header */
-    TT_FAILS(arena_open(&a, "no-such-arena-here"), TIS_EIO);
+    TT_FAILS(arena_open(&a, "/tis-no-such-arena-here"), TIS_EIO);
+    TT_FAILS(arena_open(&a, "no-such-arena-here"), TIS_EINVAL); /* not a tis arena's name */
+    TT_FAILS(arena_open(&a, "/tis-../../etc/passwd"), TIS_EINVAL);
     TT_CHECK(a == NULL);
+
+    /* handles that are not ours: a segment of another user, or one others
+     * may write, is refused; forged offsets and lengths are refused */
+    TT_CASE("forged handles");
+    char forged[96];
+    snprintf(forged, sizeof forged, "/tis-forged-%d-0123456789abcdef", (int)getpid());
+    int fd = shm_open(forged, O_CREAT | O_EXCL | O_RDWR, 0600);
+    TT_CHECK(fd >= 0 && ftruncate(fd, 4096) == 0);
+    if (fd >= 0) TT_CHECK(write(fd, "tisarena", 8) == 8); /* looks like one */
+    if (fd >= 0 && geteuid() == 0) { /* root can give it away: another user's segment */
+        TT_CHECK(fchown(fd, 65534, 65534) == 0);
+        TT_FAILS(arena_open(&a, forged), TIS_EINVAL);
+        fprintf(stderr, "  ok, rejected: %s\n", tis_last_error());
+        TT_CHECK(fchown(fd, geteuid(), getegid()) == 0);
+    } else {
+        fprintf(stderr, "  (not root: the other-user segment case is not made here)\n");
+    }
+    if (fd >= 0) {
+        TT_CHECK(fchmod(fd, 0666) == 0); /* ours, but anyone could have written it */
+        TT_FAILS(arena_open(&a, forged), TIS_EINVAL);
+        TT_CHECK(fchmod(fd, 0600) == 0);
+        TT_OK(arena_open(&a, forged)); /* ours and private: mapped */
+        if (a) {
+            TT_CHECK(arena_at(a, 4096, 1) == NULL && arena_at(a, 4000, 97) == NULL);
+            TT_CHECK(arena_at(a, UINT64_MAX - 8, 16) == NULL && arena_at(a, 8, UINT64_MAX) == NULL);
+            TT_CHECK(arena_at(a, 64, 4032) != NULL);
+        }
+        arena_destroy(&a); /* not the creator: unmaps only */
+        TT_CHECK(s_exists(forged));
+        close(fd);
+        shm_unlink(forged);
+    }
+    arena_peers pp = {0};
+    TT_CHECK(arena_peers_get(&pp, "/etc/passwd", 1ull << 32) == NULL);
+    TT_CHECK(arena_peers_get(&pp, "/tis-nothing-here-0000000000000000", 1ull << 32) == NULL && pp.n == 0);
     return tt_done("test_arena");
 }

@@ -173,7 +173,9 @@ static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, 
     snprintf(an, sizeof an, "tw-scores-%d", (int)getpid());
     arena *sa = NULL, *pa = NULL;
     TT_OK(arena_create(&sa, an, 1 << 16));
-    TT_OK(arena_open(&pa, pname));
+    char seg[128] = "";
+    tt_shm_find(pname, seg, sizeof seg);
+    TT_OK(arena_open(&pa, seg));
     uint64_t off = 0, lease = 0;
     size_t nb = (size_t)n_ctx * sizeof(float);
     if (sa) TT_OK(arena_alloc(sa, nb, 60000, &off, &lease));
@@ -212,7 +214,6 @@ int main(void) {
     snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
     snprintf(pname, sizeof pname, "tw-prefill-%d", (int)getpid());
     snprintf(dname, sizeof dname, "tw-decode-%d", (int)getpid());
-    snprintf(shm, sizeof shm, "/dev/shm/tis-%s", pname);
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
@@ -258,7 +259,7 @@ int main(void) {
         msg_free(e);
     }
     TT_CHECK(prefill.len > 0 && decode.len > 0);
-    TT_CHECK(access(shm, F_OK) == 0);
+    TT_CHECK(tt_shm_find(pname, shm, sizeof shm) == 1);
 
     TT_CASE("the reference answer from eval");
     /* the same request through eval, for the reference answer */
@@ -402,7 +403,7 @@ int main(void) {
     int32_t qid[1] = {5};
     Tis__BlockRef bad = TIS__BLOCK_REF__INIT;
     char arena_nm[96];
-    snprintf(arena_nm, sizeof arena_nm, "/tis-%s", pname);
+    tt_shm_find(pname, arena_nm, sizeof arena_nm);
     bad.arena = arena_nm;
     bad.offset = (uint64_t)1 << 40;
     bad.length = 100;
@@ -461,7 +462,7 @@ int main(void) {
     TT_OK(wire_send(r, &decode, &es));
     TT_CHECK(tt_wait(pp, 30) == 0);
     TT_CHECK(tt_wait(pd, 30) == 0);
-    TT_CHECK(access(shm, F_OK) != 0);
+    TT_CHECK(tt_shm_find(pname, NULL, 0) == 0);
     free(rows);
     model_destroy(&m);
     zmq_close(r);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "tt.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -183,4 +184,19 @@ int tt_wait(pid_t pid, int timeout_s) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     return -1;
+}
+
+int tt_shm_find(const char *name, char *out, size_t cap) {
+    char pre[256];
+    snprintf(pre, sizeof pre, "tis-%s-", name);
+    size_t np = strlen(pre);
+    int n = 0;
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, pre, np) || strlen(e->d_name) != np + 16) continue;
+        n++;
+        if (out) snprintf(out, cap, "/%s", e->d_name);
+    }
+    if (d) closedir(d);
+    return n;
 }

@@ -116,6 +116,10 @@ pid_t tt_spawn(const char *const *argv, const char *log, const char *const *env)
 /* Waits up to timeout_s for pid: its exit status (128 + N when killed by
  * signal N), or -1 after the timeout (the process is then killed). */
 int tt_wait(pid_t pid, int timeout_s);
+/* The shared-memory segments of the instances of arena name NAME
+ * (/dev/shm/tis-NAME-<16 hex>): how many; out (when not NULL) gets the
+ * last one's segment name ("/tis-NAME-..."). */
+int tt_shm_find(const char *name, char *out, size_t cap);
 /* Deterministic uniform float in [-1, 1). */
 float tt_randf(uint64_t *state);
 
