@@ -33,7 +33,8 @@ static void s_usage(FILE *f) {
             "      --seed S              data and random-policy seed (default 42)\n"
             "      --query_aware         query-aware protocol only (question prefilled before compression)\n"
             "      --protocol P          agnostic | query_aware | both (default agnostic)\n"
-            "      --max_new N           answer tokens at most (default 16)\n"
+            "      --max_new N           answer tokens at most (default: per sample, the longest\n"
+            "                            expected answer's tokens + 32, room for a restated question)\n"
             "      --window N            observation window of the agnostic protocol (default 64)\n"
             "      --phrasing 0|1        needle/question wording of passkey and niah (1: another, for held-out tests)\n"
             "      --haystack FILE       niah haystack text (default /usr/share/common-licenses/GPL-3)\n"
@@ -211,7 +212,7 @@ typedef struct pipeline_runner {
 static int s_pipeline_run(void *ctx, const eval_job_batch *b, eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
     const pipeline_runner *p = ctx;
     eval_pipeline_opts po = {.connect = p->connect, .sec = p->sec, .workers = p->workers, .model_path = b->model_path,
-                             .model_name = b->m->config.name, .output = b->output, .keep = *rows,
+                             .model_name = b->m->config.name, .tok = b->m->tok, .output = b->output, .keep = *rows,
                              .n_keep = *n_rows, .tty = b->tty};
     eval_row *got = NULL;
     int64_t n_got = 0;

@@ -20,6 +20,7 @@ typedef struct job {
     const bench_sample *s;
     eval_row *rows;
     int64_t n_rows;
+    int64_t max_new; /* the sample's answer cap, as sent */
     int state;      /* 0 to send, 1 sent, 2 done */
     uint64_t probe; /* status requests sent before it was (last) sent */
 } job;
@@ -97,15 +98,19 @@ static int s_send(run *r) {
         if (j->state != 0) continue;
         Tis__EvalSample sm;
         wire_eval_sample_view(j->s, &sm);
+        int rc = eval_sample_max_new(&r->cfg, r->o->tok, j->s, &j->max_new);
+        if (rc) return rc;
+        Tis__EvalSpec spec = r->spec; /* the sample's own cap */
+        spec.max_new = (uint32_t)j->max_new;
         Tis__EvalJob ej = TIS__EVAL_JOB__INIT;
         ej.benchmark = (char *)j->set->name;
         ej.sample = &sm;
-        ej.spec = &r->spec;
+        ej.spec = &spec;
         Tis__Envelope e = TIS__ENVELOPE__INIT;
         e.request_id = (uint64_t)r->next + 1;
         e.body_case = TIS__ENVELOPE__BODY_EVAL_JOB;
         e.eval_job = &ej;
-        int rc = wire_send(r->sock, NULL, &e);
+        rc = wire_send(r->sock, NULL, &e);
         if (rc) return rc;
         j->state = 1;
         j->probe = r->status_seq;
@@ -139,6 +144,7 @@ static int s_on_done(run *r, job *j, const Tis__EvalDone *d) {
     for (size_t i = 0; i < d->n_rows; i++) {
         int rc = wire_eval_row_from(d->rows[i], &j->rows[i]);
         if (rc) return rc;
+        j->rows[i].truncated = j->rows[i].n_generated >= j->max_new;
     }
     j->n_rows = (int64_t)d->n_rows;
     j->state = 2;

@@ -2,7 +2,9 @@
  * (--workers N starts a private tis serve; --connect EP uses a running
  * one). Each sample is one eval job, run by eval_run_sample on a worker;
  * the rows come back in sample order, so the report is the in-process
- * one (timings aside). */
+ * one (timings aside). The rows' truncated flag is n_generated == the
+ * sample's cap (the wire carries no flag): a stop rule that ends the answer
+ * on its very last allowed token also counts, unlike in process. */
 #ifndef TIS_EVAL_PIPELINE_H
 #define TIS_EVAL_PIPELINE_H
 
@@ -20,6 +22,8 @@ typedef struct eval_pipeline_opts {
     int64_t workers;          /* else: start a private serve with this many prefill workers */
     const char *model_path;   /* for the private workers */
     const char *model_name;   /* the client's model; workers with another refuse */
+    const tokenizer *tok;     /* its tokenizer: each sample's answer cap when cfg->max_new is 0
+                                 (eval_sample_max_new), sent with the job */
     const char *output;       /* the CSV (started by the caller): each sample's rows are
                                  appended as it finishes */
     const eval_row *keep;     /* rows from before (--resume): first in the result */

@@ -18,36 +18,99 @@ struct decoder {
     decoder_seq **act;   /* [max_batch] this step's sequences */
 };
 
+void answer_stop_init(answer_stop *a, const char *question) {
+    memset(a, 0, sizeof *a);
+    a->question = question;
+}
+
+static bool s_word_byte(char c) {
+    return (unsigned char)c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static char s_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+/* Whether the word w[n] is a word of text (case-blind, whole words). */
+static bool s_has_word(const char *text, const char *w, size_t n) {
+    for (const char *p = text; *p;) {
+        while (*p && !s_word_byte(*p)) p++;
+        const char *q = p;
+        while (*q && s_word_byte(*q)) q++;
+        if ((size_t)(q - p) == n) {
+            size_t k = 0;
+            while (k < n && s_lower(p[k]) == s_lower(w[k])) k++;
+            if (k == n) return true;
+        }
+        p = q;
+    }
+    return false;
+}
+
+bool answer_restates(const char *text, size_t n, const char *question) {
+    static const char filler[] = "the a an is are was were";
+    if (!question) return false;
+    int64_t words = 0;
+    for (size_t i = 0; i < n;) {
+        while (i < n && !s_word_byte(text[i])) i++;
+        size_t j = i;
+        while (j < n && s_word_byte(text[j])) j++;
+        if (j == i) break;
+        if (!s_has_word(question, text + i, j - i) && !s_has_word(filler, text + i, j - i)) return false;
+        words++;
+        i = j;
+    }
+    return words >= ANSWER_RESTATE_MIN;
+}
+
+/* The segment a boundary closes holds no answer yet: the answer goes on. */
+static bool s_segment_goes_on(const answer_stop *a) {
+    if (a->last == ':') return true;
+    return !a->seg_long && answer_restates(a->seg, (size_t)a->seg_n, a->question);
+}
+
+/* One byte; true when it is a boundary that ends the answer. */
+static bool s_stop_byte(answer_stop *a, char ch) {
+    bool blank = ch == ' ' || ch == '\n';
+    bool boundary = a->seg_text && (ch == '\n' || (blank && a->prev_end));
+    a->prev_end = ch == '.' || ch == '!' || ch == '?';
+    if (boundary) {
+        if (!s_segment_goes_on(a)) return true;
+        a->seg_text = a->seg_long = false;
+        a->seg_n = 0;
+        a->last = 0;
+        return false;
+    }
+    if (!blank) {
+        a->seg_text = true;
+        a->last = ch;
+    }
+    if (a->seg_n < ANSWER_SEG_CAP) a->seg[a->seg_n++] = ch;
+    else a->seg_long = true;
+    return false;
+}
+
 bool answer_stop_feed(answer_stop *a, const char *bytes, int64_t n) {
     bool done = false;
-    for (int64_t k = 0; k < n; k++) {
-        char ch = bytes[k];
-        bool blank = ch == ' ' || ch == '\n';
-        if (a->text_seen && (ch == '\n' || (blank && a->prev_end))) done = true;
-        if (!blank) a->text_seen = true;
-        a->prev_end = ch == '.' || ch == '!' || ch == '?';
-    }
+    for (int64_t k = 0; k < n; k++) done |= s_stop_byte(a, bytes[k]);
     return done;
 }
 
-size_t answer_trim(char *text, size_t len) {
-    bool seen = false;
-    for (size_t k = 0; k < len; k++) {
-        char ch = text[k];
-        bool blank = ch == ' ' || ch == '\n';
-        if (seen && (ch == '\n' || (blank && k > 0 && strchr(".!?", text[k - 1])))) {
+size_t answer_trim_q(char *text, size_t len, const char *question) {
+    answer_stop a;
+    answer_stop_init(&a, question);
+    for (size_t k = 0; k < len; k++)
+        if (s_stop_byte(&a, text[k])) {
             text[k] = 0;
             len = k;
             break;
         }
-        if (!blank) seen = true;
-    }
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) text[--len] = 0;
     size_t lead = 0;
     while (lead < len && (text[lead] == '\n' || text[lead] == ' ')) lead++;
     if (lead) memmove(text, text + lead, len - lead + 1);
     return len - lead;
 }
+
+size_t answer_trim(char *text, size_t len) { return answer_trim_q(text, len, NULL); }
 
 int decoder_seq_init(decoder_seq *q, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new) {
     memset(q, 0, sizeof *q);
@@ -61,6 +124,7 @@ int decoder_seq_init(decoder_seq *q, kv_cache *kv, const int32_t *feed, int64_t 
     q->n_feed = n_feed;
     q->max_new = max_new;
     q->stop_answer = q->stop_eog = true;
+    answer_stop_init(&q->stop, NULL);
     return 0;
 }
 
@@ -125,7 +189,8 @@ static bool s_take(const tokenizer *tok, decoder_seq *q, int32_t id) {
         int64_t nb = tokenizer_token_bytes(tok, id, buf, sizeof buf);
         if (answer_stop_feed(&q->stop, buf, nb < (int64_t)sizeof buf ? nb : (int64_t)sizeof buf)) return true;
     }
-    return q->n_gen >= q->max_new;
+    q->capped = q->n_gen >= q->max_new;
+    return q->capped;
 }
 
 int64_t decoder_step(decoder *d, decoder_seq *const *seqs, int64_t n) {
@@ -179,7 +244,7 @@ int decoder_run(decoder *d, decoder_seq *const *seqs, int64_t n) {
 int decoder_seq_text(const decoder *d, const decoder_seq *q, bool trim, char **text) {
     size_t len = 0;
     int rc = tokenizer_decode(d->m->tok, q->gen, q->n_gen, true, text, &len);
-    if (!rc && trim) answer_trim(*text, len);
+    if (!rc && trim) answer_trim_q(*text, len, q->stop.question);
     return rc;
 }
 

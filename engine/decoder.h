@@ -21,18 +21,45 @@
 #include "sampler.h"
 
 /* Short answers (benchmarks, labels, served requests): an answer ends at a
- * newline after some text, or at a sentence end (. ! ? followed by a blank). */
+ * boundary that closes a segment of text: a newline, or a sentence end
+ * (. ! ? followed by a blank). A boundary does not end the answer when the
+ * segment it closes cannot hold the answer yet, i.e. when the segment
+ *  - is blank (nothing since the last boundary),
+ *  - ends in ':' ("The launch code is:" - the value follows), or
+ *  - restates the question (answer_restates: question set); the answer
+ *    then goes on to the next boundary, end of generation or the cap. */
+enum { ANSWER_SEG_CAP = 192 };
 typedef struct answer_stop {
-    bool text_seen;  /* a non-blank byte came */
-    bool prev_end;   /* the last byte ended a sentence */
+    const char *question;      /* borrowed, or NULL: no restatement rule */
+    bool seg_text;             /* a non-blank byte since the last boundary */
+    bool prev_end;             /* the last byte ended a sentence */
+    char last;                 /* the segment's last non-blank byte */
+    int seg_n;                 /* bytes in seg (the segment, cut at the cap) */
+    bool seg_long;             /* the segment outgrew seg: not a restatement */
+    char seg[ANSWER_SEG_CAP];
 } answer_stop;
+
+/* A fresh rule state; question (borrowed, may be NULL) enables the
+ * restatement rule. */
+void answer_stop_init(answer_stop *a, const char *question);
 
 /* Feeds the bytes of one generated token; true once the answer has ended. */
 bool answer_stop_feed(answer_stop *a, const char *bytes, int64_t n);
 
-/* Cuts a decoded answer after its sentence end or at the newline that ended
- * it, and trims surrounding blanks, in place; returns the new length. */
+/* Whether text[n] restates question: it has at least ANSWER_RESTATE_MIN
+ * words (runs of ASCII letters/digits or bytes >= 0x80, compared
+ * case-blind) and every one of them is a word of the question or one of
+ * "the a an is are was were". "The launch code of the Tamarind mission
+ * is:" restates "What is the launch code of the Tamarind mission?"; "The
+ * launch code is 44249" (a word not in the question) and "Paris" (too
+ * short) do not. */
+enum { ANSWER_RESTATE_MIN = 3 };
+bool answer_restates(const char *text, size_t n, const char *question);
+
+/* Cuts a decoded answer where answer_stop (without / with the question)
+ * ends it, and trims surrounding blanks, in place; returns the new length. */
 size_t answer_trim(char *text, size_t len);
+size_t answer_trim_q(char *text, size_t len, const char *question);
 
 /* One sequence. The caller sets the first group of fields (decoder_seq_init
  * does), the decoder the rest. */
@@ -49,13 +76,15 @@ typedef struct decoder_seq {
     int64_t n_gen;
     bool fed, done;
     int32_t eog;           /* the end-of-generation token that stopped it, or -1 */
+    bool capped;           /* it ended at max_new: no end of generation, no stop rule */
     answer_stop stop;
     double t_fed;          /* tis_now() when the step that ran the feed had picked its token */
     double t_done;         /* tis_now() when the sequence finished */
     int64_t kv_bytes;      /* cache bytes used once the feed had run */
 } decoder_seq;
 
-/* A greedy short-answer sequence (stop_answer and stop_eog set). */
+/* A greedy short-answer sequence (stop_answer and stop_eog set, no
+ * question: set one with answer_stop_init(&q->stop, question)). */
 int decoder_seq_init(decoder_seq *q, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new);
 void decoder_seq_free(decoder_seq *q);
 /* Marks a sequence finished now (a caller's own stop rule, a cancel). */

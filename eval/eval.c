@@ -20,11 +20,27 @@ void eval_session_input(const bench_sample *s, session_input *in) {
                           .answer_prefix = s->answer_prefix, .answer = s->n_answers > 0 ? s->answers[0] : NULL};
 }
 
+int eval_sample_max_new(const eval_config *cfg, const tokenizer *tok, const bench_sample *s, int64_t *out) {
+    *out = cfg->max_new;
+    if (cfg->max_new > 0) return 0;
+    int64_t longest = 0;
+    for (int64_t i = 0; i < s->n_answers; i++) {
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        int rc = tokenizer_encode(tok, s->answers[i], strlen(s->answers[i]), false, &ids, &n);
+        free(ids);
+        if (rc) return rc;
+        if (n > longest) longest = n;
+    }
+    *out = longest + EVAL_ANSWER_ROOM < 4096 ? longest + EVAL_ANSWER_ROOM : 4096;
+    return 0;
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 void eval_config_defaults(eval_config *c) {
     memset(c, 0, sizeof *c);
-    c->max_new = 16;
+    c->max_new = 0; /* from the task: eval_sample_max_new */
     c->window = 64;
     c->n_sink = 4;
     c->seed = 42;
@@ -51,7 +67,7 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     if (cfg->n_policies <= 0) return tis_error(TIS_EINVAL, "eval: no policy given");
     if (cfg->n_budgets + cfg->n_budget_tokens <= 0) return tis_error(TIS_EINVAL, "eval: no budget given");
     if (!cfg->agnostic && !cfg->query_aware) return tis_error(TIS_EINVAL, "eval: no protocol");
-    if (cfg->max_new < 1 || cfg->max_new > 4096) return tis_error(TIS_EINVAL, "eval: max_new %lld", (long long)cfg->max_new);
+    if (cfg->max_new < 0 || cfg->max_new > 4096) return tis_error(TIS_EINVAL, "eval: max_new %lld", (long long)cfg->max_new);
     if (cfg->batch < 1 || cfg->batch > 1024) return tis_error(TIS_EINVAL, "eval: batch %lld", (long long)cfg->batch);
     if (cfg->window < 0 || cfg->n_sink < 0) return tis_error(TIS_EINVAL, "eval: negative window or sinks");
     for (int64_t i = 0; i < cfg->n_budgets; i++)
@@ -132,6 +148,7 @@ typedef struct decode_out {
     double first_s;       /* feed + first token */
     double rest_s;        /* the other tokens */
     int64_t kv_bytes;     /* cache bytes when decoding started */
+    bool capped;          /* it ended at the cap (eval_row.truncated) */
 } decode_out;
 
 static void s_decode_out_free(decode_out *d) {
@@ -141,16 +158,19 @@ static void s_decode_out_free(decode_out *d) {
 }
 
 /* Decodes G caches in lockstep on the runner's decoder (G <= cfg.batch):
- * kvs[i] runs q[i][nq[i]] first. With G == 1 the timings are one
- * request's; more, they describe the batch. */
-static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32_t *const *q,
-                          const int64_t *nq, decode_out *d) {
+ * kvs[i] runs q[i][nq[i]] first; each under the sample's cap max_new and
+ * its stop rule (the question's), so a run's answer does not depend on its
+ * group. With G == 1 the timings are one request's; more, they describe
+ * the batch. */
+static int s_decode_group(eval_runner *r, const bench_sample *s, int64_t max_new, kv_cache **kvs, int64_t G,
+                          const int32_t *const *q, const int64_t *nq, decode_out *d) {
     memset(d, 0, (size_t)G * sizeof *d);
     decoder_seq *seq = calloc((size_t)G, sizeof *seq);
     decoder_seq **ptr = calloc((size_t)G, sizeof *ptr);
     int rc = seq && ptr ? 0 : tis_error(TIS_ENOMEM, "eval: out of memory");
     for (int64_t i = 0; !rc && i < G; i++) {
-        rc = decoder_seq_init(&seq[i], kvs[i], q[i], nq[i], r->cfg.max_new);
+        rc = decoder_seq_init(&seq[i], kvs[i], q[i], nq[i], max_new);
+        answer_stop_init(&seq[i].stop, s->question);
         ptr[i] = &seq[i];
     }
     double t0 = tis_now();
@@ -161,6 +181,7 @@ static int s_decode_group(eval_runner *r, kv_cache **kvs, int64_t G, const int32
         d[i].rest_s = seq[i].t_done - seq[i].t_fed;
         d[i].kv_bytes = seq[i].kv_bytes;
         d[i].n_gen = seq[i].n_gen;
+        d[i].capped = seq[i].capped;
         d[i].ids = seq[i].gen; /* ownership moves to d */
         seq[i].gen = NULL;
     }
@@ -207,6 +228,7 @@ static void s_fill_row(eval_row *row, const char *benchmark, const bench_sample 
     snprintf(row->expected, sizeof row->expected, "%s", s->n_answers ? s->answers[0] : "");
     row->kv_bytes = d->kv_bytes;
     row->n_generated = d->n_gen;
+    row->truncated = d->capped;
     row->decode_s = d->first_s + d->rest_s;
     row->tokens_per_s = d->n_gen > 1 && d->rest_s > 0 ? (double)(d->n_gen - 1) / d->rest_s : 0;
     row->peak_rss_bytes = report_peak_rss();
@@ -322,6 +344,7 @@ typedef struct sample_run {
     const bench_sample *s;
     session *ss;
     const session_prompt *p;
+    int64_t max_new;      /* the sample's answer cap (eval_sample_max_new) */
     decode_out full;      /* the uncompressed reference run */
     variant *var;         /* [n_var] in row order */
     int64_t n_var;
@@ -341,8 +364,8 @@ static int s_reference(sample_run *x) {
     const int32_t *q1 = NULL;
     int64_t n1 = 0;
     session_rest(x->ss, true, &q1, &n1);
-    int rc = session_full(x->ss, cfg->max_new, &work);
-    if (!rc) rc = s_decode_group(r, &work, 1, &q1, &n1, &x->full);
+    int rc = session_full(x->ss, x->max_new, &work);
+    if (!rc) rc = s_decode_group(r, x->s, x->max_new, &work, 1, &q1, &n1, &x->full);
     kv_cache_destroy(&work);
     bool want_oracle = false;
     for (int64_t i = 0; i < cfg->n_policies; i++) want_oracle |= r->presses[i].needs_oracle;
@@ -372,9 +395,9 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
         }
         const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
         float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd ? hd->attn_hook_lambda : 0.0f;
-        int rc = v->tau >= 0 ? session_compact_threshold(x->ss, v->pr, v->qa, v->tau, cfg->max_new, lambda, &v->kv,
+        int rc = v->tau >= 0 ? session_compact_threshold(x->ss, v->pr, v->qa, v->tau, x->max_new, lambda, &v->kv,
                                                          &v->kept_mean, &v->compress_s)
-                             : session_compact(x->ss, v->pr, v->qa, v->k, cfg->max_new, lambda, &v->kv,
+                             : session_compact(x->ss, v->pr, v->qa, v->k, x->max_new, lambda, &v->kv,
                                                &v->kept_mean, &v->compress_s);
         if (rc) return rc;
         if (getenv("TIS_DEBUG_PRESS") && x->s->n_answers > 0) s_debug_keep(r, x->s, x->p, v, v->kv);
@@ -383,7 +406,7 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
         G++;
     }
     if (G > 0) {
-        int rc = s_decode_group(r, x->gkv, G, x->gq, x->gn, x->gd);
+        int rc = s_decode_group(r, x->s, x->max_new, x->gkv, G, x->gq, x->gn, x->gd);
         if (rc) return rc;
     }
     G = 0;
@@ -430,12 +453,14 @@ int eval_run_sample(eval_runner *r, const char *benchmark, const bench_sample *s
                     eval_row **rows, int64_t *n_rows, int64_t *cap_rows) {
     const eval_config *cfg = &r->cfg;
     sample_run x = {.r = r, .s = s};
+    int rc = eval_sample_max_new(cfg, r->m->tok, s, &x.max_new);
+    if (rc) return rc;
     session_input in;
     eval_session_input(s, &in);
     /* Both states: the query-aware one is also where `full` decodes from. */
     session_opts so = {.chat = cfg->chat, .agnostic = cfg->agnostic, .query_aware = true, .window = cfg->window,
                        .n_sink = cfg->n_sink, .seed = cfg->seed, .hid_layer = r->head_layer};
-    int rc = session_new(&x.ss, r->st, &r->ct, &in, &so);
+    rc = session_new(&x.ss, r->st, &r->ct, &in, &so);
     if (rc) return rc;
     x.p = session_get_prompt(x.ss);
     rc = s_reference(&x);

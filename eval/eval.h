@@ -32,7 +32,9 @@ typedef struct eval_config {
     const int64_t *budget_tokens;  /* [n_budget_tokens] absolute budgets */
     int64_t n_budget_tokens;
     bool agnostic, query_aware;    /* protocols to run (at least one) */
-    int64_t max_new;               /* tokens generated at most (stops at EOG or newline) */
+    int64_t max_new;               /* tokens generated at most (an answer also ends at EOG or the
+                                      stop rule, engine/decoder.h); 0: from the task, per sample
+                                      (eval_sample_max_new) */
     int64_t window;                /* observation window of the agnostic protocol */
     int64_t n_sink;                /* streaming sinks */
     uint64_t seed;
@@ -51,7 +53,20 @@ typedef struct eval_config {
     int64_t n_thresholds;
 } eval_config;
 
-/* Defaults: max_new 16, window 64, n_sink 4, seed 42, chat, agnostic, batch 1,
+/* Room for a restated question before the answer, in tokens: the default
+ * answer cap is the longest accepted answer's tokens + this (a model that
+ * answers "The launch code of the Tamarind mission is 44249-ED" needs the
+ * words before the value). */
+enum { EVAL_ANSWER_ROOM = 32 };
+
+/* The answer cap of sample s: cfg->max_new when given (> 0), else the
+ * tokens of its longest accepted answer (tok, no BOS) + EVAL_ANSWER_ROOM
+ * (just the room when it has none), at most 4096. Same for generated
+ * benchmarks and datasets; every run of the sample (each policy, budget,
+ * protocol, whatever it is batched with) decodes under it. */
+int eval_sample_max_new(const eval_config *cfg, const tokenizer *tok, const bench_sample *s, int64_t *out);
+
+/* Defaults: max_new 0 (from the task), window 64, n_sink 4, seed 42, chat, agnostic, batch 1,
  * attn_hook_lambda -1 (from the checkpoint). */
 void eval_config_defaults(eval_config *c);
 

@@ -84,7 +84,7 @@ static void s_field(char *dst, size_t cap, const char *src, size_t src_cap) {
 
 /* The columns, in eval_row order: the one table the writer and the reader
  * share. Doubles are printed %.6g except budget (%.4g). */
-enum { S_COL_STR, S_COL_I64, S_COL_BOOL, S_COL_F64 };
+enum { S_COL_STR, S_COL_I64, S_COL_BOOL, S_COL_F64, S_COL_TRI /* int: 1, 0, -1 written "" */ };
 
 typedef struct s_col {
     const char *name;
@@ -110,11 +110,13 @@ static const s_col s_csv_cols[] = {
     S_COL(decode_s, S_COL_F64, "%.6g"),      S_COL(ttft_s, S_COL_F64, "%.6g"),
     S_COL(tokens_per_s, S_COL_F64, "%.6g"),  S_COL(n_generated, S_COL_I64, NULL),
     S_COL(peak_rss_bytes, S_COL_I64, NULL),  S_COL(threshold, S_COL_F64, "%.4g"),
+    S_COL(truncated, S_COL_TRI, NULL),
 };
 #undef S_COL
 enum { S_N_COLS = sizeof s_csv_cols / sizeof s_csv_cols[0] };
-/* CSVs of earlier versions hold the first S_N_COLS_MIN columns: the later
- * ones read as their "none" value (threshold -1). */
+/* CSVs of earlier versions hold the first S_N_COLS_MIN columns (or 26, from
+ * before truncated): the later ones read as their "none" value (threshold
+ * -1, truncated -1: unknown). */
 enum { S_N_COLS_MIN = 25 };
 
 /* RFC 4180: quoted (with "" for ") when it holds a comma, quote, CR or LF. */
@@ -150,6 +152,9 @@ static void s_csv_rows(FILE *f, const eval_row *rows, int64_t n) {
             case S_COL_STR: s_csv_str(f, p, col->size); break;
             case S_COL_I64: fprintf(f, "%lld", (long long)*(const int64_t *)p); break;
             case S_COL_BOOL: fputc(*(const bool *)p ? '1' : '0', f); break;
+            case S_COL_TRI:
+                if (*(const int *)p >= 0) fputc(*(const int *)p ? '1' : '0', f);
+                break;
             default: fprintf(f, col->fmt, *(const double *)p); break;
             }
         }
@@ -249,9 +254,10 @@ int report_trim_csv(const char *path, int64_t *cut) {
 
 /* ---- reading the CSV back ----------------------------------------------
  *
- * Format (what report_write_csv writes): a header line naming the 26
- * columns of s_csv_cols in order (or the first 25: a CSV from before the
- * threshold column, read as fixed budgets), then one record per row. Records end in
+ * Format (what report_write_csv writes): a header line naming the 27
+ * columns of s_csv_cols in order (or the first 25 or 26: a CSV from before
+ * the threshold column, read as fixed budgets, or from before the
+ * truncated column, read as unknown), then one record per row. Records end in
  * LF (CRLF accepted); fields are separated by commas; a field that holds a
  * comma, quote, CR or LF is enclosed in double quotes with each quote
  * doubled, and may span lines. Integers are decimal int64, booleans 0 or 1,
@@ -406,6 +412,7 @@ static void s_utf8_copy(char *dst, size_t cap, const char *src, size_t len) {
 static int s_csv_row(const s_csv_in *in, eval_row *r, int n_cols) {
     memset(r, 0, sizeof *r);
     r->threshold = -1;
+    r->truncated = -1;
     for (int c = 0; c < n_cols; c++) {
         const s_col *col = &s_csv_cols[c];
         char *p = (char *)r + col->off;
@@ -421,6 +428,9 @@ static int s_csv_row(const s_csv_in *in, eval_row *r, int n_cols) {
         case S_COL_BOOL:
             if ((ok = ok && (!strcmp(v, "0") || !strcmp(v, "1")))) *(bool *)p = v[0] == '1';
             break;
+        case S_COL_TRI:
+            if ((ok = ok && (!v[0] || !strcmp(v, "0") || !strcmp(v, "1")))) *(int *)p = v[0] ? v[0] == '1' : -1;
+            break;
         default:
             if ((ok = ok && s_parse_f64(v, &dv))) *(double *)p = dv;
             break;
@@ -428,7 +438,9 @@ static int s_csv_row(const s_csv_in *in, eval_row *r, int n_cols) {
         if (!ok) {
             char show[48];
             return s_csv_bad(in, in->cell_line[c], "bad %s '%s' in column %s",
-                             col->type == S_COL_BOOL ? "boolean (0 or 1)" : "number",
+                             col->type == S_COL_BOOL  ? "boolean (0 or 1)"
+                             : col->type == S_COL_TRI ? "value (0, 1 or empty)"
+                                                      : "number",
                              s_show(show, sizeof show, v), col->name);
         }
     }
@@ -528,6 +540,7 @@ typedef struct s_group {
     char label[32];           /* "0.1", "256 tok", "none" */
     char benchmark[32], protocol[16], policy_name[32];
     int64_t n, n_correct, n_exact, n_halluc, peak_rss;
+    int64_t n_trunc, n_trunc_unknown; /* rows that ended at the answer cap / not known */
     double kv_sum, full_sum; /* over rows with both measured */
     s_stat kv, kept, ctx, ttft, tps, prefill, compress, decode;
     double full_acc, full_tps; /* of `full`, same benchmark and protocol; NAN if none */
@@ -611,6 +624,8 @@ static int s_group_rows(const eval_row *rows, int64_t n, s_group **out, int64_t 
         x->n_correct += r->correct;
         x->n_exact += r->exact;
         x->n_halluc += r->hallucinated;
+        x->n_trunc += r->truncated > 0;
+        x->n_trunc_unknown += r->truncated < 0;
         if (r->kv_bytes > 0 && r->full_kv_bytes > 0) {
             x->kv_sum += (double)r->kv_bytes;
             x->full_sum += (double)r->full_kv_bytes;
@@ -715,6 +730,8 @@ static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_
         s_jnum(o, "accuracy", s.acc);
         s_jnum(o, "exact_match", s.exact);
         s_jnum(o, "hallucination_rate", s.halluc);
+        s_jnum(o, "truncated", x->n_trunc_unknown == x->n ? NAN : (double)x->n_trunc);
+        cJSON_AddNumberToObject(o, "truncated_unknown", (double)x->n_trunc_unknown);
         s_jnum(o, "retention", s.retention);
         s_jnum(o, "full_accuracy", x->full_acc);
         s_jnum(o, "compression_ratio", s.compression);
@@ -760,18 +777,21 @@ static void s_md_cell(FILE *f, const char *s) {
 static void s_md_table_row(FILE *f, const s_group *x) {
     s_stats s = s_group_stats(x);
     double mib = s.kv_mib;
-    char b[8][32];
+    char b[9][32];
     fputs("| ", f);
     s_md_cell(f, x->policy_name);
     fputs(" | ", f);
     fputs(x->bkind == S_BUDGET_NONE ? s_na : x->label, f);
-    fprintf(f, " | %lld | %s | %s | %s | %s | %s | %s | %s | %s |\n", (long long)x->n,
+    if (x->n_trunc_unknown == x->n) snprintf(b[8], 32, "%s", s_na);
+    else if (x->n_trunc_unknown) snprintf(b[8], 32, "%lld (+%lld ?)", (long long)x->n_trunc, (long long)x->n_trunc_unknown);
+    else snprintf(b[8], 32, "%lld", (long long)x->n_trunc);
+    fprintf(f, " | %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", (long long)x->n,
             s_fmt(b[0], 32, "%.3f", s.acc), s_fmt(b[1], 32, "%.3f", s.exact),
             s_fmt(b[2], 32, "%.1f%%", 100.0 * s.retention),
             s_fmt(b[3], 32, s.compression >= 100 ? "%.0fx" : "%.1fx", s.compression),
             s_fmt(b[4], 32, mib < 1 ? "%.3f" : mib < 100 ? "%.2f" : "%.1f", mib),
             s_fmt(b[5], 32, "%.3f", s_stat_mean(&x->ttft)),
-            s_fmt(b[6], 32, "%.1f", s_stat_mean(&x->tps)), s_fmt(b[7], 32, "%.3f", s.halluc));
+            s_fmt(b[6], 32, "%.1f", s_stat_mean(&x->tps)), s_fmt(b[7], 32, "%.3f", s.halluc), b[8]);
 }
 
 /* A fence longer than any run of backticks in the text. */
@@ -799,7 +819,9 @@ static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const re
     fputs("Accuracy: the expected answer appears in the output; exact: strict match of the "
           "extracted answer. Retention: accuracy / accuracy of `full` (same benchmark and "
           "protocol). Compression: total full KV bytes / total kept KV bytes, both measured. "
-          "TTFT and decode tok/s are means over samples.\n",
+          "TTFT and decode tok/s are means over samples. Truncated: answers that ended at the "
+          "answer cap (--max_new) rather than by themselves, so may be cut short (\u2013: not "
+          "recorded, a CSV from before the column).\n",
           f);
     for (int64_t i = 0; i < ng; i++) {
         const s_group *x = &g[i];
@@ -809,8 +831,8 @@ static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const re
             fputs(" (", f);
             s_md_cell(f, x->protocol);
             fputs(")\n\n| policy | budget | n | accuracy | exact | retention | compression "
-                  "(measured) | KV MiB | TTFT s | decode tok/s | halluc. |\n"
-                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+                  "(measured) | KV MiB | TTFT s | decode tok/s | halluc. | truncated |\n"
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
                   f);
         }
         s_md_table_row(f, x);

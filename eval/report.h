@@ -35,6 +35,10 @@ typedef struct eval_row {
     int64_t peak_rss_bytes;  /* process peak RSS when the row was written */
     double threshold;        /* adaptive budget: entries scoring >= threshold kept (budget and
                                 budget_tokens -1 then); -1 for a fixed budget */
+    int truncated;           /* 1: the generation ended at its cap (max_new), not at end of
+                                generation or the stop rule, so the answer may be cut short;
+                                0: it ended by itself; -1: unknown (a CSV from before the
+                                column) */
 } eval_row;
 
 /* What the report says about how it was made. */

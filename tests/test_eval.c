@@ -143,7 +143,53 @@ int main(void) {
                  again[i].kept_tokens == rows[per_sample + i].kept_tokens);
     free(again);
     eval_runner_destroy(&eb);
+
+    TT_CASE("truncated");
+    /* truncated: the run used its whole cap (6) with no end of generation or stop */
+    int64_t n_trunc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        TT_CHECK(rows[i].truncated == 0 || rows[i].truncated == 1);
+        if (rows[i].truncated) TT_CHECK(rows[i].n_generated == 6);
+        if (rows[i].n_generated < 6) TT_CHECK(!rows[i].truncated);
+        n_trunc += rows[i].truncated;
+    }
+    TT_CHECK(n_trunc > 0); /* the random model rambles up to the cap */
     free(rows);
+
+    TT_CASE("the answer cap from the task");
+    /* max_new 0: the longest answer's tokens + EVAL_ANSWER_ROOM, per sample;
+     * an explicit cap wins; batched rows are the rows run one by one */
+    eval_config cz = cfg;
+    cz.max_new = 0;
+    int64_t cap_a = 0, cap_c = 0, cap_x = 0, n_mat = 0;
+    int32_t *mat = NULL;
+    TT_OK(tokenizer_encode(m->tok, "mat", 3, false, &mat, &n_mat));
+    free(mat);
+    TT_OK(eval_sample_max_new(&cz, m->tok, &set.s[0], &cap_a));
+    TT_OK(eval_sample_max_new(&cz, m->tok, &set.s[2], &cap_c)); /* no answers */
+    TT_OK(eval_sample_max_new(&cfg, m->tok, &set.s[0], &cap_x));
+    TT_CHECK(n_mat > 0 && cap_a == n_mat + EVAL_ANSWER_ROOM && cap_c == EVAL_ANSWER_ROOM && cap_x == 6);
+    eval_row *z1 = NULL, *z7 = NULL;
+    int64_t nz1 = 0, nz7 = 0, cz1 = 0, cz7 = 0;
+    eval_runner *ez = NULL;
+    TT_OK(eval_runner_new(&ez, m, &cz));
+    if (ez) TT_OK(eval_run_sample(ez, "jsonl", &set.s[0], &z1, &nz1, &cz1));
+    eval_runner_destroy(&ez);
+    cz.batch = 7;
+    TT_OK(eval_runner_new(&ez, m, &cz));
+    if (ez) TT_OK(eval_run_sample(ez, "jsonl", &set.s[0], &z7, &nz7, &cz7));
+    eval_runner_destroy(&ez);
+    TT_CHECK(nz1 == per_sample && nz7 == per_sample);
+    n_trunc = 0;
+    for (int64_t i = 0; i < nz1 && i < nz7; i++) {
+        TT_CHECK(z1[i].n_generated <= cap_a && z1[i].truncated == (z1[i].n_generated == cap_a));
+        TT_CHECK(!strcmp(z1[i].answer, z7[i].answer) && z1[i].n_generated == z7[i].n_generated &&
+                 z1[i].truncated == z7[i].truncated);
+        n_trunc += z1[i].truncated;
+    }
+    TT_CHECK(n_trunc > 0);
+    free(z1);
+    free(z7);
 
     TT_CASE("bad configurations");
     /* bad configurations are refused with a message */
@@ -230,6 +276,7 @@ int main(void) {
     size_t len = 0;
     char *txt = tt_read_file(csv, &len);
     TT_CHECK(txt && strstr(txt, "benchmark,policy,protocol") && strstr(txt, "adakv:knorm"));
+    TT_CHECK(txt && strstr(txt, ",peak_rss_bytes,truncated\n"));
     int lines = 0;
     for (const char *q = txt; q && (q = strstr(q, "\njsonl,")); q++) lines++; /* rows */
     lines++; /* header */

@@ -15,11 +15,12 @@
 #include "report.h"
 #include "tt.h"
 
-static const char *const s_cols[26] = {
+enum { NC = 27 }; /* columns; a CSV from before `threshold` has the first 25, from before `truncated` 26 */
+static const char *const s_cols[NC] = {
     "benchmark", "policy", "protocol", "budget", "budget_tokens", "context_tokens",
     "target_tokens", "depth", "position", "sample_id", "correct", "exact", "hallucinated",
     "answer", "expected", "kept_tokens", "kv_bytes", "full_kv_bytes", "prefill_s",
-    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes", "threshold"};
+    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes", "threshold", "truncated"};
 
 /* One RFC 4180 record from *p into fields[max][512]; returns the field
  * count (-1 at the end of the text or on a malformed quote). */
@@ -74,6 +75,8 @@ static void test_csv(void) {
     rows[1] = tt_eval_row("niah", "query_aware", "full", -1, 256, false, 1000, 1000, 55.5);
     rows[1].answer[0] = 0; /* empty field */
     rows[1].prefill_s = 1.23456789;
+    rows[0].truncated = 1;
+    rows[1].truncated = -1; /* unknown: an empty field */
     /* an unterminated string field must not run into the next field */
     memset(rows[1].expected, 'x', sizeof rows[1].expected);
     const char *path = tt_path("rows.csv");
@@ -85,12 +88,12 @@ static void test_csv(void) {
     const char *p = text;
     char f[30][512];
     int n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 26);
-    for (int i = 0; i < 26 && i < n; i++) TT_CHECK(strcmp(f[i], s_cols[i]) == 0);
+    TT_CHECK(n == NC);
+    for (int i = 0; i < NC && i < n; i++) TT_CHECK(strcmp(f[i], s_cols[i]) == 0);
 
     n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 26);
-    if (n == 26) {
+    TT_CHECK(n == NC);
+    if (n == NC) {
         TT_CHECK(strcmp(f[0], "passkey") == 0 && strcmp(f[1], "snapkv") == 0);
         TT_CHECK(strcmp(f[2], "agnostic") == 0);
         TT_CHECK(strcmp(f[3], "0.1") == 0 && strcmp(f[4], "-1") == 0);
@@ -101,16 +104,18 @@ static void test_csv(void) {
         TT_CHECK(strcmp(f[16], "100") == 0 && strcmp(f[17], "1000") == 0);
         TT_CHECK(strcmp(f[22], "40") == 0);
         TT_CHECK(strcmp(f[24], "1048576") == 0);
+        TT_CHECK(strcmp(f[25], "-1") == 0 && strcmp(f[26], "1") == 0);
     }
     n = s_csv_record(&p, f, 30);
-    TT_CHECK(n == 26);
-    if (n == 26) {
+    TT_CHECK(n == NC);
+    if (n == NC) {
         TT_CHECK(strcmp(f[3], "-1") == 0 && strcmp(f[4], "256") == 0);
         TT_CHECK(strcmp(f[10], "0") == 0);
         TT_CHECK(f[13][0] == 0);
         TT_CHECK(strlen(f[14]) == sizeof rows[1].expected);
         TT_CHECK(strcmp(f[18], "1.23457") == 0);
         TT_CHECK(strcmp(f[22], "55.5") == 0);
+        TT_CHECK(f[26][0] == 0);
     }
     TT_CHECK(s_csv_record(&p, f, 30) == -1); /* exactly two rows */
     free(text);
@@ -158,6 +163,7 @@ static int s_rows_differ(const eval_row *a, const eval_row *b) {
     S_INT(full_kv_bytes);
     S_INT(n_generated);
     S_INT(peak_rss_bytes);
+    S_INT(truncated);
 #undef S_STR
 #undef S_INT
     bad += !s_close(a->budget, b->budget, 4);
@@ -186,6 +192,7 @@ static void test_read_csv_roundtrip(void) {
         rows[i].ttft_s = 3.3e8 * (2 + tt_randf(&st));
         rows[i].exact = i % 3 == 0;
         rows[i].hallucinated = i % 7 == 0;
+        rows[i].truncated = i % 3 - 1; /* unknown, no, yes */
         snprintf(rows[i].sample_id, sizeof rows[i].sample_id, "s-%d", i);
     }
     /* strings a CSV can get wrong */
@@ -304,12 +311,12 @@ static void test_append_csv(void) {
     TT_FAILS(report_trim_csv(tt_path("append_missing.csv"), &cut), TIS_EIO);
 }
 
-/* The header line of a CSV from before the threshold column (25 columns,
- * still read: threshold -1), from the test's own list. */
+/* The header line report_write_csv writes, from the test's own list (the
+ * older ones: test_read_csv_legacy). */
 static char s_header[1024];
 static void s_header_init(void) {
     size_t len = 0;
-    for (int c = 0; c < 25; c++)
+    for (int c = 0; c < NC; c++)
         len += (size_t)snprintf(s_header + len, sizeof s_header - len, "%s%s", c ? "," : "",
                                 s_cols[c]);
     snprintf(s_header + len, sizeof s_header - len, "\n");
@@ -317,12 +324,12 @@ static void s_header_init(void) {
 
 /* A data line whose column `col` (0-based; -1: none) holds `value` as is. */
 static const char *s_line(char *buf, size_t cap, int col, const char *value) {
-    static const char *const good[25] = {
+    static const char *const good[NC] = {
         "passkey", "snapkv", "agnostic", "0.1", "-1", "1024", "1024", "0.5", "-1", "id-1",
         "1", "0", "0", "12345", "12345", "102", "1000", "10000", "0.5", "0.01",
-        "0.25", "0.6", "40.5", "8", "1048576"};
+        "0.25", "0.6", "40.5", "8", "1048576", "-1", "1"};
     size_t len = 0;
-    for (int c = 0; c < 25; c++)
+    for (int c = 0; c < NC; c++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%s", c ? "," : "",
                                 c == col ? value : good[c]);
     snprintf(buf + len, cap - len, "\n");
@@ -371,16 +378,16 @@ static void test_read_csv_bad(void) {
     memcpy(strstr(text, "budget"), "BUDGET", 6);
     s_bad_csv(text, strlen(text), 1);
     snprintf(text, sizeof text, "%s", s_header);
-    strcpy(strrchr(text, ','), "\n"); /* 24 columns */
+    for (int k = 0; k < 3; k++) strcpy(strrchr(text, ','), "\n"); /* 24 columns */
     s_bad_csv(text, strlen(text), 1);
-    snprintf(text, sizeof text, "x,%s", s_header); /* 26 */
+    snprintf(text, sizeof text, "x,%s", s_header); /* 28 */
     s_bad_csv(text, strlen(text), 1);
     /* wrong column count */
     TT_CASE("read_csv_bad: wrong column count");
     snprintf(text, sizeof text, "%s", s_line(a, sizeof a, -1, NULL));
-    strcpy(strrchr(text, ','), "\n"); /* 24 columns */
+    strcpy(strrchr(text, ','), "\n"); /* 26 columns, the file has 27 */
     s_bad_after(text, 3);
-    s_bad_value(24, "1,2");  /* 26 */
+    s_bad_value(24, "1,2");  /* 28 */
     s_bad_after("\n", 3);    /* a blank line is a record of one field */
     /* bad numbers */
     TT_CASE("read_csv_bad: bad numbers");
@@ -402,6 +409,9 @@ static void test_read_csv_bad(void) {
     s_bad_value(10, "2");
     s_bad_value(10, "true");
     s_bad_value(23, "-");
+    s_bad_value(26, "2");    /* truncated: 0, 1 or empty */
+    s_bad_value(26, "-1");
+    s_bad_value(26, "yes");
     char zeros[700]; /* longer than the reader keeps of a field: 0...01 */
     memset(zeros, '0', sizeof zeros - 2);
     zeros[sizeof zeros - 2] = '1';
@@ -456,9 +466,46 @@ static void test_read_csv_bad(void) {
         TT_CHECK(strcmp(rows[0].answer, "two\r\nlines") == 0);
         TT_CHECK(rows[1].peak_rss_bytes == 1048576);
         TT_CHECK(rows[1].budget == 0.1 && rows[1].tokens_per_s == 40.5 && rows[0].correct);
-        TT_CHECK(rows[0].threshold == -1 && rows[1].threshold == -1); /* 25 columns: fixed budgets */
+        TT_CHECK(rows[0].threshold == -1 && rows[1].threshold == -1); /* "-1": fixed budgets */
     }
     free(rows);
+}
+
+/* A CSV from before the truncated column (25 columns) is read with
+ * truncated unknown, and written back with the column empty. */
+static void test_read_csv_legacy(void) {
+    s_header_init();
+    for (int drop = 1; drop <= 2; drop++) { /* 26 columns (no truncated), 25 (nor threshold) */
+        TT_CASE(drop == 1 ? "read_csv_legacy: 26 columns" : "read_csv_legacy: 25 columns");
+        char text[8192], a[1024];
+        snprintf(text, sizeof text, "%s", s_header);
+        for (int k = 0; k < drop; k++) strcpy(strrchr(text, ','), "\n");
+        s_line(a, sizeof a, 25, "0.5"); /* a threshold, where there is one */
+        for (int k = 0; k < drop; k++) strcpy(strrchr(a, ','), "\n");
+        strcat(text, a);
+        strcat(text, a);
+        const char *path = tt_path("legacy.csv");
+        TT_CHECK(tt_write_file(path, text, strlen(text)) == 0);
+        eval_row *rows = NULL;
+        int64_t n = 0;
+        TT_OK(report_read_csv(path, &rows, &n));
+        TT_CHECK(n == 2 && rows && rows[0].truncated == -1 && rows[1].truncated == -1);
+        TT_CHECK(rows && rows[1].peak_rss_bytes == 1048576 && rows[1].n_generated == 8);
+        TT_CHECK(rows && rows[1].threshold == (drop == 1 ? 0.5 : -1));
+        if (rows && n == 2) { /* written back: every column, truncated empty */
+            TT_OK(report_write_csv(path, rows, n));
+            char *back = tt_read_file(path, NULL);
+            TT_CHECK(back && strstr(back, ",peak_rss_bytes,threshold,truncated\n") &&
+                     strstr(back, drop == 1 ? ",8,1048576,0.5,\n" : ",8,1048576,-1,\n"));
+            free(back);
+        }
+        free(rows);
+        /* a line of all the columns in a file of fewer */
+        snprintf(text, sizeof text, "%s", s_header);
+        for (int k = 0; k < drop; k++) strcpy(strrchr(text, ','), "\n");
+        strcat(text, s_line(a, sizeof a, -1, NULL));
+        s_bad_csv(text, strlen(text), 2);
+    }
 }
 
 /* Strings longer than their field are cut on a UTF-8 character boundary. */
@@ -558,12 +605,17 @@ static void test_summary(void) {
     for (int i = 0; i < 4; i++) {
         r[n] = tt_eval_row("passkey", "agnostic", "snapkv", 0.1, -1, snap_ok[i], 100, 1000, 100);
         r[n].hallucinated = i == 1;
+        r[n].truncated = i % 2; /* two answers hit the cap */
         r[n++].peak_rss_bytes = 5 << 20;
     }
-    for (int i = 0; i < 2; i++)
-        r[n++] = tt_eval_row("passkey", "agnostic", "snapkv", -1, 64, i == 0, 64, 1000, 90);
-    for (int i = 0; i < 2; i++)
-        r[n++] = tt_eval_row("passkey", "query_aware", "snapkv", 0.1, -1, true, 100, 1000, 100);
+    for (int i = 0; i < 2; i++) {
+        r[n] = tt_eval_row("passkey", "agnostic", "snapkv", -1, 64, i == 0, 64, 1000, 90);
+        r[n++].truncated = i ? -1 : 1; /* one known, one from an old CSV */
+    }
+    for (int i = 0; i < 2; i++) {
+        r[n] = tt_eval_row("passkey", "query_aware", "snapkv", 0.1, -1, true, 100, 1000, 100);
+        r[n++].truncated = -1; /* not recorded */
+    }
     r[n - 1].tokens_per_s = 0; /* unknown: not in the mean */
 
     report_meta meta = {.command = "tis eval --model m.gguf --policies snapkv,full --note \"a b\"",
@@ -614,12 +666,14 @@ static void test_summary(void) {
     TT_CHECK(s_null(g, "budget_tokens"));
     TT_CHECK(s_num(g, "peak_rss_bytes") == 5 << 20);
     TT_NEAR(s_num(g, "ttft_s_mean"), 0.6, 1e-12);
+    TT_CHECK(s_num(g, "truncated") == 2 && s_num(g, "truncated_unknown") == 0);
     g = s_group(gs, 1); /* snapkv 0.25: better than full */
     TT_NEAR(s_num(g, "retention"), 1.0 / 0.75, 1e-12);
     TT_NEAR(s_num(g, "compression_ratio"), 4.0, 1e-12);
     g = s_group(gs, 2); /* 64 tokens */
     TT_CHECK(s_null(g, "budget") && s_num(g, "budget_tokens") == 64);
     TT_NEAR(s_num(g, "compression_ratio"), 1000.0 / 64.0, 1e-12);
+    TT_CHECK(s_num(g, "truncated") == 1 && s_num(g, "truncated_unknown") == 1);
     g = s_group(gs, 3); /* full */
     TT_NEAR(s_num(g, "accuracy"), 0.75, 1e-12);
     TT_NEAR(s_num(g, "exact_match"), 0.5, 1e-12);
@@ -628,6 +682,7 @@ static void test_summary(void) {
     g = s_group(gs, 4); /* no full for query_aware */
     TT_CHECK(s_null(g, "retention") && s_null(g, "throughput_vs_full"));
     TT_NEAR(s_num(g, "tokens_per_s_mean"), 100.0, 1e-12); /* the 0 is left out */
+    TT_CHECK(s_null(g, "truncated") && s_num(g, "truncated_unknown") == 2);
     g = s_group(gs, 6); /* full accuracy 0 in niah */
     TT_CHECK(s_null(g, "retention"));
     TT_NEAR(s_num(g, "accuracy"), 1.0, 1e-12);
@@ -648,6 +703,10 @@ static void test_summary(void) {
     TT_CHECK(strstr(text, "| snapkv | 0.25 | 2 | 1.000 | 0.000 | 133.3% | 4.0x |"));
     TT_CHECK(strstr(text, "| snapkv | 64 tok | 2 | 0.500 |"));
     TT_CHECK(strstr(text, "| snapkv | 0.1 | 2 | 1.000 | 0.000 | \u2013 | 10.0x |"));
+    TT_CHECK(strstr(text, "| decode tok/s | halluc. | truncated |\n"));
+    TT_CHECK(strstr(text, "| 0.250 | 2 |\n"));          /* snapkv 0.1: halluc., truncated */
+    TT_CHECK(strstr(text, "| 0.000 | 1 (+1 ?) |\n"));   /* 64 tok: one not recorded */
+    TT_CHECK(strstr(text, "| 0.000 | \u2013 |\n"));     /* query_aware: none recorded */
     TT_CHECK(strstr(text, "![run_passkey_agnostic_accuracy.png]"
                           "(run_passkey_agnostic_accuracy.png)"));
     TT_CHECK(!strstr(text, "/some/where"));
@@ -701,6 +760,7 @@ int main(void) {
     test_read_csv_roundtrip();
     test_append_csv();
     test_read_csv_bad();
+    test_read_csv_legacy();
     test_read_csv_truncate();
     test_summary();
     return tt_done("test_report");
