@@ -84,6 +84,37 @@ int main(void) {
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
 
+    TT_CASE("the answer cap from the task");
+    /* no --max_new: each sample's cap goes with its job; the same rows and
+     * truncated flags as in process */
+    {
+        char d_csv[512], e_csv[512];
+        snprintf(d_csv, sizeof d_csv, "%s", tt_path("d.csv"));
+        snprintf(e_csv, sizeof e_csv, "%s", tt_path("e.csv"));
+        const char *auto_cap = "--baseline full snapkv --cache_budgets 0.3 --protocol both --no_chat --no_plots";
+        snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --output '%s'", bin, tiny, data, auto_cap,
+                 d_csv);
+        TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+        snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --workers 2 --output '%s'", bin, tiny, data,
+                 auto_cap, e_csv);
+        rc = tt_sh(cmd, out, sizeof out);
+        TT_CHECK(rc == 0);
+        if (rc) fprintf(stderr, "%s\n", out);
+        TT_CHECK(s_same_rows(d_csv, e_csv) == 0);
+        eval_row *d = NULL, *e = NULL;
+        int64_t nd = 0, ne = 0, n_trunc = 0, longest = 0;
+        TT_OK(report_read_csv(d_csv, &d, &nd));
+        TT_OK(report_read_csv(e_csv, &e, &ne));
+        for (int64_t i = 0; i < nd && i < ne; i++) {
+            TT_CHECK(d[i].truncated == e[i].truncated);
+            n_trunc += d[i].truncated == 1;
+            if (d[i].n_generated > longest) longest = d[i].n_generated;
+        }
+        TT_CHECK(nd == ne && n_trunc > 0 && longest > 6); /* past the old 6, up to answer + 32 */
+        free(d);
+        free(e);
+    }
+
     TT_CASE("resume");
     /* --resume after a run stopped after 3 samples: the rest is run, the
      * rows are the uninterrupted run's (in process and through workers) */

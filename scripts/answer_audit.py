@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Which rows of `tis eval` CSVs may hold an answer cut short (issue 15, item 6).
+
+Before the `truncated` column, an answer ended at the first newline after
+any text, or at the cap (`--max_new`, 16 by default, 12 in the committed
+sweeps). Two kinds of row may therefore have lost their answer:
+  - at the cap: n_generated == the run's --max_new (read from the command at
+    the top of the CSV's .md; 16 when absent), no end of generation before;
+  - stopped after a colon: the kept answer ends in ':' (the old rule cut at
+    the newline that followed; the value would have come on the next line).
+Other CSVs (no n_generated column) are skipped. A CSV with the `truncated` column reports its own flag instead of the cap
+guess. Prints one Markdown table: per CSV, rows, each kind, and how many of
+those were scored correct anyway, for all rows and for `full`.
+
+Usage: scripts/answer_audit.py docs/results/*.csv docs/results/*/*.csv"""
+import csv
+import os
+import re
+import sys
+
+
+def run_cap(path):
+    md = os.path.splitext(path)[0] + ".md"
+    try:
+        text = open(md, encoding="utf-8", errors="replace").read(20000)
+    except OSError:
+        return 16
+    m = re.search(r"--max_new\s+(\d+)", text)
+    return int(m.group(1)) if m else 16
+
+
+def audit(path):
+    cap = run_cap(path)
+    n = capped = colon = capped_ok = colon_ok = 0
+    fn = fcapped = fcolon = 0
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rd = csv.DictReader(f)
+        if "n_generated" not in (rd.fieldnames or []):
+            return None
+        for r in rd:
+            n += 1
+            flag = r.get("truncated")
+            at_cap = flag == "1" if flag not in (None, "") else int(r["n_generated"]) >= cap
+            ends_colon = r["answer"].rstrip().endswith(":")
+            ok = r["correct"] == "1"
+            capped += at_cap
+            colon += ends_colon
+            capped_ok += at_cap and ok
+            colon_ok += ends_colon and ok
+            if r["policy"] == "full":
+                fn += 1
+                fcapped += at_cap
+                fcolon += ends_colon
+    return cap, n, capped, capped_ok, colon, colon_ok, fn, fcapped, fcolon
+
+
+def main(paths):
+    print("| CSV | cap | rows | at the cap (correct) | ends in ':' (correct) | full rows | full at the cap | full ends in ':' |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    tot = [0] * 8
+    for p in paths:
+        got = audit(p)
+        if got is None:
+            continue  # not a tis eval CSV (the pipeline's request logs)
+        cap, *v = got
+        for i, x in enumerate(v):
+            tot[i] += x
+        n, c, cok, k, kok, fn, fc, fk = v
+        print(f"| {p} | {cap} | {n} | {c} ({cok}) | {k} ({kok}) | {fn} | {fc} | {fk} |")
+    n, c, cok, k, kok, fn, fc, fk = tot
+    print(f"| **all** | | {n} | {c} ({cok}) | {k} ({kok}) | {fn} | {fc} | {fk} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
