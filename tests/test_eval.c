@@ -276,7 +276,7 @@ int main(void) {
     size_t len = 0;
     char *txt = tt_read_file(csv, &len);
     TT_CHECK(txt && strstr(txt, "benchmark,policy,protocol") && strstr(txt, "adakv:knorm"));
-    TT_CHECK(txt && strstr(txt, ",peak_rss_bytes,truncated\n"));
+    TT_CHECK(txt && strstr(txt, ",peak_rss_bytes,threshold,truncated\n"));
     int lines = 0;
     for (const char *q = txt; q && (q = strstr(q, "\njsonl,")); q++) lines++; /* rows */
     lines++; /* header */
