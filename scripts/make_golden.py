@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """make_golden: reference fixtures for tis from independent implementations.
 
-Writes three small JSON fixtures into tests/golden/ for the default model,
-SmolLM2-135M-Instruct Q4_1 GGUF (sha256 b179c952...db53):
+Writes three small JSON fixtures for one of the supported models (--model-name):
+  smollm2-135m        (default) SmolLM2-135M-Instruct Q4_1 GGUF (sha256
+                      b179c952...db53), into tests/golden/;
+  qwen2.5-coder-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF (sha256
+                      1d961463...ff32), into tests/golden/qwen2.5-coder-0.5b/.
+The files:
 
   tokenizer.json  token ids for ~20 tricky strings, from a HuggingFace
                   `tokenizers.Tokenizer` rebuilt faithfully from the GGUF
@@ -21,10 +25,11 @@ SmolLM2-135M-Instruct Q4_1 GGUF (sha256 b179c952...db53):
 Logits come from transformers loading the GGUF (weights dequantised to f32,
 computed in f32 on CPU). The script verifies that every dequantised weight
 equals gguf-py's `gguf.quants.dequantize` (after undoing llama.cpp's Q/K
-row permutation for attn_q/attn_k), and cross-checks the transformers logits
-against a small numpy forward pass that uses the GGUF tensors *as stored*
-(permuted Q/K, llama.cpp-style adjacent-pair RoPE) -- i.e. the layout the C
-engine uses.
+row permutation for attn_q/attn_k of llama-architecture files), and
+cross-checks the transformers logits against a small numpy forward pass that
+uses the GGUF tensors *as stored* -- the layout the C engine uses: for llama,
+permuted Q/K with llama.cpp-style adjacent-pair RoPE; for qwen2, unpermuted
+Q/K with half-rotation (NeoX) RoPE, Q/K/V biases and an untied output.weight.
 
 Environment (CPU only, no model hub access needed; versions used are pinned
 in scripts/requirements-golden.txt; accelerate is required by
@@ -36,11 +41,13 @@ transformers' GGUF loader, jinja2 renders the GGUF chat template):
 
 Run (from the repo root; takes ~1-2 minutes on 2 cores):
 
-    /tmp/gold/bin/python scripts/make_golden.py [MODEL.gguf] [--out tests/golden]
+    /tmp/gold/bin/python scripts/make_golden.py [--model-name NAME] [MODEL.gguf] [--out DIR]
 
-MODEL.gguf defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf relative to
-the repo root. The script refuses a file whose sha256 differs from the
-expected one unless --any-model is given. Output is deterministic.
+MODEL.gguf defaults to the named model's file under models/ (SmolLM2's:
+models/SmolLM2-135M-Instruct.Q4_1.gguf; scripts/fetch_model.sh NAME fetches
+either). The script refuses a file whose sha256 differs from the expected
+one unless --any-model is given. Output is deterministic. The Qwen run takes
+several minutes on 2 cores and ~8 GB of memory (the float64 numpy forward).
 """
 import argparse
 import hashlib
@@ -55,6 +62,8 @@ import numpy as np
 
 EXPECTED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -104,6 +113,54 @@ TOPK = 20
 EOS_ID = 2
 # fixed sparse set of ids whose logits are recorded (a cheap whole-vocab check)
 SPARSE_IDS = list(range(0, 49152, 1531))
+
+
+def chatml(system, user):
+    return ("<|im_start|>system\n" + system + "<|im_end|>\n<|im_start|>user\n" + user
+            + "<|im_end|>\n<|im_start|>assistant\n")
+
+
+# Qwen2.5-Coder: the SmolLM2 strings (with Qwen's system message in the
+# ChatML case) plus code and the tokens a coder model's prompts carry.
+QWEN_TOKENIZER_CASES = [c if c[0] != "chatml" else ("chatml", chatml(QWEN_SYSTEM, "Hi there!"))
+                        for c in TOKENIZER_CASES] + [
+    ("code_c",
+     "#include <stdio.h>\n\nint main(int argc, char **argv) {\n\tfor (int i = 0; i < argc; i++)\n"
+     "\t\tprintf(\"%d: %s\\n\", i, argv[i]);\n\treturn 0;\n}\n"),
+    ("code_json", '{"key_0017": "a3f9-77c1", "list": [1, 22, 333], "nested": {"ok": true, "v": null}}'),
+    ("code_shell_diff",
+     "$ git diff --stat\n--- a/src/x.py\n+++ b/src/x.py\n@@ -1,3 +1,4 @@\n-x=1\n+x = 2  # fix\n"
+     "    if __name__ == '__main__':\n        main()\n"),
+    ("code_indent_mixed", "class A:\n    def f(self):\n\t\treturn {'a': [1,2,3]}\n\n\n        pass\n"),
+    ("code_cjk_comment", "x = 1  # \u8ba1\u6570\u5668\uff1a\u6bcf\u6b21\u52a0\u4e00\ny += x**2"),
+    ("fim_tokens", "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n<|fim_middle|>return a + b"),
+    ("tool_call_tokens", "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"),
+    ("repo_file_tokens", "<|repo_name|>tis<|file_sep|>engine/forward.c\nint x;"),
+    ("long_number_hex", "0xDEADBEEF 1234567890123 3.14e-10 1_000_000"),
+    ("nfc_composed", "caf\u00e9 \u00c5ngstr\u00f6m na\u00efve"),
+]
+QWEN_PROMPT_CHAT = chatml(QWEN_SYSTEM, "Write a Python function that reverses a string.")
+
+# Per-model settings. SmolLM2's values are the module constants above, so
+# its fixtures are what this script wrote before it knew a second model
+# (rerun with the torch 2.15.0 wheel from PyPI: tokenizer.json identical,
+# logits equal to ~1e-5, the f32 noise of another torch build).
+PROFILES = {
+    "smollm2-135m": {
+        "sha256": EXPECTED_SHA256, "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "out": "tests/golden",
+        "system": DEFAULT_SYSTEM, "cases": TOKENIZER_CASES, "pre": "smollm2",
+        "prompt_chat": PROMPT_CHAT, "eos_ids": [EOS_ID], "sparse_ids": SPARSE_IDS,
+    },
+    "qwen2.5-coder-0.5b": {
+        "sha256": QWEN_SHA256, "file": "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+        "out": "tests/golden/qwen2.5-coder-0.5b",
+        "system": QWEN_SYSTEM, "cases": QWEN_TOKENIZER_CASES, "pre": "qwen2",
+        "prompt_chat": QWEN_PROMPT_CHAT,
+        # tokenizer.ggml.eos_token_id (<|im_end|>) and <|endoftext|>: the
+        # end-of-generation set tis takes from this vocabulary
+        "eos_ids": [151645, 151643], "sparse_ids": list(range(0, 151936, 4748)),
+    },
+}
 
 
 # ---------------------------------------------------------------- helpers
@@ -167,13 +224,24 @@ def gguf_meta(reader):
     return meta
 
 
-def build_faithful_tokenizer(meta):
+# Qwen2's tokenizer.json pre-tokenizer: this regex split (isolated), then
+# ByteLevel without its own regex; NFC normalizer.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def build_faithful_tokenizer(meta, pre="smollm2"):
     """tokenizers.Tokenizer equal to SmolLM2's original HF tokenizer.json:
     no normalizer; pre_tokenizer Sequence[Digits(individual_digits=True),
     ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)];
     BPE(vocab, merges) without unk/byte-fallback; ByteLevel decoder;
     ByteLevel post-processor (adds nothing); control tokens (token_type 3)
-    as special added tokens (normalized=False, no strip)."""
+    as special added tokens (normalized=False, no strip).
+    pre="qwen2": Qwen2's instead: NFC normalizer; pre_tokenizer
+    Sequence[Split(QWEN2_SPLIT, Isolated), ByteLevel(add_prefix_space=False,
+    trim_offsets=False, use_regex=False)]; the same BPE and decoder; control
+    (3) and user-defined (4: <tool_call>, </tool_call>) tokens as added
+    tokens, only the control ones special."""
     from tokenizers import Tokenizer
 
     tokens = meta["tokenizer.ggml.tokens"]
@@ -186,9 +254,10 @@ def build_faithful_tokenizer(meta):
     for m in merges:
         a, b = m.split(" ")  # byte-level tokens never contain a literal space
         merge_pairs.append([a, b])
+    added_types = (3,) if pre == "smollm2" else (3, 4)
     added = [{"id": i, "content": tokens[i], "single_word": False, "lstrip": False,
-              "rstrip": False, "normalized": False, "special": True}
-             for i, t in enumerate(types) if t == 3]
+              "rstrip": False, "normalized": False, "special": t == 3}
+             for i, t in enumerate(types) if t in added_types]
     spec = {
         "version": "1.0",
         "truncation": None,
@@ -208,6 +277,18 @@ def build_faithful_tokenizer(meta):
                   "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
                   "vocab": vocab, "merges": merge_pairs},
     }
+    if pre == "qwen2":
+        spec["normalizer"] = {"type": "NFC"}
+        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+             "use_regex": False}]}
+        bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+              "use_regex": False}
+        spec["post_processor"], spec["decoder"] = dict(bl), dict(bl)
+    else:
+        assert pre == "smollm2", pre
     return Tokenizer.from_str(json.dumps(spec)), added
 
 
@@ -244,9 +325,10 @@ def gguf_weights(reader):
 def check_dequant(model, gw, cfg):
     """Compare every transformers parameter with gguf-py's dequantisation."""
     n_head, n_kv = cfg["n_head"], cfg["n_kv"]
+    permuted = cfg.get("arch", "llama") == "llama"  # llama.cpp permutes Q/K rows for llama only
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     hf_map = {"token_embd.weight": "model.embed_tokens.weight",
-              "output_norm.weight": "model.norm.weight"}
+              "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
     per = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
            "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
            "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
@@ -260,11 +342,11 @@ def check_dequant(model, gw, cfg):
         else:
             parts = name.split(".")
             assert parts[0] == "blk", name
-            hf = "model.layers.%s.%s.weight" % (parts[1], per[parts[2]])
+            hf = "model.layers.%s.%s.%s" % (parts[1], per[parts[2]], parts[3])
         ref = w
-        if ".attn_q." in name:
+        if ".attn_q." in name and permuted:
             ref = inv_permute(w, n_head)
-        elif ".attn_k." in name:
+        elif ".attn_k." in name and permuted:
             ref = inv_permute(w, n_kv)
         got = sd[hf]
         assert got.shape == ref.shape, (name, got.shape, ref.shape)
@@ -274,16 +356,17 @@ def check_dequant(model, gw, cfg):
         worst = max(worst, d)
         n_checked += 1
         if name in ("token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight",
-                    "blk.0.ffn_down.weight", "blk.29.attn_v.weight"):
+                    "blk.0.ffn_down.weight", "blk.%d.attn_v.weight" % (cfg["n_layer"] - 1),
+                    "output.weight", "blk.0.attn_q.bias"):
             # also show that the *un*-permuted Q/K would not match
             extra = {}
-            if ".attn_q." in name or ".attn_k." in name:
+            if permuted and (".attn_q." in name or ".attn_k." in name):
                 extra["max_abs_diff_without_unpermute"] = float(np.max(np.abs(got - w)))
             results[name] = dict(type=ty, hf_param=hf, exact=exact, max_abs_diff=d, **extra)
-    # tied embeddings
+    # tied embeddings (SmolLM2); a separate output.weight was compared above (Qwen)
     tied = "lm_head.weight" not in sd or np.array_equal(sd["lm_head.weight"],
                                                        sd["model.embed_tokens.weight"])
-    assert "output.weight" not in gw
+    assert ("output.weight" not in gw) == tied, "lm_head tied iff the GGUF has no output.weight"
     return {"tensors_checked": n_checked, "all_bitwise_equal": exact_all,
             "max_abs_diff": worst, "examples": results, "lm_head_tied_to_token_embd": bool(tied)}
 
@@ -291,9 +374,12 @@ def check_dequant(model, gw, cfg):
 # ---------------------------------------------------------------- numpy forward (GGUF layout)
 
 def np_forward(gw, cfg, ids):
-    """Reference forward over GGUF tensors as stored: attn_q/attn_k rows in
-    llama.cpp's permuted order, RoPE rotating adjacent pairs (x[2i], x[2i+1])
-    like ggml_rope mode 0. Returns logits [T, vocab] (float64 math)."""
+    """Reference forward over GGUF tensors as stored. llama: attn_q/attn_k
+    rows in llama.cpp's permuted order, RoPE rotating adjacent pairs
+    (x[2i], x[2i+1]) like ggml_rope mode 0. qwen2: rows as trained, RoPE
+    rotating halves (x[i], x[i+hd/2]) like ggml's NeoX mode, Q/K/V biases,
+    logits from output.weight when present. Returns logits [T, vocab]
+    (float64 math)."""
     W = {k: v[0].astype(np.float64) for k, v in gw.items()}
     d, nh, nkv, hd = cfg["d_model"], cfg["n_head"], cfg["n_kv"], cfg["head_dim"]
     eps, theta = cfg["eps"], cfg["theta"]
@@ -307,21 +393,34 @@ def np_forward(gw, cfg, ids):
     ang = np.arange(T)[:, None] * inv[None, :]           # [T, hd/2]
     cos, sin = np.cos(ang), np.sin(ang)
 
-    def rope(v):  # v [T, H, hd], pairs (2i, 2i+1)
-        a, b = v[..., 0::2], v[..., 1::2]
+    neox = cfg.get("arch", "llama") == "qwen2"
+
+    def rope(v):  # v [T, H, hd], pairs (2i, 2i+1), or (i, i+hd/2) for NeoX
+        if neox:
+            a, b = v[..., :hd // 2], v[..., hd // 2:]
+        else:
+            a, b = v[..., 0::2], v[..., 1::2]
         c, s = cos[:, None, :], sin[:, None, :]
         out = np.empty_like(v)
-        out[..., 0::2] = a * c - b * s
-        out[..., 1::2] = a * s + b * c
+        if neox:
+            out[..., :hd // 2] = a * c - b * s
+            out[..., hd // 2:] = a * s + b * c
+        else:
+            out[..., 0::2] = a * c - b * s
+            out[..., 1::2] = a * s + b * c
         return out
+
+    def lin(h, name):
+        y = h @ W[name + ".weight"].T
+        return y + W[name + ".bias"] if name + ".bias" in W else y
 
     mask = np.triu(np.full((T, T), -np.inf), 1)
     for L in range(cfg["n_layer"]):
         p = "blk.%d." % L
         h = rms(x, W[p + "attn_norm.weight"])
-        q = rope((h @ W[p + "attn_q.weight"].T).reshape(T, nh, hd))
-        k = rope((h @ W[p + "attn_k.weight"].T).reshape(T, nkv, hd))
-        v = (h @ W[p + "attn_v.weight"].T).reshape(T, nkv, hd)
+        q = rope(lin(h, p + "attn_q").reshape(T, nh, hd))
+        k = rope(lin(h, p + "attn_k").reshape(T, nkv, hd))
+        v = lin(h, p + "attn_v").reshape(T, nkv, hd)
         g = nh // nkv
         att = np.empty((T, nh, hd))
         for hh in range(nh):
@@ -335,12 +434,12 @@ def np_forward(gw, cfg, ids):
         up = h @ W[p + "ffn_up.weight"].T
         x = x + ((gt / (1 + np.exp(-gt))) * up) @ W[p + "ffn_down.weight"].T
     x = rms(x, W["output_norm.weight"])
-    return x @ W["token_embd.weight"].T
+    return x @ W["output.weight" if "output.weight" in W else "token_embd.weight"].T
 
 
 # ---------------------------------------------------------------- logits
 
-def logit_record(row, k=TOPK):
+def logit_record(row, k=TOPK, sparse_ids=SPARSE_IDS):
     row = np.asarray(row, dtype=np.float32)
     order = np.argsort(-row.astype(np.float64), kind="stable")[:k]
     r64 = row.astype(np.float64)
@@ -352,19 +451,25 @@ def logit_record(row, k=TOPK):
                   "mean": fnum(r64.mean()), "std": fnum(r64.std()),
                   "logsumexp": fnum(lse),
                   "top1_minus_top2": fnum(float(row[order[0]]) - float(row[order[1]]))},
-        "sparse_ids": SPARSE_IDS,
-        "sparse_logits": [fnum(row[i]) for i in SPARSE_IDS],
+        "sparse_ids": sparse_ids,
+        "sparse_logits": [fnum(row[i]) for i in sparse_ids],
     }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", nargs="?",
-                    default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden"))
+    ap.add_argument("--model-name", choices=sorted(PROFILES), default="smollm2-135m",
+                    help="which supported model (its sha256, prompts, output folder)")
+    ap.add_argument("model", nargs="?", help="the GGUF (default: the named model's file "
+                    "under models/)")
+    ap.add_argument("--out", help="fixture folder (default: the named model's)")
     ap.add_argument("--any-model", action="store_true",
                     help="do not insist on the expected sha256")
     args = ap.parse_args()
+    prof = PROFILES[args.model_name]
+    args.model = args.model or os.path.join(ROOT, "models", prof["file"])
+    args.out = args.out or os.path.join(ROOT, prof["out"])
+    qwen = prof["pre"] == "qwen2"
 
     import torch
     torch.set_num_threads(2)
@@ -380,8 +485,8 @@ def main():
         sys.exit("model not found: %s (see scripts/fetch_model.sh, or pass the path)" % model_path)
     sha = sha256_file(model_path)
     print("model %s sha256 %s" % (model_path, sha))
-    if sha != EXPECTED_SHA256 and not args.any_model:
-        sys.exit("sha256 mismatch (expected %s); pass --any-model to override" % EXPECTED_SHA256)
+    if sha != prof["sha256"] and not args.any_model:
+        sys.exit("sha256 mismatch (expected %s); pass --any-model to override" % prof["sha256"])
     os.makedirs(args.out, exist_ok=True)
 
     versions = {"python": sys.version.split()[0], "torch": torch.__version__,
@@ -393,30 +498,33 @@ def main():
     reader = GGUFReader(model_path)
     meta = gguf_meta(reader)
     f = reader.fields
-    cfg = {"n_layer": int(f["llama.block_count"].contents()),
-           "d_model": int(f["llama.embedding_length"].contents()),
-           "n_head": int(f["llama.attention.head_count"].contents()),
-           "n_kv": int(f["llama.attention.head_count_kv"].contents()),
-           "theta": float(f["llama.rope.freq_base"].contents()),
-           "eps": float(f["llama.attention.layer_norm_rms_epsilon"].contents())}
+    arch = f["general.architecture"].contents()
+    assert arch == ("qwen2" if qwen else "llama"), arch
+    cfg = {"n_layer": int(f[arch + ".block_count"].contents()),
+           "d_model": int(f[arch + ".embedding_length"].contents()),
+           "n_head": int(f[arch + ".attention.head_count"].contents()),
+           "n_kv": int(f[arch + ".attention.head_count_kv"].contents()),
+           "theta": float(f[arch + ".rope.freq_base"].contents()),
+           "eps": float(f[arch + ".attention.layer_norm_rms_epsilon"].contents())}
+    if arch != "llama":  # (absent for llama: SmolLM2's fixture stays as it was)
+        cfg["arch"] = arch
     cfg["head_dim"] = cfg["d_model"] // cfg["n_head"]
     print("config:", cfg)
 
     # ------------------------------------------------ tokenizer fixture
-    tok, added = build_faithful_tokenizer(meta)
+    tok, added = build_faithful_tokenizer(meta, prof["pre"])
     from transformers import AutoTokenizer
     mdir, mfile = os.path.split(model_path)
     hf_tok = AutoTokenizer.from_pretrained(mdir, gguf_file=mfile)
     hf_spec = json.loads(hf_tok.backend_tokenizer.to_str())
 
     greedy_prompt = render_chat(meta["tokenizer.chat_template"], GREEDY_USER)
-    expected_prompt = ("<|im_start|>system\n" + DEFAULT_SYSTEM + "<|im_end|>\n<|im_start|>user\n"
-                       + GREEDY_USER + "<|im_end|>\n<|im_start|>assistant\n")
+    expected_prompt = chatml(prof["system"], GREEDY_USER)
     assert greedy_prompt == expected_prompt, repr(greedy_prompt)
-    assert render_chat(meta["tokenizer.chat_template"], "Hi there!") == TOKENIZER_CASES[12][1]
+    assert render_chat(meta["tokenizer.chat_template"], "Hi there!") == dict(prof["cases"])["chatml"]
 
     cases, diffs = [], []
-    for name, text in TOKENIZER_CASES:
+    for name, text in prof["cases"]:
         ids = encode(tok, text)
         dec = tok.decode(ids, skip_special_tokens=False)
         assert dec == text, (name, dec, text)  # byte-level BPE round-trips exactly
@@ -444,6 +552,18 @@ def main():
                    "tokens are special added tokens, matched in the input text. This mirrors "
                    "SmolLM2's original tokenizer.json. encode(text, add_special_tokens=False); "
                    "no BOS (add_bos_token=false). Built by scripts/make_golden.py."
+                   % (tokenizers.__version__, versions["gguf"])) if not qwen else
+                  ("HuggingFace tokenizers %s Tokenizer rebuilt from the GGUF metadata "
+                   "(gguf-py %s): vocab=tokenizer.ggml.tokens, merges=tokenizer.ggml.merges, "
+                   "NFC normalizer, pre_tokenizer Sequence[Split(Qwen2's regex, Isolated), "
+                   "ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)], "
+                   "BPE (no unk, no byte_fallback), ByteLevel decoder; token_type 3 (control) "
+                   "tokens are special added tokens, token_type 4 (user-defined: <tool_call>, "
+                   "</tool_call>) non-special added tokens, all matched in the input text. This "
+                   "mirrors Qwen2.5's original tokenizer.json. encode(text, "
+                   "add_special_tokens=False); no BOS (add_bos_token=false). All texts are "
+                   "already NFC (tis accepts the NFC normalizer without applying it). Built by "
+                   "scripts/make_golden.py --model-name qwen2.5-coder-0.5b."
                    % (tokenizers.__version__, versions["gguf"])),
         "model_sha256": sha,
         "special_tokens": [[a["id"], a["content"]] for a in added],
@@ -451,7 +571,8 @@ def main():
             "version": transformers.__version__,
             "pre_tokenizer": hf_spec.get("pre_tokenizer"),
             "differences_vs_faithful": diffs,
-            "note": ("transformers' GGUF conversion uses a bare ByteLevel pre-tokenizer "
+            "note": "transformers' qwen2 GGUF conversion, compared case by case" if qwen else
+                    ("transformers' GGUF conversion uses a bare ByteLevel pre-tokenizer "
                      "(no Digits split). SmolLM2's vocab has only single-digit tokens, so ASCII "
                      "digits tokenise identically; differences can only appear for other "
                      "Unicode numerics (N* categories) that the Digits splitter isolates.")
@@ -492,24 +613,26 @@ def main():
     dq = check_dequant(model, gw, cfg)
     print("dequant check:", json.dumps(dq))
     assert dq["all_bitwise_equal"], "transformers weights != gguf-py dequantisation"
-    assert dq["lm_head_tied_to_token_embd"]
+    assert dq["lm_head_tied_to_token_embd"] == ("output.weight" not in gw)
 
     def hf_logits(ids):
         with torch.no_grad():
             out = model(torch.tensor([ids], dtype=torch.long), use_cache=False)
         return out.logits[0].float().numpy()
 
-    prompts = [("plain", PROMPT_PLAIN), ("chatml", PROMPT_CHAT), ("paragraph", PROMPT_PARAGRAPH)]
+    prompts = [("plain", PROMPT_PLAIN), ("chatml", prof["prompt_chat"]),
+               ("paragraph", PROMPT_PARAGRAPH)]
     precs = []
     np_check = {}
     for name, text in prompts:
         ids = encode(tok, text)
         lg = hf_logits(ids)
         rec = {"name": name, "text": text, "ids": ids, "n_tokens": len(ids),
-               "last": logit_record(lg[-1])}
+               "last": logit_record(lg[-1], sparse_ids=prof["sparse_ids"])}
         if name == "paragraph":
             mid = len(ids) // 2
-            rec["intermediate"] = {"position": mid, **logit_record(lg[mid])}
+            rec["intermediate"] = {"position": mid,
+                                   **logit_record(lg[mid], sparse_ids=prof["sparse_ids"])}
         ref = np_forward(gw, cfg, ids)
         diff = float(np.max(np.abs(ref - lg.astype(np.float64))))
         np_check[name] = {"max_abs_diff_all_positions": diff,
@@ -526,7 +649,15 @@ def main():
                    "attn_q/attn_k rows un-permuted from llama.cpp order), f32 arithmetic, "
                    "full-sequence forward without KV cache. Cross-checked against a float64 numpy "
                    "forward over the GGUF tensors as stored (permuted Q/K + adjacent-pair RoPE)."
-                   % (transformers.__version__, torch.__version__))
+                   % (transformers.__version__, torch.__version__)) if not qwen else (
+                   "transformers %s AutoModelForCausalLM.from_pretrained(gguf_file=..., "
+                   "dtype=torch.float32, attn_implementation='eager') on CPU, torch %s, 2 threads: "
+                   "all weights dequantised to f32 (bitwise equal to gguf.quants.dequantize; qwen2 "
+                   "Q/K rows are stored unpermuted; lm_head = output.weight, not tied), f32 "
+                   "arithmetic, full-sequence forward without KV cache. Cross-checked against a "
+                   "float64 numpy forward over the GGUF tensors as stored (half-rotation NeoX RoPE, "
+                   "theta %g, Q/K/V biases)." % (transformers.__version__, torch.__version__,
+                                                 cfg["theta"]))
     logits_fix = {
         "source": computation,
         "model_sha256": sha,
@@ -556,7 +687,7 @@ def main():
             margins.append(fnum(row[o[0]] - row[o[1]]))
             top2.append([[int(o[0]), fnum(row[o[0]])], [int(o[1]), fnum(row[o[1]])]])
             ids.append(nxt)
-            if nxt == EOS_ID:
+            if nxt in prof["eos_ids"]:
                 stopped = True
                 break
         mn = min(range(len(margins)), key=lambda i: margins[i])
@@ -570,7 +701,8 @@ def main():
           ", stopped at eos" if g["stopped_at_eos"] else "", g["generated_text"]))
     print("smallest margin %.6f at step %d" % (g["min_margin"], g["min_margin_step"]))
     extra = []
-    for name, text in [("haiku_chat", PROMPT_CHAT), ("plain", PROMPT_PLAIN)]:
+    for name, text in [("haiku_chat" if not qwen else "code_chat", prof["prompt_chat"]),
+                       ("plain", PROMPT_PLAIN)]:
         pids = encode(tok, text)
         e = greedy(pids)
         print("extra greedy %s (%d tokens%s): %r  min margin %.6f at step %d"
@@ -590,7 +722,10 @@ def main():
         "max_new_tokens": GREEDY_STEPS,
         "decoding": ("greedy argmax over f32 logits (ties -> lowest id); full recompute each "
                      "step (no KV cache); stop only at eos id 2 (eos is included in "
-                     "generated_ids when hit)"),
+                     "generated_ids when hit)") if not qwen else
+                    ("greedy argmax over f32 logits (ties -> lowest id); full recompute each "
+                     "step (no KV cache); stop only at <|im_end|> 151645 or <|endoftext|> 151643 "
+                     "(the stop token is included in generated_ids when hit)"),
         **g,
         "extra_runs_note": ("same procedure on other prompts (logits.json prompts 'chatml' and "
                             "'plain'), for longer KV-cache runs"),

@@ -1,7 +1,14 @@
-/* test_golden: the engine against an independent implementation on the real
- * SmolLM2-135M-Instruct (fixtures in tests/golden/, made once by
- * scripts/make_golden.py with HF tokenizers + transformers in f32):
+/* test_golden: the engine against an independent implementation on a real
+ * model (fixtures made once by scripts/make_golden.py with HF tokenizers +
+ * transformers in f32):
  *   token ids exactly; logits within GOLDEN_LOGIT_TOL; greedy tokens exactly.
+ *
+ *   test_golden                  SmolLM2-135M-Instruct ($TIS_MODEL), tests/golden/
+ *   test_golden MODEL DIR        another supported model and its fixtures,
+ *                                e.g. the Qwen2.5-Coder-0.5B GGUF and
+ *                                tests/golden/qwen2.5-coder-0.5b (ctest
+ *                                test_golden_qwen); skipped (exit 77) with a
+ *                                message when MODEL is absent.
  *
  * Tolerance. Both sides compute in f32 from bit-identical dequantised weights
  * (the fixture's dequant check), so they differ only by summation order. A
@@ -30,6 +37,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "chat.h"
@@ -55,9 +63,12 @@ static void s_set_mode(model *m, bool exact) {
     m->kv_type = exact ? GGML_TYPE_F32 : GGML_TYPE_F16;
 }
 
+/* The fixture folder, relative to the source tree. */
+static const char *s_dir = "tests/golden";
+
 static cJSON *s_load(const char *name) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "tests/golden/%s", name);
+    char rel[384];
+    snprintf(rel, sizeof rel, "%s/%s", s_dir, name);
     char *txt = tt_read_file(tt_src(rel), NULL);
     if (!txt) {
         fprintf(stderr, "cannot read %s\n", tt_src(rel));
@@ -264,8 +275,22 @@ static void s_greedy(const model *m, forward_state *st) {
     cJSON_Delete(j);
 }
 
-int main(void) {
-    const char *path = tt_model();
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    if (argc == 3) {
+        path = argv[1], s_dir = argv[2];
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr, "test_golden: SKIP: %s is missing (scripts/fetch_model.sh qwen2.5-coder-0.5b "
+                            "fetches the second model); fixtures %s not checked\n", path, s_dir);
+            return 77;
+        }
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: test_golden [MODEL.gguf FIXTURE_DIR]\n");
+        return 2;
+    } else {
+        path = tt_model();
+    }
+    fprintf(stderr, "test_golden: %s against %s/\n", path ? path : "(no model)", s_dir);
     TT_CHECK(path != NULL);
     if (!path) return tt_done("test_golden");
     model *m = NULL;
