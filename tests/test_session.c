@@ -111,9 +111,10 @@ static void s_outside_scorer(const fixture *f, const session_input *in, const se
     TT_CHECK(ss && session_needs_scores(ss));
     if (ss) TT_OK(session_hidden(ss, &rows_h, &nc, &nq));
     if (ss) TT_FAILS(session_request_finish(ss, NULL, 1, &rp2), TIS_EINVAL); /* no scores given */
-    sc = malloc((size_t)(nc ? nc : 1) * sizeof *sc);
+    int64_t n_out = hd->cfg.n_out > 1 ? hd->cfg.n_out : 1;
+    sc = malloc((size_t)(nc ? nc * n_out : 1) * sizeof *sc);
     TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
-    if (ss) TT_OK(session_request_finish(ss, sc, 1, &rp2));
+    if (ss) TT_OK(session_request_finish(ss, sc, n_out, &rp2));
     session_destroy(&ss);
     size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
     void *blk2 = malloc(nb2 ? nb2 : 1);
@@ -271,6 +272,44 @@ int main(void) {
     in0.answer = NULL;
     TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
     TT_CHECK(ss == NULL);
+    TT_CASE("a per-head head: in process = through a scorer; pooled selection");
+    {
+        head_config pc = {.kind = HEAD_MLP, .hidden = 8, .d_model = m->config.d_model, .layer = 2,
+                          .n_out = m->config.n_layer * m->config.n_kv_head, .target = HEAD_TARGET_RECON};
+        snprintf(pc.base_model, sizeof pc.base_model, "%s", m->config.name);
+        head *hp1 = NULL;
+        TT_OK(head_new(&hp1, &pc, 9));
+        session_request o1 = {.budget = 0.3, .window = 4, .n_sink = 4, .max_new = 4, .chat = true, .hook_lambda = -1};
+        TT_OK(press_parse("tis", &o1.policy));
+        session *s1 = NULL;
+        session_result r1 = {0};
+        TT_OK(session_request_begin(&s1, st, &ct, &in0, &o1, hp1, -1));
+        if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
+        session_destroy(&s1);
+        if (r1.kv) {
+            /* pooled: the streams keep different numbers, the mean is the budget */
+            int64_t lo = INT64_MAX, hi = 0;
+            for (int64_t q = 0; q < r1.kv->n_stream; q++) {
+                int64_t k = r1.kv->len[q];
+                lo = k < lo ? k : lo;
+                hi = k > hi ? k : hi;
+            }
+            TT_CHECK(hi > lo);
+            size_t nb = kv_cache_block_bytes(r1.kv);
+            void *blk = malloc(nb ? nb : 1);
+            kv_cache_block_write(r1.kv, blk);
+            s_outside_scorer(&fx, &in0, &o1, hp1, &r1, blk, nb);
+            free(blk);
+        }
+        session_result_free(&r1);
+        /* a scorer's rows that are neither 1 nor the model's streams */
+        TT_OK(session_request_begin(&s1, st, &ct, &in0, &o1, NULL, 2));
+        float junk[4096] = {0};
+        if (s1) TT_FAILS(session_request_finish(s1, junk, 2, &r1), TIS_EINVAL);
+        session_destroy(&s1);
+        head_destroy(&hp1);
+    }
+
     TT_CASE("continuous batching = alone");
     s_continuous(st, m, &ct, &set);
     decoder_destroy(&dec);
