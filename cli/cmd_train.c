@@ -18,7 +18,8 @@ static void s_usage(FILE *f) {
             "      --hidden N           mlp width (default 256)\n"
             "      --query_aware        add the question's pooled feature (for tis_query)\n"
             "      --rank N             bilinear rank of the query term (default 32)\n"
-            "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse)\n"
+            "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse, or\n"
+            "                           recon_rank = recon_mse + the listwise loss pooled over streams)\n"
             "      --target answer|recon  the labels' kind (tis label --target; default answer)\n"
             "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
             "                           or one score per token trained on the streams' mean\n"
@@ -74,8 +75,8 @@ int cmd_train(int argc, char **argv) {
         s_usage(stderr);
         return 2;
     }
-    if (strcmp(loss, "listwise") && strcmp(loss, "bce_topk")) {
-        fprintf(stderr, "tis train: bad value '%s' for --loss (listwise or bce_topk)\n\n", loss);
+    if (strcmp(loss, "listwise") && strcmp(loss, "bce_topk") && strcmp(loss, "recon_rank")) {
+        fprintf(stderr, "tis train: bad value '%s' for --loss (listwise, bce_topk; per-head recon: recon_rank)\n\n", loss);
         s_usage(stderr);
         return 2;
     }
@@ -99,7 +100,7 @@ int cmd_train(int argc, char **argv) {
     s_command(argc, argv, command, sizeof command);
     c.label_dirs = dirs;
     c.kind = !strcmp(kind, "mlp") ? HEAD_MLP : HEAD_LINEAR;
-    c.loss = !strcmp(loss, "bce_topk") ? LOSS_BCE_TOPK : LOSS_LISTWISE;
+    c.loss = !strcmp(loss, "bce_topk") ? LOSS_BCE_TOPK : !strcmp(loss, "recon_rank") ? LOSS_RECON_RANK : LOSS_LISTWISE;
     c.command = command;
     c.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
     c.per_head = !strcmp(outputs, "per_head");

@@ -83,7 +83,7 @@ static int s_fail(const char *what) {
 
 static const char *s_kind_name(head_kind k) { return k == HEAD_MLP ? "mlp" : "linear"; }
 static const char *s_loss_name(head_loss l) {
-    return l == LOSS_BCE_TOPK ? "bce_topk" : l == LOSS_RECON_MSE ? "recon_mse" : "listwise";
+    return l == LOSS_BCE_TOPK ? "bce_topk" : l == LOSS_RECON_MSE ? "recon_mse" : l == LOSS_RECON_RANK ? "recon_rank" : "listwise";
 }
 
 /* Reads every directory; a problem is "train: ..." (the reader's message). */
@@ -214,7 +214,12 @@ static int s_setup(trainer *t) {
         return 1;
     }
     t->n_out = recon && c->per_head ? t->recs.n_streams : 1;
-    t->loss = t->n_out > 1 ? LOSS_RECON_MSE : c->loss;
+    if (c->loss == LOSS_RECON_RANK && t->n_out == 1) {
+        fprintf(stderr, "tis train: --loss recon_rank trains a per-head head on reconstruction labels "
+                        "(--target recon --outputs per_head)\n");
+        return 1;
+    }
+    t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
                       .target = c->target};

@@ -370,6 +370,30 @@ double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n,
             for (int64_t j = 0; j < n; j++) ds[j] = (float)(sy * exp(s[j] - lse) - y[j]);
         return sy * lse - sys;
     }
+    if (kind == LOSS_RECON_RANK) {
+        /* recon_mse + the listwise cross-entropy of the scores pooled over
+         * every (stream, token) against the labels normalised to sum 1:
+         * the level of each score and the pooled order that a global
+         * selection keeps from. */
+        double sy = 0;
+        for (int64_t j = 0; j < n; j++) sy += y[j];
+        float *yn = sy > 0 ? malloc((size_t)n * sizeof *yn) : NULL;
+        float *d2 = ds && yn ? malloc((size_t)n * sizeof *d2) : NULL;
+        if ((sy > 0 && !yn) || (ds && yn && !d2)) {
+            free(yn);
+            tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld tokens)", (long long)n);
+            return NAN;
+        }
+        double loss = head_loss_eval(LOSS_RECON_MSE, s, y, n, topk_frac, ds);
+        if (yn) {
+            for (int64_t j = 0; j < n; j++) yn[j] = (float)(y[j] / sy);
+            loss += head_loss_eval(LOSS_LISTWISE, s, yn, n, topk_frac, d2);
+            for (int64_t j = 0; ds && j < n; j++) ds[j] += d2[j];
+        }
+        free(yn);
+        free(d2);
+        return loss;
+    }
     if (kind == LOSS_RECON_MSE) {
         double loss = 0;
         for (int64_t j = 0; j < n; j++) {

@@ -110,7 +110,7 @@ int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64
 int head_backward(const head *h, const float *f, int64_t n, const float *q, const float *ds,
                   float *grad);
 
-typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1, LOSS_RECON_MSE = 2 } head_loss;
+typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1, LOSS_RECON_MSE = 2, LOSS_RECON_RANK = 3 } head_loss;
 
 /* Loss of scores s[n] against oracle labels y[n] (summing to 1) and its
  * derivative ds[n]:

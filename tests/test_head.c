@@ -211,7 +211,7 @@ static double s_min_preact(const head *h, const float *f, int64_t n) {
 }
 
 static const char *s_loss_name(head_loss lk) {
-    return lk == LOSS_BCE_TOPK ? "bce_topk" : lk == LOSS_RECON_MSE ? "recon_mse" : "listwise";
+    return lk == LOSS_BCE_TOPK ? "bce_topk" : lk == LOSS_RECON_MSE ? "recon_mse" : lk == LOSS_RECON_RANK ? "recon_rank" : "listwise";
 }
 
 /* Every trained parameter's gradient against central differences, for a
@@ -237,7 +237,7 @@ static void s_gradcheck(head_kind kind, bool qa, head_loss lk, int64_t n_out) {
     double ysum = 0;
     for (int64_t j = 0; j < ns; j++) ysum += y[j] = 1.1f + tt_randf(&st);
     for (int64_t j = 0; j < ns; j++) y[j] = (float)(y[j] / ysum);
-    if (lk == LOSS_RECON_MSE) /* raw scores in [0, 1], some under the floor */
+    if (lk == LOSS_RECON_MSE || lk == LOSS_RECON_RANK) /* raw scores in [0, 1], some under the floor */
         for (int64_t j = 0; j < ns; j++) y[j] = j % 5 == 3 ? 1e-8f : 0.5f + 0.5f * tt_randf(&st);
     const float *qp = qa ? q : NULL;
     s_loss(h, f, N, qp, y, lk, s, ds, n_out);
@@ -278,6 +278,7 @@ static void test_gradcheck(void) {
             /* per-head outputs: the recon loss, and listwise over all outputs (any loss's
                ds goes through the same backward) */
             s_gradcheck((head_kind)kind, qa, LOSS_RECON_MSE, 4);
+            s_gradcheck((head_kind)kind, qa, LOSS_RECON_RANK, 4);
             s_gradcheck((head_kind)kind, qa, LOSS_LISTWISE, 3);
         }
 }
