@@ -12,7 +12,13 @@ Other CSVs (no n_generated column) are skipped. A CSV with the `truncated` colum
 guess. Prints one Markdown table: per CSV, rows, each kind, and how many of
 those were scored correct anyway, for all rows and for `full`.
 
-Usage: scripts/answer_audit.py docs/results/*.csv docs/results/*/*.csv"""
+With --compare BEFORE.csv AFTER.csv: the same samples run twice (e.g. before
+and after a change of the stop rule or the cap): per benchmark x policy x
+budget, accuracy before and after, answers that changed, how many of those
+became correct / wrong, and the rows marked truncated after.
+
+Usage: scripts/answer_audit.py docs/results/*.csv docs/results/*/*.csv
+       scripts/answer_audit.py --compare BEFORE.csv AFTER.csv"""
 import csv
 import os
 import re
@@ -71,7 +77,44 @@ def main(paths):
     print(f"| **all** | | {n} | {c} ({cok}) | {k} ({kok}) | {fn} | {fc} | {fk} |")
 
 
+def compare(before, after):
+    def load(path):
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            return {(r["benchmark"], r["policy"], r["protocol"], r["budget"], r["sample_id"]): r
+                    for r in csv.DictReader(f)}
+    a, b = load(before), load(after)
+    cells = {}
+    for k, ra in a.items():
+        rb = b.get(k)
+        if rb is None:
+            continue
+        c = cells.setdefault(k[:4], [0, 0, 0, 0, 0, 0, 0])
+        c[0] += 1
+        c[1] += ra["correct"] == "1"
+        c[2] += rb["correct"] == "1"
+        if ra["answer"] != rb["answer"]:
+            c[3] += 1
+            c[4] += ra["correct"] != "1" and rb["correct"] == "1"
+            c[5] += ra["correct"] == "1" and rb["correct"] != "1"
+        c[6] += rb.get("truncated") == "1"
+    print("| benchmark | policy | protocol | budget | n | accuracy before | after | answers changed "
+          "| now correct | now wrong | truncated after |")
+    print("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    tot = [0] * 7
+    for k, c in cells.items():
+        tot = [x + y for x, y in zip(tot, c)]
+        n = c[0]
+        print(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {n} | {c[1] / n:.2f} | {c[2] / n:.2f} | {c[3]} | {c[4]} "
+              f"| {c[5]} | {c[6]} |")
+    n = tot[0] or 1
+    print(f"| **all** | | | | {tot[0]} | {tot[1] / n:.3f} | {tot[2] / n:.3f} | {tot[3]} | {tot[4]} | {tot[5]} "
+          f"| {tot[6]} |")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    else:
+        main(sys.argv[1:])
