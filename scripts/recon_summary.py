@@ -82,3 +82,21 @@ if thr_rows:
                 f"{mean(kept[cell + (p, t)]):.3f} / {mean(acc[cell + (p, t)]):.2f}" if acc[cell + (p, t)] else "–"
                 for p in pols)
             print(f"| {cell[0]} | {cell[1]} | {cell[2]} | {t[1:]} | {cols} |")
+
+# what the scoring costs, against the prefill of the same sample (one row
+# per sample and policy: the smallest budget's, whose compress_s holds the
+# scoring: the plan is made once and shared by the budgets)
+cost = defaultdict(list)
+seen = set()
+for path in sys.argv[1:]:
+    for r in csv.DictReader(open(path, newline="", encoding="utf-8", errors="replace")):
+        key = (r["sample_id"], r["policy"])
+        if r["policy"] in ("kvzip", "tis", "snapkv") and key not in seen and float(r["prefill_s"]) > 0:
+            seen.add(key)
+            cost[r["policy"]].append(float(r["compress_s"]) / float(r["prefill_s"]))
+if cost:
+    print("\nScoring + first compaction time / prefill time of the same sample (mean over samples):\n")
+    print("| policy | cost / prefill | samples |")
+    print("|---|---:|---:|")
+    for p, v in sorted(cost.items()):
+        print(f"| {p} | {100 * sum(v) / len(v):.1f} % | {len(v)} |")
