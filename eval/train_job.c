@@ -366,8 +366,10 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
         fprintf(stderr, "[train] reconstruction labels, %lld streams; %lld output%s per token; recall per stream%s\n",
                 (long long)t->recs.n_streams, (long long)t->n_out, t->n_out > 1 ? "s" : "",
                 t->n_out > 1 ? " (mean) and pooled over streams (global)" : " (mean)");
-    fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f\n", vm.loss, vm.recall[0],
+    fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f", vm.loss, vm.recall[0],
             vm.recall[1], vm.recall[2]);
+    if (recon) fprintf(stderr, " global@10%% %.3f", vm.global);
+    fputc('\n', stderr);
     double t0 = tis_now();
     *best_loss = vm.loss;
     *best_epoch = 0;
