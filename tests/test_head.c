@@ -813,6 +813,14 @@ static void test_checkpoint_per_head(void) {
         if (l) TT_OK(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 30, 3));
         head_destroy(&l);
     }
+    /* the committed per-head head (scripts/train_recon_head.sh): SmolLM2's 30 x 3 streams */
+    TT_OK(head_load(&l, tt_src("configs/heads/smollm2-135m-instruct.recon.safetensors")));
+    TT_CHECK(l && l->cfg.n_out == 90 && l->cfg.target == HEAD_TARGET_RECON && l->cfg.layer == 15);
+    if (l) {
+        TT_OK(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 30, 3));
+        TT_FAILS(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 30, 1), TIS_EINVAL);
+    }
+    head_destroy(&l);
 }
 
 int main(void) {
