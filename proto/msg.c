@@ -92,6 +92,8 @@ const char *msg_body_name(const Tis__Envelope *env) {
     case TIS__ENVELOPE__BODY_LABEL_JOB: return "label_job";
     case TIS__ENVELOPE__BODY_LABEL_DONE: return "label_done";
     case TIS__ENVELOPE__BODY_CANCEL: return "cancel";
+    case TIS__ENVELOPE__BODY_BLOCK_FETCH: return "block_fetch";
+    case TIS__ENVELOPE__BODY_BLOCK_CHUNK: return "block_chunk";
     default: return "none";
     }
 }

@@ -299,6 +299,14 @@ size_t arena_bytes_used(const arena *a) {
     return n;
 }
 
+int arena_lease_range(const arena *a, uint64_t lease, uint64_t *off, uint64_t *len) {
+    int64_t i = s_find(a, lease);
+    if (i < 0) return tis_error(TIS_ENOTFOUND, "arena: lease %llx expired or released", (unsigned long long)lease);
+    *off = a->blocks[i].off;
+    *len = a->blocks[i].len;
+    return 0;
+}
+
 int arena_check_lease(const arena *a, uint64_t lease) {
     if ((lease >> 32) == a->nonce) return 0;
     return tis_error(TIS_ENOTFOUND, "arena: lease %llx is not of the instance of %s mapped here (its producer "

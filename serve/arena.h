@@ -54,6 +54,9 @@ int64_t arena_expire(arena *a, uint64_t now_ms);
 /* 0 when the lease belongs to the instance of the segment mapped in a
  * (else TIS_ENOTFOUND: its producer restarted since a was mapped). */
 int arena_check_lease(const arena *a, uint64_t lease);
+/* The block of a live lease (creator side): its offset and its length
+ * (rounded up to the alignment). TIS_ENOTFOUND when expired or released. */
+int arena_lease_range(const arena *a, uint64_t lease, uint64_t *off, uint64_t *len);
 
 /* The peers' segments a consumer has mapped, by name, each once. A block
  * is looked up by its arena's name and its lease: a cached mapping of an

@@ -311,8 +311,26 @@ static void s_drop_answer(self_t *s, const wire_peer *from, const Tis__Envelope 
 
 /* An answer from a worker: it ends the stage of the request it names when
  * it is the answer that stage waits for, from the worker running it. */
+/* A block's bytes for a decode worker on another host (fetch.h): its
+ * BlockFetch goes to the prefill worker holding the request's block (only
+ * for that block: its lease), the BlockChunk back to the decode worker
+ * running the request. Anything else is dropped (the fetch times out). */
+static void s_relay_block(self_t *s, request *r, const wire_peer *from, Tis__Envelope *e) {
+    if (!r || r->st != ST_DECODE || !r->running || !r->block || !r->block->prefill_done->kv) return;
+    const Tis__BlockRef *mine = r->block->prefill_done->kv;
+    if (e->body_case == TIS__ENVELOPE__BODY_BLOCK_FETCH && coord_runs(r, from) && e->block_fetch->block &&
+        e->block_fetch->block->lease_id == mine->lease_id)
+        wire_send(s->back, &r->prefill_peer, e);
+    else if (e->body_case == TIS__ENVELOPE__BODY_BLOCK_CHUNK && coord_same(&r->prefill_peer, from))
+        wire_send(s->back, &r->worker, e);
+}
+
 void coord_request_answer(self_t *s, worker_rec *w, const wire_peer *from, Tis__Envelope **e, double t_recv) {
     request *r = (*e)->request_id ? s_find(s, (*e)->request_id) : NULL;
+    if ((*e)->body_case == TIS__ENVELOPE__BODY_BLOCK_FETCH || (*e)->body_case == TIS__ENVELOPE__BODY_BLOCK_CHUNK) {
+        s_relay_block(s, r, from, *e);
+        return;
+    }
     if ((*e)->body_case == TIS__ENVELOPE__BODY_TOKENS) { /* a streamed request's tokens: on to its client */
         if (r && r->st == ST_DECODE && coord_runs(r, from)) {
             (*e)->request_id = r->client_req;

@@ -15,6 +15,7 @@
 #include "bench.h"
 #include "chat.h"
 #include "eval.h"
+#include "fetch.h"
 #include "forward.h"
 #include "clock.h"
 #include "decoder.h"
@@ -95,6 +96,8 @@ typedef struct self_t {
     int64_t n_act;
     struct dseq *pend;           /* decode: accepted jobs waiting for a slot */
     int64_t n_pend, cap_pend;
+    fetch_job *fx;               /* decode: blocks coming from another host [max_batch] */
+    int64_t n_fx;
     /* prefill: eval jobs (tis eval --workers); the runner borrows its spec */
     eval_runner *er;
     Tis__EvalSpec *er_spec;
@@ -111,6 +114,8 @@ static void s_self_destroy(self_t **p) {
     arena_peers_free(&s->peers);
     for (int64_t i = 0; i < s->n_act; i++) s_dseq_free(&s->act[i]);
     for (int64_t i = 0; i < s->n_pend; i++) s_dseq_free(&s->pend[i]);
+    for (int64_t i = 0; i < s->n_fx; i++) fetch_free(&s->fx[i]);
+    free(s->fx);
     free(s->act);
     free(s->seqp);
     free(s->pend);
@@ -157,7 +162,8 @@ static int s_self_new(self_t **out, const worker_opts *o) {
     if (!rc && (s->prefill || s->scorer)) rc = arena_create(&s->own, o->name, o->arena_bytes);
     int64_t mb = o->max_batch > 0 ? o->max_batch : 8;
     if (!rc && s->decode) rc = decoder_new(&s->dec, s->st, mb);
-    if (!rc && (!(s->act = calloc((size_t)mb, sizeof *s->act)) || !(s->seqp = calloc((size_t)mb, sizeof *s->seqp))))
+    if (!rc && (!(s->act = calloc((size_t)mb, sizeof *s->act)) || !(s->seqp = calloc((size_t)mb, sizeof *s->seqp)) ||
+                !(s->fx = calloc((size_t)mb, sizeof *s->fx))))
         rc = tis_error(TIS_ENOMEM, "worker: out of memory");
     if (!rc) {
         s->ctx = zmq_ctx_new();
@@ -183,7 +189,7 @@ static int s_send(self_t *s, Tis__Envelope *env) {
 
 static uint32_t s_capacity(const self_t *s) {
     int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
-    int64_t free_slots = mb - s->n_act - s->n_pend;
+    int64_t free_slots = mb - s->n_act - s->n_pend - s->n_fx;
     return !s->decode ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
 }
 
@@ -226,6 +232,7 @@ static Tis__BlockRef s_blockref(const self_t *s, uint64_t off, uint64_t len, uin
     br.offset = off;
     br.length = len;
     br.lease_id = lease;
+    br.host = (char *)fetch_host_id(); /* a consumer elsewhere fetches the bytes (fetch.h) */
     return br;
 }
 
@@ -607,8 +614,12 @@ static int s_decode_question(self_t *s, const Tis__DecodeJob *j, int32_t **ids, 
     return *ids ? 0 : tis_error(TIS_ENOMEM, "out of memory");
 }
 
-/* DecodeJob: checked, the block copied out of the peer's arena into a cache
- * with room for the question and the answer, queued for the batch. */
+static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, double t0);
+static int s_fetch_start(self_t *s, const Tis__Envelope *env);
+
+/* DecodeJob: checked, the block copied out of the peer's arena (or fetched
+ * from its host: fetch.h) into a cache with room for the question and the
+ * answer, queued for the batch. */
 static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     const Tis__DecodeJob *j = env->decode_job;
     if (!j->kv || !j->layout || !j->kv->arena || (j->n_question_ids == 0 && !j->question))
@@ -621,10 +632,21 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
         return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
                          lay->dtype);
+    if (fetch_is_remote(j->kv)) return s_fetch_start(s, env);
+    double t0 = tis_now();
     arena *a = s_peer(s, j->kv);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);
     if (!blk) return TIS_ERANGE;
+    return s_decode_build(s, env, blk, t0);
+}
+
+/* The checked job's block (blk: its bytes, the hand-off begun at t0) into a
+ * sequence queued for the batch. */
+static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, double t0) {
+    const Tis__DecodeJob *j = env->decode_job;
+    const Tis__KvLayout *lay = j->layout;
+    const model_config *c = &s->m->config;
     int64_t ns = (int64_t)lay->n_stream_len, max_new = j->gen && j->gen->max_new ? j->gen->max_new : 16;
     if (max_new > 4096) return tis_error(TIS_EINVAL, "max_new %lld", (long long)max_new);
     dseq d = {.request_id = env->request_id};
@@ -641,7 +663,7 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
     }
     for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
     d.prompt_tokens = (int64_t)lay->n_past + nq;
-    d.t0 = tis_now();
+    d.t0 = t0;
     rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
                                  (int64_t)lay->n_past,
                                  lay->bias, blk, j->kv->length, nq + max_new);
@@ -810,7 +832,97 @@ static int s_decode_cancel(self_t *s, uint64_t request_id) {
             memmove(s->pend + i, s->pend + i + 1, (size_t)(--s->n_pend - i) * sizeof *s->pend);
             return s_ready_again(s);
         }
+    for (int64_t i = 0; i < s->n_fx; i++)
+        if (s->fx[i].request_id == request_id) {
+            fetch_free(&s->fx[i]);
+            s->fx[i] = s->fx[--s->n_fx];
+            return s_ready_again(s);
+        }
     return 0; /* finished already: its Reply is on its way (and dropped) */
+}
+
+/* ---- blocks from another host (fetch.h) ----------------------------------- */
+
+/* Sends f's next requests (up to the window). */
+static int s_fetch_pump(self_t *s, fetch_job *f) {
+    Tis__BlockFetch bf;
+    while (fetch_next(f, &bf)) {
+        Tis__Envelope out = TIS__ENVELOPE__INIT;
+        out.request_id = f->request_id;
+        out.body_case = TIS__ENVELOPE__BODY_BLOCK_FETCH;
+        out.block_fetch = &bf;
+        int rc = s_send(s, &out);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int s_fetch_start(self_t *s, const Tis__Envelope *env) {
+    int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
+    if (s->n_fx >= mb) return tis_error(TIS_EINVAL, "more blocks in flight than decode slots");
+    fetch_job *f = &s->fx[s->n_fx];
+    int rc = fetch_begin(f, env);
+    if (rc) return rc;
+    static bool said;
+    if (!said) { /* once: the operator sees which path the blocks take */
+        fprintf(stderr, "[worker %s] blocks from %s come over the network (not this host: %s)\n", s->o->name,
+                env->decode_job->kv->host, fetch_host_id());
+        said = true;
+    }
+    s->n_fx++;
+    rc = s_fetch_pump(s, f);
+    if (rc) fetch_free(f), s->n_fx--;
+    return rc;
+}
+
+/* A fetch ended (rc: how): the job goes on to the batch, or is answered with
+ * an Error; either way its slot is free again. */
+static void s_fetch_end(self_t *s, int64_t i, int rc) {
+    fetch_job *f = &s->fx[i];
+    if (!rc) {
+        Tis__Envelope *job = NULL;
+        rc = msg_unpack(f->job, f->job_len, f->job_len, &job);
+        if (!rc) rc = s_decode_build(s, job, f->buf, f->t0);
+        msg_free(job);
+    }
+    if (rc) s_error(s, f->request_id, rc, "the block from another host");
+    fetch_free(f);
+    s->fx[i] = s->fx[--s->n_fx];
+    if (rc) s_ready_again(s);
+}
+
+/* A BlockChunk: taken into its fetch, more asked for, the job built when
+ * the block is whole. */
+static void s_fetch_chunk(self_t *s, const Tis__Envelope *env) {
+    for (int64_t i = 0; i < s->n_fx; i++) {
+        if (s->fx[i].request_id != env->request_id) continue;
+        int rc = fetch_take(&s->fx[i], env->block_chunk);
+        if (!rc && !fetch_done(&s->fx[i])) rc = s_fetch_pump(s, &s->fx[i]);
+        if (rc || fetch_done(&s->fx[i])) s_fetch_end(s, i, rc);
+        return;
+    }
+    /* a fetch that ended (cancelled, failed): dropped */
+}
+
+/* Fetches with no chunk for timeout_ms: their holder is gone or hung. */
+static void s_fetch_expire(self_t *s, uint64_t timeout_ms) {
+    for (int64_t i = 0; i < s->n_fx; i++)
+        if (tis_now_ms() - s->fx[i].last_ms > timeout_ms) {
+            tis_error(TIS_EIO, "no bytes of the block from its holder for %llu ms", (unsigned long long)timeout_ms);
+            s_fetch_end(s, i--, TIS_EIO);
+        }
+}
+
+/* A BlockFetch (a decode worker on another host reads one of our blocks). */
+static void s_fetch_serve(self_t *s, const Tis__Envelope *env) {
+    char err[512];
+    Tis__BlockChunk c;
+    fetch_serve(s->own, s->o->lease_ms, env->block_fetch, &c, err, sizeof err);
+    Tis__Envelope out = TIS__ENVELOPE__INIT;
+    out.request_id = env->request_id;
+    out.body_case = TIS__ENVELOPE__BODY_BLOCK_CHUNK;
+    out.block_chunk = &c;
+    s_send(s, &out);
 }
 
 static void s_fault_alloc(const self_t *s, bool ending);
@@ -963,6 +1075,7 @@ int worker_run(const worker_opts *o) {
             env.heartbeat = &hb;
             s_send(s, &env);
             if (s->own) arena_expire(s->own, tis_now_ms());
+            s_fetch_expire(s, s->o->lease_ms > 0 ? s->o->lease_ms : 30000);
             for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
                 if (tis_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
                     session_destroy(&s->park[i].rs);
@@ -1012,6 +1125,12 @@ int worker_run(const worker_opts *o) {
             break;
         case TIS__ENVELOPE__BODY_CANCEL:
             if (s->decode) rc = s_decode_cancel(s, env->request_id);
+            break;
+        case TIS__ENVELOPE__BODY_BLOCK_FETCH:
+            s_fetch_serve(s, env);
+            break;
+        case TIS__ENVELOPE__BODY_BLOCK_CHUNK:
+            if (s->decode) s_fetch_chunk(s, env);
             break;
         case TIS__ENVELOPE__BODY_HEARTBEAT:
             break;
