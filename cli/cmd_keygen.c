@@ -23,7 +23,7 @@ int cmd_keygen(int argc, char **argv) {
         return 2;
     }
     char pub[SEC_Z85 + 1];
-    if (sec_keygen(argv[1], pub)) return cli_fail("keygen");
+    if (sec_keygen(argv[1], pub)) return cli_fail("writing the key files");
     printf("%s.key  %s.pub  public %s\n", argv[1], argv[1], pub);
     return 0;
 }

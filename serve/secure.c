@@ -63,7 +63,7 @@ static int s_key_lines(const char *path, int (*on)(const char *z, bool secret, v
         while (*p == ' ' || *p == '\t') p++;
         size_t n = strlen(p);
         while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ')) p[--n] = 0;
-        if (!*p || *p == '#') continue;
+        if (!*p || (*p == '#' && !s_z85_ok(p))) continue; /* a bare key may start with '#' (Z85 has it) */
         bool secret = false;
         if (!strncmp(p, "public ", 7)) p += 7;
         else if (!strncmp(p, "secret ", 7)) p += 7, secret = true;

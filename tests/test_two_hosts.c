@@ -257,6 +257,7 @@ int main(void) {
     free(sl);
 
     free(rows);
+    bench_set_free(&set);
     model_destroy(&m);
     s_cleanup();
     return tt_done("test_two_hosts");
