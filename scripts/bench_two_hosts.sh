@@ -9,8 +9,8 @@
 #            the block in 1 MiB chunks (CRC-32 each) through the coordinator,
 #            CURVE on every tcp socket.
 # Both runs use the same coordinator setup (tcp + CURVE, in namespace A), the
-# default model, contexts of 256 / 1024 / 2048 words, policies full and
-# snapkv 0.1, one request at a time (the prefill worker is idle when the
+# default model, contexts of 128 / 512 / 1024 / 1536 words, policies full and
+# snapkv 0.25, one request at a time (the prefill worker is idle when the
 # decode worker reads). The decode worker measures the hand-off (from taking
 # the job to the block being in its cache: mapping + copy, or every fetch +
 # the copy) and the client's --timings CSV records it per request.
@@ -34,6 +34,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 ip netns add "$a"
 ip netns add "$b"
 ip link add "$va" type veth peer name "$vb"
@@ -51,15 +52,15 @@ front=tcp://10.232.0.1:5801 back=tcp://10.232.0.1:5802
 "$tis" keygen "$tmp/client" >/dev/null
 cat "$tmp/worker.pub" "$tmp/client.pub" >"$tmp/allow"
 
-# contexts of 256, 1024 and 2048 words of prose, one question each
+# contexts of 128, 512, 1024 and 1536 words of prose, one question each
 python3 - "$tmp/data.jsonl" <<'EOF'
 import json, sys, glob
 words = []
 for f in sorted(glob.glob("/usr/share/common-licenses/GPL-3")) + sorted(glob.glob("/usr/share/common-licenses/Apache-2.0")):
     words += open(f, encoding="utf-8", errors="replace").read().split()
 with open(sys.argv[1], "w") as o:
-    for n in (256, 1024, 2048):
-        for k in range(2):
+    for n in (128, 512, 1024, 1536):
+        for k in range(1):
             ctx = " ".join(words[k * 97: k * 97 + n])
             o.write(json.dumps({"id": f"w{n}-{k}", "context": ctx, "question": "What is this text about?"}) + "\n")
 EOF
@@ -79,7 +80,7 @@ for path in shm network; do
       --key "$tmp/worker.key" --server_key "$tmp/server.pub" >"$tmp/decode-$path.log" 2>&1 &
   fi
   pids+=($!)
-  for pb in ${BENCH_POLICIES:-full:1 snapkv:0.1}; do
+  for pb in ${BENCH_POLICIES:-full:1 snapkv:0.25}; do
     set -- "${pb%%:*}" "${pb#*:}"
     ip netns exec "$b" "$tis" client --connect "$front" --key "$tmp/client.key" --server_key "$tmp/server.pub" \
       --dataset "$tmp/data.jsonl" --policy "$1" --budget "$2" --max_new 4 --concurrency 1 --quiet \

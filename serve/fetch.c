@@ -1,6 +1,7 @@
 /* fetch: block bytes in chunks with a CRC-32, the host identity. */
 #include "fetch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,20 +10,31 @@
 #include "clock.h"
 #include "tis_error.h"
 
-uint32_t fetch_crc32(const void *p, size_t n) {
-    static uint32_t table[256];
-    static _Atomic int ready;
-    if (!ready) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
+/* Slicing by 8 (eight table lookups per 8 bytes): t[0] is the bytewise
+ * table, t[k][i] the CRC of byte i followed by k zero bytes. */
+static uint32_t s_crc_t[8][256];
+static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
+
+static void s_crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        s_crc_t[0][i] = c;
     }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int k = 1; k < 8; k++) s_crc_t[k][i] = (s_crc_t[k - 1][i] >> 8) ^ s_crc_t[0][s_crc_t[k - 1][i] & 0xFF];
+}
+
+uint32_t fetch_crc32(const void *p, size_t n) {
+    pthread_once(&s_crc_once, s_crc_init);
     const uint8_t *b = p;
     uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = table[(c ^ b[i]) & 0xFF] ^ (c >> 8);
+    for (; n >= 8; n -= 8, b += 8) {
+        uint32_t lo = c ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+        c = s_crc_t[7][lo & 0xFF] ^ s_crc_t[6][(lo >> 8) & 0xFF] ^ s_crc_t[5][(lo >> 16) & 0xFF] ^
+            s_crc_t[4][lo >> 24] ^ s_crc_t[3][b[4]] ^ s_crc_t[2][b[5]] ^ s_crc_t[1][b[6]] ^ s_crc_t[0][b[7]];
+    }
+    for (; n; n--, b++) c = s_crc_t[0][(c ^ *b) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 

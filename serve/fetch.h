@@ -6,7 +6,7 @@
  * same host map each other's arenas; a consumer with another one (another
  * machine, or a container with its own /dev/shm) asks for the bytes
  * instead: BlockFetch messages of at most FETCH_CHUNK bytes, FETCH_WINDOW
- * in flight, through the coordinator to the producer (the only socket a
+ * in flight (16 MiB), through the coordinator to the producer (the only socket a
  * worker has, CURVE on tcp), each answered by a BlockChunk with the bytes
  * and their CRC-32. The producer checks every request against the lease's
  * block (a live lease of its arena, the range inside it) and renews the
@@ -21,7 +21,7 @@
 #include "arena.h"
 #include "msg.h"
 
-enum { FETCH_CHUNK = 1 << 20, FETCH_WINDOW = 4 };
+enum { FETCH_CHUNK = 1 << 20, FETCH_WINDOW = 16 };
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib's crc32). */
 uint32_t fetch_crc32(const void *p, size_t n);

@@ -1075,7 +1075,8 @@ int worker_run(const worker_opts *o) {
             env.heartbeat = &hb;
             s_send(s, &env);
             if (s->own) arena_expire(s->own, tis_now_ms());
-            s_fetch_expire(s, s->o->lease_ms > 0 ? s->o->lease_ms : 30000);
+            /* a holder busy with a long prefill answers fetches after it: 10 leases */
+            s_fetch_expire(s, 10ull * (s->o->lease_ms > 0 ? s->o->lease_ms : 30000));
             for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
                 if (tis_now_ms() - s->park[i].since_ms > s->o->lease_ms) {
                     session_destroy(&s->park[i].rs);

@@ -41,6 +41,21 @@ int main(void) {
     TT_CHECK(fetch_crc32("", 0) == 0);
     TT_CHECK(fetch_crc32("123456789", 9) == 0xCBF43926u); /* the check value of CRC-32/ISO-HDLC */
     TT_CHECK(fetch_crc32("The quick brown fox jumps over the lazy dog", 43) == 0x414FA339u);
+    {   /* slicing by 8 = the bytewise definition, every length and alignment */
+        uint8_t buf[300];
+        for (int i = 0; i < 300; i++) buf[i] = (uint8_t)(i * 131 + 7);
+        bool same = true;
+        for (int off = 0; off < 9; off++)
+            for (int n = 0; n + off <= 300; n += 7) {
+                uint32_t c = 0xFFFFFFFFu;
+                for (int i = 0; i < n; i++) {
+                    c ^= buf[off + i];
+                    for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+                }
+                same = same && fetch_crc32(buf + off, (size_t)n) == (c ^ 0xFFFFFFFFu);
+            }
+        TT_CHECK(same);
+    }
     TT_CHECK(strchr(fetch_host_id(), '/') != NULL && strlen(fetch_host_id()) > 10);
 
     TT_CASE("a block, whole");
