@@ -247,14 +247,18 @@ int main(void) {
     char rlog[600];
     snprintf(rlog, sizeof rlog, "%s", tt_path("rogue.log"));
     pd = tt_spawn(ra, rlog, NULL);
-    sleep(2);
+    bool refused = false; /* the rogue worker loads its model, then tries: up to 60 s on a loaded machine */
+    for (int t = 0; t < 600 && !refused; t++) {
+        usleep(100000);
+        sl = tt_read_file(slog, NULL);
+        refused = sl && strstr(sl, "refused a CURVE peer") && strstr(sl, "10.231.0.2");
+        free(sl);
+    }
+    TT_CHECK(refused);
     kill(pd, SIGTERM);
     kill(ps, SIGTERM);
     tt_wait(pd, 20);
     TT_CHECK(tt_wait(ps, 20) == 0);
-    sl = tt_read_file(slog, NULL);
-    TT_CHECK(sl && strstr(sl, "refused a CURVE peer") && strstr(sl, "10.231.0.2"));
-    free(sl);
 
     free(rows);
     bench_set_free(&set);
