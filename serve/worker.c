@@ -633,16 +633,16 @@ static int s_decode_accept(self_t *s, const Tis__Envelope *env) {
         return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
                          lay->dtype);
     if (fetch_is_remote(j->kv)) return s_fetch_start(s, env);
-    double t0 = tis_now();
     arena *a = s_peer(s, j->kv);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);
     if (!blk) return TIS_ERANGE;
-    return s_decode_build(s, env, blk, t0);
+    return s_decode_build(s, env, blk, -1);
 }
 
-/* The checked job's block (blk: its bytes, the hand-off begun at t0) into a
- * sequence queued for the batch. */
+/* The checked job's block (blk: its bytes) into a sequence queued for the
+ * batch. t0: when the hand-off began (a fetch's start), or < 0: now (the
+ * copy out of shared memory is the hand-off). */
 static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, double t0) {
     const Tis__DecodeJob *j = env->decode_job;
     const Tis__KvLayout *lay = j->layout;
@@ -663,7 +663,7 @@ static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, 
     }
     for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
     d.prompt_tokens = (int64_t)lay->n_past + nq;
-    d.t0 = t0;
+    d.t0 = t0 >= 0 ? t0 : tis_now();
     rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
                                  (int64_t)lay->n_past,
                                  lay->bias, blk, j->kv->length, nq + max_new);
