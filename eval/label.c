@@ -72,14 +72,20 @@ static int s_model_answer(forward_state *st, kv_cache *kv, const int32_t *feed, 
     return rc;
 }
 
+/* The layer whose hidden states are kept must exist (n_layer: after the last). */
+static int s_check_layer(const label_config *cfg, const model_config *c) {
+    if (cfg->layer < 0 || cfg->layer > c->n_layer)
+        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
+                         (long long)c->n_layer);
+    return 0;
+}
+
 int label_run(forward_state *st, const chat_template *ct, const label_config *cfg,
               const bench_sample *s, label_sample *out) {
     memset(out, 0, sizeof *out);
     const model *m = forward_model(st);
     const model_config *c = &m->config;
-    if (cfg->layer < 0 || cfg->layer > c->n_layer)
-        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
-                         (long long)c->n_layer);
+    if (s_check_layer(cfg, c)) return TIS_EINVAL;
     session_input in;
     eval_session_input(s, &in);
     session_prompt p;
@@ -153,9 +159,7 @@ int label_run_recon(forward_state *st, const chat_template *ct, const label_conf
     memset(out, 0, sizeof *out);
     const model *m = forward_model(st);
     const model_config *c = &m->config;
-    if (cfg->layer < 0 || cfg->layer > c->n_layer)
-        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)cfg->layer,
-                         (long long)c->n_layer);
+    if (s_check_layer(cfg, c)) return TIS_EINVAL;
     double t0 = tis_now();
     session_input in;
     eval_session_input(s, &in);
