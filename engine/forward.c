@@ -108,6 +108,8 @@ void forward_state_destroy(forward_state **p) {
 
 const model *forward_model(const forward_state *st) { return st->m; }
 
+const rope_params *forward_rope_params(const forward_state *st) { return &st->rp; }
+
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out) {
     return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap, m->kv_type);
 }

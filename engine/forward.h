@@ -33,6 +33,9 @@ void forward_state_destroy(forward_state **p);
 
 /* The model the state runs (borrowed). */
 const model *forward_model(const forward_state *st);
+/* The model's RoPE parameters as this state applies them (scaling folded
+ * in; borrowed, valid while st lives). */
+const rope_params *forward_rope_params(const forward_state *st);
 
 /* A cache sized for this model with room for `cap` tokens per stream. */
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
