@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ert_job.h"
 #include "train_job.h"
 
 enum { MAX_DIRS = 16 };
@@ -20,7 +21,7 @@ static void s_usage(FILE *f) {
             "      --rank N             bilinear rank of the query term (default 32)\n"
             "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse, or\n"
             "                           recon_rank = recon_mse + the listwise loss pooled over streams)\n"
-            "      --target answer|recon  the labels' kind (tis label --target; default answer)\n"
+            "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
             "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
             "                           or one score per token trained on the streams' mean\n"
             "      --topk F             bce_topk: positives are the top F of each sample (default 0.1)\n"
@@ -32,7 +33,22 @@ static void s_usage(FILE *f) {
             "      --patience N         stop after N epochs without a better validation loss (default 3)\n"
             "      --seed S             split, order and initial weights (default 42)\n"
             "      --metrics PATH.csv   per-epoch metrics (default HEAD_metrics.csv; + .png curve)\n"
-            "  -t, --threads N          compute threads\n");
+            "  -t, --threads N          compute threads\n"
+            "\n"
+            "usage: tis train --target ert -m MODEL --init HEAD --benchmark NAME... --output HEAD [options]\n"
+            "  end-to-end fine-tuning: lowers KL(full cache || cache the head compresses) on the answer\n"
+            "  tokens of generated samples, through a soft eviction (docs/head.md)\n"
+            "      --init HEAD          the query-agnostic head to start from (one score, or per head)\n"
+            "      --benchmark NAME...  generated training benchmarks (passkey niah niah_multikey litm_kv litm_qa)\n"
+            "      --context_tokens N   (default 1024)    --n_samples N  per benchmark (default 24)\n"
+            "      --seed S             generators, split, order (default 2001; keep it off the evaluation's)\n"
+            "      --haystack FILE      --phrasing 0|1    the generators' text (defaults: theirs)\n"
+            "      --budgets F...       fractions the steps cycle over (default 0.02 0.1)\n"
+            "      --beta B             soft eviction sharpness (default 4)\n"
+            "      --lr LR  --epochs N  --batch N  --patience N  --val_frac F  --weight_decay W\n"
+            "                           (defaults 1e-4, 6, 4, 2, 0.25, 0)\n"
+            "      --max_answer N       answer tokens per sample (default 16)\n"
+            "      --metrics PATH.csv   per-epoch metrics (default HEAD_metrics.csv)\n");
 }
 
 /* "tis ARGS" as the checkpoint records it (unquoted; cut at cap). */
@@ -41,7 +57,61 @@ static void s_command(int argc, char **argv, char *buf, size_t cap) {
     for (int i = 0; i < argc && used < cap; i++) used += (size_t)snprintf(buf + used, cap - used, " %s", argv[i]);
 }
 
+enum { MAX_BENCH = 8 };
+
+/* tis train --target ert (eval/ert_job.h). */
+static int s_train_ert(int argc, char **argv) {
+    ert_config c;
+    ert_config_defaults(&c);
+    const char *bench[MAX_BENCH], *target = NULL;
+    float budgets[16];
+    int64_t n_budgets = 0, threads = 0, phrasing = 0;
+    int64_t seed = (int64_t)c.seed;
+    const cli_opt opts[] = {
+        CLI_STR("--target", NULL, &target),
+        CLI_STR("--model", "-m", &c.model_path),
+        CLI_STR("--init", NULL, &c.init_head),
+        CLI_STR("--output", NULL, &c.output),
+        CLI_STR("--metrics", NULL, &c.metrics),
+        CLI_STRS("--benchmark", NULL, bench, &c.n_benchmarks, MAX_BENCH),
+        CLI_I64("--context_tokens", NULL, &c.context_tokens, 16, 1 << 20),
+        CLI_I64("--n_samples", NULL, &c.n_samples, 1, 100000),
+        CLI_I64("--seed", NULL, &seed, 0, INT64_MAX),
+        CLI_STR("--haystack", NULL, &c.haystack),
+        CLI_I64("--phrasing", NULL, &phrasing, 0, 1),
+        CLI_F32S("--budgets", NULL, budgets, &n_budgets, 16, 1e-4f, 1.0f),
+        CLI_F32("--beta", NULL, &c.beta, 1e-3f, 1e3f),
+        CLI_F32("--lr", NULL, &c.lr, 1e-8f, 10.0f),
+        CLI_F32("--weight_decay", NULL, &c.weight_decay, 0.0f, 1.0f),
+        CLI_I64("--epochs", NULL, &c.epochs, 1, 100000),
+        CLI_I64("--batch", NULL, &c.batch, 1, 1 << 20),
+        CLI_I64("--patience", NULL, &c.patience, 1, 100000),
+        CLI_F32("--val_frac", NULL, &c.val_frac, 0.0f, 0.9f),
+        CLI_I64("--max_answer", NULL, &c.max_answer, 1, 256),
+        CLI_I64("--threads", "-t", &threads, 1, 1024),
+        CLI_END,
+    };
+    int prc = cli_parse_opts("train", argc, argv, opts, s_usage);
+    if (prc) return prc == CLI_HELP ? 0 : prc;
+    if (!c.model_path || !c.init_head || !c.output || !c.n_benchmarks) {
+        fprintf(stderr, "tis train: --target ert needs -m MODEL, --init HEAD, --benchmark NAME... and --output\n\n");
+        s_usage(stderr);
+        return 2;
+    }
+    cli_threads(threads);
+    char command[sizeof ((head *)0)->train_command];
+    s_command(argc, argv, command, sizeof command);
+    c.benchmarks = bench;
+    c.seed = (uint64_t)seed;
+    c.phrasing = (int)phrasing;
+    if (n_budgets) c.budgets = budgets, c.n_budgets = n_budgets;
+    c.command = command;
+    return ert_job_run(&c);
+}
+
 int cmd_train(int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "ert")) return s_train_ert(argc, argv);
     train_job_config c;
     train_job_defaults(&c);
     const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head";
@@ -81,7 +151,7 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (strcmp(target, "answer") && strcmp(target, "recon")) {
-        fprintf(stderr, "tis train: bad value '%s' for --target (answer or recon)\n\n", target);
+        fprintf(stderr, "tis train: bad value '%s' for --target (answer, recon or ert)\n\n", target);
         s_usage(stderr);
         return 2;
     }
