@@ -160,28 +160,30 @@ static int s_scores(ert_run *r, const ert_sample *o, double frac, float *tau, fl
     return 0;
 }
 
-/* Score of context token j in stream s. */
-static float s_score(const ert_run *r, const ert_sample *o, int64_t s, int64_t j) {
-    return r->h->cfg.n_out > 1 ? r->scores[s * o->n_ctx + j] : r->scores[j];
-}
-
-/* bias of every context entry: soft (log sigmoid(beta z), dsc = d bias / d score)
- * or hard (0 kept / -1e4 dropped, by the same threshold). */
-static void s_bias(ert_run *r, const ert_sample *o, float tau, float sd, bool soft) {
-    const kv_cache *kv = o->kv;
-    float beta = r->c->beta;
+void ert_soft_bias(const kv_cache *kv, int64_t ctx_begin, int64_t n_ctx, const float *scores, int64_t n_out,
+                   float tau, float sd, float beta, bool soft, float *bias, float *dsc) {
     size_t ne = (size_t)(kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1]);
-    memset(r->bias, 0, ne * sizeof *r->bias);
+    memset(bias, 0, ne * sizeof *bias);
     for (int64_t s = 0; s < kv->n_stream; s++)
-        for (int64_t j = 0; j < o->n_ctx; j++) {
-            int64_t e = kv->off[s] + o->ctx_begin + j;
-            float x = beta * (s_score(r, o, s, j) - tau) / sd;
+        for (int64_t j = 0; j < n_ctx; j++) {
+            int64_t e = kv->off[s] + ctx_begin + j;
+            float x = beta * (scores[(n_out > 1 ? s * n_ctx : 0) + j] - tau) / sd;
             if (!soft) {
-                r->bias[e] = x > 0 ? 0.0f : -1e4f;
+                bias[e] = x > 0 ? 0.0f : -1e4f;
                 continue;
             }
-            r->bias[e] = x > 0 ? -log1pf(expf(-x)) : x - log1pf(expf(x));
-            r->dsc[e] = beta / sd / (1.0f + expf(x)); /* beta/sd * sigmoid(-x) */
+            bias[e] = x > 0 ? -log1pf(expf(-x)) : x - log1pf(expf(x)); /* log sigmoid(x) */
+            dsc[e] = beta / sd / (1.0f + expf(x));                       /* beta/sd * sigmoid(-x) */
+        }
+}
+
+void ert_scores_grad(const kv_cache *kv, int64_t ctx_begin, int64_t n_ctx, int64_t n_out, const float *dbias,
+                     const float *dsc, float *ds) {
+    memset(ds, 0, (size_t)(n_out * n_ctx) * sizeof *ds);
+    for (int64_t s = 0; s < kv->n_stream; s++)
+        for (int64_t j = 0; j < n_ctx; j++) {
+            int64_t e = kv->off[s] + ctx_begin + j;
+            ds[(n_out > 1 ? s * n_ctx : 0) + j] += dbias[e] * dsc[e];
         }
 }
 
@@ -217,19 +219,14 @@ static int s_train_one(ert_run *r, const ert_sample *o, double frac, double *los
     int rc = s_scratch(r, o);
     if (!rc) rc = s_scores(r, o, frac, &tau, &sd);
     if (rc) return rc;
-    s_bias(r, o, tau, sd, true);
     const kv_cache *kv = o->kv;
+    int64_t n_out = r->h->cfg.n_out;
+    ert_soft_bias(kv, o->ctx_begin, o->n_ctx, r->scores, n_out, tau, sd, r->c->beta, true, r->bias, r->dsc);
     size_t ne = (size_t)(kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1]);
     memset(r->dbias, 0, ne * sizeof *r->dbias);
     rc = suffix_kl_grad(r->g, kv, r->bias, o->suf, o->T, o->rows, o->n_rows, o->ref, loss, r->dbias);
     if (rc) return rc;
-    int64_t n_out = r->h->cfg.n_out;
-    memset(r->ds, 0, (size_t)(n_out * o->n_ctx) * sizeof *r->ds);
-    for (int64_t s = 0; s < kv->n_stream; s++)
-        for (int64_t j = 0; j < o->n_ctx; j++) {
-            int64_t e = kv->off[s] + o->ctx_begin + j;
-            r->ds[(n_out > 1 ? s * o->n_ctx : 0) + j] += r->dbias[e] * r->dsc[e];
-        }
+    ert_scores_grad(kv, o->ctx_begin, o->n_ctx, n_out, r->dbias, r->dsc, r->ds);
     return head_backward(r->h, o->feat, o->n_ctx, NULL, r->ds, r->grad);
 }
 
@@ -239,7 +236,8 @@ static int s_val_one(ert_run *r, const ert_sample *o, double frac, double *kl) {
     int rc = s_scratch(r, o);
     if (!rc) rc = s_scores(r, o, frac, &tau, &sd);
     if (rc) return rc;
-    s_bias(r, o, tau, sd, false);
+    ert_soft_bias(o->kv, o->ctx_begin, o->n_ctx, r->scores, r->h->cfg.n_out, tau, sd, r->c->beta, false, r->bias,
+                  NULL);
     int64_t V = r->m->config.n_vocab;
     float *lp = malloc((size_t)(o->n_rows * V) * sizeof *lp);
     if (!lp) return tis_error(TIS_ENOMEM, "ert: out of memory");

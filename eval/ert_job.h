@@ -55,6 +55,21 @@ typedef struct ert_config {
 
 void ert_config_defaults(ert_config *c);
 
+/* The soft eviction of one sample (exposed for tests): scores
+ * [n_out][n_ctx] (n_out 1: one score per context token, shared by every
+ * stream; else one per stream) give every context entry of kv (entry
+ * ctx_begin + j of each stream is context token j) the bias
+ * log sigmoid(beta (s - tau) / sd), and dsc its derivative w.r.t. the
+ * score; hard (soft false): 0 above tau, -1e4 below (dsc unused, may be
+ * NULL). Other entries get bias 0. */
+struct kv_cache;
+void ert_soft_bias(const struct kv_cache *kv, int64_t ctx_begin, int64_t n_ctx, const float *scores, int64_t n_out,
+                   float tau, float sd, float beta, bool soft, float *bias, float *dsc);
+/* ds[n_out][n_ctx] = d loss / d scores from d loss / d bias (dbias) and dsc
+ * (summed over streams for a one-score head). */
+void ert_scores_grad(const struct kv_cache *kv, int64_t ctx_begin, int64_t n_ctx, int64_t n_out, const float *dbias,
+                     const float *dsc, float *ds);
+
 /* Runs the job; progress and the per-epoch table on stderr. 0, or 1 after
  * printing the problem. */
 int ert_job_run(const ert_config *c);
