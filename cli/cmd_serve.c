@@ -1,5 +1,6 @@
 /* tis serve: the coordinator, with local worker processes. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "coord.h"
+#include "devspec.h"
 #include "http_front.h"
 #include "tis_error.h"
 #include "yaml_kv.h"
@@ -35,6 +37,7 @@ static void s_usage(FILE *f) {
             "      --decode N           local decode workers to start (default 1)\n"
             "      --scorer N           local scorer workers (default 0): the importance head of\n"
             "                           tis / tis_query runs there instead of in the prefill worker\n"
+            "                           (with <role>.devices in the config: workers per listed GPU)\n"
             "  -m, --model PATH         model for the workers (default %s)\n"
             "      --head PATH          importance head (tis) for the prefill workers\n"
             "      --head_query PATH    query-aware head (tis_query)\n"
@@ -52,19 +55,23 @@ static void s_usage(FILE *f) {
             "                           127.0.0.1; another address only when given; PORT 0: any free\n"
             "                           port, printed); its other settings: the config's http: block\n"
             "      --stop_after N       exit after N answers (tests)\n"
-            "Not yet: CUDA workers (see docs/STATUS.md).\n",
+            "Devices: the config's <role>.device (cpu, cuda:N) or <role>.devices ([0, 1]: workers\n"
+            "on each listed GPU); a worker that cannot use its GPU stops tis serve (docs/pipeline.md).\n",
             cli_default_model());
 }
 
-static pid_t s_spawn(const char *role, int i, const char *back, const sec_opts *sec, const char *model,
-                     const char *head, const char *head_q, const char *arena_mb, const char *hb, const char *batch,
-                     const char *lease) {
+static pid_t s_spawn(const char *role, int i, const char *dev, const char *back, const sec_opts *sec,
+                     const char *model, const char *head, const char *head_q, const char *arena_mb, const char *hb,
+                     const char *batch, const char *lease) {
     char name[64];
     snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
     pid_t pid = fork();
     if (pid != 0) return pid;
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* workers end with their coordinator */
-    const char *argv[32];
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* SIGCHLD was blocked while the workers were started */
+    const char *argv[34];
     int n = 0;
     argv[n++] = "tis";
     argv[n++] = "worker";
@@ -84,6 +91,8 @@ static pid_t s_spawn(const char *role, int i, const char *back, const sec_opts *
     argv[n++] = batch;
     argv[n++] = "--lease_ms";
     argv[n++] = lease;
+    argv[n++] = "--device";
+    argv[n++] = dev;
     if (head) argv[n++] = "--head", argv[n++] = head;
     if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
     /* local workers use the coordinator's own pair (always on its allow-list) */
@@ -94,8 +103,10 @@ static pid_t s_spawn(const char *role, int i, const char *back, const sec_opts *
     _exit(127);
 }
 
-enum { N_OWNED = 9 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
-                         http.kv_policy, security.key, security.allow */
+enum { N_OWNED = 15 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
+                          http.kv_policy, security.key, security.allow, then <role>.device and
+                          <role>.devices for prefill, decode, scorer */
+enum { DEV_PRE, DEV_DEC, DEV_SC }; /* dev[k]: <role>.device, dev[3 + k]: <role>.devices */
 
 /* The http: block of a config: the HTTP front's settings. */
 static int s_config_http(yaml_kv *kv, const char *path, http_opts *h, const char **listen) {
@@ -127,7 +138,7 @@ static int s_config_http(yaml_kv *kv, const char *path, http_opts *h, const char
 /* The settings of a YAML config (before the flags, which override it). */
 static int s_config(const char *path, coord_opts *o, const char **model, const char **head, const char **head_q,
                     int64_t *n_pre, int64_t *n_dec, int64_t *n_sc, int64_t *mb, int64_t *dbatch, http_opts *h,
-                    const char **listen, char **owned) {
+                    const char **listen, const char **dev, char **owned) {
     yaml_kv kv;
     int rc = yaml_kv_load(&kv, path);
     if (rc) return rc;
@@ -135,7 +146,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         yaml_kv_free(&kv);
         return rc;
     }
-    const char *dev[3] = {"cpu", "cpu", "cpu"}, *insecure = NULL;
+    const char *insecure = NULL;
     if ((rc = yaml_kv_str(&kv, "model", model)) || (rc = yaml_kv_str(&kv, "front", &o->front)) ||
         (rc = yaml_kv_str(&kv, "back", &o->back)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.max_queue", 1, 1 << 20, &o->max_queue)) ||
@@ -147,13 +158,16 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_i64(&kv, "coordinator.wait_ms", 1, 86400000, &o->wait_ms)) ||
         (rc = yaml_kv_i64(&kv, "coordinator.context_ttl_ms", 1000, 86400000, &o->context_ttl_ms)) ||
         (rc = yaml_kv_i64(&kv, "prefill.workers", 0, MAX_CHILD / 2, n_pre)) ||
-        (rc = yaml_kv_str(&kv, "prefill.device", &dev[0])) ||
+        (rc = yaml_kv_str(&kv, "prefill.device", &dev[DEV_PRE])) ||
+        (rc = yaml_kv_str(&kv, "prefill.devices", &dev[3 + DEV_PRE])) ||
         (rc = yaml_kv_i64(&kv, "prefill.arena_mb", 1, 1 << 20, mb)) ||
         (rc = yaml_kv_str(&kv, "prefill.head", head)) || (rc = yaml_kv_str(&kv, "prefill.head_query", head_q)) ||
         (rc = yaml_kv_i64(&kv, "scorer.workers", 0, MAX_CHILD / 4, n_sc)) ||
-        (rc = yaml_kv_str(&kv, "scorer.device", &dev[2])) ||
+        (rc = yaml_kv_str(&kv, "scorer.device", &dev[DEV_SC])) ||
+        (rc = yaml_kv_str(&kv, "scorer.devices", &dev[3 + DEV_SC])) ||
         (rc = yaml_kv_i64(&kv, "decode.workers", 0, MAX_CHILD / 2, n_dec)) ||
-        (rc = yaml_kv_str(&kv, "decode.device", &dev[1])) ||
+        (rc = yaml_kv_str(&kv, "decode.device", &dev[DEV_DEC])) ||
+        (rc = yaml_kv_str(&kv, "decode.devices", &dev[3 + DEV_DEC])) ||
         (rc = yaml_kv_i64(&kv, "decode.max_batch", 1, 256, dbatch)) ||
         (rc = yaml_kv_str(&kv, "security.key", &o->sec.key)) ||
         (rc = yaml_kv_str(&kv, "security.allow", &o->sec.allow)) ||
@@ -164,15 +178,9 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
     if (insecure && strcmp(insecure, "true") && strcmp(insecure, "false"))
         rc = tis_error(TIS_EINVAL, "%s: security.insecure '%s' is not true or false", path, insecure);
     if (insecure) o->sec.insecure = !strcmp(insecure, "true");
-    static const char *const role[3] = {"prefill", "decode", "scorer"};
-    for (int k = 0; k < 3 && !rc; k++)
-        if (strcmp(dev[k], "cpu"))
-            rc = tis_error(TIS_EUNSUPPORTED,
-                           "%s: %s.device '%s': only cpu workers exist so far (CUDA workers are not built yet)",
-                           path, role[k], dev[k]);
     /* the strings live in kv: keep copies for the run (owned[], freed by the caller) */
     const char **sv[N_OWNED] = {model, &o->front, &o->back, head, head_q, listen, &h->defaults.kv_policy,
-                                &o->sec.key, &o->sec.allow};
+                                &o->sec.key, &o->sec.allow, &dev[0], &dev[1], &dev[2], &dev[3], &dev[4], &dev[5]};
     for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
         if (*sv[k] && *sv[k] != owned[k]) { /* (a second --config replaces the first's) */
             char *c = strdup(*sv[k]);
@@ -219,6 +227,68 @@ static int s_http_start(http_front **hf, http_opts *h, const char *listen, const
     return 0;
 }
 
+/* The local workers, for the SIGCHLD handler: a worker that exits because
+ * it cannot use its device (DEVSPEC_EXIT_DEVICE, its reason on stderr)
+ * stops tis serve with that said, rather than leaving a role without
+ * workers (nothing restarts a worker here). */
+static struct {
+    pid_t pid[MAX_CHILD];
+    int role[MAX_CHILD];               /* DEV_PRE, DEV_DEC, DEV_SC */
+    devspec dev[MAX_CHILD];
+    volatile sig_atomic_t status[MAX_CHILD], done[MAX_CHILD];
+    volatile sig_atomic_t stop;        /* coord_opts.stop */
+    int n;
+} s_kids;
+
+static void s_on_child(int sig) {
+    (void)sig;
+    int saved = errno;
+    for (int k = 0; k < s_kids.n; k++) {
+        int st = 0;
+        if (s_kids.done[k] || waitpid(s_kids.pid[k], &st, WNOHANG) != s_kids.pid[k]) continue;
+        s_kids.status[k] = st;
+        s_kids.done[k] = 1;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == DEVSPEC_EXIT_DEVICE) s_kids.stop = 1;
+    }
+    errno = saved;
+}
+
+/* After the coordinator: the workers stopped (Shutdown, then SIGTERM) and
+ * the arenas of those that died without cleaning up removed. */
+static void s_reap(int64_t n_pre, int64_t n_sc) {
+    for (int k = 0; k < s_kids.n && s_kids.stop; k++) /* a device failed: some never heard the Shutdown */
+        if (!s_kids.done[k]) kill(s_kids.pid[k], SIGTERM);
+    for (int k = 0; k < s_kids.n; k++) {
+        int st;
+        for (int t = 0; t < 50 && !s_kids.done[k] && waitpid(s_kids.pid[k], &st, WNOHANG) == 0; t++) usleep(100000);
+        if (!s_kids.done[k] && waitpid(s_kids.pid[k], &st, WNOHANG) == 0) {
+            kill(s_kids.pid[k], SIGTERM);
+            waitpid(s_kids.pid[k], &st, 0);
+        }
+    }
+    for (int64_t i = 0; i < n_pre || i < n_sc; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "s%d-prefill-%d", (int)getpid(), (int)i);
+        if (i < n_pre) arena_unlink_stale(name); /* none when the worker removed its own */
+        snprintf(name, sizeof name, "s%d-scorer-%d", (int)getpid(), (int)i);
+        if (i < n_sc) arena_unlink_stale(name);
+    }
+}
+
+/* The workers that could not use their device, named; returns 1. */
+static int s_device_failed(void) {
+    static const char *const roles[3] = {"prefill", "decode", "scorer"};
+    for (int k = 0; k < s_kids.n; k++) {
+        int st = s_kids.status[k];
+        if (!s_kids.done[k] || !WIFEXITED(st) || WEXITSTATUS(st) != DEVSPEC_EXIT_DEVICE) continue;
+        char d[16];
+        fprintf(stderr, "tis serve: the %s worker on %s cannot use its device (its reason is above): stopped; "
+                "fix %s.device / %s.devices in the config (cpu runs anywhere)\n", roles[s_kids.role[k]],
+                devspec_str(&s_kids.dev[k], d, sizeof d), roles[s_kids.role[k]], roles[s_kids.role[k]]);
+    }
+    return 1;
+}
+
 static int s_serve(int argc, char **argv, char **owned) {
     char def_front[96], def_back[96];
     coord_opts o = {.front = sec_default_endpoint(def_front, sizeof def_front, "front"),
@@ -230,10 +300,10 @@ static int s_serve(int argc, char **argv, char **owned) {
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     http_opts h = {.max_body = 1 << 20, .max_connections = 256,
                    .defaults = {.kv_policy = "full", .kv_budget = 1.0, .query_aware = true, .max_tokens = 256}};
-    const char *listen = NULL;
+    const char *listen = NULL, *dev[6] = {0}; /* <role>.device, then <role>.devices (DEV_*) */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config") && s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &n_sc,
-                                                     &mb, &dbatch, &h, &listen, owned)) {
+                                                     &mb, &dbatch, &h, &listen, dev, owned)) {
             fprintf(stderr, "tis serve: %s\n", tis_last_error());
             return 2;
         }
@@ -276,19 +346,47 @@ static int s_serve(int argc, char **argv, char **owned) {
         fprintf(stderr, "tis serve: scorer workers need --head and/or --head_query (or prefill.head in the config)\n");
         return 2;
     }
+    static const char *const roles[3] = {"prefill", "decode", "scorer"};
+    int64_t n_role[3] = {n_pre, n_dec, n_sc}, n_all = 0;
+    devspec ds[3][MAX_CHILD];
+    for (int k = 0; k < 3; k++) { /* <role>.device(s): a worker per listed GPU (devspec.h) */
+        if (devspec_expand(roles[k], n_role[k], dev[k], dev[3 + k], ds[k], MAX_CHILD, &n_role[k])) {
+            fprintf(stderr, "tis serve: %s\n", tis_last_error());
+            return 2;
+        }
+        n_all += n_role[k];
+    }
+    if (n_all > MAX_CHILD) {
+        fprintf(stderr, "tis serve: %lld worker processes (%d at most)\n", (long long)n_all, MAX_CHILD);
+        return 2;
+    }
     char hb[32], lease[32];
     snprintf(hb, sizeof hb, "%lld", (long long)o.heartbeat_ms);
     snprintf(lease, sizeof lease, "%lld", (long long)o.lease_ms);
-    pid_t kids[MAX_CHILD];
-    int n_kids = 0;
-    for (int64_t i = 0; i < n_pre; i++)
-        kids[n_kids++] = s_spawn("prefill", (int)i, o.back, &o.sec, model, head, head_q, arena_mb, hb, dbatch_s, lease);
-    for (int64_t i = 0; i < n_dec; i++)
-        kids[n_kids++] = s_spawn("decode", (int)i, o.back, &o.sec, model, NULL, NULL, arena_mb, hb, dbatch_s, lease);
-    for (int64_t i = 0; i < n_sc; i++)
-        kids[n_kids++] = s_spawn("scorer", (int)i, o.back, &o.sec, model, head, head_q, "16", hb, dbatch_s, lease);
-    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
-            o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old); /* no exit is missed between a fork and its record */
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_child;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; i < n_role[k]; i++) {
+            char d[16];
+            s_kids.role[s_kids.n] = k;
+            s_kids.dev[s_kids.n] = ds[k][i];
+            s_kids.pid[s_kids.n++] =
+                s_spawn(roles[k], (int)i, devspec_str(&ds[k][i], d, sizeof d), o.back, &o.sec, model,
+                        k == DEV_DEC ? NULL : head, k == DEV_DEC ? NULL : head_q, k == DEV_SC ? "16" : arena_mb, hb,
+                        dbatch_s, lease);
+        }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    n_pre = n_role[DEV_PRE], n_dec = n_role[DEV_DEC], n_sc = n_role[DEV_SC];
+    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers%s\n", o.front,
+            o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec,
+            dev[0] || dev[1] || dev[2] || dev[3] || dev[4] || dev[5] ? " (devices: tis status)" : "");
+    o.stop = &s_kids.stop;
     /* after the forks: the front's threads are this process's alone */
     http_front *hf = NULL;
     char model_id[256];
@@ -298,23 +396,8 @@ static int s_serve(int argc, char **argv, char **owned) {
     if (rc) cli_fail("http");
     else if ((rc = coord_run(&o))) cli_fail("coordinator");
     http_front_stop(&hf);
-    /* coord_run sent Shutdown to the workers it knew; wait, then make sure,
-     * and remove the arenas of prefill workers that died without cleaning up. */
-    for (int k = 0; k < n_kids; k++) {
-        int st;
-        for (int t = 0; t < 50 && waitpid(kids[k], &st, WNOHANG) == 0; t++) usleep(100000);
-        if (waitpid(kids[k], &st, WNOHANG) == 0) {
-            kill(kids[k], SIGTERM);
-            waitpid(kids[k], &st, 0);
-        }
-    }
-    for (int64_t i = 0; i < n_pre || i < n_sc; i++) {
-        char name[96];
-        snprintf(name, sizeof name, "s%d-prefill-%d", (int)getpid(), (int)i);
-        if (i < n_pre) arena_unlink_stale(name); /* none when the worker removed its own */
-        snprintf(name, sizeof name, "s%d-scorer-%d", (int)getpid(), (int)i);
-        if (i < n_sc) arena_unlink_stale(name);
-    }
+    s_reap(n_pre, n_sc);
+    if (!rc && s_kids.stop) rc = s_device_failed();
     return rc ? 1 : 0;
 }
 

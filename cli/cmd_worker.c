@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "devspec.h"
 #include "tis_error.h"
 #include "worker.h"
 
@@ -17,6 +18,8 @@ static void s_usage(FILE *f) {
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
             "      --max_batch N     decode: requests generated together (default 8)\n"
+            "      --device D        cpu (default) or cuda:N: where its blocks live (docs/pipeline.md);\n"
+            "                        a GPU it cannot use ends it with status 3 and the reason\n"
             "  -t, --threads N       compute threads\n"
             "      --key FILE        tcp: our key pair (tis keygen; its .pub on the coordinator's --allow)\n"
             "      --server_key FILE tcp: the coordinator's public key\n"
@@ -28,6 +31,7 @@ int cmd_worker(int argc, char **argv) {
     worker_opts o = {.model_path = cli_default_model(), .arena_bytes = (size_t)256 << 20,
                      .heartbeat_ms = 1000, .lease_ms = 30000};
     int64_t arena_mb = 256, hb = 1000, lease = 30000, threads = 0, max_batch = 8;
+    const char *device = "cpu";
     const cli_opt opts[] = {
         CLI_STR("--role", NULL, &o.role),
         CLI_STR("--connect", NULL, &o.endpoint),
@@ -35,6 +39,7 @@ int cmd_worker(int argc, char **argv) {
         CLI_STR("--model", "-m", &o.model_path),
         CLI_STR("--head", NULL, &o.head_path),
         CLI_STR("--head_query", NULL, &o.head_query_path),
+        CLI_STR("--device", NULL, &device),
         CLI_I64("--arena_mb", NULL, &arena_mb, 1, 1 << 20),
         CLI_I64("--heartbeat_ms", NULL, &hb, 10, 600000),
         CLI_I64("--max_batch", NULL, &max_batch, 1, 256),
@@ -53,6 +58,14 @@ int cmd_worker(int argc, char **argv) {
     if (strcmp(o.role, "prefill") && strcmp(o.role, "scorer") && strcmp(o.role, "decode")) {
         fprintf(stderr, "tis worker: --role is prefill, scorer or decode\n");
         return 2;
+    }
+    if (devspec_parse(device, &o.device)) {
+        fprintf(stderr, "tis worker: %s\n", tis_last_error());
+        return 2;
+    }
+    if (devspec_check(&o.device, o.name)) { /* the probe's reason; tis serve stops on this status */
+        fprintf(stderr, "tis worker %s: %s\n", o.name, tis_last_error());
+        return DEVSPEC_EXIT_DEVICE;
     }
     cli_threads(threads);
     o.arena_bytes = (size_t)arena_mb << 20;

@@ -64,7 +64,8 @@ int yaml_kv_load(yaml_kv *kv, const char *path) {
     char prefix[MAX_DEPTH + 1][512], key[512] = "";
     bool expect_key[MAX_DEPTH + 1] = {0};
     int depth = -1, rc = 0;
-    bool done = false;
+    bool done = false, in_list = false;
+    char list[512] = ""; /* a list value being read: "[a,b" */
     while (!rc && !done) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
@@ -76,6 +77,10 @@ int yaml_kv_load(yaml_kv *kv, const char *path) {
         switch (ev.type) {
         case YAML_STREAM_END_EVENT: done = true; break;
         case YAML_MAPPING_START_EVENT:
+            if (in_list) {
+                rc = tis_error(TIS_EFORMAT, "%s:%d: '%s': a list of plain values only", path, line, key);
+                break;
+            }
             if (depth + 1 > MAX_DEPTH) {
                 rc = tis_error(TIS_EFORMAT, "%s:%d: nested too deep", path, line);
                 break;
@@ -96,7 +101,14 @@ int yaml_kv_load(yaml_kv *kv, const char *path) {
         case YAML_MAPPING_END_EVENT: depth--; break;
         case YAML_SCALAR_EVENT: {
             const char *v = (const char *)ev.data.scalar.value;
-            if (depth < 0) {
+            if (in_list) {
+                size_t used = strlen(list);
+                if (!*v || strpbrk(v, ",[]"))
+                    rc = tis_error(TIS_EFORMAT, "%s:%d: '%s': a list item '%s'", path, line, key, v);
+                else if (snprintf(list + used, sizeof list - used, "%s%s", used > 1 ? "," : "", v) >=
+                         (int)(sizeof list - used))
+                    rc = tis_error(TIS_EFORMAT, "%s:%d: '%s': the list is too long", path, line, key);
+            } else if (depth < 0) {
                 rc = tis_error(TIS_EFORMAT, "%s:%d: a config is a mapping of 'key: value' lines", path, line);
             } else if (expect_key[depth]) {
                 if (!*v || strchr(v, '.'))
@@ -111,8 +123,17 @@ int yaml_kv_load(yaml_kv *kv, const char *path) {
             }
             break;
         }
-        case YAML_SEQUENCE_START_EVENT:
-            rc = tis_error(TIS_EFORMAT, "%s:%d: lists are not used in tis configs (key '%s')", path, line, key);
+        case YAML_SEQUENCE_START_EVENT: /* a list of plain values (devices: [0, 1]): the value "[0,1]" */
+            if (in_list || depth < 0 || expect_key[depth])
+                rc = tis_error(TIS_EFORMAT, "%s:%d: a list is only the value of a key, of plain values", path, line);
+            in_list = true;
+            snprintf(list, sizeof list, "[");
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+            in_list = false;
+            snprintf(list + strlen(list), sizeof list - strlen(list), "]");
+            rc = s_add(kv, key, list, line);
+            expect_key[depth] = true;
             break;
         case YAML_ALIAS_EVENT:
             rc = tis_error(TIS_EFORMAT, "%s:%d: aliases are not used in tis configs", path, line);

@@ -3,8 +3,9 @@
  *   coordinator:            ->  "coordinator.max_queue" = "64"
  *     max_queue: 64
  *
- * Only mappings of scalars are configs here: a sequence, an alias or a
- * repeated key is an error with its line. A reader takes keys with
+ * Only mappings of scalars are configs here, and lists of plain values
+ * (`devices: [0, 1]` is the value "[0,1]"); a nested list, a list of
+ * mappings, an alias or a repeated key is an error with its line. A reader takes keys with
  * yaml_kv_get; yaml_kv_unused then names any key nobody asked for, so a
  * misspelt option is an error, never silently ignored. */
 #ifndef TIS_YAML_KV_H

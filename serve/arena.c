@@ -1,4 +1,4 @@
-/* arena: POSIX shared memory + a first-fit block list with leases. */
+/* arena: POSIX shared memory + a block table (blocks.h). */
 #include "arena.h"
 
 #include <errno.h>
@@ -8,15 +8,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <dirent.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "tis_error.h"
+#include "blocks.h"
 #include "clock.h"
+#include "tis_error.h"
 
-enum { ALIGN = 64 };
 /* The segment opens with a header: "tisarena" and the instance's nonce
  * (u64), so a peer can tell which instance of a name it has mapped. */
 enum { HEADER = 64 };
@@ -25,49 +23,14 @@ enum { HEADER = 64 };
 enum { SUFFIX_HEX = 16 };
 static const char S_MAGIC[8] = {'t', 'i', 's', 'a', 'r', 'e', 'n', 'a'};
 
-typedef struct block {
-    uint64_t off, len;   /* len rounded up to ALIGN */
-    uint64_t lease;      /* 0: free slot in the table */
-    uint64_t expires_ms;
-} block;
-
 struct arena {
     char name[224];      /* "/tis-<name>" */
     void *base;
     size_t size;
     bool owner;
-    block *blocks;       /* [n] in use, sorted by offset (creator only) */
-    int64_t n, cap;
-    uint64_t next_lease;
+    block_table t;       /* the blocks in use (creator only) */
     uint64_t nonce;      /* this instance's: 31 random bits, nonzero; a lease's bits 32..62 */
 };
-
-/* Random bytes from the kernel (getrandom); the clock and the pid mixed
- * in only where it has none to give. */
-static void s_random(void *dst, size_t n) {
-    uint8_t *p = dst;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(p + got, n - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR) continue;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
-        for (; got < n; got++, x = x * 6364136223846793005ull + 1442695040888963407ull) p[got] = (uint8_t)(x >> 56);
-    }
-}
-
-/* 31 bits that differ between instances. */
-static uint64_t s_nonce(void) {
-    uint64_t x = 0;
-    s_random(&x, sizeof x);
-    x &= 0x7FFFFFFFull;
-    return x ? x : 1;
-}
 
 static int s_check_name(const char *name) {
     size_t n = name ? strlen(name) : 0;
@@ -120,7 +83,7 @@ int arena_create(arena **out, const char *name, size_t bytes) {
         return rc;
     }
     uint64_t r = 0;
-    s_random(&r, sizeof r);
+    block_random(&r, sizeof r);
     snprintf(a->name, sizeof a->name, "/tis-%s-%016llx", name, (unsigned long long)r);
     if (bytes <= HEADER || bytes > ((size_t)1 << 40)) {
         free(a);
@@ -150,8 +113,8 @@ int arena_create(arena **out, const char *name, size_t bytes) {
     }
     a->size = bytes;
     a->owner = true;
-    a->nonce = s_nonce();
-    a->next_lease = a->nonce << 32 | 1; /* leases of another instance match none of ours */
+    a->nonce = block_nonce();
+    block_table_init(&a->t, HEADER, bytes, a->nonce, a->name);
     memcpy(a->base, S_MAGIC, sizeof S_MAGIC);
     memcpy((char *)a->base + 8, &a->nonce, sizeof a->nonce);
     *out = a;
@@ -209,7 +172,7 @@ void arena_destroy(arena **p) {
     arena *a = *p;
     if (a->base && a->base != MAP_FAILED) munmap(a->base, a->size);
     if (a->owner) shm_unlink(a->name);
-    free(a->blocks);
+    block_table_free(&a->t);
     free(a);
     *p = NULL;
 }
@@ -228,83 +191,20 @@ void *arena_at(const arena *a, uint64_t off, uint64_t len) {
 
 int arena_alloc(arena *a, size_t bytes, uint32_t ttl_ms, uint64_t *off, uint64_t *lease) {
     if (!a->owner) return tis_error(TIS_EINVAL, "arena: only the creator allocates in %s", a->name);
-    if (bytes == 0 || bytes > a->size - HEADER) return tis_error(TIS_ERANGE, "arena: cannot hold %zu bytes", bytes);
-    uint64_t len = ((uint64_t)bytes + ALIGN - 1) / ALIGN * ALIGN;
-    /* First fit in the gaps between blocks (sorted by offset), after the header. */
-    uint64_t at = HEADER;
-    int64_t pos = 0;
-    for (; pos < a->n; pos++) {
-        if (a->blocks[pos].off - at >= len) break;
-        at = a->blocks[pos].off + a->blocks[pos].len;
-    }
-    if (at + len > a->size)
-        return tis_error(TIS_ERANGE, "arena: no room for %zu bytes in %s (%zu used of %zu)", bytes, a->name,
-                         arena_bytes_used(a), a->size);
-    if (a->n == a->cap) {
-        int64_t nc = a->cap ? 2 * a->cap : 16;
-        block *b = realloc(a->blocks, (size_t)nc * sizeof *b);
-        if (!b) return tis_error(TIS_ENOMEM, "arena: out of memory");
-        a->blocks = b;
-        a->cap = nc;
-    }
-    memmove(a->blocks + pos + 1, a->blocks + pos, (size_t)(a->n - pos) * sizeof *a->blocks);
-    a->blocks[pos] = (block){at, len, a->next_lease++, tis_now_ms() + ttl_ms};
-    a->n++;
-    *off = at;
-    *lease = a->blocks[pos].lease;
-    return 0;
-}
-
-static int64_t s_find(const arena *a, uint64_t lease) {
-    for (int64_t i = 0; i < a->n; i++)
-        if (a->blocks[i].lease == lease) return i;
-    return -1;
-}
-
-static void s_remove(arena *a, int64_t i) {
-    memmove(a->blocks + i, a->blocks + i + 1, (size_t)(a->n - i - 1) * sizeof *a->blocks);
-    a->n--;
+    return block_table_alloc(&a->t, bytes, tis_now_ms(), ttl_ms, off, lease);
 }
 
 int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms) {
-    int64_t i = s_find(a, lease);
-    if (i < 0) return tis_error(TIS_ENOTFOUND, "arena: lease %llu expired or released", (unsigned long long)lease);
-    a->blocks[i].expires_ms = tis_now_ms() + ttl_ms;
-    return 0;
+    return block_table_renew(&a->t, lease, tis_now_ms(), ttl_ms);
 }
 
-void arena_lease_release(arena *a, uint64_t lease) {
-    int64_t i = s_find(a, lease);
-    if (i >= 0) s_remove(a, i);
-}
-
-int64_t arena_expire(arena *a, uint64_t now_ms) {
-    int64_t freed = 0;
-    for (int64_t i = 0; i < a->n;) {
-        if (a->blocks[i].expires_ms < now_ms) {
-            s_remove(a, i);
-            freed++;
-        } else {
-            i++;
-        }
-    }
-    return freed;
-}
-
-int64_t arena_blocks(const arena *a) { return a->n; }
-
-size_t arena_bytes_used(const arena *a) {
-    size_t n = 0;
-    for (int64_t i = 0; i < a->n; i++) n += (size_t)a->blocks[i].len;
-    return n;
-}
+void arena_lease_release(arena *a, uint64_t lease) { block_table_release(&a->t, lease); }
+int64_t arena_expire(arena *a, uint64_t now_ms) { return block_table_expire(&a->t, now_ms); }
+int64_t arena_blocks(const arena *a) { return a->t.n; }
+size_t arena_bytes_used(const arena *a) { return block_table_bytes(&a->t); }
 
 int arena_lease_range(const arena *a, uint64_t lease, uint64_t *off, uint64_t *len) {
-    int64_t i = s_find(a, lease);
-    if (i < 0) return tis_error(TIS_ENOTFOUND, "arena: lease %llx expired or released", (unsigned long long)lease);
-    *off = a->blocks[i].off;
-    *len = a->blocks[i].len;
-    return 0;
+    return block_table_range(&a->t, lease, off, len);
 }
 
 int arena_check_lease(const arena *a, uint64_t lease) {

@@ -501,7 +501,7 @@ int coord_run(const coord_opts *o) {
     sa.sa_handler = s_on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    while (!rc && !s_stop && !(o->stop_after > 0 && s->answered >= o->stop_after)) {
+    while (!rc && !s_stop && !(o->stop && *o->stop) && !(o->stop_after > 0 && s->answered >= o->stop_after)) {
         zmq_pollitem_t it[2] = {{s->front, 0, ZMQ_POLLIN, 0}, {s->back, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(it, 2, (long)o->heartbeat_ms);
         if (n < 0) {

@@ -12,6 +12,7 @@
 #ifndef TIS_COORD_H
 #define TIS_COORD_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "secure.h"
@@ -32,6 +33,8 @@ typedef struct coord_opts {
     int64_t context_ttl_ms;   /* a compressed context kept for later questions (Submit.keep_context)
                                  and unused this long is released (default 600000) */
     int64_t stop_after;       /* for tests: exit after this many answers (0: never) */
+    const volatile sig_atomic_t *stop; /* when set to nonzero (by a signal handler: tis serve's when a worker
+                                 cannot use its device), the coordinator stops as on SIGTERM; NULL: none */
     sec_opts sec;             /* who may connect (secure.h): the coordinator's key pair and the
                                  allow-list for tcp endpoints; insecure for tcp without keys */
 } coord_opts;

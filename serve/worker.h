@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devspec.h"
 #include "secure.h"
 
 typedef struct worker_opts {
@@ -32,6 +33,7 @@ typedef struct worker_opts {
     uint32_t lease_ms;         /* lease of a block until its consumer renews (default 30000) */
     int64_t max_batch;         /* decode: requests generated together (default 8) */
     sec_opts sec;              /* a tcp endpoint: our key pair and the coordinator's public key */
+    devspec device;            /* cpu, or cuda:N (checked by devspec_check before worker_run) */
 } worker_opts;
 
 /* Runs until Shutdown / SIGTERM (0) or a fatal setup error (< 0). */

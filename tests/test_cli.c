@@ -74,12 +74,16 @@ int main(void) {
     }
     static const struct { const char *yaml, *msg; } bad[] = {
         {"prefill:\n  workers: 2\n  devcie: cpu\n", ":3: unknown key 'prefill.devcie'"},
-        {"prefill:\n  workers: [1, 2]\n", ":2: lists are not used"},
+        {"prefill:\n  workers: [1, 2]\n", ":2: prefill.workers: '[1,2]' is not an integer"},
+        {"prefill:\n  devices: [[0], 1]\n", ":2: a list is only the value of a key, of plain values"},
+        {"prefill:\n  devices:\n    - a: 1\n", "'prefill.devices': a list of plain values only"},
+        {"prefill:\n  device: cuda:0\n  devices: [0, 1]\n", "prefill: give device or devices, not both"},
+        {"decode:\n  device: gpu\n", "decode.device: device 'gpu': cpu, cuda or cuda:N"},
+        {"decode:\n  devices: [0, x]\n", "decode.devices: 'x' is not a GPU number"},
         {"prefill:\n  workers: 1x\n", ":2: prefill.workers: '1x' is not an integer"},
-        {"decode:\n  device: cuda:0\n", "CUDA workers are not built yet"},
         {"front: a\nfront: b\n", "'front' is given twice (first on line 1)"},
         {"front: 'a\nback: b\n", "YAML error"},
-        {"- a\n- b\n", "lists are not used"},
+        {"- a\n- b\n", "a list is only the value of a key"},
     };
     char yml[512];
     snprintf(yml, sizeof yml, "%s", tt_path("bad.yaml"));
