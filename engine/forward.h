@@ -26,7 +26,15 @@ typedef struct forward_hooks {
 typedef struct forward_state forward_state;
 
 /* Scratch for batches of up to max_batch tokens (longer inputs are run in
- * chunks of max_batch). */
+ * chunks of max_batch).
+ *
+ * Residency: on a backend with its own memory (!backend_is_host(be), e.g.
+ * cuda) the pass runs entirely there: the model must have been prepared
+ * for it (model_to_backend; TIS_EINVAL otherwise), caches must live there
+ * too (forward_kv_new_on), the step's embedded rows and positions go up,
+ * and only the requested logits (and, when on_hidden is set, the hidden
+ * states) come down. on_attn is refused (TIS_EUNSUPPORTED) by a backend
+ * that cannot observe attention (tis_backend.cannot_observe). */
 int forward_state_new(forward_state **out, const model *m, const tis_backend *be,
                       int64_t max_batch);
 void forward_state_destroy(forward_state **p);
@@ -39,6 +47,9 @@ const rope_params *forward_rope_params(const forward_state *st);
 
 /* A cache sized for this model with room for `cap` tokens per stream. */
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
+/* The same in backend be's memory (a host cache for a host backend): what
+ * a forward_state on be runs against. */
+int forward_kv_new_on(const model *m, const tis_backend *be, int64_t cap, kv_cache **out);
 
 /* Runs tokens ids[T] at positions kv->n_past, kv->n_past+1, ... appending
  * their keys and values to kv. Writes the logits of the last n_logits

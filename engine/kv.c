@@ -42,13 +42,18 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
     }
 }
 
+/* The host accessors below cannot reach a backend-resident cache's rows. */
+#define KV_HOST_ONLY(kv) TIS_ASSERT((kv)->be == NULL && "a backend-resident KV cache: kv_cache_to_host first")
+
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
+    KV_HOST_ONLY(kv);
     size_t at = (size_t)(i * kv->head_dim) * kv->esize;
     s_put_row(kv->dtype, (char *)kv_cache_k(kv, s) + at, k, kv->head_dim);
     s_put_row(kv->dtype, (char *)kv_cache_v(kv, s) + at, v, kv->head_dim);
 }
 
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst) {
+    KV_HOST_ONLY(kv);
     const char *src = (const char *)(which ? kv_cache_v(kv, s) : kv_cache_k(kv, s)) +
                       (size_t)(i0 * kv->head_dim) * kv->esize;
     int64_t m = n * kv->head_dim;
@@ -63,9 +68,10 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
         for (int64_t j = 0; j < m; j++) dst[j] = quant_bf16_to_f32(h[j]);
 }
 
-int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
-                        int64_t head_dim, const int64_t *caps, int dtype) {
+int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
+                           const int64_t *caps, int dtype, const tis_backend *be) {
     *out = NULL;
+    if (be && backend_is_host(be)) be = NULL;
     if (!kv_dtype_ok(dtype)) return tis_error(TIS_EINVAL, "kv: element type %d is not f32, f16 or bf16", dtype);
     size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
@@ -79,25 +85,29 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
             return tis_error(TIS_EINVAL, "kv: bad capacity %lld", (long long)caps[s]);
         total += caps[s];
     }
-    /* One allocation, carved: k, v, pos, off, cap, len. */
+    /* One host allocation, carved: k, v (on the host only), pos, off, cap, len. */
     size_t kv_bytes = (size_t)total * (size_t)head_dim * es;
     if (total > 0 && kv_bytes / (size_t)total / es != (size_t)head_dim)
         return tis_error(TIS_ERANGE, "kv: size overflow");
-    size_t sizes[6] = {kv_bytes, kv_bytes, (size_t)total * sizeof(int32_t),
+    size_t host_kv = be ? 0 : kv_bytes;
+    size_t sizes[6] = {host_kv, host_kv, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
                        (size_t)ns * sizeof(int64_t)};
     size_t bytes = 0;
     for (int i = 0; i < 6; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
     void *mem = bytes ? aligned_alloc(64, bytes) : NULL;
-    if (!kv || (bytes && !mem)) {
+    void *dev = be ? be->alloc(be->ctx, 2 * s_align64(kv_bytes)) : NULL;
+    if (!kv || (bytes && !mem) || (be && !dev)) {
         free(kv);
         free(mem);
-        return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes", bytes);
+        if (dev) be->free(be->ctx, dev);
+        return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes%s", be ? 2 * kv_bytes : bytes,
+                         be ? " of backend memory" : "");
     }
     char *p = mem;
-    kv->k = p;               p += s_align64(sizes[0]);
-    kv->v = p;               p += s_align64(sizes[1]);
+    kv->k = be ? dev : (void *)p;                        p += s_align64(sizes[0]);
+    kv->v = be ? (char *)dev + s_align64(kv_bytes) : p;  p += s_align64(sizes[1]);
     kv->pos = (int32_t *)p;  p += s_align64(sizes[2]);
     kv->off = (int64_t *)p;  p += s_align64(sizes[3]);
     kv->cap = (int64_t *)p;  p += s_align64(sizes[4]);
@@ -110,6 +120,8 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
     kv->esize = es;
     kv->mem = mem;
     kv->mem_bytes = bytes;
+    kv->be = be;
+    kv->dev = dev;
     int64_t o = 0;
     for (int64_t s = 0; s < ns; s++) {
         kv->off[s] = o;
@@ -120,6 +132,11 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
     kv->n_past = 0;
     *out = kv;
     return 0;
+}
+
+int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
+                        int64_t head_dim, const int64_t *caps, int dtype) {
+    return kv_cache_new_ragged_on(out, n_layer, n_kv_head, head_dim, caps, dtype, NULL);
 }
 
 int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
@@ -139,17 +156,37 @@ int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t hea
 
 void kv_cache_destroy(kv_cache **p) {
     if (!p || !*p) return;
-    free((*p)->bias);
-    free((*p)->mem);
-    free(*p);
+    kv_cache *kv = *p;
+    if (kv->be) {
+        if (kv->bias) kv->be->free(kv->be->ctx, kv->bias);
+        if (kv->dev) kv->be->free(kv->be->ctx, kv->dev);
+    } else {
+        free(kv->bias);
+    }
+    free(kv->mem);
+    free(kv);
     *p = NULL;
+}
+
+static int64_t s_rows(const kv_cache *kv) {
+    return kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
 }
 
 int kv_cache_enable_bias(kv_cache *kv) {
     if (kv->bias) return 0;
-    int64_t total = kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
-    kv->bias = calloc((size_t)(total ? total : 1), sizeof(float));
-    return kv->bias ? 0 : tis_error(TIS_ENOMEM, "kv: out of memory for the attention bias");
+    size_t n = (size_t)(s_rows(kv) ? s_rows(kv) : 1);
+    if (!kv->be) {
+        kv->bias = calloc(n, sizeof(float));
+        return kv->bias ? 0 : tis_error(TIS_ENOMEM, "kv: out of memory for the attention bias");
+    }
+    float *zero = calloc(n, sizeof(float));
+    float *b = kv->be->alloc(kv->be->ctx, n * sizeof(float));
+    int rc = zero && b ? kv->be->upload(kv->be->ctx, b, zero, n * sizeof(float))
+                       : tis_error(TIS_ENOMEM, "kv: out of memory for the attention bias");
+    free(zero);
+    if (rc && b) kv->be->free(kv->be->ctx, b);
+    if (!rc) kv->bias = b;
+    return rc;
 }
 
 void kv_cache_clear(kv_cache *kv) {
@@ -186,6 +223,10 @@ size_t kv_cache_bytes_reserved(const kv_cache *kv) {
 
 int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra) {
     *out = NULL;
+    if (src->be)
+        return tis_error(TIS_EUNSUPPORTED, "kv: compaction reads host caches; this one lives in %s memory "
+                                           "(kv_cache_to_host first: compaction on the device is not built)",
+                         src->be->name);
     if (extra < 0) return tis_error(TIS_EINVAL, "kv: negative extra capacity");
     int64_t ns = src->n_stream, hd = src->head_dim;
     int64_t *caps = calloc((size_t)ns, sizeof *caps);
@@ -230,6 +271,7 @@ size_t kv_cache_block_bytes(const kv_cache *kv) {
 }
 
 void kv_cache_block_write(const kv_cache *kv, void *dst) {
+    KV_HOST_ONLY(kv);
     char *p = dst;
     size_t row = (size_t)kv->head_dim * kv->esize;
     for (int64_t s = 0; s < kv->n_stream; s++) {
@@ -309,8 +351,55 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
 
 kv_view kv_cache_view(const kv_cache *kv) {
     /* streams are laid out in order: the last one ends the arrays */
-    int64_t rows = kv->n_stream ? kv->off[kv->n_stream - 1] + kv->cap[kv->n_stream - 1] : 0;
+    int64_t rows = s_rows(kv);
     return (kv_view){.n_layer = kv->n_layer, .n_kv_head = kv->n_kv_head, .head_dim = kv->head_dim,
                      .n_entries = rows, .dtype = kv->dtype, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
                      .len = kv->len};
 }
+
+/* A copy of src's layout and host arrays in a new cache of be's (NULL:
+ * the host), k, v and bias still to be filled. */
+static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
+    int rc = kv_cache_new_ragged_on(out, src->n_layer, src->n_kv_head, src->head_dim, src->cap, src->dtype, be);
+    if (!rc && src->bias) rc = kv_cache_enable_bias(*out);
+    if (rc) {
+        kv_cache_destroy(out);
+        return rc;
+    }
+    kv_cache *kv = *out;
+    memcpy(kv->pos, src->pos, (size_t)s_rows(src) * sizeof(int32_t));
+    memcpy(kv->len, src->len, (size_t)src->n_stream * sizeof(int64_t));
+    kv->n_past = src->n_past;
+    return 0;
+}
+
+/* Copies k, v and bias (all rows, filled or not: two or three transfers)
+ * from src to dst, same layout, across host and backend memory. */
+static int s_copy_rows(kv_cache *dst, const kv_cache *src) {
+    size_t kvb = (size_t)s_rows(src) * (size_t)src->head_dim * src->esize, bb = (size_t)s_rows(src) * sizeof(float);
+    const tis_backend *be = dst->be ? dst->be : src->be;
+    if (!be || backend_is_host(be)) {
+        memcpy(dst->k, src->k, kvb);
+        memcpy(dst->v, src->v, kvb);
+        if (src->bias) memcpy(dst->bias, src->bias, bb);
+        return 0;
+    }
+    int (*cp)(void *, void *, const void *, size_t) = dst->be ? be->upload : be->download;
+    int rc = cp(be->ctx, dst->k, src->k, kvb);
+    if (!rc) rc = cp(be->ctx, dst->v, src->v, kvb);
+    if (!rc && src->bias) rc = cp(be->ctx, dst->bias, src->bias, bb);
+    return rc;
+}
+
+int kv_cache_to_backend(kv_cache **out, const kv_cache *src, const tis_backend *be) {
+    *out = NULL;
+    if (src->be && be && !backend_is_host(be))
+        return tis_error(TIS_EUNSUPPORTED, "kv: a cache in %s memory is not copied to %s memory directly "
+                                           "(kv_cache_to_host first)", src->be->name, be->name);
+    int rc = s_twin(out, src, be);
+    if (!rc) rc = s_copy_rows(*out, src);
+    if (rc) kv_cache_destroy(out);
+    return rc;
+}
+
+int kv_cache_to_host(kv_cache **out, const kv_cache *src) { return kv_cache_to_backend(out, src, NULL); }

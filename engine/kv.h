@@ -37,8 +37,14 @@ typedef struct kv_cache {
     float *bias;        /* [sum cap] additive attention-logit bias per entry (the
                            importance head's attention hook), or NULL: none.
                            Own allocation; new entries get 0. */
-    void *mem;          /* the one allocation everything above lives in */
+    void *mem;          /* the one allocation everything above lives in (a
+                           backend-resident cache: all but k, v and bias) */
     size_t mem_bytes;
+    const tis_backend *be; /* NULL: a host cache. Else k, v and bias live in
+                           this backend's memory (borrowed: it outlives the
+                           cache), from one be->alloc (dev) and bias's own;
+                           pos, off, cap, len and n_past stay on the host. */
+    void *dev;
 } kv_cache;
 
 /* True for the element types a cache can hold (F32, F16, BF16). */
@@ -55,7 +61,24 @@ int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
                         int64_t head_dim, const int64_t *caps, int dtype);
 void kv_cache_destroy(kv_cache **p);
 
-/* Gives the cache a zeroed per-entry attention bias (idempotent). */
+/* Backend residency. A cache made for a backend that computes in its own
+ * memory (!backend_is_host(be)) keeps k, v and bias there; be NULL or a
+ * host backend gives a host cache. The forward pass appends to either
+ * through the backend's kv_append. Everything below that reads or writes
+ * k, v or bias on the host (kv_cache_put, kv_cache_rows_f32,
+ * kv_cache_compact, kv_cache_block_write, the presses' scoring) refuses
+ * a backend-resident cache (an error, or an assertion where it returns
+ * nothing): copy it to the host with kv_cache_to_host first. Scoring and
+ * compaction on the device are not built. */
+int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
+                           const int64_t *caps, int dtype, const tis_backend *be);
+/* A host copy of src (same capacities, entries, positions, bias, n_past). */
+int kv_cache_to_host(kv_cache **out, const kv_cache *src);
+/* A copy of src in be's memory (a host copy when be is NULL or a host backend). */
+int kv_cache_to_backend(kv_cache **out, const kv_cache *src, const tis_backend *be);
+
+/* Gives the cache a zeroed per-entry attention bias (idempotent); in the
+ * backend's memory for a backend-resident cache. */
 int kv_cache_enable_bias(kv_cache *kv);
 
 /* The cache as the backends' attention reads it (borrows kv's arrays). */

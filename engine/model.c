@@ -264,9 +264,102 @@ fail:
     return rc;
 }
 
+/* ---- backend copies of the weights ---- */
+
+static void s_release_mat(const tis_backend *be, tis_weight *w) {
+    if (w->data) be->free(be->ctx, (void *)w->data);
+    w->data = NULL;
+}
+
+static void s_release_vec(const tis_backend *be, const float **v) {
+    if (*v) be->free(be->ctx, (void *)*v);
+    *v = NULL;
+}
+
+static void s_release_backend(model *m) {
+    const tis_backend *be = m->be;
+    model_weights *w = &m->be_weights;
+    if (!be) return;
+    for (int64_t l = 0; w->layers && l < m->config.n_layer; l++) {
+        layer_weights *L = &w->layers[l];
+        tis_weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) s_release_mat(be, mats[i]);
+        const float **vecs[] = {&L->attn_norm, &L->ffn_norm, &L->bq, &L->bk, &L->bv};
+        for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) s_release_vec(be, vecs[i]);
+    }
+    s_release_mat(be, &w->output);
+    s_release_vec(be, &w->out_norm);
+    free(w->layers);
+    memset(w, 0, sizeof *w);
+    m->be = NULL;
+}
+
+/* dst = src (n floats, host) in be's memory; NULL src gives NULL. */
+static int s_up_vec(const tis_backend *be, const float **dst, const float *src, int64_t n) {
+    *dst = NULL;
+    if (!src) return 0;
+    float *d = be->alloc(be->ctx, (size_t)n * sizeof(float));
+    if (!d) return tis_error(TIS_ENOMEM, "model: no %s memory for a vector of %lld", be->name, (long long)n);
+    *dst = d;
+    return be->upload(be->ctx, d, src, (size_t)n * sizeof(float));
+}
+
+static int s_prep_mat(const tis_backend *be, tis_weight *dst, const tis_weight *src) {
+    memset(dst, 0, sizeof *dst);
+    int rc = be->weight_prepare(be->ctx, dst, src);
+    dst->f32_act = src->f32_act;
+    return rc;
+}
+
+static int s_prepare_layers(model *m, const tis_backend *be) {
+    const model_config *c = &m->config;
+    int64_t d = c->d_model, qd = c->n_head * c->head_dim, kd = c->n_kv_head * c->head_dim;
+    int rc = 0;
+    for (int64_t l = 0; !rc && l < c->n_layer; l++) {
+        const layer_weights *H = &m->weights.layers[l];
+        layer_weights *L = &m->be_weights.layers[l];
+        rc = s_up_vec(be, &L->attn_norm, H->attn_norm, d);
+        if (!rc) rc = s_up_vec(be, &L->ffn_norm, H->ffn_norm, d);
+        if (!rc) rc = s_up_vec(be, &L->bq, H->bq, qd);
+        if (!rc) rc = s_up_vec(be, &L->bk, H->bk, kd);
+        if (!rc) rc = s_up_vec(be, &L->bv, H->bv, kd);
+        if (!rc) rc = s_prep_mat(be, &L->wq, &H->wq);
+        if (!rc) rc = s_prep_mat(be, &L->wk, &H->wk);
+        if (!rc) rc = s_prep_mat(be, &L->wv, &H->wv);
+        if (!rc) rc = s_prep_mat(be, &L->wo, &H->wo);
+        if (!rc) rc = s_prep_mat(be, &L->w_gate, &H->w_gate);
+        if (!rc) rc = s_prep_mat(be, &L->w_up, &H->w_up);
+        if (!rc) rc = s_prep_mat(be, &L->w_down, &H->w_down);
+    }
+    return rc;
+}
+
+int model_to_backend(model *m, const tis_backend *be) {
+    if (backend_is_host(be) || m->be == be) return 0;
+    if (!be->weight_prepare || !be->download)
+        return tis_error(TIS_EUNSUPPORTED, "model: backend %s has its own memory but no weight_prepare/download",
+                         be->name);
+    s_release_backend(m);
+    m->be = be;
+    m->be_weights.layers = calloc((size_t)m->config.n_layer, sizeof(layer_weights));
+    int rc = m->be_weights.layers ? 0 : tis_error(TIS_ENOMEM, "model: out of memory");
+    if (!rc) rc = s_prepare_layers(m, be);
+    if (!rc) rc = s_up_vec(be, &m->be_weights.out_norm, m->weights.out_norm, m->config.d_model);
+    if (!rc) rc = s_prep_mat(be, &m->be_weights.output, &m->weights.output);
+    /* the embedding lookup reads the host's table: no copy (model.h) */
+    if (rc) s_release_backend(m);
+    return rc;
+}
+
+const model_weights *model_weights_on(const model *m, const tis_backend *be) {
+    if (backend_is_host(be)) return &m->weights;
+    return m->be == be ? &m->be_weights : NULL;
+}
+
 void model_destroy(model **p) {
     if (!p || !*p) return;
     model *m = *p;
+    s_release_backend(m);
     tokenizer_destroy(&m->tok);
     free(m->weights.layers);
     free(m->arena);

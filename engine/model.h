@@ -50,6 +50,10 @@ typedef struct model {
     size_t arena_bytes;
     size_t weights_bytes;   /* matrices in their file type + the arena */
     int64_t n_params;
+    const tis_backend *be;  /* the backend model_to_backend prepared it for (borrowed), or NULL */
+    model_weights be_weights; /* that backend's copy (owned): matrices through be->weight_prepare,
+                               norms and biases uploaded; tok_embd stays on the host (the
+                               embedding lookup runs there, model_embed) */
     int kv_type;            /* element type of the KV caches made for it (forward_kv_new):
                                GGML_TYPE_F16 unless $TIS_KV_TYPE (f16|f32|bf16) says
                                otherwise; the CLI's --kv_type sets it after loading */
@@ -60,6 +64,18 @@ typedef struct model {
  * their type (checked: a type the kernels cannot multiply is an error). */
 int model_load(model **out, const char *path);
 void model_destroy(model **p);
+
+/* Prepares every layer matrix, norm and bias, the final norm and the
+ * output matrix in be's memory, once (a backend that computes in host
+ * memory needs nothing: 0, no copy). Preparing for another backend
+ * releases the previous one's copy. Not thread-safe: call it before any
+ * forward_state uses the model. 0, TIS_ENOMEM, or the backend's error
+ * (m then holds no backend copy). */
+int model_to_backend(model *m, const tis_backend *be);
+/* The weights the forward pass hands backend be: the host's for a host
+ * backend, the prepared copy for the backend model_to_backend prepared,
+ * NULL for any other. */
+const model_weights *model_weights_on(const model *m, const tis_backend *be);
 
 /* x[d_model] = the embedding row of token id (dequantised). */
 void model_embed(const model *m, int32_t id, float *x);

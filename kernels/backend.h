@@ -3,7 +3,9 @@
  * The CPU backend (kernels/cpu) is the reference: f32, OpenBLAS sgemm for
  * matrix products. A CUDA backend (kernels/cuda, later) fills the same table;
  * a NULL entry means "not supported by this backend". Buffers passed to a
- * backend's ops live in that backend's memory (host memory for cpu). */
+ * backend's ops live in that backend's memory (host memory for cpu), and so
+ * do rope's positions; rope_params.inv_freq and kv_view's off/len are host
+ * arrays. */
 #ifndef TIS_BACKEND_H
 #define TIS_BACKEND_H
 
@@ -71,7 +73,8 @@ typedef struct tis_backend {
     /* y[T][d] = x / rms(x) * w */
     void (*rmsnorm)(void *ctx, float *y, const float *x, const float *w, int64_t T,
                     int64_t d, float eps);
-    /* x[T][n_heads][head_dim] rotated in place at positions pos[T] */
+    /* x[T][n_heads][head_dim] rotated in place at positions pos[T] (pos in
+     * the backend's memory) */
     void (*rope)(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n_heads,
                  const rope_params *rp);
     /* g[T][n] = silu(g) * u */
@@ -94,7 +97,43 @@ typedef struct tis_backend {
      * and fill the cache every later token reads; a generated token's step
      * is the one decode repeats, where 8-bit activations pay. */
     void (*prompt_step)(void *ctx, bool prompt);
+
+    /* ---- residency (docs/design.md §3) ----
+     * A backend computing in host memory (cpu) leaves upload and download
+     * NULL: its alloc returns host memory that host code may read and
+     * write. A backend with its own memory (cuda) sets them, and the engine
+     * then reaches that memory only through these ops: backend_is_host(). */
+    /* Copies bytes from host src to backend dst / from backend src to host
+     * dst. 0, or TIS_EIO with a message (dst is then undefined). */
+    int (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
+    int (*download)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Appends T entries to each of the n_kv_head streams of one layer of a
+     * cache held in this backend's memory: for kv head h, row t of
+     * k[T][n_kv_head*head_dim] and v[T][...] (f32, backend memory), columns
+     * [h*head_dim, (h+1)*head_dim), is stored as row at[h] + t of the
+     * cache's keys kc / values vc in `dtype` (GGML_TYPE_F32, F16 or BF16,
+     * kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
+     * at is a host array [n_kv_head] (the streams' off + len). 0, or
+     * TIS_EINVAL for a dtype it cannot store. NULL: host caches only
+     * (the engine stores rows itself). */
+    int (*kv_append)(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t head_dim, int64_t n_kv_head,
+                     const int64_t *at, const float *k, const float *v, int64_t T);
+    /* A copy of the host weight src (the model file's type and mapping) in
+     * this backend's memory, in a type its matmul multiplies (the file's
+     * type, or f32 dequantised): *dst, whose data comes from alloc (release
+     * it with free). 0, TIS_ENOMEM, or TIS_EUNSUPPORTED for a type it cannot
+     * take. NULL: matmul reads host weights in place (no copy). */
+    int (*weight_prepare)(void *ctx, tis_weight *dst, const tis_weight *src);
+    /* Waits for the work queued so far; 0 or the error the device reported.
+     * NULL: ops complete before they return. */
+    int (*sync)(void *ctx);
+    /* attention cannot report probabilities: an attn_observer is refused
+     * (the engine says so before it runs anything; see forward_run). */
+    bool cannot_observe;
 } tis_backend;
+
+/* Whether the backend computes in host memory (no upload/download ops). */
+static inline bool backend_is_host(const tis_backend *be) { return be->upload == NULL; }
 
 /* The CPU reference backend (a static table; never destroyed). */
 const tis_backend *backend_cpu(void);

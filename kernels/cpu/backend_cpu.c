@@ -301,6 +301,38 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
     return cpu_attention(out, q, kv, layer, T, n_head, obs);
 }
 
+/* Rows of the new tokens into a host cache, converted to its element type
+ * (what kv_cache_put did per row). */
+static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
+    if (dtype == GGML_TYPE_F32) {
+        memcpy(dst, x, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = dst;
+    if (dtype == GGML_TYPE_F16)
+        for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_f16(x[i]);
+    else
+        for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_bf16(x[i]);
+}
+
+static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv,
+                       const int64_t *at, const float *k, const float *v, int64_t T) {
+    (void)ctx;
+    if (dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16)
+        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16 or bf16)", dtype);
+    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t), row = (size_t)hd * es;
+    int64_t kd = n_kv * hd;
+    for (int64_t h = 0; h < n_kv; h++) {
+        for (int64_t t = 0; t < T; t++) {
+            size_t r = (size_t)(at[h] + t);
+            s_put_row(dtype, (char *)kc + r * row, k + t * kd + h * hd, hd);
+            s_put_row(dtype, (char *)vc + r * row, v + t * kd + h * hd, hd);
+        }
+        if (bias) memset(bias + at[h], 0, (size_t)T * sizeof(float));
+    }
+    return 0;
+}
+
 static const tis_backend s_cpu = {
     .name = "cpu",
     .ctx = NULL,
@@ -314,6 +346,7 @@ static const tis_backend s_cpu = {
     .add_bias = s_add_bias,
     .attention = s_attention,
     .prompt_step = s_prompt_step,
+    .kv_append = s_kv_append, /* the rest of the residency ops: NULL, host memory */
 };
 
 const tis_backend *backend_cpu(void) { return &s_cpu; }
