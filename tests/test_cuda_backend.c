@@ -183,6 +183,78 @@ static void s_attention_dt(int64_t hd, int64_t n_kv, int64_t group, int64_t T, c
 static void s_attention(int64_t hd, int64_t n_kv, int64_t group, int64_t T, const int64_t *len, bool bias) {
     s_attention_dt(hd, n_kv, group, T, len, bias, GGML_TYPE_F32);
 }
+
+static void s_obs_fn(void *u, int64_t layer, int64_t head, int64_t q0, int64_t nq, const float *p, int64_t nk) {}
+
+/* The residency ops (kernels/backend.h) against the CPU's: upload and
+ * download round trip; kv_append into f32 / f16 / bf16 caches (bit-equal:
+ * both round to nearest even); a Q4_1 weight prepared (dequantised to f32)
+ * and multiplied, against the CPU's product of the same blocks with f32
+ * activations (f32 summation order: the matmul tolerance); sync; an
+ * attention observer refused with an error, not an abort. */
+static void s_residency(void) {
+    const tis_backend *cpu = backend_cpu();
+    void *g = s_gpu->ctx;
+    float h[300], back[300];
+    for (int i = 0; i < 300; i++) h[i] = tt_randf(&s_rng);
+    float *d = s_gpu->alloc(g, sizeof h);
+    TT_OK(s_gpu->upload(g, d, h, sizeof h));
+    TT_OK(s_gpu->download(g, back, d, sizeof h));
+    TT_CHECK(memcmp(h, back, sizeof h) == 0);
+    s_gpu->free(g, d);
+    int types[3] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    int64_t hd = 64, n_kv = 3, T = 5, rows = 60, at[3] = {0, 17, 40};
+    for (int ti = 0; ti < 3; ti++) {
+        size_t es = types[ti] == GGML_TYPE_F32 ? 4 : 2, kvb = (size_t)(rows * hd) * es;
+        float *k = s_rand(T * n_kv * hd, 3), *v = s_rand(T * n_kv * hd, 3);
+        char *kc = calloc(1, kvb), *vc = calloc(1, kvb), *kg = malloc(kvb), *vg = malloc(kvb);
+        float bias[60], bias_g[60];
+        for (int i = 0; i < 60; i++) bias[i] = 1.0f + (float)i;
+        float *dk = s_up(k, T * n_kv * hd), *dv = s_up(v, T * n_kv * hd), *db = s_up(bias, rows);
+        void *dkc = s_gpu->alloc(g, kvb), *dvc = s_gpu->alloc(g, kvb);
+        TT_OK(s_gpu->upload(g, dkc, kc, kvb));
+        TT_OK(s_gpu->upload(g, dvc, vc, kvb));
+        TT_OK(cpu->kv_append(NULL, kc, vc, bias, types[ti], hd, n_kv, at, k, v, T));
+        TT_OK(s_gpu->kv_append(g, dkc, dvc, db, types[ti], hd, n_kv, at, dk, dv, T));
+        TT_OK(s_gpu->download(g, kg, dkc, kvb));
+        TT_OK(s_gpu->download(g, vg, dvc, kvb));
+        s_down(bias_g, db, rows);
+        bool same = !memcmp(kc, kg, kvb) && !memcmp(vc, vg, kvb) && !memcmp(bias, bias_g, sizeof bias);
+        fprintf(stderr, "  kv_append %-4s 3 heads x 5 rows: %s\n", kv_dtype_name(types[ti]), same ? "bit-equal" : "FAIL");
+        TT_CHECK(same);
+        s_gpu->free(g, dk), s_gpu->free(g, dv), s_gpu->free(g, db), s_gpu->free(g, dkc), s_gpu->free(g, dvc);
+        free(k), free(v), free(kc), free(vc), free(kg), free(vg);
+    }
+    TT_CHECK(s_gpu->kv_append(g, NULL, NULL, NULL, GGML_TYPE_Q4_1, hd, n_kv, at, NULL, NULL, T) == TIS_EINVAL);
+    /* a Q4_1 weight, 257 x 96, prepared and multiplied (T = 1 and 9) */
+    int64_t n_in = 96, n_out = 257;
+    size_t rb = 0;
+    TT_OK(quant_row_bytes(GGML_TYPE_Q4_1, n_in, &rb));
+    float *wf = s_rand(n_in * n_out, 0.2f);
+    uint8_t *wq = malloc(rb * (size_t)n_out);
+    for (int64_t r = 0; r < n_out; r++) quant_quantize_row(GGML_TYPE_Q4_1, wf + r * n_in, wq + r * rb, n_in);
+    tis_weight wh = {.type = GGML_TYPE_Q4_1, .data = wq, .row_bytes = rb, .n_in = n_in, .n_out = n_out}, wd = {0};
+    TT_OK(s_gpu->weight_prepare(g, &wd, &wh));
+    TT_CHECK(wd.type == GGML_TYPE_F32 && wd.n_in == n_in && wd.n_out == n_out);
+    backend_cpu_set_f32_act(true);
+    for (int64_t T2 = 1; T2 <= 9; T2 += 8) {
+        float *x = s_rand(T2 * n_in, 1), *yc = malloc((size_t)(T2 * n_out) * 4), *yg = malloc((size_t)(T2 * n_out) * 4);
+        float *dx = s_up(x, T2 * n_in), *dy = s_gpu->alloc(g, (size_t)(T2 * n_out) * 4);
+        TT_OK(cpu->matmul(NULL, yc, x, &wh, T2, false));
+        TT_OK(s_gpu->matmul(g, dy, dx, &wd, T2, false));
+        s_down(yg, dy, T2 * n_out);
+        TT_CHECK(s_close(T2 == 1 ? "Q4_1 prepared, matmul T=1" : "Q4_1 prepared, matmul T=9", yc, yg, T2 * n_out));
+        s_gpu->free(g, dx), s_gpu->free(g, dy);
+        free(x), free(yc), free(yg);
+    }
+    if (wd.data) s_gpu->free(g, (void *)wd.data);
+    free(wf), free(wq);
+    TT_OK(s_gpu->sync(g));
+    TT_CHECK(s_gpu->cannot_observe);
+    attn_observer obs = {s_obs_fn, NULL};
+    kv_view none = {.n_layer = 1, .n_kv_head = 1, .head_dim = 64};
+    TT_CHECK(s_gpu->attention(g, NULL, NULL, &none, 0, 1, 1, &obs) == TIS_EUNSUPPORTED);
+}
 #endif
 
 int main(void) {
@@ -218,9 +290,10 @@ int main(void) {
     s_attention(64, 4, 1, 1, (int64_t[]){1, 2, 1, 4097}, false);     /* group 1, heads with 0 and 1 kept */
     s_attention(64, 3, 3, 3, (int64_t[]){3, 4, 4099}, true);         /* 3 new tokens over 0, 1, 4096 kept */
     s_attention(64, 3, 3, 1, (int64_t[]){257, 1, 2}, false);         /* SmolLM2: a tile + 1, 0 and 1 kept */
-    /* f16 and bf16 caches (the CPU reads them; the CUDA backend reads f32 only so far) */
+    /* f16 and bf16 caches (both backends read them) */
     s_attention_dt(64, 2, 7, 1, (int64_t[]){17, 300}, true, GGML_TYPE_F16);
     s_attention_dt(64, 2, 7, 5, (int64_t[]){5, 4100}, false, GGML_TYPE_BF16);
+    s_residency();
     return tt_done("test_cuda_backend");
 #else
     printf("test_cuda_backend: skipped: built without CUDA (TIS_CUDA=OFF)\n");

@@ -1,5 +1,7 @@
 // backend_cuda: the vtable of kernels/backend.h on a CUDA device.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 
 #include "backend_cuda.h"
 extern "C" {
+#include "quant.h"
 #include "tis_error.h"
 }
 
@@ -16,6 +19,8 @@ enum { MAX_KV_HEADS = 64, ATT_THREADS = 256, MAX_HEAD_DIM = ATT_THREADS };
 typedef struct cuda_ctx {
     int device;
     cublasHandle_t blas;
+    float *inv_freq;      // rope's frequencies on this device (rope_params.inv_freq is a host array)
+    int64_t inv_freq_cap;
 } cuda_ctx;
 
 // A kernel launch or cuBLAS call that fails here is a bug or a lost device:
@@ -49,19 +54,17 @@ static void s_free(void *ctx, void *p) {
 // terms Y^T (n_out x T) = op(W^T stored) . X^T.
 static int s_matmul(void *ctx, float *y, const float *x, const tis_weight *wt, int64_t T, bool accumulate) {
     cuda_ctx *c = (cuda_ctx *)ctx;
-    if (wt->type != 0 /* F32 */ || wt->row_bytes != (size_t)wt->n_in * sizeof(float)) {
-        fprintf(stderr, "tis: cuda: weights of ggml type %d: only f32 is supported on the device yet\n", wt->type);
-        abort();
-    }
+    if (wt->type != GGML_TYPE_F32 || wt->row_bytes != (size_t)wt->n_in * sizeof(float))
+        return tis_error(TIS_EUNSUPPORTED, "cuda: weights of ggml type %d: the device multiplies f32 "
+                                           "(weight_prepare makes them)", wt->type);
     const float *w = (const float *)wt->data;
     int64_t n_in = wt->n_in, n_out = wt->n_out;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublasStatus_t st = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &alpha, w,
                                     (int)n_in, x, (int)n_in, &beta, y, (int)n_out);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "tis: cuda: cublasSgemm failed (%d)\n", (int)st);
-        abort();
-    }
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return tis_error(st == CUBLAS_STATUS_ALLOC_FAILED ? TIS_ENOMEM : TIS_EIO, "cuda: cublasSgemm failed (%d)",
+                         (int)st);
     return 0;
 }
 
@@ -129,24 +132,26 @@ __global__ void k_rope(float *x, const int32_t *pos, int64_t T, int64_t n_heads,
 }
 
 // rope_params.inv_freq is a host array (the model's): copied per call into
-// a small device buffer kept in the context.
-static float *s_inv_freq_dev(const rope_params *rp) {
-    static float *dev = NULL;
-    static int64_t cap = 0;
+// a small device buffer kept in the context (a few hundred bytes; a later
+// version may key it by the host pointer and copy once).
+static float *s_inv_freq_dev(cuda_ctx *c, const rope_params *rp) {
     int64_t n = rp->rope_dim / 2;
-    if (n > cap) {
-        cudaFree(dev);
-        CUDA_OK(cudaMalloc(&dev, (size_t)n * sizeof(float)));
-        cap = n;
+    if (n > c->inv_freq_cap) {
+        cudaFree(c->inv_freq);
+        c->inv_freq = NULL;
+        c->inv_freq_cap = 0;
+        CUDA_OK(cudaMalloc(&c->inv_freq, (size_t)n * sizeof(float)));
+        c->inv_freq_cap = n;
     }
-    CUDA_OK(cudaMemcpy(dev, rp->inv_freq, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
-    return dev;
+    CUDA_OK(cudaMemcpy(c->inv_freq, rp->inv_freq, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+    return c->inv_freq;
 }
 
+// pos: device memory (the vtable's contract; forward uploads the step's).
 static void s_rope(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n_heads, const rope_params *rp) {
     int64_t n_pair = rp->rope_dim / 2, n = T * n_pair;
     if (n < 1) return;
-    float *f = s_inv_freq_dev(rp);
+    float *f = s_inv_freq_dev((cuda_ctx *)ctx, rp);
     k_rope<<<(unsigned)((n + 255) / 256), 256>>>(x, pos, T, n_heads, rp->head_dim, n_pair, rp->interleaved, f,
                                                  rp->pos_scale);
     CUDA_OK(cudaGetLastError());
@@ -194,7 +199,13 @@ typedef struct streams {
 // keeps the running max m and normaliser l, and thread d < hd accumulates
 // output dimension d (rescaled when m grows): an online softmax, O(hd)
 // shared memory whatever the length.
-__global__ void k_attention(float *out, const float *q, const float *K, const float *V, const float *bias,
+// Elements of the cache as f32 (kv_view.dtype: f32, f16 or bf16).
+__device__ __forceinline__ float s_ld(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float s_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float s_ld(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
+
+template <typename E>
+__global__ void k_attention(float *out, const float *q, const E *K, const E *V, const float *bias,
                             streams st, int64_t T, int64_t n_head, int64_t group, int64_t hd, float scale) {
     __shared__ float qs[MAX_HEAD_DIM], ps[ATT_THREADS], red[32];
     int64_t t = blockIdx.x, h = blockIdx.y, kvh = h / group;
@@ -207,9 +218,9 @@ __global__ void k_attention(float *out, const float *q, const float *K, const fl
         int64_t j = j0 + threadIdx.x;
         float sc = -INFINITY;
         if (j < vis) {
-            const float *kr = K + (off + j) * hd;
+            const E *kr = K + (off + j) * hd;
             float dot = 0;
-            for (int64_t d = 0; d < hd; d++) dot += qs[d] * kr[d];
+            for (int64_t d = 0; d < hd; d++) dot += qs[d] * s_ld(kr, d);
             sc = dot * scale + (bias ? bias[off + j] : 0.0f);
         }
         float mt = s_block_max(sc, red), mn = fmaxf(m, mt);
@@ -221,7 +232,7 @@ __global__ void k_attention(float *out, const float *q, const float *K, const fl
         if (threadIdx.x < hd) {
             float a = acc * corr;
             int64_t nt = vis - j0 < ATT_THREADS ? vis - j0 : ATT_THREADS;
-            for (int64_t k = 0; k < nt; k++) a += ps[k] * V[(off + j0 + k) * hd + threadIdx.x];
+            for (int64_t k = 0; k < nt; k++) a += ps[k] * s_ld(V, (off + j0 + k) * hd + threadIdx.x);
             acc = a;
         }
         m = mn;
@@ -232,17 +243,15 @@ __global__ void k_attention(float *out, const float *q, const float *K, const fl
 
 static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T,
                         int64_t n_head, const attn_observer *obs) {
-    if (obs && obs->fn) {
-        fprintf(stderr, "tis: cuda: attention probabilities cannot be observed on the CUDA backend\n");
-        abort();
-    }
-    if (kv->n_kv_head > MAX_KV_HEADS || kv->head_dim > MAX_HEAD_DIM) {
-        fprintf(stderr, "tis: cuda: %lld kv heads / head dim %lld: at most %d / %d\n", (long long)kv->n_kv_head,
-                (long long)kv->head_dim, MAX_KV_HEADS, MAX_HEAD_DIM);
-        abort();
-    }
-    if (kv->dtype != 0) /* GGML_TYPE_F32 */
-        return tis_error(TIS_EUNSUPPORTED, "cuda: attention reads f32 KV caches only (this one holds type %d)",
+    if (obs && obs->fn)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: attention probabilities cannot be observed on the CUDA backend");
+    if (kv->n_kv_head > MAX_KV_HEADS || kv->head_dim > MAX_HEAD_DIM || n_head % kv->n_kv_head)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: %lld kv heads / head dim %lld / %lld query heads: at most %d / %d, "
+                                           "a whole number of query heads per kv head",
+                         (long long)kv->n_kv_head, (long long)kv->head_dim, (long long)n_head, MAX_KV_HEADS,
+                         MAX_HEAD_DIM);
+    if (kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: attention reads f32, f16 or bf16 caches (this one: type %d)",
                          kv->dtype);
     if (T < 1) return 0;
     streams st;
@@ -250,17 +259,147 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
         int64_t s = layer * kv->n_kv_head + h;
         st.off[h] = kv->off[s];
         st.len[h] = kv->len[s];
-        if (st.len[h] < T) {
-            fprintf(stderr, "tis: cuda: stream %lld holds %lld entries, fewer than the %lld new tokens\n",
-                    (long long)s, (long long)st.len[h], (long long)T);
-            abort();
-        }
+        if (st.len[h] < T)
+            return tis_error(TIS_EINVAL, "cuda: stream %lld holds %lld entries, fewer than the %lld new tokens",
+                             (long long)s, (long long)st.len[h], (long long)T);
     }
     dim3 grid((unsigned)T, (unsigned)n_head);
-    k_attention<<<grid, ATT_THREADS>>>(out, q, (const float *)kv->k, (const float *)kv->v, kv->bias, st, T, n_head, n_head / kv->n_kv_head,
-                                       kv->head_dim, 1.0f / sqrtf((float)kv->head_dim));
+    int64_t g = n_head / kv->n_kv_head, hd = kv->head_dim;
+    float sc = 1.0f / sqrtf((float)hd);
+    if (kv->dtype == GGML_TYPE_F32)
+        k_attention<float><<<grid, ATT_THREADS>>>(out, q, (const float *)kv->k, (const float *)kv->v, kv->bias, st, T,
+                                                  n_head, g, hd, sc);
+    else if (kv->dtype == GGML_TYPE_F16)
+        k_attention<__half><<<grid, ATT_THREADS>>>(out, q, (const __half *)kv->k, (const __half *)kv->v, kv->bias, st,
+                                                   T, n_head, g, hd, sc);
+    else
+        k_attention<__nv_bfloat16><<<grid, ATT_THREADS>>>(out, q, (const __nv_bfloat16 *)kv->k,
+                                                          (const __nv_bfloat16 *)kv->v, kv->bias, st, T, n_head, g,
+                                                          hd, sc);
     CUDA_OK(cudaGetLastError());
     return 0;
+}
+
+// ---- residency ops (kernels/backend.h) ----
+
+static int s_upload(void *ctx, void *dst, const void *src, size_t bytes) {
+    cudaSetDevice(((cuda_ctx *)ctx)->device);
+    return backend_cuda_upload(dst, src, bytes);
+}
+
+static int s_download(void *ctx, void *dst, const void *src, size_t bytes) {
+    cudaSetDevice(((cuda_ctx *)ctx)->device);
+    return backend_cuda_download(dst, src, bytes);
+}
+
+// f32 -> bf16 exactly as the CPU (formats/quant.c): nan stays a quiet nan,
+// everything else rounds to nearest even.
+__device__ __forceinline__ uint16_t s_f32_to_bf16_bits(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+typedef struct rows_at {
+    int64_t at[MAX_KV_HEADS];
+} rows_at;
+
+// One block per (new token t, kv head h): row t's columns [h*hd, (h+1)*hd)
+// of k and v to cache rows at[h] + t, converted; bias zeroed.
+__global__ void k_kv_append(void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv, rows_at ra,
+                            const float *k, const float *v) {
+    int64_t t = blockIdx.x, h = blockIdx.y, r = ra.at[h] + t;
+    const float *ks = k + (t * n_kv + h) * hd, *vs = v + (t * n_kv + h) * hd;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        if (dtype == GGML_TYPE_F32) {
+            ((float *)kc)[r * hd + d] = ks[d];
+            ((float *)vc)[r * hd + d] = vs[d];
+        } else if (dtype == GGML_TYPE_F16) {
+            ((__half *)kc)[r * hd + d] = __float2half_rn(ks[d]);
+            ((__half *)vc)[r * hd + d] = __float2half_rn(vs[d]);
+        } else {
+            ((uint16_t *)kc)[r * hd + d] = s_f32_to_bf16_bits(ks[d]);
+            ((uint16_t *)vc)[r * hd + d] = s_f32_to_bf16_bits(vs[d]);
+        }
+    }
+    if (bias && threadIdx.x == 0) bias[r] = 0.0f;
+}
+
+static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv,
+                       const int64_t *at, const float *k, const float *v, int64_t T) {
+    if (dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16)
+        return tis_error(TIS_EINVAL, "cuda: a KV cache of element type %d (f32, f16 or bf16)", dtype);
+    if (n_kv < 1 || n_kv > MAX_KV_HEADS || hd < 1)
+        return tis_error(TIS_EINVAL, "cuda: kv_append of %lld kv heads (1..%d), head dim %lld", (long long)n_kv,
+                         MAX_KV_HEADS, (long long)hd);
+    if (T < 1) return 0;
+    rows_at ra;
+    for (int64_t h = 0; h < n_kv; h++) ra.at[h] = at[h];
+    cudaSetDevice(((cuda_ctx *)ctx)->device);
+    k_kv_append<<<dim3((unsigned)T, (unsigned)n_kv), 128>>>(kc, vc, bias, dtype, hd, n_kv, ra, k, v);
+    CUDA_OK(cudaGetLastError());
+    return 0;
+}
+
+// The hook for quantised device products (kernels/cuda/qgemv_cuda.h, the
+// decode GEMV over the file's blocks): true for a type whose blocks the
+// device should keep as they are. Then weight_prepare uploads the blocks
+// unchanged and s_matmul dispatches that type to qgemv_cuda for T <=
+// QGEMV_MAX_T (and needs a prefill path: dequantise per call, or keep an
+// f32/bf16 copy as well: to be measured). Not wired: every matrix is
+// dequantised to f32 on the host and multiplied by cuBLAS SGEMM.
+static bool s_keep_quantised(int type) {
+    (void)type;
+    return false;
+}
+
+// Rows of src dequantised on the host (formats/quant.c), 16 MiB at a time,
+// and uploaded into dst's f32 [n_out][n_in].
+static int s_upload_dequantised(float *dst, const tis_weight *src) {
+    int64_t per = (int64_t)((16u << 20) / ((size_t)src->n_in * sizeof(float)));
+    if (per < 1) per = 1;
+    if (per > src->n_out) per = src->n_out;
+    float *buf = (float *)malloc((size_t)per * (size_t)src->n_in * sizeof(float));
+    if (!buf) return tis_error(TIS_ENOMEM, "cuda: out of host memory to dequantise a weight");
+    int rc = 0;
+    for (int64_t r0 = 0; !rc && r0 < src->n_out; r0 += per) {
+        int64_t n = src->n_out - r0 < per ? src->n_out - r0 : per;
+        for (int64_t r = 0; r < n; r++)
+            quant_dequantize_row(src->type, (const uint8_t *)src->data + (size_t)(r0 + r) * src->row_bytes,
+                                 buf + r * src->n_in, src->n_in);
+        rc = backend_cuda_upload(dst + r0 * src->n_in, buf, (size_t)n * (size_t)src->n_in * sizeof(float));
+    }
+    free(buf);
+    return rc;
+}
+
+static int s_weight_prepare(void *ctx, tis_weight *dst, const tis_weight *src) {
+    memset(dst, 0, sizeof *dst);
+    if (s_keep_quantised(src->type))
+        return tis_error(TIS_EUNSUPPORTED, "cuda: quantised device products are not built");
+    if (!quant_type_supported(src->type))
+        return tis_error(TIS_EUNSUPPORTED, "cuda: weights of ggml type %d cannot be dequantised", src->type);
+    size_t bytes = (size_t)src->n_out * (size_t)src->n_in * sizeof(float);
+    float *d = (float *)s_alloc(ctx, bytes);
+    if (!d) return tis_error(TIS_ENOMEM, "cuda: no device memory for a %.1f MiB weight", (double)bytes / 1048576.0);
+    int rc = src->type == GGML_TYPE_F32 && src->row_bytes == (size_t)src->n_in * sizeof(float)
+                 ? backend_cuda_upload(d, src->data, bytes)
+                 : s_upload_dequantised(d, src);
+    if (rc) {
+        s_free(ctx, d);
+        return rc;
+    }
+    *dst = (tis_weight){.type = GGML_TYPE_F32, .data = d, .row_bytes = (size_t)src->n_in * sizeof(float),
+                        .n_in = src->n_in, .n_out = src->n_out, .f32_act = src->f32_act};
+    return 0;
+}
+
+static int s_sync(void *ctx) {
+    cudaSetDevice(((cuda_ctx *)ctx)->device);
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) return 0;
+    cudaGetLastError();
+    return tis_error(TIS_EIO, "cuda: device %d: %s", ((cuda_ctx *)ctx)->device, cudaGetErrorString(e));
 }
 
 extern "C" const tis_backend *backend_cuda(int device) {
@@ -286,7 +425,9 @@ extern "C" const tis_backend *backend_cuda(int device) {
     cublasSetMathMode(ctx[device].blas, CUBLAS_DEFAULT_MATH); // FP32, no TF32: the CPU twin's precision
     be[device] = (tis_backend){.name = "cuda", .ctx = &ctx[device], .alloc = s_alloc, .free = s_free,
                                .matmul = s_matmul, .rmsnorm = s_rmsnorm, .rope = s_rope, .swiglu = s_swiglu,
-                               .add = s_add, .add_bias = s_add_bias, .attention = s_attention, .prompt_step = NULL};
+                               .add = s_add, .add_bias = s_add_bias, .attention = s_attention, .prompt_step = NULL,
+                               .upload = s_upload, .download = s_download, .kv_append = s_kv_append,
+                               .weight_prepare = s_weight_prepare, .sync = s_sync, .cannot_observe = true};
     ready[device] = true;
     return &be[device];
 }
@@ -308,9 +449,9 @@ extern "C" int backend_cuda_download(void *dst, const void *src, size_t bytes) {
 extern "C" int backend_cuda_kv_upload(kv_view *dev, const kv_view *host) {
     *dev = *host;
     dev->k = dev->v = dev->bias = NULL;
-    if (host->dtype != 0) /* GGML_TYPE_F32 */
-        return tis_error(TIS_EUNSUPPORTED, "cuda: KV caches of type %d cannot be uploaded (f32 only)", host->dtype);
-    size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * sizeof(float);
+    if (host->dtype != GGML_TYPE_F32 && host->dtype != GGML_TYPE_F16 && host->dtype != GGML_TYPE_BF16)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: KV caches of type %d cannot be uploaded", host->dtype);
+    size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * (host->dtype == GGML_TYPE_F32 ? 4 : 2);
     float *k = NULL, *v = NULL, *b = NULL;
     if (cudaMalloc(&k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&v, kb ? kb : 1) != cudaSuccess ||
         (host->bias && cudaMalloc(&b, (size_t)host->n_entries * sizeof(float) + 1) != cudaSuccess)) {

@@ -6,11 +6,18 @@
  * matrix exists, however long the context. It does not observe attention
  * probabilities (the presses that need them run on the CPU path).
  *
+ * Residency (kernels/backend.h): upload / download, kv_append (f32 rows
+ * stored as the cache's f32, f16 or bf16; attention reads all three),
+ * weight_prepare (every matrix dequantised on the host to f32 and uploaded
+ * once; the hook for keeping quantised blocks is s_keep_quantised), sync.
+ * cannot_observe is set: forward_run refuses on_attn up front. With these
+ * the forward pass runs entirely on the device (engine/forward.c): the
+ * step's embedded rows and positions go up, the logits come down.
+ *
  * Status: compiled in CI; each op is tested against backend_cpu by
- * tests/test_cuda_backend.c, which runs only where a GPU is present: none
- * has been lent to this work yet, so these kernels have NOT run. The
- * forward pass does not use this backend yet (weights, activations and the
- * KV cache stay on the host). */
+ * tests/test_cuda_backend.c and the whole forward pass against the CPU by
+ * tests/test_cuda_forward.c, which run only where a GPU is present: none
+ * has been lent to this work yet, so this code has NOT run. */
 #ifndef TIS_BACKEND_CUDA_H
 #define TIS_BACKEND_CUDA_H
 
