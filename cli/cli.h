@@ -103,4 +103,13 @@ int cli_load_tokenizer(const char *path, struct tokenizer **out);
 /* Prints "tis: <what>: <tis_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);
 
+/* --device (cli_device.c): "cpu" or "cuda:N" to the backend *be: 0, or the
+ * exit status after printing the problem (2: not a device; 1: unusable
+ * here: the CUDA probe's reason, or "tis was built without CUDA"). Then
+ * cli_device_prepare puts the model's weights there (0, or 1 printed). */
+#include "backend.h"
+struct model;
+int cli_device_backend(const char *cmd, const char *device, const tis_backend **be);
+int cli_device_prepare(const char *cmd, struct model *m, const tis_backend *be);
+
 #endif

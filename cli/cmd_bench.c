@@ -24,6 +24,7 @@ static void s_usage(FILE *f) {
             "  -r, --reps N         repetitions, mean +- sd reported (default 3)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
             "      --kv_type T      KV cache element type: f16 (default), f32, bf16\n"
+            "      --device D       cpu (default) or cuda:N: weights, activations and the KV cache there\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"
             "N tokens into an empty cache; tg runs N single-token steps from an empty\n"
             "cache, as llama-bench does.\n"
@@ -47,8 +48,22 @@ static void s_stats(const double *v, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
+/* kv_cache_compact of a host cache, the result in be's memory. */
+static int s_compact_on(const tis_backend *be, kv_cache **out, const kv_cache *src, const uint8_t *keep,
+                        int64_t extra) {
+    kv_cache *h = NULL;
+    int rc = kv_cache_compact(&h, src, keep, extra);
+    if (rc || backend_is_host(be)) {
+        *out = h;
+        return rc;
+    }
+    rc = kv_cache_to_backend(out, h, be);
+    kv_cache_destroy(&h);
+    return rc;
+}
+
 /* Decode throughput from compressed caches under a KV memory cap. */
-static int s_bench_decode(const model *m, int64_t n_ctx, const double *budgets, int n_budgets, int64_t cap_mb,
+static int s_bench_decode(const model *m, const tis_backend *be, int64_t n_ctx, const double *budgets, int n_budgets, int64_t cap_mb,
                           int64_t max_batch, int64_t n_gen, int64_t reps) {
     kv_cache *full = NULL, **kvs = NULL;
     forward_state *st = NULL;
@@ -67,10 +82,19 @@ static int s_bench_decode(const model *m, int64_t n_ctx, const double *budgets, 
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
     double t0 = tis_now();
-    if (!rc) rc = forward_kv_new(m, n_ctx, &full);
-    if (!rc) rc = forward_state_new(&st, m, backend_cpu(), 512);
+    if (!rc) rc = forward_kv_new_on(m, be, n_ctx, &full);
+    if (!rc) rc = forward_state_new(&st, m, be, 512);
     for (int64_t p = 0; !rc && p < n_ctx; p += 512)
         rc = forward_run(st, full, ids + p, n_ctx - p < 512 ? n_ctx - p : 512, logits, 1, NULL);
+    /* Compaction runs on the host (on-device compaction is not built): a
+     * device cache comes down once, and each request's compacted copy goes
+     * up (s_compact_on), outside the timed steps. */
+    if (!rc && !backend_is_host(be)) {
+        kv_cache *h = NULL;
+        rc = kv_cache_to_host(&h, full);
+        kv_cache_destroy(&full);
+        full = h;
+    }
     if (!rc && !(keep = malloc((size_t)kv_cache_entries(full)))) rc = tis_error(TIS_ENOMEM, "out of memory");
     if (rc) goto done;
     printf("decode from compressed caches: context %lld tokens (prefilled in %.1f s), %lld steps, KV cap %lld MiB\n",
@@ -97,7 +121,7 @@ static int s_bench_decode(const model *m, int64_t n_ctx, const double *budgets, 
             for (int64_t r = 0; r < reps; r++) {
                 for (int64_t i = 0; i < nb; i++) {
                     kv_cache_destroy(&kvs[i]);
-                    if ((rc = kv_cache_compact(&kvs[i], full, keep, n_gen))) goto done;
+                    if ((rc = s_compact_on(be, &kvs[i], full, keep, n_gen))) goto done;
                     tok[i] = ids[i % n_ctx];
                     step_ids[i] = &tok[i];
                     n_tok[i] = 1;
@@ -135,7 +159,7 @@ done:
 
 /* pp (one batched prefill of n_prompt tokens) and tg (n_gen single-token
  * steps), each from an empty cache, reps times after one untimed warm-up. */
-static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_t depth, int64_t reps,
+static int s_bench_speed(const model *m, const tis_backend *be, int64_t n_prompt, int64_t n_gen, int64_t depth, int64_t reps,
                          int nthreads) {
     int64_t cap = n_prompt > depth + n_gen ? n_prompt : depth + n_gen;
     kv_cache *kv = NULL;
@@ -148,8 +172,8 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         fprintf(stderr, "tis bench: out of memory\n");
         goto done;
     }
-    if (forward_kv_new(m, cap ? cap : 1, &kv) ||
-        forward_state_new(&st, m, backend_cpu(), n_prompt > 512 ? n_prompt : 512)) {
+    if (forward_kv_new_on(m, be, cap ? cap : 1, &kv) ||
+        forward_state_new(&st, m, be, n_prompt > 512 ? n_prompt : 512)) {
         cli_fail("setting up");
         goto done;
     }
@@ -158,11 +182,11 @@ static int s_bench_speed(const model *m, int64_t n_prompt, int64_t n_gen, int64_
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
-    printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend cpu (OpenBLAS %s) | threads %d | "
+    printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend %s (OpenBLAS %s) | threads %d | "
            "%ld cores online | KV %s, decode activations %s\n",
-           m->config.name, m->format, (double)m->n_params / 1e6, (double)m->weights_bytes / 1048576.0,
+           m->config.name, m->format, (double)m->n_params / 1e6, (double)m->weights_bytes / 1048576.0, be->name,
            openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN), kv_dtype_name(m->kv_type),
-           backend_cpu_f32_act() ? "f32" : "q8");
+           backend_is_host(be) && !backend_cpu_f32_act() ? "q8" : "f32");
     /* One untimed warm-up of each test: page in the weights, size caches. */
     for (int r = -1; r < (int)reps; r++) {
         if (n_prompt > 0) {
@@ -214,12 +238,13 @@ done:
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = cli_default_model();
+    const char *model_path = cli_default_model(), *device = "cpu";
     int64_t n_prompt = 512, n_gen = 128, reps = 3, threads = 0, n_ctx = 0, cap_mb = 256, max_batch = 64, depth = 0;
     double budgets[16];
     int64_t n_budgets = 0;
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &model_path),
+        CLI_STR("--device", NULL, &device),
         CLI_I64("--n_prompt", "-p", &n_prompt, 0, 1 << 20),
         CLI_I64("--n_gen", "-n", &n_gen, 0, 1 << 20),
         CLI_I64("--depth", "-d", &depth, 0, 1 << 20),
@@ -239,17 +264,23 @@ int cmd_bench(int argc, char **argv) {
         budgets[n_budgets++] = 0.25;
         budgets[n_budgets++] = 0.1;
     }
+    const tis_backend *be = NULL;
+    int rc = cli_device_backend("bench", device, &be);
+    if (rc) return rc;
     int nthreads = cli_threads(threads);
     model *m = NULL;
     if (model_load(&m, model_path)) return cli_fail("loading the model");
-    int rc;
+    if ((rc = cli_device_prepare("bench", m, be))) {
+        model_destroy(&m);
+        return rc;
+    }
     if (n_ctx > 0) {
-        printf("model: %s | backend cpu (OpenBLAS %s) | threads %d\n", m->config.name, openblas_get_corename(),
-               nthreads);
-        int brc = s_bench_decode(m, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
+        printf("model: %s | backend %s (OpenBLAS %s) | threads %d\n", m->config.name, be->name,
+               openblas_get_corename(), nthreads);
+        int brc = s_bench_decode(m, be, n_ctx, budgets, n_budgets, cap_mb, max_batch, n_gen > 0 ? n_gen : 1, reps);
         rc = brc ? cli_fail("decode benchmark") : 0;
     } else {
-        rc = s_bench_speed(m, n_prompt, n_gen, depth, reps, nthreads);
+        rc = s_bench_speed(m, be, n_prompt, n_gen, depth, reps, nthreads);
     }
     model_destroy(&m);
     return rc;

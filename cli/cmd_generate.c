@@ -5,6 +5,7 @@
 
 #include "chat.h"
 #include "cli.h"
+#include "forward.h"
 #include "generate.h"
 #include "model.h"
 #include "tis_error.h"
@@ -23,6 +24,7 @@ static void s_usage(FILE *f) {
             "  -t, --threads N      compute threads (default: all cores)\n"
             "      --kv_type T      KV cache element type: f16 (default), f32, bf16\n"
             "      --ctx N          KV cache capacity in tokens (default prompt + n)\n"
+            "      --device D       cpu (default) or cuda:N: weights, activations and the KV cache there\n"
             "      --quiet          no statistics on stderr\n",
             cli_default_model());
 }
@@ -45,7 +47,7 @@ static int s_on_token(void *user, int32_t id) {
 
 /* What the options ask for. */
 typedef struct gen_opts {
-    const char *model_path, *prompt, *system;
+    const char *model_path, *prompt, *system, *device;
     int64_t n_predict, seed, threads, ctx;
     float temp, top_p;
     bool chat, quiet;
@@ -96,7 +98,8 @@ done:
 }
 
 /* Streams the continuation of the prompt to stdout, statistics to stderr. */
-static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int64_t n_prompt, int nthreads) {
+static int s_generate(const model *m, const tis_backend *be, const gen_opts *o, const int32_t *ids, int64_t n_prompt,
+                      int nthreads) {
     int64_t cap = o->ctx ? o->ctx : n_prompt + o->n_predict;
     if (cap < n_prompt + o->n_predict) {
         fprintf(stderr, "tis generate: --ctx %lld is less than prompt (%lld) + n (%lld)\n", (long long)cap,
@@ -110,7 +113,7 @@ static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int
     gen_params gp = {.max_new = o->n_predict, .stop_at_eog = true};
     gen_stats gs;
     stream_ctx sc = {m->tok};
-    if (forward_kv_new(m, cap, &kv) || forward_state_new(&st, m, backend_cpu(), 512) ||
+    if (forward_kv_new_on(m, be, cap, &kv) || forward_state_new(&st, m, be, 512) ||
         sampler_init(&smp, m->config.n_vocab, o->temp, o->top_p, (uint64_t)o->seed)) {
         cli_fail("setting up");
     } else if (generate(st, kv, m, &smp, ids, n_prompt, &gp, NULL, s_on_token, &sc, &gs)) {
@@ -120,11 +123,12 @@ static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int
         if (!o->quiet)
             fprintf(stderr,
                     "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
-                    "threads %d | KV %.2f MiB %s, activations %s%s\n",
+                    "%s | threads %d | KV %.2f MiB %s, activations %s%s\n",
                     m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
-                    (long long)gs.n_new, gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, nthreads,
-                    (double)kv_cache_bytes_used(kv) / 1048576.0, kv_dtype_name(kv->dtype),
-                    backend_cpu_f32_act() ? "f32" : "q8", gs.stopped_eog ? " | stopped at EOG" : "");
+                    (long long)gs.n_new, gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, o->device,
+                    nthreads, (double)kv_cache_bytes_used(kv) / 1048576.0, kv_dtype_name(kv->dtype),
+                    backend_is_host(be) && !backend_cpu_f32_act() ? "q8" : "f32",
+                    gs.stopped_eog ? " | stopped at EOG" : "");
         rc = 0;
     }
     sampler_free(&smp);
@@ -134,11 +138,12 @@ static int s_generate(const model *m, const gen_opts *o, const int32_t *ids, int
 }
 
 int cmd_generate(int argc, char **argv) {
-    gen_opts o = {.model_path = cli_default_model(), .n_predict = 128, .seed = 42, .top_p = 1.0f};
+    gen_opts o = {.model_path = cli_default_model(), .n_predict = 128, .seed = 42, .top_p = 1.0f, .device = "cpu"};
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &o.model_path),
         CLI_STR("--prompt", "-p", &o.prompt),
         CLI_STR("--system", NULL, &o.system),
+        CLI_STR("--device", NULL, &o.device),
         CLI_I64("--n_predict", "-n", &o.n_predict, 0, 1 << 20),
         CLI_F32("--temp", NULL, &o.temp, 0.0f, 100.0f),
         CLI_F32("--top_p", NULL, &o.top_p, 1e-6f, 1.0f),
@@ -157,13 +162,17 @@ int cmd_generate(int argc, char **argv) {
         s_usage(stderr);
         return 2;
     }
+    const tis_backend *be = NULL;
+    int drc = cli_device_backend("generate", o.device, &be);
+    if (drc) return drc;
     int nthreads = cli_threads(o.threads);
     model *m = NULL;
     if (model_load(&m, o.model_path)) return cli_fail("loading the model");
     int32_t *ids = NULL;
     int64_t n_prompt = 0;
-    int rc = s_prompt_ids(m, &o, &ids, &n_prompt);
-    if (!rc) rc = s_generate(m, &o, ids, n_prompt, nthreads);
+    int rc = cli_device_prepare("generate", m, be);
+    if (!rc) rc = s_prompt_ids(m, &o, &ids, &n_prompt);
+    if (!rc) rc = s_generate(m, be, &o, ids, n_prompt, nthreads);
     free(ids);
     model_destroy(&m);
     return rc;

@@ -4,8 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devspec.h"
 #include "tiny_model.h"
 #include "tt.h"
+#ifdef TIS_HAVE_CUDA
+#include "cuda/cuda_probe.h"
+#endif
+
+/* CUDA devices this process sees (the probe's line or reason in buf). */
+static int s_cuda_devices(char *buf, size_t cap) {
+#ifdef TIS_HAVE_CUDA
+    return cuda_probe(buf, cap);
+#else
+    snprintf(buf, cap, "built without CUDA");
+    return 0;
+#endif
+}
 
 /* Runs `tis ARGS` (shell-quoted by the caller); returns the exit code and
  * the combined output in out (cap bytes). */
@@ -64,6 +78,28 @@ int main(void) {
     snprintf(args, sizeof args, "bench -m '%s' -p 16 -n 4 -r 1", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "pp16") && strstr(out, "tg4"));
     fprintf(stderr, "%s", out);
+
+    /* --device: cpu runs; not a device is a usage error; a GPU this build or
+     * machine cannot use is refused with the reason, before the model loads */
+    snprintf(args, sizeof args, "generate -m '%s' -p 'hello' -n 2 --device cpu", tiny);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "| cpu |"));
+    snprintf(args, sizeof args, "generate -m '%s' -p 'hello' --device gpu", tiny);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "device 'gpu': cpu, cuda or cuda:N"));
+    char probe[1024] = "";
+    int n_gpu = devspec_have_cuda() ? s_cuda_devices(probe, sizeof probe) : 0;
+    for (int b = 0; b < 2; b++) {
+        snprintf(args, sizeof args, b ? "bench -m '%s' -p 4 -n 1 -r 1 --device cuda:63"
+                                      : "generate -m '%s' -p 'hello' -n 2 --device cuda:0", tiny);
+        if (n_gpu > (b ? 63 : 0)) continue; /* that device exists here: nothing to refuse */
+        int rc = tt_tis(args, out, sizeof out);
+        fprintf(stderr, "  %s -> %d: %s", args, rc, out);
+        if (!devspec_have_cuda())
+            TT_CHECK(rc == 1 && strstr(out, "tis was built without CUDA"));
+        else if (n_gpu == 0)
+            TT_CHECK(rc == 1 && strstr(out, "--device: cuda:") && strstr(out, strtok(probe, "\n")));
+        else
+            TT_CHECK(rc == 1 && strstr(out, "CUDA device"));
+    }
 
     /* tis serve --config: the committed config reads; a bad one is a usage
      * error naming the file, the line and the key */
