@@ -27,7 +27,7 @@ Peaks (H200 SXM, NVIDIA H200 Tensor Core GPU datasheet, nvidia.com/en-us/data-ce
   scale, the device notes of this workplace saw an 8192^3 bf16 matmul at 769-798 TFLOP/s and a
   device-to-device copy at about 4.3 TB/s on this machine kind (not measured by this script).
 
-Output: --out DIR gets torch.json (all rows + the environment) and torch.csv. Exit status: 0,
+Output: --out DIR gets NAME.json (all rows + the environment; --name, default torch) and NAME.csv. Exit status: 0,
 2 when torch (or a CUDA device) is absent, with the reason on stderr. `--plan` prints the
 shapes, FLOPs and bytes without torch (a dry run).
 """
@@ -107,7 +107,8 @@ def main():
     ap.add_argument("--peak_tflops", type=float, default=PEAK_BF16_TFLOPS)
     ap.add_argument("--peak_tbs", type=float, default=PEAK_HBM_TBS)
     ap.add_argument("--device", default="cuda:0")
-    ap.add_argument("--out", default="", help="folder for torch.json and torch.csv")
+    ap.add_argument("--out", default="", help="folder for NAME.json and NAME.csv")
+    ap.add_argument("--name", default="torch", help="file name stem under --out (default torch)")
     ap.add_argument("--plan", action="store_true", help="print shapes, FLOPs and bytes; no torch needed")
     args = ap.parse_args()
     for n in args.models:
@@ -131,11 +132,11 @@ def main():
                peak_source="NVIDIA H200 datasheet (SXM): 1979 TFLOP/s bf16 with sparsity / 2; 4.8 TB/s HBM3e")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "torch.json"), "w") as f:
+        with open(os.path.join(args.out, args.name + ".json"), "w") as f:
             json.dump(dict(env=env, rows=rows), f, indent=1)
         keys = ["impl", "model", "test", "tokens", "batch", "budget", "kv_len", "seconds", "tokens_per_s",
                 "tflops", "mfu", "hbm_tbs", "hbm_frac", "error"]
-        with open(os.path.join(args.out, "torch.csv"), "w", newline="") as f:
+        with open(os.path.join(args.out, args.name + ".csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
             for r in rows:
