@@ -201,6 +201,7 @@ int arena_lease_renew(arena *a, uint64_t lease, uint32_t ttl_ms) {
 void arena_lease_release(arena *a, uint64_t lease) { block_table_release(&a->t, lease); }
 int64_t arena_expire(arena *a, uint64_t now_ms) { return block_table_expire(&a->t, now_ms); }
 int64_t arena_blocks(const arena *a) { return a->t.n; }
+const block_table *arena_table(const arena *a) { return &a->t; }
 size_t arena_bytes_used(const arena *a) { return block_table_bytes(&a->t); }
 
 int arena_lease_range(const arena *a, uint64_t lease, uint64_t *off, uint64_t *len) {

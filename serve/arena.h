@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks.h"
 #include "clock.h"
 
 typedef struct arena arena;
@@ -70,6 +71,9 @@ typedef struct arena_peers {
 } arena_peers;
 arena *arena_peers_get(arena_peers *p, const char *name, uint64_t lease);
 void arena_peers_free(arena_peers *p);
+
+/* The creator's block table (fetch_serve_check reads it). */
+const block_table *arena_table(const arena *a);
 
 /* Blocks and bytes in use. */
 int64_t arena_blocks(const arena *a);

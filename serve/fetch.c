@@ -58,23 +58,28 @@ bool fetch_is_remote(const Tis__BlockRef *br) {
     return br->host && *br->host && strcmp(br->host, fetch_host_id()) != 0;
 }
 
+int fetch_serve_check(const char *name, const block_table *t, const Tis__BlockFetch *f, uint64_t *at) {
+    uint64_t off = 0, len = 0;
+    const Tis__BlockRef *br = f->block;
+    if (!br || !br->arena || strcmp(br->arena, name)) return tis_error(TIS_EINVAL, "not a block of this worker's arena");
+    if (block_table_range(t, br->lease_id, &off, &len)) return TIS_ENOTFOUND;
+    if (br->offset != off || br->length > len) return tis_error(TIS_ERANGE, "the handle is not the lease's block");
+    if (f->length == 0 || f->length > FETCH_CHUNK || f->offset > br->length || f->length > br->length - f->offset)
+        return tis_error(TIS_ERANGE, "bytes [%llu, +%u) are outside the block of %llu bytes (or over %d at once)",
+                         (unsigned long long)f->offset, f->length, (unsigned long long)br->length, FETCH_CHUNK);
+    *at = off + f->offset;
+    return 0;
+}
+
 void fetch_serve(arena *own, uint32_t lease_ms, const Tis__BlockFetch *f, Tis__BlockChunk *c, char *err,
                  size_t cap) {
     tis__block_chunk__init(c);
     c->offset = f->offset;
-    uint64_t off = 0, len = 0;
+    uint64_t at = 0;
     const Tis__BlockRef *br = f->block;
-    int rc = 0;
-    if (!own || !br || !br->arena || strcmp(br->arena, arena_name(own)))
-        rc = tis_error(TIS_EINVAL, "not a block of this worker's arena");
-    else if (arena_lease_range(own, br->lease_id, &off, &len))
-        rc = TIS_ENOTFOUND;
-    else if (br->offset != off || br->length > len)
-        rc = tis_error(TIS_ERANGE, "the handle is not the lease's block");
-    else if (f->length == 0 || f->length > FETCH_CHUNK || f->offset > br->length || f->length > br->length - f->offset)
-        rc = tis_error(TIS_ERANGE, "bytes [%llu, +%u) are outside the block of %llu bytes (or over %d at once)",
-                       (unsigned long long)f->offset, f->length, (unsigned long long)br->length, FETCH_CHUNK);
-    const uint8_t *p = rc ? NULL : arena_at(own, off + f->offset, f->length);
+    int rc = own ? fetch_serve_check(arena_name(own), arena_table(own), f, &at)
+                 : tis_error(TIS_EINVAL, "not a block of this worker's arena");
+    const uint8_t *p = rc ? NULL : arena_at(own, at, f->length);
     if (!rc && !p) rc = TIS_ERANGE;
     if (rc) {
         snprintf(err, cap, "%s", tis_last_error());

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "blocks.h"
 #include "msg.h"
 
 enum { FETCH_CHUNK = 1 << 20, FETCH_WINDOW = 16 };
@@ -32,6 +33,11 @@ const char *fetch_host_id(void);
 /* Whether a handle's bytes are out of reach here (its producer's host is
  * another; a handle without one is local). */
 bool fetch_is_remote(const Tis__BlockRef *br);
+
+/* The producer's checks of f against its region named `name` with block
+ * table t (a live lease of it, the handle its block, the range inside it):
+ * 0 and the chunk's offset in the region (*at), or an error. */
+int fetch_serve_check(const char *name, const block_table *t, const Tis__BlockFetch *f, uint64_t *at);
 
 /* Producer: the answer to f from our arena (renewing the lease by
  * lease_ms). c->data points into the arena; c->error (in err[cap]) says

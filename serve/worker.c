@@ -42,6 +42,9 @@ static void s_self_destroy(self_t **p) {
     if (s->sock) zmq_close(s->sock);
     if (s->ctx) zmq_ctx_term(s->ctx);
     arena_destroy(&s->own);
+    devpool_destroy(&s->dpool); /* (kill -9: the driver frees the pool with the process) */
+    devpool_peers_free(&s->dpeers);
+    free(s->stage);
     arena_peers_free(&s->peers);
     for (int64_t i = 0; i < s->n_act; i++) worker_dseq_free(&s->act[i]);
     for (int64_t i = 0; i < s->n_pend; i++) worker_dseq_free(&s->pend[i]);
@@ -62,6 +65,31 @@ static void s_self_destroy(self_t **p) {
     decoder_destroy(&s->dec);
     free(s);
     *p = NULL;
+}
+
+/* A worker on cuda:N (devspec_check passed): a prefill worker's compressed
+ * blocks go to a device pool of --arena_mb (its shm arena keeps the rest:
+ * hidden rows, labels); a decode worker opens producers' pools through CUDA
+ * IPC. The forward pass itself still runs on the CPU backend until the
+ * device-resident forward (engine/forward.c) is in: the block crosses the
+ * host/device boundary in devpool_put / devpool_peers_read. */
+static int s_device_setup(self_t *s) {
+    const worker_opts *o = s->o;
+    if (!o->device.cuda) return 0;
+    const devmem_ops *dm = devmem_cuda();
+    if (!dm) return tis_error(TIS_EUNSUPPORTED, "worker: cuda:%d: tis was built without CUDA", o->device.index);
+    if (s->decode) devpool_peers_init(&s->dpeers, dm);
+    int rc = 0;
+    if (s->prefill) {
+        rc = devpool_create(&s->dpool, dm, o->device.index, o->name, o->arena_bytes);
+        if (!rc && !(s->stage = malloc(FETCH_CHUNK))) rc = tis_error(TIS_ENOMEM, "worker: out of memory");
+    }
+    if (!rc)
+        fprintf(stderr, "[worker %s] cuda:%d: %s; the forward pass runs on the CPU (the device-resident forward "
+                "is not in yet)\n", o->name, o->device.index,
+                s->prefill ? "compressed blocks in a device pool, handed over by CUDA IPC"
+                : s->decode ? "blocks of cuda prefill workers read through CUDA IPC" : "as a cpu scorer");
+    return rc;
 }
 
 static int s_self_new(self_t **out, const worker_opts *o) {
@@ -91,6 +119,7 @@ static int s_self_new(self_t **out, const worker_opts *o) {
                                        s->m->config.n_kv_head);
     }
     if (!rc && (s->prefill || s->scorer)) rc = arena_create(&s->own, o->name, o->arena_bytes);
+    if (!rc) rc = s_device_setup(s);
     int64_t mb = o->max_batch > 0 ? o->max_batch : 8;
     if (!rc && s->decode) rc = decoder_new(&s->dec, s->st, mb);
     if (!rc && (!(s->act = calloc((size_t)mb, sizeof *s->act)) || !(s->seqp = calloc((size_t)mb, sizeof *s->seqp)) ||
@@ -133,6 +162,8 @@ static int s_ready(self_t *s) {
     rd.role = worker_role(s);
     rd.worker_id = (char *)s->o->name;
     rd.capacity = s_capacity(s);
+    rd.device = s->o->device.cuda ? TIS__DEVICE__DEVICE_CUDA : TIS__DEVICE__DEVICE_CPU;
+    rd.device_index = s->o->device.index;
     if (s->own) {
         rd.arena = (char *)arena_name(s->own);
         rd.arena_bytes = arena_size(s->own);
@@ -171,6 +202,16 @@ Tis__BlockRef worker_blockref(const self_t *s, uint64_t off, uint64_t len, uint6
 /* A peer's arena holding the block br (mapped once; again when its
  * producer restarted), or NULL with a message. */
 arena *worker_peer(self_t *s, const Tis__BlockRef *br) { return arena_peers_get(&s->peers, br->arena, br->lease_id); }
+
+int worker_lease_renew(self_t *s, uint64_t lease, uint32_t ttl_ms) {
+    if (s->dpool && devpool_owns(s->dpool, lease)) return devpool_renew(s->dpool, lease, ttl_ms);
+    return s->own ? arena_lease_renew(s->own, lease, ttl_ms) : 0;
+}
+
+void worker_lease_release(self_t *s, uint64_t lease) {
+    if (s->dpool && devpool_owns(s->dpool, lease)) devpool_release(s->dpool, lease);
+    else if (s->own) arena_lease_release(s->own, lease);
+}
 
 /* TIS_FAULT_ALLOC=PART:FROM: the worker whose name contains PART runs its
  * job number FROM + k - 1 (k = 1, 2, ...) with the k-th allocation after
@@ -281,6 +322,9 @@ int worker_run(const worker_opts *o) {
             env.heartbeat = &hb;
             worker_send(s, &env);
             if (s->own) arena_expire(s->own, tis_now_ms());
+            if (s->dpool) devpool_expire(s->dpool, tis_now_ms());
+            /* producers' pools unused for 10 leases: their producer is gone (or idle) */
+            devpool_peers_expire(&s->dpeers, tis_now_ms(), 10ull * (s->o->lease_ms > 0 ? s->o->lease_ms : 30000));
             /* a holder busy with a long prefill answers fetches after it: 10 leases */
             worker_fetch_expire(s, 10ull * (s->o->lease_ms > 0 ? s->o->lease_ms : 30000));
             for (int i = 0; i < s->n_park; i++) /* scores that never came: drop the request */
@@ -322,13 +366,13 @@ int worker_run(const worker_opts *o) {
             break;
         }
         case TIS__ENVELOPE__BODY_LEASE_RENEW:
-            if (s->own && arena_lease_renew(s->own, env->lease_renew->lease_id, env->lease_renew->ttl_ms))
+            if (worker_lease_renew(s, env->lease_renew->lease_id, env->lease_renew->ttl_ms))
                 worker_error(s, env->request_id, TIS_ENOTFOUND, "the request's block expired before its consumer came");
             for (int i = 0; i < s->n_park; i++) /* a request waiting for scores is kept as long */
                 if (s->park[i].hidden_lease == env->lease_renew->lease_id) s->park[i].since_ms = tis_now_ms();
             break;
         case TIS__ENVELOPE__BODY_LEASE_RELEASE:
-            if (s->own) arena_lease_release(s->own, env->lease_release->lease_id);
+            worker_lease_release(s, env->lease_release->lease_id);
             break;
         case TIS__ENVELOPE__BODY_CANCEL:
             if (s->decode) rc = worker_decode_cancel(s, env->request_id);

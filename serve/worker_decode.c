@@ -55,6 +55,25 @@ static int s_decode_question(self_t *s, const Tis__DecodeJob *j, int32_t **ids, 
 static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, double t0);
 static int s_fetch_start(self_t *s, const Tis__Envelope *env);
 
+/* A block in a cuda prefill worker's device pool (this host, this worker
+ * on cuda:N): the pool opened once and cached (devpool_peers), the copy
+ * after the producer's event. To the host for now: the decode worker's KV
+ * cache is on the host until engine/kv.c keeps it on the device; then
+ * devpool_peers_copy_to_device (cudaMemcpyPeer across devices) replaces
+ * this copy. The hand-off time covers the copy and the cache's build. */
+static int s_decode_from_pool(self_t *s, const Tis__Envelope *env) {
+    const Tis__BlockRef *br = env->decode_job->kv;
+    if (br->length == 0 || br->length > ((uint64_t)1 << 36))
+        return tis_error(TIS_ERANGE, "a device block of %llu bytes", (unsigned long long)br->length);
+    double t0 = tis_now();
+    void *host = malloc((size_t)br->length);
+    if (!host) return tis_error(TIS_ENOMEM, "out of memory");
+    int rc = devpool_peers_read(&s->dpeers, br, host, tis_now_ms());
+    if (!rc) rc = s_decode_build(s, env, host, t0);
+    free(host);
+    return rc;
+}
+
 /* DecodeJob: checked, the block copied out of the peer's arena (or fetched
  * from its host: fetch.h) into a cache with room for the question and the
  * answer, queued for the batch. */
@@ -70,7 +89,11 @@ int worker_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
         return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
                          lay->dtype);
-    if (fetch_is_remote(j->kv)) return s_fetch_start(s, env);
+    switch (devpool_path(j->kv, fetch_is_remote(j->kv), s->dpeers.ops != NULL)) {
+    case BLOCK_PATH_FETCH: return s_fetch_start(s, env); /* another host, or a device block for a cpu worker */
+    case BLOCK_PATH_CUDA_IPC: return s_decode_from_pool(s, env);
+    case BLOCK_PATH_SHM: break;
+    }
     arena *a = worker_peer(s, j->kv);
     if (!a) return TIS_EIO;
     const void *blk = arena_at(a, j->kv->offset, j->kv->length);

@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "chat.h"
 #include "decoder.h"
+#include "devpool.h"
 #include "eval.h"
 #include "fetch.h"
 #include "forward.h"
@@ -65,6 +66,9 @@ typedef struct self_t {
     head *h_ctx, *h_q;
     arena *own;                  /* prefill: where compressed blocks go */
     arena_peers peers;           /* prefill, scorer, decode: peers' arenas, mapped once */
+    devpool *dpool;              /* prefill on cuda:N: where compressed blocks go (devpool.h) */
+    uint8_t *stage;              /* prefill on cuda:N: [FETCH_CHUNK] a fetched chunk out of dpool */
+    devpool_peers dpeers;        /* decode: producers' device pools, opened once (ops NULL on cpu) */
     decoder *dec;                /* decode: the continuous batch's steps */
     decoder_seq **seqp;          /* decode: [max_batch] the step's sequences */
     uint64_t seq;
@@ -91,6 +95,9 @@ Tis__Role worker_role(const self_t *s);
 Tis__BlockRef worker_blockref(const self_t *s, uint64_t off, uint64_t len, uint64_t lease);
 arena *worker_peer(self_t *s, const Tis__BlockRef *br);
 void worker_fault_alloc(const self_t *s, bool ending);
+/* Renews / releases a lease of our arena or of our device pool. */
+int worker_lease_renew(self_t *s, uint64_t lease, uint32_t ttl_ms);
+void worker_lease_release(self_t *s, uint64_t lease);
 
 /* worker_prefill.c */
 int worker_prefill(self_t *s, const Tis__Envelope *env);

@@ -14,22 +14,43 @@
 #include "wire_label.h"
 #include "worker_internal.h"
 
-/* The compressed cache as a flat block in our arena, under a lease ->
- * PrefillDone (BlockRef + KvLayout + the tokens decode runs first). */
+/* The compressed cache as a flat block under a lease: in our device pool
+ * (a cuda worker) or our arena. *br: its handle. */
+static int s_put_block(self_t *s, const kv_cache *kv, size_t nb, Tis__BlockRef *br) {
+    uint64_t off = 0, lease = 0;
+    int rc;
+    if (s->dpool) {
+        /* The boundary copy: the cache is on the host until engine/kv.c keeps
+         * it on the device (then the compaction writes into the pool). */
+        void *host = malloc(nb ? nb : 1);
+        if (!host) return tis_error(TIS_ENOMEM, "out of memory");
+        kv_cache_block_write(kv, host);
+        rc = devpool_put(s->dpool, host, nb, s->o->lease_ms, &off, &lease);
+        free(host);
+        if (!rc) *br = devpool_blockref(s->dpool, off, nb, lease, fetch_host_id());
+        return rc;
+    }
+    arena_expire(s->own, tis_now_ms()); /* blocks nobody came for */
+    rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
+    if (rc) return rc;
+    kv_cache_block_write(kv, arena_at(s->own, off, nb));
+    *br = worker_blockref(s, off, nb, lease);
+    return 0;
+}
+
+/* The compressed cache as a flat block under a lease -> PrefillDone
+ * (BlockRef + KvLayout + the tokens decode runs first). */
 static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp) {
     size_t nb = kv_cache_block_bytes(rp->kv);
-    uint64_t off = 0, lease = 0;
-    arena_expire(s->own, tis_now_ms()); /* blocks nobody came for */
-    int rc = arena_alloc(s->own, nb ? nb : 1, s->o->lease_ms, &off, &lease);
+    Tis__BlockRef br;
+    int rc = s_put_block(s, rp->kv, nb, &br);
     if (rc) return rc;
-    kv_cache_block_write(rp->kv, arena_at(s->own, off, nb));
     uint32_t *lens = malloc((size_t)rp->kv->n_stream * sizeof *lens);
     if (!lens) {
-        arena_lease_release(s->own, lease);
+        worker_lease_release(s, br.lease_id);
         return tis_error(TIS_ENOMEM, "out of memory");
     }
     for (int64_t i = 0; i < rp->kv->n_stream; i++) lens[i] = (uint32_t)rp->kv->len[i];
-    Tis__BlockRef br = worker_blockref(s, off, nb, lease);
     Tis__KvLayout lay = TIS__KV_LAYOUT__INIT;
     lay.n_layer = (uint32_t)rp->kv->n_layer;
     lay.n_kv_head = (uint32_t)rp->kv->n_kv_head;
@@ -321,7 +342,11 @@ int worker_label(self_t *s, const Tis__Envelope *env) {
 void worker_fetch_serve(self_t *s, const Tis__Envelope *env) {
     char err[512];
     Tis__BlockChunk c;
-    fetch_serve(s->own, s->o->lease_ms, env->block_fetch, &c, err, sizeof err);
+    const Tis__BlockRef *br = env->block_fetch->block;
+    if (s->dpool && br && br->device == TIS__DEVICE__DEVICE_CUDA) /* a consumer that cannot open our pool */
+        devpool_fetch_serve(s->dpool, s->o->lease_ms, env->block_fetch, &c, s->stage, err, sizeof err);
+    else
+        fetch_serve(s->own, s->o->lease_ms, env->block_fetch, &c, err, sizeof err);
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = env->request_id;
     out.body_case = TIS__ENVELOPE__BODY_BLOCK_CHUNK;

@@ -109,6 +109,21 @@ extern "C" int cuda_pool_read(const cuda_pool *p, uint64_t off, void *dst, size_
     return e == cudaSuccess ? 0 : s_fail(e, "copy out of the pool");
 }
 
+extern "C" int cuda_pool_copy_to_device(void *dst, int dst_device, const cuda_pool *p, uint64_t off, size_t len) {
+    const void *src = cuda_pool_at(p, off, len);
+    if (!src) return TIS_ERANGE;
+    cudaError_t e = cudaSetDevice(dst_device);
+    if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
+    if (p->device == dst_device) {
+        e = cudaMemcpyAsync(dst, src, len, cudaMemcpyDeviceToDevice, 0);
+        return e == cudaSuccess ? 0 : s_fail(e, "copy out of the pool");
+    }
+    /* another device: the runtime takes the peer path when the two have
+     * peer access, and stages through the host when they do not */
+    e = cudaMemcpyPeerAsync(dst, dst_device, src, p->device, len, 0);
+    return e == cudaSuccess ? 0 : s_fail(e, "cudaMemcpyPeer out of the pool");
+}
+
 extern "C" int cuda_ipc_event_create(cuda_ipc_event **out, int device, uint8_t *handle_out) {
     *out = NULL;
     cudaError_t e = cudaSetDevice(device);

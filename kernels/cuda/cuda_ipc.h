@@ -38,6 +38,14 @@ void *cuda_pool_at(const cuda_pool *p, uint64_t off, uint64_t len);
 int cuda_pool_write(cuda_pool *p, uint64_t off, const void *src, size_t len);
 int cuda_pool_read(const cuda_pool *p, uint64_t off, void *dst, size_t len);
 
+/* [off, off + len) of pool p into dst, device memory of dst_device: a plain
+ * device copy when the pool sits on dst_device, cudaMemcpyPeer (through
+ * the host when the two devices have no peer access) when it is on
+ * another. On the default stream, after a cuda_ipc_event_wait. For the
+ * decode worker once its KV cache lives on its device (not yet: it copies
+ * the block to the host with cuda_pool_read). NOT RUN. */
+int cuda_pool_copy_to_device(void *dst, int dst_device, const cuda_pool *p, uint64_t off, size_t len);
+
 /* Interprocess events: create + export (producer), open (consumer). */
 int cuda_ipc_event_create(cuda_ipc_event **out, int device, uint8_t *handle_out);
 int cuda_ipc_event_open(cuda_ipc_event **out, int device, const uint8_t *handle);
