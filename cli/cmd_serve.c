@@ -234,6 +234,7 @@ static int s_http_start(http_front **hf, http_opts *h, const char *listen, const
 static struct {
     pid_t pid[MAX_CHILD];
     int role[MAX_CHILD];               /* DEV_PRE, DEV_DEC, DEV_SC */
+    int index[MAX_CHILD];              /* its number among its role's workers (its name's) */
     devspec dev[MAX_CHILD];
     volatile sig_atomic_t status[MAX_CHILD], done[MAX_CHILD];
     volatile sig_atomic_t stop;        /* coord_opts.stop */
@@ -282,9 +283,10 @@ static int s_device_failed(void) {
         int st = s_kids.status[k];
         if (!s_kids.done[k] || !WIFEXITED(st) || WEXITSTATUS(st) != DEVSPEC_EXIT_DEVICE) continue;
         char d[16];
-        fprintf(stderr, "tis serve: the %s worker on %s cannot use its device (its reason is above): stopped; "
+        fprintf(stderr, "tis serve: %s worker %d on %s cannot use its device (its reason is above): stopped; "
                 "fix %s.device / %s.devices in the config (cpu runs anywhere)\n", roles[s_kids.role[k]],
-                devspec_str(&s_kids.dev[k], d, sizeof d), roles[s_kids.role[k]], roles[s_kids.role[k]]);
+                s_kids.index[k], devspec_str(&s_kids.dev[k], d, sizeof d), roles[s_kids.role[k]],
+                roles[s_kids.role[k]]);
     }
     return 1;
 }
@@ -375,6 +377,7 @@ static int s_serve(int argc, char **argv, char **owned) {
         for (int64_t i = 0; i < n_role[k]; i++) {
             char d[16];
             s_kids.role[s_kids.n] = k;
+            s_kids.index[s_kids.n] = (int)i;
             s_kids.dev[s_kids.n] = ds[k][i];
             s_kids.pid[s_kids.n++] =
                 s_spawn(roles[k], (int)i, devspec_str(&ds[k][i], d, sizeof d), o.back, &o.sec, model,
@@ -383,9 +386,12 @@ static int s_serve(int argc, char **argv, char **owned) {
         }
     sigprocmask(SIG_SETMASK, &old, NULL);
     n_pre = n_role[DEV_PRE], n_dec = n_role[DEV_DEC], n_sc = n_role[DEV_SC];
-    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers%s\n", o.front,
-            o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec,
-            dev[0] || dev[1] || dev[2] || dev[3] || dev[4] || dev[5] ? " (devices: tis status)" : "");
+    fprintf(stderr, "[serve] front %s | back %s | %lld prefill + %lld scorer + %lld decode workers\n", o.front,
+            o.back, (long long)n_pre, (long long)n_sc, (long long)n_dec);
+    for (int k = 0; k < s_kids.n; k++) /* the GPU workers, one line each */
+        if (s_kids.dev[k].cuda)
+            fprintf(stderr, "[serve] %s worker %d on cuda:%d (pid %d)\n", roles[s_kids.role[k]], s_kids.index[k],
+                    s_kids.dev[k].index, (int)s_kids.pid[k]);
     o.stop = &s_kids.stop;
     /* after the forks: the front's threads are this process's alone */
     http_front *hf = NULL;

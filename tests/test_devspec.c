@@ -111,17 +111,26 @@ static void s_serve(void) {
     int rc = tt_tis(args, out, sizeof out);
     unsetenv("TIS_FAULT_DEVICE");
     TT_CHECK(rc == 1 && strstr(out, "unusable: TIS_FAULT_DEVICE=decode") &&
-             strstr(out, "tis serve: the decode worker on cpu cannot use its device") &&
+             strstr(out, "tis serve: decode worker 0 on cpu cannot use its device") &&
              strstr(out, "fix decode.device / decode.devices"));
     if (rc != 1) fprintf(stderr, "serve rc %d: %s\n", rc, out);
-    /* a config with a GPU: refused at load without CUDA (exit 2, nothing started) */
+    /* a config with a GPU: refused at load without CUDA (exit 2, nothing
+     * started); in a CUDA build on a machine without a GPU, the workers'
+     * real probe fails and tis serve stops with its reason */
+    char yml[512];
+    snprintf(yml, sizeof yml, "%s", tt_path("gpu.yaml"));
+    const char *y = "decode:\n  workers: 2\n  devices: [0, 1]\n";
+    TT_OK(tt_write_file(yml, y, strlen(y)));
+    snprintf(args, sizeof args, "serve -m '%s' --config '%s' --front 'ipc://%s' --back 'ipc://%s'", tiny, yml,
+             tt_path("front"), tt_path("back"));
+    devspec gpu0 = {.cuda = true, .index = 0};
     if (!devspec_have_cuda()) {
-        char yml[512];
-        snprintf(yml, sizeof yml, "%s", tt_path("gpu.yaml"));
-        const char *y = "decode:\n  workers: 2\n  devices: [0, 1]\n";
-        TT_OK(tt_write_file(yml, y, strlen(y)));
-        snprintf(args, sizeof args, "serve -m '%s' --config '%s'", tiny, yml);
         TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "tis was built without CUDA"));
+    } else if (devspec_check(&gpu0, "probe")) {
+        rc = tt_tis(args, out, sizeof out);
+        TT_CHECK(rc == 1 && strstr(out, "cuda:0: no CUDA device") &&
+                 strstr(out, "tis serve: decode worker ") && strstr(out, "cannot use its device"));
+        if (rc != 1) fprintf(stderr, "serve on a missing GPU: rc %d: %s\n", rc, out);
     }
 }
 
