@@ -111,5 +111,13 @@ int cli_fail(const char *what);
 struct model;
 int cli_device_backend(const char *cmd, const char *device, const tis_backend **be);
 int cli_device_prepare(const char *cmd, struct model *m, const tis_backend *be);
+/* For commands whose work cannot run on a device yet: cpu passes (0); a
+ * usable GPU is refused with `why` (1), an unusable one as above. */
+int cli_device_cpu_only(const char *cmd, const char *device, const char *why);
+/* Why eval and label run on the cpu only (cli_device_cpu_only's why). */
+#define CLI_DEVICE_PRESS_WHY                                                                             \
+    "the press sessions observe attention probabilities while they prefill (press/press.c) and score " \
+    "and compact host caches; the CUDA backend reports no attention probabilities and press scoring "  \
+    "and compaction on the device are not built: run it on the cpu"
 
 #endif

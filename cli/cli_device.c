@@ -39,3 +39,11 @@ int cli_device_prepare(const char *cmd, struct model *m, const tis_backend *be) 
     fprintf(stderr, "tis %s: preparing the weights for %s: %s\n", cmd, be->name, tis_last_error());
     return 1;
 }
+
+int cli_device_cpu_only(const char *cmd, const char *device, const char *why) {
+    const tis_backend *be = NULL;
+    int rc = cli_device_backend(cmd, device, &be);
+    if (rc || backend_is_host(be)) return rc;
+    fprintf(stderr, "tis %s: --device %s: %s\n", cmd, device, why);
+    return 1;
+}

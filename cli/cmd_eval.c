@@ -52,6 +52,7 @@ static void s_usage(FILE *f) {
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           compute threads (default: all cores)\n"
             "      --kv_type T           KV cache element type: f16 (default), f32, bf16\n"
+            "      --device D            cpu (default); cuda:N is refused for now (the presses run on the cpu)\n"
             "      --resume              keep the rows already in --output and run only the\n"
             "                            samples missing there (same options as the first run)\n"
             "      --export PATH.jsonl   write the benchmark's samples as a dataset (for\n"
@@ -84,6 +85,7 @@ typedef struct eval_opts {
     int64_t n_pol, n_bench, n_budgets, n_btok, n_depths, n_ctx, n_thr;
     int64_t seed, phrasing, threads, workers;
     bool list, query_aware, no_chat, no_plots;
+    const char *device;
     char cmdline[4096];
 } eval_opts;
 
@@ -92,6 +94,7 @@ static int s_parse(int argc, char **argv, eval_opts *o) {
     eval_config *e = &c->eval;
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &c->model_path),
+        CLI_STR("--device", NULL, &o->device),
         CLI_STRS("--baseline", NULL, o->policies, &o->n_pol, MAX_LIST),
         CLI_STRS("--policy", NULL, o->policies, &o->n_pol, MAX_LIST),
         CLI_STRS("--benchmark", NULL, o->benches, &o->n_bench, MAX_LIST),
@@ -227,13 +230,14 @@ static int s_pipeline_run(void *ctx, const eval_job_batch *b, eval_row **rows, i
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_opts o = {.protocol = "agnostic", .seed = 42};
+    eval_opts o = {.protocol = "agnostic", .seed = 42, .device = "cpu"};
     eval_config_defaults(&o.c.eval);
     o.c.model_path = cli_default_model();
     o.c.output = "results/eval.csv";
     o.c.spec = (bench_spec){.n_samples = 10, .n_keys = 4};
     int prc = s_parse(argc, argv, &o);
     if (prc) return prc == CLI_HELP ? 0 : prc;
+    if ((prc = cli_device_cpu_only("eval", o.device, CLI_DEVICE_PRESS_WHY))) return prc;
     /* the model's own default heads, when committed and no --head / --head_query */
     static char def_head[512], def_head_q[512];
     cli_default_head(o.c.model_path, "tis", def_head, sizeof def_head);

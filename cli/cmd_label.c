@@ -39,6 +39,7 @@ static void s_usage(FILE *f) {
             "      --no_chat             plain prompt, no chat template\n"
             "  -t, --threads N           compute threads\n"
             "      --kv_type T           KV cache element type: f16 (default), f32, bf16\n"
+            "      --device D            cpu (default); cuda:N is refused for now (the presses run on the cpu)\n"
             "      --workers N           label on N pipeline workers (a private tis serve; the\n"
             "                            cores shared out); the shards are the same\n"
             "      --connect ENDPOINT    or on the prefill workers of a running tis serve\n"
@@ -108,9 +109,11 @@ int cmd_label(int argc, char **argv) {
     double depths[MAX_LIST];
     int64_t ctx_lens[MAX_LIST], n_depths = 0, n_ctx = 0, phrasing = 0, seed = 42, threads = 0;
     bool no_chat = false;
+    const char *device = "cpu";
     pipeline_runner pr = {.model_path = c.model_path};
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &c.model_path),
+        CLI_STR("--device", NULL, &device),
         CLI_STR("--dataset", NULL, &c.dataset),
         CLI_STRS("--benchmark", NULL, benches, &c.n_benchmarks, MAX_LIST),
         CLI_STRS("--corpus", NULL, corpus, &n_corpus, MAX_LIST),
@@ -137,6 +140,7 @@ int cmd_label(int argc, char **argv) {
     };
     int prc = cli_parse_opts("label", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
+    if ((prc = cli_device_cpu_only("label", device, CLI_DEVICE_PRESS_WHY))) return prc;
     c.benchmarks = benches;
     c.corpus = corpus;
     c.n_corpus = n_corpus;

@@ -85,12 +85,17 @@ int main(void) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "| cpu |"));
     snprintf(args, sizeof args, "generate -m '%s' -p 'hello' --device gpu", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "device 'gpu': cpu, cuda or cuda:N"));
+    TT_CHECK(tt_tis("eval --device gpu", out, sizeof out) == 2 && strstr(out, "tis eval: --device: device 'gpu'"));
+    TT_CHECK(tt_tis("label --device cuda:x", out, sizeof out) == 2 && strstr(out, "tis label: --device: device"));
     char probe[1024] = "";
     int n_gpu = devspec_have_cuda() ? s_cuda_devices(probe, sizeof probe) : 0;
-    for (int b = 0; b < 2; b++) {
-        snprintf(args, sizeof args, b ? "bench -m '%s' -p 4 -n 1 -r 1 --device cuda:63"
-                                      : "generate -m '%s' -p 'hello' -n 2 --device cuda:0", tiny);
-        if (n_gpu > (b ? 63 : 0)) continue; /* that device exists here: nothing to refuse */
+    const char *dev_cmds[4] = {"generate -m '%s' -p 'hello' -n 2 --device cuda:0",
+                               "bench -m '%s' -p 4 -n 1 -r 1 --device cuda:63",
+                               "eval -m '%s' --benchmark passkey --n_samples 1 --device cuda:63",
+                               "label -m '%s' --benchmark passkey --n_samples 1 --device cuda:0"};
+    for (int b = 0; b < 4; b++) {
+        snprintf(args, sizeof args, dev_cmds[b], tiny);
+        if (n_gpu > (strstr(dev_cmds[b], "cuda:63") ? 63 : 0)) continue; /* that device exists here */
         int rc = tt_tis(args, out, sizeof out);
         fprintf(stderr, "  %s -> %d: %s", args, rc, out);
         if (!devspec_have_cuda())
