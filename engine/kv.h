@@ -10,9 +10,10 @@
  *
  * Element type (dtype, a ggml type id): keys and values are stored as F16
  * (the default, forward_kv_new), F32 or BF16; positions are int32 and the
- * attention bias f32 whatever the dtype. Writers go through kv_cache_put,
- * readers that want floats through kv_cache_row_f32; the attention kernels
- * read the stored type directly (kv_view.dtype). */
+ * attention bias f32 whatever the dtype. The forward pass writes through
+ * the backend's kv_append, other host writers through kv_cache_put;
+ * readers that want floats go through kv_cache_rows_f32; the attention
+ * kernels read the stored type directly (kv_view.dtype). */
 #ifndef TIS_KV_H
 #define TIS_KV_H
 
