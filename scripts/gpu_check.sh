@@ -18,7 +18,7 @@
 #    the run generates a model of its shapes and Q4_1 type instead (tis gen-model; same speed,
 #    random values), for the benchmark and the greedy check.
 # 3. The files come back under the tool's files_at: gpu/summary.md first. Commit what was
-#    measured under docs/results/gpu/ (results.md, results.csv, ipc.csv, summary.md).
+#    measured under docs/results/gpu/ (results.md, results.csv, ipc.csv, qgemv.csv, summary.md).
 #    timeout_s=540 leaves 60 s over this script's own 480 s deadline, and the 15 minutes of
 #    device time a session has leave room for a second call after a fix.
 #
@@ -35,7 +35,7 @@
 # $OUT/gpu/summary.md is written first and rewritten after each step, and the results and a
 # tarball of all logs are refreshed after each step too, so a call cut short still returns
 # what ran. At most 8 files come back from $OUT (the tool's limit): summary.md, results.md,
-# results.csv, ipc.csv, logs.tar.gz.
+# results.csv, ipc.csv, qgemv.csv, logs.tar.gz.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,6 +70,7 @@ s_summary() {
 s_sync() {
   s_summary
   for f in results.md results.csv ipc.csv; do [ -f "$WORK/bench/$f" ] && cp "$WORK/bench/$f" "$OUTDIR/"; done
+  [ -f "$LOGS/qgemv.csv" ] && cp "$LOGS/qgemv.csv" "$OUTDIR/"
   tar -C "$WORK" -czf "$OUTDIR/logs.tar.gz" --exclude='*.gguf' logs $([ -d "$WORK/bench" ] && echo bench) 2>/dev/null
 }
 
@@ -134,7 +135,8 @@ s_configure() {
     "${args[@]}"
 }
 
-TARGETS="tis test_cuda_probe test_cuda_backend test_cuda_qgemv test_cuda_ipc test_cuda_ipc_bench"
+# tis and every CUDA test (each tests/test_cuda_*.c is one; ctest -R cuda runs them all)
+TARGETS="tis $(cd "$root/tests" && ls test_cuda_*.c | sed 's/\.c$//' | tr '\n' ' ')"
 
 # The greedy tokens of the CUDA path against the CPU path: same model, same prompts, f32 KV on
 # both (the CUDA attention reads f32 caches) and f32 activations on the CPU (TIS_QDOT_ACT=f32:
@@ -188,6 +190,13 @@ step ctest_cuda 90 ctest --test-dir "$BUILD" -R cuda --output-on-failure
 { echo "ctest -R cuda:"; echo; grep -E "tests passed|Test +#|\(Skipped\)|\(Failed\)" "$LOGS/ctest_cuda.log" | sed 's/^/    /'; echo; } \
   >>"$WORK/extra.md" 2>/dev/null
 s_sync
+# the quantised decode GEMV against cuBLAS bf16 / f32 at real matrix shapes (which weight path
+# the device forward should take: issue 16 item 1)
+if [ $gpu = 1 ]; then
+  step qgemv_bench 60 "$BUILD/test_cuda_qgemv" --bench "$LOGS/qgemv.csv"
+else
+  skip qgemv_bench "no GPU"
+fi
 model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$model" ]; then
   model=$WORK/smollm2-135m-q4_1.gguf

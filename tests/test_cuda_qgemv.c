@@ -23,6 +23,8 @@
  * A kernel reading a wrong scale, nibble or chunk is off by a sizeable part
  * of one chunk's terms, about S sqrt(32) / n: above n u S for every n here
  * (n u <= 2.9e-4). The worst error seen is printed in units of u S.
+ * `test_cuda_qgemv --bench [CSV]` times the kernels against cuBLAS (bf16 GemmEx, f32 Sgemm) at
+ * SmolLM2, Qwen2.5-0.5B and 7B matrix shapes, T 1 and 16 (scripts/gpu_check.sh runs it).
  * Skips (77) without CUDA or a GPU, after the checks that run on the host:
  * the arguments, and the kernels' own chunk decoding (compiled for the host
  * too) against formats/quant.c on every type. */
@@ -40,6 +42,8 @@
 #include "cuda/backend_cuda.h"
 #include "cuda/cuda_probe.h"
 #include "cuda/qgemv_cuda.h"
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
 
 static const tis_backend *s_gpu;
 static uint64_t s_rng = 20261130;
@@ -171,10 +175,96 @@ static void s_case(int type, int64_t n_in, int64_t n_out, int64_t T, bool acc) {
     s_gpu->free(s_gpu->ctx, dw), s_gpu->free(s_gpu->ctx, dx), s_gpu->free(s_gpu->ctx, dy);
     free(w), free(x), free(y0), free(yc), free(yg), free(deq);
 }
+
+/* ---- --bench: time per product against cuBLAS (the question of issue 16 item 1: the file's
+ * blocks through these kernels, or bf16 weights through cuBLAS?). Effective bandwidth = the
+ * bytes a product must read (weights at their stored size + x) / time; the mean of 50 launches
+ * after 5 warm-ups, between CUDA events. Printed and (--csv) written; never a pass condition. */
+typedef struct timer {
+    cudaEvent_t a, b;
+} timer;
+
+static double s_ms(timer *tm, int type, const void *w, size_t rb, const float *x, float *y, int64_t n_in,
+                   int64_t n_out, int64_t T, const void *xb, cublasHandle_t blas, int how) {
+    const float one = 1.0f, zero = 0.0f;
+    double ms = -1;
+    for (int it = -5; it < 50; it++) {
+        if (it == 0) cudaEventRecord(tm->a, 0);
+        int rc = 0;
+        if (how == 0) rc = qgemv_cuda(y, x, w, type, rb, n_in, n_out, T, false, NULL);
+        else if (how == 1) /* bf16 W, bf16 X (already converted), f32 Y, f32 accumulation */
+            rc = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one, w, CUDA_R_16BF,
+                              (int)n_in, xb, CUDA_R_16BF, (int)n_in, &zero, y, CUDA_R_32F, (int)n_out,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS;
+        else /* f32 W: what backend_cuda's matmul does today */
+            rc = cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one, w, (int)n_in, x,
+                             (int)n_in, &zero, y, (int)n_out) != CUBLAS_STATUS_SUCCESS;
+        if (rc) return -1;
+    }
+    cudaEventRecord(tm->b, 0);
+    float f = 0;
+    if (cudaEventSynchronize(tm->b) == cudaSuccess && cudaEventElapsedTime(&f, tm->a, tm->b) == cudaSuccess)
+        ms = f / 50.0;
+    return ms;
+}
+
+static int s_bench(const char *csv_path) {
+    static const int64_t shapes[][2] = {{576, 1536}, {1536, 576}, {576, 49152}, {896, 4864}, {4864, 896},
+                                        {4096, 4096}, {4096, 14336}, {14336, 4096}};
+    static const int types[] = {GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_BF16};
+    static const int64_t Ts[] = {1, 16};
+    cublasHandle_t blas;
+    if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return fprintf(stderr, "cublasCreate failed\n"), 1;
+    timer tm;
+    cudaEventCreate(&tm.a), cudaEventCreate(&tm.b);
+    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
+    if (csv) fprintf(csv, "kernel,type,n_in,n_out,T,us,gbs\n");
+    printf("| %-14s | %-5s | %6s | %6s | %2s | %9s | %7s |\n", "kernel", "type", "n_in", "n_out", "T", "us", "GB/s");
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int64_t n_in = shapes[si][0], n_out = shapes[si][1];
+        float *x = NULL, *y = NULL;
+        void *w = NULL, *xb = NULL;
+        size_t wmax = (size_t)n_in * (size_t)n_out * 4;
+        if (cudaMalloc((void **)&x, (size_t)(16 * n_in) * 4) || cudaMalloc((void **)&y, (size_t)(16 * n_out) * 4) ||
+            cudaMalloc(&w, wmax) || cudaMalloc(&xb, (size_t)(16 * n_in) * 2))
+            return fprintf(stderr, "cudaMalloc failed\n"), 1;
+        cudaMemset(w, 0x11, wmax), cudaMemset(x, 0, (size_t)(16 * n_in) * 4), cudaMemset(xb, 0, (size_t)(16 * n_in) * 2);
+        for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+            int64_t T = Ts[ti];
+            for (int k = 0; k < (int)(sizeof types / sizeof *types) + 2; k++) {
+                int how = k < (int)(sizeof types / sizeof *types) ? 0 : k - (int)(sizeof types / sizeof *types) + 1;
+                int type = how == 0 ? types[k] : how == 1 ? GGML_TYPE_BF16 : GGML_TYPE_F32;
+                size_t rb = 0;
+                if (quant_row_bytes(type, n_in, &rb)) continue; /* n_in not a multiple of the block */
+                double ms = s_ms(&tm, type, w, rb, x, y, n_in, n_out, T, xb, blas, how);
+                double bytes = (double)rb * (double)n_out + (double)(T * n_in) * (how == 1 ? 2 : 4);
+                const char *kname = how == 0 ? "qgemv_cuda" : how == 1 ? "cublasGemmEx" : "cublasSgemm";
+                if (ms <= 0) {
+                    printf("| %-14s | %-5s | %6lld | %6lld | %2lld | failed: %s\n", kname, quant_type_name(type),
+                           (long long)n_in, (long long)n_out, (long long)T, tis_last_error());
+                    continue;
+                }
+                printf("| %-14s | %-5s | %6lld | %6lld | %2lld | %9.2f | %7.1f |\n", kname, quant_type_name(type),
+                       (long long)n_in, (long long)n_out, (long long)T, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+                if (csv)
+                    fprintf(csv, "%s,%s,%lld,%lld,%lld,%.3f,%.1f\n", kname, quant_type_name(type), (long long)n_in,
+                            (long long)n_out, (long long)T, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+            }
+        }
+        cudaFree(x), cudaFree(y), cudaFree(w), cudaFree(xb);
+    }
+    if (csv) fclose(csv);
+    cublasDestroy(blas);
+    return 0;
+}
 #endif
 
-int main(void) {
+int main(int argc, char **argv) {
 #ifdef TIS_HAVE_CUDA
+    if (argc > 1 && strcmp(argv[1], "--bench")) {
+        fprintf(stderr, "usage: test_cuda_qgemv [--bench [CSV]]\n");
+        return 2;
+    }
     /* Argument checks: host-side, before anything touches a device. */
     TT_CASE("arguments");
     float dummy[4];
@@ -200,6 +290,7 @@ int main(void) {
         return 77;
     }
     printf("%s", info);
+    if (argc > 1) return s_bench(argc > 2 ? argv[2] : NULL);
     s_gpu = backend_cuda(0);
     TT_CHECK(s_gpu != NULL);
     if (!s_gpu) return tt_done("test_cuda_qgemv");
@@ -228,6 +319,7 @@ int main(void) {
     }
     return tt_done("test_cuda_qgemv");
 #else
+    (void)argc, (void)argv;
     printf("test_cuda_qgemv: skipped: built without CUDA (TIS_CUDA=OFF)\n");
     return 77;
 #endif
