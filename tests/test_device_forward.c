@@ -18,9 +18,11 @@
 
 #include "fake_device.h"
 #include "forward.h"
+#include "generate.h"
 #include "kv.h"
 #include "model.h"
 #include "quant.h"
+#include "sampler.h"
 #include "tiny_model.h"
 #include "tt.h"
 
@@ -288,6 +290,32 @@ static void s_tiny(const char *label, tiny_spec sp, int kv_type, bool bias) {
     model_destroy(&m);
 }
 
+/* generate() (the decoder, the sampler) on the device: the CPU's tokens,
+ * greedy and sampled. */
+static void s_check_generate(model *m, const int32_t *prompt, int64_t n) {
+    TT_CASE("generate() on the device");
+    int32_t out[2][2][12];
+    memset(out, 0, sizeof out);
+    const tis_backend *be[2] = {backend_cpu(), fake_device()};
+    for (int b = 0; b < 2; b++)
+        for (int hot = 0; hot < 2; hot++) {
+            forward_state *st = NULL;
+            kv_cache *kv = NULL;
+            sampler smp;
+            gen_stats gs;
+            gen_params gp = {.max_new = 12, .stop_at_eog = false};
+            TT_OK(model_to_backend(m, be[b]));
+            TT_OK(forward_state_new(&st, m, be[b], 4));
+            TT_OK(forward_kv_new_on(m, be[b], n + 12, &kv));
+            TT_OK(sampler_init(&smp, m->config.n_vocab, hot ? 0.8f : 0.0f, 0.95f, 5));
+            if (st && kv) TT_OK(generate(st, kv, m, &smp, prompt, n, &gp, out[b][hot], NULL, NULL, &gs));
+            sampler_free(&smp);
+            forward_state_destroy(&st);
+            kv_cache_destroy(&kv);
+        }
+    TT_CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0);
+}
+
 /* The default model on a short prompt, default arithmetic (q8 decode
  * activations, f16 cache). */
 static void s_real_model(void) {
@@ -308,6 +336,7 @@ static void s_real_model(void) {
     free(enc);
     run_spec rs = {.ids = ids, .n = n, .n_dec = 8, .max_batch = 4, .bias = false, .hid = NULL};
     s_check_same(m, "default model, 'The capital of France is' + 8", &rs);
+    s_check_generate(m, ids, n);
     model_destroy(&m);
 }
 
@@ -321,6 +350,8 @@ int main(void) {
         s_check_refusals(m);
         s_check_traffic(m);
         s_check_batch_compact(m);
+        int32_t p[5] = {40, 41, 42, 43, 44};
+        s_check_generate(m, p, 5);
         model_destroy(&m);
     }
     s_tiny("llama GQA 4:2, f32 weights", sp, GGML_TYPE_F32, false);
