@@ -11,7 +11,10 @@
 # WORK (scratch: generated models; default /tmp/tis-gpu-bench), LAYERS_7B (layers of the 7B
 # shapes, default 4: every per-layer figure is the full model's; the whole 32, 14.5 GB, would
 # take minutes to write and load), STEP_S (seconds per step, default 90), TIS_DEVICE (default cuda:0),
-# DEADLINE (epoch seconds: no step runs past it; later steps are recorded as skipped).
+# DEADLINE (epoch seconds: no step runs past it; later steps are recorded as skipped),
+# TIS_DEVICE_WTYPE (the weight bytes tis's decode HBM fraction counts: how the device holds the
+# weights; default f32, what the forward uploads today; "file": the model file's type),
+# TIS_KV (tis's --kv_type; default f32: the CUDA attention reads f32 caches only so far).
 #
 # What runs (each step under `timeout`, a failed step is recorded and the next one runs), in order:
 #   ipc      build/test_cuda_ipc_bench --sizes 4K,64K,1M,16M,256M,1G --reps 30 (first: it needs
@@ -20,12 +23,10 @@
 #            `tis gen-model --config smollm2-135m --type q4_1` (its shapes and its Q4_1 blocks,
 #            random values: the same speed); `tis gen-model --config mistral-7b --type bf16
 #            --layers LAYERS_7B` for 7B shapes
-#   tis      `tis bench -m M --device cuda:0 -p T -n 0` for T = 2048, 8192, 32768 (prefill), and
-#            `tis bench -m M --device cuda:0 -n 16 --context 8192 --budgets 1 0.25 0.1
+#   tis      `tis bench -m M --device cuda:0 --kv_type f32 -p T -n 0` for T = 2048, 8192, 32768
+#            (prefill), and `tis bench -m M --device cuda:0 --kv_type f32 -n 16 --context 8192 --budgets 1 0.25 0.1
 #            --max_batch 64 --kv_cap_mb 65536` (decode from compressed caches)
-#            NOTE: written against the interface `tis bench ... --device cuda:0` that the
-#            device-resident forward adds (issue 16 item 1); where tis bench does not take
-#            --device yet, these steps fail with its usage message, recorded as such.
+#            (`--device` is the device-resident forward's, issue 16 item 1)
 #   torch    scripts/bench_torch.py at the same shapes (smollm2-135m; mistral-7b at LAYERS_7B)
 #   report   scripts/bench_gpu_report.py: RESULTS/results.csv and RESULTS/results.md
 set -uo pipefail
@@ -38,6 +39,7 @@ WORK=${WORK:-/tmp/tis-gpu-bench}
 LAYERS_7B=${LAYERS_7B:-4}
 STEP_S=${STEP_S:-90}
 TIS_DEVICE=${TIS_DEVICE:-cuda:0}
+TIS_KV=${TIS_KV:-f32}
 tis=$BUILD/tis
 mkdir -p "$RESULTS" "$WORK"
 log=$RESULTS/bench_gpu.log
@@ -105,9 +107,10 @@ for key in smollm2 7b; do
   for T in $PREFILL; do
     reps=2
     [ "$T" -ge 32768 ] && reps=1
-    step "tis_${key}_pp$T" "$STEP_S" "$tis" bench -m "$m" "${DEV[@]}" -p "$T" -n 0 -r $reps
+    step "tis_${key}_pp$T" "$STEP_S" "$tis" bench -m "$m" "${DEV[@]}" --kv_type "$TIS_KV" -p "$T" -n 0 -r $reps
   done
-  step "tis_${key}_decode" "$((STEP_S * 2))" "$tis" bench -m "$m" "${DEV[@]}" -n $NGEN -r 1 --context $CONTEXT \
+  step "tis_${key}_decode" "$((STEP_S * 2))" "$tis" bench -m "$m" "${DEV[@]}" --kv_type "$TIS_KV" -n $NGEN -r 1 \
+    --context $CONTEXT \
     --budgets 1 0.25 0.1 --max_batch "${BATCHES##*,}" --kv_cap_mb 65536
 done
 
@@ -123,6 +126,7 @@ step torch_7b "$STEP_S" env PYTHONUNBUFFERED=1 python3 "$root/scripts/bench_torc
 title="tis vs PyTorch on the GPU ($TIS_DEVICE)"
 [ $cpu = 1 ] && title="bench_gpu.sh --cpu: a dry run of the script on the CPU at small sizes (NOT a GPU result)"
 DEADLINE= step report 60 python3 "$root/scripts/bench_gpu_report.py" "$RESULTS" --batches "$BATCHES" \
-  --decode_steps $NGEN --title "$title"
+  --decode_steps $NGEN --title "$title" --tis_wtype "${TIS_DEVICE_WTYPE:-f32}" \
+  --tis_kv "$TIS_KV"
 cat "$RESULTS/report.log" >>"$log"
 echo "[bench_gpu] done: $RESULTS/results.md" | tee -a "$log"

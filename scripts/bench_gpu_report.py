@@ -8,9 +8,9 @@ RESULTS/results.md (side by side with the ratio tis / PyTorch of tokens/s, prefi
 decode HBM fraction for both, the IPC hand-off per block size, and every step's status).
 
 tis's derived figures use the formulas of bench_torch.py (flops_prefill, bytes_decode) with
-tis's own weight bytes: the file's type per parameter (Q4_1: 20 bytes per 32, bf16: 2) over
-every matrix and the lm_head, KV in f16 (tis's default cache type), 2 bytes per element like
-PyTorch's bf16. A configuration that did not run shows its step's status, never a number.
+tis's own weight bytes: --tis_wtype per parameter (the file's type: Q4_1 20 bytes per 32, bf16
+2; or how the device holds them, e.g. f32: 4) over every matrix and the lm_head, and --tis_kv
+bytes per KV element (f32 on the device today: the CUDA attention reads f32 caches only). A configuration that did not run shows its step's status, never a number.
 """
 import argparse
 import csv
@@ -72,7 +72,8 @@ def tis_rows(res, models, status, args):
     rows = []
     for key, mr in models.items():
         m = shapes(mr)
-        wbytes = BYTES_PER_PARAM.get(mr["wtype"], 2.0) * (matmul_params(m) + m["V"] * m["d"])
+        wt = mr["wtype"] if args.tis_wtype == "file" else args.tis_wtype
+        wbytes = BYTES_PER_PARAM.get(wt, 2.0) * (matmul_params(m) + m["V"] * m["d"])
         for name in sorted(os.listdir(res)):
             mm = re.fullmatch(rf"tis_{key}_pp(\d+)\.log", name)
             if not mm:
@@ -96,7 +97,8 @@ def tis_rows(res, models, status, args):
                 if d["batch"] not in args.batches:
                     continue
                 kv_len = max(1, int(args.context * d["budget"]))
-                by = bytes_decode(m, d["batch"], kv_len + args.decode_steps // 2, weight_bytes=wbytes)
+                by = bytes_decode(m, d["batch"], kv_len + args.decode_steps // 2, weight_bytes=wbytes,
+                                  kv_elem_bytes=BYTES_PER_PARAM[args.tis_kv])
                 sec = d["batch"] / d["tokens_per_s"]
                 rows.append(dict(impl="tis", model=mr["preset"], layers=m["L"], test="decode", batch=d["batch"],
                                  budget=d["budget"], kv_len=kv_len, tokens_per_s=d["tokens_per_s"],
@@ -131,7 +133,10 @@ def write_md(res, rows, status, args):
     out = [f"# {args.title}", "",
            f"Peaks: {args.peak_tflops} TFLOP/s bf16 dense, {args.peak_tbs} TB/s HBM (H200 SXM datasheet; "
            "scripts/bench_torch.py). MFU: prefill FLOPs / s / peak; HBM: decode bytes per step / s / peak "
-           "(weights at the file's type + lm_head + KV read once). PyTorch: eager, random bf16 weights, flash SDPA.",
+           "(every matrix + lm_head once, K and V read once). tis's weights counted as "
+           + ("the file's type" if args.tis_wtype == "file" else f"{args.tis_wtype} (how the device holds them)")
+           + f", its KV as {args.tis_kv}; PyTorch's weights and KV as bf16. PyTorch: eager, random bf16 weights, "
+           "flash SDPA.",
            "", "| model | layers | test | T / batch | budget | tis tok/s | torch tok/s | tis / torch | tis MFU | torch MFU "
            "| tis HBM | torch HBM |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for k in keys:
@@ -172,6 +177,9 @@ def main():
     ap.add_argument("--context", type=int, default=0, help="decode context (default: from the logs, else 8192)")
     ap.add_argument("--decode_steps", type=int, default=16)
     ap.add_argument("--title", default="tis vs PyTorch on the GPU")
+    ap.add_argument("--tis_kv", default="f16", choices=["f16", "bf16", "f32"], help="tis's KV cache type")
+    ap.add_argument("--tis_wtype", default="file", choices=["file"] + sorted(BYTES_PER_PARAM),
+                    help="weight bytes of tis's decode rows: the file's type, or how the device holds them")
     ap.add_argument("--peak_tflops", type=float, default=PEAK_BF16_TFLOPS)
     ap.add_argument("--peak_tbs", type=float, default=PEAK_HBM_TBS)
     args = ap.parse_args()

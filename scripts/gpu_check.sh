@@ -22,9 +22,8 @@
 #    timeout_s=540 leaves 60 s over this script's own 480 s deadline, and the 15 minutes of
 #    device time a session has leave room for a second call after a fix.
 #
-# NOTE: the greedy check and the tis rows of the benchmark call `tis generate|bench --device
-# cuda:0`, the interface the device-resident forward adds (issue 16 item 1). Where that is not
-# on main yet, those steps fail with tis's usage message and are recorded as failed.
+# The greedy check and the tis rows of the benchmark call `tis generate|bench --device cuda:0`
+# (the device-resident forward, issue 16 item 1).
 #
 # ---- Here, without a GPU ----
 #    bash scripts/gpu_check.sh --dry-run        # OUT defaults to results/gpu-dry
@@ -103,6 +102,9 @@ s_env() {
   echo "host: $(uname -a)"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || echo "nvidia-smi: none"
   command -v nvcc && nvcc --version | tail -2 || echo "nvcc: not on PATH"
+  local ch
+  ch=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+  ls "$ch"/lib64/libcublas* "$ch"/targets/*/lib/libcublas* "$ch"/include/cublas_v2.h 2>&1 | head -4
   cmake --version | head -1
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' ||
     echo "python3: no torch"
