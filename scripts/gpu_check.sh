@@ -206,6 +206,9 @@ if [ ! -f "$model" ]; then
 fi
 step greedy_cpu 60 bash -c 's_greedy "$0" cpu' "$model"
 if [ $gpu = 1 ]; then step greedy_cuda 60 bash -c 's_greedy "$0" cuda' "$model"; else skip greedy_cuda "no GPU"; fi
+# CUDA workers in the pipeline: the same answers as cpu workers, the IPC hand-off times (scripts/gpu_pipeline_check.sh)
+if [ $gpu = 1 ]; then step pipeline_cuda 120 bash scripts/gpu_pipeline_check.sh "$BUILD/tis" "$model" "$WORK/bench"; else skip pipeline_cuda "no GPU"; fi
+[ -f "$WORK/bench/pipeline.md" ] && { cat "$WORK/bench/pipeline.md"; echo; } >>"$WORK/extra.md"
 mode=()
 [ $gpu = 1 ] || mode=(--cpu)
 export DEADLINE BUILD
