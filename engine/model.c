@@ -351,6 +351,8 @@ int model_to_backend(model *m, const tis_backend *be) {
     return rc;
 }
 
+void model_release_backend(model *m) { s_release_backend(m); }
+
 const model_weights *model_weights_on(const model *m, const tis_backend *be) {
     if (backend_is_host(be)) return &m->weights;
     return m->be == be ? &m->be_weights : NULL;

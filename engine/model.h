@@ -72,6 +72,8 @@ void model_destroy(model **p);
  * forward_state uses the model. 0, TIS_ENOMEM, or the backend's error
  * (m then holds no backend copy). */
 int model_to_backend(model *m, const tis_backend *be);
+/* Releases the backend copy, if any (no forward_state may still use it). */
+void model_release_backend(model *m);
 /* The weights the forward pass hands backend be: the host's for a host
  * backend, the prepared copy for the backend model_to_backend prepared,
  * NULL for any other. */

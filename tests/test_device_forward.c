@@ -24,6 +24,7 @@
 #include "quant.h"
 #include "sampler.h"
 #include "tiny_model.h"
+#include "tt_alloc.h"
 #include "tt.h"
 
 static int32_t s_argmax(const float *x, int64_t n) {
@@ -290,6 +291,63 @@ static void s_tiny(const char *label, tiny_spec sp, int kv_type, bool bias) {
     model_destroy(&m);
 }
 
+/* Allocation failures anywhere in preparing the weights, making the state
+ * and the cache, and running a step: TIS_ENOMEM with nothing of the
+ * fake device's memory left behind, or the reference's logits. */
+typedef struct oom_ctx {
+    model *m;
+    const float *ref; /* [V] logits of the last step */
+    float *lg;
+} oom_ctx;
+
+static int s_oom_op(void *u) {
+    oom_ctx *c = u;
+    const tis_backend *fd = fake_device();
+    int64_t live0 = fake_device_stats_get()->live_allocs;
+    forward_state *st = NULL;
+    kv_cache *kv = NULL;
+    int32_t ids[4] = {9, 8, 7, 6};
+    int rc = model_to_backend(c->m, fd);
+    if (!rc) rc = forward_state_new(&st, c->m, fd, 2);
+    if (!rc) rc = forward_kv_new_on(c->m, fd, 4, &kv);
+    if (!rc) rc = kv_cache_enable_bias(kv);
+    if (!rc) rc = forward_run(st, kv, ids, 3, c->lg, 1, NULL);
+    if (!rc) rc = forward_run(st, kv, ids + 3, 1, c->lg, 1, NULL);
+    if (!rc) TT_CHECK(memcmp(c->lg, c->ref, (size_t)c->m->config.n_vocab * sizeof(float)) == 0);
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+    model_release_backend(c->m);
+    if (fake_device_stats_get()->live_allocs != live0)
+        fprintf(stderr, "  leak of %lld after: %s\n", (long long)(fake_device_stats_get()->live_allocs - live0),
+                rc ? tis_last_error() : "(no error)");
+    TT_CHECK(fake_device_stats_get()->live_allocs == live0);
+    return rc;
+}
+
+static void s_check_oom(model *m) {
+    TT_CASE("allocation failures on the device path");
+    model_release_backend(m); /* each run prepares the weights itself */
+    int64_t V = m->config.n_vocab;
+    float *ref = malloc((size_t)V * sizeof(float)), *lg = malloc((size_t)V * sizeof(float));
+    forward_state *st = NULL;
+    kv_cache *kv = NULL;
+    int32_t ids[4] = {9, 8, 7, 6};
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 2));
+    TT_OK(forward_kv_new(m, 4, &kv));
+    if (st && kv) {
+        TT_OK(kv_cache_enable_bias(kv));
+        TT_OK(forward_run(st, kv, ids, 3, ref, 1, NULL));
+        TT_OK(forward_run(st, kv, ids + 3, 1, ref, 1, NULL));
+    }
+    forward_state_destroy(&st);
+    kv_cache_destroy(&kv);
+    oom_ctx c = {m, ref, lg};
+    int64_t points = tt_alloc_sweep("device forward", s_oom_op, &c, 0);
+    fprintf(stderr, "  %lld allocation points swept\n", (long long)points);
+    free(ref);
+    free(lg);
+}
+
 /* generate() (the decoder, the sampler) on the device: the CPU's tokens,
  * greedy and sampled. */
 static void s_check_generate(model *m, const int32_t *prompt, int64_t n) {
@@ -352,6 +410,7 @@ int main(void) {
         s_check_batch_compact(m);
         int32_t p[5] = {40, 41, 42, 43, 44};
         s_check_generate(m, p, 5);
+        s_check_oom(m);
         model_destroy(&m);
     }
     s_tiny("llama GQA 4:2, f32 weights", sp, GGML_TYPE_F32, false);
