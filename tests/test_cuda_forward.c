@@ -1,8 +1,11 @@
 /* test_cuda_forward: the whole forward pass on cuda:0 (weights prepared
  * once, activations and the KV cache on the device) against the CPU
- * reference on the golden prompts (tests/golden/greedy.json: the chat
- * prompt and its two extra runs, 32 new tokens each): greedy tokens equal
- * and every step's logits within a tolerance.
+ * reference: tiny random models (llama GQA f32 and Q4_1, qwen2 with QKV
+ * bias; always, as the default model cannot travel to the device machine)
+ * and, where the default model is present, the golden prompts
+ * (tests/golden/greedy.json: the chat prompt and its two extra runs, 32
+ * new tokens each). The device runs the CPU's greedy sequence (teacher
+ * forcing), so every step's logits compare.
  *
  * Tolerance. The CPU runs exact (f32 activations in every product); the
  * device multiplies the same dequantised weights (bit-identical: both use
@@ -12,12 +15,12 @@
  * logits of magnitude 10-30). With an f32 cache we allow the same 1e-3;
  * with the default f16 cache each side rounds its own (slightly different)
  * keys and values to f16, and a value on a rounding boundary moves by one
- * f16 ulp (2^-11 relative): 1e-2. Both are below half the smallest
- * top-1/top-2 margin of the fixtures (0.082), so equal greedy tokens are
- * required in both modes.
+ * f16 ulp (2^-11 relative): 1e-2. The argmax must agree wherever the CPU's
+ * top-1/top-2 margin exceeds twice the tolerance: on the golden prompts
+ * (smallest margin 0.082) that is every row, i.e. equal greedy tokens.
  *
- * Skips (77) without a CUDA build, without a GPU (the probe's reason) or
- * without the default model. Status: NOT run yet (no GPU lent to this work). */
+ * Skips (77) without a CUDA build or without a GPU (the probe's reason).
+ * Status: NOT run yet (no GPU lent to this work). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@
 #include "kv.h"
 #include "model.h"
 #include "quant.h"
+#include "tiny_model.h"
 #include "tt.h"
 
 #ifdef TIS_HAVE_CUDA
@@ -48,9 +52,12 @@ static int32_t s_argmax(const float *x, int64_t n) {
     return (int32_t)b;
 }
 
-/* Prompt (all rows' logits) then max_new greedy steps on be: lg[n + max_new][V], toks[max_new]. */
+/* Prompt (all rows' logits) then max_new steps on be: lg[n + max_new][V].
+ * The steps feed toks[max_new]: the run's own greedy choices when `own`
+ * (written there), else the given ones (teacher forcing: the device runs
+ * the CPU's sequence, so every step's logits compare). */
 static void s_run(model *m, const tis_backend *be, const int32_t *prompt, int64_t n, int64_t max_new, float *lg,
-                  int32_t *toks) {
+                  int32_t *toks, bool own) {
     int64_t V = m->config.n_vocab;
     forward_state *st = NULL;
     kv_cache *kv = NULL;
@@ -59,33 +66,84 @@ static void s_run(model *m, const tis_backend *be, const int32_t *prompt, int64_
     TT_OK(forward_kv_new_on(m, be, n + max_new, &kv));
     if (st && kv) {
         TT_OK(forward_run(st, kv, prompt, n, lg, n, NULL));
-        int32_t tok = s_argmax(lg + (n - 1) * V, V);
         for (int64_t i = 0; i < max_new; i++) {
-            toks[i] = tok;
-            TT_OK(forward_run(st, kv, &tok, 1, lg + (n + i) * V, 1, NULL));
-            tok = s_argmax(lg + (n + i) * V, V);
+            if (own) toks[i] = s_argmax(lg + (n - 1 + i) * V, V);
+            TT_OK(forward_run(st, kv, &toks[i], 1, lg + (n + i) * V, 1, NULL));
         }
     }
     forward_state_destroy(&st);
     kv_cache_destroy(&kv);
 }
 
-static void s_compare(model *m, const tis_backend *gpu, const cJSON *run, int64_t max_new, double tol) {
-    int64_t n, V = m->config.n_vocab;
-    int32_t *prompt = s_ids(cJSON_GetObjectItem(run, "prompt_ids"), &n);
+/* The CPU's greedy run against the device's on the same tokens: every
+ * logit within tol; the device's argmax the CPU's at every row whose
+ * top-1/top-2 margin on the CPU exceeds 2 tol (with the golden prompts:
+ * every row, so the greedy sequences are equal). */
+static void s_compare(model *m, const tis_backend *gpu, const int32_t *prompt, int64_t n, int64_t max_new,
+                      double tol) {
+    int64_t V = m->config.n_vocab;
     size_t rows = (size_t)(n + max_new);
     float *a = malloc(rows * (size_t)V * sizeof(float)), *b = malloc(rows * (size_t)V * sizeof(float));
-    int32_t *ta = calloc((size_t)max_new, sizeof *ta), *tb = calloc((size_t)max_new, sizeof *tb);
-    s_run(m, backend_cpu(), prompt, n, max_new, a, ta);
-    s_run(m, gpu, prompt, n, max_new, b, tb);
+    int32_t *toks = calloc((size_t)max_new, sizeof *toks);
+    s_run(m, backend_cpu(), prompt, n, max_new, a, toks, true);
+    s_run(m, gpu, prompt, n, max_new, b, toks, false);
     double worst = 0;
-    for (size_t i = 0; i < rows * (size_t)V; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
-    bool same = memcmp(ta, tb, (size_t)max_new * sizeof *ta) == 0;
-    fprintf(stderr, "  %lld prompt + %lld steps, kv %s: worst |cpu - cuda| logit %.2e (tolerance %.0e), greedy %s\n",
-            (long long)n, (long long)max_new, kv_dtype_name(m->kv_type), worst, tol, same ? "equal" : "DIFFERENT");
+    int64_t decided = 0, same = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = a + r * (size_t)V, *y = b + r * (size_t)V;
+        int32_t top = s_argmax(x, V);
+        float second = -INFINITY;
+        for (int64_t i = 0; i < V; i++) {
+            worst = fmax(worst, fabs((double)x[i] - y[i]));
+            if (i != top && x[i] > second) second = x[i];
+        }
+        if (x[top] - second > 2 * tol) decided++, same += s_argmax(y, V) == top;
+    }
+    fprintf(stderr, "  %lld prompt + %lld steps, kv %s: worst |cpu - cuda| logit %.2e (tolerance %.0e); argmax "
+                    "equal at %lld of the %lld rows with a margin over %.0e (%lld rows in all)\n",
+            (long long)n, (long long)max_new, kv_dtype_name(m->kv_type), worst, tol, (long long)same,
+            (long long)decided, 2 * tol, (long long)rows);
     TT_CHECK(worst <= tol);
-    TT_CHECK(same);
-    free(prompt), free(a), free(b), free(ta), free(tb);
+    TT_CHECK(same == decided);
+    free(a), free(b), free(toks);
+}
+
+static void s_golden(model *m, const tis_backend *gpu, const cJSON *j, int64_t max_new, double tol) {
+    const cJSON *r;
+    int64_t n;
+    int32_t *p = s_ids(cJSON_GetObjectItem(j, "prompt_ids"), &n);
+    s_compare(m, gpu, p, n, max_new, tol);
+    free(p);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "extra_runs")) {
+        p = s_ids(cJSON_GetObjectItem(r, "prompt_ids"), &n);
+        s_compare(m, gpu, p, n, max_new, tol);
+        free(p);
+    }
+}
+
+/* Tiny random models (tests/util/tiny_model.h): what runs where the default
+ * model cannot be had (the device machine: it does not travel there). */
+static void s_tiny(const tis_backend *gpu) {
+    tiny_spec specs[3] = {tiny_spec_default(), tiny_spec_default(), tiny_spec_default()};
+    specs[1].wtype = GGML_TYPE_Q4_1;
+    specs[2].arch = "qwen2";
+    specs[2].n_kv_head = 4;
+    const char *names[3] = {"tiny llama GQA 4:2 f32", "tiny llama Q4_1", "tiny qwen2 (QKV bias)"};
+    for (int k = 0; k < 3; k++) {
+        TT_CASE("%s", names[k]);
+        model *m = NULL;
+        TT_OK(tiny_model_write(tt_path("tiny.gguf"), &specs[k]));
+        TT_OK(model_load(&m, tt_path("tiny.gguf")));
+        if (!m) continue;
+        int32_t p[40];
+        uint64_t rng = 17 + (uint64_t)k;
+        for (int i = 0; i < 40; i++) p[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));
+        m->kv_type = GGML_TYPE_F32;
+        s_compare(m, gpu, p, 40, 24, 1e-3);
+        m->kv_type = GGML_TYPE_F16;
+        s_compare(m, gpu, p, 40, 24, 1e-2);
+        model_destroy(&m);
+    }
 }
 #endif
 
@@ -96,31 +154,32 @@ int main(void) {
         printf("test_cuda_forward: skipped: %s\n", info);
         return 77;
     }
-    const char *path = tt_model();
-    if (!path) {
-        printf("test_cuda_forward: skipped: the default model is missing (scripts/fetch_model.sh)\n");
-        return 77;
-    }
     printf("%s", info);
     const tis_backend *gpu = backend_cuda(0);
     TT_CHECK(gpu != NULL);
+    if (!gpu) return tt_done("test_cuda_forward");
+    backend_cpu_set_f32_act(true);
+    s_tiny(gpu);
+    const char *path = tt_model();
+    if (!path) {
+        printf("test_cuda_forward: the default model is missing: the golden prompts are not run, tiny models only\n");
+        return tt_done("test_cuda_forward");
+    }
     model *m = NULL;
     TT_OK(model_load(&m, path));
     size_t len = 0;
     char *txt = tt_read_file(tt_src("tests/golden/greedy.json"), &len);
     cJSON *j = txt ? cJSON_Parse(txt) : NULL;
     TT_CHECK(j != NULL);
-    if (!gpu || !m || !j) return tt_done("test_cuda_forward");
-    backend_cpu_set_f32_act(true);
-    int64_t max_new = (int64_t)cJSON_GetObjectItem(j, "max_new_tokens")->valuedouble;
-    const int kv_types[2] = {GGML_TYPE_F32, GGML_TYPE_F16};
-    const double tols[2] = {1e-3, 1e-2};
-    for (int k = 0; k < 2; k++) {
-        TT_CASE("golden prompts, kv %s", kv_dtype_name(kv_types[k]));
-        m->kv_type = kv_types[k];
-        s_compare(m, gpu, j, max_new, tols[k]);
-        const cJSON *r;
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "extra_runs")) s_compare(m, gpu, r, max_new, tols[k]);
+    if (m && j) {
+        int64_t max_new = (int64_t)cJSON_GetObjectItem(j, "max_new_tokens")->valuedouble;
+        const int kv_types[2] = {GGML_TYPE_F32, GGML_TYPE_F16};
+        const double tols[2] = {1e-3, 1e-2};
+        for (int k = 0; k < 2; k++) {
+            TT_CASE("golden prompts, kv %s", kv_dtype_name(kv_types[k]));
+            m->kv_type = kv_types[k];
+            s_golden(m, gpu, j, max_new, tols[k]);
+        }
     }
     cJSON_Delete(j);
     free(txt);
