@@ -21,6 +21,8 @@ typedef struct cuda_ctx {
     cublasHandle_t blas;
     float *inv_freq;      // rope's frequencies on this device (rope_params.inv_freq is a host array)
     int64_t inv_freq_cap;
+    float inv_shadow[512]; // what inv_freq holds (its first inv_n), to copy only when they change
+    int64_t inv_n;
 } cuda_ctx;
 
 // A kernel launch or cuBLAS call that fails here is a bug or a lost device:
@@ -131,11 +133,14 @@ __global__ void k_rope(float *x, const int32_t *pos, int64_t T, int64_t n_heads,
     }
 }
 
-// rope_params.inv_freq is a host array (the model's): copied per call into
-// a small device buffer kept in the context (a few hundred bytes; a later
-// version may key it by the host pointer and copy once).
+// rope_params.inv_freq is a host array (the model's): kept in a small
+// device buffer of the context, copied again only when the values differ
+// from the last ones copied (a synchronous copy per rope call would stall
+// every layer of every step).
 static float *s_inv_freq_dev(cuda_ctx *c, const rope_params *rp) {
     int64_t n = rp->rope_dim / 2;
+    bool same = n == c->inv_n && n <= 512 && !memcmp(c->inv_shadow, rp->inv_freq, (size_t)n * sizeof(float));
+    if (same) return c->inv_freq;
     if (n > c->inv_freq_cap) {
         cudaFree(c->inv_freq);
         c->inv_freq = NULL;
@@ -144,6 +149,8 @@ static float *s_inv_freq_dev(cuda_ctx *c, const rope_params *rp) {
         c->inv_freq_cap = n;
     }
     CUDA_OK(cudaMemcpy(c->inv_freq, rp->inv_freq, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+    c->inv_n = n <= 512 ? n : 0; // longer: copied every call
+    if (c->inv_n) memcpy(c->inv_shadow, rp->inv_freq, (size_t)n * sizeof(float));
     return c->inv_freq;
 }
 
