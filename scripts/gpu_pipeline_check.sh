@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # gpu_pipeline_check.sh TIS MODEL OUT_DIR [--dry-run]: CUDA workers in the pipeline (issue 16
 # item 2) on the GPU machine. The same questions (passkey at 512 and 2048 tokens, snapkv 0.25,
-# greedy, 12 answer tokens, one at a time) through tis serve twice: cpu workers, then a prefill
-# and a decode worker on cuda:0 (the block in the prefill worker's device pool, read by the
-# decode worker through CUDA IPC); the answers must be byte-identical (both compute on the CPU
-# today: only the hand-off differs, so any corruption of the block shows). With two GPUs or
-# more, a third run puts the decode worker on cuda:1 (the pool opened on cuda:0). Writes
+# greedy, 12 answer tokens, one at a time; f32 KV blocks and f32 activations everywhere, as
+# gpu_check.sh's greedy check) through tis serve, each run's answers against the cpu run's:
+#   cpu       cpu workers: the reference
+#   cuda_ipc  a prefill and a decode worker on cuda:0, the decode steps kept on the CPU
+#             (TIS_WORKER_HOST_FORWARD=1): only the hand-off differs (device pool, CUDA IPC),
+#             so the answers must be byte-identical; any corruption of the block shows
+#   cuda      the same with the decode steps on the GPU (the device-resident forward): the
+#             issue's "decode through CUDA IPC gives the in-process answers"
+#   cuda2     (two GPUs or more) prefill on cuda:0, decode on cuda:1: the pool opened on
+#             cuda:0, the cache uploaded to cuda:1. Writes
 # OUT_DIR/pipeline_<mode>.csv (tis client --timings: handoff_s per request) and .txt (answers),
 # and OUT_DIR/pipeline.md (hand-off medians per mode). Exit 77 without a GPU; --dry-run runs
 # every mode on cpu workers (checks this script on a machine without one).
@@ -30,11 +35,14 @@ for len in 512 2048; do
   cat "$tmp/p$len.jsonl" >>"$data"
 done
 
-# run MODE PREFILL_DEVICE DECODE_DEVICE
+export TIS_KV_TYPE=f32 TIS_QDOT_ACT=f32
+
+# run MODE PREFILL_DEVICE DECODE_DEVICE HOST_FORWARD(0|1)
 run() {
-  local mode=$1 pd=$2 dd=$3 rc=0
+  local mode=$1 pd=$2 dd=$3 hf=$4 rc=0
   printf 'prefill:\n  workers: 1\n  device: %s\ndecode:\n  workers: 1\n  device: %s\n' "$pd" "$dd" >"$tmp/$mode.yaml"
-  "$tis" serve -m "$model" --config "$tmp/$mode.yaml" --front "$front" --back "$back" 2>"$out/pipeline_$mode.log" &
+  TIS_WORKER_HOST_FORWARD=$hf "$tis" serve -m "$model" --config "$tmp/$mode.yaml" --front "$front" --back "$back" \
+    2>"$out/pipeline_$mode.log" &
   srv=$!
   for _ in $(seq 150); do "$tis" status --connect "$front" --timeout_ms 500 2>/dev/null | grep -q decode && break; sleep 0.2; done
   "$tis" client --connect "$front" --dataset "$data" --policy snapkv --budget 0.25 --max_new 12 --concurrency 1 \
@@ -52,11 +60,12 @@ run() {
 fail=0
 dev0=cuda:0 dev1=cuda:1
 [ $dry = 1 ] && dev0=cpu dev1=cpu
-run cpu cpu cpu || fail=1
-run cuda "$dev0" "$dev0" || fail=1
-modes="cpu cuda"
+run cpu cpu cpu 0 || fail=1
+run cuda_ipc "$dev0" "$dev0" 1 || fail=1
+run cuda "$dev0" "$dev0" 0 || fail=1
+modes="cpu cuda_ipc cuda"
 if [ "$ngpu" -ge 2 ] || [ $dry = 1 ]; then
-  run cuda2 "$dev0" "$dev1" || fail=1
+  run cuda2 "$dev0" "$dev1" 0 || fail=1
   modes="$modes cuda2"
 fi
 {

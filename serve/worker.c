@@ -27,6 +27,9 @@
 #include "tis_error.h"
 #include "wire.h"
 #include "worker_internal.h"
+#ifdef TIS_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
 
 
 static volatile sig_atomic_t s_stop = 0;
@@ -85,11 +88,33 @@ static int s_device_setup(self_t *s) {
         if (!rc && !(s->stage = malloc(FETCH_CHUNK))) rc = tis_error(TIS_ENOMEM, "worker: out of memory");
     }
     if (!rc)
-        fprintf(stderr, "[worker %s] cuda:%d: %s; the forward pass runs on the CPU (the device-resident forward "
-                "is not in yet)\n", o->name, o->device.index,
+        fprintf(stderr, "[worker %s] cuda:%d: %s; its forward pass runs on %s\n", o->name, o->device.index,
                 s->prefill ? "compressed blocks in a device pool, handed over by CUDA IPC"
-                : s->decode ? "blocks of cuda prefill workers read through CUDA IPC" : "as a cpu scorer");
+                : s->decode ? "blocks of cuda prefill workers read through CUDA IPC" : "as a cpu scorer",
+                backend_is_host(s->be) ? "the CPU" : s->be->name);
     return rc;
+}
+
+/* A decode worker on cuda:N decodes there: the weights prepared once on the
+ * device (model_to_backend), each accepted block's cache uploaded
+ * (worker_decode.c), the steps on the CUDA backend (engine/forward.c).
+ * Prefill and scorer workers compute on the CPU: the presses' scoring and
+ * compaction need host caches (engine/kv.h). TIS_WORKER_HOST_FORWARD=1
+ * keeps a cuda decode worker's steps on the CPU (its blocks still come
+ * through CUDA IPC): to tell the data path from the device forward on a
+ * GPU machine. Written against the device-resident forward; NOT RUN on a GPU. */
+static int s_decode_backend(self_t *s) {
+    const char *host = getenv("TIS_WORKER_HOST_FORWARD");
+    if (host && !strcmp(host, "1")) return 0;
+#ifdef TIS_HAVE_CUDA
+    const tis_backend *be = backend_cuda(s->o->device.index);
+    if (!be) return tis_error(TIS_EIO, "worker: cuda:%d: %s", s->o->device.index, tis_last_error());
+    int rc = model_to_backend(s->m, be);
+    if (!rc) s->be = be;
+    return rc;
+#else
+    return tis_error(TIS_EUNSUPPORTED, "worker: cuda:%d: tis was built without CUDA", s->o->device.index);
+#endif
 }
 
 static int s_self_new(self_t **out, const worker_opts *o) {
@@ -104,7 +129,9 @@ static int s_self_new(self_t **out, const worker_opts *o) {
     if (!s->prefill && !s->decode && !s->scorer)
         rc = tis_error(TIS_EINVAL, "worker: unknown role '%s' (prefill, scorer or decode)", o->role);
     if (!rc) rc = model_load(&s->m, o->model_path);
-    if (!rc && !s->scorer) rc = forward_state_new(&s->st, s->m, backend_cpu(), 512);
+    s->be = backend_cpu();
+    if (!rc && s->decode && o->device.cuda) rc = s_decode_backend(s);
+    if (!rc && !s->scorer) rc = forward_state_new(&s->st, s->m, s->be, 512);
     if (!rc) rc = chat_template_init(&s->ct, tokenizer_chat_template(s->m->tok));
     if (!rc && s->scorer && !o->head_path && !o->head_query_path)
         rc = tis_error(TIS_EINVAL, "worker: a scorer needs --head and/or --head_query");

@@ -128,6 +128,12 @@ static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, 
     rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
                                  (int64_t)lay->n_past,
                                  lay->bias, blk, j->kv->length, nq + max_new);
+    if (!rc && !backend_is_host(s->be)) { /* a cuda decode worker: the cache on its device */
+        kv_cache *dev = NULL;
+        rc = kv_cache_to_backend(&dev, d.kv, s->be);
+        kv_cache_destroy(&d.kv);
+        d.kv = dev;
+    }
     d.handoff_s = tis_now() - d.t0;
     free(lens);
     if (rc) {

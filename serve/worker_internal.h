@@ -62,6 +62,7 @@ typedef struct self_t {
     void *ctx, *sock;
     model *m;
     forward_state *st;
+    const tis_backend *be;       /* st's backend: the CPU's, or a cuda decode worker's device (borrowed) */
     chat_template ct;
     head *h_ctx, *h_q;
     arena *own;                  /* prefill: where compressed blocks go */
