@@ -159,6 +159,10 @@ int forward_kv_new_on(const model *m, const tis_backend *be, int64_t cap, kv_cac
     return rc;
 }
 
+int forward_state_kv_new(const forward_state *st, int64_t cap, kv_cache **out) {
+    return forward_kv_new_on(st->m, st->be, cap, out);
+}
+
 /* Re-bases the backend's chunk-relative query rows onto the call's. */
 typedef struct attn_relay {
     const forward_hooks *hooks;

@@ -50,6 +50,8 @@ int forward_kv_new(const model *m, int64_t cap, kv_cache **out);
 /* The same in backend be's memory (a host cache for a host backend): what
  * a forward_state on be runs against. */
 int forward_kv_new_on(const model *m, const tis_backend *be, int64_t cap, kv_cache **out);
+/* The same for st's model in st's backend memory. */
+int forward_state_kv_new(const forward_state *st, int64_t cap, kv_cache **out);
 
 /* Runs tokens ids[T] at positions kv->n_past, kv->n_past+1, ... appending
  * their keys and values to kv. Writes the logits of the last n_logits

@@ -48,7 +48,7 @@ int perplexity_run(forward_state *st, const char *text, size_t len, int64_t n_ct
     }
     int64_t n_chunks = n / n_ctx;
     if (max_chunks > 0 && max_chunks < n_chunks) n_chunks = max_chunks;
-    rc = forward_kv_new(m, n_ctx, &kv);
+    rc = forward_state_kv_new(st, n_ctx, &kv); /* in the state's backend memory */
     double sum = 0, sum2 = 0;
     for (int64_t c = 0; !rc && c < n_chunks; c++) {
         memcpy(chunk, ids + c * n_ctx, (size_t)n_ctx * sizeof(int32_t));

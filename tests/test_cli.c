@@ -89,11 +89,12 @@ int main(void) {
     TT_CHECK(tt_tis("label --device cuda:x", out, sizeof out) == 2 && strstr(out, "tis label: --device: device"));
     char probe[1024] = "";
     int n_gpu = devspec_have_cuda() ? s_cuda_devices(probe, sizeof probe) : 0;
-    const char *dev_cmds[4] = {"generate -m '%s' -p 'hello' -n 2 --device cuda:0",
+    const char *dev_cmds[5] = {"generate -m '%s' -p 'hello' -n 2 --device cuda:0",
                                "bench -m '%s' -p 4 -n 1 -r 1 --device cuda:63",
                                "eval -m '%s' --benchmark passkey --n_samples 1 --device cuda:63",
-                               "label -m '%s' --benchmark passkey --n_samples 1 --device cuda:0"};
-    for (int b = 0; b < 4; b++) {
+                               "label -m '%s' --benchmark passkey --n_samples 1 --device cuda:0",
+                               "perplexity -m '%s' -f /dev/null --device cuda:0"};
+    for (int b = 0; b < 5; b++) {
         snprintf(args, sizeof args, dev_cmds[b], tiny);
         if (n_gpu > (strstr(dev_cmds[b], "cuda:63") ? 63 : 0)) continue; /* that device exists here */
         int rc = tt_tis(args, out, sizeof out);

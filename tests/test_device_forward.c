@@ -21,6 +21,7 @@
 #include "generate.h"
 #include "kv.h"
 #include "model.h"
+#include "perplexity.h"
 #include "quant.h"
 #include "sampler.h"
 #include "tiny_model.h"
@@ -348,6 +349,26 @@ static void s_check_oom(model *m) {
     free(lg);
 }
 
+/* perplexity_run (its cache made through forward_state_kv_new) on the
+ * device: the CPU's numbers. */
+static void s_check_perplexity(model *m) {
+    TT_CASE("perplexity on the device");
+    const char *text = "The quick brown fox jumps over the lazy dog. A stitch in time saves nine. "
+                       "All that glitters is not gold; still waters run deep, and so on, and so forth.";
+    perplexity_result r[2];
+    memset(r, 0, sizeof r);
+    const tis_backend *be[2] = {backend_cpu(), fake_device()};
+    for (int b = 0; b < 2; b++) {
+        forward_state *st = NULL;
+        TT_OK(model_to_backend(m, be[b]));
+        TT_OK(forward_state_new(&st, m, be[b], 16));
+        if (st) TT_OK(perplexity_run(st, text, strlen(text), 32, 0, NULL, NULL, &r[b]));
+        forward_state_destroy(&st);
+    }
+    TT_CHECK(r[0].n_scored > 0 && r[0].n_scored == r[1].n_scored && r[0].ppl == r[1].ppl);
+    fprintf(stderr, "  %lld tokens scored, PPL %.4f on both\n", (long long)r[1].n_scored, r[1].ppl);
+}
+
 /* generate() (the decoder, the sampler) on the device: the CPU's tokens,
  * greedy and sampled. */
 static void s_check_generate(model *m, const int32_t *prompt, int64_t n) {
@@ -411,6 +432,7 @@ int main(void) {
         int32_t p[5] = {40, 41, 42, 43, 44};
         s_check_generate(m, p, 5);
         s_check_oom(m);
+        s_check_perplexity(m);
         model_destroy(&m);
     }
     s_tiny("llama GQA 4:2, f32 weights", sp, GGML_TYPE_F32, false);
