@@ -23,6 +23,19 @@ struct cuda_ipc_event {
     int device;
 };
 
+// Every call here leaves the caller's current device as it found it: a
+// decode worker on cuda:1 opens a pool on cuda:0 (its producer's device), and
+// its own backend's launches must stay on cuda:1.
+struct s_device_keep {
+    int prev = -1;
+    s_device_keep() {
+        if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+    }
+    ~s_device_keep() {
+        if (prev >= 0) cudaSetDevice(prev);
+    }
+};
+
 static int s_fail(cudaError_t e, const char *what) {
     cudaGetLastError(); // clear a sticky error for later calls
     return tis_error(TIS_EIO, "cuda: %s: %s", what, cudaGetErrorString(e));
@@ -32,6 +45,7 @@ extern "C" int cuda_pool_create(cuda_pool **out, int device, size_t bytes, uint8
     *out = NULL;
     if (bytes == 0) return tis_error(TIS_EINVAL, "cuda: an empty pool");
     size_t size = (bytes + CUDA_POOL_ALIGN - 1) / CUDA_POOL_ALIGN * CUDA_POOL_ALIGN;
+    s_device_keep keep;
     cudaError_t e = cudaSetDevice(device);
     if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
     cuda_pool *p = (cuda_pool *)calloc(1, sizeof *p);
@@ -56,6 +70,7 @@ extern "C" int cuda_pool_create(cuda_pool **out, int device, size_t bytes, uint8
 
 extern "C" int cuda_pool_open(cuda_pool **out, int device, const uint8_t *handle, size_t bytes) {
     *out = NULL;
+    s_device_keep keep;
     cudaError_t e = cudaSetDevice(device);
     if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
     cuda_pool *p = (cuda_pool *)calloc(1, sizeof *p);
@@ -75,6 +90,7 @@ extern "C" int cuda_pool_open(cuda_pool **out, int device, const uint8_t *handle
 extern "C" void cuda_pool_destroy(cuda_pool **pp) {
     if (!pp || !*pp) return;
     cuda_pool *p = *pp;
+    s_device_keep keep;
     cudaSetDevice(p->device);
     if (p->owner) cudaFree(p->base);
     else cudaIpcCloseMemHandle(p->base);
@@ -96,6 +112,7 @@ extern "C" void *cuda_pool_at(const cuda_pool *p, uint64_t off, uint64_t len) {
 extern "C" int cuda_pool_write(cuda_pool *p, uint64_t off, const void *src, size_t len) {
     void *d = cuda_pool_at(p, off, len);
     if (!d) return TIS_ERANGE;
+    s_device_keep keep;
     cudaSetDevice(p->device);
     cudaError_t e = cudaMemcpy(d, src, len, cudaMemcpyHostToDevice);
     return e == cudaSuccess ? 0 : s_fail(e, "copy into the pool");
@@ -104,6 +121,7 @@ extern "C" int cuda_pool_write(cuda_pool *p, uint64_t off, const void *src, size
 extern "C" int cuda_pool_read(const cuda_pool *p, uint64_t off, void *dst, size_t len) {
     const void *d = cuda_pool_at(p, off, len);
     if (!d) return TIS_ERANGE;
+    s_device_keep keep;
     cudaSetDevice(p->device);
     cudaError_t e = cudaMemcpy(dst, d, len, cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? 0 : s_fail(e, "copy out of the pool");
@@ -112,6 +130,7 @@ extern "C" int cuda_pool_read(const cuda_pool *p, uint64_t off, void *dst, size_
 extern "C" int cuda_pool_copy_to_device(void *dst, int dst_device, const cuda_pool *p, uint64_t off, size_t len) {
     const void *src = cuda_pool_at(p, off, len);
     if (!src) return TIS_ERANGE;
+    s_device_keep keep;
     cudaError_t e = cudaSetDevice(dst_device);
     if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
     if (p->device == dst_device) {
@@ -126,6 +145,7 @@ extern "C" int cuda_pool_copy_to_device(void *dst, int dst_device, const cuda_po
 
 extern "C" int cuda_ipc_event_create(cuda_ipc_event **out, int device, uint8_t *handle_out) {
     *out = NULL;
+    s_device_keep keep;
     cudaError_t e = cudaSetDevice(device);
     if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
     cuda_ipc_event *v = (cuda_ipc_event *)calloc(1, sizeof *v);
@@ -148,6 +168,7 @@ extern "C" int cuda_ipc_event_create(cuda_ipc_event **out, int device, uint8_t *
 
 extern "C" int cuda_ipc_event_open(cuda_ipc_event **out, int device, const uint8_t *handle) {
     *out = NULL;
+    s_device_keep keep;
     cudaError_t e = cudaSetDevice(device);
     if (e != cudaSuccess) return s_fail(e, "cudaSetDevice");
     cuda_ipc_event *v = (cuda_ipc_event *)calloc(1, sizeof *v);
@@ -165,6 +186,7 @@ extern "C" int cuda_ipc_event_open(cuda_ipc_event **out, int device, const uint8
 
 extern "C" void cuda_ipc_event_destroy(cuda_ipc_event **pv) {
     if (!pv || !*pv) return;
+    s_device_keep keep;
     cudaSetDevice((*pv)->device);
     cudaEventDestroy((*pv)->ev);
     free(*pv);
@@ -172,18 +194,21 @@ extern "C" void cuda_ipc_event_destroy(cuda_ipc_event **pv) {
 }
 
 extern "C" int cuda_ipc_event_record(cuda_ipc_event *v) {
+    s_device_keep keep;
     cudaSetDevice(v->device);
     cudaError_t e = cudaEventRecord(v->ev, 0);
     return e == cudaSuccess ? 0 : s_fail(e, "cudaEventRecord");
 }
 
 extern "C" int cuda_ipc_event_wait(cuda_ipc_event *v) {
+    s_device_keep keep;
     cudaSetDevice(v->device);
     cudaError_t e = cudaStreamWaitEvent(0, v->ev, 0);
     return e == cudaSuccess ? 0 : s_fail(e, "cudaStreamWaitEvent");
 }
 
 extern "C" int cuda_ipc_event_sync(cuda_ipc_event *v) {
+    s_device_keep keep;
     cudaSetDevice(v->device);
     cudaError_t e = cudaEventSynchronize(v->ev);
     return e == cudaSuccess ? 0 : s_fail(e, "cudaEventSynchronize");
