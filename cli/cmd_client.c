@@ -21,6 +21,8 @@ static void s_usage(FILE *f) {
             "      --policy NAME        compression policy (default full)\n"
             "      --budget F           fraction of the context kept (default 0.25)\n"
             "      --budget_tokens N    or a token count\n"
+            "      --threshold T        or an adaptive budget: every head keeps the tokens scoring >= T\n"
+            "                           (kvzip, or tis with a per-head head)\n"
             "      --query_aware        question prefilled before compression\n"
             "      --max_new N          answer tokens at most (default 16)\n"
             "      --concurrency N      requests in flight at most (default: all at once);\n"
@@ -34,7 +36,7 @@ static void s_usage(FILE *f) {
 /* What the options ask for. */
 typedef struct client_opts {
     const char *ep, *dataset, *context, *question, *policy, *timings;
-    float budget;
+    float budget, threshold;
     int64_t btok, max_new, timeout_s, conc, repeat;
     bool qa, quiet, insecure;
     tis_client_keys keys;   /* tcp: --key, --server_key */
@@ -66,7 +68,7 @@ static int s_send(client_run *r) {
         const bench_sample *b = &r->set->s[r->sl[i].sample];
         tis_request rq = {.context = b->context, .question = b->question, .prefix = b->prefix,
                           .answer_prefix = b->answer_prefix, .policy = o->policy,
-                          .budget = o->btok ? 0 : o->budget, .budget_tokens = (uint32_t)o->btok,
+                          .budget = o->btok ? 0 : o->budget, .budget_tokens = (uint32_t)o->btok, .threshold = o->threshold,
                           .query_aware = o->qa, .max_new = (uint32_t)o->max_new};
         r->sl[i].t_sent = tis_now(); /* before the send: client_s covers the coordinator's total */
         if (tis_client_submit(r->c, (uint64_t)i + 1, &rq)) return cli_fail("sending");
@@ -206,6 +208,7 @@ int cmd_client(int argc, char **argv) {
         CLI_STR("--timings", NULL, &o.timings),
         CLI_F32("--budget", NULL, &o.budget, 1e-6f, 1.0f),
         CLI_I64("--budget_tokens", NULL, &o.btok, 1, 1 << 24),
+        CLI_F32("--threshold", NULL, &o.threshold, 1e-9f, 1.0f),
         CLI_I64("--max_new", NULL, &o.max_new, 1, 4096),
         CLI_I64("--concurrency", NULL, &o.conc, 1, 1 << 20),
         CLI_I64("--repeat", NULL, &o.repeat, 1, 1 << 20),

@@ -141,8 +141,10 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     if (!c || !rq || id == 0) return tis_error(TIS_EINVAL, "client: submit needs a client, a request and an id > 0");
     if ((!rq->context || !*rq->context) && !rq->context_id)
         return tis_error(TIS_EINVAL, "client: a request needs a context (or a kept context's id)");
-    if (rq->budget_tokens == 0 && !(rq->budget > 0 && rq->budget <= 1))
-        return tis_error(TIS_EINVAL, "client: budget %g is not in (0, 1] and no budget_tokens", rq->budget);
+    if (rq->threshold != 0 && !(rq->threshold > 0 && rq->threshold <= 1))
+        return tis_error(TIS_EINVAL, "client: threshold %g is not in (0, 1]", rq->threshold);
+    if (rq->threshold == 0 && rq->budget_tokens == 0 && !(rq->budget > 0 && rq->budget <= 1))
+        return tis_error(TIS_EINVAL, "client: budget %g is not in (0, 1] and no budget_tokens or threshold", rq->budget);
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = rq->max_new ? rq->max_new : 16;
     gp.seed = rq->seed ? rq->seed : 42;
@@ -161,6 +163,7 @@ int tis_client_submit(tis_client *c, uint64_t id, const tis_request *rq) {
     sub.policy = (char *)(rq->policy ? rq->policy : "full");
     sub.budget = rq->budget_tokens ? 0 : rq->budget;
     sub.budget_tokens = rq->budget_tokens;
+    sub.kv_threshold = rq->threshold;
     sub.query_aware = rq->query_aware;
     sub.raw = rq->raw;
     sub.stream = rq->stream;

@@ -99,7 +99,8 @@ int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out) {
     memset(out, 0, sizeof *out);
     if (!rq || !rq->context || !*rq->context || !rq->question)
         return tis_error(TIS_EINVAL, "tis: a request needs a context and a question");
-    session_request sr = {.budget = rq->budget, .budget_tokens = rq->budget_tokens, .query_aware = rq->query_aware,
+    session_request sr = {.budget = rq->budget, .budget_tokens = rq->budget_tokens, .threshold = rq->threshold,
+                          .query_aware = rq->query_aware,
                           .chat = tokenizer_chat_template(e->m->tok) != NULL, .window = 64, .n_sink = 4, .seed = 42,
                           .max_new = rq->max_new ? rq->max_new : 16, .hook_lambda = -1};
     if (sr.max_new > 4096) return tis_error(TIS_EINVAL, "tis: max_new %lld", (long long)sr.max_new);

@@ -131,7 +131,8 @@ static int s_submit(job *j) {
     const http_req *r = &j->rq;
     tis_request q = {.context = r->context, .question = r->question, .prefix = r->prefix, .policy = r->kv_policy,
                      .budget = r->kv_budget_tokens > 0 ? 0 : r->kv_budget,
-                     .budget_tokens = (uint32_t)r->kv_budget_tokens, .query_aware = r->query_aware,
+                     .budget_tokens = (uint32_t)r->kv_budget_tokens, .threshold = r->kv_threshold,
+                     .query_aware = r->query_aware,
                      .max_new = (uint32_t)r->max_tokens, .temperature = (float)r->temperature,
                      .top_p = (float)r->top_p, .seed = r->seed, .until_eog = true, .raw = r->raw, .stream = r->stream,
                      .stop = (const char *const *)r->stop, .n_stop = (size_t)r->n_stop,

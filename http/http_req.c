@@ -318,12 +318,12 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
         s_int(b, "kv_budget_tokens", 1, 1 << 24, &r->kv_budget_tokens, e) || s_bool(b, "query_aware", &r->query_aware, e))
         return -1;
     if (budget_given && !s_field(b, "kv_budget_tokens")) r->kv_budget_tokens = 0; /* the fraction asked wins */
-    if (s_field(b, "kv_threshold"))
-        return s_bad(e, "kv_threshold", "'%s' is not supported: tis compresses to a budget (kv_budget or "
-                     "kv_budget_tokens)%s", "");
+    if (s_num(b, "kv_threshold", 1e-9, 1, &r->kv_threshold, e)) return -1;
     press pr;
     if (press_parse(pol, &pr))
         return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, ...: docs/eval.md)%s", "");
+    if (r->kv_threshold > 0 && !pr.score)
+        return s_bad(e, "kv_threshold", "'%s' needs a compressing policy (kvzip, or tis with a per-head head)%s", "");
     if (pr.query_head && !r->query_aware)
         return s_bad(e, "query_aware", "'%s' must be true for a query-aware policy%s", "");
     if (s_bool(b, "keep_context", &r->keep_context, e)) return -1;
@@ -389,7 +389,8 @@ static void s_kv(cJSON *o, const http_req *r, const http_usage *u) {
     }
     if (!r->context_id) { /* a kept context keeps the policy it was compressed with */
         cJSON_AddStringToObject(o, "kv_policy", r->kv_policy);
-        if (r->kv_budget_tokens > 0) cJSON_AddNumberToObject(o, "kv_budget_tokens", (double)r->kv_budget_tokens);
+        if (r->kv_threshold > 0) cJSON_AddNumberToObject(o, "kv_threshold", r->kv_threshold);
+        else if (r->kv_budget_tokens > 0) cJSON_AddNumberToObject(o, "kv_budget_tokens", (double)r->kv_budget_tokens);
         else cJSON_AddNumberToObject(o, "kv_budget", r->kv_budget);
         cJSON_AddBoolToObject(o, "query_aware", r->query_aware);
     }

@@ -39,6 +39,7 @@ typedef struct http_req {
     char *kv_policy;
     double kv_budget;
     int64_t kv_budget_tokens;
+    double kv_threshold;              /* > 0: adaptive budget (calibrated policies), instead of the two above */
     bool query_aware;
     bool keep_context;                /* keep the compressed context: the answer's context_id */
     uint64_t context_id;              /* answer from a kept context ("ctx-N"): context NULL */

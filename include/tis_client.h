@@ -73,6 +73,9 @@ typedef struct tis_request {
     const tis_turn *history;   /* [n_history] earlier turns, between the prefix (system) and the user
                                   turn holding context + question; borrowed until submitted */
     size_t n_history;
+    double threshold;          /* > 0: an adaptive budget instead of budget / budget_tokens: every
+                                  head keeps the context tokens scoring >= threshold, in (0, 1]
+                                  (calibrated policies only: kvzip, tis with a per-head head) */
 } tis_request;
 
 typedef enum tis_result_kind {

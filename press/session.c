@@ -594,8 +594,11 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
     const press *pr = &rq->policy;
     if (pr->query_head && !rq->query_aware)
         return tis_error(TIS_EINVAL, "request: %s needs the query-aware protocol", pr->name);
-    if (pr->score && rq->budget <= 0 && rq->budget_tokens <= 0)
+    if (pr->score && rq->budget <= 0 && rq->budget_tokens <= 0 && rq->threshold <= 0)
         return tis_error(TIS_EINVAL, "request: policy %s needs a budget", pr->name);
+    if (rq->threshold > 0 && (!pr->score || !(rq->threshold <= 1)))
+        return tis_error(TIS_EINVAL, "request: a threshold of %g for %s (thresholds are in (0, 1], for a compressing policy)",
+                         rq->threshold, pr->name);
     if (pr->needs_head && !h && head_layer < 0)
         return tis_error(TIS_EINVAL, "request: %s needs an importance head", pr->name);
     if (pr->needs_head && h && h->cfg.query_aware != pr->query_head)
@@ -648,7 +651,10 @@ int session_request_finish(session *s, const float *scores, int64_t n_out, sessi
     }
     int64_t k = pr->score ? session_budget(rq->budget, rq->budget_tokens, p->n_ctx) : p->n_ctx;
     float lambda = rq->hook_lambda >= 0 ? rq->hook_lambda : s->h ? s->h->attn_hook_lambda : 0.0f;
-    rc = session_compact(s, pr, s->qa_path, k, rq->max_new, lambda, &out->kv, &out->kept_mean, &out->compress_s);
+    rc = pr->score && rq->threshold > 0
+             ? session_compact_threshold(s, pr, s->qa_path, rq->threshold, rq->max_new, lambda, &out->kv,
+                                         &out->kept_mean, &out->compress_s)
+             : session_compact(s, pr, s->qa_path, k, rq->max_new, lambda, &out->kv, &out->kept_mean, &out->compress_s);
     const int32_t *rest = NULL;
     session_rest(s, s->qa_path, &rest, &out->n_rest);
     if (!rc && !(out->rest = malloc((size_t)out->n_rest * sizeof(int32_t))))

@@ -166,6 +166,9 @@ typedef struct session_request {
     press policy;            /* from press_parse */
     double budget;           /* fraction of the context; <= 0: budget_tokens */
     int64_t budget_tokens;
+    double threshold;        /* > 0: an adaptive budget instead: every stream keeps the context
+                                entries scoring >= threshold (session_compact_threshold; calibrated
+                                policies only: kvzip, tis with a per-head head) */
     bool query_aware;        /* the question is prefilled before compression */
     bool chat;
     int64_t window;          /* agnostic observation window (64 in eval) */

@@ -113,7 +113,8 @@ int worker_prefill(self_t *s, const Tis__Envelope *env) {
                         .prefix = q->prefix && *q->prefix ? q->prefix : NULL,
                         .answer_prefix = q->answer_prefix && *q->answer_prefix ? q->answer_prefix : NULL,
                         .verbatim = q->raw, .history = hist, .n_history = n_hist};
-    session_request rq = {.budget = q->budget, .budget_tokens = q->budget_tokens, .query_aware = q->query_aware,
+    session_request rq = {.budget = q->budget, .budget_tokens = q->budget_tokens, .threshold = q->kv_threshold,
+                          .query_aware = q->query_aware,
                           .chat = tokenizer_chat_template(s->m->tok) != NULL, .window = 64, .n_sink = 4,
                           .seed = q->gen ? q->gen->seed : 42,
                           .max_new = q->gen && q->gen->max_new ? q->gen->max_new : 16, .hook_lambda = -1};

@@ -56,6 +56,11 @@ static void s_chat_ok(void) {
              !strcmp(r.stop[1], "yz") && r.stream && r.include_usage);
     TT_CHECK(!strcmp(r.kv_policy, "streaming") && r.kv_budget_tokens == 16 && !r.query_aware);
     http_req_free(&r);
+    /* an adaptive budget: the threshold travels as asked */
+    TT_CHECK(s_parse(HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"kv_policy\":\"kvzip\","
+                                "\"kv_threshold\":0.02,\"query_aware\":false}", &r, &e) == 0);
+    TT_CHECK(!strcmp(r.kv_policy, "kvzip") && r.kv_threshold == 0.02);
+    http_req_free(&r);
     /* the context extension: the document apart, the user message is the question */
     TT_CHECK(s_parse(HTTP_CHAT, "{\"context\":\"A long doc.\",\"messages\":[{\"role\":\"user\",\"content\":\"Q?\"}],"
                                 "\"kv_budget\":0.25,\"stop\":\"END\"}", &r, &e) == 0);
@@ -116,7 +121,10 @@ static void s_chat_refused(void) {
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_budget_tokens\":0}", 400,
          "kv_budget_tokens"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"query_aware\":1}", 400, "query_aware"},
-        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_threshold\":0.5}", 400, "kv_threshold"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"full\",\"kv_threshold\":0.5}",
+         400, "kv_threshold"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"kvzip\",\"kv_threshold\":1.5}",
+         400, "kv_threshold"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"tis_query\","
                     "\"query_aware\":false}", 400, "query_aware"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"context_id\":\"c1\"}", 400, "context_id"},
