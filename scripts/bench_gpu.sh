@@ -14,7 +14,8 @@
 # DEADLINE (epoch seconds: no step runs past it; later steps are recorded as skipped),
 # TIS_DEVICE_WTYPE (the weight bytes tis's decode HBM fraction counts: how the device holds the
 # weights; default f32, what the forward uploads today; "file": the model file's type),
-# TIS_KV (tis's --kv_type; default f32: the CUDA attention reads f32 caches only so far).
+# TIS_KV (tis's --kv_type; default f32 for the first run: the exact comparison; the CUDA attention
+# also reads f16 and bf16 caches, TIS_KV=f16 measures the default cache type).
 #
 # What runs (each step under `timeout`, a failed step is recorded and the next one runs), in order:
 #   ipc      build/test_cuda_ipc_bench --sizes 4K,64K,1M,16M,256M,1G --reps 30 (first: it needs
