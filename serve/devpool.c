@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "devspec.h"
 #include "fetch.h"
 #include "tis_error.h"
 
@@ -254,6 +255,8 @@ int devpool_peers_expire(devpool_peers *c, uint64_t now_ms, uint64_t idle_ms) {
         else k++;
     return n;
 }
+
+const devmem_ops *devmem_workers(void) { return devspec_standin() ? devmem_host() : devmem_cuda(); }
 
 block_path devpool_path(const Tis__BlockRef *br, bool remote, bool have_devmem) {
     if (remote) return BLOCK_PATH_FETCH;

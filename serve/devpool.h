@@ -59,6 +59,12 @@ typedef struct devmem_ops {
 
 /* The CUDA table (kernels/cuda/cuda_ipc.h), or NULL without CUDA. */
 const devmem_ops *devmem_cuda(void);
+/* POSIX shared memory standing in for device memory (serve/devmem_host.c):
+ * the workers' device path on a machine without a GPU, for tests only. */
+const devmem_ops *devmem_host(void);
+/* The workers' table: devmem_host() under TIS_DEVMEM=host (devspec_standin),
+ * else devmem_cuda(). */
+const devmem_ops *devmem_workers(void);
 
 /* ---- producer ----------------------------------------------------------- */
 

@@ -19,6 +19,11 @@ bool devspec_have_cuda(void) {
 #endif
 }
 
+bool devspec_standin(void) {
+    const char *v = getenv("TIS_DEVMEM");
+    return v && !strcmp(v, "host");
+}
+
 static int s_index(const char *t, int *out) {
     char *end = NULL;
     errno = 0;
@@ -87,7 +92,7 @@ int devspec_expand(const char *role, int64_t n_workers, const char *device, cons
         return tis_error(TIS_EINVAL, "%s.devices lists %d GPU%s but %s.workers is %lld: workers counts the "
                          "workers on each listed GPU (1 or more), or remove devices", role, n_idx,
                          n_idx > 1 ? "s" : "", role, (long long)n_workers);
-    if ((devices || one.cuda) && !devspec_have_cuda())
+    if ((devices || one.cuda) && !devspec_have_cuda() && !devspec_standin())
         return tis_error(TIS_EUNSUPPORTED, "%s on %s: tis was built without CUDA (configure with nvcc present, "
                          "TIS_CUDA=ON), so only cpu workers exist", role, devices ? devices : device);
     if (n_workers * n_idx > cap)
@@ -105,7 +110,7 @@ int devspec_check(const devspec *d, const char *worker_name) {
     if (fault && *fault && worker_name && strstr(worker_name, fault))
         return tis_error(TIS_EUNSUPPORTED, "%s: unusable: TIS_FAULT_DEVICE=%s (a test)",
                          devspec_str(d, dn, sizeof dn), fault);
-    if (!d->cuda) return 0;
+    if (!d->cuda || devspec_standin()) return 0;
 #ifdef TIS_HAVE_CUDA
     char why[1024] = "";
     int n = cuda_probe(why, sizeof why);

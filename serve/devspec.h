@@ -30,6 +30,11 @@ int devspec_parse(const char *text, devspec *out);
 const char *devspec_str(const devspec *d, char *buf, size_t cap);
 /* Whether this build has CUDA (TIS_CUDA: kernels/cuda compiled in). */
 bool devspec_have_cuda(void);
+/* TIS_DEVMEM=host: cuda:N workers are accepted without CUDA or a GPU, their
+ * device memory stood in by shared memory (devpool.h devmem_host) and their
+ * forward pass on the CPU. For tests of the workers' device path on the CPU
+ * (tests/test_devpipe.c); it runs nothing on a GPU. */
+bool devspec_standin(void);
 
 /* The devices of a role's `n_workers` worker processes into out[cap]
  * (*n of them; none when n_workers is 0 and no list is given). device:

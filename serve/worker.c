@@ -79,7 +79,7 @@ static void s_self_destroy(self_t **p) {
 static int s_device_setup(self_t *s) {
     const worker_opts *o = s->o;
     if (!o->device.cuda) return 0;
-    const devmem_ops *dm = devmem_cuda();
+    const devmem_ops *dm = devmem_workers();
     if (!dm) return tis_error(TIS_EUNSUPPORTED, "worker: cuda:%d: tis was built without CUDA", o->device.index);
     if (s->decode) devpool_peers_init(&s->dpeers, dm);
     int rc = 0;
@@ -88,10 +88,11 @@ static int s_device_setup(self_t *s) {
         if (!rc && !(s->stage = malloc(FETCH_CHUNK))) rc = tis_error(TIS_ENOMEM, "worker: out of memory");
     }
     if (!rc)
-        fprintf(stderr, "[worker %s] cuda:%d: %s; its forward pass runs on %s\n", o->name, o->device.index,
+        fprintf(stderr, "[worker %s] cuda:%d: %s; its forward pass runs on %s%s\n", o->name, o->device.index,
                 s->prefill ? "compressed blocks in a device pool, handed over by CUDA IPC"
                 : s->decode ? "blocks of cuda prefill workers read through CUDA IPC" : "as a cpu scorer",
-                backend_is_host(s->be) ? "the CPU" : s->be->name);
+                backend_is_host(s->be) ? "the CPU" : s->be->name,
+                devspec_standin() ? " (TIS_DEVMEM=host: shared memory stands in for the device, a test)" : "");
     return rc;
 }
 
@@ -105,7 +106,7 @@ static int s_device_setup(self_t *s) {
  * GPU machine. Written against the device-resident forward; NOT RUN on a GPU. */
 static int s_decode_backend(self_t *s) {
     const char *host = getenv("TIS_WORKER_HOST_FORWARD");
-    if (host && !strcmp(host, "1")) return 0;
+    if ((host && !strcmp(host, "1")) || devspec_standin()) return 0;
 #ifdef TIS_HAVE_CUDA
     const tis_backend *be = backend_cuda(s->o->device.index);
     if (!be) return tis_error(TIS_EIO, "worker: cuda:%d: %s", s->o->device.index, tis_last_error());

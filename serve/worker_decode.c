@@ -68,7 +68,11 @@ static int s_decode_from_pool(self_t *s, const Tis__Envelope *env) {
     double t0 = tis_now();
     void *host = malloc((size_t)br->length);
     if (!host) return tis_error(TIS_ENOMEM, "out of memory");
+    int64_t opens = s->dpeers.opens;
     int rc = devpool_peers_read(&s->dpeers, br, host, tis_now_ms());
+    if (s->dpeers.opens != opens) /* once per producer instance: never per request */
+        fprintf(stderr, "[worker %s] opened the device pool %s (cuda:%d): %lld open%s so far\n", s->o->name,
+                br->arena, br->device_index, (long long)s->dpeers.opens, s->dpeers.opens > 1 ? "s" : "");
     if (!rc) rc = s_decode_build(s, env, host, t0);
     free(host);
     return rc;
@@ -332,8 +336,12 @@ static int s_fetch_start(self_t *s, const Tis__Envelope *env) {
     if (rc) return rc;
     static bool said;
     if (!said) { /* once: the operator sees which path the blocks take */
-        fprintf(stderr, "[worker %s] blocks from %s come over the network (not this host: %s)\n", s->o->name,
-                env->decode_job->kv->host, fetch_host_id());
+        if (fetch_is_remote(env->decode_job->kv))
+            fprintf(stderr, "[worker %s] blocks from %s come over the network (not this host: %s)\n", s->o->name,
+                    env->decode_job->kv->host, fetch_host_id());
+        else /* a device block for a worker without device memory calls */
+            fprintf(stderr, "[worker %s] device blocks come through the coordinator (this worker is on the CPU)\n",
+                    s->o->name);
         said = true;
     }
     s->n_fx++;
