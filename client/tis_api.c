@@ -82,9 +82,9 @@ void tis_answer_free(tis_answer *a) {
 }
 
 /* Decodes a compressed request greedily into *out. */
-static int s_decode(tis_engine *e, const session_result *r, int64_t max_new, tis_answer *out) {
+static int s_decode(tis_engine *e, const session_result *r, int64_t max_new, const char *question, tis_answer *out) {
     decoder_answer a;
-    int rc = decoder_answer_run(e->dec, r->kv, r->rest, r->n_rest, max_new, &a);
+    int rc = decoder_answer_run(e->dec, r->kv, r->rest, r->n_rest, max_new, question, &a);
     if (!rc) { /* ownership moves to out */
         out->text = a.text;
         out->ids = a.ids;
@@ -117,7 +117,7 @@ int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out) {
     rc = session_request_begin(&s, e->st, &e->ct, &in, &sr, h, -1);
     if (!rc) rc = session_request_finish(s, NULL, 1, &r);
     session_destroy(&s);
-    if (!rc) rc = s_decode(e, &r, sr.max_new, out);
+    if (!rc) rc = s_decode(e, &r, sr.max_new, rq->question, out);
     if (!rc) {
         out->n_ctx = (uint32_t)r.n_ctx;
         out->kept_tokens = (uint32_t)r.kept_mean;

@@ -249,10 +249,11 @@ int decoder_seq_text(const decoder *d, const decoder_seq *q, bool trim, char **t
 }
 
 int decoder_answer_run(decoder *d, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new,
-                       decoder_answer *out) {
+                       const char *question, decoder_answer *out) {
     memset(out, 0, sizeof *out);
     decoder_seq q;
     int rc = decoder_seq_init(&q, kv, feed, n_feed, max_new);
+    if (!rc) answer_stop_init(&q.stop, question);
     decoder_seq *one = &q;
     double t0 = tis_now();
     if (!rc) rc = decoder_run(d, &one, 1);

@@ -121,8 +121,10 @@ typedef struct decoder_answer {
     int64_t kv_bytes;
     double secs;
 } decoder_answer;
+/* question (borrowed, may be NULL): the short-answer rule's restatement
+ * check (answer_stop_init), as tis eval decodes. */
 int decoder_answer_run(decoder *d, kv_cache *kv, const int32_t *feed, int64_t n_feed, int64_t max_new,
-                       decoder_answer *out);
+                       const char *question, decoder_answer *out);
 void decoder_answer_free(decoder_answer *a);
 
 #endif

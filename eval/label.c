@@ -62,7 +62,7 @@ static int s_model_answer(forward_state *st, kv_cache *kv, const int32_t *feed, 
     decoder *d = NULL;
     decoder_answer a;
     int rc = decoder_new(&d, st, 1);
-    if (!rc) rc = decoder_answer_run(d, kv, feed, 1, max_new, &a);
+    if (!rc) rc = decoder_answer_run(d, kv, feed, 1, max_new, NULL, &a); /* as the labels were made */
     if (!rc) { /* ownership moves to the caller */
         *ids = a.ids;
         *n = a.n;

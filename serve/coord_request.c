@@ -126,6 +126,7 @@ static void s_job_decode(const self_t *s, const request *r, Tis__Envelope *out, 
     b->decode.question_ids = d->question_ids;
     b->decode.gen = r->in->submit->gen;
     b->decode.stream = r->in->submit->stream;
+    b->decode.question_text = r->in->submit->question; /* (protobuf-c's default "" when absent) */
     if (r->in->submit->context_id) { /* a kept context: the worker tokenizes the new question */
         b->decode.n_question_ids = 0;
         b->decode.question = r->in->submit;

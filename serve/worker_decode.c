@@ -19,6 +19,7 @@ void worker_dseq_free(dseq *d) {
     free(d->smp);
     for (size_t i = 0; i < d->n_stop; i++) free(d->stop[i]);
     free(d->stop);
+    free(d->qtext);
     memset(d, 0, sizeof *d);
 }
 
@@ -154,6 +155,10 @@ static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, 
     }
     rc = s->n_pend < s->cap_pend ? 0 : tis_error(TIS_ENOMEM, "out of memory");
     if (!rc) rc = decoder_seq_init(&d.seq, d.kv, d.q, nq, max_new);
+    if (!rc && j->question_text && *j->question_text) { /* the restatement rule, as tis eval decodes */
+        if (!(d.qtext = strdup(j->question_text))) rc = tis_error(TIS_ENOMEM, "out of memory");
+        else answer_stop_init(&d.seq.stop, d.qtext);
+    }
     if (!rc && j->gen && j->gen->until_eog) { /* a full answer: only end-of-generation or max_new stop it */
         d.until_eog = true;
         d.seq.stop_answer = false;

@@ -33,6 +33,7 @@ typedef struct dseq {
     double t0, handoff_s;        /* accepted at t0; the block copy took handoff_s */
     bool stream;                 /* TokenChunk messages as tokens come */
     bool until_eog;              /* no short-answer stop, the text untrimmed */
+    char *qtext;                 /* the request's question (owned): the stop rule's restatement check */
     int64_t n_sent;              /* tokens looked at (streamed, scanned for stops) so far */
     size_t text_sent;            /* stream: bytes of the answer's text sent so far */
     char **stop;                 /* [n_stop] stop strings (owned) */

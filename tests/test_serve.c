@@ -163,14 +163,14 @@ int main(void) {
     /* run 0: the first prefill job is silent for 4 heartbeat periods (a long
      * prefill): a busy worker is not taken for dead.
      * run 4: scorer-1's first job is slow, so scorer-0 surely gets one.
-     * run 5: blocks live 300 ms unless renewed; the decode worker's first job
-     * stalls it 1.5 s while the prefill worker keeps allocating (one block
+     * run 5: blocks live 1 s unless renewed; the decode worker's first job
+     * stalls it 4 s while the prefill worker keeps allocating (one block
      * per 100 ms): the waiting blocks must be renewed, or their memory is
      * handed to later requests and the answers go wrong */
     char fault_env[64];
     snprintf(fault_env, sizeof fault_env, "TIS_FAULT_EXIT=%s", faults[run] ? faults[run] : "");
     const char *sleep_env = run == 4   ? "TIS_FAULT_SLEEP=scorer-1:1500"
-                            : run == 5 ? "TIS_FAULT_SLEEP=decode-0:1500,prefill-0:100*"
+                            : run == 5 ? "TIS_FAULT_SLEEP=decode-0:4000,prefill-0:100*"
                             : !faults[run] ? "TIS_FAULT_SLEEP=prefill-0:2000"
                                            : NULL;
     const char *env[3] = {NULL};
@@ -179,7 +179,7 @@ int main(void) {
     if (sleep_env) env[n_env++] = sleep_env;
     const char *sa[] = {bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw,
                         "--scorer", nsc, "--head", hp, "-m", tiny, "--arena_mb", "8",
-                        "--heartbeat_ms", run == 5 ? "100" : "500", "--lease_ms", run == 5 ? "300" : "30000",
+                        "--heartbeat_ms", run == 5 ? "100" : "500", "--lease_ms", run == 5 ? "1000" : "30000",
                         "--stop_after", run == 0 ? "13" : "12", NULL};
     pid_t srv = tt_spawn(sa, log, env);
     if (run == 0) { /* bad requests straight to the front end: an Error each, the server goes on */
