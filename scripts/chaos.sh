@@ -13,7 +13,9 @@
 #   - no /dev/shm segment of this run but the live workers' arenas, and none
 #     at all once everything is shut down; no zombie child;
 #   - the survivors' memory (RSS of processes alive since round 1) is
-#     reported, first round vs last.
+#     reported, first round vs last, and in its parts: heap (anonymous: what
+#     a leak grows), file (the model's mapped pages) and shared memory
+#     (arena pages as they are first touched).
 # It prints one line per round and a table; exit 1 when anything was lost,
 # duplicated, wrong or leaked.
 #
@@ -97,6 +99,11 @@ for r in "${roles[@]}"; do start "$r"; done
 sleep 2
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# RSS in its parts (kB): anonymous (heap: what a leak grows), file (the mapped
+# model's pages as they are read) and shared memory (arena pages as they are
+# touched: the own arena and the peers' blocks read)
+rss_parts() { awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^RssShmem/ {m=$2} END {print a+0, f+0, m+0}' "/proc/$1/status" 2>/dev/null || echo "0 0 0"; }
+declare -A parts_first
 declare -A rss_first
 tot_req=0 tot_ok=0 tot_err=0 tot_dup=0 tot_lost=0 tot_wrong=0 tot_leak=0 tot_zombie=0 tot_resent=0
 fail=0
@@ -193,7 +200,8 @@ EOF
   done
   zombie=$(ps -o stat= --ppid $$ 2>/dev/null | grep -c '^Z' || true)
   for r in "${roles[@]}"; do
-    [ "${born[$r]}" = 0 ] && [ -z "${rss_first[$r]:-}" ] && rss_first[$r]=$(rss_kb "${pid[$r]}")
+    [ "${born[$r]}" = 0 ] && [ -z "${rss_first[$r]:-}" ] && rss_first[$r]=$(rss_kb "${pid[$r]}") &&
+      parts_first[$r]=$(rss_parts "${pid[$r]}")
   done
   printf '[chaos] round %d: %d kills, %d requests: %d answered as in process, %d errors, %d duplicates, %d lost, %d wrong, %d resent after a coordinator restart; %d leaked segments, %d zombies\n' \
     "$round" "$n_kill" "$req" "$ok" "$err" "$dup" "$lost" "$wrong" "$resent" "$leak" "$zombie"
@@ -207,7 +215,10 @@ done
 mem=""
 for r in "${roles[@]}"; do
   if [ "${born[$r]}" = 0 ] && [ -n "${rss_first[$r]:-}" ]; then
-    mem+=" $r $((rss_first[$r] / 1024))->$(( $(rss_kb "${pid[$r]}") / 1024 )) MiB,"
+    read -r a0 f0 m0 <<<"${parts_first[$r]}"
+    read -r a1 f1 m1 <<<"$(rss_parts "${pid[$r]}")"
+    mem+=" $r $((rss_first[$r] / 1024))->$(( $(rss_kb "${pid[$r]}") / 1024 )) MiB"
+    mem+=" (heap $((a0 / 1024))->$((a1 / 1024)), file $((f0 / 1024))->$((f1 / 1024)), shm $((m0 / 1024))->$((m1 / 1024))),"
   fi
 done
 surv=${mem%,}
