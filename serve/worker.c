@@ -319,14 +319,16 @@ static int s_job(self_t *s, const Tis__Envelope *env, bool *refused) {
 }
 
 int worker_run(const worker_opts *o) {
-    self_t *s = NULL;
-    int rc = s_self_new(&s, o);
-    if (rc) return rc;
+    /* the handler first: a SIGTERM while the worker sets up (model, arena)
+     * then ends it through the same clean-up, its segment unlinked */
     struct sigaction sa = {0};
     sa.sa_handler = s_on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    rc = s_ready(s);
+    self_t *s = NULL;
+    int rc = s_self_new(&s, o);
+    if (rc) return rc;
+    if (!s_stop) rc = s_ready(s);
     int64_t hb_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 1000;
     uint64_t next_hb = tis_now_ms() + (uint64_t)hb_ms;
     while (!rc && !s_stop) {
