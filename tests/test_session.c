@@ -185,6 +185,44 @@ static void s_row(const fixture *f, const bench_sample *sample, const eval_row *
     session_result_free(&rp);
 }
 
+/* An adaptive budget (threshold): a served request keeps what eval's
+ * threshold compaction keeps; out-of-range and uncalibrated refused. */
+static void s_threshold_case(forward_state *st, const chat_template *ct, const session_input *in) {
+    TT_CASE("an adaptive budget (threshold): served = eval's threshold compaction");
+    session_request ot = {.threshold = 0.1, .window = 4, .n_sink = 4, .max_new = 4, .chat = true,
+                          .hook_lambda = -1};
+    TT_OK(press_parse("kvzip", &ot.policy));
+    session *s1 = NULL, *s2 = NULL;
+    session_result r1 = {0};
+    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, -1));
+    if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
+    session_opts so = {.chat = true, .agnostic = true, .window = 4, .n_sink = 4, .hid_layer = -1};
+    kv_cache *kv2 = NULL;
+    int64_t kept2 = 0;
+    double secs = 0;
+    TT_OK(session_new(&s2, st, ct, in, &so));
+    if (s2) TT_OK(session_compact_threshold(s2, &ot.policy, false, 0.1, 4, 0.0f, &kv2, &kept2, &secs));
+    if (r1.kv && kv2) {
+        bool same = r1.kv->n_stream == kv2->n_stream && r1.kept_mean == kept2;
+        for (int64_t q = 0; same && q < kv2->n_stream; q++) same = r1.kv->len[q] == kv2->len[q];
+        fprintf(stderr, "  kvzip >= 0.1: kept %lld of %lld per stream on average\n", (long long)kept2,
+                (long long)r1.n_ctx);
+        TT_CHECK(same);
+        TT_CHECK(kept2 > 0 && kept2 < r1.n_ctx);
+    }
+    session_result_free(&r1);
+    kv_cache_destroy(&kv2);
+    session_destroy(&s1);
+    session_destroy(&s2);
+    ot.threshold = 1.5; /* out of (0, 1] */
+    TT_FAILS(session_request_begin(&s1, st, ct, in, &ot, NULL, -1), TIS_EINVAL);
+    ot.threshold = 0.02; /* scores on no common scale: refused when compressing */
+    TT_OK(press_parse("snapkv", &ot.policy));
+    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, -1));
+    if (s1) TT_FAILS(session_request_finish(s1, NULL, 1, &r1), TIS_EINVAL);
+    session_destroy(&s1);
+}
+
 int main(void) {
     char tiny[512], data[512], hp[512], hqp[512];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
@@ -272,41 +310,7 @@ int main(void) {
     in0.answer = NULL;
     TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
     TT_CHECK(ss == NULL);
-    TT_CASE("an adaptive budget (threshold): served = eval's threshold compaction");
-    {
-        session_request ot = {.threshold = 0.1, .window = 4, .n_sink = 4, .max_new = 4, .chat = true,
-                              .hook_lambda = -1};
-        TT_OK(press_parse("kvzip", &ot.policy));
-        session *s1 = NULL, *s2 = NULL;
-        session_result r1 = {0};
-        TT_OK(session_request_begin(&s1, st, &ct, &in0, &ot, NULL, -1));
-        if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
-        session_opts so = {.chat = true, .agnostic = true, .window = 4, .n_sink = 4, .hid_layer = -1};
-        kv_cache *kv2 = NULL;
-        int64_t kept2 = 0;
-        double secs = 0;
-        TT_OK(session_new(&s2, st, &ct, &in0, &so));
-        if (s2) TT_OK(session_compact_threshold(s2, &ot.policy, false, 0.1, 4, 0.0f, &kv2, &kept2, &secs));
-        if (r1.kv && kv2) {
-            bool same = r1.kv->n_stream == kv2->n_stream && r1.kept_mean == kept2;
-            for (int64_t q = 0; same && q < kv2->n_stream; q++) same = r1.kv->len[q] == kv2->len[q];
-            fprintf(stderr, "  kvzip >= 0.1: kept %lld of %lld per stream on average\n", (long long)kept2,
-                    (long long)r1.n_ctx);
-            TT_CHECK(same);
-            TT_CHECK(kept2 > 0 && kept2 < r1.n_ctx);
-        }
-        session_result_free(&r1);
-        kv_cache_destroy(&kv2);
-        session_destroy(&s1);
-        session_destroy(&s2);
-        ot.threshold = 1.5; /* out of (0, 1] */
-        TT_FAILS(session_request_begin(&s1, st, &ct, &in0, &ot, NULL, -1), TIS_EINVAL);
-        ot.threshold = 0.02; /* scores on no common scale: refused when compressing */
-        TT_OK(press_parse("snapkv", &ot.policy));
-        TT_OK(session_request_begin(&s1, st, &ct, &in0, &ot, NULL, -1));
-        if (s1) TT_FAILS(session_request_finish(s1, NULL, 1, &r1), TIS_EINVAL);
-        session_destroy(&s1);
-    }
+    s_threshold_case(st, &ct, &in0);
     TT_CASE("a per-head head: in process = through a scorer; pooled selection");
     {
         head_config pc = {.kind = HEAD_MLP, .hidden = 8, .d_model = m->config.d_model, .layer = 2,
