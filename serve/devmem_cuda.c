@@ -1,5 +1,5 @@
 /* devmem_cuda: devpool's device memory calls on CUDA (kernels/cuda/cuda_ipc.h).
- * Compiled in CUDA builds; NOT RUN: no GPU has been lent to this work. */
+ * Compiled in CUDA builds; run once on an H200 (docs/results/gpu). */
 #include "devpool.h"
 
 #ifdef TIS_HAVE_CUDA

@@ -20,7 +20,8 @@
  * The device calls sit behind devmem_ops so that all of this runs, and is
  * tested, on the CPU with a fake (tests/test_devpool.c); devmem_cuda() is the
  * CUDA table (serve/devmem_cuda.c, kernels/cuda/cuda_ipc.h), NULL in a build
- * without CUDA. The CUDA table has NOT run: no GPU has been lent to this work. */
+ * without CUDA. The CUDA table ran once on an H200 (test_cuda_ipc, the pipeline check:
+ * docs/results/gpu). */
 #ifndef TIS_DEVPOOL_H
 #define TIS_DEVPOOL_H
 

@@ -103,7 +103,8 @@ static int s_device_setup(self_t *s) {
  * compaction need host caches (engine/kv.h). TIS_WORKER_HOST_FORWARD=1
  * keeps a cuda decode worker's steps on the CPU (its blocks still come
  * through CUDA IPC): to tell the data path from the device forward on a
- * GPU machine. Written against the device-resident forward; NOT RUN on a GPU. */
+ * GPU machine. Run once on an H200 (scripts/gpu_pipeline_check.sh: the answers
+ * equal the cpu workers'; docs/results/gpu). */
 static int s_decode_backend(self_t *s) {
     const char *host = getenv("TIS_WORKER_HOST_FORWARD");
     if ((host && !strcmp(host, "1")) || devspec_standin()) return 0;

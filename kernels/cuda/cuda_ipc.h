@@ -43,7 +43,8 @@ int cuda_pool_read(const cuda_pool *p, uint64_t off, void *dst, size_t len);
  * the host when the two devices have no peer access) when it is on
  * another. On the default stream, after a cuda_ipc_event_wait. For the
  * decode worker once its KV cache lives on its device (not yet: it copies
- * the block to the host with cuda_pool_read). NOT RUN. */
+ * the block to the host with cuda_pool_read). Not called yet, so not run;
+ * the rest of this file ran on an H200 (test_cuda_ipc). */
 int cuda_pool_copy_to_device(void *dst, int dst_device, const cuda_pool *p, uint64_t off, size_t len);
 
 /* Interprocess events: create + export (producer), open (consumer). */

@@ -14,8 +14,9 @@
  * (qdot_f32act_fn_for(type, QDOT_REF)), which dequantises with formats/
  * quant.c; tests/test_cuda_qgemv.c holds the two against each other.
  *
- * Status: compiled in CI; tested only where a GPU is present. None has been
- * lent to this work yet: these kernels have NOT run. */
+ * Status: compiled in CI; tested only where a GPU is present: passed on an
+ * H200 (2026-11-30). Not wired into the forward: cuBLAS with bf16 weights
+ * was faster at every real shape there (docs/results/gpu). */
 #ifndef TIS_QGEMV_CUDA_H
 #define TIS_QGEMV_CUDA_H
 
