@@ -15,6 +15,7 @@ static void s_usage(FILE *f) {
     fprintf(f,
             "usage: tis label (--dataset FILE.jsonl | --benchmark NAME... | --corpus PATH...) [--n_samples N] ...\n"
             "                 --output DIR\n"
+            "       tis label --refeature LABEL_DIR --layer L --output DIR\n"
             "  -m, --model PATH          model (default %s)\n"
             "      --dataset FILE.jsonl  {\"id\", \"context\", \"question\", \"answers\"?, \"prefix\"?, ...}\n"
             "      --benchmark NAME...   generated data: passkey niah niah_multikey litm_kv litm_qa\n"
@@ -32,6 +33,9 @@ static void s_usage(FILE *f) {
             "                            (default n_layer: after the last layer)\n"
             "      --target answer|recon answer: the attention the answer pays (default); recon: per\n"
             "                            (layer, kv head) reconstruction scores (KVzip), agnostic state only\n"
+            "      --refeature LABEL_DIR the shards of LABEL_DIR again with the features of --layer (one\n"
+            "                            forward pass per sample over its stored tokens; labels copied,\n"
+            "                            not recomputed): features of several layers from one labelling\n"
             "      --per_head            keep per-(layer, head) labels too (always with recon)\n"
             "      --use_model_answer    label with the model's greedy answer even when one is given\n"
             "      --max_new N           the model's answer: tokens at most (default 32)\n"
@@ -109,7 +113,7 @@ int cmd_label(int argc, char **argv) {
     double depths[MAX_LIST];
     int64_t ctx_lens[MAX_LIST], n_depths = 0, n_ctx = 0, phrasing = 0, seed = 42, threads = 0;
     bool no_chat = false;
-    const char *device = "cpu";
+    const char *device = "cpu", *refeature = NULL;
     pipeline_runner pr = {.model_path = c.model_path};
     const cli_opt opts[] = {
         CLI_STR("--model", "-m", &c.model_path),
@@ -118,6 +122,7 @@ int cmd_label(int argc, char **argv) {
         CLI_STRS("--benchmark", NULL, benches, &c.n_benchmarks, MAX_LIST),
         CLI_STRS("--corpus", NULL, corpus, &n_corpus, MAX_LIST),
         CLI_STR("--target", NULL, &target),
+        CLI_STR("--refeature", NULL, &refeature),
         CLI_I64("--n_samples", NULL, &c.spec.n_samples, 1, 1 << 24),
         CLI_I64S("--context_tokens", NULL, ctx_lens, &n_ctx, MAX_LIST, 16, 1 << 20),
         CLI_F32S("--depths", NULL, depths, &n_depths, MAX_LIST, 0.0f, 1.0f),
@@ -141,6 +146,15 @@ int cmd_label(int argc, char **argv) {
     int prc = cli_parse_opts("label", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
     if ((prc = cli_device_cpu_only("label", device, CLI_DEVICE_PRESS_WHY))) return prc;
+    if (refeature) {
+        if (!c.outdir || c.dataset || c.n_benchmarks || n_corpus || pr.workers || pr.connect) {
+            fprintf(stderr, "tis label: --refeature takes --output and --layer (and -m, -t), no samples or workers\n\n");
+            s_usage(stderr);
+            return 2;
+        }
+        cli_threads(threads);
+        return label_refeature_run(c.model_path, refeature, c.outdir, c.label.layer);
+    }
     c.benchmarks = benches;
     c.corpus = corpus;
     c.n_corpus = n_corpus;

@@ -22,6 +22,8 @@ static void s_usage(FILE *f) {
             "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse, or\n"
             "                           recon_rank = recon_mse + the listwise loss pooled over streams)\n"
             "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
+            "      --streams A:B         recon, per_head: streams [A, B) only (stream = layer * n_kv_head + kv\n"
+            "                            head): a partial head, to measure one layer's features on some streams\n"
             "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
             "                           or one score per token trained on the streams' mean\n"
             "      --topk F             bce_topk: positives are the top F of each sample (default 0.1)\n"
@@ -114,7 +116,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "ert")) return s_train_ert(argc, argv);
     train_job_config c;
     train_job_defaults(&c);
-    const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head";
+    const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head", *streams = NULL;
     int64_t threads = 0;
     const cli_opt opts[] = {
         CLI_STRS("--labels", NULL, dirs, &c.n_label_dirs, MAX_DIRS),
@@ -124,6 +126,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--loss", NULL, &loss),
         CLI_STR("--target", NULL, &target),
         CLI_STR("--outputs", NULL, &outputs),
+        CLI_STR("--streams", NULL, &streams),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),
         CLI_I64("--rank", NULL, &c.rank, 1, 1024),
@@ -174,5 +177,16 @@ int cmd_train(int argc, char **argv) {
     c.command = command;
     c.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
     c.per_head = !strcmp(outputs, "per_head");
+    if (streams) {
+        char tail = 0;
+        long long a = 0, b = 0;
+        if (sscanf(streams, "%lld:%lld%c", &a, &b, &tail) != 2 || a < 0 || b <= a) {
+            fprintf(stderr, "tis train: bad value '%s' for --streams (A:B, 0 <= A < B)\n\n", streams);
+            s_usage(stderr);
+            return 2;
+        }
+        c.stream_begin = a;
+        c.stream_end = b;
+    }
     return train_job_run(&c);
 }

@@ -507,7 +507,9 @@ static bool s_is_shard_name(const char *name) {
     return !strncmp(name, "shard-", 6) && l >= 12 && !strcmp(name + l - 12, ".safetensors");
 }
 
-int label_dir_read(const char *dir, label_records *r) {
+int label_dir_shards(const char *dir, char ***names_out, int64_t *n_out) {
+    *names_out = NULL;
+    *n_out = 0;
     DIR *dp = opendir(dir);
     if (!dp) return tis_error(TIS_EIO, "cannot open %s: %s", dir, strerror(errno));
     char **names = NULL;
@@ -530,6 +532,20 @@ int label_dir_read(const char *dir, label_records *r) {
     closedir(dp);
     if (!rc && n == 0) rc = tis_error(TIS_ENOTFOUND, "no shard-*.safetensors in %s (run tis label first)", dir);
     if (!rc) qsort(names, (size_t)n, sizeof *names, s_cmp_str);
+    if (rc) {
+        for (int64_t i = 0; i < n; i++) free(names[i]);
+        free(names);
+        return rc;
+    }
+    *names_out = names;
+    *n_out = n;
+    return 0;
+}
+
+int label_dir_read(const char *dir, label_records *r) {
+    char **names = NULL;
+    int64_t n = 0;
+    int rc = label_dir_shards(dir, &names, &n);
     for (int64_t i = 0; i < n && !rc; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -537,5 +553,97 @@ int label_dir_read(const char *dir, label_records *r) {
     }
     for (int64_t i = 0; i < n; i++) free(names[i]);
     free(names);
+    return rc;
+}
+
+/* ---- the same labels, the features of another layer ---------------------- */
+
+int label_shard_refeature(forward_state *st, const char *src, const char *dst, int64_t layer) {
+    const model *m = forward_model(st);
+    const model_config *c = &m->config;
+    if (layer < 0 || layer > c->n_layer)
+        return tis_error(TIS_EINVAL, "label: layer %lld outside 0..%lld", (long long)layer, (long long)c->n_layer);
+    st_file *f;
+    int rc = st_open(&f, src);
+    if (rc) return rc;
+    const char *fmt = st_metadata(f, "format"), *mdl = st_metadata(f, "model"), *dm = st_metadata(f, "d_model");
+    const st_tensor *sp = s_need(f, "sample_spans", ST_I64, 2), *ti = s_need(f, "token_ids", ST_I32, 1);
+    const st_tensor *to = s_need(f, "token_offsets", ST_I64, 1), *co = s_need(f, "ctx_offsets", ST_I64, 1);
+    const st_tensor *qo = s_need(f, "query_offsets", ST_I64, 1), *ft = s_need(f, "features", ST_F16, 2);
+    const st_tensor *qf = s_need(f, "query_features", ST_F16, 2);
+    int64_t d = c->d_model, ns = 0;
+    uint16_t *nf = NULL, *nq = NULL;
+    kv_cache *kv = NULL;
+    st_writer *w = NULL;
+    if (!fmt || strcmp(fmt, "tis-labels-1") || !mdl || !dm) {
+        rc = tis_error(TIS_EFORMAT, "%s: not a tis-labels-1 shard (format, model or d_model missing)", src);
+        goto done;
+    }
+    if (!sp || !ti || !to || !co || !qo || !ft || !qf) {
+        rc = TIS_EFORMAT;
+        goto done;
+    }
+    if (strcmp(mdl, c->name) || atoll(dm) != d) {
+        rc = tis_error(TIS_EINVAL, "%s was labelled for %s (d_model %s), not %s (d_model %lld)", src, mdl, dm,
+                       c->name, (long long)d);
+        goto done;
+    }
+    ns = co->shape[0] - 1;
+    const int64_t *span = sp->data, *toff = to->data, *off = co->data, *qoff = qo->data;
+    const int32_t *ids = ti->data;
+    bool ok = ns >= 1 && sp->shape[0] == ns && sp->shape[1] == 4 && to->shape[0] == ns + 1 &&
+              qo->shape[0] == ns + 1 && ft->shape[1] == d && qf->shape[1] == d && off[0] == 0 && qoff[0] == 0 &&
+              toff[0] == 0 && off[ns] == ft->shape[0] && qoff[ns] == qf->shape[0] && toff[ns] == ti->shape[0];
+    for (int64_t i = 0; ok && i < ns; i++) {
+        int64_t cb = span[4 * i], nc = span[4 * i + 1], sb = span[4 * i + 2], nt = span[4 * i + 3];
+        int64_t nqi = qoff[i + 1] - qoff[i];
+        ok = off[i + 1] - off[i] == nc && toff[i + 1] - toff[i] == nt && nc >= 0 && cb >= 0 && cb + nc <= sb &&
+             sb <= nt && (nqi == 0 || nqi == nt - sb) && qoff[i + 1] >= qoff[i];
+    }
+    if (!ok) {
+        rc = tis_error(TIS_EFORMAT, "%s: sample spans and offsets do not match the tensors", src);
+        goto done;
+    }
+    nf = malloc((size_t)(off[ns] * d) * sizeof(uint16_t) + 2);
+    nq = malloc((size_t)(qoff[ns] * d) * sizeof(uint16_t) + 2);
+    if (!nf || !nq) {
+        rc = tis_error(TIS_ENOMEM, "label: out of memory for the features of %s", src);
+        goto done;
+    }
+    for (int64_t i = 0; i < ns && !rc; i++) {
+        int64_t cb = span[4 * i], nc = span[4 * i + 1], sb = span[4 * i + 2], nt = span[4 * i + 3];
+        bool q = qoff[i + 1] > qoff[i];
+        int64_t n_run = q ? nt : cb + nc; /* a question that never ran (recon) is not run now either */
+        if (n_run < 1) continue;
+        feat_hook fh = {layer, d, 0, cb, nc, q ? sb : INT64_MAX, nf + off[i] * d, nq + qoff[i] * d};
+        forward_hooks hooks = {.on_hidden = s_on_hidden, .user = &fh};
+        rc = forward_kv_new(m, n_run, &kv);
+        if (!rc) rc = forward_run(st, kv, ids + toff[i], n_run, NULL, 0, &hooks);
+        kv_cache_destroy(&kv);
+    }
+    if (rc) goto done;
+    w = st_writer_new();
+    if (!w) {
+        rc = tis_error(TIS_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t k = 0; k < st_tensor_count(f) && !rc; k++) {
+        const st_tensor *t = st_tensor_at(f, k);
+        const void *data = t == ft ? (const void *)nf : t == qf ? (const void *)nq : t->data;
+        rc = st_writer_add(w, t->name, t->dtype, t->n_dims, t->shape, data);
+    }
+    char lay[32];
+    snprintf(lay, sizeof lay, "%lld", (long long)layer);
+    for (int64_t k = 0; k < st_metadata_count(f) && !rc; k++) {
+        const char *key, *val;
+        st_metadata_at(f, k, &key, &val);
+        rc = st_writer_add_metadata(w, key, strcmp(key, "layer") ? val : lay);
+    }
+    if (!rc) rc = st_writer_write(w, dst);
+done:
+    st_writer_destroy(&w);
+    free(nf);
+    free(nq);
+    st_destroy(&f);
     return rc;
 }

@@ -83,6 +83,17 @@ void label_sample_free(label_sample *ls);
 int label_shard_write(const char *path, const model *m, const label_config *cfg,
                       const label_sample *ls, int64_t n);
 
+/* The shard src rewritten as dst with the features of another layer (the
+ * residual stream entering `layer`, n_layer: after the last): one forward
+ * pass over each sample's stored prompt tokens (up to the end of the
+ * context when the question never ran, as for recon labels); every other
+ * tensor and metadata entry is copied, `layer` set. The labels do not
+ * depend on the features' layer, so they are kept, not recomputed: a
+ * per-layer head trains on one labelling pass. TIS_EFORMAT: not a shard,
+ * spans / offsets that do not fit; TIS_EINVAL: labelled for another model
+ * or a layer the model lacks. */
+int label_shard_refeature(forward_state *st, const char *src, const char *dst, int64_t layer);
+
 /* ---- reading shards back (tis train) ---------------------------------- */
 
 /* One sample of a shard, as f32. */
@@ -123,6 +134,10 @@ int label_shard_read(const char *path, label_records *r);
 /* Appends every DIR/shard-*.safetensors in name order. TIS_ENOTFOUND when
  * there is none, TIS_EIO when DIR cannot be listed. */
 int label_dir_read(const char *dir, label_records *r);
+
+/* The names of DIR's shard-*.safetensors, sorted (*names[*n], each and the
+ * array malloc'd: the caller frees them). Errors as label_dir_read's. */
+int label_dir_shards(const char *dir, char ***names, int64_t *n);
 
 /* IEEE half <-> f32 (round to nearest even; beyond +-65504 saturates, so a
  * feature never becomes infinite). Features are f16 so that numpy reads

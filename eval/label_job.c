@@ -366,3 +366,131 @@ int label_job_run(const label_job_config *c) {
     model_destroy(&m);
     return rc;
 }
+
+/* ---- tis label --refeature ------------------------------------------------ */
+
+/* A whole file into a NUL-terminated buffer (NULL + error set on failure). */
+static char *s_slurp(const char *path, size_t max) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    bool big = buf && n == max && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf || big) {
+        free(buf);
+        tis_error(big ? TIS_EFORMAT : TIS_ENOMEM, "%s: %s", path, big ? "too large" : "out of memory");
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+/* DST/label_config.json: SRC's with the new layer; a resumed run must find
+ * the same there. */
+static int s_refeature_config(const char *src_dir, const char *dst_dir, int64_t layer) {
+    char sp[1100], dp[1100];
+    snprintf(sp, sizeof sp, "%s/label_config.json", src_dir);
+    snprintf(dp, sizeof dp, "%s/label_config.json", dst_dir);
+    char *txt = s_slurp(sp, 1 << 16);
+    if (!txt) return TIS_EIO;
+    cJSON *want = cJSON_Parse(txt);
+    free(txt);
+    if (!want || !cJSON_IsObject(want) || !cJSON_IsNumber(cJSON_GetObjectItem(want, "layer"))) {
+        cJSON_Delete(want);
+        return tis_error(TIS_EFORMAT, "%s: not a label configuration (an object with a layer)", sp);
+    }
+    cJSON_ReplaceItemInObject(want, "layer", cJSON_CreateNumber((double)layer));
+    int rc = 0;
+    if (access(dp, F_OK) == 0) {
+        char *have_txt = s_slurp(dp, 1 << 16);
+        cJSON *have = have_txt ? cJSON_Parse(have_txt) : NULL;
+        free(have_txt);
+        if (!have || !cJSON_Compare(have, want, true))
+            rc = tis_error(TIS_EINVAL, "%s holds labels made with other settings (%s); use another --output",
+                           dst_dir, dp);
+        cJSON_Delete(have);
+    } else {
+        char *out = cJSON_Print(want);
+        FILE *f = out ? fopen(dp, "wb") : NULL;
+        if (!f || fputs(out, f) < 0 || fclose(f) != 0)
+            rc = tis_error(TIS_EIO, "cannot write %s: %s", dp, strerror(errno));
+        free(out);
+    }
+    cJSON_Delete(want);
+    return rc;
+}
+
+/* SRC/manifest.jsonl copied as it is (the same samples in the same shards). */
+static int s_copy_manifest(const char *src_dir, const char *dst_dir) {
+    char sp[1100], dp[1100], tmp[1200];
+    snprintf(sp, sizeof sp, "%s/manifest.jsonl", src_dir);
+    snprintf(dp, sizeof dp, "%s/manifest.jsonl", dst_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dp);
+    FILE *in = fopen(sp, "rb");
+    if (!in) return errno == ENOENT ? 0 : tis_error(TIS_EIO, "cannot open %s: %s", sp, strerror(errno));
+    FILE *out = fopen(tmp, "wb");
+    int rc = out ? 0 : tis_error(TIS_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    char buf[65536];
+    for (size_t n; !rc && (n = fread(buf, 1, sizeof buf, in)) > 0;)
+        if (fwrite(buf, 1, n, out) != n) rc = tis_error(TIS_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    fclose(in);
+    if (out && fclose(out) != 0 && !rc) rc = tis_error(TIS_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, dp) != 0) rc = tis_error(TIS_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    return rc;
+}
+
+int label_refeature_run(const char *model_path, const char *src_dir, const char *outdir, int64_t layer) {
+    char rs[4096], ro[4096];
+    if (eval_job_mkdirs(outdir) != 0) {
+        fprintf(stderr, "tis label: cannot create %s: %s\n", outdir, strerror(errno));
+        return 1;
+    }
+    if (realpath(src_dir, rs) && realpath(outdir, ro) && !strcmp(rs, ro)) {
+        fprintf(stderr, "tis label: --output is the --refeature directory itself; give another one\n");
+        return 2;
+    }
+    model *m = NULL;
+    if (model_load(&m, model_path)) return s_fail("loading the model");
+    if (layer < 0) layer = m->config.n_layer;
+    forward_state *st = NULL;
+    char **names = NULL;
+    int64_t n = 0, done = 0;
+    int rc = 0;
+    if (layer > m->config.n_layer) {
+        rc = tis_error(TIS_EINVAL, "--layer %lld: the model has %lld layers (n_layer: after the last)",
+                       (long long)layer, (long long)m->config.n_layer);
+        goto fail;
+    }
+    if ((rc = label_dir_shards(src_dir, &names, &n)) || (rc = s_refeature_config(src_dir, outdir, layer)) ||
+        (rc = forward_state_new(&st, m, backend_cpu(), 512)))
+        goto fail;
+    fprintf(stderr, "[label] refeature: %lld shards of %s -> %s, features of layer %lld\n", (long long)n, src_dir,
+            outdir, (long long)layer);
+    double t0 = tis_now();
+    for (int64_t i = 0; i < n && !rc; i++) {
+        char sp[2048], dp[2048];
+        snprintf(sp, sizeof sp, "%s/%s", src_dir, names[i]);
+        snprintf(dp, sizeof dp, "%s/%s", outdir, names[i]);
+        if (access(dp, F_OK) == 0) continue; /* written whole (atomically) by an earlier run */
+        double t1 = tis_now();
+        rc = label_shard_refeature(st, sp, dp, layer);
+        if (!rc)
+            fprintf(stderr, "[label] %lld/%lld %s (%.1f s)\n", (long long)i + 1, (long long)n, names[i],
+                    tis_now() - t1);
+        done += !rc;
+    }
+    if (!rc) rc = s_copy_manifest(src_dir, outdir);
+    if (!rc)
+        fprintf(stderr, "[label] refeatured %lld shards (%lld already there) in %.1f s -> %s\n", (long long)done,
+                (long long)(n - done), tis_now() - t0, outdir);
+fail:
+    for (int64_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    forward_state_destroy(&st);
+    model_destroy(&m);
+    return rc ? s_fail("refeature") : 0;
+}

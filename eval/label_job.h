@@ -85,4 +85,11 @@ int label_corpus_samples(const char *const *paths, int64_t n_paths, const tokeni
  * cannot be labelled is skipped and named in the manifest. */
 int label_job_run(const label_job_config *c);
 
+/* tis label --refeature SRC: every shard of SRC rewritten into outdir with
+ * the features of `layer` (< 0: the model's n_layer), label_shard_refeature;
+ * label_config.json carried over with the new layer, manifest.jsonl copied.
+ * Resumable: a shard already in outdir is kept. 0, or 1/2 after printing
+ * the problem. */
+int label_refeature_run(const char *model_path, const char *src_dir, const char *outdir, int64_t layer);
+
 #endif

@@ -25,7 +25,7 @@ typedef struct tsample {
     int64_t n;       /* context tokens */
     float *f;        /* [n][d] features, normalised by the head (owned) */
     const float *y;  /* [n] labels (the records'), or [n_out][n] recon scores (per-head) */
-    const float *yh; /* [n_streams][n] recon scores (the records'), or NULL */
+    const float *yh; /* [ns][n] recon scores of the trained streams (the records'), or NULL */
     float *q;        /* [d] pooled question feature (owned) */
 } tsample;
 
@@ -41,6 +41,7 @@ typedef struct trainer {
     float *grad, *am, *av, *best; /* [np] gradient, Adam moments, best weights */
     float *sc, *dsc;             /* [n_out * longest sample] scores and their gradient */
     int64_t n_out;               /* the head's outputs per token */
+    int64_t s0, ns;              /* recon: the streams trained and measured, [s0, s0 + ns) */
     head_loss loss;              /* what it trains with */
     uint64_t rng;
 } trainer;
@@ -172,8 +173,8 @@ static int s_normalise(trainer *t) {
         label_record *r = &t->recs.s[i];
         tsample *x = &t->s[i];
         x->n = r->n_ctx;
-        x->yh = r->labels_per_head;
-        x->y = t->n_out > 1 ? r->labels_per_head : r->labels;
+        x->yh = r->labels_per_head ? r->labels_per_head + t->s0 * x->n : NULL;
+        x->y = t->n_out > 1 ? x->yh : r->labels;
         x->f = malloc((size_t)(x->n * d) * sizeof(float));
         x->q = malloc((size_t)d * sizeof(float));
         if (!x->f || !x->q) return s_oom();
@@ -213,7 +214,20 @@ static int s_setup(trainer *t) {
         fprintf(stderr, "tis train: reconstruction labels are query-agnostic (no question rows): no --query_aware\n");
         return 1;
     }
-    t->n_out = recon && c->per_head ? t->recs.n_streams : 1;
+    t->s0 = 0;
+    t->ns = t->recs.n_streams;
+    if (c->stream_begin || c->stream_end) {
+        if (!recon || !c->per_head || c->stream_begin < 0 || c->stream_end > t->recs.n_streams ||
+            c->stream_end - c->stream_begin < 2) {
+            fprintf(stderr, "tis train: --streams %lld:%lld: a per-head head on reconstruction labels, at least 2 "
+                            "of the labels' %lld streams\n",
+                    (long long)c->stream_begin, (long long)c->stream_end, (long long)t->recs.n_streams);
+            return 1;
+        }
+        t->s0 = c->stream_begin;
+        t->ns = c->stream_end - c->stream_begin;
+    }
+    t->n_out = recon && c->per_head ? t->ns : 1;
     if (c->loss == LOSS_RECON_RANK && t->n_out == 1) {
         fprintf(stderr, "tis train: --loss recon_rank trains a per-head head on reconstruction labels "
                         "(--target recon --outputs per_head)\n");
@@ -246,7 +260,7 @@ static int s_setup(trainer *t) {
  * per stream (recon labels: each stream's oracle against its output, or
  * the single score), else the answer labels; adds to m. */
 static void s_sample_recalls(const trainer *t, const tsample *x, epoch_metrics *m) {
-    const int64_t S = x->yh ? t->recs.n_streams : 0, n = x->n;
+    const int64_t S = x->yh ? t->ns : 0, n = x->n;
     for (int k = 0; k < 3; k++) {
         if (!S) {
             m->recall[k] += head_recall_at(t->sc, x->y, n, s_recall_fracs[k]);
@@ -363,8 +377,9 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
             s_kind_name(c->kind), c->query_aware ? " (query-aware)" : "", (long long)t->np, (long long)t->n_train,
             (long long)t->n_val, s_loss_name(t->loss), t->recs.model, (long long)t->recs.layer);
     if (recon)
-        fprintf(stderr, "[train] reconstruction labels, %lld streams; %lld output%s per token; recall per stream%s\n",
-                (long long)t->recs.n_streams, (long long)t->n_out, t->n_out > 1 ? "s" : "",
+        fprintf(stderr, "[train] reconstruction labels, %lld streams (trained: %lld-%lld); %lld output%s per token; "
+                        "recall per stream%s\n",
+                (long long)t->recs.n_streams, (long long)t->s0, (long long)(t->s0 + t->ns - 1), (long long)t->n_out, t->n_out > 1 ? "s" : "",
                 t->n_out > 1 ? " (mean) and pooled over streams (global)" : " (mean)");
     fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f", vm.loss, vm.recall[0],
             vm.recall[1], vm.recall[2]);

@@ -40,6 +40,12 @@ typedef struct train_job_config {
     bool per_head;                 /* recon: one output per (layer, kv head) stream (n_out = the
                                       labels' n_streams), else one score per token (labels: the
                                       streams' mean) */
+    int64_t stream_begin, stream_end; /* per-head recon: train the outputs of streams [begin, end)
+                                      only (at least 2; 0, 0: every stream). Such a head covers
+                                      part of the model (n_out = end - begin, which
+                                      head_check_model refuses for a tis policy): it measures
+                                      what one layer's features predict for a group of streams
+                                      (the per-layer head study, docs/head.md) */
     float topk;                    /* bce_topk: the positives are each sample's top topk */
     int64_t epochs;                /* at most */
     int64_t batch;                 /* samples per Adam step */

@@ -259,6 +259,122 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "query-agnostic"));
 }
 
+/* Features of another layer for labels already made (tis label
+ * --refeature): the labels and every other tensor as they were, the
+ * features those of labelling at that layer directly; resumable; bad
+ * requests refused. Then a partial head on some streams (tis train
+ * --streams). d: recon labels of the corpus at the default layer. */
+static void s_refeature(const char *bin, const char *tiny, const char *corpus, const char *d) {
+    static char out[1 << 16];
+    char cmd[4096], direct[1024], rf[1024];
+    TT_CASE("refeature");
+    snprintf(direct, sizeof direct, "%s", tt_path("recon_l1"));
+    snprintf(rf, sizeof rf, "%s", tt_path("recon_rf1"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target recon --layer 1 "
+             "--output '%s' --shard_size 3", bin, tiny, corpus, direct);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 1 --output '%s'", bin, tiny, d, rf);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "shards (0 already there)"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "refeatured 0 shards ("));
+    /* every other tensor as it was; the features those of labelling at layer 1 */
+    char **names = NULL;
+    int64_t ns = 0;
+    TT_OK(label_dir_shards(rf, &names, &ns));
+    for (int64_t k = 0; k < ns; k++) {
+        char pa[1200], pb[1200];
+        snprintf(pa, sizeof pa, "%s/%s", d, names[k]);
+        snprintf(pb, sizeof pb, "%s/%s", rf, names[k]);
+        st_file *a = NULL, *b = NULL;
+        TT_OK(st_open(&a, pa));
+        TT_OK(st_open(&b, pb));
+        if (a && b) {
+            TT_CHECK(st_tensor_count(a) == st_tensor_count(b) && !strcmp(st_metadata(b, "layer"), "1"));
+            bool same = true;
+            for (int64_t i = 0; i < st_tensor_count(a); i++) {
+                const st_tensor *ta = st_tensor_at(a, i), *tb = st_tensor_find(b, ta->name);
+                same &= tb && tb->nbytes == ta->nbytes;
+                if (tb && tb->nbytes == ta->nbytes && strcmp(ta->name, "features"))
+                    same &= !memcmp(ta->data, tb->data, ta->nbytes);
+            }
+            TT_CHECK(same);
+        }
+        st_destroy(&a);
+        st_destroy(&b);
+        free(names[k]);
+    }
+    free(names);
+    label_records ra, rb;
+    label_records_init(&ra);
+    label_records_init(&rb);
+    TT_OK(label_dir_read(direct, &ra));
+    TT_OK(label_dir_read(rf, &rb));
+    TT_CHECK(ra.n == rb.n && ra.n >= 4 && ra.layer == 1 && rb.layer == 1 && ra.d_model == rb.d_model);
+    bool close = ra.n == rb.n, labels = ra.n == rb.n;
+    for (int64_t i = 0; close && i < ra.n; i++) {
+        const label_record *x = &ra.s[i], *y = &rb.s[i];
+        close = x->n_ctx == y->n_ctx;
+        for (int64_t j = 0; close && j < x->n_ctx * ra.d_model; j++) /* f16 rounding apart */
+            close = fabsf(x->features[j] - y->features[j]) <= 2e-3f * (1.0f + fabsf(x->features[j]));
+        labels &= close && !memcmp(x->labels_per_head, y->labels_per_head,
+                                   (size_t)(x->n_ctx * ra.n_streams) * sizeof(float));
+    }
+    TT_CHECK(close && labels);
+    label_records_free(&ra);
+    label_records_free(&rb);
+    size_t n = 0;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/label_config.json", rf);
+    char *cfg = tt_read_file(path, &n);
+    TT_CHECK(cfg && strstr(cfg, "\"layer\":\t1") && strstr(cfg, "\"target\":\t\"recon\""));
+    free(cfg);
+    snprintf(path, sizeof path, "%s/manifest.jsonl", d);
+    char *man0 = tt_read_file(path, &n);
+    snprintf(path, sizeof path, "%s/manifest.jsonl", rf);
+    size_t n1 = 0;
+    char *man = tt_read_file(path, &n1);
+    TT_CHECK(man && man0 && n1 == n && !memcmp(man, man0, n));
+    free(man);
+    free(man0);
+    /* refused: the directory itself, a layer the model lacks, samples beside it, a shard that is not one */
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 1 --output '%s'", bin, tiny, rf, rf);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "itself"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 99 --output '%s'", bin, tiny, d,
+             tt_path("recon_rf99"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--layer 99"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --corpus '%s' --output '%s'", bin, tiny, d, corpus,
+             tt_path("recon_rfx"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s", tt_path("recon_bad"));
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/label_config.json' '%s/' && head -c 300 '%s/shard-00000.safetensors' "
+             "> '%s/shard-00000.safetensors'", bad, d, bad, d, bad);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 1 --output '%s'", bin, tiny, bad,
+             tt_path("recon_rfbad"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "shard-00000.safetensors"));
+
+    TT_CASE("partial head (--streams)");
+    char ck[1024];
+    snprintf(ck, sizeof ck, "%s", tt_path("recon_part.safetensors"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 --streams 2:4", bin, rf, ck);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "(trained: 2-3); 2 outputs per token"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    head *h = NULL;
+    TT_OK(head_load(&h, ck));
+    TT_CHECK(h && h->cfg.n_out == 2 && h->cfg.layer == 1);
+    head_destroy(&h);
+    const char *refused[] = {"--streams 2:3", "--streams 4:9", "--streams 3:2", "--streams x", "--streams 0:2 --outputs single"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --epochs 1 %s", bin, rf, ck,
+                 refused[i]);
+        TT_CHECK(tt_sh(cmd, out, sizeof out) != 0 && strstr(out, "--streams"));
+    }
+}
+
 /* A corpus directory: two texts (one in a subdirectory), a binary file and
  * a Latin-1 file. */
 static const char *s_make_corpus(void) {
@@ -445,5 +561,6 @@ int main(void) {
     if (m) s_corpus(m, corpus);
     model_destroy(&m);
     s_recon(bin, tiny, corpus, data);
+    s_refeature(bin, tiny, corpus, tt_path("recon"));
     return tt_done("test_label");
 }
