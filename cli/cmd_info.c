@@ -12,6 +12,14 @@
 #include "safetensors.h"
 #include "tis_error.h"
 
+/* Where tis eval looks for this model's heads (cli_default_head: the one
+ * rule; scripts/train_recon_head.sh reads this line). */
+static void s_print_default_head(const char *path) {
+    char h[1200];
+    cli_default_head(path, "tis", h, sizeof h);
+    printf("default head    %s (tis; tis_query: .tis_query.safetensors)\n", h);
+}
+
 static void s_print_config(const model_config *c) {
     printf("architecture    %s\n", c->arch);
     printf("name            %s\n", c->name);
@@ -67,6 +75,7 @@ static int s_info_gguf(const char *path) {
             printf(" %s x%lld (%.1f MiB)", quant_type_name(t) ? quant_type_name(t) : "?",
                    (long long)count[t], (double)bytes[t] / 1048576.0);
     printf("\n");
+    s_print_default_head(path);
     gguf_destroy(&g);
     return 0;
 }
@@ -96,6 +105,7 @@ static int s_info_dir(const char *path) {
             printf(" %s x%lld (%.1f MiB)", st_dtype_name((st_dtype)t), (long long)count[t],
                    (double)bytes[t] / 1048576.0);
     printf("\n");
+    s_print_default_head(path);
     st_model_destroy(&st);
     return 0;
 }

@@ -30,7 +30,9 @@ ctx=${3:-1024}
 tis=${TIS:-$root/build/tis}
 n_layer=$("$tis" info "$model" | awk '$1 == "layers" { print $2 }')
 layer=${4:-$((n_layer / 2))}
-name=$(basename "$model" .gguf | tr 'A-Z' 'a-z' | sed -E 's/\.(q[0-9].*|f16|f32|bf16)$//')
+# the model's slug, by the one rule tis eval uses to find its heads (tis info's "default head")
+name=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis\.safetensors.*|\1|p')
+[ -n "$name" ] || { echo "train_recon_head: tis info names no default head for $model" >&2; exit 1; }
 work=${WORK:-$root/results/recon-labels/$name-layer$layer}
 out=${OUT:-$root/configs/heads/$name.recon.safetensors}
 hidden=${HIDDEN:-128}

@@ -1,5 +1,6 @@
 /* test_cli: the tis binary: usage errors exit 2 with a usage text, runtime
  * errors exit 1 with a message, and the subcommands work on a tiny model. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,16 @@ int main(void) {
     snprintf(args, sizeof args, "info '%s'", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "architecture    llama") &&
              strstr(out, "layers          2"));
+    { /* where eval looks for its heads: the file name lowered, the quantisation suffix cut */
+        char want[1200];
+        const char *base = strrchr(tiny, '/');
+        snprintf(want, sizeof want, "default head    configs/heads/%s", base ? base + 1 : tiny);
+        char *dot = strstr(want, ".gguf");
+        if (dot) snprintf(dot, sizeof want - (size_t)(dot - want), ".tis.safetensors (tis;");
+        for (char *c = want + 30; *c; c++) *c = (char)tolower((unsigned char)*c);
+        TT_CHECK(strstr(out, want) != NULL);
+        if (!strstr(out, want)) fprintf(stderr, "  want '%s' in:\n%s", want, out);
+    }
     snprintf(args, sizeof args, "tokenize -m '%s' --ids 'the then'", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0);
     fprintf(stderr, "  tokenize -> %s", out);
