@@ -32,6 +32,8 @@ static void s_usage(FILE *f) {
             "      --weight_decay W     decoupled weight decay (default 0)\n"
             "      --batch N            samples per Adam step (default 4)\n"
             "      --val_frac F         validation share, by sample (default 0.2)\n"
+            "      --val_labels DIR...  validate on these samples instead (every --labels sample trains):\n"
+            "                           heads trained on different sets compared on the same samples\n"
             "      --patience N         stop after N epochs without a better validation loss (default 3)\n"
             "      --seed S             split, order and initial weights (default 42)\n"
             "      --metrics PATH.csv   per-epoch metrics (default HEAD_metrics.csv; + .png curve)\n"
@@ -116,10 +118,11 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "ert")) return s_train_ert(argc, argv);
     train_job_config c;
     train_job_defaults(&c);
-    const char *dirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head", *streams = NULL;
+    const char *dirs[MAX_DIRS], *vdirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head", *streams = NULL;
     int64_t threads = 0;
     const cli_opt opts[] = {
         CLI_STRS("--labels", NULL, dirs, &c.n_label_dirs, MAX_DIRS),
+        CLI_STRS("--val_labels", NULL, vdirs, &c.n_val_dirs, MAX_DIRS),
         CLI_STR("--output", NULL, &c.output),
         CLI_STR("--metrics", NULL, &c.metrics),
         CLI_STR("--head", NULL, &kind),
@@ -172,6 +175,7 @@ int cmd_train(int argc, char **argv) {
     char command[sizeof ((head *)0)->train_command];
     s_command(argc, argv, command, sizeof command);
     c.label_dirs = dirs;
+    c.val_dirs = vdirs;
     c.kind = !strcmp(kind, "mlp") ? HEAD_MLP : HEAD_LINEAR;
     c.loss = !strcmp(loss, "bce_topk") ? LOSS_BCE_TOPK : !strcmp(loss, "recon_rank") ? LOSS_RECON_RANK : LOSS_LISTWISE;
     c.command = command;

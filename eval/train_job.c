@@ -37,6 +37,7 @@ typedef struct trainer {
     head *h;
     int64_t *order;              /* [recs.n]: training samples, then validation */
     int64_t n_train, n_val;
+    int64_t n_given_val;         /* --val_labels: the last n_given_val records validate */
     int64_t np;                  /* trained parameters */
     float *grad, *am, *av, *best; /* [np] gradient, Adam moments, best weights */
     float *sc, *dsc;             /* [n_out * longest sample] scores and their gradient */
@@ -97,6 +98,20 @@ static int s_read_labels(trainer *t) {
             tis_error(TIS_EINVAL, "train: %s", why);
             return s_fail("reading labels");
         }
+    int64_t n_train = t->recs.n;
+    for (int64_t i = 0; i < t->c->n_val_dirs; i++)
+        if (label_dir_read(t->c->val_dirs[i], &t->recs)) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", tis_last_error());
+            tis_error(TIS_EINVAL, "train: --val_labels: %s", why);
+            return s_fail("reading labels");
+        }
+    t->n_given_val = t->recs.n - n_train;
+    if (t->c->n_val_dirs && (t->n_given_val < 1 || n_train < 1)) {
+        fprintf(stderr, "tis train: %lld training and %lld validation samples (--val_labels); at least 1 of each\n",
+                (long long)n_train, (long long)t->n_given_val);
+        return 1;
+    }
     if (t->recs.target != t->c->target) {
         bool recon = t->recs.target == HEAD_TARGET_RECON;
         fprintf(stderr, "tis train: the labels are %s labels; train with --target %s\n", recon ? "reconstruction" : "answer",
@@ -120,12 +135,19 @@ static void s_shuffle(int64_t *a, int64_t n, uint64_t *rng) {
     }
 }
 
-/* Split by sample (never by token): order[0, n_train) trains, the rest validates. */
+/* Split by sample (never by token): order[0, n_train) trains, the rest validates
+ * (with --val_labels: those samples, every label_dirs sample training). */
 static int s_split(trainer *t) {
     int64_t n = t->recs.n;
     if (!(t->order = malloc((size_t)n * sizeof *t->order))) return s_oom();
     for (int64_t i = 0; i < n; i++) t->order[i] = i;
     t->rng = (uint64_t)t->c->seed * TIS_GOLDEN64 + 1;
+    if (t->n_given_val) { /* the given validation samples stay last, in their order */
+        s_shuffle(t->order, n - t->n_given_val, &t->rng);
+        t->n_val = t->n_given_val;
+        t->n_train = n - t->n_given_val;
+        return 0;
+    }
     s_shuffle(t->order, n, &t->rng);
     int64_t n_val = (int64_t)llround(t->c->val_frac * (double)n);
     if (t->c->val_frac > 0 && n_val < 1) n_val = 1;

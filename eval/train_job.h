@@ -26,6 +26,11 @@
 typedef struct train_job_config {
     const char *const *label_dirs; /* [n_label_dirs] directories tis label wrote (same model, layer) */
     int64_t n_label_dirs;
+    const char *const *val_dirs;   /* [n_val_dirs] validation on these samples (same model, layer,
+                                      target) instead of a share of label_dirs' (val_frac unused):
+                                      heads trained on different sets compare on the same held-out
+                                      samples. 0: split label_dirs by val_frac */
+    int64_t n_val_dirs;
     const char *output;            /* the checkpoint (safetensors) */
     const char *metrics;           /* per-epoch CSV; NULL: OUTPUT less .safetensors + "_metrics.csv".
                                       The curve is the CSV's path with .png for its extension. */

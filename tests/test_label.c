@@ -367,6 +367,21 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 2 && h->cfg.layer == 1);
     head_destroy(&h);
+    /* validation on other samples: every --labels sample trains, the --val_labels ones validate */
+    label_records_init(&ra);
+    label_records_init(&rb);
+    TT_OK(label_dir_read(rf, &ra));
+    TT_OK(label_dir_read(direct, &rb));
+    char want[128];
+    snprintf(want, sizeof want, "%lld train / %lld validation samples", (long long)ra.n, (long long)rb.n);
+    label_records_free(&ra);
+    label_records_free(&rb);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --val_labels '%s' --output '%s' --target recon --head mlp "
+             "--hidden 8 --epochs 1", bin, rf, direct, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, want));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --val_labels '%s' --output '%s' --target recon --epochs 1", bin,
+             rf, d, ck); /* labelled at another layer */
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--val_labels"));
     const char *refused[] = {"--streams 2:3", "--streams 4:9", "--streams 3:2", "--streams x", "--streams 0:2 --outputs single"};
     for (int i = 0; i < 5; i++) {
         snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --epochs 1 %s", bin, rf, ck,
