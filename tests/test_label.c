@@ -264,9 +264,10 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
  * features those of labelling at that layer directly; resumable; bad
  * requests refused. Then a partial head on some streams (tis train
  * --streams). d: recon labels of the corpus at the default layer. */
-static void s_refeature(const char *bin, const char *tiny, const char *corpus, const char *d) {
+static void s_refeature(const char *bin, const char *tiny, const char *corpus, const char *recon_dir) {
     static char out[1 << 16];
-    char cmd[4096], direct[1024], rf[1024];
+    char cmd[4096], direct[1024], rf[1024], d[1024];
+    snprintf(d, sizeof d, "%s", recon_dir); /* tt_path's buffers are reused: keep a copy */
     TT_CASE("refeature");
     snprintf(direct, sizeof direct, "%s", tt_path("recon_l1"));
     snprintf(rf, sizeof rf, "%s", tt_path("recon_rf1"));
