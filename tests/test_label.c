@@ -266,7 +266,7 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
  * --streams). d: recon labels of the corpus at the default layer. */
 static void s_refeature(const char *bin, const char *tiny, const char *corpus, const char *recon_dir) {
     static char out[1 << 16];
-    char cmd[4096], direct[1024], rf[1024], d[1024];
+    char cmd[8192], direct[1024], rf[1024], d[1024];
     snprintf(d, sizeof d, "%s", recon_dir); /* tt_path's buffers are reused: keep a copy */
     TT_CASE("refeature");
     snprintf(direct, sizeof direct, "%s", tt_path("recon_l1"));
@@ -347,7 +347,7 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --corpus '%s' --output '%s'", bin, tiny, d, corpus,
              tt_path("recon_rfx"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
-    char bad[1024];
+    char bad[512];
     snprintf(bad, sizeof bad, "%s", tt_path("recon_bad"));
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/label_config.json' '%s/' && head -c 300 '%s/shard-00000.safetensors' "
              "> '%s/shard-00000.safetensors'", bad, d, bad, d, bad);
