@@ -604,6 +604,12 @@ int label_shard_refeature(forward_state *st, const char *src, const char *dst, i
         rc = tis_error(TIS_EFORMAT, "%s: sample spans and offsets do not match the tensors", src);
         goto done;
     }
+    for (int64_t i = 0; i < ti->shape[0]; i++)
+        if (ids[i] < 0 || ids[i] >= c->n_vocab) {
+            rc = tis_error(TIS_EFORMAT, "%s: token id %d at %lld outside the vocabulary (%lld)", src, ids[i],
+                           (long long)i, (long long)c->n_vocab);
+            goto done;
+        }
     nf = malloc((size_t)(off[ns] * d) * sizeof(uint16_t) + 2);
     nq = malloc((size_t)(qoff[ns] * d) * sizeof(uint16_t) + 2);
     if (!nf || !nq) {

@@ -356,6 +356,39 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
              tt_path("recon_rfbad"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "shard-00000.safetensors"));
 
+    { /* a token id outside the vocabulary: refused before any forward pass */
+        char src[1200], badids[1200];
+        snprintf(src, sizeof src, "%s/shard-00000.safetensors", d);
+        snprintf(badids, sizeof badids, "%s", tt_path("recon_badids"));
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/label_config.json' '%s/'", badids, d, badids);
+        TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+        st_file *f = NULL;
+        TT_OK(st_open(&f, src));
+        st_writer *w = st_writer_new();
+        for (int64_t i = 0; f && w && i < st_tensor_count(f); i++) {
+            const st_tensor *t = st_tensor_at(f, i);
+            int32_t *ids = NULL;
+            if (!strcmp(t->name, "token_ids") && (ids = malloc(t->nbytes))) {
+                memcpy(ids, t->data, t->nbytes);
+                ids[t->shape[0] - 1] = 1 << 30;
+            }
+            TT_OK(st_writer_add(w, t->name, t->dtype, t->n_dims, t->shape, ids ? ids : t->data));
+            free(ids);
+        }
+        for (int64_t i = 0; f && w && i < st_metadata_count(f); i++) {
+            const char *k, *v;
+            st_metadata_at(f, i, &k, &v);
+            TT_OK(st_writer_add_metadata(w, k, v));
+        }
+        snprintf(src, sizeof src, "%s/shard-00000.safetensors", badids);
+        TT_OK(st_writer_write(w, src));
+        st_writer_destroy(&w);
+        st_destroy(&f);
+        snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 1 --output '%s'", bin, tiny, badids,
+                 tt_path("recon_rfbadids"));
+        TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "outside the vocabulary"));
+    }
+
     TT_CASE("partial head (--streams)");
     char ck[1024];
     snprintf(ck, sizeof ck, "%s", tt_path("recon_part.safetensors"));
