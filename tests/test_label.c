@@ -357,7 +357,7 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "shard-00000.safetensors"));
 
     { /* a token id outside the vocabulary: refused before any forward pass */
-        char src[1200], badids[1200];
+        char src[1400], badids[1024];
         snprintf(src, sizeof src, "%s/shard-00000.safetensors", d);
         snprintf(badids, sizeof badids, "%s", tt_path("recon_badids"));
         snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/label_config.json' '%s/'", badids, d, badids);
