@@ -20,10 +20,52 @@ static int s_fail(const char *what) {
 
 /* ---- the output directory ----------------------------------------------- */
 
-/* DIR/label_config.json pins the settings; a resumed run must match them. */
-static int s_check_config(const char *dir, const char *model_name, const label_config *cfg) {
+/* A whole file into a NUL-terminated buffer (NULL + error set on failure). */
+static char *s_slurp(const char *path, size_t max) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    bool big = buf && n == max && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf || big) {
+        free(buf);
+        tis_error(big ? TIS_EFORMAT : TIS_ENOMEM, "%s: %s", path, big ? "too large" : "out of memory");
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+/* DIR/label_config.json pins the settings (want, which this frees): written
+ * when absent, else it must hold the same (a resumed run). */
+static int s_pin_config(const char *dir, cJSON *want) {
     char path[1100];
     snprintf(path, sizeof path, "%s/label_config.json", dir);
+    int rc = 0;
+    if (access(path, F_OK) == 0) {
+        char *txt = s_slurp(path, 1 << 16);
+        cJSON *have = txt ? cJSON_Parse(txt) : NULL;
+        free(txt);
+        if (!have || !cJSON_Compare(have, want, true))
+            rc = tis_error(TIS_EINVAL, "%s holds labels made with other settings (%s); use another --output",
+                           dir, path);
+        cJSON_Delete(have);
+    } else {
+        char *txt = cJSON_Print(want);
+        FILE *f = txt ? fopen(path, "wb") : NULL;
+        if (!f || fputs(txt, f) < 0 || fclose(f) != 0)
+            rc = tis_error(TIS_EIO, "cannot write %s: %s", path, strerror(errno));
+        free(txt);
+    }
+    cJSON_Delete(want);
+    return rc;
+}
+
+static int s_check_config(const char *dir, const char *model_name, const label_config *cfg) {
     cJSON *want = cJSON_CreateObject();
     cJSON_AddStringToObject(want, "format", "tis-labels-1");
     cJSON_AddStringToObject(want, "model", model_name);
@@ -33,27 +75,7 @@ static int s_check_config(const char *dir, const char *model_name, const label_c
     cJSON_AddBoolToObject(want, "chat", cfg->chat);
     /* the target joined later: answer labels keep the file they always had */
     if (cfg->target == HEAD_TARGET_RECON) cJSON_AddStringToObject(want, "target", "recon");
-    int rc = 0;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        char buf[4096];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        cJSON *have = cJSON_Parse(buf);
-        if (!have || !cJSON_Compare(have, want, true))
-            rc = tis_error(TIS_EINVAL, "%s holds labels made with other settings (%s); use another --output",
-                           dir, path);
-        cJSON_Delete(have);
-    } else {
-        char *txt = cJSON_Print(want);
-        f = txt ? fopen(path, "wb") : NULL;
-        if (!f || fputs(txt, f) < 0 || fclose(f) != 0)
-            rc = tis_error(TIS_EIO, "cannot write %s: %s", path, strerror(errno));
-        free(txt);
-    }
-    cJSON_Delete(want);
-    return rc;
+    return s_pin_config(dir, want);
 }
 
 int label_manifest_read(const char *path, char ***ids, int64_t *n_ids, int64_t *next_shard) {
@@ -369,32 +391,11 @@ int label_job_run(const label_job_config *c) {
 
 /* ---- tis label --refeature ------------------------------------------------ */
 
-/* A whole file into a NUL-terminated buffer (NULL + error set on failure). */
-static char *s_slurp(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    bool big = buf && n == max && fgetc(f) != EOF;
-    fclose(f);
-    if (!buf || big) {
-        free(buf);
-        tis_error(big ? TIS_EFORMAT : TIS_ENOMEM, "%s: %s", path, big ? "too large" : "out of memory");
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* DST/label_config.json: SRC's with the new layer; a resumed run must find
  * the same there. */
 static int s_refeature_config(const char *src_dir, const char *dst_dir, int64_t layer) {
-    char sp[1100], dp[1100];
+    char sp[1100];
     snprintf(sp, sizeof sp, "%s/label_config.json", src_dir);
-    snprintf(dp, sizeof dp, "%s/label_config.json", dst_dir);
     char *txt = s_slurp(sp, 1 << 16);
     if (!txt) return TIS_EIO;
     cJSON *want = cJSON_Parse(txt);
@@ -404,24 +405,7 @@ static int s_refeature_config(const char *src_dir, const char *dst_dir, int64_t 
         return tis_error(TIS_EFORMAT, "%s: not a label configuration (an object with a layer)", sp);
     }
     cJSON_ReplaceItemInObject(want, "layer", cJSON_CreateNumber((double)layer));
-    int rc = 0;
-    if (access(dp, F_OK) == 0) {
-        char *have_txt = s_slurp(dp, 1 << 16);
-        cJSON *have = have_txt ? cJSON_Parse(have_txt) : NULL;
-        free(have_txt);
-        if (!have || !cJSON_Compare(have, want, true))
-            rc = tis_error(TIS_EINVAL, "%s holds labels made with other settings (%s); use another --output",
-                           dst_dir, dp);
-        cJSON_Delete(have);
-    } else {
-        char *out = cJSON_Print(want);
-        FILE *f = out ? fopen(dp, "wb") : NULL;
-        if (!f || fputs(out, f) < 0 || fclose(f) != 0)
-            rc = tis_error(TIS_EIO, "cannot write %s: %s", dp, strerror(errno));
-        free(out);
-    }
-    cJSON_Delete(want);
-    return rc;
+    return s_pin_config(dst_dir, want);
 }
 
 /* SRC/manifest.jsonl copied as it is (the same samples in the same shards). */

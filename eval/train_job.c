@@ -88,24 +88,24 @@ static const char *s_loss_name(head_loss l) {
     return l == LOSS_BCE_TOPK ? "bce_topk" : l == LOSS_RECON_MSE ? "recon_mse" : l == LOSS_RECON_RANK ? "recon_rank" : "listwise";
 }
 
-/* Reads every directory; a problem is "train: ..." (the reader's message). */
+/* Appends every directory's samples; a problem is "train: WHAT..." (the reader's message). */
+static int s_read_dirs(trainer *t, const char *const *dirs, int64_t n, const char *what) {
+    for (int64_t i = 0; i < n; i++)
+        if (label_dir_read(dirs[i], &t->recs)) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", tis_last_error());
+            tis_error(TIS_EINVAL, "train: %s%s", what, why);
+            return s_fail("reading labels");
+        }
+    return 0;
+}
+
+/* The training samples, then the given validation ones (--val_labels). */
 static int s_read_labels(trainer *t) {
     label_records_init(&t->recs);
-    for (int64_t i = 0; i < t->c->n_label_dirs; i++)
-        if (label_dir_read(t->c->label_dirs[i], &t->recs)) {
-            char why[1024];
-            snprintf(why, sizeof why, "%s", tis_last_error());
-            tis_error(TIS_EINVAL, "train: %s", why);
-            return s_fail("reading labels");
-        }
+    if (s_read_dirs(t, t->c->label_dirs, t->c->n_label_dirs, "")) return 1;
     int64_t n_train = t->recs.n;
-    for (int64_t i = 0; i < t->c->n_val_dirs; i++)
-        if (label_dir_read(t->c->val_dirs[i], &t->recs)) {
-            char why[1024];
-            snprintf(why, sizeof why, "%s", tis_last_error());
-            tis_error(TIS_EINVAL, "train: --val_labels: %s", why);
-            return s_fail("reading labels");
-        }
+    if (s_read_dirs(t, t->c->val_dirs, t->c->n_val_dirs, "--val_labels: ")) return 1;
     t->n_given_val = t->recs.n - n_train;
     if (t->c->n_val_dirs && (t->n_given_val < 1 || n_train < 1)) {
         fprintf(stderr, "tis train: %lld training and %lld validation samples (--val_labels); at least 1 of each\n",
