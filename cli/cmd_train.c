@@ -22,6 +22,8 @@ static void s_usage(FILE *f) {
             "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse, or\n"
             "                           recon_rank = recon_mse + the listwise loss pooled over streams)\n"
             "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
+            "      --positions           the token's place in the context as two more inputs (10 j/n,\n"
+            "                            ln(1 + j)); not with --query_aware\n"
             "      --streams A:B         recon, per_head: streams [A, B) only (stream = layer * n_kv_head + kv\n"
             "                            head): a partial head, to measure one layer's features on some streams\n"
             "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
@@ -130,6 +132,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--target", NULL, &target),
         CLI_STR("--outputs", NULL, &outputs),
         CLI_STR("--streams", NULL, &streams),
+        CLI_FLAG("--positions", NULL, &c.positions),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),
         CLI_I64("--rank", NULL, &c.rank, 1, 1024),

@@ -107,7 +107,7 @@ static int s_prepare(ert_run *r, const bench_sample *bs, ert_sample *o) {
                        .hid_layer = r->h->cfg.layer};
     session *ss = NULL;
     float *hid = NULL;
-    int64_t n_ctx = 0, n_q = 0, kept = 0, d = r->m->config.d_model;
+    int64_t n_ctx = 0, n_q = 0, kept = 0;
     double secs = 0;
     press full;
     int rc = press_parse("full", &full);
@@ -120,7 +120,7 @@ static int s_prepare(ert_run *r, const bench_sample *bs, ert_sample *o) {
         const session_prompt *p = session_get_prompt(ss);
         o->ctx_begin = p->ctx_begin;
         o->n_ctx = n_ctx;
-        o->feat = malloc((size_t)(n_ctx * d) * sizeof *o->feat);
+        o->feat = malloc((size_t)(n_ctx * head_feat_dim(r->h)) * sizeof *o->feat);
         o->ref = malloc((size_t)(o->n_rows * r->m->config.n_vocab) * sizeof *o->ref);
         if (!o->feat || !o->ref) rc = tis_error(TIS_ENOMEM, "ert: out of memory for sample %s", o->id);
     }

@@ -159,9 +159,11 @@ static int s_split(trainer *t) {
 
 /* Feature statistics of the training samples only, into the head. */
 static int s_standardise(trainer *t) {
-    int64_t d = t->recs.d_model;
+    int64_t d = head_feat_dim(t->h), longest = 1;
+    for (int64_t i = 0; i < t->n_train; i++)
+        if (t->recs.s[t->order[i]].n_ctx > longest) longest = t->recs.s[t->order[i]].n_ctx;
     double *sum = calloc((size_t)d, sizeof(double)), *sq = calloc((size_t)d, sizeof(double));
-    float *tmp = malloc((size_t)d * sizeof(float));
+    float *tmp = malloc((size_t)(longest * d) * sizeof(float));
     if (!sum || !sq || !tmp) {
         free(sum);
         free(sq);
@@ -171,10 +173,9 @@ static int s_standardise(trainer *t) {
     int64_t rows = 0;
     for (int64_t i = 0; i < t->n_train; i++) {
         const label_record *r = &t->recs.s[t->order[i]];
-        for (int64_t k = 0; k < r->n_ctx; k++, rows++) {
-            head_features(t->h, r->features + k * d, 1, tmp); /* mean 0 / std 1 still: rmsnorm only */
-            for (int64_t j = 0; j < d; j++) sum[j] += tmp[j], sq[j] += (double)tmp[j] * tmp[j];
-        }
+        head_features(t->h, r->features, r->n_ctx, tmp); /* a whole sample (positions); mean 0 / std 1 still */
+        for (int64_t k = 0; k < r->n_ctx; k++, rows++)
+            for (int64_t j = 0; j < d; j++) sum[j] += tmp[k * d + j], sq[j] += (double)tmp[k * d + j] * tmp[k * d + j];
     }
     for (int64_t j = 0; j < d; j++) {
         double mu = sum[j] / (double)rows, var = sq[j] / (double)rows - mu * mu;
@@ -189,7 +190,7 @@ static int s_standardise(trainer *t) {
 
 /* Normalised features for every sample; the raw rows are freed as we go. */
 static int s_normalise(trainer *t) {
-    int64_t d = t->recs.d_model, n = t->recs.n;
+    int64_t d = head_feat_dim(t->h), n = t->recs.n;
     if (!(t->s = calloc((size_t)n, sizeof *t->s))) return s_oom();
     for (int64_t i = 0; i < n; i++) {
         label_record *r = &t->recs.s[i];
@@ -258,7 +259,7 @@ static int s_setup(trainer *t) {
     t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
-                      .target = c->target};
+                      .target = c->target, .n_pos = c->positions ? 2 : 0};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", t->recs.model);
     if (head_new(&t->h, &hc, (uint64_t)c->seed)) return s_fail("creating the head");
     int rc = s_split(t);

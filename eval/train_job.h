@@ -51,6 +51,8 @@ typedef struct train_job_config {
                                       head_check_model refuses for a tis policy): it measures
                                       what one layer's features predict for a group of streams
                                       (the per-layer head study, docs/head.md) */
+    bool positions;                /* positional inputs (head_config.n_pos 2): the token's place in
+                                      the context beside its hidden state; not with query_aware */
     float topk;                    /* bce_topk: the positives are each sample's top topk */
     int64_t epochs;                /* at most */
     int64_t batch;                 /* samples per Adam step */

@@ -59,6 +59,10 @@ static int s_config_check(head_config *c, const head_config *in) {
         return tis_error(TIS_EINVAL, "head: n_out %lld is out of range (1..65536)", (long long)c->n_out);
     if (c->target != HEAD_TARGET_ANSWER && c->target != HEAD_TARGET_RECON)
         return tis_error(TIS_EINVAL, "head: unknown target %d (answer 0, recon 1)", (int)c->target);
+    if (c->n_pos != 0 && c->n_pos != 2)
+        return tis_error(TIS_EINVAL, "head: %lld positional inputs (0 or 2)", (long long)c->n_pos);
+    if (c->n_pos && c->query_aware)
+        return tis_error(TIS_EINVAL, "head: positional inputs are for query-agnostic heads");
     if (c->layer < 0 || c->layer > 65536)
         return tis_error(TIS_EINVAL, "head: layer %lld is out of range (0..65536)",
                          (long long)c->layer);
@@ -74,7 +78,7 @@ int head_new(head **out, const head_config *cfg, uint64_t seed) {
     head_config c;
     int rc = s_config_check(&c, cfg);
     if (rc) return rc;
-    const int64_t d = c.d_model, d_in = c.kind == HEAD_MLP ? c.hidden : d, no = c.n_out;
+    const int64_t d = c.d_model + c.n_pos, d_in = c.kind == HEAD_MLP ? c.hidden : d, no = c.n_out;
     /* Size table, in layout order: trained params, then mean/std. Bounds
      * above keep every product far from overflow (< 2^31 floats). */
     const int64_t sizes[] = {
@@ -135,15 +139,21 @@ int64_t head_n_trained(const head *h) { return h->mean - h->params; }
 
 /* ---- features ------------------------------------------------------------ */
 
+int64_t head_feat_dim(const head *h) { return h->cfg.d_model + h->cfg.n_pos; }
+
 void head_features(const head *h, const float *x, int64_t n, float *f) {
-    const int64_t d = h->cfg.d_model;
+    const int64_t d = h->cfg.d_model, df = head_feat_dim(h);
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * d;
-        float *fi = f + i * d;
+        float *fi = f + i * df;
         double ss = 0;
         for (int64_t k = 0; k < d; k++) ss += (double)xi[k] * xi[k];
         const float r = (float)(1.0 / sqrt(ss / (double)d + 1e-6));
         for (int64_t k = 0; k < d; k++) fi[k] = (xi[k] * r - h->mean[k]) / h->std[k];
+        if (h->cfg.n_pos) {
+            fi[d] = (float)(10.0 * (double)i / (double)n - h->mean[d]) / h->std[d];
+            fi[d + 1] = (float)(log1p((double)i) - h->mean[d + 1]) / h->std[d + 1];
+        }
     }
 }
 
@@ -168,7 +178,7 @@ void head_query(const head *h, const float *xq, int64_t nq, float *q) {
 /* v[d] = Pk^T Pq q / sqrt(rank), so that the bilinear term is f_j . v;
  * u[rank] = Pq q is scratch (and kept: backward needs it). */
 static void s_query_vec(const head *h, const float *q, float *u, float *v) {
-    const int64_t d = h->cfg.d_model, r = h->cfg.rank;
+    const int64_t d = head_feat_dim(h), r = h->cfg.rank;
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r, (int)d, 1.0f, h->pq, (int)d, q, 1, 0.0f, u,
                 1);
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)r, (int)d, (float)(1.0 / sqrt((double)r)), h->pk,
@@ -177,7 +187,7 @@ static void s_query_vec(const head *h, const float *q, float *u, float *v) {
 
 /* z[m][hidden] = f[m][d] W1^T + b1 (pre-activation). */
 static void s_fc1(const head *h, const float *f, int64_t m, float *z) {
-    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden;
+    const int64_t d = head_feat_dim(h), hid = h->cfg.hidden;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)hid, (int)d, 1.0f, f,
                 (int)d, h->w1, (int)d, 0.0f, z, (int)hid);
     for (int64_t i = 0; i < m; i++)
@@ -198,7 +208,7 @@ static int s_check_args(const head *h, const float *f, int64_t n, const float *q
 int head_forward(const head *h, const float *f, int64_t n, const float *q, float *s) {
     int rc = s_check_args(h, f, n, q, "forward");
     if (rc || n == 0) return rc;
-    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
+    const int64_t d = head_feat_dim(h), hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
     const size_t scratch = (size_t)(h->cfg.kind == HEAD_MLP ? HEAD_CHUNK * hid : 0) +
                            (size_t)(h->cfg.query_aware ? r + d : 0);
     float *buf = scratch ? malloc(scratch * sizeof(float)) : NULL;
@@ -248,7 +258,7 @@ int head_backward(const head *h, const float *f, int64_t n, const float *q, cons
     int rc = s_check_args(h, f, n, q, "backward");
     if (rc || n == 0) return rc;
     if (!ds || !grad) return tis_error(TIS_EINVAL, "head: backward: NULL ds or grad");
-    const int64_t d = h->cfg.d_model, hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
+    const int64_t d = head_feat_dim(h), hid = h->cfg.hidden, r = h->cfg.rank, no = h->cfg.n_out;
     const bool mlp = h->cfg.kind == HEAD_MLP, qa = h->cfg.query_aware;
     /* The query term sees the sum over outputs, dsum[j] = sum_o ds[o][j],
      * through g[d] = F^T dsum (sum_j dsum_j f_j . v = g . v). */
@@ -473,9 +483,9 @@ int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64
                        int64_t q_begin, int64_t n_q, float *out) {
     if (!h || !hid || !out || n_ctx < 0 || ctx_begin < 0)
         return tis_error(TIS_EINVAL, "head: score_context: bad arguments");
-    const int64_t d = h->cfg.d_model;
+    const int64_t d = h->cfg.d_model, df = head_feat_dim(h);
     if (h->cfg.query_aware && n_q < 1) return tis_error(TIS_EINVAL, "head: a query-aware head needs question rows");
-    float *f = malloc((size_t)(n_ctx * d) * sizeof(float)), *q = malloc((size_t)d * sizeof(float));
+    float *f = malloc((size_t)(n_ctx * df + 1) * sizeof(float)), *q = malloc((size_t)df * sizeof(float));
     if (!f || !q) {
         free(f);
         free(q);

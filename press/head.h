@@ -5,6 +5,11 @@
  * Features: f = standardise(rmsnorm(h)), h the residual stream of layer
  * `layer` (no norm weight; standardise = (x - mean) / std per dimension, with
  * mean/std measured on the training features and stored in the checkpoint).
+ * A head with positional inputs (n_pos 2) appends, before standardising,
+ * the token's place in the context: 10 j / n and ln(1 + j), j its index
+ * among the context's n tokens (docs/head.md "What the head lacks"); its
+ * feature width is d_model + 2 (head_feat_dim), the width of fc1 / a
+ * linear out_proj / query_proj / key_proj and of feature_mean / std.
  *
  *   linear:  s_j = w . f_j + b
  *   mlp:     s_j = w2 . relu(W1 f_j + b1) + b2
@@ -30,8 +35,9 @@
  * metadata: format "tis-head-1", kind (linear|mlp), query_aware (0|1),
  * base_model, d_model, layer, hidden, rank, feature_norm
  * ("rmsnorm+standardise"), label_hash, train_command, n_out, target
- * ("answer" | "recon"). A checkpoint without n_out / target (written before
- * they existed) loads as n_out 1, target answer. importance_embedding.*
+ * ("answer" | "recon"), positions (0 | 2). A checkpoint without n_out /
+ * target / positions (written before they existed) loads as n_out 1,
+ * target answer, positions 0. importance_embedding.*
  * tensors (a reference component tis does not use) are ignored on load. */
 #ifndef TIS_HEAD_H
 #define TIS_HEAD_H
@@ -61,6 +67,8 @@ typedef struct head_config {
                               (press/recon.h), so that exp(output) is on the scale of kvzip's
                               scores. 0 in a config means 1; at most 65536. */
     head_target target;    /* recorded in the checkpoint; the numerics do not depend on it */
+    int64_t n_pos;         /* positional inputs appended to the features: 0, or 2 (10 j/n and
+                              ln(1 + j)); not with query_aware */
 } head_config;
 
 /* Parameters live in one flat array so Adam and gradient checks see one
@@ -87,7 +95,12 @@ void head_destroy(head **p);
  * params that Adam updates. */
 int64_t head_n_trained(const head *h);
 
-/* f[n][d] = standardise(rmsnorm(x[n][d])) with the head's mean/std. */
+/* The feature width: d_model + n_pos. */
+int64_t head_feat_dim(const head *h);
+
+/* f[n][head_feat_dim] = standardise(rmsnorm(x[n][d_model]) (+ positions))
+ * with the head's mean/std. x is a context's rows 0..n-1 in order (a
+ * head with positional inputs takes row i as the context's token i of n). */
 void head_features(const head *h, const float *x, int64_t n, float *f);
 
 /* The query vector: mean over rows of head_features(xq[nq][d]) -> q[d]. */

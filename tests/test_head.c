@@ -10,14 +10,20 @@
 #include "safetensors.h"
 #include "tt.h"
 
-static head *s_new_out(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
-                       int64_t n_out, uint64_t seed) {
-    head_config c = {.kind = kind, .query_aware = qa, .d_model = d, .hidden = hidden,
-                     .rank = rank, .layer = 3, .n_out = n_out};
+/* d: the feature width (d_model + n_pos) */
+static head *s_new_pos(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
+                       int64_t n_out, int64_t n_pos, uint64_t seed) {
+    head_config c = {.kind = kind, .query_aware = qa, .d_model = d - n_pos, .hidden = hidden,
+                     .rank = rank, .layer = 3, .n_out = n_out, .n_pos = n_pos};
     snprintf(c.base_model, sizeof c.base_model, "tiny-model");
     head *h = NULL;
     TT_OK(head_new(&h, &c, seed));
     return h;
+}
+
+static head *s_new_out(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
+                       int64_t n_out, uint64_t seed) {
+    return s_new_pos(kind, qa, d, hidden, rank, n_out, 0, seed);
 }
 
 static head *s_new(head_kind kind, bool qa, int64_t d, int64_t hidden, int64_t rank,
@@ -216,11 +222,11 @@ static const char *s_loss_name(head_loss lk) {
 
 /* Every trained parameter's gradient against central differences, for a
  * head of n_out outputs (the loss sees all n_out * N scores at once). */
-static void s_gradcheck(head_kind kind, bool qa, head_loss lk, int64_t n_out) {
+static void s_gradcheck_pos(head_kind kind, bool qa, head_loss lk, int64_t n_out, int64_t n_pos) {
     enum { N = 7, D = 8, MAX_OUT = 4 };
-    TT_CASE("gradcheck %s%s, %s, %lld outputs", kind == HEAD_MLP ? "mlp" : "linear",
-            qa ? " query-aware" : "", s_loss_name(lk), (long long)n_out);
-    head *h = s_new_out(kind, qa, D, 5, 3, n_out, 11 + (uint64_t)kind * 2 + qa);
+    TT_CASE("gradcheck %s%s, %s, %lld outputs%s", kind == HEAD_MLP ? "mlp" : "linear",
+            qa ? " query-aware" : "", s_loss_name(lk), (long long)n_out, n_pos ? ", positional inputs" : "");
+    head *h = s_new_pos(kind, qa, D, 5, 3, n_out, n_pos, 11 + (uint64_t)kind * 2 + qa);
     if (!h) return;
     uint64_t st = 77 + (uint64_t)lk + 5 * (uint64_t)n_out;
     /* non-trivial biases and normalisation (mean/std must get no gradient) */
@@ -271,7 +277,14 @@ static void s_gradcheck(head_kind kind, bool qa, head_loss lk, int64_t n_out) {
     head_destroy(&h);
 }
 
+static void s_gradcheck(head_kind kind, bool qa, head_loss lk, int64_t n_out) {
+    s_gradcheck_pos(kind, qa, lk, n_out, 0);
+}
+
 static void test_gradcheck(void) {
+    /* positional inputs: the features are 2 wider (d_model 6 + 2 = the same 8) */
+    s_gradcheck_pos(HEAD_MLP, false, LOSS_RECON_MSE, 4, 2);
+    s_gradcheck_pos(HEAD_LINEAR, false, LOSS_RECON_MSE, 4, 2);
     for (int kind = 0; kind < 2; kind++)
         for (int qa = 0; qa < 2; qa++) {
             for (int lk = 0; lk < 3; lk++) s_gradcheck((head_kind)kind, qa, (head_loss)lk, 1);
@@ -823,9 +836,76 @@ static void test_checkpoint_per_head(void) {
     head_destroy(&l);
 }
 
+/* Positional inputs (n_pos 2): the config's rules, the features, the
+ * checkpoint, scoring a context. */
+static void test_positions(void) {
+    TT_CASE("positions");
+    head_config c = {.kind = HEAD_MLP, .d_model = 2, .hidden = 5, .layer = 1, .n_out = 3, .n_pos = 2,
+                     .target = HEAD_TARGET_RECON};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL, *l = NULL;
+    head_config bad = c;
+    bad.n_pos = 1;
+    TT_FAILS(head_new(&h, &bad, 1), TIS_EINVAL);
+    bad.n_pos = 2, bad.query_aware = true;
+    TT_FAILS(head_new(&h, &bad, 1), TIS_EINVAL);
+    TT_OK(head_new(&h, &c, 1));
+    if (!h) return;
+    TT_CHECK(head_feat_dim(h) == 4 && h->n_params == 3 * 5 + 3 + 5 * 4 + 5 + 4 + 4);
+    h->mean[2] = 1.0f, h->std[2] = 2.0f, h->mean[3] = 0.5f, h->std[3] = 4.0f;
+    const float x[6] = {3, 4, -1, 0, 2, 2};
+    float f[12];
+    head_features(h, x, 3, f);
+    const double r0 = 1 / sqrt(12.5 + 1e-6);
+    TT_NEAR(f[0], 3 * r0, 1e-6);
+    TT_NEAR(f[1], 4 * r0, 1e-6);
+    for (int i = 0; i < 3; i++) { /* token i of 3: 10 i / 3 and ln(1 + i), standardised */
+        TT_NEAR(f[4 * i + 2], (10.0 * i / 3 - 1.0) / 2.0, 1e-6);
+        TT_NEAR(f[4 * i + 3], (log1p(i) - 0.5) / 4.0, 1e-6);
+    }
+    uint64_t st = 5;
+    s_fill(h->params, head_n_trained(h), 1.0f, &st);
+    /* scoring a context = its features through the forward */
+    float s1[9], s2[9];
+    const float hid[10] = {9, 9, 3, 4, -1, 0, 2, 2, 9, 9}; /* the context is rows 1..3 */
+    TT_OK(head_score_context(h, hid, 1, 3, 0, 0, s1));
+    TT_OK(head_forward(h, f, 3, NULL, s2));
+    TT_CHECK(memcmp(s1, s2, sizeof s1) == 0);
+    const char *good = tt_path("pos.safetensors"), *p = tt_path("pos_bad.safetensors");
+    TT_OK(head_save(h, good));
+    TT_OK(head_load(&l, good));
+    if (l) {
+        TT_CHECK(l->cfg.n_pos == 2 && l->n_params == h->n_params &&
+                 !memcmp(l->params, h->params, (size_t)h->n_params * sizeof(float)));
+        head_destroy(&l);
+    }
+    st_file *sf = NULL;
+    TT_OK(st_open(&sf, good));
+    if (sf) {
+        const char *pos = st_metadata(sf, "positions");
+        const st_tensor *t = st_tensor_find(sf, "importance_head.fc1.weight");
+        TT_CHECK(pos && !strcmp(pos, "2") && t && t->shape[0] == 5 && t->shape[1] == 4);
+        t = st_tensor_find(sf, "importance_head.feature_std");
+        TT_CHECK(t && t->shape[0] == 4);
+        st_destroy(&sf);
+    }
+    const s_edit edits[] = {
+        {.meta_key = "positions", .meta_val = "1"},
+        {.meta_key = "positions", .meta_val = "3"},
+        {.meta_key = "positions"}, /* absent: no positions, and fc1 is [5][4] where [5][2] is due */
+        {.meta_key = "query_aware", .meta_val = "1"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        s_rewrite(good, p, edits[i]);
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    }
+    head_destroy(&h);
+}
+
 int main(void) {
     test_new();
     test_features();
+    test_positions();
     test_forward_naive();
     test_gradcheck();
     test_forward_multi();

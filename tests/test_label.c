@@ -401,6 +401,27 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 2 && h->cfg.layer == 1);
     head_destroy(&h);
+    /* positional inputs: trained, recorded, and used by eval's tis policy */
+    char pk[1024];
+    snprintf(pk, sizeof pk, "%s", tt_path("recon_pos.safetensors"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 --positions", bin, rf, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_OK(head_load(&h, pk));
+    TT_CHECK(h && h->cfg.n_pos == 2 && head_feat_dim(h) == h->cfg.d_model + 2);
+    head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "position in the context"));
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --baseline full tis --head '%s' --benchmark passkey --n_samples 1 "
+             "--context_tokens 256 --cache_budgets 0.5 --thresholds 0.01 --no_plots --output '%s'", bin, tiny, pk,
+             tt_path("pos_eval.csv"));
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware --positions", bin,
+             rf, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1);
+
     /* validation on other samples: every --labels sample trains, the --val_labels ones validate */
     label_records_init(&ra);
     label_records_init(&rb);
