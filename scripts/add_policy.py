@@ -15,7 +15,12 @@ Then `tis report` re-makes the .json, .md and plots from the CSV, and the
 .json / .md get the original command back, with the commands that added or
 renamed rows listed under it.
 
+  --extra ARGS      more arguments for that rerun (e.g. '--head H');
+  --as NAME         names the added rows NAME (another head of the same
+                    policy beside the default head's rows).
+
   scripts/add_policy.py --rename h2o=h2o_acc --policy h2o docs/results/x.csv
+  scripts/add_policy.py --policy tis --as tis_pos --extra '--head H' docs/results/x.csv
 
 Run from the repository root (the default heads load from configs/heads/).
 """
@@ -78,6 +83,9 @@ def main():
     ap.add_argument("--policy", help="policy to run and add")
     ap.add_argument("--rename", help="OLD=NEW: rename a policy in the rows first")
     ap.add_argument("--tis", default="build/tis", help="the tis binary (default build/tis)")
+    ap.add_argument("--extra", default="", help="more tis eval arguments for the rerun, e.g. '--head H'")
+    ap.add_argument("--as", dest="as_name", help="name the added rows NAME instead of the policy's "
+                    "(another head of the same policy beside the default's)")
     a = ap.parse_args()
     if not a.policy and not a.rename:
         ap.error("give --policy and/or --rename")
@@ -97,11 +105,13 @@ def main():
                     n += 1
             notes.append(f"{time.strftime('%Y-%m-%d')}: {n} rows of policy {old} renamed {new}")
         if a.policy:
-            if any(r[col["policy"]] == a.policy for r in rows):
-                sys.exit(f"add_policy: {path} already has rows of {a.policy}")
+            name = a.as_name or a.policy
+            if any(r[col["policy"]] == name for r in rows):
+                sys.exit(f"add_policy: {path} already has rows of {name}")
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "new.csv")
                 args = [a.tis, "eval"] + eval_args(meta["command"], a.policy, out)
+                args = args[:-2] + shlex.split(a.extra) + args[-2:]
                 print("add_policy:", " ".join(shlex.quote(x) for x in args), flush=True)
                 t0 = time.time()
                 subprocess.run(args, check=True)
@@ -112,6 +122,7 @@ def main():
             by_sample = {}
             for r in new_rows:
                 if r[col["policy"]] == a.policy:
+                    r[col["policy"]] = name
                     by_sample.setdefault(r[col["sample_id"]], []).append(r)
             merged, seen = [], set()
             ids = [r[col["sample_id"]] for r in rows]
@@ -128,7 +139,8 @@ def main():
             if by_sample:
                 sys.exit(f"add_policy: the rerun has samples the CSV lacks: {sorted(by_sample)[:3]}")
             rows = merged
-            notes.append(f"{time.strftime('%Y-%m-%d')}: rows of policy {a.policy} added by "
+            notes.append(f"{time.strftime('%Y-%m-%d')}: rows of policy {a.policy}"
+                         f"{' (as ' + name + ')' if name != a.policy else ''} added by "
                          f"`{' '.join(['tis', 'eval'] + args[2:-2])}` ({wall:.0f} s)")
         write_rows(path, header, rows)
         # the summary, Markdown and plots from the rows as they are now

@@ -20,7 +20,8 @@
 # the features after the last layer (docs/head.md).
 #
 # Usage: scripts/train_recon_head.sh MODEL [N_SAMPLES] [CONTEXT_TOKENS] [LAYER]
-# Env: EPOCHS, LR, PATIENCE (training: 40, 3e-3, 4), TIS (binary, default build/tis), WORK (labels, default
+# Env: EPOCHS, LR, PATIENCE (training: 40, 3e-3, 4), POSITIONS=1 (the token's place in the context as two
+# more inputs: tis train --positions), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,5 +84,6 @@ echo "[recon] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
 "$tis" label -m "$model" --corpus "$corpus" --context_tokens "$ctx" --n_samples "$n_samples" \
   --target recon --layer "$layer" --shard_size 16 --output "$work/labels"
 "$tis" train --labels "$work/labels" --target recon --outputs per_head --head mlp --hidden "$hidden" \
-  --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 --output "$out"
+  --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
+  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) --output "$out"
 echo "[recon] wrote $out" >&2
