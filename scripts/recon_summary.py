@@ -13,7 +13,7 @@ from collections import defaultdict
 
 BUDGETS = ["0.01", "0.02", "0.05", "0.1", "0.25"]
 BASELINES = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova", "pyramidkv", "adakv"]
-LEARNED = ["kvzip", "tis", "tis_last_layer", "oracle"]
+LEARNED = ["kvzip", "tis", "tis_pos", "tis_last_layer", "oracle"]
 
 acc = defaultdict(list)
 kept = defaultdict(list)
@@ -71,7 +71,7 @@ for cell in cells:
 thr_rows = sorted({k[4] for k in acc if k[4].startswith("t")}, key=lambda t: float(t[1:]))
 if thr_rows:
     print("\nThreshold runs: context kept (mean fraction per kv head, measured) / accuracy.\n")
-    pols = [p for p in ("kvzip", "tis", "tis_last_layer") if p in policies_seen]
+    pols = [p for p in ("kvzip", "tis", "tis_pos", "tis_last_layer") if p in policies_seen]
     print("| benchmark | tokens | protocol | threshold | " + " | ".join(pols) + " |")
     print("|---|---:|---|---:|" + "---|" * len(pols))
     for cell in cells:
@@ -91,7 +91,7 @@ seen = set()
 for path in sys.argv[1:]:
     for r in csv.DictReader(open(path, newline="", encoding="utf-8", errors="replace")):
         key = (r["sample_id"], r["policy"])
-        if r["policy"] in ("kvzip", "tis", "tis_last_layer", "snapkv") and key not in seen and float(r["prefill_s"]) > 0:
+        if r["policy"] in ("kvzip", "tis", "tis_pos", "tis_last_layer", "snapkv") and key not in seen and float(r["prefill_s"]) > 0:
             seen.add(key)
             cost[r["policy"]].append(float(r["compress_s"]) / float(r["prefill_s"]))
 if cost:
