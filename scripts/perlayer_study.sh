@@ -15,12 +15,11 @@
 # LABELS_DIR's own layer is used as it is (not refeatured). Env: TIS (binary), HIDDEN (512),
 # LR (1e-3), EPOCHS (60), PATIENCE (6).
 set -euo pipefail
+usage="usage: scripts/perlayer_study.sh MODEL LABELS_DIR OUT \"LAYERS\" GROUP_LAYERS (see the comment at the top)"
+case "${1:-}" in -h | --help | "") echo "$usage"; exit 0 ;; esac
+[ $# -eq 5 ] || { echo "$usage" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
-model=${1:?usage: scripts/perlayer_study.sh MODEL LABELS_DIR OUT LAYERS GROUP_LAYERS}
-labels=${2:?labels directory}
-out=${3:?output directory}
-layers=${4:?feature layers, e.g. "2 8 14 20"}
-group=${5:?layers per stream group, e.g. 6}
+model=$1 labels=$2 out=$3 layers=$4 group=$5
 tis=${TIS:-$root/build/tis}
 hidden=${HIDDEN:-512}
 lr=${LR:-1e-3}

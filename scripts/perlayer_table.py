@@ -18,9 +18,12 @@ from collections import defaultdict
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("csv")
+    ap.add_argument("csv", nargs="?", help="OUT/perlayer.csv")
     ap.add_argument("--metric", default="val_recall_10")
     a = ap.parse_args()
+    if not a.csv:  # no file: how to call it
+        ap.print_help()
+        return
     cell = {}
     groups, layers = set(), set()
     for r in csv.DictReader(open(a.csv)):
