@@ -264,6 +264,9 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
  * features those of labelling at that layer directly; resumable; bad
  * requests refused. Then a partial head on some streams (tis train
  * --streams). d: recon labels of the corpus at the default layer. */
+static void s_refeature_refused(const char *bin, const char *tiny, const char *corpus, const char *d, const char *rf);
+static void s_partial_head(const char *bin, const char *tiny, const char *d, const char *direct, const char *rf);
+
 static void s_refeature(const char *bin, const char *tiny, const char *corpus, const char *recon_dir) {
     static char out[1 << 16];
     char cmd[8192], direct[1024], rf[1024], d[1024];
@@ -338,6 +341,16 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
     TT_CHECK(man && man0 && n1 == n && !memcmp(man, man0, n));
     free(man);
     free(man0);
+    s_refeature_refused(bin, tiny, corpus, d, rf);
+    s_partial_head(bin, tiny, d, direct, rf);
+}
+
+/* tis label --refeature refuses: the directory itself, a layer the model
+ * lacks, samples beside it, a shard that is not one, token ids outside the
+ * vocabulary. d: recon labels; rf: their refeatured copy. */
+static void s_refeature_refused(const char *bin, const char *tiny, const char *corpus, const char *d, const char *rf) {
+    static char out[1 << 16];
+    char cmd[8192];
     /* refused: the directory itself, a layer the model lacks, samples beside it, a shard that is not one */
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --refeature '%s' --layer 1 --output '%s'", bin, tiny, rf, rf);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "itself"));
@@ -388,7 +401,16 @@ static void s_refeature(const char *bin, const char *tiny, const char *corpus, c
                  tt_path("recon_rfbadids"));
         TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "outside the vocabulary"));
     }
+}
 
+/* Partial heads (--streams), positional inputs and --val_labels on the
+ * refeatured labels rf (direct: labelled at that layer directly; d: at
+ * another one). */
+static void s_partial_head(const char *bin, const char *tiny, const char *d, const char *direct, const char *rf) {
+    static char out[1 << 16];
+    char cmd[8192];
+    int rc;
+    label_records ra, rb;
     TT_CASE("partial head (--streams)");
     char ck[1024];
     snprintf(ck, sizeof ck, "%s", tt_path("recon_part.safetensors"));
