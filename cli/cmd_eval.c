@@ -41,6 +41,9 @@ static void s_usage(FILE *f) {
             "      --n_keys N            niah_multikey needles (default 4)\n"
             "      --head PATH           importance head for tis (default: the model's, configs/heads/MODEL.tis.safetensors,\n"
             "                            e.g. %s, when present)\n"
+            "      --head_as NAME=PATH.. more heads in the same run: policy NAME is tis with the head\n"
+            "                            at PATH (list NAME in --baseline; one prefill per sample for\n"
+            "                            all; every head reads one layer), e.g. tis_pos=h.safetensors\n"
             "      --head_query PATH     query-aware head for tis_query (default %s if present)\n"
             "      --attn_hook_lambda L  lambda of the +hook policies (tis+hook, tis_query+hook);\n"
             "                            default: the head's\n"
@@ -78,11 +81,11 @@ static void s_list(void) {
  * takes in another form. */
 typedef struct eval_opts {
     eval_job_config c;
-    const char *policies[MAX_LIST], *benches[MAX_LIST], *protocol, *connect;
+    const char *policies[MAX_LIST], *benches[MAX_LIST], *head_as[MAX_LIST], *protocol, *connect;
     sec_opts sec; /* --connect to tcp: --key, --server_key, --insecure */
     double budgets[MAX_LIST], depths[MAX_LIST], thresholds[MAX_LIST];
     int64_t btoks[MAX_LIST], ctx_lens[MAX_LIST];
-    int64_t n_pol, n_bench, n_budgets, n_btok, n_depths, n_ctx, n_thr;
+    int64_t n_pol, n_head_as, n_bench, n_budgets, n_btok, n_depths, n_ctx, n_thr;
     int64_t seed, phrasing, threads, workers;
     bool list, query_aware, no_chat, no_plots;
     const char *device;
@@ -114,6 +117,7 @@ static int s_parse(int argc, char **argv, eval_opts *o) {
         CLI_STR("--haystack", NULL, &c->spec.haystack),
         CLI_I64("--n_keys", NULL, &c->spec.n_keys, 2, 64),
         CLI_STR("--head", NULL, &e->head_path),
+        CLI_STRS("--head_as", NULL, o->head_as, &o->n_head_as, MAX_LIST),
         CLI_STR("--head_query", NULL, &e->head_query_path),
         CLI_F32("--attn_hook_lambda", NULL, &e->attn_hook_lambda, 0.0f, 10.0f),
         CLI_FLAG("--no_chat", NULL, &o->no_chat),
@@ -183,6 +187,13 @@ static int s_fill(eval_opts *o) {
     c->plots = !o->no_plots;
     e->policies = o->policies;
     e->n_policies = o->n_pol;
+    e->head_as = o->head_as;
+    e->n_head_as = o->n_head_as;
+    if (o->n_head_as && (o->workers || o->connect)) {
+        fprintf(stderr, "tis eval: --head_as runs in this process only: drop --workers / --connect, "
+                        "or run each head apart with --head\n");
+        return 2;
+    }
     e->budgets = o->budgets;
     e->n_budgets = o->n_budgets;
     e->budget_tokens = o->btoks;

@@ -50,20 +50,100 @@ void eval_config_defaults(eval_config *c) {
     c->attn_hook_lambda = -1.0f;
 }
 
+/* ---- --head_as ----------------------------------------------------------- */
+
+/* Entry i's NAME length, or -1 when it has no '='. */
+static int64_t s_head_as_name_len(const char *entry) {
+    const char *eq = strchr(entry, '=');
+    return eq ? (int64_t)(eq - entry) : -1;
+}
+
+/* The --head_as entry naming policy `name`, or NULL. */
+static const char *s_head_as_find(const eval_config *cfg, const char *name) {
+    for (int64_t i = 0; i < cfg->n_head_as; i++) {
+        int64_t n = s_head_as_name_len(cfg->head_as[i]);
+        if (n > 0 && (size_t)n == strlen(name) && !strncmp(cfg->head_as[i], name, (size_t)n))
+            return cfg->head_as[i] + n + 1;
+    }
+    return NULL;
+}
+
+int eval_check_head_as(const eval_config *cfg) {
+    for (int64_t i = 0; i < cfg->n_head_as; i++) {
+        const char *e = cfg->head_as[i];
+        int64_t n = s_head_as_name_len(e);
+        if (n < 0) return tis_error(TIS_EINVAL, "--head_as '%s': give NAME=PATH (e.g. tis_pos=h.safetensors)", e);
+        if (n < 1 || n > 31) return tis_error(TIS_EINVAL, "--head_as '%s': the name takes 1 to 31 characters", e);
+        for (int64_t k = 0; k < n; k++)
+            if (!((e[k] >= 'a' && e[k] <= 'z') || (e[k] >= '0' && e[k] <= '9') || e[k] == '_'))
+                return tis_error(TIS_EINVAL, "--head_as '%s': a name is made of a-z, 0-9 and _", e);
+        if (!e[n + 1]) return tis_error(TIS_EINVAL, "--head_as '%s': no head path after '='", e);
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)n, e);
+        press pr;
+        if (!strcmp(name, "full") || !strcmp(name, "all") || press_parse(name, &pr) == 0)
+            return tis_error(TIS_EINVAL, "--head_as %s: '%s' is already a policy; name the head otherwise", e, name);
+        for (int64_t j = 0; j < i; j++)
+            if (s_head_as_name_len(cfg->head_as[j]) == n && !strncmp(cfg->head_as[j], e, (size_t)n))
+                return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
+        bool listed = false;
+        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) listed = !strcmp(cfg->policies[k], name);
+        if (!listed) return tis_error(TIS_EINVAL, "--head_as %s: add %s to --baseline to run it", e, name);
+    }
+    return 0;
+}
+
+int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
+    const char *path = s_head_as_find(cfg, name);
+    int rc = press_parse(path ? "tis" : name, out);
+    if (rc) return rc;
+    if (path) snprintf(out->name, sizeof out->name, "%s", name);
+    if (head_path)
+        *head_path = path ? path : !out->needs_head ? NULL : out->query_head ? cfg->head_query_path : cfg->head_path;
+    return 0;
+}
+
+/* ---- runner --------------------------------------------------------------- */
+
 struct eval_runner {
     const model *m;         /* borrowed */
     eval_config cfg;        /* arrays borrowed from the caller */
     press *presses;         /* [n_policies] */
+    head **own;             /* [n_policies] the context heads loaded, one per head file (owned) */
+    const char **own_path;  /* [n_policies] own[i]'s file (borrowed from cfg) */
+    const head **pol_head;  /* [n_policies] the context head policy i compresses with (one of
+                               own), or NULL */
     forward_state *st;
     chat_template ct;
-    head *head_ctx;         /* for tis (owned) or NULL */
     head *head_q;           /* for tis_query (owned) or NULL */
-    int64_t head_layer;     /* the layer both heads read, -1 if none */
+    int64_t head_layer;     /* the layer every head reads, -1 if none */
     decoder *dec;           /* batches of cfg.batch policy runs */
 };
 
-int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
-    *out = NULL;
+/* Loads the query-agnostic head of a learned policy and checks it fits. */
+static int s_load_ctx_head(const eval_config *cfg, const model_config *mc, const char *pol, const char *path,
+                           head **out) {
+    if (!path) return tis_error(TIS_EINVAL, "eval: policy %s needs an importance head (--head; train one with tis train)", pol);
+    int rc = head_load(out, path);
+    if (!rc) rc = head_check_model(*out, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
+    if (!rc && (*out)->cfg.query_aware)
+        rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", path);
+    if (!rc && cfg->n_thresholds > 0 && (*out)->cfg.n_out <= 1)
+        rc = tis_error(TIS_EINVAL, "eval: --thresholds with %s needs a per-head head (one score per "
+                       "(layer, kv head): tis train --target recon); %s has one score per token", pol, path);
+    return rc;
+}
+
+/* Every head reads one layer: the session keeps one layer's hidden states. */
+static int s_same_layer(eval_runner *r, const head *h, const char *pol) {
+    if (r->head_layer >= 0 && h->cfg.layer != r->head_layer)
+        return tis_error(TIS_EINVAL, "eval: the heads read different layers (%s: %lld, another: %lld); "
+                         "compare heads of one layer in a run", pol, (long long)h->cfg.layer, (long long)r->head_layer);
+    r->head_layer = h->cfg.layer;
+    return 0;
+}
+
+static int s_check_config(const eval_config *cfg) {
     if (cfg->n_policies <= 0) return tis_error(TIS_EINVAL, "eval: no policy given");
     if (cfg->n_budgets + cfg->n_budget_tokens <= 0) return tis_error(TIS_EINVAL, "eval: no budget given");
     if (!cfg->agnostic && !cfg->query_aware) return tis_error(TIS_EINVAL, "eval: no protocol");
@@ -79,43 +159,56 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     for (int64_t i = 0; i < cfg->n_thresholds; i++)
         if (!(cfg->thresholds[i] > 0 && cfg->thresholds[i] <= 1))
             return tis_error(TIS_EINVAL, "eval: threshold %g is not in (0, 1]", cfg->thresholds[i]);
+    return eval_check_head_as(cfg);
+}
+
+/* The heads: one per query-agnostic learned policy, the query head once. */
+static int s_load_heads(eval_runner *r) {
+    const eval_config *cfg = &r->cfg;
+    const model_config *mc = &r->m->config;
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
+        const char *path = NULL;
+        rc = eval_press_parse(cfg, cfg->policies[i], &r->presses[i], &path);
+        if (!rc && r->presses[i].needs_head && !r->presses[i].query_head) {
+            for (int64_t j = 0; j < i && !r->pol_head[i]; j++) /* tis and tis+hook: one head */
+                if (r->own[j] && path && !strcmp(path, r->own_path[j])) r->pol_head[i] = r->own[j];
+            if (!r->pol_head[i]) {
+                rc = s_load_ctx_head(cfg, mc, cfg->policies[i], path, &r->own[i]);
+                if (!rc) rc = s_same_layer(r, r->own[i], cfg->policies[i]);
+                r->own_path[i] = path;
+                r->pol_head[i] = r->own[i];
+            }
+            if (!rc && r->presses[i].attn_hook && r->pol_head[i]->cfg.n_out > 1)
+                rc = tis_error(TIS_EINVAL, "eval: %s: the attention hook takes a single-score head; %s has one "
+                               "score per (layer, kv head)", cfg->policies[i], path);
+        } else if (!rc && r->presses[i].query_head && !r->head_q) {
+            if (!path) return tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
+            rc = head_load(&r->head_q, path);
+            if (!rc) rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
+            if (!rc && !r->head_q->cfg.query_aware)
+                rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", path);
+            if (!rc) rc = s_same_layer(r, r->head_q, cfg->policies[i]);
+        }
+    }
+    return rc;
+}
+
+int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
+    *out = NULL;
+    int rc = s_check_config(cfg);
+    if (rc) return rc;
     eval_runner *r = calloc(1, sizeof *r);
     if (!r) return tis_error(TIS_ENOMEM, "eval: out of memory");
     r->m = m;
     r->cfg = *cfg;
-    r->presses = calloc((size_t)cfg->n_policies, sizeof *r->presses);
-    int rc = 0;
-    if (!r->presses) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
-    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = press_parse(cfg->policies[i], &r->presses[i]);
-    bool need_ctx = false, need_q = false;
-    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
-        need_ctx |= r->presses[i].needs_head && !r->presses[i].query_head;
-        need_q |= r->presses[i].query_head;
-    }
     r->head_layer = -1;
-    const model_config *mc = &m->config;
-    if (!rc && need_ctx) {
-        if (!cfg->head_path) rc = tis_error(TIS_EINVAL, "eval: policy tis needs an importance head (--head; train one with tis train)");
-        else if (!(rc = head_load(&r->head_ctx, cfg->head_path)))
-            rc = head_check_model(r->head_ctx, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
-        if (!rc && r->head_ctx->cfg.query_aware)
-            rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", cfg->head_path);
-        if (!rc) r->head_layer = r->head_ctx->cfg.layer;
-        if (!rc && cfg->n_thresholds > 0 && r->head_ctx->cfg.n_out <= 1)
-            rc = tis_error(TIS_EINVAL, "eval: --thresholds with tis needs a per-head head (one score per "
-                           "(layer, kv head): tis train --target recon); %s has one score per token", cfg->head_path);
-    }
-    if (!rc && need_q) {
-        if (!cfg->head_query_path) rc = tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
-        else if (!(rc = head_load(&r->head_q, cfg->head_query_path)))
-            rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
-        if (!rc && !r->head_q->cfg.query_aware)
-            rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", cfg->head_query_path);
-        if (!rc && r->head_layer >= 0 && r->head_q->cfg.layer != r->head_layer)
-            rc = tis_error(TIS_EINVAL, "eval: the tis and tis_query heads read different layers (%lld, %lld)",
-                           (long long)r->head_layer, (long long)r->head_q->cfg.layer);
-        if (!rc) r->head_layer = r->head_q->cfg.layer;
-    }
+    r->presses = calloc((size_t)cfg->n_policies, sizeof *r->presses);
+    r->pol_head = calloc((size_t)cfg->n_policies, sizeof *r->pol_head);
+    r->own = calloc((size_t)cfg->n_policies, sizeof *r->own);
+    r->own_path = calloc((size_t)cfg->n_policies, sizeof *r->own_path);
+    if (!r->presses || !r->pol_head || !r->own || !r->own_path) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
+    if (!rc) rc = s_load_heads(r);
     if (!rc) rc = forward_state_new(&r->st, m, backend_cpu(), 512);
     if (!rc) rc = decoder_new(&r->dec, r->st, cfg->batch);
     if (!rc && cfg->chat) rc = chat_template_init(&r->ct, tokenizer_chat_template(m->tok));
@@ -132,7 +225,10 @@ void eval_runner_destroy(eval_runner **p) {
     eval_runner *r = *p;
     decoder_destroy(&r->dec);
     forward_state_destroy(&r->st);
-    head_destroy(&r->head_ctx);
+    for (int64_t i = 0; r->own && i < r->cfg.n_policies; i++) head_destroy(&r->own[i]);
+    free(r->own);
+    free(r->own_path);
+    free(r->pol_head);
     head_destroy(&r->head_q);
     chat_template_free(&r->ct);
     free(r->presses);
@@ -300,7 +396,7 @@ int eval_rows_per_sample(const eval_config *cfg, int64_t *n) {
     press *presses = calloc((size_t)cfg->n_policies, sizeof *presses);
     if (!presses) return tis_error(TIS_ENOMEM, "eval: out of memory");
     int rc = 0;
-    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = press_parse(cfg->policies[i], &presses[i]);
+    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = eval_press_parse(cfg, cfg->policies[i], &presses[i], NULL);
     if (!rc) *n = s_variants(cfg, presses, 1, NULL);
     free(presses);
     return rc;
@@ -352,11 +448,13 @@ typedef struct sample_run {
     const int32_t **gq;
     int64_t *gn;
     decode_out *gd;
+    const head *scored;   /* the context head whose scores the session holds, or NULL */
 } sample_run;
 
 /* full, alone (the reference answer and timings, the same computation in
  * both protocols), then what the policies need: oracle labels from the
- * answer's attention over the whole prompt, importance-head scores. */
+ * answer's attention over the whole prompt, the query head's scores (a
+ * context head scores when its first policy runs: s_run_group). */
 static int s_reference(sample_run *x) {
     eval_runner *r = x->r;
     const eval_config *cfg = &r->cfg;
@@ -376,7 +474,6 @@ static int s_reference(sample_run *x) {
         if (!rc && n_ans > 0) rc = session_oracle(x->ss, ans, n_ans);
         free(ans);
     }
-    if (!rc && r->head_ctx) rc = session_score_head(x->ss, r->head_ctx, NULL);
     if (!rc && r->head_q) rc = session_score_head(x->ss, r->head_q, NULL);
     return rc;
 }
@@ -393,7 +490,12 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
             v->skipped = true;
             continue;
         }
-        const head *hd = v->pr->query_head ? r->head_q : r->head_ctx;
+        const head *hd = v->pr->query_head ? r->head_q : r->pol_head[v->pr - r->presses];
+        if (hd && !v->pr->query_head && hd != x->scored) { /* this policy's head scores the context */
+            int rc = session_score_head(x->ss, hd, NULL);
+            if (rc) return rc;
+            x->scored = hd;
+        }
         float lambda = cfg->attn_hook_lambda >= 0 ? cfg->attn_hook_lambda : hd ? hd->attn_hook_lambda : 0.0f;
         int rc = v->tau >= 0 ? session_compact_threshold(x->ss, v->pr, v->qa, v->tau, x->max_new, lambda, &v->kv,
                                                          &v->kept_mean, &v->compress_s)

@@ -42,6 +42,10 @@ typedef struct eval_config {
     bool use_model_answer;         /* oracle from full's answer even when ground truth exists */
     const char *head_path;         /* importance head for `tis` (safetensors), or NULL */
     const char *head_query_path;   /* query-aware head for `tis_query`, or NULL */
+    const char *const *head_as;    /* [n_head_as] "NAME=PATH": policy NAME is `tis` with the head
+                                      at PATH, so several heads compare on one prefill per sample
+                                      (each must read the layer the others read); or NULL */
+    int64_t n_head_as;
     float attn_hook_lambda;        /* "+hook" policies: lambda; < 0: the checkpoint's */
     int64_t batch;                 /* policy runs decoded together (1: one at a time, so the
                                       timings are a single request's; more: faster sweeps,
@@ -65,6 +69,17 @@ enum { EVAL_ANSWER_ROOM = 32 };
  * benchmarks and datasets; every run of the sample (each policy, budget,
  * protocol, whatever it is batched with) decodes under it. */
 int eval_sample_max_new(const eval_config *cfg, const tokenizer *tok, const bench_sample *s, int64_t *out);
+
+/* Policy `name` under cfg: a --head_as NAME is the `tis` press renamed
+ * NAME, *head_path its head; any other name is press_parse's, *head_path
+ * cfg's head for tis / tis_query (NULL for the rest). head_path may be
+ * NULL. TIS_EINVAL for a malformed --head_as entry (eval_check_head_as). */
+int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path);
+
+/* The --head_as entries: NAME=PATH each, NAME of 1-31 characters from
+ * [a-z0-9_], not a policy tis already knows, not given twice, and among
+ * cfg->policies; PATH not empty. Clear errors (TIS_EINVAL). */
+int eval_check_head_as(const eval_config *cfg);
 
 /* Defaults: max_new 0 (from the task), window 64, n_sink 4, seed 42, chat, agnostic, batch 1,
  * attn_hook_lambda -1 (from the checkpoint). */

@@ -132,11 +132,13 @@ int eval_job_check(const eval_job_config *c) {
         if (!known) return tis_error(TIS_EINVAL, "unknown benchmark '%s' (tis eval --list)", c->benchmarks[b]);
     }
     const eval_config *e = &c->eval;
+    int rc = eval_check_head_as(e);
+    if (rc) return rc;
     for (int64_t i = 0; i < e->n_policies; i++) {
         press pr;
-        int rc = press_parse(e->policies[i], &pr);
-        if (rc) return rc;
-        if (pr.needs_head && !(pr.query_head ? e->head_query_path : e->head_path))
+        const char *head_path = NULL;
+        if ((rc = eval_press_parse(e, e->policies[i], &pr, &head_path))) return rc;
+        if (pr.needs_head && !head_path)
             return tis_error(TIS_EINVAL,
                              "policy %s needs an importance head (%s PATH; make one with tis label + tis train%s)",
                              e->policies[i], pr.query_head ? "--head_query" : "--head",
@@ -334,7 +336,7 @@ static int s_resume(evaluator *E) {
     names[n_names++] = "full";
     for (int64_t k = 0; k < E->cfg.n_policies; k++) {
         press pr;
-        if (!press_parse(E->cfg.policies[k], &pr) && pr.score) names[n_names++] = E->cfg.policies[k];
+        if (!eval_press_parse(&E->cfg, E->cfg.policies[k], &pr, NULL) && pr.score) names[n_names++] = E->cfg.policies[k];
     }
     int rc = s_keep_complete(output, E->rows, &E->n_rows, per, names, n_names, &E->done, &partial);
     free(names);

@@ -6,6 +6,9 @@ For each CSV (written by `tis eval`, its .json beside it):
   --rename OLD=NEW  renames policy OLD to NEW in the rows (no rerun), e.g.
                     when a policy's definition changed and the old rows keep
                     their meaning under a new name;
+  --drop P          removes policy P's rows (no rerun; e.g. a head that cannot
+                    run beside the others when the samples grow: `tis eval
+                    --resume` needs every sample to have the same policies);
   --policy P        runs the eval command recorded in the .json again with
                     `--baseline P` only (same samples: same options and
                     seed), and inserts the new rows after each sample's own,
@@ -82,13 +85,14 @@ def main():
     ap.add_argument("csv", nargs="+")
     ap.add_argument("--policy", help="policy to run and add")
     ap.add_argument("--rename", help="OLD=NEW: rename a policy in the rows first")
+    ap.add_argument("--drop", help="remove policy P's rows (before --policy)")
     ap.add_argument("--tis", default="build/tis", help="the tis binary (default build/tis)")
     ap.add_argument("--extra", default="", help="more tis eval arguments for the rerun, e.g. '--head H'")
     ap.add_argument("--as", dest="as_name", help="name the added rows NAME instead of the policy's "
                     "(another head of the same policy beside the default's)")
     a = ap.parse_args()
-    if not a.policy and not a.rename:
-        ap.error("give --policy and/or --rename")
+    if not a.policy and not a.rename and not a.drop:
+        ap.error("give --policy, --rename and/or --drop")
     for path in a.csv:
         meta_path = path[:-4] + ".json"
         orig_text = open(meta_path, encoding="utf-8", errors="surrogateescape").read()
@@ -104,6 +108,12 @@ def main():
                     r[col["policy"]] = new
                     n += 1
             notes.append(f"{time.strftime('%Y-%m-%d')}: {n} rows of policy {old} renamed {new}")
+        if a.drop:
+            kept = [r for r in rows if r[col["policy"]] != a.drop]
+            if len(kept) == len(rows):
+                sys.exit(f"add_policy: {path} has no rows of {a.drop}")
+            notes.append(f"{time.strftime('%Y-%m-%d')}: {len(rows) - len(kept)} rows of policy {a.drop} removed")
+            rows = kept
         if a.policy:
             name = a.as_name or a.policy
             if any(r[col["policy"]] == name for r in rows):

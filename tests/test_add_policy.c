@@ -1,7 +1,8 @@
 /* test_add_policy: scripts/add_policy.py adds one policy's rows to a
  * finished `tis eval` run: the result holds the rows a run with every
  * policy gives (same samples, answers, kept tokens, KV bytes), each
- * sample's rows together; --rename renames; adding a policy twice is an
+ * sample's rows together; --rename renames; --drop removes a policy's
+ * rows; adding a policy twice, or dropping one that is not there, is an
  * error. Skips where python3 is missing. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,27 @@ int main(void) {
     }
     for (int64_t i = 0; i < na; i++) streaming -= !strcmp(a[i].policy, "streaming");
     TT_CHECK(nc == na && streaming == -renamed && renamed > 0);
+    /* drop: the policy's rows go, the others stay as they were; twice: an error */
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --drop recent '%s'", tt_src("."),
+             bin, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    eval_row *d = NULL;
+    int64_t nd = 0, left = 0;
+    TT_OK(report_read_csv(a_csv, &d, &nd));
+    for (int64_t i = 0; i < nd; i++) left += !strcmp(d[i].policy, "recent");
+    TT_CHECK(nd == nc - renamed && left == 0);
+    for (int64_t i = 0, j = 0; i < nc && j < nd; i++) {
+        if (!strcmp(c[i].policy, "recent")) continue;
+        TT_CHECK(!strcmp(c[i].policy, d[j].policy) && !strcmp(c[i].answer, d[j].answer) &&
+                 c[i].kv_bytes == d[j].kv_bytes);
+        j++;
+    }
+    js = tt_read_file(json_path, NULL);
+    TT_CHECK(js && strstr(js, "rows of policy recent removed"));
+    free(js);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc != 0 && strstr(out, "has no rows of recent"));
+    free(d);
     free(a);
     free(b);
     free(c);

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "press.h"
 #include "tiny_model.h"
+#include "tis_error.h"
 #include "tt.h"
 
 static const char *s_dataset =
@@ -24,6 +25,120 @@ static const char *s_dataset =
     "comes after four?\", \"answers\": \"five\"}\n"
     "{\"id\": \"c\", \"context\": \"in the north the rain and the ther then the thin hen ran an "
     "errand near the inn\", \"question\": \"who ran?\"}\n";
+
+/* A random single-score head reading `layer`, saved to path. */
+static void s_save_head(const model *m, int64_t layer, uint64_t seed, const char *path) {
+    head_config hc = {.kind = HEAD_MLP, .d_model = m->config.d_model, .hidden = 8, .layer = layer};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    head *h = NULL;
+    TT_OK(head_new(&h, &hc, seed));
+    if (h) TT_OK(head_save(h, path));
+    head_destroy(&h);
+}
+
+/* The rows of policy `pol` in rows[n]. */
+static int64_t s_rows_of(const eval_row *rows, int64_t n, const char *pol, const eval_row **out) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].policy, pol)) out[k++] = &rows[i];
+    return k;
+}
+
+/* --head_as NAME=PATH: policy NAME is tis with another head, in the same
+ * run; its rows equal a run of tis with that head alone, and tis's rows
+ * stay its own head's. Malformed entries are refused with a message. */
+static void s_head_as(const model *m, const bench_sample *smp, const eval_config *base) {
+    TT_CASE("--head_as: several heads in one run");
+    char ha[512], hb[512], hc[512], entry[600], other[600];
+    snprintf(ha, sizeof ha, "%s", tt_path("ha.safetensors"));
+    snprintf(hb, sizeof hb, "%s", tt_path("hb.safetensors"));
+    snprintf(hc, sizeof hc, "%s", tt_path("hc.safetensors"));
+    s_save_head(m, m->config.n_layer, 5, ha);
+    s_save_head(m, m->config.n_layer, 7, hb);
+    s_save_head(m, 1, 9, hc); /* another layer */
+    snprintf(entry, sizeof entry, "tis_b=%s", hb);
+    const char *both[] = {"full", "tis", "tis_b"}, *one[] = {"full", "tis"};
+    const char *as[] = {entry};
+    eval_config c = *base;
+    c.n_budget_tokens = 0;
+    c.policies = both;
+    c.n_policies = 3;
+    c.head_path = ha;
+    c.head_as = as;
+    c.n_head_as = 1;
+    int64_t per = 0;
+    TT_OK(eval_rows_per_sample(&c, &per));
+    TT_CHECK(per == 2 * (1 + 2 * 3));
+    eval_row *r3 = NULL, *ra = NULL, *rb = NULL;
+    int64_t n3 = 0, na = 0, nb = 0, cap = 0;
+    eval_runner *er = NULL;
+    TT_OK(eval_runner_new(&er, m, &c));
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &r3, &n3, &cap));
+    eval_runner_destroy(&er);
+    eval_config c1 = c;
+    c1.policies = one;
+    c1.n_policies = 2;
+    c1.head_as = NULL;
+    c1.n_head_as = 0;
+    cap = 0;
+    TT_OK(eval_runner_new(&er, m, &c1));
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &ra, &na, &cap));
+    eval_runner_destroy(&er);
+    c1.head_path = hb;
+    cap = 0;
+    TT_OK(eval_runner_new(&er, m, &c1));
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &rb, &nb, &cap));
+    eval_runner_destroy(&er);
+    TT_CHECK(n3 == per && na == 2 * (1 + 3) && nb == na);
+    const eval_row *x[16], *y[16];
+    int64_t k1 = s_rows_of(r3, n3, "tis", x), k2 = s_rows_of(ra, na, "tis", y);
+    TT_CHECK(k1 == 6 && k2 == 6);
+    for (int64_t i = 0; i < k1 && i < k2; i++)
+        TT_CHECK(!strcmp(x[i]->answer, y[i]->answer) && x[i]->kv_bytes == y[i]->kv_bytes &&
+                 x[i]->budget == y[i]->budget);
+    k1 = s_rows_of(r3, n3, "tis_b", x);
+    k2 = s_rows_of(rb, nb, "tis", y);
+    TT_CHECK(k1 == 6 && k2 == 6);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < k1 && i < k2; i++) {
+        TT_CHECK(!strcmp(x[i]->answer, y[i]->answer) && x[i]->kv_bytes == y[i]->kv_bytes &&
+                 x[i]->budget == y[i]->budget && !strcmp(x[i]->protocol, y[i]->protocol));
+        const eval_row *z[16];
+        s_rows_of(r3, n3, "tis", z);
+        differ += strcmp(x[i]->answer, z[i]->answer) != 0;
+    }
+    fprintf(stderr, "  tis_b answers differing from tis's: %lld of %lld\n", (long long)differ, (long long)k1);
+    free(r3);
+    free(ra);
+    free(rb);
+
+    TT_CASE("--head_as: refused entries");
+    const char *bad[][2] = {{"tis_b", "give NAME=PATH"},        {"=x.safetensors", "1 to 31"},
+                            {"Tis=x", "a-z, 0-9"},      {"snapkv=x", "already a policy"},
+                            {"full=x", "already a policy"}, {"tis_b=", "no head path"},
+                            {"tis_z=x", "add tis_z to --baseline"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *e1[] = {bad[i][0]};
+        c.head_as = e1;
+        c.n_head_as = 1;
+        TT_FAILS(eval_runner_new(&er, m, &c), TIS_EINVAL);
+        TT_CHECK(strstr(tis_last_error(), bad[i][1]) != NULL);
+        if (!strstr(tis_last_error(), bad[i][1])) fprintf(stderr, "  %s -> %s\n", bad[i][0], tis_last_error());
+    }
+    const char *twice[] = {entry, entry};
+    c.head_as = twice;
+    c.n_head_as = 2;
+    TT_FAILS(eval_runner_new(&er, m, &c), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "given twice") != NULL);
+    snprintf(other, sizeof other, "tis_b=%s", hc);
+    const char *layer[] = {other};
+    c.head_as = layer;
+    c.n_head_as = 1;
+    TT_FAILS(eval_runner_new(&er, m, &c), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "different layers") != NULL);
+    snprintf(other, sizeof other, "tis_b=%s", tt_path("nosuch.safetensors"));
+    TT_CHECK(eval_runner_new(&er, m, &c) != 0 && er == NULL);
+}
 
 int main(void) {
     static char out[1 << 16];
@@ -259,6 +374,7 @@ int main(void) {
     cl.policies = lp + 1;
     cl.n_policies = 1;
     TT_FAILS(eval_runner_new(&el, m, &cl), TIS_EINVAL);
+    s_head_as(m, &set.s[0], &cfg);
     bench_set_free(&set);
     model_destroy(&m);
 
@@ -300,6 +416,10 @@ int main(void) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
     snprintf(args, sizeof args, "eval -m '%s' --baseline tis", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "needs an importance head"));
+    snprintf(args, sizeof args, "eval -m '%s' --baseline tis tis_b --head_as tis_b=x --workers 2", tiny);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "--head_as runs in this process only"));
+    snprintf(args, sizeof args, "eval -m '%s' --baseline tis_b --head_as tis_b", tiny);
+    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "give NAME=PATH"));
     snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
     TT_CHECK(tt_tis("eval --cache_budgets 0 ", out, sizeof out) == 2);
