@@ -5,12 +5,18 @@
 # docs/results/heldout: the Apache-2.0 haystack and the other wording
 # (--phrasing 1), where every learned head here was trained on generic text
 # (scripts/train_recon_head.sh), never on a benchmark's haystack. Every
-# baseline, kvzip (the reconstruction oracle), the answer oracle and the
-# model's default head (configs/heads/MODEL.tis.safetensors, when
-# present), fixed budgets and thresholds, one CSV per (length, benchmark);
-# a rerun skips finished cells and resumes an unfinished one.
+# baseline, kvzip (the reconstruction oracle), the answer oracle, the
+# model's default head (`tis`, configs/heads/SLUG.tis.safetensors) and every
+# other committed head of the model (configs/heads/SLUG.tis_NAME.safetensors
+# as policy tis_NAME, by tis eval --head_as: all on one prefill per sample),
+# fixed budgets and thresholds, one CSV per (length, benchmark). A rerun
+# resumes (tis eval --resume): finished samples are kept, so a larger
+# N_SAMPLES adds samples to the cells (the first N are the same samples).
 # Usage: scripts/recon_heldout.sh [N_SAMPLES] [PROTOCOL] [LENGTH:BENCHMARK ...]
+# Env: HEADS="NAME=PATH ..." instead of the committed heads (HEADS= none),
+# POLICIES, TIS, MODEL, OUT.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 root=${TIS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 tis=${TIS:-$root/build/tis}
 model=${MODEL:-$root/models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf}
@@ -24,15 +30,31 @@ if [ ${#cells[@]} -eq 0 ]; then
 fi
 policies=(${POLICIES:-full random streaming knorm h2o snapkv tova pyramidkv adakv kvzip oracle})
 cd "$root" # default heads load from configs/heads/
+# the model's heads: tis (the default one) and tis_NAME for each other one
+slug=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis\.safetensors.*|\1|p')
+head_as=()
+if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "configs/heads/$slug.tis.safetensors" ]; then
+  policies+=(tis)
+  if [ -z "${HEADS+x}" ]; then
+    for f in configs/heads/"$slug".tis_*.safetensors; do
+      [ -f "$f" ] || continue
+      name=${f#configs/heads/$slug.}; name=${name%.safetensors}
+      case $name in tis_query*) continue ;; esac # query-aware: not in this protocol
+      head_as+=("$name=$f")
+    done
+  else
+    for h in $HEADS; do head_as+=("$h"); done
+  fi
+  for h in "${head_as[@]}"; do policies+=("${h%%=*}"); done
+fi
 mkdir -p "$out"
 for cell in "${cells[@]}"; do
   len=${cell%%:*} bench=${cell#*:}
   csv="$out/${protocol}_${len}_${bench}.csv"
-  if [ -s "${csv%.csv}.json" ]; then echo "recon_heldout: $csv done, skipped"; continue; fi
-  echo "recon_heldout: $bench at $len tokens -> $csv ($(date -u +%H:%M:%S))"
+  echo "recon_heldout: $bench at $len tokens, $n samples -> $csv ($(date -u +%H:%M:%S))"
   "$tis" eval -m "$model" --benchmark "$bench" --context_tokens "$len" \
     --haystack /usr/share/common-licenses/Apache-2.0 --phrasing 1 \
-    --baseline "${policies[@]}" --cache_budgets 0.01 0.02 0.05 0.1 0.25 \
+    --baseline "${policies[@]}" ${head_as[@]:+--head_as "${head_as[@]}"} --cache_budgets 0.01 0.02 0.05 0.1 0.25 \
     --thresholds 0.005 0.01 0.02 0.05 0.1 --protocol "$protocol" \
     --n_samples "$n" --max_new 48 --batch 64 --seed 42 --resume --output "$csv"
 done
