@@ -364,11 +364,20 @@ static int s_chunk(forward_state *st, const fw_seg *seg, int64_t n_seg, float *l
     attn_relay relay = {hooks, t_base};
     attn_observer obs = {hk && hooks->on_attn ? s_attn_relay : NULL, &relay};
 
-    for (int64_t l = 0; l < c->n_layer; l++) {
+    /* forward_hooks.stop_layer: the layers below it only */
+    int64_t n_run = hk && hooks->stop_layer > 0 && hooks->stop_layer < c->n_layer ? hooks->stop_layer : c->n_layer;
+    for (int64_t l = 0; l < n_run; l++) {
         if (hk && hooks->on_hidden && (rc = s_hidden(st, hooks, l, t_base, T))) return s_chunk_undo(st, seg, n_seg, l, rc);
         bool appended;
         rc = s_layer(st, seg, n_seg, l, T, obs.fn ? &obs : NULL, &appended);
         if (rc) return s_chunk_undo(st, seg, n_seg, appended ? l + 1 : l, rc);
+    }
+    if (n_run < c->n_layer) {
+        if (hooks->on_hidden && (rc = s_hidden(st, hooks, n_run, t_base, T)))
+            return s_chunk_undo(st, seg, n_seg, n_run, rc);
+        if (be->sync && (rc = be->sync(be->ctx))) return s_chunk_undo(st, seg, n_seg, n_run, rc);
+        seg[0].kv->n_past += seg[0].T;
+        return 0;
     }
     if (hk && hooks->on_hidden && (rc = s_hidden(st, hooks, c->n_layer, t_base, T)))
         return s_chunk_undo(st, seg, n_seg, c->n_layer, rc);
@@ -406,6 +415,9 @@ int forward_run(forward_state *st, kv_cache *kv, const int32_t *ids, int64_t T,
     if (n_logits < 0 || n_logits > T)
         return tis_error(TIS_EINVAL, "forward: %lld logits rows for %lld tokens",
                          (long long)n_logits, (long long)T);
+    if (hooks && hooks->stop_layer != 0 && (hooks->stop_layer < 0 || n_logits > 0))
+        return tis_error(TIS_EINVAL, "forward: stop_layer %lld with %lld logits rows (a pass that stops early "
+                         "gives no logits)", (long long)hooks->stop_layer, (long long)n_logits);
     if (hooks && hooks->on_attn && st->be->cannot_observe)
         return tis_error(TIS_EUNSUPPORTED, "forward: the %s backend cannot observe attention probabilities "
                                            "(on_attn): run what needs them on the cpu backend", st->be->name);

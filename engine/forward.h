@@ -21,6 +21,12 @@ typedef struct forward_hooks {
      * layer, before the final norm) for rows [t0, t0+T): x[T][d_model]. */
     void (*on_hidden)(void *user, int64_t layer, int64_t t0, const float *x, int64_t T);
     void *user;
+    /* > 0 and < n_layer: the pass stops once the residual stream entering
+     * layer stop_layer is reported (features of an early layer cost that
+     * layer's share of a pass). No logits then (n_logits must be 0), and
+     * the cache holds layers < stop_layer only: use it for more calls with
+     * the same stop_layer and for nothing else. 0: every layer. */
+    int64_t stop_layer;
 } forward_hooks;
 
 typedef struct forward_state forward_state;

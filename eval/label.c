@@ -622,7 +622,7 @@ int label_shard_refeature(forward_state *st, const char *src, const char *dst, i
         int64_t n_run = q ? nt : cb + nc; /* a question that never ran (recon) is not run now either */
         if (n_run < 1) continue;
         feat_hook fh = {layer, d, 0, cb, nc, q ? sb : INT64_MAX, nf + off[i] * d, nq + qoff[i] * d};
-        forward_hooks hooks = {.on_hidden = s_on_hidden, .user = &fh};
+        forward_hooks hooks = {.on_hidden = s_on_hidden, .user = &fh, .stop_layer = layer}; /* no layer above */
         rc = forward_kv_new(m, n_run, &kv);
         if (!rc) rc = forward_run(st, kv, ids + toff[i], n_run, NULL, 0, &hooks);
         kv_cache_destroy(&kv);

@@ -308,6 +308,64 @@ static void s_check_hooks(void) {
     model_destroy(&m);
 }
 
+/* forward_hooks.stop_layer: the residual stream entering layer L is the
+ * same whether the pass stops there or runs on (over chunks that attend
+ * to the earlier chunks' cache), nothing above L is reported, and a pass
+ * that stops early refuses to give logits. */
+typedef struct grab {
+    int64_t layer, d, max_layer_seen;
+    float *x; /* [T][d] */
+} grab;
+
+static void s_grab(void *u, int64_t layer, int64_t t0, const float *x, int64_t T) {
+    grab *g = u;
+    if (layer > g->max_layer_seen) g->max_layer_seen = layer;
+    if (layer == g->layer) memcpy(g->x + t0 * g->d, x, (size_t)(T * g->d) * sizeof(float));
+}
+
+static void s_check_stop_layer(void) {
+    TT_CASE("stop_layer");
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 4;
+    const char *path = tt_path("stop.gguf");
+    TT_OK(tiny_model_write(path, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, path));
+    if (!m) return;
+    int64_t d = m->config.d_model;
+    int32_t ids[11] = {5, 9, 30, 31, 40, 41, 42, 100, 7, 8, 3};
+    forward_state *st = NULL;
+    TT_OK(forward_state_new(&st, m, backend_cpu(), 4)); /* 3 chunks */
+    for (int64_t L = 1; st && L < 4; L++) {
+        float *a = calloc((size_t)(11 * d), sizeof(float)), *b = calloc((size_t)(11 * d), sizeof(float));
+        grab ga = {L, d, -1, a}, gb = {L, d, -1, b};
+        kv_cache *kv = NULL;
+        forward_hooks ha = {.on_hidden = s_grab, .user = &ga}, hb = {.on_hidden = s_grab, .user = &gb, .stop_layer = L};
+        TT_OK(forward_kv_new(m, 16, &kv));
+        TT_OK(forward_run(st, kv, ids, 11, NULL, 0, &ha));
+        kv_cache_destroy(&kv);
+        TT_OK(forward_kv_new(m, 16, &kv));
+        TT_OK(forward_run(st, kv, ids, 11, NULL, 0, &hb));
+        TT_CHECK(kv && kv->n_past == 11);
+        kv_cache_destroy(&kv);
+        TT_CHECK(ga.max_layer_seen == 4 && gb.max_layer_seen == L);
+        TT_CHECK(memcmp(a, b, (size_t)(11 * d) * sizeof(float)) == 0);
+        free(a);
+        free(b);
+    }
+    kv_cache *kv = NULL;
+    float *lg = malloc((size_t)m->config.n_vocab * sizeof(float));
+    TT_OK(forward_kv_new(m, 16, &kv));
+    forward_hooks bad = {.stop_layer = 2};
+    if (kv && lg) TT_FAILS(forward_run(st, kv, ids, 3, lg, 1, &bad), TIS_EINVAL);
+    free(lg);
+    bad.stop_layer = -1;
+    TT_FAILS(forward_run(st, kv, ids, 3, NULL, 0, &bad), TIS_EINVAL);
+    kv_cache_destroy(&kv);
+    forward_state_destroy(&st);
+    model_destroy(&m);
+}
+
 /* Compaction is attention masking: evict context entries per (layer, kv
  * head), continue with new tokens on the compacted cache; the logits equal
  * the reference's with the evicted keys masked for the new queries only
@@ -617,6 +675,7 @@ int main(void) {
     sp.wtype = GGML_TYPE_Q4_1;
     s_check_model("llama, Q4_1 weights", &sp);
     s_check_hooks();
+    s_check_stop_layer();
     s_check_batch();
     s_check_batch_invariance();
     s_check_compaction();
