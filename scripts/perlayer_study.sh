@@ -26,8 +26,9 @@ lr=${LR:-1e-3}
 epochs=${EPOCHS:-60}
 patience=${PATIENCE:-6}
 mkdir -p "$out"
-n_layer=$("$tis" info "$model" | awk '$1 == "layers" { print $2 }')
-n_kv=$("$tis" info "$model" | sed -n 's/^heads .*kv heads \([0-9]*\).*/\1/p')
+info=$("$tis" info "$model") # the model's layers and kv heads, one read of the file
+n_layer=$(awk '$1 == "layers" { print $2 }' <<<"$info")
+n_kv=$(sed -n 's/^heads .*kv heads \([0-9]*\).*/\1/p' <<<"$info")
 [ -n "$n_layer" ] && [ -n "$n_kv" ] || { echo "perlayer_study: cannot read layers / kv_heads of $model" >&2; exit 1; }
 own=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layer"])' "$labels/label_config.json")
 csv=$out/perlayer.csv
