@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Headline tables of the reconstruction study (docs/results/recon/): per
 benchmark x length x protocol and budget, `full`, the reconstruction oracle
-(kvzip), the learned per-head head (tis), the answer oracle and the best
+(kvzip), the learned per-head heads (tis, the default head, and every
+other head's rows: tis_NAME, as tis eval --head_as names them), the answer
+oracle and the best
 query-agnostic baseline, with retention = accuracy / full's accuracy in the
 same cell; then the threshold runs: the fraction of the context kept
 (measured, mean over samples) and the accuracy.
@@ -13,7 +15,10 @@ from collections import defaultdict
 
 BUDGETS = ["0.01", "0.02", "0.05", "0.1", "0.25"]
 BASELINES = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova", "pyramidkv", "adakv"]
-LEARNED = ["kvzip", "tis", "tis_pos", "tis_last_layer", "oracle"]
+
+if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__)
+    sys.exit(0)
 
 acc = defaultdict(list)
 kept = defaultdict(list)
@@ -48,7 +53,11 @@ def fmt(x, full=None):
 
 order = {"passkey": 0, "niah": 1, "niah_multikey": 2, "litm_kv": 3, "litm_qa": 4}
 cells.sort(key=lambda c: (order.get(c[0], 9), c[1], c[2] != "agnostic"))
-learned = [p for p in LEARNED if p in policies_seen]
+# the learned heads: tis, then the named ones (tis_NAME, sorted); not the
+# query-aware tis_query
+heads = ["tis"] * ("tis" in policies_seen) + sorted(
+    p for p in policies_seen if p.startswith("tis_") and not p.startswith("tis_query"))
+learned = ["kvzip"] * ("kvzip" in policies_seen) + heads + ["oracle"] * ("oracle" in policies_seen)
 print("Accuracy (retention vs full in the same cell); n samples per cell in the last column.\n")
 print("| benchmark | tokens | protocol | full | budget | " + " | ".join(learned) + " | best baseline | n |")
 print("|---|---:|---|---:|---:|" + "---:|" * len(learned) + "---|---:|")
@@ -71,7 +80,7 @@ for cell in cells:
 thr_rows = sorted({k[4] for k in acc if k[4].startswith("t")}, key=lambda t: float(t[1:]))
 if thr_rows:
     print("\nThreshold runs: context kept (mean fraction per kv head, measured) / accuracy.\n")
-    pols = [p for p in ("kvzip", "tis", "tis_pos", "tis_last_layer") if p in policies_seen]
+    pols = ["kvzip"] * ("kvzip" in policies_seen) + heads
     print("| benchmark | tokens | protocol | threshold | " + " | ".join(pols) + " |")
     print("|---|---:|---|---:|" + "---|" * len(pols))
     for cell in cells:
@@ -91,7 +100,7 @@ seen = set()
 for path in sys.argv[1:]:
     for r in csv.DictReader(open(path, newline="", encoding="utf-8", errors="replace")):
         key = (r["sample_id"], r["policy"])
-        if r["policy"] in ("kvzip", "tis", "tis_pos", "tis_last_layer", "snapkv") and key not in seen and float(r["prefill_s"]) > 0:
+        if r["policy"] in ["kvzip", "snapkv"] + heads and key not in seen and float(r["prefill_s"]) > 0:
             seen.add(key)
             cost[r["policy"]].append(float(r["compress_s"]) / float(r["prefill_s"]))
 if cost:
