@@ -345,14 +345,15 @@ typedef struct variant {
     bool skipped;         /* oracle without labels: recorded as a miss */
 } variant;
 
+/* Policies whose scores are on one scale in every stream (press_calibrated)
+ * also run the thresholds: kvzip, and tis with a per-head head (counted as
+ * one here: eval_runner_new refuses a single-score head when thresholds
+ * are asked for). Not tis_query: its head is single-score. */
+static bool s_thresholded(const press *pr) { return !pr->query_head && press_calibrated(pr, 2); }
+
 /* The runs of one sample, in row order: protocol x policy x budget (`full`
  * once per protocol; tis_query only in the query-aware protocol). With
  * out NULL, only counts them. */
-/* Policies whose scores are on one scale in every stream: they also run
- * the thresholds (tis only with a per-head head: eval_runner_new refuses
- * a single-score one when thresholds are asked for). */
-static bool s_thresholded(const press *pr) { return pr->needs_recon || (pr->needs_head && !pr->query_head); }
-
 static int64_t s_variants(const eval_config *cfg, const press *presses, int64_t n_ctx, variant *out) {
     int64_t nb = cfg->n_budgets + cfg->n_budget_tokens, n = 0;
     for (int pi = 0; pi < 2; pi++) {

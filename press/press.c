@@ -498,7 +498,7 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
         goto fail;
     }
     pl->p = *p;
-    pl->calibrated = p->needs_recon || (p->needs_head && c->head_n_out > 1);
+    pl->calibrated = press_calibrated(p, c->head_n_out);
     if (p->needs_head && c->head_n_out > 1 && p->alloc == PRESS_ALLOC_UNIFORM) pl->p.alloc = PRESS_ALLOC_GLOBAL;
     pl->kv = kv;
     pl->ctx_begin = c->ctx_begin;
@@ -534,6 +534,10 @@ void press_plan_destroy(press_plan **p) {
     free((*p)->order);
     free(*p);
     *p = NULL;
+}
+
+bool press_calibrated(const press *p, int64_t head_n_out) {
+    return p->needs_recon || (p->needs_head && head_n_out > 1);
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }

@@ -130,6 +130,11 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c);
 int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
                        int64_t *kept);
 void press_plan_destroy(press_plan **p);
+/* True when p's scores are on one absolute scale in every stream
+ * (attention probability: kvzip; a learned policy with a per-head head,
+ * head_n_out > 1), so that a threshold means the same in every stream and
+ * for every input. The one rule: plans and eval's threshold runs ask it. */
+bool press_calibrated(const press *p, int64_t head_n_out);
 /* True when the plan's scores are on one absolute scale (attention
  * probability: kvzip, a per-head head), so that a threshold means the
  * same in every stream and for every input. */
