@@ -493,29 +493,11 @@ static const char *s_make_corpus(void) {
     return dir;
 }
 
-int main(void) {
-    static char out[1 << 16];
-    char cmd[4096];
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) bin = "tis";
-    static char tiny[1024], data[1024], corpus[1024]; /* tt_path's buffers are reused */
-    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
-    tiny_spec sp = tiny_spec_default();
-    sp.n_layer = 3;
-    TT_OK(tiny_model_write(tiny, &sp));
-    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
-    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
-    const char *d1 = tt_path("run1"), *d2 = tt_path("run2");
-
-    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
-             bin, tiny, data, d1);
-    int rc = tt_sh(cmd, out, sizeof out);
-    TT_CHECK(rc == 0);
-    if (rc) fprintf(stderr, "%s\n", out);
-
+/* The manifest: one line per sample. */
+static void s_manifest(const char *d1) {
+    char path[1024];
     TT_CASE("manifest");
     /* manifest: one line per sample */
-    char path[1024], path2[1024];
     snprintf(path, sizeof path, "%s/manifest.jsonl", d1);
     size_t len = 0;
     char *man = tt_read_file(path, &len);
@@ -525,6 +507,11 @@ int main(void) {
     TT_CHECK(man && strstr(man, "\"id\":\"s2\"") && strstr(man, "\"answer_source\":\"model\""));
     free(man);
 
+}
+
+/* Shard 0 round-trip: shapes, offsets, label sums, features = label_run's. */
+static void s_shard(const char *d1, const char *tiny, const char *data) {
+    char path[1024];
     TT_CASE("shard round-trip");
     /* shard 0 round-trip: shapes, offsets, label sums, features = label_run's */
     snprintf(path, sizeof path, "%s/shard-00000.safetensors", d1);
@@ -590,6 +577,14 @@ int main(void) {
     model_destroy(&m);
     TT_CHECK(label_f32(label_f16(1.5f)) == 1.5f && label_f32(label_f16(1e6f)) == 65504.0f);
 
+}
+
+/* Killed right after writing its first shard (before the manifest), then
+ * resumed: the same shards and manifest. */
+static void s_resume(const char *bin, const char *d1, const char *d2, const char *tiny, const char *data) {
+    static char out[1 << 16];
+    char cmd[4096], path[1024], path2[1024];
+    int rc;
     TT_CASE("resume after a kill");
     /* killed right after writing its first shard (before the manifest),
      * then resumed: the same shards and manifest */
@@ -616,6 +611,12 @@ int main(void) {
     snprintf(path2, sizeof path2, "%s/manifest.jsonl", d2);
     TT_CHECK(s_same_file(path, path2));
 
+}
+
+/* Other settings into the same directory are refused. */
+static void s_refused(const char *bin, const char *d1, const char *tiny, const char *data) {
+    static char out[1 << 16];
+    char cmd[4096];
     TT_CASE("other settings refused");
     /* other settings into the same directory are refused */
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1", bin, tiny, data, d1);
@@ -625,6 +626,12 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --benchmark nosuch --output '%s'", bin, tiny, tt_path("x"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
 
+}
+
+/* Python reads a shard with the safetensors package, where it is installed. */
+static void s_python(const char *d1) {
+    static char out[1 << 16];
+    char cmd[4096];
     TT_CASE("python reads a shard");
     /* Python reads a shard with the safetensors package, where it is installed */
     if (tt_sh("python3 -c 'import numpy, safetensors.numpy'", out, sizeof out) == 0) {
@@ -639,9 +646,37 @@ int main(void) {
     } else {
         fprintf(stderr, "  python3 has no numpy + safetensors here: the Python check is skipped\n");
     }
+}
+
+int main(void) {
+    static char out[1 << 16];
+    char cmd[4096];
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) bin = "tis";
+    static char tiny[1024], data[1024], corpus[1024]; /* tt_path's buffers are reused */
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+    const char *d1 = tt_path("run1"), *d2 = tt_path("run2");
+
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --shard_size 2 --per_head --max_new 6",
+             bin, tiny, data, d1);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+
+    s_manifest(d1);
+    s_shard(d1, tiny, data);
+    s_resume(bin, d1, d2, tiny, data);
+    s_refused(bin, d1, tiny, data);
+    s_python(d1);
     TT_CASE("shards read back, tis train");
     /* the shards read back, another layer's refused; tis train on them */
     const char *d3 = tt_path("run3");
+    model *m = NULL;
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --output '%s' --layer 1 --max_new 6", bin, tiny, data, d3);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     TT_OK(model_load(&m, tiny));
