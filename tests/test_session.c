@@ -223,6 +223,71 @@ static void s_threshold_case(forward_state *st, const chat_template *ct, const s
     session_destroy(&s1);
 }
 
+/* What session_request_begin refuses: tis_query agnostic, tis without a
+ * head or with a query head, no budget, oracle without an answer. */
+static void s_refusals(forward_state *st, const chat_template *ct, const session_input *in, const head *hq) {
+    TT_CASE("refusals");
+    session_request o = {.budget = 0.5, .window = 4, .max_new = 4, .chat = true};
+    session_input in0 = *in;
+    session *ss = NULL;
+    TT_OK(press_parse("tis_query", &o.policy));
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, -1), TIS_EINVAL); /* agnostic */
+    TT_OK(press_parse("tis", &o.policy));
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no head */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, -1), TIS_EINVAL); /* a query head for tis */
+    o.budget = 0;
+    TT_OK(press_parse("snapkv", &o.policy));
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no budget */
+    o.budget = 0.5;
+    TT_OK(press_parse("oracle", &o.policy));
+    in0.answer = NULL;
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
+    TT_CHECK(ss == NULL);
+}
+
+/* A per-head head: in process = through a scorer; pooled selection; a
+ * scorer's rows that are neither 1 nor the model's streams refused. */
+static void s_per_head(const fixture *fx, forward_state *st, const chat_template *ct, const session_input *in) {
+    TT_CASE("a per-head head: in process = through a scorer; pooled selection");
+    const model *m = fx->m;
+    session_input in0 = *in;
+    in0.answer = NULL;
+    head_config pc = {.kind = HEAD_MLP, .hidden = 8, .d_model = m->config.d_model, .layer = 2,
+                      .n_out = m->config.n_layer * m->config.n_kv_head, .target = HEAD_TARGET_RECON};
+    snprintf(pc.base_model, sizeof pc.base_model, "%s", m->config.name);
+    head *hp1 = NULL;
+    TT_OK(head_new(&hp1, &pc, 9));
+    session_request o1 = {.budget = 0.3, .window = 4, .n_sink = 4, .max_new = 4, .chat = true, .hook_lambda = -1};
+    TT_OK(press_parse("tis", &o1.policy));
+    session *s1 = NULL;
+    session_result r1 = {0};
+    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, hp1, -1));
+    if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
+    session_destroy(&s1);
+    if (r1.kv) {
+        /* pooled: the streams keep different numbers, the mean is the budget */
+        int64_t lo = INT64_MAX, hi = 0;
+        for (int64_t q = 0; q < r1.kv->n_stream; q++) {
+            int64_t k = r1.kv->len[q];
+            lo = k < lo ? k : lo;
+            hi = k > hi ? k : hi;
+        }
+        TT_CHECK(hi > lo);
+        size_t nb = kv_cache_block_bytes(r1.kv);
+        void *blk = malloc(nb ? nb : 1);
+        kv_cache_block_write(r1.kv, blk);
+        s_outside_scorer(fx, &in0, &o1, hp1, &r1, blk, nb);
+        free(blk);
+    }
+    session_result_free(&r1);
+    /* a scorer's rows that are neither 1 nor the model's streams */
+    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, NULL, 2));
+    float junk[4096] = {0};
+    if (s1) TT_FAILS(session_request_finish(s1, junk, 2, &r1), TIS_EINVAL);
+    session_destroy(&s1);
+    head_destroy(&hp1);
+}
+
 int main(void) {
     char tiny[512], data[512], hp[512], hqp[512];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
@@ -291,64 +356,12 @@ int main(void) {
     TT_CHECK(outside > 0);
     TT_CHECK(compared == 2 * ((1 + 12 * 3) + (1 + 13 * 3)));
 
-    TT_CASE("refusals");
-    /* refusals */
-    session_request o = {.budget = 0.5, .window = 4, .max_new = 4, .chat = true};
     session_input in0;
     eval_session_input(&set.s[0], &in0);
-    session *ss = NULL;
-    TT_OK(press_parse("tis_query", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, hq, -1), TIS_EINVAL); /* agnostic */
-    TT_OK(press_parse("tis", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no head */
-    TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, hq, -1), TIS_EINVAL); /* a query head for tis */
-    o.budget = 0;
-    TT_OK(press_parse("snapkv", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no budget */
-    o.budget = 0.5;
-    TT_OK(press_parse("oracle", &o.policy));
+    s_refusals(st, &ct, &in0, hq);
     in0.answer = NULL;
-    TT_FAILS(session_request_begin(&ss, st, &ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
-    TT_CHECK(ss == NULL);
     s_threshold_case(st, &ct, &in0);
-    TT_CASE("a per-head head: in process = through a scorer; pooled selection");
-    {
-        head_config pc = {.kind = HEAD_MLP, .hidden = 8, .d_model = m->config.d_model, .layer = 2,
-                          .n_out = m->config.n_layer * m->config.n_kv_head, .target = HEAD_TARGET_RECON};
-        snprintf(pc.base_model, sizeof pc.base_model, "%s", m->config.name);
-        head *hp1 = NULL;
-        TT_OK(head_new(&hp1, &pc, 9));
-        session_request o1 = {.budget = 0.3, .window = 4, .n_sink = 4, .max_new = 4, .chat = true, .hook_lambda = -1};
-        TT_OK(press_parse("tis", &o1.policy));
-        session *s1 = NULL;
-        session_result r1 = {0};
-        TT_OK(session_request_begin(&s1, st, &ct, &in0, &o1, hp1, -1));
-        if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
-        session_destroy(&s1);
-        if (r1.kv) {
-            /* pooled: the streams keep different numbers, the mean is the budget */
-            int64_t lo = INT64_MAX, hi = 0;
-            for (int64_t q = 0; q < r1.kv->n_stream; q++) {
-                int64_t k = r1.kv->len[q];
-                lo = k < lo ? k : lo;
-                hi = k > hi ? k : hi;
-            }
-            TT_CHECK(hi > lo);
-            size_t nb = kv_cache_block_bytes(r1.kv);
-            void *blk = malloc(nb ? nb : 1);
-            kv_cache_block_write(r1.kv, blk);
-            s_outside_scorer(&fx, &in0, &o1, hp1, &r1, blk, nb);
-            free(blk);
-        }
-        session_result_free(&r1);
-        /* a scorer's rows that are neither 1 nor the model's streams */
-        TT_OK(session_request_begin(&s1, st, &ct, &in0, &o1, NULL, 2));
-        float junk[4096] = {0};
-        if (s1) TT_FAILS(session_request_finish(s1, junk, 2, &r1), TIS_EINVAL);
-        session_destroy(&s1);
-        head_destroy(&hp1);
-    }
-
+    s_per_head(&fx, st, &ct, &in0);
     TT_CASE("continuous batching = alone");
     s_continuous(st, m, &ct, &set);
     decoder_destroy(&dec);
