@@ -22,15 +22,9 @@ static int s_cuda_devices(char *buf, size_t cap) {
 #endif
 }
 
-/* Runs `tis ARGS` (shell-quoted by the caller); returns the exit code and
- * the combined output in out (cap bytes). */
-int main(void) {
+/* Usage errors exit 2 with the problem named; --help is not an error. */
+static void s_usage_errors(void) {
     static char out[1 << 16];
-    char args[1024];
-    const char *tiny = tt_path("tiny.gguf");
-    tiny_spec sp = tiny_spec_default();
-    TT_OK(tiny_model_write(tiny, &sp));
-
     TT_CHECK(tt_tis("", out, sizeof out) == 2 && strstr(out, "usage: tis"));
     TT_CHECK(tt_tis("frobnicate", out, sizeof out) == 2 && strstr(out, "unknown command"));
     TT_CHECK(tt_tis("--help", out, sizeof out) == 0 && strstr(out, "generate"));
@@ -51,16 +45,24 @@ int main(void) {
     TT_CHECK(tt_tis("bench -r 0", out, sizeof out) == 2);
     TT_CHECK(tt_tis("info", out, sizeof out) == 2);
     TT_CHECK(tt_tis("tokenize", out, sizeof out) == 2);
+}
 
-    /* runtime errors: exit 1 with a message naming the problem */
+/* Runtime errors: exit 1 with a message naming the problem. */
+static void s_runtime_errors(void) {
+    static char out[1 << 16];
+    char args[1024];
     TT_CHECK(tt_tis("info /nonexistent/model.gguf", out, sizeof out) == 1 && strstr(out, "cannot open"));
     const char *junk = tt_path("junk.gguf");
     tt_write_file(junk, "GGUF\x03\0\0\0garbage", 15);
     snprintf(args, sizeof args, "generate -m '%s' -p hi", junk);
     TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "tis: loading the model"));
     fprintf(stderr, "  junk model -> %s", out);
+}
 
-    /* the subcommands on a tiny model */
+/* The subcommands on a tiny model; sampling is deterministic by seed. */
+static void s_subcommands(const char *tiny) {
+    static char out[1 << 16];
+    char args[1024];
     snprintf(args, sizeof args, "info '%s'", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "architecture    llama") &&
              strstr(out, "layers          2"));
@@ -89,9 +91,13 @@ int main(void) {
     snprintf(args, sizeof args, "bench -m '%s' -p 16 -n 4 -r 1", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "pp16") && strstr(out, "tg4"));
     fprintf(stderr, "%s", out);
+}
 
-    /* --device: cpu runs; not a device is a usage error; a GPU this build or
-     * machine cannot use is refused with the reason, before the model loads */
+/* --device: cpu runs; not a device is a usage error; a GPU this build or
+ * machine cannot use is refused with the reason, before the model loads. */
+static void s_device(const char *tiny) {
+    static char out[1 << 16];
+    char args[1024];
     snprintf(args, sizeof args, "generate -m '%s' -p 'hello' -n 2 --device cpu", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 0 && strstr(out, "| cpu |"));
     snprintf(args, sizeof args, "generate -m '%s' -p 'hello' --device gpu", tiny);
@@ -117,9 +123,13 @@ int main(void) {
         else
             TT_CHECK(rc == 1 && strstr(out, "CUDA device"));
     }
+}
 
-    /* tis serve --config: the committed config reads; a bad one is a usage
-     * error naming the file, the line and the key */
+/* tis serve --config: the committed config reads; a bad one is a usage
+ * error naming the file, the line and the key. */
+static void s_serve_config(void) {
+    static char out[1 << 16];
+    char args[1024];
     const char *src = getenv("TIS_SOURCE_DIR");
     if (src) {
         snprintf(args, sizeof args, "serve --config '%s/configs/serve.yaml' --help", src);
@@ -148,8 +158,12 @@ int main(void) {
         if (rc != 2 || !strstr(out, bad[k].msg)) fprintf(stderr, "config %zu: rc %d: %s\n", k, rc, out);
     }
     TT_CHECK(tt_tis("serve --config /nonexistent.yaml", out, sizeof out) == 2 && strstr(out, "cannot open config"));
+}
 
-    /* tis gen-model: a loadable model at a real model's shapes (one layer here) */
+/* tis gen-model: a loadable model at a real model's shapes (one layer here). */
+static void s_gen_model(void) {
+    static char out[1 << 16];
+    char args[1024];
     char gm[512];
     snprintf(gm, sizeof gm, "%s", tt_path("gen"));
     snprintf(args, sizeof args, "gen-model --config smollm2-135m --layers 1 --type q8_0 --out '%s'", gm);
@@ -164,5 +178,18 @@ int main(void) {
     TT_CHECK(tt_tis("gen-model --config mistral-7b --arch gpt2 --out /tmp/x", out, sizeof out) == 2 &&
              strstr(out, "llama only"));
     TT_CHECK(tt_tis("status --connect ipc:///nonexistent/dir/x --timeout_ms 200", out, sizeof out) == 1);
+}
+
+int main(void) {
+    static char tiny[512]; /* tt_path's buffers are reused */
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    tiny_spec sp = tiny_spec_default();
+    TT_OK(tiny_model_write(tiny, &sp));
+    s_usage_errors();
+    s_runtime_errors();
+    s_subcommands(tiny);
+    s_device(tiny);
+    s_serve_config();
+    s_gen_model();
     return tt_done("test_cli");
 }
