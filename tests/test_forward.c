@@ -287,10 +287,8 @@ static void s_on_hidden(void *u, int64_t layer, int64_t t0, const float *x, int6
 static void s_check_hooks(void) {
     TT_CASE("hooks");
     tiny_spec sp = tiny_spec_default();
-    const char *path = tt_path("hooks.gguf");
-    TT_OK(tiny_model_write(path, &sp));
     model *m = NULL;
-    TT_OK(model_load(&m, path));
+    TT_OK(tiny_model_make(tt_path("hooks.gguf"), &sp, &m));
     if (!m) return;
     kv_cache *kv = NULL;
     forward_state *st = NULL;
@@ -327,10 +325,8 @@ static void s_check_stop_layer(void) {
     TT_CASE("stop_layer");
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 4;
-    const char *path = tt_path("stop.gguf");
-    TT_OK(tiny_model_write(path, &sp));
     model *m = NULL;
-    TT_OK(model_load(&m, path));
+    TT_OK(tiny_model_make(tt_path("stop.gguf"), &sp, &m));
     if (!m) return;
     int64_t d = m->config.d_model;
     int32_t ids[11] = {5, 9, 30, 31, 40, 41, 42, 100, 7, 8, 3};
@@ -381,10 +377,8 @@ static void s_check_compaction(void) {
     TT_CASE("compaction");
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
-    const char *path = tt_path("compact.gguf");
-    TT_OK(tiny_model_write(path, &sp));
     model *m = NULL;
-    TT_OK(model_load(&m, path));
+    TT_OK(tiny_model_make(tt_path("compact.gguf"), &sp, &m));
     if (!m) return;
     m->kv_type = GGML_TYPE_F32; /* exact: against the naive reference */
     int64_t V = m->config.n_vocab, T = M_PRE + M_CTX + M_SUF;
@@ -457,10 +451,8 @@ static void s_check_compaction(void) {
 static void s_check_batch(void) {
     TT_CASE("batch");
     tiny_spec sp = tiny_spec_default();
-    const char *path = tt_path("batch.gguf");
-    TT_OK(tiny_model_write(path, &sp));
     model *m = NULL;
-    TT_OK(model_load(&m, path));
+    TT_OK(tiny_model_make(tt_path("batch.gguf"), &sp, &m));
     if (!m) return;
     m->kv_type = GGML_TYPE_F32; /* exact: against the naive reference */
     int64_t V = m->config.n_vocab;
@@ -616,10 +608,8 @@ static void s_check_batch_invariance(void) {
     TT_CASE("generated-token steps: batch-invariant (defaults, Q4_1)");
     tiny_spec sp = tiny_spec_default();
     sp.wtype = GGML_TYPE_Q4_1;
-    const char *path = tt_path("invariant.gguf");
-    TT_OK(tiny_model_write(path, &sp));
     model *m = NULL;
-    TT_OK(model_load(&m, path));
+    TT_OK(tiny_model_make(tt_path("invariant.gguf"), &sp, &m));
     if (!m) return;
     backend_cpu_set_f32_act(false);
     m->kv_type = GGML_TYPE_F16;

@@ -7,6 +7,7 @@
 
 #include "gen_model.h"
 #include "gguf_writer.h"
+#include "model.h"
 #include "quant.h"
 #include "tis_error.h"
 #include "tt.h"
@@ -139,4 +140,10 @@ int tiny_model_write(const char *path, const tiny_spec *sp) {
     rc = gguf_writer_write(w, path);
     gguf_writer_destroy(&w);
     return rc;
+}
+
+int tiny_model_make(const char *path, const tiny_spec *spec, model **out) {
+    *out = NULL;
+    int rc = tiny_model_write(path, spec);
+    return rc ? rc : model_load(out, path);
 }

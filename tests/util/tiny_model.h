@@ -24,4 +24,9 @@ int64_t tiny_vocab_size(void);
 /* Writes the model to path; 0 or a negative status. */
 int tiny_model_write(const char *path, const tiny_spec *spec);
 
+struct model;
+/* Writes the model to path and loads it into *out (model_destroy it);
+ * 0, or the failing step's status with *out NULL. */
+int tiny_model_make(const char *path, const tiny_spec *spec, struct model **out);
+
 #endif
