@@ -315,6 +315,11 @@ static int s_setup(ert_run *r) {
         fprintf(stderr, "tis train: --target ert fine-tunes a query-agnostic head; %s is query-aware\n", c->init_head);
         return 1;
     }
+    if (r->h->n_calib) { /* the selection it trains is on the outputs themselves */
+        fprintf(stderr, "[ert] the starting head's calibration is dropped: fine-tuning shapes the outputs the "
+                        "selection uses\n");
+        head_uncalibrate(r->h);
+    }
     if (r->h->cfg.n_out != 1 && r->h->cfg.n_out != mc->n_layer * mc->n_kv_head) {
         fprintf(stderr, "tis train: the head has %lld outputs (1 or one per stream)\n", (long long)r->h->cfg.n_out);
         return 1;

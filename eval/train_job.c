@@ -441,6 +441,64 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
     return 0;
 }
 
+/* ---- calibration (per-head heads, head.h) --------------------------------- */
+
+static const double s_pool_fracs[4] = {0.01, 0.02, 0.05, 0.10};
+
+/* Validation recall of the pooled top 1 / 2 / 5 / 10 % (over every trained
+ * stream's tokens together: what a global selection keeps), with the
+ * head's outputs as they are (calibrated false) or calibrated. */
+static int s_pooled_recalls(trainer *t, bool calibrated, double r[4]) {
+    memset(r, 0, 4 * sizeof *r);
+    const int64_t *idx = t->order + t->n_train;
+    for (int64_t i = 0; i < t->n_val; i++) {
+        const tsample *x = &t->s[idx[i]];
+        int rc = head_forward(t->h, x->f, x->n, NULL, t->sc);
+        if (rc) return rc;
+        if (calibrated) head_apply_calibration(t->h, t->sc, x->n);
+        for (int k = 0; k < 4; k++) r[k] += head_recall_at(t->sc, x->yh, t->ns * x->n, s_pool_fracs[k]);
+    }
+    for (int k = 0; k < 4 && t->n_val > 0; k++) r[k] /= (double)t->n_val;
+    return 0;
+}
+
+/* Fits the calibration on the training samples' outputs and ln targets,
+ * and reports what it does to the pooled selection on the validation
+ * samples (its within-stream order is unchanged). */
+static int s_calibrate(trainer *t) {
+    int64_t N = 0;
+    for (int64_t i = 0; i < t->n_train; i++) N += t->s[t->order[i]].n;
+    const int64_t no = t->n_out;
+    float *pred = malloc((size_t)(no * N) * sizeof *pred), *tgt = malloc((size_t)(no * N) * sizeof *tgt);
+    if (!pred || !tgt) {
+        free(pred);
+        free(tgt);
+        return s_oom();
+    }
+    int rc = 0;
+    for (int64_t i = 0, at = 0; i < t->n_train && !rc; i++) {
+        const tsample *x = &t->s[t->order[i]];
+        rc = head_forward(t->h, x->f, x->n, NULL, t->sc);
+        for (int64_t o = 0; !rc && o < no; o++)
+            for (int64_t j = 0; j < x->n; j++) {
+                pred[o * N + at + j] = t->sc[o * x->n + j];
+                tgt[o * N + at + j] = logf(fmaxf(x->y[o * x->n + j], (float)HEAD_RECON_FLOOR));
+            }
+        at += x->n;
+    }
+    double before[4], after[4];
+    if (!rc) rc = s_pooled_recalls(t, false, before);
+    if (!rc) rc = head_calibrate(t->h, pred, tgt, N);
+    if (!rc) rc = s_pooled_recalls(t, true, after);
+    free(pred);
+    free(tgt);
+    if (rc) return s_fail("calibrating the head");
+    fprintf(stderr, "[train] calibration: %d knots per stream from %lld training tokens; validation pooled "
+                    "recall@1/2/5/10%% %.3f %.3f %.3f %.3f -> %.3f %.3f %.3f %.3f\n", HEAD_CALIB_KNOTS, (long long)N,
+            before[0], before[1], before[2], before[3], after[0], after[1], after[2], after[3]);
+    return 0;
+}
+
 int train_job_run(const train_job_config *c) {
     trainer t = {.c = c};
     int rc = s_read_labels(&t);
@@ -463,6 +521,7 @@ int train_job_run(const train_job_config *c) {
     int64_t best_epoch = 0;
     bool ok = s_fit(&t, csv, &best_loss, &best_epoch) == 0;
     fclose(csv);
+    if (ok && t.n_out > 1 && !c->no_calibration && t.n_train > 0) ok = s_calibrate(&t) == 0;
     if (ok) {
         snprintf(t.h->label_hash, sizeof t.h->label_hash, "fnv1a64:%016llx", (unsigned long long)t.recs.hash);
         snprintf(t.h->train_command, sizeof t.h->train_command, "%s", c->command ? c->command : "");

@@ -53,6 +53,8 @@ typedef struct train_job_config {
                                       (the per-layer head study, docs/head.md) */
     bool positions;                /* positional inputs (head_config.n_pos 2): the token's place in
                                       the context beside its hidden state; not with query_aware */
+    bool no_calibration;           /* per-head recon: keep the outputs as trained (default: the
+                                      calibration of head.h fitted on the training samples) */
     float topk;                    /* bce_topk: the positives are each sample's top topk */
     int64_t epochs;                /* at most */
     int64_t batch;                 /* samples per Adam step */

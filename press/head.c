@@ -131,6 +131,7 @@ int head_new(head **out, const head_config *cfg, uint64_t seed) {
 
 void head_destroy(head **p) {
     if (!p || !*p) return;
+    head_uncalibrate(*p);
     free(*p); /* struct and params are one block */
     *p = NULL;
 }
@@ -479,6 +480,95 @@ double head_recall_at(const float *s, const float *y, int64_t n, double frac) {
     return (double)hit / (double)k;
 }
 
+/* ---- calibration ----------------------------------------------------------- */
+
+static int s_cmp_f32(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The value at probability p of sorted v[n], linear between order statistics. */
+static float s_quantile(const float *v, int64_t n, double p) {
+    double at = p * (double)(n - 1);
+    int64_t lo = (int64_t)floor(at);
+    if (lo >= n - 1) return v[n - 1];
+    double fr = at - (double)lo;
+    return (float)((1.0 - fr) * v[lo] + fr * v[lo + 1]);
+}
+
+/* Strictly increasing from the first knot on (a step of 1e-6 relative where
+ * it was flat), so that the map keeps every order. */
+static void s_strictly_increasing(float *v, int64_t k) {
+    for (int64_t i = 1; i < k; i++)
+        if (!(v[i] > v[i - 1])) v[i] = v[i - 1] + 1e-6f * (1.0f + fabsf(v[i - 1]));
+}
+
+void head_uncalibrate(head *h) {
+    free(h->calib_x);
+    free(h->calib_y);
+    h->calib_x = h->calib_y = NULL;
+    h->n_calib = 0;
+}
+
+int head_calibrate(head *h, float *pred, float *target, int64_t n) {
+    const int64_t no = h->cfg.n_out, K = HEAD_CALIB_KNOTS;
+    if (no <= 1) return tis_error(TIS_EINVAL, "head: calibration is for a per-head head (n_out > 1)");
+    if (n < 2) return tis_error(TIS_EINVAL, "head: calibration needs at least 2 tokens, %lld given", (long long)n);
+    for (int64_t i = 0; i < no * n; i++)
+        if (!isfinite(pred[i]) || !isfinite(target[i]))
+            return tis_error(TIS_EINVAL, "head: calibration: a non-finite value at %lld", (long long)i);
+    float *x = malloc((size_t)(no * K) * sizeof *x), *y = malloc((size_t)(no * K) * sizeof *y);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return tis_error(TIS_ENOMEM, "head: out of memory for the calibration");
+    }
+    for (int64_t o = 0; o < no; o++) {
+        float *p = pred + o * n, *t = target + o * n;
+        qsort(p, (size_t)n, sizeof *p, s_cmp_f32);
+        qsort(t, (size_t)n, sizeof *t, s_cmp_f32);
+        for (int64_t k = 0; k < K; k++) {
+            double u = 1.0 - (double)k / (double)(K - 1), prob = 1.0 - u * u;
+            x[o * K + k] = s_quantile(p, n, prob);
+            y[o * K + k] = s_quantile(t, n, prob);
+        }
+        s_strictly_increasing(x + o * K, K);
+        s_strictly_increasing(y + o * K, K);
+    }
+    head_uncalibrate(h);
+    h->calib_x = x;
+    h->calib_y = y;
+    h->n_calib = K;
+    return 0;
+}
+
+void head_apply_calibration(const head *h, float *s, int64_t n) {
+    const int64_t K = h->n_calib;
+    if (!K || !h->calib_x) return;
+    for (int64_t o = 0; o < h->cfg.n_out; o++) {
+        const float *x = h->calib_x + o * K, *y = h->calib_y + o * K;
+        float *r = s + o * n;
+        for (int64_t j = 0; j < n; j++) {
+            float v = r[j];
+            if (v <= x[0]) {
+                r[j] = y[0] + (v - x[0]);
+            } else if (v >= x[K - 1]) {
+                r[j] = y[K - 1] + (v - x[K - 1]);
+            } else { /* x[lo] < v < x[hi] */
+                int64_t lo = 0, hi = K - 1;
+                while (hi - lo > 1) {
+                    int64_t mid = (lo + hi) / 2;
+                    if (x[mid] <= v) lo = mid;
+                    else hi = mid;
+                }
+                r[j] = y[lo] + (v - x[lo]) * (y[hi] - y[lo]) / (x[hi] - x[lo]);
+            }
+        }
+    }
+}
+
+/* ---- scoring a context ---------------------------------------------------- */
+
 int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
                        int64_t q_begin, int64_t n_q, float *out) {
     if (!h || !hid || !out || n_ctx < 0 || ctx_begin < 0)
@@ -495,6 +585,7 @@ int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64
     if (h->cfg.query_aware) head_query(h, hid + q_begin * d, n_q, q);
     head_features(h, hid + ctx_begin * d, n_ctx, f);
     int rc = head_forward(h, f, n_ctx, h->cfg.query_aware ? q : NULL, out);
+    if (!rc) head_apply_calibration(h, out, n_ctx);
     free(f);
     free(q);
     return rc;

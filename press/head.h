@@ -32,6 +32,8 @@
  *   importance_head.feature_mean    [d_model]
  *   importance_head.feature_std     [d_model]
  *   attn_hook_lambda                [1]
+ *   importance_head.calib_pred      [n_out][K]  (optional, both or neither: the
+ *   importance_head.calib_target    [n_out][K]   calibration's knots, K >= 2)
  * metadata: format "tis-head-1", kind (linear|mlp), query_aware (0|1),
  * base_model, d_model, layer, hidden, rank, feature_norm
  * ("rmsnorm+standardise"), label_hash, train_command, n_out, target
@@ -85,6 +87,9 @@ typedef struct head {
     float attn_hook_lambda;
     char label_hash[80];
     char train_command[1024];
+    float *calib_x, *calib_y; /* [n_out][n_calib] each, or NULL (owned): a per-head head's
+                                 calibration (head_calibrate) */
+    int64_t n_calib;          /* knots per output, 0 when none */
 } head;
 
 /* A head with seeded small random weights, mean 0 / std 1. */
@@ -113,9 +118,33 @@ int head_forward(const head *h, const float *f, int64_t n, const float *q, float
 /* Scores of the context rows [ctx_begin, ctx_begin + n_ctx) of hidden
  * states hid[][d_model] (rows by position, as captured in a prefill): raw
  * features normalised, the query vector pooled from the rows
- * [q_begin, q_begin + n_q) when the head is query-aware. out[n_out][n_ctx]. */
+ * [q_begin, q_begin + n_q) when the head is query-aware. out[n_out][n_ctx],
+ * through the calibration when the head has one. */
 int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
                        int64_t q_begin, int64_t n_q, float *out);
+
+/* Calibration of a per-head head (docs/head.md "Calibration"). Trained
+ * by squared error on ln(score), the outputs regress toward each stream's
+ * mean: their within-stream order is right more often than their level
+ * across streams, and a selection pooled over streams at a small budget
+ * (the top 1 % of every stream's tokens together) goes to the wrong
+ * streams. The calibration is a map per output, monotone and strictly
+ * increasing (so each stream's order is kept), that sends the quantiles of
+ * the output's predictions on the training tokens to the quantiles of its
+ * targets there: piecewise linear through n_calib knots (x_k, y_k) at the
+ * probabilities 1 - (1 - k / (n_calib - 1))^2 (dense in the upper tail,
+ * where small budgets select), slope 1 beyond the end knots.
+ *
+ * head_calibrate: pred and target are [n_out][n] (stream-major: the
+ * outputs and ln targets of the same n training tokens; both are sorted in
+ * place, per row); sets HEAD_CALIB_KNOTS knots. TIS_EINVAL for a
+ * single-score head, n < 2 or a non-finite value. */
+enum { HEAD_CALIB_KNOTS = 128 };
+int head_calibrate(head *h, float *pred, float *target, int64_t n);
+/* Drops the calibration (the outputs are then used as they are). */
+void head_uncalibrate(head *h);
+/* s[n_out][n] through the calibration, in place (nothing without one). */
+void head_apply_calibration(const head *h, float *s, int64_t n);
 
 /* Accumulates into grad[n_params] the gradient of sum_{o,j} ds[o*n+j] *
  * s_{o,j} for the same inputs (backprop of a loss whose derivative w.r.t. s

@@ -31,6 +31,11 @@ typedef struct s_entry {
 
 enum { S_N_ENTRIES = 9 };
 
+/* The calibration's knots (optional; head.h): [n_out][K] each. */
+#define S_CALIB_X "importance_head.calib_pred"
+#define S_CALIB_Y "importance_head.calib_target"
+enum { S_CALIB_MAX = 4096 };
+
 static void s_entries(head *h, s_entry e[S_N_ENTRIES]) {
     const head_config *c = &h->cfg;
     const int64_t d = c->d_model + c->n_pos, d_in = c->kind == HEAD_MLP ? c->hidden : d;
@@ -91,6 +96,11 @@ int head_save(const head *h, const char *path) {
         {"target", c->target == HEAD_TARGET_RECON ? "recon" : "answer"},
         {"positions", num[5]},
     };
+    if (h->n_calib > 0 && !rc) {
+        const int64_t shape[2] = {c->n_out, h->n_calib};
+        rc = st_writer_add(w, S_CALIB_X, ST_F32, 2, shape, h->calib_x);
+        if (!rc) rc = st_writer_add(w, S_CALIB_Y, ST_F32, 2, shape, h->calib_y);
+    }
     for (size_t i = 0; i < sizeof meta / sizeof *meta && !rc; i++)
         rc = st_writer_add_metadata(w, meta[i][0], meta[i][1]);
     if (!rc) rc = st_writer_write(w, path);
@@ -225,6 +235,57 @@ static int s_load_tensor(const st_file *f, const s_entry *e) {
     return 0;
 }
 
+/* One calibration tensor: F32 [n_out][K], finite, each row strictly
+ * increasing (the map must keep every order). *k: its K. */
+static int s_calib_tensor(const st_file *f, const char *name, int64_t n_out, int64_t *k, float **out) {
+    const char *path = st_file_path(f);
+    const st_tensor *t = st_tensor_find(f, name);
+    *out = NULL;
+    if (t->dtype != ST_F32 || t->n_dims != 2 || t->shape[0] != n_out || t->shape[1] < 2 || t->shape[1] > S_CALIB_MAX)
+        return tis_error(TIS_EFORMAT, "head: %s: tensor '%s' is not F32 [%lld][K] with K in 2..%d", path, name,
+                         (long long)n_out, S_CALIB_MAX);
+    if (*k && t->shape[1] != *k)
+        return tis_error(TIS_EFORMAT, "head: %s: the calibration tensors have %lld and %lld knots", path,
+                         (long long)*k, (long long)t->shape[1]);
+    *k = t->shape[1];
+    float *v = malloc(t->nbytes);
+    if (!v) return tis_error(TIS_ENOMEM, "head: out of memory for the calibration");
+    memcpy(v, t->data, t->nbytes); /* data may be unaligned */
+    for (int64_t o = 0; o < n_out; o++)
+        for (int64_t i = 0; i < *k; i++) {
+            float a = v[o * *k + i];
+            if (!isfinite(a) || (i > 0 && !(a > v[o * *k + i - 1]))) {
+                free(v);
+                return tis_error(TIS_EFORMAT, "head: %s: tensor '%s' row %lld is not finite and strictly "
+                                 "increasing (at knot %lld)", path, name, (long long)o, (long long)i);
+            }
+        }
+    *out = v;
+    return 0;
+}
+
+/* The calibration, when the file has one: both tensors or neither, and
+ * only in a per-head head. */
+static int s_load_calib(const st_file *f, head *h) {
+    const char *path = st_file_path(f);
+    bool hx = st_tensor_find(f, S_CALIB_X) != NULL, hy = st_tensor_find(f, S_CALIB_Y) != NULL;
+    if (!hx && !hy) return 0;
+    if (hx != hy)
+        return tis_error(TIS_EFORMAT, "head: %s: tensor '%s' without '%s'", path, hx ? S_CALIB_X : S_CALIB_Y,
+                         hx ? S_CALIB_Y : S_CALIB_X);
+    if (h->cfg.n_out <= 1)
+        return tis_error(TIS_EFORMAT, "head: %s: a calibration in a single-score head", path);
+    int64_t k = 0;
+    int rc = s_calib_tensor(f, S_CALIB_X, h->cfg.n_out, &k, &h->calib_x);
+    if (!rc) rc = s_calib_tensor(f, S_CALIB_Y, h->cfg.n_out, &k, &h->calib_y);
+    if (rc) {
+        head_uncalibrate(h);
+        return rc;
+    }
+    h->n_calib = k;
+    return 0;
+}
+
 static int s_load(head **out, const st_file *f) {
     const char *path = st_file_path(f);
     head_config c;
@@ -239,7 +300,8 @@ static int s_load(head **out, const st_file *f) {
     /* Every tensor in the file must be one this head has. */
     for (int64_t i = 0; i < st_tensor_count(f) && !rc; i++) {
         const char *name = st_tensor_at(f, i)->name;
-        if (strncmp(name, "importance_embedding.", 21) == 0) continue;
+        if (strncmp(name, "importance_embedding.", 21) == 0 || !strcmp(name, S_CALIB_X) || !strcmp(name, S_CALIB_Y))
+            continue; /* (the calibration: s_load_calib) */
         int j = 0;
         while (j < S_N_ENTRIES && strcmp(name, e[j].name) != 0) j++;
         if (j == S_N_ENTRIES)
@@ -256,6 +318,7 @@ static int s_load(head **out, const st_file *f) {
     if (!rc && !(h->attn_hook_lambda >= 0 && h->attn_hook_lambda <= HEAD_LAMBDA_MAX))
         rc = tis_error(TIS_EFORMAT, "head: %s: attn_hook_lambda %g is outside [0, %g]", path,
                        (double)h->attn_hook_lambda, (double)HEAD_LAMBDA_MAX);
+    if (!rc) rc = s_load_calib(f, h);
     if (!rc) rc = s_meta_copy(f, "label_hash", h->label_hash, sizeof h->label_hash);
     if (!rc) rc = s_meta_copy(f, "train_command", h->train_command, sizeof h->train_command);
     if (rc) {

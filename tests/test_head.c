@@ -540,6 +540,80 @@ static void test_positions(void) {
     TT_CHECK(memcmp(s1, s2, sizeof s1) == 0);
     head_destroy(&h);
 }
+/* Calibration: a monotone map per output from the training outputs'
+ * quantiles to the targets'. Where each stream's target is an increasing
+ * function of its output, the map recovers that function between the
+ * knots; every stream's order is kept; slope 1 beyond the ends; scoring a
+ * context goes through it. */
+static double s_target_of(int64_t o, double p) { return o == 0 ? 2 * p - 3 : o == 1 ? exp(p) : -10 + 0.1 * p * p * p; }
+
+static void test_calibration(void) {
+    TT_CASE("calibration");
+    enum { NO = 3, N = 4000 };
+    head *h = s_new_out(HEAD_MLP, false, 4, 6, 0, NO, 3), *one = s_new(HEAD_MLP, false, 4, 6, 0, 3);
+    if (!h || !one) return;
+    float *pred = malloc(NO * N * sizeof(float)), *tgt = malloc(NO * N * sizeof(float));
+    uint64_t st = 7;
+    for (int64_t o = 0; o < NO; o++)
+        for (int64_t j = 0; j < N; j++) {
+            double p = 2.0 * tt_randf(&st); /* roughly in [-2, 2] */
+            pred[o * N + j] = (float)p;
+            tgt[o * N + j] = (float)s_target_of(o, p);
+        }
+    TT_FAILS(head_calibrate(one, pred, tgt, N), TIS_EINVAL);
+    TT_FAILS(head_calibrate(h, pred, tgt, 1), TIS_EINVAL);
+    pred[5] = NAN;
+    TT_FAILS(head_calibrate(h, pred, tgt, N), TIS_EINVAL);
+    pred[5] = 0.5f;
+    tgt[5] = (float)s_target_of(0, 0.5);
+    TT_OK(head_calibrate(h, pred, tgt, N));
+    TT_CHECK(h->n_calib == HEAD_CALIB_KNOTS && h->calib_x && h->calib_y);
+    /* between the knots: the function itself, up to the knots' spacing */
+    enum { M = 64 };
+    float v[NO * M], w[NO * M];
+    for (int64_t o = 0; o < NO; o++)
+        for (int64_t j = 0; j < M; j++) v[o * M + j] = w[o * M + j] = -1.5f + 3.0f * (float)j / (M - 1);
+    head_apply_calibration(h, w, M);
+    double worst = 0;
+    for (int64_t o = 0; o < NO; o++)
+        for (int64_t j = 0; j < M; j++) {
+            double want = s_target_of(o, v[o * M + j]), e = fabs(w[o * M + j] - want) / (1 + fabs(want));
+            worst = e > worst ? e : worst;
+            if (j) TT_CHECK(w[o * M + j] > w[o * M + j - 1]); /* order kept */
+        }
+    fprintf(stderr, "  calibration: worst relative error %.2e\n", worst);
+    TT_CHECK(worst < 0.05);
+    /* beyond the end knots: slope 1 */
+    const int64_t K = h->n_calib;
+    float e[NO * 2];
+    for (int64_t o = 0; o < NO; o++) {
+        e[o * 2] = h->calib_x[o * K] - 3.0f;
+        e[o * 2 + 1] = h->calib_x[o * K + K - 1] + 2.0f;
+    }
+    head_apply_calibration(h, e, 2);
+    for (int64_t o = 0; o < NO; o++) {
+        TT_NEAR(e[o * 2], h->calib_y[o * K] - 3.0f, 1e-5);
+        TT_NEAR(e[o * 2 + 1], h->calib_y[o * K + K - 1] + 2.0f, 1e-5);
+    }
+    /* scoring a context: the forward, then the calibration */
+    float hid[5 * 4], a[NO * 5], b[NO * 5], f[5 * 4];
+    for (int i = 0; i < 20; i++) hid[i] = tt_randf(&st);
+    TT_OK(head_score_context(h, hid, 0, 5, 0, 0, a));
+    head_features(h, hid, 5, f);
+    TT_OK(head_forward(h, f, 5, NULL, b));
+    head_apply_calibration(h, b, 5);
+    TT_CHECK(memcmp(a, b, sizeof a) == 0);
+    head_uncalibrate(h);
+    TT_CHECK(h->n_calib == 0 && !h->calib_x);
+    memcpy(b, a, sizeof a);
+    head_apply_calibration(h, b, 5); /* none: nothing changes */
+    TT_CHECK(memcmp(a, b, sizeof a) == 0);
+    free(pred);
+    free(tgt);
+    head_destroy(&h);
+    head_destroy(&one);
+}
+
 int main(void) {
     test_new();
     test_features();
@@ -551,5 +625,6 @@ int main(void) {
     test_recall();
     test_adam();
     test_train();
+    test_calibration();
     return tt_done("test_head");
 }

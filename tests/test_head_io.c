@@ -437,9 +437,65 @@ static void test_positions_file(void) {
 }
 
 
+/* A calibrated per-head head round-trips its knots; a calibration that
+ * is half there, of another shape or type, not strictly increasing, not
+ * finite, or in a single-score head is refused. */
+static void test_calibration_file(void) {
+    TT_CASE("checkpoint: calibration");
+    head_config c = {.kind = HEAD_MLP, .d_model = 8, .hidden = 5, .layer = 2, .n_out = 6,
+                     .target = HEAD_TARGET_RECON};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL, *l = NULL;
+    TT_OK(head_new(&h, &c, 4));
+    if (!h) return;
+    enum { N = 50 };
+    float pred[6 * N], tgt[6 * N];
+    uint64_t st = 3;
+    for (int i = 0; i < 6 * N; i++) pred[i] = tt_randf(&st), tgt[i] = 3 * tt_randf(&st) - 5;
+    TT_OK(head_calibrate(h, pred, tgt, N));
+    const char *good = tt_path("calib.safetensors"), *p = tt_path("calib_bad.safetensors");
+    TT_OK(head_save(h, good));
+    TT_OK(head_load(&l, good));
+    const size_t kb = (size_t)(6 * HEAD_CALIB_KNOTS) * sizeof(float);
+    TT_CHECK(l && l->n_calib == HEAD_CALIB_KNOTS && !memcmp(l->calib_x, h->calib_x, kb) &&
+             !memcmp(l->calib_y, h->calib_y, kb));
+    head_destroy(&l);
+    const s_edit bad[] = {
+        {.drop = "importance_head.calib_target"},
+        {.drop = "importance_head.calib_pred"},
+        {.reshape = "importance_head.calib_pred"},
+        {.f16 = "importance_head.calib_target"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_rewrite(good, p, bad[i]);
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    }
+    const float keep = h->calib_x[7];
+    h->calib_x[7] = h->calib_x[6]; /* flat: the map would merge two scores */
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    h->calib_x[7] = keep;
+    h->calib_y[HEAD_CALIB_KNOTS + 3] = NAN;
+    TT_OK(head_save(h, p));
+    TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    /* knots in a single-score head */
+    head *one = s_full_head(HEAD_MLP, false);
+    if (one) {
+        one->calib_x = malloc(4 * sizeof(float));
+        one->calib_y = malloc(4 * sizeof(float));
+        for (int i = 0; one->calib_x && one->calib_y && i < 4; i++) one->calib_x[i] = one->calib_y[i] = (float)i;
+        one->n_calib = 4;
+        TT_OK(head_save(one, p));
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+        head_destroy(&one);
+    }
+    head_destroy(&h);
+}
+
 int main(void) {
     test_checkpoint();
     test_checkpoint_per_head();
     test_positions_file();
+    test_calibration_file();
     return tt_done("test_head_io");
 }
