@@ -299,16 +299,22 @@ static void test_checkpoint(void) {
     head_destroy(&h);
 }
 
+/* A per-head MLP head (6 outputs, d_model 8, hidden 5, layer 2, recon). */
+static head *s_per_head(uint64_t seed) {
+    head_config c = {.kind = HEAD_MLP, .d_model = 8, .hidden = 5, .layer = 2, .n_out = 6,
+                     .target = HEAD_TARGET_RECON};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL;
+    TT_OK(head_new(&h, &c, seed));
+    return h;
+}
+
 /* Per-head heads: round trip with n_out / target, an old checkpoint (no
  * n_out, no target) loads as one answer output, shapes must agree with
  * n_out, the committed heads still load, and the model check's n_out rule. */
 static void test_checkpoint_per_head(void) {
     TT_CASE("checkpoint: per-head round trip");
-    head_config c = {.kind = HEAD_MLP, .d_model = 8, .hidden = 5, .layer = 2, .n_out = 6,
-                     .target = HEAD_TARGET_RECON};
-    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
-    head *h = NULL, *l = NULL;
-    TT_OK(head_new(&h, &c, 4));
+    head *h = s_per_head(4), *l = NULL;
     if (!h) return;
     uint64_t st = 9;
     s_fill(h->params, head_n_trained(h), 1.0f, &st);
@@ -436,17 +442,12 @@ static void test_positions_file(void) {
     head_destroy(&h);
 }
 
-
 /* A calibrated per-head head round-trips its knots; a calibration that
  * is half there, of another shape or type, not strictly increasing, not
  * finite, or in a single-score head is refused. */
 static void test_calibration_file(void) {
     TT_CASE("checkpoint: calibration");
-    head_config c = {.kind = HEAD_MLP, .d_model = 8, .hidden = 5, .layer = 2, .n_out = 6,
-                     .target = HEAD_TARGET_RECON};
-    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
-    head *h = NULL, *l = NULL;
-    TT_OK(head_new(&h, &c, 4));
+    head *h = s_per_head(4), *l = NULL;
     if (!h) return;
     enum { N = 50 };
     float pred[6 * N], tgt[6 * N];
