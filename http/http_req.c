@@ -322,8 +322,10 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
     press pr;
     if (press_parse(pol, &pr))
         return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, ...: docs/eval.md)%s", "");
-    if (r->kv_threshold > 0 && !pr.score)
-        return s_bad(e, "kv_threshold", "'%s' needs a compressing policy (kvzip, or tis with a per-head head)%s", "");
+    /* (tis: whether the served head is per-head is the worker's to say) */
+    if (r->kv_threshold > 0 && !press_calibrated(&pr, 2))
+        return s_bad(e, "kv_threshold", "'%s' needs a policy whose scores share one scale across heads (kvzip, or "
+                     "tis with a per-head head)%s", "");
     if (pr.query_head && !r->query_aware)
         return s_bad(e, "query_aware", "'%s' must be true for a query-aware policy%s", "");
     if (s_bool(b, "keep_context", &r->keep_context, e)) return -1;

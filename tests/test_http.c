@@ -125,6 +125,8 @@ static void s_chat_refused(void) {
          400, "kv_threshold"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"kvzip\",\"kv_threshold\":1.5}",
          400, "kv_threshold"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"snapkv\",\"kv_threshold\":0.1}",
+         400, "kv_threshold"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"tis_query\","
                     "\"query_aware\":false}", 400, "query_aware"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"context_id\":\"c1\"}", 400, "context_id"},
