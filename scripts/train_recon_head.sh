@@ -21,9 +21,12 @@
 #
 # Usage: scripts/train_recon_head.sh MODEL [N_SAMPLES] [CONTEXT_TOKENS] [LAYER]
 # Env: EPOCHS, LR, PATIENCE (training: 40, 3e-3, 4), POSITIONS=1 (the token's place in the context as two
-# more inputs: tis train --positions), TIS (binary, default build/tis), WORK (labels, default
+# more inputs: tis train --positions), VAL=N (validate on N pieces of the corpus files after the
+# training pieces' instead of a share of them), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
+# tis train calibrates the head (docs/head.md "Calibration").
 set -euo pipefail
+case ${1:-} in ""|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: scripts/train_recon_head.sh MODEL [N_SAMPLES] [CONTEXT_TOKENS] [LAYER]}
 n_samples=${2:-240}
@@ -83,7 +86,22 @@ echo "[recon] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
 # ---- labels (resumable) and the head ----
 "$tis" label -m "$model" --corpus "$corpus" --context_tokens "$ctx" --n_samples "$n_samples" \
   --target recon --layer "$layer" --shard_size 16 --output "$work/labels"
-"$tis" train --labels "$work/labels" --target recon --outputs per_head --head mlp --hidden "$hidden" \
+# VAL=N: validate on N pieces of the corpus files after the last one the
+# training pieces used (tis train --val_labels), not on a share of them
+val_args=()
+if [ "${VAL:-0}" -gt 0 ]; then
+  last=$(tail -1 "$work/labels/manifest.jsonl" | sed -n 's|.*/\([0-9]\{5\}\)-[^/]*#[0-9]*",.*|\1|p')
+  [ -n "$last" ] || { echo "train_recon_head: cannot read the last training file from $work/labels/manifest.jsonl" >&2; exit 1; }
+  mkdir -p "$work/val-corpus"
+  for f in "$corpus"/*; do
+    b=$(basename "$f")
+    [[ "${b:0:5}" > "$last" ]] && ln -sfn "$f" "$work/val-corpus/$b"
+  done
+  "$tis" label -m "$model" --corpus "$work/val-corpus" --context_tokens "$ctx" --n_samples "$VAL" \
+    --target recon --layer "$layer" --shard_size 16 --output "$work/val-labels"
+  val_args=(--val_labels "$work/val-labels")
+fi
+"$tis" train --labels "$work/labels" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
   $([ "${POSITIONS:-0}" = 1 ] && echo --positions) --output "$out"
 echo "[recon] wrote $out" >&2
