@@ -24,9 +24,8 @@ static void s_usage(FILE *f) {
             "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
             "      --positions           the token's place in the context as two more inputs (10 j/n,\n"
             "                            ln(1 + j)); not with --query_aware\n"
-            "      --no_calibration      per_head: keep the outputs as trained (default: a monotone map per\n"
-            "                            stream fitted on the training samples, so that a selection pooled\n"
-            "                            over streams at small budgets goes to the right streams)\n"
+            "      --calibrate           per_head: a monotone map per stream fitted on the training samples,\n"
+            "                            for the selection pooled over streams at small budgets (docs/head.md)\n"
             "      --streams A:B         recon, per_head: streams [A, B) only (stream = layer * n_kv_head + kv\n"
             "                            head): a partial head, to measure one layer's features on some streams\n"
             "      --outputs per_head|single  recon: one output per (layer, kv head) stream (default),\n"
@@ -136,7 +135,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--outputs", NULL, &outputs),
         CLI_STR("--streams", NULL, &streams),
         CLI_FLAG("--positions", NULL, &c.positions),
-        CLI_FLAG("--no_calibration", NULL, &c.no_calibration),
+        CLI_FLAG("--calibrate", NULL, &c.calibrate),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),
         CLI_I64("--rank", NULL, &c.rank, 1, 1024),

@@ -256,6 +256,10 @@ static int s_setup(trainer *t) {
                         "(--target recon --outputs per_head)\n");
         return 1;
     }
+    if (c->calibrate && t->n_out == 1) {
+        fprintf(stderr, "tis train: --calibrate is for a per-head head (--target recon --outputs per_head)\n");
+        return 1;
+    }
     t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
@@ -521,7 +525,7 @@ int train_job_run(const train_job_config *c) {
     int64_t best_epoch = 0;
     bool ok = s_fit(&t, csv, &best_loss, &best_epoch) == 0;
     fclose(csv);
-    if (ok && t.n_out > 1 && !c->no_calibration && t.n_train > 0) ok = s_calibrate(&t) == 0;
+    if (ok && c->calibrate && t.n_train > 0) ok = s_calibrate(&t) == 0;
     if (ok) {
         snprintf(t.h->label_hash, sizeof t.h->label_hash, "fnv1a64:%016llx", (unsigned long long)t.recs.hash);
         snprintf(t.h->train_command, sizeof t.h->train_command, "%s", c->command ? c->command : "");

@@ -53,8 +53,9 @@ typedef struct train_job_config {
                                       (the per-layer head study, docs/head.md) */
     bool positions;                /* positional inputs (head_config.n_pos 2): the token's place in
                                       the context beside its hidden state; not with query_aware */
-    bool no_calibration;           /* per-head recon: keep the outputs as trained (default: the
-                                      calibration of head.h fitted on the training samples) */
+    bool calibrate;                /* per-head recon: fit head.h's calibration on the training
+                                      samples (docs/head.md "Calibration": off by default, it did
+                                      not raise held-out accuracy) */
     float topk;                    /* bce_topk: the positives are each sample's top topk */
     int64_t epochs;                /* at most */
     int64_t batch;                 /* samples per Adam step */

@@ -24,7 +24,7 @@
 # more inputs: tis train --positions), VAL=N (validate on N pieces of the corpus files after the
 # training pieces' instead of a share of them), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
-# tis train calibrates the head (docs/head.md "Calibration").
+# CALIBRATE=1: tis train --calibrate (docs/head.md "Calibration").
 set -euo pipefail
 case ${1:-} in ""|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -103,5 +103,5 @@ if [ "${VAL:-0}" -gt 0 ]; then
 fi
 "$tis" train --labels "$work/labels" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
-  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) --output "$out"
+  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) --output "$out"
 echo "[recon] wrote $out" >&2

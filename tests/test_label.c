@@ -232,8 +232,7 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4", bin, d, ck);
     rc = tt_sh(cmd, out, sizeof out);
-    TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10%") &&
-             strstr(out, "[train] calibration: 128 knots per stream"));
+    TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10%") && !strstr(out, "calibration"));
     if (rc) fprintf(stderr, "%s\n", out);
     size_t n1 = 0, n2 = 0, nm = 0;
     char *first = tt_read_file(ck, &n1), *metrics = tt_read_file(csv, &nm);
@@ -241,7 +240,7 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     head *h = NULL;
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 6 && h->cfg.target == HEAD_TARGET_RECON && h->cfg.kind == HEAD_MLP);
-    TT_CHECK(h && h->n_calib == HEAD_CALIB_KNOTS); /* calibrated by default */
+    TT_CHECK(h && h->n_calib == 0); /* not calibrated unless asked */
     head_destroy(&h);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     char *second = tt_read_file(ck, &n2);
@@ -249,16 +248,16 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     free(first);
     free(second);
     free(metrics);
-    /* --no_calibration: the same weights, no knots */
+    /* --calibrate: the same weights, and the knots */
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
-             "--epochs 3 --val_frac 0.4 --no_calibration", bin, d, tt_path("recon_raw.safetensors"));
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && !strstr(out, "calibration"));
-    head *raw = NULL;
-    TT_OK(head_load(&raw, tt_path("recon_raw.safetensors")));
+             "--epochs 3 --val_frac 0.4 --calibrate", bin, d, tt_path("recon_cal.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] calibration: 128 knots per stream"));
+    head *cal = NULL;
+    TT_OK(head_load(&cal, tt_path("recon_cal.safetensors")));
     TT_OK(head_load(&h, ck));
-    TT_CHECK(raw && h && raw->n_calib == 0 && raw->n_params == h->n_params &&
-             !memcmp(raw->params, h->params, (size_t)h->n_params * sizeof(float)));
-    head_destroy(&raw);
+    TT_CHECK(cal && h && cal->n_calib == HEAD_CALIB_KNOTS && cal->n_params == h->n_params &&
+             !memcmp(cal->params, h->params, (size_t)h->n_params * sizeof(float)));
+    head_destroy(&cal);
     head_destroy(&h);
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --epochs 2 "
              "--val_frac 0.4", bin, d, ck);
@@ -266,6 +265,9 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 1 && h->cfg.target == HEAD_TARGET_RECON && h->n_calib == 0);
     head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --epochs 1 "
+             "--calibrate", bin, d, tt_path("single_cal.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) != 0 && strstr(out, "--calibrate is for a per-head head"));
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s'", bin, d, ck);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--target recon"));
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware", bin, d, ck);
