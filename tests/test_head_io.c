@@ -4,6 +4,7 @@
  * bad values and truncations (each a clear error, nothing handed out), and
  * the model check. The head's arithmetic is test_head's. */
 #define _GNU_SOURCE
+#include <glob.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -393,6 +394,19 @@ static void test_checkpoint_per_head(void) {
         TT_FAILS(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 30, 1), TIS_EINVAL);
     }
     head_destroy(&l);
+    /* Qwen2.5-Coder-0.5B's committed heads (24 layers x 2 kv heads), whichever are there */
+    glob_t g;
+    int64_t n_qwen = 0;
+    if (glob(tt_src("configs/heads/qwen2.5-coder-0.5b-instruct.tis*.safetensors"), 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++, n_qwen++) {
+            TT_OK(head_load(&l, g.gl_pathv[i]));
+            TT_CHECK(l && l->cfg.n_out == 48 && l->cfg.target == HEAD_TARGET_RECON && l->cfg.layer == 12);
+            if (l) TT_OK(head_check_model(l, l->cfg.base_model, l->cfg.d_model, 24, 2));
+            head_destroy(&l);
+        }
+        globfree(&g);
+    }
+    TT_CHECK(n_qwen >= 1);
 }
 
 /* Positional inputs (n_pos 2): the config's rules, the features, the
