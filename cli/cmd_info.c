@@ -130,6 +130,10 @@ static int s_info_safetensors(const char *path) {
                h->cfg.n_out > 1 ? " (one per layer x kv head stream)" : "",
                h->cfg.target == HEAD_TARGET_RECON ? "recon (outputs predict ln of the reconstruction score)"
                                                   : "answer (oracle attention ranking)");
+        if (h->cfg.n_out > 1) {
+            if (h->n_calib) printf("calibration      %lld knots per stream (tis train --calibrate)\n", (long long)h->n_calib);
+            else printf("calibration      none (the outputs as trained)\n");
+        }
         printf("parameters       %lld trained\n", (long long)head_n_trained(h));
         printf("attn_hook_lambda %g\n", (double)h->attn_hook_lambda);
         printf("labels           %s\n", h->label_hash[0] ? h->label_hash : "(unknown)");

@@ -252,6 +252,10 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4 --calibrate", bin, d, tt_path("recon_cal.safetensors"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] calibration: 128 knots per stream"));
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, tt_path("recon_cal.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "calibration      128 knots per stream"));
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "calibration      none"));
     head *cal = NULL;
     TT_OK(head_load(&cal, tt_path("recon_cal.safetensors")));
     TT_OK(head_load(&h, ck));
