@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Per-stream quality of a per-head importance head on labelled pieces
+(docs/head.md "Where the heads lose needles").
+
+For each (layer, kv head) stream: the recall of the stream's own top 2 % and
+5 % of reconstruction scores by the head's predictions, and the share of the
+stream's score mass in its top 1 % (how peaked the labels are). The head
+runs here in numpy, as press/head.c computes it (rmsnorm, positions when the
+head has them, standardise, mlp), without its calibration (which keeps each
+stream's order).
+
+Usage: scripts/head_streams.py HEAD.safetensors SHARD.safetensors [N_KV_HEAD]
+  (SHARD: a tis label --target recon shard at the head's layer; N_KV_HEAD
+  default 2, Qwen2.5-Coder-0.5B)"""
+import sys
+
+if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__)
+    sys.exit(0)
+
+import numpy as np
+from safetensors import safe_open
+
+head_path, shard = sys.argv[1], sys.argv[2]
+H = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+h = safe_open(head_path, "np")
+md = h.metadata()
+if md.get("kind") != "mlp" or int(md.get("n_out", "1")) < 2:
+    sys.exit("head_streams: a per-head mlp head is needed")
+W1, b1 = h.get_tensor("importance_head.fc1.weight"), h.get_tensor("importance_head.fc1.bias")
+W2, b2 = h.get_tensor("importance_head.out_proj.weight"), h.get_tensor("importance_head.out_proj.bias")
+mu, sd = h.get_tensor("importance_head.feature_mean"), h.get_tensor("importance_head.feature_std")
+npos = int(md.get("positions", "0"))
+S = W2.shape[0]
+L = S // H
+g = safe_open(shard, "np")
+F = g.get_tensor("features").astype(np.float32)
+Y = g.get_tensor("labels_per_head")
+off = g.get_tensor("ctx_offsets")
+rec = np.zeros((S, 2))
+peak = np.zeros(S)
+for i in range(len(off) - 1):
+    a, b = off[i], off[i + 1]
+    n = b - a
+    x = F[a:b]
+    f = x / np.sqrt((x.astype(np.float64) ** 2).mean(1) + 1e-6)[:, None].astype(np.float32)
+    if npos:
+        j = np.arange(n)
+        f = np.concatenate([f, (10.0 * j / n)[:, None], np.log1p(j)[:, None]], 1).astype(np.float32)
+    s = (np.maximum(((f - mu) / sd) @ W1.T + b1, 0) @ W2.T + b2).T  # [S][n]
+    y = Y[S * a: S * b].reshape(S, n)
+    for q in range(S):
+        for c, frac in enumerate((0.02, 0.05)):
+            k = max(1, int(np.ceil(frac * n)))
+            rec[q, c] += len(set(np.argsort(-y[q])[:k]) & set(np.argsort(-s[q])[:k])) / k
+        srt = np.sort(y[q])[::-1]
+        peak[q] += srt[: max(1, int(np.ceil(0.01 * n)))].sum() / max(srt.sum(), 1e-9)
+rec /= len(off) - 1
+peak /= len(off) - 1
+print("| layer | recall@2 % (per kv head) | recall@5 % | share of the score in the top 1 % |")
+print("| --- | --- | --- | --- |")
+for l in range(L):
+    r = lambda c: ", ".join(f"{rec[l * H + k, c]:.2f}" for k in range(H))
+    print(f"| {l} | {r(0)} | {r(1)} | " + ", ".join(f"{peak[l * H + k]:.2f}" for k in range(H)) + " |")
+print(f"| mean of the {S} | {rec[:, 0].mean():.2f} | {rec[:, 1].mean():.2f} | {peak.mean():.2f} |")
