@@ -140,47 +140,22 @@ static void s_head_as(const model *m, const bench_sample *smp, const eval_config
     TT_CHECK(eval_runner_new(&er, m, &c) != 0 && er == NULL);
 }
 
-int main(void) {
-    static char out[1 << 16];
-    char tiny[512], data[512]; /* tt_path's buffers rotate: keep our own copies */
-    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
-    tiny_spec sp = tiny_spec_default();
-    sp.n_layer = 3;
-    TT_OK(tiny_model_write(tiny, &sp));
-    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
-    TT_OK(tt_write_file(data, s_dataset, strlen(s_dataset)));
+/* The run every case below reads: the tiny model, its dataset, the
+ * configuration and the rows of its three samples. */
+typedef struct fixture {
+    const model *m;
+    const bench_set *set;
+    const eval_config *cfg;
+    const eval_row *rows;
+    int64_t n, per_sample;
+} fixture;
 
-    model *m = NULL;
-    TT_OK(model_load(&m, tiny));
-    bench_set set = {0};
-    TT_OK(bench_load_jsonl(data, &set));
-    TT_CHECK(set.n == 3);
-    if (!m || set.n != 3) return tt_done("test_eval");
-
-    const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv",
-                         "tova", "pyramidkv", "adakv", "oracle"};
-    int64_t n_pol = 10;
-    double budgets[] = {0.25, 0.5, 1.0};
-    int64_t btok[] = {8};
-    eval_config cfg;
-    eval_config_defaults(&cfg);
-    cfg.policies = pol;
-    cfg.n_policies = n_pol;
-    cfg.budgets = budgets;
-    cfg.n_budgets = 3;
-    cfg.budget_tokens = btok;
-    cfg.n_budget_tokens = 1;
-    cfg.query_aware = true;
-    cfg.max_new = 6;
-    cfg.window = 4;
-    eval_runner *er = NULL;
-    TT_OK(eval_runner_new(&er, m, &cfg));
-    eval_row *rows = NULL;
-    int64_t n = 0, cap = 0;
-    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "jsonl", &set.s[i], &rows, &n, &cap));
-    int64_t per_sample = 2 * (1 + (n_pol - 1) * 4);
-    TT_CHECK(n == 3 * per_sample);
-
+/* Every row's context, kept tokens and measured KV bytes follow its budget. */
+static void s_rows(const fixture *x) {
+    const model *m = x->m;
+    const eval_row *rows = x->rows;
+    int64_t n = x->n;
+    const bench_set set = *x->set;
     chat_template ct = {0};
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
     int64_t per_entry = 2 * m->config.head_dim * 2 + 4; /* f16 keys and values (the default), int32 position */
@@ -217,8 +192,13 @@ int main(void) {
     }
     chat_template_free(&ct);
 
+}
+
+/* Every policy at budget 1.0 (query-aware: the same computation) is full. */
+static void s_full_at_one(const fixture *x) {
+    const eval_row *rows = x->rows;
+    int64_t n = x->n;
     TT_CASE("budget 1.0 is full");
-    /* every policy at budget 1.0 (query-aware: the same computation) is full */
     for (int64_t i = 0; i < n; i++) {
         const eval_row *r = &rows[i];
         if (r->budget != 1.0 || strcmp(r->protocol, "query_aware")) continue;
@@ -232,6 +212,15 @@ int main(void) {
             fprintf(stderr, "  %s %s at 1.0: '%s' vs full '%s'\n", r->sample_id, r->policy, r->answer, f->answer);
     }
 
+}
+
+/* The same sample again, alone and in batches of 7: the same rows. */
+static void s_deterministic(const fixture *x, eval_runner *er) {
+    const model *m = x->m;
+    const bench_set set = *x->set;
+    const eval_config cfg = *x->cfg;
+    const eval_row *rows = x->rows;
+    int64_t per_sample = x->per_sample;
     TT_CASE("deterministic");
     /* the same sample again: the same answers */
     eval_row *again = NULL;
@@ -259,8 +248,13 @@ int main(void) {
     free(again);
     eval_runner_destroy(&eb);
 
+}
+
+/* Truncated: the run used its whole cap (6) with no end of generation or stop. */
+static void s_truncated(const fixture *x) {
+    const eval_row *rows = x->rows;
+    int64_t n = x->n;
     TT_CASE("truncated");
-    /* truncated: the run used its whole cap (6) with no end of generation or stop */
     int64_t n_trunc = 0;
     for (int64_t i = 0; i < n; i++) {
         TT_CHECK(rows[i].truncated == 0 || rows[i].truncated == 1);
@@ -269,11 +263,17 @@ int main(void) {
         n_trunc += rows[i].truncated;
     }
     TT_CHECK(n_trunc > 0); /* the random model rambles up to the cap */
-    free(rows);
 
+}
+
+/* max_new 0: the longest answer's tokens + EVAL_ANSWER_ROOM, per sample; an
+ * explicit cap wins; batched rows are the rows run one by one. */
+static void s_answer_cap(const fixture *x) {
+    const model *m = x->m;
+    const bench_set set = *x->set;
+    const eval_config cfg = *x->cfg;
+    int64_t per_sample = x->per_sample, n_trunc = 0;
     TT_CASE("the answer cap from the task");
-    /* max_new 0: the longest answer's tokens + EVAL_ANSWER_ROOM, per sample;
-     * an explicit cap wins; batched rows are the rows run one by one */
     eval_config cz = cfg;
     cz.max_new = 0;
     int64_t cap_a = 0, cap_c = 0, cap_x = 0, n_mat = 0;
@@ -295,7 +295,6 @@ int main(void) {
     if (ez) TT_OK(eval_run_sample(ez, "jsonl", &set.s[0], &z7, &nz7, &cz7));
     eval_runner_destroy(&ez);
     TT_CHECK(nz1 == per_sample && nz7 == per_sample);
-    n_trunc = 0;
     for (int64_t i = 0; i < nz1 && i < nz7; i++) {
         TT_CHECK(z1[i].n_generated <= cap_a && z1[i].truncated == (z1[i].n_generated == cap_a));
         TT_CHECK(!strcmp(z1[i].answer, z7[i].answer) && z1[i].n_generated == z7[i].n_generated &&
@@ -306,8 +305,12 @@ int main(void) {
     free(z1);
     free(z7);
 
+}
+
+/* Bad configurations are refused with a message. */
+static void s_bad_configs(const model *m, const eval_config *base) {
+    const eval_config cfg = *base;
     TT_CASE("bad configurations");
-    /* bad configurations are refused with a message */
     eval_runner *bad = NULL;
     const char *unk[] = {"nosuch"};
     eval_config c2 = cfg;
@@ -319,11 +322,16 @@ int main(void) {
     c2.budgets = bb;
     c2.n_budgets = 1;
     TT_FAILS(eval_runner_new(&bad, m, &c2), TIS_EINVAL);
-    eval_runner_destroy(&er);
 
+}
+
+/* Learned policies with (random) heads: tis in both protocols, tis_query
+ * only query-aware; the hook with lambda 0 changes nothing; a head for
+ * another model is refused. */
+static void s_learned(const model *m, const bench_set *set_p, const eval_config *base) {
+    const bench_set set = *set_p;
+    const eval_config cfg = *base;
     TT_CASE("learned policies");
-    /* learned policies with (random) heads: tis in both protocols, tis_query
-     * only query-aware; the hook with lambda 0 changes nothing */
     head_config hc = {.kind = HEAD_MLP, .d_model = m->config.d_model, .hidden = 8,
                       .layer = m->config.n_layer};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
@@ -374,12 +382,12 @@ int main(void) {
     cl.policies = lp + 1;
     cl.n_policies = 1;
     TT_FAILS(eval_runner_new(&el, m, &cl), TIS_EINVAL);
-    s_head_as(m, &set.s[0], &cfg);
-    bench_set_free(&set);
-    model_destroy(&m);
+}
 
+/* The CLI: files written; a bad dataset line named; unknown names refused. */
+static void s_cli(const char *tiny, const char *data) {
+    static char out[1 << 16];
     TT_CASE("the CLI");
-    /* the CLI: files written; a bad dataset line named; unknown names refused */
     char args[2048];
     const char *csv = tt_path("res/out.csv");
     snprintf(args, sizeof args,
@@ -424,5 +432,60 @@ int main(void) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
     TT_CHECK(tt_tis("eval --cache_budgets 0 ", out, sizeof out) == 2);
     TT_CHECK(tt_tis("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
+}
+
+int main(void) {
+    char tiny[512], data[512]; /* tt_path's buffers rotate: keep our own copies */
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    TT_OK(tt_write_file(data, s_dataset, strlen(s_dataset)));
+
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    bench_set set = {0};
+    TT_OK(bench_load_jsonl(data, &set));
+    TT_CHECK(set.n == 3);
+    if (!m || set.n != 3) return tt_done("test_eval");
+
+    const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv",
+                         "tova", "pyramidkv", "adakv", "oracle"};
+    int64_t n_pol = 10;
+    double budgets[] = {0.25, 0.5, 1.0};
+    int64_t btok[] = {8};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = n_pol;
+    cfg.budgets = budgets;
+    cfg.n_budgets = 3;
+    cfg.budget_tokens = btok;
+    cfg.n_budget_tokens = 1;
+    cfg.query_aware = true;
+    cfg.max_new = 6;
+    cfg.window = 4;
+    eval_runner *er = NULL;
+    TT_OK(eval_runner_new(&er, m, &cfg));
+    eval_row *rows = NULL;
+    int64_t n = 0, cap = 0;
+    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "jsonl", &set.s[i], &rows, &n, &cap));
+    int64_t per_sample = 2 * (1 + (n_pol - 1) * 4);
+    TT_CHECK(n == 3 * per_sample);
+    fixture x = {m, &set, &cfg, rows, n, per_sample};
+    s_rows(&x);
+    s_full_at_one(&x);
+    if (er) s_deterministic(&x, er);
+    s_truncated(&x);
+    free(rows);
+    s_answer_cap(&x);
+    s_bad_configs(m, &cfg);
+    eval_runner_destroy(&er);
+    s_learned(m, &set, &cfg);
+    s_head_as(m, &set.s[0], &cfg);
+    bench_set_free(&set);
+    model_destroy(&m);
+    s_cli(tiny, data);
     return tt_done("test_eval");
 }
