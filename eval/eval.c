@@ -345,11 +345,11 @@ typedef struct variant {
     bool skipped;         /* oracle without labels: recorded as a miss */
 } variant;
 
-/* Policies whose scores are on one scale in every stream (press_calibrated)
- * also run the thresholds: kvzip, and tis with a per-head head (counted as
- * one here: eval_runner_new refuses a single-score head when thresholds
- * are asked for). Not tis_query: its head is single-score. */
-static bool s_thresholded(const press *pr) { return !pr->query_head && press_calibrated(pr, 2); }
+/* Policies whose scores can be on one scale in every stream
+ * (press_calibratable) also run the thresholds: kvzip, and tis, whose head
+ * eval_runner_new requires to be per-head when thresholds are asked for.
+ * Not tis_query: its head is single-score. */
+static bool s_thresholded(const press *pr) { return !pr->query_head && press_calibratable(pr); }
 
 /* The runs of one sample, in row order: protocol x policy x budget (`full`
  * once per protocol; tis_query only in the query-aware protocol). With

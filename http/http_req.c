@@ -323,7 +323,7 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
     if (press_parse(pol, &pr))
         return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, ...: docs/eval.md)%s", "");
     /* (tis: whether the served head is per-head is the worker's to say) */
-    if (r->kv_threshold > 0 && !press_calibrated(&pr, 2))
+    if (r->kv_threshold > 0 && !press_calibratable(&pr))
         return s_bad(e, "kv_threshold", "'%s' needs a policy whose scores share one scale across heads (kvzip, or "
                      "tis with a per-head head)%s", "");
     if (pr.query_head && !r->query_aware)

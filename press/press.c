@@ -536,8 +536,10 @@ void press_plan_destroy(press_plan **p) {
     *p = NULL;
 }
 
+bool press_calibratable(const press *p) { return p->needs_recon || p->needs_head; }
+
 bool press_calibrated(const press *p, int64_t head_n_out) {
-    return p->needs_recon || (p->needs_head && head_n_out > 1);
+    return press_calibratable(p) && (p->needs_recon || head_n_out > 1);
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }

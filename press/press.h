@@ -135,6 +135,9 @@ void press_plan_destroy(press_plan **p);
  * head_n_out > 1), so that a threshold means the same in every stream and
  * for every input. The one rule: plans and eval's threshold runs ask it. */
 bool press_calibrated(const press *p, int64_t head_n_out);
+/* Whether p's scores can be calibrated at all (kvzip; a learned policy,
+ * given a per-head head): what a caller that does not know the head asks. */
+bool press_calibratable(const press *p);
 /* True when the plan's scores are on one absolute scale (attention
  * probability: kvzip, a per-head head), so that a threshold means the
  * same in every stream and for every input. */
