@@ -451,18 +451,20 @@ static const double s_pool_fracs[4] = {0.01, 0.02, 0.05, 0.10};
 
 /* Validation recall of the pooled top 1 / 2 / 5 / 10 % (over every trained
  * stream's tokens together: what a global selection keeps), with the
- * head's outputs as they are (calibrated false) or calibrated. */
-static int s_pooled_recalls(trainer *t, bool calibrated, double r[4]) {
-    memset(r, 0, 4 * sizeof *r);
+ * head's outputs as they are (raw) and calibrated: one forward per sample. */
+static int s_pooled_recalls(trainer *t, double raw[4], double cal[4]) {
+    memset(raw, 0, 4 * sizeof *raw);
+    memset(cal, 0, 4 * sizeof *cal);
     const int64_t *idx = t->order + t->n_train;
     for (int64_t i = 0; i < t->n_val; i++) {
         const tsample *x = &t->s[idx[i]];
         int rc = head_forward(t->h, x->f, x->n, NULL, t->sc);
         if (rc) return rc;
-        if (calibrated) head_apply_calibration(t->h, t->sc, x->n);
-        for (int k = 0; k < 4; k++) r[k] += head_recall_at(t->sc, x->yh, t->ns * x->n, s_pool_fracs[k]);
+        for (int k = 0; k < 4; k++) raw[k] += head_recall_at(t->sc, x->yh, t->ns * x->n, s_pool_fracs[k]);
+        head_apply_calibration(t->h, t->sc, x->n);
+        for (int k = 0; k < 4; k++) cal[k] += head_recall_at(t->sc, x->yh, t->ns * x->n, s_pool_fracs[k]);
     }
-    for (int k = 0; k < 4 && t->n_val > 0; k++) r[k] /= (double)t->n_val;
+    for (int k = 0; k < 4 && t->n_val > 0; k++) raw[k] /= (double)t->n_val, cal[k] /= (double)t->n_val;
     return 0;
 }
 
@@ -491,9 +493,8 @@ static int s_calibrate(trainer *t) {
         at += x->n;
     }
     double before[4], after[4];
-    if (!rc) rc = s_pooled_recalls(t, false, before);
     if (!rc) rc = head_calibrate(t->h, pred, tgt, N);
-    if (!rc) rc = s_pooled_recalls(t, true, after);
+    if (!rc) rc = s_pooled_recalls(t, before, after);
     free(pred);
     free(tgt);
     if (rc) return s_fail("calibrating the head");
