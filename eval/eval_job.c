@@ -1,10 +1,14 @@
 /* eval_job: benchmarks x policies x budgets over a sample set (tis eval). */
+#define _GNU_SOURCE /* asprintf */
 #include "eval_job.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -26,6 +30,25 @@ char *eval_job_csv_sibling(const char *path, const char *ext) {
     memcpy(s, path, n);
     strcpy(s + n, ext);
     return s;
+}
+
+char *eval_job_slurp(const char *path, size_t max) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    bool big = buf && n == max && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf || big) {
+        free(buf);
+        tis_error(big ? TIS_EFORMAT : TIS_ENOMEM, "%s: %s", path, big ? "too large" : "out of memory");
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
 }
 
 int eval_job_mkdirs(const char *dir) {
@@ -286,6 +309,8 @@ typedef struct evaluator {
     int64_t n_rows, cap_rows;
     done_ids done;         /* --resume: samples whose rows are kept (ids point into rows) */
     eval_runner *er;       /* the in-process runner, when no other is given */
+    char **changes;        /* --resume: the report's history (report_meta.changes) */
+    int64_t n_changes;
 } evaluator;
 
 /* The in-process runner: every sample through eval_run_sample. */
@@ -318,6 +343,45 @@ static int s_local_run(void *ctx, const eval_job_batch *b, eval_row **rows, int6
     return 0;
 }
 
+/* --resume: the history the summary keeps (report_meta.changes): the
+ * changes the old summary (PATH.json) listed, then this resumption, which
+ * names the command that made the kept rows when it was another one. */
+static int s_history(evaluator *E, int64_t kept) {
+    char *path = eval_job_csv_sibling(E->c->output, ".json");
+    char *txt = path && access(path, R_OK) == 0 ? eval_job_slurp(path, (size_t)1 << 26) : NULL;
+    cJSON *root = txt ? cJSON_Parse(txt) : NULL, *meta = cJSON_GetObjectItemCaseSensitive(root, "meta");
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(meta, "changes"), *it;
+    const char *old = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "command"));
+    const cJSON *wall = cJSON_GetObjectItemCaseSensitive(meta, "wall_s");
+    free(txt);
+    if (path && access(path, R_OK) == 0 && !meta)
+        fprintf(stderr, "[eval] --resume: %s is not a tis eval summary; its history is not carried\n", path);
+    int64_t n = cJSON_IsArray(ch) ? cJSON_GetArraySize(ch) : 0;
+    int rc = (E->changes = calloc((size_t)n + 1, sizeof *E->changes)) ? 0 : tis_error(TIS_ENOMEM, "out of memory");
+    const cJSON *arr = cJSON_IsArray(ch) ? ch : NULL;
+    cJSON_ArrayForEach(it, arr) {
+        const char *v = cJSON_GetStringValue(it);
+        if (!rc && v && !(E->changes[E->n_changes++] = strdup(v))) rc = tis_error(TIS_ENOMEM, "out of memory");
+    }
+    char day[16] = "";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm)) strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    char *note = NULL, took[48] = "";
+    if (cJSON_IsNumber(wall)) snprintf(took, sizeof took, ", in %.0f s", wall->valuedouble);
+    int w = rc ? -1
+            : old && strcmp(old, E->c->command)
+                ? asprintf(&note, "%s: resumed (--resume): the rows of %lld samples kept, made by `%s`%s", day,
+                           (long long)kept, old, took)
+                : asprintf(&note, "%s: resumed (--resume): the rows of %lld samples kept, from an earlier run%s%s",
+                           day, (long long)kept, old ? " of the same command" : " (no summary of it)", took);
+    if (!rc && w < 0) rc = tis_error(TIS_ENOMEM, "out of memory");
+    if (!rc) E->changes[E->n_changes++] = note;
+    cJSON_Delete(root);
+    free(path);
+    return rc;
+}
+
 /* --resume: the complete samples already in the CSV are kept and dropped
  * from the sets. */
 static int s_resume(evaluator *E) {
@@ -348,7 +412,7 @@ static int s_resume(evaluator *E) {
             (long long)gone, output);
     if (partial) fprintf(stderr, "; the last sample, cut short, runs again");
     fprintf(stderr, "\n");
-    return 0;
+    return gone > 0 && s_history(E, gone) ? s_fail("--resume") : 0;
 }
 
 /* --export: the samples as a dataset. */
@@ -386,7 +450,8 @@ static int s_run(evaluator *E, const eval_job_runner *r) {
     /* rows were appended as they finished: once more, in sample order */
     if (r->appends_unordered && report_write_csv(c->output, E->rows, E->n_rows)) return s_fail("writing the CSV");
     if (tty) fprintf(stderr, "\n");
-    report_meta meta = {.command = c->command, .model = c->model_path, .seed = E->cfg.seed, .threads = c->threads};
+    report_meta meta = {.command = c->command, .model = c->model_path, .seed = E->cfg.seed, .threads = c->threads,
+                        .changes = (const char *const *)E->changes, .n_changes = E->n_changes};
     return eval_job_report("eval", c->output, E->rows, E->n_rows, &meta, c->plots, t0);
 }
 
@@ -426,6 +491,8 @@ int eval_job_run(const eval_job_config *c) {
     eval_job_samples_free(&E.sets, E.n_sets);
     free(E.rows);
     free(E.done.id);
+    for (int64_t i = 0; i < E.n_changes; i++) free(E.changes[i]);
+    free(E.changes);
     model_destroy(&m);
     return rc;
 }

@@ -17,6 +17,7 @@
 #define TIS_EVAL_JOB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bench.h"
@@ -109,5 +110,8 @@ char *eval_job_csv_sibling(const char *path, const char *ext);
  * is there after. */
 int eval_job_mkdirs(const char *dir);
 int eval_job_mkdirs_for(const char *file);
+/* A whole file of at most max bytes into a NUL-terminated malloc'd buffer;
+ * NULL with the error set when it cannot be read or is larger. */
+char *eval_job_slurp(const char *path, size_t max);
 
 #endif

@@ -20,26 +20,6 @@ static int s_fail(const char *what) {
 
 /* ---- the output directory ----------------------------------------------- */
 
-/* A whole file into a NUL-terminated buffer (NULL + error set on failure). */
-static char *s_slurp(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tis_error(TIS_EIO, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    bool big = buf && n == max && fgetc(f) != EOF;
-    fclose(f);
-    if (!buf || big) {
-        free(buf);
-        tis_error(big ? TIS_EFORMAT : TIS_ENOMEM, "%s: %s", path, big ? "too large" : "out of memory");
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* DIR/label_config.json pins the settings (want, which this frees): written
  * when absent, else it must hold the same (a resumed run). */
 static int s_pin_config(const char *dir, cJSON *want) {
@@ -47,7 +27,7 @@ static int s_pin_config(const char *dir, cJSON *want) {
     snprintf(path, sizeof path, "%s/label_config.json", dir);
     int rc = 0;
     if (access(path, F_OK) == 0) {
-        char *txt = s_slurp(path, 1 << 16);
+        char *txt = eval_job_slurp(path, 1 << 16);
         cJSON *have = txt ? cJSON_Parse(txt) : NULL;
         free(txt);
         if (!have || !cJSON_Compare(have, want, true))
@@ -396,7 +376,7 @@ int label_job_run(const label_job_config *c) {
 static int s_refeature_config(const char *src_dir, const char *dst_dir, int64_t layer) {
     char sp[1100];
     snprintf(sp, sizeof sp, "%s/label_config.json", src_dir);
-    char *txt = s_slurp(sp, 1 << 16);
+    char *txt = eval_job_slurp(sp, 1 << 16);
     if (!txt) return TIS_EIO;
     cJSON *want = cJSON_Parse(txt);
     free(txt);

@@ -227,6 +227,12 @@ static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_
     cJSON_AddNumberToObject(m, "threads", meta->threads);
     s_jnum(m, "wall_s", meta->wall_s);
     cJSON_AddNumberToObject(m, "n_rows", (double)n_rows);
+    if (meta->n_changes > 0) { /* last in meta: scripts/add_policy.py rewrites it there */
+        cJSON *ch = cJSON_AddArrayToObject(m, "changes");
+        for (int64_t i = 0; ch && i < meta->n_changes; i++)
+            if (!cJSON_AddItemToArray(ch, cJSON_CreateString(meta->changes[i]))) goto fail;
+        if (!ch) goto fail;
+    }
     for (int64_t i = 0; i < ng; i++) {
         const s_group *x = &g[i];
         s_stats s = s_group_stats(x);
@@ -329,6 +335,11 @@ static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const re
     fprintf(f, "\n%s\n", cmd);
     for (int i = 0; i < fence; i++) fputc('`', f);
     fputs("\n\n", f);
+    if (meta->n_changes > 0) { /* as scripts/add_policy.py writes it */
+        fputs("Changed since:\n\n", f);
+        for (int64_t i = 0; i < meta->n_changes; i++) fprintf(f, "- %s\n", meta->changes[i]);
+        fputs("\n", f);
+    }
     fprintf(f, "- model: `%s`\n", meta->model ? meta->model : "");
     fprintf(f, "- seed: %llu, threads: %d\n", (unsigned long long)meta->seed, meta->threads);
     fprintf(f, "- wall time: %.1f s, %lld rows\n\n", meta->wall_s, (long long)n_rows);

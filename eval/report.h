@@ -48,7 +48,11 @@ typedef struct report_meta {
     const char *title;       /* e.g. the output name */
     uint64_t seed;
     int threads;
-    double wall_s;
+    double wall_s;              /* this run's; a resumed run's kept rows took more */
+    const char *const *changes; /* [n_changes] how the rows came to be since the command
+                                   (resumed runs, rows added or renamed), oldest first: a
+                                   "changes" array in the JSON, "Changed since:" in the Markdown */
+    int64_t n_changes;
 } report_meta;
 
 /* Per-sample CSV with a header row (strings quoted as RFC 4180). */

@@ -142,6 +142,17 @@ int main(void) {
             if (pass == 2) TT_CHECK(strstr(out, "the last sample, cut short, runs again") && strstr(out, "unfinished last line"));
             if (rc) fprintf(stderr, "%s\n", out);
             TT_CHECK(s_same_rows(a_csv, r_csv) == 0);
+            /* the summary's history: one resumption more each pass, the
+             * earlier ones carried (the first had no summary before it) */
+            char *js = tt_read_file(tt_path("r.json"), NULL), *md = tt_read_file(tt_path("r.md"), NULL);
+            int n_res = 0;
+            for (const char *p = js; p && (p = strstr(p, "resumed (--resume): the rows of 3 samples kept")); p++) n_res++;
+            TT_CHECK(n_res == pass + 1);
+            TT_CHECK(js && strstr(js, "\"changes\":") && strstr(js, "kept, from an earlier run (no summary of it)"));
+            TT_CHECK(js && (pass == 0) == !strstr(js, "kept, made by `"));
+            TT_CHECK(md && strstr(md, "Changed since:\n\n- ") && strstr(md, "(no summary of it)"));
+            free(js);
+            free(md);
         }
         TT_CHECK(per > 1);
         /* resumed with other options (a budget more): an error, the rows stay */
