@@ -15,6 +15,7 @@
 
 #include "bench.h"
 #include "eval.h"
+#include "eval_rows.h"
 #include "head.h"
 #include "tis_client.h"
 #include "tiny_model.h"
@@ -132,21 +133,9 @@ int main(void) {
     if (hh) TT_OK(head_save(hh, hp));
     head_destroy(&hh);
     const char *pol[] = {"snapkv", "tis"};
-    double bud[] = {0.5};
-    eval_config cfg;
-    eval_config_defaults(&cfg);
-    cfg.policies = pol;
-    cfg.n_policies = 2;
-    cfg.head_path = hp;
-    cfg.budgets = bud;
-    cfg.n_budgets = 1;
-    cfg.max_new = 8;
-    eval_runner *er = NULL;
     eval_row *rows = NULL;
-    int64_t n_rows = 0, cap = 0;
-    TT_OK(eval_runner_new(&er, m, &cfg));
-    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "x", &set.s[i], &rows, &n_rows, &cap));
-    eval_runner_destroy(&er);
+    int64_t n_rows = 0;
+    TT_OK(tt_eval_reference(m, pol, 2, 0.5, hp, set.s, set.n, &rows, &n_rows));
     TT_CHECK(n_rows == 2 * N_REQ);
 
     TT_CASE("runs with faults");

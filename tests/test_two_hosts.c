@@ -20,6 +20,7 @@
 
 #include "bench.h"
 #include "eval.h"
+#include "eval_rows.h"
 #include "model.h"
 #include "secure.h"
 #include "tiny_model.h"
@@ -158,20 +159,9 @@ int main(void) {
     model *m = NULL;
     TT_OK(model_load(&m, tiny));
     const char *pol[] = {"snapkv"};
-    double bud[] = {0.5};
-    eval_config cfg;
-    eval_config_defaults(&cfg);
-    cfg.policies = pol;
-    cfg.n_policies = 1;
-    cfg.budgets = bud;
-    cfg.n_budgets = 1;
-    cfg.max_new = 8;
-    eval_runner *er = NULL;
     eval_row *rows = NULL;
-    int64_t n_rows = 0, cap = 0;
-    TT_OK(eval_runner_new(&er, m, &cfg));
-    for (int64_t i = 0; er && i < set.n; i++) TT_OK(eval_run_sample(er, "x", &set.s[i], &rows, &n_rows, &cap));
-    eval_runner_destroy(&er);
+    int64_t n_rows = 0;
+    TT_OK(tt_eval_reference(m, pol, 1, 0.5, NULL, set.s, set.n, &rows, &n_rows));
     TT_CHECK(n_rows == N_REQ && set.n == N_REQ);
 
     TT_CASE("two hosts, CURVE, blocks over the network");

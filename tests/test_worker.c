@@ -16,6 +16,7 @@
 #include "arena.h"
 #include "bench.h"
 #include "eval.h"
+#include "eval_rows.h"
 #include "head.h"
 #include "tiny_model.h"
 #include "tt.h"
@@ -270,20 +271,9 @@ int main(void) {
     smp.answers = answers;
     smp.n_answers = 1;
     const char *pol[] = {"snapkv"};
-    double bud[] = {0.5};
-    eval_config cfg;
-    eval_config_defaults(&cfg);
-    cfg.policies = pol;
-    cfg.n_policies = 1;
-    cfg.budgets = bud;
-    cfg.n_budgets = 1;
-    cfg.max_new = 8;
-    eval_runner *er = NULL;
     eval_row *rows = NULL;
-    int64_t n_rows = 0, cap = 0;
-    TT_OK(eval_runner_new(&er, m, &cfg));
-    if (er) TT_OK(eval_run_sample(er, "x", &smp, &rows, &n_rows, &cap));
-    eval_runner_destroy(&er);
+    int64_t n_rows = 0;
+    TT_OK(tt_eval_reference(m, pol, 1, 0.5, NULL, &smp, 1, &rows, &n_rows));
     const eval_row *want = n_rows == 1 ? &rows[0] : NULL; /* snapkv at 0.5, agnostic */
     if (!want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
     TT_CHECK(want && !strcmp(want->policy, "snapkv"));

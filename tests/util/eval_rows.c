@@ -2,7 +2,10 @@
 #include "eval_rows.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "eval.h"
 
 eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, double budget,
                       int64_t budget_tokens, bool correct, int64_t kv, int64_t full_kv,
@@ -34,4 +37,25 @@ eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, d
     r.peak_rss_bytes = 1 << 20;
     r.threshold = -1;
     return r;
+}
+
+int tt_eval_reference(const model *m, const char *const *policies, int64_t n_policies, double budget,
+                      const char *head_path, const bench_sample *s, int64_t n, eval_row **rows, int64_t *n_rows) {
+    double bud[] = {budget};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = policies;
+    cfg.n_policies = n_policies;
+    cfg.budgets = bud;
+    cfg.n_budgets = 1;
+    cfg.max_new = 8;
+    cfg.head_path = head_path;
+    eval_runner *er = NULL;
+    int64_t cap = 0;
+    *rows = NULL;
+    *n_rows = 0;
+    int rc = eval_runner_new(&er, m, &cfg);
+    for (int64_t i = 0; !rc && i < n; i++) rc = eval_run_sample(er, "x", &s[i], rows, n_rows, &cap);
+    eval_runner_destroy(&er);
+    return rc;
 }
