@@ -202,12 +202,13 @@ static bool s_is_added(const tokenizer *t, int32_t id) {
            s_piece_len(t, id) > 0;
 }
 
-static int s_build_specials(tokenizer *t) {
+static int s_build_specials(tokenizer *t, const tok_spec *s) {
     int64_t n = 0;
     for (int32_t id = 0; id < (int32_t)t->n_vocab; id++) n += s_is_added(t, id);
     special_key *keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
     t->specials = malloc((size_t)(n ? n : 1) * sizeof *t->specials);
-    if (!keys || !t->specials) {
+    t->special_late = calloc((size_t)(n ? n : 1), 1);
+    if (!keys || !t->specials || !t->special_late) {
         free(keys);
         return tis_error(TIS_ENOMEM, "tokenizer: out of memory");
     }
@@ -215,11 +216,16 @@ static int s_build_specials(tokenizer *t) {
     for (int32_t id = 0; id < (int32_t)t->n_vocab; id++)
         if (s_is_added(t, id)) {
             keys[k++] = (special_key){.len = s_piece_len(t, id), .id = id};
-            t->special_first[(uint8_t)t->pieces[t->piece_off[id]]] = 1;
+            bool late = s->normalized && s->normalized[id];
+            t->special_first[(uint8_t)t->pieces[t->piece_off[id]]] |= late ? 2 : 1;
         }
     /* Longest first, so the first match at a position is the longest. */
     qsort(keys, (size_t)n, sizeof *keys, s_cmp_special);
-    for (int64_t i = 0; i < n; i++) t->specials[i] = keys[i].id;
+    for (int64_t i = 0; i < n; i++) {
+        t->specials[i] = keys[i].id;
+        t->special_late[i] = s->normalized && s->normalized[keys[i].id];
+        t->n_late += t->special_late[i];
+    }
     t->n_specials = n;
     free(keys);
     return 0;
@@ -258,10 +264,11 @@ int tok_build(tokenizer **out, const tok_spec *s) {
     t->pre = s->pre;
     t->ignore_merges = s->ignore_merges;
     t->add_bos = s->add_bos;
+    t->nfc = s->nfc;
     t->bos = s->bos, t->eos = s->eos, t->unk = s->unk, t->pad = s->pad;
     t->byte_unk = s->byte_unk;
     if ((rc = s_build_pieces(t, s)) || (rc = s_build_types(t, s)) ||
-        (rc = s_build_merges(t, s)) || (rc = s_build_bytes(t)) || (rc = s_build_specials(t)))
+        (rc = s_build_merges(t, s)) || (rc = s_build_bytes(t)) || (rc = s_build_specials(t, s)))
         goto fail;
     for (int b = 0; b < 256; b++) {
         char u[4];
@@ -305,6 +312,7 @@ void tokenizer_destroy(tokenizer **p) {
     free(t->piece_map);
     free(t->merges);
     free(t->specials);
+    free(t->special_late);
     free(t->chat_template);
     free(t);
     *p = NULL;

@@ -1,6 +1,7 @@
 /* tokenizer_encode: text -> ids. Special tokens are cut out first (longest
- * match), each remaining segment is pre-tokenised (pretok.c), and each
- * piece is merged by byte-level BPE.
+ * match), each remaining segment is normalised when the tokenizer asks for
+ * NFC (s_gap_normalise says how this meets the added tokens), then
+ * pre-tokenised (pretok.c), and each piece is merged by byte-level BPE.
  *
  * BPE on one piece of n bytes: the symbols start as the n byte tokens in a
  * doubly linked list; a min-heap holds every adjacent pair that has a merge
@@ -167,18 +168,80 @@ static int s_encode_segment(encoder *e, const char *s, size_t n) {
     return pretok_split(e->t->pre, s, n, s_on_piece, e);
 }
 
-/* Longest special token at text[0..n), or -1 (sets *len). */
-static int32_t s_match_special(const tokenizer *t, const char *text, size_t n, size_t *len) {
-    if (!t->special_first[(uint8_t)text[0]]) return -1;
+/* Longest special token of the given kind (late: HF normalized=true) at
+ * text[0..n), or -1 (sets *len). */
+static int32_t s_match_special(const tokenizer *t, const char *text, size_t n, bool late,
+                               size_t *len) {
+    if (!(t->special_first[(uint8_t)text[0]] & (late ? 2 : 1))) return -1;
     for (int64_t k = 0; k < t->n_specials; k++) {
         int32_t id = t->specials[k];
         size_t l = t->piece_off[id + 1] - t->piece_off[id] - 1;
-        if (l <= n && memcmp(text, t->pieces + t->piece_off[id], l) == 0) {
+        if (t->special_late[k] == late && l <= n &&
+            memcmp(text, t->pieces + t->piece_off[id], l) == 0) {
             *len = l;
             return id;
         }
     }
     return -1;
+}
+
+typedef int (*gap_fn)(encoder *e, const char *s, size_t n, bool parse_special);
+
+/* Cuts the specials of one kind out of text[0..len): each gap between
+ * them goes to gap(), each special is emitted. */
+static int s_split_specials(encoder *e, const char *text, size_t len, bool late, gap_fn gap,
+                            bool parse_special) {
+    int rc = 0;
+    size_t seg = 0;
+    for (size_t i = 0; i < len && !rc;) {
+        size_t l = 0;
+        int32_t id = s_match_special(e->t, text + i, len - i, late, &l);
+        if (id < 0) {
+            i++;
+            continue;
+        }
+        if (!(rc = gap(e, text + seg, i - seg, parse_special))) rc = s_push_id(e, id);
+        i += l;
+        seg = i;
+    }
+    return rc ? rc : gap(e, text + seg, len - seg, parse_special);
+}
+
+static int s_gap_plain(encoder *e, const char *s, size_t n, bool parse_special) {
+    (void)parse_special;
+    return s_encode_segment(e, s, n);
+}
+
+/* A stretch of raw text between raw-matched specials: normalised (NFC when
+ * the tokenizer asks for it), then cut at the late specials. This is how
+ * HF tokenizers' AddedVocabulary does it: added tokens with
+ * normalized=false (every special token of Qwen2, Llama-3, SmolLM2) are
+ * found in the raw text, the text between them is normalised piece by
+ * piece (so nothing composes across such a token), and tokens with
+ * normalized=true are then found in the normalised pieces. (HF also
+ * normalises those tokens' own contents; tis matches them as written,
+ * which differs only for a normalized=true token that is not itself NFC.)
+ * Without parse_special nothing is cut: the whole text is normalised and
+ * encoded as plain text. GGUF tokenizers have no late specials and no
+ * normaliser. */
+static int s_gap_normalise(encoder *e, const char *s, size_t n, bool parse_special) {
+    char *norm = NULL;
+    size_t nn = 0;
+    if (e->t->nfc && n) {
+        int rc = unicode_nfc(s, n, &norm, &nn);
+        if (rc) return rc;
+        if (norm) s = norm, n = nn; /* NULL: already NFC, s as it is */
+        if (n >= INT32_MAX) { /* NFC can triple a text (U+0390: 2 bytes -> 6) */
+            free(norm);
+            return tis_error(TIS_ERANGE, "tokenizer_encode: %zu bytes of normalised text "
+                             "is too long", n);
+        }
+    }
+    int rc = parse_special && e->t->n_late
+                 ? s_split_specials(e, s, n, true, s_gap_plain, false)
+                 : s_encode_segment(e, s, n);
+    free(norm);
+    return rc;
 }
 
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool parse_special,
@@ -190,22 +253,9 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool pars
     if (len >= INT32_MAX)
         return tis_error(TIS_ERANGE, "tokenizer_encode: %zu bytes of text is too long", len);
     encoder e = {.t = t};
-    int rc = 0;
-    size_t seg = 0;
-    if (parse_special && t->n_specials) {
-        for (size_t i = 0; i < len && !rc;) {
-            size_t l = 0;
-            int32_t id = s_match_special(t, text + i, len - i, &l);
-            if (id < 0) {
-                i++;
-                continue;
-            }
-            if (!(rc = s_encode_segment(&e, text + seg, i - seg))) rc = s_push_id(&e, id);
-            i += l;
-            seg = i;
-        }
-    }
-    if (!rc) rc = s_encode_segment(&e, text + seg, len - seg);
+    int rc = parse_special && t->n_specials > t->n_late
+                 ? s_split_specials(&e, text, len, false, s_gap_normalise, true)
+                 : s_gap_normalise(&e, text, len, parse_special);
     free(e.sym), free(e.prev), free(e.next), free(e.heap), free(e.mapped);
     if (rc) {
         free(e.ids);

@@ -21,6 +21,7 @@ struct tokenizer {
     tok_pre pre;
     bool ignore_merges;   /* Llama-3: a word that is a token is not merged */
     bool add_bos;
+    bool nfc;             /* normalise text to NFC first (HF normalizer "NFC") */
     int64_t n_vocab;
     char *pieces;         /* vocabulary strings, each NUL-terminated, packed */
     size_t *piece_off;    /* [n_vocab + 1] offsets into pieces */
@@ -34,7 +35,11 @@ struct tokenizer {
     int32_t byte_id[256]; /* token of each raw byte, -1 if absent */
     int32_t *specials;    /* [n_specials] CONTROL/USER_DEFINED ids, longest first */
     int64_t n_specials;
-    uint8_t special_first[256]; /* 1 when some special piece starts with it */
+    uint8_t *special_late; /* [n_specials] 1: matched in the normalised text (HF
+                            * added token with normalized=true), 0: in the raw text */
+    int64_t n_late;       /* how many specials are late */
+    uint8_t special_first[256]; /* bit 0 (raw) / bit 1 (late) when some special
+                                 * piece of that kind starts with this byte */
     int32_t bos, eos, unk, pad; /* -1 when none */
     int32_t byte_unk;     /* emitted for a byte without a token; -1: dropped */
     int32_t eog[TOK_MAX_EOG];
@@ -48,9 +53,12 @@ typedef struct tok_spec {
     tok_pre pre;
     bool ignore_merges;
     bool add_bos;
+    bool nfc;                     /* HF normalizer {"type": "NFC"} */
     int64_t n_vocab;
     const gguf_str *pieces;       /* [n_vocab] */
     const int32_t *types;         /* [n_vocab], or NULL for all NORMAL */
+    const uint8_t *normalized;    /* [n_vocab], or NULL for all 0: HF added_tokens'
+                                   * "normalized" (1: matched after normalisation) */
     int64_t n_merges;
     const gguf_str *merge_left;   /* [n_merges] */
     const gguf_str *merge_right;  /* [n_merges] */

@@ -7,7 +7,9 @@
  * tokenizer.chat_template.
  * tokenizer.json: model {type "BPE", vocab {piece: id}, merges ["a b"] or
  * [["a","b"]], unk_token, ignore_merges, byte_fallback}, added_tokens
- * [{id, content, special}], pre_tokenizer, post_processor. */
+ * [{id, content, special, normalized}], normalizer (null or NFC),
+ * pre_tokenizer, post_processor. GGUF files carry no normalizer: text is
+ * encoded as given (as llama.cpp does). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -266,6 +268,7 @@ typedef struct json_vocab {
     int64_t n;
     gguf_str *pieces; /* [n] views into the cJSON tree; .ptr NULL = unassigned */
     int32_t *types;   /* [n] */
+    uint8_t *normalized; /* [n] added tokens' "normalized" flag (0 for the rest) */
 } json_vocab;
 
 static int s_vocab_put(json_vocab *v, const cJSON *idv, const char *piece, int32_t type) {
@@ -299,7 +302,8 @@ static int s_json_vocab(const cJSON *vocab, const cJSON *added, json_vocab *v) {
     v->n = (int64_t)max_id + 1;
     v->pieces = calloc((size_t)v->n, sizeof *v->pieces);
     v->types = malloc((size_t)v->n * sizeof *v->types);
-    if (!v->pieces || !v->types) return tis_error(TIS_ENOMEM, "tokenizer: out of memory");
+    v->normalized = calloc((size_t)v->n, 1);
+    if (!v->pieces || !v->types || !v->normalized) return tis_error(TIS_ENOMEM, "tokenizer: out of memory");
     for (int64_t i = 0; i < v->n; i++) v->types[i] = TOK_TYPE_NORMAL;
     int rc = 0;
     cJSON_ArrayForEach(it, vocab) {
@@ -310,9 +314,13 @@ static int s_json_vocab(const cJSON *vocab, const cJSON *added, json_vocab *v) {
         if (rc) return rc;
         if (!cJSON_IsString(c))
             return tis_error(TIS_EFORMAT, "tokenizer: an added_tokens entry has no content");
-        rc = s_vocab_put(v, cJSON_GetObjectItemCaseSensitive(it, "id"), c->valuestring,
-                         s_json_flag(it, "special", false) ? TOK_TYPE_CONTROL
-                                                           : TOK_TYPE_USER_DEFINED);
+        bool special = s_json_flag(it, "special", false);
+        const cJSON *idv = cJSON_GetObjectItemCaseSensitive(it, "id");
+        rc = s_vocab_put(v, idv, c->valuestring,
+                         special ? TOK_TYPE_CONTROL : TOK_TYPE_USER_DEFINED);
+        /* HF requires the field; when it is missing, AddedToken's own
+         * default (normalized = !special) */
+        if (!rc) v->normalized[(int64_t)idv->valuedouble] = s_json_flag(it, "normalized", !special);
     }
     for (int64_t i = 0; i < v->n && !rc; i++)
         if (!v->pieces[i].ptr)
@@ -435,9 +443,10 @@ int tokenizer_from_json(tokenizer **out, const char *path) {
                        "style) is not supported yet");
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    /* NFC (Qwen2) is accepted without being applied: text already in NFC,
-     * as nearly all text is, tokenizes identically. */
-    if (!rc && norm && !cJSON_IsNull(norm) && strcmp(s_json_type(norm), "NFC") != 0)
+    /* NFC (Qwen2) is applied by tokenizer_encode (tokenizer_encode.c says
+     * how it meets the added tokens); other normalizers are refused. */
+    s.nfc = norm && strcmp(s_json_type(norm), "NFC") == 0;
+    if (!rc && norm && !cJSON_IsNull(norm) && !s.nfc)
         rc = tis_error(TIS_EUNSUPPORTED, "tokenizer: normalizer '%.32s' is not supported",
                        s_json_type(norm));
     if (!rc) rc = s_json_pre(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &s);
@@ -451,6 +460,7 @@ int tokenizer_from_json(tokenizer **out, const char *path) {
     s.n_vocab = v.n;
     s.pieces = v.pieces;
     s.types = v.types;
+    s.normalized = v.normalized;
     /* Build once without the ids to resolve pieces, then with them. */
     tok_spec plain = s;
     plain.n_merges = 0;
@@ -481,6 +491,7 @@ done:
     free(merge_store);
     free(v.pieces);
     free(v.types);
+    free(v.normalized);
     cJSON_Delete(cfg);
     cJSON_Delete(root);
     return rc;

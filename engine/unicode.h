@@ -1,5 +1,7 @@
 /* unicode: UTF-8 decoding, the character classes the pre-tokenisers need
- * (\p{L}, \p{N}, White_Space) and GPT-2's byte <-> code point mapping. */
+ * (\p{L}, \p{N}, White_Space), GPT-2's byte <-> code point mapping, and
+ * Unicode normalisation form C (NFC, UAX #15) for tokenizers that ask
+ * for it (Qwen2's tokenizer.json). */
 #ifndef TIS_UNICODE_H
 #define TIS_UNICODE_H
 
@@ -39,5 +41,53 @@ uint32_t unicode_cpt_flags(uint32_t cp);
 uint32_t unicode_byte_to_cpt(uint8_t b);
 /* The inverse; -1 for code points outside the mapping. */
 int unicode_cpt_to_byte(uint32_t cp);
+
+/* ---- NFC ---------------------------------------------------------------
+ * Tables generated into unicode_nfc_tables.c by
+ * scripts/gen_unicode_tables.py --nfc (Unicode version: unorm_unicode_version). */
+enum { UNORM_QC_YES = 0, UNORM_QC_MAYBE = 1, UNORM_QC_NO = 2 }; /* NFC_QC */
+#define UNORM_DECOMP_MAX 4 /* longest full canonical decomposition */
+
+typedef struct unorm_prop {
+    uint32_t lo, hi;     /* inclusive code point range */
+    uint8_t ccc;         /* canonical combining class */
+    uint8_t qc;          /* UNORM_QC_* */
+} unorm_prop;
+typedef struct unorm_decomp {
+    uint32_t cp;
+    uint16_t off;        /* into unorm_decomp_pool */
+    uint8_t len;         /* 1..UNORM_DECOMP_MAX */
+} unorm_decomp;
+typedef struct unorm_comp {
+    uint32_t first, second, composite;
+} unorm_comp;
+
+extern const char unorm_unicode_version[];
+extern const unorm_prop unorm_props[];  /* sorted, disjoint */
+extern const size_t unorm_n_props;
+extern const unorm_decomp unorm_decomps[]; /* sorted by cp */
+extern const size_t unorm_n_decomps;
+extern const uint32_t unorm_decomp_pool[];
+extern const unorm_comp unorm_comps[];  /* sorted by (first, second) */
+extern const size_t unorm_n_comps;
+
+/* Canonical combining class of cp (0 for UNICODE_INVALID). */
+int unicode_ccc(uint32_t cp);
+/* Primary composite of (a, b), Hangul included, or UNICODE_INVALID. */
+uint32_t unicode_compose(uint32_t a, uint32_t b);
+/* Full canonical decomposition of cp into out (Hangul included); returns
+ * its length, 1 (out[0] = cp) when it has none. */
+size_t unicode_decompose(uint32_t cp, uint32_t out[UNORM_DECOMP_MAX]);
+
+/* NFC of the UTF-8 text s[0..n): canonical decomposition, canonical
+ * ordering, canonical composition. When s is already NFC as far as the
+ * quick check can tell (every character NFC_QC=Yes, combining classes in
+ * order: all ASCII text, nearly all text) returns 0 with *out = NULL and
+ * allocates nothing: use s as it is. Otherwise *out is a malloc'd copy
+ * (caller frees; not NUL-terminated) of *out_n bytes. Bytes that are not
+ * valid UTF-8 pass through unchanged and block reordering and composition
+ * across them, like a starter that composes with nothing. Returns
+ * TIS_ENOMEM (with a message) when memory runs out. */
+int unicode_nfc(const char *s, size_t n, char **out, size_t *out_n);
 
 #endif

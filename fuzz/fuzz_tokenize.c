@@ -3,7 +3,10 @@
  * check that plain text comes back byte for byte (byte-level BPE is
  * lossless), less the bytes the vocabulary has no token for: SmolLM2 has
  * none for 21 of the 256 (0x04 0x06 0x13 0x14 0x16 0x1D 0xC0 0xC1 0xF1 0xF2
- * 0xF5..0xFF), and the encoder leaves them out (a byte_unk aside). */
+ * 0xF5..0xFF), and the encoder leaves them out (a byte_unk aside).
+ * The same bytes go through unicode_nfc (what tokenizer.json files with the
+ * NFC normalizer use; GGUF tokenizers do not normalise): NFC must be
+ * idempotent, and the quick check's "unchanged" must hold. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "fuzz_util.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 static tokenizer *s_tok;
 static bool s_no_token[256]; /* bytes that encode to nothing */
@@ -34,7 +38,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+static void s_check_nfc(const char *s, size_t n) {
+    char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (unicode_nfc(s, n, &a, &na)) return; /* out of memory only */
+    if (a && !unicode_nfc(a, na, &b, &nb) && b && (nb != na || memcmp(a, b, na)))
+        __builtin_trap(); /* NFC(NFC(x)) == NFC(x) */
+    free(a);
+    free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    s_check_nfc((const char *)data, size);
     char *want = malloc(size ? size : 1);
     size_t nw = 0;
     for (size_t i = 0; want && i < size; i++)

@@ -5,14 +5,15 @@
                   their first entries (a valid small GGUF), and the file's
                   first 4 KiB as they are
   tokenizer_json  an HF tokenizer.json built from that GGUF's vocabulary,
-                  merges, special tokens and SmolLM2's pre-tokenizer
+                  merges, special tokens and SmolLM2's pre-tokenizer, and
+                  a copy with the NFC normalizer
   config_json     the HF config.json of the GGUF's hyper-parameters
   st_index        a model.safetensors.index.json over two real shards
   safetensors     tests/golden/st_fixture.safetensors (written by the
                   reference safetensors package) and the committed heads
   head            the committed importance-head checkpoints (configs/heads)
   tokenize        README text, a committed dataset's context, chat markup,
-                  invalid UTF-8
+                  decomposed (non-NFC) text, invalid UTF-8
   jsonl           the first lines of the committed datasets
   yaml            configs/serve.yaml
   envelope        one packed Envelope per kind (written by the envelope target)
@@ -175,6 +176,8 @@ def main():
             write(out("gguf"), "prefix_4k.gguf", f.read(4096))
         small = cut(kvs, 600, 300)
         write(out("tokenizer_json"), "tokenizer.json", json.dumps(tokenizer_json(small), ensure_ascii=False))
+        nfc = dict(tokenizer_json(small), normalizer={"type": "NFC"})  # reaches unicode_nfc
+        write(out("tokenizer_json"), "tokenizer_nfc.json", json.dumps(nfc, ensure_ascii=False))
         write(out("config_json"), "config.json", json.dumps(config_json(kvs), indent=2))
     else:
         print(f"fuzz_seeds: {MODEL} is missing: no gguf / tokenizer_json / config_json seeds", file=sys.stderr)
@@ -205,6 +208,8 @@ def main():
         write(out("tokenize"), "readme.txt", f.read()[:3000])
     write(out("tokenize"), "chat.txt", "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n"
                                        "What is 12345 + 678?<|im_end|>\n<|im_start|>assistant\n")
+    write(out("tokenize"), "decomposed.txt", "cafe\u0301 A\u030a \u1112\u1161\u11ab o\u0302\u0323 "
+          "\u212b \u0958 \u0f73 \u0344 x\u0301\u0316\u0327 <|im_end|>\u0301")
     write(out("tokenize"), "invalid_utf8.bin", b"caf\xc3\xa9 \xe2\x82\xac \xff\xfe \xc3 \xed\xa0\x80 \xf4\x90\x80\x80 z")
     write(out("yaml"), "serve.yaml", open(os.path.join(ROOT, "configs", "serve.yaml"), encoding="utf-8").read())
 

@@ -562,7 +562,7 @@ def main():
                    "</tool_call>) non-special added tokens, all matched in the input text. This "
                    "mirrors Qwen2.5's original tokenizer.json. encode(text, "
                    "add_special_tokens=False); no BOS (add_bos_token=false). All texts are "
-                   "already NFC (tis accepts the NFC normalizer without applying it). Built by "
+                   "already NFC (tis does not normalise GGUF tokenizers, as llama.cpp does not). Built by "
                    "scripts/make_golden.py --model-name qwen2.5-coder-0.5b."
                    % (tokenizers.__version__, versions["gguf"])),
         "model_sha256": sha,

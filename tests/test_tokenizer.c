@@ -438,6 +438,79 @@ static void test_tiny_gguf(void) {
     TT_FAILS(tokenizer_from_gguf(&t, NULL), TIS_EINVAL);
 }
 
+/* ---- NFC normalizer -------------------------------------------------------- */
+
+/* Encodes every case of a cases.json ({"cases": [{name, text, ids}]});
+ * returns how many differ from their ids. */
+static int s_check_cases(const tokenizer *t, const char *cases_path, int *n_cases) {
+    char *txt = tt_read_file(cases_path, NULL);
+    cJSON *root = txt ? cJSON_Parse(txt) : NULL;
+    const cJSON *c;
+    int n_bad = 0;
+    *n_cases = 0;
+    TT_CHECK(root != NULL);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(c, "text");
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "ids");
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        int ok = cJSON_IsString(text) && cJSON_IsArray(want) &&
+                 tokenizer_encode(t, text->valuestring, strlen(text->valuestring), true, &ids,
+                                  &n) == 0 && n == cJSON_GetArraySize(want);
+        const cJSON *w = ok ? want->child : NULL;
+        for (int64_t i = 0; ok && i < n; i++, w = w->next) ok = w->valueint == ids[i];
+        (*n_cases)++;
+        n_bad += !ok;
+        free(ids);
+    }
+    cJSON_Delete(root);
+    free(txt);
+    return n_bad;
+}
+
+/* A tokenizer.json with the NFC normalizer (tests/golden/nfc_tokenizer,
+ * from scripts/make_nfc_golden.py --tokenizer) encodes decomposed text as
+ * HF tokenizers does: to the ids of the precomposed text, around added
+ * tokens matched in the raw text (normalized=false) or in the normalised
+ * text (normalized=true). */
+static void test_nfc_json(void) {
+    TT_CASE("nfc_json");
+    const char *dir = tt_src("tests/golden/nfc_tokenizer/tokenizer.json");
+    char *json = tt_read_file(dir, NULL);
+    tokenizer *t = NULL;
+    TT_OK(tokenizer_from_json(&t, dir));
+    if (!t || !json) {
+        free(json);
+        return;
+    }
+    int n_cases = 0;
+    int n_bad = s_check_cases(t, tt_src("tests/golden/nfc_tokenizer/cases.json"), &n_cases);
+    printf("nfc tokenizer: %d HF cases, %d mismatches\n", n_cases, n_bad);
+    TT_CHECK(n_cases >= 10 && n_bad == 0);
+    /* invalid bytes stay byte tokens and block composition (ids = bytes here) */
+    TT_CHECK(ENC(t, "e\xff\xcc\x81", true, 'e', 0xff, 0xcc, 0x81));
+    /* without parse_special the whole text is normalised as plain text */
+    TT_CHECK(ENC(t, "cafe\xcc\x81", false, tokenizer_find(t, "caf\xc3\x83\xc2\xa9")));
+    tokenizer_destroy(&t);
+    /* the same file without its normalizer: decomposed text differs */
+    char *at = strstr(json, "\"normalizer\": {");
+    TT_CHECK(at != NULL);
+    if (at) {
+        char *end = strchr(at, '}');
+        memset(at + strlen("\"normalizer\": "), ' ', (size_t)(end - at) - strlen("\"normalizer\": ") + 1);
+        memcpy(at + strlen("\"normalizer\": "), "null", 4);
+        TT_CHECK(tt_write_file(tt_path("no_nfc.json"), json, strlen(json)) == 0);
+        TT_OK(tokenizer_from_json(&t, tt_path("no_nfc.json")));
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        if (t) TT_OK(tokenizer_encode(t, "cafe\xcc\x81", 6, false, &ids, &n));
+        TT_CHECK(n == 4); /* caf, e, U+0301 as two bytes: no "café" token */
+        free(ids);
+        tokenizer_destroy(&t);
+    }
+    free(json);
+}
+
 /* ---- the real model ------------------------------------------------------ */
 
 static double s_now_ms(void) {
@@ -563,6 +636,7 @@ int main(void) {
     test_tiny_json();
     test_json_errors();
     test_tiny_gguf();
+    test_nfc_json();
     test_real_model();
     return tt_done("test_tokenizer");
 }
