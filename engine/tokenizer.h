@@ -36,7 +36,10 @@ void tokenizer_destroy(tokenizer **p);
 /* Encodes UTF-8 text (need not be NUL-terminated). With parse_special,
  * special/added tokens written in the text ("<|im_start|>") map to their
  * ids; without, they are encoded as plain text. Invalid UTF-8 bytes are
- * encoded as their byte tokens. *ids is malloc'd (caller frees). */
+ * encoded as their byte tokens. A tokenizer.json whose normalizer is NFC
+ * has the text between special tokens put in Unicode NFC first, as HF
+ * tokenizers does (tokenizer_encode.c); GGUF tokenizers encode the text as
+ * given. *ids is malloc'd (caller frees). */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len,
                      bool parse_special, int32_t **ids, int64_t *n_ids);
 

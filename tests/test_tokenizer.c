@@ -10,6 +10,7 @@
 #include "pretok.h"
 #include "tokenizer.h"
 #include "tt.h"
+#include "tt_alloc.h"
 #include "unicode.h"
 
 /* Strings whose bytes must survive encode -> decode (length-delimited, so
@@ -468,6 +469,16 @@ static int s_check_cases(const tokenizer *t, const char *cases_path, int *n_case
     return n_bad;
 }
 
+/* Encoding through NFC with each allocation failing in turn. */
+static int s_nfc_encode_op(void *ctx) {
+    static const char text[] = "cafe\xcc\x81<|im_end|>A\xcc\x8a a<norm>b\xcc\x81";
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    int rc = tokenizer_encode(ctx, text, sizeof text - 1, true, &ids, &n);
+    free(ids);
+    return rc ? rc : n == 9 ? 0 : TIS_EFORMAT; /* café <|im_end|> Å ' ' a <norm> b U+0301 */
+}
+
 /* A tokenizer.json with the NFC normalizer (tests/golden/nfc_tokenizer,
  * from scripts/make_nfc_golden.py --tokenizer) encodes decomposed text as
  * HF tokenizers does: to the ids of the precomposed text, around added
@@ -491,6 +502,7 @@ static void test_nfc_json(void) {
     TT_CHECK(ENC(t, "e\xff\xcc\x81", true, 'e', 0xff, 0xcc, 0x81));
     /* without parse_special the whole text is normalised as plain text */
     TT_CHECK(ENC(t, "cafe\xcc\x81", false, tokenizer_find(t, "caf\xc3\x83\xc2\xa9")));
+    TT_CHECK(tt_alloc_sweep("nfc encode", s_nfc_encode_op, t, 0) != 0);
     tokenizer_destroy(&t);
     /* the same file without its normalizer: decomposed text differs */
     char *at = strstr(json, "\"normalizer\": {");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tt.h"
+#include "tt_alloc.h"
 #include "unicode.h"
 
 static int s_hexval(char c) {
@@ -180,10 +181,38 @@ static void test_long_runs(void) {
     free(s);
 }
 
+/* Every allocation of a rewrite failing in turn: TIS_ENOMEM with a
+ * message, nothing leaked (ASan), or the right result. */
+static int s_nfc_op(void *ctx) {
+    (void)ctx;
+    /* several chunks, a mark run past the first buffer size, an exclusion */
+    char in[600];
+    size_t n = 0;
+    memcpy(in + n, "cafe\xcc\x81 x", 8), n += 8;
+    for (int i = 0; i < 100; i++) memcpy(in + n, i % 2 ? "\xcc\x96" : "\xcc\x81", 2), n += 2;
+    memcpy(in + n, " \xe0\xa5\x98", 4), n += 4; /* U+0958 -> U+0915 U+093C */
+    char *out = NULL;
+    size_t on = 0;
+    int rc = unicode_nfc(in, n, &out, &on);
+    if (rc) return rc;
+    int ok = out && on == n + 2 && memcmp(out, "caf\xc3\xa9 x\xcc\x96", 9) == 0 &&
+             memcmp(out + on - 7, " \xe0\xa4\x95\xe0\xa4\xbc", 7) == 0;
+    free(out);
+    return ok ? 0 : TIS_EFORMAT;
+}
+
+static void test_alloc_failures(void) {
+    TT_CASE("alloc_failures");
+    int64_t points = tt_alloc_sweep("unicode_nfc", s_nfc_op, NULL, 0);
+    if (points < 0) printf("note: allocation-failure injection is not linked; skipped\n");
+    else TT_CHECK(points >= 4); /* out, cp, ccc, tmp (and their growth) */
+}
+
 int main(void) {
     test_golden();
     test_fast_path();
     test_lookups();
     test_long_runs();
+    test_alloc_failures();
     return tt_done("test_unicode");
 }
