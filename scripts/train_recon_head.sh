@@ -25,6 +25,9 @@
 # training pieces' instead of a share of them), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
 # CALIBRATE=1: tis train --calibrate (docs/head.md "Calibration").
+# REPEAT=N: N more label pieces that repeat themselves (scripts/repeat_corpus.py, from the corpus
+# files numbered REPEAT_FROM=300 on, past the training and validation ones; docs/head.md "Where the
+# heads lose needles"), labelled into WORK/rep-labels and trained on beside the corpus pieces.
 set -euo pipefail
 case ${1:-} in ""|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -101,7 +104,19 @@ if [ "${VAL:-0}" -gt 0 ]; then
     --target recon --layer "$layer" --shard_size 16 --output "$work/val-labels"
   val_args=(--val_labels "$work/val-labels")
 fi
-"$tis" train --labels "$work/labels" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
+# REPEAT=N: pieces that repeat themselves, labelled the same way
+label_dirs=("$work/labels")
+if [ "${REPEAT:-0}" -gt 0 ]; then
+  [ -f "$work/rep-corpus/.done" ] || {
+    rm -rf "$work/rep-corpus"
+    python3 "$root/scripts/repeat_corpus.py" "$corpus" "$work/rep-corpus" "$REPEAT" "${REPEAT_FROM:-300}"
+    touch "$work/rep-corpus/.done"
+  }
+  "$tis" label -m "$model" --corpus "$work/rep-corpus" --context_tokens "$ctx" --n_samples "$REPEAT" \
+    --target recon --layer "$layer" --shard_size 16 --output "$work/rep-labels"
+  label_dirs+=("$work/rep-labels")
+fi
+"$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
   $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) --output "$out"
 echo "[recon] wrote $out" >&2
