@@ -348,13 +348,14 @@ static int s_local_run(void *ctx, const eval_job_batch *b, eval_row **rows, int6
  * names the command that made the kept rows when it was another one. */
 static int s_history(evaluator *E, int64_t kept) {
     char *path = eval_job_csv_sibling(E->c->output, ".json");
-    char *txt = path && access(path, R_OK) == 0 ? eval_job_slurp(path, (size_t)1 << 26) : NULL;
+    bool have = path && access(path, R_OK) == 0;
+    char *txt = have ? eval_job_slurp(path, (size_t)1 << 26) : NULL;
     cJSON *root = txt ? cJSON_Parse(txt) : NULL, *meta = cJSON_GetObjectItemCaseSensitive(root, "meta");
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(meta, "changes"), *it;
     const char *old = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "command"));
     const cJSON *wall = cJSON_GetObjectItemCaseSensitive(meta, "wall_s");
     free(txt);
-    if (path && access(path, R_OK) == 0 && !meta)
+    if (have && !meta)
         fprintf(stderr, "[eval] --resume: %s is not a tis eval summary; its history is not carried\n", path);
     int64_t n = cJSON_IsArray(ch) ? cJSON_GetArraySize(ch) : 0;
     int rc = (E->changes = calloc((size_t)n + 1, sizeof *E->changes)) ? 0 : tis_error(TIS_ENOMEM, "out of memory");
