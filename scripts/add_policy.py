@@ -57,14 +57,15 @@ def write_rows(path, header, rows):
 
 def eval_args(command, policy, out_csv):
     """The recorded `tis eval ...` command with --baseline POLICY, --output
-    OUT_CSV, no --resume and no plots."""
+    OUT_CSV, no --resume and no plots; the recorded --head_as heads are left
+    out too (tis eval refuses a --head_as whose name is not run)."""
     argv = shlex.split(command)
     if argv[:2] != ["tis", "eval"]:
         sys.exit(f"add_policy: not a tis eval command: {command}")
     out, i = [], 2
     while i < len(argv):
         a = argv[i]
-        if a in ("--baseline", "--policy"):
+        if a in ("--baseline", "--policy", "--head_as"):
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
                 i += 1

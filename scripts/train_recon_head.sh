@@ -28,6 +28,8 @@
 # REPEAT=N: N more label pieces that repeat themselves (scripts/repeat_corpus.py, from the corpus
 # files numbered REPEAT_FROM=300 on, past the training and validation ones; docs/head.md "Where the
 # heads lose needles"), labelled into WORK/rep-labels and trained on beside the corpus pieces.
+# REPEAT_VAL=N (with REPEAT): N such pieces from the corpus files numbered REPEAT_VAL_FROM=460 on
+# (seed 11) validate beside the VAL pieces (WORK/rep-val-labels).
 set -euo pipefail
 case ${1:-} in ""|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -115,6 +117,17 @@ if [ "${REPEAT:-0}" -gt 0 ]; then
   "$tis" label -m "$model" --corpus "$work/rep-corpus" --context_tokens "$ctx" --n_samples "$REPEAT" \
     --target recon --layer "$layer" --shard_size 16 --output "$work/rep-labels"
   label_dirs+=("$work/rep-labels")
+  if [ "${REPEAT_VAL:-0}" -gt 0 ]; then
+    [ -f "$work/rep-val-corpus/.done" ] || {
+      rm -rf "$work/rep-val-corpus"
+      python3 "$root/scripts/repeat_corpus.py" "$corpus" "$work/rep-val-corpus" "$REPEAT_VAL" "${REPEAT_VAL_FROM:-460}" 11
+      touch "$work/rep-val-corpus/.done"
+    }
+    "$tis" label -m "$model" --corpus "$work/rep-val-corpus" --context_tokens "$ctx" --n_samples "$REPEAT_VAL" \
+      --target recon --layer "$layer" --shard_size 16 --output "$work/rep-val-labels"
+    [ ${#val_args[@]} -gt 0 ] || val_args=(--val_labels)
+    val_args+=("$work/rep-val-labels")
+  fi
 fi
 "$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
