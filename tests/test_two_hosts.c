@@ -128,20 +128,27 @@ static int s_client_in(const char *ns, const char *ep, const tis_client_keys *ke
     return tt_wait(pid, 120);
 }
 
-int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_two_hosts: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
-    int sk = s_netns();
-    if (sk) return sk;
+/* What the steps below share: the binary, the model, the dataset and the
+ * answers eval gives to it in one process, the keys and the coordinator's
+ * log. */
+typedef struct fixture {
+    const char *bin;
     char tiny[600], data[600];
-    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
-    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    bench_set set;
+    model *m;
+    eval_row *rows; /* [set.n] eval's rows (malloc'd) */
+    char srv_key[620], srv_pub[620], wk_key[620], cl_key[620], allow[600], slog[600];
+} fixture;
+
+static const char *s_front = "tcp://10.231.0.1:5701", *s_back = "tcp://10.231.0.1:5702";
+
+/* The tiny model and N_REQ requests about it (x->tiny, x->data, x->set). */
+static void s_write_inputs(fixture *x) {
+    snprintf(x->tiny, sizeof x->tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(x->data, sizeof x->data, "%s", tt_path("data.jsonl"));
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
-    TT_OK(tiny_model_write(tiny, &sp));
+    TT_OK(tiny_model_write(x->tiny, &sp));
     char text[4096];
     size_t used = 0;
     for (int i = 0; i < N_REQ; i++)
@@ -151,21 +158,24 @@ int main(void) {
                                  i, (const char *[]){"red", "blue", "green"}[i % 3],
                                  (const char *[]){"fox", "owl"}[i % 2], i % 2 ? "ran" : "sat",
                                  (const char *[]){"river", "hill", "gate"}[i % 3], i % 2 ? "ran" : "sat");
-    TT_OK(tt_write_file(data, text, used));
-    bench_set set = {0};
-    TT_OK(bench_load_jsonl(data, &set));
+    TT_OK(tt_write_file(x->data, text, used));
+    TT_OK(bench_load_jsonl(x->data, &x->set));
+}
 
+/* The answers in one process (x->m, x->rows). */
+static void s_reference(fixture *x) {
     TT_CASE("reference");
-    model *m = NULL;
-    TT_OK(model_load(&m, tiny));
+    TT_OK(model_load(&x->m, x->tiny));
     const char *pol[] = {"snapkv"};
-    eval_row *rows = NULL;
     int64_t n_rows = 0;
-    TT_OK(tt_eval_reference(m, pol, 1, 0.5, NULL, set.s, set.n, &rows, &n_rows));
-    TT_CHECK(n_rows == N_REQ && set.n == N_REQ);
+    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, x->set.s, x->set.n, &x->rows, &n_rows));
+    TT_CHECK(n_rows == N_REQ && x->set.n == N_REQ);
+}
 
-    TT_CASE("two hosts, CURVE, blocks over the network");
-    char srv[600], wk[600], cl[600], allow[600], srv_pub[620], wk_key[620], cl_key[620];
+/* CURVE keys for the coordinator, the worker and the client; the
+ * coordinator allows the worker's and the client's. */
+static void s_keys(fixture *x) {
+    char srv[600], wk[600], cl[600];
     snprintf(srv, sizeof srv, "%s", tt_path("server"));
     snprintf(wk, sizeof wk, "%s", tt_path("worker"));
     snprintf(cl, sizeof cl, "%s", tt_path("client"));
@@ -173,44 +183,63 @@ int main(void) {
     TT_OK(sec_keygen(wk, NULL));
     TT_OK(sec_keygen(cl, NULL));
     char cmd[4096], out[512];
-    snprintf(allow, sizeof allow, "%s", tt_path("allow"));
-    snprintf(cmd, sizeof cmd, "cat '%s.pub' '%s.pub' > '%s'", wk, cl, allow);
+    snprintf(x->allow, sizeof x->allow, "%s", tt_path("allow"));
+    snprintf(cmd, sizeof cmd, "cat '%s.pub' '%s.pub' > '%s'", wk, cl, x->allow);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    snprintf(srv_pub, sizeof srv_pub, "%s.pub", srv);
-    snprintf(wk_key, sizeof wk_key, "%s.key", wk);
-    snprintf(cl_key, sizeof cl_key, "%s.key", cl);
-    char srv_key[620], slog[600], dlog[600], answers[600];
-    snprintf(srv_key, sizeof srv_key, "%s.key", srv);
-    snprintf(slog, sizeof slog, "%s", tt_path("serve.log"));
-    snprintf(dlog, sizeof dlog, "%s", tt_path("decode.log"));
-    snprintf(answers, sizeof answers, "%s", tt_path("answers.txt"));
-    const char *front = "tcp://10.231.0.1:5701", *back = "tcp://10.231.0.1:5702";
-    /* host A: the coordinator and a prefill worker (no decode worker) */
-    const char *sa[] = {s_ip, "netns", "exec", s_ns[0], bin, "serve", "--front", front, "--back", back,
-                        "--key", srv_key, "--allow", allow, "-m", tiny, "--prefill", "1", "--decode", "0",
+    snprintf(x->srv_pub, sizeof x->srv_pub, "%s.pub", srv);
+    snprintf(x->wk_key, sizeof x->wk_key, "%s.key", wk);
+    snprintf(x->cl_key, sizeof x->cl_key, "%s.key", cl);
+    snprintf(x->srv_key, sizeof x->srv_key, "%s.key", srv);
+    snprintf(x->slog, sizeof x->slog, "%s", tt_path("serve.log"));
+}
+
+/* Host A: the coordinator and a prefill worker (no decode worker), its
+ * output to x->slog. */
+static pid_t s_spawn_serve(const fixture *x) {
+    const char *sa[] = {s_ip, "netns", "exec", s_ns[0], x->bin, "serve", "--front", s_front, "--back", s_back,
+                        "--key", x->srv_key, "--allow", x->allow, "-m", x->tiny, "--prefill", "1", "--decode", "0",
                         "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
-    pid_t ps = tt_spawn(sa, slog, NULL);
-    /* host B: a decode worker, its own /dev/shm */
-    const char *da[] = {s_ip, "netns", "exec", s_ns[1], "unshare", "-m", "sh", "-c",
-                        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"", bin, "worker", "--role", "decode",
-                        "--connect", back, "--name", "two-hosts-decode", "-m", tiny, "--key", wk_key,
-                        "--server_key", srv_pub, "--heartbeat_ms", "200", NULL};
-    pid_t pd = tt_spawn(da, dlog, NULL);
-    /* the client: on host B too */
-    tis_client_keys keys = {.key_file = cl_key, .server_key_file = srv_pub};
-    TT_CHECK(s_client_in(s_ns[1], front, &keys, &set, answers) == 0);
-    char *got = tt_read_file(answers, NULL);
+    return tt_spawn(sa, x->slog, NULL);
+}
+
+/* How many of the answers in file path (one a line, in order) are eval's,
+ * up to the first that differs. */
+static int s_same_answers(const fixture *x, const char *path) {
+    char *got = tt_read_file(path, NULL);
     int same = 0;
     for (char *line = got, *nl; line && (nl = strchr(line, '\n')) && same < N_REQ; line = nl + 1) {
         *nl = 0;
-        bool eq = !strcmp(line, rows[same].answer);
-        if (!eq) fprintf(stderr, "  request %d: '%s', in one process '%s'\n", same + 1, line, rows[same].answer);
+        bool eq = !strcmp(line, x->rows[same].answer);
+        if (!eq) fprintf(stderr, "  request %d: '%s', in one process '%s'\n", same + 1, line, x->rows[same].answer);
         same += eq;
         if (!eq) break;
     }
+    free(got);
+    return same;
+}
+
+/* The coordinator and a prefill worker on host A, a decode worker and the
+ * client on host B: every answer is eval's, the blocks came over the
+ * network, and no CURVE peer was refused. */
+static void s_two_hosts(fixture *x) {
+    TT_CASE("two hosts, CURVE, blocks over the network");
+    s_keys(x);
+    char dlog[600], answers[600];
+    snprintf(dlog, sizeof dlog, "%s", tt_path("decode.log"));
+    snprintf(answers, sizeof answers, "%s", tt_path("answers.txt"));
+    pid_t ps = s_spawn_serve(x);
+    /* host B: a decode worker, its own /dev/shm */
+    const char *da[] = {s_ip, "netns", "exec", s_ns[1], "unshare", "-m", "sh", "-c",
+                        "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" \"$@\"", x->bin, "worker", "--role", "decode",
+                        "--connect", s_back, "--name", "two-hosts-decode", "-m", x->tiny, "--key", x->wk_key,
+                        "--server_key", x->srv_pub, "--heartbeat_ms", "200", NULL};
+    pid_t pd = tt_spawn(da, dlog, NULL);
+    /* the client: on host B too */
+    tis_client_keys keys = {.key_file = x->cl_key, .server_key_file = x->srv_pub};
+    TT_CHECK(s_client_in(s_ns[1], s_front, &keys, &x->set, answers) == 0);
+    int same = s_same_answers(x, answers);
     TT_CHECK(same == N_REQ);
     fprintf(stderr, "  %d of %d answers as in one process\n", same, N_REQ);
-    free(got);
     kill(pd, SIGTERM);
     kill(ps, SIGTERM);
     TT_CHECK(tt_wait(ps, 20) == 0);
@@ -218,29 +247,29 @@ int main(void) {
     char *dl = tt_read_file(dlog, NULL);
     TT_CHECK(dl && strstr(dl, "come over the network")); /* the fetch path, not shared memory */
     free(dl);
-    char *sl = tt_read_file(slog, NULL);
+    char *sl = tt_read_file(x->slog, NULL);
     TT_CHECK(sl && !strstr(sl, "refused a CURVE peer"));
     free(sl);
+}
 
-    /* an unknown decode worker on host B is not let in: the coordinator
-     * lists one worker (the prefill) */
+/* An unknown decode worker on host B is not let in: the coordinator
+ * lists one worker (the prefill), its log names the refused peer. */
+static void s_rogue(const fixture *x) {
     TT_CASE("an unknown worker key on the other host");
-    char rogue[600];
+    char rogue[600], rogue_key[620], rlog[600];
     snprintf(rogue, sizeof rogue, "%s", tt_path("rogue"));
     TT_OK(sec_keygen(rogue, NULL));
-    char rogue_key[620];
     snprintf(rogue_key, sizeof rogue_key, "%s.key", rogue);
-    ps = tt_spawn(sa, slog, NULL);
-    const char *ra[] = {s_ip, "netns", "exec", s_ns[1], bin, "worker", "--role", "decode", "--connect", back,
-                        "--name", "rogue", "-m", tiny, "--key", rogue_key, "--server_key", srv_pub,
+    pid_t ps = s_spawn_serve(x);
+    const char *ra[] = {s_ip, "netns", "exec", s_ns[1], x->bin, "worker", "--role", "decode", "--connect", s_back,
+                        "--name", "rogue", "-m", x->tiny, "--key", rogue_key, "--server_key", x->srv_pub,
                         "--heartbeat_ms", "200", NULL};
-    char rlog[600];
     snprintf(rlog, sizeof rlog, "%s", tt_path("rogue.log"));
-    pd = tt_spawn(ra, rlog, NULL);
+    pid_t pd = tt_spawn(ra, rlog, NULL);
     bool refused = false; /* the rogue worker loads its model, then tries: up to 60 s on a loaded machine */
     for (int t = 0; t < 600 && !refused; t++) {
         usleep(100000);
-        sl = tt_read_file(slog, NULL);
+        char *sl = tt_read_file(x->slog, NULL);
         refused = sl && strstr(sl, "refused a CURVE peer") && strstr(sl, "10.231.0.2");
         free(sl);
     }
@@ -249,10 +278,23 @@ int main(void) {
     kill(ps, SIGTERM);
     tt_wait(pd, 20);
     TT_CHECK(tt_wait(ps, 20) == 0);
+}
 
-    free(rows);
-    bench_set_free(&set);
-    model_destroy(&m);
+int main(void) {
+    fixture x = {.bin = getenv("TIS_BIN")};
+    if (!x.bin) {
+        fprintf(stderr, "test_two_hosts: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    int sk = s_netns();
+    if (sk) return sk;
+    s_write_inputs(&x);
+    s_reference(&x);
+    s_two_hosts(&x);
+    s_rogue(&x);
+    free(x.rows);
+    bench_set_free(&x.set);
+    model_destroy(&x.m);
     s_cleanup();
     return tt_done("test_two_hosts");
 }

@@ -113,15 +113,99 @@ static uint8_t *s_compress(void *r, const wire_peer *prefill, arena *pa, uint64_
     return out;
 }
 
+/* What every step below reads: the coordinator's ROUTER, the two workers
+ * (their peers and pids), the model, the prefill worker's arena name, the
+ * request every stage answers and eval's row for it. */
+typedef struct fixture {
+    void *r; /* the coordinator's ROUTER (main's) */
+    wire_peer prefill, decode;
+    pid_t pp, pd;
+    const model *m;
+    const char *pname;    /* the prefill worker's arena name */
+    bench_sample smp;     /* the request (views of literals) */
+    char *answers[1];     /* smp's answers */
+    const eval_row *want; /* eval's row for smp (in main's rows), or NULL */
+    uint64_t real_lease;  /* a lease of the prefill worker's arena instance */
+} fixture;
+
+/* An eval job (a spec this worker has not seen) while request 20 waits:
+ * answered with its one row. */
+static void s_eval_between(const fixture *x, const bench_sample *smp) {
+    wire_peer peer;
+    const char *pol[] = {"full"};
+    double bud[] = {0.5};
+    eval_config cfg;
+    eval_config_defaults(&cfg);
+    cfg.policies = pol;
+    cfg.n_policies = 1;
+    cfg.budgets = bud;
+    cfg.n_budgets = 1;
+    cfg.max_new = 4;
+    Tis__EvalSpec spec;
+    wire_eval_spec_view(&cfg, x->m->config.name, &spec);
+    Tis__EvalSample sm;
+    wire_eval_sample_view(smp, &sm);
+    Tis__EvalJob ev = TIS__EVAL_JOB__INIT;
+    ev.benchmark = "x";
+    ev.sample = &sm;
+    ev.spec = &spec;
+    Tis__Envelope ee = TIS__ENVELOPE__INIT;
+    ee.request_id = 21;
+    ee.body_case = TIS__ENVELOPE__BODY_EVAL_JOB;
+    ee.eval_job = &ev;
+    TT_OK(wire_send(x->r, &x->prefill, &ee));
+    Tis__Envelope *e = s_next_not_ready(x->r, &peer, 20000);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && e->request_id == 21 && e->eval_done->n_rows == 1);
+    msg_free(e);
+}
+
+/* The scores for parked request 20 (n_ctx of them), where a scorer leaves
+ * them: in its own arena. The worker (still alive) compresses request 20
+ * to the very block the same request (sub, parked again as 22) and scores
+ * give with nothing in between. */
+static void s_compress_parked(const fixture *x, Tis__Submit *sub, int64_t n_ctx) {
+    char an[64];
+    snprintf(an, sizeof an, "tw-scores-%d", (int)getpid());
+    arena *sa = NULL, *pa = NULL;
+    TT_OK(arena_create(&sa, an, 1 << 16));
+    char seg[128] = "";
+    tt_shm_find(x->pname, seg, sizeof seg);
+    TT_OK(arena_open(&pa, seg));
+    uint64_t off = 0, lease = 0;
+    size_t nb = (size_t)n_ctx * sizeof(float);
+    if (sa) TT_OK(arena_alloc(sa, nb, 60000, &off, &lease));
+    float *sc = sa ? arena_at(sa, off, nb) : NULL;
+    TT_CHECK(sc != NULL);
+    if (sc) {
+        for (int64_t i = 0; i < n_ctx; i++) sc[i] = (float)((i * 7) % 11) - 0.25f * (float)i;
+        Tis__BlockRef sbr = TIS__BLOCK_REF__INIT;
+        sbr.arena = (char *)arena_name(sa);
+        sbr.offset = off;
+        sbr.length = nb;
+        sbr.lease_id = lease;
+        size_t la = 0, lb = 0;
+        uint8_t *a = s_compress(x->r, &x->prefill, pa, 20, &sbr, (uint32_t)n_ctx, &la);
+        bool alive = waitpid(x->pp, NULL, WNOHANG) == 0;
+        TT_CHECK(alive);
+        /* the reference: the same request parked and compressed, nothing between */
+        uint8_t *b = NULL;
+        if (alive && s_park(x->r, &x->prefill, 22, sub) == n_ctx)
+            b = s_compress(x->r, &x->prefill, pa, 22, &sbr, (uint32_t)n_ctx, &lb);
+        TT_CHECK(a && b && la > 0 && la == lb && memcmp(a, b, la) == 0);
+        free(a);
+        free(b);
+    }
+    arena_destroy(&pa);
+    arena_destroy(&sa);
+}
+
 /* A request routed to a scorer parks in the prefill worker; an eval job
  * with a new spec comes in between; then the CompressJob: the worker (still
  * alive) compresses the parked request by the scores to the very block the
  * same request and scores give with no eval job in between. (The eval job
  * used to free every parked request and leave it listed: the CompressJob
  * then crashed the worker.) */
-static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, const model *m,
-                                   const char *pname) {
-    wire_peer peer;
+static void s_parked_survives_eval(const fixture *x) {
     bench_sample smp = {.context = "one two three four five six seven eight nine ten eleven twelve and more",
                         .question = "what comes after four?"};
     snprintf(smp.id, sizeof smp.id, "s20");
@@ -137,151 +221,86 @@ static void s_parked_survives_eval(void *r, const wire_peer *prefill, pid_t pp, 
     sub.policy = "tis";
     sub.budget = 0.5;
     sub.gen = &gp;
-    int64_t n_ctx = s_park(r, prefill, 20, &sub);
+    int64_t n_ctx = s_park(x->r, &x->prefill, 20, &sub);
     TT_CHECK(n_ctx > 4);
     if (n_ctx <= 4) return;
 
     TT_CASE("an eval job while a request waits for scores");
-    /* an eval job (a spec this worker has not seen) while request 20 waits */
-    const char *pol[] = {"full"};
-    double bud[] = {0.5};
-    eval_config cfg;
-    eval_config_defaults(&cfg);
-    cfg.policies = pol;
-    cfg.n_policies = 1;
-    cfg.budgets = bud;
-    cfg.n_budgets = 1;
-    cfg.max_new = 4;
-    Tis__EvalSpec spec;
-    wire_eval_spec_view(&cfg, m->config.name, &spec);
-    Tis__EvalSample sm;
-    wire_eval_sample_view(&smp, &sm);
-    Tis__EvalJob ev = TIS__EVAL_JOB__INIT;
-    ev.benchmark = "x";
-    ev.sample = &sm;
-    ev.spec = &spec;
-    Tis__Envelope ee = TIS__ENVELOPE__INIT;
-    ee.request_id = 21;
-    ee.body_case = TIS__ENVELOPE__BODY_EVAL_JOB;
-    ee.eval_job = &ev;
-    TT_OK(wire_send(r, prefill, &ee));
-    Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
-    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && e->request_id == 21 && e->eval_done->n_rows == 1);
-    msg_free(e);
-
-    /* the scores, where a scorer leaves them: in its own arena */
-    char an[64];
-    snprintf(an, sizeof an, "tw-scores-%d", (int)getpid());
-    arena *sa = NULL, *pa = NULL;
-    TT_OK(arena_create(&sa, an, 1 << 16));
-    char seg[128] = "";
-    tt_shm_find(pname, seg, sizeof seg);
-    TT_OK(arena_open(&pa, seg));
-    uint64_t off = 0, lease = 0;
-    size_t nb = (size_t)n_ctx * sizeof(float);
-    if (sa) TT_OK(arena_alloc(sa, nb, 60000, &off, &lease));
-    float *sc = sa ? arena_at(sa, off, nb) : NULL;
-    TT_CHECK(sc != NULL);
-    if (sc) {
-        for (int64_t i = 0; i < n_ctx; i++) sc[i] = (float)((i * 7) % 11) - 0.25f * (float)i;
-        Tis__BlockRef sbr = TIS__BLOCK_REF__INIT;
-        sbr.arena = (char *)arena_name(sa);
-        sbr.offset = off;
-        sbr.length = nb;
-        sbr.lease_id = lease;
-        size_t la = 0, lb = 0;
-        uint8_t *a = s_compress(r, prefill, pa, 20, &sbr, (uint32_t)n_ctx, &la);
-        bool alive = waitpid(pp, NULL, WNOHANG) == 0;
-        TT_CHECK(alive);
-        /* the reference: the same request parked and compressed, nothing between */
-        uint8_t *b = NULL;
-        if (alive && s_park(r, prefill, 22, &sub) == n_ctx) b = s_compress(r, prefill, pa, 22, &sbr, (uint32_t)n_ctx, &lb);
-        TT_CHECK(a && b && la > 0 && la == lb && memcmp(a, b, la) == 0);
-        free(a);
-        free(b);
-    }
-    arena_destroy(&pa);
-    arena_destroy(&sa);
+    s_eval_between(x, &smp);
+    s_compress_parked(x, &sub, n_ctx);
 }
 
-int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_worker: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
-    char tiny[512], ep[600], pname[64], dname[64], shm[128];
-    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
-    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
-    snprintf(pname, sizeof pname, "tw-prefill-%d", (int)getpid());
-    snprintf(dname, sizeof dname, "tw-decode-%d", (int)getpid());
-    tiny_spec sp = tiny_spec_default();
-    sp.n_layer = 3;
-    TT_OK(tiny_model_write(tiny, &sp));
-    model *m = NULL;
-    TT_OK(model_load(&m, tiny));
-    if (!m) return tt_done("test_worker");
+/* Binds the ROUTER at ep and starts the prefill worker (with a random head:
+ * it needs its layer to keep the hidden rows of a request scored outside)
+ * and the decode worker; both announce READY (in either order). */
+static void s_start(fixture *x, const char *bin, const char *ep, const char *tiny) {
     TT_CASE("prefill and decode workers start");
-    /* a random head: the prefill worker needs its layer to keep the hidden
-     * rows of a request scored outside */
-    char hp[512];
+    char hp[512], dname[64];
     snprintf(hp, sizeof hp, "%s", tt_path("head.safetensors"));
-    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
-    snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+    snprintf(dname, sizeof dname, "tw-decode-%d", (int)getpid());
+    head_config hc = {.kind = HEAD_LINEAR, .d_model = x->m->config.d_model, .layer = 2};
+    snprintf(hc.base_model, sizeof hc.base_model, "%s", x->m->config.name);
     head *hh = NULL;
     TT_OK(head_new(&hh, &hc, 3));
     if (hh) TT_OK(head_save(hh, hp));
     head_destroy(&hh);
 
-    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
     int one = 1, linger = 0;
-    zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
-    TT_CHECK(zmq_bind(r, ep) == 0);
-    const char *ap[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", pname, "-m", tiny,
+    zmq_setsockopt(x->r, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(x->r, ZMQ_LINGER, &linger, sizeof linger);
+    TT_CHECK(zmq_bind(x->r, ep) == 0);
+    const char *ap[] = {bin, "worker", "--role", "prefill", "--connect", ep, "--name", x->pname, "-m", tiny,
                         "--arena_mb", "8", "--heartbeat_ms", "200", "--head", hp, NULL};
     const char *ad[] = {bin, "worker", "--role", "decode", "--connect", ep, "--name", dname, "-m", tiny,
                         "--arena_mb", "8", "--heartbeat_ms", "200", NULL};
-    pid_t pp = tt_spawn(ap, NULL, NULL), pd = tt_spawn(ad, NULL, NULL);
+    x->pp = tt_spawn(ap, NULL, NULL);
+    x->pd = tt_spawn(ad, NULL, NULL);
 
-    /* both announce READY (in either order) */
-    wire_peer prefill = {0}, decode = {0}, peer;
+    wire_peer peer;
     for (int k = 0; k < 2; k++) {
-        Tis__Envelope *e = s_next(r, &peer, 10000, true);
+        Tis__Envelope *e = s_next(x->r, &peer, 10000, true);
         TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
         if (e && e->body_case == TIS__ENVELOPE__BODY_READY) {
             if (e->ready->role == TIS__ROLE__ROLE_PREFILL) {
-                prefill = peer;
+                x->prefill = peer;
                 TT_CHECK(e->ready->arena && !strncmp(e->ready->arena, "/tis-tw-prefill-", 16));
             } else {
-                decode = peer;
+                x->decode = peer;
             }
         }
         msg_free(e);
     }
-    TT_CHECK(prefill.len > 0 && decode.len > 0);
-    TT_CHECK(tt_shm_find(pname, shm, sizeof shm) == 1);
+    TT_CHECK(x->prefill.len > 0 && x->decode.len > 0);
+    char shm[128];
+    TT_CHECK(tt_shm_find(x->pname, shm, sizeof shm) == 1);
+}
 
+/* The request through eval, for the reference answer: x->smp, and
+ * x->want in *rows (malloc'd; the caller frees). */
+static void s_reference(fixture *x, eval_row **rows) {
     TT_CASE("the reference answer from eval");
-    /* the same request through eval, for the reference answer */
-    bench_sample smp = {.context = "the cat sat on the mat and then the dog ran in the park while the sun was hot",
-                        .question = "where is the cat?"};
-    snprintf(smp.id, sizeof smp.id, "req-7");
-    char *answers[1] = {"mat"};
-    smp.answers = answers;
-    smp.n_answers = 1;
+    x->smp = (bench_sample){
+        .context = "the cat sat on the mat and then the dog ran in the park while the sun was hot",
+        .question = "where is the cat?"};
+    snprintf(x->smp.id, sizeof x->smp.id, "req-7");
+    x->answers[0] = "mat";
+    x->smp.answers = x->answers;
+    x->smp.n_answers = 1;
     const char *pol[] = {"snapkv"};
-    eval_row *rows = NULL;
     int64_t n_rows = 0;
-    TT_OK(tt_eval_reference(m, pol, 1, 0.5, NULL, &smp, 1, &rows, &n_rows));
-    const eval_row *want = n_rows == 1 ? &rows[0] : NULL; /* snapkv at 0.5, agnostic */
-    if (!want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
-    TT_CHECK(want && !strcmp(want->policy, "snapkv"));
+    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, &x->smp, 1, rows, &n_rows));
+    x->want = n_rows == 1 ? &(*rows)[0] : NULL; /* snapkv at 0.5, agnostic */
+    if (!x->want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
+    TT_CHECK(x->want && !strcmp(x->want->policy, "snapkv"));
+}
 
+/* Garbage and a decode job to the prefill worker: an Error each, and it
+ * keeps serving. */
+static void s_bad_messages(const fixture *x) {
     TT_CASE("bad messages to the prefill worker");
-    /* garbage to the prefill worker: an Error, and it keeps serving */
-    TT_CHECK(zmq_send(r, prefill.id, prefill.len, ZMQ_SNDMORE) >= 0 && zmq_send(r, "junk", 4, 0) == 4);
-    Tis__Envelope *e = s_next(r, &peer, 10000, true);
+    wire_peer peer;
+    TT_CHECK(zmq_send(x->r, x->prefill.id, x->prefill.len, ZMQ_SNDMORE) >= 0 && zmq_send(x->r, "junk", 4, 0) == 4);
+    Tis__Envelope *e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR);
     msg_free(e);
     /* a decode job sent to the prefill worker: an Error */
@@ -290,47 +309,83 @@ int main(void) {
     ew.request_id = 3;
     ew.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
     ew.decode_job = &wrong;
-    TT_OK(wire_send(r, &prefill, &ew));
-    e = s_next(r, &peer, 10000, true);
+    TT_OK(wire_send(x->r, &x->prefill, &ew));
+    e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 3);
     msg_free(e);
     /* (it re-announces READY after a job, failed or not) */
-    e = s_next(r, &peer, 10000, true);
+    e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
     msg_free(e);
+}
 
+/* An unknown policy: an Error naming it, then READY again. */
+static void s_unknown_policy(const fixture *x) {
     TT_CASE("an unknown policy");
-    /* an unknown policy: an Error naming it, then READY again */
-    {
-        Tis__Submit bs = TIS__SUBMIT__INIT;
-        bs.context = "some context words here";
-        bs.question = "what?";
-        bs.policy = "nosuch";
-        bs.budget = 0.5;
-        Tis__PrefillJob bj2 = TIS__PREFILL_JOB__INIT;
-        bj2.request = &bs;
-        Tis__Envelope eb2 = TIS__ENVELOPE__INIT;
-        eb2.request_id = 4;
-        eb2.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-        eb2.prefill_job = &bj2;
-        TT_OK(wire_send(r, &prefill, &eb2));
-        e = s_next(r, &peer, 10000, true);
-        TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 4 &&
-                 strstr(e->error->message, "nosuch"));
-        msg_free(e);
-        e = s_next(r, &peer, 10000, true);
-        TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
-        msg_free(e);
-    }
+    wire_peer peer;
+    Tis__Submit bs = TIS__SUBMIT__INIT;
+    bs.context = "some context words here";
+    bs.question = "what?";
+    bs.policy = "nosuch";
+    bs.budget = 0.5;
+    Tis__PrefillJob bj2 = TIS__PREFILL_JOB__INIT;
+    bj2.request = &bs;
+    Tis__Envelope eb2 = TIS__ENVELOPE__INIT;
+    eb2.request_id = 4;
+    eb2.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
+    eb2.prefill_job = &bj2;
+    TT_OK(wire_send(x->r, &x->prefill, &eb2));
+    Tis__Envelope *e = s_next(x->r, &peer, 10000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 4 &&
+             strstr(e->error->message, "nosuch"));
+    msg_free(e);
+    e = s_next(x->r, &peer, 10000, true);
+    TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_READY);
+    msg_free(e);
+}
 
+/* The decode stage of request 7: the block d names, decoded by the decode
+ * worker, answers what eval answers with the same KV bytes. */
+static void s_decode(const fixture *x, const Tis__PrefillDone *d, Tis__GenParams *gp) {
+    wire_peer peer;
+    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
+    dj.kv = d->kv;
+    dj.layout = d->layout;
+    dj.n_question_ids = d->n_question_ids;
+    dj.question_ids = d->question_ids;
+    dj.gen = gp;
+    Tis__Envelope ed = TIS__ENVELOPE__INIT;
+    ed.request_id = 7;
+    ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
+    ed.decode_job = &dj;
+    TT_OK(wire_send(x->r, &x->decode, &ed));
+    Tis__Envelope *rep = NULL;
+    for (int k = 0; k < 4 && !rep; k++) { /* skip the prefill worker's READY */
+        Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
+        if (e && e->body_case == TIS__ENVELOPE__BODY_REPLY) rep = e;
+        else msg_free(e);
+    }
+    TT_CHECK(rep && rep->request_id == 7);
+    if (rep && x->want) {
+        fprintf(stderr, "  pipeline '%s' (%llu KV bytes) vs eval '%s' (%lld)\n", rep->reply->answer,
+                (unsigned long long)rep->reply->kv_bytes, x->want->answer, (long long)x->want->kv_bytes);
+        TT_CHECK(!strcmp(rep->reply->answer, x->want->answer));
+        TT_CHECK(rep->reply->kv_bytes == (uint64_t)x->want->kv_bytes);
+    }
+    msg_free(rep);
+}
+
+/* The request: prefill + compress -> block in shared memory -> decode;
+ * the block is eval's cache before the question; released after. */
+static void s_request(fixture *x) {
     TT_CASE("a request through prefill and decode");
-    /* the request: prefill + compress -> block in shared memory -> decode */
+    wire_peer peer;
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 8;
     gp.seed = 42;
     Tis__Submit sub = TIS__SUBMIT__INIT;
-    sub.context = smp.context;
-    sub.question = smp.question;
+    sub.context = x->smp.context;
+    sub.question = x->smp.question;
     sub.policy = "snapkv";
     sub.budget = 0.5;
     sub.gen = &gp;
@@ -340,64 +395,56 @@ int main(void) {
     ej.request_id = 7;
     ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
     ej.prefill_job = &pj;
-    TT_OK(wire_send(r, &prefill, &ej));
-    e = s_next(r, &peer, 20000, true);
+    TT_OK(wire_send(x->r, &x->prefill, &ej));
+    Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
-    uint64_t real_lease = 0; /* a lease of the prefill worker's arena instance */
     if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
         Tis__PrefillDone *d = e->prefill_done;
-        real_lease = d->kv ? d->kv->lease_id : 0;
+        x->real_lease = d->kv ? d->kv->lease_id : 0;
         /* the block is the compressed cache before the question: eval's bytes at
          * decode start minus the question's entries */
         TT_CHECK(d->layout->dtype == 1); /* f16, the default cache type */
         uint64_t per = (uint64_t)d->layout->n_stream_len * (2 * d->layout->head_dim * 2 + 4);
-        TT_CHECK(d->kv && want && d->kv->length == (uint64_t)want->kv_bytes - d->n_question_ids * per);
-        Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
-        dj.kv = d->kv;
-        dj.layout = d->layout;
-        dj.n_question_ids = d->n_question_ids;
-        dj.question_ids = d->question_ids;
-        dj.gen = &gp;
-        Tis__Envelope ed = TIS__ENVELOPE__INIT;
-        ed.request_id = 7;
-        ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-        ed.decode_job = &dj;
-        TT_OK(wire_send(r, &decode, &ed));
-        Tis__Envelope *rep = NULL;
-        for (int k = 0; k < 4 && !rep; k++) { /* skip the prefill worker's READY */
-            Tis__Envelope *x = s_next(r, &peer, 20000, true);
-            if (x && x->body_case == TIS__ENVELOPE__BODY_REPLY) rep = x;
-            else msg_free(x);
-        }
-        TT_CHECK(rep && rep->request_id == 7);
-        if (rep && want) {
-            fprintf(stderr, "  pipeline '%s' (%llu KV bytes) vs eval '%s' (%lld)\n", rep->reply->answer,
-                    (unsigned long long)rep->reply->kv_bytes, want->answer, (long long)want->kv_bytes);
-            TT_CHECK(!strcmp(rep->reply->answer, want->answer));
-            TT_CHECK(rep->reply->kv_bytes == (uint64_t)want->kv_bytes);
-        }
-        msg_free(rep);
+        TT_CHECK(d->kv && x->want && d->kv->length == (uint64_t)x->want->kv_bytes - d->n_question_ids * per);
+        s_decode(x, d, &gp);
         /* the consumer is done: release the block */
         Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
         rl.lease_id = d->kv->lease_id;
         Tis__Envelope el = TIS__ENVELOPE__INIT;
         el.body_case = TIS__ENVELOPE__BODY_LEASE_RELEASE;
         el.lease_release = &rl;
-        TT_OK(wire_send(r, &prefill, &el));
+        TT_OK(wire_send(x->r, &x->prefill, &el));
     }
     msg_free(e);
+}
 
+/* The first Error among the next 4 messages (READY and the like skipped),
+ * or NULL. */
+static Tis__Envelope *s_next_error(void *r) {
+    wire_peer peer;
+    Tis__Envelope *e = NULL;
+    for (int k = 0; k < 4; k++) {
+        e = s_next(r, &peer, 10000, true);
+        if (!e || e->body_case == TIS__ENVELOPE__BODY_ERROR) break;
+        msg_free(e);
+        e = NULL;
+    }
+    return e;
+}
+
+/* Decode jobs naming bytes outside the arena, then a KV element type no
+ * cache holds: an Error each, not a crash. */
+static void s_bad_decode_jobs(const fixture *x) {
     TT_CASE("a decode job outside the arena");
-    /* a decode job naming bytes outside the arena: an Error, not a crash */
     uint32_t lens[6] = {1, 1, 1, 1, 1, 1};
     int32_t qid[1] = {5};
     Tis__BlockRef bad = TIS__BLOCK_REF__INIT;
     char arena_nm[96];
-    tt_shm_find(pname, arena_nm, sizeof arena_nm);
+    tt_shm_find(x->pname, arena_nm, sizeof arena_nm);
     bad.arena = arena_nm;
     bad.offset = (uint64_t)1 << 40;
     bad.length = 100;
-    bad.lease_id = real_lease; /* of the arena's instance: the range is what is wrong */
+    bad.lease_id = x->real_lease; /* of the arena's instance: the range is what is wrong */
     Tis__KvLayout bl = TIS__KV_LAYOUT__INIT;
     bl.n_layer = 3;
     bl.n_kv_head = 2;
@@ -414,48 +461,67 @@ int main(void) {
     eb.request_id = 9;
     eb.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
     eb.decode_job = &bj;
-    TT_OK(wire_send(r, &decode, &eb));
-    Tis__Envelope *x = NULL;
-    for (int k = 0; k < 4; k++) {
-        x = s_next(r, &peer, 10000, true);
-        if (!x || x->body_case == TIS__ENVELOPE__BODY_ERROR) break;
-        msg_free(x);
-        x = NULL;
-    }
-    TT_CHECK(x && x->request_id == 9);
-    if (x) fprintf(stderr, "  out-of-range block -> %s\n", x->error->message);
-    msg_free(x);
+    TT_OK(wire_send(x->r, &x->decode, &eb));
+    Tis__Envelope *e = s_next_error(x->r);
+    TT_CHECK(e && e->request_id == 9);
+    if (e) fprintf(stderr, "  out-of-range block -> %s\n", e->error->message);
+    msg_free(e);
 
     TT_CASE("a decode job with a KV element type no cache holds");
     bl.dtype = 8; /* GGML_TYPE_Q8_0 */
     eb.request_id = 10;
-    TT_OK(wire_send(r, &decode, &eb));
-    for (int k = 0; k < 4; k++) {
-        x = s_next(r, &peer, 10000, true);
-        if (!x || x->body_case == TIS__ENVELOPE__BODY_ERROR) break;
-        msg_free(x);
-        x = NULL;
-    }
-    TT_CHECK(x && x->request_id == 10 && strstr(x->error->message, "dtype 8"));
-    if (x) fprintf(stderr, "  dtype 8 block -> %s\n", x->error->message);
-    msg_free(x);
+    TT_OK(wire_send(x->r, &x->decode, &eb));
+    e = s_next_error(x->r);
+    TT_CHECK(e && e->request_id == 10 && strstr(e->error->message, "dtype 8"));
+    if (e) fprintf(stderr, "  dtype 8 block -> %s\n", e->error->message);
+    msg_free(e);
+}
 
-    s_parked_survives_eval(r, &prefill, pp, m, pname);
-
+/* Shutdown: both exit 0, the arena is gone. */
+static void s_shutdown(const fixture *x) {
     TT_CASE("shutdown");
-    /* shutdown: both exit 0, the arena is gone */
     Tis__Shutdown sh = TIS__SHUTDOWN__INIT;
     Tis__Envelope es = TIS__ENVELOPE__INIT;
     es.body_case = TIS__ENVELOPE__BODY_SHUTDOWN;
     es.shutdown = &sh;
-    TT_OK(wire_send(r, &prefill, &es));
-    TT_OK(wire_send(r, &decode, &es));
-    TT_CHECK(tt_wait(pp, 30) == 0);
-    TT_CHECK(tt_wait(pd, 30) == 0);
-    TT_CHECK(tt_shm_find(pname, NULL, 0) == 0);
+    TT_OK(wire_send(x->r, &x->prefill, &es));
+    TT_OK(wire_send(x->r, &x->decode, &es));
+    TT_CHECK(tt_wait(x->pp, 30) == 0);
+    TT_CHECK(tt_wait(x->pd, 30) == 0);
+    TT_CHECK(tt_shm_find(x->pname, NULL, 0) == 0);
+}
+
+int main(void) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "test_worker: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    char tiny[512], ep[600], pname[64];
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
+    snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));
+    snprintf(pname, sizeof pname, "tw-prefill-%d", (int)getpid());
+    tiny_spec sp = tiny_spec_default();
+    sp.n_layer = 3;
+    TT_OK(tiny_model_write(tiny, &sp));
+    model *m = NULL;
+    TT_OK(model_load(&m, tiny));
+    if (!m) return tt_done("test_worker");
+
+    void *ctx = zmq_ctx_new();
+    fixture x = {.r = zmq_socket(ctx, ZMQ_ROUTER), .m = m, .pname = pname};
+    eval_row *rows = NULL;
+    s_start(&x, bin, ep, tiny);
+    s_reference(&x, &rows);
+    s_bad_messages(&x);
+    s_unknown_policy(&x);
+    s_request(&x);
+    s_bad_decode_jobs(&x);
+    s_parked_survives_eval(&x);
+    s_shutdown(&x);
     free(rows);
     model_destroy(&m);
-    zmq_close(r);
+    zmq_close(x.r);
     zmq_ctx_term(ctx);
     return tt_done("test_worker");
 }
