@@ -400,12 +400,17 @@ static void s_request(fixture *x) {
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
     if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
         Tis__PrefillDone *d = e->prefill_done;
-        x->real_lease = d->kv ? d->kv->lease_id : 0;
+        TT_CHECK(d->kv && d->layout); /* a worker that breaks the protocol fails here, not in a crash */
+        if (!d->kv || !d->layout) {
+            msg_free(e);
+            return;
+        }
+        x->real_lease = d->kv->lease_id;
         /* the block is the compressed cache before the question: eval's bytes at
          * decode start minus the question's entries */
         TT_CHECK(d->layout->dtype == 1); /* f16, the default cache type */
         uint64_t per = (uint64_t)d->layout->n_stream_len * (2 * d->layout->head_dim * 2 + 4);
-        TT_CHECK(d->kv && x->want && d->kv->length == (uint64_t)x->want->kv_bytes - d->n_question_ids * per);
+        TT_CHECK(x->want && d->kv->length == (uint64_t)x->want->kv_bytes - d->n_question_ids * per);
         s_decode(x, d, &gp);
         /* the consumer is done: release the block */
         Tis__LeaseRelease rl = TIS__LEASE_RELEASE__INIT;
