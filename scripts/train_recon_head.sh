@@ -30,6 +30,10 @@
 # heads lose needles"), labelled into WORK/rep-labels and trained on beside the corpus pieces.
 # REPEAT_VAL=N (with REPEAT): N such pieces from the corpus files numbered REPEAT_VAL_FROM=460 on
 # (seed 11) validate beside the VAL pieces (WORK/rep-val-labels).
+# REPEAT_IDS=N: N more repeating pieces (seed 7) whose inserted lines come half the time from
+# dpkg's status, /etc/services and md5sums lists (repeat_corpus.py --insert-from): numbers and
+# hashes said once, which copy layers score highest; with REPEAT_VAL, REPEAT_VAL such pieces
+# (seed 13) validate too (WORK/ids-labels, WORK/ids-val-labels).
 set -euo pipefail
 case ${1:-} in ""|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -106,27 +110,40 @@ if [ "${VAL:-0}" -gt 0 ]; then
     --target recon --layer "$layer" --shard_size 16 --output "$work/val-labels"
   val_args=(--val_labels "$work/val-labels")
 fi
-# REPEAT=N: pieces that repeat themselves, labelled the same way
-label_dirs=("$work/labels")
-if [ "${REPEAT:-0}" -gt 0 ]; then
-  [ -f "$work/rep-corpus/.done" ] || {
-    rm -rf "$work/rep-corpus"
-    python3 "$root/scripts/repeat_corpus.py" "$corpus" "$work/rep-corpus" "$REPEAT" "${REPEAT_FROM:-300}"
-    touch "$work/rep-corpus/.done"
+# REPEAT=N / REPEAT_IDS=N: pieces that repeat themselves, labelled the same way.
+# rep_set NAME N FIRST SEED [--insert-from FILE...]: N pieces of corpus files FIRST on in
+# WORK/NAME-corpus, labelled into WORK/NAME-labels
+rep_set() {
+  local name=$1 n=$2 first=$3 seed=$4
+  shift 4
+  [ -f "$work/$name-corpus/.done" ] || {
+    rm -rf "$work/$name-corpus"
+    python3 "$root/scripts/repeat_corpus.py" "$corpus" "$work/$name-corpus" "$n" "$first" "$seed" "$@"
+    touch "$work/$name-corpus/.done"
   }
-  "$tis" label -m "$model" --corpus "$work/rep-corpus" --context_tokens "$ctx" --n_samples "$REPEAT" \
-    --target recon --layer "$layer" --shard_size 16 --output "$work/rep-labels"
+  "$tis" label -m "$model" --corpus "$work/$name-corpus" --context_tokens "$ctx" --n_samples "$n" \
+    --target recon --layer "$layer" --shard_size 16 --output "$work/$name-labels"
+}
+# the lines REPEAT_IDS inserts: dpkg's status, /etc/services and the first 20 md5sums lists
+# (numbers, versions, hashes; no licence text)
+ids_from=(--insert-from /var/lib/dpkg/status /etc/services)
+ids_from+=($(ls /var/lib/dpkg/info/*.md5sums 2>/dev/null | LC_ALL=C sort | head -20))
+label_dirs=("$work/labels")
+add_val() { [ ${#val_args[@]} -gt 0 ] || val_args=(--val_labels); val_args+=("$1"); }
+if [ "${REPEAT:-0}" -gt 0 ]; then
+  rep_set rep "$REPEAT" "${REPEAT_FROM:-300}" 5
   label_dirs+=("$work/rep-labels")
   if [ "${REPEAT_VAL:-0}" -gt 0 ]; then
-    [ -f "$work/rep-val-corpus/.done" ] || {
-      rm -rf "$work/rep-val-corpus"
-      python3 "$root/scripts/repeat_corpus.py" "$corpus" "$work/rep-val-corpus" "$REPEAT_VAL" "${REPEAT_VAL_FROM:-460}" 11
-      touch "$work/rep-val-corpus/.done"
-    }
-    "$tis" label -m "$model" --corpus "$work/rep-val-corpus" --context_tokens "$ctx" --n_samples "$REPEAT_VAL" \
-      --target recon --layer "$layer" --shard_size 16 --output "$work/rep-val-labels"
-    [ ${#val_args[@]} -gt 0 ] || val_args=(--val_labels)
-    val_args+=("$work/rep-val-labels")
+    rep_set rep-val "$REPEAT_VAL" "${REPEAT_VAL_FROM:-460}" 11
+    add_val "$work/rep-val-labels"
+  fi
+fi
+if [ "${REPEAT_IDS:-0}" -gt 0 ]; then
+  rep_set ids "$REPEAT_IDS" "${REPEAT_FROM:-300}" 7 "${ids_from[@]}"
+  label_dirs+=("$work/ids-labels")
+  if [ "${REPEAT_VAL:-0}" -gt 0 ]; then
+    rep_set ids-val "$REPEAT_VAL" "${REPEAT_VAL_FROM:-460}" 13 "${ids_from[@]}"
+    add_val "$work/ids-val-labels"
   fi
 fi
 "$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
