@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Where a needle's number lands, per stream, under kvzip's scores and under
+per-head heads (docs/head.md "Where the heads lose needles").
+
+Input: a `tis label --target recon` shard of a needle benchmark (niah or
+passkey; a diagnosis of benchmark samples, never training data), e.g.
+
+  build/tis label -m QWEN --benchmark niah --context_tokens 4096 \\
+    --haystack /usr/share/common-licenses/Apache-2.0 --phrasing 1 --seed 42 \\
+    --n_samples 4 --target recon --layer 12 --output /tmp/niah-l12
+
+Per sample: the number's tokens (the first run of 5 or more digits in the
+context, found through the model's vocabulary), the share of them that a
+pooled selection of 1 % and 2 % keeps over all streams and in layer
+LAYER (both kv heads), and their ranks in LAYER's kv head 0, for the
+labels (kvzip's scores) and for each head (run here in numpy as
+press/head.c does, without calibration).
+
+Usage: scripts/needle_ranks.py MODEL.gguf SHARD.safetensors HEAD.safetensors... [--layer L]
+  (L default 16; streams are layer * n_kv_head + kv head, n_kv_head from the shard)"""
+import os
+import re
+import sys
+
+if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__)
+    sys.exit(0)
+
+import numpy as np
+from safetensors import safe_open
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fuzz_seeds import gguf_kvs  # noqa: E402  (the GGUF key/value reader)
+
+
+def vocabulary(path):
+    for key, _t, value in gguf_kvs(path)[1]:
+        if key == "tokenizer.ggml.tokens":
+            return [s.decode("utf-8", "replace") for s in value[1]]
+    sys.exit(f"needle_ranks: {path} has no tokenizer.ggml.tokens")
+
+
+def head_scores(path, x, n):
+    h = safe_open(path, "np")
+    md = h.metadata()
+    if md.get("kind") != "mlp" or int(md.get("n_out", "1")) < 2:
+        sys.exit(f"needle_ranks: {path}: a per-head mlp head is needed")
+    w1, b1 = h.get_tensor("importance_head.fc1.weight"), h.get_tensor("importance_head.fc1.bias")
+    w2, b2 = h.get_tensor("importance_head.out_proj.weight"), h.get_tensor("importance_head.out_proj.bias")
+    mu, sd = h.get_tensor("importance_head.feature_mean"), h.get_tensor("importance_head.feature_std")
+    f = x / np.sqrt((x.astype(np.float64) ** 2).mean(1) + 1e-6)[:, None].astype(np.float32)
+    if int(md.get("positions", "0")):
+        j = np.arange(n)
+        f = np.concatenate([f, (10.0 * j / n)[:, None], np.log1p(j)[:, None]], 1).astype(np.float32)
+    return (np.maximum(((f - mu) / sd) @ w1.T + b1, 0) @ w2.T + b2).T  # [streams][n]
+
+
+def pooled_keep(scores, frac):
+    """The top frac of every stream's tokens, chosen together (as tis and kvzip pool)."""
+    k = max(1, int(frac * scores.size))
+    return scores >= np.sort(scores.ravel())[-k]
+
+
+def main():
+    args = sys.argv[1:]
+    layer = 16
+    if "--layer" in args:
+        i = args.index("--layer")
+        layer = int(args[i + 1])
+        del args[i:i + 2]
+    model, shard, heads = args[0], args[1], args[2:]
+    voc = vocabulary(model)
+    g = safe_open(shard, "np")
+    md = g.metadata()
+    if md.get("target") != "recon":
+        sys.exit(f"needle_ranks: {shard}: not reconstruction labels (tis label --target recon)")
+    kvh = int(md["label_heads"])
+    feats = g.get_tensor("features").astype(np.float32)
+    labels = g.get_tensor("labels_per_head")
+    off, spans = g.get_tensor("ctx_offsets"), g.get_tensor("sample_spans")
+    tid, toff = g.get_tensor("token_ids"), g.get_tensor("token_offsets")
+    n_streams = labels.size // int(off[-1])
+    for i in range(len(off) - 1):
+        a, b = int(off[i]), int(off[i + 1])
+        n = b - a
+        ctx = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
+        text, starts = "", []
+        for t in ctx:
+            starts.append(len(text))
+            text += voc[t]
+        m = re.search(r"\d{5,}", text)
+        if not m:
+            print(f"sample {i}: no number of 5 or more digits in the context")
+            continue
+        num = [j for j in range(n) if m.start() <= starts[j] < m.end()]
+        y = labels[n_streams * a:n_streams * b].reshape(n_streams, n)
+        runs = [("kvzip", np.log(np.maximum(y, 1e-6)))]
+        runs += [(os.path.basename(h).replace(".safetensors", ""), head_scores(h, feats[a:b], n)) for h in heads]
+        print(f"sample {i} ({n} tokens): number {m.group(0)} at tokens {num[0]}..{num[-1]}")
+        ls = slice(layer * kvh, (layer + 1) * kvh)
+        for name, sc in runs:
+            kept = [pooled_keep(sc, f) for f in (0.01, 0.02)]
+            ranks = sorted(((-sc[layer * kvh]).argsort().argsort()[num]).tolist())
+            print(f"  {name:40s} kept at 1 % / 2 %: all streams {kept[0][:, num].mean():.2f} / "
+                  f"{kept[1][:, num].mean():.2f}, layer {layer} {kept[0][ls][:, num].mean():.2f} / "
+                  f"{kept[1][ls][:, num].mean():.2f}; ranks in layer {layer} kv head 0: {ranks}")
+
+
+if __name__ == "__main__":
+    main()
