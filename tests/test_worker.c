@@ -54,18 +54,25 @@ static Tis__Envelope *s_next_not_ready(void *r, wire_peer *peer, int timeout_ms)
     return NULL;
 }
 
-/* A request with policy tis, routed to a scorer: the prefill worker parks
- * it (its cache kept) and answers with the head's input rows. */
-static int64_t s_park(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub) {
-    wire_peer peer;
+/* Sends request `sub` to the prefill worker as job `id` (outside_scores:
+ * the scores come from a scorer). */
+static int s_send_prefill(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub,
+                          bool outside_scores) {
     Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
     pj.request = sub;
-    pj.outside_scores = true;
+    pj.outside_scores = outside_scores;
     Tis__Envelope ej = TIS__ENVELOPE__INIT;
     ej.request_id = id;
     ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
     ej.prefill_job = &pj;
-    TT_OK(wire_send(r, prefill, &ej));
+    return wire_send(r, prefill, &ej);
+}
+
+/* A request with policy tis, routed to a scorer: the prefill worker parks
+ * it (its cache kept) and answers with the head's input rows. */
+static int64_t s_park(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub) {
+    wire_peer peer;
+    TT_OK(s_send_prefill(r, prefill, id, sub, true));
     Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
     bool ok = e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == id &&
               e->prefill_done->hidden && !e->prefill_done->kv;
@@ -328,13 +335,7 @@ static void s_unknown_policy(const fixture *x) {
     bs.question = "what?";
     bs.policy = "nosuch";
     bs.budget = 0.5;
-    Tis__PrefillJob bj2 = TIS__PREFILL_JOB__INIT;
-    bj2.request = &bs;
-    Tis__Envelope eb2 = TIS__ENVELOPE__INIT;
-    eb2.request_id = 4;
-    eb2.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-    eb2.prefill_job = &bj2;
-    TT_OK(wire_send(x->r, &x->prefill, &eb2));
+    TT_OK(s_send_prefill(x->r, &x->prefill, 4, &bs, false));
     Tis__Envelope *e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 4 &&
              strstr(e->error->message, "nosuch"));
@@ -389,13 +390,7 @@ static void s_request(fixture *x) {
     sub.policy = "snapkv";
     sub.budget = 0.5;
     sub.gen = &gp;
-    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
-    pj.request = &sub;
-    Tis__Envelope ej = TIS__ENVELOPE__INIT;
-    ej.request_id = 7;
-    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-    ej.prefill_job = &pj;
-    TT_OK(wire_send(x->r, &x->prefill, &ej));
+    TT_OK(s_send_prefill(x->r, &x->prefill, 7, &sub, false));
     Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
     if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
