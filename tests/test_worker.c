@@ -347,19 +347,25 @@ static void s_unknown_policy(const fixture *x) {
 
 /* The decode stage of request 7: the block d names, decoded by the decode
  * worker, answers what eval answers with the same KV bytes. */
-static void s_decode(const fixture *x, const Tis__PrefillDone *d, Tis__GenParams *gp) {
-    wire_peer peer;
+/* Sends a decode job `id` for block kv / layout and the question's ids. */
+static int s_send_decode(const fixture *x, uint64_t id, Tis__BlockRef *kv, Tis__KvLayout *layout, size_t n_qids,
+                         int32_t *qids, Tis__GenParams *gp) {
     Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
-    dj.kv = d->kv;
-    dj.layout = d->layout;
-    dj.n_question_ids = d->n_question_ids;
-    dj.question_ids = d->question_ids;
+    dj.kv = kv;
+    dj.layout = layout;
+    dj.n_question_ids = n_qids;
+    dj.question_ids = qids;
     dj.gen = gp;
     Tis__Envelope ed = TIS__ENVELOPE__INIT;
-    ed.request_id = 7;
+    ed.request_id = id;
     ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
     ed.decode_job = &dj;
-    TT_OK(wire_send(x->r, &x->decode, &ed));
+    return wire_send(x->r, &x->decode, &ed);
+}
+
+static void s_decode(const fixture *x, const Tis__PrefillDone *d, Tis__GenParams *gp) {
+    wire_peer peer;
+    TT_OK(s_send_decode(x, 7, d->kv, d->layout, d->n_question_ids, d->question_ids, gp));
     Tis__Envelope *rep = NULL;
     for (int k = 0; k < 4 && !rep; k++) { /* skip the prefill worker's READY */
         Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
@@ -452,16 +458,7 @@ static void s_bad_decode_jobs(const fixture *x) {
     bl.n_stream_len = 6;
     bl.stream_len = lens;
     bl.n_past = 1;
-    Tis__DecodeJob bj = TIS__DECODE_JOB__INIT;
-    bj.kv = &bad;
-    bj.layout = &bl;
-    bj.n_question_ids = 1;
-    bj.question_ids = qid;
-    Tis__Envelope eb = TIS__ENVELOPE__INIT;
-    eb.request_id = 9;
-    eb.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-    eb.decode_job = &bj;
-    TT_OK(wire_send(x->r, &x->decode, &eb));
+    TT_OK(s_send_decode(x, 9, &bad, &bl, 1, qid, NULL));
     Tis__Envelope *e = s_next_error(x->r);
     TT_CHECK(e && e->request_id == 9);
     if (e) fprintf(stderr, "  out-of-range block -> %s\n", e->error->message);
@@ -469,8 +466,7 @@ static void s_bad_decode_jobs(const fixture *x) {
 
     TT_CASE("a decode job with a KV element type no cache holds");
     bl.dtype = 8; /* GGML_TYPE_Q8_0 */
-    eb.request_id = 10;
-    TT_OK(wire_send(x->r, &x->decode, &eb));
+    TT_OK(s_send_decode(x, 10, &bad, &bl, 1, qid, NULL));
     e = s_next_error(x->r);
     TT_CHECK(e && e->request_id == 10 && strstr(e->error->message, "dtype 8"));
     if (e) fprintf(stderr, "  dtype 8 block -> %s\n", e->error->message);
