@@ -18,20 +18,18 @@ if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
     print(__doc__)
     sys.exit(0)
 
+import os
+
 import numpy as np
 from safetensors import safe_open
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from head_np import Head  # noqa: E402
+
 head_path, shard = sys.argv[1], sys.argv[2]
 H = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-h = safe_open(head_path, "np")
-md = h.metadata()
-if md.get("kind") != "mlp" or int(md.get("n_out", "1")) < 2:
-    sys.exit("head_streams: a per-head mlp head is needed")
-W1, b1 = h.get_tensor("importance_head.fc1.weight"), h.get_tensor("importance_head.fc1.bias")
-W2, b2 = h.get_tensor("importance_head.out_proj.weight"), h.get_tensor("importance_head.out_proj.bias")
-mu, sd = h.get_tensor("importance_head.feature_mean"), h.get_tensor("importance_head.feature_std")
-npos = int(md.get("positions", "0"))
-S = W2.shape[0]
+head = Head(head_path, "head_streams")
+S = head.n_streams
 L = S // H
 g = safe_open(shard, "np")
 F = g.get_tensor("features").astype(np.float32)
@@ -42,12 +40,7 @@ peak = np.zeros(S)
 for i in range(len(off) - 1):
     a, b = off[i], off[i + 1]
     n = b - a
-    x = F[a:b]
-    f = x / np.sqrt((x.astype(np.float64) ** 2).mean(1) + 1e-6)[:, None].astype(np.float32)
-    if npos:
-        j = np.arange(n)
-        f = np.concatenate([f, (10.0 * j / n)[:, None], np.log1p(j)[:, None]], 1).astype(np.float32)
-    s = (np.maximum(((f - mu) / sd) @ W1.T + b1, 0) @ W2.T + b2).T  # [S][n]
+    s = head.scores(F[a:b])  # [S][n]
     y = Y[S * a: S * b].reshape(S, n)
     for q in range(S):
         for c, frac in enumerate((0.02, 0.05)):

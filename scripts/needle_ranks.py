@@ -31,6 +31,7 @@ from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_seeds import gguf_kvs  # noqa: E402  (the GGUF key/value reader)
+from head_np import Head  # noqa: E402
 
 
 def vocabulary(path):
@@ -38,21 +39,6 @@ def vocabulary(path):
         if key == "tokenizer.ggml.tokens":
             return [s.decode("utf-8", "replace") for s in value[1]]
     sys.exit(f"needle_ranks: {path} has no tokenizer.ggml.tokens")
-
-
-def head_scores(path, x, n):
-    h = safe_open(path, "np")
-    md = h.metadata()
-    if md.get("kind") != "mlp" or int(md.get("n_out", "1")) < 2:
-        sys.exit(f"needle_ranks: {path}: a per-head mlp head is needed")
-    w1, b1 = h.get_tensor("importance_head.fc1.weight"), h.get_tensor("importance_head.fc1.bias")
-    w2, b2 = h.get_tensor("importance_head.out_proj.weight"), h.get_tensor("importance_head.out_proj.bias")
-    mu, sd = h.get_tensor("importance_head.feature_mean"), h.get_tensor("importance_head.feature_std")
-    f = x / np.sqrt((x.astype(np.float64) ** 2).mean(1) + 1e-6)[:, None].astype(np.float32)
-    if int(md.get("positions", "0")):
-        j = np.arange(n)
-        f = np.concatenate([f, (10.0 * j / n)[:, None], np.log1p(j)[:, None]], 1).astype(np.float32)
-    return (np.maximum(((f - mu) / sd) @ w1.T + b1, 0) @ w2.T + b2).T  # [streams][n]
 
 
 def pooled_keep(scores, frac):
@@ -70,6 +56,7 @@ def main():
         del args[i:i + 2]
     model, shard, heads = args[0], args[1], args[2:]
     voc = vocabulary(model)
+    loaded = [(os.path.basename(p).replace(".safetensors", ""), Head(p, "needle_ranks")) for p in heads]
     g = safe_open(shard, "np")
     md = g.metadata()
     if md.get("target") != "recon":
@@ -95,7 +82,7 @@ def main():
         num = [j for j in range(n) if m.start() <= starts[j] < m.end()]
         y = labels[n_streams * a:n_streams * b].reshape(n_streams, n)
         runs = [("kvzip", np.log(np.maximum(y, 1e-6)))]
-        runs += [(os.path.basename(h).replace(".safetensors", ""), head_scores(h, feats[a:b], n)) for h in heads]
+        runs += [(name, h.scores(feats[a:b])) for name, h in loaded]
         print(f"sample {i} ({n} tokens): number {m.group(0)} at tokens {num[0]}..{num[-1]}")
         ls = slice(layer * kvh, (layer + 1) * kvh)
         for name, sc in runs:
