@@ -27,6 +27,7 @@
 #include "tt.h"
 #include "tt_alloc.h"
 #include "wire.h"
+#include "wire_jobs.h"
 
 /* ---- the press path: one request through a session ----------------------- */
 
@@ -303,13 +304,7 @@ static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len, Tis__Env
     sub.policy = "snapkv";
     sub.budget = 0.5;
     sub.gen = &gp;
-    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
-    pj.request = &sub;
-    Tis__Envelope ej = TIS__ENVELOPE__INIT;
-    ej.request_id = id;
-    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-    ej.prefill_job = &pj;
-    if (wire_send(r, w, &ej)) return -1;
+    if (tt_send_prefill_job(r, w, id, &sub, false)) return -1;
     Tis__Envelope *e = NULL;
     int got = s_answer(r, id, TIS__ENVELOPE__BODY_PREFILL_DONE, &e);
     if (got == 1 && !e->prefill_done->kv) got = -1;
@@ -332,17 +327,7 @@ static int s_job(void *r, const wire_peer *w, uint64_t id, size_t *len, Tis__Env
 static int s_decode(void *r, const wire_peer *w, uint64_t id, const Tis__PrefillDone *d, char **answer) {
     Tis__GenParams gp = TIS__GEN_PARAMS__INIT;
     gp.max_new = 4;
-    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
-    dj.kv = d->kv;
-    dj.layout = d->layout;
-    dj.n_question_ids = d->n_question_ids;
-    dj.question_ids = d->question_ids;
-    dj.gen = &gp;
-    Tis__Envelope ed = TIS__ENVELOPE__INIT;
-    ed.request_id = id;
-    ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-    ed.decode_job = &dj;
-    if (wire_send(r, w, &ed)) return -1;
+    if (tt_send_decode_job(r, w, id, d->kv, d->layout, d->n_question_ids, d->question_ids, &gp)) return -1;
     Tis__Envelope *e = NULL;
     int got = s_answer(r, id, TIS__ENVELOPE__BODY_REPLY, &e);
     if (got == 1) *answer = strdup(e->reply->answer ? e->reply->answer : "");

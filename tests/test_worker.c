@@ -22,6 +22,7 @@
 #include "tt.h"
 #include "wire.h"
 #include "wire_eval.h"
+#include "wire_jobs.h"
 
 /* The next message (heartbeats skipped when asked), or NULL after
  * timeout_ms in all: heartbeats keep coming, so the deadline is overall. */
@@ -54,25 +55,11 @@ static Tis__Envelope *s_next_not_ready(void *r, wire_peer *peer, int timeout_ms)
     return NULL;
 }
 
-/* Sends request `sub` to the prefill worker as job `id` (outside_scores:
- * the scores come from a scorer). */
-static int s_send_prefill(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub,
-                          bool outside_scores) {
-    Tis__PrefillJob pj = TIS__PREFILL_JOB__INIT;
-    pj.request = sub;
-    pj.outside_scores = outside_scores;
-    Tis__Envelope ej = TIS__ENVELOPE__INIT;
-    ej.request_id = id;
-    ej.body_case = TIS__ENVELOPE__BODY_PREFILL_JOB;
-    ej.prefill_job = &pj;
-    return wire_send(r, prefill, &ej);
-}
-
 /* A request with policy tis, routed to a scorer: the prefill worker parks
  * it (its cache kept) and answers with the head's input rows. */
 static int64_t s_park(void *r, const wire_peer *prefill, uint64_t id, Tis__Submit *sub) {
     wire_peer peer;
-    TT_OK(s_send_prefill(r, prefill, id, sub, true));
+    TT_OK(tt_send_prefill_job(r, prefill, id, sub, true));
     Tis__Envelope *e = s_next_not_ready(r, &peer, 20000);
     bool ok = e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == id &&
               e->prefill_done->hidden && !e->prefill_done->kv;
@@ -311,12 +298,7 @@ static void s_bad_messages(const fixture *x) {
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR);
     msg_free(e);
     /* a decode job sent to the prefill worker: an Error */
-    Tis__DecodeJob wrong = TIS__DECODE_JOB__INIT;
-    Tis__Envelope ew = TIS__ENVELOPE__INIT;
-    ew.request_id = 3;
-    ew.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-    ew.decode_job = &wrong;
-    TT_OK(wire_send(x->r, &x->prefill, &ew));
+    TT_OK(tt_send_decode_job(x->r, &x->prefill, 3, NULL, NULL, 0, NULL, NULL));
     e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 3);
     msg_free(e);
@@ -335,7 +317,7 @@ static void s_unknown_policy(const fixture *x) {
     bs.question = "what?";
     bs.policy = "nosuch";
     bs.budget = 0.5;
-    TT_OK(s_send_prefill(x->r, &x->prefill, 4, &bs, false));
+    TT_OK(tt_send_prefill_job(x->r, &x->prefill, 4, &bs, false));
     Tis__Envelope *e = s_next(x->r, &peer, 10000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_ERROR && e->request_id == 4 &&
              strstr(e->error->message, "nosuch"));
@@ -347,25 +329,9 @@ static void s_unknown_policy(const fixture *x) {
 
 /* The decode stage of request 7: the block d names, decoded by the decode
  * worker, answers what eval answers with the same KV bytes. */
-/* Sends a decode job `id` for block kv / layout and the question's ids. */
-static int s_send_decode(const fixture *x, uint64_t id, Tis__BlockRef *kv, Tis__KvLayout *layout, size_t n_qids,
-                         int32_t *qids, Tis__GenParams *gp) {
-    Tis__DecodeJob dj = TIS__DECODE_JOB__INIT;
-    dj.kv = kv;
-    dj.layout = layout;
-    dj.n_question_ids = n_qids;
-    dj.question_ids = qids;
-    dj.gen = gp;
-    Tis__Envelope ed = TIS__ENVELOPE__INIT;
-    ed.request_id = id;
-    ed.body_case = TIS__ENVELOPE__BODY_DECODE_JOB;
-    ed.decode_job = &dj;
-    return wire_send(x->r, &x->decode, &ed);
-}
-
 static void s_decode(const fixture *x, const Tis__PrefillDone *d, Tis__GenParams *gp) {
     wire_peer peer;
-    TT_OK(s_send_decode(x, 7, d->kv, d->layout, d->n_question_ids, d->question_ids, gp));
+    TT_OK(tt_send_decode_job(x->r, &x->decode, 7, d->kv, d->layout, d->n_question_ids, d->question_ids, gp));
     Tis__Envelope *rep = NULL;
     for (int k = 0; k < 4 && !rep; k++) { /* skip the prefill worker's READY */
         Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
@@ -396,7 +362,7 @@ static void s_request(fixture *x) {
     sub.policy = "snapkv";
     sub.budget = 0.5;
     sub.gen = &gp;
-    TT_OK(s_send_prefill(x->r, &x->prefill, 7, &sub, false));
+    TT_OK(tt_send_prefill_job(x->r, &x->prefill, 7, &sub, false));
     Tis__Envelope *e = s_next(x->r, &peer, 20000, true);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE && e->request_id == 7);
     if (e && e->body_case == TIS__ENVELOPE__BODY_PREFILL_DONE) {
@@ -458,7 +424,7 @@ static void s_bad_decode_jobs(const fixture *x) {
     bl.n_stream_len = 6;
     bl.stream_len = lens;
     bl.n_past = 1;
-    TT_OK(s_send_decode(x, 9, &bad, &bl, 1, qid, NULL));
+    TT_OK(tt_send_decode_job(x->r, &x->decode, 9, &bad, &bl, 1, qid, NULL));
     Tis__Envelope *e = s_next_error(x->r);
     TT_CHECK(e && e->request_id == 9);
     if (e) fprintf(stderr, "  out-of-range block -> %s\n", e->error->message);
@@ -466,7 +432,7 @@ static void s_bad_decode_jobs(const fixture *x) {
 
     TT_CASE("a decode job with a KV element type no cache holds");
     bl.dtype = 8; /* GGML_TYPE_Q8_0 */
-    TT_OK(s_send_decode(x, 10, &bad, &bl, 1, qid, NULL));
+    TT_OK(tt_send_decode_job(x->r, &x->decode, 10, &bad, &bl, 1, qid, NULL));
     e = s_next_error(x->r);
     TT_CHECK(e && e->request_id == 10 && strstr(e->error->message, "dtype 8"));
     if (e) fprintf(stderr, "  dtype 8 block -> %s\n", e->error->message);
