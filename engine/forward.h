@@ -14,7 +14,11 @@
  * forward_run call. Any field may be NULL. */
 typedef struct forward_hooks {
     /* Attention probabilities of query rows [t0, t0+nq) for query head
-     * `head`: probs[nq][n_keys] over the stream's entries in cache order. */
+     * `head`: probs[nq][n_keys] over the stream's entries in cache order.
+     * Called from the backend's threads: calls for different KV heads of
+     * a layer may run at once; those of one KV head come from one thread,
+     * in order (its query heads in turn, their rows in turn), so state kept
+     * per KV head (or per query head) needs no lock. */
     void (*on_attn)(void *user, int64_t layer, int64_t head, int64_t t0, int64_t nq,
                     const float *probs, int64_t n_keys);
     /* Residual stream entering layer `layer` (layer == n_layer: after the last

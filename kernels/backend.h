@@ -53,7 +53,9 @@ typedef struct rope_params {
 
 /* Observer of attention probabilities (oracle labels, h2o, snapkv use it):
  * probs[nq][n_keys] for query rows [q0, q0+nq) of the batch, over the
- * stream's entries in cache order. NULL fn: not observed. */
+ * stream's entries in cache order. NULL fn: not observed. The CPU backend
+ * calls it from its pool's threads, one KV head per thread at a time, in
+ * order within a KV head (forward_hooks.on_attn). */
 typedef struct attn_observer {
     void (*fn)(void *user, int64_t layer, int64_t head, int64_t q0, int64_t nq,
                const float *probs, int64_t n_keys);

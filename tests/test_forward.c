@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu/pool.h"
 #include "cpu/softmax.h"
 #include "forward.h"
 #include "kv.h"
@@ -263,10 +264,12 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     model_destroy(&m);
 }
 
-/* Hooks see every layer's hidden state and attention rows that sum to 1. */
+/* Hooks see every layer's hidden state and attention rows that sum to 1.
+ * Counts are kept per query head (on_attn may run on several threads, one
+ * KV head each). */
 typedef struct hook_log {
-    int64_t hidden_calls, attn_rows;
-    double worst_row_err;
+    int64_t hidden_calls, attn_rows[16];
+    double worst_row_err[16];
 } hook_log;
 
 static void s_on_attn(void *u, int64_t layer, int64_t head, int64_t t0, int64_t nq,
@@ -275,8 +278,8 @@ static void s_on_attn(void *u, int64_t layer, int64_t head, int64_t t0, int64_t 
     for (int64_t r = 0; r < nq; r++) {
         double s = 0;
         for (int64_t j = 0; j < n_keys; j++) s += probs[r * n_keys + j];
-        if (fabs(s - 1) > hl->worst_row_err) hl->worst_row_err = fabs(s - 1);
-        hl->attn_rows++;
+        if (fabs(s - 1) > hl->worst_row_err[head]) hl->worst_row_err[head] = fabs(s - 1);
+        hl->attn_rows[head]++;
     }
 }
 
@@ -299,8 +302,10 @@ static void s_check_hooks(void) {
     forward_hooks hk = {.on_attn = s_on_attn, .on_hidden = s_on_hidden, .user = &hl};
     TT_OK(forward_run(st, kv, ids, 10, NULL, 0, &hk));
     TT_CHECK(hl.hidden_calls == sp.n_layer + 1);
-    TT_CHECK(hl.attn_rows == 10 * sp.n_head * sp.n_layer);
-    TT_CHECK(hl.worst_row_err < 1e-5);
+    for (int64_t h = 0; h < sp.n_head; h++) {
+        TT_CHECK(hl.attn_rows[h] == 10 * sp.n_layer);
+        TT_CHECK(hl.worst_row_err[h] < 1e-5);
+    }
     forward_state_destroy(&st);
     kv_cache_destroy(&kv);
     model_destroy(&m);
@@ -601,6 +606,83 @@ static void s_check_attention_paths(void) {
             }
 }
 
+/* Prefill attention over the thread pool: (head, block) tiles unobserved,
+ * whole KV heads observed. Two threads give what one gives (up to the
+ * summation order of a threaded sgemm), the observer sees every row of
+ * every head once, each stream's calls in the serial order (its query
+ * heads in turn, their blocks in turn) and the same probabilities. */
+typedef struct obs_log {
+    int64_t T, nh, group, max_keys, n_calls[16], last[16]; /* per stream: calls, last head * T + q0 */
+    bool in_order;
+    float *p; /* [nh][T][max_keys] */
+} obs_log;
+
+static void s_log_obs(void *u, int64_t layer, int64_t head, int64_t q0, int64_t nq, const float *p, int64_t nk) {
+    obs_log *o = u;
+    int64_t g = head / o->group, key = head * o->T + q0;
+    if (key <= o->last[g]) o->in_order = false;
+    o->last[g] = key;
+    o->n_calls[g]++;
+    for (int64_t r = 0; r < nq; r++) memcpy(o->p + (head * o->T + q0 + r) * o->max_keys, p + r * nk, (size_t)nk * sizeof(float));
+    (void)layer;
+}
+
+static void s_run_pool_attention(kv_view *view, const float *q, int64_t T, int64_t nh, int threads, float *out,
+                                 obs_log *o) {
+    pool_set_threads(threads);
+    attn_observer obs = {s_log_obs, o};
+    if (o) {
+        memset(o->p, 0, (size_t)(nh * T * o->max_keys) * sizeof(float));
+        for (int g = 0; g < 16; g++) o->n_calls[g] = 0, o->last[g] = -1;
+        o->in_order = true;
+    }
+    TT_OK(backend_cpu()->attention(NULL, out, q, view, 1, T, nh, o ? &obs : NULL));
+}
+
+static void s_check_prefill_pool(void) {
+    TT_CASE("prefill attention over the pool: 2 threads = 1 thread, observers in order");
+    const int64_t hd = 64, nkv = 4, group = 3, nh = nkv * group, T = 300; /* three query blocks */
+    const int64_t lens[4] = {0, 7, 500, 1100};
+    int keep = pool_threads();
+    uint64_t rng = 99;
+    for (int t = 0; t < 2; t++) {
+        int type = t ? GGML_TYPE_F16 : GGML_TYPE_F32;
+        int64_t caps[8];
+        for (int64_t s = 0; s < 8; s++) caps[s] = lens[s % 4] + T;
+        kv_cache *kv = NULL;
+        TT_OK(kv_cache_new_ragged(&kv, 2, nkv, hd, caps, type));
+        if (!kv) return;
+        float k[64], v[64];
+        for (int64_t s = 0; s < kv->n_stream; s++) {
+            kv->len[s] = caps[s];
+            for (int64_t i = 0; i < kv->len[s]; i++) {
+                for (int d = 0; d < hd; d++) k[d] = 2 * tt_randf(&rng), v[d] = tt_randf(&rng);
+                kv_cache_put(kv, s, i, k, v);
+            }
+        }
+        size_t n = (size_t)(T * nh * hd);
+        float *q = malloc(n * sizeof(float)), *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        float *c = malloc(n * sizeof(float)), *d = malloc(n * sizeof(float));
+        obs_log o1 = {.T = T, .nh = nh, .group = group, .max_keys = lens[3] + T}, o2 = o1;
+        o1.p = malloc((size_t)(nh * T * o1.max_keys) * sizeof(float));
+        o2.p = malloc((size_t)(nh * T * o2.max_keys) * sizeof(float));
+        for (size_t i = 0; i < n; i++) q[i] = tt_randf(&rng);
+        kv_view view = kv_cache_view(kv);
+        s_run_pool_attention(&view, q, T, nh, 1, a, NULL);
+        s_run_pool_attention(&view, q, T, nh, 2, b, NULL);
+        s_run_pool_attention(&view, q, T, nh, 1, c, &o1);
+        s_run_pool_attention(&view, q, T, nh, 2, d, &o2);
+        TT_CHECK(s_maxdiff(a, b, (int64_t)n) < 1e-6 && s_maxdiff(a, c, (int64_t)n) < 1e-6 &&
+                 s_maxdiff(a, d, (int64_t)n) < 1e-6);
+        TT_CHECK(o1.in_order && o2.in_order);
+        for (int64_t g = 0; g < nkv; g++) TT_CHECK(o1.n_calls[g] == group * 3 && o2.n_calls[g] == group * 3);
+        TT_CHECK(s_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
+        free(q), free(a), free(b), free(c), free(d), free(o1.p), free(o2.p);
+        kv_cache_destroy(&kv);
+    }
+    pool_set_threads(keep);
+}
+
 /* Generated-token steps are batch-invariant with the defaults: one decode
  * step of 20 sequences (more than the 16 rows of the small-product path)
  * gives each sequence the logits it gets alone, bit for bit. */
@@ -650,6 +732,7 @@ static void s_check_batch_invariance(void) {
 
 int main(void) {
     s_check_attention_paths();
+    s_check_prefill_pool();
     tiny_spec sp = tiny_spec_default();
     s_check_model("llama, GQA 4:2, tied, f32", &sp);
     sp.n_kv_head = 1;

@@ -10,7 +10,9 @@
  *    in its own (half-size) type, no BLAS call, no allocation per call.
  *  - prefill (and any observed call: oracle labels, H2O, SnapKV): query
  *    rows in blocks of QBLOCK, scores by OpenBLAS sgemm against the stream's
- *    keys (converted once per KV head to f32 when the cache is not f32). */
+ *    keys (converted once per KV head to f32 when the cache is not f32);
+ *    (head, block) tiles over the thread pool, or whole KV heads when
+ *    observed (an observer then sees each stream from one thread). */
 #include "attention_cpu.h"
 
 #include <cblas.h>
@@ -170,60 +172,145 @@ static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer
 
 /* ---- prefill (and observed) attention: sgemm per query block -------------- */
 
+/* The pool's threads each run whole (head, query block) tiles with a
+ * single-threaded sgemm: OpenBLAS is held to one thread for the call (its
+ * own threads would fight the pool's for the cores, and the softmax between
+ * the two sgemms would run on one core). Unobserved: every (head, block) of
+ * a KV head's query heads is a job. Observed: a job is a whole KV head (its
+ * query heads in order, their blocks in order), so an observer sees one
+ * stream's calls from one thread, in the serial order. */
+typedef struct pf_job {
+    float *out;
+    const float *q;
+    const kv_view *kv;
+    const attn_observer *obs;
+    int64_t layer, T, n_head, group, hd, qb, n_qb;
+    size_t ml;
+    float scale;
+    int64_t s;            /* unobserved: the stream of this round */
+    const float *K, *V;   /* unobserved: its keys and values in f32 */
+} pf_job;
+
+/* Grow-only per-thread scratch for the converted keys and values of a
+ * stream, apart from S (which the tiles use). */
+static _Thread_local struct {
+    float *p;
+    size_t cap;
+} C;
+
+static float *s_conv_scratch(size_t floats) {
+    if (floats <= C.cap) return C.p;
+    free(C.p);
+    C.p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    C.cap = C.p ? floats : 0;
+    return C.p;
+}
+
+/* Keys and values of stream s in f32: in place when stored f32, else
+ * converted into this thread's C scratch (NULL: out of memory). */
+static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const float **V) {
+    const kv_view *kv = j->kv;
+    size_t row_bytes = (size_t)j->hd * s_esize(kv->dtype);
+    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
+    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
+    if (kv->dtype == GGML_TYPE_F32) {
+        *K = Kp;
+        *V = Vp;
+        return true;
+    }
+    float *f = s_conv_scratch(2 * j->ml * (size_t)j->hd);
+    if (!f) return false;
+    int64_t L = kv->len[s];
+    s_to_f32(kv->dtype, Kp, f, L * j->hd);
+    s_to_f32(kv->dtype, Vp, f + j->ml * (size_t)j->hd, L * j->hd);
+    *K = f;
+    *V = f + j->ml * (size_t)j->hd;
+    return true;
+}
+
+/* Query block [q0, q0 + nq) of head h against stream s's f32 keys and
+ * values, in this thread's S scratch (false: out of memory). */
+static bool s_tile(const pf_job *j, int64_t h, int64_t s, const float *K, const float *V, int64_t q0) {
+    const kv_view *kv = j->kv;
+    int64_t hd = j->hd, n_head = j->n_head, T = j->T;
+    int64_t nq = T - q0 < j->qb ? T - q0 : j->qb;
+    float *sc = s_scratch((size_t)j->qb * j->ml + 2 * (size_t)j->qb * (size_t)hd);
+    if (!sc) return false;
+    float *qh = sc + (size_t)j->qb * j->ml, *oh = qh + (size_t)j->qb * (size_t)hd;
+    int64_t L = kv->len[s], n_old = L - T;
+    /* Only keys visible to the block's last row take part. */
+    int64_t nk = n_old + q0 + nq;
+    for (int64_t r = 0; r < nq; r++)
+        memcpy(qh + r * hd, j->q + ((q0 + r) * n_head + h) * hd, (size_t)hd * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)hd, j->scale, qh,
+                (blasint)hd, K, (blasint)hd, 0.0f, sc, (blasint)nk);
+    const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
+    for (int64_t r = 0; r < nq; r++) {
+        float *row = sc + r * nk;
+        int64_t vis = n_old + q0 + r + 1; /* causal */
+        cpu_softmax(row, vis, bias);
+        for (int64_t c = vis; c < nk; c++) row[c] = 0.0f;
+    }
+    if (j->obs && j->obs->fn) j->obs->fn(j->obs->user, j->layer, h, q0, nq, sc, nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)hd, (blasint)nk, 1.0f, sc,
+                (blasint)nk, V, (blasint)hd, 0.0f, oh, (blasint)hd);
+    for (int64_t r = 0; r < nq; r++)
+        memcpy(j->out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
+    return true;
+}
+
+static _Atomic int s_pf_oom; /* a tile or stream found no scratch */
+
+/* Unobserved: tiles i0..i1 of stream j->s (head-major, then block). */
+static void s_pf_tiles(void *ctx, int64_t i0, int64_t i1) {
+    const pf_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t h = j->s % j->kv->n_kv_head * j->group + i / j->n_qb;
+        if (!s_tile(j, h, j->s, j->K, j->V, (i % j->n_qb) * j->qb)) atomic_store(&s_pf_oom, 1);
+    }
+}
+
+/* Observed: KV heads g0..g1 of the layer, each whole and in order. */
+static void s_pf_streams(void *ctx, int64_t g0, int64_t g1) {
+    const pf_job *j = ctx;
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t s = j->layer * j->kv->n_kv_head + g;
+        const float *K, *V;
+        bool ok = s_stream_f32(j, s, &K, &V);
+        for (int64_t h = g * j->group; ok && h < (g + 1) * j->group; h++)
+            for (int64_t b = 0; ok && b < j->n_qb; b++) ok = s_tile(j, h, s, K, V, b * j->qb);
+        if (!ok) atomic_store(&s_pf_oom, 1);
+    }
+}
+
 static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                      int64_t max_len, const attn_observer *obs) {
-    int64_t hd = kv->head_dim, group = n_head / kv->n_kv_head;
-    float scale = 1.0f / sqrtf((float)hd);
-    int64_t qb = T < QBLOCK ? T : QBLOCK;
-    bool conv = kv->dtype != GGML_TYPE_F32;
-    size_t ml = (size_t)(max_len ? max_len : 1);
-    /* one grow-only scratch (a few MB; see QBLOCK): scores, a query block,
-     * its output, and the stream's keys and values in f32 when stored narrower */
-    size_t n_sc = (size_t)qb * ml, n_q = (size_t)qb * (size_t)hd, n_kv = conv ? 2 * ml * (size_t)hd : 0;
-    float *sc = s_scratch(n_sc + 2 * n_q + n_kv);
-    if (!sc)
-        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
-    float *qh = sc + n_sc, *oh = qh + n_q, *kvf = conv ? oh + n_q : NULL;
-    size_t row_bytes = (size_t)hd * s_esize(kv->dtype);
-    int64_t s_conv = -1; /* the stream whose keys and values kvf holds */
-    for (int64_t h = 0; h < n_head; h++) {
-        int64_t s = layer * kv->n_kv_head + h / group;
-        int64_t L = kv->len[s], n_old = L - T;
-        TIS_ASSERT(n_old >= 0);
-        const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
-        const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
-        const float *K = Kp, *V = Vp;
-        if (conv) {
-            if (s != s_conv) {
-                s_to_f32(kv->dtype, Kp, kvf, L * hd);
-                s_to_f32(kv->dtype, Vp, kvf + ml * (size_t)hd, L * hd);
-                s_conv = s;
+    int64_t hd = kv->head_dim, qb = T < QBLOCK ? T : QBLOCK;
+    pf_job j = {out, q, kv, obs, layer, T, n_head, n_head / kv->n_kv_head, hd, qb, (T + qb - 1) / qb,
+                (size_t)(max_len ? max_len : 1), 1.0f / sqrtf((float)hd), -1, NULL, NULL};
+    for (int64_t s = layer * kv->n_kv_head; s < (layer + 1) * kv->n_kv_head; s++) TIS_ASSERT(kv->len[s] >= T);
+    /* a short pass is less work than waking the pool (the decode path's rule) */
+    bool small = T * n_head * max_len * hd < (1 << 18);
+    int threads = small ? 1 : pool_threads(), blas = threads > 1 ? openblas_get_num_threads() : 1;
+    if (blas > 1) openblas_set_num_threads(1);
+    atomic_store(&s_pf_oom, 0);
+    if (obs && obs->fn) {
+        if (threads > 1) pool_for(kv->n_kv_head, 1, s_pf_streams, &j);
+        else s_pf_streams(&j, 0, kv->n_kv_head);
+    } else {
+        for (int64_t g = 0; g < kv->n_kv_head && !atomic_load(&s_pf_oom); g++) {
+            j.s = layer * kv->n_kv_head + g;
+            if (!s_stream_f32(&j, j.s, &j.K, &j.V)) {
+                atomic_store(&s_pf_oom, 1);
+                break;
             }
-            K = kvf;
-            V = kvf + ml * (size_t)hd;
-        }
-        for (int64_t q0 = 0; q0 < T; q0 += qb) {
-            int64_t nq = T - q0 < qb ? T - q0 : qb;
-            /* Only keys visible to the block's last row take part. */
-            int64_t nk = n_old + q0 + nq;
-            for (int64_t r = 0; r < nq; r++)
-                memcpy(qh + r * hd, q + ((q0 + r) * n_head + h) * hd, (size_t)hd * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)hd, scale, qh,
-                        (blasint)hd, K, (blasint)hd, 0.0f, sc, (blasint)nk);
-            const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
-            for (int64_t r = 0; r < nq; r++) {
-                float *row = sc + r * nk;
-                int64_t vis = n_old + q0 + r + 1; /* causal */
-                cpu_softmax(row, vis, bias);
-                for (int64_t j = vis; j < nk; j++) row[j] = 0.0f;
-            }
-            if (obs && obs->fn) obs->fn(obs->user, layer, h, q0, nq, sc, nk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)hd, (blasint)nk, 1.0f, sc,
-                        (blasint)nk, V, (blasint)hd, 0.0f, oh, (blasint)hd);
-            for (int64_t r = 0; r < nq; r++)
-                memcpy(out + ((q0 + r) * n_head + h) * hd, oh + r * hd, (size_t)hd * sizeof(float));
+            if (threads > 1) pool_for(j.group * j.n_qb, 1, s_pf_tiles, &j);
+            else s_pf_tiles(&j, 0, j.group * j.n_qb);
         }
     }
+    if (blas > 1) openblas_set_num_threads(blas);
+    if (atomic_load(&s_pf_oom))
+        return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
     return 0;
 }
 

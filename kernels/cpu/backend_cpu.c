@@ -28,8 +28,9 @@ static void s_free(void *ctx, void *p) {
  * file format: each activation row is quantised once (qdot), then every
  * weight row is dotted with the T rows while it is in cache, output rows
  * split over the thread pool. Larger products (prefill) dequantise
- * up to TILE_BYTES of weight rows at a time to f32 and multiply with OpenBLAS sgemm;
- * f32 weights go to sgemm directly. */
+ * up to TILE_BYTES of weight rows at a time to f32 and multiply with OpenBLAS sgemm,
+ * the prompt's rows split over the thread pool (one single-threaded sgemm
+ * a slice); f32 weights go to sgemm directly, split the same way. */
 enum { QDOT_MAX_T = 16 };
 /* Prefill's f32 tiles: as many weight rows as fit this many bytes (sgemm is
  * fastest on wide products), so most matrices are one tile. */
@@ -142,34 +143,64 @@ static void s_deq_rows(void *ctx, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) j->fn(j->rows + (size_t)r * j->row_bytes, j->tile + r * j->n_in, j->n_in);
 }
 
+/* y[T][ld] (+)= x[T][n_in] . b[nr][n_in]^T, rows of T over the pool, each
+ * slice one single-threaded sgemm (OpenBLAS held to one thread meanwhile:
+ * its own threads would spin against the pool's for the same cores, and
+ * the pool's work between sgemms, the dequantisation, would have one
+ * core). A slice is a multiple of 16 rows, about one per thread. */
+typedef struct sg_job {
+    const float *x, *b;
+    float *y;
+    int64_t n_in, nr, ld;
+    float beta;
+} sg_job;
+
+static void s_sg_rows(void *ctx, int64_t t0, int64_t t1) {
+    const sg_job *j = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)(t1 - t0), (blasint)j->nr, (blasint)j->n_in, 1.0f,
+                j->x + t0 * j->n_in, (blasint)j->n_in, j->b, (blasint)j->n_in, j->beta, j->y + t0 * j->ld,
+                (blasint)j->ld);
+}
+
+static void s_sgemm_rows(const sg_job *j, int64_t T) {
+    int threads = pool_threads();
+    int64_t per = (T + threads - 1) / threads;
+    per = (per + 15) / 16 * 16;
+    if (threads == 1 || T < 64) s_sg_rows((void *)j, 0, T);
+    else pool_for(T, per, s_sg_rows, (void *)j);
+}
+
 static int s_matmul(void *ctx, float *y, const float *x, const tis_weight *w, int64_t T, bool accumulate) {
     int64_t n_in = w->n_in, n_out = w->n_out;
     /* generated-token steps always dot rows in place, whatever the batch: a
      * sequence's numbers then do not depend on how many others share its
      * step (each row's dot is computed alone, the same way); prompts of
      * more than QDOT_MAX_T rows go to sgemm */
-    if ((T <= QDOT_MAX_T || !s_prompt) && qdot_type_supported(w->type)) {
-        return s_matmul_q(y, x, w, T, accumulate);
-    } else if (w->type == GGML_TYPE_F32 && w->row_bytes == (size_t)n_in * sizeof(float)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f,
-                    x, (blasint)n_in, w->data, (blasint)n_in, accumulate ? 1.0f : 0.0f, y, (blasint)n_out);
+    if ((T <= QDOT_MAX_T || !s_prompt) && qdot_type_supported(w->type)) return s_matmul_q(y, x, w, T, accumulate);
+    int blas = pool_threads() > 1 ? openblas_get_num_threads() : 1;
+    if (blas > 1) openblas_set_num_threads(1);
+    int rc = 0;
+    if (w->type == GGML_TYPE_F32 && w->row_bytes == (size_t)n_in * sizeof(float)) {
+        sg_job sj = {x, w->data, y, n_in, n_out, n_out, accumulate ? 1.0f : 0.0f};
+        s_sgemm_rows(&sj, T);
     } else {
         int64_t tile_rows = (int64_t)(TILE_BYTES / ((size_t)n_in * sizeof(float)));
         if (tile_rows < 16) tile_rows = 16;
         if (tile_rows > n_out) tile_rows = n_out;
         float *tile = s_grow((void **)&S.tile, &S.tile_cap, (size_t)tile_rows * (size_t)n_in * sizeof(float));
-        if (!tile) return TIS_ENOMEM;
         const uint8_t *rows = w->data;
         qdot_deq_fn deq = qdot_deq_fn_for(w->type, qdot_isa_best());
-        for (int64_t o0 = 0; o0 < n_out; o0 += tile_rows) {
+        for (int64_t o0 = 0; tile && o0 < n_out; o0 += tile_rows) {
             int64_t nr = n_out - o0 < tile_rows ? n_out - o0 : tile_rows;
             deq_job dj = {deq, rows + (size_t)o0 * w->row_bytes, w->row_bytes, tile, n_in};
             pool_for(nr, 64, s_deq_rows, &dj);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)nr, (blasint)n_in, 1.0f, x,
-                        (blasint)n_in, tile, (blasint)n_in, accumulate ? 1.0f : 0.0f, y + o0, (blasint)n_out);
+            sg_job sj = {x, tile, y + o0, n_in, nr, n_out, accumulate ? 1.0f : 0.0f};
+            s_sgemm_rows(&sj, T);
         }
+        if (!tile) rc = TIS_ENOMEM;
     }
-    return 0;
+    if (blas > 1) openblas_set_num_threads(blas);
+    return rc;
 }
 
 static void s_rmsnorm(void *ctx, float *y, const float *x, const float *w, int64_t T,
@@ -205,8 +236,24 @@ static void s_rope(void *ctx, float *x, const int32_t *pos, int64_t T, int64_t n
     }
 }
 
+typedef struct swiglu_job {
+    float *g;
+    const float *u;
+} swiglu_job;
+
+static void s_swiglu_range(void *ctx, int64_t i0, int64_t i1) {
+    const swiglu_job *j = ctx;
+    float *g = j->g;
+    const float *u = j->u;
+    for (int64_t i = i0; i < i1; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* A prompt's rows over the pool (elementwise: the same numbers either
+ * way); a decode step's few rows inline. */
 static void s_swiglu(void *ctx, float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    swiglu_job j = {g, u};
+    if (n < (1 << 16)) s_swiglu_range(&j, 0, n);
+    else pool_for(n, 1 << 14, s_swiglu_range, &j);
 }
 
 static void s_add(void *ctx, float *y, const float *x, int64_t n) {
