@@ -677,6 +677,11 @@ static void s_check_prefill_pool(void) {
         TT_CHECK(o1.in_order && o2.in_order);
         for (int64_t g = 0; g < nkv; g++) TT_CHECK(o1.n_calls[g] == group * 3 && o2.n_calls[g] == group * 3);
         TT_CHECK(s_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
+        /* more threads than KV heads: tiles unobserved, one thread observed */
+        s_run_pool_attention(&view, q, T, nh, 8, b, NULL);
+        s_run_pool_attention(&view, q, T, nh, 8, d, &o2);
+        TT_CHECK(s_maxdiff(a, b, (int64_t)n) < 1e-6 && s_maxdiff(a, d, (int64_t)n) < 1e-6 && o2.in_order);
+        TT_CHECK(s_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
         free(q), free(a), free(b), free(c), free(d), free(o1.p), free(o2.p);
         kv_cache_destroy(&kv);
     }

@@ -178,7 +178,9 @@ static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer
  * the two sgemms would run on one core). Unobserved: every (head, block) of
  * a KV head's query heads is a job. Observed: a job is a whole KV head (its
  * query heads in order, their blocks in order), so an observer sees one
- * stream's calls from one thread, in the serial order. */
+ * stream's calls from one thread, in the serial order (with fewer KV heads
+ * than threads, observed calls run on this thread and OpenBLAS threads
+ * each sgemm, as before the pool took over). */
 typedef struct pf_job {
     float *out;
     const float *q;
@@ -289,9 +291,13 @@ static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t laye
     pf_job j = {out, q, kv, obs, layer, T, n_head, n_head / kv->n_kv_head, hd, qb, (T + qb - 1) / qb,
                 (size_t)(max_len ? max_len : 1), 1.0f / sqrtf((float)hd), -1, NULL, NULL};
     for (int64_t s = layer * kv->n_kv_head; s < (layer + 1) * kv->n_kv_head; s++) TIS_ASSERT(kv->len[s] >= T);
-    /* a short pass is less work than waking the pool (the decode path's rule) */
+    /* a short pass is less work than waking the pool (the decode path's
+     * rule); observed with fewer KV heads than threads, whole KV heads
+     * would leave threads idle: one thread here, OpenBLAS's own in sgemm */
     bool small = T * n_head * max_len * hd < (1 << 18);
-    int threads = small ? 1 : pool_threads(), blas = threads > 1 ? openblas_get_num_threads() : 1;
+    int threads = small ? 1 : pool_threads();
+    if (obs && obs->fn && kv->n_kv_head < threads) threads = 1;
+    int blas = threads > 1 ? openblas_get_num_threads() : 1;
     if (blas > 1) openblas_set_num_threads(1);
     atomic_store(&s_pf_oom, 0);
     if (obs && obs->fn) {
