@@ -15,22 +15,16 @@
 #include "oracle.h"
 #include "safetensors.h"
 #include "clock.h"
+#include "quant.h"
 #include "tis_error.h"
 
 uint16_t label_f16(float x) {
     if (x > 65504.0f) x = 65504.0f;
     if (x < -65504.0f) x = -65504.0f;
-    _Float16 h = (_Float16)x;
-    uint16_t u;
-    memcpy(&u, &h, 2);
-    return u;
+    return quant_f32_to_f16(x); /* no _Float16: some clang targets lack it */
 }
 
-float label_f32(uint16_t u) {
-    _Float16 h;
-    memcpy(&h, &u, 2);
-    return (float)h;
-}
+float label_f32(uint16_t u) { return quant_f16_to_f32(u); }
 
 /* Keeps the rows of one layer's residual stream that the head needs. */
 typedef struct feat_hook {
