@@ -138,19 +138,24 @@ static void s_heads(void *ctx, int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; h++) s_head(j, h, sc, sc + j->T * j->max_len);
 }
 
-/* Grow-only scratch of the thread that runs the forward pass. */
-static _Thread_local struct {
+/* Grow-only per-thread scratch buffers. */
+typedef struct scratch_buf {
     float *p;
     size_t cap; /* floats */
-} S;
+} scratch_buf;
 
-static float *s_scratch(size_t floats) {
-    if (floats <= S.cap) return S.p;
-    free(S.p);
-    S.p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
-    S.cap = S.p ? floats : 0;
-    return S.p;
+static float *s_grow_scratch(scratch_buf *b, size_t floats) {
+    if (floats <= b->cap) return b->p;
+    free(b->p);
+    b->p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    b->cap = b->p ? floats : 0;
+    return b->p;
 }
+
+/* The forward thread's (decode) and each thread's tiles (prefill). */
+static _Thread_local scratch_buf S;
+
+static float *s_scratch(size_t floats) { return s_grow_scratch(&S, floats); }
 
 static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                     int64_t max_len) {
@@ -195,18 +200,9 @@ typedef struct pf_job {
 
 /* Grow-only per-thread scratch for the converted keys and values of a
  * stream, apart from S (which the tiles use). */
-static _Thread_local struct {
-    float *p;
-    size_t cap;
-} C;
+static _Thread_local scratch_buf C;
 
-static float *s_conv_scratch(size_t floats) {
-    if (floats <= C.cap) return C.p;
-    free(C.p);
-    C.p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
-    C.cap = C.p ? floats : 0;
-    return C.p;
-}
+static float *s_conv_scratch(size_t floats) { return s_grow_scratch(&C, floats); }
 
 /* Keys and values of stream s in f32: in place when stored f32, else
  * converted into this thread's C scratch (NULL: out of memory). */
