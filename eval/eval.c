@@ -87,15 +87,22 @@ int eval_check_head_as(const eval_config *cfg) {
             if (s_head_as_name_len(cfg->head_as[j]) == n && !strncmp(cfg->head_as[j], e, (size_t)n))
                 return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
         bool listed = false;
-        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) listed = !strcmp(cfg->policies[k], name);
+        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) /* NAME, or NAME+pool... */
+            listed = !strncmp(cfg->policies[k], name, (size_t)n) &&
+                     (cfg->policies[k][n] == 0 || cfg->policies[k][n] == '+');
         if (!listed) return tis_error(TIS_EINVAL, "--head_as %s: add %s to --baseline to run it", e, name);
     }
     return 0;
 }
 
 int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
-    const char *path = s_head_as_find(cfg, name);
-    int rc = press_parse(path ? "tis" : name, out);
+    /* a --head_as name is a tis policy with another head: NAME, NAME+pool, ... */
+    char base[32], as_tis[40];
+    const char *plus = strchr(name, '+');
+    snprintf(base, sizeof base, "%.*s", plus ? (int)(plus - name) : (int)strlen(name), name);
+    const char *path = s_head_as_find(cfg, base);
+    if (path) snprintf(as_tis, sizeof as_tis, "tis%s", plus ? plus : "");
+    int rc = press_parse(path ? as_tis : name, out);
     if (rc) return rc;
     if (path) snprintf(out->name, sizeof out->name, "%s", name);
     if (head_path)

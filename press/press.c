@@ -284,23 +284,57 @@ static const score_entry *s_score_find(const char *name) {
 
 static int s_parse(const char *name, press *out);
 
+/* "+pool" or "+poolN" at the end of name[0, *len): strips it and sets *pool
+ * (0 when absent, -1 when malformed). */
+static void s_strip_pool(const char *name, size_t *len, int32_t *pool) {
+    *pool = 0;
+    const char *p = NULL;
+    for (size_t i = 0; i + 5 <= *len; i++)
+        if (!strncmp(name + i, "+pool", 5)) p = name + i;
+    if (!p) return;
+    const char *d = p + 5, *end = name + *len;
+    if (d == end) {
+        *pool = 5;
+    } else {
+        int32_t v = 0;
+        for (; d < end; d++) {
+            if (*d < '0' || *d > '9' || v > 1000) { *pool = -1; return; }
+            v = v * 10 + (*d - '0');
+        }
+        *pool = v;
+    }
+    *len = (size_t)(p - name);
+}
+
 int press_parse(const char *name, press *out) {
     memset(out, 0, sizeof *out);
     if (!name || strlen(name) >= sizeof out->name)
         return tis_error(TIS_EINVAL, "press: bad policy name");
     size_t l = strlen(name);
-    if (l > 5 && !strcmp(name + l - 5, "+hook")) {
-        char base[32];
-        snprintf(base, sizeof base, "%.*s", (int)(l - 5), name);
-        int rc = s_parse(base, out);
-        if (rc) return rc;
-        if (!out->needs_head)
-            return tis_error(TIS_EINVAL, "press: '+hook' applies to the learned policies (tis, tis_query), not %s", base);
-        out->attn_hook = true;
-        snprintf(out->name, sizeof out->name, "%s", name);
-        return 0;
+    bool hook = l > 5 && !strcmp(name + l - 5, "+hook");
+    if (hook) l -= 5;
+    int32_t pool = 0;
+    s_strip_pool(name, &l, &pool);
+    if (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0)))
+        return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
+    char base[32];
+    snprintf(base, sizeof base, "%.*s", (int)l, name);
+    if (strchr(base, '+'))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +hook", name);
+    int rc = s_parse(base, out);
+    if (rc) return rc;
+    if (hook && !out->needs_head)
+        return tis_error(TIS_EINVAL, "press: '+hook' applies to the learned policies (tis, tis_query), not %s", base);
+    if (pool) {
+        if (!out->score)
+            return tis_error(TIS_EINVAL, "press: '%s': full keeps everything; there is nothing to pool", name);
+        if (out->score == s_snapkv)
+            return tis_error(TIS_EINVAL, "press: '%s': %s's scores are max-pooled already", name, base);
+        out->pool = pool;
     }
-    return s_parse(name, out);
+    out->attn_hook = hook;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    return 0;
 }
 
 /* H2O's split of the budget: heavy hitters and recent tokens, half each. */
@@ -473,6 +507,20 @@ struct press_plan {
     int32_t *order;       /* [n_stream][n_ctx] context indices, best first */
 };
 
+/* sc[j] = max(sc[j - r .. j + r]) within [0, n), in place; tmp holds n
+ * floats. A van Herk / Gil-Werman pass would be O(n) for any r; r <= 31
+ * keeps the plain one cheap next to the sort that follows. */
+static void s_max_pool(float *sc, int64_t n, int64_t r, float *tmp) {
+    memcpy(tmp, sc, (size_t)n * sizeof(float));
+    for (int64_t j = 0; j < n; j++) {
+        int64_t a = j - r < 0 ? 0 : j - r, b = j + r >= n ? n - 1 : j + r;
+        float m = tmp[a];
+        for (int64_t i = a + 1; i <= b; i++)
+            if (tmp[i] > m) m = tmp[i];
+        sc[j] = m;
+    }
+}
+
 int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     *out = NULL;
     const kv_cache *kv = c->kv;
@@ -488,12 +536,13 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     if (p->needs_recon && !c->recon) return tis_error(TIS_EINVAL, "press %s: no reconstruction scores", p->name);
     press_plan *pl = calloc(1, sizeof *pl);
     ranked *rk = malloc((size_t)n * sizeof *rk);
+    float *tmp = p->pool > 1 ? malloc((size_t)n * sizeof *tmp) : NULL;
     int rc = 0;
     if (pl) {
         pl->scores = malloc((size_t)(ns * n) * sizeof(float));
         pl->order = malloc((size_t)(ns * n) * sizeof(int32_t));
     }
-    if (!pl || !rk || !pl->scores || !pl->order) {
+    if (!pl || !rk || !pl->scores || !pl->order || (p->pool > 1 && !tmp)) {
         rc = tis_error(TIS_ENOMEM, "press: out of memory");
         goto fail;
     }
@@ -512,6 +561,7 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
             if (rc) break;
             for (int64_t j = 0; j < n; j++)
                 if (!isfinite(sc[j])) sc[j] = -1e30f; /* a NaN never wins */
+            if (p->pool > 1) s_max_pool(sc, n, p->pool / 2, tmp);
             if (p->protect_window)
                 for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
             for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
@@ -520,10 +570,12 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
         }
     if (rc) goto fail;
     free(rk);
+    free(tmp);
     *out = pl;
     return 0;
 fail:
     free(rk);
+    free(tmp);
     press_plan_destroy(&pl);
     return rc;
 }

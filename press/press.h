@@ -95,6 +95,9 @@ typedef struct press {
     bool attn_hook;            /* "+hook": add lambda * s_j to kept token j's attention logit */
     double recent_frac;        /* h2o: this fraction of each stream's budget goes to the most
                                   recent context tokens, the rest to the best scores */
+    int32_t pool;              /* "+pool[N]": each score becomes the maximum over the N
+                                  (odd, 3..63; 5 when not given) neighbours centred on it in
+                                  its stream, so that a kept token brings its span (0: off) */
 } press;
 
 typedef struct press_info {
@@ -108,7 +111,9 @@ extern const press_info press_registry[];
 
 /* Parses a policy name: a registry name, or "adakv" / "adakv:INNER"
  * (head-adaptive allocation over INNER's scores, default snapkv); a
- * learned policy may end in "+hook" (tis+hook: the attention hook at decode).
+ * learned policy may end in "+hook" (tis+hook: the attention hook at decode);
+ * a scoring policy other than the already pooled snapkv / pyramidkv may
+ * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool).
  * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
 

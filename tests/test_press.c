@@ -55,6 +55,25 @@ static void test_parse(void) {
     TT_OK(press_parse("adakv:kvzip", &p));
     TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_ADAPTIVE);
     TT_FAILS(press_parse("kvzip+hook", &p), TIS_EINVAL);
+    /* +pool[N]: any scorer but full and the already pooled snapkv family */
+    TT_OK(press_parse("kvzip+pool", &p));
+    TT_CHECK(p.needs_recon && p.pool == 5 && !strcmp(p.name, "kvzip+pool"));
+    TT_OK(press_parse("tis+pool9+hook", &p));
+    TT_CHECK(p.needs_head && p.attn_hook && p.pool == 9 && !strcmp(p.name, "tis+pool9+hook"));
+    TT_OK(press_parse("adakv:h2o+pool3", &p));
+    TT_CHECK(p.alloc == PRESS_ALLOC_ADAPTIVE && p.pool == 3);
+    TT_OK(press_parse("tis", &p));
+    TT_CHECK(p.pool == 0);
+    TT_FAILS(press_parse("snapkv+pool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("adakv+pool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("full+pool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool4", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool1", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool65", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+poolx", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool99999999999", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+hook+pool", &p), TIS_EINVAL); /* +hook comes last */
+    TT_FAILS(press_parse("nosuch+pool", &p), TIS_ENOTFOUND);
     TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
              press_budget_tokens(1.0, 40) == 40);
 }
@@ -280,6 +299,25 @@ static void s_tis_scores(fixture *f) {
             for (int32_t j = 0; j < CTX; j++)
                 TT_CHECK(s_kept(c, s, PRE + j) == ((j * 7) % CTX >= CTX - 2));
         }
+    kv_cache_destroy(&c);
+    /* tis+pool3: each score the maximum of its 3-neighbourhood, so one
+     * peak brings both neighbours (ties go to the later position) */
+    TT_CASE("tis+pool");
+    for (int j = 0; j < CTX; j++) hs[j] = (float)j / 1000.0f;
+    hs[20] = 1.0f;
+    TT_OK(press_parse("tis+pool3", &p));
+    TT_OK(press_compress(&c, &p, &pc, 3, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j >= 19 && j <= 21));
+    kv_cache_destroy(&c);
+    /* at the context's ends the window is clipped */
+    hs[20] = 0.0f;
+    hs[0] = 1.0f;
+    TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j <= 1));
     kv_cache_destroy(&c);
     pc.head_scores = NULL;
 
