@@ -112,6 +112,26 @@ static void s_head_as(const model *m, const bench_sample *smp, const eval_config
     free(ra);
     free(rb);
 
+    TT_CASE("--head_as: NAME+pool is tis with that head, pooled");
+    const char *pooled[] = {"full", "tis_b+pool3"};
+    c.policies = pooled;
+    c.n_policies = 2;
+    press pp;
+    const char *pp_path = NULL;
+    TT_OK(eval_press_parse(&c, "tis_b+pool3", &pp, &pp_path));
+    TT_CHECK(pp.needs_head && pp.pool == 3 && pp_path && !strcmp(pp_path, hb) && !strcmp(pp.name, "tis_b+pool3"));
+    TT_FAILS(eval_press_parse(&c, "tis_b+pool4", &pp, &pp_path), TIS_EINVAL);
+    TT_OK(eval_runner_new(&er, m, &c)); /* tis_b is listed through tis_b+pool3 */
+    r3 = NULL;
+    n3 = cap = 0;
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &r3, &n3, &cap));
+    eval_runner_destroy(&er);
+    TT_CHECK(s_rows_of(r3, n3, "tis_b+pool3", x) == 6);
+    free(r3);
+    r3 = NULL;
+    c.policies = both;
+    c.n_policies = 3;
+
     TT_CASE("--head_as: refused entries");
     const char *bad[][2] = {{"tis_b", "give NAME=PATH"},        {"=x.safetensors", "1 to 31"},
                             {"Tis=x", "a-z, 0-9"},      {"snapkv=x", "already a policy"},
