@@ -235,6 +235,23 @@ static int s_kvzip(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
     return 0;
 }
 
+/* Retrieval streams whole: the streams ranked by their reconstruction copy
+ * score (recon.h), each taken whole before the next under the pooled
+ * budget; within the stream that gets only part of its context, kvzip's
+ * token scores decide. (A rank offset of 2 per stream over scores in
+ * [0, 1] orders the streams.) */
+static int s_kvzip_heads(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    if (!c->recon || !c->recon_copy)
+        return tis_error(TIS_EINVAL, "press kvzip_heads: no reconstruction scores");
+    int64_t s = kv_stream(c->kv, layer, h), ns = c->kv->n_stream, rank = 0;
+    for (int64_t t = 0; t < ns; t++)
+        rank += c->recon_copy[t] > c->recon_copy[s] || (c->recon_copy[t] == c->recon_copy[s] && t < s);
+    float off = 2.0f * (float)(ns - rank);
+    const float *r = c->recon + s * c->n_ctx;
+    for (int64_t j = 0; j < c->n_ctx; j++) sc[j] = off + r[j];
+    return 0;
+}
+
 const press_info press_registry[] = {
     {"full", true, "no compression (the reference)"},
     {"random", true, "uniformly random tokens (seeded)"},
@@ -251,6 +268,8 @@ const press_info press_registry[] = {
     {"tis_query", true, "query-aware learned head (--head_query; query-aware protocol only)"},
     {"kvzip", true, "context reconstruction (KVzip): the most attention a token receives while the model "
                     "repeats the context; about 2x prefill; budgets pooled over every head and layer"},
+    {"kvzip_heads", true, "whole streams in the order of their reconstruction copy score (retrieval heads "
+                          "first), kvzip's token scores in the last one; budgets pooled over every stream"},
     {NULL, false, NULL},
 };
 
@@ -273,6 +292,7 @@ static const score_entry s_scores[] = {
     {"tis", s_head, false, false, false},
     {"tis_query", s_head, false, false, false},
     {"kvzip", s_kvzip, false, false, false},
+    {"kvzip_heads", s_kvzip_heads, false, false, false},
     {NULL, NULL, false, false, false},
 };
 
@@ -352,7 +372,7 @@ static int s_parse(const char *name, press *out) {
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
         *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
                        .needs_obs = e->obs, .needs_oracle = e->oracle, .needs_head = e->fn == s_head,
-                       .needs_recon = e->fn == s_kvzip,
+                       .needs_recon = e->fn == s_kvzip || e->fn == s_kvzip_heads,
                        .query_head = !strcmp(inner, "tis_query"), .recent_frac = s_recent_frac(inner)};
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
@@ -365,10 +385,10 @@ static int s_parse(const char *name, press *out) {
         const score_entry *e = s_score_find(name);
         TIS_ASSERT(e);
         out->score = e->fn;
-        out->alloc = !strcmp(name, "pyramidkv") ? PRESS_ALLOC_PYRAMID
-                     : !strcmp(name, "kvzip")   ? PRESS_ALLOC_GLOBAL
-                                                : PRESS_ALLOC_UNIFORM;
-        out->needs_recon = e->fn == s_kvzip;
+        out->alloc = !strcmp(name, "pyramidkv")                            ? PRESS_ALLOC_PYRAMID
+                     : !strcmp(name, "kvzip") || !strcmp(name, "kvzip_heads") ? PRESS_ALLOC_GLOBAL
+                                                                              : PRESS_ALLOC_UNIFORM;
+        out->needs_recon = e->fn == s_kvzip || e->fn == s_kvzip_heads;
         out->protect_window = e->window;
         out->needs_obs = e->obs;
         out->needs_oracle = e->oracle;
@@ -588,10 +608,11 @@ void press_plan_destroy(press_plan **p) {
     *p = NULL;
 }
 
-bool press_calibratable(const press *p) { return p->needs_recon || p->needs_head; }
+/* kvzip_heads's scores carry a stream rank: no absolute scale. */
+bool press_calibratable(const press *p) { return (p->needs_recon && p->score != s_kvzip_heads) || p->needs_head; }
 
 bool press_calibrated(const press *p, int64_t head_n_out) {
-    return press_calibratable(p) && (p->needs_recon || head_n_out > 1);
+    return press_calibratable(p) && (p->score == s_kvzip || head_n_out > 1);
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }

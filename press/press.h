@@ -68,6 +68,7 @@ typedef struct press_ctx {
     int64_t head_n_out;            /* 1 or n_stream (0 means 1) */
     const float *recon;            /* [n_stream][n_ctx] reconstruction scores (kvzip,
                                       press/recon.h), or NULL */
+    const float *recon_copy;       /* [n_stream] reconstruction copy scores (kvzip_heads), or NULL */
     uint64_t seed;                 /* random: per sample */
 } press_ctx;
 

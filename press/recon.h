@@ -41,9 +41,13 @@ enum { RECON_CHUNK = 2048, RECON_OVERLAP = 8 };
  * context entries [ctx_begin, ctx_begin + n_ctx) of `kv`, an uncompressed
  * cache (entry i is position i) that is not changed; ctx_ids[n_ctx] are
  * the context's tokens; chunk: context tokens per reconstruction pass
- * (<= 0: RECON_CHUNK). Errors: a compressed cache, a bad span, an empty
+ * (<= 0: RECON_CHUNK). copy[n_stream] (may be NULL) receives each
+ * stream's copy score: over the repeated tokens, the mean attention that
+ * the stream's most copying query head puts on the original entry of the
+ * token it is about to repeat (a retrieval head's signature, in [0, 1]).
+ * Errors: a compressed cache, a bad span, an empty
  * lead, out of memory, the forward pass's errors. */
 int recon_compute(forward_state *st, const kv_cache *kv, int64_t ctx_begin, int64_t n_ctx,
-                  const int32_t *ctx_ids, const recon_prompt *rp, int64_t chunk, float *out);
+                  const int32_t *ctx_ids, const recon_prompt *rp, int64_t chunk, float *out, float *copy);
 
 #endif

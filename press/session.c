@@ -171,7 +171,8 @@ struct session {
     float *scores[2];         /* [n_out][n_ctx] head scores: [0] context head, [1] query head */
     int64_t n_out[2];         /* their rows: 1, or n_stream for a per-head head */
     float *recon[2];          /* [n_stream][n_ctx] reconstruction scores of the agnostic [0] and
-                                 query-aware [1] states (kvzip), or NULL */
+                                 query-aware [1] states (kvzip), then [n_stream] copy scores
+                                 (kvzip_heads), or NULL */
     double recon_s[2];
     double score_s[2];
     float *pct[2];            /* their percentiles (the attention hook) */
@@ -426,10 +427,11 @@ int session_recon(session *s, bool qa, double *secs) {
     if (!rc) rc = s_encode(s, cut + 1, &ids[2], &n[2]);
     float *out = NULL;
     const session_prompt *p = &s->p;
-    if (!rc && !(out = malloc((size_t)(x->kv->n_stream * p->n_ctx) * sizeof(float))))
+    if (!rc && !(out = malloc((size_t)(x->kv->n_stream * (p->n_ctx + 1)) * sizeof(float))))
         rc = tis_error(TIS_ENOMEM, "session: out of memory for reconstruction scores");
     recon_prompt rp = {ids[0], n[0], ids[1], n[1], ids[2], n[2]};
-    if (!rc) rc = recon_compute(s->st, x->kv, p->ctx_begin, p->n_ctx, p->ids + p->ctx_begin, &rp, 0, out);
+    if (!rc) rc = recon_compute(s->st, x->kv, p->ctx_begin, p->n_ctx, p->ids + p->ctx_begin, &rp, 0, out,
+                                    out + x->kv->n_stream * p->n_ctx);
     free(lead);
     free(cont);
     for (int i = 0; i < 3; i++) free(ids[i]);
@@ -516,7 +518,8 @@ static int s_plan(session *s, const press *pr, bool qa) {
     press_ctx pc = {.kv = x->kv, .obs = &x->obs, .oracle = s->orc.total ? &s->orc : NULL,
                     .ctx_begin = p->ctx_begin, .n_ctx = p->n_ctx, .window = qa ? 0 : s->win,
                     .n_sink = s->o.n_sink, .head_scores = hs, .head_n_out = pr->needs_head ? s->n_out[pr->query_head] : 1,
-                    .recon = s->recon[qa], .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
+                    .recon = s->recon[qa],
+                    .recon_copy = s->recon[qa] ? s->recon[qa] + x->kv->n_stream * p->n_ctx : NULL, .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
     double t0 = tis_now();
     int rc = press_plan_new(&s->plan, pr, &pc);
     s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s;

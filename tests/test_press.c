@@ -350,7 +350,8 @@ static void s_kvzip(fixture *f) {
     recon_prompt rp = {lead, 3, head, 2, tail, 1};
     float *sc = malloc((size_t)(ns * CTX) * sizeof(float)), *sc4 = malloc((size_t)(ns * CTX) * sizeof(float));
     int64_t n_past = kv->n_past;
-    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 0, sc));
+    float *copy = malloc((size_t)ns * sizeof(float));
+    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 0, sc, copy));
     TT_CHECK(kv->n_past == n_past); /* the cache is not touched */
     /* one chunk: the reference reduction over every probability of the same pass */
     kv_cache *fork = NULL;
@@ -376,19 +377,41 @@ static void s_kvzip(fixture *f) {
             TT_CHECK(sc[s * CTX + j] >= 0 && sc[s * CTX + j] <= 1);
         }
     TT_CHECK(worst < 1e-6);
+    /* copy scores: row t of the pass (lead of 3, then the context) predicts
+     * context token t - 2; the stream's most copying query head, averaged */
+    worst = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        double want = 0;
+        int64_t l = s / m->config.n_kv_head, g0 = (s % m->config.n_kv_head) * group;
+        for (int64_t h = g0; h < g0 + group; h++) {
+            double sum = 0;
+            for (int64_t t = 2; t < 2 + CTX; t++) sum += ap.p[((l * H + h) * ap.T + t) * ap.n_keys + PRE + t - 2];
+            want = fmax(want, sum / CTX);
+        }
+        worst = fmax(worst, fabs(want - copy[s]));
+        TT_CHECK(copy[s] >= 0 && copy[s] <= 1);
+    }
+    TT_CHECK(worst < 1e-6);
     kv_cache_destroy(&fork);
     free(ap.p);
+    /* in chunks the copy scores cover the same tokens once each: close to
+     * the one-pass ones (the request before each chunk differs) */
+    float *copy4 = malloc((size_t)ns * sizeof(float));
+    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 16, sc4, copy4));
+    for (int64_t s = 0; s < ns; s++) TT_CHECK(copy4[s] >= 0 && copy4[s] <= 1);
+    free(copy4);
+    free(copy);
     /* chunks of 16: every context token is reconstructed in some pass */
-    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 16, sc4));
+    TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 16, sc4, NULL));
     bool any_diff = false;
     for (int64_t i = 0; i < ns * CTX; i++) {
         TT_CHECK(sc4[i] > 0 && sc4[i] <= 1);
         any_diff |= sc4[i] != sc[i];
     }
     TT_CHECK(any_diff);
-    TT_FAILS(recon_compute(f->st, kv, PRE, n_past, f->ids + PRE, &rp, 0, sc4), TIS_EINVAL);
+    TT_FAILS(recon_compute(f->st, kv, PRE, n_past, f->ids + PRE, &rp, 0, sc4, NULL), TIS_EINVAL);
     recon_prompt empty = {NULL, 0, NULL, 0, NULL, 0};
-    TT_FAILS(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &empty, 0, sc4), TIS_EINVAL);
+    TT_FAILS(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &empty, 0, sc4, NULL), TIS_EINVAL);
 
     TT_CASE("kvzip: global selection and thresholds");
     press p;
@@ -435,6 +458,37 @@ static void s_kvzip(fixture *f) {
     TT_CHECK(pl && !press_plan_calibrated(pl));
     if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
     press_plan_destroy(&pl);
+
+    TT_CASE("kvzip_heads: whole streams by copy score");
+    TT_OK(press_parse("kvzip_heads", &p));
+    TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_GLOBAL && !press_calibratable(&p) && !press_calibrated(&p, 1));
+    TT_FAILS(press_compress(&c, &p, &pc, 4, 0, NULL), TIS_EINVAL); /* no copy scores */
+    float *cp = malloc((size_t)ns * sizeof(float));
+    for (int64_t s = 0; s < ns; s++) cp[s] = 0.01f * (float)s;
+    int64_t s_top = ns / 2, s_next = 1;
+    cp[s_top] = 0.9f;
+    cp[s_next] = 0.8f;
+    pc.recon_copy = cp;
+    /* ns * k = CTX + CTX / 2: the top stream whole, the next one half (by its kvzip scores) */
+    TT_OK(press_compress(&c, &p, &pc, (CTX + CTX / 2) / ns, 0, kept));
+    int64_t want_tot = (CTX + CTX / 2) / ns * ns;
+    for (int64_t s = 0; c && s < ns; s++)
+        TT_CHECK(kept[s] == (s == s_top ? CTX : s == s_next ? want_tot - CTX : 0));
+    if (c) {
+        float lo = 2, hi = -1;
+        for (int64_t j = 0; j < CTX; j++) {
+            float v = sc[s_next * CTX + j];
+            if (s_kept(c, s_next, (int32_t)(PRE + j))) lo = fminf(lo, v);
+            else hi = fmaxf(hi, v);
+        }
+        TT_CHECK(lo >= hi);
+    }
+    kv_cache_destroy(&c);
+    TT_OK(press_plan_new(&pl, &p, &pc));
+    if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
+    press_plan_destroy(&pl);
+    pc.recon_copy = NULL;
+    free(cp);
 
     TT_CASE("tis: a per-head head's scores");
     /* ln of the recon scores as a per-head head's output: the same selection as kvzip */
