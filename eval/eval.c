@@ -511,6 +511,13 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
                                                &v->kept_mean, &v->compress_s);
         if (rc) return rc;
         if (getenv("TIS_DEBUG_PRESS") && x->s->n_answers > 0) s_debug_keep(r, x->s, x->p, v, v->kv);
+        if (getenv("TIS_DEBUG_PRESS") && v->pr->score && !strcmp(v->pr->name, "kvzip_heads")) {
+            const float *rs = session_recon_scores(x->ss, v->qa); /* then [n_stream] copy scores */
+            fprintf(stderr, "[copy] %s:", x->s->id);
+            for (int64_t st = 0; rs && st < v->kv->n_stream; st++)
+                fprintf(stderr, " %.3f", rs[v->kv->n_stream * x->p->n_ctx + st]);
+            fprintf(stderr, "\n");
+        }
         x->gkv[G] = v->kv;
         session_rest(x->ss, v->qa, &x->gq[G], &x->gn[G]);
         G++;
