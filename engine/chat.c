@@ -7,34 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
 #include "tis_error.h"
-
-/* A growable string; every append is checked. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int err;
-} sbuf;
-
-static void s_put(sbuf *b, const char *s, size_t n) {
-    if (b->err) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->err = tis_error(TIS_ENOMEM, "chat: out of memory (%zu bytes)", cap);
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void s_puts(sbuf *b, const char *s) { s_put(b, s, strlen(s)); }
 
 /* Finds the default system prompt of a ChatML template: the text of a
  * string literal '<|im_start|>system\n...<|im_end|>' (the branch taken when
@@ -118,18 +92,18 @@ static bool s_is(const char *role, const char *want) { return strcmp(role, want)
 static void s_render_chatml(sbuf *b, const chat_template *ct, const chat_msg *m, size_t n,
                             bool gen) {
     if (n > 0 && !s_is(m[0].role, "system") && ct->default_system && ct->default_system[0]) {
-        s_puts(b, "<|im_start|>system\n");
-        s_puts(b, ct->default_system);
-        s_puts(b, "<|im_end|>\n");
+        sbuf_str(b, "<|im_start|>system\n");
+        sbuf_str(b, ct->default_system);
+        sbuf_str(b, "<|im_end|>\n");
     }
     for (size_t i = 0; i < n; i++) {
-        s_puts(b, "<|im_start|>");
-        s_puts(b, m[i].role);
-        s_puts(b, "\n");
-        s_puts(b, m[i].content);
-        s_puts(b, "<|im_end|>\n");
+        sbuf_str(b, "<|im_start|>");
+        sbuf_str(b, m[i].role);
+        sbuf_str(b, "\n");
+        sbuf_str(b, m[i].content);
+        sbuf_str(b, "<|im_end|>\n");
     }
-    if (gen) s_puts(b, "<|im_start|>assistant\n");
+    if (gen) sbuf_str(b, "<|im_start|>assistant\n");
 }
 
 /* Llama-3 trims each content (Jinja "| trim"). */
@@ -137,18 +111,18 @@ static void s_put_trimmed(sbuf *b, const char *s) {
     const char *e = s + strlen(s);
     while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r') s++;
     while (e > s && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r')) e--;
-    s_put(b, s, (size_t)(e - s));
+    sbuf_add(b, s, (size_t)(e - s));
 }
 
 static void s_render_llama3(sbuf *b, const chat_msg *m, size_t n, bool gen) {
     for (size_t i = 0; i < n; i++) {
-        s_puts(b, "<|start_header_id|>");
-        s_puts(b, m[i].role);
-        s_puts(b, "<|end_header_id|>\n\n");
+        sbuf_str(b, "<|start_header_id|>");
+        sbuf_str(b, m[i].role);
+        sbuf_str(b, "<|end_header_id|>\n\n");
         s_put_trimmed(b, m[i].content);
-        s_puts(b, "<|eot_id|>");
+        sbuf_str(b, "<|eot_id|>");
     }
-    if (gen) s_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (gen) sbuf_str(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 /* [INST] user [/INST]assistant</s>; a system message is prefixed to the
@@ -160,17 +134,17 @@ static int s_render_mistral(sbuf *b, const chat_msg *m, size_t n) {
         if (s_is(m[i].role, "system")) {
             sys = m[i].content;
         } else if (s_is(m[i].role, "user")) {
-            s_puts(b, "[INST] ");
+            sbuf_str(b, "[INST] ");
             if (sys) {
-                s_puts(b, sys);
-                s_puts(b, "\n\n");
+                sbuf_str(b, sys);
+                sbuf_str(b, "\n\n");
                 sys = NULL;
             }
-            s_puts(b, m[i].content);
-            s_puts(b, " [/INST]");
+            sbuf_str(b, m[i].content);
+            sbuf_str(b, " [/INST]");
         } else if (s_is(m[i].role, "assistant")) {
-            s_puts(b, m[i].content);
-            s_puts(b, "</s>");
+            sbuf_str(b, m[i].content);
+            sbuf_str(b, "</s>");
         } else {
             return tis_error(TIS_EINVAL, "chat: role '%.32s' has no Mistral rendering",
                              m[i].role);
@@ -188,20 +162,20 @@ int chat_render(const chat_template *ct, const chat_msg *msgs, size_t n,
         if (!msgs[i].role || !msgs[i].content)
             return tis_error(TIS_EINVAL, "chat_render: message %zu has no role or content", i);
     sbuf b = {0};
-    s_put(&b, "", 0); /* an empty conversation still yields "" */
+    sbuf_add(&b, "", 0); /* an empty conversation still yields "" */
     int rc = 0;
     switch (ct->family) {
     case CHAT_NONE:
-        for (size_t i = 0; i < n; i++) s_puts(&b, msgs[i].content);
+        for (size_t i = 0; i < n; i++) sbuf_str(&b, msgs[i].content);
         break;
     case CHAT_CHATML: s_render_chatml(&b, ct, msgs, n, add_generation_prompt); break;
     case CHAT_LLAMA3: s_render_llama3(&b, msgs, n, add_generation_prompt); break;
     case CHAT_MISTRAL: rc = s_render_mistral(&b, msgs, n); break;
     default: rc = tis_error(TIS_EINVAL, "chat_render: bad family %d", (int)ct->family);
     }
-    if (!rc) rc = b.err;
+    if (!rc && b.oom) rc = tis_error(TIS_ENOMEM, "chat: out of memory for a %zu-byte prompt", b.n);
     if (rc) {
-        free(b.p);
+        sbuf_free(&b);
         return rc;
     }
     *out = b.p;

@@ -16,6 +16,7 @@
 
 #include "bench.h"
 #include "bench_gen.h"
+#include "sbuf.h"
 #include "tis_error.h"
 #include "rng.h"
 
@@ -35,35 +36,6 @@ static uint64_t s_fnv(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
     return h;
-}
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_reset(sbuf *b) {
-    b->n = 0;
-    if (b->p) b->p[0] = 0;
 }
 
 static char *s_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -285,25 +257,25 @@ static int s_build_needles(gen *g, int64_t budget, sbuf *out) {
             if (found) break;
         }
     }
-    sb_reset(out);
-    sb_str(out, g->lead);
-    sb_str(out, "\n\n");
+    sbuf_reset(out);
+    sbuf_str(out, g->lead);
+    sbuf_str(out, "\n\n");
     bool first = true;
     for (int64_t j = 0; j <= n; j++) {
         for (int64_t k = 0; k < g->n_needles; k++) {
             if (at[k] != j) continue;
-            if (!first) sb_str(out, " ");
-            sb_str(out, g->needle[k]);
+            if (!first) sbuf_str(out, " ");
+            sbuf_str(out, g->needle[k]);
             first = false;
         }
         if (j == n) break;
         if (g->hay) {
             int64_t s = (g->hay_off + g->sel[j]) % g->hay->n;
-            if (!first) sb_str(out, g->hay->s[s].par ? "\n\n" : " ");
-            sb_add(out, bench_hay_text(g->hay, s), g->hay->s[s].len);
+            if (!first) sbuf_str(out, g->hay->s[s].par ? "\n\n" : " ");
+            sbuf_add(out, bench_hay_text(g->hay, s), g->hay->s[s].len);
         } else {
-            if (!first) sb_str(out, " ");
-            sb_str(out, s_passkey_fill[g->sel[j] % N_PASSKEY_FILL]);
+            if (!first) sbuf_str(out, " ");
+            sbuf_str(out, s_passkey_fill[g->sel[j] % N_PASSKEY_FILL]);
         }
         first = false;
     }
@@ -431,16 +403,16 @@ static int s_build_kv(gen *g, int64_t budget, sbuf *out) {
     if (k < 1) return s_too_short(g);
     g->k = k;
     g->asked = llround(g->depth * (double)(k - 1));
-    sb_reset(out);
-    sb_str(out, g->lead);
-    sb_str(out, "\n\n{\n");
+    sbuf_reset(out);
+    sbuf_str(out, g->lead);
+    sbuf_str(out, "\n\n{\n");
     for (int64_t i = 0; i < k; i++) {
         char line[40];
         int n = snprintf(line, sizeof line, "%s\"%08x\": \"%08x\"", i ? ",\n" : "",
                          g->items[i].key, g->items[i].val);
-        sb_add(out, line, (size_t)n);
+        sbuf_add(out, line, (size_t)n);
     }
-    sb_str(out, "\n}");
+    sbuf_str(out, "\n}");
     return out->oom ? s_oom() : 0;
 }
 
@@ -469,20 +441,20 @@ static void s_qa_doc(const gen *g, int64_t i, const int64_t *extra, int64_t n_ex
     const item *it = &g->items[i];
     char head[128];
     snprintf(head, sizeof head, "Document [%lld] (Title: %s):", (long long)(i + 1), it->name);
-    sb_str(out, head);
+    sbuf_str(out, head);
     for (int b = 0; b < it->n_body; b++) {
-        sb_str(out, " ");
-        sb_str(out, bench_hay_text(g->hay, it->body[b]));
+        sbuf_str(out, " ");
+        sbuf_str(out, bench_hay_text(g->hay, it->body[b]));
     }
     for (int64_t b = 0; b < n_extra; b++) {
-        sb_str(out, " ");
-        sb_str(out, bench_hay_text(g->hay, extra[b]));
+        sbuf_str(out, " ");
+        sbuf_str(out, bench_hay_text(g->hay, extra[b]));
     }
-    sb_str(out, " The capital of ");
-    sb_str(out, it->name);
-    sb_str(out, " is ");
-    sb_str(out, it->city);
-    sb_str(out, ".");
+    sbuf_str(out, " The capital of ");
+    sbuf_str(out, it->name);
+    sbuf_str(out, " is ");
+    sbuf_str(out, it->city);
+    sbuf_str(out, ".");
 }
 
 static int s_qa_item(gen *g, int64_t i, item **out) {
@@ -507,7 +479,7 @@ static int s_qa_item(gen *g, int64_t i, item **out) {
             if (t <= QA_MAX_SENT_TOK) it->body[it->n_body++] = s;
         }
         sbuf doc = {0};
-        sb_str(&doc, "\n\n");
+        sbuf_str(&doc, "\n\n");
         s_qa_doc(g, g->n_items - 1, NULL, 0, &doc);
         rc = doc.oom ? s_oom() : bench_count_tokens(g->tok, doc.p, doc.n, &it->tok);
         free(doc.p);
@@ -540,10 +512,10 @@ static int s_build_qa(gen *g, int64_t budget, sbuf *out) {
     }
     g->k = k;
     g->asked = llround(g->depth * (double)(k - 1));
-    sb_reset(out);
-    sb_str(out, g->lead);
+    sbuf_reset(out);
+    sbuf_str(out, g->lead);
     for (int64_t i = 0; i < k; i++) {
-        sb_str(out, "\n\n");
+        sbuf_str(out, "\n\n");
         s_qa_doc(g, i, i == k - 1 ? g->extra : NULL, i == k - 1 ? g->n_extra : 0, out);
     }
     return out->oom ? s_oom() : 0;

@@ -2,11 +2,11 @@
 #include "http_metrics.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
 #include "tis_error.h"
 
 static const char *const OUTCOME[HTTP_N_OUTCOME] = {"ok",   "bad_request", "too_large", "not_found",
@@ -81,65 +81,36 @@ void http_metrics_in_flight(http_metrics *m, int delta) {
     pthread_mutex_unlock(&m->mu);
 }
 
-/* A growing text buffer. */
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} buf;
-
-static void s_put(buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (k >= 0 && (size_t)k < b->cap - b->n) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = b->cap * 2 + (k > 0 ? (size_t)k : 0) + 256;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
+static void s_meta(sbuf *b, const char *name, const char *type, const char *help) {
+    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void s_meta(buf *b, const char *name, const char *type, const char *help) {
-    s_put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void s_hist(buf *b, const char *name, const char *label, const hist *h, const double *le, int n_le) {
+static void s_hist(sbuf *b, const char *name, const char *label, const hist *h, const double *le, int n_le) {
     uint64_t cum = 0;
     const char *sep = *label ? "," : "";
     for (int k = 0; k < n_le; k++) {
         cum += h->bucket[k];
-        s_put(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, sep, le[k], (unsigned long long)cum);
+        sbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, sep, le[k], (unsigned long long)cum);
     }
     cum += h->bucket[n_le];
-    s_put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, sep, (unsigned long long)cum);
-    s_put(b, *label ? "%s_sum{%s} %.9g\n" : "%s_sum%s %.9g\n", name, label, h->sum);
-    s_put(b, *label ? "%s_count{%s} %llu\n" : "%s_count%s %llu\n", name, label, (unsigned long long)h->count);
+    sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, sep, (unsigned long long)cum);
+    sbuf_printf(b, *label ? "%s_sum{%s} %.9g\n" : "%s_sum%s %.9g\n", name, label, h->sum);
+    sbuf_printf(b, *label ? "%s_count{%s} %llu\n" : "%s_count%s %llu\n", name, label, (unsigned long long)h->count);
 }
 
 /* The gauges and counters read from the coordinator's Status. */
-static void s_coord(buf *b, const http_coord_view *v) {
+static void s_coord(sbuf *b, const http_coord_view *v) {
     s_meta(b, "tis_coordinator_up", "gauge", "1 when the coordinator answered the front's last status request");
-    s_put(b, "tis_coordinator_up %d\n", v->up ? 1 : 0);
+    sbuf_printf(b, "tis_coordinator_up %d\n", v->up ? 1 : 0);
     s_meta(b, "tis_workers_alive", "gauge", "Workers the coordinator counts alive, per role");
-    for (int r = 0; r < 3; r++) s_put(b, "tis_workers_alive{role=\"%s\"} %lld\n", ROLE[r], (long long)v->alive[r]);
+    for (int r = 0; r < 3; r++) sbuf_printf(b, "tis_workers_alive{role=\"%s\"} %lld\n", ROLE[r], (long long)v->alive[r]);
     s_meta(b, "tis_kept_contexts", "gauge", "Compressed contexts kept for later questions (keep_context)");
-    s_put(b, "tis_kept_contexts %lld\n", (long long)v->kept_contexts);
+    sbuf_printf(b, "tis_kept_contexts %lld\n", (long long)v->kept_contexts);
     s_meta(b, "tis_queue_depth", "gauge", "Requests waiting for a worker of the role (state=waiting) or held by one "
                                           "(state=running)");
     for (int r = 0; r < 3; r++) {
-        s_put(b, "tis_queue_depth{role=\"%s\",state=\"waiting\"} %lld\n", ROLE[r], (long long)v->waiting[r]);
-        s_put(b, "tis_queue_depth{role=\"%s\",state=\"running\"} %lld\n", ROLE[r], (long long)v->running[r]);
+        sbuf_printf(b, "tis_queue_depth{role=\"%s\",state=\"waiting\"} %lld\n", ROLE[r], (long long)v->waiting[r]);
+        sbuf_printf(b, "tis_queue_depth{role=\"%s\",state=\"running\"} %lld\n", ROLE[r], (long long)v->running[r]);
     }
     const struct { const char *name, *help; uint64_t x; } c[] = {
         {"tis_coordinator_submitted_total", "Requests the coordinator admitted (all clients)", v->submitted},
@@ -155,21 +126,20 @@ static void s_coord(buf *b, const http_coord_view *v) {
     };
     for (size_t k = 0; k < sizeof c / sizeof *c; k++) {
         s_meta(b, c[k].name, "counter", c[k].help);
-        s_put(b, "%s %llu\n", c[k].name, (unsigned long long)c[k].x);
+        sbuf_printf(b, "%s %llu\n", c[k].name, (unsigned long long)c[k].x);
     }
 }
 
 char *http_metrics_render(http_metrics *m, const http_coord_view *v) {
-    buf b = {.p = malloc(8192), .cap = 8192};
-    if (!b.p) return NULL;
+    sbuf b = {0};
     pthread_mutex_lock(&m->mu);
     s_meta(&b, "tis_http_requests_total", "counter", "Completion requests through the HTTP front, by outcome");
     for (int e = 0; e < 2; e++)
         for (int o = 0; o < HTTP_N_OUTCOME; o++)
-            s_put(&b, "tis_http_requests_total{endpoint=\"%s\",outcome=\"%s\"} %llu\n", ENDPOINT[e], OUTCOME[o],
+            sbuf_printf(&b, "tis_http_requests_total{endpoint=\"%s\",outcome=\"%s\"} %llu\n", ENDPOINT[e], OUTCOME[o],
                   (unsigned long long)m->requests[e][o]);
     s_meta(&b, "tis_http_in_flight", "gauge", "Completion requests the front holds now");
-    s_put(&b, "tis_http_in_flight %lld\n", (long long)m->in_flight);
+    sbuf_printf(&b, "tis_http_in_flight %lld\n", (long long)m->in_flight);
     s_meta(&b, "tis_stage_seconds", "histogram", "Seconds per stage of the replies carried by the front "
                                                  "(queue, prefill incl. compress, compress, scoring, handoff, "
                                                  "decode, ttft, total)");
@@ -188,12 +158,12 @@ char *http_metrics_render(http_metrics *m, const http_coord_view *v) {
     };
     for (size_t k = 0; k < sizeof c / sizeof *c; k++) {
         s_meta(&b, c[k].name, "counter", c[k].help);
-        s_put(&b, "%s %llu\n", c[k].name, (unsigned long long)c[k].x);
+        sbuf_printf(&b, "%s %llu\n", c[k].name, (unsigned long long)c[k].x);
     }
     pthread_mutex_unlock(&m->mu);
     s_coord(&b, v);
     if (b.oom) {
-        free(b.p);
+        sbuf_free(&b);
         return NULL;
     }
     return b.p;

@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "alloc_fault.h"
+#include "sbuf.h"
 #include "arena.h"
 #include "chat.h"
 #include "forward.h"
@@ -139,6 +140,32 @@ static void test_arena(void) {
     TT_OK(s_arena_op(name));
     TT_CHECK(tt_alloc_sweep("arena", s_arena_op, name, 1000) > 0);
     TT_CHECK(tt_shm_find(name, NULL, 0) == 0); /* no segment left by a failed run */
+}
+
+/* sbuf: a failed append sets oom, keeps what came before and stops the
+ * appends after it; a good run builds the text whole. */
+static void test_sbuf(void) {
+    TT_CASE("sbuf under allocation failures");
+    sbuf b = {0};
+    sbuf_str(&b, "ab");
+    sbuf_printf(&b, "%d-%s", 42, "x");
+    sbuf_add(&b, "yz", 1);
+    TT_CHECK(!b.oom && b.n == 7 && !strcmp(b.p, "ab42-xy"));
+    sbuf_reset(&b);
+    TT_CHECK(b.n == 0 && b.p && b.p[0] == 0);
+    sbuf_free(&b);
+    TT_CHECK(!b.p && !b.n && !b.cap);
+    sbuf_str(&b, "kept");
+    char big[600];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    alloc_fault_arm(1, false);
+    sbuf_str(&b, big); /* past the first 256 bytes: grows, and that fails */
+    alloc_fault_disarm();
+    TT_CHECK(b.oom && b.n == 4 && !strcmp(b.p, "kept"));
+    sbuf_printf(&b, "%s", "more"); /* ignored after a failure */
+    TT_CHECK(b.n == 4 && !strcmp(b.p, "kept"));
+    sbuf_free(&b);
 }
 
 /* ---- the message path ---------------------------------------------------- */
@@ -474,6 +501,7 @@ int main(void) {
     if (h) test_press(m, h);
     head_destroy(&h);
     test_arena();
+    test_sbuf();
     test_msg();
     const char *bin = getenv("TIS_BIN");
     if (bin) test_worker(bin, tiny);
