@@ -339,6 +339,80 @@ static void s_keep_probs(void *user, int64_t layer, int64_t head, int64_t t0, in
             a->p[((layer * a->n_head + head) * a->T + t0 + r) * a->n_keys + j] = probs[r * n_keys + j];
 }
 
+/* kvzip_heads over the reconstruction scores sc[n_stream][CTX] */
+static void s_kvzip_heads(fixture *f, const float *sc) {
+    kv_cache *kv = f->kv;
+    press_ctx pc = f->pc;
+    pc.recon = sc;
+    int64_t ns = kv->n_stream, *kept = malloc((size_t)ns * sizeof *kept);
+    press p;
+    kv_cache *c = NULL;
+    press_plan *pl = NULL;
+    float tau = 0.05f;
+    TT_CASE("kvzip_heads: whole streams by copy score");
+    TT_OK(press_parse("kvzip_heads", &p));
+    TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_GLOBAL && !press_calibratable(&p) && !press_calibrated(&p, 1));
+    TT_FAILS(press_compress(&c, &p, &pc, 4, 0, NULL), TIS_EINVAL); /* no copy scores */
+    float *cp = malloc((size_t)ns * sizeof(float));
+    for (int64_t s = 0; s < ns; s++) cp[s] = 0.01f * (float)s;
+    int64_t s_top = ns / 2, s_next = 1;
+    cp[s_top] = 0.9f;
+    cp[s_next] = 0.8f;
+    pc.recon_copy = cp;
+    /* ns * k = CTX + CTX / 2: the top stream whole, the next one half (by its kvzip scores) */
+    TT_OK(press_compress(&c, &p, &pc, (CTX + CTX / 2) / ns, 0, kept));
+    int64_t want_tot = (CTX + CTX / 2) / ns * ns;
+    for (int64_t s = 0; c && s < ns; s++)
+        TT_CHECK(kept[s] == (s == s_top ? CTX : s == s_next ? want_tot - CTX : 0));
+    if (c) {
+        float lo = 2, hi = -1;
+        for (int64_t j = 0; j < CTX; j++) {
+            float v = sc[s_next * CTX + j];
+            if (s_kept(c, s_next, (int32_t)(PRE + j))) lo = fminf(lo, v);
+            else hi = fmaxf(hi, v);
+        }
+        TT_CHECK(lo >= hi);
+    }
+    kv_cache_destroy(&c);
+    TT_OK(press_plan_new(&pl, &p, &pc));
+    if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
+    press_plan_destroy(&pl);
+    free(cp);
+    free(kept);
+}
+
+/* a per-head head predicting ln(sc) selects as kvzip does */
+static void s_tis_per_head(fixture *f, const float *sc) {
+    int64_t ns = f->kv->n_stream;
+    press_ctx pc = f->pc;
+    pc.recon = sc;
+    press p;
+    kv_cache *c = NULL;
+    TT_CASE("tis: a per-head head's scores");
+    /* ln of the recon scores as a per-head head's output: the same selection as kvzip */
+    float *lg = malloc((size_t)(ns * CTX) * sizeof(float));
+    for (int64_t i = 0; i < ns * CTX; i++) lg[i] = logf(sc[i]);
+    press_ctx ph = f->pc;
+    ph.head_scores = lg;
+    ph.head_n_out = ns;
+    kv_cache *c2 = NULL;
+    TT_OK(press_parse("tis", &p));
+    TT_OK(press_compress(&c, &p, &ph, 4, 0, NULL));
+    TT_OK(press_parse("kvzip", &p));
+    TT_OK(press_compress(&c2, &p, &pc, 4, 0, NULL));
+    for (int64_t s = 0; c && c2 && s < ns; s++) {
+        TT_CHECK(c->len[s] == c2->len[s]);
+        for (int64_t i = 0; i < c->len[s] && c->len[s] == c2->len[s]; i++)
+            TT_CHECK(kv_cache_pos(c, s)[i] == kv_cache_pos(c2, s)[i]);
+    }
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&c2);
+    ph.head_n_out = ns - 1; /* not the model's streams */
+    TT_OK(press_parse("tis", &p));
+    TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
+    free(lg);
+}
+
 /* kvzip: reconstruction scores, global selection, thresholds */
 static void s_kvzip(fixture *f) {
     const model *m = f->m;
@@ -459,60 +533,8 @@ static void s_kvzip(fixture *f) {
     if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
     press_plan_destroy(&pl);
 
-    TT_CASE("kvzip_heads: whole streams by copy score");
-    TT_OK(press_parse("kvzip_heads", &p));
-    TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_GLOBAL && !press_calibratable(&p) && !press_calibrated(&p, 1));
-    TT_FAILS(press_compress(&c, &p, &pc, 4, 0, NULL), TIS_EINVAL); /* no copy scores */
-    float *cp = malloc((size_t)ns * sizeof(float));
-    for (int64_t s = 0; s < ns; s++) cp[s] = 0.01f * (float)s;
-    int64_t s_top = ns / 2, s_next = 1;
-    cp[s_top] = 0.9f;
-    cp[s_next] = 0.8f;
-    pc.recon_copy = cp;
-    /* ns * k = CTX + CTX / 2: the top stream whole, the next one half (by its kvzip scores) */
-    TT_OK(press_compress(&c, &p, &pc, (CTX + CTX / 2) / ns, 0, kept));
-    int64_t want_tot = (CTX + CTX / 2) / ns * ns;
-    for (int64_t s = 0; c && s < ns; s++)
-        TT_CHECK(kept[s] == (s == s_top ? CTX : s == s_next ? want_tot - CTX : 0));
-    if (c) {
-        float lo = 2, hi = -1;
-        for (int64_t j = 0; j < CTX; j++) {
-            float v = sc[s_next * CTX + j];
-            if (s_kept(c, s_next, (int32_t)(PRE + j))) lo = fminf(lo, v);
-            else hi = fmaxf(hi, v);
-        }
-        TT_CHECK(lo >= hi);
-    }
-    kv_cache_destroy(&c);
-    TT_OK(press_plan_new(&pl, &p, &pc));
-    if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
-    press_plan_destroy(&pl);
-    pc.recon_copy = NULL;
-    free(cp);
-
-    TT_CASE("tis: a per-head head's scores");
-    /* ln of the recon scores as a per-head head's output: the same selection as kvzip */
-    float *lg = malloc((size_t)(ns * CTX) * sizeof(float));
-    for (int64_t i = 0; i < ns * CTX; i++) lg[i] = logf(sc[i]);
-    press_ctx ph = f->pc;
-    ph.head_scores = lg;
-    ph.head_n_out = ns;
-    kv_cache *c2 = NULL;
-    TT_OK(press_parse("tis", &p));
-    TT_OK(press_compress(&c, &p, &ph, 4, 0, NULL));
-    TT_OK(press_parse("kvzip", &p));
-    TT_OK(press_compress(&c2, &p, &pc, 4, 0, NULL));
-    for (int64_t s = 0; c && c2 && s < ns; s++) {
-        TT_CHECK(c->len[s] == c2->len[s]);
-        for (int64_t i = 0; i < c->len[s] && c->len[s] == c2->len[s]; i++)
-            TT_CHECK(kv_cache_pos(c, s)[i] == kv_cache_pos(c2, s)[i]);
-    }
-    kv_cache_destroy(&c);
-    kv_cache_destroy(&c2);
-    ph.head_n_out = ns - 1; /* not the model's streams */
-    TT_OK(press_parse("tis", &p));
-    TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
-    free(lg);
+    s_kvzip_heads(f, sc);
+    s_tis_per_head(f, sc);
     free(kept);
     free(sc);
     free(sc4);
