@@ -87,9 +87,11 @@ int eval_check_head_as(const eval_config *cfg) {
             if (s_head_as_name_len(cfg->head_as[j]) == n && !strncmp(cfg->head_as[j], e, (size_t)n))
                 return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
         bool listed = false;
-        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) /* NAME, or NAME+pool... */
-            listed = !strncmp(cfg->policies[k], name, (size_t)n) &&
-                     (cfg->policies[k][n] == 0 || cfg->policies[k][n] == '+');
+        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) { /* NAME, or NAME+pool... */
+            char base[32];
+            press_split_name(cfg->policies[k], base, sizeof base);
+            listed = !strcmp(base, name);
+        }
         if (!listed) return tis_error(TIS_EINVAL, "--head_as %s: add %s to --baseline to run it", e, name);
     }
     return 0;
@@ -98,10 +100,9 @@ int eval_check_head_as(const eval_config *cfg) {
 int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
     /* a --head_as name is a tis policy with another head: NAME, NAME+pool, ... */
     char base[32], as_tis[40];
-    const char *plus = strchr(name, '+');
-    snprintf(base, sizeof base, "%.*s", plus ? (int)(plus - name) : (int)strlen(name), name);
+    const char *suffix = press_split_name(name, base, sizeof base);
     const char *path = s_head_as_find(cfg, base);
-    if (path) snprintf(as_tis, sizeof as_tis, "tis%s", plus ? plus : "");
+    if (path) snprintf(as_tis, sizeof as_tis, "tis%s", suffix);
     int rc = press_parse(path ? as_tis : name, out);
     if (rc) return rc;
     if (path) snprintf(out->name, sizeof out->name, "%s", name);
@@ -512,10 +513,9 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
         if (rc) return rc;
         if (getenv("TIS_DEBUG_PRESS") && x->s->n_answers > 0) s_debug_keep(r, x->s, x->p, v, v->kv);
         if (getenv("TIS_DEBUG_PRESS") && v->pr->score && !strcmp(v->pr->name, "kvzip_heads")) {
-            const float *rs = session_recon_scores(x->ss, v->qa); /* then [n_stream] copy scores */
+            const float *cp = session_recon_copy(x->ss, v->qa);
             fprintf(stderr, "[copy] %s:", x->s->id);
-            for (int64_t st = 0; rs && st < v->kv->n_stream; st++)
-                fprintf(stderr, " %.3f", rs[v->kv->n_stream * x->p->n_ctx + st]);
+            for (int64_t st = 0; cp && st < v->kv->n_stream; st++) fprintf(stderr, " %.3f", cp[st]);
             fprintf(stderr, "\n");
         }
         x->gkv[G] = v->kv;

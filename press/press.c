@@ -273,27 +273,32 @@ const press_info press_registry[] = {
     {NULL, false, NULL},
 };
 
+/* What a scorer needs and how its scores read: the one place that says it. */
 typedef struct score_entry {
     const char *name;
     press_score_fn fn;
     bool window, obs, oracle;
+    bool head, recon;    /* scores from an importance head / the reconstruction pass */
+    bool pooled;         /* max-pooled over neighbours already (snapkv's pooling): no +pool */
+    press_calib calib;   /* whether the scores are on one absolute scale */
 } score_entry;
 
 static const score_entry s_scores[] = {
-    {"random", s_random, false, false, false},
-    {"streaming", s_streaming, false, false, false},
-    {"knorm", s_knorm, false, false, false},
-    {"h2o", s_h2o, false, true, false},
-    {"h2o_acc", s_h2o, false, true, false},
-    {"snapkv", s_snapkv, true, true, false},
-    {"tova", s_tova, false, true, false},
-    {"pyramidkv", s_snapkv, true, true, false},
-    {"oracle", s_oracle, false, false, true},
-    {"tis", s_head, false, false, false},
-    {"tis_query", s_head, false, false, false},
-    {"kvzip", s_kvzip, false, false, false},
-    {"kvzip_heads", s_kvzip_heads, false, false, false},
-    {NULL, NULL, false, false, false},
+    {"random", s_random, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"streaming", s_streaming, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"knorm", s_knorm, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"h2o", s_h2o, false, true, false, false, false, false, PRESS_CALIB_NONE},
+    {"h2o_acc", s_h2o, false, true, false, false, false, false, PRESS_CALIB_NONE},
+    {"snapkv", s_snapkv, true, true, false, false, false, true, PRESS_CALIB_NONE},
+    {"tova", s_tova, false, true, false, false, false, false, PRESS_CALIB_NONE},
+    {"pyramidkv", s_snapkv, true, true, false, false, false, true, PRESS_CALIB_NONE},
+    {"oracle", s_oracle, false, false, true, false, false, false, PRESS_CALIB_NONE},
+    {"tis", s_head, false, false, false, true, false, false, PRESS_CALIB_PER_HEAD},
+    {"tis_query", s_head, false, false, false, true, false, false, PRESS_CALIB_PER_HEAD},
+    {"kvzip", s_kvzip, false, false, false, false, true, false, PRESS_CALIB_ALWAYS},
+    /* stream ranks plus token scores: not one scale */
+    {"kvzip_heads", s_kvzip_heads, false, false, false, false, true, false, PRESS_CALIB_NONE},
+    {NULL, NULL, false, false, false, false, false, false, PRESS_CALIB_NONE},
 };
 
 static const score_entry *s_score_find(const char *name) {
@@ -302,53 +307,58 @@ static const score_entry *s_score_find(const char *name) {
     return NULL;
 }
 
-static int s_parse(const char *name, press *out);
+static int s_parse(const char *name, press *out, const score_entry **entry);
 
-/* "+pool" or "+poolN" at the end of name[0, *len): strips it and sets *pool
- * (0 when absent, -1 when malformed). */
-static void s_strip_pool(const char *name, size_t *len, int32_t *pool) {
+const char *press_split_name(const char *name, char *base, size_t base_size) {
+    const char *plus = strchr(name, '+');
+    size_t n = plus ? (size_t)(plus - name) : strlen(name);
+    snprintf(base, base_size, "%.*s", (int)n, name);
+    return name + n;
+}
+
+/* The suffixes after a policy's base name: "", "+pool[N]", "+hook" or
+ * "+pool[N]+hook". *pool: 0 when absent, 5 for a bare "+pool", -1 for a
+ * malformed count; false for anything else. */
+static bool s_parse_suffix(const char *suf, int32_t *pool, bool *hook) {
     *pool = 0;
-    const char *p = NULL;
-    for (size_t i = 0; i + 5 <= *len; i++)
-        if (!strncmp(name + i, "+pool", 5)) p = name + i;
-    if (!p) return;
-    const char *d = p + 5, *end = name + *len;
-    if (d == end) {
-        *pool = 5;
-    } else {
-        int32_t v = 0;
-        for (; d < end; d++) {
-            if (*d < '0' || *d > '9' || v > 1000) { *pool = -1; return; }
-            v = v * 10 + (*d - '0');
+    *hook = false;
+    if (!strncmp(suf, "+pool", 5)) {
+        suf += 5;
+        if (*suf == 0 || *suf == '+') {
+            *pool = 5;
+        } else {
+            int32_t v = 0;
+            for (; *suf && *suf != '+'; suf++)
+                if (*suf < '0' || *suf > '9' || v > 1000) *pool = -1;
+                else v = v * 10 + (*suf - '0');
+            if (*pool == 0) *pool = v;
         }
-        *pool = v;
     }
-    *len = (size_t)(p - name);
+    if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
+    return *suf == 0;
 }
 
 int press_parse(const char *name, press *out) {
     memset(out, 0, sizeof *out);
     if (!name || strlen(name) >= sizeof out->name)
         return tis_error(TIS_EINVAL, "press: bad policy name");
-    size_t l = strlen(name);
-    bool hook = l > 5 && !strcmp(name + l - 5, "+hook");
-    if (hook) l -= 5;
-    int32_t pool = 0;
-    s_strip_pool(name, &l, &pool);
+    char base[32];
+    const char *suf = press_split_name(name, base, sizeof base);
+    int32_t pool;
+    bool hook;
+    if (!s_parse_suffix(suf, &pool, &hook))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +hook", name);
     if (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0)))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
-    char base[32];
-    snprintf(base, sizeof base, "%.*s", (int)l, name);
-    if (strchr(base, '+'))
-        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +hook", name);
-    int rc = s_parse(base, out);
+    const score_entry *e = NULL;
+    int rc = s_parse(base, out, &e);
     if (rc) return rc;
     if (hook && !out->needs_head)
         return tis_error(TIS_EINVAL, "press: '+hook' applies to the learned policies (tis, tis_query), not %s", base);
     if (pool) {
-        if (!out->score)
+        if (!e)
             return tis_error(TIS_EINVAL, "press: '%s': full keeps everything; there is nothing to pool", name);
-        if (out->score == s_snapkv)
+        if (e->pooled)
             return tis_error(TIS_EINVAL, "press: '%s': %s's scores are max-pooled already", name, base);
         out->pool = pool;
     }
@@ -360,9 +370,18 @@ int press_parse(const char *name, press *out) {
 /* H2O's split of the budget: heavy hitters and recent tokens, half each. */
 static double s_recent_frac(const char *score_name) { return !strcmp(score_name, "h2o") ? 0.5 : 0.0; }
 
-static int s_parse(const char *name, press *out) {
+/* The press of score entry e under allocation `alloc`. */
+static press s_press_of(const score_entry *e, press_alloc alloc) {
+    return (press){.score = e->fn, .alloc = alloc, .protect_window = e->window, .needs_obs = e->obs,
+                   .needs_oracle = e->oracle, .needs_head = e->head, .needs_recon = e->recon,
+                   .query_head = !strcmp(e->name, "tis_query"), .recent_frac = s_recent_frac(e->name),
+                   .calib = e->calib};
+}
+
+/* A base name (no suffix); *entry: its scorer (NULL for full). */
+static int s_parse(const char *name, press *out, const score_entry **entry) {
     memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "%s", name);
+    *entry = NULL;
     const char *inner = NULL;
     if (!strcmp(name, "adakv")) inner = "snapkv";
     else if (!strncmp(name, "adakv:", 6)) inner = name + 6;
@@ -370,10 +389,8 @@ static int s_parse(const char *name, press *out) {
         const score_entry *e = s_score_find(inner);
         if (!e || !strcmp(inner, "pyramidkv"))
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
-        *out = (press){.score = e->fn, .alloc = PRESS_ALLOC_ADAPTIVE, .protect_window = e->window,
-                       .needs_obs = e->obs, .needs_oracle = e->oracle, .needs_head = e->fn == s_head,
-                       .needs_recon = e->fn == s_kvzip || e->fn == s_kvzip_heads,
-                       .query_head = !strcmp(inner, "tis_query"), .recent_frac = s_recent_frac(inner)};
+        *out = s_press_of(e, PRESS_ALLOC_ADAPTIVE);
+        *entry = e;
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
@@ -381,20 +398,15 @@ static int s_parse(const char *name, press *out) {
         if (strcmp(i->name, name)) continue;
         if (!i->available)
             return tis_error(TIS_EUNSUPPORTED, "press: policy '%s' is not available: %s", name, i->about);
+        snprintf(out->name, sizeof out->name, "%s", name);
         if (!strcmp(name, "full")) return 0;
         const score_entry *e = s_score_find(name);
         TIS_ASSERT(e);
-        out->score = e->fn;
-        out->alloc = !strcmp(name, "pyramidkv")                            ? PRESS_ALLOC_PYRAMID
-                     : !strcmp(name, "kvzip") || !strcmp(name, "kvzip_heads") ? PRESS_ALLOC_GLOBAL
-                                                                              : PRESS_ALLOC_UNIFORM;
-        out->needs_recon = e->fn == s_kvzip || e->fn == s_kvzip_heads;
-        out->protect_window = e->window;
-        out->needs_obs = e->obs;
-        out->needs_oracle = e->oracle;
-        out->needs_head = e->fn == s_head;
-        out->query_head = !strcmp(name, "tis_query");
-        out->recent_frac = s_recent_frac(name);
+        *out = s_press_of(e, !strcmp(name, "pyramidkv")                            ? PRESS_ALLOC_PYRAMID
+                             : !strcmp(name, "kvzip") || !strcmp(name, "kvzip_heads") ? PRESS_ALLOC_GLOBAL
+                                                                                      : PRESS_ALLOC_UNIFORM);
+        *entry = e;
+        snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
     return tis_error(TIS_ENOTFOUND, "press: unknown policy '%s' (see tis eval --list)", name);
@@ -609,10 +621,10 @@ void press_plan_destroy(press_plan **p) {
 }
 
 /* kvzip_heads's scores carry a stream rank: no absolute scale. */
-bool press_calibratable(const press *p) { return (p->needs_recon && p->score != s_kvzip_heads) || p->needs_head; }
+bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE; }
 
 bool press_calibrated(const press *p, int64_t head_n_out) {
-    return press_calibratable(p) && (p->score == s_kvzip || head_n_out > 1);
+    return p->calib == PRESS_CALIB_ALWAYS || (p->calib == PRESS_CALIB_PER_HEAD && head_n_out > 1);
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }

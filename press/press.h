@@ -84,6 +84,14 @@ typedef enum press_alloc {
                                  per-head head (its tis policy switches to this) */
 } press_alloc;
 
+/* Whether a scorer's scores are on one absolute scale in every stream
+ * and for every input (so that a threshold means the same everywhere). */
+typedef enum press_calib {
+    PRESS_CALIB_NONE,     /* ranks only */
+    PRESS_CALIB_ALWAYS,   /* attention probability (kvzip) */
+    PRESS_CALIB_PER_HEAD, /* a learned policy, when its head has one output per stream */
+} press_calib;
+
 typedef struct press {
     char name[32];             /* as on the CLI, e.g. "snapkv", "adakv:h2o" */
     press_score_fn score;      /* NULL for "full" */
@@ -99,6 +107,7 @@ typedef struct press {
     int32_t pool;              /* "+pool[N]": each score becomes the maximum over the N
                                   (odd, 3..63; 5 when not given) neighbours centred on it in
                                   its stream, so that a kept token brings its span (0: off) */
+    press_calib calib;
 } press;
 
 typedef struct press_info {
@@ -117,6 +126,11 @@ extern const press_info press_registry[];
  * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool).
  * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
+/* Splits a policy name at its first '+': the base name into
+ * base[base_size] (truncated to fit), and returns its suffixes ("" or
+ * "+pool9+hook"), a pointer into name. The one rule for what a suffix is:
+ * press_parse and eval's --head_as names follow it. */
+const char *press_split_name(const char *name, char *base, size_t base_size);
 
 /* Context entries kept per stream for a fraction of n_ctx (at least 1). */
 int64_t press_budget_tokens(double fraction, int64_t n_ctx);

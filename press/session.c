@@ -448,6 +448,11 @@ int session_recon(session *s, bool qa, double *secs) {
 
 const float *session_recon_scores(const session *s, bool qa) { return s->recon[qa]; }
 
+const float *session_recon_copy(const session *s, bool qa) {
+    const state *x = qa ? &s->qa : &s->ag;
+    return s->recon[qa] && x->kv ? s->recon[qa] + x->kv->n_stream * s->p.n_ctx : NULL;
+}
+
 bool session_has_scores(const session *s, bool query) { return s->scores[query] != NULL; }
 
 int session_hidden(const session *s, float **rows, int64_t *n_ctx, int64_t *n_q) {
@@ -519,7 +524,7 @@ static int s_plan(session *s, const press *pr, bool qa) {
                     .ctx_begin = p->ctx_begin, .n_ctx = p->n_ctx, .window = qa ? 0 : s->win,
                     .n_sink = s->o.n_sink, .head_scores = hs, .head_n_out = pr->needs_head ? s->n_out[pr->query_head] : 1,
                     .recon = s->recon[qa],
-                    .recon_copy = s->recon[qa] ? s->recon[qa] + x->kv->n_stream * p->n_ctx : NULL, .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
+                    .recon_copy = session_recon_copy(s, qa), .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
     double t0 = tis_now();
     int rc = press_plan_new(&s->plan, pr, &pc);
     s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s;

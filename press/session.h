@@ -137,6 +137,10 @@ bool session_has_scores(const session *s, bool query);
 int session_recon(session *s, bool qa, double *secs);
 /* [n_layer * n_kv_head][n_ctx], or NULL before session_recon. */
 const float *session_recon_scores(const session *s, bool qa);
+/* [n_layer * n_kv_head] copy scores of the same pass (recon_compute's
+ * `copy`: how much each stream's most copying query head attends to the
+ * original of the token being repeated), or NULL before session_recon. */
+const float *session_recon_copy(const session *s, bool qa);
 
 /* What an outside scorer needs: the head's input rows, context rows then
  * question rows (the question's only when the query-aware state was

@@ -74,6 +74,24 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+pool99999999999", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+hook+pool", &p), TIS_EINVAL); /* +hook comes last */
     TT_FAILS(press_parse("nosuch+pool", &p), TIS_ENOTFOUND);
+    TT_FAILS(press_parse("tis+pool+pool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+hook+hook", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool3+", &p), TIS_EINVAL);
+    /* the one split of a name into base and suffixes */
+    char base[32];
+    TT_CHECK(!strcmp(press_split_name("tis_b+pool9+hook", base, sizeof base), "+pool9+hook") &&
+             !strcmp(base, "tis_b"));
+    TT_CHECK(!strcmp(press_split_name("adakv:h2o", base, sizeof base), "") && !strcmp(base, "adakv:h2o"));
+    /* which scores are on one scale (thresholds) */
+    TT_OK(press_parse("kvzip+pool", &p));
+    TT_CHECK(press_calibratable(&p) && press_calibrated(&p, 1));
+    TT_OK(press_parse("tis", &p));
+    TT_CHECK(press_calibratable(&p) && !press_calibrated(&p, 1) && press_calibrated(&p, 48));
+    TT_OK(press_parse("snapkv", &p));
+    TT_CHECK(!press_calibratable(&p) && !press_calibrated(&p, 48));
+    TT_OK(press_parse("full", &p));
+    TT_CHECK(!p.score && !press_calibratable(&p) && !strcmp(p.name, "full"));
     TT_CHECK(press_budget_tokens(0.1, 40) == 4 && press_budget_tokens(0.001, 40) == 1 &&
              press_budget_tokens(1.0, 40) == 40);
 }
