@@ -24,6 +24,8 @@ static void s_usage(FILE *f) {
             "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
             "      --positions           the token's place in the context as two more inputs (10 j/n,\n"
             "                            ln(1 + j)); not with --query_aware\n"
+            "      --stream_weights none|inv_sd|inv_var  per_head: weigh each stream's squared errors by\n"
+            "                           1 / sd (1 / variance) of its targets, mean 1 (default none)\n"
             "      --calibrate           per_head: a monotone map per stream fitted on the training samples,\n"
             "                            for the selection pooled over streams at small budgets (docs/head.md)\n"
             "      --streams A:B         recon, per_head: streams [A, B) only (stream = layer * n_kv_head + kv\n"
@@ -122,7 +124,8 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "ert")) return s_train_ert(argc, argv);
     train_job_config c;
     train_job_defaults(&c);
-    const char *dirs[MAX_DIRS], *vdirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head", *streams = NULL;
+    const char *dirs[MAX_DIRS], *vdirs[MAX_DIRS], *kind = "linear", *loss = "listwise", *target = "answer", *outputs = "per_head", *streams = NULL,
+               *weights = "none";
     int64_t threads = 0;
     const cli_opt opts[] = {
         CLI_STRS("--labels", NULL, dirs, &c.n_label_dirs, MAX_DIRS),
@@ -134,6 +137,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--target", NULL, &target),
         CLI_STR("--outputs", NULL, &outputs),
         CLI_STR("--streams", NULL, &streams),
+        CLI_STR("--stream_weights", NULL, &weights),
         CLI_FLAG("--positions", NULL, &c.positions),
         CLI_FLAG("--calibrate", NULL, &c.calibrate),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
@@ -164,6 +168,14 @@ int cmd_train(int argc, char **argv) {
     }
     if (strcmp(target, "answer") && strcmp(target, "recon")) {
         fprintf(stderr, "tis train: bad value '%s' for --target (answer, recon or ert)\n\n", target);
+        s_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(weights, "none")) c.stream_weights = STREAM_WEIGHTS_NONE;
+    else if (!strcmp(weights, "inv_sd")) c.stream_weights = STREAM_WEIGHTS_INV_SD;
+    else if (!strcmp(weights, "inv_var")) c.stream_weights = STREAM_WEIGHTS_INV_VAR;
+    else {
+        fprintf(stderr, "tis train: bad value '%s' for --stream_weights (none, inv_sd or inv_var)\n\n", weights);
         s_usage(stderr);
         return 2;
     }

@@ -44,6 +44,7 @@ typedef struct trainer {
     int64_t n_out;               /* the head's outputs per token */
     int64_t s0, ns;              /* recon: the streams trained and measured, [s0, s0 + ns) */
     head_loss loss;              /* what it trains with */
+    float *sw;                   /* [n_out] per-stream weights of the squared errors, or NULL (all 1) */
     uint64_t rng;
 } trainer;
 
@@ -51,7 +52,7 @@ typedef struct trainer {
  * streams, for recon labels); global: recon, the pooled top 10 % (NAN for
  * a single-score head, whose pooled order says nothing). */
 typedef struct epoch_metrics {
-    double loss, recall[3], global;
+    double loss, recall[3], global, global2; /* global2: the pooled top 2 % */
 } epoch_metrics;
 
 static const double s_recall_fracs[3] = {0.05, 0.10, 0.25};
@@ -71,6 +72,7 @@ static void s_trainer_free(trainer *t) {
     free(t->best);
     free(t->sc);
     free(t->dsc);
+    free(t->sw);
 }
 
 static int s_oom(void) {
@@ -229,6 +231,39 @@ static void s_init_bias(trainer *t) {
     }
 }
 
+/* t->sw: each stream's weight, 1 / sd or 1 / var of its targets over the
+ * training samples (sd floored at 1e-3), normalised to mean 1. */
+static int s_stream_weights(trainer *t) {
+    if (!(t->sw = malloc((size_t)t->n_out * sizeof *t->sw))) return s_oom();
+    double total = 0;
+    for (int64_t o = 0; o < t->n_out; o++) {
+        double sum = 0, sq = 0;
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < t->n_train; i++) {
+            const tsample *x = &t->s[t->order[i]];
+            for (int64_t j = 0; j < x->n; j++, cnt++) {
+                float y = x->y[o * x->n + j];
+                double v = log(y > HEAD_RECON_FLOOR ? (double)y : HEAD_RECON_FLOOR);
+                sum += v;
+                sq += v * v;
+            }
+        }
+        double mean = cnt ? sum / (double)cnt : 0, var = cnt ? sq / (double)cnt - mean * mean : 0;
+        double sd = sqrt(var > 1e-6 ? var : 1e-6);
+        t->sw[o] = (float)(t->c->stream_weights == STREAM_WEIGHTS_INV_VAR ? 1.0 / (sd * sd) : 1.0 / sd);
+        total += t->sw[o];
+    }
+    float lo = INFINITY, hi = 0;
+    for (int64_t o = 0; o < t->n_out; o++) {
+        t->sw[o] = (float)((double)t->sw[o] * (double)t->n_out / total);
+        lo = fminf(lo, t->sw[o]);
+        hi = fmaxf(hi, t->sw[o]);
+    }
+    fprintf(stderr, "[train] stream weights 1/%s, mean 1: %.3f to %.3f\n",
+            t->c->stream_weights == STREAM_WEIGHTS_INV_VAR ? "var" : "sd", (double)lo, (double)hi);
+    return 0;
+}
+
 /* The head, standardised and with its training scratch. */
 static int s_setup(trainer *t) {
     const train_job_config *c = t->c;
@@ -260,6 +295,10 @@ static int s_setup(trainer *t) {
         fprintf(stderr, "tis train: --calibrate is for a per-head head (--target recon --outputs per_head)\n");
         return 1;
     }
+    if (c->stream_weights != STREAM_WEIGHTS_NONE && t->n_out == 1) {
+        fprintf(stderr, "tis train: --stream_weights is for a per-head head (--target recon --outputs per_head)\n");
+        return 1;
+    }
     t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
@@ -271,6 +310,7 @@ static int s_setup(trainer *t) {
     if (!rc) rc = s_normalise(t);
     if (rc) return rc;
     if (t->n_out > 1) s_init_bias(t);
+    if (c->stream_weights != STREAM_WEIGHTS_NONE && (rc = s_stream_weights(t))) return rc;
     int64_t maxn = 1;
     for (int64_t i = 0; i < t->recs.n; i++) maxn = t->s[i].n > maxn ? t->s[i].n : maxn;
     t->np = head_n_trained(t->h);
@@ -298,7 +338,17 @@ static void s_sample_recalls(const trainer *t, const tsample *x, epoch_metrics *
             r += head_recall_at(t->sc + (t->n_out > 1 ? o * n : 0), x->yh + o * n, n, s_recall_fracs[k]);
         m->recall[k] += r / (double)S;
     }
-    if (S && t->n_out > 1) m->global += head_recall_at(t->sc, x->yh, S * n, 0.10);
+    if (S && t->n_out > 1) {
+        m->global += head_recall_at(t->sc, x->yh, S * n, 0.10);
+        m->global2 += head_recall_at(t->sc, x->yh, S * n, 0.02);
+    }
+}
+
+/* The training loss of sample x's scores t->sc (and its gradient into ds,
+ * may be NULL). */
+static double s_loss(const trainer *t, const tsample *x, float *ds) {
+    if (t->sw) return head_loss_recon(t->loss, t->sc, x->y, t->n_out, x->n, t->sw, ds);
+    return head_loss_eval(t->loss, t->sc, x->y, x->n * t->n_out, t->c->topk, ds);
 }
 
 /* Mean loss and recalls over the validation samples. */
@@ -310,15 +360,16 @@ static int s_evaluate(trainer *t, epoch_metrics *m) {
         const tsample *x = &t->s[idx[i]];
         int rc = head_forward(t->h, x->f, x->n, t->h->cfg.query_aware ? x->q : NULL, t->sc);
         if (rc) return rc;
-        m->loss += head_loss_eval(t->loss, t->sc, x->y, x->n * t->n_out, t->c->topk, t->dsc);
+        m->loss += s_loss(t, x, NULL);
         s_sample_recalls(t, x, m);
     }
     if (n > 0) {
         m->loss /= (double)n;
         for (int k = 0; k < 3; k++) m->recall[k] /= (double)n;
         m->global /= (double)n;
+        m->global2 /= (double)n;
     }
-    if (t->n_out == 1) m->global = NAN;
+    if (t->n_out == 1) m->global = m->global2 = NAN;
     return 0;
 }
 
@@ -336,7 +387,7 @@ static int s_epoch(trainer *t, int64_t *step, double *loss) {
             const float *q = c->query_aware ? x->q : NULL;
             int rc = head_forward(t->h, x->f, x->n, q, t->sc);
             if (rc) return rc;
-            tl += head_loss_eval(t->loss, t->sc, x->y, x->n * t->n_out, c->topk, t->dsc);
+            tl += s_loss(t, x, t->dsc);
             float inv = 1.0f / (float)(b1 - b0);
             for (int64_t j = 0; j < x->n * t->n_out; j++) t->dsc[j] *= inv;
             if ((rc = head_backward(t->h, x->f, x->n, q, t->dsc, t->grad))) return rc;
@@ -397,7 +448,7 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
     if (rc) return rc;
     bool recon = c->target == HEAD_TARGET_RECON;
     fprintf(csv, "0,nan,%.6f,%.4f,%.4f,%.4f,0", vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
-    if (recon) fprintf(csv, ",%.4f", vm.global);
+    if (recon) fprintf(csv, ",%.4f,%.4f", vm.global, vm.global2);
     fputc('\n', csv);
     fprintf(stderr, "[train] %s head%s | %lld params | %lld train / %lld validation samples (by sample) | "
                     "loss %s | features: %s layer %lld\n",
@@ -410,7 +461,7 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
                 t->n_out > 1 ? " (mean) and pooled over streams (global)" : " (mean)");
     fprintf(stderr, "[train] epoch 0: val loss %.4f recall@5/10/25%% %.3f %.3f %.3f", vm.loss, vm.recall[0],
             vm.recall[1], vm.recall[2]);
-    if (recon) fprintf(stderr, " global@10%% %.3f", vm.global);
+    if (recon) fprintf(stderr, " global@10/2%% %.3f %.3f", vm.global, vm.global2);
     fputc('\n', stderr);
     double t0 = tis_now();
     *best_loss = vm.loss;
@@ -422,13 +473,13 @@ static int s_fit(trainer *t, FILE *csv, double *best_loss, int64_t *best_epoch) 
         if ((rc = s_epoch(t, &step, &tl)) || (rc = s_evaluate(t, &vm))) return rc;
         fprintf(csv, "%lld,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f", (long long)ep, tl, vm.loss, vm.recall[0],
                 vm.recall[1], vm.recall[2], tis_now() - t0);
-        if (recon) fprintf(csv, ",%.4f", vm.global);
+        if (recon) fprintf(csv, ",%.4f,%.4f", vm.global, vm.global2);
         fputc('\n', csv);
         fflush(csv);
         bool better = vm.loss < *best_loss - 1e-6;
         fprintf(stderr, "[train] epoch %lld: train loss %.4f | val loss %.4f recall@5/10/25%% %.3f %.3f %.3f", (long long)ep,
                 tl, vm.loss, vm.recall[0], vm.recall[1], vm.recall[2]);
-        if (recon) fprintf(stderr, " global@10%% %.3f", vm.global);
+        if (recon) fprintf(stderr, " global@10/2%% %.3f %.3f", vm.global, vm.global2);
         fprintf(stderr, "%s\n", better ? " *" : "");
         if (better) {
             *best_loss = vm.loss;
@@ -521,7 +572,7 @@ int train_job_run(const train_job_config *c) {
         return 1;
     }
     fprintf(csv, "epoch,train_loss,val_loss,val_recall_5,val_recall_10,val_recall_25,seconds%s\n",
-            c->target == HEAD_TARGET_RECON ? ",val_global_recall_10" : "");
+            c->target == HEAD_TARGET_RECON ? ",val_global_recall_10,val_global_recall_2" : "");
     double best_loss = 0;
     int64_t best_epoch = 0;
     bool ok = s_fit(&t, csv, &best_loss, &best_epoch) == 0;

@@ -23,6 +23,13 @@
 
 #include "head.h"
 
+/* How a per-head recon head weighs its streams' squared errors: all alike,
+ * or by 1 / sd (1 / variance) of the stream's training targets, normalised
+ * to mean 1, so that a stream whose targets vary little (a copy layer,
+ * where nearly every token is attended ~1) is fitted as closely, relative
+ * to its spread, as the others. */
+typedef enum head_stream_weights { STREAM_WEIGHTS_NONE, STREAM_WEIGHTS_INV_SD, STREAM_WEIGHTS_INV_VAR } head_stream_weights;
+
 typedef struct train_job_config {
     const char *const *label_dirs; /* [n_label_dirs] directories tis label wrote (same model, layer) */
     int64_t n_label_dirs;
@@ -53,6 +60,8 @@ typedef struct train_job_config {
                                       (the per-layer head study, docs/head.md) */
     bool positions;                /* positional inputs (head_config.n_pos 2): the token's place in
                                       the context beside its hidden state; not with query_aware */
+    head_stream_weights stream_weights; /* per-head recon: the weight of each stream's squared
+                                      errors (train_job.c s_stream_weights) */
     bool calibrate;                /* per-head recon: fit head.h's calibration on the training
                                       samples (docs/head.md "Calibration": off by default, it did
                                       not raise held-out accuracy) */

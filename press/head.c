@@ -445,6 +445,39 @@ double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n,
     return loss;
 }
 
+double head_loss_recon(head_loss kind, const float *s, const float *y, int64_t n_out, int64_t n,
+                       const float *w, float *ds) {
+    TIS_ASSERT(kind == LOSS_RECON_MSE || kind == LOSS_RECON_RANK);
+    if (!w || n_out <= 0) return head_loss_eval(kind, s, y, n_out * n, 0, ds);
+    double loss = 0;
+    for (int64_t o = 0; o < n_out; o++) {
+        /* stream o's mean squared error, its ds = 2 e / n */
+        loss += w[o] * head_loss_eval(LOSS_RECON_MSE, s + o * n, y + o * n, n, 0, ds ? ds + o * n : NULL);
+        for (int64_t j = 0; ds && j < n; j++) ds[o * n + j] *= w[o] / (float)n_out;
+    }
+    loss /= (double)n_out;
+    if (kind == LOSS_RECON_RANK) {
+        /* the pooled listwise term, as head_loss_eval adds it */
+        double sy = 0;
+        for (int64_t j = 0; j < n_out * n; j++) sy += y[j];
+        if (sy > 0) {
+            float *yn = malloc((size_t)(n_out * n) * sizeof *yn), *d2 = ds ? malloc((size_t)(n_out * n) * sizeof *d2) : NULL;
+            if (!yn || (ds && !d2)) {
+                free(yn);
+                free(d2);
+                tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld values)", (long long)(n_out * n));
+                return NAN;
+            }
+            for (int64_t j = 0; j < n_out * n; j++) yn[j] = (float)(y[j] / sy);
+            loss += head_loss_eval(LOSS_LISTWISE, s, yn, n_out * n, 0, d2);
+            for (int64_t j = 0; ds && j < n_out * n; j++) ds[j] += d2[j];
+            free(yn);
+            free(d2);
+        }
+    }
+    return loss;
+}
+
 void head_adam_step(float *params, const float *grad, float *m, float *v, int64_t n, int64_t t,
                     float lr, float beta1, float beta2, float eps, float weight_decay) {
     TIS_ASSERT(t >= 1);

@@ -168,6 +168,14 @@ typedef enum head_loss { LOSS_LISTWISE = 0, LOSS_BCE_TOPK = 1, LOSS_RECON_MSE = 
 double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n, double topk_frac,
                       float *ds);
 
+/* recon_mse / recon_rank over n_out streams of n tokens (s, y, ds
+ * [n_out][n]) with a weight per stream on the squared errors: the mean over
+ * streams of w[o] times stream o's mean squared error (recon_rank: plus
+ * the listwise term over every score pooled, unweighted). w NULL: every
+ * weight 1, the same as head_loss_eval over the n_out * n values. */
+double head_loss_recon(head_loss kind, const float *s, const float *y, int64_t n_out, int64_t n,
+                       const float *w, float *ds);
+
 /* Adam (Kingma & Ba), bias-corrected; m, v [n] zero-initialised by the
  * caller; t counts steps from 1. */
 void head_adam_step(float *params, const float *grad, float *m, float *v, int64_t n, int64_t t,

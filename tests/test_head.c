@@ -409,6 +409,36 @@ static void test_losses(void) {
         TT_NEAR(head_loss_eval(LOSS_RECON_MSE, exact, y2, 2, 0, ds), 0, 1e-12);
     }
     TT_NEAR(head_loss_eval(LOSS_LISTWISE, NULL, NULL, 0, 0, NULL), 0, 0);
+    {   /* per-stream weights: 2 streams of 2 tokens */
+        const float s[4] = {0, -1, -2, -3}, y[4] = {1, 0.5f, 0.25f, 1e-3f}, w[2] = {0.5f, 1.5f};
+        float d0[4], d1[4];
+        double e[4];
+        for (int j = 0; j < 4; j++) e[j] = s[j] - log(y[j]);
+        const double m0 = (e[0] * e[0] + e[1] * e[1]) / 2, m1 = (e[2] * e[2] + e[3] * e[3]) / 2;
+        TT_NEAR(head_loss_recon(LOSS_RECON_MSE, s, y, 2, 2, w, d0), (0.5 * m0 + 1.5 * m1) / 2, 1e-9);
+        TT_NEAR(d0[1], 0.5 * 2 * e[1] / 2 / 2, 1e-7);
+        TT_NEAR(d0[3], 1.5 * 2 * e[3] / 2 / 2, 1e-6);
+        /* no weights: head_loss_eval over the 4 values, for both recon losses */
+        for (int k = 0; k < 2; k++) {
+            head_loss lk = k ? LOSS_RECON_RANK : LOSS_RECON_MSE;
+            TT_NEAR(head_loss_recon(lk, s, y, 2, 2, NULL, d0), head_loss_eval(lk, s, y, 4, 0, d1), 1e-12);
+            for (int j = 0; j < 4; j++) TT_NEAR(d0[j], d1[j], 1e-9);
+            const float ones[2] = {1, 1};
+            TT_NEAR(head_loss_recon(lk, s, y, 2, 2, ones, d0), head_loss_eval(lk, s, y, 4, 0, NULL), 1e-9);
+            for (int j = 0; j < 4; j++) TT_NEAR(d0[j], d1[j], 1e-7);
+            /* weighted: ds against central differences */
+            head_loss_recon(lk, s, y, 2, 2, w, d0);
+            for (int j = 0; j < 4; j++) {
+                float sp[4], sm[4];
+                memcpy(sp, s, sizeof sp);
+                memcpy(sm, s, sizeof sm);
+                sp[j] += 1e-3f;
+                sm[j] -= 1e-3f;
+                double num = (head_loss_recon(lk, sp, y, 2, 2, w, NULL) - head_loss_recon(lk, sm, y, 2, 2, w, NULL)) / 2e-3;
+                TT_NEAR(d0[j], num, 1e-3);
+            }
+        }
+    }
 }
 
 static void test_recall(void) {

@@ -232,11 +232,12 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4", bin, d, ck);
     rc = tt_sh(cmd, out, sizeof out);
-    TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10%") && !strstr(out, "calibration"));
+    TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10/2%") && !strstr(out, "calibration") &&
+             !strstr(out, "stream weights"));
     if (rc) fprintf(stderr, "%s\n", out);
     size_t n1 = 0, n2 = 0, nm = 0;
     char *first = tt_read_file(ck, &n1), *metrics = tt_read_file(csv, &nm);
-    TT_CHECK(metrics && strstr(metrics, ",seconds,val_global_recall_10\n"));
+    TT_CHECK(metrics && strstr(metrics, ",seconds,val_global_recall_10,val_global_recall_2\n"));
     head *h = NULL;
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 6 && h->cfg.target == HEAD_TARGET_RECON && h->cfg.kind == HEAD_MLP);
@@ -248,6 +249,16 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     free(first);
     free(second);
     free(metrics);
+    /* --stream_weights: a per-head head only, and a known value */
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 --stream_weights inv_var", bin, d, tt_path("recon_w.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] stream weights 1/var, mean 1: "));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --head mlp "
+             "--hidden 8 --epochs 1 --stream_weights inv_sd", bin, d, tt_path("recon_w1.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--stream_weights is for a per-head head"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --stream_weights sd", bin, d,
+             tt_path("recon_w2.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "bad value 'sd' for --stream_weights"));
     /* --calibrate: the same weights, and the knots */
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4 --calibrate", bin, d, tt_path("recon_cal.safetensors"));
