@@ -122,8 +122,9 @@ static int s_info_safetensors(const char *path) {
         printf("importance head  %s%s\n", h->cfg.kind == HEAD_MLP ? "mlp" : "linear",
                h->cfg.query_aware ? ", query-aware (tis_query)" : " (tis)");
         printf("base model       %s (d_model %lld)\n", h->cfg.base_model, (long long)h->cfg.d_model);
-        printf("features         layer %lld, rmsnorm + standardise%s\n", (long long)h->cfg.layer,
-               h->cfg.n_pos ? "; + the token's position in the context (10 j/n, ln(1 + j))" : "");
+        printf("features         layer %lld, rmsnorm + standardise%s%s\n", (long long)h->cfg.layer,
+               h->cfg.n_pos ? "; + the token's position in the context (10 j/n, ln(1 + j))" : "",
+               h->cfg.n_rep ? "; + whether its text occurs earlier / later in the context" : "");
         if (h->cfg.kind == HEAD_MLP) printf("hidden           %lld\n", (long long)h->cfg.hidden);
         if (h->cfg.query_aware) printf("query rank       %lld\n", (long long)h->cfg.rank);
         printf("outputs          %lld per token%s; target %s\n", (long long)h->cfg.n_out,

@@ -24,6 +24,8 @@ static void s_usage(FILE *f) {
             "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
             "      --positions           the token's place in the context as two more inputs (10 j/n,\n"
             "                            ln(1 + j)); not with --query_aware\n"
+            "      --repeats             whether the text around the token occurs earlier / later in the\n"
+            "                            context, two more inputs (HEAD_REP_K-token windows of ids)\n"
             "      --stream_weights none|inv_sd|inv_var  per_head: weigh each stream's squared errors by\n"
             "                           1 / sd (1 / variance) of its targets, mean 1 (default none)\n"
             "      --calibrate           per_head: a monotone map per stream fitted on the training samples,\n"
@@ -139,6 +141,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--streams", NULL, &streams),
         CLI_STR("--stream_weights", NULL, &weights),
         CLI_FLAG("--positions", NULL, &c.positions),
+        CLI_FLAG("--repeats", NULL, &c.repeats),
         CLI_FLAG("--calibrate", NULL, &c.calibrate),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),

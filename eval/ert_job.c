@@ -128,7 +128,7 @@ static int s_prepare(ert_run *r, const bench_sample *bs, ert_sample *o) {
     for (int64_t s = 0; !rc && s < o->kv->n_stream; s++)
         if (o->kv->len[s] != o->ctx_begin + n_ctx || kv_cache_pos(o->kv, s)[o->ctx_begin] != o->ctx_begin)
             rc = tis_error(TIS_EINVAL, "ert: sample %s: unexpected cache layout", o->id);
-    if (!rc) head_features(r->h, hid, n_ctx, o->feat);
+    if (!rc) rc = head_features(r->h, hid, session_get_prompt(ss)->ids + o->ctx_begin, n_ctx, o->feat);
     if (!rc) rc = suffix_logprobs(r->g, o->kv, NULL, o->suf, o->T, o->rows, o->n_rows, o->ref);
     free(hid);
     session_destroy(&ss);

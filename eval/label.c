@@ -364,6 +364,7 @@ void label_records_free(label_records *r) {
         free(r->s[i].features);
         free(r->s[i].query_features);
         free(r->s[i].labels_per_head);
+        free(r->s[i].ctx_ids);
     }
     free(r->s);
     label_records_init(r);
@@ -454,6 +455,27 @@ static int s_record(label_records *r, const float *Y, const float *PH, const uin
     return 0;
 }
 
+/* The context ids of the shard's samples [first, r->n) from its
+ * token_ids / token_offsets / sample_spans, when the three are there and
+ * agree with the records (else the records keep ctx_ids NULL). */
+static int s_record_ids(const st_file *f, label_records *r, int64_t first, int64_t ns) {
+    const st_tensor *sp = st_tensor_find(f, "sample_spans"), *ti = st_tensor_find(f, "token_ids");
+    const st_tensor *to = st_tensor_find(f, "token_offsets");
+    if (!sp || !ti || !to || sp->dtype != ST_I64 || sp->n_dims != 2 || ti->dtype != ST_I32 || ti->n_dims != 1 ||
+        to->dtype != ST_I64 || to->n_dims != 1 || sp->shape[0] != ns || sp->shape[1] != 4 || to->shape[0] != ns + 1) return 0;
+    const int64_t *span = sp->data, *toff = to->data;
+    const int32_t *ids = ti->data;
+    for (int64_t i = 0; i < ns; i++) {
+        int64_t cb = span[4 * i], nc = span[4 * i + 1];
+        label_record *x = &r->s[first + i];
+        if (nc != x->n_ctx || cb < 0 || toff[i] < 0 || toff[i + 1] > ti->shape[0] || cb + nc > toff[i + 1] - toff[i])
+            continue;
+        if (!(x->ctx_ids = malloc((size_t)(nc ? nc : 1) * sizeof *x->ctx_ids))) return tis_error(TIS_ENOMEM, "out of memory");
+        memcpy(x->ctx_ids, ids + toff[i] + cb, (size_t)nc * sizeof *x->ctx_ids);
+    }
+    return 0;
+}
+
 int label_shard_read(const char *path, label_records *r) {
     st_file *f;
     int rc = st_open(&f, path);
@@ -488,8 +510,10 @@ int label_shard_read(const char *path, label_records *r) {
     if (ids) r->hash = s_fnv(r->hash, ids, strlen(ids));
     r->hash = s_fnv(r->hash, lab->data, (size_t)off[ns] * 4);
     if (ph) r->hash = s_fnv(r->hash, ph->data, (size_t)(off[ns] * r->n_streams) * 4);
+    int64_t first = r->n;
     for (int64_t i = 0; i < ns && !rc; i++)
         rc = s_record(r, lab->data, ph ? ph->data : NULL, ft->data, qf->data, off, qoff, i);
+    if (!rc) rc = s_record_ids(f, r, first, ns);
     st_destroy(&f);
     return rc;
 }

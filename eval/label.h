@@ -105,6 +105,8 @@ typedef struct label_record {
     float *query_features;  /* [n_q][d_model] the question's rows (likewise) */
     int64_t n_q;
     float *labels_per_head; /* [n_streams][n_ctx] raw recon scores (recon shards), else NULL */
+    int32_t *ctx_ids;       /* [n_ctx] the context's token ids (a head's repetition inputs), or
+                               NULL when the shard's token_ids / sample_spans do not give them */
 } label_record;
 
 /* The samples of one or more label directories, all labelled for the same

@@ -175,7 +175,13 @@ static int s_standardise(trainer *t) {
     int64_t rows = 0;
     for (int64_t i = 0; i < t->n_train; i++) {
         const label_record *r = &t->recs.s[t->order[i]];
-        head_features(t->h, r->features, r->n_ctx, tmp); /* a whole sample (positions); mean 0 / std 1 still */
+        /* a whole sample (positions, repetitions); mean 0 / std 1 still */
+        if (head_features(t->h, r->features, r->ctx_ids, r->n_ctx, tmp)) {
+            free(sum);
+            free(sq);
+            free(tmp);
+            return s_fail("the features");
+        }
         for (int64_t k = 0; k < r->n_ctx; k++, rows++)
             for (int64_t j = 0; j < d; j++) sum[j] += tmp[k * d + j], sq[j] += (double)tmp[k * d + j] * tmp[k * d + j];
     }
@@ -203,7 +209,7 @@ static int s_normalise(trainer *t) {
         x->f = malloc((size_t)(x->n * d) * sizeof(float));
         x->q = malloc((size_t)d * sizeof(float));
         if (!x->f || !x->q) return s_oom();
-        head_features(t->h, r->features, x->n, x->f);
+        if (head_features(t->h, r->features, r->ctx_ids, x->n, x->f)) return s_fail("the features");
         if (r->n_q > 0) head_query(t->h, r->query_features, r->n_q, x->q);
         else memset(x->q, 0, (size_t)d * sizeof(float));
         free(r->features);
@@ -302,7 +308,7 @@ static int s_setup(trainer *t) {
     t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,
-                      .target = c->target, .n_pos = c->positions ? 2 : 0};
+                      .target = c->target, .n_pos = c->positions ? 2 : 0, .n_rep = c->repeats ? 2 : 0};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", t->recs.model);
     if (head_new(&t->h, &hc, (uint64_t)c->seed)) return s_fail("creating the head");
     int rc = s_split(t);

@@ -60,6 +60,8 @@ typedef struct train_job_config {
                                       (the per-layer head study, docs/head.md) */
     bool positions;                /* positional inputs (head_config.n_pos 2): the token's place in
                                       the context beside its hidden state; not with query_aware */
+    bool repeats;                  /* repetition inputs (head_config.n_rep 2, head_repeats): needs
+                                      the labels' token ids */
     head_stream_weights stream_weights; /* per-head recon: the weight of each stream's squared
                                       errors (train_job.c s_stream_weights) */
     bool calibrate;                /* per-head recon: fit head.h's calibration on the training

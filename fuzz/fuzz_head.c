@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     float *x = d > 0 && d <= 1 << 16 ? calloc((size_t)(n * d), sizeof *x) : NULL, *s = calloc((size_t)(n * h->cfg.n_out), sizeof *s);
     if (x && s) {
         for (int64_t i = 0; i < n * d; i++) x[i] = (float)((i * 7) % 5) - 2.0f;
-        head_score_context(h, x, 0, 3, 3, 1, s);
+        head_score_context(h, x, NULL, 0, 3, 3, 1, s);
     }
     free(x);
     free(s);

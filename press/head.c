@@ -63,6 +63,10 @@ static int s_config_check(head_config *c, const head_config *in) {
         return tis_error(TIS_EINVAL, "head: %lld positional inputs (0 or 2)", (long long)c->n_pos);
     if (c->n_pos && c->query_aware)
         return tis_error(TIS_EINVAL, "head: positional inputs are for query-agnostic heads");
+    if (c->n_rep != 0 && c->n_rep != 2)
+        return tis_error(TIS_EINVAL, "head: %lld repetition inputs (0 or 2)", (long long)c->n_rep);
+    if (c->n_rep && c->query_aware)
+        return tis_error(TIS_EINVAL, "head: repetition inputs are for query-agnostic heads");
     if (c->layer < 0 || c->layer > 65536)
         return tis_error(TIS_EINVAL, "head: layer %lld is out of range (0..65536)",
                          (long long)c->layer);
@@ -78,7 +82,7 @@ int head_new(head **out, const head_config *cfg, uint64_t seed) {
     head_config c;
     int rc = s_config_check(&c, cfg);
     if (rc) return rc;
-    const int64_t d = c.d_model + c.n_pos, d_in = c.kind == HEAD_MLP ? c.hidden : d, no = c.n_out;
+    const int64_t d = c.d_model + c.n_pos + c.n_rep, d_in = c.kind == HEAD_MLP ? c.hidden : d, no = c.n_out;
     /* Size table, in layout order: trained params, then mean/std. Bounds
      * above keep every product far from overflow (< 2^31 floats). */
     const int64_t sizes[] = {
@@ -140,10 +144,70 @@ int64_t head_n_trained(const head *h) { return h->mean - h->params; }
 
 /* ---- features ------------------------------------------------------------ */
 
-int64_t head_feat_dim(const head *h) { return h->cfg.d_model + h->cfg.n_pos; }
+int64_t head_feat_dim(const head *h) { return h->cfg.d_model + h->cfg.n_pos + h->cfg.n_rep; }
 
-void head_features(const head *h, const float *x, int64_t n, float *f) {
-    const int64_t d = h->cfg.d_model, df = head_feat_dim(h);
+/* FNV-1a over a window of ids. */
+static uint64_t s_window_hash(const int32_t *w) {
+    uint64_t x = 1469598103934665603ull;
+    for (int k = 0; k < HEAD_REP_K; k++) {
+        x ^= (uint32_t)w[k];
+        x *= 1099511628211ull;
+    }
+    return x;
+}
+
+int head_repeats(const int32_t *ids, int64_t n, float *out) {
+    memset(out, 0, (size_t)(2 * n) * sizeof(float));
+    const int64_t nw = n - HEAD_REP_K + 1; /* windows, by start */
+    if (nw < 2) return 0;
+    /* an open-addressing table of window starts; each start finds the
+       first start of an equal window, so a window's earlier copies are
+       known; its later ones by the last start of the chain */
+    int64_t cap = 1;
+    while (cap < 2 * nw) cap <<= 1;
+    int64_t *slot = malloc((size_t)cap * sizeof *slot), *first = malloc((size_t)nw * sizeof *first);
+    int64_t *last = malloc((size_t)nw * sizeof *last);
+    if (!slot || !first || !last) {
+        free(slot);
+        free(first);
+        free(last);
+        return tis_error(TIS_ENOMEM, "head: out of memory for the repetitions of %lld tokens", (long long)n);
+    }
+    for (int64_t i = 0; i < cap; i++) slot[i] = -1;
+    for (int64_t s = 0; s < nw; s++) {
+        uint64_t hsh = s_window_hash(ids + s);
+        int64_t i = (int64_t)(hsh & (uint64_t)(cap - 1));
+        while (slot[i] >= 0 && memcmp(ids + slot[i], ids + s, HEAD_REP_K * sizeof *ids)) i = (i + 1) & (cap - 1);
+        if (slot[i] < 0) slot[i] = s;
+        first[s] = slot[i]; /* the first start of this window */
+        last[first[s]] = s; /* ... and, when the loop ends, its last */
+    }
+    for (int64_t s = 0; s < nw; s++) {
+        bool before = first[s] < s, after = last[first[s]] > s;
+        for (int64_t j = s; j < s + HEAD_REP_K; j++) {
+            if (before) out[2 * j] = 1;
+            if (after) out[2 * j + 1] = 1;
+        }
+    }
+    free(slot);
+    free(first);
+    free(last);
+    return 0;
+}
+
+int head_features(const head *h, const float *x, const int32_t *ids, int64_t n, float *f) {
+    const int64_t d = h->cfg.d_model, df = head_feat_dim(h), dr = d + h->cfg.n_pos;
+    float *rep = NULL;
+    if (h->cfg.n_rep) {
+        if (!ids) return tis_error(TIS_EINVAL, "head: a head with repetition inputs needs the context's token ids");
+        if (!(rep = malloc((size_t)(2 * n + 1) * sizeof *rep)))
+            return tis_error(TIS_ENOMEM, "head: out of memory for %lld tokens", (long long)n);
+        int rc = head_repeats(ids, n, rep);
+        if (rc) {
+            free(rep);
+            return rc;
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * d;
         float *fi = f + i * df;
@@ -155,7 +219,10 @@ void head_features(const head *h, const float *x, int64_t n, float *f) {
             fi[d] = (float)(10.0 * (double)i / (double)n - h->mean[d]) / h->std[d];
             fi[d + 1] = (float)(log1p((double)i) - h->mean[d + 1]) / h->std[d + 1];
         }
+        for (int64_t k = 0; rep && k < 2; k++) fi[dr + k] = (rep[2 * i + k] - h->mean[dr + k]) / h->std[dr + k];
     }
+    free(rep);
+    return 0;
 }
 
 void head_query(const head *h, const float *xq, int64_t nq, float *q) {
@@ -602,8 +669,8 @@ void head_apply_calibration(const head *h, float *s, int64_t n) {
 
 /* ---- scoring a context ---------------------------------------------------- */
 
-int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
-                       int64_t q_begin, int64_t n_q, float *out) {
+int head_score_context(const head *h, const float *hid, const int32_t *ctx_ids, int64_t ctx_begin,
+                       int64_t n_ctx, int64_t q_begin, int64_t n_q, float *out) {
     if (!h || !hid || !out || n_ctx < 0 || ctx_begin < 0)
         return tis_error(TIS_EINVAL, "head: score_context: bad arguments");
     const int64_t d = h->cfg.d_model, df = head_feat_dim(h);
@@ -616,8 +683,8 @@ int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64
                          (long long)d);
     }
     if (h->cfg.query_aware) head_query(h, hid + q_begin * d, n_q, q);
-    head_features(h, hid + ctx_begin * d, n_ctx, f);
-    int rc = head_forward(h, f, n_ctx, h->cfg.query_aware ? q : NULL, out);
+    int rc = head_features(h, hid + ctx_begin * d, ctx_ids, n_ctx, f);
+    if (!rc) rc = head_forward(h, f, n_ctx, h->cfg.query_aware ? q : NULL, out);
     if (!rc) head_apply_calibration(h, out, n_ctx);
     free(f);
     free(q);

@@ -10,6 +10,12 @@
  * among the context's n tokens (docs/head.md "What the head lacks"); its
  * feature width is d_model + 2 (head_feat_dim), the width of fc1 / a
  * linear out_proj / query_proj / key_proj and of feature_mean / std.
+ * A head with repetition inputs (n_rep 2) appends after them two flags
+ * computed from the context's token ids (head_repeats): whether the
+ * text around token j occurs at an earlier / a later place in the
+ * context. The second looks ahead (the features are otherwise causal): a
+ * copy layer's reconstruction attention splits over repeated text and
+ * goes to its later copy (docs/head.md "Repeated text").
  *
  *   linear:  s_j = w . f_j + b
  *   mlp:     s_j = w2 . relu(W1 f_j + b1) + b2
@@ -71,6 +77,8 @@ typedef struct head_config {
     head_target target;    /* recorded in the checkpoint; the numerics do not depend on it */
     int64_t n_pos;         /* positional inputs appended to the features: 0, or 2 (10 j/n and
                               ln(1 + j)); not with query_aware */
+    int64_t n_rep;         /* repetition inputs after them: 0, or 2 (head_repeats); not with
+                              query_aware */
 } head_config;
 
 /* Parameters live in one flat array so Adam and gradient checks see one
@@ -100,13 +108,23 @@ void head_destroy(head **p);
  * params that Adam updates. */
 int64_t head_n_trained(const head *h);
 
-/* The feature width: d_model + n_pos. */
+/* The feature width: d_model + n_pos + n_rep. */
 int64_t head_feat_dim(const head *h);
 
-/* f[n][head_feat_dim] = standardise(rmsnorm(x[n][d_model]) (+ positions))
- * with the head's mean/std. x is a context's rows 0..n-1 in order (a
- * head with positional inputs takes row i as the context's token i of n). */
-void head_features(const head *h, const float *x, int64_t n, float *f);
+/* The span of tokens head_repeats compares. */
+#define HEAD_REP_K 8
+/* out[n][2]: for each token j of ids[n], 1 when one of the HEAD_REP_K-token
+ * windows that contain j occurs (the same ids) at an earlier start [0] /
+ * a later start [1] in ids, else 0; a context shorter than HEAD_REP_K has
+ * none. O(n) expected (hashing), exact (windows are compared). TIS_ENOMEM. */
+int head_repeats(const int32_t *ids, int64_t n, float *out);
+
+/* f[n][head_feat_dim] = standardise(rmsnorm(x[n][d_model]) (+ positions)
+ * (+ repetitions)) with the head's mean/std. x is a context's rows 0..n-1
+ * in order (a head with positional inputs takes row i as the context's
+ * token i of n); ids[n] the context's token ids, needed (and only read)
+ * when the head has repetition inputs. TIS_EINVAL without them, TIS_ENOMEM. */
+int head_features(const head *h, const float *x, const int32_t *ids, int64_t n, float *f);
 
 /* The query vector: mean over rows of head_features(xq[nq][d]) -> q[d]. */
 void head_query(const head *h, const float *xq, int64_t nq, float *q);
@@ -119,9 +137,11 @@ int head_forward(const head *h, const float *f, int64_t n, const float *q, float
  * states hid[][d_model] (rows by position, as captured in a prefill): raw
  * features normalised, the query vector pooled from the rows
  * [q_begin, q_begin + n_q) when the head is query-aware. out[n_out][n_ctx],
- * through the calibration when the head has one. */
-int head_score_context(const head *h, const float *hid, int64_t ctx_begin, int64_t n_ctx,
-                       int64_t q_begin, int64_t n_q, float *out);
+ * through the calibration when the head has one. ctx_ids[n_ctx]: the
+ * context's token ids (a head with repetition inputs needs them; else
+ * NULL will do). */
+int head_score_context(const head *h, const float *hid, const int32_t *ctx_ids, int64_t ctx_begin,
+                       int64_t n_ctx, int64_t q_begin, int64_t n_q, float *out);
 
 /* Calibration of a per-head head (docs/head.md "Calibration"). Trained
  * by squared error on ln(score), the outputs regress toward each stream's

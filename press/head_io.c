@@ -38,7 +38,7 @@ enum { S_CALIB_MAX = 4096 };
 
 static void s_entries(head *h, s_entry e[S_N_ENTRIES]) {
     const head_config *c = &h->cfg;
-    const int64_t d = c->d_model + c->n_pos, d_in = c->kind == HEAD_MLP ? c->hidden : d;
+    const int64_t d = c->d_model + c->n_pos + c->n_rep, d_in = c->kind == HEAD_MLP ? c->hidden : d;
     int i = 0;
     e[i++] = (s_entry){"importance_head.out_proj.weight", h->w_out, c->n_out, d_in};
     e[i++] = (s_entry){"importance_head.out_proj.bias", h->b_out, c->n_out, 0};
@@ -67,13 +67,14 @@ int head_save(const head *h, const char *path) {
         const int64_t shape[2] = {e[i].rows, e[i].cols};
         rc = st_writer_add(w, e[i].name, ST_F32, e[i].cols ? 2 : 1, shape, e[i].p);
     }
-    char num[6][32];
+    char num[7][32];
     snprintf(num[0], sizeof num[0], "%lld", (long long)c->d_model);
     snprintf(num[1], sizeof num[1], "%lld", (long long)c->layer);
     snprintf(num[2], sizeof num[2], "%lld", (long long)c->hidden);
     snprintf(num[3], sizeof num[3], "%lld", (long long)c->rank);
     snprintf(num[4], sizeof num[4], "%lld", (long long)c->n_out);
     snprintf(num[5], sizeof num[5], "%lld", (long long)c->n_pos);
+    snprintf(num[6], sizeof num[6], "%lld", (long long)c->n_rep);
     /* Fixed-size strings in the struct: copy with a bound so that an
      * unterminated one cannot be read past its end. */
     char base[sizeof c->base_model], hash[sizeof h->label_hash], cmd[sizeof h->train_command];
@@ -95,6 +96,7 @@ int head_save(const head *h, const char *path) {
         {"n_out", num[4]},
         {"target", c->target == HEAD_TARGET_RECON ? "recon" : "answer"},
         {"positions", num[5]},
+        {"repeats", num[6]},
     };
     if (h->n_calib > 0 && !rc) {
         const int64_t shape[2] = {c->n_out, h->n_calib};
@@ -190,6 +192,11 @@ static int s_load_config(const st_file *f, head_config *c) {
     if (c->n_pos == 1) return tis_error(TIS_EFORMAT, "head: %s: positions is 1 (0 or 2)", path);
     if (c->n_pos && c->query_aware)
         return tis_error(TIS_EFORMAT, "head: %s: positional inputs in a query-aware head", path);
+    c->n_rep = 0; /* and later again */
+    if (st_metadata(f, "repeats") && (rc = s_meta_int(f, "repeats", 0, 2, &c->n_rep))) return rc;
+    if (c->n_rep == 1) return tis_error(TIS_EFORMAT, "head: %s: repeats is 1 (0 or 2)", path);
+    if (c->n_rep && c->query_aware)
+        return tis_error(TIS_EFORMAT, "head: %s: repetition inputs in a query-aware head", path);
     s = st_metadata(f, "target");
     if (!s || strcmp(s, "answer") == 0)
         c->target = HEAD_TARGET_ANSWER;
@@ -311,7 +318,7 @@ static int s_load(head **out, const st_file *f) {
                            path, name, c.kind == HEAD_MLP ? "mlp" : "linear",
                            c.query_aware ? " query-aware" : "");
     }
-    for (int64_t k = 0; k < c.d_model + c.n_pos && !rc; k++)
+    for (int64_t k = 0; k < c.d_model + c.n_pos + c.n_rep && !rc; k++)
         if (!(h->std[k] > 0))
             rc = tis_error(TIS_EFORMAT, "head: %s: feature_std[%lld] = %g is not positive", path,
                            (long long)k, (double)h->std[k]);

@@ -353,8 +353,8 @@ int session_score_head(session *s, const head *h, double *secs) {
     int64_t n_out = h->cfg.n_out > 1 ? h->cfg.n_out : 1;
     float *sc = malloc((size_t)(n_out * p->n_ctx) * sizeof(float));
     if (!sc) return tis_error(TIS_ENOMEM, "session: out of memory for head scores");
-    int rc = head_score_context(h, x->obs.hid, p->ctx_begin, p->n_ctx, q ? p->suf_begin : 0, q ? s->n_suf - 1 : 0,
-                                sc);
+    int rc = head_score_context(h, x->obs.hid, p->ids + p->ctx_begin, p->ctx_begin, p->n_ctx, q ? p->suf_begin : 0,
+                                q ? s->n_suf - 1 : 0, sc);
     if (rc) {
         free(sc);
         return rc;

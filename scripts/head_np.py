@@ -1,12 +1,33 @@
 """A per-head importance head run in numpy, as press/head.c computes it:
-rmsnorm of the hidden states, the two position inputs when the head has
-them, standardise, a one-hidden-layer mlp. No calibration (it keeps each
+rmsnorm of the hidden states, the two position inputs and the two
+repetition inputs when the head has them, standardise, a one-hidden-layer mlp. No calibration (it keeps each
 stream's order, so rankings are the same). Used by scripts/head_streams.py
 and scripts/needle_ranks.py."""
 import sys
 
 import numpy as np
 from safetensors import safe_open
+
+
+REP_K = 8  # press/head.h HEAD_REP_K
+
+
+def repeats(ids):
+    """[n][2]: whether a REP_K-token window containing token j occurs at an
+    earlier / a later start in ids (press/head.c head_repeats)."""
+    ids = [int(t) for t in ids]
+    n = len(ids)
+    out = np.zeros((n, 2), np.float32)
+    starts = {}
+    for s in range(n - REP_K + 1):
+        starts.setdefault(tuple(ids[s:s + REP_K]), []).append(s)
+    for ss in starts.values():
+        for k, s in enumerate(ss):
+            if k > 0:
+                out[s:s + REP_K, 0] = 1
+            if k < len(ss) - 1:
+                out[s:s + REP_K, 1] = 1
+    return out
 
 
 class Head:
@@ -22,14 +43,20 @@ class Head:
         self.w2, self.b2 = t("out_proj.weight"), t("out_proj.bias")
         self.mu, self.sd = t("feature_mean"), t("feature_std")
         self.positions = int(md.get("positions", "0")) != 0
+        self.repeats = int(md.get("repeats", "0")) != 0
         self.n_streams = self.w2.shape[0]
 
-    def scores(self, x):
-        """x: [n][d] hidden states of one context; returns [streams][n]."""
+    def scores(self, x, ids=None):
+        """x: [n][d] hidden states of one context, ids[n] its token ids (a head
+        with repetition inputs needs them); returns [streams][n]."""
         n = x.shape[0]
         f = x / np.sqrt((x.astype(np.float64) ** 2).mean(1) + 1e-6)[:, None].astype(np.float32)
         if self.positions:
             j = np.arange(n)
             f = np.concatenate([f, (10.0 * j / n)[:, None], np.log1p(j)[:, None]], 1).astype(np.float32)
+        if self.repeats:
+            if ids is None:
+                sys.exit("head_np: this head has repetition inputs: give the context's token ids")
+            f = np.concatenate([f, repeats(ids)], 1).astype(np.float32)
         hid = np.maximum(((f - self.mu) / self.sd) @ self.w1.T + self.b1, 0)
         return (hid @ self.w2.T + self.b2).T

@@ -35,12 +35,14 @@ g = safe_open(shard, "np")
 F = g.get_tensor("features").astype(np.float32)
 Y = g.get_tensor("labels_per_head")
 off = g.get_tensor("ctx_offsets")
+tid, toff, spans = g.get_tensor("token_ids"), g.get_tensor("token_offsets"), g.get_tensor("sample_spans")
 rec = np.zeros((S, 2))
 peak = np.zeros(S)
 for i in range(len(off) - 1):
     a, b = off[i], off[i + 1]
     n = b - a
-    s = head.scores(F[a:b])  # [S][n]
+    ids = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
+    s = head.scores(F[a:b], ids)  # [S][n]
     y = Y[S * a: S * b].reshape(S, n)
     for q in range(S):
         for c, frac in enumerate((0.02, 0.05)):

@@ -82,7 +82,7 @@ def main():
         num = [j for j in range(n) if m.start() <= starts[j] < m.end()]
         y = labels[n_streams * a:n_streams * b].reshape(n_streams, n)
         runs = [("kvzip", np.log(np.maximum(y, 1e-6)))]
-        runs += [(name, h.scores(feats[a:b])) for name, h in loaded]
+        runs += [(name, h.scores(feats[a:b], ctx)) for name, h in loaded]
         print(f"sample {i} ({n} tokens): number {m.group(0)} at tokens {num[0]}..{num[-1]}")
         ls = slice(layer * kvh, (layer + 1) * kvh)
         for name, sc in runs:

@@ -27,7 +27,9 @@ int worker_score(self_t *s, const Tis__Envelope *env) {
     arena_expire(s->own, tis_now_ms());
     rc = arena_alloc(s->own, nb, s->o->lease_ms, &off, &lease);
     if (rc) return rc;
-    rc = head_score_context(hd, rows, 0, n, n, nq, arena_at(s->own, off, nb));
+    /* a ScoreJob carries hidden rows, not token ids: a head with repetition
+       inputs is refused by head_score_context (not in the pipeline yet) */
+    rc = head_score_context(hd, rows, NULL, 0, n, n, nq, arena_at(s->own, off, nb));
     if (rc) {
         arena_lease_release(s->own, lease);
         return rc;

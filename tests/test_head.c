@@ -104,7 +104,7 @@ static void test_features(void) {
     h->mean[0] = 0.1f, h->std[0] = 2.0f;
     const float x[4] = {3, 4, -1, 0};
     float f[4], q[2];
-    head_features(h, x, 2, f);
+    TT_OK(head_features(h, x, NULL, 2, f));
     const double r0 = 1 / sqrt(12.5 + 1e-6), r1 = 1 / sqrt(0.5 + 1e-6);
     TT_NEAR(f[0], (3 * r0 - 0.1) / 2, 1e-6);
     TT_NEAR(f[1], 4 * r0, 1e-6);
@@ -535,6 +535,74 @@ static void test_train(void) {
     head_destroy(&h);
 }
 
+/* head_repeats against the definition, by brute force; the repetition
+ * inputs of a head (n_rep 2), which need the ids. */
+static void s_repeats_naive(const int32_t *ids, int64_t n, float *out) {
+    const int64_t K = HEAD_REP_K;
+    for (int64_t j = 0; j < 2 * n; j++) out[j] = 0;
+    for (int64_t s = 0; s + K <= n; s++)
+        for (int64_t t = 0; t + K <= n; t++) {
+            if (t == s || memcmp(ids + s, ids + t, (size_t)K * sizeof *ids)) continue;
+            for (int64_t j = s; j < s + K; j++) out[2 * j + (t > s)] = 1;
+        }
+}
+
+static void test_repeats(void) {
+    TT_CASE("repetition inputs");
+    enum { N = 300 };
+    int32_t ids[N];
+    float a[2 * N], b[2 * N];
+    /* a chunk of 20 said three times with other tokens between; small
+       vocabularies so that chance repeats happen too */
+    uint64_t st = 9;
+    for (int vocab = 3; vocab <= 1000; vocab *= 10) {
+        for (int i = 0; i < N; i++) ids[i] = (int32_t)((tt_randf(&st) + 1.0f) * 0.5f * (float)vocab) % vocab + 100;
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 20; i++) ids[40 + 90 * c + i] = 7 + i;
+        TT_OK(head_repeats(ids, N, a));
+        s_repeats_naive(ids, N, b);
+        TT_CHECK(memcmp(a, b, sizeof a) == 0);
+    }
+    /* the last vocabulary (300): the three copies and nothing else (no chance 8-gram) */
+    TT_CHECK(a[2 * 40] == 0 && a[2 * 40 + 1] == 1);     /* first copy: later only */
+    TT_CHECK(a[2 * 140] == 1 && a[2 * 140 + 1] == 1);   /* middle: both */
+    TT_CHECK(a[2 * 239] == 1 && a[2 * 239 + 1] == 0);   /* last: earlier only */
+    TT_CHECK(a[2 * 10] == 0 && a[2 * 10 + 1] == 0 && a[2 * 100] == 0);
+    /* shorter than a window: none */
+    TT_OK(head_repeats(ids, HEAD_REP_K - 1, a));
+    for (int j = 0; j < 2 * (HEAD_REP_K - 1); j++) TT_CHECK(a[j] == 0);
+    TT_OK(head_repeats(ids, 0, a));
+    /* a head with them: standardised flags after the positions */
+    head_config c = {.kind = HEAD_MLP, .d_model = 2, .hidden = 5, .layer = 1, .n_out = 3, .n_pos = 2, .n_rep = 2,
+                     .target = HEAD_TARGET_RECON};
+    snprintf(c.base_model, sizeof c.base_model, "tiny-model");
+    head *h = NULL;
+    head_config bad = c;
+    bad.n_rep = 1;
+    TT_FAILS(head_new(&h, &bad, 1), TIS_EINVAL);
+    bad.n_rep = 2, bad.n_pos = 0, bad.query_aware = true;
+    TT_FAILS(head_new(&h, &bad, 1), TIS_EINVAL);
+    TT_OK(head_new(&h, &c, 1));
+    if (!h) return;
+    TT_CHECK(head_feat_dim(h) == 6);
+    h->mean[4] = 0.5f, h->std[4] = 0.25f, h->mean[5] = 0, h->std[5] = 2;
+    float x[2 * N], f[6 * N], s1[3 * N], s2[3 * N];
+    for (int i = 0; i < 2 * N; i++) x[i] = tt_randf(&st) + 0.5f;
+    TT_FAILS(head_features(h, x, NULL, N, f), TIS_EINVAL);
+    TT_OK(head_features(h, x, ids, N, f));
+    TT_OK(head_repeats(ids, N, a));
+    bool ok = true;
+    for (int j = 0; j < N; j++) ok &= f[6 * j + 4] == (a[2 * j] - 0.5f) / 0.25f && f[6 * j + 5] == a[2 * j + 1] / 2;
+    TT_CHECK(ok);
+    s_fill(h->params, head_n_trained(h), 1.0f, &st);
+    TT_OK(head_features(h, x, ids, N, f));
+    TT_OK(head_forward(h, f, N, NULL, s2));
+    TT_FAILS(head_score_context(h, x, NULL, 0, N, 0, 0, s1), TIS_EINVAL);
+    TT_OK(head_score_context(h, x, ids, 0, N, 0, 0, s1));
+    TT_CHECK(memcmp(s1, s2, sizeof s1) == 0);
+    head_destroy(&h);
+}
+
 static void test_positions(void) {
     TT_CASE("positions");
     head_config c = {.kind = HEAD_MLP, .d_model = 2, .hidden = 5, .layer = 1, .n_out = 3, .n_pos = 2,
@@ -552,7 +620,7 @@ static void test_positions(void) {
     h->mean[2] = 1.0f, h->std[2] = 2.0f, h->mean[3] = 0.5f, h->std[3] = 4.0f;
     const float x[6] = {3, 4, -1, 0, 2, 2};
     float f[12];
-    head_features(h, x, 3, f);
+    TT_OK(head_features(h, x, NULL, 3, f));
     const double r0 = 1 / sqrt(12.5 + 1e-6);
     TT_NEAR(f[0], 3 * r0, 1e-6);
     TT_NEAR(f[1], 4 * r0, 1e-6);
@@ -565,7 +633,7 @@ static void test_positions(void) {
     /* scoring a context = its features through the forward */
     float s1[9], s2[9];
     const float hid[10] = {9, 9, 3, 4, -1, 0, 2, 2, 9, 9}; /* the context is rows 1..3 */
-    TT_OK(head_score_context(h, hid, 1, 3, 0, 0, s1));
+    TT_OK(head_score_context(h, hid, NULL, 1, 3, 0, 0, s1));
     TT_OK(head_forward(h, f, 3, NULL, s2));
     TT_CHECK(memcmp(s1, s2, sizeof s1) == 0);
     head_destroy(&h);
@@ -628,8 +696,8 @@ static void test_calibration(void) {
     /* scoring a context: the forward, then the calibration */
     float hid[5 * 4], a[NO * 5], b[NO * 5], f[5 * 4];
     for (int i = 0; i < 20; i++) hid[i] = tt_randf(&st);
-    TT_OK(head_score_context(h, hid, 0, 5, 0, 0, a));
-    head_features(h, hid, 5, f);
+    TT_OK(head_score_context(h, hid, NULL, 0, 5, 0, 0, a));
+    TT_OK(head_features(h, hid, NULL, 5, f));
     TT_OK(head_forward(h, f, 5, NULL, b));
     head_apply_calibration(h, b, 5);
     TT_CHECK(memcmp(a, b, sizeof a) == 0);
@@ -648,6 +716,7 @@ int main(void) {
     test_new();
     test_features();
     test_positions();
+    test_repeats();
     test_forward_naive();
     test_gradcheck();
     test_forward_multi();

@@ -454,6 +454,37 @@ static void test_positions_file(void) {
         TT_FAILS(s_load_rc(p), TIS_EFORMAT);
     }
     head_destroy(&h);
+    /* repetition inputs (n_rep 2): `repeats` metadata, two more feature columns */
+    TT_CASE("repeats: checkpoint");
+    c.n_rep = 2;
+    TT_OK(head_new(&h, &c, 1));
+    if (!h) return;
+    s_fill(h->params, head_n_trained(h), 1.0f, &st);
+    TT_OK(head_save(h, good));
+    TT_OK(head_load(&l, good));
+    if (l) {
+        TT_CHECK(l->cfg.n_rep == 2 && l->cfg.n_pos == 2 && head_feat_dim(l) == 6 && l->n_params == h->n_params &&
+                 !memcmp(l->params, h->params, (size_t)h->n_params * sizeof(float)));
+        head_destroy(&l);
+    }
+    TT_OK(st_open(&sf, good));
+    if (sf) {
+        const char *rep = st_metadata(sf, "repeats");
+        const st_tensor *t = st_tensor_find(sf, "importance_head.fc1.weight");
+        TT_CHECK(rep && !strcmp(rep, "2") && t && t->shape[1] == 6);
+        st_destroy(&sf);
+    }
+    const s_edit redits[] = {
+        {.meta_key = "repeats", .meta_val = "1"},
+        {.meta_key = "repeats", .meta_val = "4"},
+        {.meta_key = "repeats"}, /* absent: fc1 is [5][6] where [5][4] is due */
+        {.meta_key = "query_aware", .meta_val = "1"},
+    };
+    for (size_t i = 0; i < sizeof redits / sizeof *redits; i++) {
+        s_rewrite(good, p, redits[i]);
+        TT_FAILS(s_load_rc(p), TIS_EFORMAT);
+    }
+    head_destroy(&h);
 }
 
 /* A calibrated per-head head round-trips its knots; a calibration that

@@ -473,6 +473,22 @@ static void s_partial_head(const char *bin, const char *tiny, const char *d, con
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware --positions", bin,
              rf, pk);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1);
+    /* repetition inputs: from the labels' token ids, recorded, used by eval's tis policy */
+    snprintf(pk, sizeof pk, "%s", tt_path("recon_rep.safetensors"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 --positions --repeats", bin, rf, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_OK(head_load(&h, pk));
+    TT_CHECK(h && h->cfg.n_rep == 2 && head_feat_dim(h) == h->cfg.d_model + 4);
+    head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "occurs earlier / later in the context"));
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --baseline full tis --head '%s' --benchmark passkey --n_samples 1 "
+             "--context_tokens 256 --cache_budgets 0.5 --no_plots --output '%s'", bin, tiny, pk,
+             tt_path("rep_eval.csv"));
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
 
     /* validation on other samples: every --labels sample trains, the --val_labels ones validate */
     label_records_init(&ra);

@@ -113,7 +113,7 @@ static void s_outside_scorer(const fixture *f, const session_input *in, const se
     if (ss) TT_FAILS(session_request_finish(ss, NULL, 1, &rp2), TIS_EINVAL); /* no scores given */
     int64_t n_out = hd->cfg.n_out > 1 ? hd->cfg.n_out : 1;
     sc = malloc((size_t)(nc ? nc * n_out : 1) * sizeof *sc);
-    TT_OK(head_score_context(hd, rows_h, 0, nc, nc, nq, sc));
+    TT_OK(head_score_context(hd, rows_h, NULL, 0, nc, nc, nq, sc));
     if (ss) TT_OK(session_request_finish(ss, sc, n_out, &rp2));
     session_destroy(&ss);
     size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
