@@ -121,6 +121,16 @@ static int s_train_ert(int argc, char **argv) {
     return ert_job_run(&c);
 }
 
+/* The index of val in names (NULL-terminated), or -1 after saying what
+ * option opt takes (hint). */
+static int s_pick(const char *opt, const char *val, const char *const *names, const char *hint) {
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(val, names[i])) return i;
+    fprintf(stderr, "tis train: bad value '%s' for %s (%s)\n\n", val, opt, hint);
+    s_usage(stderr);
+    return -1;
+}
+
 int cmd_train(int argc, char **argv) {
     for (int i = 0; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "ert")) return s_train_ert(argc, argv);
@@ -159,34 +169,17 @@ int cmd_train(int argc, char **argv) {
     };
     int prc = cli_parse_opts("train", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
-    if (strcmp(kind, "linear") && strcmp(kind, "mlp")) {
-        fprintf(stderr, "tis train: bad value '%s' for --head (linear or mlp)\n\n", kind);
-        s_usage(stderr);
-        return 2;
-    }
-    if (strcmp(loss, "listwise") && strcmp(loss, "bce_topk") && strcmp(loss, "recon_rank")) {
-        fprintf(stderr, "tis train: bad value '%s' for --loss (listwise, bce_topk; per-head recon: recon_rank)\n\n", loss);
-        s_usage(stderr);
-        return 2;
-    }
-    if (strcmp(target, "answer") && strcmp(target, "recon")) {
-        fprintf(stderr, "tis train: bad value '%s' for --target (answer, recon or ert)\n\n", target);
-        s_usage(stderr);
-        return 2;
-    }
-    if (!strcmp(weights, "none")) c.stream_weights = STREAM_WEIGHTS_NONE;
-    else if (!strcmp(weights, "inv_sd")) c.stream_weights = STREAM_WEIGHTS_INV_SD;
-    else if (!strcmp(weights, "inv_var")) c.stream_weights = STREAM_WEIGHTS_INV_VAR;
-    else {
-        fprintf(stderr, "tis train: bad value '%s' for --stream_weights (none, inv_sd or inv_var)\n\n", weights);
-        s_usage(stderr);
-        return 2;
-    }
-    if (strcmp(outputs, "per_head") && strcmp(outputs, "single")) {
-        fprintf(stderr, "tis train: bad value '%s' for --outputs (per_head or single)\n\n", outputs);
-        s_usage(stderr);
-        return 2;
-    }
+    static const char *const kinds[] = {"linear", "mlp", NULL}, *const losses[] = {"listwise", "bce_topk", "recon_rank", NULL},
+                             *const targets[] = {"answer", "recon", NULL}, *const outs[] = {"per_head", "single", NULL},
+                             *const ws[] = {"none", "inv_sd", "inv_var", NULL};
+    static const head_loss loss_of[] = {LOSS_LISTWISE, LOSS_BCE_TOPK, LOSS_RECON_RANK};
+    static const head_stream_weights ws_of[] = {STREAM_WEIGHTS_NONE, STREAM_WEIGHTS_INV_SD, STREAM_WEIGHTS_INV_VAR};
+    int ik = s_pick("--head", kind, kinds, "linear or mlp"),
+        il = s_pick("--loss", loss, losses, "listwise, bce_topk; per-head recon: recon_rank"),
+        it = s_pick("--target", target, targets, "answer, recon or ert"),
+        iw = s_pick("--stream_weights", weights, ws, "none, inv_sd or inv_var"),
+        io = s_pick("--outputs", outputs, outs, "per_head or single");
+    if (ik < 0 || il < 0 || it < 0 || iw < 0 || io < 0) return 2;
     if (!c.n_label_dirs || !c.output) {
         fprintf(stderr, "tis train: --labels DIR and --output HEAD.safetensors are required\n\n");
         s_usage(stderr);
@@ -197,11 +190,12 @@ int cmd_train(int argc, char **argv) {
     s_command(argc, argv, command, sizeof command);
     c.label_dirs = dirs;
     c.val_dirs = vdirs;
-    c.kind = !strcmp(kind, "mlp") ? HEAD_MLP : HEAD_LINEAR;
-    c.loss = !strcmp(loss, "bce_topk") ? LOSS_BCE_TOPK : !strcmp(loss, "recon_rank") ? LOSS_RECON_RANK : LOSS_LISTWISE;
+    c.kind = ik ? HEAD_MLP : HEAD_LINEAR;
+    c.loss = loss_of[il];
     c.command = command;
-    c.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
-    c.per_head = !strcmp(outputs, "per_head");
+    c.target = it ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
+    c.stream_weights = ws_of[iw];
+    c.per_head = io == 0;
     if (streams) {
         char tail = 0;
         long long a = 0, b = 0;

@@ -409,6 +409,12 @@ static void test_losses(void) {
         TT_NEAR(head_loss_eval(LOSS_RECON_MSE, exact, y2, 2, 0, ds), 0, 1e-12);
     }
     TT_NEAR(head_loss_eval(LOSS_LISTWISE, NULL, NULL, 0, 0, NULL), 0, 0);
+}
+
+/* recon losses with a weight per stream: the formula, the unweighted
+ * equivalence, and ds against central differences. */
+static void test_loss_weights(void) {
+    TT_CASE("recon loss: stream weights");
     {   /* per-stream weights: 2 streams of 2 tokens */
         const float s[4] = {0, -1, -2, -3}, y[4] = {1, 0.5f, 0.25f, 1e-3f}, w[2] = {0.5f, 1.5f};
         float d0[4], d1[4];
@@ -717,6 +723,7 @@ int main(void) {
     test_features();
     test_positions();
     test_repeats();
+    test_loss_weights();
     test_forward_naive();
     test_gradcheck();
     test_forward_multi();

@@ -157,6 +157,20 @@ static void s_corpus(const model *m, const char *dir) {
     TT_FAILS(label_corpus_samples(none, 1, m->tok, 32, 0, &set), TIS_EIO);
 }
 
+/* tis train --stream_weights: a per-head head only, and a known value. */
+static void s_recon_weights(const char *bin, const char *d) {
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 --stream_weights inv_var", bin, d, tt_path("recon_w.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] stream weights 1/var, mean 1: "));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --head mlp "
+             "--hidden 8 --epochs 1 --stream_weights inv_sd", bin, d, tt_path("recon_w1.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--stream_weights is for a per-head head"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --stream_weights sd", bin, d,
+             tt_path("recon_w2.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "bad value 'sd' for --stream_weights"));
+}
+
 /* Reconstruction labels of a corpus: shards with per-(layer, kv head)
  * scores in [0, 1], labels their normalised mean, no question rows; a rerun
  * resumes; another target is refused; read back with the streams; tis
@@ -249,16 +263,7 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     free(first);
     free(second);
     free(metrics);
-    /* --stream_weights: a per-head head only, and a known value */
-    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
-             "--epochs 2 --val_frac 0.4 --stream_weights inv_var", bin, d, tt_path("recon_w.safetensors"));
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] stream weights 1/var, mean 1: "));
-    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --head mlp "
-             "--hidden 8 --epochs 1 --stream_weights inv_sd", bin, d, tt_path("recon_w1.safetensors"));
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--stream_weights is for a per-head head"));
-    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --stream_weights sd", bin, d,
-             tt_path("recon_w2.safetensors"));
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "bad value 'sd' for --stream_weights"));
+    s_recon_weights(bin, d);
     /* --calibrate: the same weights, and the knots */
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4 --calibrate", bin, d, tt_path("recon_cal.safetensors"));
