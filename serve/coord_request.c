@@ -104,6 +104,8 @@ static void s_job_score(const self_t *s, const request *r, Tis__Envelope *out, j
     b->score.n_rows = d->n_ctx;
     b->score.n_query = d->n_query;
     b->score.d_model = d->d_model;
+    b->score.n_ctx_ids = d->n_ctx_ids;
+    b->score.ctx_ids = d->ctx_ids;
     b->score.policy = r->in->submit->policy;
     out->body_case = TIS__ENVELOPE__BODY_SCORE_JOB;
     out->score_job = &b->score;

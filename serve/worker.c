@@ -141,10 +141,6 @@ static int s_self_new(self_t **out, const worker_opts *o) {
         rc = head_load(&s->h_ctx, o->head_path);
         if (!rc) rc = head_check_model(s->h_ctx, s->m->config.name, s->m->config.d_model, s->m->config.n_layer,
                                        s->m->config.n_kv_head);
-        if (!rc && s->scorer && s->h_ctx->cfg.n_rep)
-            rc = tis_error(TIS_EUNSUPPORTED, "worker: %s has repetition inputs (tis train --repeats), which need the "
-                           "context's token ids; a score job carries hidden rows only (not in the pipeline yet)",
-                           o->head_path);
     }
     if (!rc && (s->prefill || s->scorer) && o->head_query_path) {
         rc = head_load(&s->h_q, o->head_query_path);

@@ -177,6 +177,9 @@ int worker_prefill(self_t *s, const Tis__Envelope *env) {
     pd.n_ctx = (uint32_t)n_ctx;
     pd.n_query = (uint32_t)n_q;
     pd.d_model = (uint32_t)d;
+    const session_prompt *sp = session_get_prompt(rs); /* parked: alive until the send */
+    pd.n_ctx_ids = (size_t)n_ctx;
+    pd.ctx_ids = sp->ids + sp->ctx_begin;
     pd.prefill_s = begin_s;
     Tis__Envelope out = TIS__ENVELOPE__INIT;
     out.request_id = env->request_id;

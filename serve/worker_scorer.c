@@ -18,6 +18,10 @@ int worker_score(self_t *s, const Tis__Envelope *env) {
         j->hidden->length != (uint64_t)((n + nq) * d) * sizeof(float))
         return tis_error(TIS_EINVAL, "score job: the hidden block does not hold %lld + %lld rows of %lld", (long long)n,
                          (long long)nq, (long long)d);
+    if (j->n_ctx_ids != 0 && j->n_ctx_ids != (size_t)n)
+        return tis_error(TIS_EINVAL, "score job: %zu context ids for %lld rows", j->n_ctx_ids, (long long)n);
+    if (hd->cfg.n_rep && !j->n_ctx_ids)
+        return tis_error(TIS_EINVAL, "score job: the head has repetition inputs and the job no context ids");
     arena *a = worker_peer(s, j->hidden);
     const float *rows = a ? arena_at(a, j->hidden->offset, j->hidden->length) : NULL;
     if (!rows) return a ? TIS_ERANGE : TIS_EIO;
@@ -27,9 +31,7 @@ int worker_score(self_t *s, const Tis__Envelope *env) {
     arena_expire(s->own, tis_now_ms());
     rc = arena_alloc(s->own, nb, s->o->lease_ms, &off, &lease);
     if (rc) return rc;
-    /* a ScoreJob carries hidden rows, not token ids: a head with repetition
-       inputs is refused by head_score_context (not in the pipeline yet) */
-    rc = head_score_context(hd, rows, NULL, 0, n, n, nq, arena_at(s->own, off, nb));
+    rc = head_score_context(hd, rows, j->n_ctx_ids ? j->ctx_ids : NULL, 0, n, n, nq, arena_at(s->own, off, nb));
     if (rc) {
         arena_lease_release(s->own, lease);
         return rc;

@@ -122,14 +122,16 @@ int main(void) {
     TT_OK(model_load(&m, tiny));
     bench_set set = {0};
     TT_OK(bench_load_jsonl(data, &set));
-    /* a random head for the tis policy (scored in the prefill worker, or by scorer workers) */
+    /* a random head for the tis policy (scored in the prefill worker, or by scorer workers), with
+       repetition inputs: the context's token ids travel to the scorers (ScoreJob.ctx_ids) */
     char hp[512], timings[512];
     snprintf(hp, sizeof hp, "%s", tt_path("head.safetensors"));
     snprintf(timings, sizeof timings, "%s", tt_path("timings.csv"));
-    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
+    head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2, .n_rep = 2};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
     head *hh = NULL;
     TT_OK(head_new(&hh, &hc, 3));
+    if (hh) hh->w_out[hc.d_model + 1] = 4.0f; /* a text repeated later weighs */
     if (hh) TT_OK(head_save(hh, hp));
     head_destroy(&hh);
     const char *pol[] = {"snapkv", "tis"};
