@@ -157,6 +157,33 @@ static void s_corpus(const model *m, const char *dir) {
     TT_FAILS(label_corpus_samples(none, 1, m->tok, 32, 0, &set), TIS_EIO);
 }
 
+/* A per-head head trained on labels dir rf with the input flags `flags`
+ * (--positions, --repeats): recorded in the checkpoint (n_pos, n_rep),
+ * described by tis info (`says`), and run by eval's tis policy with a
+ * threshold. */
+static void s_feature_head(const char *bin, const char *tiny, const char *rf, const char *flags, const char *name,
+                           int64_t n_pos, int64_t n_rep, const char *says) {
+    static char out[1 << 16];
+    char cmd[4096], pk[1024], csv[1100];
+    snprintf(pk, sizeof pk, "%s", tt_path(name));
+    snprintf(csv, sizeof csv, "%s_eval.csv", pk);
+    strncat(pk, ".safetensors", sizeof pk - strlen(pk) - 1);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4 %s", bin, rf, pk, flags);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    head *h = NULL;
+    TT_OK(head_load(&h, pk));
+    TT_CHECK(h && h->cfg.n_pos == n_pos && h->cfg.n_rep == n_rep && head_feat_dim(h) == h->cfg.d_model + n_pos + n_rep);
+    head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, pk);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, says));
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --baseline full tis --head '%s' --benchmark passkey --n_samples 1 "
+             "--context_tokens 256 --cache_budgets 0.5 --thresholds 0.01 --no_plots --output '%s'", bin, tiny, pk, csv);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+}
+
 /* tis train --stream_weights: a per-head head only, and a known value. */
 static void s_recon_weights(const char *bin, const char *d) {
     char cmd[4096], out[8192];
@@ -458,42 +485,12 @@ static void s_partial_head(const char *bin, const char *tiny, const char *d, con
     TT_OK(head_load(&h, ck));
     TT_CHECK(h && h->cfg.n_out == 2 && h->cfg.layer == 1);
     head_destroy(&h);
-    /* positional inputs: trained, recorded, and used by eval's tis policy */
-    char pk[1024];
-    snprintf(pk, sizeof pk, "%s", tt_path("recon_pos.safetensors"));
-    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
-             "--epochs 2 --val_frac 0.4 --positions", bin, rf, pk);
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    TT_OK(head_load(&h, pk));
-    TT_CHECK(h && h->cfg.n_pos == 2 && head_feat_dim(h) == h->cfg.d_model + 2);
-    head_destroy(&h);
-    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, pk);
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "position in the context"));
-    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --baseline full tis --head '%s' --benchmark passkey --n_samples 1 "
-             "--context_tokens 256 --cache_budgets 0.5 --thresholds 0.01 --no_plots --output '%s'", bin, tiny, pk,
-             tt_path("pos_eval.csv"));
-    rc = tt_sh(cmd, out, sizeof out);
-    TT_CHECK(rc == 0);
-    if (rc) fprintf(stderr, "%s\n", out);
+    /* positional and repetition inputs: trained, recorded, and used by eval's tis policy */
+    s_feature_head(bin, tiny, rf, "--positions", "recon_pos", 2, 0, "position in the context");
+    s_feature_head(bin, tiny, rf, "--positions --repeats", "recon_rep", 2, 2, "occurs earlier / later in the context");
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware --positions", bin,
-             rf, pk);
+             rf, tt_path("recon_qa.safetensors"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1);
-    /* repetition inputs: from the labels' token ids, recorded, used by eval's tis policy */
-    snprintf(pk, sizeof pk, "%s", tt_path("recon_rep.safetensors"));
-    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
-             "--epochs 2 --val_frac 0.4 --positions --repeats", bin, rf, pk);
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    TT_OK(head_load(&h, pk));
-    TT_CHECK(h && h->cfg.n_rep == 2 && head_feat_dim(h) == h->cfg.d_model + 4);
-    head_destroy(&h);
-    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, pk);
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "occurs earlier / later in the context"));
-    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --baseline full tis --head '%s' --benchmark passkey --n_samples 1 "
-             "--context_tokens 256 --cache_budgets 0.5 --no_plots --output '%s'", bin, tiny, pk,
-             tt_path("rep_eval.csv"));
-    rc = tt_sh(cmd, out, sizeof out);
-    TT_CHECK(rc == 0);
-    if (rc) fprintf(stderr, "%s\n", out);
 
     /* validation on other samples: every --labels sample trains, the --val_labels ones validate */
     label_records_init(&ra);
