@@ -25,6 +25,9 @@
 # training pieces' instead of a share of them), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
 # CALIBRATE=1: tis train --calibrate (docs/head.md "Calibration").
+# REPEATS=1: tis train --repeats, whether the text around a token occurs earlier / later in the
+# context as two more inputs (docs/head.md "Repeated text"). STREAM_WEIGHTS=inv_sd|inv_var: tis
+# train --stream_weights (each stream's squared errors weighed by its targets' spread).
 # REPEAT=N: N more label pieces that repeat themselves (scripts/repeat_corpus.py, from the corpus
 # files numbered REPEAT_FROM=300 on, past the training and validation ones; docs/head.md "Where the
 # heads lose needles"), labelled into WORK/rep-labels and trained on beside the corpus pieces.
@@ -148,5 +151,6 @@ if [ "${REPEAT_IDS:-0}" -gt 0 ]; then
 fi
 "$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
-  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) --output "$out"
+  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) \
+  $([ "${REPEATS:-0}" = 1 ] && echo --repeats) --stream_weights "${STREAM_WEIGHTS:-none}" --output "$out"
 echo "[recon] wrote $out" >&2
