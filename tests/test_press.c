@@ -432,15 +432,16 @@ static void s_tis_per_head(fixture *f, const float *sc) {
 }
 
 /* kvzip: reconstruction scores, global selection, thresholds */
-static void s_kvzip(fixture *f) {
+/* kvzip's reconstruction scores sc[ns][CTX] and copy scores against the
+ * test's own reduction of one pass's probabilities; chunks; bad input. */
+static void s_kvzip_recon(fixture *f, float *sc) {
     const model *m = f->m;
     kv_cache *kv = f->kv;
-    press_ctx pc = f->pc;
     int64_t ns = kv->n_stream, H = m->config.n_head, group = H / m->config.n_kv_head;
     TT_CASE("kvzip: reconstruction scores");
     int32_t lead[3] = {7, 8, 9}, head[2] = {10, 11}, tail[1] = {12};
     recon_prompt rp = {lead, 3, head, 2, tail, 1};
-    float *sc = malloc((size_t)(ns * CTX) * sizeof(float)), *sc4 = malloc((size_t)(ns * CTX) * sizeof(float));
+    float *sc4 = malloc((size_t)(ns * CTX) * sizeof(float));
     int64_t n_past = kv->n_past;
     float *copy = malloc((size_t)ns * sizeof(float));
     TT_OK(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &rp, 0, sc, copy));
@@ -504,7 +505,13 @@ static void s_kvzip(fixture *f) {
     TT_FAILS(recon_compute(f->st, kv, PRE, n_past, f->ids + PRE, &rp, 0, sc4, NULL), TIS_EINVAL);
     recon_prompt empty = {NULL, 0, NULL, 0, NULL, 0};
     TT_FAILS(recon_compute(f->st, kv, PRE, CTX, f->ids + PRE, &empty, 0, sc4, NULL), TIS_EINVAL);
+    free(sc4);
+}
 
+/* kvzip's global selection over the scores sc, and thresholds. */
+static void s_kvzip_select(fixture *f, const float *sc) {
+    press_ctx pc = f->pc;
+    int64_t ns = f->kv->n_stream;
     TT_CASE("kvzip: global selection and thresholds");
     press p;
     kv_cache *c = NULL;
@@ -551,11 +558,16 @@ static void s_kvzip(fixture *f) {
     if (pl) TT_FAILS(press_plan_compact_threshold(pl, tau, 0, &c, kept), TIS_EINVAL);
     press_plan_destroy(&pl);
 
+    free(kept);
+}
+
+static void s_kvzip(fixture *f) {
+    float *sc = malloc((size_t)(f->kv->n_stream * CTX) * sizeof(float));
+    s_kvzip_recon(f, sc);
+    s_kvzip_select(f, sc);
     s_kvzip_heads(f, sc);
     s_tis_per_head(f, sc);
-    free(kept);
     free(sc);
-    free(sc4);
 }
 
 /* knorm keeps the lowest-norm key */
