@@ -429,6 +429,30 @@ static void s_mark_topk(const float *x, int64_t n, int64_t k, s_rank *r, unsigne
     for (int64_t i = 0; i < k; i++) mark[r[i].idx] |= bit;
 }
 
+/* recon_rank's second term: the listwise cross-entropy of the scores s[n]
+ * pooled over every (stream, token) against the labels normalised to sum
+ * 1 (the level of each score and the pooled order a global selection
+ * keeps from); its derivative is added into ds (may be NULL). 0 when the
+ * labels sum to 0; NAN when out of memory. */
+static double s_pooled_listwise(const float *s, const float *y, int64_t n, float *ds) {
+    double sy = 0;
+    for (int64_t j = 0; j < n; j++) sy += y[j];
+    if (!(sy > 0)) return 0;
+    float *yn = malloc((size_t)n * sizeof *yn), *d2 = ds ? malloc((size_t)n * sizeof *d2) : NULL;
+    if (!yn || (ds && !d2)) {
+        free(yn);
+        free(d2);
+        tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld values)", (long long)n);
+        return NAN;
+    }
+    for (int64_t j = 0; j < n; j++) yn[j] = (float)(y[j] / sy);
+    double loss = head_loss_eval(LOSS_LISTWISE, s, yn, n, 0, d2);
+    for (int64_t j = 0; ds && j < n; j++) ds[j] += d2[j];
+    free(yn);
+    free(d2);
+    return loss;
+}
+
 double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n, double topk_frac,
                       float *ds) {
     if (n <= 0) return 0.0;
@@ -448,29 +472,9 @@ double head_loss_eval(head_loss kind, const float *s, const float *y, int64_t n,
             for (int64_t j = 0; j < n; j++) ds[j] = (float)(sy * exp(s[j] - lse) - y[j]);
         return sy * lse - sys;
     }
-    if (kind == LOSS_RECON_RANK) {
-        /* recon_mse + the listwise cross-entropy of the scores pooled over
-         * every (stream, token) against the labels normalised to sum 1:
-         * the level of each score and the pooled order that a global
-         * selection keeps from. */
-        double sy = 0;
-        for (int64_t j = 0; j < n; j++) sy += y[j];
-        float *yn = sy > 0 ? malloc((size_t)n * sizeof *yn) : NULL;
-        float *d2 = ds && yn ? malloc((size_t)n * sizeof *d2) : NULL;
-        if ((sy > 0 && !yn) || (ds && yn && !d2)) {
-            free(yn);
-            tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld tokens)", (long long)n);
-            return NAN;
-        }
+    if (kind == LOSS_RECON_RANK) { /* recon_mse + the pooled listwise term (in this order: ds) */
         double loss = head_loss_eval(LOSS_RECON_MSE, s, y, n, topk_frac, ds);
-        if (yn) {
-            for (int64_t j = 0; j < n; j++) yn[j] = (float)(y[j] / sy);
-            loss += head_loss_eval(LOSS_LISTWISE, s, yn, n, topk_frac, d2);
-            for (int64_t j = 0; ds && j < n; j++) ds[j] += d2[j];
-        }
-        free(yn);
-        free(d2);
-        return loss;
+        return loss + s_pooled_listwise(s, y, n, ds);
     }
     if (kind == LOSS_RECON_MSE) {
         double loss = 0;
@@ -523,25 +527,7 @@ double head_loss_recon(head_loss kind, const float *s, const float *y, int64_t n
         for (int64_t j = 0; ds && j < n; j++) ds[o * n + j] *= w[o] / (float)n_out;
     }
     loss /= (double)n_out;
-    if (kind == LOSS_RECON_RANK) {
-        /* the pooled listwise term, as head_loss_eval adds it */
-        double sy = 0;
-        for (int64_t j = 0; j < n_out * n; j++) sy += y[j];
-        if (sy > 0) {
-            float *yn = malloc((size_t)(n_out * n) * sizeof *yn), *d2 = ds ? malloc((size_t)(n_out * n) * sizeof *d2) : NULL;
-            if (!yn || (ds && !d2)) {
-                free(yn);
-                free(d2);
-                tis_error(TIS_ENOMEM, "head: loss: out of memory (%lld values)", (long long)(n_out * n));
-                return NAN;
-            }
-            for (int64_t j = 0; j < n_out * n; j++) yn[j] = (float)(y[j] / sy);
-            loss += head_loss_eval(LOSS_LISTWISE, s, yn, n_out * n, 0, d2);
-            for (int64_t j = 0; ds && j < n_out * n; j++) ds[j] += d2[j];
-            free(yn);
-            free(d2);
-        }
-    }
+    if (kind == LOSS_RECON_RANK) loss += s_pooled_listwise(s, y, n_out * n, ds);
     return loss;
 }
 
