@@ -198,17 +198,13 @@ static void s_recon_weights(const char *bin, const char *d) {
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "bad value 'sd' for --stream_weights"));
 }
 
-/* Reconstruction labels of a corpus: shards with per-(layer, kv head)
- * scores in [0, 1], labels their normalised mean, no question rows; a rerun
- * resumes; another target is refused; read back with the streams; tis
- * train --target recon: a per-head head (and a single one), the same bytes
- * twice, answer training refused on them. */
-static void s_recon(const char *bin, const char *tiny, const char *corpus, const char *data) {
+/* Reconstruction labels of a corpus, into d: shards with per-(layer, kv
+ * head) scores in [0, 1], labels their normalised mean, no question rows; a
+ * rerun resumes; another target is refused; read back with the streams. */
+static void s_recon_labels(const char *bin, const char *tiny, const char *corpus, const char *data, const char *d) {
     static char out[1 << 16];
     char cmd[4096], path[1200];
     TT_CASE("recon labels");
-    char d[1024];
-    snprintf(d, sizeof d, "%s", tt_path("recon"));
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target recon --output '%s' "
              "--shard_size 3", bin, tiny, corpus, d);
     int rc = tt_sh(cmd, out, sizeof out);
@@ -265,14 +261,18 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --dataset '%s' --target recon --output '%s'", bin, tiny, data,
              tt_path("recon_ds"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+}
 
+/* tis train --target recon on the labels in d: a per-head head, the same
+ * bytes twice, the metrics' columns, the stream weights. */
+static void s_recon_train(const char *bin, const char *d, const char *ck) {
+    static char out[1 << 16];
+    char cmd[4096], csv[1024];
     TT_CASE("recon training");
-    char ck[1024], csv[1024];
-    snprintf(ck, sizeof ck, "%s", tt_path("recon_head.safetensors"));
     snprintf(csv, sizeof csv, "%s", tt_path("recon_head_metrics.csv"));
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4", bin, d, ck);
-    rc = tt_sh(cmd, out, sizeof out);
+    int rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10/2%") && !strstr(out, "calibration") &&
              !strstr(out, "stream weights"));
     if (rc) fprintf(stderr, "%s\n", out);
@@ -291,7 +291,15 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     free(second);
     free(metrics);
     s_recon_weights(bin, d);
-    /* --calibrate: the same weights, and the knots */
+}
+
+/* --calibrate: the same weights as ck's, and the knots; a single-score head
+ * (not calibrated); answer training and --query_aware refused on recon
+ * labels. */
+static void s_recon_calibrate(const char *bin, const char *d, const char *ck) {
+    static char out[1 << 16];
+    char cmd[4096];
+    head *h = NULL;
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
              "--epochs 3 --val_frac 0.4 --calibrate", bin, d, tt_path("recon_cal.safetensors"));
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "[train] calibration: 128 knots per stream"));
@@ -319,6 +327,16 @@ static void s_recon(const char *bin, const char *tiny, const char *corpus, const
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--target recon"));
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware", bin, d, ck);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "query-agnostic"));
+}
+
+/* Reconstruction labels, then heads trained on them. */
+static void s_recon(const char *bin, const char *tiny, const char *corpus, const char *data) {
+    char d[1024], ck[1024];
+    snprintf(d, sizeof d, "%s", tt_path("recon"));
+    snprintf(ck, sizeof ck, "%s", tt_path("recon_head.safetensors"));
+    s_recon_labels(bin, tiny, corpus, data, d);
+    s_recon_train(bin, d, ck);
+    s_recon_calibrate(bin, d, ck);
 }
 
 /* Features of another layer for labels already made (tis label
