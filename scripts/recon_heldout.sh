@@ -11,7 +11,10 @@
 # as policy tis_NAME, by tis eval --head_as: all on one prefill per sample),
 # fixed budgets and thresholds, one CSV per (length, benchmark). A rerun
 # resumes (tis eval --resume): finished samples are kept, so a larger
-# N_SAMPLES adds samples to the cells (the first N are the same samples).
+# N_SAMPLES adds samples to the cells (the first N are the same samples);
+# a cell already begun runs the policies its CSV has (tis_NAME from
+# configs/heads/SLUG.tis_NAME.safetensors), so heads committed or renamed
+# since (scripts/add_policy.py) do not stop it.
 # Usage: scripts/recon_heldout.sh [N_SAMPLES] [PROTOCOL] [LENGTH:BENCHMARK ...]
 # Env: HEADS="NAME=PATH ..." instead of the committed heads (HEADS= none),
 # POLICIES, TIS, MODEL, OUT.
@@ -40,6 +43,7 @@ if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "configs/heads/$slug.tis.saf
       [ -f "$f" ] || continue
       name=${f#configs/heads/$slug.}; name=${name%.safetensors}
       case $name in tis_query*) continue ;; esac # query-aware: not in this protocol
+      cmp -s "$f" "configs/heads/$slug.tis.safetensors" && continue # the default's file: runs as tis
       head_as+=("$name=$f")
     done
   else
@@ -48,13 +52,33 @@ if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "configs/heads/$slug.tis.saf
   for h in "${head_as[@]}"; do policies+=("${h%%=*}"); done
 fi
 mkdir -p "$out"
+# The policies of a CSV already begun, in their order, one per line.
+csv_policies() {
+  python3 -c 'import csv, sys
+seen = []
+for r in csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8", errors="replace")):
+    if r["policy"] not in seen: seen.append(r["policy"])
+print("\n".join(seen))' "$1"
+}
 for cell in "${cells[@]}"; do
   len=${cell%%:*} bench=${cell#*:}
   csv="$out/${protocol}_${len}_${bench}.csv"
+  run_pol=("${policies[@]}") run_as=("${head_as[@]}")
+  if [ -s "$csv" ] && [ -z "${POLICIES:-}" ] && [ -z "${HEADS+x}" ]; then
+    mapfile -t run_pol < <(csv_policies "$csv")
+    [ ${#run_pol[@]} -gt 0 ] || { echo "recon_heldout: $csv has no rows; remove it to start the cell anew" >&2; exit 1; }
+    run_as=()
+    for p in "${run_pol[@]}"; do
+      case $p in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
+      f=configs/heads/$slug.$p.safetensors
+      [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
+      run_as+=("$p=$f")
+    done
+  fi
   echo "recon_heldout: $bench at $len tokens, $n samples -> $csv ($(date -u +%H:%M:%S))"
   "$tis" eval -m "$model" --benchmark "$bench" --context_tokens "$len" \
     --haystack /usr/share/common-licenses/Apache-2.0 --phrasing 1 \
-    --baseline "${policies[@]}" ${head_as[@]:+--head_as "${head_as[@]}"} --cache_budgets 0.01 0.02 0.05 0.1 0.25 \
+    --baseline "${run_pol[@]}" ${run_as[@]:+--head_as "${run_as[@]}"} --cache_budgets 0.01 0.02 0.05 0.1 0.25 \
     --thresholds 0.005 0.01 0.02 0.05 0.1 --protocol "$protocol" \
     --n_samples "$n" --max_new 48 --batch 64 --seed 42 --resume --output "$csv"
 done
