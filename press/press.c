@@ -378,7 +378,8 @@ static press s_press_of(const score_entry *e, press_alloc alloc) {
                    .calib = e->calib};
 }
 
-/* A base name (no suffix); *entry: its scorer (NULL for full). */
+/* A base name (no suffix); *entry: its scorer (NULL for full). press_parse
+ * names the press (the full name, suffixes included). */
 static int s_parse(const char *name, press *out, const score_entry **entry) {
     memset(out, 0, sizeof *out);
     *entry = NULL;
@@ -391,14 +392,12 @@ static int s_parse(const char *name, press *out, const score_entry **entry) {
             return tis_error(TIS_ENOTFOUND, "press: adakv cannot wrap '%s'", inner);
         *out = s_press_of(e, PRESS_ALLOC_ADAPTIVE);
         *entry = e;
-        snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
     for (const press_info *i = press_registry; i->name; i++) {
         if (strcmp(i->name, name)) continue;
         if (!i->available)
             return tis_error(TIS_EUNSUPPORTED, "press: policy '%s' is not available: %s", name, i->about);
-        snprintf(out->name, sizeof out->name, "%s", name);
         if (!strcmp(name, "full")) return 0;
         const score_entry *e = s_score_find(name);
         TIS_ASSERT(e);
@@ -406,7 +405,6 @@ static int s_parse(const char *name, press *out, const score_entry **entry) {
                              : !strcmp(name, "kvzip") || !strcmp(name, "kvzip_heads") ? PRESS_ALLOC_GLOBAL
                                                                                       : PRESS_ALLOC_UNIFORM);
         *entry = e;
-        snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
     return tis_error(TIS_ENOTFOUND, "press: unknown policy '%s' (see tis eval --list)", name);
