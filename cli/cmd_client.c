@@ -30,14 +30,16 @@ static void s_usage(FILE *f) {
             "      --repeat N           send the dataset N times (load tests; default 1)\n"
             "      --timings PATH.csv   one row per request: id, answer tokens, KV bytes, seconds\n"
             "      --quiet              no answers on stdout, the summary only\n"
-            "      --timeout_s S        give up after S seconds (default 600)\n");
+            "      --timeout_s S        give up after S seconds (default 600)\n"
+            "      --silence_s S        give up sooner when nothing at all (not even a status reply, asked\n"
+            "                           every 2 s) has come from the server for S seconds (default 30)\n");
 }
 
 /* What the options ask for. */
 typedef struct client_opts {
     const char *ep, *dataset, *context, *question, *policy, *timings;
     float budget, threshold;
-    int64_t btok, max_new, timeout_s, conc, repeat;
+    int64_t btok, max_new, timeout_s, silence_s, conc, repeat;
     bool qa, quiet, insecure;
     tis_client_keys keys;   /* tcp: --key, --server_key */
 } client_opts;
@@ -131,7 +133,15 @@ static int s_run(client_run *r) {
         if (got < 0) {
             fprintf(stderr, "tis client: bad message from the server: %s\n", tis_client_last_error());
         } else if (got == 0) {
-            if (!warned && tis_client_silence_s(r->c) > 10.0) { /* not even a status reply: say so once */
+            double quiet = tis_client_silence_s(r->c);
+            if (quiet > (double)o->silence_s) { /* nobody there (or it died): stop, don't wait out --timeout_s */
+                fprintf(stderr,
+                        "tis client: nothing from %s for %lld s, not even a status reply: is tis serve running "
+                        "there? (--silence_s waits longer)\n",
+                        o->ep, (long long)o->silence_s);
+                break;
+            }
+            if (!warned && quiet > 10.0 && o->silence_s > 20) { /* not even a status reply: say so once */
                 fprintf(stderr, "[client] nothing from %s for 10 s (is tis serve running there? still waiting)\n",
                         o->ep);
                 warned = true;
@@ -156,8 +166,7 @@ static int s_run(client_run *r) {
         fprintf(stderr, "[client] the coordinator lost %llu requests (a restart?): they were sent again\n",
                 (unsigned long long)tis_client_resent(r->c));
     if (r->n_done < r->n)
-        fprintf(stderr, "tis client: %lld requests unanswered after %lld s\n", (long long)(r->n - r->n_done),
-                (long long)o->timeout_s);
+        fprintf(stderr, "tis client: %lld requests unanswered after %.0f s\n", (long long)(r->n - r->n_done), wall);
     return r->n_done == r->n && r->n_err == 0 ? 0 : 1;
 }
 
@@ -198,7 +207,7 @@ out:
 int cmd_client(int argc, char **argv) {
     char def[96];
     client_opts o = {.ep = sec_default_endpoint(def, sizeof def, "front"), .policy = "full", .budget = 0.25f, .max_new = 16,
-                     .timeout_s = 600, .repeat = 1};
+                     .timeout_s = 600, .silence_s = 30, .repeat = 1};
     const cli_opt opts[] = {
         CLI_STR("--connect", NULL, &o.ep),
         CLI_STR("--dataset", NULL, &o.dataset),
@@ -213,6 +222,7 @@ int cmd_client(int argc, char **argv) {
         CLI_I64("--concurrency", NULL, &o.conc, 1, 1 << 20),
         CLI_I64("--repeat", NULL, &o.repeat, 1, 1 << 20),
         CLI_I64("--timeout_s", NULL, &o.timeout_s, 1, 86400),
+        CLI_I64("--silence_s", NULL, &o.silence_s, 1, 86400),
         CLI_FLAG("--query_aware", NULL, &o.qa),
         CLI_FLAG("--quiet", NULL, &o.quiet),
         CLI_CONNECT_KEYS(&o.keys.key_file, &o.keys.server_key_file, &o.insecure),

@@ -57,6 +57,12 @@ static void s_runtime_errors(void) {
     snprintf(args, sizeof args, "generate -m '%s' -p hi", junk);
     TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "tis: loading the model"));
     fprintf(stderr, "  junk model -> %s", out);
+    /* a client with no server there gives up after --silence_s, not --timeout_s, and says why */
+    snprintf(args, sizeof args, "client --connect 'ipc://%s' --context c --question q --silence_s 1 --timeout_s 600",
+             tt_path("nobody/front"));
+    TT_CHECK(tt_tis(args, out, sizeof out) == 1 && strstr(out, "nothing from ipc://") &&
+             strstr(out, "is tis serve running there?") && strstr(out, "1 requests unanswered after"));
+    fprintf(stderr, "  client, no server -> %s", out);
 }
 
 /* The subcommands on a tiny model; sampling is deterministic by seed. */
