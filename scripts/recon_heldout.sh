@@ -35,15 +35,16 @@ policies=(${POLICIES:-full random streaming knorm h2o snapkv tova pyramidkv adak
 cd "$root" # default heads load from configs/heads/
 # the model's heads: tis (the default one) and tis_NAME for each other one
 slug=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis\.safetensors.*|\1|p')
+head_file() { echo "configs/heads/$slug.$1.safetensors"; } # policy tis_NAME's head file
 head_as=()
-if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "configs/heads/$slug.tis.safetensors" ]; then
+if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "$(head_file tis)" ]; then
   policies+=(tis)
   if [ -z "${HEADS+x}" ]; then
     for f in configs/heads/"$slug".tis_*.safetensors; do
       [ -f "$f" ] || continue
       name=${f#configs/heads/$slug.}; name=${name%.safetensors}
       case $name in tis_query*) continue ;; esac # query-aware: not in this protocol
-      cmp -s "$f" "configs/heads/$slug.tis.safetensors" && continue # the default's file: runs as tis
+      cmp -s "$f" "$(head_file tis)" && continue # the default's file: runs as tis
       head_as+=("$name=$f")
     done
   else
@@ -70,7 +71,7 @@ for cell in "${cells[@]}"; do
     run_as=()
     for p in "${run_pol[@]}"; do
       case $p in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
-      f=configs/heads/$slug.$p.safetensors
+      f=$(head_file "$p")
       [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
       run_as+=("$p=$f")
     done
