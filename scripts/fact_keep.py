@@ -23,11 +23,10 @@ if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
     sys.exit(0)
 
 import numpy as np
-from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agnostic_bound import byte_decoder, vocabulary  # noqa: E402
-from head_np import Head  # noqa: E402
+from head_np import Head, recon_samples  # noqa: E402
 
 
 def pooled_keep(scores, frac):
@@ -46,20 +45,8 @@ def main():
     model, shard, head_path = args[:3]
     voc, dec = vocabulary(model), byte_decoder()
     head = Head(head_path, "fact_keep")
-    g = safe_open(shard, "np")
-    md = g.metadata()
-    if md.get("target") != "recon":
-        sys.exit(f"fact_keep: {shard}: not reconstruction labels (tis label --target recon)")
-    kvh = int(md["label_heads"])
-    feats = g.get_tensor("features").astype(np.float32)
-    labels = g.get_tensor("labels_per_head")
-    off, spans = g.get_tensor("ctx_offsets"), g.get_tensor("sample_spans")
-    tid, toff = g.get_tensor("token_ids"), g.get_tensor("token_offsets")
-    n_streams = labels.size // int(off[-1])
-    for i in range(len(off) - 1):
-        a, b = int(off[i]), int(off[i + 1])
-        n = b - a
-        ctx = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
+    for i, (kvh, ctx, feats, labels) in enumerate(recon_samples(shard, "fact_keep")):
+        n = len(ctx)
         raw, starts = b"", []
         for t in ctx:
             starts.append(len(raw.decode("utf-8", "ignore")))
@@ -75,10 +62,10 @@ def main():
             print(f"sample {i}: no 'The capital of X is Y.' fact (not litm_qa?)")
             continue
         other = ~(fact | title)
-        y = np.log(np.maximum(labels[n_streams * a:n_streams * b].reshape(n_streams, n), 1e-6))
+        y = np.log(np.maximum(labels, 1e-6))
         print(f"sample {i}: {n} tokens; facts {fact.sum()}, key-to-value {kv.sum()}, titles {title.sum()}, "
               f"other {other.sum()}; kept share over every stream | in layer {layer}")
-        for name, sc in (("kvzip", y), ("head", head.scores(feats[a:b], ctx))):
+        for name, sc in (("kvzip", y), ("head", head.scores(feats, ctx))):
             for f in (0.05, 0.1, 0.25):
                 k = pooled_keep(sc, f)
                 ly = k[layer * kvh:(layer + 1) * kvh]

@@ -60,3 +60,21 @@ class Head:
             f = np.concatenate([f, repeats(ids)], 1).astype(np.float32)
         hid = np.maximum(((f - self.mu) / self.sd) @ self.w1.T + self.b1, 0)
         return (hid @ self.w2.T + self.b2).T
+
+
+def recon_samples(shard, who):
+    """Yields (kv_heads, context token ids, features [n][d], labels [streams][n])
+    for each sample of a `tis label --target recon` shard."""
+    g = safe_open(shard, "np")
+    if (g.metadata() or {}).get("target") != "recon":
+        sys.exit(f"{who}: {shard}: not reconstruction labels (tis label --target recon)")
+    kvh = int(g.metadata()["label_heads"])
+    feats = g.get_tensor("features").astype(np.float32)
+    labels = g.get_tensor("labels_per_head")
+    off, spans = g.get_tensor("ctx_offsets"), g.get_tensor("sample_spans")
+    tid, toff = g.get_tensor("token_ids"), g.get_tensor("token_offsets")
+    n_streams = labels.size // int(off[-1])
+    for i in range(len(off) - 1):
+        a, b = int(off[i]), int(off[i + 1])
+        ctx = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
+        yield kvh, ctx, feats[a:b], labels[n_streams * a:n_streams * b].reshape(n_streams, b - a)

@@ -27,11 +27,10 @@ if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
     sys.exit(0)
 
 import numpy as np
-from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_seeds import gguf_kvs  # noqa: E402  (the GGUF key/value reader)
-from head_np import Head  # noqa: E402
+from head_np import Head, recon_samples  # noqa: E402
 
 
 def vocabulary(path):
@@ -57,20 +56,8 @@ def main():
     model, shard, heads = args[0], args[1], args[2:]
     voc = vocabulary(model)
     loaded = [(os.path.basename(p).replace(".safetensors", ""), Head(p, "needle_ranks")) for p in heads]
-    g = safe_open(shard, "np")
-    md = g.metadata()
-    if md.get("target") != "recon":
-        sys.exit(f"needle_ranks: {shard}: not reconstruction labels (tis label --target recon)")
-    kvh = int(md["label_heads"])
-    feats = g.get_tensor("features").astype(np.float32)
-    labels = g.get_tensor("labels_per_head")
-    off, spans = g.get_tensor("ctx_offsets"), g.get_tensor("sample_spans")
-    tid, toff = g.get_tensor("token_ids"), g.get_tensor("token_offsets")
-    n_streams = labels.size // int(off[-1])
-    for i in range(len(off) - 1):
-        a, b = int(off[i]), int(off[i + 1])
-        n = b - a
-        ctx = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
+    for i, (kvh, ctx, feats, labels) in enumerate(recon_samples(shard, "needle_ranks")):
+        n = len(ctx)
         text, starts = "", []
         for t in ctx:
             starts.append(len(text))
@@ -80,9 +67,8 @@ def main():
             print(f"sample {i}: no number of 5 or more digits in the context")
             continue
         num = [j for j in range(n) if m.start() <= starts[j] < m.end()]
-        y = labels[n_streams * a:n_streams * b].reshape(n_streams, n)
-        runs = [("kvzip", np.log(np.maximum(y, 1e-6)))]
-        runs += [(name, h.scores(feats[a:b], ctx)) for name, h in loaded]
+        runs = [("kvzip", np.log(np.maximum(labels, 1e-6)))]
+        runs += [(name, h.scores(feats, ctx)) for name, h in loaded]
         print(f"sample {i} ({n} tokens): number {m.group(0)} at tokens {num[0]}..{num[-1]}")
         ls = slice(layer * kvh, (layer + 1) * kvh)
         for name, sc in runs:
