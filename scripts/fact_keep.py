@@ -26,13 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agnostic_bound import byte_decoder, vocabulary  # noqa: E402
-from head_np import Head, recon_samples  # noqa: E402
-
-
-def pooled_keep(scores, frac):
-    """The top frac of every stream's tokens, chosen together (as tis and kvzip pool)."""
-    k = max(1, int(frac * scores.size))
-    return scores >= np.sort(scores.ravel())[-k]
+from head_np import Head, pooled_keep, recon_samples  # noqa: E402
 
 
 def main():

@@ -78,3 +78,9 @@ def recon_samples(shard, who):
         a, b = int(off[i]), int(off[i + 1])
         ctx = tid[toff[i]:toff[i + 1]][spans[i][0]:spans[i][0] + spans[i][1]]
         yield kvh, ctx, feats[a:b], labels[n_streams * a:n_streams * b].reshape(n_streams, b - a)
+
+
+def pooled_keep(scores, frac):
+    """The top frac of every stream's tokens, chosen together (as tis and kvzip pool)."""
+    k = max(1, int(frac * scores.size))
+    return scores >= np.sort(scores.ravel())[-k]

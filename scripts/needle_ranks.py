@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_seeds import gguf_kvs  # noqa: E402  (the GGUF key/value reader)
-from head_np import Head, recon_samples  # noqa: E402
+from head_np import Head, pooled_keep, recon_samples  # noqa: E402
 
 
 def vocabulary(path):
@@ -38,12 +38,6 @@ def vocabulary(path):
         if key == "tokenizer.ggml.tokens":
             return [s.decode("utf-8", "replace") for s in value[1]]
     sys.exit(f"needle_ranks: {path} has no tokenizer.ggml.tokens")
-
-
-def pooled_keep(scores, frac):
-    """The top frac of every stream's tokens, chosen together (as tis and kvzip pool)."""
-    k = max(1, int(frac * scores.size))
-    return scores >= np.sort(scores.ravel())[-k]
 
 
 def main():
