@@ -27,6 +27,8 @@ Usage: scripts/agnostic_bound.py [--tis build/tis] MODEL.gguf SAMPLES.jsonl...
 Contexts are tokenized by `tis tokenize` (one call per sample) and mapped
 back to characters through the model's vocabulary (byte-level BPE)."""
 import argparse
+import bisect
+import codecs
 import json
 import os
 import re
@@ -73,29 +75,24 @@ def vocabulary(path):
     return [s.decode("utf-8", "replace") for s in kvs["tokenizer.ggml.tokens"][1]]
 
 
-def token_ends(tis, model, vocab, dec, text):
+def token_ends(tis, model, vocab, dec, want):
     """The character offset where each token of text ends."""
-    out = subprocess.run([tis, "tokenize", "-m", model, "--ids", text], capture_output=True, text=True)
+    out = subprocess.run([tis, "tokenize", "-m", model, "--ids", want], capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"agnostic_bound: tis tokenize failed: {out.stderr.strip()}")
-    raw = b""
-    ends = []
+    text, ends = "", []
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     for t in out.stdout.split():
-        raw += bytes(dec[c] for c in vocab[int(t)])
-        ends.append(len(raw.decode("utf-8", "ignore")))
-    if raw.decode("utf-8", "replace") != text:
+        text += utf8.decode(bytes(dec[c] for c in vocab[int(t)]))
+        ends.append(len(text))
+    if text + utf8.decode(b"", final=True) != want:
         sys.exit("agnostic_bound: the tokens do not spell the context back (another tokenizer?)")
     return ends
 
 
 def tokens_in(ends, a, b):
-    """How many tokens overlap characters [a, b)."""
-    n, start = 0, 0
-    for e in ends:
-        if e > a and start < b:
-            n += 1
-        start = e
-    return n
+    """How many tokens overlap characters [a, b) (ends: increasing token ends)."""
+    return bisect.bisect_left(ends, b) - bisect.bisect_right(ends, a) + 1
 
 
 def main():

@@ -14,6 +14,7 @@ benchmark samples, never training data), e.g.
     --n_samples 2 --target recon --layer 12 --output /tmp/litm_qa-l12
 
 Usage: scripts/fact_keep.py MODEL.gguf SHARD.safetensors HEAD.safetensors [--layer L]  (L default 16)"""
+import codecs
 import os
 import re
 import sys
@@ -41,11 +42,12 @@ def main():
     head = Head(head_path, "fact_keep")
     for i, (kvh, ctx, feats, labels) in enumerate(recon_samples(shard, "fact_keep")):
         n = len(ctx)
-        raw, starts = b"", []
+        text, starts = "", []
+        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         for t in ctx:
-            starts.append(len(raw.decode("utf-8", "ignore")))
-            raw += bytes(dec[c] for c in voc[int(t)])
-        text, starts = raw.decode("utf-8", "replace"), np.array(starts)
+            starts.append(len(text))
+            text += utf8.decode(bytes(dec[c] for c in voc[int(t)]))
+        starts = np.array(starts)
         fact, kv, title = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
         for m in re.finditer(r"The capital of (\w+) is (\w+)\.", text):
             fact |= (starts >= m.start()) & (starts < m.end())
