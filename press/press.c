@@ -316,24 +316,36 @@ const char *press_split_name(const char *name, char *base, size_t base_size) {
     return name + n;
 }
 
-/* The suffixes after a policy's base name: "", "+pool[N]", "+hook" or
- * "+pool[N]+hook". *pool: 0 when absent, 5 for a bare "+pool", -1 for a
- * malformed count; false for anything else. */
-static bool s_parse_suffix(const char *suf, int32_t *pool, bool *hook) {
-    *pool = 0;
-    *hook = false;
-    if (!strncmp(suf, "+pool", 5)) {
-        suf += 5;
-        if (*suf == 0 || *suf == '+') {
-            *pool = 5;
-        } else {
-            int32_t v = 0;
-            for (; *suf && *suf != '+'; suf++)
-                if (*suf < '0' || *suf > '9' || v > 1000) *pool = -1;
-                else v = v * 10 + (*suf - '0');
-            if (*pool == 0) *pool = v;
-        }
+/* A suffix "+WORD" or "+WORDN" at *suf: advances past it; *v: its count
+ * (dflt when none is given, -1 when malformed). False when suf does not
+ * start with it. */
+static bool s_suffix_count(const char **suf, const char *word, int32_t dflt, int32_t *v) {
+    size_t w = strlen(word);
+    if ((*suf)[0] != '+' || strncmp(*suf + 1, word, w)) return false;
+    const char *q = *suf + 1 + w;
+    if (*q == 0 || *q == '+') {
+        *v = dflt;
+    } else {
+        int32_t n = 0;
+        bool bad = false;
+        for (; *q && *q != '+'; q++)
+            if (*q < '0' || *q > '9' || n > 1000) bad = true;
+            else n = n * 10 + (*q - '0');
+        *v = bad ? -1 : n;
     }
+    *suf = q;
+    return true;
+}
+
+/* The suffixes after a policy's base name, in this order, each optional:
+ * "+pool[N]", "+capN", "+hook". *pool: 0 when absent, 5 for a bare
+ * "+pool"; *cap: 0 when absent; either -1 for a malformed or zero count. False
+ * for anything else. */
+static bool s_parse_suffix(const char *suf, int32_t *pool, int32_t *cap, bool *hook) {
+    *pool = *cap = 0;
+    *hook = false;
+    if (s_suffix_count(&suf, "pool", 5, pool) && *pool == 0) *pool = -1;
+    if (s_suffix_count(&suf, "cap", -1, cap) && *cap == 0) *cap = -1;
     if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
     return *suf == 0;
 }
@@ -344,12 +356,14 @@ int press_parse(const char *name, press *out) {
         return tis_error(TIS_EINVAL, "press: bad policy name");
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
-    int32_t pool;
+    int32_t pool, cap;
     bool hook;
-    if (!s_parse_suffix(suf, &pool, &hook))
-        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +hook", name);
+    if (!s_parse_suffix(suf, &pool, &cap, &hook))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +capN, then +hook", name);
     if (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0)))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
+    if (cap < 0 || cap > 64)
+        return tis_error(TIS_EINVAL, "press: '%s': +capN takes an N from 1 to 64", name);
     const score_entry *e = NULL;
     int rc = s_parse(base, out, &e);
     if (rc) return rc;
@@ -361,6 +375,14 @@ int press_parse(const char *name, press *out) {
         if (e->pooled)
             return tis_error(TIS_EINVAL, "press: '%s': %s's scores are max-pooled already", name, base);
         out->pool = pool;
+    }
+    if (cap) {
+        /* pooled allocation: kvzip's, or a learned policy's (a per-head head
+         * switches tis to it at plan time, press_plan_new checks) */
+        if (!e || !(out->alloc == PRESS_ALLOC_GLOBAL || out->needs_head))
+            return tis_error(TIS_EINVAL, "press: '%s': +capN bounds a stream's share of a budget pooled over "
+                             "every stream (kvzip, kvzip_heads, tis with a per-head head), not %s's", name, base);
+        out->cap = cap;
     }
     out->attn_hook = hook;
     snprintf(out->name, sizeof out->name, "%s", name);
@@ -486,7 +508,12 @@ int press_allocate(const press *p, const kv_cache *kv, const float *scores, int6
             for (int64_t j = 0; j < n_ctx; j++) pool[s * n_ctx + j] = (ranked){scores[s * n_ctx + j], (int32_t)j, (int32_t)s};
         }
         qsort(pool, (size_t)(ns * n_ctx), sizeof *pool, s_cmp_ranked);
-        for (int64_t r = 0; r < want; r++) budgets[pool[r].h]++;
+        /* +capN: a stream that has won N * k stops winning; the budget goes
+         * on down the ranking (N >= 1, so N * k * ns >= want is reached) */
+        int64_t cap = p->cap > 0 ? (int64_t)p->cap * k : n_ctx;
+        if (cap > n_ctx) cap = n_ctx;
+        for (int64_t r = 0, got = 0; r < ns * n_ctx && got < want; r++)
+            if (budgets[pool[r].h] < cap) budgets[pool[r].h]++, got++;
         free(pool);
     } else {
         /* AdaKV (Feng et al. 2024): each head keeps a floor of alpha*k of
@@ -579,6 +606,11 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     pl->p = *p;
     pl->calibrated = press_calibrated(p, c->head_n_out);
     if (p->needs_head && c->head_n_out > 1 && p->alloc == PRESS_ALLOC_UNIFORM) pl->p.alloc = PRESS_ALLOC_GLOBAL;
+    if (p->cap && pl->p.alloc != PRESS_ALLOC_GLOBAL) {
+        rc = tis_error(TIS_EINVAL, "press %s: +capN needs a budget pooled over every stream; this head has "
+                       "one output (a per-head head pools)", p->name);
+        goto fail;
+    }
     pl->kv = kv;
     pl->ctx_begin = c->ctx_begin;
     pl->n_ctx = n;
@@ -619,10 +651,11 @@ void press_plan_destroy(press_plan **p) {
 }
 
 /* kvzip_heads's scores carry a stream rank: no absolute scale. */
-bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE; }
+bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE && !p->cap; }
 
+/* +capN bounds a share of a budget: a threshold has no budget to share. */
 bool press_calibrated(const press *p, int64_t head_n_out) {
-    return p->calib == PRESS_CALIB_ALWAYS || (p->calib == PRESS_CALIB_PER_HEAD && head_n_out > 1);
+    return !p->cap && (p->calib == PRESS_CALIB_ALWAYS || (p->calib == PRESS_CALIB_PER_HEAD && head_n_out > 1));
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }

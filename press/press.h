@@ -107,6 +107,9 @@ typedef struct press {
     int32_t pool;              /* "+pool[N]": each score becomes the maximum over the N
                                   (odd, 3..63; 5 when not given) neighbours centred on it in
                                   its stream, so that a kept token brings its span (0: off) */
+    int32_t cap;               /* "+capN" (1..64): under pooled allocation (PRESS_ALLOC_GLOBAL)
+                                  no stream keeps more than N times the per-stream budget k;
+                                  what it would win goes on down the ranking (0: off) */
     press_calib calib;
 } press;
 
@@ -123,7 +126,10 @@ extern const press_info press_registry[];
  * (head-adaptive allocation over INNER's scores, default snapkv); a
  * learned policy may end in "+hook" (tis+hook: the attention hook at decode);
  * a scoring policy other than the already pooled snapkv / pyramidkv may
- * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool).
+ * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool);
+ * a policy with a budget pooled over every stream (kvzip, kvzip_heads, a
+ * learned one) may add "+capN" after that (kvzip+cap2, tis+pool5+cap3+hook:
+ * press.cap; budget runs only: a capped policy is never calibrated).
  * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
 /* Splits a policy name at its first '+': the base name into
@@ -153,7 +159,7 @@ void press_plan_destroy(press_plan **p);
 /* True when p's scores are on one absolute scale in every stream
  * (attention probability: kvzip; a learned policy with a per-head head,
  * head_n_out > 1), so that a threshold means the same in every stream and
- * for every input. The one rule: plans and eval's threshold runs ask it. */
+ * for every input; never with +capN. The one rule: plans and eval's threshold runs ask it. */
 bool press_calibrated(const press *p, int64_t head_n_out);
 /* Whether p's scores can be calibrated at all (kvzip; a learned policy,
  * given a per-head head): what a caller that does not know the head asks. */

@@ -69,6 +69,7 @@ static void test_parse(void) {
     TT_FAILS(press_parse("full+pool", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool4", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool1", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool0", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool65", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+poolx", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool99999999999", &p), TIS_EINVAL);
@@ -78,6 +79,21 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+hook+hook", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool3+", &p), TIS_EINVAL);
+    /* +capN: pooled allocation only, after +pool, before +hook */
+    TT_OK(press_parse("kvzip+cap2", &p));
+    TT_CHECK(p.cap == 2 && p.pool == 0 && p.alloc == PRESS_ALLOC_GLOBAL && !strcmp(p.name, "kvzip+cap2"));
+    TT_OK(press_parse("tis+pool9+cap3+hook", &p));
+    TT_CHECK(p.cap == 3 && p.pool == 9 && p.attn_hook);
+    TT_CHECK(!press_calibratable(&p) && !press_calibrated(&p, 48)); /* budgets only */
+    TT_FAILS(press_parse("tis+cap", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+cap0", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+cap65", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+cap2x", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+cap2+pool", &p), TIS_EINVAL); /* +pool first */
+    TT_FAILS(press_parse("tis+cap2+cap2", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("snapkv+cap2", &p), TIS_EINVAL);  /* uniform allocation */
+    TT_FAILS(press_parse("adakv:h2o+cap2", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("full+cap2", &p), TIS_EINVAL);
     /* the one split of a name into base and suffixes */
     char base[32];
     TT_CHECK(!strcmp(press_split_name("tis_b+pool9+hook", base, sizeof base), "+pool9+hook") &&
@@ -144,6 +160,18 @@ static void test_allocation(void) {
     for (int s = 0; s < 24; s++)
         for (int j = 0; j < 50; j++) scores[s * 50 + j] = (float)s + (float)j / 100.0f;
     TT_OK(press_parse("kvzip", &p));
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
+    for (int s = 0; s < 24; s++) TT_CHECK(b[s] == (s < 19 ? 0 : s == 19 ? 40 : 50));
+    TT_CASE("allocation: global +cap2");
+    /* no stream above 2 * 10: streams 13..23 win 20 each (220), and
+     * stream 12 the last 20 */
+    TT_OK(press_parse("kvzip+cap2", &p));
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
+    for (int s = 0; s < 24; s++) TT_CHECK(b[s] == (s < 12 ? 0 : 20));
+    TT_OK(press_parse("kvzip+cap1", &p)); /* cap 1: uniform */
+    TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
+    for (int s = 0; s < 24; s++) TT_CHECK(b[s] == 10);
+    TT_OK(press_parse("kvzip+cap9", &p)); /* 90 > n_ctx: as uncapped */
     TT_OK(press_allocate(&p, kv, scores, 50, 10, b));
     for (int s = 0; s < 24; s++) TT_CHECK(b[s] == (s < 19 ? 0 : s == 19 ? 40 : 50));
     free(scores);
@@ -425,6 +453,15 @@ static void s_tis_per_head(fixture *f, const float *sc) {
     }
     kv_cache_destroy(&c);
     kv_cache_destroy(&c2);
+    /* +cap1 on a per-head head: every stream keeps exactly k */
+    int64_t *kept = malloc((size_t)ns * sizeof *kept);
+    TT_OK(press_parse("tis+cap1", &p));
+    TT_OK(press_compress(&c, &p, &ph, 4, 0, kept));
+    for (int64_t s = 0; c && s < ns; s++) TT_CHECK(kept[s] == 4);
+    kv_cache_destroy(&c);
+    ph.head_n_out = 1; /* one score per token: no pooled budget to cap */
+    TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
+    free(kept);
     ph.head_n_out = ns - 1; /* not the model's streams */
     TT_OK(press_parse("tis", &p));
     TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
