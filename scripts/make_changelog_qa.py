@@ -8,25 +8,26 @@ benchmark generator makes and no committed head was trained on
 Each sample is a run of consecutive entries of one source package's
 changelog, as long as fits in --tokens tokens of the model's tokenizer
 (counted with `tis tokenize`; runs under 90 % of that are dropped), and asks
-on what date one entry's version was uploaded:
+for the words that follow the start of one change line:
 
-  context:  "PKG (1.2-3) unstable; urgency=medium\n\n  * ...\n\n -- Name <mail>  Fri, 02 Dec 2022 ..."
-  question: "On what date was version 1.2-3 of PKG uploaded?"
-  answers:  ["2 Dec 2022", "02 Dec 2022"]
+  context:  "PKG (1.2-3) unstable; urgency=medium\n\n  * Add openssl to Build-Depends to enable more checks in ..."
+  question: 'Which words come right after "Add openssl to Build-Depends to enable" in the changelog above?'
+  answers:  ["more checks in"]
 
-The version is said once in the run (entries whose version or date
-repeats are never asked) and the date once; the asked entry's depth in the
-run cycles over 0, 0.25, 0.5, 0.75, 1. The version stands in the entry's
-first line, the date in its last: a key-to-value span of the whole entry
-(read forwards, as a model copies), in prose that is not the model's
-usual haystack. Changelogs shared by several binary packages are read
+The key is the line's first KEY_WORDS words, said once in the run; the
+answer the next ANSWER_WORDS words, letters only. The asked entry's depth
+in the run cycles over 0, 0.25, 0.5, 0.75, 1 (the nearest entry with such
+a line). Two other questions were tried on the same runs (the version
+uploaded on a date, the date of a version); the 0.5B model's `full`
+answered none right at 4k (docs/results/recon/README.md "Natural text").
+Changelogs shared by several binary packages are read
 once; packages are taken in a seeded order, one sample each, then again
 with another window.
 
 Usage: scripts/make_changelog_qa.py --tokens N --n N --seed S --out FILE.jsonl
          [--tis build/tis] [--model MODEL.gguf] [--docs /usr/share/doc]
-The output depends on the packages installed: the committed files under
-datasets/ say where and when they were made (datasets/README.md)."""
+The output depends on the packages installed; each sample's "source" says
+which changelog entries it holds."""
 import argparse
 import glob
 import gzip
@@ -161,18 +162,16 @@ def main():
         run = es[start:end]
         if count("\n".join(e[3] for e in run)) < 0.9 * budget:  # the changelog ran out: another one
             continue
-        dates = [e[1] for e in run]
-        versions = [e[0] for e in run]
         depth = DEPTHS[k % len(DEPTHS)]
         want = round(depth * (len(run) - 1))
         # the askable entry nearest the depth: a change line of it whose
         # first KEY_WORDS words are said once in the run
         context = intro.format(src) + "\n".join(e[3] for e in run)
         order = sorted(range(len(run)), key=lambda j: (abs(j - want), j))
-        quote = next((q for j in order for q in quotes(run[j][3], context)), None)
+        quote = next(((j, q) for j in order for q in quotes(run[j][3], context)), None)
         if quote is None:
             continue
-        key, rest, i = quote[0], quote[1], next(j for j in order if quote[0] in run[j][3])
+        i, (key, rest) = quote
         samples.append({
             "id": f"changelog-{a.tokens}-{len(samples):03d}-{src}",
             "context": context,
