@@ -67,11 +67,13 @@ def byte_decoder():
 
 
 def vocabulary(path):
+    """The token strings of a GGUF's byte-level BPE vocabulary (needle_ranks.py
+    and fact_keep.py use it too)."""
     kvs = dict((k, v) for k, _t, v in gguf_kvs(path)[1])
     model = kvs.get("tokenizer.ggml.model")
     model = model.decode() if isinstance(model, bytes) else model
     if model != "gpt2":
-        sys.exit(f"agnostic_bound: {path}: tokenizer '{model}', this script reads byte-level BPE (gpt2) only")
+        sys.exit(f"{path}: tokenizer '{model}': these scripts read byte-level BPE (gpt2) vocabularies only")
     return [s.decode("utf-8", "replace") for s in kvs["tokenizer.ggml.tokens"][1]]
 
 

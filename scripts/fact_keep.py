@@ -27,16 +27,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agnostic_bound import byte_decoder, vocabulary  # noqa: E402
-from head_np import Head, pooled_keep, recon_samples  # noqa: E402
+from head_np import Head, pooled_keep, pop_layer, recon_samples  # noqa: E402
 
 
 def main():
     args = sys.argv[1:]
-    layer = 16
-    if "--layer" in args:
-        i = args.index("--layer")
-        layer = int(args[i + 1])
-        del args[i:i + 2]
+    layer = pop_layer(args)
     model, shard, head_path = args[:3]
     voc, dec = vocabulary(model), byte_decoder()
     head = Head(head_path, "fact_keep")

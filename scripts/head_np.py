@@ -62,6 +62,18 @@ class Head:
         return (hid @ self.w2.T + self.b2).T
 
 
+def pop_layer(args, default=16):
+    """Removes "--layer L" from args (a list) and returns L (default when absent)."""
+    if "--layer" not in args:
+        return default
+    i = args.index("--layer")
+    if i + 1 >= len(args) or not args[i + 1].isdigit():
+        sys.exit("--layer takes a layer number")
+    layer = int(args[i + 1])
+    del args[i:i + 2]
+    return layer
+
+
 def recon_samples(shard, who):
     """Yields (kv_heads, context token ids, features [n][d], labels [streams][n])
     for each sample of a `tis label --target recon` shard."""

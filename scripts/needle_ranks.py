@@ -29,24 +29,13 @@ if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fuzz_seeds import gguf_kvs  # noqa: E402  (the GGUF key/value reader)
-from head_np import Head, pooled_keep, recon_samples  # noqa: E402
-
-
-def vocabulary(path):
-    for key, _t, value in gguf_kvs(path)[1]:
-        if key == "tokenizer.ggml.tokens":
-            return [s.decode("utf-8", "replace") for s in value[1]]
-    sys.exit(f"needle_ranks: {path} has no tokenizer.ggml.tokens")
+from agnostic_bound import vocabulary  # noqa: E402
+from head_np import Head, pooled_keep, pop_layer, recon_samples  # noqa: E402
 
 
 def main():
     args = sys.argv[1:]
-    layer = 16
-    if "--layer" in args:
-        i = args.index("--layer")
-        layer = int(args[i + 1])
-        del args[i:i + 2]
+    layer = pop_layer(args)
     model, shard, heads = args[0], args[1], args[2:]
     voc = vocabulary(model)
     loaded = [(os.path.basename(p).replace(".safetensors", ""), Head(p, "needle_ranks")) for p in heads]
