@@ -338,13 +338,14 @@ static bool s_suffix_count(const char **suf, const char *word, int32_t dflt, int
 }
 
 /* The suffixes after a policy's base name, in this order, each optional:
- * "+pool[N]", "+capN", "+hook". *pool: 0 when absent, 5 for a bare
- * "+pool"; *cap: 0 when absent; either -1 for a malformed or zero count. False
- * for anything else. */
-static bool s_parse_suffix(const char *suf, int32_t *pool, int32_t *cap, bool *hook) {
+ * "+pool[N]" or "+lpool[N]" (*left), "+capN", "+hook". *pool: 0 when
+ * absent, 5 for a bare "+pool" / "+lpool"; *cap: 0 when absent; either -1
+ * for a malformed or zero count. False for anything else. */
+static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *cap, bool *hook) {
     *pool = *cap = 0;
     *hook = false;
-    if (s_suffix_count(&suf, "pool", 5, pool) && *pool == 0) *pool = -1;
+    *left = s_suffix_count(&suf, "lpool", 5, pool);
+    if ((*left || s_suffix_count(&suf, "pool", 5, pool)) && *pool == 0) *pool = -1;
     if (s_suffix_count(&suf, "cap", -1, cap) && *cap == 0) *cap = -1;
     if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
     return *suf == 0;
@@ -357,11 +358,14 @@ int press_parse(const char *name, press *out) {
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
     int32_t pool, cap;
-    bool hook;
-    if (!s_parse_suffix(suf, &pool, &cap, &hook))
-        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN, then +capN, then +hook", name);
-    if (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0)))
+    bool hook, left;
+    if (!s_parse_suffix(suf, &pool, &left, &cap, &hook))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +capN, then +hook",
+                         name);
+    if (!left && (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0))))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
+    if (left && (pool < 2 || pool > 63))
+        return tis_error(TIS_EINVAL, "press: '%s': +lpoolN takes an N from 2 to 63 (+lpool: 5)", name);
     if (cap < 0 || cap > 64)
         return tis_error(TIS_EINVAL, "press: '%s': +capN takes an N from 1 to 64", name);
     const score_entry *e = NULL;
@@ -375,6 +379,7 @@ int press_parse(const char *name, press *out) {
         if (e->pooled)
             return tis_error(TIS_EINVAL, "press: '%s': %s's scores are max-pooled already", name, base);
         out->pool = pool;
+        out->pool_left = left;
     }
     if (cap) {
         /* pooled allocation: kvzip's, or a learned policy's (a per-head head
@@ -564,13 +569,14 @@ struct press_plan {
     int32_t *order;       /* [n_stream][n_ctx] context indices, best first */
 };
 
-/* sc[j] = max(sc[j - r .. j + r]) within [0, n), in place; tmp holds n
- * floats. A van Herk / Gil-Werman pass would be O(n) for any r; r <= 31
- * keeps the plain one cheap next to the sort that follows. */
-static void s_max_pool(float *sc, int64_t n, int64_t r, float *tmp) {
+/* sc[j] = max(sc[j - before .. j + after]) within [0, n), in place; tmp
+ * holds n floats. A van Herk / Gil-Werman pass would be O(n) for any
+ * width; widths <= 63 keep the plain one cheap next to the sort that
+ * follows. */
+static void s_max_pool(float *sc, int64_t n, int64_t before, int64_t after, float *tmp) {
     memcpy(tmp, sc, (size_t)n * sizeof(float));
     for (int64_t j = 0; j < n; j++) {
-        int64_t a = j - r < 0 ? 0 : j - r, b = j + r >= n ? n - 1 : j + r;
+        int64_t a = j - before < 0 ? 0 : j - before, b = j + after >= n ? n - 1 : j + after;
         float m = tmp[a];
         for (int64_t i = a + 1; i <= b; i++)
             if (tmp[i] > m) m = tmp[i];
@@ -623,7 +629,8 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
             if (rc) break;
             for (int64_t j = 0; j < n; j++)
                 if (!isfinite(sc[j])) sc[j] = -1e30f; /* a NaN never wins */
-            if (p->pool > 1) s_max_pool(sc, n, p->pool / 2, tmp);
+            if (p->pool > 1) /* +lpoolN: a token takes the best of the N-1 after it */
+                s_max_pool(sc, n, p->pool_left ? 0 : p->pool / 2, p->pool_left ? p->pool - 1 : p->pool / 2, tmp);
             if (p->protect_window)
                 for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
             for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};

@@ -107,6 +107,9 @@ typedef struct press {
     int32_t pool;              /* "+pool[N]": each score becomes the maximum over the N
                                   (odd, 3..63; 5 when not given) neighbours centred on it in
                                   its stream, so that a kept token brings its span (0: off) */
+    bool pool_left;            /* "+lpool[N]" (N 2..63, 5 when not given): the maximum over the
+                                  token and the N-1 after it instead, so that a kept token
+                                  brings the N-1 before it (a value brings its key) */
     int32_t cap;               /* "+capN" (1..64): under pooled allocation (PRESS_ALLOC_GLOBAL)
                                   no stream keeps more than N times the per-stream budget k;
                                   what it would win goes on down the ranking (0: off) */
@@ -126,7 +129,8 @@ extern const press_info press_registry[];
  * (head-adaptive allocation over INNER's scores, default snapkv); a
  * learned policy may end in "+hook" (tis+hook: the attention hook at decode);
  * a scoring policy other than the already pooled snapkv / pyramidkv may
- * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool);
+ * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool),
+ * or "+lpool" / "+lpoolN" (the span to the left of a score: press.pool_left);
  * a policy with a budget pooled over every stream (kvzip, kvzip_heads, a
  * learned one) may add "+capN" after that (kvzip+cap2, tis+pool5+cap3+hook:
  * press.cap; budget runs only: a capped policy is never calibrated).

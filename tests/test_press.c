@@ -79,6 +79,20 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+hook+hook", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+pool3+", &p), TIS_EINVAL);
+    /* +lpool[N]: the span left of a score, N from 2 (even too) */
+    TT_OK(press_parse("kvzip+lpool", &p));
+    TT_CHECK(p.pool == 5 && p.pool_left && !strcmp(p.name, "kvzip+lpool"));
+    TT_OK(press_parse("tis+lpool4+cap2+hook", &p));
+    TT_CHECK(p.pool == 4 && p.pool_left && p.cap == 2 && p.attn_hook);
+    TT_OK(press_parse("tis+pool5", &p));
+    TT_CHECK(!p.pool_left);
+    TT_FAILS(press_parse("tis+lpool1", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+lpool0", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+lpool64", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+lpool3+pool3", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+pool3+lpool3", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("snapkv+lpool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("full+lpool", &p), TIS_EINVAL);
     /* +capN: pooled allocation only, after +pool, before +hook */
     TT_OK(press_parse("kvzip+cap2", &p));
     TT_CHECK(p.cap == 2 && p.pool == 0 && p.alloc == PRESS_ALLOC_GLOBAL && !strcmp(p.name, "kvzip+cap2"));
@@ -360,6 +374,25 @@ static void s_tis_scores(fixture *f) {
     /* at the context's ends the window is clipped */
     hs[20] = 0.0f;
     hs[0] = 1.0f;
+    TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j <= 1));
+    kv_cache_destroy(&c);
+    /* +lpool3: the best score brings the two tokens before it, none after;
+     * at the context's start the span is clipped */
+    TT_CASE("tis+lpool");
+    hs[0] = 0.0f;
+    hs[20] = 1.0f;
+    TT_OK(press_parse("tis+lpool3", &p));
+    TT_CHECK(p.pool == 3 && p.pool_left);
+    TT_OK(press_compress(&c, &p, &pc, 3, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j >= 18 && j <= 20));
+    kv_cache_destroy(&c);
+    hs[20] = 0.0f;
+    hs[1] = 1.0f;
     TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
     if (c)
         for (int64_t s = 0; s < c->n_stream; s++)
