@@ -341,6 +341,21 @@ static void s_heavy_hitters(fixture *f) {
 }
 
 /* tis keeps the head's top tokens */
+/* One peak at context position `at` over rising head scores hs[CTX];
+ * compressed to k per stream, every stream keeps exactly [lo, hi]. */
+static void s_check_span(const press_ctx *pc0, const press *p, float *hs, int at, int64_t k, int lo, int hi) {
+    press_ctx pc = *pc0;
+    kv_cache *c = NULL;
+    for (int j = 0; j < CTX; j++) hs[j] = (float)j / 1000.0f;
+    hs[at] = 1.0f;
+    pc.head_scores = hs;
+    TT_OK(press_compress(&c, p, &pc, k, 0, NULL));
+    if (c)
+        for (int64_t s = 0; s < c->n_stream; s++)
+            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j >= lo && j <= hi));
+    kv_cache_destroy(&c);
+}
+
 static void s_tis_scores(fixture *f) {
     press_ctx pc = f->pc;
     press p;
@@ -361,43 +376,18 @@ static void s_tis_scores(fixture *f) {
         }
     kv_cache_destroy(&c);
     /* tis+pool3: each score the maximum of its 3-neighbourhood, so one
-     * peak brings both neighbours (ties go to the later position) */
+     * peak brings both neighbours (ties go to the later position); at
+     * the context's ends the window is clipped */
     TT_CASE("tis+pool");
-    for (int j = 0; j < CTX; j++) hs[j] = (float)j / 1000.0f;
-    hs[20] = 1.0f;
     TT_OK(press_parse("tis+pool3", &p));
-    TT_OK(press_compress(&c, &p, &pc, 3, 0, NULL));
-    if (c)
-        for (int64_t s = 0; s < c->n_stream; s++)
-            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j >= 19 && j <= 21));
-    kv_cache_destroy(&c);
-    /* at the context's ends the window is clipped */
-    hs[20] = 0.0f;
-    hs[0] = 1.0f;
-    TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
-    if (c)
-        for (int64_t s = 0; s < c->n_stream; s++)
-            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j <= 1));
-    kv_cache_destroy(&c);
-    /* +lpool3: the best score brings the two tokens before it, none after;
-     * at the context's start the span is clipped */
+    s_check_span(&pc, &p, hs, 20, 3, 19, 21);
+    s_check_span(&pc, &p, hs, 0, 2, 0, 1);
+    /* +lpool3: the best score brings the two tokens before it, none after */
     TT_CASE("tis+lpool");
-    hs[0] = 0.0f;
-    hs[20] = 1.0f;
     TT_OK(press_parse("tis+lpool3", &p));
     TT_CHECK(p.pool == 3 && p.pool_left);
-    TT_OK(press_compress(&c, &p, &pc, 3, 0, NULL));
-    if (c)
-        for (int64_t s = 0; s < c->n_stream; s++)
-            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j >= 18 && j <= 20));
-    kv_cache_destroy(&c);
-    hs[20] = 0.0f;
-    hs[1] = 1.0f;
-    TT_OK(press_compress(&c, &p, &pc, 2, 0, NULL));
-    if (c)
-        for (int64_t s = 0; s < c->n_stream; s++)
-            for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j <= 1));
-    kv_cache_destroy(&c);
+    s_check_span(&pc, &p, hs, 20, 3, 18, 20);
+    s_check_span(&pc, &p, hs, 1, 2, 0, 1);
     pc.head_scores = NULL;
 
 }
