@@ -466,9 +466,11 @@ static int s_record_ids(const st_file *f, label_records *r, int64_t first, int64
     const int64_t *span = sp->data, *toff = to->data;
     const int32_t *ids = ti->data;
     for (int64_t i = 0; i < ns; i++) {
-        int64_t cb = span[4 * i], nc = span[4 * i + 1];
+        int64_t cb = span[4 * i], nc = span[4 * i + 1], lo = toff[i], hi = toff[i + 1];
         label_record *x = &r->s[first + i];
-        if (nc != x->n_ctx || cb < 0 || toff[i] < 0 || toff[i + 1] > ti->shape[0] || cb + nc > toff[i + 1] - toff[i])
+        /* in this order, so that no difference overflows (a fuzzed file) */
+        if (nc != x->n_ctx || nc < 0 || cb < 0 || lo < 0 || hi < lo || hi > ti->shape[0] || cb > hi - lo ||
+            nc > hi - lo - cb)
             continue;
         if (!(x->ctx_ids = malloc((size_t)(nc ? nc : 1) * sizeof *x->ctx_ids))) return tis_error(TIS_ENOMEM, "out of memory");
         memcpy(x->ctx_ids, ids + toff[i] + cb, (size_t)nc * sizeof *x->ctx_ids);
