@@ -657,12 +657,12 @@ void press_plan_destroy(press_plan **p) {
     *p = NULL;
 }
 
-/* kvzip_heads's scores carry a stream rank: no absolute scale. */
+/* kvzip_heads's scores carry a stream rank: no absolute scale; +capN
+ * bounds a share of a budget, and a threshold has no budget to share. */
 bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE && !p->cap; }
 
-/* +capN bounds a share of a budget: a threshold has no budget to share. */
 bool press_calibrated(const press *p, int64_t head_n_out) {
-    return !p->cap && (p->calib == PRESS_CALIB_ALWAYS || (p->calib == PRESS_CALIB_PER_HEAD && head_n_out > 1));
+    return press_calibratable(p) && (p->calib == PRESS_CALIB_ALWAYS || head_n_out > 1);
 }
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
