@@ -40,23 +40,21 @@ import subprocess
 import sys
 
 HEAD = re.compile(r"^(\S+) \(([^()\s]+)\) [^;\n]*; *urgency=", re.M)
-TRAIL = re.compile(r"^ -- .*?<[^>\n]*>  \w{3}, +(\d{1,2}) (\w{3}) (\d{4}) ", re.M)
+TRAIL = re.compile(r"^ -- .*?<[^>\n]*>  \w{3}, +\d{1,2} \w{3} \d{4} ", re.M)
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def entries(text):
-    """[(version, (day, "Mon", "YYYY"), source package, entry text)] of one changelog,
-    newest first; None when an entry does not parse (the changelog is skipped)."""
+    """[(source package, entry text)] of one changelog, newest first; None
+    when an entry does not parse (a header, one trailer line): skipped."""
     heads = list(HEAD.finditer(text))
     out = []
     for i, h in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
         body = text[h.start():end].rstrip() + "\n"
-        t = list(TRAIL.finditer(body))
-        if len(t) != 1:
+        if len(TRAIL.findall(body)) != 1:
             return None
-        d, mon, y = t[0].groups()
-        out.append((h.group(2), (int(d), mon, y), h.group(1), body))
+        out.append((h.group(1), body))
     return out
 
 
@@ -74,9 +72,9 @@ def changelogs(docs, min_entries):
             continue
         seen.add(digest)
         es = entries(raw.decode("utf-8", "replace"))
-        if not es or len(es) < min_entries or len({e[2] for e in es}) != 1:
+        if not es or len(es) < min_entries or len({e[0] for e in es}) != 1:
             continue
-        out.setdefault(es[0][2], es)
+        out.setdefault(es[0][0], es)
     return out
 
 
@@ -115,17 +113,21 @@ class Counter:
 
 
 def window(es, start, budget, count):
-    """The longest run es[start:end] whose text fits in budget tokens."""
+    """(end, tokens): the longest run es[start:end] whose text fits in
+    budget tokens, and its tokens; None when one entry does not fit."""
+    text = lambda end: "\n".join(e[1] for e in es[start:end])
     lo, hi = start + 1, len(es)
-    if count("\n".join(e[3] for e in es[start:lo])) > budget:
+    n_lo = count(text(lo))
+    if n_lo > budget:
         return None
     while lo < hi:  # the largest end that fits
         mid = (lo + hi + 1) // 2
-        if count("\n".join(e[3] for e in es[start:mid])) <= budget:
-            lo = mid
+        n = count(text(mid))
+        if n <= budget:
+            lo, n_lo = mid, n
         else:
             hi = mid - 1
-    return lo
+    return lo, n_lo
 
 
 def main():
@@ -156,19 +158,18 @@ def main():
         es = logs[src]
         budget = a.tokens - count(intro.format(src)) - 8
         start = rng.randrange(0, max(1, len(es) // 2))
-        end = window(es, start, budget, count)
-        if end is None or end - start < 5:
+        w = window(es, start, budget, count)
+        if w is None or w[0] - start < 5 or w[1] < 0.9 * budget:  # the changelog ran out: another one
             continue
+        end = w[0]
         run = es[start:end]
-        if count("\n".join(e[3] for e in run)) < 0.9 * budget:  # the changelog ran out: another one
-            continue
         depth = DEPTHS[k % len(DEPTHS)]
         want = round(depth * (len(run) - 1))
         # the askable entry nearest the depth: a change line of it whose
         # first KEY_WORDS words are said once in the run
-        context = intro.format(src) + "\n".join(e[3] for e in run)
+        context = intro.format(src) + "\n".join(e[1] for e in run)
         order = sorted(range(len(run)), key=lambda j: (abs(j - want), j))
-        quote = next(((j, q) for j in order for q in quotes(run[j][3], context)), None)
+        quote = next(((j, q) for j in order for q in quotes(run[j][1], context)), None)
         if quote is None:
             continue
         i, (key, rest) = quote
