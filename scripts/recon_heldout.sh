@@ -6,7 +6,8 @@
 # (--phrasing 1), where every learned head here was trained on generic text
 # (scripts/train_recon_head.sh), never on a benchmark's haystack. Every
 # baseline, kvzip (the reconstruction oracle), the answer oracle, the
-# model's default head (`tis`, configs/heads/SLUG.tis.safetensors) and every
+# model's default head (`tis`, configs/heads/SLUG.tis.safetensors; also as
+# `tis+lpool5`, each kept token with the 4 before it) and every
 # other committed head of the model (configs/heads/SLUG.tis_NAME.safetensors
 # as policy tis_NAME, by tis eval --head_as: all on one prefill per sample),
 # fixed budgets and thresholds, one CSV per (length, benchmark). A rerun
@@ -19,7 +20,7 @@
 # Env: HEADS="NAME=PATH ..." instead of the committed heads (HEADS= none),
 # POLICIES, TIS, MODEL, OUT.
 set -euo pipefail
-case ${1:-} in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case ${1:-} in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 root=${TIS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 tis=${TIS:-$root/build/tis}
 model=${MODEL:-$root/models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf}
@@ -38,7 +39,7 @@ slug=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis
 head_file() { echo "configs/heads/$slug.$1.safetensors"; } # policy tis_NAME's head file
 head_as=()
 if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "$(head_file tis)" ]; then
-  policies+=(tis)
+  policies+=(tis tis+lpool5) # the default head, and with its key span (+lpool5)
   if [ -z "${HEADS+x}" ]; then
     for f in configs/heads/"$slug".tis_*.safetensors; do
       [ -f "$f" ] || continue
