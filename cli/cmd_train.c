@@ -28,6 +28,8 @@ static void s_usage(FILE *f) {
             "                            context, two more inputs (HEAD_REP_K-token windows of ids)\n"
             "      --stream_weights none|inv_sd|inv_var  per_head: weigh each stream's squared errors by\n"
             "                           1 / sd (1 / variance) of its targets, mean 1 (default none)\n"
+            "      --label_lpool N       train on targets max-pooled over each token and the N-1 after it\n"
+            "                            (2..63): the head learns the span press's +lpoolN gives a score\n"
             "      --calibrate           per_head: a monotone map per stream fitted on the training samples,\n"
             "                            for the selection pooled over streams at small budgets (docs/head.md)\n"
             "      --streams A:B         recon, per_head: streams [A, B) only (stream = layer * n_kv_head + kv\n"
@@ -155,6 +157,7 @@ int cmd_train(int argc, char **argv) {
         CLI_FLAG("--calibrate", NULL, &c.calibrate),
         CLI_FLAG("--query_aware", NULL, &c.query_aware),
         CLI_I64("--hidden", NULL, &c.hidden, 1, 4096),
+        CLI_I64("--label_lpool", NULL, &c.label_lpool, 2, 63),
         CLI_I64("--rank", NULL, &c.rank, 1, 1024),
         CLI_I64("--epochs", NULL, &c.epochs, 1, 100000),
         CLI_I64("--batch", NULL, &c.batch, 1, 1 << 20),

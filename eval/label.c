@@ -370,6 +370,20 @@ void label_records_free(label_records *r) {
     label_records_init(r);
 }
 
+void label_records_pool_left(label_records *r, int64_t span) {
+    for (int64_t i = 0; i < r->n; i++) {
+        label_record *x = &r->s[i];
+        if (!x->labels_per_head) continue;
+        for (int64_t o = 0; o < r->n_streams; o++) {
+            float *y = x->labels_per_head + o * x->n_ctx;
+            /* ascending j reads only scores not yet rewritten */
+            for (int64_t j = 0; j < x->n_ctx; j++)
+                for (int64_t k = 1; k < span && j + k < x->n_ctx; k++)
+                    if (y[j + k] > y[j]) y[j] = y[j + k];
+        }
+    }
+}
+
 static uint64_t s_fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;

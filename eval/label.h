@@ -137,6 +137,13 @@ int label_shard_read(const char *path, label_records *r);
  * there is none, TIS_EIO when DIR cannot be listed. */
 int label_dir_read(const char *dir, label_records *r);
 
+/* Every record's per-stream recon scores pooled to the left over span
+ * tokens: labels_per_head[o][j] becomes the maximum of [o][j .. j + span
+ * - 1] (within the record), the span press's +lpoolN gives a score (tis
+ * train --label_lpool). Records without per-stream scores are left as
+ * they are; span < 2 changes nothing. */
+void label_records_pool_left(label_records *r, int64_t span);
+
 /* The names of DIR's shard-*.safetensors, sorted (*names[*n], each and the
  * array malloc'd: the caller frees them). Errors as label_dir_read's. */
 int label_dir_shards(const char *dir, char ***names, int64_t *n);

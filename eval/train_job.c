@@ -305,6 +305,12 @@ static int s_setup(trainer *t) {
         fprintf(stderr, "tis train: --stream_weights is for a per-head head (--target recon --outputs per_head)\n");
         return 1;
     }
+    if (c->label_lpool && (c->label_lpool < 2 || c->label_lpool > 63 || t->n_out == 1)) {
+        fprintf(stderr, "tis train: --label_lpool %lld: a span of 2..63 tokens, for a per-head head "
+                        "(--target recon --outputs per_head)\n", (long long)c->label_lpool);
+        return 1;
+    }
+    if (c->label_lpool) label_records_pool_left(&t->recs, c->label_lpool);
     t->loss = t->n_out > 1 ? (c->loss == LOSS_RECON_RANK ? LOSS_RECON_RANK : LOSS_RECON_MSE) : c->loss;
     head_config hc = {.kind = c->kind, .query_aware = c->query_aware, .d_model = t->recs.d_model,
                       .hidden = c->hidden, .rank = c->rank, .layer = t->recs.layer, .n_out = t->n_out,

@@ -64,6 +64,10 @@ typedef struct train_job_config {
                                       the labels' token ids */
     head_stream_weights stream_weights; /* per-head recon: the weight of each stream's squared
                                       errors (train_job.c s_stream_weights) */
+    int64_t label_lpool;           /* 0, or 2..63: each target becomes the maximum over its token and
+                                      the label_lpool - 1 after it (per-head recon: every stream;
+                                      training and validation alike), so the head learns the span press's
+                                      +lpoolN applies to a score: a kept value brings its key */
     bool calibrate;                /* per-head recon: fit head.h's calibration on the training
                                       samples (docs/head.md "Calibration": off by default, it did
                                       not raise held-out accuracy) */

@@ -198,6 +198,46 @@ static void s_recon_weights(const char *bin, const char *d) {
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "bad value 'sd' for --stream_weights"));
 }
 
+/* label_records_pool_left against a direct maximum over each span, and
+ * tis train --label_lpool: trains a per-head head, refuses a single one. */
+static void s_recon_lpool(const char *bin, const char *d) {
+    TT_CASE("recon labels pooled left");
+    label_records r, p;
+    label_records_init(&r);
+    label_records_init(&p);
+    TT_OK(label_dir_read(d, &r));
+    TT_OK(label_dir_read(d, &p));
+    const int64_t span = 3;
+    label_records_pool_left(&p, span);
+    bool same_n = r.n == p.n && r.n > 0, ok = true, changed = false;
+    for (int64_t i = 0; same_n && i < r.n; i++) {
+        const int64_t n = r.s[i].n_ctx;
+        for (int64_t o = 0; o < r.n_streams; o++) {
+            const float *y = r.s[i].labels_per_head + o * n, *z = p.s[i].labels_per_head + o * n;
+            for (int64_t j = 0; j < n; j++) {
+                float m = y[j];
+                for (int64_t k = j + 1; k < j + span && k < n; k++) m = y[k] > m ? y[k] : m;
+                ok &= z[j] == m;
+                changed |= z[j] != y[j];
+            }
+            ok &= z[n - 1] == y[n - 1]; /* the last token has no span after it */
+        }
+    }
+    TT_CHECK(same_n && ok && changed);
+    label_records_free(&r);
+    label_records_free(&p);
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --head mlp --hidden 8 "
+             "--epochs 1 --val_frac 0.4 --label_lpool 5", bin, d, tt_path("recon_lp.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --outputs single --head mlp "
+             "--hidden 8 --epochs 1 --label_lpool 5", bin, d, tt_path("recon_lp1.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--label_lpool 5: a span of 2..63 tokens, for a per-head"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --label_lpool 1", bin, d,
+             tt_path("recon_lp2.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2);
+}
+
 /* Reconstruction labels of a corpus, into d: shards with per-(layer, kv
  * head) scores in [0, 1], labels their normalised mean, no question rows; a
  * rerun resumes; another target is refused; read back with the streams. */
@@ -291,6 +331,7 @@ static void s_recon_train(const char *bin, const char *d, const char *ck) {
     free(second);
     free(metrics);
     s_recon_weights(bin, d);
+    s_recon_lpool(bin, d);
 }
 
 /* --calibrate: the same weights as ck's, and the knots; a single-score head
