@@ -28,6 +28,8 @@
 # REPEATS=1: tis train --repeats, whether the text around a token occurs earlier / later in the
 # context as two more inputs (docs/head.md "Repeated text"). STREAM_WEIGHTS=inv_sd|inv_var: tis
 # train --stream_weights (each stream's squared errors weighed by its targets' spread).
+# LABEL_LPOOL=N: tis train --label_lpool N (each target the maximum over its token and the N-1
+# after it: the head learns the span press's +lpoolN gives a score; docs/head.md "Spans").
 # REPEAT=N: N more label pieces that repeat themselves (scripts/repeat_corpus.py, from the corpus
 # files numbered REPEAT_FROM=300 on, past the training and validation ones; docs/head.md "Where the
 # heads lose needles"), labelled into WORK/rep-labels and trained on beside the corpus pieces.
@@ -152,5 +154,5 @@ fi
 "$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
   $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) \
-  $([ "${REPEATS:-0}" = 1 ] && echo --repeats) --stream_weights "${STREAM_WEIGHTS:-none}" --output "$out"
+  $([ "${REPEATS:-0}" = 1 ] && echo --repeats) ${LABEL_LPOOL:+--label_lpool "$LABEL_LPOOL"} --stream_weights "${STREAM_WEIGHTS:-none}" --output "$out"
 echo "[recon] wrote $out" >&2
