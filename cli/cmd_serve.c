@@ -50,7 +50,7 @@ static void s_usage(FILE *f) {
             "      --job_timeout_ms N   silence allowed to a worker busy with a job (default 600000)\n"
             "      --lease_ms N         a block handed between workers lives this long unless renewed;\n"
             "                           the coordinator renews those still waiting (default 30000)\n"
-            "      --kv_type T          the workers' KV cache element type: f16 (default), f32, bf16\n"
+            "      --kv_type T          the workers' KV cache element type: f16 (default), f32, bf16, q8_0\n"
             "      --http [HOST:]PORT   also serve the OpenAI-compatible HTTP API there (HOST default\n"
             "                           127.0.0.1; another address only when given; PORT 0: any free\n"
             "                           port, printed); its other settings: the config's http: block\n"

@@ -10,7 +10,13 @@
 static size_t s_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 bool kv_dtype_ok(int dtype) {
-    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16;
+    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16 || dtype == GGML_TYPE_Q8_0;
+}
+
+size_t kv_row_bytes(int dtype, int64_t head_dim) {
+    size_t b = 0;
+    if (!kv_dtype_ok(dtype) || head_dim <= 0 || quant_row_bytes(dtype, head_dim, &b)) return 0;
+    return b;
 }
 
 const char *kv_dtype_name(int dtype) {
@@ -18,6 +24,7 @@ const char *kv_dtype_name(int dtype) {
     case GGML_TYPE_F32: return "f32";
     case GGML_TYPE_F16: return "f16";
     case GGML_TYPE_BF16: return "bf16";
+    case GGML_TYPE_Q8_0: return "q8_0";
     default: return "?";
     }
 }
@@ -27,12 +34,15 @@ int kv_dtype_parse(const char *name) {
     if (!strcmp(name, "f32")) return GGML_TYPE_F32;
     if (!strcmp(name, "f16")) return GGML_TYPE_F16;
     if (!strcmp(name, "bf16")) return GGML_TYPE_BF16;
+    if (!strcmp(name, "q8_0")) return GGML_TYPE_Q8_0;
     return -1;
 }
 
 static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
     if (dtype == GGML_TYPE_F32) {
         memcpy(dst, x, (size_t)n * sizeof(float));
+    } else if (dtype == GGML_TYPE_Q8_0) {
+        quant_quantize_row(dtype, x, dst, n);
     } else {
         uint16_t *h = dst;
         if (dtype == GGML_TYPE_F16)
@@ -47,18 +57,21 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
 
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
     KV_HOST_ONLY(kv);
-    size_t at = (size_t)(i * kv->head_dim) * kv->esize;
+    size_t at = (size_t)i * kv->row_bytes;
     s_put_row(kv->dtype, (char *)kv_cache_k(kv, s) + at, k, kv->head_dim);
     s_put_row(kv->dtype, (char *)kv_cache_v(kv, s) + at, v, kv->head_dim);
 }
 
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst) {
     KV_HOST_ONLY(kv);
-    const char *src = (const char *)(which ? kv_cache_v(kv, s) : kv_cache_k(kv, s)) +
-                      (size_t)(i0 * kv->head_dim) * kv->esize;
+    const char *src = (const char *)(which ? kv_cache_v(kv, s) : kv_cache_k(kv, s)) + (size_t)i0 * kv->row_bytes;
     int64_t m = n * kv->head_dim;
     if (kv->dtype == GGML_TYPE_F32) {
         memcpy(dst, src, (size_t)m * sizeof(float));
+        return;
+    }
+    if (kv->dtype == GGML_TYPE_Q8_0) { /* whole rows: whole blocks */
+        quant_dequantize_row(kv->dtype, src, dst, m);
         return;
     }
     const uint16_t *h = (const uint16_t *)src;
@@ -72,12 +85,15 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
                            const int64_t *caps, int dtype, const tis_backend *be) {
     *out = NULL;
     if (be && backend_is_host(be)) be = NULL;
-    if (!kv_dtype_ok(dtype)) return tis_error(TIS_EINVAL, "kv: element type %d is not f32, f16 or bf16", dtype);
-    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+    if (!kv_dtype_ok(dtype)) return tis_error(TIS_EINVAL, "kv: element type %d is not f32, f16, bf16 or q8_0", dtype);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
         n_kv_head > 4096 || head_dim > 4096)
         return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld x %lld", (long long)n_layer,
                          (long long)n_kv_head, (long long)head_dim);
+    size_t row = kv_row_bytes(dtype, head_dim);
+    if (!row)
+        return tis_error(TIS_EINVAL, "kv: a %s cache needs a head_dim that is a multiple of 32 (this model's: %lld)",
+                         kv_dtype_name(dtype), (long long)head_dim);
     int64_t ns = n_layer * n_kv_head;
     int64_t total = 0;
     for (int64_t s = 0; s < ns; s++) {
@@ -86,9 +102,8 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
         total += caps[s];
     }
     /* One host allocation, carved: k, v (on the host only), pos, off, cap, len. */
-    size_t kv_bytes = (size_t)total * (size_t)head_dim * es;
-    if (total > 0 && kv_bytes / (size_t)total / es != (size_t)head_dim)
-        return tis_error(TIS_ERANGE, "kv: size overflow");
+    size_t kv_bytes = (size_t)total * row;
+    if (total > 0 && kv_bytes / (size_t)total != row) return tis_error(TIS_ERANGE, "kv: size overflow");
     size_t host_kv = be ? 0 : kv_bytes;
     size_t sizes[6] = {host_kv, host_kv, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
@@ -117,7 +132,7 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     kv->head_dim = head_dim;
     kv->n_stream = ns;
     kv->dtype = dtype;
-    kv->esize = es;
+    kv->row_bytes = row;
     kv->mem = mem;
     kv->mem_bytes = bytes;
     kv->be = be;
@@ -210,7 +225,7 @@ int64_t kv_cache_entries(const kv_cache *kv) {
 }
 
 size_t kv_cache_entry_bytes(const kv_cache *kv) {
-    return 2 * (size_t)kv->head_dim * kv->esize + sizeof(int32_t);
+    return 2 * kv->row_bytes + sizeof(int32_t);
 }
 
 size_t kv_cache_bytes_used(const kv_cache *kv) { return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv); }
@@ -244,7 +259,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         kv_cache_destroy(&kv);
         return rc;
     }
-    size_t row = (size_t)hd * src->esize;
+    size_t row = src->row_bytes;
     for (int64_t s = 0; s < ns; s++) {
         const char *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
         const int32_t *P = kv_cache_pos(src, s);
@@ -273,7 +288,7 @@ size_t kv_cache_block_bytes(const kv_cache *kv) {
 void kv_cache_block_write(const kv_cache *kv, void *dst) {
     KV_HOST_ONLY(kv);
     char *p = dst;
-    size_t row = (size_t)kv->head_dim * kv->esize;
+    size_t row = kv->row_bytes;
     for (int64_t s = 0; s < kv->n_stream; s++) {
         size_t n = (size_t)kv->len[s];
         memcpy(p, kv_cache_k(kv, s), n * row);
@@ -294,15 +309,15 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
                         const void *block, size_t block_len, int64_t extra) {
     *out = NULL;
     if (!kv_dtype_ok(dtype))
-        return tis_error(TIS_EUNSUPPORTED, "kv: a block of element type %d (f32 = 0, f16 = 1, bf16 = 30 are read)",
-                         dtype);
-    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+        return tis_error(TIS_EUNSUPPORTED,
+                         "kv: a block of element type %d (f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 are read)", dtype);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
-        head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX)
-        return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld", (long long)n_layer,
-                         (long long)n_kv_head, (long long)head_dim);
+        head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX || !kv_row_bytes(dtype, head_dim))
+        return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld of %s", (long long)n_layer,
+                         (long long)n_kv_head, (long long)head_dim, kv_dtype_name(dtype));
     int64_t ns = n_layer * n_kv_head;
-    size_t per = 2 * (size_t)head_dim * es + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
+    size_t row = kv_row_bytes(dtype, head_dim);
+    size_t per = 2 * row + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -323,7 +338,6 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
         return rc;
     }
     const char *p = block;
-    size_t row = (size_t)head_dim * es;
     for (int64_t s = 0; s < ns; s++) {
         size_t n = (size_t)stream_len[s];
         memcpy(kv_cache_k(kv, s), p, n * row);
@@ -376,7 +390,7 @@ static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
 /* Copies k, v and bias (all rows, filled or not: two or three transfers)
  * from src to dst, same layout, across host and backend memory. */
 static int s_copy_rows(kv_cache *dst, const kv_cache *src) {
-    size_t kvb = (size_t)s_rows(src) * (size_t)src->head_dim * src->esize, bb = (size_t)s_rows(src) * sizeof(float);
+    size_t kvb = (size_t)s_rows(src) * src->row_bytes, bb = (size_t)s_rows(src) * sizeof(float);
     const tis_backend *be = dst->be ? dst->be : src->be;
     if (!be || backend_is_host(be)) {
         memcpy(dst->k, src->k, kvb);

@@ -9,8 +9,11 @@
  * a new cache whose caps follow the kept counts, so memory really shrinks.
  *
  * Element type (dtype, a ggml type id): keys and values are stored as F16
- * (the default, forward_kv_new), F32 or BF16; positions are int32 and the
- * attention bias f32 whatever the dtype. The forward pass writes through
+ * (the default, forward_kv_new), F32, BF16 or Q8_0 (blocks of 32: an f16
+ * scale and 32 int8, 34 bytes for 32 elements: 0.53x the f16 bytes; a
+ * head_dim that is a multiple of 32); positions are int32 and the
+ * attention bias f32 whatever the dtype. A row (one entry's key or value,
+ * head_dim elements) is row_bytes bytes. The forward pass writes through
  * the backend's kv_append, other host writers through kv_cache_put;
  * readers that want floats go through kv_cache_rows_f32; the attention
  * kernels read the stored type directly (kv_view.dtype). */
@@ -26,10 +29,10 @@
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_stream;   /* n_layer * n_kv_head */
-    int dtype;          /* GGML_TYPE_F16 / F32 / BF16: the type of k and v */
-    size_t esize;       /* bytes of one element of k or v */
-    void *k;            /* [sum cap][head_dim] of dtype, keys after RoPE */
-    void *v;            /* [sum cap][head_dim] of dtype */
+    int dtype;          /* GGML_TYPE_F16 / F32 / BF16 / Q8_0: the type of k and v */
+    size_t row_bytes;   /* bytes of one entry's key (or value) row: head_dim elements of dtype */
+    void *k;            /* [sum cap] rows of row_bytes, keys after RoPE */
+    void *v;            /* [sum cap] rows of row_bytes */
     int32_t *pos;       /* [sum cap] original positions */
     int64_t *off;       /* [n_stream] first entry of each stream */
     int64_t *cap;       /* [n_stream] entries reserved */
@@ -48,9 +51,13 @@ typedef struct kv_cache {
     void *dev;
 } kv_cache;
 
-/* True for the element types a cache can hold (F32, F16, BF16). */
+/* True for the element types a cache can hold (F32, F16, BF16, Q8_0). */
 bool kv_dtype_ok(int dtype);
-/* "f16", "f32", "bf16" (or "?"); kv_dtype_parse is its inverse (-1: none). */
+/* Bytes of one row of head_dim elements of dtype, or 0 when dtype cannot
+ * hold such a row (not a cache type, or Q8_0 with head_dim not a multiple
+ * of 32). */
+size_t kv_row_bytes(int dtype, int64_t head_dim);
+/* "f16", "f32", "bf16", "q8_0" (or "?"); kv_dtype_parse is its inverse (-1: none). */
 const char *kv_dtype_name(int dtype);
 int kv_dtype_parse(const char *name);
 
@@ -93,10 +100,10 @@ static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t kv_he
 }
 /* The first key / value row of stream s, in the cache's dtype. */
 static inline void *kv_cache_k(const kv_cache *kv, int64_t s) {
-    return (char *)kv->k + (size_t)(kv->off[s] * kv->head_dim) * kv->esize;
+    return (char *)kv->k + (size_t)kv->off[s] * kv->row_bytes;
 }
 static inline void *kv_cache_v(const kv_cache *kv, int64_t s) {
-    return (char *)kv->v + (size_t)(kv->off[s] * kv->head_dim) * kv->esize;
+    return (char *)kv->v + (size_t)kv->off[s] * kv->row_bytes;
 }
 static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
     return kv->pos + kv->off[s];

@@ -229,7 +229,7 @@ int model_load(model **out, const char *path) {
     const char *kvt = getenv("TIS_KV_TYPE");
     m->kv_type = kvt && *kvt ? kv_dtype_parse(kvt) : GGML_TYPE_F16;
     if (m->kv_type < 0) {
-        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32 or bf16", kvt);
+        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32, bf16 or q8_0", kvt);
         goto fail;
     }
     if (S_ISDIR(sb.st_mode)) {

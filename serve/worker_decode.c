@@ -92,7 +92,7 @@ int worker_decode_accept(self_t *s, const Tis__Envelope *env) {
         lay->n_stream_len != (size_t)(c->n_layer * c->n_kv_head))
         return tis_error(TIS_EINVAL, "the block's layout does not fit this model");
     if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
-        return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), bf16 (30)",
+        return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), q8_0 (8), bf16 (30)",
                          lay->dtype);
     switch (devpool_path(j->kv, fetch_is_remote(j->kv), s->dpeers.ops != NULL)) {
     case BLOCK_PATH_FETCH: return s_fetch_start(s, env); /* another host, or a device block for a cpu worker */

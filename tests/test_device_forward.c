@@ -84,7 +84,7 @@ done:
 /* Two host caches hold the same entries, bit for bit. */
 static bool s_same_cache(const kv_cache *a, const kv_cache *b) {
     if (!a || !b || a->n_stream != b->n_stream || a->n_past != b->n_past || a->dtype != b->dtype) return false;
-    size_t row = (size_t)a->head_dim * a->esize;
+    size_t row = a->row_bytes;
     for (int64_t s = 0; s < a->n_stream; s++) {
         int64_t n = a->len[s];
         if (n != b->len[s]) return false;

@@ -450,6 +450,28 @@ static void s_cli(const char *tiny, const char *data) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "give NAME=PATH"));
     snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown benchmark"));
+    /* a q8_0 cache: every path (observed prefill, scoring, compaction, batched decode) on a model
+     * whose head_dim (32) holds whole blocks; the tiny model's 16 is refused, saying why */
+    char tiny32[512];
+    snprintf(tiny32, sizeof tiny32, "%s", tt_path("tiny_hd32.gguf"));
+    tiny_spec sp = tiny_spec_default();
+    sp.d_model = 128;
+    TT_OK(tiny_model_write(tiny32, &sp));
+    snprintf(args, sizeof args,
+             "eval -m '%s' --dataset '%s' --baseline full streaming knorm h2o snapkv oracle --cache_budgets 0.5 "
+             "--protocol both --max_new 4 --kv_type q8_0 --batch 4 --output '%s' --no_plots -t 1",
+             tiny32, data, tt_path("res/q8.csv"));
+    rc = tt_tis(args, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    txt = tt_read_file(tt_path("res/q8.csv"), &len);
+    lines = 0;
+    for (const char *q = txt; q && (q = strstr(q, "\njsonl,")); q++) lines++;
+    TT_CHECK(lines == 3 * 2 * 6);
+    free(txt);
+    snprintf(args, sizeof args, "eval -m '%s' --dataset '%s' --kv_type q8_0 --output '%s' --no_plots", tiny, data,
+             tt_path("res/q8b.csv"));
+    TT_CHECK(tt_tis(args, out, sizeof out) != 0 && strstr(out, "multiple of 32"));
     TT_CHECK(tt_tis("eval --cache_budgets 0 ", out, sizeof out) == 2);
     TT_CHECK(tt_tis("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
 }

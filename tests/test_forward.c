@@ -567,11 +567,11 @@ static void s_check_softmax(void) {
 static void s_no_obs(void *u, int64_t layer, int64_t head, int64_t q0, int64_t nq, const float *p, int64_t nk) {}
 
 static void s_check_attention_paths(void) {
-    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 caches");
-    const int types[3] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 / q8_0 caches");
+    const int types[4] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0};
     const int64_t lens[4] = {1, 5, 300, 1037}; /* per kv head; T <= each */
     uint64_t rng = 77;
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
         for (int64_t T = 1; T <= 16; T += 15)
             for (int bias = 0; bias < 2; bias++) {
                 const int64_t hd = 64, nkv = 4, group = 3, nh = nkv * group;
@@ -604,6 +604,41 @@ static void s_check_attention_paths(void) {
                 free(q), free(a), free(b);
                 kv_cache_destroy(&kv);
             }
+}
+
+/* A q8_0 cache attends as an f32 cache holding its dequantised rows (both
+ * paths: what the kernels read is what kv_cache_rows_f32 gives). */
+static void s_check_attention_q8_0(void) {
+    TT_CASE("attention: a q8_0 cache = an f32 cache of its dequantised rows");
+    const int64_t hd = 64, nkv = 2, group = 2, nh = nkv * group, L = 200;
+    uint64_t rng = 5;
+    kv_cache *q8 = NULL, *f = NULL;
+    TT_OK(kv_cache_new(&q8, 1, nkv, hd, L, GGML_TYPE_Q8_0));
+    TT_OK(kv_cache_new(&f, 1, nkv, hd, L, GGML_TYPE_F32));
+    if (!q8 || !f) return;
+    float k[64], v[64], kd[64], vd[64];
+    for (int64_t s = 0; s < nkv; s++) {
+        for (int64_t i = 0; i < L; i++) {
+            for (int d = 0; d < hd; d++) k[d] = 3 * tt_randf(&rng), v[d] = tt_randf(&rng) - 0.5f;
+            kv_cache_put(q8, s, i, k, v);
+            kv_cache_rows_f32(q8, s, 0, i, 1, kd);
+            kv_cache_rows_f32(q8, s, 1, i, 1, vd);
+            kv_cache_put(f, s, i, kd, vd);
+        }
+        q8->len[s] = f->len[s] = L;
+    }
+    for (int64_t T = 1; T <= 40; T += 39) { /* the decode path, then the sgemm one */
+        float *q = malloc((size_t)(T * nh * hd) * sizeof(float));
+        float *a = malloc((size_t)(T * nh * hd) * sizeof(float)), *b = malloc((size_t)(T * nh * hd) * sizeof(float));
+        for (int64_t i = 0; i < T * nh * hd; i++) q[i] = tt_randf(&rng);
+        kv_view vq = kv_cache_view(q8), vf = kv_cache_view(f);
+        TT_OK(backend_cpu()->attention(NULL, a, q, &vq, 0, T, nh, NULL));
+        TT_OK(backend_cpu()->attention(NULL, b, q, &vf, 0, T, nh, NULL));
+        TT_CHECK(s_maxdiff(a, b, T * nh * hd) < 1e-5);
+        free(q), free(a), free(b);
+    }
+    kv_cache_destroy(&q8);
+    kv_cache_destroy(&f);
 }
 
 /* Prefill attention over the thread pool: (head, block) tiles unobserved,
@@ -737,6 +772,7 @@ static void s_check_batch_invariance(void) {
 
 int main(void) {
     s_check_attention_paths();
+    s_check_attention_q8_0();
     s_check_prefill_pool();
     tiny_spec sp = tiny_spec_default();
     s_check_model("llama, GQA 4:2, tied, f32", &sp);

@@ -5,6 +5,7 @@
 
 #include "kv.h"
 #include "quant.h"
+#include "tis_error.h"
 #include "tt.h"
 
 /* f16 and bf16 caches: half the bytes per element, values stored rounded
@@ -17,7 +18,7 @@ static void s_half_types(void) {
         kv_cache *kv = NULL, *c = NULL, *back = NULL;
         TT_OK(kv_cache_new(&kv, 2, 2, 8, 6, types[t]));
         if (!kv) continue;
-        TT_CHECK(kv->dtype == types[t] && kv->esize == 2);
+        TT_CHECK(kv->dtype == types[t] && kv->row_bytes == 2 * (size_t)kv->head_dim);
         TT_CHECK(kv_cache_bytes_reserved(kv) == 4 * 6 * (2 * 8 * 2 + 4));
         float k[8], v[8], got[8 * 6];
         for (int64_t s = 0; s < 4; s++) {
@@ -62,8 +63,73 @@ static void s_half_types(void) {
     }
     TT_CASE("element type names");
     TT_CHECK(kv_dtype_parse("f16") == GGML_TYPE_F16 && kv_dtype_parse("bf16") == GGML_TYPE_BF16 &&
-             kv_dtype_parse("f32") == GGML_TYPE_F32 && kv_dtype_parse("q8_0") == -1 && kv_dtype_parse(NULL) == -1);
-    TT_CHECK(!strcmp(kv_dtype_name(GGML_TYPE_F16), "f16") && !strcmp(kv_dtype_name(7), "?"));
+             kv_dtype_parse("f32") == GGML_TYPE_F32 && kv_dtype_parse("q8_0") == GGML_TYPE_Q8_0 &&
+             kv_dtype_parse("q4_0") == -1 && kv_dtype_parse(NULL) == -1);
+    TT_CHECK(!strcmp(kv_dtype_name(GGML_TYPE_F16), "f16") && !strcmp(kv_dtype_name(GGML_TYPE_Q8_0), "q8_0") &&
+             !strcmp(kv_dtype_name(7), "?"));
+}
+
+/* A q8_0 cache: rows of 64 elements in two blocks (2 x 34 bytes, 0.53x
+ * f16's), each element within half a step (the block's max |x| / 127,
+ * with the scale rounded to f16) of what was put; compaction and the
+ * block keep the bytes; a head_dim that is not a multiple of 32 refused. */
+static void s_q8_0(void) {
+    TT_CASE("q8_0 cache");
+    kv_cache *kv = NULL, *c = NULL, *back = NULL;
+    TT_FAILS(kv_cache_new(&kv, 2, 2, 48, 4, GGML_TYPE_Q8_0), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "multiple of 32"));
+    TT_CHECK(kv_row_bytes(GGML_TYPE_Q8_0, 64) == 68 && kv_row_bytes(GGML_TYPE_Q8_0, 48) == 0 &&
+             kv_row_bytes(GGML_TYPE_F16, 48) == 96 && kv_row_bytes(GGML_TYPE_Q4_0, 64) == 0);
+    TT_OK(kv_cache_new(&kv, 2, 2, 64, 6, GGML_TYPE_Q8_0));
+    if (!kv) return;
+    TT_CHECK(kv->row_bytes == 68 && kv_cache_entry_bytes(kv) == 2 * 68 + 4);
+    float k[64], v[64], got[64];
+    bool close = true;
+    for (int64_t s = 0; s < 4; s++) {
+        for (int64_t i = 0; i < 5; i++) {
+            for (int d = 0; d < 64; d++) {
+                k[d] = 0.37f * (float)(s + 1) * (float)(i - d % 9) + 0.013f * (float)d;
+                v[d] = -1.7f * k[d] + 3.0f * (float)(d >= 32); /* two blocks of different ranges */
+            }
+            kv_cache_put(kv, s, i, k, v);
+            kv_cache_pos(kv, s)[i] = (int32_t)i;
+            for (int which = 0; which < 2; which++) {
+                const float *x = which ? v : k;
+                kv_cache_rows_f32(kv, s, which, i, 1, got);
+                for (int b = 0; b < 2; b++) {
+                    float amax = 0;
+                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d]));
+                    /* half a step of amax / 127, the f16 scale's relative error 2^-11 on up to 127 steps */
+                    double tol = amax / 127.0 * (0.5 + 127.0 / 2048) + 1e-6;
+                    for (int d = 32 * b; d < 32 * b + 32; d++) close &= fabs(got[d] - x[d]) <= tol;
+                }
+            }
+        }
+        kv->len[s] = 5;
+    }
+    TT_CHECK(close);
+    kv->n_past = 5;
+    uint8_t keep[24] = {0};
+    for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
+    TT_OK(kv_cache_compact(&c, kv, keep, 1));
+    if (c) {
+        TT_CHECK(c->dtype == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4));
+        for (int64_t s = 0; s < 4; s++)
+            TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 68, (char *)kv_cache_k(kv, s) + 3 * 68, 68) == 0 &&
+                     kv_cache_pos(c, s)[1] == 3);
+        size_t nb = kv_cache_block_bytes(c);
+        char *blk = malloc(nb);
+        kv_cache_block_write(c, blk);
+        int64_t lens[4] = {2, 2, 2, 2};
+        TT_OK(kv_cache_block_read(&back, 2, 2, 64, GGML_TYPE_Q8_0, lens, 5, false, blk, nb, 0));
+        for (int64_t s = 0; back && s < 4; s++) TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 68) == 0);
+        kv_cache_destroy(&back);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, GGML_TYPE_F16, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 48, GGML_TYPE_Q8_0, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+        free(blk);
+    }
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&kv);
 }
 
 int main(void) {
@@ -171,5 +237,6 @@ int main(void) {
     }
     kv_cache_destroy(&kv);
     s_half_types();
+    s_q8_0();
     return tt_done("test_kv");
 }

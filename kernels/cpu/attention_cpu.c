@@ -1,5 +1,6 @@
 /* attention_cpu: the CPU backend's attention over a (possibly compacted,
- * ragged) KV cache whose keys and values are f32, f16 or bf16.
+ * ragged) KV cache whose keys and values are f32, f16, bf16 or q8_0 (read
+ * as f32 rows: dequantised CHUNK rows at a time, or a stream at a time).
  *
  * Two paths, the same arithmetic up to summation order:
  *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
@@ -64,6 +65,8 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
 #endif
         const uint16_t *h = src;
         for (int64_t i = 0; i < n; i++) dst[i] = quant_f16_to_f32(h[i]);
+    } else if (dtype == GGML_TYPE_Q8_0) { /* whole rows: whole blocks of 32 */
+        quant_dequantize_row(dtype, src, dst, n);
     } else { /* bf16: the high half of an f32 */
         const uint16_t *h = src;
         uint32_t *u = (uint32_t *)dst;
@@ -71,7 +74,11 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
     }
 }
 
-static size_t s_esize(int dtype) { return dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t); }
+/* Bytes of one key or value row of hd elements (kv_cache.row_bytes). */
+static size_t s_row_bytes(int dtype, int64_t hd) {
+    size_t b = 0;
+    return quant_row_bytes(dtype, hd, &b) ? 0 : b;
+}
 
 /* ---- decode-sized batches: heads over the pool ------------------------------ */
 
@@ -88,7 +95,7 @@ static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
     const kv_view *kv = j->kv;
     int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h / j->group;
     int64_t L = kv->len[s], n_old = L - T;
-    size_t es = s_esize(kv->dtype), row_bytes = (size_t)hd * es;
+    size_t row_bytes = s_row_bytes(kv->dtype, hd);
     const char *K = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
     const char *V = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
     const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
@@ -208,7 +215,7 @@ static float *s_conv_scratch(size_t floats) { return s_grow_scratch(&C, floats);
  * converted into this thread's C scratch (NULL: out of memory). */
 static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const float **V) {
     const kv_view *kv = j->kv;
-    size_t row_bytes = (size_t)j->hd * s_esize(kv->dtype);
+    size_t row_bytes = s_row_bytes(kv->dtype, j->hd);
     const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
     const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
     if (kv->dtype == GGML_TYPE_F32) {
@@ -318,8 +325,11 @@ static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t laye
 
 int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                   const attn_observer *obs) {
-    if (kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16)
-        return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d", kv->dtype);
+    if ((kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16 &&
+         kv->dtype != GGML_TYPE_Q8_0) ||
+        !s_row_bytes(kv->dtype, kv->head_dim))
+        return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d with head_dim %lld", kv->dtype,
+                         (long long)kv->head_dim);
     int64_t max_len = 0;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
         int64_t l = kv->len[layer * kv->n_kv_head + h];

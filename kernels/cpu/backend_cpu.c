@@ -355,6 +355,10 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
         memcpy(dst, x, (size_t)n * sizeof(float));
         return;
     }
+    if (dtype == GGML_TYPE_Q8_0) {
+        quant_quantize_row(dtype, x, dst, n);
+        return;
+    }
     uint16_t *h = dst;
     if (dtype == GGML_TYPE_F16)
         for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_f16(x[i]);
@@ -365,9 +369,11 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *k, const float *v, int64_t T) {
     (void)ctx;
-    if (dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16)
-        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16 or bf16)", dtype);
-    size_t es = dtype == GGML_TYPE_F32 ? sizeof(float) : sizeof(uint16_t), row = (size_t)hd * es;
+    size_t row = 0;
+    if ((dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16 && dtype != GGML_TYPE_Q8_0) ||
+        quant_row_bytes(dtype, hd, &row))
+        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
+                                     "multiple of 32)", dtype);
     int64_t kd = n_kv * hd;
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
