@@ -24,7 +24,7 @@ static void s_what(char *buf, size_t cap, const cli_opt *o) {
         break;
     case CLI_OPT_F32:
     case CLI_OPT_F32S: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
-    case CLI_OPT_KV_TYPE: snprintf(buf, cap, " (f16, f32 or bf16)"); break;
+    case CLI_OPT_KV_TYPE: snprintf(buf, cap, " (f16, f32, bf16 or q8_0; KEYS,VALUES for two)"); break;
     default: buf[0] = 0; break;
     }
 }
@@ -89,7 +89,7 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
         switch (o->kind) {
         case CLI_OPT_STR: *(const char **)o->dst = v; break;
         case CLI_OPT_KV_TYPE: /* for every model this process and its workers load */
-            ok = kv_dtype_parse(v) >= 0 && setenv("TIS_KV_TYPE", v, 1) == 0;
+            ok = kv_types_parse(v, &(kv_types){0}) == 0 && setenv("TIS_KV_TYPE", v, 1) == 0;
             break;
         case CLI_OPT_I64: ok = cli_parse_i64(v, o->lo, o->hi, (int64_t *)o->dst); break;
         case CLI_OPT_F32: ok = cli_parse_f32(v, o->flo, o->fhi, (float *)o->dst); break;

@@ -182,10 +182,11 @@ static int s_bench_speed(const model *m, const tis_backend *be, int64_t n_prompt
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((rng >> 33) % (uint64_t)m->config.n_vocab);
     }
+    char kvn[32];
     printf("model: %s (%s, %.1f M params, weights %.0f MiB in place) | backend %s (OpenBLAS %s) | threads %d | "
            "%ld cores online | KV %s, decode activations %s\n",
            m->config.name, m->format, (double)m->n_params / 1e6, (double)m->weights_bytes / 1048576.0, be->name,
-           openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN), kv_dtype_name(m->kv_type),
+           openblas_get_corename(), nthreads, sysconf(_SC_NPROCESSORS_ONLN), kv_types_name(m->kv_type, kvn, sizeof kvn),
            backend_is_host(be) && !backend_cpu_f32_act() ? "q8" : "f32");
     /* One untimed warm-up of each test: page in the weights, size caches. */
     for (int r = -1; r < (int)reps; r++) {

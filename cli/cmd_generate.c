@@ -120,13 +120,14 @@ static int s_generate(const model *m, const tis_backend *be, const gen_opts *o, 
         cli_fail("generating");
     } else {
         printf("\n");
+        char kvn[32];
         if (!o->quiet)
             fprintf(stderr,
                     "[tis] %s | %lld prompt tokens: %.1f tok/s | %lld generated: %.1f tok/s | "
                     "%s | threads %d | KV %.2f MiB %s, activations %s%s\n",
                     m->config.name, (long long)gs.n_prompt, gs.n_prompt / (gs.prefill_s + 1e-12),
                     (long long)gs.n_new, gs.n_new > 1 ? (gs.n_new - 1) / (gs.decode_s + 1e-12) : 0.0, o->device,
-                    nthreads, (double)kv_cache_bytes_used(kv) / 1048576.0, kv_dtype_name(kv->dtype),
+                    nthreads, (double)kv_cache_bytes_used(kv) / 1048576.0, kv_types_name((kv_types){kv->k_type, kv->v_type}, kvn, sizeof kvn),
                     backend_is_host(be) && !backend_cpu_f32_act() ? "q8" : "f32",
                     gs.stopped_eog ? " | stopped at EOG" : "");
         rc = 0;

@@ -143,7 +143,7 @@ const model *forward_model(const forward_state *st) { return st->m; }
 const rope_params *forward_rope_params(const forward_state *st) { return &st->rp; }
 
 int forward_kv_new(const model *m, int64_t cap, kv_cache **out) {
-    return kv_cache_new(out, m->config.n_layer, m->config.n_kv_head, m->config.head_dim, cap, m->kv_type);
+    return forward_kv_new_on(m, NULL, cap, out);
 }
 
 int forward_kv_new_on(const model *m, const tis_backend *be, int64_t cap, kv_cache **out) {
@@ -240,7 +240,7 @@ static int s_append(forward_state *st, kv_cache *kv, int64_t l, int64_t r0, int6
     int64_t hd = kv->head_dim, nkv = kv->n_kv_head, kd = nkv * hd;
     for (int64_t h = 0; h < nkv; h++) st->at[h] = kv->off[kv_stream(kv, l, h)] + kv->len[kv_stream(kv, l, h)];
     if (be->kv_append) {
-        int rc = be->kv_append(be->ctx, kv->k, kv->v, kv->bias, kv->dtype, hd, nkv, st->at, st->k + r0 * kd,
+        int rc = be->kv_append(be->ctx, kv->k, kv->v, kv->bias, kv->k_type, kv->v_type, hd, nkv, st->at, st->k + r0 * kd,
                                st->v + r0 * kd, Ti);
         if (rc) return rc;
     }

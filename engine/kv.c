@@ -1,6 +1,7 @@
 /* kv: KV cache allocation and accounting. */
 #include "kv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,32 @@ int kv_dtype_parse(const char *name) {
     return -1;
 }
 
+int kv_types_parse(const char *s, kv_types *out) {
+    if (!s) return -1;
+    const char *comma = strchr(s, ',');
+    if (!comma) {
+        int t = kv_dtype_parse(s);
+        if (t < 0) return -1;
+        *out = kv_types_of(t);
+        return 0;
+    }
+    char k[16];
+    size_t n = (size_t)(comma - s);
+    if (n >= sizeof k) return -1;
+    memcpy(k, s, n);
+    k[n] = 0;
+    int kt = kv_dtype_parse(k), vt = kv_dtype_parse(comma + 1);
+    if (kt < 0 || vt < 0) return -1;
+    *out = (kv_types){kt, vt};
+    return 0;
+}
+
+const char *kv_types_name(kv_types t, char *buf, size_t cap) {
+    if (t.k == t.v) snprintf(buf, cap, "%s", kv_dtype_name(t.k));
+    else snprintf(buf, cap, "%s,%s", kv_dtype_name(t.k), kv_dtype_name(t.v));
+    return buf;
+}
+
 static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
     if (dtype == GGML_TYPE_F32) {
         memcpy(dst, x, (size_t)n * sizeof(float));
@@ -57,43 +84,46 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
 
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
     KV_HOST_ONLY(kv);
-    size_t at = (size_t)i * kv->row_bytes;
-    s_put_row(kv->dtype, (char *)kv_cache_k(kv, s) + at, k, kv->head_dim);
-    s_put_row(kv->dtype, (char *)kv_cache_v(kv, s) + at, v, kv->head_dim);
+    s_put_row(kv->k_type, (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row, k, kv->head_dim);
+    s_put_row(kv->v_type, (char *)kv_cache_v(kv, s) + (size_t)i * kv->v_row, v, kv->head_dim);
 }
 
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst) {
     KV_HOST_ONLY(kv);
-    const char *src = (const char *)(which ? kv_cache_v(kv, s) : kv_cache_k(kv, s)) + (size_t)i0 * kv->row_bytes;
+    int type = which ? kv->v_type : kv->k_type;
+    const char *src = which ? (const char *)kv_cache_v(kv, s) + (size_t)i0 * kv->v_row
+                            : (const char *)kv_cache_k(kv, s) + (size_t)i0 * kv->k_row;
     int64_t m = n * kv->head_dim;
-    if (kv->dtype == GGML_TYPE_F32) {
+    if (type == GGML_TYPE_F32) {
         memcpy(dst, src, (size_t)m * sizeof(float));
         return;
     }
-    if (kv->dtype == GGML_TYPE_Q8_0) { /* whole rows: whole blocks */
-        quant_dequantize_row(kv->dtype, src, dst, m);
+    if (type == GGML_TYPE_Q8_0) { /* whole rows: whole blocks */
+        quant_dequantize_row(type, src, dst, m);
         return;
     }
     const uint16_t *h = (const uint16_t *)src;
-    if (kv->dtype == GGML_TYPE_F16)
+    if (type == GGML_TYPE_F16)
         for (int64_t j = 0; j < m; j++) dst[j] = quant_f16_to_f32(h[j]);
     else
         for (int64_t j = 0; j < m; j++) dst[j] = quant_bf16_to_f32(h[j]);
 }
 
 int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                           const int64_t *caps, int dtype, const tis_backend *be) {
+                           const int64_t *caps, kv_types types, const tis_backend *be) {
     *out = NULL;
     if (be && backend_is_host(be)) be = NULL;
-    if (!kv_dtype_ok(dtype)) return tis_error(TIS_EINVAL, "kv: element type %d is not f32, f16, bf16 or q8_0", dtype);
+    if (!kv_dtype_ok(types.k) || !kv_dtype_ok(types.v))
+        return tis_error(TIS_EINVAL, "kv: element types %d, %d: keys and values are f32, f16, bf16 or q8_0", types.k,
+                         types.v);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
         n_kv_head > 4096 || head_dim > 4096)
         return tis_error(TIS_EINVAL, "kv: bad shape %lld x %lld x %lld", (long long)n_layer,
                          (long long)n_kv_head, (long long)head_dim);
-    size_t row = kv_row_bytes(dtype, head_dim);
-    if (!row)
+    size_t k_row = kv_row_bytes(types.k, head_dim), v_row = kv_row_bytes(types.v, head_dim);
+    if (!k_row || !v_row)
         return tis_error(TIS_EINVAL, "kv: a %s cache needs a head_dim that is a multiple of 32 (this model's: %lld)",
-                         kv_dtype_name(dtype), (long long)head_dim);
+                         kv_dtype_name(k_row ? types.v : types.k), (long long)head_dim);
     int64_t ns = n_layer * n_kv_head;
     int64_t total = 0;
     for (int64_t s = 0; s < ns; s++) {
@@ -102,27 +132,27 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
         total += caps[s];
     }
     /* One host allocation, carved: k, v (on the host only), pos, off, cap, len. */
-    size_t kv_bytes = (size_t)total * row;
-    if (total > 0 && kv_bytes / (size_t)total != row) return tis_error(TIS_ERANGE, "kv: size overflow");
-    size_t host_kv = be ? 0 : kv_bytes;
-    size_t sizes[6] = {host_kv, host_kv, (size_t)total * sizeof(int32_t),
+    size_t k_bytes = (size_t)total * k_row, v_bytes = (size_t)total * v_row;
+    if (total > 0 && (k_bytes / (size_t)total != k_row || v_bytes / (size_t)total != v_row))
+        return tis_error(TIS_ERANGE, "kv: size overflow");
+    size_t sizes[6] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
                        (size_t)ns * sizeof(int64_t)};
     size_t bytes = 0;
     for (int i = 0; i < 6; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
     void *mem = bytes ? aligned_alloc(64, bytes) : NULL;
-    void *dev = be ? be->alloc(be->ctx, 2 * s_align64(kv_bytes)) : NULL;
+    void *dev = be ? be->alloc(be->ctx, s_align64(k_bytes) + s_align64(v_bytes)) : NULL;
     if (!kv || (bytes && !mem) || (be && !dev)) {
         free(kv);
         free(mem);
         if (dev) be->free(be->ctx, dev);
-        return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes%s", be ? 2 * kv_bytes : bytes,
+        return tis_error(TIS_ENOMEM, "kv: cannot allocate %zu bytes%s", be ? k_bytes + v_bytes : bytes,
                          be ? " of backend memory" : "");
     }
     char *p = mem;
     kv->k = be ? dev : (void *)p;                        p += s_align64(sizes[0]);
-    kv->v = be ? (char *)dev + s_align64(kv_bytes) : p;  p += s_align64(sizes[1]);
+    kv->v = be ? (char *)dev + s_align64(k_bytes) : p;   p += s_align64(sizes[1]);
     kv->pos = (int32_t *)p;  p += s_align64(sizes[2]);
     kv->off = (int64_t *)p;  p += s_align64(sizes[3]);
     kv->cap = (int64_t *)p;  p += s_align64(sizes[4]);
@@ -131,8 +161,10 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     kv->n_kv_head = n_kv_head;
     kv->head_dim = head_dim;
     kv->n_stream = ns;
-    kv->dtype = dtype;
-    kv->row_bytes = row;
+    kv->k_type = types.k;
+    kv->v_type = types.v;
+    kv->k_row = k_row;
+    kv->v_row = v_row;
     kv->mem = mem;
     kv->mem_bytes = bytes;
     kv->be = be;
@@ -151,7 +183,7 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
 
 int kv_cache_new_ragged(kv_cache **out, int64_t n_layer, int64_t n_kv_head,
                         int64_t head_dim, const int64_t *caps, int dtype) {
-    return kv_cache_new_ragged_on(out, n_layer, n_kv_head, head_dim, caps, dtype, NULL);
+    return kv_cache_new_ragged_on(out, n_layer, n_kv_head, head_dim, caps, kv_types_of(dtype), NULL);
 }
 
 int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
@@ -225,7 +257,7 @@ int64_t kv_cache_entries(const kv_cache *kv) {
 }
 
 size_t kv_cache_entry_bytes(const kv_cache *kv) {
-    return 2 * kv->row_bytes + sizeof(int32_t);
+    return kv->k_row + kv->v_row + sizeof(int32_t);
 }
 
 size_t kv_cache_bytes_used(const kv_cache *kv) { return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv); }
@@ -252,14 +284,15 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         caps[s] = n + extra;
     }
     kv_cache *kv = NULL;
-    int rc = kv_cache_new_ragged(&kv, src->n_layer, src->n_kv_head, hd, caps, src->dtype);
+    int rc = kv_cache_new_ragged_on(&kv, src->n_layer, src->n_kv_head, hd, caps,
+                                    (kv_types){src->k_type, src->v_type}, NULL);
     free(caps);
     if (!rc && src->bias) rc = kv_cache_enable_bias(kv);
     if (rc) {
         kv_cache_destroy(&kv);
         return rc;
     }
-    size_t row = src->row_bytes;
+    size_t kr = src->k_row, vr = src->v_row;
     for (int64_t s = 0; s < ns; s++) {
         const char *K = kv_cache_k(src, s), *V = kv_cache_v(src, s);
         const int32_t *P = kv_cache_pos(src, s);
@@ -268,8 +301,8 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         int64_t n = 0;
         for (int64_t i = 0; i < src->len[s]; i++) {
             if (keep && !keep[src->off[s] + i]) continue;
-            memcpy(K2 + (size_t)n * row, K + (size_t)i * row, row);
-            memcpy(V2 + (size_t)n * row, V + (size_t)i * row, row);
+            memcpy(K2 + (size_t)n * kr, K + (size_t)i * kr, kr);
+            memcpy(V2 + (size_t)n * vr, V + (size_t)i * vr, vr);
             P2[n] = P[i];
             if (src->bias) kv->bias[kv->off[s] + n] = src->bias[src->off[s] + i];
             n++;
@@ -288,13 +321,12 @@ size_t kv_cache_block_bytes(const kv_cache *kv) {
 void kv_cache_block_write(const kv_cache *kv, void *dst) {
     KV_HOST_ONLY(kv);
     char *p = dst;
-    size_t row = kv->row_bytes;
     for (int64_t s = 0; s < kv->n_stream; s++) {
         size_t n = (size_t)kv->len[s];
-        memcpy(p, kv_cache_k(kv, s), n * row);
-        p += n * row;
-        memcpy(p, kv_cache_v(kv, s), n * row);
-        p += n * row;
+        memcpy(p, kv_cache_k(kv, s), n * kv->k_row);
+        p += n * kv->k_row;
+        memcpy(p, kv_cache_v(kv, s), n * kv->v_row);
+        p += n * kv->v_row;
         memcpy(p, kv_cache_pos(kv, s), n * sizeof(int32_t));
         p += n * sizeof(int32_t);
         if (kv->bias) {
@@ -305,19 +337,21 @@ void kv_cache_block_write(const kv_cache *kv, void *dst) {
 }
 
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        int dtype, const int64_t *stream_len, int64_t n_past, bool bias,
+                        kv_types types, const int64_t *stream_len, int64_t n_past, bool bias,
                         const void *block, size_t block_len, int64_t extra) {
     *out = NULL;
-    if (!kv_dtype_ok(dtype))
+    if (!kv_dtype_ok(types.k) || !kv_dtype_ok(types.v))
         return tis_error(TIS_EUNSUPPORTED,
-                         "kv: a block of element type %d (f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 are read)", dtype);
+                         "kv: a block of element types %d, %d (f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 are read)",
+                         types.k, types.v);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
-        head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX || !kv_row_bytes(dtype, head_dim))
-        return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld of %s", (long long)n_layer,
-                         (long long)n_kv_head, (long long)head_dim, kv_dtype_name(dtype));
+        head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX || !kv_row_bytes(types.k, head_dim) ||
+        !kv_row_bytes(types.v, head_dim))
+        return tis_error(TIS_EFORMAT, "kv: bad block layout %lld x %lld x %lld of %s, %s", (long long)n_layer,
+                         (long long)n_kv_head, (long long)head_dim, kv_dtype_name(types.k), kv_dtype_name(types.v));
     int64_t ns = n_layer * n_kv_head;
-    size_t row = kv_row_bytes(dtype, head_dim);
-    size_t per = 2 * row + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
+    size_t kr = kv_row_bytes(types.k, head_dim), vr = kv_row_bytes(types.v, head_dim);
+    size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -330,7 +364,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     if (!caps) return tis_error(TIS_ENOMEM, "kv: out of memory");
     for (int64_t s = 0; s < ns; s++) caps[s] = stream_len[s] + extra;
     kv_cache *kv = NULL;
-    int rc = kv_cache_new_ragged(&kv, n_layer, n_kv_head, head_dim, caps, dtype);
+    int rc = kv_cache_new_ragged_on(&kv, n_layer, n_kv_head, head_dim, caps, types, NULL);
     free(caps);
     if (!rc && bias) rc = kv_cache_enable_bias(kv);
     if (rc) {
@@ -340,10 +374,10 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     const char *p = block;
     for (int64_t s = 0; s < ns; s++) {
         size_t n = (size_t)stream_len[s];
-        memcpy(kv_cache_k(kv, s), p, n * row);
-        p += n * row;
-        memcpy(kv_cache_v(kv, s), p, n * row);
-        p += n * row;
+        memcpy(kv_cache_k(kv, s), p, n * kr);
+        p += n * kr;
+        memcpy(kv_cache_v(kv, s), p, n * vr);
+        p += n * vr;
         memcpy(kv_cache_pos(kv, s), p, n * sizeof(int32_t));
         p += n * sizeof(int32_t);
         if (bias) {
@@ -367,14 +401,15 @@ kv_view kv_cache_view(const kv_cache *kv) {
     /* streams are laid out in order: the last one ends the arrays */
     int64_t rows = s_rows(kv);
     return (kv_view){.n_layer = kv->n_layer, .n_kv_head = kv->n_kv_head, .head_dim = kv->head_dim,
-                     .n_entries = rows, .dtype = kv->dtype, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
+                     .n_entries = rows, .k_type = kv->k_type, .v_type = kv->v_type, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
                      .len = kv->len};
 }
 
 /* A copy of src's layout and host arrays in a new cache of be's (NULL:
  * the host), k, v and bias still to be filled. */
 static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
-    int rc = kv_cache_new_ragged_on(out, src->n_layer, src->n_kv_head, src->head_dim, src->cap, src->dtype, be);
+    int rc = kv_cache_new_ragged_on(out, src->n_layer, src->n_kv_head, src->head_dim, src->cap,
+                                    (kv_types){src->k_type, src->v_type}, be);
     if (!rc && src->bias) rc = kv_cache_enable_bias(*out);
     if (rc) {
         kv_cache_destroy(out);
@@ -390,17 +425,18 @@ static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
 /* Copies k, v and bias (all rows, filled or not: two or three transfers)
  * from src to dst, same layout, across host and backend memory. */
 static int s_copy_rows(kv_cache *dst, const kv_cache *src) {
-    size_t kvb = (size_t)s_rows(src) * src->row_bytes, bb = (size_t)s_rows(src) * sizeof(float);
+    size_t kb = (size_t)s_rows(src) * src->k_row, vb = (size_t)s_rows(src) * src->v_row;
+    size_t bb = (size_t)s_rows(src) * sizeof(float);
     const tis_backend *be = dst->be ? dst->be : src->be;
     if (!be || backend_is_host(be)) {
-        memcpy(dst->k, src->k, kvb);
-        memcpy(dst->v, src->v, kvb);
+        memcpy(dst->k, src->k, kb);
+        memcpy(dst->v, src->v, vb);
         if (src->bias) memcpy(dst->bias, src->bias, bb);
         return 0;
     }
     int (*cp)(void *, void *, const void *, size_t) = dst->be ? be->upload : be->download;
-    int rc = cp(be->ctx, dst->k, src->k, kvb);
-    if (!rc) rc = cp(be->ctx, dst->v, src->v, kvb);
+    int rc = cp(be->ctx, dst->k, src->k, kb);
+    if (!rc) rc = cp(be->ctx, dst->v, src->v, vb);
     if (!rc && src->bias) rc = cp(be->ctx, dst->bias, src->bias, bb);
     return rc;
 }

@@ -8,15 +8,15 @@
  * fresh cache has the same cap for every stream; compaction (press/) builds
  * a new cache whose caps follow the kept counts, so memory really shrinks.
  *
- * Element type (dtype, a ggml type id): keys and values are stored as F16
+ * Element types (ggml type ids, kv_types: keys' and values' apart): F16
  * (the default, forward_kv_new), F32, BF16 or Q8_0 (blocks of 32: an f16
  * scale and 32 int8, 34 bytes for 32 elements: 0.53x the f16 bytes; a
  * head_dim that is a multiple of 32); positions are int32 and the
- * attention bias f32 whatever the dtype. A row (one entry's key or value,
- * head_dim elements) is row_bytes bytes. The forward pass writes through
+ * attention bias f32 whatever the types. A key row (one entry's key,
+ * head_dim elements) is k_row bytes, a value row v_row. The forward pass writes through
  * the backend's kv_append, other host writers through kv_cache_put;
  * readers that want floats go through kv_cache_rows_f32; the attention
- * kernels read the stored type directly (kv_view.dtype). */
+ * kernels read the stored types directly (kv_view.k_type, v_type). */
 #ifndef TIS_KV_H
 #define TIS_KV_H
 
@@ -29,10 +29,10 @@
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_stream;   /* n_layer * n_kv_head */
-    int dtype;          /* GGML_TYPE_F16 / F32 / BF16 / Q8_0: the type of k and v */
-    size_t row_bytes;   /* bytes of one entry's key (or value) row: head_dim elements of dtype */
-    void *k;            /* [sum cap] rows of row_bytes, keys after RoPE */
-    void *v;            /* [sum cap] rows of row_bytes */
+    int k_type, v_type; /* GGML_TYPE_F16 / F32 / BF16 / Q8_0: the types of k and of v */
+    size_t k_row, v_row; /* bytes of one entry's key / value row: head_dim elements of its type */
+    void *k;            /* [sum cap] rows of k_row bytes, keys after RoPE */
+    void *v;            /* [sum cap] rows of v_row bytes */
     int32_t *pos;       /* [sum cap] original positions */
     int64_t *off;       /* [n_stream] first entry of each stream */
     int64_t *cap;       /* [n_stream] entries reserved */
@@ -61,7 +61,18 @@ size_t kv_row_bytes(int dtype, int64_t head_dim);
 const char *kv_dtype_name(int dtype);
 int kv_dtype_parse(const char *name);
 
-/* A cache with `cap` entries in every stream, elements of dtype. */
+/* The element types of a cache's keys and of its values. */
+typedef struct kv_types {
+    int k, v;
+} kv_types;
+static inline kv_types kv_types_of(int t) { return (kv_types){t, t}; }
+/* "T" (keys and values) or "K,V" (keys' type, values'), each a
+ * kv_dtype_parse name: 0, or -1 (*out untouched). */
+int kv_types_parse(const char *s, kv_types *out);
+/* "f16", or "f16,q8_0" when the values' type differs, in buf[cap]. */
+const char *kv_types_name(kv_types t, char *buf, size_t cap);
+
+/* A cache with `cap` entries in every stream, keys and values of dtype. */
 int kv_cache_new(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
                  int64_t cap, int dtype);
 /* A cache with per-stream capacities caps[n_layer*n_kv_head]. */
@@ -79,7 +90,7 @@ void kv_cache_destroy(kv_cache **p);
  * nothing): copy it to the host with kv_cache_to_host first. Scoring and
  * compaction on the device are not built. */
 int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                           const int64_t *caps, int dtype, const tis_backend *be);
+                           const int64_t *caps, kv_types types, const tis_backend *be);
 /* A host copy of src (same capacities, entries, positions, bias, n_past). */
 int kv_cache_to_host(kv_cache **out, const kv_cache *src);
 /* A copy of src in be's memory (a host copy when be is NULL or a host backend). */
@@ -98,19 +109,19 @@ void kv_cache_clear(kv_cache *kv);
 static inline int64_t kv_stream(const kv_cache *kv, int64_t layer, int64_t kv_head) {
     return layer * kv->n_kv_head + kv_head;
 }
-/* The first key / value row of stream s, in the cache's dtype. */
+/* The first key / value row of stream s, in the cache's key / value type. */
 static inline void *kv_cache_k(const kv_cache *kv, int64_t s) {
-    return (char *)kv->k + (size_t)kv->off[s] * kv->row_bytes;
+    return (char *)kv->k + (size_t)kv->off[s] * kv->k_row;
 }
 static inline void *kv_cache_v(const kv_cache *kv, int64_t s) {
-    return (char *)kv->v + (size_t)kv->off[s] * kv->row_bytes;
+    return (char *)kv->v + (size_t)kv->off[s] * kv->v_row;
 }
 static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
     return kv->pos + kv->off[s];
 }
 
 /* Stores key k[head_dim] and value v[head_dim] as entry i of stream s
- * (converted to the cache's dtype; i < cap[s]; len is the caller's). */
+ * (converted to the cache's types; i < cap[s]; len is the caller's). */
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v);
 /* Keys (which = 0) or values (1) i0 .. i0+n-1 of stream s as f32 in
  * dst[n][head_dim]. */
@@ -139,17 +150,17 @@ int64_t kv_cache_entries(const kv_cache *kv);
 int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra);
 
 /* A cache as one flat block (what crosses between processes): for each
- * stream in order, len[s] keys [head_dim] of the cache's dtype, then len[s] values, then
+ * stream in order, len[s] key rows (k_row bytes each), then len[s] value rows (v_row), then
  * len[s] positions i32, then (a cache with an attention bias, the
- * importance head's hook) len[s] biases f32. The stream lengths, n_past
- * the dtype and the bias flag travel beside it (proto KvLayout).
+ * importance head's hook) len[s] biases f32. The stream lengths, n_past,
+ * the two types and the bias flag travel beside it (proto KvLayout).
  * kv_cache_block_bytes is its size. */
 size_t kv_cache_block_bytes(const kv_cache *kv);
 void kv_cache_block_write(const kv_cache *kv, void *dst);
 /* Rebuilds a cache from a block with `extra` free entries per stream.
  * Every count is checked against block_len before it is read. */
 int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int64_t head_dim,
-                        int dtype, const int64_t *stream_len, int64_t n_past, bool bias,
+                        kv_types types, const int64_t *stream_len, int64_t n_past, bool bias,
                         const void *block, size_t block_len, int64_t extra);
 
 #endif

@@ -227,9 +227,10 @@ int model_load(model **out, const char *path) {
     snprintf(m->path, sizeof m->path, "%s", path);
     int rc = 0;
     const char *kvt = getenv("TIS_KV_TYPE");
-    m->kv_type = kvt && *kvt ? kv_dtype_parse(kvt) : GGML_TYPE_F16;
-    if (m->kv_type < 0) {
-        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32, bf16 or q8_0", kvt);
+    m->kv_type = kv_types_of(GGML_TYPE_F16);
+    if (kvt && *kvt && kv_types_parse(kvt, &m->kv_type)) {
+        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32, bf16 or q8_0 (keys and values, "
+                                   "or KEYS,VALUES)", kvt);
         goto fail;
     }
     if (S_ISDIR(sb.st_mode)) {

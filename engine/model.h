@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "kv.h"
 #include "tokenizer.h"
 
 /* Matrices are views into the model file's mapping, in the file's type
@@ -54,9 +55,9 @@ typedef struct model {
     model_weights be_weights; /* that backend's copy (owned): matrices through be->weight_prepare,
                                norms and biases uploaded; tok_embd stays on the host (the
                                embedding lookup runs there, model_embed) */
-    int kv_type;            /* element type of the KV caches made for it (forward_kv_new):
-                               GGML_TYPE_F16 unless $TIS_KV_TYPE (f16|f32|bf16) says
-                               otherwise; the CLI's --kv_type sets it after loading */
+    kv_types kv_type;       /* element types of the KV caches made for it (forward_kv_new):
+                               GGML_TYPE_F16 unless $TIS_KV_TYPE ("T" or "K,V" of f16, f32,
+                               bf16, q8_0) says otherwise; the CLI's --kv_type sets it */
 } model;
 
 /* Loads a .gguf file, or a directory with config.json + *.safetensors +

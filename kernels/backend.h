@@ -20,8 +20,8 @@
 typedef struct kv_view {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_entries;        /* rows of k, v, bias: the streams' capacities summed */
-    int dtype;                /* element type of k and v: GGML_TYPE_F32, F16, BF16 or Q8_0 (whole
-                                 blocks of 32 per row: head_dim a multiple of 32) */
+    int k_type, v_type;       /* element types of k and of v: GGML_TYPE_F32, F16, BF16 or Q8_0
+                                 (whole blocks of 32 per row: head_dim a multiple of 32) */
     const void *k;            /* [n_entries] rows of head_dim elements, keys after RoPE */
     const void *v;            /* [n_entries] rows */
     const float *bias;        /* [n_entries] additive logit bias, or NULL */
@@ -114,12 +114,12 @@ typedef struct tis_backend {
      * cache held in this backend's memory: for kv head h, row t of
      * k[T][n_kv_head*head_dim] and v[T][...] (f32, backend memory), columns
      * [h*head_dim, (h+1)*head_dim), is stored as row at[h] + t of the
-     * cache's keys kc / values vc in `dtype` (GGML_TYPE_F32, F16, BF16 or
-     * Q8_0 on the cpu backend; kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
+     * cache's keys kc in k_type and values vc in v_type (GGML_TYPE_F32, F16,
+     * BF16, or Q8_0 on the cpu backend; kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
      * at is a host array [n_kv_head] (the streams' off + len). 0, or
-     * TIS_EINVAL for a dtype it cannot store. NULL: host caches only
+     * TIS_EINVAL for a type it cannot store. NULL: host caches only
      * (the engine stores rows itself). */
-    int (*kv_append)(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t head_dim, int64_t n_kv_head,
+    int (*kv_append)(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t head_dim, int64_t n_kv_head,
                      const int64_t *at, const float *k, const float *v, int64_t T);
     /* A copy of the host weight src (the model file's type and mapping) in
      * this backend's memory, in a type its matmul multiplies (the file's

@@ -91,9 +91,11 @@ int worker_decode_accept(self_t *s, const Tis__Envelope *env) {
     if (lay->n_layer != c->n_layer || lay->n_kv_head != c->n_kv_head || lay->head_dim != c->head_dim ||
         lay->n_stream_len != (size_t)(c->n_layer * c->n_kv_head))
         return tis_error(TIS_EINVAL, "the block's layout does not fit this model");
-    if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype))
-        return tis_error(TIS_EUNSUPPORTED, "a KV block of dtype %u: this worker reads f32 (0), f16 (1), q8_0 (8), bf16 (30)",
-                         lay->dtype);
+    uint32_t vt = lay->v_dtype1 ? lay->v_dtype1 - 1 : lay->dtype;
+    if (lay->dtype > 64 || !kv_dtype_ok((int)lay->dtype) || vt > 64 || !kv_dtype_ok((int)vt))
+        return tis_error(TIS_EUNSUPPORTED,
+                         "a KV block of dtype %u (values %u): this worker reads f32 (0), f16 (1), q8_0 (8), bf16 (30)",
+                         lay->dtype, vt);
     switch (devpool_path(j->kv, fetch_is_remote(j->kv), s->dpeers.ops != NULL)) {
     case BLOCK_PATH_FETCH: return s_fetch_start(s, env); /* another host, or a device block for a cpu worker */
     case BLOCK_PATH_CUDA_IPC: return s_decode_from_pool(s, env);
@@ -130,9 +132,9 @@ static int s_decode_build(self_t *s, const Tis__Envelope *env, const void *blk, 
     for (int64_t i = 0; i < ns; i++) lens[i] = lay->stream_len[i];
     d.prompt_tokens = (int64_t)lay->n_past + nq;
     d.t0 = t0 >= 0 ? t0 : tis_now();
-    rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, (int)lay->dtype, lens,
-                                 (int64_t)lay->n_past,
-                                 lay->bias, blk, j->kv->length, nq + max_new);
+    kv_types types = {(int)lay->dtype, (int)(lay->v_dtype1 ? lay->v_dtype1 - 1 : lay->dtype)};
+    rc = kv_cache_block_read(&d.kv, c->n_layer, c->n_kv_head, c->head_dim, types, lens, (int64_t)lay->n_past,
+                             lay->bias, blk, j->kv->length, nq + max_new);
     if (!rc && !backend_is_host(s->be)) { /* a cuda decode worker: the cache on its device */
         kv_cache *dev = NULL;
         rc = kv_cache_to_backend(&dev, d.kv, s->be);

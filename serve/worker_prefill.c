@@ -58,7 +58,8 @@ static int s_send_block(self_t *s, uint64_t request_id, const session_result *rp
     lay.n_stream_len = (size_t)rp->kv->n_stream;
     lay.stream_len = lens;
     lay.n_past = (uint64_t)rp->kv->n_past;
-    lay.dtype = (uint32_t)rp->kv->dtype;
+    lay.dtype = (uint32_t)rp->kv->k_type;
+    if (rp->kv->v_type != rp->kv->k_type) lay.v_dtype1 = (uint32_t)rp->kv->v_type + 1;
     lay.bias = rp->kv->bias != NULL; /* the +hook policies' attention bias travels with the block */
     Tis__PrefillDone pd = TIS__PREFILL_DONE__INIT;
     pd.kv = &br;

@@ -162,7 +162,7 @@ static void s_model_case(const char *label, const tiny_spec *sp, bool ragged) {
     model *m = NULL;
     TT_OK(model_load(&m, path));
     if (!m) return;
-    m->kv_type = GGML_TYPE_F32;
+    m->kv_type = kv_types_of(GGML_TYPE_F32);
     uint64_t rng = sp->seed * 7 + 1;
     int64_t V = m->config.n_vocab;
     int32_t ctx[N_CTX], suf[T_SUF];

@@ -102,7 +102,7 @@ static void s_compare(model *m, const tis_backend *gpu, const int32_t *prompt, i
     }
     fprintf(stderr, "  %lld prompt + %lld steps, kv %s: worst |cpu - cuda| logit %.2e (tolerance %.0e); argmax "
                     "equal at %lld of the %lld rows with a margin over %.0e (%lld rows in all)\n",
-            (long long)n, (long long)max_new, kv_dtype_name(m->kv_type), worst, tol, (long long)same,
+            (long long)n, (long long)max_new, kv_dtype_name(m->kv_type.k), worst, tol, (long long)same,
             (long long)decided, 2 * tol, (long long)rows);
     TT_CHECK(worst <= tol);
     TT_CHECK(same == decided);
@@ -139,9 +139,9 @@ static void s_tiny(const tis_backend *gpu) {
         int32_t p[40];
         uint64_t rng = 17 + (uint64_t)k;
         for (int i = 0; i < 40; i++) p[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));
-        m->kv_type = GGML_TYPE_F32;
+        m->kv_type = kv_types_of(GGML_TYPE_F32);
         s_compare(m, gpu, p, 40, 24, 1e-3);
-        m->kv_type = GGML_TYPE_F16;
+        m->kv_type = kv_types_of(GGML_TYPE_F16);
         s_compare(m, gpu, p, 40, 24, 1e-2);
         model_destroy(&m);
     }
@@ -174,11 +174,11 @@ int main(void) {
     TT_CHECK(j != NULL);
     if (m && j) {
         int64_t max_new = (int64_t)cJSON_GetObjectItem(j, "max_new_tokens")->valuedouble;
-        const int kv_types[2] = {GGML_TYPE_F32, GGML_TYPE_F16};
+        const int kinds[2] = {GGML_TYPE_F32, GGML_TYPE_F16};
         const double tols[2] = {1e-3, 1e-2};
         for (int k = 0; k < 2; k++) {
-            TT_CASE("golden prompts, kv %s", kv_dtype_name(kv_types[k]));
-            m->kv_type = kv_types[k];
+            TT_CASE("golden prompts, kv %s", kv_dtype_name(kinds[k]));
+            m->kv_type = kv_types_of(kinds[k]);
             s_golden(m, gpu, j, max_new, tols[k]);
         }
     }

@@ -83,13 +83,14 @@ done:
 
 /* Two host caches hold the same entries, bit for bit. */
 static bool s_same_cache(const kv_cache *a, const kv_cache *b) {
-    if (!a || !b || a->n_stream != b->n_stream || a->n_past != b->n_past || a->dtype != b->dtype) return false;
-    size_t row = a->row_bytes;
+    if (!a || !b || a->n_stream != b->n_stream || a->n_past != b->n_past || a->k_type != b->k_type ||
+        a->v_type != b->v_type)
+        return false;
     for (int64_t s = 0; s < a->n_stream; s++) {
         int64_t n = a->len[s];
         if (n != b->len[s]) return false;
-        if (memcmp(kv_cache_k(a, s), kv_cache_k(b, s), (size_t)n * row) ||
-            memcmp(kv_cache_v(a, s), kv_cache_v(b, s), (size_t)n * row) ||
+        if (memcmp(kv_cache_k(a, s), kv_cache_k(b, s), (size_t)n * a->k_row) ||
+            memcmp(kv_cache_v(a, s), kv_cache_v(b, s), (size_t)n * a->v_row) ||
             memcmp(kv_cache_pos(a, s), kv_cache_pos(b, s), (size_t)n * sizeof(int32_t)))
             return false;
         if ((a->bias != NULL) != (b->bias != NULL) ||
@@ -280,7 +281,7 @@ static void s_tiny(const char *label, tiny_spec sp, int kv_type, bool bias) {
     TT_OK(tiny_model_write(path, &sp));
     TT_OK(model_load(&m, path));
     if (!m) return;
-    m->kv_type = kv_type;
+    m->kv_type = kv_types_of(kv_type);
     int32_t ids[21];
     uint64_t rng = 7;
     for (int i = 0; i < 21; i++) ids[i] = (int32_t)((tt_randf(&rng) + 1.0f) * 0.5f * (float)(m->config.n_vocab - 1));

@@ -92,7 +92,7 @@ static void s_chain(void) {
     model *m = NULL;
     TT_OK(tiny_model_make(tt_path("tiny.gguf"), &sp, &m));
     if (!m) return;
-    m->kv_type = GGML_TYPE_F32;
+    m->kv_type = kv_types_of(GGML_TYPE_F32);
     int64_t V = m->config.n_vocab;
     uint64_t rng = 3;
     int32_t ids[N_PROMPT];

@@ -161,7 +161,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_OK(model_load(&m, path));
     if (!m) return;
     backend_cpu_set_f32_act(true); /* exact; f16 KV and the defaults are checked in 4. and 5. */
-    m->kv_type = GGML_TYPE_F32;
+    m->kv_type = kv_types_of(GGML_TYPE_F32);
     const int64_t T = 37, V = m->config.n_vocab;
     int32_t ids[37];
     uint64_t rng = 99;
@@ -219,7 +219,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_FAILS(forward_run(st, kv, ids, 0, lg, 0, NULL), TIS_EINVAL);
     TT_FAILS(forward_run(st, kv, ids, 2, lg, 3, NULL), TIS_EINVAL);
     kv_cache *other = NULL;
-    TT_OK(kv_cache_new(&other, m->config.n_layer + 1, m->config.n_kv_head, m->config.head_dim, 4, m->kv_type));
+    TT_OK(kv_cache_new(&other, m->config.n_layer + 1, m->config.n_kv_head, m->config.head_dim, 4, m->kv_type.k));
     TT_FAILS(forward_run(st, other, ids, 1, lg, 1, NULL), TIS_EINVAL);
     kv_cache_destroy(&other);
 
@@ -231,7 +231,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
      * rounding, so an element near the midpoint of two f16 values may round
      * to the other one: one f16 step (2^-11 relative) on a few elements, an
      * order of magnitude above the exact tolerance: 10x it. */
-    m->kv_type = GGML_TYPE_F16;
+    m->kv_type = kv_types_of(GGML_TYPE_F16);
     s_ref_f16kv = true;
     float *ref_h = s_naive(m, ids, T);
     s_ref_f16kv = false;
@@ -385,7 +385,7 @@ static void s_check_compaction(void) {
     model *m = NULL;
     TT_OK(tiny_model_make(tt_path("compact.gguf"), &sp, &m));
     if (!m) return;
-    m->kv_type = GGML_TYPE_F32; /* exact: against the naive reference */
+    m->kv_type = kv_types_of(GGML_TYPE_F32); /* exact: against the naive reference */
     int64_t V = m->config.n_vocab, T = M_PRE + M_CTX + M_SUF;
     int32_t ids[M_PRE + M_CTX + M_SUF];
     uint64_t rng = 1234;
@@ -459,7 +459,7 @@ static void s_check_batch(void) {
     model *m = NULL;
     TT_OK(tiny_model_make(tt_path("batch.gguf"), &sp, &m));
     if (!m) return;
-    m->kv_type = GGML_TYPE_F32; /* exact: against the naive reference */
+    m->kv_type = kv_types_of(GGML_TYPE_F32); /* exact: against the naive reference */
     int64_t V = m->config.n_vocab;
     forward_state *st = NULL;
     TT_OK(forward_state_new(&st, m, backend_cpu(), 8));
@@ -608,12 +608,14 @@ static void s_check_attention_paths(void) {
 
 /* A q8_0 cache attends as an f32 cache holding its dequantised rows (both
  * paths: what the kernels read is what kv_cache_rows_f32 gives). */
-static void s_check_attention_q8_0(void) {
-    TT_CASE("attention: a q8_0 cache = an f32 cache of its dequantised rows");
+static void s_check_attention_q8_0(kv_types types) {
+    char nm[32];
+    TT_CASE("attention: a %s cache = an f32 cache of its dequantised rows", kv_types_name(types, nm, sizeof nm));
     const int64_t hd = 64, nkv = 2, group = 2, nh = nkv * group, L = 200;
     uint64_t rng = 5;
     kv_cache *q8 = NULL, *f = NULL;
-    TT_OK(kv_cache_new(&q8, 1, nkv, hd, L, GGML_TYPE_Q8_0));
+    int64_t caps[2] = {L, L};
+    TT_OK(kv_cache_new_ragged_on(&q8, 1, nkv, hd, caps, types, NULL));
     TT_OK(kv_cache_new(&f, 1, nkv, hd, L, GGML_TYPE_F32));
     if (!q8 || !f) return;
     float k[64], v[64], kd[64], vd[64];
@@ -734,7 +736,7 @@ static void s_check_batch_invariance(void) {
     TT_OK(tiny_model_make(tt_path("invariant.gguf"), &sp, &m));
     if (!m) return;
     backend_cpu_set_f32_act(false);
-    m->kv_type = GGML_TYPE_F16;
+    m->kv_type = kv_types_of(GGML_TYPE_F16);
     enum { NS = 20 };
     int64_t V = m->config.n_vocab;
     forward_state *st = NULL;
@@ -772,7 +774,9 @@ static void s_check_batch_invariance(void) {
 
 int main(void) {
     s_check_attention_paths();
-    s_check_attention_q8_0();
+    s_check_attention_q8_0(kv_types_of(GGML_TYPE_Q8_0));
+    s_check_attention_q8_0((kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0});
+    s_check_attention_q8_0((kv_types){GGML_TYPE_Q8_0, GGML_TYPE_BF16});
     s_check_prefill_pool();
     tiny_spec sp = tiny_spec_default();
     s_check_model("llama, GQA 4:2, tied, f32", &sp);

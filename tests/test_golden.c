@@ -60,7 +60,7 @@ static double s_se, s_ss;
 static void s_set_mode(model *m, bool exact) {
     s_exact = exact;
     backend_cpu_set_f32_act(exact);
-    m->kv_type = exact ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    m->kv_type = kv_types_of(exact ? GGML_TYPE_F32 : GGML_TYPE_F16);
 }
 
 /* The fixture folder, relative to the source tree. */

@@ -18,7 +18,7 @@ static void s_half_types(void) {
         kv_cache *kv = NULL, *c = NULL, *back = NULL;
         TT_OK(kv_cache_new(&kv, 2, 2, 8, 6, types[t]));
         if (!kv) continue;
-        TT_CHECK(kv->dtype == types[t] && kv->row_bytes == 2 * (size_t)kv->head_dim);
+        TT_CHECK(kv->k_type == types[t] && kv->v_type == types[t] && kv->k_row == 2 * (size_t)kv->head_dim);
         TT_CHECK(kv_cache_bytes_reserved(kv) == 4 * 6 * (2 * 8 * 2 + 4));
         float k[8], v[8], got[8 * 6];
         for (int64_t s = 0; s < 4; s++) {
@@ -43,7 +43,7 @@ static void s_half_types(void) {
         for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
         TT_OK(kv_cache_compact(&c, kv, keep, 1));
         if (c) {
-            TT_CHECK(c->dtype == types[t] && kv_cache_bytes_used(c) == 8 * (2 * 8 * 2 + 4));
+            TT_CHECK(c->k_type == types[t] && kv_cache_bytes_used(c) == 8 * (2 * 8 * 2 + 4));
             for (int64_t s = 0; s < 4; s++)
                 TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 16, (char *)kv_cache_k(kv, s) + 3 * 16, 16) == 0 &&
                          kv_cache_pos(c, s)[1] == 3);
@@ -51,11 +51,11 @@ static void s_half_types(void) {
             char *blk = malloc(nb);
             kv_cache_block_write(c, blk);
             int64_t lens[4] = {2, 2, 2, 2};
-            TT_OK(kv_cache_block_read(&back, 2, 2, 8, types[t], lens, 5, false, blk, nb, 0));
+            TT_OK(kv_cache_block_read(&back, 2, 2, 8, kv_types_of(types[t]), lens, 5, false, blk, nb, 0));
             for (int64_t s = 0; back && s < 4; s++)
                 TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 16) == 0);
             kv_cache_destroy(&back);
-            TT_FAILS(kv_cache_block_read(&back, 2, 2, 8, GGML_TYPE_F32, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+            TT_FAILS(kv_cache_block_read(&back, 2, 2, 8, kv_types_of(GGML_TYPE_F32), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
             free(blk);
         }
         kv_cache_destroy(&c);
@@ -82,7 +82,7 @@ static void s_q8_0(void) {
              kv_row_bytes(GGML_TYPE_F16, 48) == 96 && kv_row_bytes(GGML_TYPE_Q4_0, 64) == 0);
     TT_OK(kv_cache_new(&kv, 2, 2, 64, 6, GGML_TYPE_Q8_0));
     if (!kv) return;
-    TT_CHECK(kv->row_bytes == 68 && kv_cache_entry_bytes(kv) == 2 * 68 + 4);
+    TT_CHECK(kv->k_row == 68 && kv->v_row == 68 && kv_cache_entry_bytes(kv) == 2 * 68 + 4);
     float k[64], v[64], got[64];
     bool close = true;
     for (int64_t s = 0; s < 4; s++) {
@@ -113,7 +113,7 @@ static void s_q8_0(void) {
     for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
     TT_OK(kv_cache_compact(&c, kv, keep, 1));
     if (c) {
-        TT_CHECK(c->dtype == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4));
+        TT_CHECK(c->k_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4));
         for (int64_t s = 0; s < 4; s++)
             TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 68, (char *)kv_cache_k(kv, s) + 3 * 68, 68) == 0 &&
                      kv_cache_pos(c, s)[1] == 3);
@@ -121,11 +121,71 @@ static void s_q8_0(void) {
         char *blk = malloc(nb);
         kv_cache_block_write(c, blk);
         int64_t lens[4] = {2, 2, 2, 2};
-        TT_OK(kv_cache_block_read(&back, 2, 2, 64, GGML_TYPE_Q8_0, lens, 5, false, blk, nb, 0));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0));
         for (int64_t s = 0; back && s < 4; s++) TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 68) == 0);
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, GGML_TYPE_F16, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 48, GGML_TYPE_Q8_0, lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_F16), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 48, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
+        free(blk);
+    }
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&kv);
+}
+
+/* Keys f16, values q8_0: rows of 128 and 68 bytes, each read back in its
+ * own type; compaction and the block keep both; the types' names. */
+static void s_mixed(void) {
+    TT_CASE("keys f16, values q8_0");
+    kv_types t = {0, 0};
+    char nm[32];
+    TT_CHECK(kv_types_parse("f16,q8_0", &t) == 0 && t.k == GGML_TYPE_F16 && t.v == GGML_TYPE_Q8_0);
+    TT_CHECK(!strcmp(kv_types_name(t, nm, sizeof nm), "f16,q8_0") &&
+             !strcmp(kv_types_name(kv_types_of(GGML_TYPE_BF16), nm, sizeof nm), "bf16"));
+    TT_CHECK(kv_types_parse("q8_0", &t) == 0 && t.k == GGML_TYPE_Q8_0 && t.v == GGML_TYPE_Q8_0);
+    TT_CHECK(kv_types_parse("f16,", &t) == -1 && kv_types_parse(",f16", &t) == -1 &&
+             kv_types_parse("f16,q8_0,f32", &t) == -1 && kv_types_parse("f16,q4_0", &t) == -1);
+    kv_cache *kv = NULL, *c = NULL, *back = NULL;
+    int64_t caps[4] = {3, 3, 3, 3};
+    TT_FAILS(kv_cache_new_ragged_on(&kv, 2, 2, 16, caps, (kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0}, NULL),
+             TIS_EINVAL);
+    TT_OK(kv_cache_new_ragged_on(&kv, 2, 2, 64, caps, (kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0}, NULL));
+    if (!kv) return;
+    TT_CHECK(kv->k_row == 128 && kv->v_row == 68 && kv_cache_entry_bytes(kv) == 128 + 68 + 4);
+    float k[64], v[64], gk[64], gv[64];
+    bool ok = true;
+    for (int64_t s = 0; s < 4; s++) {
+        for (int64_t i = 0; i < 3; i++) {
+            for (int d = 0; d < 64; d++) k[d] = 0.25f * (float)(d - 7 * i + s), v[d] = -k[d];
+            kv_cache_put(kv, s, i, k, v);
+            kv_cache_pos(kv, s)[i] = (int32_t)i;
+            kv_cache_rows_f32(kv, s, 0, i, 1, gk);
+            kv_cache_rows_f32(kv, s, 1, i, 1, gv);
+            for (int d = 0; d < 64; d++) /* f16 holds these exactly; q8_0 within a step of max |v| / 127 */
+                ok &= gk[d] == k[d] && fabsf(gv[d] - v[d]) <= 16.0f / 127;
+        }
+        kv->len[s] = 3;
+    }
+    TT_CHECK(ok);
+    kv->n_past = 3;
+    uint8_t keep[12] = {0};
+    for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 2] = 1;
+    TT_OK(kv_cache_compact(&c, kv, keep, 0));
+    if (c) {
+        TT_CHECK(c->k_type == GGML_TYPE_F16 && c->v_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 4 * 200);
+        for (int64_t s = 0; s < 4; s++)
+            TT_CHECK(!memcmp(kv_cache_k(c, s), (char *)kv_cache_k(kv, s) + 2 * 128, 128) &&
+                     !memcmp(kv_cache_v(c, s), (char *)kv_cache_v(kv, s) + 2 * 68, 68));
+        size_t nb = kv_cache_block_bytes(c);
+        char *blk = malloc(nb);
+        kv_cache_block_write(c, blk);
+        int64_t lens[4] = {1, 1, 1, 1};
+        TT_OK(kv_cache_block_read(&back, 2, 2, 64, (kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0}, lens, 3, false, blk, nb,
+                                  0));
+        for (int64_t s = 0; back && s < 4; s++)
+            TT_CHECK(!memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 68) && !memcmp(kv_cache_k(back, s), kv_cache_k(c, s), 128));
+        kv_cache_destroy(&back);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_F16), lens, 3, false, blk, nb, 0),
+                 TIS_EFORMAT);
         free(blk);
     }
     kv_cache_destroy(&c);
@@ -191,7 +251,7 @@ int main(void) {
         char *blk = malloc(nb);
         kv_cache_block_write(kv, blk);
         kv_cache *back = NULL;
-        TT_OK(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb, 2));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, false, blk, nb, 2));
         if (back) {
             TT_CHECK(back->n_past == 20 && kv_cache_room(back) == 2);
             for (int64_t s2 = 0; s2 < 4; s2++) {
@@ -202,17 +262,17 @@ int main(void) {
             }
         }
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb - 1, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, false, blk, nb - 1, 0), TIS_EFORMAT);
         int64_t lie[4] = {3, 0, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lie, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lie, 20, false, blk, nb, 0), TIS_EFORMAT);
         int64_t neg[4] = {3, -1, 5, 2};
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, neg, 20, false, blk, nb, 0), TIS_EFORMAT);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 5, false, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
-        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, GGML_TYPE_F32, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), neg, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 5, false, blk, nb, 0), TIS_EFORMAT); /* positions >= n_past */
+        TT_FAILS(kv_cache_block_read(&back, 0, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, false, blk, nb, 0), TIS_EFORMAT);
         TT_CHECK(back == NULL);
         /* with an attention bias: it travels in the block; a flag that
          * disagrees with the block's size is refused */
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, true, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, true, blk, nb, 0), TIS_EFORMAT);
         TT_OK(kv_cache_enable_bias(kv));
         for (int64_t s2 = 0; s2 < 4; s2++)
             for (int64_t i = 0; i < lens[s2]; i++) kv->bias[kv->off[s2] + i] = 0.25f * (float)(s2 + i);
@@ -220,23 +280,24 @@ int main(void) {
         TT_CHECK(nbb == 9 * (2 * 4 * 4 + 4 + 4));
         char *blkb = malloc(nbb);
         kv_cache_block_write(kv, blkb);
-        TT_OK(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, true, blkb, nbb, 1));
+        TT_OK(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, true, blkb, nbb, 1));
         for (int64_t s2 = 0; back && s2 < 4; s2++) {
             TT_CHECK(memcmp(back->bias + back->off[s2], kv->bias + kv->off[s2], (size_t)lens[s2] * 4) == 0);
             TT_CHECK(memcmp(kv_cache_pos(back, s2), kv_cache_pos(kv, s2), (size_t)lens[s2] * 4) == 0);
         }
         kv_cache_destroy(&back);
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F32, lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
         /* a block of an element type no cache holds is refused, clearly */
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_Q4_0, lens, 20, false, blk, nb, 0),
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_Q4_0), lens, 20, false, blk, nb, 0),
                  TIS_EUNSUPPORTED);
         /* the same bytes read as f16 do not fit the layout */
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, GGML_TYPE_F16, lens, 20, false, blk, nb, 0), TIS_EFORMAT);
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F16), lens, 20, false, blk, nb, 0), TIS_EFORMAT);
         free(blkb);
         free(blk);
     }
     kv_cache_destroy(&kv);
     s_half_types();
     s_q8_0();
+    s_mixed();
     return tt_done("test_kv");
 }

@@ -264,7 +264,7 @@ static void s_streaming(fixture *f) {
         TT_CHECK(c->n_past == PRE + CTX);
         /* the kept entries are the same vectors */
         int64_t s = kv_stream(c, 1, 1);
-        size_t row = kv->row_bytes;
+        size_t row = kv->k_row;
         TT_CHECK(memcmp((char *)kv_cache_k(c, s) + (PRE + 4) * row, (char *)kv_cache_k(kv, s) + (PRE + CTX - 6) * row,
                         row) == 0);
         kv_cache_destroy(&c);

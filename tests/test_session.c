@@ -154,7 +154,7 @@ static void s_row(const fixture *f, const bench_sample *sample, const eval_row *
     int64_t *lens = malloc((size_t)rp.kv->n_stream * sizeof *lens);
     for (int64_t q = 0; q < rp.kv->n_stream; q++) lens[q] = rp.kv->len[q];
     kv_cache *dk = NULL;
-    TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, rp.kv->dtype, lens,
+    TT_OK(kv_cache_block_read(&dk, rp.kv->n_layer, rp.kv->n_kv_head, rp.kv->head_dim, (kv_types){rp.kv->k_type, rp.kv->v_type}, lens,
                               rp.kv->n_past, rp.kv->bias != NULL, blk, nb, rp.n_rest + f->cfg->max_new));
     decoder_seq dq = {0};
     char *text = NULL;

@@ -74,7 +74,7 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Bytes of one key or value row of hd elements (kv_cache.row_bytes). */
+/* Bytes of one key or value row of hd elements (kv_cache.k_row / v_row). */
 static size_t s_row_bytes(int dtype, int64_t hd) {
     size_t b = 0;
     return quant_row_bytes(dtype, hd, &b) ? 0 : b;
@@ -95,15 +95,15 @@ static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
     const kv_view *kv = j->kv;
     int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h / j->group;
     int64_t L = kv->len[s], n_old = L - T;
-    size_t row_bytes = s_row_bytes(kv->dtype, hd);
-    const char *K = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
-    const char *V = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
+    size_t k_row = s_row_bytes(kv->k_type, hd), v_row = s_row_bytes(kv->v_type, hd);
+    const char *K = (const char *)kv->k + (size_t)kv->off[s] * k_row;
+    const char *V = (const char *)kv->v + (size_t)kv->off[s] * v_row;
     const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
     for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
         int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
         const float *kf = rows;
-        if (kv->dtype == GGML_TYPE_F32) kf = (const float *)(K + (size_t)c0 * row_bytes);
-        else s_to_f32(kv->dtype, K + (size_t)c0 * row_bytes, rows, nc * hd);
+        if (kv->k_type == GGML_TYPE_F32) kf = (const float *)(K + (size_t)c0 * k_row);
+        else s_to_f32(kv->k_type, K + (size_t)c0 * k_row, rows, nc * hd);
         for (int64_t r = 0; r < T; r++) {
             const float *qr = j->q + (r * j->n_head + h) * hd;
             float *srow = sc + r * L + c0;
@@ -124,8 +124,8 @@ static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
     for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
         int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
         const float *vf = rows;
-        if (kv->dtype == GGML_TYPE_F32) vf = (const float *)(V + (size_t)c0 * row_bytes);
-        else s_to_f32(kv->dtype, V + (size_t)c0 * row_bytes, rows, nc * hd);
+        if (kv->v_type == GGML_TYPE_F32) vf = (const float *)(V + (size_t)c0 * v_row);
+        else s_to_f32(kv->v_type, V + (size_t)c0 * v_row, rows, nc * hd);
         for (int64_t r = 0; r < T; r++) {
             float *o = j->out + (r * j->n_head + h) * hd;
             const float *p = sc + r * L + c0;
@@ -215,10 +215,9 @@ static float *s_conv_scratch(size_t floats) { return s_grow_scratch(&C, floats);
  * converted into this thread's C scratch (NULL: out of memory). */
 static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const float **V) {
     const kv_view *kv = j->kv;
-    size_t row_bytes = s_row_bytes(kv->dtype, j->hd);
-    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * row_bytes;
-    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * row_bytes;
-    if (kv->dtype == GGML_TYPE_F32) {
+    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * s_row_bytes(kv->k_type, j->hd);
+    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * s_row_bytes(kv->v_type, j->hd);
+    if (kv->k_type == GGML_TYPE_F32 && kv->v_type == GGML_TYPE_F32) {
         *K = Kp;
         *V = Vp;
         return true;
@@ -226,8 +225,8 @@ static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const floa
     float *f = s_conv_scratch(2 * j->ml * (size_t)j->hd);
     if (!f) return false;
     int64_t L = kv->len[s];
-    s_to_f32(kv->dtype, Kp, f, L * j->hd);
-    s_to_f32(kv->dtype, Vp, f + j->ml * (size_t)j->hd, L * j->hd);
+    s_to_f32(kv->k_type, Kp, f, L * j->hd);
+    s_to_f32(kv->v_type, Vp, f + j->ml * (size_t)j->hd, L * j->hd);
     *K = f;
     *V = f + j->ml * (size_t)j->hd;
     return true;
@@ -325,11 +324,13 @@ static int s_prefill(float *out, const float *q, const kv_view *kv, int64_t laye
 
 int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                   const attn_observer *obs) {
-    if ((kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16 &&
-         kv->dtype != GGML_TYPE_Q8_0) ||
-        !s_row_bytes(kv->dtype, kv->head_dim))
-        return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d with head_dim %lld", kv->dtype,
-                         (long long)kv->head_dim);
+    for (int w = 0; w < 2; w++) {
+        int t = w ? kv->v_type : kv->k_type;
+        if ((t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 && t != GGML_TYPE_Q8_0) ||
+            !s_row_bytes(t, kv->head_dim))
+            return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d with head_dim %lld", t,
+                             (long long)kv->head_dim);
+    }
     int64_t max_len = 0;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
         int64_t l = kv->len[layer * kv->n_kv_head + h];

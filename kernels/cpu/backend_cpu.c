@@ -366,20 +366,23 @@ static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
         for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_bf16(x[i]);
 }
 
-static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv,
+static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *k, const float *v, int64_t T) {
     (void)ctx;
-    size_t row = 0;
-    if ((dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16 && dtype != GGML_TYPE_Q8_0) ||
-        quant_row_bytes(dtype, hd, &row))
-        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
-                                     "multiple of 32)", dtype);
+    size_t kr = 0, vr = 0;
+    for (int w = 0; w < 2; w++) {
+        int t = w ? v_type : k_type;
+        if ((t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 && t != GGML_TYPE_Q8_0) ||
+            quant_row_bytes(t, hd, w ? &vr : &kr))
+            return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
+                                         "multiple of 32)", t);
+    }
     int64_t kd = n_kv * hd;
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
             size_t r = (size_t)(at[h] + t);
-            s_put_row(dtype, (char *)kc + r * row, k + t * kd + h * hd, hd);
-            s_put_row(dtype, (char *)vc + r * row, v + t * kd + h * hd, hd);
+            s_put_row(k_type, (char *)kc + r * kr, k + t * kd + h * hd, hd);
+            s_put_row(v_type, (char *)vc + r * vr, v + t * kd + h * hd, hd);
         }
         if (bias) memset(bias + at[h], 0, (size_t)T * sizeof(float));
     }

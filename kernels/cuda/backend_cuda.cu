@@ -206,7 +206,7 @@ typedef struct streams {
 // keeps the running max m and normaliser l, and thread d < hd accumulates
 // output dimension d (rescaled when m grows): an online softmax, O(hd)
 // shared memory whatever the length.
-// Elements of the cache as f32 (kv_view.dtype: f32, f16 or bf16).
+// Elements of the cache as f32 (kv_view.k_type = v_type: f32, f16 or bf16).
 __device__ __forceinline__ float s_ld(const float *p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float s_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ float s_ld(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
@@ -257,9 +257,10 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
                                            "a whole number of query heads per kv head",
                          (long long)kv->n_kv_head, (long long)kv->head_dim, (long long)n_head, MAX_KV_HEADS,
                          MAX_HEAD_DIM);
-    if (kv->dtype != GGML_TYPE_F32 && kv->dtype != GGML_TYPE_F16 && kv->dtype != GGML_TYPE_BF16)
-        return tis_error(TIS_EUNSUPPORTED, "cuda: attention reads f32, f16 or bf16 caches (this one: type %d)",
-                         kv->dtype);
+    if ((kv->k_type != GGML_TYPE_F32 && kv->k_type != GGML_TYPE_F16 && kv->k_type != GGML_TYPE_BF16) ||
+        kv->v_type != kv->k_type)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: attention reads f32, f16 or bf16 caches, keys and values of one "
+                                           "type (this one: types %d, %d)", kv->k_type, kv->v_type);
     if (T < 1) return 0;
     streams st;
     for (int64_t h = 0; h < kv->n_kv_head; h++) {
@@ -273,10 +274,10 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
     dim3 grid((unsigned)T, (unsigned)n_head);
     int64_t g = n_head / kv->n_kv_head, hd = kv->head_dim;
     float sc = 1.0f / sqrtf((float)hd);
-    if (kv->dtype == GGML_TYPE_F32)
+    if (kv->k_type == GGML_TYPE_F32)
         k_attention<float><<<grid, ATT_THREADS>>>(out, q, (const float *)kv->k, (const float *)kv->v, kv->bias, st, T,
                                                   n_head, g, hd, sc);
-    else if (kv->dtype == GGML_TYPE_F16)
+    else if (kv->k_type == GGML_TYPE_F16)
         k_attention<__half><<<grid, ATT_THREADS>>>(out, q, (const __half *)kv->k, (const __half *)kv->v, kv->bias, st,
                                                    T, n_head, g, hd, sc);
     else
@@ -332,10 +333,11 @@ __global__ void k_kv_append(void *kc, void *vc, float *bias, int dtype, int64_t 
     if (bias && threadIdx.x == 0) bias[r] = 0.0f;
 }
 
-static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int64_t hd, int64_t n_kv,
+static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int v_type, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *k, const float *v, int64_t T) {
-    if (dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16)
-        return tis_error(TIS_EINVAL, "cuda: a KV cache of element type %d (f32, f16 or bf16)", dtype);
+    if ((dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16) || v_type != dtype)
+        return tis_error(TIS_EINVAL, "cuda: a KV cache of element types %d, %d (f32, f16 or bf16, keys and values "
+                                     "alike)", dtype, v_type);
     if (n_kv < 1 || n_kv > MAX_KV_HEADS || hd < 1)
         return tis_error(TIS_EINVAL, "cuda: kv_append of %lld kv heads (1..%d), head dim %lld", (long long)n_kv,
                          MAX_KV_HEADS, (long long)hd);
@@ -456,9 +458,11 @@ extern "C" int backend_cuda_download(void *dst, const void *src, size_t bytes) {
 extern "C" int backend_cuda_kv_upload(kv_view *dev, const kv_view *host) {
     *dev = *host;
     dev->k = dev->v = dev->bias = NULL;
-    if (host->dtype != GGML_TYPE_F32 && host->dtype != GGML_TYPE_F16 && host->dtype != GGML_TYPE_BF16)
-        return tis_error(TIS_EUNSUPPORTED, "cuda: KV caches of type %d cannot be uploaded", host->dtype);
-    size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * (host->dtype == GGML_TYPE_F32 ? 4 : 2);
+    if ((host->k_type != GGML_TYPE_F32 && host->k_type != GGML_TYPE_F16 && host->k_type != GGML_TYPE_BF16) ||
+        host->v_type != host->k_type)
+        return tis_error(TIS_EUNSUPPORTED, "cuda: KV caches of types %d, %d cannot be uploaded", host->k_type,
+                         host->v_type);
+    size_t kb = (size_t)host->n_entries * (size_t)host->head_dim * (host->k_type == GGML_TYPE_F32 ? 4 : 2);
     float *k = NULL, *v = NULL, *b = NULL;
     if (cudaMalloc(&k, kb ? kb : 1) != cudaSuccess || cudaMalloc(&v, kb ? kb : 1) != cudaSuccess ||
         (host->bias && cudaMalloc(&b, (size_t)host->n_entries * sizeof(float) + 1) != cudaSuccess)) {
