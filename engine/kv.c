@@ -65,27 +65,13 @@ const char *kv_types_name(kv_types t, char *buf, size_t cap) {
     return buf;
 }
 
-static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
-    if (dtype == GGML_TYPE_F32) {
-        memcpy(dst, x, (size_t)n * sizeof(float));
-    } else if (dtype == GGML_TYPE_Q8_0) {
-        quant_quantize_row(dtype, x, dst, n);
-    } else {
-        uint16_t *h = dst;
-        if (dtype == GGML_TYPE_F16)
-            for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_f16(x[i]);
-        else
-            for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_bf16(x[i]);
-    }
-}
-
 /* The host accessors below cannot reach a backend-resident cache's rows. */
 #define KV_HOST_ONLY(kv) TIS_ASSERT((kv)->be == NULL && "a backend-resident KV cache: kv_cache_to_host first")
 
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
     KV_HOST_ONLY(kv);
-    s_put_row(kv->k_type, (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row, k, kv->head_dim);
-    s_put_row(kv->v_type, (char *)kv_cache_v(kv, s) + (size_t)i * kv->v_row, v, kv->head_dim);
+    quant_quantize_row(kv->k_type, k, (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row, kv->head_dim);
+    quant_quantize_row(kv->v_type, v, (char *)kv_cache_v(kv, s) + (size_t)i * kv->v_row, kv->head_dim);
 }
 
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst) {

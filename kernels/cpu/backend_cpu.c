@@ -348,24 +348,6 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
     return cpu_attention(out, q, kv, layer, T, n_head, obs);
 }
 
-/* Rows of the new tokens into a host cache, converted to its element type
- * (what kv_cache_put did per row). */
-static void s_put_row(int dtype, void *dst, const float *x, int64_t n) {
-    if (dtype == GGML_TYPE_F32) {
-        memcpy(dst, x, (size_t)n * sizeof(float));
-        return;
-    }
-    if (dtype == GGML_TYPE_Q8_0) {
-        quant_quantize_row(dtype, x, dst, n);
-        return;
-    }
-    uint16_t *h = dst;
-    if (dtype == GGML_TYPE_F16)
-        for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_f16(x[i]);
-    else
-        for (int64_t i = 0; i < n; i++) h[i] = quant_f32_to_bf16(x[i]);
-}
-
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *k, const float *v, int64_t T) {
     (void)ctx;
@@ -381,8 +363,8 @@ static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, i
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
             size_t r = (size_t)(at[h] + t);
-            s_put_row(k_type, (char *)kc + r * kr, k + t * kd + h * hd, hd);
-            s_put_row(v_type, (char *)vc + r * vr, v + t * kd + h * hd, hd);
+            quant_quantize_row(k_type, k + t * kd + h * hd, (char *)kc + r * kr, hd);
+            quant_quantize_row(v_type, v + t * kd + h * hd, (char *)vc + r * vr, hd);
         }
         if (bias) memset(bias + at[h], 0, (size_t)T * sizeof(float));
     }
