@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Headline tables of the reconstruction study (docs/results/recon/): per
 benchmark x length x protocol and budget, `full`, the reconstruction oracle
-(kvzip), the learned per-head heads (tis, the default head, and every
-other head's rows: tis_NAME, as tis eval --head_as names them), the answer
+(kvzip), the learned per-head heads (tis, the default head, with a span
+or a cap as tis+SUFFIX, and every other head's rows: tis_NAME, as tis
+eval --head_as names them), the answer
 oracle and the best
 query-agnostic baseline, with retention = accuracy / full's accuracy in the
 same cell; then the threshold runs: the fraction of the context kept
@@ -53,9 +54,9 @@ def fmt(x, full=None):
 
 order = {"passkey": 0, "niah": 1, "niah_multikey": 2, "litm_kv": 3, "litm_qa": 4}
 cells.sort(key=lambda c: (order.get(c[0], 9), c[1], c[2] != "agnostic"))
-# the learned heads: tis, then the named ones (tis_NAME, sorted); not the
-# query-aware tis_query
-heads = ["tis"] * ("tis" in policies_seen) + sorted(
+# the learned heads: tis, tis with a span or a cap (tis+lpool5, ...), then
+# the named ones (tis_NAME, sorted); not the query-aware tis_query
+heads = ["tis"] * ("tis" in policies_seen) + sorted(p for p in policies_seen if p.startswith("tis+")) + sorted(
     p for p in policies_seen if p.startswith("tis_") and not p.startswith("tis_query"))
 learned = ["kvzip"] * ("kvzip" in policies_seen) + heads + ["oracle"] * ("oracle" in policies_seen)
 print("Accuracy (retention vs full in the same cell); n samples per cell in the last column.\n")
