@@ -74,10 +74,10 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Bytes of one key or value row of hd elements (kv_cache.k_row / v_row). */
-static size_t s_row_bytes(int dtype, int64_t hd) {
+size_t cpu_kv_row_bytes(int type, int64_t hd) {
     size_t b = 0;
-    return quant_row_bytes(dtype, hd, &b) ? 0 : b;
+    if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0) return 0;
+    return quant_row_bytes(type, hd, &b) ? 0 : b;
 }
 
 /* ---- decode-sized batches: heads over the pool ------------------------------ */
@@ -95,7 +95,7 @@ static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
     const kv_view *kv = j->kv;
     int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h / j->group;
     int64_t L = kv->len[s], n_old = L - T;
-    size_t k_row = s_row_bytes(kv->k_type, hd), v_row = s_row_bytes(kv->v_type, hd);
+    size_t k_row = cpu_kv_row_bytes(kv->k_type, hd), v_row = cpu_kv_row_bytes(kv->v_type, hd);
     const char *K = (const char *)kv->k + (size_t)kv->off[s] * k_row;
     const char *V = (const char *)kv->v + (size_t)kv->off[s] * v_row;
     const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
@@ -215,8 +215,8 @@ static float *s_conv_scratch(size_t floats) { return s_grow_scratch(&C, floats);
  * converted into this thread's C scratch (NULL: out of memory). */
 static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const float **V) {
     const kv_view *kv = j->kv;
-    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * s_row_bytes(kv->k_type, j->hd);
-    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * s_row_bytes(kv->v_type, j->hd);
+    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * cpu_kv_row_bytes(kv->k_type, j->hd);
+    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * cpu_kv_row_bytes(kv->v_type, j->hd);
     if (kv->k_type == GGML_TYPE_F32 && kv->v_type == GGML_TYPE_F32) {
         *K = Kp;
         *V = Vp;
@@ -326,8 +326,7 @@ int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, 
                   const attn_observer *obs) {
     for (int w = 0; w < 2; w++) {
         int t = w ? kv->v_type : kv->k_type;
-        if ((t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 && t != GGML_TYPE_Q8_0) ||
-            !s_row_bytes(t, kv->head_dim))
+        if (!cpu_kv_row_bytes(t, kv->head_dim))
             return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d with head_dim %lld", t,
                              (long long)kv->head_dim);
     }

@@ -351,14 +351,10 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *k, const float *v, int64_t T) {
     (void)ctx;
-    size_t kr = 0, vr = 0;
-    for (int w = 0; w < 2; w++) {
-        int t = w ? v_type : k_type;
-        if ((t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 && t != GGML_TYPE_Q8_0) ||
-            quant_row_bytes(t, hd, w ? &vr : &kr))
-            return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
-                                         "multiple of 32)", t);
-    }
+    size_t kr = cpu_kv_row_bytes(k_type, hd), vr = cpu_kv_row_bytes(v_type, hd);
+    if (!kr || !vr)
+        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
+                                     "multiple of 32)", kr ? v_type : k_type);
     int64_t kd = n_kv * hd;
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
