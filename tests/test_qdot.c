@@ -2,7 +2,9 @@
  * reference against the f32 dot of the dequantised row, within the bound
  * the activation's 8-bit quantisation allows; every SIMD version this CPU
  * runs against the reference (equal up to float summation order) on
- * awkward lengths and unaligned rows (blocks inside an mmap sit anywhere). */
+ * awkward lengths and unaligned rows (blocks inside an mmap sit anywhere);
+ * the T-row functions (a batched decode step) bitwise equal to the row
+ * function for every T. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +92,40 @@ static void s_case(int type, int64_t n, int misalign) {
     free(w), free(x), free(wd), free(raw), free(act);
 }
 
+/* qdot_rows_fn against T calls of the row function at the same isa: the
+ * same bits (a sequence's logits must not depend on its batch). Returns
+ * how many (isa, kind) pairs had a T-row function. */
+static int s_rows_case(int type, int64_t n, int misalign, int64_t T) {
+    size_t rb = 0;
+    if (quant_row_bytes(type, n, &rb)) return 0;
+    uint8_t *raw = malloc(rb + 8), *row = raw + misalign;
+    float *w = malloc((size_t)n * sizeof(float)), *x = malloc((size_t)(n * T) * sizeof(float));
+    for (int64_t j = 0; j < n; j++) w[j] = tt_randf(&s_rng) * (j % 97 == 0 ? 4.0f : 1.0f);
+    for (int64_t j = 0; j < n * T; j++) x[j] = tt_randf(&s_rng) * (j % 61 == 0 ? 8.0f : 1.0f);
+    quant_quantize_row(type, w, row, n);
+    size_t ab = qdot_act_bytes(type, n);
+    uint8_t *act = malloc(ab * (size_t)T + 1);
+    for (int64_t t = 0; t < T && ab; t++) qdot_act_quantize(type, x + t * n, n, act + ab * (size_t)t);
+    float got[24], want[24];
+    int had = 0;
+    for (qdot_isa isa = QDOT_REF; isa <= qdot_isa_best(); isa++)
+        for (int f32 = 0; f32 < 2; f32++) {
+            qdot_rows_fn rows = f32 ? qdot_f32act_rows_fn_for(type, isa) : qdot_rows_fn_for(type, isa);
+            qdot_row_fn one = f32 ? qdot_f32act_fn_for(type, isa) : qdot_row_fn_for(type, isa);
+            if (!rows) continue;
+            had++;
+            rows(row, f32 ? NULL : act, ab, x, T, n, got);
+            for (int64_t t = 0; t < T; t++) want[t] = one(row, f32 ? NULL : act + ab * (size_t)t, x + t * n, n);
+            bool same = !memcmp(got, want, (size_t)T * sizeof(float));
+            TT_CHECK(same);
+            if (!same)
+                fprintf(stderr, "  rows %s %s%s n=%lld T=%lld: not the row function's bits\n", quant_type_name(type),
+                        qdot_isa_name(isa), f32 ? " f32act" : "", (long long)n, (long long)T);
+        }
+    free(raw), free(w), free(x), free(act);
+    return had;
+}
+
 int main(void) {
     fprintf(stderr, "  this CPU: %s\n", qdot_isa_name(qdot_isa_best()));
     const int64_t lens[] = {32, 64, 96, 256, 512, 576, 1536, 2560, 4864};
@@ -98,6 +134,25 @@ int main(void) {
         TT_CHECK(qdot_type_supported(s_types[t]));
         for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
             for (int mis = 0; mis < 4; mis += 3) s_case(s_types[t], lens[l], mis);
+    }
+    TT_CASE("T-row functions: the row function's bits for every T");
+    {
+        int had = 0;
+        for (size_t t = 0; t < sizeof s_types / sizeof s_types[0]; t++)
+            for (int64_t T = 1; T <= 9; T++) {
+                had += s_rows_case(s_types[t], 64, (int)(T % 4), T);
+                had += s_rows_case(s_types[t], 576, 0, T);
+                had += s_rows_case(s_types[t], 768, 2, T); /* the 256-blocks too */
+            }
+        had += s_rows_case(GGML_TYPE_Q5_0, 4864, 1, 24);
+        /* the types of both default models have them on an x86 with AVX2 */
+        if (qdot_isa_best() >= QDOT_AVX2)
+            TT_CHECK(qdot_rows_fn_for(GGML_TYPE_Q5_0, qdot_isa_best()) &&
+                     qdot_rows_fn_for(GGML_TYPE_Q4_1, qdot_isa_best()) &&
+                     qdot_rows_fn_for(GGML_TYPE_Q4_K, qdot_isa_best()) &&
+                     qdot_rows_fn_for(GGML_TYPE_Q6_K, qdot_isa_best()) &&
+                     qdot_f32act_rows_fn_for(GGML_TYPE_Q8_0, qdot_isa_best()));
+        fprintf(stderr, "  %d (type, length, T, isa, kind) cases had a T-row function\n", had);
     }
     TT_CASE("unsupported types");
     TT_CHECK(!qdot_type_supported(GGML_TYPE_Q2_K) && !qdot_type_supported(GGML_TYPE_Q8_1));

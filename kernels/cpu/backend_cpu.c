@@ -26,8 +26,9 @@ static void s_free(void *ctx, void *p) {
  *
  * Decode-sized products (T <= QDOT_MAX_T rows) read the weights in their
  * file format: each activation row is quantised once (qdot), then every
- * weight row is dotted with the T rows while it is in cache, output rows
- * split over the thread pool. Larger products (prefill) dequantise
+ * weight row is dotted with the T rows while it is in cache (its blocks
+ * unpacked once for several rows, qdot_rows_fn, where the type has it),
+ * output rows split over the thread pool. Larger products (prefill) dequantise
  * up to TILE_BYTES of weight rows at a time to f32 and multiply with OpenBLAS sgemm,
  * the prompt's rows split over the thread pool (one single-threaded sgemm
  * a slice); f32 weights go to sgemm directly, split the same way. */
@@ -62,19 +63,29 @@ typedef struct mm_job {
     int64_t T;
     bool acc;
     qdot_row_fn fn;
+    qdot_rows_fn rows;    /* fn for several activation rows at once, or NULL */
 } mm_job;
 
 static void s_mm_rows(void *ctx, int64_t o0, int64_t o1) {
     const mm_job *j = ctx;
     const tis_weight *w = j->w;
     const uint8_t *rows = w->data;
+    enum { CHUNK = 16 };
+    float v[CHUNK];
     for (int64_t o = o0; o < o1; o++) {
         const void *row = rows + (size_t)o * w->row_bytes;
-        for (int64_t t = 0; t < j->T; t++) {
-            const uint8_t *act = j->act ? j->act + (size_t)t * j->act_stride : NULL; /* NULL: f32 rows */
-            float v = j->fn(row, act, j->x + t * w->n_in, w->n_in);
-            float *yo = j->y + t * w->n_out + o;
-            *yo = j->acc ? *yo + v : v;
+        for (int64_t t0 = 0; t0 < j->T; t0 += CHUNK) {
+            int64_t nt = j->T - t0 < CHUNK ? j->T - t0 : CHUNK;
+            const uint8_t *act = j->act ? j->act + (size_t)t0 * j->act_stride : NULL; /* NULL: f32 rows */
+            const float *x = j->x + t0 * w->n_in;
+            if (j->rows && nt > 1) j->rows(row, act, j->act_stride, x, nt, w->n_in, v);
+            else
+                for (int64_t t = 0; t < nt; t++)
+                    v[t] = j->fn(row, act ? act + (size_t)t * j->act_stride : NULL, x + t * w->n_in, w->n_in);
+            for (int64_t t = 0; t < nt; t++) {
+                float *yo = j->y + (t0 + t) * w->n_out + o;
+                *yo = j->acc ? *yo + v[t] : v[t];
+            }
         }
     }
 }
@@ -116,7 +127,8 @@ static void s_prompt_step(void *ctx, bool prompt) {
 
 static int s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, bool acc) {
     if (!s_q8_act() || w->f32_act) {
-        mm_job j = {w, y, x, NULL, 0, T, acc, qdot_f32act_fn_for(w->type, qdot_isa_best())};
+        mm_job j = {w, y, x, NULL, 0, T, acc, qdot_f32act_fn_for(w->type, qdot_isa_best()),
+                    qdot_f32act_rows_fn_for(w->type, qdot_isa_best())};
         s_run(&j);
         return 0;
     }
@@ -124,7 +136,8 @@ static int s_matmul_q(float *y, const float *x, const tis_weight *w, int64_t T, 
     uint8_t *act = ab ? s_grow(&S.act, &S.act_cap, ab * (size_t)T) : NULL;
     if (ab && !act) return TIS_ENOMEM;
     for (int64_t t = 0; t < T && ab; t++) qdot_act_quantize(w->type, x + t * w->n_in, w->n_in, act + ab * (size_t)t);
-    mm_job j = {w, y, x, act, ab, T, acc, qdot_row_fn_for(w->type, qdot_isa_best())};
+    mm_job j = {w, y, x, act, ab, T, acc, qdot_row_fn_for(w->type, qdot_isa_best()),
+                qdot_rows_fn_for(w->type, qdot_isa_best())};
     s_run(&j);
     return 0;
 }

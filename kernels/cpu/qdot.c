@@ -305,6 +305,17 @@ qdot_row_fn qdot_row_fn_for(int type, qdot_isa isa) {
     return fn ? fn : qdot_ref_fn(type);
 }
 
+/* The T-row function exists only where it is the twin of the row function
+ * qdot_row_fn_for picks at this isa (the same level, the same operations). */
+qdot_rows_fn qdot_rows_fn_for(int type, qdot_isa isa) {
+#if defined(__x86_64__)
+    if (isa >= QDOT_AVX512 && qdot_avx512_fn(type)) return qdot_avx512_rows_fn(type);
+    if (isa >= QDOT_AVX2 && qdot_avx2_fn(type)) return qdot_avx2_rows_fn(type);
+#endif
+    (void)type, (void)isa;
+    return NULL;
+}
+
 /* Reference with f32 activations: 32 weights at a time dequantised. */
 static float s_ref_f32act(int type, const void *w, const float *x, int64_t n) {
     int64_t be = quant_block_elems(type);
@@ -358,6 +369,16 @@ qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa) {
     if (!fn && isa >= QDOT_AVX2) fn = qdot_f32act_more_avx2_fn(type);
 #endif
     return fn ? fn : s_ref_f32act_fn(type);
+}
+
+qdot_rows_fn qdot_f32act_rows_fn_for(int type, qdot_isa isa) {
+#if defined(__x86_64__)
+    if (isa >= QDOT_AVX512 && qdot_f32act_avx512_fn(type)) return qdot_f32act_avx512_rows_fn(type);
+    if (isa >= QDOT_AVX512 && (qdot_f32act_k_avx512_fn(type) || qdot_f32act_q5_avx512_fn(type))) return NULL;
+    if (isa >= QDOT_AVX2 && qdot_f32act_avx2_fn(type)) return qdot_f32act_avx2_rows_fn(type);
+#endif
+    (void)type, (void)isa;
+    return NULL;
 }
 
 #define DEQ_REF(NAME, TYPE) \

@@ -62,6 +62,18 @@ qdot_row_fn qdot_row_fn_for(int type, qdot_isa isa);
  * dequantises the row, SIMD versions for the common 32-block types. */
 qdot_row_fn qdot_f32act_fn_for(int type, qdot_isa isa);
 
+/* The dots of one weight row with T activation rows at once (a decode step
+ * of T sequences): y[t] = fn(wrow, act + t * act_stride, x + t * n, n),
+ * bitwise, for the fn that qdot_row_fn_for (qdot_f32act_fn_for) gives at
+ * the same isa, so a sequence's numbers do not depend on how many share its
+ * step; the weight blocks are unpacked once for several rows. NULL where a
+ * type has no such function at that isa (then call the row function T
+ * times). */
+typedef void (*qdot_rows_fn)(const void *wrow, const void *act, size_t act_stride, const float *x, int64_t T,
+                             int64_t n, float *y);
+qdot_rows_fn qdot_rows_fn_for(int type, qdot_isa isa);
+qdot_rows_fn qdot_f32act_rows_fn_for(int type, qdot_isa isa);
+
 /* A row of n elements of a type dequantised to f32 (prefill's tiles): SIMD
  * for the common types where the CPU has it, else quant_dequantize_row. */
 typedef void (*qdot_deq_fn)(const void *row, float *y, int64_t n);

@@ -19,13 +19,18 @@ qdot_row_fn qdot_ref_fn(int type);
 /* The SIMD dots of a type at exactly that level, or NULL (qdot_simd.c). */
 qdot_row_fn qdot_avx2_fn(int type);
 qdot_row_fn qdot_avx512_fn(int type);
+qdot_rows_fn qdot_avx2_rows_fn(int type);   /* their T-row twins (32-block types) */
+qdot_rows_fn qdot_avx512_rows_fn(int type);
 qdot_row_fn qdot_k_avx2_fn(int type);   /* Q4_K, Q6_K (qdot_simd_k.c) */
 qdot_row_fn qdot_k_avx512_fn(int type);
+qdot_rows_fn qdot_k_avx2_rows_fn(int type); /* their T-row twins (both ISAs) */
 qdot_deq_fn qdot_deq_k_avx2_fn(int type); /* Q4_K, Q6_K rows to f32 */
 qdot_row_fn qdot_f32act_more_avx2_fn(int type); /* Q5_x, K-types, BF16 (qdot_avx2_more.c) */
 qdot_deq_fn qdot_deq_q5_avx2_fn(int type);       /* Q5_x, BF16 */
 qdot_row_fn qdot_f32act_avx2_fn(int type);
 qdot_row_fn qdot_f32act_avx512_fn(int type);
+qdot_rows_fn qdot_f32act_avx2_rows_fn(int type); /* Q8_0 (the logits of both default models) */
+qdot_rows_fn qdot_f32act_avx512_rows_fn(int type);
 qdot_row_fn qdot_f32act_k_avx512_fn(int type);
 qdot_row_fn qdot_f32act_q5_avx512_fn(int type);
 qdot_deq_fn qdot_deq_q5_avx512_fn(int type);

@@ -25,86 +25,112 @@ VNNI static inline __m256 s_dot_us_vnni(__m256i u, __m256i s) {
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s));
 }
 
-/* One template per ISA: DOT is the unsigned x signed byte dot above. */
-#define QDOT_DEFINE(ATTR, SUF, DOT)                                                              \
-    ATTR static float s_q8_0_##SUF(const void *w, const void *act, const float *x, int64_t n) {  \
-        const uint8_t *b = w;                                                                    \
-        const qdot_q8 *a = act;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                        \
-        for (int64_t i = 0; i < n / 32; i++, b += 34) {                                          \
-            QDOT_PREFETCH(b);                                                                    \
-            __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));                            \
-            __m256i aq = _mm256_loadu_si256((const __m256i *)a[i].q);                            \
-            __m256 dot = DOT(_mm256_sign_epi8(q, q), _mm256_sign_epi8(aq, q));                   \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b) * a[i].d), dot, acc);                    \
-        }                                                                                        \
-        (void)x;                                                                                 \
-        return s_hsum(acc);                                                                      \
-    }                                                                                            \
-    ATTR static float s_q4_0_##SUF(const void *w, const void *act, const float *x, int64_t n) {  \
-        const uint8_t *b = w;                                                                    \
-        const qdot_q8 *a = act;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                        \
-        float corr = 0;                                                                          \
-        for (int64_t i = 0; i < n / 32; i++, b += 18) {                                          \
-            QDOT_PREFETCH(b);                                                                    \
-            float d = s_h(b);                                                                    \
-            __m256 dot = DOT(s_nibbles(b + 2), _mm256_loadu_si256((const __m256i *)a[i].q));     \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a[i].d), dot, acc);                         \
-            corr += d * a[i].s;                                                                  \
-        }                                                                                        \
-        (void)x;                                                                                 \
-        return s_hsum(acc) - 8.0f * corr;                                                        \
-    }                                                                                            \
-    ATTR static float s_q4_1_##SUF(const void *w, const void *act, const float *x, int64_t n) {  \
-        const uint8_t *b = w;                                                                    \
-        const qdot_q8 *a = act;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                        \
-        float corr = 0;                                                                          \
-        for (int64_t i = 0; i < n / 32; i++, b += 20) {                                          \
-            QDOT_PREFETCH(b);                                                                    \
-            __m256 dot = DOT(s_nibbles(b + 4), _mm256_loadu_si256((const __m256i *)a[i].q));     \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b) * a[i].d), dot, acc);                    \
-            corr += s_h(b + 2) * a[i].s;                                                         \
-        }                                                                                        \
-        (void)x;                                                                                 \
-        return s_hsum(acc) + corr;                                                               \
-    }                                                                                            \
-    ATTR static float s_q5_0_##SUF(const void *w, const void *act, const float *x, int64_t n) {  \
-        const uint8_t *b = w;                                                                    \
-        const qdot_q8 *a = act;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                        \
-        float corr = 0;                                                                          \
-        for (int64_t i = 0; i < n / 32; i++, b += 22) {                                          \
-            QDOT_PREFETCH(b);                                                                    \
-            uint32_t qh;                                                                         \
-            memcpy(&qh, b + 2, 4);                                                               \
-            float d = s_h(b);                                                                    \
-            __m256i q = _mm256_or_si256(s_nibbles(b + 6), s_bit4(qh));                           \
-            __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)a[i].q));                    \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a[i].d), dot, acc);                         \
-            corr += d * a[i].s;                                                                  \
-        }                                                                                        \
-        (void)x;                                                                                 \
-        return s_hsum(acc) - 16.0f * corr;                                                       \
-    }                                                                                            \
-    ATTR static float s_q5_1_##SUF(const void *w, const void *act, const float *x, int64_t n) {  \
-        const uint8_t *b = w;                                                                    \
-        const qdot_q8 *a = act;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                        \
-        float corr = 0;                                                                          \
-        for (int64_t i = 0; i < n / 32; i++, b += 24) {                                          \
-            QDOT_PREFETCH(b);                                                                    \
-            uint32_t qh;                                                                         \
-            memcpy(&qh, b + 4, 4);                                                               \
-            __m256i q = _mm256_or_si256(s_nibbles(b + 8), s_bit4(qh));                           \
-            __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)a[i].q));                    \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b) * a[i].d), dot, acc);                    \
-            corr += s_h(b + 2) * a[i].s;                                                         \
-        }                                                                                        \
-        (void)x;                                                                                 \
-        return s_hsum(acc) + corr;                                                               \
-    }
+/* activation row r's block i */
+#define QDOT_A(r, i) ((const qdot_q8 *)(act + (size_t)(r) * as) + (i))
+
+/* One template per ISA: DOT is the unsigned x signed byte dot above. For
+ * the types with an offset (Q4_0's 8, Q5_0's 16, Q4_1 / Q5_1's m) the
+ * offset times the activation block's sum is a scalar correction. */
+#define QDOT_DEFINE(ATTR, SUF, DOT)                                                                         \
+    ATTR static INL void s_q8_0_##SUF##_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, \
+                                          const int nr) {                                                   \
+        const uint8_t *b = w;                                                                               \
+        __m256 acc[QDOT_NR];                                                                                \
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();                                          \
+        for (int64_t i = 0; i < n / 32; i++, b += 34) {                                                     \
+            QDOT_PREFETCH(b);                                                                               \
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));                                       \
+            __m256i qa = _mm256_sign_epi8(q, q);                                                            \
+            float d = s_h(b);                                                                               \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                __m256i aq = _mm256_loadu_si256((const __m256i *)QDOT_A(r, i)->q);                          \
+                __m256 dot = DOT(qa, _mm256_sign_epi8(aq, q));                                              \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * QDOT_A(r, i)->d), dot, acc[r]);                 \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]);                                                 \
+    }                                                                                                       \
+    QDOT_WRAP(ATTR, s_q8_0_##SUF)                                                                           \
+    ATTR static INL void s_q4_0_##SUF##_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, \
+                                          const int nr) {                                                   \
+        const uint8_t *b = w;                                                                               \
+        __m256 acc[QDOT_NR];                                                                                \
+        float corr[QDOT_NR];                                                                                \
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps(), corr[r] = 0;                             \
+        for (int64_t i = 0; i < n / 32; i++, b += 18) {                                                     \
+            QDOT_PREFETCH(b);                                                                               \
+            float d = s_h(b);                                                                               \
+            __m256i q = s_nibbles(b + 2);                                                                   \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)QDOT_A(r, i)->q));                  \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * QDOT_A(r, i)->d), dot, acc[r]);                 \
+                corr[r] += d * QDOT_A(r, i)->s;                                                             \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]) - 8.0f * corr[r];                                \
+    }                                                                                                       \
+    QDOT_WRAP(ATTR, s_q4_0_##SUF)                                                                           \
+    ATTR static INL void s_q4_1_##SUF##_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, \
+                                          const int nr) {                                                   \
+        const uint8_t *b = w;                                                                               \
+        __m256 acc[QDOT_NR];                                                                                \
+        float corr[QDOT_NR];                                                                                \
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps(), corr[r] = 0;                             \
+        for (int64_t i = 0; i < n / 32; i++, b += 20) {                                                     \
+            QDOT_PREFETCH(b);                                                                               \
+            float d = s_h(b), m = s_h(b + 2);                                                               \
+            __m256i q = s_nibbles(b + 4);                                                                   \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)QDOT_A(r, i)->q));                  \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * QDOT_A(r, i)->d), dot, acc[r]);                 \
+                corr[r] += m * QDOT_A(r, i)->s;                                                             \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]) + corr[r];                                       \
+    }                                                                                                       \
+    QDOT_WRAP(ATTR, s_q4_1_##SUF)                                                                           \
+    ATTR static INL void s_q5_0_##SUF##_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, \
+                                          const int nr) {                                                   \
+        const uint8_t *b = w;                                                                               \
+        __m256 acc[QDOT_NR];                                                                                \
+        float corr[QDOT_NR];                                                                                \
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps(), corr[r] = 0;                             \
+        for (int64_t i = 0; i < n / 32; i++, b += 22) {                                                     \
+            QDOT_PREFETCH(b);                                                                               \
+            uint32_t qh;                                                                                    \
+            memcpy(&qh, b + 2, 4);                                                                          \
+            float d = s_h(b);                                                                               \
+            __m256i q = _mm256_or_si256(s_nibbles(b + 6), s_bit4(qh));                                      \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)QDOT_A(r, i)->q));                  \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * QDOT_A(r, i)->d), dot, acc[r]);                 \
+                corr[r] += d * QDOT_A(r, i)->s;                                                             \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]) - 16.0f * corr[r];                               \
+    }                                                                                                       \
+    QDOT_WRAP(ATTR, s_q5_0_##SUF)                                                                           \
+    ATTR static INL void s_q5_1_##SUF##_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, \
+                                          const int nr) {                                                   \
+        const uint8_t *b = w;                                                                               \
+        __m256 acc[QDOT_NR];                                                                                \
+        float corr[QDOT_NR];                                                                                \
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps(), corr[r] = 0;                             \
+        for (int64_t i = 0; i < n / 32; i++, b += 24) {                                                     \
+            QDOT_PREFETCH(b);                                                                               \
+            uint32_t qh;                                                                                    \
+            memcpy(&qh, b + 4, 4);                                                                          \
+            float d = s_h(b), m = s_h(b + 2);                                                               \
+            __m256i q = _mm256_or_si256(s_nibbles(b + 8), s_bit4(qh));                                      \
+            for (int r = 0; r < nr; r++) {                                                                  \
+                __m256 dot = DOT(q, _mm256_loadu_si256((const __m256i *)QDOT_A(r, i)->q));                  \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * QDOT_A(r, i)->d), dot, acc[r]);                 \
+                corr[r] += m * QDOT_A(r, i)->s;                                                             \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]) + corr[r];                                       \
+    }                                                                                                       \
+    QDOT_WRAP(ATTR, s_q5_1_##SUF)
 
 QDOT_DEFINE(AVX2, avx2, s_dot_us)
 QDOT_DEFINE(VNNI, vnni, s_dot_us_vnni)
@@ -163,9 +189,33 @@ qdot_row_fn qdot_avx512_fn(int type) {
     }
 }
 
+qdot_rows_fn qdot_avx2_rows_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: return s_q8_0_avx2_rows;
+    case GGML_TYPE_Q4_0: return s_q4_0_avx2_rows;
+    case GGML_TYPE_Q4_1: return s_q4_1_avx2_rows;
+    case GGML_TYPE_Q5_0: return s_q5_0_avx2_rows;
+    case GGML_TYPE_Q5_1: return s_q5_1_avx2_rows;
+    default: return qdot_k_avx2_rows_fn(type);
+    }
+}
+
+qdot_rows_fn qdot_avx512_rows_fn(int type) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: return s_q8_0_vnni_rows;
+    case GGML_TYPE_Q4_0: return s_q4_0_vnni_rows;
+    case GGML_TYPE_Q4_1: return s_q4_1_vnni_rows;
+    case GGML_TYPE_Q5_0: return s_q5_0_vnni_rows;
+    case GGML_TYPE_Q5_1: return s_q5_1_vnni_rows;
+    default: return qdot_k_avx2_rows_fn(type);
+    }
+}
+
 #else
 qdot_row_fn qdot_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_avx512_fn(int type) { (void)type; return NULL; }
+qdot_rows_fn qdot_avx2_rows_fn(int type) { (void)type; return NULL; }
+qdot_rows_fn qdot_avx512_rows_fn(int type) { (void)type; return NULL; }
 #endif
 
 /* ---- f32 activations: weights dequantised in registers ------------------
@@ -220,21 +270,48 @@ AVX2 static float s_q4_0_f_avx2(const void *w, const void *act, const float *x, 
     return s_hsum(acc);
 }
 
-AVX2 static float s_q8_0_f_avx2(const void *w, const void *act, const float *x, int64_t n) {
+/* f32 activation rows: QDOT_WRAP's shape with x rows n floats apart */
+#define QDOT_WRAP_F(ATTR, NAME)                                                                             \
+    ATTR static float NAME(const void *w, const void *act, const float *x, int64_t n) {                     \
+        float y;                                                                                            \
+        (void)act;                                                                                          \
+        NAME##_n(w, x, n, &y, 1);                                                                           \
+        return y;                                                                                           \
+    }                                                                                                       \
+    ATTR static void NAME##_rows(const void *w, const void *act, size_t as, const float *x, int64_t T,      \
+                                 int64_t n, float *y) {                                                     \
+        int64_t t = 0;                                                                                      \
+        (void)act, (void)as;                                                                                \
+        for (; t + QDOT_NR <= T; t += QDOT_NR) NAME##_n(w, x + t * n, n, y + t, QDOT_NR);                   \
+        if (T - t == 3) NAME##_n(w, x + t * n, n, y + t, 3);                                                \
+        if (T - t == 2) NAME##_n(w, x + t * n, n, y + t, 2);                                                \
+        if (T - t == 1) NAME##_n(w, x + t * n, n, y + t, 1);                                                \
+    }
+
+AVX2 static INL void s_q8_0_f_avx2_n(const void *w, const float *x, int64_t n, float *y, const int nr) {
     const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[QDOT_NR];
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++, b += 34, x += 32) {
         QDOT_PREFETCH(b);
         __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
-        __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(x));
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(x + 8), a);
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(x + 16), a);
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(x + 24), a);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(s_h(b)), a, acc);
+        __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+        __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+        __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+        __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+        __m256 d = _mm256_set1_ps(s_h(b));
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + r * n;
+            __m256 a = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
+            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), a);
+            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), a);
+            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), a);
+            acc[r] = _mm256_fmadd_ps(d, a, acc[r]);
+        }
     }
-    (void)act;
-    return s_hsum(acc);
+    for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]);
 }
+QDOT_WRAP_F(AVX2, s_q8_0_f_avx2)
 
 F512 static inline float s_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -290,29 +367,42 @@ F512 static float s_q4_0_f_512(const void *w, const void *act, const float *x, i
     return s_hsum512(acc);
 }
 
-F512 static float s_q8_0_f_512(const void *w, const void *act, const float *x, int64_t n) {
+F512 static INL void s_q8_0_f_512_n(const void *w, const float *x, int64_t n, float *y, const int nr) {
     const uint8_t *b = w;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    /* two accumulators: a block's multiply-adds do not wait for the last block's */
+    __m512 acc0[QDOT_NR], acc1[QDOT_NR];
+    for (int r = 0; r < nr; r++) acc0[r] = _mm512_setzero_ps(), acc1[r] = _mm512_setzero_ps();
     int64_t nb = n / 32, i = 0;
     for (; i + 2 <= nb; i += 2, b += 68, x += 64) {
-        __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
-        __m128i q2 = _mm_loadu_si128((const __m128i *)(b + 36)), q3 = _mm_loadu_si128((const __m128i *)(b + 52));
-        __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), _mm512_loadu_ps(x));
-        __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q2)), _mm512_loadu_ps(x + 32));
-        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), _mm512_loadu_ps(x + 16), a);
-        c = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q3)), _mm512_loadu_ps(x + 48), c);
-        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b + 34)), c, acc1);
+        __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2))));
+        __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18))));
+        __m512 w2 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 36))));
+        __m512 w3 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 52))));
+        __m512 d0 = _mm512_set1_ps(s_h(b)), d1 = _mm512_set1_ps(s_h(b + 34));
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + r * n;
+            __m512 a = _mm512_mul_ps(w0, _mm512_loadu_ps(xr));
+            __m512 c = _mm512_mul_ps(w2, _mm512_loadu_ps(xr + 32));
+            a = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), a);
+            c = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xr + 48), c);
+            acc0[r] = _mm512_fmadd_ps(d0, a, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(d1, c, acc1[r]);
+        }
     }
     for (; i < nb; i++, b += 34, x += 32) {
-        __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2)), q1 = _mm_loadu_si128((const __m128i *)(b + 18));
-        __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), _mm512_loadu_ps(x));
-        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), _mm512_loadu_ps(x + 16), a);
-        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(s_h(b)), a, acc0);
+        __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2))));
+        __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18))));
+        __m512 d0 = _mm512_set1_ps(s_h(b));
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + r * n;
+            __m512 a = _mm512_mul_ps(w0, _mm512_loadu_ps(xr));
+            a = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), a);
+            acc0[r] = _mm512_fmadd_ps(d0, a, acc0[r]);
+        }
     }
-    (void)act;
-    return s_hsum512(_mm512_add_ps(acc0, acc1));
+    for (int r = 0; r < nr; r++) y[r] = s_hsum512(_mm512_add_ps(acc0[r], acc1[r]));
 }
+QDOT_WRAP_F(F512, s_q8_0_f_512)
 
 F512 static float s_f16_f_512(const void *w, const void *act, const float *x, int64_t n) {
     const uint8_t *p = w;
@@ -359,9 +449,13 @@ qdot_row_fn qdot_f32act_avx512_fn(int type) {
     default: return NULL;
     }
 }
+qdot_rows_fn qdot_f32act_avx2_rows_fn(int type) { return type == GGML_TYPE_Q8_0 ? s_q8_0_f_avx2_rows : NULL; }
+qdot_rows_fn qdot_f32act_avx512_rows_fn(int type) { return type == GGML_TYPE_Q8_0 ? s_q8_0_f_512_rows : NULL; }
 #else
 qdot_row_fn qdot_f32act_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_f32act_avx512_fn(int type) { (void)type; return NULL; }
+qdot_rows_fn qdot_f32act_avx2_rows_fn(int type) { (void)type; return NULL; }
+qdot_rows_fn qdot_f32act_avx512_rows_fn(int type) { (void)type; return NULL; }
 #endif
 
 #if defined(__x86_64__)

@@ -26,104 +26,110 @@ AVX2 static inline __m256i s_dot_sc_avx2(__m256i u, __m256i s, __m256i sc16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), sc16);
 }
 
+/* Each dot is written for nr = 1..QDOT_NR activation rows (qdot_x86.h):
+ * the weights' unpacking and scales are shared, each row's integer sums are
+ * exact and its float operations are the one-row function's, so the T-row
+ * function gives the one-row function's bits. One version for both ISAs:
+ * VNNI's dpbusd would need a 32-bit multiply per scale (vpmulld, 10 cycles)
+ * where maddubs + madd applies it for free; measured slower (896 x 4864:
+ * Q4_K 351 vs 310 us, Q6_K 199 vs 180 us). */
+
+/* activation row r's block i */
+#define QDOT_AK(r, i) ((const qdot_q8k *)(act + (size_t)(r) * as) + (i))
+
 /* Q4_K: d, dmin (f16), 12 bytes of packed 6-bit scales and mins, 128 bytes
  * of nibbles: 4 groups of 64 weights, low nibbles then high nibbles. */
-#define QDOT_K4_DEFINE(ATTR, SUF, DOT)                                                          \
-    ATTR static float s_q4_k_##SUF(const void *w, const void *act, const float *x, int64_t n) { \
-        const uint8_t *b = w;                                                                   \
-        const qdot_q8k *a = act;                                                                \
-        const __m256i m4 = _mm256_set1_epi8(0x0f);                                              \
-        __m256 acc = _mm256_setzero_ps();                                                       \
-        float accm = 0;                                                                         \
-        for (int64_t i = 0; i < n / 256; i++, b += 144) {                                       \
-            QDOT_PREFETCH(b);                                                                   \
-            QDOT_PREFETCH(b + 64);                                                              \
-            QDOT_PREFETCH(b + 128);                                                             \
-            const uint8_t *q = b + 16;                                                          \
-            const int8_t *aq = a[i].q;                                                          \
-            __m256i sumi = _mm256_setzero_si256();                                              \
-            int summ = 0;                                                                       \
-            for (int g = 0; g < 4; g++, q += 32, aq += 64) {                                    \
-                int sc1, m1, sc2, m2;                                                           \
-                s_k4_scale_min(2 * g, b + 4, &sc1, &m1);                                        \
-                s_k4_scale_min(2 * g + 1, b + 4, &sc2, &m2);                                    \
-                __m256i qv = _mm256_loadu_si256((const __m256i *)q);                            \
-                __m256i lo = _mm256_and_si256(qv, m4);                                          \
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);                    \
-                __m256i a1 = _mm256_loadu_si256((const __m256i *)aq);                           \
-                __m256i a2 = _mm256_loadu_si256((const __m256i *)(aq + 32));                    \
-                sumi = _mm256_add_epi32(sumi, DOT(lo, a1, _mm256_set1_epi16((short)sc1)));      \
-                sumi = _mm256_add_epi32(sumi, DOT(hi, a2, _mm256_set1_epi16((short)sc2)));      \
-                summ += m1 * (a[i].bsums[4 * g] + a[i].bsums[4 * g + 1]) +                      \
-                        m2 * (a[i].bsums[4 * g + 2] + a[i].bsums[4 * g + 3]);                   \
-            }                                                                                   \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * s_h(b)), _mm256_cvtepi32_ps(sumi), acc); \
-            accm += a[i].d * s_h(b + 2) * (float)summ;                                          \
-        }                                                                                       \
-        (void)x;                                                                                \
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));      \
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                                 \
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));                                                  \
-        return _mm_cvtss_f32(s) - accm;                                                         \
+AVX2 static INL void s_q4_k_avx2_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, const int nr) {
+    const uint8_t *b = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[QDOT_NR];
+    float accm[QDOT_NR];
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps(), accm[r] = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 144) {
+        QDOT_PREFETCH(b);
+        QDOT_PREFETCH(b + 64);
+        QDOT_PREFETCH(b + 128);
+        const uint8_t *q = b + 16;
+        __m256i sumi[QDOT_NR];
+        int summ[QDOT_NR];
+        for (int r = 0; r < nr; r++) sumi[r] = _mm256_setzero_si256(), summ[r] = 0;
+        for (int g = 0; g < 4; g++, q += 32) {
+            int sc1, m1, sc2, m2;
+            s_k4_scale_min(2 * g, b + 4, &sc1, &m1);
+            s_k4_scale_min(2 * g + 1, b + 4, &sc2, &m2);
+            __m256i qv = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(qv, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+            __m256i s1 = _mm256_set1_epi16((short)sc1), s2 = _mm256_set1_epi16((short)sc2);
+            for (int r = 0; r < nr; r++) {
+                const qdot_q8k *a = QDOT_AK(r, i);
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(a->q + 64 * g));
+                __m256i a2 = _mm256_loadu_si256((const __m256i *)(a->q + 64 * g + 32));
+                sumi[r] = _mm256_add_epi32(sumi[r], s_dot_sc_avx2(lo, a1, s1));
+                sumi[r] = _mm256_add_epi32(sumi[r], s_dot_sc_avx2(hi, a2, s2));
+                summ[r] += m1 * (a->bsums[4 * g] + a->bsums[4 * g + 1]) +
+                           m2 * (a->bsums[4 * g + 2] + a->bsums[4 * g + 3]);
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            const qdot_q8k *a = QDOT_AK(r, i);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a->d * s_h(b)), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            accm[r] += a->d * s_h(b + 2) * (float)summ[r];
+        }
     }
+    for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]) - accm[r];
+}
+QDOT_WRAP(AVX2, s_q4_k_avx2)
 
 /* Q6_K: ql[128] low nibbles, qh[64] two high bits, 16 signed 8-bit scales,
  * d (f16). Two halves of 128 weights; in each, 32 bytes of ql/qh give four
  * runs of 32 weights, each run two 16-weight sub-blocks (one scale per
  * 128-bit lane). Weights are stored +32: subtracted via bsums. */
-#define QDOT_K6_DEFINE(ATTR, SUF, DOT)                                                            \
-    ATTR static float s_q6_k_##SUF(const void *w, const void *act, const float *x, int64_t n) {   \
-        const uint8_t *b = w;                                                                     \
-        const qdot_q8k *a = act;                                                                  \
-        const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);                   \
-        __m256 acc = _mm256_setzero_ps();                                                         \
-        for (int64_t i = 0; i < n / 256; i++, b += 210) {                                         \
-            QDOT_PREFETCH(b);                                                                     \
-            QDOT_PREFETCH(b + 64);                                                                \
-            QDOT_PREFETCH(b + 128);                                                               \
-            QDOT_PREFETCH(b + 192);                                                               \
-            const uint8_t *ql = b, *qh = b + 128;                                                 \
-            const int8_t *sc = (const int8_t *)(b + 192);                                         \
-            __m256i sumi = _mm256_setzero_si256();                                                \
-            for (int h = 0; h < 2; h++, ql += 64, qh += 32) {                                     \
-                const int8_t *aq = a[i].q + 128 * h;                                              \
-                const int8_t *s8 = sc + 8 * h;                                                    \
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);                             \
-                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));                      \
-                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);                             \
-                __m256i q[4];                                                                     \
-                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),                                  \
-                                       _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));           \
-                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),                                  \
-                                       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));           \
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),            \
-                                       _mm256_and_si256(hb, m3));                                 \
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),            \
-                                       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));           \
-                for (int r = 0; r < 4; r++) {                                                     \
-                    __m256i av = _mm256_loadu_si256((const __m256i *)(aq + 32 * r));              \
-                    __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(s8[2 * r + 1]),                 \
-                                                   _mm_set1_epi16(s8[2 * r]));                    \
-                    sumi = _mm256_add_epi32(sumi, DOT(q[r], av, s16));                            \
-                }                                                                                 \
-            }                                                                                     \
-            int off = 0;                                                                          \
-            for (int g = 0; g < 16; g++) off += sc[g] * a[i].bsums[g];                            \
-            sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));      \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * s_h(b + 208)), _mm256_cvtepi32_ps(sumi), acc); \
-        }                                                                                         \
-        (void)x;                                                                                  \
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));        \
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                                   \
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));                                                    \
-        return _mm_cvtss_f32(s);                                                                  \
+AVX2 static INL void s_q6_k_avx2_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, const int nr) {
+    const uint8_t *b = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
+    __m256 acc[QDOT_NR];
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210) {
+        QDOT_PREFETCH(b);
+        QDOT_PREFETCH(b + 64);
+        QDOT_PREFETCH(b + 128);
+        QDOT_PREFETCH(b + 192);
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        __m256i sumi[QDOT_NR];
+        for (int r = 0; r < nr; r++) sumi[r] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+            const int8_t *s8 = sc + 8 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m3));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));
+            for (int k = 0; k < 4; k++) {
+                __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(s8[2 * k + 1]), _mm_set1_epi16(s8[2 * k]));
+                for (int r = 0; r < nr; r++) {
+                    const int8_t *aq = QDOT_AK(r, i)->q + 128 * h + 32 * k;
+                    __m256i av = _mm256_loadu_si256((const __m256i *)aq);
+                    sumi[r] = _mm256_add_epi32(sumi[r], s_dot_sc_avx2(q[k], av, s16));
+                }
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            const qdot_q8k *a = QDOT_AK(r, i);
+            int off = 0;
+            for (int g = 0; g < 16; g++) off += sc[g] * a->bsums[g];
+            __m256i si = _mm256_sub_epi32(sumi[r], _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a->d * s_h(b + 208)), _mm256_cvtepi32_ps(si), acc[r]);
+        }
     }
-
-/* One version: VNNI's dpbusd would need a 32-bit multiply per scale
- * (vpmulld, 10 cycles) where maddubs + madd applies it for free; measured
- * slower (896 x 4864: Q4_K 351 vs 310 us, Q6_K 199 vs 180 us). */
-QDOT_K4_DEFINE(AVX2, avx2, s_dot_sc_avx2)
-QDOT_K6_DEFINE(AVX2, avx2, s_dot_sc_avx2)
+    for (int r = 0; r < nr; r++) y[r] = s_hsum(acc[r]);
+}
+QDOT_WRAP(AVX2, s_q6_k_avx2)
 
 /* ---- prefill tiles: rows of Q4_K / Q6_K to f32 ---------------------------
  * The same values as quant_dequantize_row (d*sc*q - dmin*m; d*sc*(q-32)),
@@ -206,10 +212,12 @@ qdot_row_fn qdot_k_avx2_fn(int type) {
     }
 }
 
-qdot_row_fn qdot_k_avx512_fn(int type) {
+qdot_row_fn qdot_k_avx512_fn(int type) { return qdot_k_avx2_fn(type); }
+
+qdot_rows_fn qdot_k_avx2_rows_fn(int type) {
     switch (type) {
-    case GGML_TYPE_Q4_K: return s_q4_k_avx2;
-    case GGML_TYPE_Q6_K: return s_q6_k_avx2;
+    case GGML_TYPE_Q4_K: return s_q4_k_avx2_rows;
+    case GGML_TYPE_Q6_K: return s_q6_k_avx2_rows;
     default: return NULL;
     }
 }
@@ -218,4 +226,5 @@ qdot_row_fn qdot_k_avx512_fn(int type) {
 qdot_deq_fn qdot_deq_k_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_k_avx2_fn(int type) { (void)type; return NULL; }
 qdot_row_fn qdot_k_avx512_fn(int type) { (void)type; return NULL; }
+qdot_rows_fn qdot_k_avx2_rows_fn(int type) { (void)type; return NULL; }
 #endif

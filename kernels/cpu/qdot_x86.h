@@ -13,6 +13,33 @@
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
+/* Every dot of the SIMD files is written once for nr = 1..QDOT_NR activation rows
+ * (NAME_n, inlined with nr a constant): a block's weights are unpacked once
+ * and dotted with each row, whose own operations are those of the one-row
+ * function in the same order. So the one-row function (NAME, nr = 1) and
+ * the batched one (NAME_rows, groups of QDOT_NR) give bitwise the same
+ * numbers: a sequence's logits do not depend on what it is decoded with. */
+#define INL __attribute__((always_inline)) inline
+#define QDOT_NR 4
+/* the one-row and T-row functions around NAME_n (act rows `as` bytes apart) */
+#define QDOT_WRAP(ATTR, NAME)                                                                               \
+    ATTR static float NAME(const void *w, const void *act, const float *x, int64_t n) {                     \
+        float y;                                                                                            \
+        (void)x;                                                                                            \
+        NAME##_n(w, act, 0, n, &y, 1);                                                                      \
+        return y;                                                                                           \
+    }                                                                                                       \
+    ATTR static void NAME##_rows(const void *w, const void *act, size_t as, const float *x, int64_t T,      \
+                                 int64_t n, float *y) {                                                     \
+        const uint8_t *a = act;                                                                             \
+        int64_t t = 0;                                                                                      \
+        (void)x;                                                                                            \
+        for (; t + QDOT_NR <= T; t += QDOT_NR) NAME##_n(w, a + (size_t)t * as, as, n, y + t, QDOT_NR);      \
+        if (T - t == 3) NAME##_n(w, a + (size_t)t * as, as, n, y + t, 3);                                   \
+        if (T - t == 2) NAME##_n(w, a + (size_t)t * as, as, n, y + t, 2);                                   \
+        if (T - t == 1) NAME##_n(w, a + (size_t)t * as, as, n, y + t, 1);                                   \
+    }
+
 /* f16 at p -> f32 with F16C */
 __attribute__((target("f16c"))) static inline float s_h(const uint8_t *p) {
     uint16_t v;
