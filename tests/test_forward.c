@@ -566,11 +566,13 @@ static void s_check_softmax(void) {
  * and without an attention bias. Same arithmetic up to summation order. */
 static void s_no_obs(void *u, int64_t layer, int64_t head, int64_t q0, int64_t nq, const float *p, int64_t nk) {}
 
-static void s_check_attention_paths(void) {
-    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 / q8_0 caches");
+static void s_check_attention_paths(int threads) {
+    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 / q8_0 caches, %d threads", threads);
     const int types[4] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0};
     const int64_t lens[4] = {1, 5, 300, 1037}; /* per kv head; T <= each */
     uint64_t rng = 77;
+    int keep = pool_threads();
+    pool_set_threads(threads); /* 7: slices of 2 heads cut the groups of 3 */
     for (int t = 0; t < 4; t++)
         for (int64_t T = 1; T <= 16; T += 15)
             for (int bias = 0; bias < 2; bias++) {
@@ -604,6 +606,7 @@ static void s_check_attention_paths(void) {
                 free(q), free(a), free(b);
                 kv_cache_destroy(&kv);
             }
+    pool_set_threads(keep);
 }
 
 /* A q8_0 cache attends as an f32 cache holding its dequantised rows (both
@@ -773,7 +776,8 @@ static void s_check_batch_invariance(void) {
 }
 
 int main(void) {
-    s_check_attention_paths();
+    s_check_attention_paths(2);
+    s_check_attention_paths(7);
     s_check_attention_q8_0(kv_types_of(GGML_TYPE_Q8_0));
     s_check_attention_q8_0((kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0});
     s_check_attention_q8_0((kv_types){GGML_TYPE_Q8_0, GGML_TYPE_BF16});

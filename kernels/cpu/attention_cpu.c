@@ -4,9 +4,11 @@
  *
  * Two paths, the same arithmetic up to summation order:
  *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
- *    probabilities): heads split over the thread pool; each head reads its
- *    stream's rows in the stored type, CHUNK rows at a time converted to
- *    f32 in registers-sized scratch, dots, softmax, weighted sum of values.
+ *    probabilities): heads split over the thread pool; the query heads of
+ *    one KV head read its stream's rows in the stored type, CHUNK rows at a
+ *    time converted to f32 once for all of them, dots (vectorised: eight
+ *    partial sums), softmax, weighted sum of values (eight outputs at a
+ *    time in registers).
  *    This is the decode step's path: the cache is read once per head group
  *    in its own (half-size) type, no BLAS call, no allocation per call.
  *  - prefill (and any observed call: oracle labels, H2O, SnapKV): query
@@ -91,9 +93,27 @@ typedef struct att_job {
     float *scratch; /* per slice: [T][max_len] scores + [CHUNK][hd] rows */
 } att_job;
 
-static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
+/* q . k over n elements in eight interleaved partial sums (a fixed order,
+ * so the compiler can keep them in one vector: a plain `d += q[e] * k[e]`
+ * is a chain of n dependent scalar adds, which made this dot most of a
+ * long-context decode step). */
+static inline float s_dot(const float *q, const float *k, int64_t n) {
+    float a[8] = {0};
+    int64_t e = 0;
+    for (; e + 8 <= n; e += 8)
+        for (int l = 0; l < 8; l++) a[l] += q[e + l] * k[e + l];
+    float d = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    for (; e < n; e++) d += q[e] * k[e];
+    return d;
+}
+
+/* Query heads h0 .. h0+nh-1, which share one KV head (its stream): each
+ * chunk of keys and of values is converted to f32 once for all of them
+ * (GQA: Qwen2.5-0.5B has 7 query heads a KV head). sc holds nh * T rows of
+ * max_len scores. */
+static void s_group(const att_job *j, int64_t h0, int64_t nh, float *sc, float *rows) {
     const kv_view *kv = j->kv;
-    int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h / j->group;
+    int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h0 / j->group;
     int64_t L = kv->len[s], n_old = L - T;
     size_t k_row = cpu_kv_row_bytes(kv->k_type, hd), v_row = cpu_kv_row_bytes(kv->v_type, hd);
     const char *K = (const char *)kv->k + (size_t)kv->off[s] * k_row;
@@ -104,45 +124,57 @@ static void s_head(const att_job *j, int64_t h, float *sc, float *rows) {
         const float *kf = rows;
         if (kv->k_type == GGML_TYPE_F32) kf = (const float *)(K + (size_t)c0 * k_row);
         else s_to_f32(kv->k_type, K + (size_t)c0 * k_row, rows, nc * hd);
-        for (int64_t r = 0; r < T; r++) {
-            const float *qr = j->q + (r * j->n_head + h) * hd;
-            float *srow = sc + r * L + c0;
-            for (int64_t i = 0; i < nc; i++) {
-                const float *kr = kf + i * hd;
-                float d = 0;
-                for (int64_t e = 0; e < hd; e++) d += qr[e] * kr[e];
-                srow[i] = d * j->scale;
+        for (int64_t g = 0; g < nh; g++)
+            for (int64_t r = 0; r < T; r++) {
+                const float *qr = j->q + (r * j->n_head + h0 + g) * hd;
+                float *srow = sc + (g * T + r) * L + c0;
+                for (int64_t i = 0; i < nc; i++) srow[i] = s_dot(qr, kf + i * hd, hd) * j->scale;
             }
+    }
+    for (int64_t g = 0; g < nh; g++)
+        for (int64_t r = 0; r < T; r++) {
+            float *srow = sc + (g * T + r) * L;
+            int64_t vis = n_old + r + 1; /* causal */
+            cpu_softmax(srow, vis, bias);
+            for (int64_t i = vis; i < L; i++) srow[i] = 0.0f;
+            memset(j->out + (r * j->n_head + h0 + g) * hd, 0, (size_t)hd * sizeof(float));
         }
-    }
-    for (int64_t r = 0; r < T; r++) {
-        int64_t vis = n_old + r + 1; /* causal */
-        cpu_softmax(sc + r * L, vis, bias);
-        for (int64_t i = vis; i < L; i++) sc[r * L + i] = 0.0f;
-        memset(j->out + (r * j->n_head + h) * hd, 0, (size_t)hd * sizeof(float));
-    }
     for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
         int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
         const float *vf = rows;
         if (kv->v_type == GGML_TYPE_F32) vf = (const float *)(V + (size_t)c0 * v_row);
         else s_to_f32(kv->v_type, V + (size_t)c0 * v_row, rows, nc * hd);
-        for (int64_t r = 0; r < T; r++) {
-            float *o = j->out + (r * j->n_head + h) * hd;
-            const float *p = sc + r * L + c0;
-            for (int64_t i = 0; i < nc; i++) {
-                float pi = p[i];
-                const float *vr = vf + i * hd;
-                for (int64_t e = 0; e < hd; e++) o[e] += pi * vr[e];
+        for (int64_t g = 0; g < nh; g++)
+            for (int64_t r = 0; r < T; r++) {
+                float *o = j->out + (r * j->n_head + h0 + g) * hd;
+                const float *p = sc + (g * T + r) * L + c0;
+                /* eight output elements at a time held in registers over the
+                 * chunk's rows (each element still sums its rows in order) */
+                int64_t e0 = 0;
+                for (; e0 + 8 <= hd; e0 += 8) {
+                    float a[8];
+                    memcpy(a, o + e0, sizeof a);
+                    for (int64_t i = 0; i < nc; i++)
+                        for (int l = 0; l < 8; l++) a[l] += p[i] * vf[i * hd + e0 + l];
+                    memcpy(o + e0, a, sizeof a);
+                }
+                for (; e0 < hd; e0++)
+                    for (int64_t i = 0; i < nc; i++) o[e0] += p[i] * vf[i * hd + e0];
             }
-        }
     }
 }
 
+/* A slice's heads [h0, h1), a KV head's run of them at a time. */
 static void s_heads(void *ctx, int64_t h0, int64_t h1) {
     const att_job *j = ctx;
-    size_t per = (size_t)(j->T * j->max_len + CHUNK * j->hd);
+    size_t per = (size_t)(j->grain * j->T * j->max_len + CHUNK * j->hd);
     float *sc = j->scratch + (size_t)(h0 / j->grain) * per;
-    for (int64_t h = h0; h < h1; h++) s_head(j, h, sc, sc + j->T * j->max_len);
+    for (int64_t h = h0; h < h1;) {
+        int64_t end = (h / j->group + 1) * j->group;
+        if (end > h1) end = h1;
+        s_group(j, h, end - h, sc, sc + j->grain * j->T * j->max_len);
+        h = end;
+    }
 }
 
 /* Grow-only per-thread scratch buffers. */
@@ -171,7 +203,7 @@ static int s_decode(float *out, const float *q, const kv_view *kv, int64_t layer
     bool small = T * n_head * max_len * kv->head_dim < (1 << 18);
     int64_t threads = small ? 1 : pool_threads(), grain = (n_head + threads - 1) / threads;
     int64_t slices = (n_head + grain - 1) / grain;
-    size_t per = (size_t)(T * max_len + CHUNK * kv->head_dim);
+    size_t per = (size_t)(grain * T * max_len + CHUNK * kv->head_dim);
     float *scratch = s_scratch((size_t)slices * per);
     if (!scratch)
         return tis_error(TIS_ENOMEM, "attention: out of memory for the scratch of %lld keys", (long long)max_len);
