@@ -81,13 +81,26 @@ AVX2 static INL void s_q4_k_avx2_n(const void *w, const uint8_t *act, size_t as,
 }
 QDOT_WRAP(AVX2, s_q4_k_avx2)
 
+/* One half (128 weights) of a Q6_K block as four runs of 32 unsigned bytes
+ * (0..63, stored +32): low nibbles from ql[64], two high bits from qh[32]. */
+AVX2 static inline void s_q6_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m3));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));
+}
+
 /* Q6_K: ql[128] low nibbles, qh[64] two high bits, 16 signed 8-bit scales,
  * d (f16). Two halves of 128 weights; in each, 32 bytes of ql/qh give four
  * runs of 32 weights, each run two 16-weight sub-blocks (one scale per
  * 128-bit lane). Weights are stored +32: subtracted via bsums. */
 AVX2 static INL void s_q6_k_avx2_n(const void *w, const uint8_t *act, size_t as, int64_t n, float *y, const int nr) {
     const uint8_t *b = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
     __m256 acc[QDOT_NR];
     for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++, b += 210) {
@@ -101,15 +114,8 @@ AVX2 static INL void s_q6_k_avx2_n(const void *w, const uint8_t *act, size_t as,
         for (int r = 0; r < nr; r++) sumi[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
             const int8_t *s8 = sc + 8 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m3));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));
+            s_q6_half(ql, qh, q);
             for (int k = 0; k < 4; k++) {
                 __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(s8[2 * k + 1]), _mm_set1_epi16(s8[2 * k]));
                 for (int r = 0; r < nr; r++) {
@@ -165,21 +171,13 @@ AVX2 static void s_deq_q4_k_avx2(const void *row, float *y, int64_t n) {
 
 AVX2 static void s_deq_q6_k_avx2(const void *row, float *y, int64_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < n / 256; i++, b += 210) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192);
         float d = s_h(b + 208);
         for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m3));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m3));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m3));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m3));
+            s_q6_half(ql, qh, q);
             for (int r = 0; r < 4; r++) {
                 /* (q - 32) * d * sc: the first 16 weights take sc[2r], the next sc[2r + 1] */
                 float a0 = d * (float)sc[2 * r], a1 = d * (float)sc[2 * r + 1];
