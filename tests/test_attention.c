@@ -16,15 +16,6 @@
 #include "quant.h"
 #include "tt.h"
 
-static double s_maxdiff(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double dd = fabs((double)a[i] - b[i]);
-        if (dd > m) m = dd;
-    }
-    return m;
-}
-
 /* cpu_exp_neg within 2 ulp of exp on [-87.3, 0], 0 below, NaN kept;
  * cpu_softmax against a double reference for every length 1..70 (the 16-lane
  * body and the tail), with and without bias. */
@@ -111,7 +102,7 @@ static void s_check_attention_paths(int threads) {
                 attn_observer obs = {s_no_obs, NULL};
                 TT_OK(backend_cpu()->attention(NULL, a, q, &view, 1, T, nh, NULL));
                 TT_OK(backend_cpu()->attention(NULL, b, q, &view, 1, T, nh, &obs));
-                double dmax = s_maxdiff(a, b, T * nh * hd);
+                double dmax = tt_maxdiff(a, b, T * nh * hd);
                 TT_CHECK(dmax < 1e-5);
                 if (dmax >= 1e-5)
                     fprintf(stderr, "  type %d T %lld bias %d: max |diff| %.2e\n", types[t], (long long)T, bias, dmax);
@@ -151,7 +142,7 @@ static void s_check_attention_q8_0(kv_types types) {
         kv_view vq = kv_cache_view(q8), vf = kv_cache_view(f);
         TT_OK(backend_cpu()->attention(NULL, a, q, &vq, 0, T, nh, NULL));
         TT_OK(backend_cpu()->attention(NULL, b, q, &vf, 0, T, nh, NULL));
-        TT_CHECK(s_maxdiff(a, b, T * nh * hd) < 1e-5);
+        TT_CHECK(tt_maxdiff(a, b, T * nh * hd) < 1e-5);
         free(q), free(a), free(b);
     }
     kv_cache_destroy(&q8);
@@ -224,16 +215,16 @@ static void s_check_prefill_pool(void) {
         s_run_pool_attention(&view, q, T, nh, 2, b, NULL);
         s_run_pool_attention(&view, q, T, nh, 1, c, &o1);
         s_run_pool_attention(&view, q, T, nh, 2, d, &o2);
-        TT_CHECK(s_maxdiff(a, b, (int64_t)n) < 1e-6 && s_maxdiff(a, c, (int64_t)n) < 1e-6 &&
-                 s_maxdiff(a, d, (int64_t)n) < 1e-6);
+        TT_CHECK(tt_maxdiff(a, b, (int64_t)n) < 1e-6 && tt_maxdiff(a, c, (int64_t)n) < 1e-6 &&
+                 tt_maxdiff(a, d, (int64_t)n) < 1e-6);
         TT_CHECK(o1.in_order && o2.in_order);
         for (int64_t g = 0; g < nkv; g++) TT_CHECK(o1.n_calls[g] == group * 3 && o2.n_calls[g] == group * 3);
-        TT_CHECK(s_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
+        TT_CHECK(tt_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
         /* more threads than KV heads: tiles unobserved, one thread observed */
         s_run_pool_attention(&view, q, T, nh, 8, b, NULL);
         s_run_pool_attention(&view, q, T, nh, 8, d, &o2);
-        TT_CHECK(s_maxdiff(a, b, (int64_t)n) < 1e-6 && s_maxdiff(a, d, (int64_t)n) < 1e-6 && o2.in_order);
-        TT_CHECK(s_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
+        TT_CHECK(tt_maxdiff(a, b, (int64_t)n) < 1e-6 && tt_maxdiff(a, d, (int64_t)n) < 1e-6 && o2.in_order);
+        TT_CHECK(tt_maxdiff(o1.p, o2.p, nh * T * o1.max_keys) < 1e-6);
         free(q), free(a), free(b), free(c), free(d), free(o1.p), free(o2.p);
         kv_cache_destroy(&kv);
     }

@@ -142,15 +142,6 @@ static float *s_naive(const model *m, const int32_t *ids, int64_t T) {
     return logits;
 }
 
-static double s_maxdiff(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double dd = fabs((double)a[i] - b[i]);
-        if (dd > m) m = dd;
-    }
-    return m;
-}
-
 static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_CASE("model: %s", label);
     fprintf(stderr, "model %s\n", label);
@@ -176,7 +167,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_OK(forward_kv_new(m, T, &kv));
     TT_OK(forward_state_new(&st, m, backend_cpu(), 64));
     TT_OK(forward_run(st, kv, ids, T, lg, T, NULL));
-    double dmax = s_maxdiff(lg, ref, T * V);
+    double dmax = tt_maxdiff(lg, ref, T * V);
     fprintf(stderr, "  batch vs naive: max |diff| %.2e\n", dmax);
     TT_CHECK(dmax < tol);
     TT_CHECK(kv->n_past == T);
@@ -193,7 +184,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_OK(forward_kv_new(m, T, &kv));
     TT_OK(forward_state_new(&st, m, backend_cpu(), 8));
     TT_OK(forward_run(st, kv, ids, T, lg, 5, NULL));
-    dmax = s_maxdiff(lg, ref + (T - 5) * V, 5 * V);
+    dmax = tt_maxdiff(lg, ref + (T - 5) * V, 5 * V);
     fprintf(stderr, "  chunked vs naive: max |diff| %.2e\n", dmax);
     TT_CHECK(dmax < tol);
     kv_cache_destroy(&kv);
@@ -201,10 +192,10 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     /* 3. a prefix in one call, then token by token (decode) */
     TT_OK(forward_kv_new(m, T + 3, &kv));
     TT_OK(forward_run(st, kv, ids, 20, lg, 1, NULL));
-    double worst = s_maxdiff(lg, ref + 19 * V, V);
+    double worst = tt_maxdiff(lg, ref + 19 * V, V);
     for (int64_t t = 20; t < T; t++) {
         TT_OK(forward_run(st, kv, ids + t, 1, lg, 1, NULL));
-        double dd = s_maxdiff(lg, ref + t * V, V);
+        double dd = tt_maxdiff(lg, ref + t * V, V);
         if (dd > worst) worst = dd;
     }
     fprintf(stderr, "  decode vs naive: max |diff| %.2e\n", worst);
@@ -237,9 +228,9 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     TT_OK(forward_kv_new(m, T, &kv));
     TT_OK(forward_state_new(&st, m, backend_cpu(), 8));
     TT_OK(forward_run(st, kv, ids, T, lg, T, NULL));
-    dmax = s_maxdiff(lg, ref_h, T * V);
+    dmax = tt_maxdiff(lg, ref_h, T * V);
     fprintf(stderr, "  f16 KV vs naive rounding K, V to f16: max |diff| %.2e (vs the exact reference: %.2e)\n", dmax,
-            s_maxdiff(lg, ref, T * V));
+            tt_maxdiff(lg, ref, T * V));
     TT_CHECK(dmax < 10 * tol);
     TT_CHECK(kv_cache_bytes_used(kv) == (size_t)(T * kv->n_stream) * (2 * (size_t)m->config.head_dim * 2 + 4));
     kv_cache_destroy(&kv);
@@ -252,7 +243,7 @@ static void s_check_model(const char *label, const tiny_spec *sp) {
     for (int64_t t = 0; t < T; t++) TT_OK(forward_run(st, kv, ids + t, 1, lg + t * V, 1, NULL));
     double se = 0, ss = 0;
     for (int64_t i = 0; i < T * V; i++) se += ((double)lg[i] - ref[i]) * ((double)lg[i] - ref[i]), ss += (double)ref[i] * ref[i];
-    fprintf(stderr, "  defaults vs the exact reference: NMSE %.2e, max |diff| %.2e\n", se / ss, s_maxdiff(lg, ref, T * V));
+    fprintf(stderr, "  defaults vs the exact reference: NMSE %.2e, max |diff| %.2e\n", se / ss, tt_maxdiff(lg, ref, T * V));
     TT_CHECK(se / ss <= 1e-3);
     forward_state_destroy(&st);
     kv_cache_destroy(&kv);
@@ -412,9 +403,9 @@ static void s_check_compaction(void) {
     s_visible = s_mask_fn;
     float *ref = s_naive(m, ids, T);
     s_visible = NULL;
-    double dmax = s_maxdiff(lg, ref + (T - 1) * V, V);
+    double dmax = tt_maxdiff(lg, ref + (T - 1) * V, V);
     float *plain = s_naive(m, ids, T);
-    double dplain = s_maxdiff(lg, plain + (T - 1) * V, V);
+    double dplain = tt_maxdiff(lg, plain + (T - 1) * V, V);
     fprintf(stderr, "  compacted vs masked reference: %.2e (vs unmasked: %.2e)\n", dmax, dplain);
     TT_CHECK(dmax < 1e-3);
     TT_CHECK(dplain > 1e-2); /* the eviction did change the result */
@@ -431,7 +422,7 @@ static void s_check_compaction(void) {
         TT_OK(kv_cache_compact(&bc, bk, NULL, 0)); /* a fork keeps the bias */
         TT_CHECK(bc && bc->bias && bc->bias[bc->off[1] + M_PRE] == -1e9f);
         TT_OK(forward_run(st, bk, ids + M_PRE + M_CTX, M_SUF, lb, 1, NULL));
-        double db = s_maxdiff(lb, lg, V);
+        double db = tt_maxdiff(lb, lg, V);
         fprintf(stderr, "  bias -1e9 vs evicted: %.2e\n", db);
         TT_CHECK(db < 1e-4);
         TT_CHECK(bk->bias[bk->off[0] + M_PRE + M_CTX] == 0.0f); /* new entries: no bias */

@@ -135,6 +135,15 @@ float tt_randf(uint64_t *s) {
     return (float)((*s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
 
+double tt_maxdiff(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
 int tt_sh(const char *cmd, char *out, size_t cap) {
     size_t n = strlen(cmd) + 8;
     char *full = malloc(n);

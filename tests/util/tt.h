@@ -122,5 +122,7 @@ int tt_wait(pid_t pid, int timeout_s);
 int tt_shm_find(const char *name, char *out, size_t cap);
 /* Deterministic uniform float in [-1, 1). */
 float tt_randf(uint64_t *state);
+/* max |a[i] - b[i]| over n floats, in double. */
+double tt_maxdiff(const float *a, const float *b, int64_t n);
 
 #endif
