@@ -1,6 +1,7 @@
 /* kv: KV cache allocation and accounting. */
 #include "kv.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +69,40 @@ const char *kv_types_name(kv_types t, char *buf, size_t cap) {
 /* The host accessors below cannot reach a backend-resident cache's rows. */
 #define KV_HOST_ONLY(kv) TIS_ASSERT((kv)->be == NULL && "a backend-resident KV cache: kv_cache_to_host first")
 
+void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n, int64_t stride,
+                             int64_t rope_dim, bool interleaved) {
+    if (!kv->kscale) return;
+    int64_t hd = kv->head_dim;
+    float *sc = kv->kscale + s * hd, top = 0.0f;
+    for (int64_t c = 0; c < hd; c++) sc[c] = 0.0f;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t c = 0; c < hd; c++) {
+            float a = fabsf(k[t * stride + c]);
+            if (a > sc[c] && isfinite(a)) sc[c] = a;
+        }
+    /* RoPE turns each pair of channels (c, c+1 interleaved; c, c+rope_dim/2
+     * in halves) by an angle that moves with the position: a pair shares
+     * the largest length (x, y) reached, which no later turn exceeds */
+    if (rope_dim >= 2 && rope_dim <= hd) {
+        int64_t half = rope_dim / 2;
+        for (int64_t i = 0; i < half; i++) {
+            int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            sc[a] = sc[b] = hypotf(sc[a], sc[b]);
+        }
+    }
+    for (int64_t c = 0; c < hd; c++) top = fmaxf(top, sc[c]);
+    for (int64_t c = 0; c < hd; c++) sc[c] = top > 0.0f ? fmaxf(sc[c], 1e-3f * top) : 1.0f;
+}
+
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v) {
     KV_HOST_ONLY(kv);
-    quant_quantize_row(kv->k_type, k, (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row, kv->head_dim);
+    char *kd = (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row;
+    if (kv->kscale) {
+        if (kv->kscale[s * kv->head_dim] == 0.0f) kv_cache_key_scales_set(kv, s, k, 1, kv->head_dim, 0, false);
+        quant_q8_0_scaled_row(k, kv_cache_kscale(kv, s), kd, kv->head_dim);
+    } else {
+        quant_quantize_row(kv->k_type, k, kd, kv->head_dim);
+    }
     quant_quantize_row(kv->v_type, v, (char *)kv_cache_v(kv, s) + (size_t)i * kv->v_row, kv->head_dim);
 }
 
@@ -85,7 +117,8 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
         return;
     }
     if (type == GGML_TYPE_Q8_0) { /* whole rows: whole blocks */
-        quant_dequantize_row(type, src, dst, m);
+        if (!which && kv->kscale) quant_q8_0_scaled_rows_f32(src, kv_cache_kscale(kv, s), dst, n, kv->head_dim);
+        else quant_dequantize_row(type, src, dst, m);
         return;
     }
     const uint16_t *h = (const uint16_t *)src;
@@ -117,15 +150,17 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
             return tis_error(TIS_EINVAL, "kv: bad capacity %lld", (long long)caps[s]);
         total += caps[s];
     }
-    /* One host allocation, carved: k, v (on the host only), pos, off, cap, len. */
+    /* One host allocation, carved: k, v (on the host only), pos, off, cap,
+     * len, and the key scales of Q8_0 keys. */
     size_t k_bytes = (size_t)total * k_row, v_bytes = (size_t)total * v_row;
     if (total > 0 && (k_bytes / (size_t)total != k_row || v_bytes / (size_t)total != v_row))
         return tis_error(TIS_ERANGE, "kv: size overflow");
-    size_t sizes[6] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
+    size_t sizes[7] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
-                       (size_t)ns * sizeof(int64_t)};
+                       (size_t)ns * sizeof(int64_t),
+                       types.k == GGML_TYPE_Q8_0 ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
     size_t bytes = 0;
-    for (int i = 0; i < 6; i++) bytes += s_align64(sizes[i]);
+    for (int i = 0; i < 7; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
     void *mem = bytes ? aligned_alloc(64, bytes) : NULL;
     void *dev = be ? be->alloc(be->ctx, s_align64(k_bytes) + s_align64(v_bytes)) : NULL;
@@ -142,7 +177,8 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     kv->pos = (int32_t *)p;  p += s_align64(sizes[2]);
     kv->off = (int64_t *)p;  p += s_align64(sizes[3]);
     kv->cap = (int64_t *)p;  p += s_align64(sizes[4]);
-    kv->len = (int64_t *)p;
+    kv->len = (int64_t *)p;  p += s_align64(sizes[5]);
+    kv->kscale = sizes[6] ? memset(p, 0, sizes[6]) : NULL;
     kv->n_layer = n_layer;
     kv->n_kv_head = n_kv_head;
     kv->head_dim = head_dim;
@@ -224,6 +260,7 @@ int kv_cache_enable_bias(kv_cache *kv) {
 
 void kv_cache_clear(kv_cache *kv) {
     for (int64_t s = 0; s < kv->n_stream; s++) kv->len[s] = 0;
+    if (kv->kscale) memset(kv->kscale, 0, (size_t)(kv->n_stream * kv->head_dim) * sizeof(float));
     kv->n_past = 0;
 }
 
@@ -246,12 +283,18 @@ size_t kv_cache_entry_bytes(const kv_cache *kv) {
     return kv->k_row + kv->v_row + sizeof(int32_t);
 }
 
-size_t kv_cache_bytes_used(const kv_cache *kv) { return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv); }
+size_t kv_cache_scale_bytes(const kv_cache *kv) {
+    return kv->kscale ? (size_t)(kv->n_stream * kv->head_dim) * sizeof(float) : 0;
+}
+
+size_t kv_cache_bytes_used(const kv_cache *kv) {
+    return (size_t)kv_cache_entries(kv) * kv_cache_entry_bytes(kv) + kv_cache_scale_bytes(kv);
+}
 
 size_t kv_cache_bytes_reserved(const kv_cache *kv) {
     int64_t n = 0;
     for (int64_t s = 0; s < kv->n_stream; s++) n += kv->cap[s];
-    return (size_t)n * kv_cache_entry_bytes(kv);
+    return (size_t)n * kv_cache_entry_bytes(kv) + kv_cache_scale_bytes(kv);
 }
 
 int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, int64_t extra) {
@@ -295,6 +338,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         }
         kv->len[s] = n;
     }
+    if (src->kscale) memcpy(kv->kscale, src->kscale, (size_t)(ns * hd) * sizeof(float));
     kv->n_past = src->n_past;
     *out = kv;
     return 0;
@@ -309,6 +353,10 @@ void kv_cache_block_write(const kv_cache *kv, void *dst) {
     char *p = dst;
     for (int64_t s = 0; s < kv->n_stream; s++) {
         size_t n = (size_t)kv->len[s];
+        if (kv->kscale) {
+            memcpy(p, kv_cache_kscale(kv, s), (size_t)kv->head_dim * sizeof(float));
+            p += (size_t)kv->head_dim * sizeof(float);
+        }
         memcpy(p, kv_cache_k(kv, s), n * kv->k_row);
         p += n * kv->k_row;
         memcpy(p, kv_cache_v(kv, s), n * kv->v_row);
@@ -337,7 +385,8 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
                          (long long)n_kv_head, (long long)head_dim, kv_dtype_name(types.k), kv_dtype_name(types.v));
     int64_t ns = n_layer * n_kv_head;
     size_t kr = kv_row_bytes(types.k, head_dim), vr = kv_row_bytes(types.v, head_dim);
-    size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0), need = 0;
+    size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0);
+    size_t scales = types.k == GGML_TYPE_Q8_0 ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -360,6 +409,21 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     const char *p = block;
     for (int64_t s = 0; s < ns; s++) {
         size_t n = (size_t)stream_len[s];
+        if (scales) {
+            float *sc = kv->kscale + s * head_dim;
+            memcpy(sc, p, scales);
+            p += scales;
+            /* set (all finite and > 0) for a stream with entries; unset (0)
+             * is allowed for an empty one */
+            bool ok = true;
+            for (int64_t c = 0; c < head_dim && ok; c++)
+                ok = isfinite(sc[c]) && (n ? sc[c] > 0.0f : sc[c] >= 0.0f);
+            if (!ok) {
+                kv_cache_destroy(&kv);
+                return tis_error(TIS_EFORMAT, "kv: stream %lld's key scales are not finite and positive",
+                                 (long long)s);
+            }
+        }
         memcpy(kv_cache_k(kv, s), p, n * kr);
         p += n * kr;
         memcpy(kv_cache_v(kv, s), p, n * vr);
@@ -387,7 +451,7 @@ kv_view kv_cache_view(const kv_cache *kv) {
     /* streams are laid out in order: the last one ends the arrays */
     int64_t rows = s_rows(kv);
     return (kv_view){.n_layer = kv->n_layer, .n_kv_head = kv->n_kv_head, .head_dim = kv->head_dim,
-                     .n_entries = rows, .k_type = kv->k_type, .v_type = kv->v_type, .k = kv->k, .v = kv->v, .bias = kv->bias, .off = kv->off,
+                     .n_entries = rows, .k_type = kv->k_type, .v_type = kv->v_type, .k = kv->k, .v = kv->v, .bias = kv->bias, .kscale = kv->kscale, .off = kv->off,
                      .len = kv->len};
 }
 
@@ -404,6 +468,7 @@ static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
     kv_cache *kv = *out;
     memcpy(kv->pos, src->pos, (size_t)s_rows(src) * sizeof(int32_t));
     memcpy(kv->len, src->len, (size_t)src->n_stream * sizeof(int64_t));
+    if (src->kscale) memcpy(kv->kscale, src->kscale, (size_t)(src->n_stream * src->head_dim) * sizeof(float));
     kv->n_past = src->n_past;
     return 0;
 }

@@ -12,7 +12,17 @@
  * (the default, forward_kv_new), F32, BF16 or Q8_0 (blocks of 32: an f16
  * scale and 32 int8, 34 bytes for 32 elements: 0.53x the f16 bytes; a
  * head_dim that is a multiple of 32); positions are int32 and the
- * attention bias f32 whatever the types. A key row (one entry's key,
+ * attention bias f32 whatever the types.
+ *
+ * Q8_0 keys carry per-channel scales (kscale, KIVI's finding: a model's
+ * keys have a few channels far larger than the rest, and a block's step,
+ * set by its largest element, wipes out the small ones). Each stream has
+ * head_dim f32 scales; a key is stored as Q8_0(k / kscale) and read back as
+ * dequant * kscale, so every reader sees keys. A stream's scales are set by
+ * the first write into it while it is empty (kv_cache_key_scales_set: the
+ * largest |k| of each channel over the rows written, a RoPE pair's
+ * channels together) and kept while it holds entries; they travel with
+ * the cache (compaction, blocks, copies). A key row (one entry's key,
  * head_dim elements) is k_row bytes, a value row v_row. The forward pass writes through
  * the backend's kv_append, other host writers through kv_cache_put;
  * readers that want floats go through kv_cache_rows_f32; the attention
@@ -38,6 +48,8 @@ typedef struct kv_cache {
     int64_t *cap;       /* [n_stream] entries reserved */
     int64_t *len;       /* [n_stream] entries filled */
     int64_t n_past;     /* next position: the uncompressed sequence length */
+    float *kscale;      /* [n_stream][head_dim] key channel scales (Q8_0 keys;
+                           else NULL), host memory; 0: not set yet */
     float *bias;        /* [sum cap] additive attention-logit bias per entry (the
                            importance head's attention hook), or NULL: none.
                            Own allocation; new entries get 0. */
@@ -121,22 +133,42 @@ static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
 }
 
 /* Stores key k[head_dim] and value v[head_dim] as entry i of stream s
- * (converted to the cache's types; i < cap[s]; len is the caller's). */
+ * (converted to the cache's types; i < cap[s]; len is the caller's). A
+ * stream with Q8_0 keys whose scales are not set takes them from k. */
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v);
 /* Keys (which = 0) or values (1) i0 .. i0+n-1 of stream s as f32 in
  * dst[n][head_dim]. */
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst);
 
+/* Sets stream s's key channel scales (a cache with Q8_0 keys; else a no-op)
+ * from the n key rows at k, stride floats apart: each channel's largest |k|
+ * (a RoPE pair's channels, rope_dim > 0: the pair's largest length, which
+ * the rotation of a later position cannot exceed; interleaved pairs
+ * (2i, 2i+1), else (i, i + rope_dim/2)), floored at 1e-3 of the stream's
+ * largest (1 for a stream of zeros). Only while the stream is empty: its
+ * entries were stored with the old ones. The forward pass calls it with
+ * the model's RoPE for the first rows appended to an empty stream;
+ * kv_cache_put, with none set, from its row without pairs. */
+void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n, int64_t stride,
+                             int64_t rope_dim, bool interleaved);
+/* Stream s's key scales for Q8_0 keys (head_dim floats), or NULL. */
+static inline const float *kv_cache_kscale(const kv_cache *kv, int64_t s) {
+    return kv->kscale ? kv->kscale + s * kv->head_dim : NULL;
+}
+
 /* Smallest free room over all streams: how many tokens can still be
  * appended to every stream. */
 int64_t kv_cache_room(const kv_cache *kv);
 
-/* Bytes of the filled entries (keys, values, positions): what a compressed
- * cache really costs. kv_cache_bytes_reserved counts the capacity. */
+/* Bytes of the filled entries (keys, values, positions) and of Q8_0 keys'
+ * channel scales: what a compressed cache really costs.
+ * kv_cache_bytes_reserved counts the capacity. */
 size_t kv_cache_bytes_used(const kv_cache *kv);
 /* Bytes of one entry: its key, value and position. */
 size_t kv_cache_entry_bytes(const kv_cache *kv);
 size_t kv_cache_bytes_reserved(const kv_cache *kv);
+/* Bytes of the key channel scales (Q8_0 keys: n_stream * head_dim f32; else 0). */
+size_t kv_cache_scale_bytes(const kv_cache *kv);
 
 /* Total filled entries over all streams. */
 int64_t kv_cache_entries(const kv_cache *kv);
@@ -152,7 +184,8 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
 /* A cache as one flat block (what crosses between processes): for each
  * stream in order, len[s] key rows (k_row bytes each), then len[s] value rows (v_row), then
  * len[s] positions i32, then (a cache with an attention bias, the
- * importance head's hook) len[s] biases f32. The stream lengths, n_past,
+ * importance head's hook) len[s] biases f32; Q8_0 keys: head_dim key scales
+ * f32 first. The stream lengths, n_past,
  * the two types and the bias flag travel beside it (proto KvLayout).
  * kv_cache_block_bytes is its size. */
 size_t kv_cache_block_bytes(const kv_cache *kv);

@@ -300,7 +300,7 @@ int64_t session_budget(double frac, int64_t tokens, int64_t n_ctx) {
 
 int64_t session_full_kv_bytes(const session *s) {
     const kv_cache *kv = s->qa.ready ? s->qa.kv : s->ag.kv;
-    return s->p.n * kv->n_stream * (int64_t)kv_cache_entry_bytes(kv);
+    return s->p.n * kv->n_stream * (int64_t)kv_cache_entry_bytes(kv) + (int64_t)kv_cache_scale_bytes(kv);
 }
 
 int session_full(session *s, int64_t max_new, kv_cache **out) {

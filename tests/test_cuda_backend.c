@@ -214,8 +214,8 @@ static void s_residency(void) {
         void *dkc = s_gpu->alloc(g, kvb), *dvc = s_gpu->alloc(g, kvb);
         TT_OK(s_gpu->upload(g, dkc, kc, kvb));
         TT_OK(s_gpu->upload(g, dvc, vc, kvb));
-        TT_OK(cpu->kv_append(NULL, kc, vc, bias, types[ti], types[ti], hd, n_kv, at, k, v, T));
-        TT_OK(s_gpu->kv_append(g, dkc, dvc, db, types[ti], types[ti], hd, n_kv, at, dk, dv, T));
+        TT_OK(cpu->kv_append(NULL, kc, vc, bias, types[ti], types[ti], hd, n_kv, at, NULL, k, v, T));
+        TT_OK(s_gpu->kv_append(g, dkc, dvc, db, types[ti], types[ti], hd, n_kv, at, NULL, dk, dv, T));
         TT_OK(s_gpu->download(g, kg, dkc, kvb));
         TT_OK(s_gpu->download(g, vg, dvc, kvb));
         s_down(bias_g, db, rows);
@@ -225,7 +225,7 @@ static void s_residency(void) {
         s_gpu->free(g, dk), s_gpu->free(g, dv), s_gpu->free(g, db), s_gpu->free(g, dkc), s_gpu->free(g, dvc);
         free(k), free(v), free(kc), free(vc), free(kg), free(vg);
     }
-    TT_CHECK(s_gpu->kv_append(g, NULL, NULL, NULL, GGML_TYPE_Q4_1, GGML_TYPE_Q4_1, hd, n_kv, at, NULL, NULL, T) == TIS_EINVAL);
+    TT_CHECK(s_gpu->kv_append(g, NULL, NULL, NULL, GGML_TYPE_Q4_1, GGML_TYPE_Q4_1, hd, n_kv, at, NULL, NULL, NULL, T) == TIS_EINVAL);
     /* a Q4_1 weight, 257 x 96, prepared and multiplied (T = 1 and 9) */
     int64_t n_in = 96, n_out = 257;
     size_t rb = 0;

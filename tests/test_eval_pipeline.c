@@ -84,8 +84,9 @@ int main(void) {
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
 
-    TT_CASE("keys f16, values q8_0: the same rows through the workers");
-    /* the block's value type crosses with it (KvLayout.v_dtype1); head_dim 32 holds q8_0 blocks */
+    TT_CASE("q8_0 values, and q8_0 keys with their channel scales: the same rows through the workers");
+    /* the block's value type crosses with it (KvLayout.v_dtype1), q8_0 keys'
+     * scales in it; head_dim 32 holds q8_0 blocks */
     {
         char t32[512], m_csv[512], n_csv[512];
         snprintf(t32, sizeof t32, "%s", tt_path("tiny32.gguf"));
@@ -94,14 +95,17 @@ int main(void) {
         tiny_spec s32 = tiny_spec_default();
         s32.d_model = 128;
         TT_OK(tiny_model_write(t32, &s32));
-        for (int pass = 0; pass < 2; pass++) {
-            snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --kv_type f16,q8_0 %s --output '%s'", bin,
-                     t32, data, common, pass ? "--workers 2" : "", pass ? n_csv : m_csv);
-            rc = tt_sh(cmd, out, sizeof out);
-            TT_CHECK(rc == 0);
-            if (rc) fprintf(stderr, "%s\n", out);
+        const char *types[2] = {"f16,q8_0", "q8_0"};
+        for (int t = 0; t < 2; t++) {
+            for (int pass = 0; pass < 2; pass++) {
+                snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --kv_type %s %s --output '%s'", bin,
+                         t32, data, common, types[t], pass ? "--workers 2" : "", pass ? n_csv : m_csv);
+                rc = tt_sh(cmd, out, sizeof out);
+                TT_CHECK(rc == 0);
+                if (rc) fprintf(stderr, "%s\n", out);
+            }
+            TT_CHECK(s_same_rows(m_csv, n_csv) == 0);
         }
-        TT_CHECK(s_same_rows(m_csv, n_csv) == 0);
     }
 
     TT_CASE("the answer cap from the task");

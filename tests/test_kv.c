@@ -71,8 +71,11 @@ static void s_half_types(void) {
 
 /* A q8_0 cache: rows of 64 elements in two blocks (2 x 34 bytes, 0.53x
  * f16's), each element within half a step (the block's max |x| / 127,
- * with the scale rounded to f16) of what was put; compaction and the
- * block keep the bytes; a head_dim that is not a multiple of 32 refused. */
+ * with the scale rounded to f16) of what was put: a value's block is of
+ * the value, a key's of the key divided by its stream's channel scales
+ * (set by the stream's first put), and the step is scaled back per
+ * channel; compaction and the block keep the bytes and the scales; a
+ * head_dim that is not a multiple of 32 refused. */
 static void s_q8_0(void) {
     TT_CASE("q8_0 cache");
     kv_cache *kv = NULL, *c = NULL, *back = NULL;
@@ -93,15 +96,19 @@ static void s_q8_0(void) {
             }
             kv_cache_put(kv, s, i, k, v);
             kv_cache_pos(kv, s)[i] = (int32_t)i;
+            const float *ks = kv_cache_kscale(kv, s);
+            TT_CHECK(ks && ks[0] > 0.0f);
             for (int which = 0; which < 2; which++) {
                 const float *x = which ? v : k;
                 kv_cache_rows_f32(kv, s, which, i, 1, got);
                 for (int b = 0; b < 2; b++) {
                     float amax = 0;
-                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d]));
-                    /* half a step of amax / 127, the f16 scale's relative error 2^-11 on up to 127 steps */
-                    double tol = amax / 127.0 * (0.5 + 127.0 / 2048) + 1e-6;
-                    for (int d = 32 * b; d < 32 * b + 32; d++) close &= fabs(got[d] - x[d]) <= tol;
+                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
+                    for (int d = 32 * b; d < 32 * b + 32; d++) {
+                        /* half a step of amax / 127, the f16 scale's relative error 2^-11 on up to 127 steps */
+                        double tol = amax / 127.0 * (0.5 + 127.0 / 2048) * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
+                        close &= fabs(got[d] - x[d]) <= tol;
+                    }
                 }
             }
         }
@@ -113,22 +120,94 @@ static void s_q8_0(void) {
     for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
     TT_OK(kv_cache_compact(&c, kv, keep, 1));
     if (c) {
-        TT_CHECK(c->k_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4));
+        /* 8 entries and the 4 streams' 64 key scales */
+        TT_CHECK(c->k_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4) + 4 * 64 * 4);
         for (int64_t s = 0; s < 4; s++)
             TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 68, (char *)kv_cache_k(kv, s) + 3 * 68, 68) == 0 &&
-                     kv_cache_pos(c, s)[1] == 3);
+                     kv_cache_pos(c, s)[1] == 3 &&
+                     memcmp(kv_cache_kscale(c, s), kv_cache_kscale(kv, s), 64 * sizeof(float)) == 0);
         size_t nb = kv_cache_block_bytes(c);
         char *blk = malloc(nb);
         kv_cache_block_write(c, blk);
         int64_t lens[4] = {2, 2, 2, 2};
         TT_OK(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0));
-        for (int64_t s = 0; back && s < 4; s++) TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 68) == 0);
+        float kb[2 * 64], kc[2 * 64];
+        for (int64_t s = 0; back && s < 4; s++) {
+            TT_CHECK(memcmp(kv_cache_v(back, s), kv_cache_v(c, s), 2 * 68) == 0);
+            kv_cache_rows_f32(back, s, 0, 0, 2, kb);
+            kv_cache_rows_f32(c, s, 0, 0, 2, kc);
+            TT_CHECK(memcmp(kb, kc, sizeof kb) == 0); /* the keys, scales and all */
+        }
         kv_cache_destroy(&back);
+        /* key scales that are not finite and positive: refused */
+        float bad[3] = {-1.0f, 0.0f, NAN};
+        for (int b = 0; b < 3; b++) {
+            char *blk2 = malloc(nb);
+            memcpy(blk2, blk, nb);
+            memcpy(blk2 + 5 * sizeof(float), &bad[b], sizeof(float)); /* stream 0's sixth scale */
+            TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk2, nb, 0),
+                     TIS_EFORMAT);
+            TT_CHECK(!back && strstr(tis_last_error(), "key scales"));
+            free(blk2);
+        }
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_F16), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 48, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
         free(blk);
     }
     kv_cache_destroy(&c);
+    kv_cache_destroy(&kv);
+}
+
+/* Why keys have channel scales: keys whose channel 5 is 200x the others,
+ * as Qwen2's are (here a RoPE pair 4, 5: its scale the pair's length). With plain
+ * Q8_0 blocks the small channels of the outlier's block fall under one
+ * step; with the scales each keeps its own precision. The scales are set
+ * by the first write into an empty stream (forward's append, or put) and
+ * cleared with the cache. */
+static void s_key_scales(void) {
+    TT_CASE("q8_0 key channel scales");
+    kv_cache *kv = NULL;
+    TT_OK(kv_cache_new(&kv, 1, 1, 64, 16, GGML_TYPE_Q8_0));
+    if (!kv) return;
+    float rows[16][64], got[64], plain[64];
+    uint8_t q[68];
+    for (int t = 0; t < 16; t++)
+        for (int d = 0; d < 64; d++)
+            rows[t][d] = d == 5 ? 10.0f + (float)t : 0.05f * sinf(0.7f * (float)(t * 64 + d));
+    /* from the first 8 rows with interleaved pairs, as an append of 8 would: */
+    kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, true);
+    const float *ks = kv_cache_kscale(kv, 0);
+    TT_CHECK(ks[4] == ks[5] && ks[5] > 17.0f && ks[5] < 17.001f && ks[0] < 0.071f && ks[0] == ks[1] &&
+             ks[6] < 0.071f && ks[37] < 0.071f && ks[37] == ks[36]);
+    kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, false); /* halves: (5, 37) */
+    TT_CHECK(ks[37] == ks[5] && ks[5] > 17.0f && ks[4] < 0.071f);
+    kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 0, false); /* no pairs */
+    TT_CHECK(ks[5] == 17.0f && ks[4] <= 0.05f && ks[37] <= 0.05f);
+    kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, true);
+    double err_scaled = 0, err_plain = 0;
+    for (int t = 0; t < 16; t++) { /* rows 8..15 exceed the scales: still stored, within their block's step */
+        kv_cache_put(kv, 0, t, rows[t], rows[t]);
+        kv_cache_rows_f32(kv, 0, 0, t, 1, got);
+        quant_quantize_row(GGML_TYPE_Q8_0, rows[t], q, 64);
+        quant_dequantize_row(GGML_TYPE_Q8_0, q, plain, 64);
+        for (int d = 0; d < 32; d++) {
+            if (d == 4 || d == 5) continue;
+            err_scaled = fmax(err_scaled, fabs(got[d] - rows[t][d]));
+            err_plain = fmax(err_plain, fabs(plain[d] - rows[t][d]));
+        }
+        TT_CHECK(fabsf(got[5] - rows[t][5]) < 25.0f / 127);
+    }
+    fprintf(stderr, "  small channels' worst error: plain q8_0 %.2e, with channel scales %.2e\n", err_plain, err_scaled);
+    TT_CHECK(err_plain > 0.03 && err_scaled < err_plain / 20);
+    kv->len[0] = 16;
+    kv_cache_clear(kv);
+    TT_CHECK(kv_cache_kscale(kv, 0)[5] == 0.0f);
+    float zero[64] = {0};
+    kv_cache_put(kv, 0, 0, zero, zero); /* a stream of zeros: scales of 1 */
+    TT_CHECK(kv_cache_kscale(kv, 0)[5] == 1.0f);
+    kv_cache_destroy(&kv);
+    TT_OK(kv_cache_new(&kv, 1, 1, 64, 4, GGML_TYPE_F16));
+    TT_CHECK(kv && !kv->kscale && !kv_cache_kscale(kv, 0));
     kv_cache_destroy(&kv);
 }
 
@@ -298,6 +377,7 @@ int main(void) {
     kv_cache_destroy(&kv);
     s_half_types();
     s_q8_0();
+    s_key_scales();
     s_mixed();
     return tt_done("test_kv");
 }

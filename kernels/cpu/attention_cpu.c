@@ -1,6 +1,7 @@
 /* attention_cpu: the CPU backend's attention over a (possibly compacted,
  * ragged) KV cache whose keys and values are f32, f16, bf16 or q8_0 (read
- * as f32 rows: dequantised CHUNK rows at a time, or a stream at a time).
+ * as f32 rows: dequantised CHUNK rows at a time, or a stream at a time;
+ * q8_0 keys times their stream's channel scales, kv_view.kscale).
  *
  * Two paths, the same arithmetic up to summation order:
  *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
@@ -76,6 +77,14 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
     }
 }
 
+/* n key rows of stream s at src -> dst (f32): Q8_0 keys times the stream's
+ * channel scales (kv_view.kscale). */
+static void s_keys_f32(const kv_view *kv, int64_t s, const void *src, float *dst, int64_t n) {
+    if (kv->kscale && kv->k_type == GGML_TYPE_Q8_0)
+        quant_q8_0_scaled_rows_f32(src, kv->kscale + s * kv->head_dim, dst, n, kv->head_dim);
+    else s_to_f32(kv->k_type, src, dst, n * kv->head_dim);
+}
+
 size_t cpu_kv_row_bytes(int type, int64_t hd) {
     size_t b = 0;
     if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0) return 0;
@@ -123,7 +132,7 @@ static void s_group(const att_job *j, int64_t h0, int64_t nh, float *sc, float *
         int64_t nc = L - c0 < CHUNK ? L - c0 : CHUNK;
         const float *kf = rows;
         if (kv->k_type == GGML_TYPE_F32) kf = (const float *)(K + (size_t)c0 * k_row);
-        else s_to_f32(kv->k_type, K + (size_t)c0 * k_row, rows, nc * hd);
+        else s_keys_f32(kv, s, K + (size_t)c0 * k_row, rows, nc);
         for (int64_t g = 0; g < nh; g++)
             for (int64_t r = 0; r < T; r++) {
                 const float *qr = j->q + (r * j->n_head + h0 + g) * hd;
@@ -257,7 +266,7 @@ static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const floa
     float *f = s_conv_scratch(2 * j->ml * (size_t)j->hd);
     if (!f) return false;
     int64_t L = kv->len[s];
-    s_to_f32(kv->k_type, Kp, f, L * j->hd);
+    s_keys_f32(kv, s, Kp, f, L);
     s_to_f32(kv->v_type, Vp, f + j->ml * (size_t)j->hd, L * j->hd);
     *K = f;
     *V = f + j->ml * (size_t)j->hd;

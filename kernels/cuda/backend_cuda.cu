@@ -334,8 +334,8 @@ __global__ void k_kv_append(void *kc, void *vc, float *bias, int dtype, int64_t 
 }
 
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int dtype, int v_type, int64_t hd, int64_t n_kv,
-                       const int64_t *at, const float *k, const float *v, int64_t T) {
-    if ((dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16) || v_type != dtype)
+                       const int64_t *at, const float *kscale, const float *k, const float *v, int64_t T) {
+    if ((dtype != GGML_TYPE_F32 && dtype != GGML_TYPE_F16 && dtype != GGML_TYPE_BF16) || v_type != dtype || kscale)
         return tis_error(TIS_EINVAL, "cuda: a KV cache of element types %d, %d (f32, f16 or bf16, keys and values "
                                      "alike)", dtype, v_type);
     if (n_kv < 1 || n_kv > MAX_KV_HEADS || hd < 1)

@@ -83,9 +83,9 @@ static int s_download(void *ctx, void *dst, const void *src, size_t n) {
 }
 
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t hd, int64_t n_kv,
-                       const int64_t *at, const float *k, const float *v, int64_t T) {
+                       const int64_t *at, const float *kscale, const float *k, const float *v, int64_t T) {
     s_st.kv_appends++;
-    return backend_cpu()->kv_append(NULL, D(kc), D(vc), D(bias), k_type, v_type, hd, n_kv, at, D(k), D(v), T);
+    return backend_cpu()->kv_append(NULL, D(kc), D(vc), D(bias), k_type, v_type, hd, n_kv, at, kscale, D(k), D(v), T);
 }
 
 /* The file's blocks copied as they are: the CPU's matmul takes every type. */
