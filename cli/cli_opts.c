@@ -24,7 +24,7 @@ static void s_what(char *buf, size_t cap, const cli_opt *o) {
         break;
     case CLI_OPT_F32:
     case CLI_OPT_F32S: snprintf(buf, cap, " (a number in [%g, %g])", (double)o->flo, (double)o->fhi); break;
-    case CLI_OPT_KV_TYPE: snprintf(buf, cap, " (f16, f32, bf16 or q8_0; KEYS,VALUES for two)"); break;
+    case CLI_OPT_KV_TYPE: snprintf(buf, cap, " (f16, f32, bf16, q8_0 or q4_0; KEYS,VALUES for two)"); break;
     default: buf[0] = 0; break;
     }
 }

@@ -23,7 +23,7 @@ static void s_usage(FILE *f) {
             "  -d, --depth N        the decode test starts after N tokens of context (tg128@d4096)\n"
             "  -r, --reps N         repetitions, mean +- sd reported (default 3)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
-            "      --kv_type T      KV cache element type: f16 (default), f32, bf16, q8_0;\n"
+            "      --kv_type T      KV cache element type: f16 (default), f32, bf16, q8_0, q4_0;\n"
             "                       K,V: the keys' and the values' apart (f16,q8_0)\n"
             "      --device D       cpu (default) or cuda:N: weights, activations and the KV cache there\n"
             "Token ids are pseudo-random (seeded); pp runs one batched forward pass over\n"

@@ -54,7 +54,7 @@ static void s_usage(FILE *f) {
             "                            (default results/eval.csv)\n"
             "      --no_plots            skip the gnuplot PNGs\n"
             "  -t, --threads N           compute threads (default: all cores)\n"
-            "      --kv_type T           KV cache element type: f16 (default), f32, bf16, q8_0;\n"
+            "      --kv_type T           KV cache element type: f16 (default), f32, bf16, q8_0, q4_0;\n"
             "                            K,V: the keys' and the values' apart (f16,q8_0)\n"
             "      --device D            cpu (default); cuda:N is refused for now (the presses run on the cpu)\n"
             "      --resume              keep the rows already in --output and run only the\n"

@@ -22,7 +22,7 @@ static void s_usage(FILE *f) {
             "      --top_p P        nucleus sampling mass in (0, 1] (default 1)\n"
             "      --seed S         sampling seed (default 42)\n"
             "  -t, --threads N      compute threads (default: all cores)\n"
-            "      --kv_type T      KV cache element type: f16 (default), f32, bf16, q8_0;\n"
+            "      --kv_type T      KV cache element type: f16 (default), f32, bf16, q8_0, q4_0;\n"
             "                       K,V: the keys' and the values' apart (f16,q8_0)\n"
             "      --ctx N          KV cache capacity in tokens (default prompt + n)\n"
             "      --device D       cpu (default) or cuda:N: weights, activations and the KV cache there\n"

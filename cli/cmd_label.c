@@ -42,7 +42,7 @@ static void s_usage(FILE *f) {
             "      --shard_size N        samples per shard (default 32)\n"
             "      --no_chat             plain prompt, no chat template\n"
             "  -t, --threads N           compute threads\n"
-            "      --kv_type T           KV cache element type: f16 (default), f32, bf16, q8_0;\n"
+            "      --kv_type T           KV cache element type: f16 (default), f32, bf16, q8_0, q4_0;\n"
             "                            K,V: the keys' and the values' apart (f16,q8_0)\n"
             "      --device D            cpu (default); cuda:N is refused for now (the presses run on the cpu)\n"
             "      --workers N           label on N pipeline workers (a private tis serve; the\n"

@@ -18,7 +18,7 @@ static void s_usage(FILE *f) {
             "  -c, --ctx N        tokens per chunk (default 512); the second half of each is scored\n"
             "      --chunks N     at most N chunks (default: all the text holds)\n"
             "  -t, --threads N    compute threads (default: all cores)\n"
-            "      --kv_type T    KV cache element type: f16 (default), f32, bf16, q8_0;\n"
+            "      --kv_type T    KV cache element type: f16 (default), f32, bf16, q8_0, q4_0;\n"
             "                     K,V: the keys' and the values' apart (f16,q8_0)\n"
             "      --device D     cpu (default) or cuda:N\n"
             "Prints PPL = exp(mean negative log-likelihood) with its standard error, as\n"

@@ -12,7 +12,8 @@
 static size_t s_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 bool kv_dtype_ok(int dtype) {
-    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16 || dtype == GGML_TYPE_Q8_0;
+    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16 || dtype == GGML_TYPE_Q8_0 ||
+           dtype == GGML_TYPE_Q4_0;
 }
 
 size_t kv_row_bytes(int dtype, int64_t head_dim) {
@@ -27,6 +28,7 @@ const char *kv_dtype_name(int dtype) {
     case GGML_TYPE_F16: return "f16";
     case GGML_TYPE_BF16: return "bf16";
     case GGML_TYPE_Q8_0: return "q8_0";
+    case GGML_TYPE_Q4_0: return "q4_0";
     default: return "?";
     }
 }
@@ -37,6 +39,7 @@ int kv_dtype_parse(const char *name) {
     if (!strcmp(name, "f16")) return GGML_TYPE_F16;
     if (!strcmp(name, "bf16")) return GGML_TYPE_BF16;
     if (!strcmp(name, "q8_0")) return GGML_TYPE_Q8_0;
+    if (!strcmp(name, "q4_0")) return GGML_TYPE_Q4_0;
     return -1;
 }
 
@@ -99,7 +102,7 @@ void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const floa
     char *kd = (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row;
     if (kv->kscale) {
         if (kv->kscale[s * kv->head_dim] == 0.0f) kv_cache_key_scales_set(kv, s, k, 1, kv->head_dim, 0, false);
-        quant_q8_0_scaled_row(k, kv_cache_kscale(kv, s), kd, kv->head_dim);
+        quant_scaled_row(kv->k_type, k, kv_cache_kscale(kv, s), kd, kv->head_dim);
     } else {
         quant_quantize_row(kv->k_type, k, kd, kv->head_dim);
     }
@@ -116,8 +119,8 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
         memcpy(dst, src, (size_t)m * sizeof(float));
         return;
     }
-    if (type == GGML_TYPE_Q8_0) { /* whole rows: whole blocks */
-        if (!which && kv->kscale) quant_q8_0_scaled_rows_f32(src, kv_cache_kscale(kv, s), dst, n, kv->head_dim);
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) { /* whole rows: whole blocks */
+        if (!which && kv->kscale) quant_scaled_rows_f32(type, src, kv_cache_kscale(kv, s), dst, n, kv->head_dim);
         else quant_dequantize_row(type, src, dst, m);
         return;
     }
@@ -133,7 +136,7 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     *out = NULL;
     if (be && backend_is_host(be)) be = NULL;
     if (!kv_dtype_ok(types.k) || !kv_dtype_ok(types.v))
-        return tis_error(TIS_EINVAL, "kv: element types %d, %d: keys and values are f32, f16, bf16 or q8_0", types.k,
+        return tis_error(TIS_EINVAL, "kv: element types %d, %d: keys and values are f32, f16, bf16, q8_0 or q4_0", types.k,
                          types.v);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 ||
         n_kv_head > 4096 || head_dim > 4096)
@@ -151,14 +154,14 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
         total += caps[s];
     }
     /* One host allocation, carved: k, v (on the host only), pos, off, cap,
-     * len, and the key scales of Q8_0 keys. */
+     * len, and the key scales of quantised keys. */
     size_t k_bytes = (size_t)total * k_row, v_bytes = (size_t)total * v_row;
     if (total > 0 && (k_bytes / (size_t)total != k_row || v_bytes / (size_t)total != v_row))
         return tis_error(TIS_ERANGE, "kv: size overflow");
     size_t sizes[7] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
                        (size_t)ns * sizeof(int64_t),
-                       types.k == GGML_TYPE_Q8_0 ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
+                       kv_type_scaled(types.k) ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
     size_t bytes = 0;
     for (int i = 0; i < 7; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -376,7 +379,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     *out = NULL;
     if (!kv_dtype_ok(types.k) || !kv_dtype_ok(types.v))
         return tis_error(TIS_EUNSUPPORTED,
-                         "kv: a block of element types %d, %d (f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 are read)",
+                         "kv: a block of element types %d, %d (f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, bf16 = 30 are read)",
                          types.k, types.v);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_layer > 4096 || n_kv_head > 4096 ||
         head_dim > 4096 || extra < 0 || n_past < 0 || n_past > INT32_MAX || !kv_row_bytes(types.k, head_dim) ||
@@ -386,7 +389,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     int64_t ns = n_layer * n_kv_head;
     size_t kr = kv_row_bytes(types.k, head_dim), vr = kv_row_bytes(types.v, head_dim);
     size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0);
-    size_t scales = types.k == GGML_TYPE_Q8_0 ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
+    size_t scales = kv_type_scaled(types.k) ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,

@@ -9,15 +9,16 @@
  * a new cache whose caps follow the kept counts, so memory really shrinks.
  *
  * Element types (ggml type ids, kv_types: keys' and values' apart): F16
- * (the default, forward_kv_new), F32, BF16 or Q8_0 (blocks of 32: an f16
- * scale and 32 int8, 34 bytes for 32 elements: 0.53x the f16 bytes; a
+ * (the default, forward_kv_new), F32, BF16, Q8_0 (blocks of 32: an f16
+ * scale and 32 int8, 34 bytes for 32 elements: 0.53x the f16 bytes) or
+ * Q4_0 (an f16 scale and 32 4-bit values, 18 bytes: 0.28x; both want a
  * head_dim that is a multiple of 32); positions are int32 and the
  * attention bias f32 whatever the types.
  *
- * Q8_0 keys carry per-channel scales (kscale, KIVI's finding: a model's
+ * Q8_0 and Q4_0 keys carry per-channel scales (kscale, KIVI's finding: a model's
  * keys have a few channels far larger than the rest, and a block's step,
  * set by its largest element, wipes out the small ones). Each stream has
- * head_dim f32 scales; a key is stored as Q8_0(k / kscale) and read back as
+ * head_dim f32 scales; a key is stored as its type of (k / kscale) and read back as
  * dequant * kscale, so every reader sees keys. A stream's scales are set by
  * the first write into it while it is empty (kv_cache_key_scales_set: the
  * largest |k| of each channel over the rows written, a RoPE pair's
@@ -39,7 +40,7 @@
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_stream;   /* n_layer * n_kv_head */
-    int k_type, v_type; /* GGML_TYPE_F16 / F32 / BF16 / Q8_0: the types of k and of v */
+    int k_type, v_type; /* GGML_TYPE_F16 / F32 / BF16 / Q8_0 / Q4_0: the types of k and of v */
     size_t k_row, v_row; /* bytes of one entry's key / value row: head_dim elements of its type */
     void *k;            /* [sum cap] rows of k_row bytes, keys after RoPE */
     void *v;            /* [sum cap] rows of v_row bytes */
@@ -48,7 +49,7 @@ typedef struct kv_cache {
     int64_t *cap;       /* [n_stream] entries reserved */
     int64_t *len;       /* [n_stream] entries filled */
     int64_t n_past;     /* next position: the uncompressed sequence length */
-    float *kscale;      /* [n_stream][head_dim] key channel scales (Q8_0 keys;
+    float *kscale;      /* [n_stream][head_dim] key channel scales (Q8_0 / Q4_0 keys;
                            else NULL), host memory; 0: not set yet */
     float *bias;        /* [sum cap] additive attention-logit bias per entry (the
                            importance head's attention hook), or NULL: none.
@@ -63,13 +64,13 @@ typedef struct kv_cache {
     void *dev;
 } kv_cache;
 
-/* True for the element types a cache can hold (F32, F16, BF16, Q8_0). */
+/* True for the element types a cache can hold (F32, F16, BF16, Q8_0, Q4_0). */
 bool kv_dtype_ok(int dtype);
 /* Bytes of one row of head_dim elements of dtype, or 0 when dtype cannot
- * hold such a row (not a cache type, or Q8_0 with head_dim not a multiple
+ * hold such a row (not a cache type, or Q8_0 / Q4_0 with head_dim not a multiple
  * of 32). */
 size_t kv_row_bytes(int dtype, int64_t head_dim);
-/* "f16", "f32", "bf16", "q8_0" (or "?"); kv_dtype_parse is its inverse (-1: none). */
+/* "f16", "f32", "bf16", "q8_0", "q4_0" (or "?"); kv_dtype_parse is its inverse (-1: none). */
 const char *kv_dtype_name(int dtype);
 int kv_dtype_parse(const char *name);
 
@@ -134,13 +135,13 @@ static inline int32_t *kv_cache_pos(const kv_cache *kv, int64_t s) {
 
 /* Stores key k[head_dim] and value v[head_dim] as entry i of stream s
  * (converted to the cache's types; i < cap[s]; len is the caller's). A
- * stream with Q8_0 keys whose scales are not set takes them from k. */
+ * stream with quantised keys whose scales are not set takes them from k. */
 void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v);
 /* Keys (which = 0) or values (1) i0 .. i0+n-1 of stream s as f32 in
  * dst[n][head_dim]. */
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst);
 
-/* Sets stream s's key channel scales (a cache with Q8_0 keys; else a no-op)
+/* Sets stream s's key channel scales (quantised keys; else a no-op)
  * from the n key rows at k, stride floats apart: each channel's largest |k|
  * (a RoPE pair's channels, rope_dim > 0: the pair's largest length, which
  * the rotation of a later position cannot exceed; interleaved pairs
@@ -151,7 +152,7 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
  * kv_cache_put, with none set, from its row without pairs. */
 void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n, int64_t stride,
                              int64_t rope_dim, bool interleaved);
-/* Stream s's key scales for Q8_0 keys (head_dim floats), or NULL. */
+/* Stream s's key scales for quantised keys (head_dim floats), or NULL. */
 static inline const float *kv_cache_kscale(const kv_cache *kv, int64_t s) {
     return kv->kscale ? kv->kscale + s * kv->head_dim : NULL;
 }
@@ -160,14 +161,14 @@ static inline const float *kv_cache_kscale(const kv_cache *kv, int64_t s) {
  * appended to every stream. */
 int64_t kv_cache_room(const kv_cache *kv);
 
-/* Bytes of the filled entries (keys, values, positions) and of Q8_0 keys'
+/* Bytes of the filled entries (keys, values, positions) and of quantised keys'
  * channel scales: what a compressed cache really costs.
  * kv_cache_bytes_reserved counts the capacity. */
 size_t kv_cache_bytes_used(const kv_cache *kv);
 /* Bytes of one entry: its key, value and position. */
 size_t kv_cache_entry_bytes(const kv_cache *kv);
 size_t kv_cache_bytes_reserved(const kv_cache *kv);
-/* Bytes of the key channel scales (Q8_0 keys: n_stream * head_dim f32; else 0). */
+/* Bytes of the key channel scales (quantised keys: n_stream * head_dim f32; else 0). */
 size_t kv_cache_scale_bytes(const kv_cache *kv);
 
 /* Total filled entries over all streams. */
@@ -184,7 +185,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
 /* A cache as one flat block (what crosses between processes): for each
  * stream in order, len[s] key rows (k_row bytes each), then len[s] value rows (v_row), then
  * len[s] positions i32, then (a cache with an attention bias, the
- * importance head's hook) len[s] biases f32; Q8_0 keys: head_dim key scales
+ * importance head's hook) len[s] biases f32; quantised keys: head_dim key scales
  * f32 first. The stream lengths, n_past,
  * the two types and the bias flag travel beside it (proto KvLayout).
  * kv_cache_block_bytes is its size. */

@@ -229,7 +229,7 @@ int model_load(model **out, const char *path) {
     const char *kvt = getenv("TIS_KV_TYPE");
     m->kv_type = kv_types_of(GGML_TYPE_F16);
     if (kvt && *kvt && kv_types_parse(kvt, &m->kv_type)) {
-        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32, bf16 or q8_0 (keys and values, "
+        rc = tis_error(TIS_EINVAL, "TIS_KV_TYPE='%s': the KV cache holds f16, f32, bf16, q8_0 or q4_0 (keys and values, "
                                    "or KEYS,VALUES)", kvt);
         goto fail;
     }

@@ -57,7 +57,7 @@ typedef struct model {
                                embedding lookup runs there, model_embed) */
     kv_types kv_type;       /* element types of the KV caches made for it (forward_kv_new):
                                GGML_TYPE_F16 unless $TIS_KV_TYPE ("T" or "K,V" of f16, f32,
-                               bf16, q8_0) says otherwise; the CLI's --kv_type sets it */
+                               bf16, q8_0, q4_0) says otherwise; the CLI's --kv_type sets it */
 } model;
 
 /* Loads a .gguf file, or a directory with config.json + *.safetensors +

@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* KV element types whose keys carry per-channel scales (kv_view.kscale):
+ * the block-quantised ones, Q8_0 and Q4_0 (ggml ids 8, 2). */
+static inline bool kv_type_scaled(int type) { return type == 8 || type == 2; }
+
 /* The KV cache as the attention op reads it: plain arrays, no engine type
  * (engine/kv.h builds one with kv_cache_view). Stream s = layer*n_kv_head + h
  * holds len[s] entries from row off[s] of k, v and bias. k, v and bias live
@@ -20,12 +24,12 @@
 typedef struct kv_view {
     int64_t n_layer, n_kv_head, head_dim;
     int64_t n_entries;        /* rows of k, v, bias: the streams' capacities summed */
-    int k_type, v_type;       /* element types of k and of v: GGML_TYPE_F32, F16, BF16 or Q8_0
-                                 (whole blocks of 32 per row: head_dim a multiple of 32) */
+    int k_type, v_type;       /* element types of k and of v: GGML_TYPE_F32, F16, BF16, Q8_0 or
+                                 Q4_0 (whole blocks of 32 per row: head_dim a multiple of 32) */
     const void *k;            /* [n_entries] rows of head_dim elements, keys after RoPE */
     const void *v;            /* [n_entries] rows */
     const float *bias;        /* [n_entries] additive logit bias, or NULL */
-    const float *kscale;      /* Q8_0 keys: [n_layer*n_kv_head][head_dim] channel
+    const float *kscale;      /* Q8_0 / Q4_0 keys: [n_layer*n_kv_head][head_dim] channel
                                  scales (a key is its dequantised row times
                                  them; host memory), else NULL */
     const int64_t *off;       /* [n_layer*n_kv_head] first row of each stream */
@@ -118,9 +122,9 @@ typedef struct tis_backend {
      * k[T][n_kv_head*head_dim] and v[T][...] (f32, backend memory), columns
      * [h*head_dim, (h+1)*head_dim), is stored as row at[h] + t of the
      * cache's keys kc in k_type and values vc in v_type (GGML_TYPE_F32, F16,
-     * BF16, or Q8_0 on the cpu backend; kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
-     * at is a host array [n_kv_head] (the streams' off + len). Q8_0 keys
-     * are divided by kscale (host [n_kv_head][head_dim], the layer's
+     * BF16, or Q8_0 / Q4_0 on the cpu backend; kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
+     * at is a host array [n_kv_head] (the streams' off + len). Q8_0 / Q4_0
+     * keys are divided by kscale (host [n_kv_head][head_dim], the layer's
      * streams' channel scales, set; NULL for other key types) before they
      * are rounded. 0, or TIS_EINVAL for a type it cannot store. NULL: host
      * caches only (the engine stores rows itself). */

@@ -1,7 +1,7 @@
 /* test_attention: the CPU attention kernels apart from a model: the
  * softmax's exp against libm; the decode path (heads over the pool, rows
  * read in their stored type) against the sgemm path on every KV type, also
- * with slices of heads that cut a GQA group; q8_0 and mixed-type caches
+ * with slices of heads that cut a GQA group; q8_0, q4_0 and mixed-type caches
  * against an f32 cache of their dequantised rows; prefill's (head, query
  * block) tiles over the pool against one thread, observed or not. */
 #include <math.h>
@@ -70,13 +70,13 @@ static void s_check_softmax(void) {
 static void s_no_obs(void *u, int64_t layer, int64_t head, int64_t q0, int64_t nq, const float *p, int64_t nk) {}
 
 static void s_check_attention_paths(int threads) {
-    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 / q8_0 caches, %d threads", threads);
-    const int types[4] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0};
+    TT_CASE("attention: decode path vs sgemm path, f32 / f16 / bf16 / q8_0 / q4_0 caches, %d threads", threads);
+    const int types[5] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
     const int64_t lens[4] = {1, 5, 300, 1037}; /* per kv head; T <= each */
     uint64_t rng = 77;
     int keep = pool_threads();
     pool_set_threads(threads); /* 7: slices of 2 heads cut the groups of 3 */
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < 5; t++)
         for (int64_t T = 1; T <= 16; T += 15)
             for (int bias = 0; bias < 2; bias++) {
                 const int64_t hd = 64, nkv = 4, group = 3, nh = nkv * group;
@@ -112,9 +112,10 @@ static void s_check_attention_paths(int threads) {
     pool_set_threads(keep);
 }
 
-/* A q8_0 cache attends as an f32 cache holding its dequantised rows (both
- * paths: what the kernels read is what kv_cache_rows_f32 gives). */
-static void s_check_attention_q8_0(kv_types types) {
+/* A quantised cache attends as an f32 cache holding its dequantised rows
+ * (both paths: what the kernels read, keys times their channel scales, is
+ * what kv_cache_rows_f32 gives). */
+static void s_check_attention_quant(kv_types types) {
     char nm[32];
     TT_CASE("attention: a %s cache = an f32 cache of its dequantised rows", kv_types_name(types, nm, sizeof nm));
     const int64_t hd = 64, nkv = 2, group = 2, nh = nkv * group, L = 200;
@@ -235,9 +236,11 @@ int main(void) {
     s_check_softmax();
     s_check_attention_paths(2);
     s_check_attention_paths(7);
-    s_check_attention_q8_0(kv_types_of(GGML_TYPE_Q8_0));
-    s_check_attention_q8_0((kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0});
-    s_check_attention_q8_0((kv_types){GGML_TYPE_Q8_0, GGML_TYPE_BF16});
+    s_check_attention_quant(kv_types_of(GGML_TYPE_Q8_0));
+    s_check_attention_quant((kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0});
+    s_check_attention_quant((kv_types){GGML_TYPE_Q8_0, GGML_TYPE_BF16});
+    s_check_attention_quant(kv_types_of(GGML_TYPE_Q4_0));
+    s_check_attention_quant((kv_types){GGML_TYPE_Q8_0, GGML_TYPE_Q4_0});
     s_check_prefill_pool();
     return tt_done("test_attention");
 }

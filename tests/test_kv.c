@@ -64,7 +64,7 @@ static void s_half_types(void) {
     TT_CASE("element type names");
     TT_CHECK(kv_dtype_parse("f16") == GGML_TYPE_F16 && kv_dtype_parse("bf16") == GGML_TYPE_BF16 &&
              kv_dtype_parse("f32") == GGML_TYPE_F32 && kv_dtype_parse("q8_0") == GGML_TYPE_Q8_0 &&
-             kv_dtype_parse("q4_0") == -1 && kv_dtype_parse(NULL) == -1);
+             kv_dtype_parse("q4_0") == GGML_TYPE_Q4_0 && kv_dtype_parse("q4_1") == -1 && kv_dtype_parse(NULL) == -1);
     TT_CHECK(!strcmp(kv_dtype_name(GGML_TYPE_F16), "f16") && !strcmp(kv_dtype_name(GGML_TYPE_Q8_0), "q8_0") &&
              !strcmp(kv_dtype_name(7), "?"));
 }
@@ -82,7 +82,7 @@ static void s_q8_0(void) {
     TT_FAILS(kv_cache_new(&kv, 2, 2, 48, 4, GGML_TYPE_Q8_0), TIS_EINVAL);
     TT_CHECK(strstr(tis_last_error(), "multiple of 32"));
     TT_CHECK(kv_row_bytes(GGML_TYPE_Q8_0, 64) == 68 && kv_row_bytes(GGML_TYPE_Q8_0, 48) == 0 &&
-             kv_row_bytes(GGML_TYPE_F16, 48) == 96 && kv_row_bytes(GGML_TYPE_Q4_0, 64) == 0);
+             kv_row_bytes(GGML_TYPE_F16, 48) == 96 && kv_row_bytes(GGML_TYPE_Q4_0, 64) == 36 && kv_row_bytes(GGML_TYPE_Q4_1, 64) == 0);
     TT_OK(kv_cache_new(&kv, 2, 2, 64, 6, GGML_TYPE_Q8_0));
     if (!kv) return;
     TT_CHECK(kv->k_row == 68 && kv->v_row == 68 && kv_cache_entry_bytes(kv) == 2 * 68 + 4);
@@ -211,6 +211,69 @@ static void s_key_scales(void) {
     kv_cache_destroy(&kv);
 }
 
+/* A q4_0 cache: rows of 64 elements in two blocks of 18 bytes; keys with
+ * channel scales as q8_0's, each element within a step (max |x| / 8: the
+ * block's far side is clamped one step short) plus the f16 scale's
+ * rounding of what was put; compaction and the block keep keys and scales. */
+static void s_q4_0(void) {
+    TT_CASE("q4_0 cache");
+    kv_cache *kv = NULL, *c = NULL, *back = NULL;
+    TT_OK(kv_cache_new(&kv, 1, 2, 64, 4, GGML_TYPE_Q4_0));
+    if (!kv) return;
+    TT_CHECK(kv->k_row == 36 && kv->v_row == 36 && kv->kscale && kv_cache_entry_bytes(kv) == 2 * 36 + 4);
+    uint64_t rng = 3;
+    float k[64], v[64], got[64];
+    bool close = true;
+    for (int64_t s = 0; s < 2; s++) {
+        for (int64_t i = 0; i < 4; i++) {
+            for (int d = 0; d < 64; d++) {
+                k[d] = (tt_randf(&rng) - 0.5f) * (d == 9 ? 40.0f : 1.0f);
+                v[d] = tt_randf(&rng) - 0.5f;
+            }
+            kv_cache_put(kv, s, i, k, v);
+            kv_cache_pos(kv, s)[i] = (int32_t)i;
+            const float *ks = kv_cache_kscale(kv, s);
+            for (int which = 0; which < 2; which++) {
+                const float *x = which ? v : k;
+                kv_cache_rows_f32(kv, s, which, i, 1, got);
+                for (int b = 0; b < 2; b++) {
+                    float amax = 0;
+                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
+                    for (int d = 32 * b; d < 32 * b + 32; d++) {
+                        double tol = amax / 8.0 * (1.0 + 8.0 / 2048) * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
+                        close &= fabs(got[d] - x[d]) <= tol;
+                    }
+                }
+            }
+        }
+        kv->len[s] = 4;
+    }
+    TT_CHECK(close);
+    kv->n_past = 4;
+    uint8_t keep[8] = {0, 1, 0, 1, 1, 1, 0, 0};
+    TT_OK(kv_cache_compact(&c, kv, keep, 0));
+    if (c) {
+        size_t nb = kv_cache_block_bytes(c);
+        TT_CHECK(nb == 4 * (2 * 36 + 4) + 2 * 64 * 4);
+        char *blk = malloc(nb);
+        kv_cache_block_write(c, blk);
+        int64_t lens[2] = {2, 2};
+        TT_OK(kv_cache_block_read(&back, 1, 2, 64, kv_types_of(GGML_TYPE_Q4_0), lens, 4, false, blk, nb, 0));
+        float a[2 * 64], b[2 * 64], o[2 * 64];
+        for (int64_t s = 0; back && s < 2; s++) {
+            kv_cache_rows_f32(back, s, 0, 0, 2, a);
+            kv_cache_rows_f32(c, s, 0, 0, 2, b);
+            kv_cache_rows_f32(kv, s, 0, s ? 0 : 1, 1, o);      /* stream 0 kept 1 and 3, stream 1 0 and 1 */
+            kv_cache_rows_f32(kv, s, 0, s ? 1 : 3, 1, o + 64);
+            TT_CHECK(!memcmp(a, b, sizeof a) && !memcmp(a, o, sizeof a));
+        }
+        kv_cache_destroy(&back);
+        free(blk);
+    }
+    kv_cache_destroy(&c);
+    kv_cache_destroy(&kv);
+}
+
 /* Keys f16, values q8_0: rows of 128 and 68 bytes, each read back in its
  * own type; compaction and the block keep both; the types' names. */
 static void s_mixed(void) {
@@ -222,7 +285,7 @@ static void s_mixed(void) {
              !strcmp(kv_types_name(kv_types_of(GGML_TYPE_BF16), nm, sizeof nm), "bf16"));
     TT_CHECK(kv_types_parse("q8_0", &t) == 0 && t.k == GGML_TYPE_Q8_0 && t.v == GGML_TYPE_Q8_0);
     TT_CHECK(kv_types_parse("f16,", &t) == -1 && kv_types_parse(",f16", &t) == -1 &&
-             kv_types_parse("f16,q8_0,f32", &t) == -1 && kv_types_parse("f16,q4_0", &t) == -1);
+             kv_types_parse("f16,q8_0,f32", &t) == -1 && kv_types_parse("f16,q4_1", &t) == -1);
     kv_cache *kv = NULL, *c = NULL, *back = NULL;
     int64_t caps[4] = {3, 3, 3, 3};
     TT_FAILS(kv_cache_new_ragged_on(&kv, 2, 2, 16, caps, (kv_types){GGML_TYPE_F16, GGML_TYPE_Q8_0}, NULL),
@@ -367,7 +430,7 @@ int main(void) {
         kv_cache_destroy(&back);
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F32), lens, 20, false, blkb, nbb, 0), TIS_EFORMAT);
         /* a block of an element type no cache holds is refused, clearly */
-        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_Q4_0), lens, 20, false, blk, nb, 0),
+        TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_Q4_1), lens, 20, false, blk, nb, 0),
                  TIS_EUNSUPPORTED);
         /* the same bytes read as f16 do not fit the layout */
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 4, kv_types_of(GGML_TYPE_F16), lens, 20, false, blk, nb, 0), TIS_EFORMAT);
@@ -378,6 +441,7 @@ int main(void) {
     s_half_types();
     s_q8_0();
     s_key_scales();
+    s_q4_0();
     s_mixed();
     return tt_done("test_kv");
 }

@@ -431,11 +431,11 @@ static void s_bad_decode_jobs(const fixture *x) {
     msg_free(e);
 
     TT_CASE("a decode job with a KV element type no cache holds");
-    bl.dtype = 2; /* GGML_TYPE_Q4_0 */
+    bl.dtype = 3; /* GGML_TYPE_Q4_1 */
     TT_OK(tt_send_decode_job(x->r, &x->decode, 10, &bad, &bl, 1, qid, NULL));
     e = s_next_error(x->r);
-    TT_CHECK(e && e->request_id == 10 && strstr(e->error->message, "dtype 2"));
-    if (e) fprintf(stderr, "  dtype 2 block -> %s\n", e->error->message);
+    TT_CHECK(e && e->request_id == 10 && strstr(e->error->message, "dtype 3"));
+    if (e) fprintf(stderr, "  dtype 3 block -> %s\n", e->error->message);
     msg_free(e);
 }
 

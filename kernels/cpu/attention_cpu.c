@@ -1,7 +1,7 @@
 /* attention_cpu: the CPU backend's attention over a (possibly compacted,
- * ragged) KV cache whose keys and values are f32, f16, bf16 or q8_0 (read
- * as f32 rows: dequantised CHUNK rows at a time, or a stream at a time;
- * q8_0 keys times their stream's channel scales, kv_view.kscale).
+ * ragged) KV cache whose keys and values are f32, f16, bf16, q8_0 or q4_0
+ * (read as f32 rows: dequantised CHUNK rows at a time, or a stream at a
+ * time; quantised keys times their stream's channel scales, kv_view.kscale).
  *
  * Two paths, the same arithmetic up to summation order:
  *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
@@ -68,7 +68,7 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
 #endif
         const uint16_t *h = src;
         for (int64_t i = 0; i < n; i++) dst[i] = quant_f16_to_f32(h[i]);
-    } else if (dtype == GGML_TYPE_Q8_0) { /* whole rows: whole blocks of 32 */
+    } else if (dtype == GGML_TYPE_Q8_0 || dtype == GGML_TYPE_Q4_0) { /* whole rows: whole blocks of 32 */
         quant_dequantize_row(dtype, src, dst, n);
     } else { /* bf16: the high half of an f32 */
         const uint16_t *h = src;
@@ -77,17 +77,19 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
     }
 }
 
-/* n key rows of stream s at src -> dst (f32): Q8_0 keys times the stream's
+/* n key rows of stream s at src -> dst (f32): Q8_0 / Q4_0 keys times the stream's
  * channel scales (kv_view.kscale). */
 static void s_keys_f32(const kv_view *kv, int64_t s, const void *src, float *dst, int64_t n) {
-    if (kv->kscale && kv->k_type == GGML_TYPE_Q8_0)
-        quant_q8_0_scaled_rows_f32(src, kv->kscale + s * kv->head_dim, dst, n, kv->head_dim);
+    if (kv->kscale && kv_type_scaled(kv->k_type))
+        quant_scaled_rows_f32(kv->k_type, src, kv->kscale + s * kv->head_dim, dst, n, kv->head_dim);
     else s_to_f32(kv->k_type, src, dst, n * kv->head_dim);
 }
 
 size_t cpu_kv_row_bytes(int type, int64_t hd) {
     size_t b = 0;
-    if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0) return 0;
+    if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0 &&
+        type != GGML_TYPE_Q4_0)
+        return 0;
     return quant_row_bytes(type, hd, &b) ? 0 : b;
 }
 

@@ -1,7 +1,7 @@
 /* attention_cpu: the CPU backend's attention (attention_cpu.c; not a public
  * header): out[T][n_head][head_dim] from queries q (same shape, after RoPE)
  * over layer `layer` of the cache view, causal over each stream's last T
- * entries, the keys' and values' element types (f32, f16, bf16, q8_0) read
+ * entries, the keys' and values' element types (f32, f16, bf16, q8_0, q4_0) read
  * directly. Returns 0, TIS_ENOMEM (scratch) or TIS_EUNSUPPORTED (element type). */
 #ifndef TIS_ATTENTION_CPU_H
 #define TIS_ATTENTION_CPU_H
@@ -12,7 +12,7 @@
 #include "backend.h"
 
 /* Bytes of one key or value row of hd elements of `type` in a cache the CPU
- * backend reads and writes (f32, f16, bf16, q8_0 with hd a multiple of 32),
+ * backend reads and writes (f32, f16, bf16, q8_0, q4_0 with hd a multiple of 32),
  * or 0 for any other type or shape. */
 size_t cpu_kv_row_bytes(int type, int64_t hd);
 

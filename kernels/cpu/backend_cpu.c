@@ -366,17 +366,17 @@ static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, i
     (void)ctx;
     size_t kr = cpu_kv_row_bytes(k_type, hd), vr = cpu_kv_row_bytes(v_type, hd);
     if (!kr || !vr)
-        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 with head_dim a "
-                                     "multiple of 32)", kr ? v_type : k_type);
-    if ((k_type == GGML_TYPE_Q8_0) != (kscale != NULL))
-        return tis_error(TIS_EINVAL, "cpu: q8_0 keys come with their channel scales, other keys without");
+        return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 or q4_0 with "
+                                     "head_dim a multiple of 32)", kr ? v_type : k_type);
+    if (kv_type_scaled(k_type) != (kscale != NULL))
+        return tis_error(TIS_EINVAL, "cpu: q8_0 / q4_0 keys come with their channel scales, other keys without");
     for (int64_t h = 0; kscale && h < n_kv; h++)
-        if (!(kscale[h * hd] > 0.0f)) return tis_error(TIS_EINVAL, "cpu: q8_0 keys' channel scales not set");
+        if (!(kscale[h * hd] > 0.0f)) return tis_error(TIS_EINVAL, "cpu: quantised keys' channel scales not set");
     int64_t kd = n_kv * hd;
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
             size_t r = (size_t)(at[h] + t);
-            if (kscale) quant_q8_0_scaled_row(k + t * kd + h * hd, kscale + h * hd, (char *)kc + r * kr, hd);
+            if (kscale) quant_scaled_row(k_type, k + t * kd + h * hd, kscale + h * hd, (char *)kc + r * kr, hd);
             else quant_quantize_row(k_type, k + t * kd + h * hd, (char *)kc + r * kr, hd);
             quant_quantize_row(v_type, v + t * kd + h * hd, (char *)vc + r * vr, hd);
         }
