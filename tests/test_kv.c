@@ -69,6 +69,30 @@ static void s_half_types(void) {
              !strcmp(kv_dtype_name(7), "?"));
 }
 
+/* Entry i of stream s of a cache of 64-element rows in blocks of 32 read
+ * back within `steps` steps of max |x| / levels of its block (keys: of the
+ * key divided by the stream's channel scales, the step scaled back per
+ * channel) of key k and value v. */
+static bool s_row_close(const kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v, double levels,
+                        double steps) {
+    const float *ks = kv_cache_kscale(kv, s);
+    float got[64];
+    bool close = true;
+    for (int which = 0; which < 2; which++) {
+        const float *x = which ? v : k;
+        kv_cache_rows_f32(kv, s, which, i, 1, got);
+        for (int b = 0; b < 2; b++) {
+            float amax = 0;
+            for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
+            for (int d = 32 * b; d < 32 * b + 32; d++) {
+                double tol = amax / levels * steps * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
+                close &= fabs(got[d] - x[d]) <= tol;
+            }
+        }
+    }
+    return close;
+}
+
 /* A q8_0 cache: rows of 64 elements in two blocks (2 x 34 bytes, 0.53x
  * f16's), each element within half a step (the block's max |x| / 127,
  * with the scale rounded to f16) of what was put: a value's block is of
@@ -86,7 +110,7 @@ static void s_q8_0(void) {
     TT_OK(kv_cache_new(&kv, 2, 2, 64, 6, GGML_TYPE_Q8_0));
     if (!kv) return;
     TT_CHECK(kv->k_row == 68 && kv->v_row == 68 && kv_cache_entry_bytes(kv) == 2 * 68 + 4);
-    float k[64], v[64], got[64];
+    float k[64], v[64];
     bool close = true;
     for (int64_t s = 0; s < 4; s++) {
         for (int64_t i = 0; i < 5; i++) {
@@ -96,21 +120,9 @@ static void s_q8_0(void) {
             }
             kv_cache_put(kv, s, i, k, v);
             kv_cache_pos(kv, s)[i] = (int32_t)i;
-            const float *ks = kv_cache_kscale(kv, s);
-            TT_CHECK(ks && ks[0] > 0.0f);
-            for (int which = 0; which < 2; which++) {
-                const float *x = which ? v : k;
-                kv_cache_rows_f32(kv, s, which, i, 1, got);
-                for (int b = 0; b < 2; b++) {
-                    float amax = 0;
-                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
-                    for (int d = 32 * b; d < 32 * b + 32; d++) {
-                        /* half a step of amax / 127, the f16 scale's relative error 2^-11 on up to 127 steps */
-                        double tol = amax / 127.0 * (0.5 + 127.0 / 2048) * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
-                        close &= fabs(got[d] - x[d]) <= tol;
-                    }
-                }
-            }
+            TT_CHECK(kv_cache_kscale(kv, s) && kv_cache_kscale(kv, s)[0] > 0.0f);
+            /* half a step of amax / 127, the f16 scale's relative error 2^-11 on up to 127 steps */
+            close &= s_row_close(kv, s, i, k, v, 127.0, 0.5 + 127.0 / 2048);
         }
         kv->len[s] = 5;
     }
@@ -222,7 +234,7 @@ static void s_q4_0(void) {
     if (!kv) return;
     TT_CHECK(kv->k_row == 36 && kv->v_row == 36 && kv->kscale && kv_cache_entry_bytes(kv) == 2 * 36 + 4);
     uint64_t rng = 3;
-    float k[64], v[64], got[64];
+    float k[64], v[64];
     bool close = true;
     for (int64_t s = 0; s < 2; s++) {
         for (int64_t i = 0; i < 4; i++) {
@@ -232,19 +244,7 @@ static void s_q4_0(void) {
             }
             kv_cache_put(kv, s, i, k, v);
             kv_cache_pos(kv, s)[i] = (int32_t)i;
-            const float *ks = kv_cache_kscale(kv, s);
-            for (int which = 0; which < 2; which++) {
-                const float *x = which ? v : k;
-                kv_cache_rows_f32(kv, s, which, i, 1, got);
-                for (int b = 0; b < 2; b++) {
-                    float amax = 0;
-                    for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
-                    for (int d = 32 * b; d < 32 * b + 32; d++) {
-                        double tol = amax / 8.0 * (1.0 + 8.0 / 2048) * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
-                        close &= fabs(got[d] - x[d]) <= tol;
-                    }
-                }
-            }
+            close &= s_row_close(kv, s, i, k, v, 8.0, 1.0 + 8.0 / 2048);
         }
         kv->len[s] = 4;
     }
