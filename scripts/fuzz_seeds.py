@@ -12,6 +12,8 @@
   safetensors     tests/golden/st_fixture.safetensors (written by the
                   reference safetensors package) and the committed heads
   head            the committed importance-head checkpoints (configs/heads)
+  kv_block        KV blocks with their layouts: q8_0 keys (scales), f16,
+                  q4_0 and bf16 values, a bias; the layout in fuzz_kv_block.c
   tokenize        README text, a committed dataset's context, chat markup,
                   decomposed (non-NFC) text, invalid UTF-8
   jsonl           the first lines of the committed datasets
@@ -152,6 +154,37 @@ def config_json(kvs):
     }
 
 
+def kv_block(n_layer, n_kv, hd, kt, vt, bias, n_past, lens):
+    """A valid fuzz_kv_block input: the 8-byte layout, the stream lengths,
+    the block (per stream: key scales for q8_0 / q4_0 keys, key rows, value
+    rows, positions, biases)."""
+    types = ["f32", "f16", "bf16", "q8_0", "q4_0"]
+    def rows(t, n, seed):
+        out = b""
+        for i in range(n):
+            if t == "f32":
+                out += struct.pack(f"<{hd}f", *[((seed + i + d) % 7 - 3) * 0.25 for d in range(hd)])
+            elif t in ("f16", "bf16"):
+                out += struct.pack(f"<{hd}H", *[(0x3c00 if t == "f16" else 0x3f80) ^ (d % 3) for d in range(hd)])
+            elif t == "q8_0":
+                for b in range(hd // 32):
+                    out += struct.pack("<H", 0x2000) + bytes(((seed + i + d) * 37) % 256 for d in range(32))
+            else:  # q4_0
+                for b in range(hd // 32):
+                    out += struct.pack("<H", 0x2400) + bytes(((seed + i + d) * 29) % 256 for d in range(16))
+        return out
+    head = bytes([n_layer - 1, n_kv - 1, 1 if hd == 64 else 0, types.index(kt), types.index(vt), int(bias)])
+    head += struct.pack("<H", n_past) + struct.pack(f"<{len(lens)}H", *lens)
+    blk = b""
+    for s, n in enumerate(lens):
+        if kt in ("q8_0", "q4_0"):
+            blk += struct.pack(f"<{hd}f", *[0.5 + (d % 5) for d in range(hd)])
+        blk += rows(kt, n, s) + rows(vt, n, s + 1) + struct.pack(f"<{n}i", *range(n_past - n, n_past))
+        if bias:
+            blk += struct.pack(f"<{n}f", *[-0.5 * i for i in range(n)])
+    return head + blk
+
+
 def write(d, name, data):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb" if isinstance(data, bytes) else "w") as f:
@@ -211,6 +244,9 @@ def main():
     write(out("tokenize"), "decomposed.txt", "cafe\u0301 A\u030a \u1112\u1161\u11ab o\u0302\u0323 "
           "\u212b \u0958 \u0f73 \u0344 x\u0301\u0316\u0327 <|im_end|>\u0301")
     write(out("tokenize"), "invalid_utf8.bin", b"caf\xc3\xa9 \xe2\x82\xac \xff\xfe \xc3 \xed\xa0\x80 \xf4\x90\x80\x80 z")
+    write(out("kv_block"), "q8_0_f16.bin", kv_block(1, 1, 32, "q8_0", "f16", False, 3, [2]))
+    write(out("kv_block"), "q8_0_q4_0_bias.bin", kv_block(2, 2, 64, "q8_0", "q4_0", True, 9, [3, 0, 9, 1]))
+    write(out("kv_block"), "f32_bf16.bin", kv_block(1, 2, 32, "f32", "bf16", False, 4, [4, 2]))
     write(out("yaml"), "serve.yaml", open(os.path.join(ROOT, "configs", "serve.yaml"), encoding="utf-8").read())
 
     if a.envelope:
