@@ -263,7 +263,7 @@ int kv_cache_enable_bias(kv_cache *kv) {
 
 void kv_cache_clear(kv_cache *kv) {
     for (int64_t s = 0; s < kv->n_stream; s++) kv->len[s] = 0;
-    if (kv->kscale) memset(kv->kscale, 0, (size_t)(kv->n_stream * kv->head_dim) * sizeof(float));
+    if (kv->kscale) memset(kv->kscale, 0, kv_cache_scale_bytes(kv));
     kv->n_past = 0;
 }
 
@@ -341,7 +341,7 @@ int kv_cache_compact(kv_cache **out, const kv_cache *src, const uint8_t *keep, i
         }
         kv->len[s] = n;
     }
-    if (src->kscale) memcpy(kv->kscale, src->kscale, (size_t)(ns * hd) * sizeof(float));
+    if (src->kscale) memcpy(kv->kscale, src->kscale, kv_cache_scale_bytes(src));
     kv->n_past = src->n_past;
     *out = kv;
     return 0;
@@ -471,7 +471,7 @@ static int s_twin(kv_cache **out, const kv_cache *src, const tis_backend *be) {
     kv_cache *kv = *out;
     memcpy(kv->pos, src->pos, (size_t)s_rows(src) * sizeof(int32_t));
     memcpy(kv->len, src->len, (size_t)src->n_stream * sizeof(int64_t));
-    if (src->kscale) memcpy(kv->kscale, src->kscale, (size_t)(src->n_stream * src->head_dim) * sizeof(float));
+    if (src->kscale) memcpy(kv->kscale, src->kscale, kv_cache_scale_bytes(src));
     kv->n_past = src->n_past;
     return 0;
 }
