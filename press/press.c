@@ -338,14 +338,15 @@ static bool s_suffix_count(const char **suf, const char *word, int32_t dflt, int
 }
 
 /* The suffixes after a policy's base name, in this order, each optional:
- * "+pool[N]" or "+lpool[N]" (*left), "+capN", "+hook". *pool: 0 when
- * absent, 5 for a bare "+pool" / "+lpool"; *cap: 0 when absent; either -1
- * for a malformed or zero count. False for anything else. */
-static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *cap, bool *hook) {
-    *pool = *cap = 0;
+ * "+pool[N]" or "+lpool[N]" (*left), "+recentN", "+capN", "+hook". *pool: 0
+ * when absent, 5 for a bare "+pool" / "+lpool"; *recent, *cap: 0 when
+ * absent; each -1 for a malformed or zero count. False for anything else. */
+static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *recent, int32_t *cap, bool *hook) {
+    *pool = *recent = *cap = 0;
     *hook = false;
     *left = s_suffix_count(&suf, "lpool", 5, pool);
     if ((*left || s_suffix_count(&suf, "pool", 5, pool)) && *pool == 0) *pool = -1;
+    if (s_suffix_count(&suf, "recent", -1, recent) && *recent == 0) *recent = -1;
     if (s_suffix_count(&suf, "cap", -1, cap) && *cap == 0) *cap = -1;
     if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
     return *suf == 0;
@@ -357,15 +358,17 @@ int press_parse(const char *name, press *out) {
         return tis_error(TIS_EINVAL, "press: bad policy name");
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
-    int32_t pool, cap;
+    int32_t pool, recent, cap;
     bool hook, left;
-    if (!s_parse_suffix(suf, &pool, &left, &cap, &hook))
-        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +capN, then +hook",
-                         name);
+    if (!s_parse_suffix(suf, &pool, &left, &recent, &cap, &hook))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +recentN, then "
+                         "+capN, then +hook", name);
     if (!left && (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0))))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
     if (left && (pool < 2 || pool > 63))
         return tis_error(TIS_EINVAL, "press: '%s': +lpoolN takes an N from 2 to 63 (+lpool: 5)", name);
+    if (recent < 0 || recent > 4096)
+        return tis_error(TIS_EINVAL, "press: '%s': +recentN takes an N from 1 to 4096", name);
     if (cap < 0 || cap > 64)
         return tis_error(TIS_EINVAL, "press: '%s': +capN takes an N from 1 to 64", name);
     const score_entry *e = NULL;
@@ -380,6 +383,12 @@ int press_parse(const char *name, press *out) {
             return tis_error(TIS_EINVAL, "press: '%s': %s's scores are max-pooled already", name, base);
         out->pool = pool;
         out->pool_left = left;
+    }
+    if (recent) {
+        if (!e) return tis_error(TIS_EINVAL, "press: '%s': full keeps everything; there is no recent share", name);
+        if (out->recent_frac > 0)
+            return tis_error(TIS_EINVAL, "press: '%s': %s gives half its budget to recent tokens already", name, base);
+        out->recent = recent;
     }
     if (cap) {
         /* pooled allocation: kvzip's, or a learned policy's (a per-head head
@@ -667,9 +676,11 @@ bool press_calibrated(const press *p, int64_t head_n_out) {
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
 
-/* Selects budgets[s] context entries of every stream by the plan's order
- * and compacts. */
-static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t extra, kv_cache **out, int64_t *kept) {
+/* Selects budgets[s] context entries of every stream, its most recent
+ * first (h2o's share of the budget, or the last `tail`: +recentN), then the
+ * best of the plan's order before them, and compacts. */
+static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t tail, int64_t extra, kv_cache **out,
+                     int64_t *kept) {
     const kv_cache *kv = pl->kv;
     int64_t ns = kv->n_stream, n = pl->n_ctx;
     int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
@@ -681,8 +692,8 @@ static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t extra
         for (int64_t j = 0; j < n; j++) ks[pl->ctx_begin + j] = 0;
         int64_t b = budgets[s] < n ? budgets[s] : n;
         const int32_t *ord = pl->order + s * n;
-        /* the recent share first (h2o), then the best scores outside it */
-        int64_t recent = (int64_t)(pl->p.recent_frac * (double)b), got = recent;
+        int64_t recent = pl->p.recent_frac > 0 ? (int64_t)(pl->p.recent_frac * (double)b) : tail < b ? tail : b;
+        int64_t got = recent;
         for (int64_t j = n - recent; j < n; j++) ks[pl->ctx_begin + j] = 1;
         for (int64_t r = 0; r < n && got < b; r++)
             if (ord[r] < n - recent) ks[pl->ctx_begin + ord[r]] = 1, got++;
@@ -701,8 +712,26 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
     if (!pl->p.score) k_per_stream = n; /* full */
     int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
-    int rc = press_allocate(&pl->p, pl->kv, pl->scores, n, k_per_stream, budgets);
-    if (!rc) rc = s_compact(pl, budgets, extra, out, kept);
+    /* +recentN: the tail first (at most half of k), the allocation shares
+     * the rest over the tokens before it */
+    int64_t tail = pl->p.recent < k_per_stream / 2 ? pl->p.recent : k_per_stream / 2;
+    if (tail > n) tail = n;
+    const float *sc = pl->scores;
+    float *masked = NULL;
+    if (tail > 0) {
+        if (!(masked = malloc((size_t)(ns * n) * sizeof *masked))) {
+            free(budgets);
+            return tis_error(TIS_ENOMEM, "press: out of memory");
+        }
+        memcpy(masked, pl->scores, (size_t)(ns * n) * sizeof *masked);
+        for (int64_t s = 0; s < ns; s++)
+            for (int64_t j = n - tail; j < n; j++) masked[s * n + j] = -1e30f;
+        sc = masked;
+    }
+    int rc = press_allocate(&pl->p, pl->kv, sc, n, k_per_stream - tail, budgets);
+    for (int64_t s = 0; s < ns && !rc; s++) budgets[s] += tail;
+    if (!rc) rc = s_compact(pl, budgets, tail, extra, out, kept);
+    free(masked);
     free(budgets);
     return rc;
 }
@@ -717,11 +746,12 @@ int press_plan_compact_threshold(const press_plan *pl, double tau, int64_t extra
     int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
     int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
+    int64_t tail = pl->p.recent < n ? pl->p.recent : n; /* +recentN: the whole tail */
     for (int64_t s = 0; s < ns; s++) {
-        budgets[s] = 0;
-        for (int64_t j = 0; j < n; j++) budgets[s] += pl->scores[s * n + j] >= (float)tau;
+        budgets[s] = tail;
+        for (int64_t j = 0; j < n - tail; j++) budgets[s] += pl->scores[s * n + j] >= (float)tau;
     }
-    int rc = s_compact(pl, budgets, extra, out, kept);
+    int rc = s_compact(pl, budgets, tail, extra, out, kept);
     free(budgets);
     return rc;
 }

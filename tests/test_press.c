@@ -108,6 +108,22 @@ static void test_parse(void) {
     TT_FAILS(press_parse("snapkv+cap2", &p), TIS_EINVAL);  /* uniform allocation */
     TT_FAILS(press_parse("adakv:h2o+cap2", &p), TIS_EINVAL);
     TT_FAILS(press_parse("full+cap2", &p), TIS_EINVAL);
+    /* +recentN: any scoring policy, after +pool, before +cap */
+    TT_OK(press_parse("tis+recent32", &p));
+    TT_CHECK(p.recent == 32 && p.pool == 0 && !strcmp(p.name, "tis+recent32"));
+    TT_OK(press_parse("tis+lpool5+recent16+cap2+hook", &p));
+    TT_CHECK(p.recent == 16 && p.pool == 5 && p.pool_left && p.cap == 2 && p.attn_hook);
+    TT_OK(press_parse("snapkv+recent8", &p));
+    TT_CHECK(p.recent == 8 && press_calibratable(&p) == false);
+    TT_OK(press_parse("kvzip+recent4096", &p));
+    TT_CHECK(p.recent == 4096 && press_calibrated(&p, 1)); /* thresholds keep their meaning */
+    TT_FAILS(press_parse("tis+recent", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent0", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent4097", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent8+lpool3", &p), TIS_EINVAL); /* +lpool first */
+    TT_FAILS(press_parse("tis+cap2+recent8", &p), TIS_EINVAL);   /* +cap after */
+    TT_FAILS(press_parse("full+recent8", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("h2o+recent8", &p), TIS_EINVAL); /* half its budget is recent already */
     /* the one split of a name into base and suffixes */
     char base[32];
     TT_CHECK(!strcmp(press_split_name("tis_b+pool9+hook", base, sizeof base), "+pool9+hook") &&
@@ -388,6 +404,26 @@ static void s_tis_scores(fixture *f) {
     TT_CHECK(p.pool == 3 && p.pool_left);
     s_check_span(&pc, &p, hs, 20, 3, 18, 20);
     s_check_span(&pc, &p, hs, 1, 2, 0, 1);
+    /* +recent2: the last two context tokens first (at most half of k), then
+     * the best scores before them: at k = 6 the four best of j < 38
+     * (7j mod 40 = 39, 38, 37, 36: j = 17, 34, 11, 28); at k = 2 the last
+     * one and the best one */
+    TT_CASE("tis+recent");
+    TT_OK(press_parse("tis+recent2", &p));
+    for (int j = 0; j < CTX; j++) hs[j] = (float)((j * 7) % CTX);
+    pc.head_scores = hs;
+    int64_t kept[64];
+    TT_OK(press_compress(&c, &p, &pc, 6, 0, kept));
+    for (int64_t s = 0; c && s < c->n_stream; s++) {
+        TT_CHECK(kept[s] == 6 && c->len[s] == PRE + 6);
+        for (int32_t j = 0; j < CTX; j++)
+            TT_CHECK(s_kept(c, s, PRE + j) == (j == 11 || j == 17 || j == 28 || j == 34 || j >= 38));
+    }
+    kv_cache_destroy(&c);
+    TT_OK(press_compress(&c, &p, &pc, 2, 0, kept));
+    for (int64_t s = 0; c && s < c->n_stream; s++)
+        for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j == 17 || j == 39));
+    kv_cache_destroy(&c);
     pc.head_scores = NULL;
 
 }
@@ -484,6 +520,41 @@ static void s_tis_per_head(fixture *f, const float *sc) {
     kv_cache_destroy(&c);
     ph.head_n_out = 1; /* one score per token: no pooled budget to cap */
     TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);
+    ph.head_n_out = ns;
+    /* +recent2 under the pooled budget: every stream keeps its last two
+     * context tokens, the rest of 4 * ns goes by score over the tokens
+     * before them (the tails' own scores, made the best here, win
+     * nothing of it); a threshold keeps the last two and what passes it */
+    TT_CASE("tis+recent: pooled budget, threshold");
+    TT_OK(press_parse("tis+recent2", &p));
+    for (int64_t s = 0; s < ns; s++) lg[s * CTX + CTX - 1] = 0.0f;
+    TT_OK(press_compress(&c, &p, &ph, 4, 0, kept));
+    int64_t tot = 0;
+    for (int64_t s = 0; c && s < ns; s++) {
+        tot += kept[s];
+        TT_CHECK(kept[s] >= 2 && s_kept(c, s, PRE + CTX - 1) && s_kept(c, s, PRE + CTX - 2));
+    }
+    TT_CHECK(!c || tot == 4 * ns);
+    if (c) { /* what the pooled part took: the best scores of the tokens before the tails */
+        float lo = 2, hi = -1;
+        for (int64_t s = 0; s < ns; s++)
+            for (int32_t j = 0; j < CTX - 2; j++)
+                if (s_kept(c, s, PRE + j)) lo = fminf(lo, sc[s * CTX + j]);
+                else hi = fmaxf(hi, sc[s * CTX + j]);
+        TT_CHECK(lo >= hi);
+    }
+    kv_cache_destroy(&c);
+    press_plan *pl = NULL;
+    const float tau = 0.05f;
+    TT_OK(press_plan_new(&pl, &p, &ph));
+    if (pl) TT_OK(press_plan_compact_threshold(pl, tau, 0, &c, kept));
+    for (int64_t s = 0; c && s < ns; s++) {
+        int64_t want = 2;
+        for (int32_t j = 0; j < CTX - 2; j++) want += expf(lg[s * CTX + j]) >= tau;
+        TT_CHECK(kept[s] == want && s_kept(c, s, PRE + CTX - 1) && s_kept(c, s, PRE + CTX - 2));
+    }
+    kv_cache_destroy(&c);
+    press_plan_destroy(&pl);
     free(kept);
     ph.head_n_out = ns - 1; /* not the model's streams */
     TT_OK(press_parse("tis", &p));
