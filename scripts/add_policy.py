@@ -9,9 +9,10 @@ For each CSV (written by `tis eval`, its .json beside it):
   --drop P          removes policy P's rows (no rerun; e.g. a head that cannot
                     run beside the others when the samples grow: `tis eval
                     --resume` needs every sample to have the same policies);
-  --policy P        runs the eval command recorded in the .json again with
-                    `--baseline P` only (same samples: same options and
-                    seed), and inserts the new rows after each sample's own,
+  --policy P[,Q..]  runs the eval command recorded in the .json again with
+                    `--baseline P Q ..` only (same samples: same options and
+                    seed; several policies share each sample's prefill),
+                    and inserts the new rows after each sample's own,
                     so every sample's rows stay together (what
                     `tis eval --resume` expects).
 Then `tis report` re-makes the .json, .md and plots from the CSV, and the
@@ -55,8 +56,8 @@ def write_rows(path, header, rows):
     os.replace(tmp, path)
 
 
-def eval_args(command, policy, out_csv):
-    """The recorded `tis eval ...` command with --baseline POLICY, --output
+def eval_args(command, policies, out_csv):
+    """The recorded `tis eval ...` command with --baseline POLICIES, --output
     OUT_CSV, no --resume and no plots; the recorded --head_as heads are left
     out too (tis eval refuses a --head_as whose name is not run)."""
     argv = shlex.split(command)
@@ -78,13 +79,13 @@ def eval_args(command, policy, out_csv):
             continue
         out.append(a)
         i += 1
-    return out + ["--baseline", policy, "--no_plots", "--output", out_csv]
+    return out + ["--baseline"] + policies + ["--no_plots", "--output", out_csv]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("csv", nargs="+")
-    ap.add_argument("--policy", help="policy to run and add")
+    ap.add_argument("--policy", help="policy to run and add (P,Q,...: several in one run)")
     ap.add_argument("--rename", help="OLD=NEW: rename a policy in the rows first")
     ap.add_argument("--drop", help="remove policy P's rows (before --policy)")
     ap.add_argument("--tis", default="build/tis", help="the tis binary (default build/tis)")
@@ -116,12 +117,16 @@ def main():
             notes.append(f"{time.strftime('%Y-%m-%d')}: {len(rows) - len(kept)} rows of policy {a.drop} removed")
             rows = kept
         if a.policy:
-            name = a.as_name or a.policy
-            if any(r[col["policy"]] == name for r in rows):
-                sys.exit(f"add_policy: {path} already has rows of {name}")
+            policies = a.policy.split(",")
+            if a.as_name and len(policies) > 1:
+                sys.exit("add_policy: --as names the rows of one --policy")
+            names = {p: (a.as_name or p) for p in policies}
+            for name in names.values():
+                if any(r[col["policy"]] == name for r in rows):
+                    sys.exit(f"add_policy: {path} already has rows of {name}")
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "new.csv")
-                args = [a.tis, "eval"] + eval_args(meta["command"], a.policy, out)
+                args = [a.tis, "eval"] + eval_args(meta["command"], policies, out)
                 args = args[:-2] + shlex.split(a.extra) + args[-2:]
                 print("add_policy:", " ".join(shlex.quote(x) for x in args), flush=True)
                 t0 = time.time()
@@ -132,8 +137,8 @@ def main():
                 sys.exit(f"add_policy: {out}: another CSV header")
             by_sample = {}
             for r in new_rows:
-                if r[col["policy"]] == a.policy:
-                    r[col["policy"]] = name
+                if r[col["policy"]] in names:
+                    r[col["policy"]] = names[r[col["policy"]]]
                     by_sample.setdefault(r[col["sample_id"]], []).append(r)
             merged, seen = [], set()
             ids = [r[col["sample_id"]] for r in rows]
@@ -150,8 +155,8 @@ def main():
             if by_sample:
                 sys.exit(f"add_policy: the rerun has samples the CSV lacks: {sorted(by_sample)[:3]}")
             rows = merged
-            notes.append(f"{time.strftime('%Y-%m-%d')}: rows of policy {a.policy}"
-                         f"{' (as ' + name + ')' if name != a.policy else ''} added by "
+            notes.append(f"{time.strftime('%Y-%m-%d')}: rows of {'policies' if len(policies) > 1 else 'policy'} "
+                         f"{', '.join(policies)}{' (as ' + a.as_name + ')' if a.as_name else ''} added by "
                          f"`{' '.join(['tis', 'eval'] + args[2:-2])}` ({wall:.0f} s)")
         write_rows(path, header, rows)
         # the summary, Markdown and plots from the rows as they are now

@@ -1,4 +1,4 @@
-/* test_add_policy: scripts/add_policy.py adds one policy's rows to a
+/* test_add_policy: scripts/add_policy.py adds policies' rows to a
  * finished `tis eval` run: the result holds the rows a run with every
  * policy gives (same samples, answers, kept tokens, KV bytes), each
  * sample's rows together; --rename renames; --drop removes a policy's
@@ -51,12 +51,12 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming %s --output '%s'", bin,
              tiny, data, opts, a_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming snapkv %s --output '%s'",
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming snapkv knorm %s --output '%s'",
              bin, tiny, data, opts, b_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
 
-    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy snapkv '%s'", tt_src("."),
-             bin, a_csv);
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy snapkv,knorm '%s'",
+             tt_src("."), bin, a_csv);
     int rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
@@ -81,7 +81,7 @@ int main(void) {
     char json_path[600];
     snprintf(json_path, sizeof json_path, "%.*s.json", (int)(strlen(a_csv) - 4), a_csv);
     char *js = tt_read_file(json_path, NULL);
-    TT_CHECK(js && strstr(js, "rows of policy snapkv added by") && strstr(js, "--baseline full streaming"));
+    TT_CHECK(js && strstr(js, "rows of policies snapkv, knorm added by") && strstr(js, "--baseline full streaming"));
     free(js);
 
     /* the same policy again: an error, the rows stay */
