@@ -11,38 +11,6 @@
 
 static size_t s_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-bool kv_dtype_ok(int dtype) {
-    return dtype == GGML_TYPE_F32 || dtype == GGML_TYPE_F16 || dtype == GGML_TYPE_BF16 || dtype == GGML_TYPE_Q8_0 ||
-           dtype == GGML_TYPE_Q4_0;
-}
-
-size_t kv_row_bytes(int dtype, int64_t head_dim) {
-    size_t b = 0;
-    if (!kv_dtype_ok(dtype) || head_dim <= 0 || quant_row_bytes(dtype, head_dim, &b)) return 0;
-    return b;
-}
-
-const char *kv_dtype_name(int dtype) {
-    switch (dtype) {
-    case GGML_TYPE_F32: return "f32";
-    case GGML_TYPE_F16: return "f16";
-    case GGML_TYPE_BF16: return "bf16";
-    case GGML_TYPE_Q8_0: return "q8_0";
-    case GGML_TYPE_Q4_0: return "q4_0";
-    default: return "?";
-    }
-}
-
-int kv_dtype_parse(const char *name) {
-    if (!name) return -1;
-    if (!strcmp(name, "f32")) return GGML_TYPE_F32;
-    if (!strcmp(name, "f16")) return GGML_TYPE_F16;
-    if (!strcmp(name, "bf16")) return GGML_TYPE_BF16;
-    if (!strcmp(name, "q8_0")) return GGML_TYPE_Q8_0;
-    if (!strcmp(name, "q4_0")) return GGML_TYPE_Q4_0;
-    return -1;
-}
-
 int kv_types_parse(const char *s, kv_types *out) {
     if (!s) return -1;
     const char *comma = strchr(s, ',');
@@ -119,7 +87,7 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
         memcpy(dst, src, (size_t)m * sizeof(float));
         return;
     }
-    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) { /* whole rows: whole blocks */
+    if (kv_dtype_block(type)) { /* whole rows: whole blocks */
         if (!which && kv->kscale) quant_scaled_rows_f32(type, src, kv_cache_kscale(kv, s), dst, n, kv->head_dim);
         else quant_dequantize_row(type, src, dst, m);
         return;
@@ -161,7 +129,7 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     size_t sizes[7] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
                        (size_t)ns * sizeof(int64_t),
-                       kv_type_scaled(types.k) ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
+                       kv_dtype_block(types.k) ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
     size_t bytes = 0;
     for (int i = 0; i < 7; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -389,7 +357,7 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     int64_t ns = n_layer * n_kv_head;
     size_t kr = kv_row_bytes(types.k, head_dim), vr = kv_row_bytes(types.v, head_dim);
     size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0);
-    size_t scales = kv_type_scaled(types.k) ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
+    size_t scales = kv_dtype_block(types.k) ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,

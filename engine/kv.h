@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "kv_types.h" /* kv_dtype_ok, kv_row_bytes, kv_dtype_name / parse */
 
 typedef struct kv_cache {
     int64_t n_layer, n_kv_head, head_dim;
@@ -63,16 +64,6 @@ typedef struct kv_cache {
                            pos, off, cap, len and n_past stay on the host. */
     void *dev;
 } kv_cache;
-
-/* True for the element types a cache can hold (F32, F16, BF16, Q8_0, Q4_0). */
-bool kv_dtype_ok(int dtype);
-/* Bytes of one row of head_dim elements of dtype, or 0 when dtype cannot
- * hold such a row (not a cache type, or Q8_0 / Q4_0 with head_dim not a multiple
- * of 32). */
-size_t kv_row_bytes(int dtype, int64_t head_dim);
-/* "f16", "f32", "bf16", "q8_0", "q4_0" (or "?"); kv_dtype_parse is its inverse (-1: none). */
-const char *kv_dtype_name(int dtype);
-int kv_dtype_parse(const char *name);
 
 /* The element types of a cache's keys and of its values. */
 typedef struct kv_types {

@@ -13,9 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* KV element types whose keys carry per-channel scales (kv_view.kscale):
- * the block-quantised ones, Q8_0 and Q4_0 (ggml ids 8, 2). */
-static inline bool kv_type_scaled(int type) { return type == 8 || type == 2; }
+#include "kv_types.h" /* the cache's element types; kv_dtype_block: keys with channel scales */
 
 /* The KV cache as the attention op reads it: plain arrays, no engine type
  * (engine/kv.h builds one with kv_cache_view). Stream s = layer*n_kv_head + h

@@ -68,7 +68,7 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
 #endif
         const uint16_t *h = src;
         for (int64_t i = 0; i < n; i++) dst[i] = quant_f16_to_f32(h[i]);
-    } else if (dtype == GGML_TYPE_Q8_0 || dtype == GGML_TYPE_Q4_0) { /* whole rows: whole blocks of 32 */
+    } else if (kv_dtype_block(dtype)) { /* whole rows: whole blocks of 32 */
         quant_dequantize_row(dtype, src, dst, n);
     } else { /* bf16: the high half of an f32 */
         const uint16_t *h = src;
@@ -80,17 +80,9 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
 /* n key rows of stream s at src -> dst (f32): Q8_0 / Q4_0 keys times the stream's
  * channel scales (kv_view.kscale). */
 static void s_keys_f32(const kv_view *kv, int64_t s, const void *src, float *dst, int64_t n) {
-    if (kv->kscale && kv_type_scaled(kv->k_type))
+    if (kv->kscale && kv_dtype_block(kv->k_type))
         quant_scaled_rows_f32(kv->k_type, src, kv->kscale + s * kv->head_dim, dst, n, kv->head_dim);
     else s_to_f32(kv->k_type, src, dst, n * kv->head_dim);
-}
-
-size_t cpu_kv_row_bytes(int type, int64_t hd) {
-    size_t b = 0;
-    if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0 &&
-        type != GGML_TYPE_Q4_0)
-        return 0;
-    return quant_row_bytes(type, hd, &b) ? 0 : b;
 }
 
 /* ---- decode-sized batches: heads over the pool ------------------------------ */
@@ -126,7 +118,7 @@ static void s_group(const att_job *j, int64_t h0, int64_t nh, float *sc, float *
     const kv_view *kv = j->kv;
     int64_t hd = j->hd, T = j->T, s = j->layer * kv->n_kv_head + h0 / j->group;
     int64_t L = kv->len[s], n_old = L - T;
-    size_t k_row = cpu_kv_row_bytes(kv->k_type, hd), v_row = cpu_kv_row_bytes(kv->v_type, hd);
+    size_t k_row = kv_row_bytes(kv->k_type, hd), v_row = kv_row_bytes(kv->v_type, hd);
     const char *K = (const char *)kv->k + (size_t)kv->off[s] * k_row;
     const char *V = (const char *)kv->v + (size_t)kv->off[s] * v_row;
     const float *bias = kv->bias ? kv->bias + kv->off[s] : NULL;
@@ -258,8 +250,8 @@ static float *s_conv_scratch(size_t floats) { return s_grow_scratch(&C, floats);
  * converted into this thread's C scratch (NULL: out of memory). */
 static bool s_stream_f32(const pf_job *j, int64_t s, const float **K, const float **V) {
     const kv_view *kv = j->kv;
-    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * cpu_kv_row_bytes(kv->k_type, j->hd);
-    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * cpu_kv_row_bytes(kv->v_type, j->hd);
+    const void *Kp = (const char *)kv->k + (size_t)kv->off[s] * kv_row_bytes(kv->k_type, j->hd);
+    const void *Vp = (const char *)kv->v + (size_t)kv->off[s] * kv_row_bytes(kv->v_type, j->hd);
     if (kv->k_type == GGML_TYPE_F32 && kv->v_type == GGML_TYPE_F32) {
         *K = Kp;
         *V = Vp;
@@ -369,7 +361,7 @@ int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, 
                   const attn_observer *obs) {
     for (int w = 0; w < 2; w++) {
         int t = w ? kv->v_type : kv->k_type;
-        if (!cpu_kv_row_bytes(t, kv->head_dim))
+        if (!kv_row_bytes(t, kv->head_dim))
             return tis_error(TIS_EUNSUPPORTED, "attention: KV element type %d with head_dim %lld", t,
                              (long long)kv->head_dim);
     }

@@ -11,11 +11,8 @@
 
 #include "backend.h"
 
-/* Bytes of one key or value row of hd elements of `type` in a cache the CPU
- * backend reads and writes (f32, f16, bf16, q8_0, q4_0 with hd a multiple of 32),
- * or 0 for any other type or shape. */
-size_t cpu_kv_row_bytes(int type, int64_t hd);
-
+/* The CPU backend reads and writes every cache type (kernels/kv_types.h:
+ * kv_row_bytes is 0 for any other type or shape). */
 int cpu_attention(float *out, const float *q, const kv_view *kv, int64_t layer, int64_t T, int64_t n_head,
                   const attn_observer *obs);
 

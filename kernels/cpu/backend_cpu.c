@@ -364,11 +364,11 @@ static int s_attention(void *ctx, float *out, const float *q, const kv_view *kv,
 static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t hd, int64_t n_kv,
                        const int64_t *at, const float *kscale, const float *k, const float *v, int64_t T) {
     (void)ctx;
-    size_t kr = cpu_kv_row_bytes(k_type, hd), vr = cpu_kv_row_bytes(v_type, hd);
+    size_t kr = kv_row_bytes(k_type, hd), vr = kv_row_bytes(v_type, hd);
     if (!kr || !vr)
         return tis_error(TIS_EINVAL, "cpu: a KV cache of element type %d (f32, f16, bf16, q8_0 or q4_0 with "
                                      "head_dim a multiple of 32)", kr ? v_type : k_type);
-    if (kv_type_scaled(k_type) != (kscale != NULL))
+    if (kv_dtype_block(k_type) != (kscale != NULL))
         return tis_error(TIS_EINVAL, "cpu: q8_0 / q4_0 keys come with their channel scales, other keys without");
     for (int64_t h = 0; kscale && h < n_kv; h++)
         if (!(kscale[h * hd] > 0.0f)) return tis_error(TIS_EINVAL, "cpu: quantised keys' channel scales not set");
