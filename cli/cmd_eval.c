@@ -73,6 +73,11 @@ static void s_list(void) {
     printf("policies:\n");
     for (const press_info *i = press_registry; i->name; i++)
         printf("  %-10s %s%s\n", i->name, i->available ? "" : "[not available] ", i->about);
+    printf("policy suffixes, in this order (docs/eval.md):\n"
+           "  +pool[N]   scores max-pooled over N neighbours (+lpool[N]: the N-1 before a score come with it)\n"
+           "  +recentN   the context's last N tokens of every stream first (at most half the budget)\n"
+           "  +capN      a pooled budget: no stream above N times its share\n"
+           "  +hook      learned policies: the attention hook at decode\n");
     printf("benchmarks:\n");
     for (const char *const *b = bench_names; *b; b++) printf("  %s\n", *b);
     printf("  litm       (litm_kv + litm_qa)\n  jsonl      (--dataset FILE)\n");

@@ -473,7 +473,8 @@ static void s_cli(const char *tiny, const char *data) {
              tt_path("res/q8b.csv"));
     TT_CHECK(tt_tis(args, out, sizeof out) != 0 && strstr(out, "multiple of 32"));
     TT_CHECK(tt_tis("eval --cache_budgets 0 ", out, sizeof out) == 2);
-    TT_CHECK(tt_tis("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah"));
+    TT_CHECK(tt_tis("eval --list", out, sizeof out) == 0 && strstr(out, "pyramidkv") && strstr(out, "niah") &&
+             strstr(out, "+recentN"));
 }
 
 int main(void) {
