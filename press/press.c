@@ -713,12 +713,13 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
     int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
     /* +recentN: the tail first (at most half of k), the allocation shares
-     * the rest over the tokens before it */
+     * the rest over the tokens before it (masked out of the scores where
+     * the allocation reads them: pooled and AdaKV's) */
     int64_t tail = pl->p.recent < k_per_stream / 2 ? pl->p.recent : k_per_stream / 2;
     if (tail > n) tail = n;
     const float *sc = pl->scores;
     float *masked = NULL;
-    if (tail > 0) {
+    if (tail > 0 && (pl->p.alloc == PRESS_ALLOC_GLOBAL || pl->p.alloc == PRESS_ALLOC_ADAPTIVE)) {
         if (!(masked = malloc((size_t)(ns * n) * sizeof *masked))) {
             free(budgets);
             return tis_error(TIS_ENOMEM, "press: out of memory");
