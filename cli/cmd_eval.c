@@ -75,7 +75,8 @@ static void s_list(void) {
         printf("  %-10s %s%s\n", i->name, i->available ? "" : "[not available] ", i->about);
     printf("policy suffixes, in this order (docs/eval.md):\n"
            "  +pool[N]   scores max-pooled over N neighbours (+lpool[N]: the N-1 before a score come with it)\n"
-           "  +recentN   the context's last N tokens of every stream first (at most half the budget)\n"
+           "  +recentN[/D] the context's last N tokens of every stream first (at most k/D of the\n"
+           "             per-stream budget k; D 2 when not given)\n"
            "  +capN      a pooled budget: no stream above N times its share\n"
            "  +hook      learned policies: the attention hook at decode\n");
     printf("benchmarks:\n");

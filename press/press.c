@@ -316,6 +316,17 @@ const char *press_split_name(const char *name, char *base, size_t base_size) {
     return name + n;
 }
 
+/* The digits at *q up to a '+', a '/' or the end, *q moved past them: their
+ * count, -1 when there are none or they are malformed. */
+static int32_t s_digits(const char **q) {
+    int32_t n = 0;
+    bool any = false, bad = false;
+    for (; **q && **q != '+' && **q != '/'; (*q)++, any = true)
+        if (**q < '0' || **q > '9' || n > 1000) bad = true;
+        else n = n * 10 + (**q - '0');
+    return any && !bad ? n : -1;
+}
+
 /* A suffix "+WORD" or "+WORDN" at *suf: advances past it; *v: its count
  * (dflt when none is given, -1 when malformed). False when suf does not
  * start with it. */
@@ -323,30 +334,29 @@ static bool s_suffix_count(const char **suf, const char *word, int32_t dflt, int
     size_t w = strlen(word);
     if ((*suf)[0] != '+' || strncmp(*suf + 1, word, w)) return false;
     const char *q = *suf + 1 + w;
-    if (*q == 0 || *q == '+') {
-        *v = dflt;
-    } else {
-        int32_t n = 0;
-        bool bad = false;
-        for (; *q && *q != '+'; q++)
-            if (*q < '0' || *q > '9' || n > 1000) bad = true;
-            else n = n * 10 + (*q - '0');
-        *v = bad ? -1 : n;
-    }
+    *v = *q == 0 || *q == '+' ? dflt : s_digits(&q);
     *suf = q;
     return true;
 }
 
 /* The suffixes after a policy's base name, in this order, each optional:
- * "+pool[N]" or "+lpool[N]" (*left), "+recentN", "+capN", "+hook". *pool: 0
- * when absent, 5 for a bare "+pool" / "+lpool"; *recent, *cap: 0 when
- * absent; each -1 for a malformed or zero count. False for anything else. */
-static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *recent, int32_t *cap, bool *hook) {
+ * "+pool[N]" or "+lpool[N]" (*left), "+recentN[/D]", "+capN", "+hook". *pool:
+ * 0 when absent, 5 for a bare "+pool" / "+lpool"; *recent, *cap: 0 when
+ * absent; *div: 2 when not given; each -1 for a malformed or zero count.
+ * False for anything else. */
+static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *recent, int32_t *div, int32_t *cap,
+                           bool *hook) {
     *pool = *recent = *cap = 0;
+    *div = 2;
     *hook = false;
     *left = s_suffix_count(&suf, "lpool", 5, pool);
     if ((*left || s_suffix_count(&suf, "pool", 5, pool)) && *pool == 0) *pool = -1;
-    if (s_suffix_count(&suf, "recent", -1, recent) && *recent == 0) *recent = -1;
+    if (!strncmp(suf, "+recent", 7)) {
+        suf += 7;
+        *recent = s_digits(&suf);
+        if (*suf == '/') suf++, *div = s_digits(&suf);
+        if (*recent == 0) *recent = -1;
+    }
     if (s_suffix_count(&suf, "cap", -1, cap) && *cap == 0) *cap = -1;
     if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
     return *suf == 0;
@@ -358,17 +368,19 @@ int press_parse(const char *name, press *out) {
         return tis_error(TIS_EINVAL, "press: bad policy name");
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
-    int32_t pool, recent, cap;
+    int32_t pool, recent, div, cap;
     bool hook, left;
-    if (!s_parse_suffix(suf, &pool, &left, &recent, &cap, &hook))
-        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +recentN, then "
-                         "+capN, then +hook", name);
+    if (!s_parse_suffix(suf, &pool, &left, &recent, &div, &cap, &hook))
+        return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +recentN[/D], "
+                         "then +capN, then +hook", name);
     if (!left && (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0))))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
     if (left && (pool < 2 || pool > 63))
         return tis_error(TIS_EINVAL, "press: '%s': +lpoolN takes an N from 2 to 63 (+lpool: 5)", name);
     if (recent < 0 || recent > 4096)
         return tis_error(TIS_EINVAL, "press: '%s': +recentN takes an N from 1 to 4096", name);
+    if (div < 2 || div > 64)
+        return tis_error(TIS_EINVAL, "press: '%s': +recentN/D takes a D from 2 to 64 (the tail is at most k/D)", name);
     if (cap < 0 || cap > 64)
         return tis_error(TIS_EINVAL, "press: '%s': +capN takes an N from 1 to 64", name);
     const score_entry *e = NULL;
@@ -389,6 +401,7 @@ int press_parse(const char *name, press *out) {
         if (out->recent_frac > 0)
             return tis_error(TIS_EINVAL, "press: '%s': %s gives half its budget to recent tokens already", name, base);
         out->recent = recent;
+        out->recent_div = div;
     }
     if (cap) {
         /* pooled allocation: kvzip's, or a learned policy's (a per-head head
@@ -677,7 +690,7 @@ bool press_calibrated(const press *p, int64_t head_n_out) {
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
 
 /* Selects budgets[s] context entries of every stream, its most recent
- * first (h2o's share of the budget, or the last `tail`: +recentN), then the
+ * first (h2o's share of the budget, or the last `tail`: +recentN/D), then the
  * best of the plan's order before them, and compacts. */
 static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t tail, int64_t extra, kv_cache **out,
                      int64_t *kept) {
@@ -712,10 +725,14 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
     if (!pl->p.score) k_per_stream = n; /* full */
     int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
-    /* +recentN: the tail first (at most half of k), the allocation shares
+    /* +recentN/D: the tail first (min(N, k/D)), the allocation shares
      * the rest over the tokens before it (masked out of the scores where
      * the allocation reads them: pooled and AdaKV's) */
-    int64_t tail = pl->p.recent < k_per_stream / 2 ? pl->p.recent : k_per_stream / 2;
+    int64_t tail = 0;
+    if (pl->p.recent > 0) {
+        int64_t cap = k_per_stream / pl->p.recent_div;
+        tail = pl->p.recent < cap ? pl->p.recent : cap;
+    }
     if (tail > n) tail = n;
     const float *sc = pl->scores;
     float *masked = NULL;

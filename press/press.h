@@ -110,10 +110,12 @@ typedef struct press {
     bool pool_left;            /* "+lpool[N]" (N 2..63, 5 when not given): the maximum over the
                                   token and the N-1 after it instead, so that a kept token
                                   brings the N-1 before it (a value brings its key) */
-    int32_t recent;            /* "+recentN" (1..4096): the last N context tokens of every stream
-                                  are kept first, inside the budget (at most half of the
-                                  per-stream budget k; all N under a threshold); the
-                                  allocation shares the rest over the other tokens (0: off) */
+    int32_t recent;            /* "+recentN[/D]" (N 1..4096): the last min(N, k/D) context tokens
+                                  of every stream are kept first, inside the per-stream
+                                  budget k (all N under a threshold); the allocation shares
+                                  the rest over the other tokens (0: off) */
+    int32_t recent_div;        /* D of "+recentN/D" (2..64; 2 when not given): the tail grows
+                                  with the budget up to N */
     int32_t cap;               /* "+capN" (1..64): under pooled allocation (PRESS_ALLOC_GLOBAL)
                                   no stream keeps more than N times the per-stream budget k;
                                   what it would win goes on down the ranking (0: off) */
@@ -135,8 +137,9 @@ extern const press_info press_registry[];
  * a scoring policy other than the already pooled snapkv / pyramidkv may
  * add "+pool" or "+poolN" before it (kvzip+pool, tis+pool7+hook: press.pool),
  * or "+lpool" / "+lpoolN" (the span to the left of a score: press.pool_left);
- * any scoring policy may add "+recentN" after that (the context's last N
- * tokens in every stream first: press.recent; tis+recent32);
+ * any scoring policy may add "+recentN" or "+recentN/D" after that (the
+ * context's last min(N, k/D) tokens in every stream first, D 2 when not
+ * given: press.recent, press.recent_div; tis+recent32, tis+recent64/8);
  * a policy with a budget pooled over every stream (kvzip, kvzip_heads, a
  * learned one) may add "+capN" after that (kvzip+cap2, tis+pool5+cap3+hook:
  * press.cap; budget runs only: a capped policy is never calibrated).

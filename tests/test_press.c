@@ -124,6 +124,20 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+cap2+recent8", &p), TIS_EINVAL);   /* +cap after */
     TT_FAILS(press_parse("full+recent8", &p), TIS_EINVAL);
     TT_FAILS(press_parse("h2o+recent8", &p), TIS_EINVAL); /* half its budget is recent already */
+    TT_OK(press_parse("tis+recent16", &p));
+    TT_CHECK(p.recent == 16 && p.recent_div == 2); /* min(N, k/2) */
+    TT_OK(press_parse("tis+lpool5+recent64/8+cap2+hook", &p));
+    TT_CHECK(p.recent == 64 && p.recent_div == 8 && p.pool == 5 && p.cap == 2 && p.attn_hook);
+    TT_OK(press_parse("kvzip+recent4096/64", &p));
+    TT_CHECK(p.recent == 4096 && p.recent_div == 64);
+    TT_FAILS(press_parse("tis+recent64/1", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent64/65", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent64/", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent/8", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent64/8/2", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+recent64/x", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+lpool5/2", &p), TIS_EINVAL); /* only the tail takes a divisor */
+    TT_FAILS(press_parse("tis+recent64/0", &p), TIS_EINVAL);
     /* the one split of a name into base and suffixes */
     char base[32];
     TT_CHECK(!strcmp(press_split_name("tis_b+pool9+hook", base, sizeof base), "+pool9+hook") &&
@@ -424,6 +438,28 @@ static void s_tis_scores(fixture *f) {
     for (int64_t s = 0; c && s < c->n_stream; s++)
         for (int32_t j = 0; j < CTX; j++) TT_CHECK(s_kept(c, s, PRE + j) == (j == 17 || j == 39));
     kv_cache_destroy(&c);
+    /* +recent8/4: the tail grows with the budget up to 8 tokens, a quarter
+     * of k: at k = 12 the last three and the nine best before them; /2 (the
+     * default) would keep six */
+    TT_CASE("tis+recentN/D");
+    TT_OK(press_parse("tis+recent8/4", &p));
+    TT_CHECK(p.recent == 8 && p.recent_div == 4);
+    static const int32_t kept4[] = {5, 10, 11, 16, 17, 22, 28, 33, 34, 37, 38, 39},
+                         kept2[] = {5, 11, 16, 17, 22, 28, 34, 35, 36, 37, 38, 39};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) TT_OK(press_parse("tis+recent8", &p));
+        const int32_t *want = pass ? kept2 : kept4;
+        TT_OK(press_compress(&c, &p, &pc, 12, 0, kept));
+        for (int64_t s = 0; c && s < c->n_stream; s++) {
+            int32_t w = 0;
+            for (int32_t j = 0; j < CTX; j++) {
+                bool in = w < 12 && want[w] == j;
+                w += in;
+                TT_CHECK(s_kept(c, s, PRE + j) == in);
+            }
+        }
+        kv_cache_destroy(&c);
+    }
     pc.head_scores = NULL;
 
 }
