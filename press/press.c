@@ -689,11 +689,11 @@ bool press_calibrated(const press *p, int64_t head_n_out) {
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
 
-/* Selects budgets[s] context entries of every stream, its most recent
- * first (h2o's share of the budget, or the last `tail`: +recentN/D), then the
- * best of the plan's order before them, and compacts. */
-static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t tail, int64_t extra, kv_cache **out,
-                     int64_t *kept) {
+/* Selects budgets[s] context entries of every stream (at most n): its
+ * last tails[s] (<= budgets[s]) first, then the best of the plan's order
+ * before them, and compacts. */
+static int s_compact(const press_plan *pl, const int64_t *budgets, const int64_t *tails, int64_t extra,
+                     kv_cache **out, int64_t *kept) {
     const kv_cache *kv = pl->kv;
     int64_t ns = kv->n_stream, n = pl->n_ctx;
     int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
@@ -705,7 +705,7 @@ static int s_compact(const press_plan *pl, const int64_t *budgets, int64_t tail,
         for (int64_t j = 0; j < n; j++) ks[pl->ctx_begin + j] = 0;
         int64_t b = budgets[s] < n ? budgets[s] : n;
         const int32_t *ord = pl->order + s * n;
-        int64_t recent = pl->p.recent_frac > 0 ? (int64_t)(pl->p.recent_frac * (double)b) : tail < b ? tail : b;
+        int64_t recent = tails[s] < b ? tails[s] : b;
         int64_t got = recent;
         for (int64_t j = n - recent; j < n; j++) ks[pl->ctx_begin + j] = 1;
         for (int64_t r = 0; r < n && got < b; r++)
@@ -723,7 +723,7 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
     int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
     if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
     if (!pl->p.score) k_per_stream = n; /* full */
-    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    int64_t *budgets = malloc((size_t)(2 * ns) * sizeof *budgets), *tails = budgets + ns;
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
     /* +recentN/D: the tail first (min(N, k/D)), the allocation shares
      * the rest over the tokens before it (masked out of the scores where
@@ -747,8 +747,13 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
         sc = masked;
     }
     int rc = press_allocate(&pl->p, pl->kv, sc, n, k_per_stream - tail, budgets);
-    for (int64_t s = 0; s < ns && !rc; s++) budgets[s] += tail;
-    if (!rc) rc = s_compact(pl, budgets, tail, extra, out, kept);
+    /* the tail of every stream: +recentN/D's, or h2o's recent share of its budget */
+    for (int64_t s = 0; s < ns && !rc; s++) {
+        budgets[s] += tail;
+        int64_t b = budgets[s] < n ? budgets[s] : n;
+        tails[s] = pl->p.recent_frac > 0 ? (int64_t)(pl->p.recent_frac * (double)b) : tail;
+    }
+    if (!rc) rc = s_compact(pl, budgets, tails, extra, out, kept);
     free(masked);
     free(budgets);
     return rc;
@@ -762,14 +767,14 @@ int press_plan_compact_threshold(const press_plan *pl, double tau, int64_t extra
                          "(kvzip, or tis with a per-head head)", pl->p.name);
     if (!(tau >= 0 && tau <= 1)) return tis_error(TIS_EINVAL, "press: threshold %g outside [0, 1]", tau);
     int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
-    int64_t *budgets = malloc((size_t)ns * sizeof *budgets);
+    int64_t *budgets = malloc((size_t)(2 * ns) * sizeof *budgets), *tails = budgets + ns;
     if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
-    int64_t tail = pl->p.recent < n ? pl->p.recent : n; /* +recentN: the whole tail */
+    int64_t tail = pl->p.recent < n ? pl->p.recent : n; /* +recentN/D: the whole tail */
     for (int64_t s = 0; s < ns; s++) {
-        budgets[s] = tail;
+        budgets[s] = tails[s] = tail;
         for (int64_t j = 0; j < n - tail; j++) budgets[s] += pl->scores[s * n + j] >= (float)tau;
     }
-    int rc = s_compact(pl, budgets, tail, extra, out, kept);
+    int rc = s_compact(pl, budgets, tails, extra, out, kept);
     free(budgets);
     return rc;
 }
