@@ -239,7 +239,7 @@ static int s_append(forward_state *st, kv_cache *kv, int64_t l, int64_t r0, int6
     const tis_backend *be = st->be;
     int64_t hd = kv->head_dim, nkv = kv->n_kv_head, kd = nkv * hd;
     for (int64_t h = 0; h < nkv; h++) st->at[h] = kv->off[kv_stream(kv, l, h)] + kv->len[kv_stream(kv, l, h)];
-    if (kv->kscale) { /* quantised keys: an empty stream takes its channel scales from these rows */
+    if (kv->kscale) { /* quantised keys: an empty stream takes its channel transform from these rows */
         if (!backend_is_host(be))
             return tis_error(TIS_EUNSUPPORTED, "forward: quantised keys on backend %s (their scales are set on the host)",
                              be->name);

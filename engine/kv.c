@@ -44,11 +44,18 @@ void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n,
                              int64_t rope_dim, bool interleaved) {
     if (!kv->kscale) return;
     int64_t hd = kv->head_dim;
-    float *sc = kv->kscale + s * hd, top = 0.0f;
-    for (int64_t c = 0; c < hd; c++) sc[c] = 0.0f;
+    float *sc = kv->kscale + s * KV_KEY_XFORM(hd), *z = sc + hd, top = 0.0f;
+    for (int64_t c = 0; c < hd; c++) { /* the mean of the finite values */
+        double sum = 0;
+        int64_t m = 0;
+        for (int64_t t = 0; t < n; t++)
+            if (isfinite(k[t * stride + c])) sum += k[t * stride + c], m++;
+        z[c] = m ? (float)(sum / (double)m) : 0.0f;
+        sc[c] = 0.0f;
+    }
     for (int64_t t = 0; t < n; t++)
         for (int64_t c = 0; c < hd; c++) {
-            float a = fabsf(k[t * stride + c]);
+            float a = fabsf(k[t * stride + c] - z[c]);
             if (a > sc[c] && isfinite(a)) sc[c] = a;
         }
     /* RoPE turns each pair of channels (c, c+1 interleaved; c, c+rope_dim/2
@@ -69,8 +76,8 @@ void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const floa
     KV_HOST_ONLY(kv);
     char *kd = (char *)kv_cache_k(kv, s) + (size_t)i * kv->k_row;
     if (kv->kscale) {
-        if (kv->kscale[s * kv->head_dim] == 0.0f) kv_cache_key_scales_set(kv, s, k, 1, kv->head_dim, 0, false);
-        quant_scaled_row(kv->k_type, k, kv_cache_kscale(kv, s), kd, kv->head_dim);
+        if (kv_cache_kscale(kv, s)[0] == 0.0f) kv_cache_key_scales_set(kv, s, k, 1, kv->head_dim, 0, false);
+        quant_scaled_row(kv->k_type, k, kv_cache_kscale(kv, s), kv_cache_kzero(kv, s), kd, kv->head_dim);
     } else {
         quant_quantize_row(kv->k_type, k, kd, kv->head_dim);
     }
@@ -88,7 +95,8 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
         return;
     }
     if (kv_dtype_block(type)) { /* whole rows: whole blocks */
-        if (!which && kv->kscale) quant_scaled_rows_f32(type, src, kv_cache_kscale(kv, s), dst, n, kv->head_dim);
+        if (!which && kv->kscale)
+            quant_scaled_rows_f32(type, src, kv_cache_kscale(kv, s), kv_cache_kzero(kv, s), dst, n, kv->head_dim);
         else quant_dequantize_row(type, src, dst, m);
         return;
     }
@@ -129,7 +137,7 @@ int kv_cache_new_ragged_on(kv_cache **out, int64_t n_layer, int64_t n_kv_head, i
     size_t sizes[7] = {be ? 0 : k_bytes, be ? 0 : v_bytes, (size_t)total * sizeof(int32_t),
                        (size_t)ns * sizeof(int64_t), (size_t)ns * sizeof(int64_t),
                        (size_t)ns * sizeof(int64_t),
-                       kv_dtype_block(types.k) ? (size_t)ns * (size_t)head_dim * sizeof(float) : 0};
+                       kv_dtype_block(types.k) ? (size_t)ns * (size_t)KV_KEY_XFORM(head_dim) * sizeof(float) : 0};
     size_t bytes = 0;
     for (int i = 0; i < 7; i++) bytes += s_align64(sizes[i]);
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -255,7 +263,7 @@ size_t kv_cache_entry_bytes(const kv_cache *kv) {
 }
 
 size_t kv_cache_scale_bytes(const kv_cache *kv) {
-    return kv->kscale ? (size_t)(kv->n_stream * kv->head_dim) * sizeof(float) : 0;
+    return kv->kscale ? (size_t)(kv->n_stream * KV_KEY_XFORM(kv->head_dim)) * sizeof(float) : 0;
 }
 
 size_t kv_cache_bytes_used(const kv_cache *kv) {
@@ -324,9 +332,9 @@ void kv_cache_block_write(const kv_cache *kv, void *dst) {
     char *p = dst;
     for (int64_t s = 0; s < kv->n_stream; s++) {
         size_t n = (size_t)kv->len[s];
-        if (kv->kscale) {
-            memcpy(p, kv_cache_kscale(kv, s), (size_t)kv->head_dim * sizeof(float));
-            p += (size_t)kv->head_dim * sizeof(float);
+        if (kv->kscale) { /* scales, then zero points */
+            memcpy(p, kv_cache_kscale(kv, s), (size_t)KV_KEY_XFORM(kv->head_dim) * sizeof(float));
+            p += (size_t)KV_KEY_XFORM(kv->head_dim) * sizeof(float);
         }
         memcpy(p, kv_cache_k(kv, s), n * kv->k_row);
         p += n * kv->k_row;
@@ -357,7 +365,8 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     int64_t ns = n_layer * n_kv_head;
     size_t kr = kv_row_bytes(types.k, head_dim), vr = kv_row_bytes(types.v, head_dim);
     size_t per = kr + vr + sizeof(int32_t) + (bias ? sizeof(float) : 0);
-    size_t scales = kv_dtype_block(types.k) ? (size_t)head_dim * sizeof(float) : 0, need = (size_t)ns * scales;
+    size_t scales = kv_dtype_block(types.k) ? (size_t)KV_KEY_XFORM(head_dim) * sizeof(float) : 0,
+           need = (size_t)ns * scales;
     for (int64_t s = 0; s < ns; s++) {
         if (stream_len[s] < 0 || stream_len[s] > n_past)
             return tis_error(TIS_EFORMAT, "kv: stream %lld claims %lld entries (n_past %lld)", (long long)s,
@@ -381,18 +390,19 @@ int kv_cache_block_read(kv_cache **out, int64_t n_layer, int64_t n_kv_head, int6
     for (int64_t s = 0; s < ns; s++) {
         size_t n = (size_t)stream_len[s];
         if (scales) {
-            float *sc = kv->kscale + s * head_dim;
+            float *sc = kv->kscale + s * KV_KEY_XFORM(head_dim);
             memcpy(sc, p, scales);
             p += scales;
-            /* set (all finite and > 0) for a stream with entries; unset (0)
-             * is allowed for an empty one */
+            /* scales set (all finite and > 0) for a stream with entries, unset
+             * (0) allowed for an empty one; zero points finite */
             bool ok = true;
             for (int64_t c = 0; c < head_dim && ok; c++)
-                ok = isfinite(sc[c]) && (n ? sc[c] > 0.0f : sc[c] >= 0.0f);
+                ok = isfinite(sc[c]) && (n ? sc[c] > 0.0f : sc[c] >= 0.0f) && isfinite(sc[head_dim + c]);
             if (!ok) {
                 kv_cache_destroy(&kv);
-                return tis_error(TIS_EFORMAT, "kv: stream %lld's key scales are not finite and positive",
-                                 (long long)s);
+                return tis_error(TIS_EFORMAT,
+                                 "kv: stream %lld's key scales are not finite and positive, or its zero points "
+                                 "not finite", (long long)s);
             }
         }
         memcpy(kv_cache_k(kv, s), p, n * kr);

@@ -15,15 +15,17 @@
  * head_dim that is a multiple of 32); positions are int32 and the
  * attention bias f32 whatever the types.
  *
- * Q8_0 and Q4_0 keys carry per-channel scales (kscale, KIVI's finding: a model's
- * keys have a few channels far larger than the rest, and a block's step,
- * set by its largest element, wipes out the small ones). Each stream has
- * head_dim f32 scales; a key is stored as its type of (k / kscale) and read back as
- * dequant * kscale, so every reader sees keys. A stream's scales are set by
- * the first write into it while it is empty (kv_cache_key_scales_set: the
- * largest |k| of each channel over the rows written, a RoPE pair's
- * channels together) and kept while it holds entries; they travel with
- * the cache (compaction, blocks, copies). A key row (one entry's key,
+ * Q8_0 and Q4_0 keys carry a per-channel transform (kscale, KIVI's finding:
+ * a model's keys have a few channels far larger than the rest, mostly by an
+ * offset that stays from token to token, and a block's step, set by its
+ * largest element, wipes out the small ones). Each stream has head_dim f32
+ * scales and head_dim f32 zero points (KV_KEY_XFORM floats); a key is
+ * stored as its type of (k - zero) / scale and read back as
+ * dequant * scale + zero, so every reader sees keys. A stream's transform is
+ * set by the first write into it while it is empty
+ * (kv_cache_key_scales_set: each channel's mean over the rows written, and
+ * the largest |k - mean|, a RoPE pair's channels together) and kept while
+ * it holds entries; it travels with the cache (compaction, blocks, copies). A key row (one entry's key,
  * head_dim elements) is k_row bytes, a value row v_row. The forward pass writes through
  * the backend's kv_append, other host writers through kv_cache_put;
  * readers that want floats go through kv_cache_rows_f32; the attention
@@ -50,8 +52,9 @@ typedef struct kv_cache {
     int64_t *cap;       /* [n_stream] entries reserved */
     int64_t *len;       /* [n_stream] entries filled */
     int64_t n_past;     /* next position: the uncompressed sequence length */
-    float *kscale;      /* [n_stream][head_dim] key channel scales (Q8_0 / Q4_0 keys;
-                           else NULL), host memory; 0: not set yet */
+    float *kscale;      /* [n_stream][KV_KEY_XFORM(head_dim)] key channel scales, then
+                           zero points (Q8_0 / Q4_0 keys; else NULL), host memory;
+                           a first scale of 0: not set yet */
     float *bias;        /* [sum cap] additive attention-logit bias per entry (the
                            importance head's attention hook), or NULL: none.
                            Own allocation; new entries get 0. */
@@ -132,20 +135,27 @@ void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const floa
  * dst[n][head_dim]. */
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst);
 
-/* Sets stream s's key channel scales (quantised keys; else a no-op)
- * from the n key rows at k, stride floats apart: each channel's largest |k|
- * (a RoPE pair's channels, rope_dim > 0: the pair's largest length, which
- * the rotation of a later position cannot exceed; interleaved pairs
- * (2i, 2i+1), else (i, i + rope_dim/2)), floored at 1e-3 of the stream's
- * largest (1 for a stream of zeros). Only while the stream is empty: its
- * entries were stored with the old ones. The forward pass calls it with
- * the model's RoPE for the first rows appended to an empty stream;
- * kv_cache_put, with none set, from its row without pairs. */
+/* Sets stream s's key channel transform (quantised keys; else a no-op)
+ * from the n key rows at k, stride floats apart: each channel's zero point
+ * is its mean over the rows, its scale the largest |k - zero| (a RoPE
+ * pair's channels, rope_dim > 0: the pair's largest length, as a turn of
+ * the pair at a later position moves its value around the mean;
+ * interleaved pairs (2i, 2i+1), else (i, i + rope_dim/2)), floored at 1e-3
+ * of the stream's largest (1 for a stream of zeros). A later key beyond
+ * the scale is not clipped: each block of 32 has its own step. Only while
+ * the stream is empty: its entries were stored with the old transform.
+ * The forward pass calls it with the model's RoPE for the first rows
+ * appended to an empty stream; kv_cache_put, with none set, from its row
+ * without pairs (zero points = the row). */
 void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n, int64_t stride,
                              int64_t rope_dim, bool interleaved);
-/* Stream s's key scales for quantised keys (head_dim floats), or NULL. */
+/* Stream s's key scales for quantised keys (head_dim floats, its zero
+ * points after them: kv_cache_kzero), or NULL. */
 static inline const float *kv_cache_kscale(const kv_cache *kv, int64_t s) {
-    return kv->kscale ? kv->kscale + s * kv->head_dim : NULL;
+    return kv->kscale ? kv->kscale + s * KV_KEY_XFORM(kv->head_dim) : NULL;
+}
+static inline const float *kv_cache_kzero(const kv_cache *kv, int64_t s) {
+    return kv->kscale ? kv->kscale + s * KV_KEY_XFORM(kv->head_dim) + kv->head_dim : NULL;
 }
 
 /* Smallest free room over all streams: how many tokens can still be
@@ -159,7 +169,8 @@ size_t kv_cache_bytes_used(const kv_cache *kv);
 /* Bytes of one entry: its key, value and position. */
 size_t kv_cache_entry_bytes(const kv_cache *kv);
 size_t kv_cache_bytes_reserved(const kv_cache *kv);
-/* Bytes of the key channel scales (quantised keys: n_stream * head_dim f32; else 0). */
+/* Bytes of the key channel transforms (quantised keys: n_stream *
+ * KV_KEY_XFORM(head_dim) f32; else 0). */
 size_t kv_cache_scale_bytes(const kv_cache *kv);
 
 /* Total filled entries over all streams. */

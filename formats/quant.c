@@ -513,18 +513,20 @@ void quant_quantize_row(int type, const float *src, void *dst, int64_t n) {
     }
 }
 
-void quant_scaled_row(int type, const float *src, const float *scale, void *dst, int64_t n) {
+void quant_scaled_row(int type, const float *src, const float *scale, const float *zero, void *dst, int64_t n) {
     TIS_ASSERT((type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) && n % 32 == 0);
     size_t bb = (size_t)s_types[type].block_bytes;
     float x[32];
     for (int64_t b = 0; b < n / 32; b++) {
-        for (int i = 0; i < 32; i++) x[i] = src[b * 32 + i] / scale[b * 32 + i];
+        for (int i = 0; i < 32; i++)
+            x[i] = (src[b * 32 + i] - (zero ? zero[b * 32 + i] : 0.0f)) / scale[b * 32 + i];
         quant_quantize_row(type, x, (uint8_t *)dst + (size_t)b * bb, 32);
     }
 }
 
-void quant_scaled_rows_f32(int type, const void *src, const float *scale, float *dst, int64_t rows, int64_t n) {
+void quant_scaled_rows_f32(int type, const void *src, const float *scale, const float *zero, float *dst,
+                           int64_t rows, int64_t n) {
     quant_dequantize_row(type, src, dst, rows * n);
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < n; i++) dst[r * n + i] *= scale[i];
+        for (int64_t i = 0; i < n; i++) dst[r * n + i] = dst[r * n + i] * scale[i] + (zero ? zero[i] : 0.0f);
 }

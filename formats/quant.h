@@ -69,11 +69,13 @@ uint16_t quant_f32_to_bf16(float f);
  * for F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K. */
 void quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
-/* Q8_0 or Q4_0 rows with per-channel scales (the KV cache's keys,
- * engine/kv.h): quant_scaled_row stores type(src / scale) for one row of n
- * elements (a multiple of 32; every scale > 0); quant_scaled_rows_f32
- * reads `rows` such rows back, dst = dequantised * scale. */
-void quant_scaled_row(int type, const float *src, const float *scale, void *dst, int64_t n);
-void quant_scaled_rows_f32(int type, const void *src, const float *scale, float *dst, int64_t rows, int64_t n);
+/* Q8_0 or Q4_0 rows with a per-channel scale and zero point (the KV
+ * cache's keys, engine/kv.h): quant_scaled_row stores
+ * type((src - zero) / scale) for one row of n elements (a multiple of 32;
+ * every scale > 0; zero NULL: 0); quant_scaled_rows_f32 reads `rows` such
+ * rows back, dst = dequantised * scale + zero. */
+void quant_scaled_row(int type, const float *src, const float *scale, const float *zero, void *dst, int64_t n);
+void quant_scaled_rows_f32(int type, const void *src, const float *scale, const float *zero, float *dst,
+                           int64_t rows, int64_t n);
 
 #endif

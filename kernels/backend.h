@@ -27,9 +27,10 @@ typedef struct kv_view {
     const void *k;            /* [n_entries] rows of head_dim elements, keys after RoPE */
     const void *v;            /* [n_entries] rows */
     const float *bias;        /* [n_entries] additive logit bias, or NULL */
-    const float *kscale;      /* Q8_0 / Q4_0 keys: [n_layer*n_kv_head][head_dim] channel
-                                 scales (a key is its dequantised row times
-                                 them; host memory), else NULL */
+    const float *kscale;      /* Q8_0 / Q4_0 keys: [n_layer*n_kv_head][KV_KEY_XFORM(head_dim)]
+                                 channel scales then zero points (a key is its
+                                 dequantised row times the scales plus the zero
+                                 points; host memory), else NULL */
     const int64_t *off;       /* [n_layer*n_kv_head] first row of each stream */
     const int64_t *len;       /* [n_layer*n_kv_head] rows filled */
 } kv_view;
@@ -122,9 +123,10 @@ typedef struct tis_backend {
      * cache's keys kc in k_type and values vc in v_type (GGML_TYPE_F32, F16,
      * BF16, or Q8_0 / Q4_0 on the cpu backend; kv_view's layout), and bias[at[h] + t] = 0 when bias is not NULL.
      * at is a host array [n_kv_head] (the streams' off + len). Q8_0 / Q4_0
-     * keys are divided by kscale (host [n_kv_head][head_dim], the layer's
-     * streams' channel scales, set; NULL for other key types) before they
-     * are rounded. 0, or TIS_EINVAL for a type it cannot store. NULL: host
+     * keys have the zero points taken off and are divided by the scales
+     * (kscale: host [n_kv_head][KV_KEY_XFORM(head_dim)], the layer's
+     * streams' channel transforms, set; NULL for other key types) before
+     * they are rounded. 0, or TIS_EINVAL for a type it cannot store. NULL: host
      * caches only (the engine stores rows itself). */
     int (*kv_append)(void *ctx, void *kc, void *vc, float *bias, int k_type, int v_type, int64_t head_dim, int64_t n_kv_head,
                      const int64_t *at, const float *kscale, const float *k, const float *v, int64_t T);

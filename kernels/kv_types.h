@@ -12,9 +12,13 @@
 /* True for the element types a cache can hold: F32, F16, BF16, Q8_0, Q4_0. */
 bool kv_dtype_ok(int dtype);
 /* True for the block-quantised ones (Q8_0, Q4_0): a row is whole blocks of
- * 32 elements (head_dim a multiple of 32), and keys of such a type carry
- * per-channel scales (engine/kv.h, kv_view.kscale). */
+ * 32 elements (head_dim a multiple of 32), and keys of such a type carry a
+ * channel transform per stream (engine/kv.h, kv_view.kscale). */
 bool kv_dtype_block(int dtype);
+/* Floats of one stream's key channel transform: head_dim scales, then
+ * head_dim zero points. A key k is stored as its type of (k - zero) / scale
+ * and read back as dequantised * scale + zero. */
+#define KV_KEY_XFORM(head_dim) (2 * (head_dim))
 /* Bytes of one row of head_dim elements of dtype, or 0 when dtype cannot
  * hold such a row (not a cache type, or a block type with head_dim not a
  * multiple of 32). */

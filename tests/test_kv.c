@@ -71,11 +71,11 @@ static void s_half_types(void) {
 
 /* Entry i of stream s of a cache of 64-element rows in blocks of 32 read
  * back within `steps` steps of max |x| / levels of its block (keys: of the
- * key divided by the stream's channel scales, the step scaled back per
- * channel) of key k and value v. */
+ * key less the stream's zero points divided by its channel scales, the
+ * step scaled back per channel) of key k and value v. */
 static bool s_row_close(const kv_cache *kv, int64_t s, int64_t i, const float *k, const float *v, double levels,
                         double steps) {
-    const float *ks = kv_cache_kscale(kv, s);
+    const float *ks = kv_cache_kscale(kv, s), *kz = kv_cache_kzero(kv, s);
     float got[64];
     bool close = true;
     for (int which = 0; which < 2; which++) {
@@ -83,7 +83,8 @@ static bool s_row_close(const kv_cache *kv, int64_t s, int64_t i, const float *k
         kv_cache_rows_f32(kv, s, which, i, 1, got);
         for (int b = 0; b < 2; b++) {
             float amax = 0;
-            for (int d = 32 * b; d < 32 * b + 32; d++) amax = fmaxf(amax, fabsf(x[d] / (which ? 1 : ks[d])));
+            for (int d = 32 * b; d < 32 * b + 32; d++)
+                amax = fmaxf(amax, fabsf(which ? x[d] : (x[d] - kz[d]) / ks[d]));
             for (int d = 32 * b; d < 32 * b + 32; d++) {
                 double tol = amax / levels * steps * (which ? 1 : ks[d]) + 1e-6 * (1 + fabsf(x[d]));
                 close &= fabs(got[d] - x[d]) <= tol;
@@ -132,12 +133,13 @@ static void s_q8_0(void) {
     for (int64_t s = 0; s < 4; s++) keep[kv->off[s] + 1] = keep[kv->off[s] + 3] = 1;
     TT_OK(kv_cache_compact(&c, kv, keep, 1));
     if (c) {
-        /* 8 entries and the 4 streams' 64 key scales */
-        TT_CHECK(c->k_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4) + 4 * 64 * 4);
+        /* 8 entries and the 4 streams' 64 key scales and 64 zero points */
+        TT_CHECK(KV_KEY_XFORM(64) == 128 && kv_cache_scale_bytes(c) == 4 * 128 * 4);
+        TT_CHECK(c->k_type == GGML_TYPE_Q8_0 && kv_cache_bytes_used(c) == 8 * (2 * 68 + 4) + 4 * 128 * 4);
         for (int64_t s = 0; s < 4; s++)
             TT_CHECK(memcmp((char *)kv_cache_k(c, s) + 68, (char *)kv_cache_k(kv, s) + 3 * 68, 68) == 0 &&
                      kv_cache_pos(c, s)[1] == 3 &&
-                     memcmp(kv_cache_kscale(c, s), kv_cache_kscale(kv, s), 64 * sizeof(float)) == 0);
+                     memcmp(kv_cache_kscale(c, s), kv_cache_kscale(kv, s), 128 * sizeof(float)) == 0);
         size_t nb = kv_cache_block_bytes(c);
         char *blk = malloc(nb);
         kv_cache_block_write(c, blk);
@@ -151,17 +153,24 @@ static void s_q8_0(void) {
             TT_CHECK(memcmp(kb, kc, sizeof kb) == 0); /* the keys, scales and all */
         }
         kv_cache_destroy(&back);
-        /* key scales that are not finite and positive: refused */
-        float bad[3] = {-1.0f, 0.0f, NAN};
-        for (int b = 0; b < 3; b++) {
+        /* key scales that are not finite and positive, zero points that
+         * are not finite: refused (a negative zero point is fine) */
+        float bad[5] = {-1.0f, 0.0f, NAN, INFINITY, NAN};
+        size_t at[5] = {5, 5, 5, 64 + 7, 64 + 7}; /* stream 0's sixth scale, eighth zero point */
+        for (int b = 0; b < 5; b++) {
             char *blk2 = malloc(nb);
             memcpy(blk2, blk, nb);
-            memcpy(blk2 + 5 * sizeof(float), &bad[b], sizeof(float)); /* stream 0's sixth scale */
+            memcpy(blk2 + at[b] * sizeof(float), &bad[b], sizeof(float));
             TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk2, nb, 0),
                      TIS_EFORMAT);
             TT_CHECK(!back && strstr(tis_last_error(), "key scales"));
             free(blk2);
         }
+        float neg = -3.0f;
+        memcpy(blk + (64 + 7) * sizeof(float), &neg, sizeof neg);
+        TT_OK(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0));
+        TT_CHECK(back && kv_cache_kzero(back, 0)[7] == -3.0f);
+        kv_cache_destroy(&back);
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 64, kv_types_of(GGML_TYPE_F16), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
         TT_FAILS(kv_cache_block_read(&back, 2, 2, 48, kv_types_of(GGML_TYPE_Q8_0), lens, 5, false, blk, nb, 0), TIS_EFORMAT);
         free(blk);
@@ -186,15 +195,18 @@ static void s_key_scales(void) {
     for (int t = 0; t < 16; t++)
         for (int d = 0; d < 64; d++)
             rows[t][d] = d == 5 ? 10.0f + (float)t : 0.05f * sinf(0.7f * (float)(t * 64 + d));
-    /* from the first 8 rows with interleaved pairs, as an append of 8 would: */
+    /* from the first 8 rows with interleaved pairs, as an append of 8 would:
+     * channel 5 is 10..17, its zero point the mean 13.5 and its scale the
+     * largest distance from it, 3.5 (with channel 4's, under 0.1, as a pair) */
     kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, true);
-    const float *ks = kv_cache_kscale(kv, 0);
-    TT_CHECK(ks[4] == ks[5] && ks[5] > 17.0f && ks[5] < 17.001f && ks[0] < 0.071f && ks[0] == ks[1] &&
-             ks[6] < 0.071f && ks[37] < 0.071f && ks[37] == ks[36]);
+    const float *ks = kv_cache_kscale(kv, 0), *kz = kv_cache_kzero(kv, 0);
+    TT_CHECK(kz[5] == 13.5f && fabsf(kz[0]) < 0.05f && kz == ks + 64);
+    TT_CHECK(ks[4] == ks[5] && ks[5] >= 3.5f && ks[5] < 3.502f && ks[0] < 0.142f && ks[0] == ks[1] &&
+             ks[6] < 0.142f && ks[37] < 0.142f && ks[37] == ks[36]);
     kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, false); /* halves: (5, 37) */
-    TT_CHECK(ks[37] == ks[5] && ks[5] > 17.0f && ks[4] < 0.071f);
+    TT_CHECK(ks[37] == ks[5] && ks[5] >= 3.5f && ks[4] < 0.142f);
     kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 0, false); /* no pairs */
-    TT_CHECK(ks[5] == 17.0f && ks[4] <= 0.05f && ks[37] <= 0.05f);
+    TT_CHECK(ks[5] == 3.5f && ks[4] <= 0.1f && ks[37] <= 0.1f);
     kv_cache_key_scales_set(kv, 0, rows[0], 8, 64, 64, true);
     double err_scaled = 0, err_plain = 0;
     for (int t = 0; t < 16; t++) { /* rows 8..15 exceed the scales: still stored, within their block's step */
@@ -208,6 +220,9 @@ static void s_key_scales(void) {
             err_plain = fmax(err_plain, fabs(plain[d] - rows[t][d]));
         }
         TT_CHECK(fabsf(got[5] - rows[t][5]) < 25.0f / 127);
+        /* rows 0..7: channel 5 within half a step of its own range (3.5 / 127 a
+         * step, where without its zero point a step would be 17 / 127) */
+        if (t < 8) TT_CHECK(fabsf(got[5] - rows[t][5]) <= 0.51f * 3.502f / 127);
     }
     fprintf(stderr, "  small channels' worst error: plain q8_0 %.2e, with channel scales %.2e\n", err_plain, err_scaled);
     TT_CHECK(err_plain > 0.03 && err_scaled < err_plain / 20);
@@ -254,7 +269,7 @@ static void s_q4_0(void) {
     TT_OK(kv_cache_compact(&c, kv, keep, 0));
     if (c) {
         size_t nb = kv_cache_block_bytes(c);
-        TT_CHECK(nb == 4 * (2 * 36 + 4) + 2 * 64 * 4);
+        TT_CHECK(nb == 4 * (2 * 36 + 4) + 2 * 128 * 4);
         char *blk = malloc(nb);
         kv_cache_block_write(c, blk);
         int64_t lens[2] = {2, 2};

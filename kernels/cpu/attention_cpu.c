@@ -1,7 +1,7 @@
 /* attention_cpu: the CPU backend's attention over a (possibly compacted,
  * ragged) KV cache whose keys and values are f32, f16, bf16, q8_0 or q4_0
  * (read as f32 rows: dequantised CHUNK rows at a time, or a stream at a
- * time; quantised keys times their stream's channel scales, kv_view.kscale).
+ * time; quantised keys through their stream's channel transform, kv_view.kscale).
  *
  * Two paths, the same arithmetic up to summation order:
  *  - decode-sized batches (T <= DECODE_T rows, nobody observing the
@@ -78,11 +78,16 @@ static void s_to_f32(int dtype, const void *src, float *dst, int64_t n) {
 }
 
 /* n key rows of stream s at src -> dst (f32): Q8_0 / Q4_0 keys times the stream's
- * channel scales (kv_view.kscale). */
+ * channel scales plus its zero points (kv_view.kscale). The zero points add
+ * q . zero to every logit of a query, which its softmax would cancel; they
+ * are added back all the same, so that the keys read are the keys stored. */
 static void s_keys_f32(const kv_view *kv, int64_t s, const void *src, float *dst, int64_t n) {
-    if (kv->kscale && kv_dtype_block(kv->k_type))
-        quant_scaled_rows_f32(kv->k_type, src, kv->kscale + s * kv->head_dim, dst, n, kv->head_dim);
-    else s_to_f32(kv->k_type, src, dst, n * kv->head_dim);
+    if (kv->kscale && kv_dtype_block(kv->k_type)) {
+        const float *sc = kv->kscale + s * KV_KEY_XFORM(kv->head_dim);
+        quant_scaled_rows_f32(kv->k_type, src, sc, sc + kv->head_dim, dst, n, kv->head_dim);
+    } else {
+        s_to_f32(kv->k_type, src, dst, n * kv->head_dim);
+    }
 }
 
 /* ---- decode-sized batches: heads over the pool ------------------------------ */

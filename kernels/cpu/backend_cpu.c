@@ -371,12 +371,16 @@ static int s_kv_append(void *ctx, void *kc, void *vc, float *bias, int k_type, i
     if (kv_dtype_block(k_type) != (kscale != NULL))
         return tis_error(TIS_EINVAL, "cpu: q8_0 / q4_0 keys come with their channel scales, other keys without");
     for (int64_t h = 0; kscale && h < n_kv; h++)
-        if (!(kscale[h * hd] > 0.0f)) return tis_error(TIS_EINVAL, "cpu: quantised keys' channel scales not set");
+        if (!(kscale[h * KV_KEY_XFORM(hd)] > 0.0f))
+            return tis_error(TIS_EINVAL, "cpu: quantised keys' channel scales not set");
     int64_t kd = n_kv * hd;
     for (int64_t h = 0; h < n_kv; h++) {
         for (int64_t t = 0; t < T; t++) {
             size_t r = (size_t)(at[h] + t);
-            if (kscale) quant_scaled_row(k_type, k + t * kd + h * hd, kscale + h * hd, (char *)kc + r * kr, hd);
+            if (kscale) {
+                const float *sc = kscale + h * KV_KEY_XFORM(hd);
+                quant_scaled_row(k_type, k + t * kd + h * hd, sc, sc + hd, (char *)kc + r * kr, hd);
+            }
             else quant_quantize_row(k_type, k + t * kd + h * hd, (char *)kc + r * kr, hd);
             quant_quantize_row(v_type, v + t * kd + h * hd, (char *)vc + r * vr, hd);
         }
