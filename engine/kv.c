@@ -45,12 +45,12 @@ void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n,
     if (!kv->kscale) return;
     int64_t hd = kv->head_dim;
     float *sc = kv->kscale + s * KV_KEY_XFORM(hd), *z = sc + hd, top = 0.0f;
-    for (int64_t c = 0; c < hd; c++) { /* the mean of the finite values */
+    for (int64_t c = 0; c < hd; c++) { /* the mean of the finite values, from KV_ZERO_MIN_ROWS rows */
         double sum = 0;
         int64_t m = 0;
         for (int64_t t = 0; t < n; t++)
             if (isfinite(k[t * stride + c])) sum += k[t * stride + c], m++;
-        z[c] = m ? (float)(sum / (double)m) : 0.0f;
+        z[c] = m >= KV_ZERO_MIN_ROWS ? (float)(sum / (double)m) : 0.0f;
         sc[c] = 0.0f;
     }
     for (int64_t t = 0; t < n; t++)

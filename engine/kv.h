@@ -135,9 +135,14 @@ void kv_cache_put(kv_cache *kv, int64_t s, int64_t i, const float *k, const floa
  * dst[n][head_dim]. */
 void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int64_t n, float *dst);
 
+/* Fewest rows whose mean becomes a channel's zero point (fewer: 0). */
+#define KV_ZERO_MIN_ROWS 8
+
 /* Sets stream s's key channel transform (quantised keys; else a no-op)
  * from the n key rows at k, stride floats apart: each channel's zero point
- * is its mean over the rows, its scale the largest |k - zero| (a RoPE
+ * is its mean over the rows (0 from fewer than KV_ZERO_MIN_ROWS finite
+ * ones: a mean of one row would leave no scale), its scale the largest
+ * |k - zero| (a RoPE
  * pair's channels, rope_dim > 0: the pair's largest length, as a turn of
  * the pair at a later position moves its value around the mean;
  * interleaved pairs (2i, 2i+1), else (i, i + rope_dim/2)), floored at 1e-3
@@ -146,7 +151,7 @@ void kv_cache_rows_f32(const kv_cache *kv, int64_t s, int which, int64_t i0, int
  * the stream is empty: its entries were stored with the old transform.
  * The forward pass calls it with the model's RoPE for the first rows
  * appended to an empty stream; kv_cache_put, with none set, from its row
- * without pairs (zero points = the row). */
+ * without pairs (no zero points). */
 void kv_cache_key_scales_set(kv_cache *kv, int64_t s, const float *k, int64_t n, int64_t stride,
                              int64_t rope_dim, bool interleaved);
 /* Stream s's key scales for quantised keys (head_dim floats, its zero

@@ -232,6 +232,14 @@ static void s_key_scales(void) {
     float zero[64] = {0};
     kv_cache_put(kv, 0, 0, zero, zero); /* a stream of zeros: scales of 1 */
     TT_CHECK(kv_cache_kscale(kv, 0)[5] == 1.0f);
+    /* one row (a put, or an append of fewer than KV_ZERO_MIN_ROWS): no zero
+     * points, the row's |k| the scales */
+    kv_cache_clear(kv);
+    kv_cache_put(kv, 0, 0, rows[3], rows[3]);
+    TT_CHECK(kv_cache_kscale(kv, 0)[5] == 13.0f && kv_cache_kzero(kv, 0)[5] == 0.0f);
+    kv_cache_clear(kv);
+    kv_cache_key_scales_set(kv, 0, rows[0], KV_ZERO_MIN_ROWS - 1, 64, 0, false);
+    TT_CHECK(kv_cache_kscale(kv, 0)[5] == 16.0f && kv_cache_kzero(kv, 0)[5] == 0.0f);
     kv_cache_destroy(&kv);
     TT_OK(kv_cache_new(&kv, 1, 1, 64, 4, GGML_TYPE_F16));
     TT_CHECK(kv && !kv->kscale && !kv_cache_kscale(kv, 0));
