@@ -7,7 +7,9 @@
 # (scripts/train_recon_head.sh), never on a benchmark's haystack. Every
 # baseline, kvzip (the reconstruction oracle), the answer oracle, the
 # model's default head (`tis`, configs/heads/SLUG.tis.safetensors; also as
-# `tis+lpool5`, each kept token with the 4 before it) and every
+# `tis+lpool5`, each kept token with the 4 before it, and as
+# `tis+lpool5+recent64/8`, the context's last min(64, k/8) tokens of each
+# stream kept first) and every
 # other committed head of the model (configs/heads/SLUG.tis_NAME.safetensors
 # as policy tis_NAME, by tis eval --head_as: all on one prefill per sample),
 # fixed budgets and thresholds, one CSV per (length, benchmark). A rerun
@@ -15,7 +17,8 @@
 # N_SAMPLES adds samples to the cells (the first N are the same samples);
 # a cell already begun runs the policies its CSV has (tis_NAME from
 # configs/heads/SLUG.tis_NAME.safetensors), so heads committed or renamed
-# since (scripts/add_policy.py) do not stop it.
+# since (scripts/add_policy.py) do not stop it (with HEADS set, its heads
+# are the ones given).
 # Usage: scripts/recon_heldout.sh [N_SAMPLES] [PROTOCOL] [LENGTH:BENCHMARK ...]
 # Env: HEADS="NAME=PATH ..." instead of the committed heads (HEADS= none),
 # POLICIES, TIS, MODEL, OUT.
@@ -39,7 +42,7 @@ slug=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis
 head_file() { echo "configs/heads/$slug.$1.safetensors"; } # policy tis_NAME's head file
 head_as=()
 if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "$(head_file tis)" ]; then
-  policies+=(tis tis+lpool5) # the default head, and with its key span (+lpool5)
+  policies+=(tis tis+lpool5 tis+lpool5+recent64/8) # the default head; with its key span; and the context's end
   if [ -z "${HEADS+x}" ]; then
     for f in configs/heads/"$slug".tis_*.safetensors; do
       [ -f "$f" ] || continue
@@ -66,16 +69,18 @@ for cell in "${cells[@]}"; do
   len=${cell%%:*} bench=${cell#*:}
   csv="$out/${protocol}_${len}_${bench}.csv"
   run_pol=("${policies[@]}") run_as=("${head_as[@]}")
-  if [ -s "$csv" ] && [ -z "${POLICIES:-}" ] && [ -z "${HEADS+x}" ]; then
+  if [ -s "$csv" ] && [ -z "${POLICIES:-}" ]; then # a cell begun: its policies, in its order
     mapfile -t run_pol < <(csv_policies "$csv")
     [ ${#run_pol[@]} -gt 0 ] || { echo "recon_heldout: $csv has no rows; remove it to start the cell anew" >&2; exit 1; }
-    run_as=()
-    for p in "${run_pol[@]}"; do
-      case $p in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
-      f=$(head_file "$p")
-      [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
-      run_as+=("$p=$f")
-    done
+    if [ -z "${HEADS+x}" ]; then # its tis_NAME heads from configs/heads/ (with HEADS: those given)
+      run_as=()
+      for p in "${run_pol[@]}"; do
+        case $p in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
+        f=$(head_file "$p")
+        [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
+        run_as+=("$p=$f")
+      done
+    fi
   fi
   echo "recon_heldout: $bench at $len tokens, $n samples -> $csv ($(date -u +%H:%M:%S))"
   "$tis" eval -m "$model" --benchmark "$bench" --context_tokens "$len" \
