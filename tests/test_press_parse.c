@@ -42,6 +42,12 @@ static void test_parse(void) {
     TT_OK(press_parse("adakv:kvzip", &p));
     TT_CHECK(p.needs_recon && p.alloc == PRESS_ALLOC_ADAPTIVE);
     TT_FAILS(press_parse("kvzip+hook", &p), TIS_EINVAL);
+}
+
+/* the span suffixes: +pool[N], +lpool[N] */
+static void test_parse_spans(void) {
+    TT_CASE("parse: +pool, +lpool");
+    press p;
     /* +pool[N]: any scorer but full and the already pooled snapkv family */
     TT_OK(press_parse("kvzip+pool", &p));
     TT_CHECK(p.needs_recon && p.pool == 5 && !strcmp(p.name, "kvzip+pool"));
@@ -80,6 +86,12 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+pool3+lpool3", &p), TIS_EINVAL);
     TT_FAILS(press_parse("snapkv+lpool", &p), TIS_EINVAL);
     TT_FAILS(press_parse("full+lpool", &p), TIS_EINVAL);
+}
+
+/* the budget suffixes: +capN, +recentN[/D] */
+static void test_parse_cap_recent(void) {
+    TT_CASE("parse: +cap, +recent");
+    press p;
     /* +capN: pooled allocation only, after +pool, before +hook */
     TT_OK(press_parse("kvzip+cap2", &p));
     TT_CHECK(p.cap == 2 && p.pool == 0 && p.alloc == PRESS_ALLOC_GLOBAL && !strcmp(p.name, "kvzip+cap2"));
@@ -125,6 +137,12 @@ static void test_parse(void) {
     TT_FAILS(press_parse("tis+recent64/x", &p), TIS_EINVAL);
     TT_FAILS(press_parse("tis+lpool5/2", &p), TIS_EINVAL); /* only the tail takes a divisor */
     TT_FAILS(press_parse("tis+recent64/0", &p), TIS_EINVAL);
+}
+
+/* the split of a name, and which scores are on one scale */
+static void test_parse_names(void) {
+    TT_CASE("parse: names, scales");
+    press p;
     /* the one split of a name into base and suffixes */
     char base[32];
     TT_CHECK(!strcmp(press_split_name("tis_b+pool9+hook", base, sizeof base), "+pool9+hook") &&
@@ -211,6 +229,9 @@ static void test_allocation(void) {
 
 int main(void) {
     test_parse();
+    test_parse_spans();
+    test_parse_cap_recent();
+    test_parse_names();
     test_allocation();
     return tt_done("test_press_parse");
 }
