@@ -49,7 +49,7 @@ fi
 
 declare -A dict=([gguf]=gguf [config_json]=json [tokenizer_json]=json [jsonl]=json [label_manifest]=json
                  [safetensors]=safetensors [st_index]=json [head]=safetensors [label_shard]=safetensors [yaml]=yaml
-                 [tokenize]=tokenize)
+                 [tokenize]=tokenize [press_name]=press)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TIS_MODEL="$model" TIS_SOURCE_DIR="$root"

@@ -18,6 +18,8 @@
                   decomposed (non-NFC) text, invalid UTF-8
   jsonl           the first lines of the committed datasets
   yaml            configs/serve.yaml
+  press_name      policy names with every suffix (fuzz/regressions/press_name
+                  holds them too), budget and threshold bytes, score bytes
   envelope        one packed Envelope per kind (written by the envelope target)
   label_shard, label_manifest
                   a shard and manifest written by `tis label` (the default
@@ -247,6 +249,10 @@ def main():
     write(out("kv_block"), "q8_0_f16.bin", kv_block(1, 1, 32, "q8_0", "f16", False, 3, [2]))
     write(out("kv_block"), "q8_0_q4_0_bias.bin", kv_block(2, 2, 64, "q8_0", "q4_0", True, 9, [3, 0, 9, 1]))
     write(out("kv_block"), "f32_bf16.bin", kv_block(1, 2, 32, "f32", "bf16", False, 4, [4, 2]))
+    for i, nm in enumerate(["tis+lpool5+recent64/8", "kvzip+pool9+cap2", "tis+pool7+cap3+hook", "streaming+recent4/3",
+                            "adakv:knorm", "random+lpool3", "tis_query+recent16"]):
+        write(out("press_name"), f"name_{i}.bin", bytes([17 + 13 * i, 5 + 7 * i, 40 * i % 256]) + nm.encode() + b"\0" +
+              bytes((j * 37 + i) % 256 for j in range(64)))
     write(out("yaml"), "serve.yaml", open(os.path.join(ROOT, "configs", "serve.yaml"), encoding="utf-8").read())
 
     if a.envelope:
