@@ -54,6 +54,15 @@ def groups(rows):
     return g
 
 
+def row(pol, cache, b, rs, full_bytes, full_acc):
+    """One Markdown line: rows rs of policy pol at budget b in this cache."""
+    share = sum(float(r["kv_bytes"]) for r in rs) / len(rs) / full_bytes
+    right = sum(int(r["correct"]) for r in rs)
+    a = right / len(rs)
+    ret = f"{100 * a / full_acc:.0f} %" if full_acc > 0 else "-"
+    return f"| {pol} | {cache} | {b} | {100 * share:.1f} % | {right}/{len(rs)} | {a:.2f} | {ret} |"
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -85,22 +94,12 @@ def main():
         for pol in sorted({k[0] for k in g}, key=lambda p: (p != "full", p)):
             budgets = sorted({k[1] for k in g if k[0] == pol}, key=lambda b: 2.0 if b == "full" else float(b))
             for b in budgets:
-                rs = g[(pol, b)]
-                share = sum(float(r["kv_bytes"]) for r in rs) / len(rs) / full_bytes
-                right = sum(int(r["correct"]) for r in rs)
-                a = right / len(rs)
-                ret = f"{100 * a / full_acc:.0f} %" if full_acc > 0 else "-"
-                print(f"| {pol} | {cache} | {b} | {100 * share:.1f} % | {right}/{len(rs)} | {a:.2f} | {ret} |")
+                print(row(pol, cache, b, g[(pol, b)], full_bytes, full_acc))
             if pol in shown16:
                 continue
             shown16.add(pol)
             for b in sorted({k[1] for k in g16 if k[0] == pol and k[1] != "full"}, key=float):
-                rs = g16[(pol, b)]
-                share = sum(float(r["kv_bytes"]) for r in rs) / len(rs) / full_bytes
-                right = sum(int(r["correct"]) for r in rs)
-                a = right / len(rs)
-                ret = f"{100 * a / full_acc:.0f} %" if full_acc > 0 else "-"
-                print(f"| {pol} | f16 (by tokens) | {b} | {100 * share:.1f} % | {right}/{len(rs)} | {a:.2f} | {ret} |")
+                print(row(pol, "f16 (by tokens)", b, g16[(pol, b)], full_bytes, full_acc))
 
 
 if __name__ == "__main__":
