@@ -559,6 +559,7 @@ static int s_rows(sample_run *x, const char *benchmark, eval_row **rows, int64_t
         row.prefill_s = shared_s;
         row.compress_s = v->compress_s;
         row.ttft_s = shared_s + v->compress_s + d.first_s;
+        kv_types_name(x->r->m->kv_type, row.kv_type, sizeof row.kv_type);
         if (v->skipped) snprintf(row.answer, sizeof row.answer, "(no oracle labels: no answer)");
         int rc = s_push_row(rows, n_rows, cap_rows, &row);
         if (rc) return rc;

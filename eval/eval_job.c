@@ -229,6 +229,18 @@ static int s_known_policies(const char *path, const eval_row *rows, int64_t n, c
     return 0;
 }
 
+/* Every row that records its cache ran with `want` (kv_types_name); rows
+ * from before the kv_type column ("") cannot say and are kept. */
+static int s_same_cache(const char *path, const eval_row *rows, int64_t n, const char *want) {
+    for (int64_t i = 0; i < n; i++)
+        if (rows[i].kv_type[0] && strcmp(rows[i].kv_type, want) != 0)
+            return tis_error(TIS_EINVAL,
+                             "%s: sample %s ran with a %s KV cache and this run's is %s: resume with "
+                             "--kv_type %s, or write another --output", path, rows[i].sample_id, rows[i].kv_type,
+                             want, rows[i].kv_type);
+    return 0;
+}
+
 /* keep[i] for the rows of every sample that has all `per` of its rows. */
 static int s_mark_complete(const char *path, const eval_row *rows, int64_t n, int64_t per, bool *keep,
                            bool *partial) {
@@ -395,6 +407,9 @@ static int s_resume(evaluator *E) {
     if (cut)
         fprintf(stderr, "[eval] --resume: dropped an unfinished last line (%lld bytes) of %s\n", (long long)cut,
                 output);
+    char cache[24];
+    if (s_same_cache(output, E->rows, E->n_rows, kv_types_name(E->m->kv_type, cache, sizeof cache)))
+        return s_fail("--resume");
     const char **names = malloc((size_t)(E->cfg.n_policies + 1) * sizeof *names);
     if (!names) return s_fail("--resume");
     int64_t n_names = 0;

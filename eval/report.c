@@ -200,6 +200,42 @@ static s_stats s_group_stats(const s_group *g) {
     return s;
 }
 
+/* The rows' KV cache types in buf[cap]: "q8_0,q4_0" when every row has the
+ * same, else each with its row count in first-appearance order ("f16 (40
+ * rows), q8_0 (40 rows)"); rows from before the column count as "not
+ * recorded". */
+static const char *s_kv_summary(const eval_row *rows, int64_t n, char *buf, size_t cap) {
+    enum { S_MAX_TYPES = 8 };
+    const char *name[S_MAX_TYPES];
+    int64_t count[S_MAX_TYPES], other = 0;
+    int nt = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const char *t = rows[i].kv_type[0] ? rows[i].kv_type : "not recorded";
+        int k = 0;
+        while (k < nt && strncmp(name[k], t, sizeof rows[i].kv_type) != 0) k++;
+        if (k == nt && nt == S_MAX_TYPES) {
+            other++;
+            continue;
+        }
+        if (k == nt) {
+            name[nt] = t;
+            count[nt++] = 0;
+        }
+        count[k]++;
+    }
+    buf[0] = 0;
+    if (nt == 1 && !other) {
+        snprintf(buf, cap, "%.*s", (int)sizeof rows[0].kv_type, name[0]);
+        return buf;
+    }
+    size_t len = 0;
+    for (int k = 0; k < nt && len < cap; k++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%.*s (%lld rows)", k ? ", " : "",
+                                (int)sizeof rows[0].kv_type, name[k], (long long)count[k]);
+    if (other && len < cap) snprintf(buf + len, cap - len, ", %lld rows of other types", (long long)other);
+    return buf;
+}
+
 /* ---- JSON ----------------------------------------------------------- */
 
 static void s_jnum(cJSON *o, const char *key, double v) {
@@ -209,7 +245,7 @@ static void s_jnum(cJSON *o, const char *key, double v) {
         cJSON_AddNullToObject(o, key);
 }
 
-static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_meta *meta) {
+static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_meta *meta, const char *kv) {
     cJSON *root = cJSON_CreateObject();
     cJSON *m = cJSON_AddObjectToObject(root, "meta");
     cJSON *arr = cJSON_AddArrayToObject(root, "groups");
@@ -227,6 +263,7 @@ static cJSON *s_json(const s_group *g, int64_t ng, int64_t n_rows, const report_
     cJSON_AddNumberToObject(m, "threads", meta->threads);
     s_jnum(m, "wall_s", meta->wall_s);
     cJSON_AddNumberToObject(m, "n_rows", (double)n_rows);
+    cJSON_AddStringToObject(m, "kv_type", kv);
     if (meta->n_changes > 0) { /* last in meta: scripts/add_policy.py rewrites it there */
         cJSON *ch = cJSON_AddArrayToObject(m, "changes");
         for (int64_t i = 0; ch && i < meta->n_changes; i++)
@@ -326,7 +363,7 @@ static int s_fence_len(const char *s) {
     return best < 3 ? 3 : best + 1;
 }
 
-static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const report_meta *meta,
+static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const report_meta *meta, const char *kv,
                  const char *const *plots, int64_t n_plots) {
     const char *cmd = meta->command ? meta->command : "";
     int fence = s_fence_len(cmd);
@@ -342,7 +379,8 @@ static void s_md(FILE *f, const s_group *g, int64_t ng, int64_t n_rows, const re
     }
     fprintf(f, "- model: `%s`\n", meta->model ? meta->model : "");
     fprintf(f, "- seed: %llu, threads: %d\n", (unsigned long long)meta->seed, meta->threads);
-    fprintf(f, "- wall time: %.1f s, %lld rows\n\n", meta->wall_s, (long long)n_rows);
+    fprintf(f, "- wall time: %.1f s, %lld rows\n", meta->wall_s, (long long)n_rows);
+    fprintf(f, "- KV cache: %s\n\n", n_rows ? kv : "no rows");
     fputs("Accuracy: the expected answer appears in the output; exact: strict match of the "
           "extracted answer. Retention: accuracy / accuracy of `full` (same benchmark and "
           "protocol). Compression: total full KV bytes / total kept KV bytes, both measured. "
@@ -391,7 +429,9 @@ int report_write_summary(const char *json_path, const char *md_path, const eval_
     int rc = s_group_rows(rows, n, &g, &ng);
     if (rc) return rc;
 
-    cJSON *root = s_json(g, ng, n, meta);
+    char kv[256];
+    s_kv_summary(rows, n, kv, sizeof kv);
+    cJSON *root = s_json(g, ng, n, meta, kv);
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) {
@@ -409,7 +449,7 @@ int report_write_summary(const char *json_path, const char *md_path, const eval_
     if (rc == 0 && md_path) {
         rc = report_out_open(&o, md_path);
         if (rc == 0) {
-            s_md(o.f, g, ng, n, meta, plots, n_plots);
+            s_md(o.f, g, ng, n, meta, kv, plots, n_plots);
             rc = report_out_close(&o, 0);
         }
     }

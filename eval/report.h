@@ -39,6 +39,8 @@ typedef struct eval_row {
                                 generation or the stop rule, so the answer may be cut short;
                                 0: it ended by itself; -1: unknown (a CSV from before the
                                 column) */
+    char kv_type[24];        /* the KV cache's element types the row ran with (kv_types_name:
+                                "f16", "q8_0,q4_0"); "" unknown (a CSV from before the column) */
 } eval_row;
 
 /* What the report says about how it was made. */
@@ -67,8 +69,9 @@ int report_append_csv(const char *path, const eval_row *rows, int64_t n);
  * interrupted by a kill leaves); *cut receives the bytes dropped. */
 int report_trim_csv(const char *path, int64_t *cut);
 
-/* Reads a CSV written by report_write_csv: the header must name the 25
- * columns in order; numbers are parsed strictly; strings longer than their
+/* Reads a CSV written by report_write_csv: the header must name the 28
+ * columns in order (or the first 25, 26 or 27: a CSV of an earlier version,
+ * whose later columns read as unknown); numbers are parsed strictly; strings longer than their
  * eval_row field are cut on a UTF-8 character boundary. *rows is malloc'd
  * (NULL when *n is 0; the caller frees). TIS_EFORMAT with "FILE:LINE:
  * problem" on malformed input (LINE: where the record or field starts),

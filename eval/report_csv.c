@@ -93,13 +93,13 @@ static const s_col s_csv_cols[] = {
     S_COL(decode_s, S_COL_F64, "%.6g"),      S_COL(ttft_s, S_COL_F64, "%.6g"),
     S_COL(tokens_per_s, S_COL_F64, "%.6g"),  S_COL(n_generated, S_COL_I64, NULL),
     S_COL(peak_rss_bytes, S_COL_I64, NULL),  S_COL(threshold, S_COL_F64, "%.4g"),
-    S_COL(truncated, S_COL_TRI, NULL),
+    S_COL(truncated, S_COL_TRI, NULL),       S_COL(kv_type, S_COL_STR, NULL),
 };
 #undef S_COL
 enum { S_N_COLS = sizeof s_csv_cols / sizeof s_csv_cols[0] };
 /* CSVs of earlier versions hold the first S_N_COLS_MIN columns (or 26, from
- * before truncated): the later ones read as their "none" value (threshold
- * -1, truncated -1: unknown). */
+ * before truncated, or 27, from before kv_type): the later ones read as
+ * their "none" value (threshold -1, truncated -1, kv_type "": unknown). */
 enum { S_N_COLS_MIN = 25 };
 
 /* RFC 4180: quoted (with "" for ") when it holds a comma, quote, CR or LF. */
@@ -237,10 +237,10 @@ int report_trim_csv(const char *path, int64_t *cut) {
 
 /* ---- reading the CSV back ----------------------------------------------
  *
- * Format (what report_write_csv writes): a header line naming the 27
- * columns of s_csv_cols in order (or the first 25 or 26: a CSV from before
- * the threshold column, read as fixed budgets, or from before the
- * truncated column, read as unknown), then one record per row. Records end in
+ * Format (what report_write_csv writes): a header line naming the 28
+ * columns of s_csv_cols in order (or the first 25, 26 or 27: a CSV from
+ * before the threshold column, read as fixed budgets, or from before the
+ * truncated or the kv_type column, read as unknown), then one record per row. Records end in
  * LF (CRLF accepted); fields are separated by commas; a field that holds a
  * comma, quote, CR or LF is enclosed in double quotes with each quote
  * doubled, and may span lines. Integers are decimal int64, booleans 0 or 1,

@@ -133,6 +133,9 @@ def main():
                 subprocess.run(args, check=True)
                 wall = time.time() - t0
                 h2, new_rows = read_rows(out)
+            if h2 != header and h2[: len(header)] == header:  # a CSV of an earlier version: its
+                rows = [r + [""] * (len(h2) - len(header)) for r in rows]  # new columns unknown ("")
+                header = h2
             if h2 != header:
                 sys.exit(f"add_policy: {out}: another CSV header")
             by_sample = {}

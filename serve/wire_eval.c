@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kv.h"
 #include "tis_error.h"
 
 static char *s_or_empty(const char *s) { return (char *)(s ? s : ""); }
@@ -141,6 +142,7 @@ void wire_eval_row_view(const eval_row *r, Tis__EvalRow *m) {
     m->n_generated = r->n_generated;
     m->peak_rss_bytes = r->peak_rss_bytes;
     m->threshold = r->threshold;
+    m->kv_type = (char *)r->kv_type;
 }
 
 /* Copies a string field into a fixed buffer; an overlong one is an error
@@ -160,7 +162,8 @@ int wire_eval_row_from(const Tis__EvalRow *m, eval_row *r) {
         (rc = s_copy(r->protocol, sizeof r->protocol, m->protocol, "protocol")) ||
         (rc = s_copy(r->sample_id, sizeof r->sample_id, m->sample_id, "sample id")) ||
         (rc = s_copy(r->answer, sizeof r->answer, m->answer, "answer")) ||
-        (rc = s_copy(r->expected, sizeof r->expected, m->expected, "expected")))
+        (rc = s_copy(r->expected, sizeof r->expected, m->expected, "expected")) ||
+        (rc = s_copy(r->kv_type, sizeof r->kv_type, m->kv_type, "kv type")))
         return rc;
     r->budget = m->budget;
     r->budget_tokens = m->budget_tokens;
@@ -183,5 +186,7 @@ int wire_eval_row_from(const Tis__EvalRow *m, eval_row *r) {
     r->peak_rss_bytes = m->peak_rss_bytes;
     r->threshold = m->threshold > 0 ? m->threshold : -1; /* absent (0): a fixed budget */
     if (!(r->threshold == -1 || r->threshold <= 1)) return tis_error(TIS_EINVAL, "eval row: threshold %g", r->threshold);
+    if (r->kv_type[0] && kv_types_parse(r->kv_type, &(kv_types){0}) != 0)
+        return tis_error(TIS_EINVAL, "eval row: kv type '%.23s' is not a cache type", r->kv_type);
     return 0;
 }

@@ -121,6 +121,36 @@ int main(void) {
     rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc != 0 && strstr(out, "has no rows of recent"));
     free(d);
+
+    /* a CSV of an earlier version (no kv_type column): the added rows name
+     * their cache, the old ones stay unknown */
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming %s --output '%s'", bin,
+             tiny, data, opts, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import csv, sys; r = list(csv.reader(open(sys.argv[1], newline=\"\", encoding=\"latin-1\")));"
+             " assert r[0][-1] == \"kv_type\";"
+             " csv.writer(open(sys.argv[1], \"w\", newline=\"\", encoding=\"latin-1\"),"
+             " lineterminator=\"\\n\").writerows(x[:-1] for x in r)' '%s'", a_csv);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy snapkv '%s'",
+             tt_src("."), bin, a_csv);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    eval_row *e = NULL;
+    int64_t ne = 0, known = 0, unknown = 0, snap = 0;
+    TT_OK(report_read_csv(a_csv, &e, &ne));
+    for (int64_t i = 0; i < ne; i++) {
+        bool added = !strcmp(e[i].policy, "snapkv");
+        snap += added;
+        known += added && !strcmp(e[i].kv_type, "f16");
+        unknown += !added && !e[i].kv_type[0];
+    }
+    TT_CHECK(snap > 0 && known == snap && unknown == ne - snap);
+    free(e);
     free(a);
     free(b);
     free(c);

@@ -420,7 +420,7 @@ static void s_cli(const char *tiny, const char *data) {
     size_t len = 0;
     char *txt = tt_read_file(csv, &len);
     TT_CHECK(txt && strstr(txt, "benchmark,policy,protocol") && strstr(txt, "adakv:knorm"));
-    TT_CHECK(txt && strstr(txt, ",peak_rss_bytes,threshold,truncated\n"));
+    TT_CHECK(txt && strstr(txt, ",peak_rss_bytes,threshold,truncated,kv_type\n") && strstr(txt, ",f16\n"));
     int lines = 0;
     for (const char *q = txt; q && (q = strstr(q, "\njsonl,")); q++) lines++; /* rows */
     lines++; /* header */

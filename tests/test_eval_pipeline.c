@@ -39,7 +39,7 @@ static int s_same_rows(const char *a_csv, const char *b_csv) {
             x->budget_tokens != y->budget_tokens || x->correct != y->correct || x->exact != y->exact ||
             x->hallucinated != y->hallucinated || x->kept_tokens != y->kept_tokens || x->kv_bytes != y->kv_bytes ||
             x->full_kv_bytes != y->full_kv_bytes || x->context_tokens != y->context_tokens ||
-            x->n_generated != y->n_generated) {
+            x->n_generated != y->n_generated || strcmp(x->kv_type, y->kv_type) || !x->kv_type[0]) {
             fprintf(stderr, "row %lld differs: %s/%s/%s '%s' vs %s/%s/%s '%s'\n", (long long)i, x->sample_id,
                     x->policy, x->protocol, x->answer, y->sample_id, y->policy, y->protocol, y->answer);
             bad++;
@@ -105,6 +105,11 @@ int main(void) {
                 if (rc) fprintf(stderr, "%s\n", out);
             }
             TT_CHECK(s_same_rows(m_csv, n_csv) == 0);
+            eval_row *m = NULL; /* each row names its cache, through the workers too */
+            int64_t nm = 0;
+            TT_OK(report_read_csv(n_csv, &m, &nm));
+            TT_CHECK(nm > 0 && m && !strcmp(m[0].kv_type, types[t]) && !strcmp(m[nm - 1].kv_type, types[t]));
+            free(m);
         }
     }
 
@@ -198,6 +203,18 @@ int main(void) {
                  "0.6 --protocol both --max_new 6 --no_chat --no_plots --resume --output '%s'", bin, tiny, data, r_csv);
         rc = tt_sh(cmd, out, sizeof out);
         TT_CHECK(rc == 1 && strstr(out, "policy 'knorm'"));
+        /* ... or another cache: its rows say which they ran with */
+        before = tt_read_file(r_csv, NULL);
+        snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --kv_type f32 --resume --output '%s'", bin,
+                 tiny, data, common, r_csv);
+        rc = tt_sh(cmd, out, sizeof out);
+        TT_CHECK(rc == 1 && strstr(out, "ran with a f16 KV cache and this run's is f32") &&
+                 strstr(out, "--kv_type f16"));
+        if (rc != 1) fprintf(stderr, "%s\n", out);
+        after = tt_read_file(r_csv, NULL);
+        TT_CHECK(before && after && !strcmp(before, after));
+        free(before);
+        free(after);
         free(all);
     }
 

@@ -15,12 +15,14 @@
 #include "report.h"
 #include "tt.h"
 
-enum { NC = 27 }; /* columns; a CSV from before `threshold` has the first 25, from before `truncated` 26 */
+enum { NC = 28 }; /* columns; a CSV from before `threshold` has the first 25, from before `truncated` 26,
+                     from before `kv_type` 27 */
 static const char *const s_cols[NC] = {
     "benchmark", "policy", "protocol", "budget", "budget_tokens", "context_tokens",
     "target_tokens", "depth", "position", "sample_id", "correct", "exact", "hallucinated",
     "answer", "expected", "kept_tokens", "kv_bytes", "full_kv_bytes", "prefill_s",
-    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes", "threshold", "truncated"};
+    "compress_s", "decode_s", "ttft_s", "tokens_per_s", "n_generated", "peak_rss_bytes", "threshold", "truncated",
+    "kv_type"};
 
 /* One RFC 4180 record from *p into fields[max][512]; returns the field
  * count (-1 at the end of the text or on a malformed quote). */
@@ -77,6 +79,7 @@ static void test_csv(void) {
     rows[1].prefill_s = 1.23456789;
     rows[0].truncated = 1;
     rows[1].truncated = -1; /* unknown: an empty field */
+    snprintf(rows[0].kv_type, sizeof rows[0].kv_type, "q8_0,q4_0"); /* a comma: quoted */
     /* an unterminated string field must not run into the next field */
     memset(rows[1].expected, 'x', sizeof rows[1].expected);
     const char *path = tt_path("rows.csv");
@@ -105,6 +108,7 @@ static void test_csv(void) {
         TT_CHECK(strcmp(f[22], "40") == 0);
         TT_CHECK(strcmp(f[24], "1048576") == 0);
         TT_CHECK(strcmp(f[25], "-1") == 0 && strcmp(f[26], "1") == 0);
+        TT_CHECK(strcmp(f[27], "q8_0,q4_0") == 0);
     }
     n = s_csv_record(&p, f, 30);
     TT_CHECK(n == NC);
@@ -115,7 +119,7 @@ static void test_csv(void) {
         TT_CHECK(strlen(f[14]) == sizeof rows[1].expected);
         TT_CHECK(strcmp(f[18], "1.23457") == 0);
         TT_CHECK(strcmp(f[22], "55.5") == 0);
-        TT_CHECK(f[26][0] == 0);
+        TT_CHECK(f[26][0] == 0 && f[27][0] == 0);
     }
     TT_CHECK(s_csv_record(&p, f, 30) == -1); /* exactly two rows */
     free(text);
@@ -151,6 +155,7 @@ static int s_rows_differ(const eval_row *a, const eval_row *b) {
     S_STR(sample_id);
     S_STR(answer);
     S_STR(expected);
+    S_STR(kv_type);
     S_INT(budget_tokens);
     S_INT(context_tokens);
     S_INT(target_tokens);
@@ -193,6 +198,7 @@ static void test_read_csv_roundtrip(void) {
         rows[i].exact = i % 3 == 0;
         rows[i].hallucinated = i % 7 == 0;
         rows[i].truncated = i % 3 - 1; /* unknown, no, yes */
+        snprintf(rows[i].kv_type, sizeof rows[i].kv_type, "%s", i % 3 == 0 ? "" : i % 3 == 1 ? "f16" : "q8_0,q4_0");
         snprintf(rows[i].sample_id, sizeof rows[i].sample_id, "s-%d", i);
     }
     /* strings a CSV can get wrong */
@@ -327,7 +333,7 @@ static const char *s_line(char *buf, size_t cap, int col, const char *value) {
     static const char *const good[NC] = {
         "passkey", "snapkv", "agnostic", "0.1", "-1", "1024", "1024", "0.5", "-1", "id-1",
         "1", "0", "0", "12345", "12345", "102", "1000", "10000", "0.5", "0.01",
-        "0.25", "0.6", "40.5", "8", "1048576", "-1", "1"};
+        "0.25", "0.6", "40.5", "8", "1048576", "-1", "1", "f16"};
     size_t len = 0;
     for (int c = 0; c < NC; c++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%s", c ? "," : "",
@@ -378,16 +384,16 @@ static void test_read_csv_bad(void) {
     memcpy(strstr(text, "budget"), "BUDGET", 6);
     s_bad_csv(text, strlen(text), 1);
     snprintf(text, sizeof text, "%s", s_header);
-    for (int k = 0; k < 3; k++) strcpy(strrchr(text, ','), "\n"); /* 24 columns */
+    for (int k = 0; k < 4; k++) strcpy(strrchr(text, ','), "\n"); /* 24 columns */
     s_bad_csv(text, strlen(text), 1);
-    snprintf(text, sizeof text, "x,%s", s_header); /* 28 */
+    snprintf(text, sizeof text, "x,%s", s_header); /* 29 */
     s_bad_csv(text, strlen(text), 1);
     /* wrong column count */
     TT_CASE("read_csv_bad: wrong column count");
     snprintf(text, sizeof text, "%s", s_line(a, sizeof a, -1, NULL));
-    strcpy(strrchr(text, ','), "\n"); /* 26 columns, the file has 27 */
+    strcpy(strrchr(text, ','), "\n"); /* 27 columns, the file has 28 */
     s_bad_after(text, 3);
-    s_bad_value(24, "1,2");  /* 28 */
+    s_bad_value(24, "1,2");  /* 29 */
     s_bad_after("\n", 3);    /* a blank line is a record of one field */
     /* bad numbers */
     TT_CASE("read_csv_bad: bad numbers");
@@ -471,12 +477,13 @@ static void test_read_csv_bad(void) {
     free(rows);
 }
 
-/* A CSV from before the truncated column (25 columns) is read with
- * truncated unknown, and written back with the column empty. */
+/* A CSV from before the kv_type column (27 columns), the truncated column
+ * (26) or the threshold column (25) is read with those unknown, and written
+ * back with the columns empty. */
 static void test_read_csv_legacy(void) {
     s_header_init();
-    for (int drop = 1; drop <= 2; drop++) { /* 26 columns (no truncated), 25 (nor threshold) */
-        TT_CASE(drop == 1 ? "read_csv_legacy: 26 columns" : "read_csv_legacy: 25 columns");
+    for (int drop = 1; drop <= 3; drop++) { /* 27 columns (no kv_type), 26 (nor truncated), 25 (nor threshold) */
+        TT_CASE(drop == 1 ? "read_csv_legacy: 27 columns" : drop == 2 ? "read_csv_legacy: 26 columns" : "read_csv_legacy: 25 columns");
         char text[8192], a[1024];
         snprintf(text, sizeof text, "%s", s_header);
         for (int k = 0; k < drop; k++) strcpy(strrchr(text, ','), "\n");
@@ -489,14 +496,16 @@ static void test_read_csv_legacy(void) {
         eval_row *rows = NULL;
         int64_t n = 0;
         TT_OK(report_read_csv(path, &rows, &n));
-        TT_CHECK(n == 2 && rows && rows[0].truncated == -1 && rows[1].truncated == -1);
+        int trunc = drop == 1 ? 1 : -1;
+        TT_CHECK(n == 2 && rows && rows[0].truncated == trunc && rows[1].truncated == trunc);
         TT_CHECK(rows && rows[1].peak_rss_bytes == 1048576 && rows[1].n_generated == 8);
-        TT_CHECK(rows && rows[1].threshold == (drop == 1 ? 0.5 : -1));
-        if (rows && n == 2) { /* written back: every column, truncated empty */
+        TT_CHECK(rows && rows[1].threshold == (drop <= 2 ? 0.5 : -1));
+        TT_CHECK(rows && rows[0].kv_type[0] == 0 && rows[1].kv_type[0] == 0);
+        if (rows && n == 2) { /* written back: every column, the missing ones empty */
             TT_OK(report_write_csv(path, rows, n));
             char *back = tt_read_file(path, NULL);
-            TT_CHECK(back && strstr(back, ",peak_rss_bytes,threshold,truncated\n") &&
-                     strstr(back, drop == 1 ? ",8,1048576,0.5,\n" : ",8,1048576,-1,\n"));
+            const char *tail = drop == 1 ? ",8,1048576,0.5,1,\n" : drop == 2 ? ",8,1048576,0.5,,\n" : ",8,1048576,-1,,\n";
+            TT_CHECK(back && strstr(back, ",peak_rss_bytes,threshold,truncated,kv_type\n") && strstr(back, tail));
             free(back);
         }
         free(rows);
@@ -617,6 +626,8 @@ static void test_summary(void) {
         r[n++].truncated = -1; /* not recorded */
     }
     r[n - 1].tokens_per_s = 0; /* unknown: not in the mean */
+    for (int i = 0; i < n; i++) /* the cache: f16 but for the last two rows (not recorded) */
+        snprintf(r[i].kv_type, sizeof r[i].kv_type, "%s", i < n - 2 ? "f16" : "");
 
     report_meta meta = {.command = "tis eval --model m.gguf --policies snapkv,full --note \"a b\"",
                         .model = "models/m.gguf", .title = "passkey run", .seed = 7,
@@ -635,6 +646,7 @@ static void test_summary(void) {
     TT_CHECK(s_str_is(m, "command", meta.command) && s_str_is(m, "model", "models/m.gguf"));
     TT_CHECK(s_str_is(m, "title", "passkey run"));
     TT_CHECK(s_num(m, "seed") == 7 && s_num(m, "threads") == 4 && s_num(m, "wall_s") == 12.5);
+    TT_CHECK(s_str_is(m, "kv_type", "f16 (16 rows), not recorded (2 rows)"));
     cJSON *gs = cJSON_GetObjectItemCaseSensitive(root, "groups");
     TT_CHECK(cJSON_GetArraySize(gs) == 7);
     /* benchmark, protocol, policy by first appearance, then budget */
@@ -710,7 +722,21 @@ static void test_summary(void) {
     TT_CHECK(strstr(text, "![run_passkey_agnostic_accuracy.png]"
                           "(run_passkey_agnostic_accuracy.png)"));
     TT_CHECK(!strstr(text, "/some/where"));
+    TT_CHECK(strstr(text, "\n- KV cache: f16 (16 rows), not recorded (2 rows)\n"));
     if (getenv("TT_VERBOSE")) fputs(text, stderr);
+    free(text);
+
+    /* one cache type: named alone */
+    TT_CASE("summary: the cache type");
+    for (int i = 0; i < n; i++) snprintf(r[i].kv_type, sizeof r[i].kv_type, "q8_0,q4_0");
+    TT_OK(report_write_summary(tt_path("kv.json"), tt_path("kv.md"), r, n, &meta, NULL, 0));
+    text = tt_read_file(tt_path("kv.md"), NULL);
+    TT_CHECK(text && strstr(text, "\n- KV cache: q8_0,q4_0\n"));
+    free(text);
+    text = tt_read_file(tt_path("kv.json"), NULL);
+    root = text ? cJSON_Parse(text) : NULL;
+    TT_CHECK(root && s_str_is(cJSON_GetObjectItemCaseSensitive(root, "meta"), "kv_type", "q8_0,q4_0"));
+    cJSON_Delete(root);
     free(text);
 
     /* md_path NULL: JSON only; meta NULL is allowed */

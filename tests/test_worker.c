@@ -150,6 +150,20 @@ static void s_eval_between(const fixture *x, const bench_sample *smp) {
     TT_OK(wire_send(x->r, &x->prefill, &ee));
     Tis__Envelope *e = s_next_not_ready(x->r, &peer, 20000);
     TT_CHECK(e && e->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && e->request_id == 21 && e->eval_done->n_rows == 1);
+    if (e && e->body_case == TIS__ENVELOPE__BODY_EVAL_DONE && e->eval_done->n_rows == 1) {
+        /* the row names the worker's cache; a row naming no cache type is refused */
+        eval_row row;
+        TT_OK(wire_eval_row_from(e->eval_done->rows[0], &row));
+        TT_CHECK(!strcmp(row.kv_type, "f16"));
+        char *kept = e->eval_done->rows[0]->kv_type; /* the unpacked string: back before msg_free */
+        e->eval_done->rows[0]->kv_type = "f17";
+        TT_FAILS(wire_eval_row_from(e->eval_done->rows[0], &row), TIS_EINVAL);
+        TT_CHECK(strstr(tis_last_error(), "kv type 'f17'") != NULL);
+        e->eval_done->rows[0]->kv_type = ""; /* a worker of an earlier version: unknown */
+        TT_OK(wire_eval_row_from(e->eval_done->rows[0], &row));
+        TT_CHECK(row.kv_type[0] == 0);
+        e->eval_done->rows[0]->kv_type = kept;
+    }
     msg_free(e);
 }
 
