@@ -36,8 +36,14 @@ def cell_of(rows, path):
     return cells.pop()
 
 
-def cache_of(path):
-    """The --kv_type of the run, from the .json tis eval writes beside the CSV."""
+def cache_of(path, rows):
+    """The cache type of the rows: their kv_type column, or for a CSV from
+    before it the --kv_type of the run in the .json tis eval writes beside it."""
+    kinds = {r.get("kv_type") or "" for r in rows}
+    if len(kinds) > 1:
+        sys.exit(f"eqbytes_table: {path}: rows of more than one cache ({', '.join(sorted(k or '?' for k in kinds))})")
+    if kinds != {""}:
+        return kinds.pop()
     meta = os.path.splitext(path)[0] + ".json"
     try:
         argv = shlex.split(json.load(open(meta))["meta"]["command"])
@@ -71,6 +77,8 @@ def main():
         sys.exit(__doc__)
     f16 = load(sys.argv[1])
     cell = cell_of(f16, sys.argv[1])
+    if cache_of(sys.argv[1], f16) != "f16":
+        sys.exit(f"eqbytes_table: {sys.argv[1]}: not an f16 cell ({cache_of(sys.argv[1], f16)})")
     g16 = groups(f16)
     full = g16.get(("full", "full"))
     if not full:
@@ -89,7 +97,7 @@ def main():
             sys.exit(f"eqbytes_table: {path}: another cell than {sys.argv[1]}")
         if not {r["sample_id"] for r in rows} <= ids16:
             sys.exit(f"eqbytes_table: {path}: samples the f16 cell does not have")
-        cache = cache_of(path)
+        cache = cache_of(path, rows)
         g = groups(rows)
         for pol in sorted({k[0] for k in g}, key=lambda p: (p != "full", p)):
             budgets = sorted({k[1] for k in g if k[0] == pol}, key=lambda b: 2.0 if b == "full" else float(b))

@@ -2,9 +2,10 @@
  * cache type (tis eval --kv_type) beside the f16 run of the same samples:
  * each row's KV bytes as a share of the f16 `full` cache's (the CSVs'
  * kv_bytes, mean over samples), right answers, accuracy and retention
- * against f16 full; the cache type from the run's .json; the policy's f16
- * rows by tokens after it. Runs of different samples or cells, or an f16
- * run without full, are refused. Skips where python3 is missing. */
+ * against f16 full; the cache type from the rows' kv_type (from the run's
+ * .json for a CSV from before the column); the policy's f16 rows by tokens
+ * after it. Runs of different samples or cells, another cache as the f16
+ * run, or an f16 run without full, are refused. Skips where python3 is missing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,7 @@ int main(void) {
     int r16, n16, r, n;
     double full16 = s_mean_bytes(a, na, "full", -1, &r16, &n16);
     TT_CHECK(full16 > 0 && n16 == 2 && r16 == 1);
-    /* the smaller cache's rows: bytes against f16 full's, with the type from the .json */
+    /* the smaller cache's rows: bytes against f16 full's, with the type from the rows */
     char want[256];
     double sb = s_mean_bytes(b, nb, "streaming", 0.5, &r, &n);
     TT_CHECK(n == 2 && sb > 0 && sb < full16);
@@ -120,12 +121,22 @@ int main(void) {
     snprintf(want, sizeof want, "f16 full %.2f (%d/%d)", (double)r16 / n16, r16, n16);
     TT_CHECK(strstr(out, want) != NULL);
 
-    /* refused: other samples; an f16 run without full; no arguments */
+    /* a CSV from before the kv_type column: the type from its .json */
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import csv, sys; r = list(csv.reader(open(sys.argv[1], newline=\"\", encoding=\"latin-1\")));"
+             " assert r[0][-1] == \"kv_type\";"
+             " csv.writer(open(sys.argv[1], \"w\", newline=\"\", encoding=\"latin-1\"),"
+             " lineterminator=\"\\n\").writerows(x[:-1] for x in r)' '%s'", b_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_CHECK(s_table(a_csv, b_csv, out, sizeof out) == 0 && strstr(out, "| full | q8_0,q4_0 | full |"));
+
+    /* refused: other samples; another cache as the f16 cell; an f16 run without full; no arguments */
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming --cache_budgets 0.5 "
              "--kv_type q8_0 %s --output '%s'", bin, tiny, other, opts, c_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     TT_CHECK(s_table(a_csv, c_csv, out, sizeof out) != 0 && strstr(out, "samples the f16 cell does not have"));
-    TT_CHECK(s_table(b_csv, a_csv, out, sizeof out) == 0); /* b has full: a legal (if odd) baseline */
+    /* the smaller cache's run as the base: its shares would not be of f16's bytes */
+    TT_CHECK(s_table(b_csv, a_csv, out, sizeof out) != 0 && strstr(out, "not an f16 cell (q8_0,q4_0)"));
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline streaming --cache_budgets 0.5 %s "
              "--output '%s'", bin, tiny, data, opts, c_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
