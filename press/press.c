@@ -252,6 +252,16 @@ static int s_kvzip_heads(const press_ctx *c, int64_t layer, int64_t h, float *sc
     return 0;
 }
 
+/* Selective Context: the self-information of the token's word, alike in
+ * every stream (press/selfinfo.h). */
+static int s_selfinfo(const press_ctx *c, int64_t layer, int64_t h, float *sc) {
+    (void)layer;
+    (void)h;
+    if (!c->selfinfo) return tis_error(TIS_EINVAL, "press selfinfo: no self-information scores");
+    memcpy(sc, c->selfinfo, (size_t)c->n_ctx * sizeof(float));
+    return 0;
+}
+
 const press_info press_registry[] = {
     {"full", true, "no compression (the reference)"},
     {"random", true, "uniformly random tokens (seeded)"},
@@ -270,6 +280,8 @@ const press_info press_registry[] = {
                     "repeats the context; about 2x prefill; budgets pooled over every head and layer"},
     {"kvzip_heads", true, "whole streams in the order of their reconstruction copy score (retrieval heads "
                           "first), kvzip's token scores in the last one; budgets pooled over every stream"},
+    {"selfinfo", true, "self-information (Selective Context): the words the model could not predict, "
+                       "-ln p(token | before) summed over the word; one more prefill with every position's logits"},
     {NULL, false, NULL},
 };
 
@@ -279,26 +291,28 @@ typedef struct score_entry {
     press_score_fn fn;
     bool window, obs, oracle;
     bool head, recon;    /* scores from an importance head / the reconstruction pass */
+    bool selfinfo;       /* scores from the self-information pass */
     bool pooled;         /* max-pooled over neighbours already (snapkv's pooling): no +pool */
     press_calib calib;   /* whether the scores are on one absolute scale */
 } score_entry;
 
 static const score_entry s_scores[] = {
-    {"random", s_random, false, false, false, false, false, false, PRESS_CALIB_NONE},
-    {"streaming", s_streaming, false, false, false, false, false, false, PRESS_CALIB_NONE},
-    {"knorm", s_knorm, false, false, false, false, false, false, PRESS_CALIB_NONE},
-    {"h2o", s_h2o, false, true, false, false, false, false, PRESS_CALIB_NONE},
-    {"h2o_acc", s_h2o, false, true, false, false, false, false, PRESS_CALIB_NONE},
-    {"snapkv", s_snapkv, true, true, false, false, false, true, PRESS_CALIB_NONE},
-    {"tova", s_tova, false, true, false, false, false, false, PRESS_CALIB_NONE},
-    {"pyramidkv", s_snapkv, true, true, false, false, false, true, PRESS_CALIB_NONE},
-    {"oracle", s_oracle, false, false, true, false, false, false, PRESS_CALIB_NONE},
-    {"tis", s_head, false, false, false, true, false, false, PRESS_CALIB_PER_HEAD},
-    {"tis_query", s_head, false, false, false, true, false, false, PRESS_CALIB_PER_HEAD},
-    {"kvzip", s_kvzip, false, false, false, false, true, false, PRESS_CALIB_ALWAYS},
+    {"random", s_random, false, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"streaming", s_streaming, false, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"knorm", s_knorm, false, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"h2o", s_h2o, false, true, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"h2o_acc", s_h2o, false, true, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"snapkv", s_snapkv, true, true, false, false, false, false, true, PRESS_CALIB_NONE},
+    {"tova", s_tova, false, true, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"pyramidkv", s_snapkv, true, true, false, false, false, false, true, PRESS_CALIB_NONE},
+    {"oracle", s_oracle, false, false, true, false, false, false, false, PRESS_CALIB_NONE},
+    {"tis", s_head, false, false, false, true, false, false, false, PRESS_CALIB_PER_HEAD},
+    {"tis_query", s_head, false, false, false, true, false, false, false, PRESS_CALIB_PER_HEAD},
+    {"kvzip", s_kvzip, false, false, false, false, true, false, false, PRESS_CALIB_ALWAYS},
     /* stream ranks plus token scores: not one scale */
-    {"kvzip_heads", s_kvzip_heads, false, false, false, false, true, false, PRESS_CALIB_NONE},
-    {NULL, NULL, false, false, false, false, false, false, PRESS_CALIB_NONE},
+    {"kvzip_heads", s_kvzip_heads, false, false, false, false, true, false, false, PRESS_CALIB_NONE},
+    {"selfinfo", s_selfinfo, false, false, false, false, false, true, false, PRESS_CALIB_NONE},
+    {NULL, NULL, false, false, false, false, false, false, false, PRESS_CALIB_NONE},
 };
 
 static const score_entry *s_score_find(const char *name) {
@@ -423,6 +437,7 @@ static double s_recent_frac(const char *score_name) { return !strcmp(score_name,
 static press s_press_of(const score_entry *e, press_alloc alloc) {
     return (press){.score = e->fn, .alloc = alloc, .protect_window = e->window, .needs_obs = e->obs,
                    .needs_oracle = e->oracle, .needs_head = e->head, .needs_recon = e->recon,
+                   .needs_selfinfo = e->selfinfo,
                    .query_head = !strcmp(e->name, "tis_query"), .recent_frac = s_recent_frac(e->name),
                    .calib = e->calib};
 }
@@ -619,6 +634,8 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     if (p->needs_oracle && !c->oracle) return tis_error(TIS_EINVAL, "press %s: no oracle labels", p->name);
     if (p->needs_head && !c->head_scores) return tis_error(TIS_EINVAL, "press %s: no importance-head scores", p->name);
     if (p->needs_recon && !c->recon) return tis_error(TIS_EINVAL, "press %s: no reconstruction scores", p->name);
+    if (p->needs_selfinfo && !c->selfinfo)
+        return tis_error(TIS_EINVAL, "press %s: no self-information scores", p->name);
     press_plan *pl = calloc(1, sizeof *pl);
     ranked *rk = malloc((size_t)n * sizeof *rk);
     float *tmp = p->pool > 1 ? malloc((size_t)n * sizeof *tmp) : NULL;

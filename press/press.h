@@ -69,6 +69,8 @@ typedef struct press_ctx {
     const float *recon;            /* [n_stream][n_ctx] reconstruction scores (kvzip,
                                       press/recon.h), or NULL */
     const float *recon_copy;       /* [n_stream] reconstruction copy scores (kvzip_heads), or NULL */
+    const float *selfinfo;         /* [n_ctx] self-information of each token's word (selfinfo,
+                                      press/selfinfo.h; every stream alike), or NULL */
     uint64_t seed;                 /* random: per sample */
 } press_ctx;
 
@@ -99,6 +101,7 @@ typedef struct press {
     bool protect_window;       /* pad the context tail (observation window) */
     bool needs_obs, needs_oracle;
     bool needs_recon;          /* kvzip: reconstruction scores (press_ctx.recon) */
+    bool needs_selfinfo;       /* selfinfo: self-information scores (press_ctx.selfinfo) */
     bool needs_head;           /* tis, tis_query: scores from an importance head */
     bool query_head;           /* tis_query: the head takes the question (query-aware protocol) */
     bool attn_hook;            /* "+hook": add lambda * s_j to kept token j's attention logit */

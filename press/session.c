@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "oracle.h"
 #include "recon.h"
+#include "selfinfo.h"
 #include "rng.h"
 #include "tis_error.h"
 
@@ -174,6 +175,9 @@ struct session {
                                  query-aware [1] states (kvzip), then [n_stream] copy scores
                                  (kvzip_heads), or NULL */
     double recon_s[2];
+    float *selfinfo;          /* [n_ctx] self-information scores (selfinfo; both states: the
+                                 context comes before the question), or NULL */
+    double selfinfo_s;
     double score_s[2];
     float *pct[2];            /* their percentiles (the attention hook) */
     press_plan *plan;         /* the last policy's scoring, shared by its budgets */
@@ -204,6 +208,7 @@ void session_destroy(session **pp) {
         free(s->pct[i]);
         free(s->recon[i]);
     }
+    free(s->selfinfo);
     session_prompt_free(&s->p);
     free(s->answer);
     free(s->answer_prefix);
@@ -446,6 +451,26 @@ int session_recon(session *s, bool qa, double *secs) {
     return 0;
 }
 
+/* Self-information scores of the context (press/selfinfo.h), computed once
+ * for both states; *secs: the pass's time. */
+static int s_selfinfo(session *s, double *secs) {
+    if (!s->selfinfo) {
+        double t0 = tis_now();
+        const session_prompt *p = &s->p;
+        float *out = malloc((size_t)(p->n_ctx > 0 ? p->n_ctx : 1) * sizeof(float));
+        if (!out) return tis_error(TIS_ENOMEM, "session: out of memory for self-information scores");
+        int rc = selfinfo_compute(s->st, s->m->tok, p->ids, p->ctx_begin, p->n_ctx, out);
+        if (rc) {
+            free(out);
+            return rc;
+        }
+        s->selfinfo = out;
+        s->selfinfo_s = tis_now() - t0;
+    }
+    *secs = s->selfinfo_s;
+    return 0;
+}
+
 const float *session_recon_scores(const session *s, bool qa) { return s->recon[qa]; }
 
 const float *session_recon_copy(const session *s, bool qa) {
@@ -518,16 +543,21 @@ static int s_plan(session *s, const press *pr, bool qa) {
         int rc = session_recon(s, qa, &recon_s);
         if (rc) return rc;
     }
+    double selfinfo_s = 0;
+    if (pr->needs_selfinfo) {
+        int rc = s_selfinfo(s, &selfinfo_s);
+        if (rc) return rc;
+    }
     if (pr->needs_oracle && !s->orc.total) return tis_error(TIS_EINVAL, "session: %s needs oracle labels", pr->name);
     const session_prompt *p = &s->p;
     press_ctx pc = {.kv = x->kv, .obs = &x->obs, .oracle = s->orc.total ? &s->orc : NULL,
                     .ctx_begin = p->ctx_begin, .n_ctx = p->n_ctx, .window = qa ? 0 : s->win,
                     .n_sink = s->o.n_sink, .head_scores = hs, .head_n_out = pr->needs_head ? s->n_out[pr->query_head] : 1,
                     .recon = s->recon[qa],
-                    .recon_copy = session_recon_copy(s, qa), .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
+                    .recon_copy = session_recon_copy(s, qa), .selfinfo = s->selfinfo, .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
     double t0 = tis_now();
     int rc = press_plan_new(&s->plan, pr, &pc);
-    s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s;
+    s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s + selfinfo_s;
     if (rc) return rc;
     snprintf(s->plan_name, sizeof s->plan_name, "%s", pr->name);
     s->plan_qa = qa;
