@@ -1,15 +1,16 @@
 /* fuzz_press_name: a policy name as a request carries it (an HTTP body's
  * "policy", a SubmitRequest's) -> press_parse; an accepted press is in the
  * ranges press.h documents and, when its scores need nothing but the cache
- * and the inputs here (head scores, reconstruction scores), scores a small
+ * and the inputs here (head, reconstruction, self-information scores), scores a small
  * cache, compacts it to a budget and to a threshold, and the result is
  * checked: every stream keeps at most its context, in order, the tail of
  * +recentN/D kept first.
  *
  * Input: [0] n_ctx = 1 + b % 96, [1] the budget k = 1 + b % n_ctx,
  * [2] the threshold b / 255, then the name up to a NUL (at most 63 bytes),
- * then bytes the scores are made of (cycled; none: all alike): head scores,
- * reconstruction scores and kvzip_heads' copy scores (each stream's first). */
+ * then bytes the scores are made of (cycled; none: all alike): head scores
+ * (the first stream's also selfinfo's), reconstruction scores and
+ * kvzip_heads' copy scores (each stream's first). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     kv->n_past = n;
     press_ctx c = {.kv = kv, .ctx_begin = 0, .n_ctx = n, .window = 0, .n_sink = 1, .head_scores = head,
-                   .head_n_out = NS, .recon = recon, .recon_copy = copy, .seed = 7};
+                   .head_n_out = NS, .recon = recon, .recon_copy = copy, .selfinfo = head, .seed = 7};
     press_plan *pl = NULL;
     if (press_plan_new(&pl, &p, &c)) goto done;
     int64_t tail = !p.recent ? 0 : p.recent < k / p.recent_div ? p.recent : k / p.recent_div;
