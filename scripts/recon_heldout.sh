@@ -5,7 +5,8 @@
 # docs/results/heldout: the Apache-2.0 haystack and the other wording
 # (--phrasing 1), where every learned head here was trained on generic text
 # (scripts/train_recon_head.sh), never on a benchmark's haystack. Every
-# baseline, kvzip (the reconstruction oracle), the answer oracle, the
+# baseline, kvzip (the reconstruction oracle), selfinfo (Selective Context;
+# in cells begun after session 21), the answer oracle, the
 # model's default head (`tis`, configs/heads/SLUG.tis.safetensors; also as
 # `tis+lpool5`, each kept token with the 4 before it, and as
 # `tis+lpool5+recent64/8`, the context's last min(64, k/8) tokens of each
@@ -35,7 +36,7 @@ cells=("$@")
 if [ ${#cells[@]} -eq 0 ]; then
   cells=(4096:passkey 4096:niah 4096:niah_multikey 4096:litm_kv 4096:litm_qa)
 fi
-policies=(${POLICIES:-full random streaming knorm h2o snapkv tova pyramidkv adakv kvzip oracle})
+policies=(${POLICIES:-full random streaming knorm h2o snapkv tova pyramidkv adakv kvzip selfinfo oracle})
 cd "$root" # default heads load from configs/heads/
 # the model's heads: tis (the default one) and tis_NAME for each other one
 slug=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis\.safetensors.*|\1|p')
