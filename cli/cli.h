@@ -21,6 +21,7 @@ int cmd_client(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_selfinfo(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 
 /* The default importance heads for the default model (committed). */

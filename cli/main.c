@@ -80,6 +80,7 @@ static void s_usage(FILE *f) {
             "  bench     [-m MODEL] [-r REPS] [--threads N]   prefill (pp512) and decode (tg128) speed;\n"
             "            --context N: batched decode from compressed caches under a KV cap\n"
             "  perplexity -f FILE [-m MODEL] [-c CTX]   perplexity on a text, as llama-perplexity\n"
+            "  selfinfo  -f FILE [-m MODEL]     each token's self-information (the selfinfo press's scores)\n"
             "  eval      [--baseline P...] [--benchmark B...] [--cache_budgets F...] ...\n"
             "            benchmarks x KV-compression policies x budgets: CSV, JSON, report, plots\n"
             "  report    --csv A.csv [B.csv...] --output OUT.csv [--title T] [--no_plots]\n"
@@ -149,6 +150,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(cmd, "selfinfo")) return cmd_selfinfo(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "tis: unknown command '%s'\n\n", cmd);
     s_usage(stderr);

@@ -1,8 +1,9 @@
 /* test_press_selfinfo: the self-information scores (selfinfo_compute
  * against the test's own -ln softmax over one uncompressed forward pass
  * with every position's logits, across chunk boundaries and with and
- * without a prefix), the word sums on known text, and the selfinfo press's
- * top-k on the tiny model (tests/util/press_fixture). */
+ * without a prefix), the word sums on known text, the selfinfo press's
+ * top-k on the tiny model (tests/util/press_fixture), and `tis selfinfo`'s
+ * lines. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,12 +114,71 @@ static void s_press(press_fixture *f) {
     kv_cache_destroy(&c);
 }
 
+/* tis selfinfo: a line per token, its -ln p and its word's sum, as
+ * selfinfo_compute gives them after the BOS the model adds (if any). */
+static void s_cli(press_fixture *f) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) return; /* run through ctest */
+    TT_CASE("tis selfinfo");
+    const char *text = "the cat sat on the mat, then 42 dogs ran in.";
+    const char *path = tt_path("text.txt");
+    TT_OK(tt_write_file(path, text, strlen(text)));
+    static char out[1 << 16];
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' selfinfo -m '%s' -f '%s' -t 1", bin, tt_path("tiny.gguf"), path);
+    int rc = tt_sh(cmd, out, sizeof out);
+    const char *header = "position\tid\tbytes\tnll\tword\n";
+    TT_CHECK(rc == 0 && !strncmp(out, header, strlen(header)));
+    if (rc || strncmp(out, header, strlen(header))) fprintf(stderr, "%.2000s\n", out);
+    int32_t *body = NULL, ids[128];
+    int64_t n = 0;
+    TT_OK(tokenizer_encode(f->m->tok, text, strlen(text), false, &body, &n));
+    bool bos = tokenizer_add_bos(f->m->tok) && tokenizer_bos(f->m->tok) >= 0;
+    TT_CHECK(n > 8 && n < 100);
+    if (rc || n <= 8 || n >= 100) {
+        free(body);
+        return;
+    }
+    ids[0] = tokenizer_bos(f->m->tok);
+    memcpy(ids + bos, body, (size_t)n * sizeof(int32_t));
+    float nll[128], word[128];
+    TT_OK(selfinfo_compute(f->st, NULL, ids, bos, n, nll));
+    memcpy(word, nll, sizeof nll);
+    selfinfo_words(f->m->tok, body, n, word);
+    const char *q = strchr(out, '\n') + 1;
+    int64_t lines = 0, bad = 0;
+    for (; *q; q = strchr(q, '\n') ? strchr(q, '\n') + 1 : q + strlen(q), lines++) {
+        long long pos;
+        int id;
+        if (sscanf(q, "%lld\t%d\t", &pos, &id) != 2 || pos != lines || lines >= n || id != body[lines]) {
+            bad++;
+            break;
+        }
+        char line[512];
+        const char *e = strchr(q, '\n');
+        snprintf(line, sizeof line, "%.*s", e ? (int)(e - q) : 0, q);
+        char *t = strrchr(line, '\t'), *t2 = t; /* ...\tNLL\tWORD */
+        while (t2 && t2 > line && t2[-1] != '\t') t2--;
+        double a = t2 ? strtod(t2, NULL) : NAN, b = t ? strtod(t + 1, NULL) : NAN;
+        bad += !e || !(fabs(a - nll[lines]) <= 1e-4 * (1 + fabs(nll[lines]))) ||
+               !(fabs(b - word[lines]) <= 1e-4 * (1 + fabs(word[lines])));
+    }
+    TT_CHECK(bad == 0 && lines == n);
+    if (bad || lines != n) fprintf(stderr, "  line %lld of %lld tokens:\n%.2000s\n", (long long)lines, (long long)n, out);
+    snprintf(cmd, sizeof cmd, "'%s' selfinfo -m '%s' -f '%s'", bin, tt_path("tiny.gguf"), tt_path("none.txt"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "none.txt"));
+    snprintf(cmd, sizeof cmd, "'%s' selfinfo -m '%s'", bin, tt_path("tiny.gguf"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "a text file is required"));
+    free(body);
+}
+
 int main(void) {
     press_fixture f;
     if (press_fixture_new(&f, "tiny.gguf") == 0) {
         s_scores(&f);
         s_words(&f);
         s_press(&f);
+        s_cli(&f);
     }
     press_fixture_free(&f);
     return tt_done("test_press_selfinfo");
