@@ -78,6 +78,8 @@ static void s_list(void) {
            "  +recentN[/D] the context's last N tokens of every stream first (at most k/D of the\n"
            "             per-stream budget k; D 2 when not given)\n"
            "  +capN      a pooled budget: no stream above N times its share\n"
+           "  +shared    (instead of +capN) one score for every stream, a uniform budget: a token\n"
+           "             is kept in every stream or in none\n"
            "  +hook      learned policies: the attention hook at decode\n");
     printf("benchmarks:\n");
     for (const char *const *b = bench_names; *b; b++) printf("  %s\n", *b);

@@ -41,11 +41,12 @@ static void s_check_press(const press *p, const char *name) {
     s_check(p->cap >= 0 && p->cap <= 64);
     if (p->cap) s_check(p->alloc == PRESS_ALLOC_GLOBAL || p->needs_head);
     if (p->attn_hook) s_check(p->needs_head);
+    if (p->shared) s_check(p->score != NULL && p->alloc == PRESS_ALLOC_UNIFORM && !p->cap && !press_calibratable(p));
 }
 
 /* A compaction of the n-entry context: each stream's kept count matches the
  * cache, positions rise, and a +recentN/D tail (all of it under a
- * threshold) is there. */
+ * threshold) is there; +shared keeps the same tokens in every stream. */
 static void s_check_out(const press *p, const kv_cache *c, const int64_t *kept, int64_t n, int64_t tail) {
     for (int64_t s = 0; s < NS; s++) {
         s_check(kept[s] >= 0 && kept[s] <= n && c->len[s] == kept[s]);
@@ -53,6 +54,8 @@ static void s_check_out(const press *p, const kv_cache *c, const int64_t *kept, 
         for (int64_t i = 1; i < c->len[s]; i++) s_check(pos[i] > pos[i - 1]);
         if (p->recent && tail > 0 && kept[s] >= tail)
             for (int64_t i = 0; i < tail; i++) s_check(pos[kept[s] - 1 - i] == n - 1 - i);
+        if (p->shared && s > 0) /* +shared: the same tokens in every stream */
+            s_check(kept[s] == kept[0] && !memcmp(pos, kv_cache_pos(c, 0), (size_t)kept[s] * sizeof *pos));
     }
 }
 

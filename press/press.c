@@ -354,15 +354,16 @@ static bool s_suffix_count(const char **suf, const char *word, int32_t dflt, int
 }
 
 /* The suffixes after a policy's base name, in this order, each optional:
- * "+pool[N]" or "+lpool[N]" (*left), "+recentN[/D]", "+capN", "+hook". *pool:
+ * "+pool[N]" or "+lpool[N]" (*left), "+recentN[/D]", "+capN" or "+shared",
+ * "+hook". *pool:
  * 0 when absent, 5 for a bare "+pool" / "+lpool"; *recent, *cap: 0 when
  * absent; *div: 2 when not given; each -1 for a malformed or zero count.
  * False for anything else. */
 static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *recent, int32_t *div, int32_t *cap,
-                           bool *hook) {
+                           bool *shared, bool *hook) {
     *pool = *recent = *cap = 0;
     *div = 2;
-    *hook = false;
+    *hook = *shared = false;
     *left = s_suffix_count(&suf, "lpool", 5, pool);
     if ((*left || s_suffix_count(&suf, "pool", 5, pool)) && *pool == 0) *pool = -1;
     if (!strncmp(suf, "+recent", 7)) {
@@ -371,7 +372,12 @@ static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *
         if (*suf == '/') suf++, *div = s_digits(&suf);
         if (*recent == 0) *recent = -1;
     }
-    if (s_suffix_count(&suf, "cap", -1, cap) && *cap == 0) *cap = -1;
+    if (s_suffix_count(&suf, "cap", -1, cap)) {
+        if (*cap == 0) *cap = -1;
+    } else if (!strncmp(suf, "+shared", 7) && (suf[7] == 0 || suf[7] == '+')) {
+        *shared = true;
+        suf += 7;
+    }
     if (!strcmp(suf, "+hook")) *hook = true, suf += 5;
     return *suf == 0;
 }
@@ -383,10 +389,10 @@ int press_parse(const char *name, press *out) {
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
     int32_t pool, recent, div, cap;
-    bool hook, left;
-    if (!s_parse_suffix(suf, &pool, &left, &recent, &div, &cap, &hook))
+    bool hook, left, shared;
+    if (!s_parse_suffix(suf, &pool, &left, &recent, &div, &cap, &shared, &hook))
         return tis_error(TIS_EINVAL, "press: '%s': a policy takes at most +poolN or +lpoolN, then +recentN[/D], "
-                         "then +capN, then +hook", name);
+                         "then +capN or +shared, then +hook", name);
     if (!left && (pool < 0 || (pool > 0 && (pool < 3 || pool > 63 || pool % 2 == 0))))
         return tis_error(TIS_EINVAL, "press: '%s': +poolN takes an odd N from 3 to 63 (+pool: 5)", name);
     if (left && (pool < 2 || pool > 63))
@@ -424,6 +430,14 @@ int press_parse(const char *name, press *out) {
             return tis_error(TIS_EINVAL, "press: '%s': +capN bounds a stream's share of a budget pooled over "
                              "every stream (kvzip, kvzip_heads, tis with a per-head head), not %s's", name, base);
         out->cap = cap;
+    }
+    if (shared) {
+        if (!e) return tis_error(TIS_EINVAL, "press: '%s': full keeps everything; there is nothing to share", name);
+        if (out->alloc == PRESS_ALLOC_PYRAMID || out->alloc == PRESS_ALLOC_ADAPTIVE)
+            return tis_error(TIS_EINVAL, "press: '%s': +shared gives every stream the same budget; %s's "
+                             "allocation across streams is the policy", name, base);
+        out->shared = true;
+        out->alloc = PRESS_ALLOC_UNIFORM;
     }
     out->attn_hook = hook;
     snprintf(out->name, sizeof out->name, "%s", name);
@@ -621,6 +635,39 @@ static void s_max_pool(float *sc, int64_t n, int64_t before, int64_t after, floa
     }
 }
 
+/* +shared: sc[0][j] = the mean over the ns streams of (sc[s][j] - mu_s) /
+ * sd_s, mu_s and sd_s over stream s's finite scores (> -1e29: a NaN was
+ * made -1e30); such a score counts as its stream's lowest, and a constant
+ * stream as 0 everywhere. Only stream 0 is written: the caller copies it. */
+static int s_share(float *sc, int64_t ns, int64_t n) {
+    double *sum = calloc((size_t)n, sizeof *sum);
+    if (!sum) return tis_error(TIS_ENOMEM, "press: out of memory");
+    for (int64_t s = 0; s < ns; s++) {
+        const float *x = sc + s * n;
+        double mu = 0, m2 = 0, lo = 0;
+        int64_t cnt = 0;
+        for (int64_t j = 0; j < n; j++)
+            if (x[j] > -1e29f) {
+                double d = x[j] - mu;
+                cnt++;
+                mu += d / (double)cnt;
+                m2 += d * (x[j] - mu);
+            }
+        double sd = cnt > 1 ? sqrt(m2 / (double)cnt) : 0;
+        bool first = true;
+        for (int64_t j = 0; j < n; j++)
+            if (x[j] > -1e29f) {
+                double z = sd > 0 ? (x[j] - mu) / sd : 0;
+                if (first || z < lo) lo = z, first = false;
+            }
+        for (int64_t j = 0; j < n; j++)
+            sum[j] += x[j] > -1e29f ? (sd > 0 ? (x[j] - mu) / sd : 0) : lo;
+    }
+    for (int64_t j = 0; j < n; j++) sc[j] = (float)(sum[j] / (double)ns);
+    free(sum);
+    return 0;
+}
+
 int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     *out = NULL;
     const kv_cache *kv = c->kv;
@@ -650,7 +697,8 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     }
     pl->p = *p;
     pl->calibrated = press_calibrated(p, c->head_n_out);
-    if (p->needs_head && c->head_n_out > 1 && p->alloc == PRESS_ALLOC_UNIFORM) pl->p.alloc = PRESS_ALLOC_GLOBAL;
+    if (p->needs_head && c->head_n_out > 1 && p->alloc == PRESS_ALLOC_UNIFORM && !p->shared)
+        pl->p.alloc = PRESS_ALLOC_GLOBAL;
     if (p->cap && pl->p.alloc != PRESS_ALLOC_GLOBAL) {
         rc = tis_error(TIS_EINVAL, "press %s: +capN needs a budget pooled over every stream; this head has "
                        "one output (a per-head head pools)", p->name);
@@ -661,21 +709,29 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c) {
     pl->n_ctx = n;
     for (int64_t l = 0; l < kv->n_layer && rc == 0; l++)
         for (int64_t h = 0; h < kv->n_kv_head && rc == 0; h++) {
-            int64_t s = l * kv->n_kv_head + h;
-            float *sc = pl->scores + s * n;
+            float *sc = pl->scores + (l * kv->n_kv_head + h) * n;
             if (p->score) rc = p->score(c, l, h, sc);
             else for (int64_t j = 0; j < n; j++) sc[j] = 1.0f;
-            if (rc) break;
             for (int64_t j = 0; j < n; j++)
                 if (!isfinite(sc[j])) sc[j] = -1e30f; /* a NaN never wins */
-            if (p->pool > 1) /* +lpoolN: a token takes the best of the N-1 after it */
-                s_max_pool(sc, n, p->pool_left ? 0 : p->pool / 2, p->pool_left ? p->pool - 1 : p->pool / 2, tmp);
-            if (p->protect_window)
-                for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
-            for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
-            qsort(rk, (size_t)n, sizeof *rk, s_cmp_ranked);
-            for (int64_t j = 0; j < n; j++) pl->order[s * n + j] = rk[j].i;
         }
+    if (rc) goto fail;
+    if (p->shared && (rc = s_share(pl->scores, ns, n))) goto fail;
+    for (int64_t s = 0; s < ns; s++) {
+        float *sc = pl->scores + s * n;
+        if (p->shared && s > 0) { /* every stream the same: one ranking */
+            memcpy(sc, pl->scores, (size_t)n * sizeof(float));
+            memcpy(pl->order + s * n, pl->order, (size_t)n * sizeof(int32_t));
+            continue;
+        }
+        if (p->pool > 1) /* +lpoolN: a token takes the best of the N-1 after it */
+            s_max_pool(sc, n, p->pool_left ? 0 : p->pool / 2, p->pool_left ? p->pool - 1 : p->pool / 2, tmp);
+        if (p->protect_window)
+            for (int64_t j = n - c->window < 0 ? 0 : n - c->window; j < n; j++) sc[j] = 1e30f;
+        for (int64_t j = 0; j < n; j++) rk[j] = (ranked){sc[j], (int32_t)j, 0};
+        qsort(rk, (size_t)n, sizeof *rk, s_cmp_ranked);
+        for (int64_t j = 0; j < n; j++) pl->order[s * n + j] = rk[j].i;
+    }
     if (rc) goto fail;
     free(rk);
     free(tmp);
@@ -698,7 +754,7 @@ void press_plan_destroy(press_plan **p) {
 
 /* kvzip_heads's scores carry a stream rank: no absolute scale; +capN
  * bounds a share of a budget, and a threshold has no budget to share. */
-bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE && !p->cap; }
+bool press_calibratable(const press *p) { return p->calib != PRESS_CALIB_NONE && !p->cap && !p->shared; }
 
 bool press_calibrated(const press *p, int64_t head_n_out) {
     return press_calibratable(p) && (p->calib == PRESS_CALIB_ALWAYS || head_n_out > 1);

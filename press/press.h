@@ -122,6 +122,10 @@ typedef struct press {
     int32_t cap;               /* "+capN" (1..64): under pooled allocation (PRESS_ALLOC_GLOBAL)
                                   no stream keeps more than N times the per-stream budget k;
                                   what it would win goes on down the ranking (0: off) */
+    bool shared;               /* "+shared": one score for every stream, the mean over streams
+                                  of each stream's standardised scores ((s - mean) / sd over
+                                  its context), with a uniform budget: a token is kept in
+                                  every stream or in none (a value with its key everywhere) */
     press_calib calib;
 } press;
 
@@ -145,7 +149,10 @@ extern const press_info press_registry[];
  * given: press.recent, press.recent_div; tis+recent32, tis+recent64/8);
  * a policy with a budget pooled over every stream (kvzip, kvzip_heads, a
  * learned one) may add "+capN" after that (kvzip+cap2, tis+pool5+cap3+hook:
- * press.cap; budget runs only: a capped policy is never calibrated).
+ * press.cap; budget runs only: a capped policy is never calibrated), or
+ * instead "+shared" (tis+lpool5+shared: press.shared, one score for every
+ * stream, uniform budgets; never calibrated; not pyramidkv or adakv, whose
+ * allocation is the point).
  * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
 /* Splits a policy name at its first '+': the base name into

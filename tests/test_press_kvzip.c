@@ -71,6 +71,77 @@ static void s_kvzip_heads(press_fixture *f, const float *sc) {
     free(kept);
 }
 
+/* The test's own +shared score: the mean over streams of each stream's
+ * (x - mean) / sd, x the head's scores on kvzip's scale (exp of its
+ * output; a NaN its stream's lowest), then the lpool span. */
+static void s_shared_ref(const float *lg, int64_t ns, int32_t lpool, double *z) {
+    double x[CTX];
+    for (int64_t j = 0; j < CTX; j++) z[j] = 0;
+    for (int64_t s = 0; s < ns; s++) {
+        for (int64_t j = 0; j < CTX; j++) x[j] = exp((double)lg[s * CTX + j]);
+        double mu = 0, v = 0, lo = 1e300;
+        int64_t cnt = 0;
+        for (int64_t j = 0; j < CTX; j++) if (!isnan(x[j])) mu += x[j], cnt++;
+        mu /= (double)cnt;
+        for (int64_t j = 0; j < CTX; j++) if (!isnan(x[j])) v += (x[j] - mu) * (x[j] - mu);
+        double sd = sqrt(v / (double)cnt);
+        for (int64_t j = 0; j < CTX; j++) if (!isnan(x[j])) lo = fmin(lo, (x[j] - mu) / sd);
+        for (int64_t j = 0; j < CTX; j++) z[j] += (isnan(x[j]) ? lo : (x[j] - mu) / sd) / (double)ns;
+    }
+    if (lpool > 1) {
+        double *t = malloc(CTX * sizeof *t);
+        memcpy(t, z, CTX * sizeof *t);
+        for (int64_t j = 0; j < CTX; j++)
+            for (int64_t i = j; i < j + lpool && i < CTX; i++) z[j] = fmax(z[j], t[i]);
+        free(t);
+    }
+}
+
+/* +shared: one score, the same k tokens in every stream, the test's own
+ * mean of standardised scores; never calibrated */
+static void s_shared(press_fixture *f, float *lg, int64_t ns) {
+    TT_CASE("tis+shared: one ranking for every stream");
+    press_ctx ph = f->pc;
+    ph.head_scores = lg;
+    ph.head_n_out = ns;
+    int64_t *kept = malloc((size_t)ns * sizeof *kept);
+    double *z = malloc(CTX * sizeof *z);
+    float saved = lg[1 * CTX + 3];
+    lg[1 * CTX + 3] = NAN; /* its stream's lowest */
+    float *lg0 = malloc(CTX * sizeof *lg0);
+    memcpy(lg0, lg, CTX * sizeof *lg0);
+    for (int64_t j = 0; j < CTX; j++) lg[j] += logf(100.0f); /* stream 0 a hundred times the others: standardised away */
+    const char *names[] = {"tis+shared", "tis+lpool3+shared"};
+    for (int v = 0; v < 2; v++) {
+        press p;
+        kv_cache *c = NULL;
+        press_plan *pl = NULL;
+        TT_OK(press_parse(names[v], &p));
+        TT_CHECK(p.shared && p.alloc == PRESS_ALLOC_UNIFORM && !press_calibratable(&p) && !press_calibrated(&p, ns));
+        s_shared_ref(lg, ns, v ? 3 : 0, z);
+        const int64_t k = 5;
+        TT_OK(press_compress(&c, &p, &ph, k, 0, kept));
+        double lo = 1e300, hi = -1e300;
+        for (int64_t j = 0; c && j < CTX; j++) {
+            bool in = pf_kept(c, 0, (int32_t)(PRE + j));
+            for (int64_t s = 1; s < ns; s++) TT_CHECK(pf_kept(c, s, (int32_t)(PRE + j)) == in);
+            if (in) lo = fmin(lo, z[j]);
+            else hi = fmax(hi, z[j]);
+        }
+        for (int64_t s = 0; c && s < ns; s++) TT_CHECK(kept[s] == k);
+        TT_CHECK(!c || lo >= hi - 1e-5); /* ties: a span shares its best score */
+        kv_cache_destroy(&c);
+        TT_OK(press_plan_new(&pl, &p, &ph));
+        if (pl) TT_FAILS(press_plan_compact_threshold(pl, 0.05f, 0, &c, kept), TIS_EINVAL);
+        press_plan_destroy(&pl);
+    }
+    lg[1 * CTX + 3] = saved;
+    memcpy(lg, lg0, CTX * sizeof *lg0);
+    free(lg0);
+    free(z);
+    free(kept);
+}
+
 /* a per-head head predicting ln(sc) selects as kvzip does */
 static void s_tis_per_head(press_fixture *f, const float *sc) {
     int64_t ns = f->kv->n_stream;
@@ -141,6 +212,7 @@ static void s_tis_per_head(press_fixture *f, const float *sc) {
     kv_cache_destroy(&c);
     press_plan_destroy(&pl);
     free(kept);
+    s_shared(f, lg, ns);
     ph.head_n_out = ns - 1; /* not the model's streams */
     TT_OK(press_parse("tis", &p));
     TT_FAILS(press_compress(&c, &p, &ph, 4, 0, NULL), TIS_EINVAL);

@@ -107,6 +107,24 @@ static void test_parse_cap_recent(void) {
     TT_FAILS(press_parse("snapkv+cap2", &p), TIS_EINVAL);  /* uniform allocation */
     TT_FAILS(press_parse("adakv:h2o+cap2", &p), TIS_EINVAL);
     TT_FAILS(press_parse("full+cap2", &p), TIS_EINVAL);
+    /* +shared: instead of +capN, before +hook; one uniform budget */
+    TT_OK(press_parse("tis+lpool5+recent64/8+shared", &p));
+    TT_CHECK(p.shared && p.pool == 5 && p.pool_left && p.recent == 64 && p.recent_div == 8 && !p.attn_hook &&
+             p.alloc == PRESS_ALLOC_UNIFORM);
+    TT_OK(press_parse("tis+shared+hook", &p));
+    TT_CHECK(p.shared && p.attn_hook);
+    TT_OK(press_parse("kvzip+shared", &p));
+    TT_CHECK(p.shared && p.alloc == PRESS_ALLOC_UNIFORM && !press_calibratable(&p));
+    TT_OK(press_parse("snapkv+shared", &p));
+    TT_CHECK(p.shared && p.protect_window);
+    TT_FAILS(press_parse("tis+shared+cap2", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+cap2+shared", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+shared+pool", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+sharedx", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("tis+shared+shared", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("pyramidkv+shared", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("adakv+shared", &p), TIS_EINVAL);
+    TT_FAILS(press_parse("full+shared", &p), TIS_EINVAL);
     /* +recentN: any scoring policy, after +pool, before +cap */
     TT_OK(press_parse("tis+recent32", &p));
     TT_CHECK(p.recent == 32 && p.pool == 0 && !strcmp(p.name, "tis+recent32"));
