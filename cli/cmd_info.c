@@ -129,8 +129,9 @@ static int s_info_safetensors(const char *path) {
         if (h->cfg.query_aware) printf("query rank       %lld\n", (long long)h->cfg.rank);
         printf("outputs          %lld per token%s; target %s\n", (long long)h->cfg.n_out,
                h->cfg.n_out > 1 ? " (one per layer x kv head stream)" : "",
-               h->cfg.target == HEAD_TARGET_RECON ? "recon (outputs predict ln of the reconstruction score)"
-                                                  : "answer (oracle attention ranking)");
+               h->cfg.target == HEAD_TARGET_RECON      ? "recon (outputs predict ln of the reconstruction score)"
+               : h->cfg.target == HEAD_TARGET_SELFINFO ? "selfinfo (the word self-information ranking)"
+                                                       : "answer (oracle attention ranking)");
         if (h->cfg.n_out > 1) {
             if (h->n_calib) printf("calibration      %lld knots per stream (tis train --calibrate)\n", (long long)h->n_calib);
             else printf("calibration      none (the outputs as trained)\n");

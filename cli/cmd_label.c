@@ -31,8 +31,11 @@ static void s_usage(FILE *f) {
             "      --output DIR          shards + manifest.jsonl (resumes what DIR holds)\n"
             "      --layer L             features: residual stream entering layer L\n"
             "                            (default n_layer: after the last layer)\n"
-            "      --target answer|recon answer: the attention the answer pays (default); recon: per\n"
-            "                            (layer, kv head) reconstruction scores (KVzip), agnostic state only\n"
+            "      --target answer|recon|selfinfo\n"
+            "                            answer: the attention the answer pays (default); recon: per\n"
+            "                            (layer, kv head) reconstruction scores (KVzip), agnostic state only;\n"
+            "                            selfinfo: each token's word self-information (one more pass with\n"
+            "                            every position's logits), agnostic state only\n"
             "      --refeature LABEL_DIR the shards of LABEL_DIR again with the features of --layer (one\n"
             "                            forward pass per sample over its stored tokens; labels copied,\n"
             "                            not recomputed): features of several layers from one labelling\n"
@@ -160,12 +163,11 @@ int cmd_label(int argc, char **argv) {
     c.corpus = corpus;
     c.n_corpus = n_corpus;
     if ((prc = s_check(&c))) return prc;
-    if (strcmp(target, "answer") && strcmp(target, "recon")) {
-        fprintf(stderr, "tis label: bad value '%s' for --target (answer or recon)\n\n", target);
+    if (!head_target_parse(target, &c.label.target)) {
+        fprintf(stderr, "tis label: bad value '%s' for --target (answer, recon or selfinfo)\n\n", target);
         s_usage(stderr);
         return 2;
     }
-    c.label.target = strcmp(target, "recon") ? HEAD_TARGET_ANSWER : HEAD_TARGET_RECON;
     if (!n_ctx) ctx_lens[n_ctx++] = 1024;
     c.corpus_tokens = ctx_lens[0];
     c.corpus_max = c.spec.n_samples; /* 0 (not given): every piece */

@@ -21,7 +21,9 @@ static void s_usage(FILE *f) {
             "      --rank N             bilinear rank of the query term (default 32)\n"
             "      --loss listwise|bce_topk   (default listwise; a per-head recon head: recon_mse, or\n"
             "                           recon_rank = recon_mse + the listwise loss pooled over streams)\n"
-            "      --target answer|recon  the labels' kind (tis label --target; default answer; ert: below)\n"
+            "      --target answer|recon|selfinfo  the labels' kind (tis label --target; default answer;\n"
+            "                           ert: below); a selfinfo head has one output (the selfinfo press's\n"
+            "                           ranking without its second pass)\n"
             "      --positions           the token's place in the context as two more inputs (10 j/n,\n"
             "                            ln(1 + j)); not with --query_aware\n"
             "      --repeats             whether the text around the token occurs earlier / later in the\n"
@@ -173,13 +175,13 @@ int cmd_train(int argc, char **argv) {
     int prc = cli_parse_opts("train", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
     static const char *const kinds[] = {"linear", "mlp", NULL}, *const losses[] = {"listwise", "bce_topk", "recon_rank", NULL},
-                             *const targets[] = {"answer", "recon", NULL}, *const outs[] = {"per_head", "single", NULL},
+                             *const targets[] = {"answer", "recon", "selfinfo", NULL}, *const outs[] = {"per_head", "single", NULL},
                              *const ws[] = {"none", "inv_sd", "inv_var", NULL};
     static const head_loss loss_of[] = {LOSS_LISTWISE, LOSS_BCE_TOPK, LOSS_RECON_RANK};
     static const head_stream_weights ws_of[] = {STREAM_WEIGHTS_NONE, STREAM_WEIGHTS_INV_SD, STREAM_WEIGHTS_INV_VAR};
     int ik = s_pick("--head", kind, kinds, "linear or mlp"),
         il = s_pick("--loss", loss, losses, "listwise, bce_topk; per-head recon: recon_rank"),
-        it = s_pick("--target", target, targets, "answer, recon or ert"),
+        it = s_pick("--target", target, targets, "answer, recon, selfinfo or ert"),
         iw = s_pick("--stream_weights", weights, ws, "none, inv_sd or inv_var"),
         io = s_pick("--outputs", outputs, outs, "per_head or single");
     if (ik < 0 || il < 0 || it < 0 || iw < 0 || io < 0) return 2;
@@ -196,7 +198,7 @@ int cmd_train(int argc, char **argv) {
     c.kind = ik ? HEAD_MLP : HEAD_LINEAR;
     c.loss = loss_of[il];
     c.command = command;
-    c.target = it ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
+    c.target = it == 2 ? HEAD_TARGET_SELFINFO : it ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
     c.stream_weights = ws_of[iw];
     c.per_head = io == 0;
     if (streams) {

@@ -12,6 +12,7 @@
 #include "decoder.h"
 #include "eval.h"
 #include "session.h"
+#include "selfinfo.h"
 #include "oracle.h"
 #include "safetensors.h"
 #include "clock.h"
@@ -148,12 +149,15 @@ done:
     return rc;
 }
 
-int label_run_recon(forward_state *st, const chat_template *ct, const label_config *cfg,
-                    const bench_sample *s, label_sample *out) {
+/* The agnostic state's labels (recon, selfinfo): a session with prefix +
+ * context only, its hidden rows as features, then the target's scores. */
+static int s_run_agnostic(forward_state *st, const chat_template *ct, const label_config *cfg,
+                          const bench_sample *s, label_sample *out) {
     memset(out, 0, sizeof *out);
     const model *m = forward_model(st);
     const model_config *c = &m->config;
     if (s_check_layer(cfg, c)) return TIS_EINVAL;
+    const bool recon = cfg->target == HEAD_TARGET_RECON;
     double t0 = tis_now();
     session_input in;
     eval_session_input(s, &in);
@@ -161,15 +165,21 @@ int label_run_recon(forward_state *st, const chat_template *ct, const label_conf
     session_opts so = {.chat = cfg->chat, .agnostic = true, .query_aware = false, .window = 64, .n_sink = 4,
                        .hid_layer = cfg->layer};
     session *ss = NULL;
-    float *rows = NULL;
+    float *rows = NULL, *si = NULL;
     int64_t n_ctx = 0, n_q = 0, d = c->d_model, S = c->n_layer * c->n_kv_head;
     int rc = session_new(&ss, st, ct, &in, &so);
     if (!rc) rc = session_hidden(ss, &rows, &n_ctx, &n_q);
-    if (!rc) rc = session_recon(ss, false, NULL);
-    const float *rs = rc ? NULL : session_recon_scores(ss, false);
-    if (!rc && !rs) rc = tis_error(TIS_EINVAL, "label: sample %s: no reconstruction scores", s->id);
+    const session_prompt *p = rc ? NULL : session_get_prompt(ss);
+    const float *rs = NULL;
+    if (!rc && recon) {
+        rc = session_recon(ss, false, NULL);
+        rs = rc ? NULL : session_recon_scores(ss, false);
+        if (!rc && !rs) rc = tis_error(TIS_EINVAL, "label: sample %s: no reconstruction scores", s->id);
+    } else if (!rc) {
+        if (!(si = malloc((size_t)n_ctx * sizeof(float) + 1))) rc = tis_error(TIS_ENOMEM, "label: out of memory");
+        else rc = selfinfo_compute(st, m->tok, p->ids, p->ctx_begin, p->n_ctx, si);
+    }
     if (rc) goto done;
-    const session_prompt *p = session_get_prompt(ss);
     snprintf(out->id, sizeof out->id, "%s", s->id);
     out->n_tokens = p->n;
     out->ctx_begin = p->ctx_begin;
@@ -180,23 +190,25 @@ int label_run_recon(forward_state *st, const chat_template *ct, const label_conf
     out->features = malloc((size_t)(n_ctx * d) * sizeof(uint16_t) + 1);
     out->query_features = malloc(1);
     out->labels = malloc((size_t)n_ctx * sizeof(float) + 1);
-    out->labels_per_head = malloc((size_t)(S * n_ctx) * sizeof(float) + 1);
+    out->labels_per_head = recon ? malloc((size_t)(S * n_ctx) * sizeof(float) + 1) : NULL;
     out->answer_ids = malloc(1);
     out->answer = strdup("");
-    if (!out->ids || !out->features || !out->query_features || !out->labels || !out->labels_per_head ||
+    if (!out->ids || !out->features || !out->query_features || !out->labels || (recon && !out->labels_per_head) ||
         !out->answer_ids || !out->answer) {
         rc = tis_error(TIS_ENOMEM, "label: out of memory for sample %s", s->id);
         goto done;
     }
     memcpy(out->ids, p->ids, (size_t)p->n * sizeof(int32_t));
     for (int64_t i = 0; i < n_ctx * d; i++) out->features[i] = label_f16(rows[i]);
-    memcpy(out->labels_per_head, rs, (size_t)(S * n_ctx) * sizeof(float));
-    /* the per-token mean over streams, normalised to sum 1 */
+    /* recon: the per-token mean over streams; selfinfo: the word's nats;
+     * either normalised to sum 1 */
+    if (recon) memcpy(out->labels_per_head, rs, (size_t)(S * n_ctx) * sizeof(float));
     double total = 0;
     for (int64_t j = 0; j < n_ctx; j++) {
         double sum = 0;
-        for (int64_t k = 0; k < S; k++) sum += rs[k * n_ctx + j];
-        out->labels[j] = (float)(sum / (double)S);
+        if (recon)
+            for (int64_t k = 0; k < S; k++) sum += rs[k * n_ctx + j];
+        out->labels[j] = recon ? (float)(sum / (double)S) : (si[j] > 0 ? si[j] : 0.0f);
         total += out->labels[j];
     }
     for (int64_t j = 0; j < n_ctx; j++)
@@ -204,9 +216,24 @@ int label_run_recon(forward_state *st, const chat_template *ct, const label_conf
     out->seconds = tis_now() - t0;
 done:
     free(rows);
+    free(si);
     session_destroy(&ss);
     if (rc) label_sample_free(out);
     return rc;
+}
+
+int label_run_recon(forward_state *st, const chat_template *ct, const label_config *cfg,
+                    const bench_sample *s, label_sample *out) {
+    label_config c = *cfg;
+    c.target = HEAD_TARGET_RECON;
+    return s_run_agnostic(st, ct, &c, s, out);
+}
+
+int label_run_selfinfo(forward_state *st, const chat_template *ct, const label_config *cfg,
+                       const bench_sample *s, label_sample *out) {
+    label_config c = *cfg;
+    c.target = HEAD_TARGET_SELFINFO;
+    return s_run_agnostic(st, ct, &c, s, out);
 }
 
 void label_sample_free(label_sample *ls) {
@@ -320,7 +347,7 @@ int label_shard_write(const char *path, const model *m, const label_config *cfg,
         (rc = st_writer_add_metadata(w, "layer", num[3])) ||
         (rc = st_writer_add_metadata(w, "n_samples", num[4])) ||
         (rc = st_writer_add_metadata(w, "per_head", per_head ? "1" : "0")) ||
-        (rc = st_writer_add_metadata(w, "target", recon ? "recon" : "answer")) ||
+        (rc = st_writer_add_metadata(w, "target", head_target_name(cfg->target))) ||
         (rc = st_writer_add_metadata(w, "label_heads", num[5])) ||
         (rc = st_writer_add_metadata(w, "feature", "residual stream entering `layer` (n_layer: after the last layer), f16, not normalised")) ||
         (rc = st_writer_add_metadata(w, "sample_ids", ids_s)) ||
@@ -409,9 +436,9 @@ static int s_shard_origin(const st_file *f, const char *path, label_records *r) 
     const char *lh = st_metadata(f, "label_heads");
     if (!fmt || strcmp(fmt, "tis-labels-1") || !mdl || !dm || !ly || atoll(dm) <= 0)
         return tis_error(TIS_EFORMAT, "%s is not a tis label shard", path);
-    if (tg && strcmp(tg, "answer") && strcmp(tg, "recon"))
-        return tis_error(TIS_EFORMAT, "%s: target '%.40s' (answer or recon)", path, tg);
-    head_target target = tg && !strcmp(tg, "recon") ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
+    head_target target = HEAD_TARGET_ANSWER; /* a shard written before the key */
+    if (tg && !head_target_parse(tg, &target))
+        return tis_error(TIS_EFORMAT, "%s: target '%.40s' (answer, recon or selfinfo)", path, tg);
     int64_t d = atoll(dm), layer = atoll(ly), streams = 0;
     if (target == HEAD_TARGET_RECON) {
         int64_t L = nl ? atoll(nl) : 0, H = lh ? atoll(lh) : 0;
@@ -430,8 +457,8 @@ static int s_shard_origin(const st_file *f, const char *path, label_records *r) 
                          (long long)layer, r->model, (long long)r->layer);
     } else if (target != r->target || streams != r->n_streams) {
         return tis_error(TIS_EINVAL, "%s holds %s labels (%lld streams), the others %s labels (%lld streams)", path,
-                         target == HEAD_TARGET_RECON ? "recon" : "answer", (long long)streams,
-                         r->target == HEAD_TARGET_RECON ? "recon" : "answer", (long long)r->n_streams);
+                         head_target_name(target), (long long)streams, head_target_name(r->target),
+                         (long long)r->n_streams);
     }
     return 0;
 }

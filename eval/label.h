@@ -16,7 +16,7 @@
  *   labels_per_head F32 [sum n_layer*H*n_ctx]  (with per_head; sample i holds
  *                 [n_layer][H][n_ctx] from n_layer*H*ctx_offsets[i]; H = label_heads)
  * metadata: format "tis-labels-1", model, d_model, n_layer, n_head, layer,
- * per_head, target ("answer" | "recon"), label_heads (H: n_head for answer
+ * per_head, target ("answer" | "recon" | "selfinfo"), label_heads (H: n_head for answer
  * labels, n_kv_head for recon), sample ids / answers / answer sources as
  * JSON arrays. A shard without target / label_heads (written before them)
  * is an answer shard with H = n_head.
@@ -27,6 +27,11 @@
  * reconstruction scores (press/recon.h, in [0, 1]) of every (layer, kv head)
  * stream, always; labels is their per-token mean over streams normalised
  * to sum 1 (so that a single-score head can train on it too).
+ *
+ * Self-information labels (target selfinfo, label_run_selfinfo): the same
+ * agnostic state and features; labels is each context token's word
+ * self-information (press/selfinfo.h: Σ -ln p over the word's tokens, the
+ * selfinfo press's score) normalised to sum 1; no per-head labels.
  *
  * A manifest (manifest.jsonl, one line per sample) names each sample's
  * shard and index; shards are written atomically before their lines. */
@@ -48,8 +53,8 @@ typedef struct label_config {
     bool use_model_answer;  /* label with the model's own answer even when one is given */
     int64_t max_new;        /* the model's answer: tokens at most */
     bool chat;              /* through the model's chat template */
-    head_target target;     /* answer attention (label_run) or reconstruction (label_run_recon;
-                               per_head is then implied) */
+    head_target target;     /* answer attention (label_run), reconstruction (label_run_recon;
+                               per_head is then implied) or self-information (label_run_selfinfo) */
 } label_config;
 
 typedef struct label_sample {
@@ -77,6 +82,11 @@ int label_run(forward_state *st, const chat_template *ct, const label_config *cf
  * of the prompt's layout (it is never run). */
 int label_run_recon(forward_state *st, const chat_template *ct, const label_config *cfg,
                     const bench_sample *s, label_sample *out);
+/* Self-information labels of one sample (cfg->target selfinfo): the same
+ * agnostic state, then selfinfo_compute on the prompt (one more pass with
+ * every position's logits, in a cache of its own). */
+int label_run_selfinfo(forward_state *st, const chat_template *ct, const label_config *cfg,
+                       const bench_sample *s, label_sample *out);
 void label_sample_free(label_sample *ls);
 
 /* Writes samples [n] as one shard (atomically). */

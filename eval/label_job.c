@@ -54,7 +54,7 @@ static int s_check_config(const char *dir, const char *model_name, const label_c
     cJSON_AddBoolToObject(want, "use_model_answer", cfg->use_model_answer);
     cJSON_AddBoolToObject(want, "chat", cfg->chat);
     /* the target joined later: answer labels keep the file they always had */
-    if (cfg->target == HEAD_TARGET_RECON) cJSON_AddStringToObject(want, "target", "recon");
+    if (cfg->target != HEAD_TARGET_ANSWER) cJSON_AddStringToObject(want, "target", head_target_name(cfg->target));
     return s_pin_config(dir, want);
 }
 
@@ -155,8 +155,9 @@ static int s_local_next(void *ctx, label_sample *ls, char *why, size_t why_cap) 
     TIS_ASSERT(r->next < r->n); /* the job asks for as many as it gave */
     const bench_sample *s = r->todo[r->next++];
     const chat_template *ct = r->cfg.chat ? &r->ct : NULL;
-    int rc = r->cfg.target == HEAD_TARGET_RECON ? label_run_recon(r->st, ct, &r->cfg, s, ls)
-                                                : label_run(r->st, ct, &r->cfg, s, ls);
+    int rc = r->cfg.target == HEAD_TARGET_RECON      ? label_run_recon(r->st, ct, &r->cfg, s, ls)
+             : r->cfg.target == HEAD_TARGET_SELFINFO ? label_run_selfinfo(r->st, ct, &r->cfg, s, ls)
+                                                     : label_run(r->st, ct, &r->cfg, s, ls);
     if (rc == 0) return 0;
     snprintf(why, why_cap, "%s", tis_last_error());
     return 1;
@@ -207,8 +208,8 @@ static bool s_note(labeller *L, const char *bench, const bench_sample *smp, cons
         cJSON_AddNumberToObject(line, "n_tokens", (double)ls->n_tokens);
         cJSON_AddNumberToObject(line, "n_ctx", (double)ls->n_ctx);
         cJSON_AddStringToObject(line, "answer", ls->answer ? ls->answer : "");
-        if (L->cfg.target == HEAD_TARGET_RECON) {
-            cJSON_AddStringToObject(line, "target", "recon");
+        if (L->cfg.target != HEAD_TARGET_ANSWER) {
+            cJSON_AddStringToObject(line, "target", head_target_name(L->cfg.target));
             cJSON_AddNumberToObject(line, "seconds", round(ls->seconds * 1000) / 1000);
         } else {
             cJSON_AddStringToObject(line, "answer", ls->answer ? ls->answer : "");
@@ -329,8 +330,13 @@ static int s_run(labeller *L) {
     }
     L->cfg.chat = L->cfg.chat && tokenizer_chat_template(L->m->tok) != NULL;
     if (L->cfg.target == HEAD_TARGET_RECON) L->cfg.per_head = true; /* the per-stream scores are the labels */
-    if (L->cfg.target == HEAD_TARGET_RECON && c->runner) {
-        fprintf(stderr, "tis label: --target recon labels in this process only (no --workers / --connect)\n");
+    if (L->cfg.target == HEAD_TARGET_SELFINFO && L->cfg.per_head) {
+        fprintf(stderr, "tis label: --target selfinfo labels one score per token (no --per_head)\n");
+        return 2;
+    }
+    if (L->cfg.target != HEAD_TARGET_ANSWER && c->runner) {
+        fprintf(stderr, "tis label: --target %s labels in this process only (no --workers / --connect)\n",
+                head_target_name(L->cfg.target));
         return 2;
     }
     if (!(L->pending = calloc((size_t)c->shard_size, sizeof *L->pending))) {
@@ -350,9 +356,10 @@ static int s_run(labeller *L) {
     const label_job_runner *r = c->runner ? c->runner : &in_process;
     fprintf(stderr, "[label] %s | %lld samples, %lld already in %s | layer %lld%s | shards of %lld%s\n", mc->name,
             (long long)total, (long long)(total - L->todo), c->outdir, (long long)L->cfg.layer,
-            L->cfg.target == HEAD_TARGET_RECON ? " | reconstruction labels (per kv head)"
-            : L->cfg.per_head                 ? " | per-head labels"
-                                              : "", (long long)c->shard_size, r->about ? r->about : "");
+            L->cfg.target == HEAD_TARGET_RECON      ? " | reconstruction labels (per kv head)"
+            : L->cfg.target == HEAD_TARGET_SELFINFO ? " | self-information labels"
+            : L->cfg.per_head                      ? " | per-head labels"
+                                                   : "", (long long)c->shard_size, r->about ? r->about : "");
     rc = r->open(r->ctx, L->m, &L->cfg, todo, L->todo) ? 1 : s_label_all(L, r);
     if (r->close) r->close(r->ctx);
     free(todo);

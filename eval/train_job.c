@@ -115,9 +115,8 @@ static int s_read_labels(trainer *t) {
         return 1;
     }
     if (t->recs.target != t->c->target) {
-        bool recon = t->recs.target == HEAD_TARGET_RECON;
-        fprintf(stderr, "tis train: the labels are %s labels; train with --target %s\n", recon ? "reconstruction" : "answer",
-                recon ? "recon" : "answer");
+        const char *n = head_target_name(t->recs.target);
+        fprintf(stderr, "tis train: the labels are %s labels; train with --target %s\n", n, n);
         return 1;
     }
     if (t->recs.n < 2) {
@@ -274,8 +273,9 @@ static int s_stream_weights(trainer *t) {
 static int s_setup(trainer *t) {
     const train_job_config *c = t->c;
     bool recon = c->target == HEAD_TARGET_RECON;
-    if (recon && c->query_aware) {
-        fprintf(stderr, "tis train: reconstruction labels are query-agnostic (no question rows): no --query_aware\n");
+    if (c->target != HEAD_TARGET_ANSWER && c->query_aware) {
+        fprintf(stderr, "tis train: %s labels are query-agnostic (no question rows): no --query_aware\n",
+                head_target_name(c->target));
         return 1;
     }
     t->s0 = 0;

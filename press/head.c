@@ -10,6 +10,19 @@
 #include "tis_error.h"
 #include "rng.h"
 
+const char *head_target_name(head_target t) {
+    return t == HEAD_TARGET_ANSWER ? "answer" : t == HEAD_TARGET_RECON ? "recon" : t == HEAD_TARGET_SELFINFO ? "selfinfo" : "?";
+}
+
+bool head_target_parse(const char *name, head_target *t) {
+    if (!name) return false;
+    if (!strcmp(name, "answer")) *t = HEAD_TARGET_ANSWER;
+    else if (!strcmp(name, "recon")) *t = HEAD_TARGET_RECON;
+    else if (!strcmp(name, "selfinfo")) *t = HEAD_TARGET_SELFINFO;
+    else return false;
+    return true;
+}
+
 /* Rows per block in the mlp forward/backward, so the [rows][hidden]
  * scratch stays small (256 x 256 floats = 256 KiB) whatever n is. */
 #define HEAD_CHUNK 256
@@ -57,8 +70,10 @@ static int s_config_check(head_config *c, const head_config *in) {
     if (c->n_out == 0) c->n_out = 1;
     if (c->n_out < 1 || c->n_out > 65536)
         return tis_error(TIS_EINVAL, "head: n_out %lld is out of range (1..65536)", (long long)c->n_out);
-    if (c->target != HEAD_TARGET_ANSWER && c->target != HEAD_TARGET_RECON)
-        return tis_error(TIS_EINVAL, "head: unknown target %d (answer 0, recon 1)", (int)c->target);
+    if (c->target != HEAD_TARGET_ANSWER && c->target != HEAD_TARGET_RECON && c->target != HEAD_TARGET_SELFINFO)
+        return tis_error(TIS_EINVAL, "head: unknown target %d (answer 0, recon 1, selfinfo 2)", (int)c->target);
+    if (c->target == HEAD_TARGET_SELFINFO && (c->n_out != 1 || c->query_aware))
+        return tis_error(TIS_EINVAL, "head: a selfinfo head has one output and no question input");
     if (c->n_pos != 0 && c->n_pos != 2)
         return tis_error(TIS_EINVAL, "head: %lld positional inputs (0 or 2)", (long long)c->n_pos);
     if (c->n_pos && c->query_aware)

@@ -56,9 +56,16 @@
 typedef enum head_kind { HEAD_LINEAR = 0, HEAD_MLP = 1 } head_kind;
 
 /* What the head was trained to predict: the answer-attention oracle labels
- * (a ranking within the context: listwise / bce_topk), or reconstruction
- * scores (press/recon.h: the outputs predict ln(score)). */
-typedef enum head_target { HEAD_TARGET_ANSWER = 0, HEAD_TARGET_RECON = 1 } head_target;
+ * (a ranking within the context: listwise / bce_topk), reconstruction
+ * scores (press/recon.h: the outputs predict ln(score)), or the word
+ * self-information (press/selfinfo.h; one output, a ranking as for answer
+ * labels: Selective Context's score without its second pass). */
+typedef enum head_target { HEAD_TARGET_ANSWER = 0, HEAD_TARGET_RECON = 1, HEAD_TARGET_SELFINFO = 2 } head_target;
+
+/* "answer", "recon", "selfinfo" ("?" for another value). */
+const char *head_target_name(head_target t);
+/* The target named `name` into *t; false (and *t untouched) for any other name. */
+bool head_target_parse(const char *name, head_target *t);
 
 typedef struct head_config {
     head_kind kind;

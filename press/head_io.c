@@ -94,7 +94,7 @@ int head_save(const head *h, const char *path) {
         {"label_hash", hash},
         {"train_command", cmd},
         {"n_out", num[4]},
-        {"target", c->target == HEAD_TARGET_RECON ? "recon" : "answer"},
+        {"target", head_target_name(c->target)},
         {"positions", num[5]},
         {"repeats", num[6]},
     };
@@ -198,12 +198,9 @@ static int s_load_config(const st_file *f, head_config *c) {
     if (c->n_rep && c->query_aware)
         return tis_error(TIS_EFORMAT, "head: %s: repetition inputs in a query-aware head", path);
     s = st_metadata(f, "target");
-    if (!s || strcmp(s, "answer") == 0)
-        c->target = HEAD_TARGET_ANSWER;
-    else if (strcmp(s, "recon") == 0)
-        c->target = HEAD_TARGET_RECON;
-    else
-        return tis_error(TIS_EFORMAT, "head: %s: target is '%.40s' (answer or recon)", path, s);
+    c->target = HEAD_TARGET_ANSWER; /* a head written before the key */
+    if (s && !head_target_parse(s, &c->target))
+        return tis_error(TIS_EFORMAT, "head: %s: target is '%.40s' (answer, recon or selfinfo)", path, s);
     return 0;
 }
 

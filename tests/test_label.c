@@ -19,6 +19,9 @@
 #include "label_job.h"
 #include "model.h"
 #include "safetensors.h"
+#include "selfinfo.h"
+#include "backend.h"
+#include "forward.h"
 #include "tiny_model.h"
 #include "tt.h"
 
@@ -368,6 +371,102 @@ static void s_recon_calibrate(const char *bin, const char *d, const char *ck) {
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "--target recon"));
     snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target recon --query_aware", bin, d, ck);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "query-agnostic"));
+}
+
+/* Self-information labels of the corpus, into d: one label per token, the
+ * word self-information selfinfo_compute gives on the stored prompt,
+ * normalised; the features those of the recon labels (the same agnostic
+ * state, same layer); no per-head labels, no question rows; resumes;
+ * refusals; then a one-output selfinfo head. */
+static void s_selfinfo(const char *bin, const char *tiny, const char *corpus, const char *recon_dir) {
+    static char out[1 << 16];
+    char cmd[4096], path[1200], rpath[1200], d[1024], ck[1024];
+    TT_CASE("selfinfo labels, a selfinfo head");
+    snprintf(d, sizeof d, "%s", tt_path("selfinfo"));
+    snprintf(ck, sizeof ck, "%s", tt_path("selfinfo_head.safetensors"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target selfinfo --output '%s' "
+             "--shard_size 3", bin, tiny, corpus, d);
+    int rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "self-information labels"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "already"));
+    model *m = NULL;
+    forward_state *st = NULL;
+    TT_OK(model_load(&m, tiny));
+    if (m) TT_OK(forward_state_new(&st, m, backend_cpu(), 512));
+    snprintf(path, sizeof path, "%s/shard-00000.safetensors", d);
+    snprintf(rpath, sizeof rpath, "%s/shard-00000.safetensors", recon_dir);
+    st_file *f = NULL, *g = NULL;
+    TT_OK(st_open(&f, path));
+    TT_OK(st_open(&g, rpath));
+    if (f && g && st) {
+        const st_tensor *lab = st_tensor_find(f, "labels"), *co = st_tensor_find(f, "ctx_offsets"),
+                        *sp = st_tensor_find(f, "sample_spans"), *ti = st_tensor_find(f, "token_ids"),
+                        *to = st_tensor_find(f, "token_offsets"), *qf = st_tensor_find(f, "query_features"),
+                        *ft = st_tensor_find(f, "features"), *rft = st_tensor_find(g, "features");
+        TT_CHECK(!strcmp(st_metadata(f, "target"), "selfinfo") && !st_tensor_find(f, "labels_per_head"));
+        TT_CHECK(lab && co && sp && ti && to && qf && qf->shape[0] == 0 && ft && rft);
+        if (lab && co && sp && ti && to && ft && rft) {
+            const int64_t *off = co->data, *spans = sp->data, *toff = to->data, n = co->shape[0] - 1;
+            TT_CHECK(n == 3);
+            /* the same agnostic state as the recon labels': the same features */
+            TT_CHECK(ft->nbytes == rft->nbytes && !memcmp(ft->data, rft->data, ft->nbytes));
+            for (int64_t i = 0; i < n; i++) {
+                int64_t cb = spans[i * 4], nc = spans[i * 4 + 1];
+                TT_CHECK(nc == off[i + 1] - off[i]);
+                float *si = malloc((size_t)nc * sizeof(float));
+                TT_OK(selfinfo_compute(st, m->tok, (const int32_t *)ti->data + toff[i], cb, nc, si));
+                double tot = 0, ysum = 0, worst = 0;
+                for (int64_t j = 0; j < nc; j++) tot += si[j];
+                for (int64_t j = 0; j < nc; j++) {
+                    double y = ((const float *)lab->data)[off[i] + j];
+                    worst = fmax(worst, fabs(y - si[j] / tot));
+                    ysum += y;
+                }
+                TT_CHECK(tot > 0 && worst < 1e-6 && fabs(ysum - 1) < 1e-4);
+                free(si);
+            }
+        }
+    }
+    st_destroy(&f);
+    st_destroy(&g);
+    forward_state_destroy(&st);
+    model_destroy(&m);
+    label_records r;
+    label_records_init(&r);
+    TT_OK(label_dir_read(d, &r));
+    TT_CHECK(r.n >= 4 && r.target == HEAD_TARGET_SELFINFO && r.n_streams == 0 && r.s[0].n_q == 0);
+    label_records_free(&r);
+    /* another target into the same directory; per-head selfinfo labels */
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target recon --output '%s'", bin,
+             tiny, corpus, d);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "other settings"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --context_tokens 32 --target selfinfo --per_head "
+             "--output '%s'", bin, tiny, corpus, tt_path("selfinfo_ph"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "no --per_head"));
+    snprintf(cmd, sizeof cmd, "'%s' label -m '%s' --corpus '%s' --target nosuch --output '%s'", bin, tiny, corpus,
+             tt_path("selfinfo_bad"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 2 && strstr(out, "answer, recon or selfinfo"));
+    /* a one-output head on them; the labels' kind is named when it differs */
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target selfinfo --head mlp --hidden 8 "
+             "--epochs 2 --val_frac 0.4", bin, d, ck);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", out);
+    head *h = NULL;
+    TT_OK(head_load(&h, ck));
+    TT_CHECK(h && h->cfg.n_out == 1 && h->cfg.target == HEAD_TARGET_SELFINFO && h->n_calib == 0);
+    head_destroy(&h);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, ck);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "target selfinfo (the word self-information"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s'", bin, d, tt_path("si2.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "the labels are selfinfo labels; train with --target selfinfo"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target selfinfo --query_aware", bin, d,
+             tt_path("si3.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "selfinfo labels are query-agnostic"));
+    snprintf(cmd, sizeof cmd, "'%s' train --labels '%s' --output '%s' --target selfinfo", bin, recon_dir,
+             tt_path("si4.safetensors"));
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 1 && strstr(out, "the labels are recon labels"));
 }
 
 /* Reconstruction labels, then heads trained on them. */
@@ -796,5 +895,8 @@ int main(void) {
     model_destroy(&m);
     s_recon(bin, tiny, corpus, data);
     s_refeature(bin, tiny, corpus, tt_path("recon"));
+    static char rd[1024];
+    snprintf(rd, sizeof rd, "%s", tt_path("recon"));
+    s_selfinfo(bin, tiny, corpus, rd);
     return tt_done("test_label");
 }
