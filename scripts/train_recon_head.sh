@@ -25,6 +25,11 @@
 # training pieces' instead of a share of them), TIS (binary, default build/tis), WORK (labels, default
 # results/recon-labels/<model-name>), HIDDEN (mlp width, 128), OUT (checkpoint).
 # CALIBRATE=1: tis train --calibrate (docs/head.md "Calibration").
+# TARGET=selfinfo: self-information labels (tis label --target selfinfo: each token's word
+# self-information, one more pass with every position's logits) and a one-output head that learns
+# their ranking (tis train --target selfinfo; docs/head.md "A self-information head"); WORK
+# defaults to results/recon-labels/<model-name>-selfinfo-layer<L>, OUT to
+# configs/heads/<model-name>.selfinfo.safetensors; STREAM_WEIGHTS and CALIBRATE do not apply.
 # REPEATS=1: tis train --repeats, whether the text around a token occurs earlier / later in the
 # context as two more inputs (docs/head.md "Repeated text"). STREAM_WEIGHTS=inv_sd|inv_var: tis
 # train --stream_weights (each stream's squared errors weighed by its targets' spread).
@@ -51,8 +56,17 @@ layer=${4:-$((n_layer / 2))}
 # the model's slug, by the one rule tis eval uses to find its heads (tis info's "default head")
 name=$("$tis" info "$model" | sed -n 's|^default head *configs/heads/\(.*\)\.tis\.safetensors.*|\1|p')
 [ -n "$name" ] || { echo "train_recon_head: tis info names no default head for $model" >&2; exit 1; }
-work=${WORK:-$root/results/recon-labels/$name-layer$layer}
-out=${OUT:-$root/configs/heads/$name.recon.safetensors}
+target=${TARGET:-recon}
+case $target in
+  recon) work=${WORK:-$root/results/recon-labels/$name-layer$layer}
+         out=${OUT:-$root/configs/heads/$name.recon.safetensors}
+         train_args=(--target recon --outputs per_head --stream_weights "${STREAM_WEIGHTS:-none}")
+         [ "${CALIBRATE:-0}" = 1 ] && train_args+=(--calibrate) ;;
+  selfinfo) work=${WORK:-$root/results/recon-labels/$name-selfinfo-layer$layer}
+         out=${OUT:-$root/configs/heads/$name.selfinfo.safetensors}
+         train_args=(--target selfinfo) ;;
+  *) echo "train_recon_head: TARGET=$target (recon or selfinfo)" >&2; exit 2 ;;
+esac
 hidden=${HIDDEN:-128}
 file_bytes=${FILE_BYTES:-7000}
 per_source=${PER_SOURCE:-200}
@@ -99,7 +113,7 @@ echo "[recon] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
 
 # ---- labels (resumable) and the head ----
 "$tis" label -m "$model" --corpus "$corpus" --context_tokens "$ctx" --n_samples "$n_samples" \
-  --target recon --layer "$layer" --shard_size 16 --output "$work/labels"
+  --target "$target" --layer "$layer" --shard_size 16 --output "$work/labels"
 # VAL=N: validate on N pieces of the corpus files after the last one the
 # training pieces used (tis train --val_labels), not on a share of them
 val_args=()
@@ -112,7 +126,7 @@ if [ "${VAL:-0}" -gt 0 ]; then
     [[ "${b:0:5}" > "$last" ]] && ln -sfn "$f" "$work/val-corpus/$b"
   done
   "$tis" label -m "$model" --corpus "$work/val-corpus" --context_tokens "$ctx" --n_samples "$VAL" \
-    --target recon --layer "$layer" --shard_size 16 --output "$work/val-labels"
+    --target "$target" --layer "$layer" --shard_size 16 --output "$work/val-labels"
   val_args=(--val_labels "$work/val-labels")
 fi
 # REPEAT=N / REPEAT_IDS=N: pieces that repeat themselves, labelled the same way.
@@ -127,7 +141,7 @@ rep_set() {
     touch "$work/$name-corpus/.done"
   }
   "$tis" label -m "$model" --corpus "$work/$name-corpus" --context_tokens "$ctx" --n_samples "$n" \
-    --target recon --layer "$layer" --shard_size 16 --output "$work/$name-labels"
+    --target "$target" --layer "$layer" --shard_size 16 --output "$work/$name-labels"
 }
 # the lines REPEAT_IDS inserts: dpkg's status, /etc/services and the first 20 md5sums lists
 # (numbers, versions, hashes; no licence text)
@@ -151,8 +165,8 @@ if [ "${REPEAT_IDS:-0}" -gt 0 ]; then
     add_val "$work/ids-val-labels"
   fi
 fi
-"$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" --target recon --outputs per_head --head mlp --hidden "$hidden" \
+"$tis" train --labels "${label_dirs[@]}" "${val_args[@]}" "${train_args[@]}" --head mlp --hidden "$hidden" \
   --epochs "${EPOCHS:-40}" --lr "${LR:-3e-3}" --patience "${PATIENCE:-4}" --batch 4 --seed 1 \
-  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) $([ "${CALIBRATE:-0}" = 1 ] && echo --calibrate) \
-  $([ "${REPEATS:-0}" = 1 ] && echo --repeats) ${LABEL_LPOOL:+--label_lpool "$LABEL_LPOOL"} --stream_weights "${STREAM_WEIGHTS:-none}" --output "$out"
-echo "[recon] wrote $out" >&2
+  $([ "${POSITIONS:-0}" = 1 ] && echo --positions) \
+  $([ "${REPEATS:-0}" = 1 ] && echo --repeats) ${LABEL_LPOOL:+--label_lpool "$LABEL_LPOOL"} --output "$out"
+echo "[$target] wrote $out" >&2
