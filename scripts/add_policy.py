@@ -21,7 +21,9 @@ renamed rows listed under it.
 
   --extra ARGS      more arguments for that rerun (e.g. '--head H');
   --as NAME         names the added rows NAME (another head of the same
-                    policy beside the default head's rows).
+                    policy beside the default head's rows);
+  --no_thresholds   reruns without the recorded --thresholds (budget rows
+                    only: a one-output head takes none).
 
   scripts/add_policy.py --rename h2o=h2o_acc --policy h2o docs/results/x.csv
   scripts/add_policy.py --policy tis --as tis_pos --extra '--head H' docs/results/x.csv
@@ -56,7 +58,7 @@ def write_rows(path, header, rows):
     os.replace(tmp, path)
 
 
-def eval_args(command, policies, out_csv):
+def eval_args(command, policies, out_csv, no_thresholds=False):
     """The recorded `tis eval ...` command with --baseline POLICIES, --output
     OUT_CSV, no --resume and no plots; the recorded --head_as heads are left
     out too (tis eval refuses a --head_as whose name is not run)."""
@@ -66,7 +68,7 @@ def eval_args(command, policies, out_csv):
     out, i = [], 2
     while i < len(argv):
         a = argv[i]
-        if a in ("--baseline", "--policy", "--head_as"):
+        if a in ("--baseline", "--policy", "--head_as") or (no_thresholds and a == "--thresholds"):
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
                 i += 1
@@ -90,6 +92,9 @@ def main():
     ap.add_argument("--drop", help="remove policy P's rows (before --policy)")
     ap.add_argument("--tis", default="build/tis", help="the tis binary (default build/tis)")
     ap.add_argument("--extra", default="", help="more tis eval arguments for the rerun, e.g. '--head H'")
+    ap.add_argument("--no_thresholds", action="store_true",
+                    help="rerun without the recorded --thresholds (a policy that has none, e.g. tis with "
+                    "a one-output head, which tis eval refuses them for): budget rows only")
     ap.add_argument("--as", dest="as_name", help="name the added rows NAME instead of the policy's "
                     "(another head of the same policy beside the default's)")
     a = ap.parse_args()
@@ -126,7 +131,7 @@ def main():
                     sys.exit(f"add_policy: {path} already has rows of {name}")
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "new.csv")
-                args = [a.tis, "eval"] + eval_args(meta["command"], policies, out)
+                args = [a.tis, "eval"] + eval_args(meta["command"], policies, out, a.no_thresholds)
                 args = args[:-2] + shlex.split(a.extra) + args[-2:]
                 print("add_policy:", " ".join(shlex.quote(x) for x in args), flush=True)
                 t0 = time.time()

@@ -151,6 +151,28 @@ int main(void) {
     }
     TT_CHECK(snap > 0 && known == snap && unknown == ne - snap);
     free(e);
+
+    /* --no_thresholds: the rerun leaves the recorded --thresholds out
+     * (budget rows only); without it the recorded command runs as it was */
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full kvzip --thresholds 0.05 %s --output '%s'",
+             bin, tiny, data, opts, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy snapkv --no_thresholds '%s'",
+             tt_src("."), bin, a_csv);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "--baseline snapkv") && !strstr(out, "--thresholds"));
+    if (rc) fprintf(stderr, "%s\n", out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/add_policy.py --tis '%s' --policy knorm '%s'", tt_src("."),
+             bin, a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0 && strstr(out, "--thresholds 0.05"));
+    TT_OK(report_read_csv(a_csv, &e, &ne));
+    int64_t kz_tau = 0, snap_rows = 0;
+    for (int64_t i = 0; i < ne; i++) {
+        kz_tau += !strcmp(e[i].policy, "kvzip") && e[i].threshold >= 0;
+        snap_rows += !strcmp(e[i].policy, "snapkv");
+    }
+    TT_CHECK(kz_tau > 0 && snap_rows > 0); /* the recorded rows stay, thresholds and all */
+    free(e);
     free(a);
     free(b);
     free(c);
