@@ -109,7 +109,7 @@ if [ ! -f "$corpus/.done" ]; then
     done || true # (break: the listing gets SIGPIPE)
   touch "$corpus/.done"
 fi
-echo "[recon] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
+echo "[$target] corpus: $(ls "$corpus" | wc -l) files in $corpus" >&2
 
 # ---- labels (resumable) and the head ----
 "$tis" label -m "$model" --corpus "$corpus" --context_tokens "$ctx" --n_samples "$n_samples" \
