@@ -198,7 +198,7 @@ int cmd_train(int argc, char **argv) {
     c.kind = ik ? HEAD_MLP : HEAD_LINEAR;
     c.loss = loss_of[il];
     c.command = command;
-    c.target = it == 2 ? HEAD_TARGET_SELFINFO : it ? HEAD_TARGET_RECON : HEAD_TARGET_ANSWER;
+    head_target_parse(targets[it], &c.target); /* s_pick took one of its names */
     c.stream_weights = ws_of[iw];
     c.per_head = io == 0;
     if (streams) {

@@ -202,15 +202,18 @@ static int s_run_agnostic(forward_state *st, const chat_template *ct, const labe
     for (int64_t i = 0; i < n_ctx * d; i++) out->features[i] = label_f16(rows[i]);
     /* recon: the per-token mean over streams; selfinfo: the word's nats;
      * either normalised to sum 1 */
-    if (recon) memcpy(out->labels_per_head, rs, (size_t)(S * n_ctx) * sizeof(float));
-    double total = 0;
-    for (int64_t j = 0; j < n_ctx; j++) {
-        double sum = 0;
-        if (recon)
+    if (recon) {
+        memcpy(out->labels_per_head, rs, (size_t)(S * n_ctx) * sizeof(float));
+        for (int64_t j = 0; j < n_ctx; j++) {
+            double sum = 0;
             for (int64_t k = 0; k < S; k++) sum += rs[k * n_ctx + j];
-        out->labels[j] = recon ? (float)(sum / (double)S) : (si[j] > 0 ? si[j] : 0.0f);
-        total += out->labels[j];
+            out->labels[j] = (float)(sum / (double)S);
+        }
+    } else {
+        for (int64_t j = 0; j < n_ctx; j++) out->labels[j] = si[j] > 0 ? si[j] : 0.0f;
     }
+    double total = 0;
+    for (int64_t j = 0; j < n_ctx; j++) total += out->labels[j];
     for (int64_t j = 0; j < n_ctx; j++)
         out->labels[j] = total > 0 ? (float)(out->labels[j] / total) : 1.0f / (float)n_ctx;
     out->seconds = tis_now() - t0;
