@@ -20,6 +20,7 @@ static void s_usage(FILE *f) {
             "  -m, --model PATH          model (default %s)\n"
             "      --baseline NAME...    policies (alias --policy; 'all' = every available one;\n"
             "                            default: full streaming snapkv oracle)\n"
+            "                            A|B: a union, each stream keeps both rankings' best\n"
             "      --benchmark NAME...   passkey niah niah_multikey litm (= litm_kv + litm_qa)\n"
             "                            litm_kv litm_qa (default passkey)\n"
             "      --dataset FILE.jsonl  your own data: {\"context\", \"question\", \"answers\", ...}\n"

@@ -87,19 +87,25 @@ int eval_check_head_as(const eval_config *cfg) {
             if (s_head_as_name_len(cfg->head_as[j]) == n && !strncmp(cfg->head_as[j], e, (size_t)n))
                 return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
         bool listed = false;
-        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) { /* NAME, or NAME+pool... */
-            char base[32];
-            press_split_name(cfg->policies[k], base, sizeof base);
+        for (int64_t k = 0; k < cfg->n_policies && !listed; k++) { /* NAME, NAME+pool..., or in a union */
+            char base[32], first[64];
+            const char *second = press_union_split(cfg->policies[k], first, sizeof first);
+            press_split_name(second ? first : cfg->policies[k], base, sizeof base);
             listed = !strcmp(base, name);
+            if (second && !listed) {
+                press_split_name(second, base, sizeof base);
+                listed = !strcmp(base, name);
+            }
         }
         if (!listed) return tis_error(TIS_EINVAL, "--head_as %s: add %s to --baseline to run it", e, name);
     }
     return 0;
 }
 
-int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
+/* One policy (no union) under cfg: eval_press_parse's rule. */
+static int s_press_parse_one(const eval_config *cfg, const char *name, press *out, const char **head_path) {
     /* a --head_as name is a tis policy with another head: NAME, NAME+pool, ... */
-    char base[32], as_tis[40];
+    char base[32], as_tis[64];
     const char *suffix = press_split_name(name, base, sizeof base);
     const char *path = s_head_as_find(cfg, base);
     if (path) snprintf(as_tis, sizeof as_tis, "tis%s", suffix);
@@ -111,16 +117,65 @@ int eval_press_parse(const eval_config *cfg, const char *name, press *out, const
     return 0;
 }
 
+int eval_union_parse(const eval_config *cfg, const char *name, press *a, press *b, const char **path_a,
+                     const char **path_b) {
+    char first[64];
+    const char *second = press_union_split(name, first, sizeof first);
+    if (!second) return tis_error(TIS_EINVAL, "eval: '%s' is not a union of two policies (A|B)", name);
+    if (strlen(name) > 63) return tis_error(TIS_EINVAL, "eval: '%s': a union's name takes at most 63 characters", name);
+    if (strchr(second, '|')) return tis_error(TIS_EINVAL, "eval: '%s': a union takes two policies", name);
+    if (!*first || !*second) return tis_error(TIS_EINVAL, "eval: '%s': a union is A|B, two policies", name);
+    press *m[2] = {a, b};
+    const char *mn[2] = {first, second}, **mp[2] = {path_a, path_b};
+    for (int i = 0; i < 2; i++) {
+        const char *path = NULL;
+        int rc = s_press_parse_one(cfg, mn[i], m[i], &path);
+        if (rc) return rc;
+        if (!m[i]->score)
+            return tis_error(TIS_EINVAL, "eval: '%s': full keeps everything; a union takes two compressing policies", name);
+        if (m[i]->attn_hook)
+            return tis_error(TIS_EINVAL, "eval: '%s': the attention hook (+hook) belongs to one policy, not a union", name);
+        if (m[i]->needs_head && !path)
+            return tis_error(TIS_EINVAL, "eval: '%s': %s needs an importance head (%s)", name, mn[i],
+                             m[i]->query_head ? "--head_query" : "--head, or --head_as");
+        if (mp[i]) *mp[i] = path;
+    }
+    if (!strcmp(a->name, b->name)) return tis_error(TIS_EINVAL, "eval: '%s': a union of a policy with itself", name);
+    return 0;
+}
+
+int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
+    if (!strchr(name, '|')) return s_press_parse_one(cfg, name, out, head_path);
+    press b;
+    int rc = eval_union_parse(cfg, name, out, &b, NULL, NULL);
+    if (rc) return rc;
+    /* the union as one row's policy: what either member needs, no head of
+     * its own (eval_union_parse gives the members'), no threshold */
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->needs_obs |= b.needs_obs;
+    out->needs_oracle |= b.needs_oracle;
+    out->needs_recon |= b.needs_recon;
+    out->needs_selfinfo |= b.needs_selfinfo;
+    out->query_head |= b.query_head;
+    out->needs_head = false;
+    out->calib = PRESS_CALIB_NONE;
+    if (head_path) *head_path = NULL;
+    return 0;
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 struct eval_runner {
     const model *m;         /* borrowed */
     eval_config cfg;        /* arrays borrowed from the caller */
-    press *presses;         /* [n_policies] */
-    head **own;             /* [n_policies] the context heads loaded, one per head file (owned) */
-    const char **own_path;  /* [n_policies] own[i]'s file (borrowed from cfg) */
-    const head **pol_head;  /* [n_policies] the context head policy i compresses with (one of
-                               own), or NULL */
+    press *presses;         /* [n_policies] (a union's: its row's, eval_press_parse) */
+    press *presses_a;       /* [n_policies] a union's members: presses_a[i] | second[i] */
+    press *second;          /* [n_policies] */
+    bool *is_union;         /* [n_policies] */
+    head **own;             /* [2 * n_policies] the context heads loaded, one per head file (owned) */
+    const char **own_path;  /* [2 * n_policies] own[i]'s file (borrowed from cfg) */
+    const head **pol_head;  /* [2 * n_policies] the context head policy i compresses with (one of
+                               own), or NULL; [n_policies + i]: union i's second member's */
     forward_state *st;
     chat_template ct;
     head *head_q;           /* for tis_query (owned) or NULL */
@@ -136,9 +191,6 @@ static int s_load_ctx_head(const eval_config *cfg, const model_config *mc, const
     if (!rc) rc = head_check_model(*out, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
     if (!rc && (*out)->cfg.query_aware)
         rc = tis_error(TIS_EINVAL, "eval: %s is a query-aware head: give it to tis_query (--head_query)", path);
-    if (!rc && cfg->n_thresholds > 0 && (*out)->cfg.n_out <= 1)
-        rc = tis_error(TIS_EINVAL, "eval: --thresholds with %s needs a per-head head (one score per "
-                       "(layer, kv head): tis train --target recon); %s has one score per token", pol, path);
     return rc;
 }
 
@@ -170,33 +222,57 @@ static int s_check_config(const eval_config *cfg) {
     return eval_check_head_as(cfg);
 }
 
-/* The heads: one per query-agnostic learned policy, the query head once. */
-static int s_load_heads(eval_runner *r) {
+/* The head of policy pr (named pol; its head file path) into
+ * r->pol_head[slot] (a context head: one loaded per head file) or
+ * r->head_q (the query head, once); with thresholds (pr has threshold
+ * runs), a context head must score every stream. */
+static int s_policy_head(eval_runner *r, int64_t slot, const char *pol, const press *pr, const char *path,
+                         bool thresholds) {
     const eval_config *cfg = &r->cfg;
     const model_config *mc = &r->m->config;
     int rc = 0;
-    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
-        const char *path = NULL;
+    if (pr->needs_head && !pr->query_head) {
+        for (int64_t j = 0; j < 2 * cfg->n_policies && !r->pol_head[slot]; j++) /* tis and tis+hook: one head */
+            if (r->own[j] && path && !strcmp(path, r->own_path[j])) r->pol_head[slot] = r->own[j];
+        if (!r->pol_head[slot]) {
+            rc = s_load_ctx_head(cfg, mc, pol, path, &r->own[slot]);
+            if (!rc) rc = s_same_layer(r, r->own[slot], pol);
+            r->own_path[slot] = path;
+            r->pol_head[slot] = r->own[slot];
+        }
+        if (!rc && thresholds && r->pol_head[slot]->cfg.n_out <= 1)
+            rc = tis_error(TIS_EINVAL, "eval: --thresholds with %s needs a per-head head (one score per "
+                           "(layer, kv head): tis train --target recon); %s has one score per token", pol, path);
+        if (!rc && pr->attn_hook && r->pol_head[slot]->cfg.n_out > 1)
+            rc = tis_error(TIS_EINVAL, "eval: %s: the attention hook takes a single-score head; %s has one "
+                           "score per (layer, kv head)", pol, path);
+    } else if (pr->query_head && !r->head_q) {
+        if (!path) return tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
+        rc = head_load(&r->head_q, path);
+        if (!rc) rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
+        if (!rc && !r->head_q->cfg.query_aware)
+            rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", path);
+        if (!rc) rc = s_same_layer(r, r->head_q, pol);
+    }
+    return rc;
+}
+
+/* The heads: one per query-agnostic learned policy (a union's members'
+ * too), the query head once. */
+static int s_load_heads(eval_runner *r) {
+    const eval_config *cfg = &r->cfg;
+    int64_t np = cfg->n_policies;
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < np; i++) {
+        const char *path = NULL, *path_b = NULL;
         rc = eval_press_parse(cfg, cfg->policies[i], &r->presses[i], &path);
-        if (!rc && r->presses[i].needs_head && !r->presses[i].query_head) {
-            for (int64_t j = 0; j < i && !r->pol_head[i]; j++) /* tis and tis+hook: one head */
-                if (r->own[j] && path && !strcmp(path, r->own_path[j])) r->pol_head[i] = r->own[j];
-            if (!r->pol_head[i]) {
-                rc = s_load_ctx_head(cfg, mc, cfg->policies[i], path, &r->own[i]);
-                if (!rc) rc = s_same_layer(r, r->own[i], cfg->policies[i]);
-                r->own_path[i] = path;
-                r->pol_head[i] = r->own[i];
-            }
-            if (!rc && r->presses[i].attn_hook && r->pol_head[i]->cfg.n_out > 1)
-                rc = tis_error(TIS_EINVAL, "eval: %s: the attention hook takes a single-score head; %s has one "
-                               "score per (layer, kv head)", cfg->policies[i], path);
-        } else if (!rc && r->presses[i].query_head && !r->head_q) {
-            if (!path) return tis_error(TIS_EINVAL, "eval: policy tis_query needs a query-aware head (--head_query)");
-            rc = head_load(&r->head_q, path);
-            if (!rc) rc = head_check_model(r->head_q, mc->name, mc->d_model, mc->n_layer, mc->n_kv_head);
-            if (!rc && !r->head_q->cfg.query_aware)
-                rc = tis_error(TIS_EINVAL, "eval: %s is not query-aware: train it with tis train --query_aware", path);
-            if (!rc) rc = s_same_layer(r, r->head_q, cfg->policies[i]);
+        r->is_union[i] = !rc && strchr(cfg->policies[i], '|');
+        if (!rc && r->is_union[i]) {
+            rc = eval_union_parse(cfg, cfg->policies[i], &r->presses_a[i], &r->second[i], &path, &path_b);
+            if (!rc) rc = s_policy_head(r, i, r->presses_a[i].name, &r->presses_a[i], path, false);
+            if (!rc) rc = s_policy_head(r, np + i, r->second[i].name, &r->second[i], path_b, false);
+        } else if (!rc) {
+            rc = s_policy_head(r, i, cfg->policies[i], &r->presses[i], path, cfg->n_thresholds > 0);
         }
     }
     return rc;
@@ -211,11 +287,16 @@ int eval_runner_new(eval_runner **out, const model *m, const eval_config *cfg) {
     r->m = m;
     r->cfg = *cfg;
     r->head_layer = -1;
-    r->presses = calloc((size_t)cfg->n_policies, sizeof *r->presses);
-    r->pol_head = calloc((size_t)cfg->n_policies, sizeof *r->pol_head);
-    r->own = calloc((size_t)cfg->n_policies, sizeof *r->own);
-    r->own_path = calloc((size_t)cfg->n_policies, sizeof *r->own_path);
-    if (!r->presses || !r->pol_head || !r->own || !r->own_path) rc = tis_error(TIS_ENOMEM, "eval: out of memory");
+    size_t np = (size_t)cfg->n_policies;
+    r->presses = calloc(np, sizeof *r->presses);
+    r->presses_a = calloc(np, sizeof *r->presses_a);
+    r->second = calloc(np, sizeof *r->second);
+    r->is_union = calloc(np, sizeof *r->is_union);
+    r->pol_head = calloc(2 * np, sizeof *r->pol_head);
+    r->own = calloc(2 * np, sizeof *r->own);
+    r->own_path = calloc(2 * np, sizeof *r->own_path);
+    if (!r->presses || !r->presses_a || !r->second || !r->is_union || !r->pol_head || !r->own || !r->own_path)
+        rc = tis_error(TIS_ENOMEM, "eval: out of memory");
     if (!rc) rc = s_load_heads(r);
     if (!rc) rc = forward_state_new(&r->st, m, backend_cpu(), 512);
     if (!rc) rc = decoder_new(&r->dec, r->st, cfg->batch);
@@ -233,13 +314,16 @@ void eval_runner_destroy(eval_runner **p) {
     eval_runner *r = *p;
     decoder_destroy(&r->dec);
     forward_state_destroy(&r->st);
-    for (int64_t i = 0; r->own && i < r->cfg.n_policies; i++) head_destroy(&r->own[i]);
+    for (int64_t i = 0; r->own && i < 2 * r->cfg.n_policies; i++) head_destroy(&r->own[i]);
     free(r->own);
     free(r->own_path);
     free(r->pol_head);
     head_destroy(&r->head_q);
     chat_template_free(&r->ct);
     free(r->presses);
+    free(r->presses_a);
+    free(r->second);
+    free(r->is_union);
     free(r);
     *p = NULL;
 }
@@ -499,7 +583,21 @@ static int s_run_group(sample_run *x, int64_t g0, int64_t g1) {
             v->skipped = true;
             continue;
         }
-        const head *hd = v->pr->query_head ? r->head_q : r->pol_head[v->pr - r->presses];
+        int64_t pi = v->pr - r->presses, np = cfg->n_policies;
+        if (r->is_union[pi]) { /* the members' heads score the context in turn */
+            const press *a = &r->presses_a[pi], *b = &r->second[pi];
+            const head *ha = a->query_head ? r->head_q : r->pol_head[pi];
+            const head *hb = b->query_head ? r->head_q : r->pol_head[np + pi];
+            int rc = session_compact_union(x->ss, v->pr->name, a, ha, b, hb, v->qa, v->k, x->max_new, &v->kv,
+                                           &v->kept_mean, &v->compress_s);
+            x->scored = NULL; /* the session's context scores are a member's now */
+            if (rc) return rc;
+            x->gkv[G] = v->kv;
+            session_rest(x->ss, v->qa, &x->gq[G], &x->gn[G]);
+            G++;
+            continue;
+        }
+        const head *hd = v->pr->query_head ? r->head_q : r->pol_head[pi];
         if (hd && !v->pr->query_head && hd != x->scored) { /* this policy's head scores the context */
             int rc = session_score_head(x->ss, hd, NULL);
             if (rc) return rc;

@@ -73,8 +73,21 @@ int eval_sample_max_new(const eval_config *cfg, const tokenizer *tok, const benc
 /* Policy `name` under cfg: a --head_as NAME is the `tis` press renamed
  * NAME, *head_path its head; any other name is press_parse's, *head_path
  * cfg's head for tis / tis_query (NULL for the rest). head_path may be
- * NULL. TIS_EINVAL for a malformed --head_as entry (eval_check_head_as). */
+ * NULL. TIS_EINVAL for a malformed --head_as entry (eval_check_head_as).
+ * A union "A|B" (press_plan_compact_union: each stream keeps what the two
+ * rankings put first, in turn) parses to a press named A|B that stands for
+ * its row: what either member needs (oracle labels, reconstruction,
+ * self-information; query-aware when one is), never calibrated, no head
+ * (*head_path NULL: eval_union_parse gives the members' heads). */
 int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path);
+
+/* The two members of union `name` ("A|B", at most 63 characters, each
+ * member a policy of eval_press_parse's, not a union, not full, no +hook,
+ * not the same twice) into *a and *b, their heads' paths (NULL for a
+ * policy without a head; either pointer may be NULL). A learned member
+ * without a head: TIS_EINVAL. */
+int eval_union_parse(const eval_config *cfg, const char *name, press *a, press *b, const char **path_a,
+                     const char **path_b);
 
 /* The --head_as entries: NAME=PATH each, NAME of 1-31 characters from
  * [a-z0-9_], not a policy tis already knows, not given twice, and among

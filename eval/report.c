@@ -54,7 +54,7 @@ typedef struct s_group {
     int bkind;                /* S_BUDGET_* */
     double bval;              /* fraction or tokens */
     char label[32];           /* "0.1", "256 tok", "none" */
-    char benchmark[32], protocol[16], policy_name[32];
+    char benchmark[32], protocol[16], policy_name[64];
     int64_t n, n_correct, n_exact, n_halluc, peak_rss;
     int64_t n_trunc, n_trunc_unknown; /* rows that ended at the answer cap / not known */
     double kv_sum, full_sum; /* over rows with both measured */
@@ -85,10 +85,10 @@ static void s_budget(const eval_row *r, int *kind, double *val, char *label, siz
 }
 
 /* Rank of `name` in a first-appearance table of up to `n` names, adding it. */
-static int s_rank(char (*tab)[32], int *n, const char *name) {
+static int s_rank(char (*tab)[64], int *n, const char *name) {
     for (int i = 0; i < *n; i++)
         if (strcmp(tab[i], name) == 0) return i;
-    snprintf(tab[*n], 32, "%s", name);
+    snprintf(tab[*n], 64, "%s", name);
     return (*n)++;
 }
 
@@ -110,13 +110,13 @@ static int s_group_rows(const eval_row *rows, int64_t n, s_group **out, int64_t 
     *n_out = 0;
     s_group *g = calloc(n > 0 ? (size_t)n : 1, sizeof *g);
     /* names: at most n distinct of each kind */
-    char (*names)[32] = calloc(n > 0 ? (size_t)n * 3 : 3, sizeof *names);
+    char (*names)[64] = calloc(n > 0 ? (size_t)n * 3 : 3, sizeof *names);
     if (!g || !names) {
         free(g);
         free(names);
         return tis_error(TIS_ENOMEM, "report: out of memory grouping %lld rows", (long long)n);
     }
-    char (*bench_tab)[32] = names, (*proto_tab)[32] = names + n, (*pol_tab)[32] = names + 2 * n;
+    char (*bench_tab)[64] = names, (*proto_tab)[64] = names + n, (*pol_tab)[64] = names + 2 * n;
     int n_bench = 0, n_proto = 0, n_pol = 0;
     int64_t ng = 0;
     for (int64_t i = 0; i < n; i++) {

@@ -9,7 +9,7 @@
 /* One (sample, policy, budget, protocol) run: docs/design.md §7 columns. */
 typedef struct eval_row {
     char benchmark[32];
-    char policy[32];
+    char policy[64];           /* a union "A|B" takes up to 63 characters */
     char protocol[16];       /* "agnostic" or "query_aware" */
     double budget;           /* fraction of context kept; -1 when given in tokens */
     int64_t budget_tokens;   /* absolute budget, -1 when a fraction */

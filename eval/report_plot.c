@@ -50,12 +50,12 @@ typedef struct p_cell {
 } p_cell;
 
 typedef struct p_names {
-    char (*v)[32]; /* [cap] NUL-terminated names */
+    char (*v)[64]; /* [cap] NUL-terminated names */
     int n;
 } p_names;
 
 static int p_rank(p_names *t, const char *s, size_t cap) {
-    char name[32];
+    char name[64];
     size_t n = strnlen(s, cap);
     if (n > sizeof name - 1) n = sizeof name - 1;
     memcpy(name, s, n);

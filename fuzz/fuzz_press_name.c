@@ -4,7 +4,9 @@
  * and the inputs here (head, reconstruction, self-information scores), scores a small
  * cache, compacts it to a budget and to a threshold, and the result is
  * checked: every stream keeps at most its context, in order, the tail of
- * +recentN/D kept first.
+ * +recentN/D kept first. A union "A|B" is refused as one policy; its
+ * members, parsed apart, are compacted together (press_plan_compact_union,
+ * B with one score per token) and checked the same way.
  *
  * Input: [0] n_ctx = 1 + b % 96, [1] the budget k = 1 + b % n_ctx,
  * [2] the threshold b / 255, then the name up to a NUL (at most 63 bytes),
@@ -69,13 +71,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (q < end && *q && len < sizeof name - 1) name[len++] = (char)*q++;
     name[len] = 0;
     if (q < end && !*q) q++;
-    press p;
-    if (press_parse(name, &p)) {
+    press p, pb;
+    char first[64];
+    const char *second = press_union_split(name, first, sizeof first);
+    if (second) { /* a union: refused as one policy, its members compacted together */
+        s_check(press_parse(name, &p) == TIS_EUNSUPPORTED);
+        if (press_parse(first, &p) || press_parse(second, &pb)) return 0;
+        s_check_press(&p, first);
+        s_check_press(&pb, second);
+        if (!pb.score || pb.needs_obs || pb.needs_oracle) return 0;
+    } else if (press_parse(name, &p)) {
         const char *m = tis_last_error();
         s_check(m && *m); /* a refusal says why */
         return 0;
+    } else {
+        s_check_press(&p, name);
     }
-    s_check_press(&p, name);
     if (!p.score || p.needs_obs || p.needs_oracle)
         return 0; /* scores from a prefill's observations or the answer: not made here */
     kv_cache *kv = NULL, *out = NULL;
@@ -104,8 +115,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kv->n_past = n;
     press_ctx c = {.kv = kv, .ctx_begin = 0, .n_ctx = n, .window = 0, .n_sink = 1, .head_scores = head,
                    .head_n_out = NS, .recon = recon, .recon_copy = copy, .selfinfo = head, .seed = 7};
-    press_plan *pl = NULL;
+    press_plan *pl = NULL, *plb = NULL;
     if (press_plan_new(&pl, &p, &c)) goto done;
+    if (second) {
+        press_ctx cb = c;
+        cb.head_n_out = 1; /* the second member's head: one score per token */
+        const press none = {.score = p.score};
+        if (!press_plan_new(&plb, &pb, &cb) && !press_plan_compact_union(pl, plb, k, 0, &out, kept)) {
+            s_check_out(&none, out, kept, n, 0);
+            kv_cache_destroy(&out);
+        }
+        press_plan_destroy(&plb);
+        press_plan_destroy(&pl);
+        goto done;
+    }
     int64_t tail = !p.recent ? 0 : p.recent < k / p.recent_div ? p.recent : k / p.recent_div;
     if (press_plan_compact(pl, k, 0, &out, kept) == 0) {
         s_check_out(&p, out, kept, n, tail);

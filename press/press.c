@@ -330,6 +330,13 @@ const char *press_split_name(const char *name, char *base, size_t base_size) {
     return name + n;
 }
 
+const char *press_union_split(const char *name, char *first, size_t first_size) {
+    const char *bar = strchr(name, '|');
+    if (!bar) return NULL;
+    snprintf(first, first_size, "%.*s", (int)(bar - name), name);
+    return bar + 1;
+}
+
 /* The digits at *q up to a '+', a '/' or the end, *q moved past them: their
  * count, -1 when there are none or they are malformed. */
 static int32_t s_digits(const char **q) {
@@ -384,8 +391,11 @@ static bool s_parse_suffix(const char *suf, int32_t *pool, bool *left, int32_t *
 
 int press_parse(const char *name, press *out) {
     memset(out, 0, sizeof *out);
-    if (!name || strlen(name) >= sizeof out->name)
-        return tis_error(TIS_EINVAL, "press: bad policy name");
+    if (!name) return tis_error(TIS_EINVAL, "press: bad policy name");
+    if (strchr(name, '|'))
+        return tis_error(TIS_EUNSUPPORTED, "press: '%s' is a union of two policies (A|B): tis eval runs it, "
+                         "one policy a request", name);
+    if (strlen(name) > 31) return tis_error(TIS_EINVAL, "press: bad policy name (31 characters at most)");
     char base[32];
     const char *suf = press_split_name(name, base, sizeof base);
     int32_t pool, recent, div, cap;
@@ -790,14 +800,11 @@ static int s_compact(const press_plan *pl, const int64_t *budgets, const int64_t
     return rc;
 }
 
-int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
-                       int64_t *kept) {
-    *out = NULL;
+/* The per-stream budgets (budgets[ns]) and tails (tails[ns]) of plan pl
+ * at k context entries per stream. */
+static int s_plan_budgets(const press_plan *pl, int64_t k_per_stream, int64_t *budgets, int64_t *tails) {
     int64_t ns = pl->kv->n_stream, n = pl->n_ctx;
-    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
     if (!pl->p.score) k_per_stream = n; /* full */
-    int64_t *budgets = malloc((size_t)(2 * ns) * sizeof *budgets), *tails = budgets + ns;
-    if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
     /* +recentN/D: the tail first (min(N, k/D)), the allocation shares
      * the rest over the tokens before it (masked out of the scores where
      * the allocation reads them: pooled and AdaKV's) */
@@ -810,10 +817,7 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
     const float *sc = pl->scores;
     float *masked = NULL;
     if (tail > 0 && (pl->p.alloc == PRESS_ALLOC_GLOBAL || pl->p.alloc == PRESS_ALLOC_ADAPTIVE)) {
-        if (!(masked = malloc((size_t)(ns * n) * sizeof *masked))) {
-            free(budgets);
-            return tis_error(TIS_ENOMEM, "press: out of memory");
-        }
+        if (!(masked = malloc((size_t)(ns * n) * sizeof *masked))) return tis_error(TIS_ENOMEM, "press: out of memory");
         memcpy(masked, pl->scores, (size_t)(ns * n) * sizeof *masked);
         for (int64_t s = 0; s < ns; s++)
             for (int64_t j = n - tail; j < n; j++) masked[s * n + j] = -1e30f;
@@ -826,9 +830,61 @@ int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra
         int64_t b = budgets[s] < n ? budgets[s] : n;
         tails[s] = pl->p.recent_frac > 0 ? (int64_t)(pl->p.recent_frac * (double)b) : tail;
     }
-    if (!rc) rc = s_compact(pl, budgets, tails, extra, out, kept);
     free(masked);
+    return rc;
+}
+
+int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
+                       int64_t *kept) {
+    *out = NULL;
+    int64_t ns = pl->kv->n_stream;
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    int64_t *budgets = malloc((size_t)(2 * ns) * sizeof *budgets), *tails = budgets + ns;
+    if (!budgets) return tis_error(TIS_ENOMEM, "press: out of memory");
+    int rc = s_plan_budgets(pl, k_per_stream, budgets, tails);
+    if (!rc) rc = s_compact(pl, budgets, tails, extra, out, kept);
     free(budgets);
+    return rc;
+}
+
+int press_plan_compact_union(const press_plan *a, const press_plan *b, int64_t k_per_stream, int64_t extra,
+                             kv_cache **out, int64_t *kept) {
+    *out = NULL;
+    if (k_per_stream < 1) return tis_error(TIS_EINVAL, "press: budget of %lld tokens", (long long)k_per_stream);
+    if (a->kv != b->kv || a->ctx_begin != b->ctx_begin || a->n_ctx != b->n_ctx)
+        return tis_error(TIS_EINVAL, "press: a union of %s and %s: the plans score different caches", a->p.name,
+                         b->p.name);
+    if (!a->p.score || !b->p.score)
+        return tis_error(TIS_EINVAL, "press: a union takes two compressing policies, not full");
+    const kv_cache *kv = a->kv;
+    int64_t ns = kv->n_stream, n = a->n_ctx;
+    int64_t *bud = malloc((size_t)(4 * ns) * sizeof *bud), *tl = bud + 2 * ns;
+    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
+    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    int rc = bud && keep ? 0 : tis_error(TIS_ENOMEM, "press: out of memory");
+    if (!rc) rc = s_plan_budgets(a, k_per_stream, bud, tl);
+    if (!rc) rc = s_plan_budgets(b, k_per_stream, bud + ns, tl + ns);
+    for (int64_t s = 0; s < ns && !rc; s++) {
+        uint8_t *ks = keep + kv->off[s];
+        for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
+        uint8_t *kc = ks + a->ctx_begin;
+        for (int64_t j = 0; j < n; j++) kc[j] = 0;
+        int64_t want = (bud[s] + bud[ns + s] + 1) / 2; /* the mean of the two budgets */
+        if (want > n) want = n;
+        int64_t tail = tl[s] > tl[ns + s] ? tl[s] : tl[ns + s];
+        if (tail > want) tail = want;
+        int64_t got = tail;
+        for (int64_t j = n - tail; j < n; j++) kc[j] = 1;
+        const int32_t *oa = a->order + s * n, *ob = b->order + s * n;
+        for (int64_t r = 0; r < n && got < want; r++) { /* both rankings one rank deeper, a's first */
+            if (!kc[oa[r]]) kc[oa[r]] = 1, got++;
+            if (got < want && !kc[ob[r]]) kc[ob[r]] = 1, got++;
+        }
+        if (kept) kept[s] = want;
+    }
+    if (!rc) rc = kv_cache_compact(out, kv, keep, extra);
+    free(keep);
+    free(bud);
     return rc;
 }
 

@@ -95,7 +95,8 @@ typedef enum press_calib {
 } press_calib;
 
 typedef struct press {
-    char name[32];             /* as on the CLI, e.g. "snapkv", "adakv:h2o" */
+    char name[64];             /* as on the CLI, e.g. "snapkv", "adakv:h2o"; a policy press_parse
+                                  takes has at most 31 characters, a union (eval) 63 */
     press_score_fn score;      /* NULL for "full" */
     press_alloc alloc;
     bool protect_window;       /* pad the context tail (observation window) */
@@ -153,8 +154,14 @@ extern const press_info press_registry[];
  * instead "+shared" (tis+lpool5+shared: press.shared, one score for every
  * stream, uniform budgets; never calibrated; not pyramidkv or adakv, whose
  * allocation is the point).
- * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED. */
+ * Unknown or unavailable names: TIS_ENOTFOUND / TIS_EUNSUPPORTED; a
+ * union "A|B" (press_union_split) is not one policy: TIS_EUNSUPPORTED. */
 int press_parse(const char *name, press *out);
+/* A union of two policies, "A|B" (tis eval's; tis_si+lpool5|tis: each
+ * stream keeps what the two rankings put first, press_plan_compact_union):
+ * A into first[first_size] (truncated to fit) and a pointer to B in name;
+ * NULL when name has no '|'. */
+const char *press_union_split(const char *name, char *first, size_t first_size);
 /* Splits a policy name at its first '+': the base name into
  * base[base_size] (truncated to fit), and returns its suffixes ("" or
  * "+pool9+hook"), a pointer into name. The one rule for what a suffix is:
@@ -179,6 +186,15 @@ int press_plan_new(press_plan **out, const press *p, const press_ctx *c);
 int press_plan_compact(const press_plan *pl, int64_t k_per_stream, int64_t extra, kv_cache **out,
                        int64_t *kept);
 void press_plan_destroy(press_plan **p);
+/* The union of two plans of the same cache ("A|B"): every stream keeps
+ * the mean of the two plans' budgets for it at k (each plan's own
+ * allocation, rounded up), first the context's last max(tail_a, tail_b)
+ * tokens (+recentN/D, h2o's recent share), then both rankings' top r, r
+ * as deep as the budget allows (rank by rank, a's before b's at the last
+ * one); what both rank high is kept once, so the overlap lets both go
+ * deeper. Budget runs only (a union has no one scale for a threshold). */
+int press_plan_compact_union(const press_plan *a, const press_plan *b, int64_t k_per_stream, int64_t extra,
+                             kv_cache **out, int64_t *kept);
 /* True when p's scores are on one absolute scale in every stream
  * (attention probability: kvzip; a learned policy with a per-head head,
  * head_n_out > 1), so that a threshold means the same in every stream and

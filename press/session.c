@@ -181,14 +181,24 @@ struct session {
     double score_s[2];
     float *pct[2];            /* their percentiles (the attention hook) */
     press_plan *plan;         /* the last policy's scoring, shared by its budgets */
-    char plan_name[32];
+    char plan_name[64];
     bool plan_qa;
     double plan_s;
+    press_plan *uplan[2];     /* a union's two scorings (session_compact_union), kept the same way */
+    char uplan_name[64];      /* the union's name */
+    bool uplan_qa;
+    double uplan_s;
     /* a single request (session_request_begin) */
     session_request rq;
     const head *h;            /* borrowed, or NULL: scores from outside */
     bool qa_path;
 };
+
+static void s_uplan_drop(session *s) {
+    press_plan_destroy(&s->uplan[0]);
+    press_plan_destroy(&s->uplan[1]);
+    s->uplan_name[0] = 0;
+}
 
 static void s_state_free(state *x) {
     kv_cache_destroy(&x->kv);
@@ -200,6 +210,7 @@ void session_destroy(session **pp) {
     if (!pp || !*pp) return;
     session *s = *pp;
     press_plan_destroy(&s->plan);
+    s_uplan_drop(s);
     s_state_free(&s->ag);
     s_state_free(&s->qa);
     oracle_labels_free(&s->orc);
@@ -329,6 +340,7 @@ int session_oracle_answer(const session *s, bool use_model, const char *model_an
 int session_oracle(session *s, const int32_t *ans, int64_t n_ans) {
     if (n_ans < 1) return tis_error(TIS_EINVAL, "session: oracle labels need an answer of at least one token");
     press_plan_destroy(&s->plan);
+    s_uplan_drop(s);
     oracle_labels_free(&s->orc);
     kv_cache *fork = NULL;
     int rc = 0;
@@ -526,10 +538,10 @@ static int s_apply_hook(kv_cache *kv, const float *pct, int64_t ctx_begin, int64
     return 0;
 }
 
-/* The scoring of (pr, qa), made once and kept for the budgets after it. */
-static int s_plan(session *s, const press *pr, bool qa) {
-    if (s->plan && s->plan_qa == qa && !strcmp(s->plan_name, pr->name)) return 0;
-    press_plan_destroy(&s->plan);
+/* A scoring of (pr, qa) with the head scores the session holds: *out, and
+ * *secs its time (with the head's, reconstruction's, self-information's). */
+static int s_make_plan(session *s, const press *pr, bool qa, press_plan **out, double *secs) {
+    *out = NULL;
     const state *x = qa ? &s->qa : &s->ag;
     if (!x->ready)
         return tis_error(TIS_EINVAL, "session: the %s state was not built", qa ? "query-aware" : "agnostic");
@@ -556,8 +568,16 @@ static int s_plan(session *s, const press *pr, bool qa) {
                     .recon = s->recon[qa],
                     .recon_copy = session_recon_copy(s, qa), .selfinfo = s->selfinfo, .seed = s->o.seed ^ (uint64_t)p->n * TIS_GOLDEN64};
     double t0 = tis_now();
-    int rc = press_plan_new(&s->plan, pr, &pc);
-    s->plan_s = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s + selfinfo_s;
+    int rc = press_plan_new(out, pr, &pc);
+    *secs = tis_now() - t0 + (pr->needs_head ? s->score_s[pr->query_head] : 0) + recon_s + selfinfo_s;
+    return rc;
+}
+
+/* The scoring of (pr, qa), made once and kept for the budgets after it. */
+static int s_plan(session *s, const press *pr, bool qa) {
+    if (s->plan && s->plan_qa == qa && !strcmp(s->plan_name, pr->name)) return 0;
+    press_plan_destroy(&s->plan);
+    int rc = s_make_plan(s, pr, qa, &s->plan, &s->plan_s);
     if (rc) return rc;
     snprintf(s->plan_name, sizeof s->plan_name, "%s", pr->name);
     s->plan_qa = qa;
@@ -615,6 +635,52 @@ int session_compact_threshold(session *s, const press *pr, bool qa, double tau, 
     if (!pr->score || !(tau >= 0 && tau <= 1))
         return tis_error(TIS_EINVAL, "session: a threshold of %g for %s", tau, pr->score ? pr->name : "full");
     return s_compact_to(s, pr, qa, 0, tau, max_new, hook_lambda, out, kept_mean, secs);
+}
+
+int session_compact_union(session *s, const char *name, const press *a, const head *ha, const press *b,
+                          const head *hb, bool qa, int64_t k, int64_t max_new, kv_cache **out, int64_t *kept_mean,
+                          double *secs) {
+    *out = NULL;
+    if (!a->score || !b->score) return tis_error(TIS_EINVAL, "session: a union of %s: full keeps everything", name);
+    if (a->attn_hook || b->attn_hook)
+        return tis_error(TIS_EINVAL, "session: a union of %s: the attention hook belongs to one policy", name);
+    if (k < 1) return tis_error(TIS_EINVAL, "session: a budget of %lld tokens", (long long)k);
+    const press *pr[2] = {a, b};
+    const head *hd[2] = {ha, hb};
+    for (int i = 0; i < 2; i++)
+        if (pr[i]->needs_head && (!hd[i] || hd[i]->cfg.query_aware != pr[i]->query_head))
+            return tis_error(TIS_EINVAL, "session: a union of %s: %s needs its %shead", name, pr[i]->name,
+                             pr[i]->query_head ? "query-aware " : "");
+    if (!s->uplan[0] || s->uplan_qa != qa || strcmp(s->uplan_name, name)) {
+        s_uplan_drop(s);
+        double t = 0;
+        s->uplan_s = 0;
+        for (int i = 0; i < 2; i++) {
+            int rc = pr[i]->needs_head ? session_score_head(s, hd[i], NULL) : 0;
+            if (!rc) rc = s_make_plan(s, pr[i], qa, &s->uplan[i], &t);
+            if (rc) {
+                s_uplan_drop(s);
+                return rc;
+            }
+            s->uplan_s += t;
+        }
+        snprintf(s->uplan_name, sizeof s->uplan_name, "%s", name);
+        s->uplan_qa = qa;
+    }
+    const state *x = qa ? &s->qa : &s->ag;
+    int64_t ns = x->kv->n_stream;
+    int64_t *kept = malloc((size_t)ns * sizeof *kept);
+    if (!kept) return tis_error(TIS_ENOMEM, "session: out of memory");
+    double t0 = tis_now();
+    int rc = press_plan_compact_union(s->uplan[0], s->uplan[1], k, (qa ? 1 : s->n_suf) + max_new, out, kept);
+    *secs = s->uplan_s + (tis_now() - t0);
+    if (!rc) {
+        int64_t sum = 0;
+        for (int64_t q = 0; q < ns; q++) sum += kept[q];
+        *kept_mean = (sum + ns / 2) / ns;
+    }
+    free(kept);
+    return rc;
 }
 
 /* ---- one request ------------------------------------------------------------------ */

@@ -164,6 +164,17 @@ int session_compact(session *s, const press *pr, bool qa, int64_t k, int64_t max
 int session_compact_threshold(session *s, const press *pr, bool qa, double tau, int64_t max_new,
                               float hook_lambda, kv_cache **out, int64_t *kept_mean, double *secs);
 
+/* The union of two policies' selections ("A|B", press_plan_compact_union)
+ * in the state of protocol qa, to k context entries per stream: a and b
+ * as from press_parse, each learned one with its head (ha, hb; NULL for
+ * others), their scorings made once per (name, protocol) and kept for the
+ * budgets after it (the heads score the context in turn: the session's
+ * head scores are hb's after it). No attention hook. *kept_mean, *secs as
+ * session_compact (secs: both scorings + compaction). */
+int session_compact_union(session *s, const char *name, const press *a, const head *ha, const press *b,
+                          const head *hb, bool qa, int64_t k, int64_t max_new, kv_cache **out, int64_t *kept_mean,
+                          double *secs);
+
 /* ---- one request (the pipeline's unit): one policy, one budget ---------- */
 
 typedef struct session_request {

@@ -44,6 +44,86 @@ static int64_t s_rows_of(const eval_row *rows, int64_t n, const char *pol, const
     return k;
 }
 
+/* A union "A|B": each stream keeps what the two rankings put first, in
+ * turn. Two members that rank alike keep what one keeps (the rows equal
+ * the member's); members of different rankings keep k a stream all the
+ * same; malformed unions are refused with a message. */
+static void s_union(const model *m, const bench_sample *smp, const eval_config *base) {
+    TT_CASE("A|B: a union of two policies");
+    char ha[512], hb[512], ea[600], eb[600];
+    snprintf(ha, sizeof ha, "%s", tt_path("ua.safetensors"));
+    snprintf(hb, sizeof hb, "%s", tt_path("ub.safetensors"));
+    s_save_head(m, m->config.n_layer, 5, ha);
+    s_save_head(m, m->config.n_layer, 7, hb);
+    snprintf(ea, sizeof ea, "tis_a=%s", ha); /* tis's own head under another name */
+    snprintf(eb, sizeof eb, "tis_b=%s", hb);
+    const char *pol[] = {"full", "tis", "tis_a|tis", "tis_b|snapkv", "snapkv"};
+    const char *as[] = {ea, eb};
+    eval_config c = *base;
+    c.policies = pol;
+    c.n_policies = 5;
+    c.head_path = ha;
+    c.head_as = as;
+    c.n_head_as = 2;
+    press pr;
+    const char *path = "x";
+    TT_OK(eval_press_parse(&c, "tis_b|snapkv", &pr, &path));
+    TT_CHECK(!path && !pr.needs_head && pr.needs_obs && !press_calibratable(&pr) && !strcmp(pr.name, "tis_b|snapkv"));
+    TT_FAILS(press_parse("tis_b|snapkv", &pr), TIS_EUNSUPPORTED); /* one request, one policy */
+    eval_row *rows = NULL;
+    int64_t n = 0, cap = 0, per = 0;
+    TT_OK(eval_rows_per_sample(&c, &per));
+    eval_runner *er = NULL;
+    TT_OK(eval_runner_new(&er, m, &c));
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &rows, &n, &cap));
+    eval_runner_destroy(&er);
+    TT_CHECK(n == per && per == 2 * (1 + 4 * 4));
+    const eval_row *x[16], *y[16];
+    int64_t k1 = s_rows_of(rows, n, "tis_a|tis", x), k2 = s_rows_of(rows, n, "tis", y);
+    TT_CHECK(k1 == 8 && k2 == 8);
+    for (int64_t i = 0; i < k1 && i < k2; i++)
+        TT_CHECK(!strcmp(x[i]->answer, y[i]->answer) && x[i]->kv_bytes == y[i]->kv_bytes &&
+                 x[i]->kept_tokens == y[i]->kept_tokens && x[i]->budget == y[i]->budget);
+    k1 = s_rows_of(rows, n, "tis_b|snapkv", x);
+    k2 = s_rows_of(rows, n, "snapkv", y);
+    TT_CHECK(k1 == 8 && k2 == 8);
+    for (int64_t i = 0; i < k1 && i < k2; i++)
+        TT_CHECK(x[i]->kept_tokens == y[i]->kept_tokens && x[i]->kv_bytes == y[i]->kv_bytes);
+    free(rows);
+
+    TT_CASE("A|B: refused unions");
+    const char *bad[][2] = {{"tis|", "two policies"},           {"|tis", "two policies"},
+                            {"tis|snapkv|h2o", "two policies"}, {"full|tis", "full keeps everything"},
+                            {"tis+hook|snapkv", "attention hook"}, {"tis|tis", "with itself"},
+                            {"tis|nosuch", "nosuch"},           {"tis_a+pool4|tis", "+poolN"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p1[] = {"full", bad[i][0]};
+        c.policies = p1;
+        c.n_policies = 2;
+        c.n_head_as = strstr(bad[i][0], "tis_a") ? 1 : 0; /* a NAME given is a NAME listed */
+        TT_CHECK(eval_runner_new(&er, m, &c) != 0 && er == NULL);
+        TT_CHECK(strstr(tis_last_error(), bad[i][1]) != NULL);
+        if (!strstr(tis_last_error(), bad[i][1])) fprintf(stderr, "  %s -> %s\n", bad[i][0], tis_last_error());
+    }
+    const char *nohead[] = {"full", "snapkv|tis"};
+    c.policies = nohead;
+    c.head_path = NULL;
+    c.n_head_as = 0;
+    TT_FAILS(eval_runner_new(&er, m, &c), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "needs an importance head") != NULL);
+    const char *thr[] = {"full", "tis_a|tis"}; /* no one scale, and one-output heads: budget rows only */
+    double tau[] = {0.1};
+    c.policies = thr;
+    c.head_path = ha;
+    c.thresholds = tau;
+    c.n_thresholds = 1;
+    c.n_head_as = 1;
+    TT_OK(eval_rows_per_sample(&c, &per));
+    TT_CHECK(per == 2 * (1 + 4));
+    TT_OK(eval_runner_new(&er, m, &c)); /* its members' one-output heads take no threshold, and need none */
+    eval_runner_destroy(&er);
+}
+
 /* --head_as NAME=PATH: policy NAME is tis with another head, in the same
  * run; its rows equal a run of tis with that head alone, and tis's rows
  * stay its own head's. Malformed entries are refused with a message. */
@@ -527,6 +607,7 @@ int main(void) {
     eval_runner_destroy(&er);
     s_learned(m, &set, &cfg);
     s_head_as(m, &set.s[0], &cfg);
+    s_union(m, &set.s[0], &cfg);
     bench_set_free(&set);
     model_destroy(&m);
     s_cli(tiny, data);

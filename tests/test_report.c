@@ -537,9 +537,10 @@ static void test_read_csv_truncate(void) {
         /* benchmark[32] keeps at most 31 bytes */
         {0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9zz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
         {0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9zz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"},
-        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80", "bbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
-        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80",
-         "bbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80"},
+        /* policy[64] (a union "A|B" is up to 63) keeps at most 63 */
+        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
+        {1, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80",
+         "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\xf0\x9f\x98\x80"},
         /* not UTF-8 (continuation bytes only): a plain cut */
         {2, "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80",
          "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80"},
