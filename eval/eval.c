@@ -88,7 +88,7 @@ int eval_check_head_as(const eval_config *cfg) {
                 return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
         bool listed = false;
         for (int64_t k = 0; k < cfg->n_policies && !listed; k++) { /* NAME, NAME+pool..., or in a union */
-            char base[32], first[64];
+            char base[64], first[64];
             const char *second = press_union_split(cfg->policies[k], first, sizeof first);
             press_split_name(second ? first : cfg->policies[k], base, sizeof base);
             listed = !strcmp(base, name);
@@ -105,7 +105,7 @@ int eval_check_head_as(const eval_config *cfg) {
 /* One policy (no union) under cfg: eval_press_parse's rule. */
 static int s_press_parse_one(const eval_config *cfg, const char *name, press *out, const char **head_path) {
     /* a --head_as name is a tis policy with another head: NAME, NAME+pool, ... */
-    char base[32], as_tis[64];
+    char base[64], as_tis[72];
     const char *suffix = press_split_name(name, base, sizeof base);
     const char *path = s_head_as_find(cfg, base);
     if (path) snprintf(as_tis, sizeof as_tis, "tis%s", suffix);

@@ -395,8 +395,9 @@ int press_parse(const char *name, press *out) {
     if (strchr(name, '|'))
         return tis_error(TIS_EUNSUPPORTED, "press: '%s' is a union of two policies (A|B): tis eval runs it, "
                          "one policy a request", name);
-    if (strlen(name) > 31) return tis_error(TIS_EINVAL, "press: bad policy name (31 characters at most)");
-    char base[32];
+    if (strlen(name) >= sizeof out->name)
+        return tis_error(TIS_EINVAL, "press: bad policy name (%zu characters at most)", sizeof out->name - 1);
+    char base[64];
     const char *suf = press_split_name(name, base, sizeof base);
     int32_t pool, recent, div, cap;
     bool hook, left, shared;

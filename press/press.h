@@ -95,8 +95,8 @@ typedef enum press_calib {
 } press_calib;
 
 typedef struct press {
-    char name[64];             /* as on the CLI, e.g. "snapkv", "adakv:h2o"; a policy press_parse
-                                  takes has at most 31 characters, a union (eval) 63 */
+    char name[64];             /* as on the CLI, e.g. "snapkv", "adakv:h2o" (63 characters at most;
+                                  a union "A|B" of eval's too) */
     press_score_fn score;      /* NULL for "full" */
     press_alloc alloc;
     bool protect_window;       /* pad the context tail (observation window) */

@@ -8,6 +8,7 @@
 #include "kv.h"
 #include "press.h"
 #include "quant.h"
+#include "tis_error.h"
 #include "tt.h"
 
 static void test_parse(void) {
@@ -125,6 +126,11 @@ static void test_parse_cap_recent(void) {
     TT_FAILS(press_parse("pyramidkv+shared", &p), TIS_EINVAL);
     TT_FAILS(press_parse("adakv+shared", &p), TIS_EINVAL);
     TT_FAILS(press_parse("full+shared", &p), TIS_EINVAL);
+    /* names up to 63 bytes: every suffix at once fits */
+    TT_OK(press_parse("tis+lpool5+recent64/8+shared+hook", &p));
+    TT_CHECK(p.shared && p.attn_hook && p.recent == 64 && !strcmp(p.name, "tis+lpool5+recent64/8+shared+hook"));
+    TT_FAILS(press_parse("tis+lpool5+recent64/8+shared+hook+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &p), TIS_EINVAL);
+    TT_CHECK(strstr(tis_last_error(), "63 characters") != NULL);
     /* +recentN: any scoring policy, after +pool, before +cap */
     TT_OK(press_parse("tis+recent32", &p));
     TT_CHECK(p.recent == 32 && p.pool == 0 && !strcmp(p.name, "tis+recent32"));
