@@ -224,10 +224,8 @@ static int s_check_config(const eval_config *cfg) {
 
 /* The head of policy pr (named pol; its head file path) into
  * r->pol_head[slot] (a context head: one loaded per head file) or
- * r->head_q (the query head, once); with thresholds (pr has threshold
- * runs), a context head must score every stream. */
-static int s_policy_head(eval_runner *r, int64_t slot, const char *pol, const press *pr, const char *path,
-                         bool thresholds) {
+ * r->head_q (the query head, once). */
+static int s_policy_head(eval_runner *r, int64_t slot, const char *pol, const press *pr, const char *path) {
     const eval_config *cfg = &r->cfg;
     const model_config *mc = &r->m->config;
     int rc = 0;
@@ -240,9 +238,6 @@ static int s_policy_head(eval_runner *r, int64_t slot, const char *pol, const pr
             r->own_path[slot] = path;
             r->pol_head[slot] = r->own[slot];
         }
-        if (!rc && thresholds && r->pol_head[slot]->cfg.n_out <= 1)
-            rc = tis_error(TIS_EINVAL, "eval: --thresholds with %s needs a per-head head (one score per "
-                           "(layer, kv head): tis train --target recon); %s has one score per token", pol, path);
         if (!rc && pr->attn_hook && r->pol_head[slot]->cfg.n_out > 1)
             rc = tis_error(TIS_EINVAL, "eval: %s: the attention hook takes a single-score head; %s has one "
                            "score per (layer, kv head)", pol, path);
@@ -269,10 +264,12 @@ static int s_load_heads(eval_runner *r) {
         r->is_union[i] = !rc && strchr(cfg->policies[i], '|');
         if (!rc && r->is_union[i]) {
             rc = eval_union_parse(cfg, cfg->policies[i], &r->presses_a[i], &r->second[i], &path, &path_b);
-            if (!rc) rc = s_policy_head(r, i, r->presses_a[i].name, &r->presses_a[i], path, false);
-            if (!rc) rc = s_policy_head(r, np + i, r->second[i].name, &r->second[i], path_b, false);
+            if (!rc) rc = s_policy_head(r, i, r->presses_a[i].name, &r->presses_a[i], path);
+            if (!rc) rc = s_policy_head(r, np + i, r->second[i].name, &r->second[i], path_b);
         } else if (!rc) {
-            rc = s_policy_head(r, i, cfg->policies[i], &r->presses[i], path, cfg->n_thresholds > 0);
+            rc = s_policy_head(r, i, cfg->policies[i], &r->presses[i], path);
+            /* a head of one score per token ranks only: budget rows, no threshold */
+            if (!rc && r->pol_head[i] && r->pol_head[i]->cfg.n_out <= 1) r->presses[i].calib = PRESS_CALIB_NONE;
         }
     }
     return rc;
@@ -438,9 +435,10 @@ typedef struct variant {
 } variant;
 
 /* Policies whose scores can be on one scale in every stream
- * (press_calibratable) also run the thresholds: kvzip, and tis, whose head
- * eval_runner_new requires to be per-head when thresholds are asked for.
- * Not tis_query: its head is single-score. */
+ * (press_calibratable) also run the thresholds: kvzip, and tis with a
+ * per-head head (a one-output head's policy is made uncalibrated when its
+ * head is loaded: budget rows only). Not tis_query: its head is
+ * single-score. */
 static bool s_thresholded(const press *pr) { return !pr->query_head && press_calibratable(pr); }
 
 /* The runs of one sample, in row order: protocol x policy x budget (`full`
@@ -489,7 +487,17 @@ int eval_rows_per_sample(const eval_config *cfg, int64_t *n) {
     press *presses = calloc((size_t)cfg->n_policies, sizeof *presses);
     if (!presses) return tis_error(TIS_ENOMEM, "eval: out of memory");
     int rc = 0;
-    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) rc = eval_press_parse(cfg, cfg->policies[i], &presses[i], NULL);
+    for (int64_t i = 0; !rc && i < cfg->n_policies; i++) {
+        const char *path = NULL;
+        press *pr = &presses[i];
+        rc = eval_press_parse(cfg, cfg->policies[i], pr, &path);
+        if (!rc && cfg->n_thresholds > 0 && pr->needs_head && !pr->query_head && press_calibratable(pr)) {
+            head *h = NULL; /* as the runner: a one-output head has no threshold rows */
+            rc = path ? head_load(&h, path) : tis_error(TIS_EINVAL, "eval: %s needs an importance head", pr->name);
+            if (!rc && h->cfg.n_out <= 1) pr->calib = PRESS_CALIB_NONE;
+            head_destroy(&h);
+        }
+    }
     if (!rc) *n = s_variants(cfg, presses, 1, NULL);
     free(presses);
     return rc;

@@ -12,7 +12,9 @@
 # `tis+lpool5+recent64/8`, the context's last min(64, k/8) tokens of each
 # stream kept first) and every
 # other committed head of the model (configs/heads/SLUG.tis_NAME.safetensors
-# as policy tis_NAME, by tis eval --head_as: all on one prefill per sample),
+# as policy tis_NAME, by tis eval --head_as: all on one prefill per sample;
+# the self-information head tis_si also as tis_si+lpool5 and in the union
+# tis_si+lpool5|tis+lpool5+recent64/8),
 # fixed budgets and thresholds, one CSV per (length, benchmark). A rerun
 # resumes (tis eval --resume): finished samples are kept, so a larger
 # N_SAMPLES adds samples to the cells (the first N are the same samples);
@@ -56,6 +58,9 @@ if [ -z "${POLICIES:-}" ] && [ -n "$slug" ] && [ -f "$(head_file tis)" ]; then
     for h in $HEADS; do head_as+=("$h"); done
   fi
   for h in "${head_as[@]}"; do policies+=("${h%%=*}"); done
+  case " ${head_as[*]} " in *" tis_si="*) # the self-information head: with its span, and in a union with the lead
+    policies+=("tis_si+lpool5" "tis_si+lpool5|tis+lpool5+recent64/8") ;;
+  esac
 fi
 mkdir -p "$out"
 # The policies of a CSV already begun, in their order, one per line.
@@ -76,10 +81,14 @@ for cell in "${cells[@]}"; do
     if [ -z "${HEADS+x}" ]; then # its tis_NAME heads from configs/heads/ (with HEADS: those given)
       run_as=()
       for p in "${run_pol[@]}"; do
-        case $p in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
-        f=$(head_file "$p")
-        [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
-        run_as+=("$p=$f")
+        for m in ${p//|/ }; do # a union's members; a head's name is its policy's base (tis_si of tis_si+lpool5)
+          b=${m%%+*}
+          case $b in tis_query*) continue ;; tis_*) ;; *) continue ;; esac
+          case " ${run_as[*]} " in *" $b="*) continue ;; esac
+          f=$(head_file "$b")
+          [ -f "$f" ] || { echo "recon_heldout: $csv has rows of $p but $f is not there" >&2; exit 1; }
+          run_as+=("$b=$f")
+        done
       done
     fi
   fi

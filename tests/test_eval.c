@@ -111,17 +111,25 @@ static void s_union(const model *m, const bench_sample *smp, const eval_config *
     c.n_head_as = 0;
     TT_FAILS(eval_runner_new(&er, m, &c), TIS_EINVAL);
     TT_CHECK(strstr(tis_last_error(), "needs an importance head") != NULL);
-    const char *thr[] = {"full", "tis_a|tis"}; /* no one scale, and one-output heads: budget rows only */
+    TT_CASE("--thresholds: a union, a one-output head: budget rows only");
+    const char *thr[] = {"full", "tis", "tis_a|tis"}; /* one-output heads rank only; a union has no one scale */
     double tau[] = {0.1};
     c.policies = thr;
+    c.n_policies = 3;
     c.head_path = ha;
     c.thresholds = tau;
     c.n_thresholds = 1;
     c.n_head_as = 1;
     TT_OK(eval_rows_per_sample(&c, &per));
-    TT_CHECK(per == 2 * (1 + 4));
-    TT_OK(eval_runner_new(&er, m, &c)); /* its members' one-output heads take no threshold, and need none */
+    TT_CHECK(per == 2 * (1 + 4 + 4));
+    TT_OK(eval_runner_new(&er, m, &c));
+    rows = NULL;
+    n = cap = 0;
+    if (er) TT_OK(eval_run_sample(er, "jsonl", smp, &rows, &n, &cap));
     eval_runner_destroy(&er);
+    TT_CHECK(n == per);
+    for (int64_t i = 0; i < n; i++) TT_CHECK(rows[i].threshold < 0);
+    free(rows);
 }
 
 /* --head_as NAME=PATH: policy NAME is tis with another head, in the same
