@@ -165,7 +165,7 @@ def main():
             rows = merged
             notes.append(f"{time.strftime('%Y-%m-%d')}: rows of {'policies' if len(policies) > 1 else 'policy'} "
                          f"{', '.join(policies)}{' (as ' + a.as_name + ')' if a.as_name else ''} added by "
-                         f"`{' '.join(['tis', 'eval'] + args[2:-2])}` ({wall:.0f} s)")
+                         f"`{' '.join(shlex.quote(x) for x in ['tis', 'eval'] + args[2:-2])}` ({wall:.0f} s)")
         write_rows(path, header, rows)
         # the summary, Markdown and plots from the rows as they are now
         subprocess.run([a.tis, "report", "--csv", path, "--output", path, "--title", meta["title"]],
