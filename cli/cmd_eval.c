@@ -81,7 +81,10 @@ static void s_list(void) {
            "  +capN      a pooled budget: no stream above N times its share\n"
            "  +shared    (instead of +capN) one score for every stream, a uniform budget: a token\n"
            "             is kept in every stream or in none\n"
-           "  +hook      learned policies: the attention hook at decode\n");
+           "  +hook      learned policies: the attention hook at decode\n"
+           "a union of two policies (quote it in a shell):\n"
+           "  A|B        each stream keeps the mean of the two budgets, both rankings' best\n"
+           "             rank by rank (tis_si+lpool5|tis+lpool5+recent64/8 with --head_as tis_si=...)\n");
     printf("benchmarks:\n");
     for (const char *const *b = bench_names; *b; b++) printf("  %s\n", *b);
     printf("  litm       (litm_kv + litm_qa)\n  jsonl      (--dataset FILE)\n");
