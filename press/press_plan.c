@@ -277,6 +277,21 @@ bool press_calibrated(const press *p, int64_t head_n_out) {
 
 bool press_plan_calibrated(const press_plan *pl) { return pl->calibrated; }
 
+/* A keep mask over kv's entries (kv_cache_compact's): every stream's
+ * prefix and question set, its n context entries from ctx_begin clear,
+ * for the caller to choose. NULL when out of memory. */
+static uint8_t *s_keep_new(const kv_cache *kv, int64_t ctx_begin, int64_t n) {
+    int64_t ns = kv->n_stream;
+    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
+    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    for (int64_t s = 0; s < ns && keep; s++) {
+        uint8_t *ks = keep + kv->off[s];
+        for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
+        for (int64_t j = 0; j < n; j++) ks[ctx_begin + j] = 0;
+    }
+    return keep;
+}
+
 /* Selects budgets[s] context entries of every stream (at most n): its
  * last tails[s] (<= budgets[s]) first, then the best of the plan's order
  * before them, and compacts. */
@@ -284,13 +299,10 @@ static int s_compact(const press_plan *pl, const int64_t *budgets, const int64_t
                      kv_cache **out, int64_t *kept) {
     const kv_cache *kv = pl->kv;
     int64_t ns = kv->n_stream, n = pl->n_ctx;
-    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
-    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    uint8_t *keep = s_keep_new(kv, pl->ctx_begin, n);
     if (!keep) return tis_error(TIS_ENOMEM, "press: out of memory");
     for (int64_t s = 0; s < ns; s++) {
         uint8_t *ks = keep + kv->off[s];
-        for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
-        for (int64_t j = 0; j < n; j++) ks[pl->ctx_begin + j] = 0;
         int64_t b = budgets[s] < n ? budgets[s] : n;
         const int32_t *ord = pl->order + s * n;
         int64_t recent = tails[s] < b ? tails[s] : b;
@@ -364,16 +376,12 @@ int press_plan_compact_union(const press_plan *a, const press_plan *b, int64_t k
     const kv_cache *kv = a->kv;
     int64_t ns = kv->n_stream, n = a->n_ctx;
     int64_t *bud = malloc((size_t)(4 * ns) * sizeof *bud), *tl = bud + 2 * ns;
-    int64_t total_entries = kv->off[ns - 1] + kv->cap[ns - 1]; /* streams are laid out in order */
-    uint8_t *keep = calloc((size_t)(total_entries ? total_entries : 1), 1);
+    uint8_t *keep = s_keep_new(kv, a->ctx_begin, n);
     int rc = bud && keep ? 0 : tis_error(TIS_ENOMEM, "press: out of memory");
     if (!rc) rc = s_plan_budgets(a, k_per_stream, bud, tl);
     if (!rc) rc = s_plan_budgets(b, k_per_stream, bud + ns, tl + ns);
     for (int64_t s = 0; s < ns && !rc; s++) {
-        uint8_t *ks = keep + kv->off[s];
-        for (int64_t i = 0; i < kv->len[s]; i++) ks[i] = 1; /* prefix and question stay */
-        uint8_t *kc = ks + a->ctx_begin;
-        for (int64_t j = 0; j < n; j++) kc[j] = 0;
+        uint8_t *kc = keep + kv->off[s] + a->ctx_begin;
         int64_t want = (bud[s] + bud[ns + s] + 1) / 2; /* the mean of the two budgets */
         if (want > n) want = n;
         int64_t tail = tl[s] > tl[ns + s] ? tl[s] : tl[ns + s];

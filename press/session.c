@@ -573,6 +573,13 @@ static int s_make_plan(session *s, const press *pr, bool qa, press_plan **out, d
     return rc;
 }
 
+/* The mean of v[0..n), rounded to the nearest (n >= 1, v >= 0). */
+static int64_t s_mean_rounded(const int64_t *v, int64_t n) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += v[i];
+    return (sum + n / 2) / n;
+}
+
 /* The scoring of (pr, qa), made once and kept for the budgets after it. */
 static int s_plan(session *s, const press *pr, bool qa) {
     if (s->plan && s->plan_qa == qa && !strcmp(s->plan_name, pr->name)) return 0;
@@ -615,11 +622,7 @@ static int s_compact_to(session *s, const press *pr, bool qa, int64_t k, double 
                        : tis_error(TIS_ENOMEM, "session: out of memory");
     }
     *secs = s->plan_s + (tis_now() - t0);
-    if (!rc) {
-        int64_t sum = 0;
-        for (int64_t q = 0; q < ns; q++) sum += kept[q];
-        *kept_mean = (sum + ns / 2) / ns;
-    }
+    if (!rc) *kept_mean = s_mean_rounded(kept, ns);
     free(kept);
     if (rc) kv_cache_destroy(out);
     return rc;
@@ -674,11 +677,7 @@ int session_compact_union(session *s, const char *name, const press *a, const he
     double t0 = tis_now();
     int rc = press_plan_compact_union(s->uplan[0], s->uplan[1], k, (qa ? 1 : s->n_suf) + max_new, out, kept);
     *secs = s->uplan_s + (tis_now() - t0);
-    if (!rc) {
-        int64_t sum = 0;
-        for (int64_t q = 0; q < ns; q++) sum += kept[q];
-        *kept_mean = (sum + ns / 2) / ns;
-    }
+    if (!rc) *kept_mean = s_mean_rounded(kept, ns);
     free(kept);
     return rc;
 }
