@@ -595,8 +595,10 @@ static int s_count_lines(const char *text, const char *start) {
     return n;
 }
 
-static void test_summary(void) {
-    eval_row r[32];
+/* The summary's rows: two benchmarks, both protocols, budgets as
+ * fractions and a token count, a full row that misses, hallucinated and
+ * truncated answers, unknown figures. Returns the count (r holds 32). */
+static int s_summary_rows(eval_row *r) {
     int n = 0;
     /* input order sets the order of names: snapkv before full */
     TT_CASE("summary: order of names");
@@ -630,21 +632,18 @@ static void test_summary(void) {
     for (int i = 0; i < n; i++) /* the cache: f16 but for the last two rows (not recorded) */
         snprintf(r[i].kv_type, sizeof r[i].kv_type, "%s", i < n - 2 ? "f16" : "");
 
-    report_meta meta = {.command = "tis eval --model m.gguf --policies snapkv,full --note \"a b\"",
-                        .model = "models/m.gguf", .title = "passkey run", .seed = 7,
-                        .threads = 4, .wall_s = 12.5};
-    const char *plots[] = {"/some/where/run_passkey_agnostic_accuracy.png"};
-    const char *jp = tt_path("sum.json"), *mp = tt_path("sum.md");
-    TT_OK(report_write_summary(jp, mp, r, n, &meta, plots, 1));
-    TT_CHECK(!s_exists(tt_path("sum.json.tmp")) && !s_exists(tt_path("sum.md.tmp")));
+    return n;
+}
 
+/* The JSON summary: meta, the groups' order, each group's figures. */
+static void s_summary_json(const char *jp, const report_meta *meta) {
     char *text = tt_read_file(jp, NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     TT_CHECK(root != NULL);
     if (!root) return;
     cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "meta");
-    TT_CHECK(s_str_is(m, "command", meta.command) && s_str_is(m, "model", "models/m.gguf"));
+    TT_CHECK(s_str_is(m, "command", meta->command) && s_str_is(m, "model", "models/m.gguf"));
     TT_CHECK(s_str_is(m, "title", "passkey run"));
     TT_CHECK(s_num(m, "seed") == 7 && s_num(m, "threads") == 4 && s_num(m, "wall_s") == 12.5);
     TT_CHECK(s_str_is(m, "kv_type", "f16 (16 rows), not recorded (2 rows)"));
@@ -702,7 +701,11 @@ static void test_summary(void) {
     TT_NEAR(s_num(g, "throughput_vs_full"), 1.2, 1e-12);
     cJSON_Delete(root);
 
-    text = tt_read_file(mp, NULL);
+}
+
+/* The Markdown summary: the command, the tables, the plots by name. */
+static void s_summary_md(const char *mp) {
+    char *text = tt_read_file(mp, NULL);
     TT_CHECK(text != NULL);
     if (!text) return;
     TT_CHECK(strncmp(text, "# passkey run\n", 14) == 0);
@@ -727,10 +730,16 @@ static void test_summary(void) {
     if (getenv("TT_VERBOSE")) fputs(text, stderr);
     free(text);
 
+}
+
+/* One cache type is named alone; JSON only; unwritable paths; no rows. */
+static void s_summary_edges(eval_row *r, int n, const report_meta *meta) {
+    char *text;
+    cJSON *root;
     /* one cache type: named alone */
     TT_CASE("summary: the cache type");
     for (int i = 0; i < n; i++) snprintf(r[i].kv_type, sizeof r[i].kv_type, "q8_0,q4_0");
-    TT_OK(report_write_summary(tt_path("kv.json"), tt_path("kv.md"), r, n, &meta, NULL, 0));
+    TT_OK(report_write_summary(tt_path("kv.json"), tt_path("kv.md"), r, n, meta, NULL, 0));
     text = tt_read_file(tt_path("kv.md"), NULL);
     TT_CHECK(text && strstr(text, "\n- KV cache: q8_0,q4_0\n"));
     free(text);
@@ -744,20 +753,35 @@ static void test_summary(void) {
     TT_CASE("summary: JSON only");
     TT_OK(report_write_summary(tt_path("only.json"), NULL, r, n, NULL, NULL, 0));
     TT_CHECK(s_exists(tt_path("only.json")));
-    TT_FAILS(report_write_summary("/nonexistent-tis-dir/s.json", NULL, r, n, &meta, NULL, 0),
+    TT_FAILS(report_write_summary("/nonexistent-tis-dir/s.json", NULL, r, n, meta, NULL, 0),
              TIS_EIO);
-    TT_FAILS(report_write_summary(tt_path("ok.json"), "/nonexistent-tis-dir/s.md", r, n, &meta,
+    TT_FAILS(report_write_summary(tt_path("ok.json"), "/nonexistent-tis-dir/s.md", r, n, meta,
                                   NULL, 0),
              TIS_EIO);
-    TT_FAILS(report_write_summary(NULL, NULL, r, n, &meta, NULL, 0), TIS_EINVAL);
+    TT_FAILS(report_write_summary(NULL, NULL, r, n, meta, NULL, 0), TIS_EINVAL);
     /* no rows: empty groups */
     TT_CASE("summary: no rows");
-    TT_OK(report_write_summary(tt_path("empty.json"), tt_path("empty.md"), r, 0, &meta, NULL, 0));
+    TT_OK(report_write_summary(tt_path("empty.json"), tt_path("empty.md"), r, 0, meta, NULL, 0));
     text = tt_read_file(tt_path("empty.json"), NULL);
     root = text ? cJSON_Parse(text) : NULL;
     TT_CHECK(root && cJSON_GetArraySize(cJSON_GetObjectItem(root, "groups")) == 0);
     cJSON_Delete(root);
     free(text);
+}
+
+static void test_summary(void) {
+    eval_row r[32];
+    int n = s_summary_rows(r);
+    report_meta meta = {.command = "tis eval --model m.gguf --policies snapkv,full --note \"a b\"",
+                        .model = "models/m.gguf", .title = "passkey run", .seed = 7,
+                        .threads = 4, .wall_s = 12.5};
+    const char *plots[] = {"/some/where/run_passkey_agnostic_accuracy.png"};
+    const char *jp = tt_path("sum.json"), *mp = tt_path("sum.md");
+    TT_OK(report_write_summary(jp, mp, r, n, &meta, plots, 1));
+    TT_CHECK(!s_exists(tt_path("sum.json.tmp")) && !s_exists(tt_path("sum.md.tmp")));
+    s_summary_json(jp, &meta);
+    s_summary_md(mp);
+    s_summary_edges(r, n, &meta);
 }
 
 static void test_peak_rss(void) {
