@@ -37,13 +37,21 @@ def cell_of(rows, path):
 
 
 def cache_of(path, rows):
-    """The cache type of the rows: their kv_type column, or for a CSV from
-    before it the --kv_type of the run in the .json tis eval writes beside it."""
+    """The cache type of the rows: their kv_type column; rows from before
+    it (empty, e.g. a cell that gained rows later) take the --kv_type of
+    the run in the .json tis eval writes beside the CSV."""
     kinds = {r.get("kv_type") or "" for r in rows}
+    if "" in kinds:
+        kinds.discard("")
+        kinds.add(recorded_cache(path))
     if len(kinds) > 1:
-        sys.exit(f"eqbytes_table: {path}: rows of more than one cache ({', '.join(sorted(k or '?' for k in kinds))})")
-    if kinds != {""}:
-        return kinds.pop()
+        sys.exit(f"eqbytes_table: {path}: rows of more than one cache ({', '.join(sorted(kinds))})")
+    return kinds.pop()
+
+
+def recorded_cache(path):
+    """The --kv_type of the command in the .json beside path (f16 when it
+    has none); the file's name when there is no such .json."""
     meta = os.path.splitext(path)[0] + ".json"
     try:
         argv = shlex.split(json.load(open(meta))["meta"]["command"])
@@ -60,13 +68,18 @@ def groups(rows):
     return g
 
 
+def md(text):
+    """A Markdown table cell: '|' escaped (a union's name holds one)."""
+    return text.replace("|", "\\|")
+
+
 def row(pol, cache, b, rs, full_bytes, full_acc):
     """One Markdown line: rows rs of policy pol at budget b in this cache."""
     share = sum(float(r["kv_bytes"]) for r in rs) / len(rs) / full_bytes
     right = sum(int(r["correct"]) for r in rs)
     a = right / len(rs)
     ret = f"{100 * a / full_acc:.0f} %" if full_acc > 0 else "-"
-    return f"| {pol} | {cache} | {b} | {100 * share:.1f} % | {right}/{len(rs)} | {a:.2f} | {ret} |"
+    return f"| {md(pol)} | {cache} | {b} | {100 * share:.1f} % | {right}/{len(rs)} | {a:.2f} | {ret} |"
 
 
 def main():

@@ -3,8 +3,9 @@
  * each row's KV bytes as a share of the f16 `full` cache's (the CSVs'
  * kv_bytes, mean over samples), right answers, accuracy and retention
  * against f16 full; the cache type from the rows' kv_type (from the run's
- * .json for a CSV from before the column); the policy's f16 rows by tokens
- * after it. Runs of different samples or cells, another cache as the f16
+ * .json for a CSV from before the column, and for a cell's rows from
+ * before it beside newer ones); the policy's f16 rows by tokens after it;
+ * a union's '|' escaped in its Markdown cell. Rows of two caches in a cell, Runs of different samples or cells, another cache as the f16
  * run, or an f16 run without full, are refused. Skips where python3 is missing. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,22 @@ int main(void) {
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     TT_CHECK(s_table(a_csv, b_csv, out, sizeof out) == 0 && strstr(out, "| full | q8_0,q4_0 | full |"));
 
+    /* a cell that gained rows after the kv_type column: the older rows' empty type is the
+     * .json's (f16 here), so the cell is one cache; a union's '|' is escaped in its cell */
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import csv, sys\n"
+             "rows = list(csv.DictReader(open(sys.argv[1])))\n"
+             "for r in rows: r[\"kv_type\"] = \"\" if r[\"policy\"] == \"full\" else r[\"kv_type\"]\n"
+             "w = csv.DictWriter(open(sys.argv[1], \"w\", newline=\"\"), fieldnames=list(rows[0]))\n"
+             "w.writeheader(); w.writerows(rows)\n"
+             "rows = list(csv.DictReader(open(sys.argv[2])))\n"
+             "for r in rows: r[\"policy\"] = \"streaming|knorm\" if r[\"policy\"] == \"streaming\" else r[\"policy\"]\n"
+             "w = csv.DictWriter(open(sys.argv[2], \"w\", newline=\"\"), fieldnames=list(rows[0]))\n"
+             "w.writeheader(); w.writerows(rows)' '%s' '%s'", a_csv, b_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    rc = s_table(a_csv, b_csv, out, sizeof out);
+    TT_CHECK(rc == 0 && strstr(out, "| streaming\\|knorm | q8_0,q4_0 | 0.5 |"));
+    if (rc) fprintf(stderr, "%s\n", out);
     /* refused: other samples; another cache as the f16 cell; an f16 run without full; no arguments */
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming --cache_budgets 0.5 "
              "--kv_type q8_0 %s --output '%s'", bin, tiny, other, opts, c_csv);
@@ -143,6 +160,15 @@ int main(void) {
     TT_CHECK(s_table(c_csv, b_csv, out, sizeof out) != 0 && strstr(out, "no full rows"));
     snprintf(cmd, sizeof cmd, "cd '%s' && python3 scripts/eqbytes_table.py '%s'", tt_src("."), a_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) != 0 && strstr(out, "Usage"));
+    /* rows of two caches in one cell: refused */
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import csv, sys\n"
+             "rows = list(csv.DictReader(open(sys.argv[1])))\n"
+             "rows[-1][\"kv_type\"] = \"q8_0\"\n"
+             "w = csv.DictWriter(open(sys.argv[1], \"w\", newline=\"\"), fieldnames=list(rows[0]))\n"
+             "w.writeheader(); w.writerows(rows)' '%s'", a_csv);
+    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+    TT_CHECK(s_table(a_csv, b_csv, out, sizeof out) != 0 && strstr(out, "rows of more than one cache (f16, q8_0)"));
     free(a);
     free(b);
     return tt_done("test_eqbytes_table");
