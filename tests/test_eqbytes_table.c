@@ -5,8 +5,9 @@
  * against f16 full; the cache type from the rows' kv_type (from the run's
  * .json for a CSV from before the column, and for a cell's rows from
  * before it beside newer ones); the policy's f16 rows by tokens after it;
- * a union's '|' escaped in its Markdown cell. Rows of two caches in a cell, Runs of different samples or cells, another cache as the f16
- * run, or an f16 run without full, are refused. Skips where python3 is missing. */
+ * a union's '|' escaped in its Markdown cell. Rows of two caches in a
+ * cell, runs of different samples or cells, another cache as the f16 run,
+ * or an f16 run without full, are refused. Skips where python3 is missing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
