@@ -11,8 +11,10 @@
 # --resume). scripts/eqbytes_table.py F16.csv SMALL.csv prints the table.
 # Usage: scripts/eqbytes_heldout.sh [N_SAMPLES] [LENGTH:BENCHMARK ...]
 # Env: KV_TYPE (q8_0,q4_0), BUDGETS, TAG (q8q4z), POLICIES
-# ("full tis+lpool5+recent64/8"), TIS, MODEL, OUT
-# (docs/results/recon/experiments).
+# ("full tis+lpool5+recent64/8"), HEAD_AS (NAME=FILE pairs for tis eval
+# --head_as, e.g. the union's tis_si:
+# "tis_si=configs/heads/qwen2.5-coder-0.5b-instruct.tis_si.safetensors"),
+# TIS, MODEL, OUT (docs/results/recon/experiments).
 set -euo pipefail
 case ${1:-} in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 root=${TIS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -23,6 +25,10 @@ kv_type=${KV_TYPE:-q8_0,q4_0}
 budgets=(${BUDGETS:-0.0241 0.0481 0.120 0.241 0.602})
 tag=${TAG:-q8q4z}
 policies=(${POLICIES:-full tis+lpool5+recent64/8})
+head_as=()
+for h in ${HEAD_AS:-}; do
+  case $h in ?*=?*) head_as+=(--head_as "$h") ;; *) echo "eqbytes_heldout: HEAD_AS '$h': NAME=FILE" >&2; exit 2 ;; esac
+done
 n=${1:-20}
 shift $(( $# < 1 ? $# : 1 ))
 cells=("$@")
@@ -45,5 +51,5 @@ for c in "${cells[@]}"; do
   "$tis" eval -m "$model" --benchmark "$bench" --context_tokens "$len" \
     --haystack /usr/share/common-licenses/Apache-2.0 --phrasing 1 --baseline "${policies[@]}" \
     --cache_budgets "${budgets[@]}" --protocol agnostic --kv_type "$kv_type" --n_samples "$n" \
-    --max_new 48 --batch 64 --seed 42 --resume --no_plots --output "$csv"
+    --max_new 48 --batch 64 --seed 42 --resume --no_plots ${head_as[@]+"${head_as[@]}"} --output "$csv"
 done
