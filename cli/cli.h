@@ -34,6 +34,12 @@ int cmd_keygen(int argc, char **argv);
  * qwen2.5-coder-0.5b-instruct). */
 void cli_default_head(const char *model_path, const char *kind, char *out, size_t cap);
 
+/* "tis ARGS" as a shell reads it back: arguments single-quoted where a
+ * shell would split or expand them (a union's '|', blanks, quotes, globs;
+ * ' as '\''), argv[0] the command's name. Malloc'd; NULL when out of
+ * memory. What reports and checkpoints record. */
+char *cli_cmdline(int argc, char **argv);
+
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_f32(const char *s, float lo, float hi, float *out);

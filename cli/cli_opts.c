@@ -99,3 +99,28 @@ int cli_parse_opts(const char *cmd, int argc, char **argv, const cli_opt *opts, 
     }
     return 0;
 }
+
+char *cli_cmdline(int argc, char **argv) {
+    size_t cap = 8;
+    for (int i = 0; i < argc; i++) cap += 4 * strlen(argv[i]) + 3;
+    char *s = malloc(cap), *p = s;
+    if (!s) return NULL;
+    p += sprintf(p, "tis");
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool quote = !*a || strpbrk(a, " \t\n\"'$`\\;&|<>()*?[]{}~#!") != NULL;
+        *p++ = ' ';
+        if (quote) *p++ = '\'';
+        for (; *a; a++) {
+            if (quote && *a == '\'') { /* ' -> '\'' */
+                memcpy(p, "'\\''", 4);
+                p += 4;
+            } else {
+                *p++ = *a;
+            }
+        }
+        if (quote) *p++ = '\'';
+    }
+    *p = 0;
+    return s;
+}

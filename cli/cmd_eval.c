@@ -225,16 +225,6 @@ static int s_fill(eval_opts *o) {
     return 0;
 }
 
-/* "tis ARGS" for the report, single-quoting arguments with blanks or quotes. */
-static void s_cmdline(int argc, char **argv, char *buf, size_t cap) {
-    snprintf(buf, cap, "tis");
-    for (int i = 0; i < argc; i++) {
-        size_t l = strlen(buf);
-        bool quote = strpbrk(argv[i], " \t\"'$") != NULL;
-        snprintf(buf + l, cap - l, quote ? " '%s'" : " %s", argv[i]);
-    }
-}
-
 /* --workers / --connect: the samples through the pipeline client. */
 typedef struct pipeline_runner {
     const char *connect;
@@ -284,7 +274,10 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     o.c.threads = cli_threads(o.threads);
-    s_cmdline(argc, argv, o.cmdline, sizeof o.cmdline);
+    char *cmdline = cli_cmdline(argc, argv);
+    if (!cmdline) return cli_fail("recording the command");
+    snprintf(o.cmdline, sizeof o.cmdline, "%s", cmdline);
+    free(cmdline);
     o.c.command = o.cmdline;
     char about[512];
     pipeline_runner pr = {.connect = o.connect, .sec = o.sec, .workers = o.workers};

@@ -21,33 +21,6 @@ static void s_usage(FILE *f) {
             "      --no_plots        skip the gnuplot PNGs\n");
 }
 
-/* "tis report ARGS" with arguments single-quoted where a shell needs it
- * (malloc'd). */
-static char *s_cmdline(int argc, char **argv) {
-    size_t cap = 8;
-    for (int i = 0; i < argc; i++) cap += 4 * strlen(argv[i]) + 3;
-    char *s = malloc(cap), *p = s;
-    if (!s) return NULL;
-    p += sprintf(p, "tis");
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool quote = !*a || strpbrk(a, " \t\n\"'$`\\;&|<>()*?[]{}~#!") != NULL;
-        *p++ = ' ';
-        if (quote) *p++ = '\'';
-        for (; *a; a++) {
-            if (quote && *a == '\'') { /* ' -> '\'' */
-                memcpy(p, "'\\''", 4);
-                p += 4;
-            } else {
-                *p++ = *a;
-            }
-        }
-        if (quote) *p++ = '\'';
-    }
-    *p = 0;
-    return s;
-}
-
 /* The model named by the eval JSON beside a CSV (A.json for A.csv) when
  * that JSON describes the same number of rows; NULL otherwise (malloc'd). */
 static char *s_model_of(const char *csv, int64_t n_rows) {
@@ -121,7 +94,7 @@ static int s_write(int argc, char **argv, const char *output, const char *title,
         return 1;
     }
     if (report_write_csv(output, rows, n_rows)) return cli_fail("writing the CSV");
-    char *cmdline = s_cmdline(argc, argv);
+    char *cmdline = cli_cmdline(argc, argv);
     if (!cmdline) {
         fprintf(stderr, "tis report: out of memory\n");
         return 1;

@@ -3,6 +3,7 @@
  * validation loss, metrics per epoch to CSV and a PNG curve: the options of
  * eval/train_job.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -67,10 +68,12 @@ static void s_usage(FILE *f) {
             "      --metrics PATH.csv   per-epoch metrics (default HEAD_metrics.csv)\n");
 }
 
-/* "tis ARGS" as the checkpoint records it (unquoted; cut at cap). */
+/* "tis ARGS" as the checkpoint records it (quoted as a shell reads it;
+ * cut at cap). */
 static void s_command(int argc, char **argv, char *buf, size_t cap) {
-    size_t used = (size_t)snprintf(buf, cap, "tis");
-    for (int i = 0; i < argc && used < cap; i++) used += (size_t)snprintf(buf + used, cap - used, " %s", argv[i]);
+    char *c = cli_cmdline(argc, argv);
+    snprintf(buf, cap, "%s", c ? c : "tis train");
+    free(c);
 }
 
 enum { MAX_BENCH = 8 };
