@@ -44,30 +44,14 @@ static int s_table(const char *a, const char *b, char *out, size_t cap) {
     return tt_sh(cmd, out, cap);
 }
 
-int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    static char out[1 << 16];
-    if (!bin) {
-        fprintf(stderr, "test_eqbytes_table: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
-    if (tt_sh("python3 -c 'import csv, json, shlex'", out, sizeof out) != 0) {
-        fprintf(stderr, "test_eqbytes_table: no python3, skipped\n");
-        return 77;
-    }
-    char tiny[512], data[512], other[512], a_csv[512], b_csv[512], c_csv[512], cmd[4096];
-    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny_hd32.gguf"));
-    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
-    snprintf(other, sizeof other, "%s", tt_path("other.jsonl"));
-    snprintf(a_csv, sizeof a_csv, "%s", tt_path("f16.csv"));
-    snprintf(b_csv, sizeof b_csv, "%s", tt_path("q8q4.csv"));
-    snprintf(c_csv, sizeof c_csv, "%s", tt_path("other.csv"));
-    tiny_spec sp = tiny_spec_default();
-    sp.d_model = 128; /* head_dim 32: whole q8_0 / q4_0 blocks */
-    TT_OK(tiny_model_write(tiny, &sp));
-    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
-    TT_OK(tt_write_file(other, s_other, strlen(s_other)));
-    const char *opts = "--protocol agnostic --max_new 4 --no_chat --no_plots -t 1";
+/* The files of the test (tt_path's, copied: its buffer is reused). */
+static char tiny[512], data[512], other[512], a_csv[512], b_csv[512], c_csv[512];
+static const char *bin, *opts = "--protocol agnostic --max_new 4 --no_chat --no_plots -t 1";
+static char out[1 << 16], cmd[4096];
+
+/* The f16 run (budgets 0.3, 0.6) and the q8_0 + q4_0 run (0.5) of the same
+ * samples, sample s0 marked right in both. */
+static void s_runs(void) {
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming --cache_budgets 0.3 0.6 %s "
              "--output '%s'", bin, tiny, data, opts, a_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
@@ -83,7 +67,11 @@ int main(void) {
              "    w = csv.DictWriter(open(p, \"w\", newline=\"\"), fieldnames=list(rows[0]))\n"
              "    w.writeheader(); w.writerows(rows)' '%s' '%s'", a_csv, b_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
+}
 
+/* The table: the smaller cache's rows against f16 full's bytes, the f16
+ * rows by tokens once, the header. */
+static void s_check_table(void) {
     int rc = s_table(a_csv, b_csv, out, sizeof out);
     TT_CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", out);
@@ -122,7 +110,13 @@ int main(void) {
     /* the header: f16 full's accuracy, the base of every retention */
     snprintf(want, sizeof want, "f16 full %.2f (%d/%d)", (double)r16 / n16, r16, n16);
     TT_CHECK(strstr(out, want) != NULL);
+    free(a);
+    free(b);
+}
 
+/* Rows from before the kv_type column, alone or beside newer ones; a
+ * union's name escaped. */
+static void s_older_rows(void) {
     /* a CSV from before the kv_type column: the type from its .json */
     snprintf(cmd, sizeof cmd,
              "python3 -c 'import csv, sys; r = list(csv.reader(open(sys.argv[1], newline=\"\", encoding=\"latin-1\")));"
@@ -145,9 +139,14 @@ int main(void) {
              "w = csv.DictWriter(open(sys.argv[2], \"w\", newline=\"\"), fieldnames=list(rows[0]))\n"
              "w.writeheader(); w.writerows(rows)' '%s' '%s'", a_csv, b_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    rc = s_table(a_csv, b_csv, out, sizeof out);
+    int rc = s_table(a_csv, b_csv, out, sizeof out);
     TT_CHECK(rc == 0 && strstr(out, "| streaming\\|knorm | q8_0,q4_0 | 0.5 |"));
     if (rc) fprintf(stderr, "%s\n", out);
+}
+
+/* Refused: other samples, another cache as the f16 cell, an f16 run
+ * without full, no arguments, rows of two caches in one cell. */
+static void s_refused(void) {
     /* refused: other samples; another cache as the f16 cell; an f16 run without full; no arguments */
     snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' --baseline full streaming --cache_budgets 0.5 "
              "--kv_type q8_0 %s --output '%s'", bin, tiny, other, opts, c_csv);
@@ -170,7 +169,32 @@ int main(void) {
              "w.writeheader(); w.writerows(rows)' '%s'", a_csv);
     TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
     TT_CHECK(s_table(a_csv, b_csv, out, sizeof out) != 0 && strstr(out, "rows of more than one cache (f16, q8_0)"));
-    free(a);
-    free(b);
+}
+
+int main(void) {
+    bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "test_eqbytes_table: TIS_BIN is not set (run through ctest)\n");
+        return 77;
+    }
+    if (tt_sh("python3 -c 'import csv, json, shlex'", out, sizeof out) != 0) {
+        fprintf(stderr, "test_eqbytes_table: no python3, skipped\n");
+        return 77;
+    }
+    snprintf(tiny, sizeof tiny, "%s", tt_path("tiny_hd32.gguf"));
+    snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
+    snprintf(other, sizeof other, "%s", tt_path("other.jsonl"));
+    snprintf(a_csv, sizeof a_csv, "%s", tt_path("f16.csv"));
+    snprintf(b_csv, sizeof b_csv, "%s", tt_path("q8q4.csv"));
+    snprintf(c_csv, sizeof c_csv, "%s", tt_path("other.csv"));
+    tiny_spec sp = tiny_spec_default();
+    sp.d_model = 128; /* head_dim 32: whole q8_0 / q4_0 blocks */
+    TT_OK(tiny_model_write(tiny, &sp));
+    TT_OK(tt_write_file(data, s_data, strlen(s_data)));
+    TT_OK(tt_write_file(other, s_other, strlen(s_other)));
+    s_runs();
+    s_check_table();
+    s_older_rows();
+    s_refused();
     return tt_done("test_eqbytes_table");
 }
