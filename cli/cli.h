@@ -40,6 +40,10 @@ void cli_default_head(const char *model_path, const char *kind, char *out, size_
  * memory. What reports and checkpoints record. */
 char *cli_cmdline(int argc, char **argv);
 
+/* --head_as NAME=PATH entries (press_head_as_check): 0, or TIS_EINVAL with
+ * the message in tis_last_error(). */
+int cli_check_head_as(const char *const *entries, int64_t n);
+
 /* Parses a whole-string integer / float; false on junk or out of range. */
 bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_f32(const char *s, float lo, float hi, float *out);

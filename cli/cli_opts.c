@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "kv.h"
+#include "press_spec.h"
 
 static const cli_opt *s_find(const cli_opt *opts, const char *a) {
     for (const cli_opt *o = opts; o->name; o++)
@@ -124,3 +125,5 @@ char *cli_cmdline(int argc, char **argv) {
     *p = 0;
     return s;
 }
+
+int cli_check_head_as(const char *const *entries, int64_t n) { return press_head_as_check(entries, n, "--head_as"); }

@@ -18,7 +18,7 @@
 #include "tis_error.h"
 #include "yaml_kv.h"
 
-enum { MAX_CHILD = 48 };
+enum { MAX_CHILD = 48, MAX_HEAD_AS = 8 };
 
 static void s_usage(FILE *f) {
     fprintf(f,
@@ -41,6 +41,9 @@ static void s_usage(FILE *f) {
             "  -m, --model PATH         model for the workers (default %s)\n"
             "      --head PATH          importance head (tis) for the prefill workers\n"
             "      --head_query PATH    query-aware head (tis_query)\n"
+            "      --head_as NAME=PATH.. more heads: policy NAME is tis with that head (NAME+lpool5,\n"
+            "                           and unions: tis_si+lpool5|tis+lpool5+recent64/8 with\n"
+            "                           --head_as tis_si=...; docs/pipeline.md); at most 8\n"
             "      --arena_mb N         prefill workers' shared-memory arena (default 256)\n"
             "      --decode_batch N     requests a decode worker generates together (default 8)\n"
             "      --max_queue N        waiting requests before Busy (default 64)\n"
@@ -62,8 +65,8 @@ static void s_usage(FILE *f) {
 }
 
 static pid_t s_spawn(const char *role, int i, const char *dev, const char *back, const sec_opts *sec,
-                     const char *model, const char *head, const char *head_q, const char *arena_mb, const char *hb,
-                     const char *batch, const char *lease) {
+                     const char *model, const char *head, const char *head_q, const char *const *head_as,
+                     int64_t n_head_as, const char *arena_mb, const char *hb, const char *batch, const char *lease) {
     char name[64];
     snprintf(name, sizeof name, "s%d-%s-%d", (int)getpid(), role, i);
     pid_t pid = fork();
@@ -72,7 +75,7 @@ static pid_t s_spawn(const char *role, int i, const char *dev, const char *back,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL); /* SIGCHLD was blocked while the workers were started */
-    const char *argv[34];
+    const char *argv[34 + 2 * MAX_HEAD_AS];
     int n = 0;
     argv[n++] = "tis";
     argv[n++] = "worker";
@@ -96,6 +99,7 @@ static pid_t s_spawn(const char *role, int i, const char *dev, const char *back,
     argv[n++] = dev;
     if (head) argv[n++] = "--head", argv[n++] = head;
     if (head_q) argv[n++] = "--head_query", argv[n++] = head_q;
+    for (int64_t j = 0; j < n_head_as; j++) argv[n++] = "--head_as", argv[n++] = head_as[j];
     /* local workers use the coordinator's own pair (always on its allow-list) */
     if (sec->key) argv[n++] = "--key", argv[n++] = sec->key, argv[n++] = "--server_key", argv[n++] = sec->key;
     if (sec->insecure) argv[n++] = "--insecure";
@@ -292,6 +296,21 @@ static int s_device_failed(void) {
     return 1;
 }
 
+/* The heads: scorers need one; --head_as entries well formed. 0, or 1 with
+ * the reason on stderr. */
+static int s_check_heads(int64_t n_sc, bool head, const char *const *head_as, int64_t n_head_as) {
+    if (n_sc > 0 && !head && !n_head_as) {
+        fprintf(stderr, "tis serve: scorer workers need --head, --head_query or --head_as (or prefill.head in the "
+                        "config)\n");
+        return 1;
+    }
+    if (cli_check_head_as(head_as, n_head_as)) {
+        fprintf(stderr, "tis serve: %s\n", tis_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static int s_serve(int argc, char **argv, char **owned) {
     char def_front[96], def_back[96];
     coord_opts o = {.front = sec_default_endpoint(def_front, sizeof def_front, "front"),
@@ -299,7 +318,8 @@ static int s_serve(int argc, char **argv, char **owned) {
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
                     .job_timeout_ms = 600000, .lease_ms = 30000,
                     .context_ttl_ms = 600000};
-    const char *model = cli_default_model(), *head = NULL, *head_q = NULL;
+    const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *head_as[MAX_HEAD_AS];
+    int64_t n_head_as = 0;
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     http_opts h = {.max_body = 1 << 20, .max_connections = 256,
                    .defaults = {.kv_policy = "full", .kv_budget = 1.0, .query_aware = true, .max_tokens = 256}};
@@ -318,6 +338,7 @@ static int s_serve(int argc, char **argv, char **owned) {
         CLI_STR("--model", "-m", &model),
         CLI_STR("--head", NULL, &head),
         CLI_STR("--head_query", NULL, &head_q),
+        CLI_STRS("--head_as", NULL, head_as, &n_head_as, MAX_HEAD_AS),
         CLI_I64("--prefill", NULL, &n_pre, 0, MAX_CHILD / 2),
         CLI_I64("--decode", NULL, &n_dec, 0, MAX_CHILD / 2),
         CLI_I64("--scorer", NULL, &n_sc, 0, MAX_CHILD / 4),
@@ -345,10 +366,9 @@ static int s_serve(int argc, char **argv, char **owned) {
     char arena_mb[32], dbatch_s[32];
     snprintf(arena_mb, sizeof arena_mb, "%lld", (long long)mb);
     snprintf(dbatch_s, sizeof dbatch_s, "%lld", (long long)dbatch);
-    if (n_sc > 0 && !head && !head_q) {
-        fprintf(stderr, "tis serve: scorer workers need --head and/or --head_query (or prefill.head in the config)\n");
-        return 2;
-    }
+    if (s_check_heads(n_sc, head || head_q, head_as, n_head_as)) return 2;
+    h.defaults.head_as = head_as; /* the HTTP front reads policies with the served heads */
+    h.defaults.n_head_as = n_head_as;
     static const char *const roles[3] = {"prefill", "decode", "scorer"};
     int64_t n_role[3] = {n_pre, n_dec, n_sc}, n_all = 0;
     devspec ds[3][MAX_CHILD];
@@ -382,8 +402,8 @@ static int s_serve(int argc, char **argv, char **owned) {
             s_kids.dev[s_kids.n] = ds[k][i];
             s_kids.pid[s_kids.n++] =
                 s_spawn(roles[k], (int)i, devspec_str(&ds[k][i], d, sizeof d), o.back, &o.sec, model,
-                        k == DEV_DEC ? NULL : head, k == DEV_DEC ? NULL : head_q, k == DEV_SC ? "16" : arena_mb, hb,
-                        dbatch_s, lease);
+                        k == DEV_DEC ? NULL : head, k == DEV_DEC ? NULL : head_q, head_as, k == DEV_DEC ? 0 : n_head_as,
+                        k == DEV_SC ? "16" : arena_mb, hb, dbatch_s, lease);
         }
     sigprocmask(SIG_SETMASK, &old, NULL);
     n_pre = n_role[DEV_PRE], n_dec = n_role[DEV_DEC], n_sc = n_role[DEV_SC];

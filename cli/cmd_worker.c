@@ -14,6 +14,8 @@ static void s_usage(FILE *f) {
             "  -m, --model PATH      model (default %s)\n"
             "      --head PATH       importance head for tis (prefill, scorer)\n"
             "      --head_query PATH query-aware head for tis_query (prefill, scorer)\n"
+            "      --head_as NAME=PATH more heads (prefill, scorer): policy NAME is tis with that head;\n"
+            "                        unions A|B of two policies (at most 8)\n"
             "      --arena_mb N      prefill, scorer: shared-memory arena size (default 256)\n"
             "      --heartbeat_ms N  (default 1000)\n"
             "      --lease_ms N      block lease until renewed (default 30000)\n"
@@ -31,7 +33,7 @@ int cmd_worker(int argc, char **argv) {
     worker_opts o = {.model_path = cli_default_model(), .arena_bytes = (size_t)256 << 20,
                      .heartbeat_ms = 1000, .lease_ms = 30000};
     int64_t arena_mb = 256, hb = 1000, lease = 30000, threads = 0, max_batch = 8;
-    const char *device = "cpu";
+    const char *device = "cpu", *head_as[8];
     const cli_opt opts[] = {
         CLI_STR("--role", NULL, &o.role),
         CLI_STR("--connect", NULL, &o.endpoint),
@@ -39,6 +41,7 @@ int cmd_worker(int argc, char **argv) {
         CLI_STR("--model", "-m", &o.model_path),
         CLI_STR("--head", NULL, &o.head_path),
         CLI_STR("--head_query", NULL, &o.head_query_path),
+        CLI_STRS("--head_as", NULL, head_as, &o.n_head_as, 8),
         CLI_STR("--device", NULL, &device),
         CLI_I64("--arena_mb", NULL, &arena_mb, 1, 1 << 20),
         CLI_I64("--heartbeat_ms", NULL, &hb, 10, 600000),
@@ -50,6 +53,7 @@ int cmd_worker(int argc, char **argv) {
     };
     int prc = cli_parse_opts("worker", argc, argv, opts, s_usage);
     if (prc) return prc == CLI_HELP ? 0 : prc;
+    o.head_as = head_as;
     if (!o.role || !o.endpoint || !o.name) {
         fprintf(stderr, "tis worker: --role, --connect and --name are required\n\n");
         s_usage(stderr);

@@ -10,6 +10,7 @@
 #include "generate.h"
 #include "head.h"
 #include "model.h"
+#include "press_spec.h"
 #include "session.h"
 #include "tis_error.h"
 
@@ -23,6 +24,9 @@ struct tis_engine {
     forward_state *st;
     chat_template ct;
     head *h_ctx, *h_q;
+    char **head_as;   /* [n_named] copies of the "NAME=PATH" entries */
+    head **h_named;   /* [n_named] their heads */
+    size_t n_named;
     decoder *dec;
 };
 
@@ -39,6 +43,12 @@ void tis_engine_close(tis_engine *e) {
     chat_template_free(&e->ct);
     head_destroy(&e->h_ctx);
     head_destroy(&e->h_q);
+    for (size_t i = 0; i < e->n_named; i++) {
+        if (e->h_named) head_destroy(&e->h_named[i]);
+        if (e->head_as) free(e->head_as[i]);
+    }
+    free(e->h_named);
+    free(e->head_as);
     model_destroy(&e->m);
     free(e);
 }
@@ -53,6 +63,23 @@ static int s_head(tis_engine *e, const char *path, bool query, head **out) {
     return rc;
 }
 
+/* The --head_as-style heads: entries checked and copied, heads loaded. */
+static int s_named_heads(tis_engine *e, const tis_engine_opts *o) {
+    if (!o->n_head_as) return 0;
+    if (!o->head_as || o->n_head_as > 64) return tis_error(TIS_EINVAL, "tis: %zu named heads", o->n_head_as);
+    int rc = press_head_as_check(o->head_as, (int64_t)o->n_head_as, "tis: head_as");
+    if (rc) return rc;
+    if (!(e->head_as = calloc(o->n_head_as, sizeof *e->head_as)) ||
+        !(e->h_named = calloc(o->n_head_as, sizeof *e->h_named)))
+        return tis_error(TIS_ENOMEM, "tis: out of memory");
+    e->n_named = o->n_head_as;
+    for (size_t i = 0; !rc && i < o->n_head_as; i++) {
+        if (!(e->head_as[i] = strdup(o->head_as[i]))) return tis_error(TIS_ENOMEM, "tis: out of memory");
+        rc = s_head(e, o->head_as[i] + press_head_as_name_len(o->head_as[i]) + 1, false, &e->h_named[i]);
+    }
+    return rc;
+}
+
 int tis_engine_open(const tis_engine_opts *o, tis_engine **out) {
     *out = NULL;
     if (!o || !o->model) return tis_error(TIS_EINVAL, "tis: no model given");
@@ -64,6 +91,7 @@ int tis_engine_open(const tis_engine_opts *o, tis_engine **out) {
     if (!rc) rc = decoder_new(&e->dec, e->st, 1);
     if (!rc) rc = s_head(e, o->head, false, &e->h_ctx);
     if (!rc) rc = s_head(e, o->head_query, true, &e->h_q);
+    if (!rc) rc = s_named_heads(e, o);
     if (rc) {
         tis_engine_close(e);
         return rc;
@@ -104,17 +132,26 @@ int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out) {
                           .chat = tokenizer_chat_template(e->m->tok) != NULL, .window = 64, .n_sink = 4, .seed = 42,
                           .max_new = rq->max_new ? rq->max_new : 16, .hook_lambda = -1};
     if (sr.max_new > 4096) return tis_error(TIS_EINVAL, "tis: max_new %lld", (long long)sr.max_new);
-    int rc = press_parse(rq->policy ? rq->policy : "full", &sr.policy);
+    press_spec sp;
+    int rc = press_spec_parse(rq->policy ? rq->policy : "full", (const char *const *)e->head_as, (int64_t)e->n_named,
+                              &sp);
     if (rc) return rc;
-    const head *h = !sr.policy.needs_head ? NULL : sr.policy.query_head ? e->h_q : e->h_ctx;
-    if (sr.policy.needs_head && !h)
-        return tis_error(TIS_EINVAL, "tis: policy %s needs an importance head (tis_engine_opts.%s)", sr.policy.name,
-                         sr.policy.query_head ? "head_query" : "head");
+    const head *hd[2] = {NULL, NULL};
+    for (int i = 0; i < sp.n; i++) {
+        if (!sp.m[i].needs_head) continue;
+        int h = sp.head[i];
+        hd[i] = h >= 0 ? e->h_named[h] : h == PRESS_HEAD_QUERY ? e->h_q : e->h_ctx;
+        if (!hd[i])
+            return tis_error(TIS_EINVAL, "tis: policy %s needs an importance head (tis_engine_opts.%s)", sp.m[i].name,
+                             h == PRESS_HEAD_QUERY ? "head_query" : "head");
+    }
+    sr.policy = sp.m[0];
+    if (sp.n == 2) sr.policy_b = sp.m[1];
     session_input in = {.id = "request", .context = rq->context, .question = rq->question, .prefix = rq->prefix,
                         .answer_prefix = rq->answer_prefix};
     session *s = NULL;
     session_result r = {0};
-    rc = session_request_begin(&s, e->st, &e->ct, &in, &sr, h, -1);
+    rc = session_request_begin(&s, e->st, &e->ct, &in, &sr, hd[0], hd[1], false);
     if (!rc) rc = session_request_finish(s, NULL, 1, &r);
     session_destroy(&s);
     if (!rc) rc = s_decode(e, &r, sr.max_new, rq->question, out);

@@ -12,6 +12,7 @@
 #include "head.h"
 #include "oracle.h"
 #include "press.h"
+#include "press_spec.h"
 #include "session.h"
 #include "tis_error.h"
 
@@ -52,114 +53,60 @@ void eval_config_defaults(eval_config *c) {
 
 /* ---- --head_as ----------------------------------------------------------- */
 
-/* Entry i's NAME length, or -1 when it has no '='. */
-static int64_t s_head_as_name_len(const char *entry) {
-    const char *eq = strchr(entry, '=');
-    return eq ? (int64_t)(eq - entry) : -1;
-}
-
-/* The --head_as entry naming policy `name`, or NULL. */
-static const char *s_head_as_find(const eval_config *cfg, const char *name) {
-    for (int64_t i = 0; i < cfg->n_head_as; i++) {
-        int64_t n = s_head_as_name_len(cfg->head_as[i]);
-        if (n > 0 && (size_t)n == strlen(name) && !strncmp(cfg->head_as[i], name, (size_t)n))
-            return cfg->head_as[i] + n + 1;
-    }
-    return NULL;
-}
-
 int eval_check_head_as(const eval_config *cfg) {
-    for (int64_t i = 0; i < cfg->n_head_as; i++) {
+    int rc = press_head_as_check(cfg->head_as, cfg->n_head_as, "--head_as");
+    for (int64_t i = 0; !rc && i < cfg->n_head_as; i++) {
         const char *e = cfg->head_as[i];
-        int64_t n = s_head_as_name_len(e);
-        if (n < 0) return tis_error(TIS_EINVAL, "--head_as '%s': give NAME=PATH (e.g. tis_pos=h.safetensors)", e);
-        if (n < 1 || n > 31) return tis_error(TIS_EINVAL, "--head_as '%s': the name takes 1 to 31 characters", e);
-        for (int64_t k = 0; k < n; k++)
-            if (!((e[k] >= 'a' && e[k] <= 'z') || (e[k] >= '0' && e[k] <= '9') || e[k] == '_'))
-                return tis_error(TIS_EINVAL, "--head_as '%s': a name is made of a-z, 0-9 and _", e);
-        if (!e[n + 1]) return tis_error(TIS_EINVAL, "--head_as '%s': no head path after '='", e);
-        char name[32];
-        snprintf(name, sizeof name, "%.*s", (int)n, e);
-        press pr;
-        if (!strcmp(name, "full") || !strcmp(name, "all") || press_parse(name, &pr) == 0)
-            return tis_error(TIS_EINVAL, "--head_as %s: '%s' is already a policy; name the head otherwise", e, name);
-        for (int64_t j = 0; j < i; j++)
-            if (s_head_as_name_len(cfg->head_as[j]) == n && !strncmp(cfg->head_as[j], e, (size_t)n))
-                return tis_error(TIS_EINVAL, "--head_as: '%s' is given twice", name);
+        int64_t n = press_head_as_name_len(e);
         bool listed = false;
         for (int64_t k = 0; k < cfg->n_policies && !listed; k++) { /* NAME, NAME+pool..., or in a union */
             char base[64], first[64];
             const char *second = press_union_split(cfg->policies[k], first, sizeof first);
             press_split_name(second ? first : cfg->policies[k], base, sizeof base);
-            listed = !strcmp(base, name);
+            listed = (size_t)n == strlen(base) && !strncmp(base, e, (size_t)n);
             if (second && !listed) {
                 press_split_name(second, base, sizeof base);
-                listed = !strcmp(base, name);
+                listed = (size_t)n == strlen(base) && !strncmp(base, e, (size_t)n);
             }
         }
-        if (!listed) return tis_error(TIS_EINVAL, "--head_as %s: add %s to --baseline to run it", e, name);
+        if (!listed) rc = tis_error(TIS_EINVAL, "--head_as %s: add %.*s to --baseline to run it", e, (int)n, e);
     }
-    return 0;
+    return rc;
 }
 
-/* One policy (no union) under cfg: eval_press_parse's rule. */
-static int s_press_parse_one(const eval_config *cfg, const char *name, press *out, const char **head_path) {
-    /* a --head_as name is a tis policy with another head: NAME, NAME+pool, ... */
-    char base[64], as_tis[72];
-    const char *suffix = press_split_name(name, base, sizeof base);
-    const char *path = s_head_as_find(cfg, base);
-    if (path) snprintf(as_tis, sizeof as_tis, "tis%s", suffix);
-    int rc = press_parse(path ? as_tis : name, out);
-    if (rc) return rc;
-    if (path) snprintf(out->name, sizeof out->name, "%s", name);
-    if (head_path)
-        *head_path = path ? path : !out->needs_head ? NULL : out->query_head ? cfg->head_query_path : cfg->head_path;
-    return 0;
+/* Member i's head file under cfg: a --head_as entry's path, cfg's head
+ * for tis / tis_query, NULL for a member without a head. */
+static const char *s_member_path(const eval_config *cfg, const press_spec *sp, int i) {
+    int h = sp->head[i];
+    if (h >= 0) return cfg->head_as[h] + press_head_as_name_len(cfg->head_as[h]) + 1;
+    return h == PRESS_HEAD_CTX ? cfg->head_path : h == PRESS_HEAD_QUERY ? cfg->head_query_path : NULL;
 }
 
 int eval_union_parse(const eval_config *cfg, const char *name, press *a, press *b, const char **path_a,
                      const char **path_b) {
-    char first[64];
-    const char *second = press_union_split(name, first, sizeof first);
-    if (!second) return tis_error(TIS_EINVAL, "eval: '%s' is not a union of two policies (A|B)", name);
-    if (strlen(name) > 63) return tis_error(TIS_EINVAL, "eval: '%s': a union's name takes at most 63 characters", name);
-    if (strchr(second, '|')) return tis_error(TIS_EINVAL, "eval: '%s': a union takes two policies", name);
-    if (!*first || !*second) return tis_error(TIS_EINVAL, "eval: '%s': a union is A|B, two policies", name);
-    press *m[2] = {a, b};
-    const char *mn[2] = {first, second}, **mp[2] = {path_a, path_b};
+    press_spec sp;
+    int rc = press_spec_parse(name, cfg->head_as, cfg->n_head_as, &sp);
+    if (rc) return rc;
+    if (sp.n != 2) return tis_error(TIS_EINVAL, "eval: '%s' is not a union of two policies (A|B)", name);
+    const char **mp[2] = {path_a, path_b};
     for (int i = 0; i < 2; i++) {
-        const char *path = NULL;
-        int rc = s_press_parse_one(cfg, mn[i], m[i], &path);
-        if (rc) return rc;
-        if (!m[i]->score)
-            return tis_error(TIS_EINVAL, "eval: '%s': full keeps everything; a union takes two compressing policies", name);
-        if (m[i]->attn_hook)
-            return tis_error(TIS_EINVAL, "eval: '%s': the attention hook (+hook) belongs to one policy, not a union", name);
-        if (m[i]->needs_head && !path)
-            return tis_error(TIS_EINVAL, "eval: '%s': %s needs an importance head (%s)", name, mn[i],
-                             m[i]->query_head ? "--head_query" : "--head, or --head_as");
+        const char *path = s_member_path(cfg, &sp, i);
+        if (sp.m[i].needs_head && !path)
+            return tis_error(TIS_EINVAL, "eval: '%s': %s needs an importance head (%s)", name, sp.m[i].name,
+                             sp.m[i].query_head ? "--head_query" : "--head, or --head_as");
         if (mp[i]) *mp[i] = path;
     }
-    if (!strcmp(a->name, b->name)) return tis_error(TIS_EINVAL, "eval: '%s': a union of a policy with itself", name);
+    *a = sp.m[0];
+    *b = sp.m[1];
     return 0;
 }
 
 int eval_press_parse(const eval_config *cfg, const char *name, press *out, const char **head_path) {
-    if (!strchr(name, '|')) return s_press_parse_one(cfg, name, out, head_path);
-    press b;
-    int rc = eval_union_parse(cfg, name, out, &b, NULL, NULL);
+    press_spec sp;
+    int rc = press_spec_parse(name, cfg->head_as, cfg->n_head_as, &sp);
     if (rc) return rc;
-    /* the union as one row's policy: what either member needs, no head of
-     * its own (eval_union_parse gives the members'), no threshold */
-    snprintf(out->name, sizeof out->name, "%s", name);
-    out->needs_obs |= b.needs_obs;
-    out->needs_oracle |= b.needs_oracle;
-    out->needs_recon |= b.needs_recon;
-    out->needs_selfinfo |= b.needs_selfinfo;
-    out->query_head |= b.query_head;
-    out->needs_head = false;
-    out->calib = PRESS_CALIB_NONE;
-    if (head_path) *head_path = NULL;
+    press_spec_row(&sp, out);
+    if (head_path) *head_path = sp.n == 1 ? s_member_path(cfg, &sp, 0) : NULL; /* a union: its members' */
     return 0;
 }
 

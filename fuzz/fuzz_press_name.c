@@ -6,7 +6,10 @@
  * checked: every stream keeps at most its context, in order, the tail of
  * +recentN/D kept first. A union "A|B" is refused as one policy; its
  * members, parsed apart, are compacted together (press_plan_compact_union,
- * B with one score per token) and checked the same way.
+ * B with one score per token) and checked the same way. press_spec_parse
+ * (named heads, unions: what the workers and the HTTP front read) agrees
+ * with press_parse on every member, and its lenient form (no heads held:
+ * the coordinator's) accepts whatever the strict one does.
  *
  * Input: [0] n_ctx = 1 + b % 96, [1] the budget k = 1 + b % n_ctx,
  * [2] the threshold b / 255, then the name up to a NUL (at most 63 bytes),
@@ -21,6 +24,7 @@
 #include "kv.h"
 #include "quant.h"
 #include "press.h"
+#include "press_spec.h"
 #include "tis_error.h"
 
 enum { NL = 2, NKV = 2, NS = NL * NKV, HD = 32 };
@@ -61,6 +65,34 @@ static void s_check_out(const press *p, const kv_cache *c, const int64_t *kept, 
     }
 }
 
+/* press_spec_parse under two named heads, strict and lenient. */
+static void s_check_spec(const char *name) {
+    static const char *const as[] = {"hb=b.safetensors", "tis_si=s.safetensors"};
+    press_spec sp, lax;
+    int rc = press_spec_parse(name, as, 2, &sp);
+    int rl = press_spec_parse(name, NULL, -1, &lax);
+    if (rc) {
+        const char *m = tis_last_error();
+        s_check(m && *m);
+    }
+    if (rc == 0) s_check(rl == 0 && lax.n == sp.n);
+    if (rc) return;
+    s_check((sp.n == 1 || sp.n == 2) && !strcmp(sp.name, name));
+    char first[64];
+    const char *second = press_union_split(name, first, sizeof first);
+    s_check((sp.n == 2) == (second != NULL));
+    for (int i = 0; i < sp.n; i++) {
+        const char *mn = sp.n == 1 ? name : i == 0 ? first : second;
+        s_check(!strcmp(sp.m[i].name, mn));
+        s_check(sp.head[i] >= PRESS_HEAD_QUERY && sp.head[i] < 2);
+        s_check((sp.head[i] != PRESS_HEAD_NONE) == sp.m[i].needs_head);
+        if (sp.n == 2) s_check(sp.m[i].score != NULL && !sp.m[i].attn_hook);
+        press p;
+        if (sp.head[i] < 0 && press_parse(mn, &p) == 0) s_check(p.score == sp.m[i].score && p.pool == sp.m[i].pool);
+    }
+    if (sp.n == 2) s_check(strcmp(sp.m[0].name, sp.m[1].name) != 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 4) return 0;
     int64_t n = 1 + data[0] % 96, k = 1 + data[1] % n;
@@ -71,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (q < end && *q && len < sizeof name - 1) name[len++] = (char)*q++;
     name[len] = 0;
     if (q < end && !*q) q++;
+    s_check_spec(name);
     press p, pb;
     char first[64];
     const char *second = press_union_split(name, first, sizeof first);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "press.h"
+#include "press_spec.h"
 
 http_err *http_err_set(http_err *e, int status, const char *type, const char *code, const char *param,
                        const char *fmt, ...) {
@@ -319,17 +320,19 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
         return -1;
     if (budget_given && !s_field(b, "kv_budget_tokens")) r->kv_budget_tokens = 0; /* the fraction asked wins */
     if (s_num(b, "kv_threshold", 1e-9, 1, &r->kv_threshold, e)) return -1;
-    press pr;
-    if (press_parse(pol, &pr))
-        return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, ...: docs/eval.md)%s", "");
+    press_spec sp;
+    if (press_spec_parse(pol, d->head_as, d->n_head_as, &sp))
+        return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, a union A|B, ...: "
+                     "docs/eval.md)%s", "");
+    const press *pr = &sp.m[0];
     /* (tis: whether the served head is per-head is the worker's to say) */
-    if (r->kv_threshold > 0 && !press_calibratable(&pr))
-        return s_bad(e, "kv_threshold", "'%s' needs a policy whose scores share one scale across heads (kvzip, or "
+    if (r->kv_threshold > 0 && (sp.n > 1 || !press_calibratable(pr)))
+        return s_bad(e, "kv_threshold", "'%s' needs one policy whose scores share one scale across heads (kvzip, or "
                      "tis with a per-head head)%s", "");
-    if (pr.query_head && !r->query_aware)
+    if ((pr->query_head || (sp.n > 1 && sp.m[1].query_head)) && !r->query_aware)
         return s_bad(e, "query_aware", "'%s' must be true for a query-aware policy%s", "");
     if (s_bool(b, "keep_context", &r->keep_context, e)) return -1;
-    if (r->keep_context && (r->query_aware || !pr.score || r->context_id))
+    if (r->keep_context && (r->query_aware || !pr->score || r->context_id))
         return s_bad(e, "keep_context", "'%s' needs a compression policy (not full) with query_aware false%s: the "
                      "kept block holds the context alone, for any later question", "");
     r->kv_policy = strdup(pol);

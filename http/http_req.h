@@ -20,6 +20,9 @@ typedef struct http_defaults {
     int64_t kv_budget_tokens; /* > 0: tokens per head instead of the fraction */
     bool query_aware;
     int64_t max_tokens;     /* when the request gives none */
+    const char *const *head_as; /* [n_head_as] the served named heads ("NAME=PATH", tis serve
+                                   --head_as): kv_policy may name them, alone or in a union */
+    int64_t n_head_as;
 } http_defaults;
 
 /* One request, its strings malloc'd (http_req_free). The prompt is tis's

@@ -58,6 +58,10 @@ typedef struct tis_engine_opts {
     const char *model;       /* a .gguf file, or a folder with safetensors + config.json (required) */
     const char *head;        /* importance head for policy tis (a .safetensors), or NULL */
     const char *head_query;  /* query-aware head for policy tis_query, or NULL */
+    const char *const *head_as; /* [n_head_as] "NAME=PATH": policy NAME is tis with that head
+                                   (NAME+lpool5, and unions such as NAME+lpool5|tis+recent64/8),
+                                   or NULL; copied */
+    size_t n_head_as;
 } tis_engine_opts;
 
 /* Loads the model (and heads, checked against it). */
@@ -78,7 +82,9 @@ typedef struct tis_answer {
 } tis_answer;
 
 /* Answers one request in process (rq->policy NULL: full; a budget for
- * every other policy; max_new 0: 16). */
+ * every other policy; max_new 0: 16). A policy may be a union "A|B" of two
+ * compressing ones (each stream keeps what the two rankings put first, in
+ * turn; a budget, not a threshold; heads of one layer). */
 int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out);
 void tis_answer_free(tis_answer *a);
 

@@ -190,7 +190,9 @@ struct session {
     double uplan_s;
     /* a single request (session_request_begin) */
     session_request rq;
-    const head *h;            /* borrowed, or NULL: scores from outside */
+    const head *h[2];         /* borrowed: the policy's (a union's members') heads, or NULL */
+    bool outside;             /* their scores come from outside (session_request_finish) */
+    bool got_scores;          /* ... and have come */
     bool qa_path;
 };
 
@@ -640,18 +642,20 @@ int session_compact_threshold(session *s, const press *pr, bool qa, double tau, 
     return s_compact_to(s, pr, qa, 0, tau, max_new, hook_lambda, out, kept_mean, secs);
 }
 
-int session_compact_union(session *s, const char *name, const press *a, const head *ha, const press *b,
-                          const head *hb, bool qa, int64_t k, int64_t max_new, kv_cache **out, int64_t *kept_mean,
-                          double *secs) {
+/* The union a | b: each member's scoring once per (name, protocol) — its
+ * head run here (hd[i]) or its scores given (given[i]: [n_given[i]][n_ctx],
+ * from an outside scorer) — then press_plan_compact_union. */
+static int s_union(session *s, const char *name, const press *const pr[2], const head *const hd[2],
+                   const float *const given[2], const int64_t n_given[2], bool qa, int64_t k, int64_t max_new,
+                   kv_cache **out, int64_t *kept_mean, double *secs) {
     *out = NULL;
-    if (!a->score || !b->score) return tis_error(TIS_EINVAL, "session: a union of %s: full keeps everything", name);
-    if (a->attn_hook || b->attn_hook)
+    if (!pr[0]->score || !pr[1]->score)
+        return tis_error(TIS_EINVAL, "session: a union of %s: full keeps everything", name);
+    if (pr[0]->attn_hook || pr[1]->attn_hook)
         return tis_error(TIS_EINVAL, "session: a union of %s: the attention hook belongs to one policy", name);
     if (k < 1) return tis_error(TIS_EINVAL, "session: a budget of %lld tokens", (long long)k);
-    const press *pr[2] = {a, b};
-    const head *hd[2] = {ha, hb};
     for (int i = 0; i < 2; i++)
-        if (pr[i]->needs_head && (!hd[i] || hd[i]->cfg.query_aware != pr[i]->query_head))
+        if (pr[i]->needs_head && !given[i] && (!hd[i] || hd[i]->cfg.query_aware != pr[i]->query_head))
             return tis_error(TIS_EINVAL, "session: a union of %s: %s needs its %shead", name, pr[i]->name,
                              pr[i]->query_head ? "query-aware " : "");
     if (!s->uplan[0] || s->uplan_qa != qa || strcmp(s->uplan_name, name)) {
@@ -659,7 +663,9 @@ int session_compact_union(session *s, const char *name, const press *a, const he
         double t = 0;
         s->uplan_s = 0;
         for (int i = 0; i < 2; i++) {
-            int rc = pr[i]->needs_head ? session_score_head(s, hd[i], NULL) : 0;
+            int rc = !pr[i]->needs_head ? 0
+                     : given[i]         ? session_set_scores(s, pr[i]->query_head, given[i], n_given[i])
+                                        : session_score_head(s, hd[i], NULL);
             if (!rc) rc = s_make_plan(s, pr[i], qa, &s->uplan[i], &t);
             if (rc) {
                 s_uplan_drop(s);
@@ -682,6 +688,16 @@ int session_compact_union(session *s, const char *name, const press *a, const he
     return rc;
 }
 
+int session_compact_union(session *s, const char *name, const press *a, const head *ha, const press *b,
+                          const head *hb, bool qa, int64_t k, int64_t max_new, kv_cache **out, int64_t *kept_mean,
+                          double *secs) {
+    const press *pr[2] = {a, b};
+    const head *hd[2] = {ha, hb};
+    const float *given[2] = {NULL, NULL};
+    const int64_t n_given[2] = {0, 0};
+    return s_union(s, name, pr, hd, given, n_given, qa, k, max_new, out, kept_mean, secs);
+}
+
 /* ---- one request ------------------------------------------------------------------ */
 
 void session_result_free(session_result *r) {
@@ -691,35 +707,63 @@ void session_result_free(session_result *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* A request's members: 1, or 2 for a union (rq->policy | rq->policy_b). */
+static int s_members(const session_request *rq, const press *pr[2]) {
+    pr[0] = &rq->policy;
+    pr[1] = &rq->policy_b;
+    return rq->policy_b.score ? 2 : 1;
+}
+
+/* Rows member i's scores take: its head's outputs (1, or a per-head
+ * head's n_stream), 0 for a member without a head. */
+static int64_t s_head_rows(const press *pr, const head *h) {
+    return !pr->needs_head ? 0 : h && h->cfg.n_out > 1 ? h->cfg.n_out : 1;
+}
+
 int session_request_begin(session **out, forward_state *st, const chat_template *ct, const session_input *in,
-                          const session_request *rq, const head *h, int64_t head_layer) {
+                          const session_request *rq, const head *h, const head *h_b, bool outside) {
     *out = NULL;
-    const press *pr = &rq->policy;
-    if (pr->query_head && !rq->query_aware)
-        return tis_error(TIS_EINVAL, "request: %s needs the query-aware protocol", pr->name);
-    if (pr->score && rq->budget <= 0 && rq->budget_tokens <= 0 && rq->threshold <= 0)
-        return tis_error(TIS_EINVAL, "request: policy %s needs a budget", pr->name);
-    if (rq->threshold > 0 && (!pr->score || !(rq->threshold <= 1)))
+    const press *pr[2];
+    const head *hd[2] = {h, h_b};
+    int nm = s_members(rq, pr);
+    char name[130];
+    snprintf(name, sizeof name, nm == 2 ? "%s|%s" : "%s", pr[0]->name, pr[1]->name);
+    if (nm == 2 && (!pr[0]->score || pr[0]->attn_hook || pr[1]->attn_hook))
+        return tis_error(TIS_EINVAL, "request: %s: a union takes two compressing policies, without +hook", name);
+    if (nm == 2 && rq->threshold > 0)
+        return tis_error(TIS_EINVAL, "request: %s: a union takes a budget, not a threshold", name);
+    if (pr[0]->score && rq->budget <= 0 && rq->budget_tokens <= 0 && rq->threshold <= 0)
+        return tis_error(TIS_EINVAL, "request: policy %s needs a budget", name);
+    if (rq->threshold > 0 && (!pr[0]->score || !(rq->threshold <= 1)))
         return tis_error(TIS_EINVAL, "request: a threshold of %g for %s (thresholds are in (0, 1], for a compressing policy)",
-                         rq->threshold, pr->name);
-    if (pr->needs_head && !h && head_layer < 0)
-        return tis_error(TIS_EINVAL, "request: %s needs an importance head", pr->name);
-    if (pr->needs_head && h && h->cfg.query_aware != pr->query_head)
-        return tis_error(TIS_EINVAL, "request: %s needs a %squery-aware head", pr->name, pr->query_head ? "" : "non-");
-    if (pr->needs_oracle && !in->answer)
-        return tis_error(TIS_EINVAL, "request: oracle needs the expected answer");
-    bool qa = rq->query_aware || !pr->score; /* full: as eval, the question goes in uncompressed */
+                         rq->threshold, name);
+    int64_t layer = -1;
+    for (int i = 0; i < nm; i++) {
+        if (pr[i]->query_head && !rq->query_aware)
+            return tis_error(TIS_EINVAL, "request: %s needs the query-aware protocol", pr[i]->name);
+        if (pr[i]->needs_oracle && !in->answer)
+            return tis_error(TIS_EINVAL, "request: oracle needs the expected answer");
+        if (!pr[i]->needs_head) continue;
+        if (!hd[i]) return tis_error(TIS_EINVAL, "request: %s needs an importance head", pr[i]->name);
+        if (hd[i]->cfg.query_aware != pr[i]->query_head)
+            return tis_error(TIS_EINVAL, "request: %s needs a %squery-aware head", pr[i]->name,
+                             pr[i]->query_head ? "" : "non-");
+        if (layer >= 0 && hd[i]->cfg.layer != layer) /* the session keeps one layer's hidden states */
+            return tis_error(TIS_EINVAL, "request: %s: the heads read different layers (%lld and %lld)", name,
+                             (long long)layer, (long long)hd[i]->cfg.layer);
+        layer = hd[i]->cfg.layer;
+    }
+    bool qa = rq->query_aware || !pr[0]->score; /* full: as eval, the question goes in uncompressed */
     session_opts so = {.chat = rq->chat, .agnostic = !qa, .query_aware = qa, .window = rq->window,
-                       .n_sink = rq->n_sink, .seed = rq->seed,
-                       .hid_layer = !pr->needs_head ? -1 : h ? h->cfg.layer : head_layer,
-                       .max_tokens = rq->max_tokens};
+                       .n_sink = rq->n_sink, .seed = rq->seed, .hid_layer = layer, .max_tokens = rq->max_tokens};
     session *s = NULL;
     int rc = session_new(&s, st, ct, in, &so);
     if (rc) return rc;
     s->rq = *rq;
-    s->h = pr->needs_head ? h : NULL;
+    for (int i = 0; i < nm; i++) s->h[i] = pr[i]->needs_head ? hd[i] : NULL;
+    s->outside = outside && layer >= 0;
     s->qa_path = qa;
-    if (pr->needs_oracle) {
+    if (pr[0]->needs_oracle || (nm == 2 && pr[1]->needs_oracle)) {
         int32_t *ans = NULL;
         int64_t n_ans = 0;
         rc = session_oracle_answer(s, false, NULL, &ans, &n_ans);
@@ -727,7 +771,7 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
                                 : tis_error(TIS_EINVAL, "request: the expected answer encodes to nothing");
         free(ans);
     }
-    if (!rc && s->h) rc = session_score_head(s, s->h, NULL);
+    if (!rc && nm == 1 && s->h[0] && !s->outside) rc = session_score_head(s, s->h[0], NULL);
     if (rc) {
         session_destroy(&s);
         return rc;
@@ -736,28 +780,45 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
     return 0;
 }
 
-bool session_needs_scores(const session *s) {
-    const press *pr = &s->rq.policy;
-    return pr->needs_head && !s->scores[pr->query_head];
-}
+bool session_needs_scores(const session *s) { return s->outside && !s->got_scores; }
 
 int session_request_finish(session *s, const float *scores, int64_t n_out, session_result *out) {
     memset(out, 0, sizeof *out);
     const session_request *rq = &s->rq;
-    const press *pr = &rq->policy;
+    const press *pr[2];
+    int nm = s_members(rq, pr);
     const session_prompt *p = &s->p;
+    int64_t rows[2] = {s_head_rows(pr[0], s->h[0]), nm == 2 ? s_head_rows(pr[1], s->h[1]) : 0};
+    const float *given[2] = {NULL, NULL};
     int rc = 0;
     if (session_needs_scores(s)) {
-        if (!scores) return tis_error(TIS_EINVAL, "request: %s needs scores from a scorer", pr->name);
-        rc = session_set_scores(s, pr->query_head, scores, n_out);
-        if (rc) return rc;
+        if (!scores) return tis_error(TIS_EINVAL, "request: %s needs scores from a scorer", pr[0]->name);
+        if (n_out != rows[0] + rows[1])
+            return tis_error(TIS_EINVAL, "request: %lld score rows per token where the heads give %lld",
+                             (long long)n_out, (long long)(rows[0] + rows[1]));
+        if (nm == 1) {
+            rc = session_set_scores(s, pr[0]->query_head, scores, n_out);
+            if (rc) return rc;
+        } else {
+            given[0] = rows[0] ? scores : NULL;
+            given[1] = rows[1] ? scores + rows[0] * p->n_ctx : NULL;
+        }
+        s->got_scores = true;
     }
-    int64_t k = pr->score ? session_budget(rq->budget, rq->budget_tokens, p->n_ctx) : p->n_ctx;
-    float lambda = rq->hook_lambda >= 0 ? rq->hook_lambda : s->h ? s->h->attn_hook_lambda : 0.0f;
-    rc = pr->score && rq->threshold > 0
-             ? session_compact_threshold(s, pr, s->qa_path, rq->threshold, rq->max_new, lambda, &out->kv,
-                                         &out->kept_mean, &out->compress_s)
-             : session_compact(s, pr, s->qa_path, k, rq->max_new, lambda, &out->kv, &out->kept_mean, &out->compress_s);
+    int64_t k = pr[0]->score ? session_budget(rq->budget, rq->budget_tokens, p->n_ctx) : p->n_ctx;
+    float lambda = rq->hook_lambda >= 0 ? rq->hook_lambda : s->h[0] ? s->h[0]->attn_hook_lambda : 0.0f;
+    if (nm == 2) {
+        char name[64];
+        snprintf(name, sizeof name, "%.31s|%.31s", pr[0]->name, pr[1]->name);
+        rc = s_union(s, name, pr, (const head *const[2]){s->h[0], s->h[1]}, given, rows, s->qa_path, k, rq->max_new,
+                     &out->kv, &out->kept_mean, &out->compress_s);
+    } else if (pr[0]->score && rq->threshold > 0) {
+        rc = session_compact_threshold(s, pr[0], s->qa_path, rq->threshold, rq->max_new, lambda, &out->kv,
+                                       &out->kept_mean, &out->compress_s);
+    } else {
+        rc = session_compact(s, pr[0], s->qa_path, k, rq->max_new, lambda, &out->kv, &out->kept_mean,
+                             &out->compress_s);
+    }
     const int32_t *rest = NULL;
     session_rest(s, s->qa_path, &rest, &out->n_rest);
     if (!rc && !(out->rest = malloc((size_t)out->n_rest * sizeof(int32_t))))

@@ -178,7 +178,10 @@ int session_compact_union(session *s, const char *name, const press *a, const he
 /* ---- one request (the pipeline's unit): one policy, one budget ---------- */
 
 typedef struct session_request {
-    press policy;            /* from press_parse */
+    press policy;            /* from press_parse (press_spec_parse's m[0]) */
+    press policy_b;          /* a union's second member (policy | policy_b: press_spec_parse's
+                                m[1]; each stream keeps what the two rankings put first, as
+                                session_compact_union), or zeroed (score NULL): one policy */
     double budget;           /* fraction of the context; <= 0: budget_tokens */
     int64_t budget_tokens;
     double threshold;        /* > 0: an adaptive budget instead: every stream keeps the context
@@ -208,16 +211,21 @@ void session_result_free(session_result *r);
 /* Prefills a request for its policy (the query-aware state when the
  * protocol is query-aware or the policy is `full`, else the agnostic one)
  * and makes its oracle labels when the policy needs them (from
- * in->answer; none: an error). A head policy is scored by h in process, or,
- * with h NULL, by an outside scorer: the hidden states of head_layer are
- * kept (session_hidden) and session_request_finish takes the scores. */
+ * in->answer; none: an error). A learned policy (or union member) reads
+ * its head: h for rq->policy, h_b for rq->policy_b (NULL for a member
+ * without one; a union's heads must read one layer). In process the heads
+ * score here (a union's when it compacts); with outside set they only
+ * say which layer's hidden states to keep (session_hidden) and how many
+ * score rows each gives, and session_request_finish takes the scores from
+ * an outside scorer. */
 int session_request_begin(session **out, forward_state *st, const chat_template *ct, const session_input *in,
-                          const session_request *rq, const head *h, int64_t head_layer);
+                          const session_request *rq, const head *h, const head *h_b, bool outside);
 /* True when the request waits for scores from outside. */
 bool session_needs_scores(const session *s);
-/* Compresses to the request's budget (scores[n_out][n_ctx]: from the
- * outside scorer, n_out 1 or a per-head head's n_stream; or NULL) into
- * *out. */
+/* Compresses to the request's budget into *out. scores: from the outside
+ * scorer, [n_out][n_ctx] with n_out the heads' rows in member order (a
+ * head's 1, or a per-head head's n_stream; a union's first member's rows
+ * then its second's), or NULL in process. */
 int session_request_finish(session *s, const float *scores, int64_t n_out, session_result *out);
 
 #endif

@@ -251,7 +251,7 @@ def main():
     write(out("kv_block"), "f32_bf16.bin", kv_block(1, 2, 32, "f32", "bf16", False, 4, [4, 2]))
     for i, nm in enumerate(["tis+lpool5+recent64/8", "kvzip+pool9+cap2", "tis+pool7+cap3+hook", "streaming+recent4/3",
                             "adakv:knorm", "random+lpool3", "tis_query+recent16",
-                            "selfinfo+lpool5+recent8"]):
+                            "selfinfo+lpool5+recent8", "tis_si+lpool5|tis+lpool5+recent64/8", "hb|snapkv"]):
         write(out("press_name"), f"name_{i}.bin", bytes([17 + 13 * i, 5 + 7 * i, 40 * i % 256]) + nm.encode() + b"\0" +
               bytes((j * 37 + i) % 256 for j in range(64)))
     write(out("yaml"), "serve.yaml", open(os.path.join(ROOT, "configs", "serve.yaml"), encoding="utf-8").read())

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "coord_internal.h"
 #include "press.h"
+#include "press_spec.h"
 #include "tis_error.h"
 #include "wire.h"
 
@@ -208,8 +209,8 @@ static stage s_first_stage(const Tis__Envelope *e, bool *head_policy, const char
         *why = "a request needs a context";
         return ST_FREE;
     }
-    press pr;
-    *head_policy = q->policy && press_parse(q->policy, &pr) == 0 && pr.needs_head;
+    press_spec sp; /* the heads are the workers': any head name may be one */
+    *head_policy = q->policy && press_spec_parse(q->policy, NULL, -1, &sp) == 0 && press_spec_needs_head(&sp);
     return ST_PREFILL;
 }
 

@@ -64,6 +64,8 @@ static void s_self_destroy(self_t **p) {
     chat_template_free(&s->ct);
     head_destroy(&s->h_ctx);
     head_destroy(&s->h_q);
+    for (int64_t i = 0; s->h_named && i < s->o->n_head_as; i++) head_destroy(&s->h_named[i]);
+    free(s->h_named);
     model_destroy(&s->m);
     decoder_destroy(&s->dec);
     free(s);
@@ -135,8 +137,21 @@ static int s_self_new(self_t **out, const worker_opts *o) {
     if (!rc && s->decode && o->device.cuda) rc = s_decode_backend(s);
     if (!rc && !s->scorer) rc = forward_state_new(&s->st, s->m, s->be, 512);
     if (!rc) rc = chat_template_init(&s->ct, tokenizer_chat_template(s->m->tok));
-    if (!rc && s->scorer && !o->head_path && !o->head_query_path)
-        rc = tis_error(TIS_EINVAL, "worker: a scorer needs --head and/or --head_query");
+    if (!rc && s->scorer && !o->head_path && !o->head_query_path && !o->n_head_as)
+        rc = tis_error(TIS_EINVAL, "worker: a scorer needs --head, --head_query or --head_as");
+    if (!rc) rc = press_head_as_check(o->head_as, o->n_head_as, "worker: --head_as");
+    if (!rc && (s->prefill || s->scorer) && o->n_head_as &&
+        !(s->h_named = calloc((size_t)o->n_head_as, sizeof *s->h_named)))
+        rc = tis_error(TIS_ENOMEM, "worker: out of memory");
+    for (int64_t i = 0; !rc && s->h_named && i < o->n_head_as; i++) {
+        const char *path = o->head_as[i] + press_head_as_name_len(o->head_as[i]) + 1;
+        rc = head_load(&s->h_named[i], path);
+        if (!rc) rc = head_check_model(s->h_named[i], s->m->config.name, s->m->config.d_model, s->m->config.n_layer,
+                                       s->m->config.n_kv_head);
+        if (!rc && s->h_named[i]->cfg.query_aware)
+            rc = tis_error(TIS_EINVAL, "worker: --head_as %s: a query-aware head (give it to --head_query)",
+                           o->head_as[i]);
+    }
     if (!rc && (s->prefill || s->scorer) && o->head_path) {
         rc = head_load(&s->h_ctx, o->head_path);
         if (!rc) rc = head_check_model(s->h_ctx, s->m->config.name, s->m->config.d_model, s->m->config.n_layer,
@@ -180,6 +195,26 @@ static uint32_t s_capacity(const self_t *s) {
     int64_t mb = s->o->max_batch > 0 ? s->o->max_batch : 8;
     int64_t free_slots = mb - s->n_act - s->n_pend - s->n_fx;
     return !s->decode ? 1 : (uint32_t)(free_slots > 0 ? free_slots : 0);
+}
+
+int worker_policy(const self_t *s, const char *name, press_spec *sp, const head *hd[2]) {
+    hd[0] = hd[1] = NULL;
+    int rc = press_spec_parse(name, s->o->head_as, s->o->n_head_as, sp);
+    if (rc == TIS_ENOTFOUND) { /* perhaps a head's name: say how one is given */
+        char why[256];
+        snprintf(why, sizeof why, "%s", tis_last_error());
+        return tis_error(TIS_ENOTFOUND, "%s (or a head this worker was not given: tis serve --head_as NAME=PATH)",
+                         why);
+    }
+    for (int i = 0; !rc && i < sp->n; i++) {
+        if (!sp->m[i].needs_head) continue;
+        int h = sp->head[i];
+        hd[i] = h >= 0 ? s->h_named[h] : h == PRESS_HEAD_QUERY ? s->h_q : s->h_ctx;
+        if (!hd[i])
+            rc = tis_error(TIS_EINVAL, "policy %s: this worker has no head for %s (tis serve %s)", sp->name,
+                           sp->m[i].name, h == PRESS_HEAD_QUERY ? "--head_query" : "--head");
+    }
+    return rc;
 }
 
 Tis__Role worker_role(const self_t *s) {

@@ -28,6 +28,9 @@ typedef struct worker_opts {
     const char *model_path;
     const char *head_path;     /* tis (prefill), or NULL */
     const char *head_query_path;
+    const char *const *head_as; /* [n_head_as] "NAME=PATH": policy NAME is tis with that head
+                                   (prefill, scorer; press_spec.h), or NULL */
+    int64_t n_head_as;
     size_t arena_bytes;        /* prefill: shared-memory arena size */
     int64_t heartbeat_ms;      /* heartbeat period (default 1000) */
     uint32_t lease_ms;         /* lease of a block until its consumer renews (default 30000) */

@@ -19,6 +19,7 @@
 #include "forward.h"
 #include "head.h"
 #include "model.h"
+#include "press_spec.h"
 #include "session.h"
 #include "tis.pb-c.h"
 #include "worker.h"
@@ -66,6 +67,7 @@ typedef struct self_t {
     const tis_backend *be;       /* st's backend: the CPU's, or a cuda decode worker's device (borrowed) */
     chat_template ct;
     head *h_ctx, *h_q;
+    head **h_named;              /* [o->n_head_as] the --head_as heads (prefill, scorer) */
     arena *own;                  /* prefill: where compressed blocks go */
     arena_peers peers;           /* prefill, scorer, decode: peers' arenas, mapped once */
     devpool *dpool;              /* prefill on cuda:N: where compressed blocks go (devpool.h) */
@@ -100,6 +102,11 @@ void worker_fault_alloc(const self_t *s, bool ending);
 /* Renews / releases a lease of our arena or of our device pool. */
 int worker_lease_renew(self_t *s, uint64_t lease, uint32_t ttl_ms);
 void worker_lease_release(self_t *s, uint64_t lease);
+/* A request's policy under this worker's heads (press_spec_parse with
+ * --head_as): the spec and each member's head (hd[i] NULL for a member
+ * that reads none). A head the worker was not given: TIS_EINVAL naming
+ * the option that gives it. */
+int worker_policy(const self_t *s, const char *name, press_spec *sp, const head *hd[2]);
 
 /* worker_prefill.c */
 int worker_prefill(self_t *s, const Tis__Envelope *env);

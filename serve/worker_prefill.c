@@ -126,22 +126,23 @@ int worker_prefill(self_t *s, const Tis__Envelope *env) {
                              (long long)rq.max_new, (long long)n_ctx_train);
         rq.max_tokens = n_ctx_train - rq.max_new;
     }
-    rc = press_parse(q->policy && *q->policy ? q->policy : "full", &rq.policy);
+    press_spec ps;
+    const head *hd[2];
+    rc = worker_policy(s, q->policy && *q->policy ? q->policy : "full", &ps, hd);
     if (rc) return rc;
-    const head *hd = !rq.policy.needs_head ? NULL : rq.policy.query_head ? s->h_q : s->h_ctx;
+    rq.policy = ps.m[0];
+    if (ps.n == 2) rq.policy_b = ps.m[1]; /* a union: tis_si+lpool5|tis+lpool5+recent64/8 */
     if (q->keep_context && (rq.query_aware || !rq.policy.score)) /* the kept block must hold no question */
         return tis_error(TIS_EINVAL, "keep_context needs a compression policy (not %s) without query_aware: the "
-                         "kept block must hold the context alone", rq.policy.name);
-    bool outside = env->prefill_job->outside_scores && rq.policy.needs_head;
-    if (outside) { /* the scorer's head reads this layer: ours must be the same head */
-        if (!hd) return tis_error(TIS_EINVAL, "%s scored outside: this worker needs the head's layer (--head)",
-                                  rq.policy.name);
+                         "kept block must hold the context alone", ps.name);
+    bool outside = env->prefill_job->outside_scores && press_spec_needs_head(&ps);
+    if (outside) { /* the scorer's heads read the layer our copies read */
         if (s->n_park == MAX_PARKED) return tis_error(TIS_ERANGE, "%d requests already wait for scores", MAX_PARKED);
-        rq.hook_lambda = hd->attn_hook_lambda;
+        if (hd[0]) rq.hook_lambda = hd[0]->attn_hook_lambda;
     }
     session *rs = NULL;
     double t0 = tis_now();
-    rc = session_request_begin(&rs, s->st, &s->ct, &in, &rq, outside ? NULL : hd, hd ? hd->cfg.layer : -1);
+    rc = session_request_begin(&rs, s->st, &s->ct, &in, &rq, hd[0], hd[1], outside);
     if (rc) return rc;
     double begin_s = tis_now() - t0;
     if (!outside) {

@@ -36,7 +36,7 @@ typedef struct press_case {
     forward_state *st;
     const chat_template *ct;
     const head *h;
-    int64_t head_layer;
+    bool outside;      /* the head scores outside: the scores come in with finish */
     session_request rq;
     uint8_t *want;   /* the reference block (owned) */
     size_t n_want;
@@ -53,7 +53,7 @@ static int s_press_run(press_case *c, uint8_t **block, size_t *n, int64_t *n_res
     session *ss = NULL;
     session_result rp = {0};
     float *sc = NULL;
-    int rc = session_request_begin(&ss, c->st, c->ct, &s_in, &c->rq, c->h, c->head_layer);
+    int rc = session_request_begin(&ss, c->st, c->ct, &s_in, &c->rq, c->h, NULL, c->outside);
     if (!rc && session_needs_scores(ss)) {
         float *rows = NULL;
         int64_t n_ctx = 0, n_q = 0;
@@ -95,7 +95,7 @@ static void test_press(const model *m, const head *h) {
     for (size_t i = 0; st && i < sizeof pols / sizeof pols[0]; i++) {
         bool outside = !strcmp(pols[i], "tis@scorer");
         TT_CASE("press path under allocation failures: %s", pols[i]);
-        press_case c = {.st = st, .ct = &ct, .h = outside ? NULL : h, .head_layer = outside ? h->cfg.layer : -1};
+        press_case c = {.st = st, .ct = &ct, .h = h, .outside = outside};
         c.rq = (session_request){.budget = 0.5, .chat = true, .window = 8, .n_sink = 4, .seed = 3, .max_new = 8,
                                  .hook_lambda = -1};
         TT_OK(press_parse(outside ? "tis" : pols[i], &c.rq.policy));

@@ -40,6 +40,11 @@ static void s_usage_errors(void) {
     TT_CHECK(tt_tis("client --budget 2 --context c --question q", out, sizeof out) == 2 &&
              strstr(out, "(a number in [1e-06, 1])"));
     TT_CHECK(tt_tis("serve --prefill 2 --bogus", out, sizeof out) == 2 && strstr(out, "unknown option '--bogus'"));
+    /* a served named head: NAME=PATH, a new name, before any worker starts */
+    TT_CHECK(tt_tis("serve --head_as snapkv=x.safetensors", out, sizeof out) == 2 &&
+             strstr(out, "'snapkv' is already a policy"));
+    TT_CHECK(tt_tis("serve --head_as tis_si", out, sizeof out) == 2 && strstr(out, "give NAME=PATH"));
+    TT_CHECK(tt_tis("serve --scorer 1", out, sizeof out) == 2 && strstr(out, "scorer workers need --head"));
     TT_CHECK(tt_tis("status --help", out, sizeof out) == 0 && strstr(out, "usage: tis status"));
     TT_CHECK(tt_tis("status --json --watch", out, sizeof out) == 2 && strstr(out, "'--watch' needs a value"));
     TT_CHECK(tt_tis("bench -r 0", out, sizeof out) == 2);

@@ -56,6 +56,11 @@ static void s_chat_ok(void) {
              !strcmp(r.stop[1], "yz") && r.stream && r.include_usage);
     TT_CHECK(!strcmp(r.kv_policy, "streaming") && r.kv_budget_tokens == 16 && !r.query_aware);
     http_req_free(&r);
+    /* a union of two rankings travels as asked */
+    TT_CHECK(s_parse(HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"kv_policy\":"
+                                "\"kvzip+lpool5|tis+recent4\",\"kv_budget\":0.1}", &r, &e) == 0);
+    TT_CHECK(!strcmp(r.kv_policy, "kvzip+lpool5|tis+recent4") && r.kv_budget == 0.1);
+    http_req_free(&r);
     /* an adaptive budget: the threshold travels as asked */
     TT_CHECK(s_parse(HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"kv_policy\":\"kvzip\","
                                 "\"kv_threshold\":0.02,\"query_aware\":false}", &r, &e) == 0);
@@ -117,6 +122,13 @@ static void s_chat_refused(void) {
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":3}", 400, "stream_options"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"nope\"}", 400, "kv_policy"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":3}", 400, "kv_policy"},
+        /* a union: of a head this server was not given; of unions; with a threshold */
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"tis_x|tis\"}", 400,
+         "kv_policy"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"h2o|snapkv|tova\"}", 400,
+         "kv_policy"},
+        {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"kvzip|tis\","
+                    "\"kv_threshold\":0.1}", 400, "kv_threshold"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_budget\":1.5}", 400, "kv_budget"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_budget_tokens\":0}", 400,
          "kv_budget_tokens"},

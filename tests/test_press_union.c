@@ -10,6 +10,7 @@
 
 #include "press.h"
 #include "press_fixture.h"
+#include "press_spec.h"
 #include "tis_error.h"
 #include "tt.h"
 
@@ -148,7 +149,50 @@ static void s_union(press_fixture *f) {
     free(b);
 }
 
+/* press_spec_parse: one policy, named heads, unions, and what is refused. */
+static void s_spec(void) {
+    TT_CASE("press_spec: named heads and unions");
+    const char *as[] = {"tis_si=a.safetensors", "hb=b.safetensors"};
+    press_spec sp;
+    TT_OK(press_spec_parse("snapkv", as, 2, &sp));
+    TT_CHECK(sp.n == 1 && sp.head[0] == PRESS_HEAD_NONE && !press_spec_needs_head(&sp));
+    TT_OK(press_spec_parse("tis+lpool5+recent64/8", as, 2, &sp));
+    TT_CHECK(sp.n == 1 && sp.head[0] == PRESS_HEAD_CTX && sp.m[0].pool_left && sp.m[0].recent == 64);
+    TT_OK(press_spec_parse("hb+lpool3", as, 2, &sp)); /* a named head: tis's press, renamed */
+    TT_CHECK(sp.n == 1 && sp.head[0] == 1 && sp.m[0].needs_head && !strcmp(sp.m[0].name, "hb+lpool3"));
+    TT_OK(press_spec_parse("tis_si+lpool5|tis+lpool5+recent64/8", as, 2, &sp));
+    TT_CHECK(sp.n == 2 && sp.head[0] == 0 && sp.head[1] == PRESS_HEAD_CTX && press_spec_needs_head(&sp) &&
+             !strcmp(sp.m[0].name, "tis_si+lpool5") && !strcmp(sp.m[1].name, "tis+lpool5+recent64/8"));
+    TT_OK(press_spec_parse("snapkv|tis_query", as, 2, &sp));
+    TT_CHECK(sp.head[0] == PRESS_HEAD_NONE && sp.head[1] == PRESS_HEAD_QUERY);
+    press row;
+    press_spec_row(&sp, &row); /* the row's press: what either needs, no head, no threshold */
+    TT_CHECK(!strcmp(row.name, "snapkv|tis_query") && row.query_head && !row.needs_head &&
+             row.calib == PRESS_CALIB_NONE);
+    /* a head not given is no policy; the lenient parse (no heads held) takes any head name */
+    TT_FAILS(press_spec_parse("tis_x|snapkv", as, 2, &sp), TIS_ENOTFOUND);
+    TT_OK(press_spec_parse("tis_x+lpool5|snapkv", NULL, -1, &sp));
+    TT_CHECK(sp.head[0] == PRESS_HEAD_NAMED && sp.m[0].needs_head);
+    TT_FAILS(press_spec_parse("Bad+lpool5", NULL, -1, &sp), TIS_ENOTFOUND); /* not a head name either */
+    const char *bad[] = {"", "a|b|c", "snapkv|", "|snapkv", "full|snapkv", "tis+hook|snapkv", "snapkv|snapkv",
+                         "tis_si+lpool5|tis+lpool5+recent64/8|h2o",
+                         "kvzip+lpool5+recent64/8|tis+lpool5+recent64/8+cap2+x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) TT_CHECK(press_spec_parse(bad[i], as, 2, &sp) != 0);
+    TT_FAILS(press_spec_parse(NULL, as, 2, &sp), TIS_EINVAL);
+    /* the entries themselves */
+    const char *e_ok[] = {"tis_si=x", "h2=y"}, *e_dup[] = {"hb=x", "hb=y"}, *e_pol[] = {"snapkv=x"},
+               *e_bad[] = {"Hb=x"}, *e_noeq[] = {"hb"}, *e_nopath[] = {"hb="};
+    TT_OK(press_head_as_check(e_ok, 2, "--head_as"));
+    TT_FAILS(press_head_as_check(e_dup, 2, "--head_as"), TIS_EINVAL);
+    TT_FAILS(press_head_as_check(e_pol, 1, "--head_as"), TIS_EINVAL);
+    TT_FAILS(press_head_as_check(e_bad, 1, "--head_as"), TIS_EINVAL);
+    TT_FAILS(press_head_as_check(e_noeq, 1, "--head_as"), TIS_EINVAL);
+    TT_FAILS(press_head_as_check(e_nopath, 1, "--head_as"), TIS_EINVAL);
+    TT_CHECK(press_head_as_find(e_ok, 2, "h2") == 1 && press_head_as_find(e_ok, 2, "h") == -1);
+}
+
 int main(void) {
+    s_spec();
     press_fixture f;
     if (press_fixture_new(&f, "press_union.gguf") == 0) s_union(&f);
     press_fixture_free(&f);

@@ -134,11 +134,19 @@ int main(void) {
     if (hh) hh->w_out[hc.d_model + 1] = 4.0f; /* a text repeated later weighs */
     if (hh) TT_OK(head_save(hh, hp));
     head_destroy(&hh);
-    const char *pol[] = {"snapkv", "tis"};
+    /* a second head, named hb (--head_as), for a union of two learned rankings */
+    char hbp[512], hb_as[600];
+    snprintf(hbp, sizeof hbp, "%s", tt_path("head_b.safetensors"));
+    snprintf(hb_as, sizeof hb_as, "hb=%s", hbp);
+    hc.n_rep = 0;
+    TT_OK(head_new(&hh, &hc, 5));
+    if (hh) TT_OK(head_save(hh, hbp));
+    head_destroy(&hh);
+    const char *pol[] = {"snapkv", "tis", "hb+lpool3|tis"}, *head_as[] = {hb_as};
     eval_row *rows = NULL;
     int64_t n_rows = 0;
-    TT_OK(tt_eval_reference(m, pol, 2, 0.5, hp, set.s, set.n, &rows, &n_rows));
-    TT_CHECK(n_rows == 2 * N_REQ);
+    TT_OK(tt_eval_reference(m, pol, 3, 0.5, hp, head_as, 1, set.s, set.n, &rows, &n_rows));
+    TT_CHECK(n_rows == 3 * N_REQ);
 
     TT_CASE("runs with faults");
     /* 0: one worker per role; 1 and 2: two per role, one of them killed
@@ -146,11 +154,12 @@ int main(void) {
      * the other, every request still answered once, no segment left.
      * 3 and 4: policy tis with scorer workers (the head runs there; the
      * prefill worker compresses when the scores come), one and two of them,
-     * the first killed at its first job in 4. */
+     * the first killed at its first job in 4; in 3 the policy is a union
+     * of two heads' rankings, both run by the scorer. */
     const char *faults[6] = {NULL, "decode-0:1", "prefill-0:1", NULL, "scorer-0:1", NULL};
     for (int run = 0; run < 6; run++) {
     const char *nw = run == 1 || run == 2 ? "2" : "1", *nsc = run == 3 ? "1" : run == 4 ? "2" : "0";
-    const char *policy = run >= 3 ? "tis" : "snapkv";
+    const char *policy = run == 3 ? "hb+lpool3|tis" : run >= 3 ? "tis" : "snapkv";
     /* run 0: the first prefill job is silent for 4 heartbeat periods (a long
      * prefill): a busy worker is not taken for dead.
      * run 4: scorer-1's first job is slow, so scorer-0 surely gets one.
@@ -169,7 +178,7 @@ int main(void) {
     if (faults[run]) env[n_env++] = fault_env;
     if (sleep_env) env[n_env++] = sleep_env;
     const char *sa[] = {bin, "serve", "--front", front, "--back", back, "--prefill", nw, "--decode", nw,
-                        "--scorer", nsc, "--head", hp, "-m", tiny, "--arena_mb", "8",
+                        "--scorer", nsc, "--head", hp, "--head_as", hb_as, "-m", tiny, "--arena_mb", "8",
                         "--heartbeat_ms", run == 5 ? "100" : "500", "--lease_ms", run == 5 ? "1000" : "30000",
                         "--stop_after", run == 0 ? "13" : "12", NULL};
     pid_t srv = tt_spawn(sa, log, env);
@@ -267,7 +276,7 @@ int main(void) {
     tis_client_close(sc);
     TT_CHECK(have == want);
     snprintf(cmd, sizeof cmd,
-             "'%s' client --connect '%s' --dataset '%s' --policy %s --budget 0.5 --max_new 8 --timeout_s 60 "
+             "'%s' client --connect '%s' --dataset '%s' --policy '%s' --budget 0.5 --max_new 8 --timeout_s 60 "
              "--timings '%s'",
              bin, front, data, policy, timings);
     FILE *p = popen(cmd, "r");

@@ -13,6 +13,7 @@
 #include "eval.h"
 #include "decoder.h"
 #include "head.h"
+#include "press_spec.h"
 #include "session.h"
 #include "tiny_model.h"
 #include "tt.h"
@@ -96,25 +97,31 @@ typedef struct fixture {
     chat_template *ct;
     decoder *dec;
     head *hh, *hq;
+    head *hb;             /* the named head "hb" (cfg->head_as) */
     const eval_config *cfg;
 } fixture;
 
-/* The same request with its head run elsewhere (the scorer route): hidden
- * rows out, scores in; the block must be the in-process one, byte for byte. */
-static void s_outside_scorer(const fixture *f, const session_input *in, const session_request *o, const head *hd,
-                             const session_result *rp, const void *blk, size_t nb) {
+/* The same request with its heads run elsewhere (the scorer route):
+ * hidden rows out, scores in (a union's: each member's head's rows in
+ * member order); the block must be the in-process one, byte for byte. */
+static void s_outside_scorer(const fixture *f, const session_input *in, const session_request *o,
+                             const head *const hd[2], const session_result *rp, const void *blk, size_t nb) {
     session *ss = NULL;
     float *rows_h = NULL, *sc = NULL;
     int64_t nc = 0, nq = 0;
     session_result rp2 = {0};
-    TT_OK(session_request_begin(&ss, f->st, f->ct, in, o, NULL, hd->cfg.layer));
+    TT_OK(session_request_begin(&ss, f->st, f->ct, in, o, hd[0], hd[1], true));
     TT_CHECK(ss && session_needs_scores(ss));
     if (ss) TT_OK(session_hidden(ss, &rows_h, &nc, &nq));
     if (ss) TT_FAILS(session_request_finish(ss, NULL, 1, &rp2), TIS_EINVAL); /* no scores given */
-    int64_t n_out = hd->cfg.n_out > 1 ? hd->cfg.n_out : 1;
-    sc = malloc((size_t)(nc ? nc * n_out : 1) * sizeof *sc);
-    TT_OK(head_score_context(hd, rows_h, NULL, 0, nc, nc, nq, sc));
-    if (ss) TT_OK(session_request_finish(ss, sc, n_out, &rp2));
+    int64_t n_out[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        if (hd[i]) n_out[i] = hd[i]->cfg.n_out > 1 ? hd[i]->cfg.n_out : 1;
+    sc = malloc((size_t)(nc ? nc * (n_out[0] + n_out[1]) : 1) * sizeof *sc);
+    for (int i = 0; i < 2; i++)
+        if (hd[i]) TT_OK(head_score_context(hd[i], rows_h, NULL, 0, nc, nc, nq, sc + (i ? n_out[0] * nc : 0)));
+    if (ss && hd[1]) TT_FAILS(session_request_finish(ss, sc, n_out[0], &rp2), TIS_EINVAL); /* one head's rows */
+    if (ss) TT_OK(session_request_finish(ss, sc, n_out[0] + n_out[1], &rp2));
     session_destroy(&ss);
     size_t nb2 = rp2.kv ? kv_cache_block_bytes(rp2.kv) : 0;
     void *blk2 = malloc(nb2 ? nb2 : 1);
@@ -136,13 +143,18 @@ static void s_row(const fixture *f, const bench_sample *sample, const eval_row *
                          .chat = f->cfg->chat && tokenizer_chat_template(f->m->tok) != NULL,
                          .window = f->cfg->window, .n_sink = f->cfg->n_sink, .seed = f->cfg->seed,
                          .max_new = f->cfg->max_new, .hook_lambda = -1};
-    TT_OK(press_parse(r->policy, &o.policy));
-    const head *hd = !o.policy.needs_head ? NULL : o.policy.query_head ? f->hq : f->hh;
+    press_spec sp; /* one policy, or a union (a named head's member too) */
+    TT_OK(press_spec_parse(r->policy, f->cfg->head_as, f->cfg->n_head_as, &sp));
+    o.policy = sp.m[0];
+    if (sp.n == 2) o.policy_b = sp.m[1];
+    const head *hd[2] = {NULL, NULL};
+    for (int i = 0; i < sp.n; i++)
+        if (sp.m[i].needs_head) hd[i] = sp.head[i] == 0 ? f->hb : sp.m[i].query_head ? f->hq : f->hh;
     session_input in;
     eval_session_input(sample, &in);
     session *ss = NULL;
     session_result rp = {0};
-    TT_OK(session_request_begin(&ss, f->st, f->ct, &in, &o, hd, -1));
+    TT_OK(session_request_begin(&ss, f->st, f->ct, &in, &o, hd[0], hd[1], false));
     if (ss) TT_CHECK(!session_needs_scores(ss));
     if (ss) TT_OK(session_request_finish(ss, NULL, 1, &rp));
     session_destroy(&ss);
@@ -167,8 +179,8 @@ static void s_row(const fixture *f, const bench_sample *sample, const eval_row *
     bool same = text && !strcmp(text, r->answer) && dq.kv_bytes == r->kv_bytes &&
                 rp.kept_mean == r->kept_tokens && rp.full_kv_bytes == r->full_kv_bytes;
     TT_CHECK(same);
-    if (o.policy.needs_head) { /* a scorer elsewhere: hidden rows out, scores in, the same block */
-        o.hook_lambda = hd->attn_hook_lambda;
+    if (press_spec_needs_head(&sp)) { /* a scorer elsewhere: hidden rows out, scores in, the same block */
+        o.hook_lambda = hd[0] ? hd[0]->attn_hook_lambda : -1;
         s_outside_scorer(f, &in, &o, hd, &rp, blk, nb);
         (*outside)++;
     }
@@ -194,7 +206,7 @@ static void s_threshold_case(forward_state *st, const chat_template *ct, const s
     TT_OK(press_parse("kvzip", &ot.policy));
     session *s1 = NULL, *s2 = NULL;
     session_result r1 = {0};
-    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, -1));
+    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, NULL, false));
     if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
     session_opts so = {.chat = true, .agnostic = true, .window = 4, .n_sink = 4, .hid_layer = -1};
     kv_cache *kv2 = NULL;
@@ -215,10 +227,10 @@ static void s_threshold_case(forward_state *st, const chat_template *ct, const s
     session_destroy(&s1);
     session_destroy(&s2);
     ot.threshold = 1.5; /* out of (0, 1] */
-    TT_FAILS(session_request_begin(&s1, st, ct, in, &ot, NULL, -1), TIS_EINVAL);
+    TT_FAILS(session_request_begin(&s1, st, ct, in, &ot, NULL, NULL, false), TIS_EINVAL);
     ot.threshold = 0.02; /* scores on no common scale: refused when compressing */
     TT_OK(press_parse("snapkv", &ot.policy));
-    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, -1));
+    TT_OK(session_request_begin(&s1, st, ct, in, &ot, NULL, NULL, false));
     if (s1) TT_FAILS(session_request_finish(s1, NULL, 1, &r1), TIS_EINVAL);
     session_destroy(&s1);
 }
@@ -231,17 +243,17 @@ static void s_refusals(forward_state *st, const chat_template *ct, const session
     session_input in0 = *in;
     session *ss = NULL;
     TT_OK(press_parse("tis_query", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, -1), TIS_EINVAL); /* agnostic */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, NULL, false), TIS_EINVAL); /* agnostic */
     TT_OK(press_parse("tis", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no head */
-    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, -1), TIS_EINVAL); /* a query head for tis */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, NULL, false), TIS_EINVAL); /* no head */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, hq, NULL, false), TIS_EINVAL); /* a query head for tis */
     o.budget = 0;
     TT_OK(press_parse("snapkv", &o.policy));
-    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no budget */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, NULL, false), TIS_EINVAL); /* no budget */
     o.budget = 0.5;
     TT_OK(press_parse("oracle", &o.policy));
     in0.answer = NULL;
-    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, -1), TIS_EINVAL); /* no answer */
+    TT_FAILS(session_request_begin(&ss, st, ct, &in0, &o, NULL, NULL, false), TIS_EINVAL); /* no answer */
     TT_CHECK(ss == NULL);
 }
 
@@ -261,7 +273,7 @@ static void s_per_head(const fixture *fx, forward_state *st, const chat_template
     TT_OK(press_parse("tis", &o1.policy));
     session *s1 = NULL;
     session_result r1 = {0};
-    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, hp1, -1));
+    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, hp1, NULL, false));
     if (s1) TT_OK(session_request_finish(s1, NULL, 1, &r1));
     session_destroy(&s1);
     if (r1.kv) {
@@ -276,12 +288,12 @@ static void s_per_head(const fixture *fx, forward_state *st, const chat_template
         size_t nb = kv_cache_block_bytes(r1.kv);
         void *blk = malloc(nb ? nb : 1);
         kv_cache_block_write(r1.kv, blk);
-        s_outside_scorer(fx, &in0, &o1, hp1, &r1, blk, nb);
+        s_outside_scorer(fx, &in0, &o1, (const head *const[2]){hp1, NULL}, &r1, blk, nb);
         free(blk);
     }
     session_result_free(&r1);
     /* a scorer's rows that are neither 1 nor the model's streams */
-    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, NULL, 2));
+    TT_OK(session_request_begin(&s1, st, ct, &in0, &o1, hp1, NULL, true));
     float junk[4096] = {0};
     if (s1) TT_FAILS(session_request_finish(s1, junk, 2, &r1), TIS_EINVAL);
     session_destroy(&s1);
@@ -289,11 +301,13 @@ static void s_per_head(const fixture *fx, forward_state *st, const chat_template
 }
 
 int main(void) {
-    char tiny[512], data[512], hp[512], hqp[512];
+    char tiny[512], data[512], hp[512], hqp[512], hbp[512], hb_as[600];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
     snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));
     snprintf(hp, sizeof hp, "%s", tt_path("h.safetensors"));
     snprintf(hqp, sizeof hqp, "%s", tt_path("hq.safetensors"));
+    snprintf(hbp, sizeof hbp, "%s", tt_path("hb.safetensors"));
+    snprintf(hb_as, sizeof hb_as, "hb=%s", hbp);
     tiny_spec sp = tiny_spec_default();
     sp.n_layer = 3;
     TT_OK(tiny_model_write(tiny, &sp));
@@ -308,8 +322,10 @@ int main(void) {
     /* random heads for the learned policies */
     head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 2};
     snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
-    head *hh = NULL, *hq = NULL;
+    head *hh = NULL, *hq = NULL, *hb = NULL;
     TT_OK(head_new(&hh, &hc, 3));
+    TT_OK(head_new(&hb, &hc, 5)); /* a second context head, named hb, for the unions */
+    if (hb) TT_OK(head_save(hb, hbp));
     hc.query_aware = true;
     hc.rank = 4;
     TT_OK(head_new(&hq, &hc, 4));
@@ -317,13 +333,17 @@ int main(void) {
     if (hq) TT_OK(head_save(hq, hqp));
 
     const char *pol[] = {"full", "random", "streaming", "knorm", "h2o", "snapkv", "tova",
-                         "pyramidkv", "adakv", "oracle", "tis", "tis_query", "tis+hook", "kvzip"};
+                         "pyramidkv", "adakv", "oracle", "tis", "tis_query", "tis+hook", "kvzip",
+                         "tis+lpool3|snapkv", "hb+lpool3|tis+recent4", "hb|tis_query"};
+    const char *head_as[] = {hb_as};
     double budgets[] = {0.3, 0.7};
     int64_t btok[] = {6};
     eval_config cfg;
     eval_config_defaults(&cfg);
     cfg.policies = pol;
-    cfg.n_policies = 14;
+    cfg.n_policies = 17;
+    cfg.head_as = head_as;
+    cfg.n_head_as = 1;
     cfg.budgets = budgets;
     cfg.n_budgets = 2;
     cfg.budget_tokens = btok;
@@ -341,7 +361,7 @@ int main(void) {
     TT_OK(chat_template_init(&ct, tokenizer_chat_template(m->tok)));
     decoder *dec = NULL;
     TT_OK(decoder_new(&dec, st, 1));
-    fixture fx = {m, st, &ct, dec, hh, hq, &cfg};
+    fixture fx = {m, st, &ct, dec, hh, hq, hb, &cfg};
     int64_t compared = 0, outside = 0;
     for (int64_t si = 0; er && st && si < set.n; si++) {
         eval_row *rows = NULL;
@@ -354,7 +374,8 @@ int main(void) {
     }
     fprintf(stderr, "  %lld runs compared with eval, %lld scored outside\n", (long long)compared, (long long)outside);
     TT_CHECK(outside > 0);
-    TT_CHECK(compared == 2 * ((1 + 12 * 3) + (1 + 13 * 3)));
+    /* agnostic: 12 policies + the 2 agnostic unions; query-aware: 13 + 3 */
+    TT_CHECK(compared == 2 * ((1 + 14 * 3) + (1 + 16 * 3)));
 
     session_input in0;
     eval_session_input(&set.s[0], &in0);
@@ -370,6 +391,7 @@ int main(void) {
     eval_runner_destroy(&er);
     head_destroy(&hh);
     head_destroy(&hq);
+    head_destroy(&hb);
     bench_set_free(&set);
     model_destroy(&m);
     return tt_done("test_session");

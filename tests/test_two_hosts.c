@@ -168,7 +168,7 @@ static void s_reference(fixture *x) {
     TT_OK(model_load(&x->m, x->tiny));
     const char *pol[] = {"snapkv"};
     int64_t n_rows = 0;
-    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, x->set.s, x->set.n, &x->rows, &n_rows));
+    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, NULL, 0, x->set.s, x->set.n, &x->rows, &n_rows));
     TT_CHECK(n_rows == N_REQ && x->set.n == N_REQ);
 }
 

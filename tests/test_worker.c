@@ -296,7 +296,7 @@ static void s_reference(fixture *x, eval_row **rows) {
     x->smp.n_answers = 1;
     const char *pol[] = {"snapkv"};
     int64_t n_rows = 0;
-    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, &x->smp, 1, rows, &n_rows));
+    TT_OK(tt_eval_reference(x->m, pol, 1, 0.5, NULL, NULL, 0, &x->smp, 1, rows, &n_rows));
     x->want = n_rows == 1 ? &(*rows)[0] : NULL; /* snapkv at 0.5, agnostic */
     if (!x->want) fprintf(stderr, "  eval gave %lld rows\n", (long long)n_rows);
     TT_CHECK(x->want && !strcmp(x->want->policy, "snapkv"));

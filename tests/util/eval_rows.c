@@ -40,7 +40,8 @@ eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, d
 }
 
 int tt_eval_reference(const model *m, const char *const *policies, int64_t n_policies, double budget,
-                      const char *head_path, const bench_sample *s, int64_t n, eval_row **rows, int64_t *n_rows) {
+                      const char *head_path, const char *const *head_as, int64_t n_head_as, const bench_sample *s,
+                      int64_t n, eval_row **rows, int64_t *n_rows) {
     double bud[] = {budget};
     eval_config cfg;
     eval_config_defaults(&cfg);
@@ -50,6 +51,8 @@ int tt_eval_reference(const model *m, const char *const *policies, int64_t n_pol
     cfg.n_budgets = 1;
     cfg.max_new = 8;
     cfg.head_path = head_path;
+    cfg.head_as = head_as;
+    cfg.n_head_as = n_head_as;
     eval_runner *er = NULL;
     int64_t cap = 0;
     *rows = NULL;

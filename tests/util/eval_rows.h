@@ -16,10 +16,12 @@ eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, d
 
 /* The rows the in-process runner gives for samples [0, n) of s with the
  * policies (the runner adds no `full` unless named), one fraction budget,
- * answers of at most 8 tokens, the head at head_path (NULL: none): what a
+ * answers of at most 8 tokens, the head at head_path (NULL: none) and the
+ * named heads head_as[n_head_as] ("NAME=PATH", eval's --head_as): what a
  * run through the workers must give. *rows is malloc'd (the caller frees);
  * 0, or the error of eval_runner_new / eval_run_sample. */
 int tt_eval_reference(const model *m, const char *const *policies, int64_t n_policies, double budget,
-                      const char *head_path, const bench_sample *s, int64_t n, eval_row **rows, int64_t *n_rows);
+                      const char *head_path, const char *const *head_as, int64_t n_head_as, const bench_sample *s,
+                      int64_t n, eval_row **rows, int64_t *n_rows);
 
 #endif
