@@ -54,6 +54,57 @@ static void s_exports(void) {
     CHECK(n >= 10 && bad == 0);
 }
 
+/* Named heads and unions of two policies through the public API: the
+ * committed default head also as "hr"; a union compresses to its budget,
+ * and at the whole budget answers as full; a head of another layer in the
+ * same union, a head not given, a threshold and a bad entry are refused. */
+static void s_unions(const char *model, const char *doc) {
+    const char *src = getenv("TIS_SOURCE_DIR");
+    char hp[1024], hr[1100], rc[1100];
+    snprintf(hp, sizeof hp, "%s/configs/heads/smollm2-135m-instruct.tis.safetensors", src ? src : ".");
+    snprintf(hr, sizeof hr, "hr=%s", hp);
+    snprintf(rc, sizeof rc, "rc=%s/configs/heads/smollm2-135m-instruct.recon.safetensors", src ? src : ".");
+    const char *as[] = {hr, rc}, *bad_as[] = {"snapkv=x"};
+    tis_engine *e = NULL;
+    tis_engine_opts bad = {.model = model, .head = hp, .head_as = bad_as, .n_head_as = 1};
+    CHECK(tis_engine_open(&bad, &e) == TIS_E_INVAL && e == NULL && strstr(tis_last_error(), "already a policy"));
+    tis_engine_opts eo = {.model = model, .head = hp, .head_as = as, .n_head_as = 2};
+    CHECK(tis_engine_open(&eo, &e) == 0 && e);
+    if (!e) return;
+    tis_request rq = {.context = doc, .question = "What is the secret password?", .max_new = 12,
+                      .policy = "hr+lpool3|tis+recent8", .budget = 0.2};
+    tis_answer u, t, f;
+    CHECK(tis_engine_answer(e, &rq, &u) == 0);
+    rq.policy = "tis+lpool3";
+    CHECK(tis_engine_answer(e, &rq, &t) == 0);
+    CHECK(u.kept_tokens > 0 && u.kept_tokens < u.n_ctx && u.kv_bytes < u.full_kv_bytes);
+    fprintf(stderr, "  union at 0.2: '%s' (%u of %u kept); tis+lpool3: '%s' (%u)\n", u.text ? u.text : "",
+            u.kept_tokens, u.n_ctx, t.text ? t.text : "", t.kept_tokens);
+    tis_answer_free(&u);
+    tis_answer_free(&t);
+    rq.policy = NULL;
+    rq.budget = 0;
+    CHECK(tis_engine_answer(e, &rq, &f) == 0);
+    rq.policy = "snapkv|hr";
+    rq.budget = 1.0;
+    rq.query_aware = true; /* as full decodes */
+    CHECK(tis_engine_answer(e, &rq, &u) == 0);
+    CHECK(u.kept_tokens == u.n_ctx && f.text && u.text && !strcmp(u.text, f.text));
+    tis_answer_free(&u);
+    tis_answer_free(&f);
+    tis_answer a;
+    rq.budget = 0.2;
+    rq.query_aware = false;
+    rq.policy = "rc|tis"; /* layers 15 and 30: the prefill keeps one layer */
+    CHECK(tis_engine_answer(e, &rq, &a) == TIS_E_INVAL && strstr(tis_last_error(), "different layers"));
+    rq.policy = "tis_si|tis";
+    CHECK(tis_engine_answer(e, &rq, &a) == TIS_E_NOTFOUND);
+    rq.policy = "hr|tis";
+    rq.threshold = 0.1;
+    CHECK(tis_engine_answer(e, &rq, &a) == TIS_E_INVAL && strstr(tis_last_error(), "threshold"));
+    tis_engine_close(e);
+}
+
 int main(void) {
     const char *model = getenv("TIS_MODEL");
     FILE *f = model ? fopen(model, "rb") : NULL;
@@ -115,6 +166,8 @@ int main(void) {
     tis_request empty = {.context = "", .question = "?"};
     CHECK(tis_engine_answer(e, &empty, &a) == TIS_E_INVAL);
     CHECK(strcmp(tis_status_name(TIS_E_FORMAT), "EFORMAT") == 0);
+
+    s_unions(model, s_doc);
 
     char *text = NULL;
     tis_gen_opts go = {.chat = true, .max_new = 12};
