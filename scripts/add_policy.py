@@ -101,9 +101,17 @@ def main():
     if not a.policy and not a.rename and not a.drop:
         ap.error("give --policy, --rename and/or --drop")
     for path in a.csv:
+        if not path.endswith(".csv"):
+            sys.exit(f"add_policy: {path}: give a tis eval results CSV (NAME.csv, its NAME.json beside it)")
         meta_path = path[:-4] + ".json"
-        orig_text = open(meta_path, encoding="utf-8", errors="surrogateescape").read()
-        meta = json.loads(orig_text)["meta"]
+        try:
+            orig_text = open(meta_path, encoding="utf-8", errors="surrogateescape").read()
+            meta = json.loads(orig_text)["meta"]
+        except FileNotFoundError:
+            sys.exit(f"add_policy: {meta_path} is not there: the run that made {path} has not finished "
+                     "(tis eval writes the summary at its end; resume it first, tis eval --resume)")
+        except (ValueError, KeyError) as e:
+            sys.exit(f"add_policy: {meta_path}: not a tis eval summary ({e})")
         header, rows = read_rows(path)
         col = {name: k for k, name in enumerate(header)}
         notes = list(meta.get("changes", []))

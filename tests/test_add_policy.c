@@ -76,6 +76,11 @@ static void s_added_match(eval_row **a_out, int64_t *na_out) {
     /* the same policy again: an error, the rows stay */
     rc = tt_sh(cmd, out, sizeof out);
     TT_CHECK(rc != 0 && strstr(out, "already has rows of snapkv"));
+    /* a run that has not finished (no summary yet): said so, nothing written */
+    snprintf(cmd, sizeof cmd, "cd '%s' && cp '%s' '%s.part.csv' && python3 scripts/add_policy.py --tis '%s' "
+             "--policy h2o '%s.part.csv'", tt_src("."), g_a, g_a, g_bin, g_a);
+    rc = tt_sh(cmd, out, sizeof out);
+    TT_CHECK(rc != 0 && strstr(out, "has not finished") && !strstr(out, "Traceback"));
     free(b);
     *a_out = a;
     *na_out = na;
