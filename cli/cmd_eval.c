@@ -202,17 +202,6 @@ static int s_fill(eval_opts *o) {
     e->n_policies = o->n_pol;
     e->head_as = o->head_as;
     e->n_head_as = o->n_head_as;
-    if (o->n_head_as && (o->workers || o->connect)) {
-        fprintf(stderr, "tis eval: --head_as runs in this process only: drop --workers / --connect, "
-                        "or run each head apart with --head\n");
-        return 2;
-    }
-    for (int64_t i = 0; (o->workers || o->connect) && i < o->n_pol; i++)
-        if (strchr(o->policies[i], '|')) {
-            fprintf(stderr, "tis eval: %s: a union runs in this process only (a pipeline request carries one "
-                            "policy): drop --workers / --connect\n", o->policies[i]);
-            return 2;
-        }
     e->budgets = o->budgets;
     e->n_budgets = o->n_budgets;
     e->budget_tokens = o->btoks;

@@ -36,6 +36,7 @@ typedef struct run {
     int64_t n, window, in_flight, done, next;
     eval_config cfg;            /* the caller's, heads by absolute path */
     char head[PATH_MAX], head_q[PATH_MAX];
+    char **head_as;             /* [cfg.n_head_as] "NAME=/absolute/path" (owned) */
     Tis__EvalSpec spec;         /* points into cfg */
     pipeline_local pl;          /* --workers: the private server */
     const char *ep;
@@ -64,6 +65,17 @@ static int s_open(run *r, const eval_config *cfg, const bench_set *sets, int n_s
     r->cfg = *cfg;
     if (r->cfg.head_path && realpath(r->cfg.head_path, r->head)) r->cfg.head_path = r->head;
     if (r->cfg.head_query_path && realpath(r->cfg.head_query_path, r->head_q)) r->cfg.head_query_path = r->head_q;
+    if (cfg->n_head_as && !(r->head_as = calloc((size_t)cfg->n_head_as, sizeof *r->head_as)))
+        return tis_error(TIS_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < cfg->n_head_as; i++) { /* NAME=PATH, PATH made absolute when it resolves */
+        const char *e = cfg->head_as[i], *eq = strchr(e, '=');
+        char abs[PATH_MAX];
+        const char *path = eq && realpath(eq + 1, abs) ? abs : eq ? eq + 1 : "";
+        size_t nl = eq ? (size_t)(eq - e) : strlen(e), len = nl + 1 + strlen(path) + 1;
+        if (!(r->head_as[i] = malloc(len))) return tis_error(TIS_ENOMEM, "out of memory");
+        snprintf(r->head_as[i], len, "%.*s=%s", (int)nl, e, path);
+    }
+    r->cfg.head_as = (const char *const *)r->head_as;
     wire_eval_spec_view(&r->cfg, o->model_name, &r->spec);
     r->ctx = zmq_ctx_new();
     r->sock = r->ctx ? zmq_socket(r->ctx, ZMQ_DEALER) : NULL;
@@ -84,6 +96,8 @@ static void s_close(run *r) {
     pipeline_local_stop(&r->pl);
     for (int64_t i = 0; r->jobs && i < r->n; i++) free(r->jobs[i].rows);
     free(r->jobs);
+    for (int64_t i = 0; r->head_as && i < r->cfg.n_head_as; i++) free(r->head_as[i]);
+    free(r->head_as);
 }
 
 /* Keeps the window full; every 2 s while jobs are out, asks which of them

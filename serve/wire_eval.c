@@ -73,6 +73,8 @@ void wire_eval_spec_view(const eval_config *cfg, const char *model_name, Tis__Ev
     m->model_name = s_or_empty(model_name);
     m->n_thresholds = (size_t)cfg->n_thresholds;
     m->thresholds = (double *)cfg->thresholds;
+    m->n_head_as = (size_t)cfg->n_head_as;
+    m->head_as = (char **)cfg->head_as;
 }
 
 int wire_eval_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
@@ -91,6 +93,9 @@ int wire_eval_spec_from(const Tis__EvalSpec *m, eval_config *cfg) {
     for (size_t i = 0; i < m->n_thresholds; i++)
         if (!(m->thresholds[i] > 0 && m->thresholds[i] <= 1))
             return tis_error(TIS_EINVAL, "eval job: threshold %g is not in (0, 1]", m->thresholds[i]);
+    if (m->n_head_as > 64) return tis_error(TIS_EINVAL, "eval job: %zu named heads (64 at most)", m->n_head_as);
+    cfg->head_as = (const char *const *)m->head_as; /* checked with the policies by eval_runner_new */
+    cfg->n_head_as = (int64_t)m->n_head_as;
     cfg->thresholds = m->thresholds;
     cfg->n_thresholds = (int64_t)m->n_thresholds;
     cfg->policies = (const char *const *)m->policies;

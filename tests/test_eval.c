@@ -534,10 +534,6 @@ static void s_cli(const char *tiny, const char *data) {
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "unknown policy"));
     snprintf(args, sizeof args, "eval -m '%s' --baseline tis", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "needs an importance head"));
-    snprintf(args, sizeof args, "eval -m '%s' --baseline tis tis_b --head_as tis_b=x --workers 2", tiny);
-    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "--head_as runs in this process only"));
-    snprintf(args, sizeof args, "eval -m '%s' --baseline full 'snapkv|h2o' --workers 2", tiny);
-    TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "a union runs in this process only"));
     snprintf(args, sizeof args, "eval -m '%s' --baseline tis_b --head_as tis_b", tiny);
     TT_CHECK(tt_tis(args, out, sizeof out) == 2 && strstr(out, "give NAME=PATH"));
     snprintf(args, sizeof args, "eval -m '%s' --benchmark nosuch", tiny);

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "head.h"
+#include "model.h"
 #include "report.h"
 #include "tiny_model.h"
 #include "tt.h"
@@ -83,6 +85,38 @@ int main(void) {
     TT_CHECK(rc == 0 && strstr(out, "2 workers"));
     if (rc) fprintf(stderr, "%s\n", out);
     TT_CHECK(s_same_rows(a_csv, b_csv) == 0);
+
+    TT_CASE("named heads and unions: the same rows through the workers");
+    /* the spec carries the --head_as entries (paths made absolute) and the
+     * union's name; the workers' eval runner reads them as in process */
+    {
+        char hp[512], hb[600], u_csv[512], v_csv[512];
+        snprintf(hp, sizeof hp, "%s", tt_path("hb.safetensors"));
+        snprintf(hb, sizeof hb, "hb=%s", hp);
+        snprintf(u_csv, sizeof u_csv, "%s", tt_path("u.csv"));
+        snprintf(v_csv, sizeof v_csv, "%s", tt_path("v.csv"));
+        model *m = NULL; /* a random head of the tiny model */
+        head *h = NULL;
+        TT_OK(model_load(&m, tiny));
+        if (m) {
+            head_config hc = {.kind = HEAD_LINEAR, .d_model = m->config.d_model, .layer = 1};
+            snprintf(hc.base_model, sizeof hc.base_model, "%s", m->config.name);
+            TT_OK(head_new(&h, &hc, 5));
+            if (h) TT_OK(head_save(h, hp));
+        }
+        head_destroy(&h);
+        model_destroy(&m);
+        const char *uni = "--baseline full 'hb+lpool3|snapkv' hb 'streaming|knorm' --cache_budgets 0.3 --protocol both "
+                          "--max_new 6 --no_chat --no_plots";
+        for (int pass = 0; pass < 2; pass++) {
+            snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --dataset '%s' %s --head_as '%s' %s --output '%s'", bin, tiny,
+                     data, uni, hb, pass ? "--workers 2" : "", pass ? v_csv : u_csv);
+            rc = tt_sh(cmd, out, sizeof out);
+            TT_CHECK(rc == 0);
+            if (rc) fprintf(stderr, "%s\n", out);
+        }
+        TT_CHECK(s_same_rows(u_csv, v_csv) == 0);
+    }
 
     TT_CASE("q8_0 values, and q8_0 keys with their channel scales: the same rows through the workers");
     /* the block's value type crosses with it (KvLayout.v_dtype1), q8_0 keys'
