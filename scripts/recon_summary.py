@@ -9,7 +9,10 @@ query-agnostic baseline, with retention = accuracy / full's accuracy in the
 same cell; then the threshold runs: the fraction of the context kept
 (measured, mean over samples) and the accuracy.
 
-Usage: scripts/recon_summary.py docs/results/recon/*.csv"""
+Usage: scripts/recon_summary.py [--heads P,Q,...] docs/results/recon/*.csv
+--heads: the learned columns to show, in that order (policy names as in
+the CSVs, e.g. tis,tis+lpool5+recent64/8,tis_si+lpool5|tis+lpool5+recent64/8);
+by default every head in the files."""
 import csv
 import sys
 from collections import defaultdict
@@ -20,6 +23,12 @@ BASELINES = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova",
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     print(__doc__)
     sys.exit(0)
+pick = None
+if sys.argv[1] == "--heads":
+    if len(sys.argv) < 4:
+        sys.exit("recon_summary: --heads P,Q,... then the CSVs")
+    pick = [p for p in sys.argv[2].split(",") if p]
+    del sys.argv[1:3]
 
 acc = defaultdict(list)
 kept = defaultdict(list)
@@ -44,6 +53,11 @@ def mean(v):
     return sum(v) / len(v) if v else None
 
 
+def md(name):
+    """A policy name in a Markdown table cell: a union's '|' escaped."""
+    return name.replace("|", "\\|")
+
+
 def fmt(x, full=None):
     if x is None:
         return "–"
@@ -58,9 +72,14 @@ cells.sort(key=lambda c: (order.get(c[0], 9), c[1], c[2] != "agnostic"))
 # the named ones (tis_NAME, sorted); not the query-aware tis_query
 heads = ["tis"] * ("tis" in policies_seen) + sorted(p for p in policies_seen if p.startswith("tis+")) + sorted(
     p for p in policies_seen if p.startswith("tis_") and not p.startswith("tis_query"))
+if pick is not None:
+    missing = [p for p in pick if p not in policies_seen]
+    if missing:
+        sys.exit(f"recon_summary: no rows of {', '.join(missing)} in these files")
+    heads = pick
 learned = ["kvzip"] * ("kvzip" in policies_seen) + heads + ["oracle"] * ("oracle" in policies_seen)
 print("Accuracy (retention vs full in the same cell); n samples per cell in the last column.\n")
-print("| benchmark | tokens | protocol | full | budget | " + " | ".join(learned) + " | best baseline | n |")
+print("| benchmark | tokens | protocol | full | budget | " + " | ".join(map(md, learned)) + " | best baseline | n |")
 print("|---|---:|---|---:|---:|" + "---:|" * len(learned) + "---|---:|")
 for cell in cells:
     full = mean(acc[cell + ("full", "1")])
@@ -81,8 +100,8 @@ for cell in cells:
 thr_rows = sorted({k[4] for k in acc if k[4].startswith("t")}, key=lambda t: float(t[1:]))
 if thr_rows:
     print("\nThreshold runs: context kept (mean fraction per kv head, measured) / accuracy.\n")
-    pols = ["kvzip"] * ("kvzip" in policies_seen) + heads
-    print("| benchmark | tokens | protocol | threshold | " + " | ".join(pols) + " |")
+    pols = [p for p in ["kvzip"] * ("kvzip" in policies_seen) + heads if any(k[3] == p and k[4].startswith("t") for k in acc)]
+    print("| benchmark | tokens | protocol | threshold | " + " | ".join(map(md, pols)) + " |")
     print("|---|---:|---|---:|" + "---|" * len(pols))
     for cell in cells:
         for t in thr_rows:
@@ -109,4 +128,4 @@ if cost:
     print("| policy | cost / prefill | samples |")
     print("|---|---:|---:|")
     for p, v in sorted(cost.items()):
-        print(f"| {p} | {100 * sum(v) / len(v):.1f} % | {len(v)} |")
+        print(f"| {md(p)} | {100 * sum(v) / len(v):.1f} % | {len(v)} |")
