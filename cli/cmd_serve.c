@@ -108,9 +108,10 @@ static pid_t s_spawn(const char *role, int i, const char *dev, const char *back,
     _exit(127);
 }
 
-enum { N_OWNED = 15 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
+enum { N_OWNED = 16 }; /* strings read from a config: model, front, back, head, head_query, http.listen,
                           http.kv_policy, security.key, security.allow, then <role>.device and
-                          <role>.devices for prefill, decode, scorer */
+                          <role>.devices for prefill, decode, scorer, then prefill.head_as */
+enum { OWNED_HEAD_AS = 15 };
 enum { DEV_PRE, DEV_DEC, DEV_SC }; /* dev[k]: <role>.device, dev[3 + k]: <role>.devices */
 
 /* The http: block of a config: the HTTP front's settings. */
@@ -142,6 +143,7 @@ static int s_config_http(yaml_kv *kv, const char *path, http_opts *h, const char
 
 /* The settings of a YAML config (before the flags, which override it). */
 static int s_config(const char *path, coord_opts *o, const char **model, const char **head, const char **head_q,
+                    const char **head_as_list,
                     int64_t *n_pre, int64_t *n_dec, int64_t *n_sc, int64_t *mb, int64_t *dbatch, http_opts *h,
                     const char **listen, const char **dev, char **owned) {
     yaml_kv kv;
@@ -167,6 +169,7 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
         (rc = yaml_kv_str(&kv, "prefill.devices", &dev[3 + DEV_PRE])) ||
         (rc = yaml_kv_i64(&kv, "prefill.arena_mb", 1, 1 << 20, mb)) ||
         (rc = yaml_kv_str(&kv, "prefill.head", head)) || (rc = yaml_kv_str(&kv, "prefill.head_query", head_q)) ||
+        (rc = yaml_kv_str(&kv, "prefill.head_as", head_as_list)) ||
         (rc = yaml_kv_i64(&kv, "scorer.workers", 0, MAX_CHILD / 4, n_sc)) ||
         (rc = yaml_kv_str(&kv, "scorer.device", &dev[DEV_SC])) ||
         (rc = yaml_kv_str(&kv, "scorer.devices", &dev[3 + DEV_SC])) ||
@@ -185,7 +188,8 @@ static int s_config(const char *path, coord_opts *o, const char **model, const c
     if (insecure) o->sec.insecure = !strcmp(insecure, "true");
     /* the strings live in kv: keep copies for the run (owned[], freed by the caller) */
     const char **sv[N_OWNED] = {model, &o->front, &o->back, head, head_q, listen, &h->defaults.kv_policy,
-                                &o->sec.key, &o->sec.allow, &dev[0], &dev[1], &dev[2], &dev[3], &dev[4], &dev[5]};
+                                &o->sec.key, &o->sec.allow, &dev[0], &dev[1], &dev[2], &dev[3], &dev[4], &dev[5],
+                                head_as_list};
     for (size_t k = 0; k < sizeof sv / sizeof *sv && !rc; k++)
         if (*sv[k] && *sv[k] != owned[k]) { /* (a second --config replaces the first's) */
             char *c = strdup(*sv[k]);
@@ -296,6 +300,25 @@ static int s_device_failed(void) {
     return 1;
 }
 
+/* prefill.head_as: one "NAME=PATH" or a list [A=P, B=Q], split in place
+ * (list is ours) into out[*n]. 0, or 1 with the reason on stderr. */
+static int s_head_as_list(char *list, const char **out, int64_t *n, int64_t cap) {
+    if (!list) return 0;
+    size_t len = strlen(list);
+    if (len >= 2 && list[0] == '[' && list[len - 1] == ']') list[len - 1] = 0, list++;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') t++;
+        for (size_t e = strlen(t); e > 0 && t[e - 1] == ' ';) t[--e] = 0;
+        if (!*t) continue;
+        if (*n >= cap) {
+            fprintf(stderr, "tis serve: prefill.head_as: at most %lld heads\n", (long long)cap);
+            return 1;
+        }
+        out[(*n)++] = t;
+    }
+    return 0;
+}
+
 /* The heads: scorers need one; --head_as entries well formed. 0, or 1 with
  * the reason on stderr. */
 static int s_check_heads(int64_t n_sc, bool head, const char *const *head_as, int64_t n_head_as) {
@@ -318,18 +341,20 @@ static int s_serve(int argc, char **argv, char **owned) {
                     .heartbeat_ms = 1000, .liveness = 3, .max_attempts = 2, .wait_ms = 30000,
                     .job_timeout_ms = 600000, .lease_ms = 30000,
                     .context_ttl_ms = 600000};
-    const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *head_as[MAX_HEAD_AS];
+    const char *model = cli_default_model(), *head = NULL, *head_q = NULL, *head_as[MAX_HEAD_AS], *head_as_list = NULL;
     int64_t n_head_as = 0;
     int64_t n_pre = 1, n_dec = 1, n_sc = 0, mb = 256, dbatch = 8;
     http_opts h = {.max_body = 1 << 20, .max_connections = 256,
                    .defaults = {.kv_policy = "full", .kv_budget = 1.0, .query_aware = true, .max_tokens = 256}};
     const char *listen = NULL, *dev[6] = {0}; /* <role>.device, then <role>.devices (DEV_*) */
     for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--config") && s_config(argv[i + 1], &o, &model, &head, &head_q, &n_pre, &n_dec, &n_sc,
-                                                     &mb, &dbatch, &h, &listen, dev, owned)) {
+        if (!strcmp(argv[i], "--config") && s_config(argv[i + 1], &o, &model, &head, &head_q, &head_as_list, &n_pre,
+                                                     &n_dec, &n_sc, &mb, &dbatch, &h, &listen, dev, owned)) {
             fprintf(stderr, "tis serve: %s\n", tis_last_error());
             return 2;
         }
+    /* the config's named heads first; --head_as adds to them */
+    if (head_as_list && s_head_as_list(owned[OWNED_HEAD_AS], head_as, &n_head_as, MAX_HEAD_AS)) return 2;
     const char *config_path = NULL; /* read above */
     const cli_opt opts[] = {
         CLI_STR("--config", NULL, &config_path),

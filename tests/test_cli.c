@@ -158,6 +158,10 @@ static void s_serve_config(void) {
         {"front: a\nfront: b\n", "'front' is given twice (first on line 1)"},
         {"front: 'a\nback: b\n", "YAML error"},
         {"- a\n- b\n", "a list is only the value of a key"},
+        /* named heads: read (as a list or one entry), then checked before any worker starts */
+        {"prefill:\n  head_as: [tis_si=a.safetensors, snapkv=b.safetensors]\n", "'snapkv' is already a policy"},
+        {"prefill:\n  head_as: tis_si\n", "give NAME=PATH"},
+        {"prefill:\n  head_as: [a=x, b=x, c=x, d=x, e=x, f=x, g=x, h=x, i=x]\n", "at most 8 heads"},
     };
     char yml[512];
     snprintf(yml, sizeof yml, "%s", tt_path("bad.yaml"));
