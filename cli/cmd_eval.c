@@ -102,7 +102,6 @@ typedef struct eval_opts {
     int64_t seed, phrasing, threads, workers;
     bool list, query_aware, no_chat, no_plots;
     const char *device;
-    char cmdline[4096];
 } eval_opts;
 
 static int s_parse(int argc, char **argv, eval_opts *o) {
@@ -263,16 +262,16 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     o.c.threads = cli_threads(o.threads);
-    char *cmdline = cli_cmdline(argc, argv);
+    char *cmdline = cli_cmdline(argc, argv); /* whole, however long (the summary records it) */
     if (!cmdline) return cli_fail("recording the command");
-    snprintf(o.cmdline, sizeof o.cmdline, "%s", cmdline);
-    free(cmdline);
-    o.c.command = o.cmdline;
+    o.c.command = cmdline;
     char about[512];
     pipeline_runner pr = {.connect = o.connect, .sec = o.sec, .workers = o.workers};
     eval_job_runner pipeline = {.run = s_pipeline_run, .ctx = &pr, .about = about, .appends_unordered = true};
     if (o.connect) snprintf(about, sizeof about, " | workers of %s", o.connect);
     else snprintf(about, sizeof about, " | %lld workers", (long long)o.workers);
     if (o.workers || o.connect) o.c.runner = &pipeline;
-    return eval_job_run(&o.c);
+    int rc = eval_job_run(&o.c);
+    free(cmdline);
+    return rc;
 }
