@@ -9,10 +9,13 @@ query-agnostic baseline, with retention = accuracy / full's accuracy in the
 same cell; then the threshold runs: the fraction of the context kept
 (measured, mean over samples) and the accuracy.
 
-Usage: scripts/recon_summary.py [--heads P,Q,...] docs/results/recon/*.csv
+Usage: scripts/recon_summary.py [--heads P,Q,...] [--compact] docs/results/recon/*.csv
 --heads: the learned columns to show, in that order (policy names as in
 the CSVs, e.g. tis,tis+lpool5+recent64/8,tis_si+lpool5|tis+lpool5+recent64/8);
-by default every head in the files."""
+by default every head in the files.
+--compact: one row per cell instead, each column the accuracies at the five
+budgets (1 / 2 / 5 / 10 / 25 %), the best baseline's the best at each
+budget; no threshold or cost tables."""
 import csv
 import sys
 from collections import defaultdict
@@ -23,12 +26,18 @@ BASELINES = ["random", "streaming", "knorm", "h2o", "h2o_acc", "snapkv", "tova",
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     print(__doc__)
     sys.exit(0)
-pick = None
-if sys.argv[1] == "--heads":
+pick, compact = None, False
+while len(sys.argv) > 1 and sys.argv[1] in ("--heads", "--compact"):
+    if sys.argv[1] == "--compact":
+        compact = True
+        del sys.argv[1]
+        continue
     if len(sys.argv) < 4:
         sys.exit("recon_summary: --heads P,Q,... then the CSVs")
     pick = [p for p in sys.argv[2].split(",") if p]
     del sys.argv[1:3]
+if len(sys.argv) < 2:
+    sys.exit("recon_summary: no CSV given")
 
 acc = defaultdict(list)
 kept = defaultdict(list)
@@ -78,6 +87,24 @@ if pick is not None:
         sys.exit(f"recon_summary: no rows of {', '.join(missing)} in these files")
     heads = pick
 learned = ["kvzip"] * ("kvzip" in policies_seen) + heads + ["oracle"] * ("oracle" in policies_seen)
+if compact:
+    def at(cell, pols):
+        out = []
+        for b in BUDGETS:
+            v = [mean(acc[cell + (p, b)]) for p in pols if acc[cell + (p, b)]]
+            out.append(f"{max(v):.2f}" if v else "–")
+        return " / ".join(out)
+    cols = ["best baseline"] + learned
+    print("Accuracy at 1 / 2 / 5 / 10 / 25 % of the context per kv head (the best baseline: the best of "
+          + ", ".join(BASELINES) + " at each budget); n: samples a cell.\n")
+    print("| benchmark | tokens | protocol | full | " + " | ".join(map(md, cols)) + " | n |")
+    print("|---|---:|---|---:|" + "---|" * len(cols) + "---:|")
+    for cell in cells:
+        full = mean(acc[cell + ("full", "1")])
+        n = len(acc[cell + ("full", "1")])
+        vals = [at(cell, BASELINES)] + [at(cell, [p]) for p in learned]
+        print(f"| {cell[0]} | {cell[1]} | {cell[2]} | {fmt(full)} | " + " | ".join(vals) + f" | {n} |")
+    sys.exit(0)
 print("Accuracy (retention vs full in the same cell); n samples per cell in the last column.\n")
 print("| benchmark | tokens | protocol | full | budget | " + " | ".join(map(md, learned)) + " | best baseline | n |")
 print("|---|---:|---|---:|---:|" + "---:|" * len(learned) + "---|---:|")
