@@ -322,8 +322,8 @@ static int s_options(const cJSON *b, const http_defaults *d, http_req *r, http_e
     if (s_num(b, "kv_threshold", 1e-9, 1, &r->kv_threshold, e)) return -1;
     press_spec sp;
     if (press_spec_parse(pol, d->head_as, d->n_head_as, &sp))
-        return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, a union A|B, ...: "
-                     "docs/eval.md)%s", "");
+        return s_bad(e, "kv_policy", "'%s': unknown policy (full, snapkv, streaming, tis, a head this server "
+                     "runs with --head_as NAME=PATH, a union A|B of two, ...: docs/eval.md)%s", "");
     const press *pr = &sp.m[0];
     /* (tis: whether the served head is per-head is the worker's to say) */
     if (r->kv_threshold > 0 && (sp.n > 1 || !press_calibratable(pr)))
