@@ -18,7 +18,8 @@ static void s_usage(FILE *f) {
             "usage: tis client [--connect ENDPOINT] (--dataset FILE.jsonl | --context TEXT --question TEXT)\n"
             "      --connect ENDPOINT   the coordinator's front end (default ipc:///tmp/tis-$UID/front)\n"
             CLI_CONNECT_KEYS_USAGE
-            "      --policy NAME        compression policy (default full)\n"
+            "      --policy NAME        compression policy (default full); a head the server runs with\n"
+            "                           --head_as NAME=PATH, or a union A|B of two (quote it)\n"
             "      --budget F           fraction of the context kept (default 0.25)\n"
             "      --budget_tokens N    or a token count\n"
             "      --threshold T        or an adaptive budget: every head keeps the tokens scoring >= T\n"
