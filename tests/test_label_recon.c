@@ -218,7 +218,7 @@ static void s_recon_train(const char *bin, const char *d, const char *ck) {
     TT_CHECK(rc == 0 && strstr(out, "recon_mse") && strstr(out, "global@10/2%") && !strstr(out, "calibration") &&
              !strstr(out, "stream weights"));
     if (rc) fprintf(stderr, "%s\n", out);
-    size_t n1 = 0, n2 = 0, nm = 0;
+    size_t n1 = 0, nm = 0;
     char *first = tt_read_file(ck, &n1), *metrics = tt_read_file(csv, &nm);
     TT_CHECK(metrics && strstr(metrics, ",seconds,val_global_recall_10,val_global_recall_2\n"));
     head *h = NULL;
@@ -226,11 +226,7 @@ static void s_recon_train(const char *bin, const char *d, const char *ck) {
     TT_CHECK(h && h->cfg.n_out == 6 && h->cfg.target == HEAD_TARGET_RECON && h->cfg.kind == HEAD_MLP);
     TT_CHECK(h && h->n_calib == 0); /* not calibrated unless asked */
     head_destroy(&h);
-    TT_CHECK(tt_sh(cmd, out, sizeof out) == 0);
-    char *second = tt_read_file(ck, &n2);
-    TT_CHECK(first && second && n1 == n2 && !memcmp(first, second, n1));
-    free(first);
-    free(second);
+    TT_CHECK(tt_rerun_same(cmd, ck, first, n1)); /* the same bytes again */
     free(metrics);
     s_recon_weights(bin, d);
     s_recon_lpool(bin, d);

@@ -161,6 +161,17 @@ int tt_sh(const char *cmd, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+bool tt_rerun_same(const char *cmd, const char *path, char *before, size_t n) {
+    static char out[1 << 14];
+    size_t n2 = 0;
+    bool ok = tt_sh(cmd, out, sizeof out) == 0;
+    char *after = ok ? tt_read_file(path, &n2) : NULL;
+    ok = ok && before && after && n2 == n && !memcmp(before, after, n);
+    free(before);
+    free(after);
+    return ok;
+}
+
 int tt_tis(const char *args, char *out, size_t cap) {
     const char *bin = getenv("TIS_BIN");
     size_t n = strlen(args) + (bin ? strlen(bin) : 3) + 4;

@@ -13,6 +13,7 @@
 #define TIS_TT_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,10 @@ int tt_write_file(const char *path, const void *data, size_t len);
  * Returns the exit status, 128 + N when killed by signal N, -1 when it
  * could not start. */
 int tt_sh(const char *cmd, char *out, size_t cap);
+/* Runs cmd once more and tells whether it succeeded and path then holds
+ * exactly before[n] (a writer that must be deterministic, e.g. a training
+ * run with a seed); frees before (may be NULL: false). */
+bool tt_rerun_same(const char *cmd, const char *path, char *before, size_t n);
 /* tt_sh of "'$TIS_BIN' ARGS" (the tis binary ctest passes; "tis" without). */
 int tt_tis(const char *args, char *out, size_t cap);
 /* Starts argv[0] with argv (NULL-terminated) in a child that is killed
