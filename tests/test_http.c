@@ -88,9 +88,30 @@ static void s_chat_ok(void) {
     http_req_free(&r);
 }
 
+/* One refused body: its kind, the status and the param the error names. */
+typedef struct refusal {
+    http_kind k;
+    const char *body;
+    int status;
+    const char *param;
+} refusal;
+
+static void s_check_refused(const refusal *C, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        http_req r;
+        http_err e;
+        int st = s_parse(C[i].k, C[i].body, &r, &e);
+        TT_CHECK(st == C[i].status);
+        if (st) TT_CHECK(!strcmp(e.param, C[i].param) && e.message[0]);
+        if (st != C[i].status) fprintf(stderr, "  body %zu: %s\n", i, C[i].body);
+        if (!st) http_req_free(&r);
+    }
+}
+
+/* Bodies refused for their shape, messages, model or sampling fields. */
 static void s_chat_refused(void) {
     TT_CASE("refused bodies");
-    static const struct { http_kind k; const char *body; int status; const char *param; } C[] = {
+    static const refusal C[] = {
         {HTTP_CHAT, "{bad json", 400, ""},
         {HTTP_CHAT, "[1,2]", 400, ""},
         {HTTP_CHAT, "{}", 400, "messages"},
@@ -120,6 +141,15 @@ static void s_chat_refused(void) {
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
          400, "stop"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":3}", 400, "stream_options"},
+    };
+    s_check_refused(C, sizeof C / sizeof *C);
+}
+
+/* Bodies refused for tis's own fields (policy, budget, protocol, kept
+ * contexts) and completion prompts. */
+static void s_kv_refused(void) {
+    TT_CASE("refused kv fields");
+    static const refusal C[] = {
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":\"nope\"}", 400, "kv_policy"},
         {HTTP_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"kv_policy\":3}", 400, "kv_policy"},
         /* a union: of a head this server was not given; of unions; with a threshold */
@@ -146,15 +176,12 @@ static void s_chat_refused(void) {
         {HTTP_COMPLETION, "{\"prompt\":[\"a b\",\"c d\"]}", 400, "prompt"},
         {HTTP_COMPLETION, "{\"prompt\":12}", 400, "prompt"},
     };
-    for (size_t i = 0; i < sizeof C / sizeof *C; i++) {
-        http_req r;
-        http_err e;
-        int st = s_parse(C[i].k, C[i].body, &r, &e);
-        TT_CHECK(st == C[i].status);
-        if (st) TT_CHECK(!strcmp(e.param, C[i].param) && e.message[0]);
-        if (st != C[i].status) fprintf(stderr, "  body %zu: %s\n", i, C[i].body);
-        if (!st) http_req_free(&r);
-    }
+    s_check_refused(C, sizeof C / sizeof *C);
+}
+
+/* An error's JSON: OpenAI's shape. */
+static void s_error_json(void) {
+    TT_CASE("error json");
     http_err e;
     http_err_set(&e, 429, "rate_limit_error", "server_busy", NULL, "full: %d", 3);
     char *j = http_err_json(&e);
@@ -490,6 +517,8 @@ static void s_e2e(void) {
 int main(void) {
     s_chat_ok();
     s_chat_refused();
+    s_kv_refused();
+    s_error_json();
     s_answers();
     s_metrics_text();
     s_listen();
