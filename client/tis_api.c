@@ -136,15 +136,11 @@ int tis_engine_answer(tis_engine *e, const tis_request *rq, tis_answer *out) {
     int rc = press_spec_parse(rq->policy ? rq->policy : "full", (const char *const *)e->head_as, (int64_t)e->n_named,
                               &sp);
     if (rc) return rc;
-    const head *hd[2] = {NULL, NULL};
-    for (int i = 0; i < sp.n; i++) {
-        if (!sp.m[i].needs_head) continue;
-        int h = sp.head[i];
-        hd[i] = h >= 0 ? e->h_named[h] : h == PRESS_HEAD_QUERY ? e->h_q : e->h_ctx;
-        if (!hd[i])
-            return tis_error(TIS_EINVAL, "tis: policy %s needs an importance head (tis_engine_opts.%s)", sp.m[i].name,
-                             h == PRESS_HEAD_QUERY ? "head_query" : "head");
-    }
+    const head *hd[2];
+    int miss = press_spec_heads(&sp, e->h_ctx, e->h_q, e->h_named, hd);
+    if (miss >= 0)
+        return tis_error(TIS_EINVAL, "tis: policy %s needs an importance head (tis_engine_opts.%s)", sp.m[miss].name,
+                         sp.head[miss] == PRESS_HEAD_QUERY ? "head_query" : "head");
     sr.policy = sp.m[0];
     if (sp.n == 2) sr.policy_b = sp.m[1];
     session_input in = {.id = "request", .context = rq->context, .question = rq->question, .prefix = rq->prefix,

@@ -119,6 +119,18 @@ void press_spec_row(const press_spec *sp, press *out) {
     out->calib = PRESS_CALIB_NONE;
 }
 
+int press_spec_heads(const press_spec *sp, const struct head *ctx, const struct head *query,
+                     struct head *const *named, const struct head *out[2]) {
+    out[0] = out[1] = NULL;
+    for (int i = 0; i < sp->n; i++) {
+        if (!sp->m[i].needs_head) continue;
+        int h = sp->head[i];
+        out[i] = h >= 0 ? (named ? named[h] : NULL) : h == PRESS_HEAD_QUERY ? query : h == PRESS_HEAD_CTX ? ctx : NULL;
+        if (!out[i]) return i;
+    }
+    return -1;
+}
+
 bool press_spec_needs_head(const press_spec *sp) {
     for (int i = 0; i < sp->n; i++)
         if (sp->m[i].needs_head) return true;

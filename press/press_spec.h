@@ -61,6 +61,14 @@ int press_spec_parse(const char *name, const char *const *head_as, int64_t n_hea
  * score with. */
 void press_spec_row(const press_spec *sp, press *out);
 
+/* Each member's head out of a caller's: ctx for PRESS_HEAD_CTX, query for
+ * PRESS_HEAD_QUERY, named[i] for a named head i (out[i] NULL for a member
+ * that reads none). Returns the first member whose head is missing (NULL
+ * where one is needed, or PRESS_HEAD_NAMED), or -1 when none is. */
+struct head;
+int press_spec_heads(const press_spec *sp, const struct head *ctx, const struct head *query,
+                     struct head *const *named, const struct head *out[2]);
+
 /* True when a member reads an importance head. */
 bool press_spec_needs_head(const press_spec *sp);
 

@@ -206,14 +206,10 @@ int worker_policy(const self_t *s, const char *name, press_spec *sp, const head 
         return tis_error(TIS_ENOTFOUND, "%s (or a head this worker was not given: tis serve --head_as NAME=PATH)",
                          why);
     }
-    for (int i = 0; !rc && i < sp->n; i++) {
-        if (!sp->m[i].needs_head) continue;
-        int h = sp->head[i];
-        hd[i] = h >= 0 ? s->h_named[h] : h == PRESS_HEAD_QUERY ? s->h_q : s->h_ctx;
-        if (!hd[i])
-            rc = tis_error(TIS_EINVAL, "policy %s: this worker has no head for %s (tis serve %s)", sp->name,
-                           sp->m[i].name, h == PRESS_HEAD_QUERY ? "--head_query" : "--head");
-    }
+    int miss = rc ? -1 : press_spec_heads(sp, s->h_ctx, s->h_q, s->h_named, hd);
+    if (miss >= 0)
+        rc = tis_error(TIS_EINVAL, "policy %s: this worker has no head for %s (tis serve %s)", sp->name,
+                       sp->m[miss].name, sp->head[miss] == PRESS_HEAD_QUERY ? "--head_query" : "--head");
     return rc;
 }
 
