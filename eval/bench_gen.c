@@ -357,17 +357,26 @@ static bool s_hexlike(uint32_t x) {
     return letters > 0 && letters < 8;
 }
 
+/* The next item's slot, zeroed (g->items grown as needed); n_items is left
+ * to the caller, which counts the item once it owns what it holds. */
+static int s_item_slot(gen *g, item **out) {
+    if (g->n_items == g->cap_items) {
+        int64_t cap = g->cap_items ? g->cap_items * 2 : 64;
+        item *p = realloc(g->items, (size_t)cap * sizeof *p);
+        if (!p) return s_oom();
+        g->items = p;
+        g->cap_items = cap;
+    }
+    *out = &g->items[g->n_items];
+    memset(*out, 0, sizeof **out);
+    return 0;
+}
+
 static int s_kv_item(gen *g, int64_t i, item **out) {
     while (g->n_items <= i) {
-        if (g->n_items == g->cap_items) {
-            int64_t cap = g->cap_items ? g->cap_items * 2 : 64;
-            item *p = realloc(g->items, (size_t)cap * sizeof *p);
-            if (!p) return s_oom();
-            g->items = p;
-            g->cap_items = cap;
-        }
-        item *it = &g->items[g->n_items];
-        memset(it, 0, sizeof *it);
+        item *it = NULL;
+        int grc = s_item_slot(g, &it);
+        if (grc) return grc;
         uint32_t v[2];
         for (int e = 0; e < 2; e++) {
             for (;;) {
@@ -460,15 +469,9 @@ static void s_qa_doc(const gen *g, int64_t i, const int64_t *extra, int64_t n_ex
 static int s_qa_item(gen *g, int64_t i, item **out) {
     int rc = 0;
     while (g->n_items <= i) {
-        if (g->n_items == g->cap_items) {
-            int64_t cap = g->cap_items ? g->cap_items * 2 : 64;
-            item *p = realloc(g->items, (size_t)cap * sizeof *p);
-            if (!p) return s_oom();
-            g->items = p;
-            g->cap_items = cap;
-        }
-        item *it = &g->items[g->n_items];
-        memset(it, 0, sizeof *it);
+        item *it = NULL;
+        int grc = s_item_slot(g, &it);
+        if (grc) return grc;
         g->n_items++; /* owned strings are freed from here on */
         if ((rc = s_qa_name(g, s_land_end, N_OF(s_land_end), &it->name))) return rc;
         if ((rc = s_qa_name(g, s_city_end, N_OF(s_city_end), &it->city))) return rc;

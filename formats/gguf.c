@@ -119,8 +119,7 @@ const char *gguf_vtype_name(int type) {
     return type >= 0 && type <= GGUF_F64 ? names[type] : "unknown";
 }
 
-/* Bytes of a numeric value type; 0 for STR, ARR and unknown ids. */
-static int s_vtype_size(uint32_t t) {
+int gguf_vtype_size(uint32_t t) {
     switch (t) {
     case GGUF_U8: case GGUF_I8: case GGUF_BOOL: return 1;
     case GGUF_U16: case GGUF_I16: return 2;
@@ -132,7 +131,7 @@ static int s_vtype_size(uint32_t t) {
 
 static int s_read_scalar(gguf_rd *r, uint32_t t, gguf_value *v) {
     uint64_t raw;
-    int n = s_vtype_size(t);
+    int n = gguf_vtype_size(t);
     int rc = s_rd_uint(r, n, &raw, "value");
     if (rc) return rc;
     switch (t) {
@@ -185,7 +184,7 @@ static int s_read_array(gguf_rd *r, gguf_value *v) {
         }
         return 0;
     }
-    int es = s_vtype_size(et);
+    int es = gguf_vtype_size(et);
     if (es == 0)
         return tis_error(TIS_EFORMAT, "gguf: %s: unknown array element type %u",
                          r->what, et);
@@ -203,7 +202,7 @@ static int s_read_array(gguf_rd *r, gguf_value *v) {
 static int s_read_value(gguf_rd *r, uint32_t t, gguf_value *v) {
     if (t == GGUF_STR) return s_rd_str(r, &v->str, "string value");
     if (t == GGUF_ARR) return s_read_array(r, v);
-    if (s_vtype_size(t) == 0)
+    if (gguf_vtype_size(t) == 0)
         return tis_error(TIS_EFORMAT, "gguf: %s: unknown value type %u", r->what, t);
     return s_read_scalar(r, t, v);
 }

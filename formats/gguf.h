@@ -99,6 +99,9 @@ int64_t gguf_tensor_nelems(const gguf_tensor *t);
 /* Human-readable name of a value type ("u32", "array", ...). */
 const char *gguf_vtype_name(int type);
 
+/* Bytes of one value of a numeric type; 0 for STR, ARR and unknown ids. */
+int gguf_vtype_size(uint32_t type);
+
 /* True when the NUL-terminated `s` equals the view. */
 bool gguf_str_eq(gguf_str a, const char *s);
 

@@ -166,21 +166,10 @@ int gguf_writer_add_str(gguf_writer *w, const char *key, const char *v) {
     return rc ? rc : s_buf_str(b, v);
 }
 
-/* Bytes of a numeric element type; 0 for STR, ARR and unknown. */
-static size_t s_elem_size(gguf_vtype t) {
-    switch (t) {
-    case GGUF_U8: case GGUF_I8: case GGUF_BOOL: return 1;
-    case GGUF_U16: case GGUF_I16: return 2;
-    case GGUF_U32: case GGUF_I32: case GGUF_F32: return 4;
-    case GGUF_U64: case GGUF_I64: case GGUF_F64: return 8;
-    default: return 0;
-    }
-}
-
 /* Elements are copied byte for byte: the host is little-endian like GGUF. */
 int gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_vtype elem,
                         const void *data, uint64_t n) {
-    size_t es = s_elem_size(elem);
+    size_t es = (size_t)gguf_vtype_size(elem);
     if (es == 0)
         return tis_error(TIS_EINVAL, "gguf_writer: key '%s': %s arrays need their own call",
                          key ? key : "", gguf_vtype_name(elem));

@@ -13,17 +13,11 @@
 
 #include "head.h"
 #include "model.h"
+#include "eval_rows.h"
 #include "report.h"
 #include "tiny_model.h"
 #include "tt.h"
 
-static const char *s_lines[3] = {
-    "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
-    "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}",
-    "\"context\": \"one two three four five six seven eight nine ten eleven twelve thirteen\", "
-    "\"question\": \"what comes after four?\", \"answers\": [\"five\"]}",
-    "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
-    "\"question\": \"who ran?\"}"};
 enum { N_SAMPLES = 7 };
 
 /* Every column but the timings and the RSS. */
@@ -69,11 +63,7 @@ int main(void) {
     snprintf(back, sizeof back, "ipc://%s", tt_path("back.sock"));
     tiny_spec sp = tiny_spec_default();
     TT_OK(tiny_model_write(tiny, &sp));
-    char text[8192];
-    size_t used = 0;
-    for (int i = 0; i < N_SAMPLES; i++)
-        used += (size_t)snprintf(text + used, sizeof text - used, "{\"id\": \"s%d\", %s\n", i, s_lines[i % 3]);
-    TT_OK(tt_write_file(data, text, used));
+    TT_OK(tt_write_qa_dataset(data, N_SAMPLES));
     const char *common = "--baseline full streaming snapkv tova knorm --cache_budgets 0.3 0.6 --protocol both "
                          "--max_new 6 --no_chat --no_plots";
 

@@ -1,4 +1,5 @@
-/* eval_rows: made-up evaluation rows for the report tests. */
+/* eval_rows: made-up evaluation rows, reference rows and a small dataset
+ * for the report and pipeline tests. */
 #include "eval_rows.h"
 
 #include <stdio.h>
@@ -6,6 +7,7 @@
 #include <string.h>
 
 #include "eval.h"
+#include "tt.h"
 
 eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, double budget,
                       int64_t budget_tokens, bool correct, int64_t kv, int64_t full_kv,
@@ -60,5 +62,23 @@ int tt_eval_reference(const model *m, const char *const *policies, int64_t n_pol
     int rc = eval_runner_new(&er, m, &cfg);
     for (int64_t i = 0; !rc && i < n; i++) rc = eval_run_sample(er, "x", &s[i], rows, n_rows, &cap);
     eval_runner_destroy(&er);
+    return rc;
+}
+
+int tt_write_qa_dataset(const char *path, int n) {
+    static const char *const lines[3] = {
+        "\"context\": \"the cat sat on the mat and then the dog ran in the park while the sun was hot\", "
+        "\"question\": \"where is the cat?\", \"answers\": [\"mat\"]}",
+        "\"context\": \"one two three four five six seven eight nine ten eleven twelve thirteen\", "
+        "\"question\": \"what comes after four?\", \"answers\": [\"five\"]}",
+        "\"context\": \"in the north the rain and the ther then the thin hen ran an errand\", "
+        "\"question\": \"who ran?\"}"};
+    size_t cap = 64 + (size_t)(n > 0 ? n : 0) * 200, used = 0;
+    char *text = malloc(cap);
+    if (!text) return 1;
+    for (int i = 0; i < n; i++)
+        used += (size_t)snprintf(text + used, cap - used, "{\"id\": \"s%d\", %s\n", i, lines[i % 3]);
+    int rc = tt_write_file(path, text, used);
+    free(text);
     return rc;
 }

@@ -1,5 +1,6 @@
-/* eval_rows: made-up evaluation rows for the report tests, and the reference
- * rows of an in-process run for the pipeline tests. */
+/* eval_rows: made-up evaluation rows for the report tests, the reference
+ * rows of an in-process run for the pipeline tests, and the small QA
+ * dataset those tests evaluate. */
 #ifndef TIS_TT_EVAL_ROWS_H
 #define TIS_TT_EVAL_ROWS_H
 
@@ -23,5 +24,10 @@ eval_row tt_eval_row(const char *bench, const char *proto, const char *policy, d
 int tt_eval_reference(const model *m, const char *const *policies, int64_t n_policies, double budget,
                       const char *head_path, const char *const *head_as, int64_t n_head_as, const bench_sample *s,
                       int64_t n, eval_row **rows, int64_t *n_rows);
+
+/* Writes a JSONL dataset of n samples "s0".."s<n-1>" to path, cycling
+ * over three short contexts (two answered, one without answers). 0 or the
+ * write's error. */
+int tt_write_qa_dataset(const char *path, int n);
 
 #endif
