@@ -185,7 +185,7 @@ struct session {
     bool plan_qa;
     double plan_s;
     press_plan *uplan[2];     /* a union's two scorings (session_compact_union), kept the same way */
-    char uplan_name[64];      /* the union's name */
+    char uplan_name[2 * sizeof(((press *)0)->name) + 2]; /* the union's name, A|B */
     bool uplan_qa;
     double uplan_s;
     /* a single request (session_request_begin) */
@@ -707,11 +707,15 @@ void session_result_free(session_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* A request's members: 1, or 2 for a union (rq->policy | rq->policy_b). */
-static int s_members(const session_request *rq, const press *pr[2]) {
+/* A request's members: 1, or 2 for a union (rq->policy | rq->policy_b);
+ * name: the policy's name, "A|B" for a union. */
+typedef char request_name[2 * sizeof(((press *)0)->name) + 2];
+static int s_members(const session_request *rq, const press *pr[2], request_name name) {
     pr[0] = &rq->policy;
     pr[1] = &rq->policy_b;
-    return rq->policy_b.score ? 2 : 1;
+    int nm = rq->policy_b.score ? 2 : 1;
+    snprintf(name, sizeof(request_name), nm == 2 ? "%s|%s" : "%s", pr[0]->name, pr[1]->name);
+    return nm;
 }
 
 /* Rows member i's scores take: its head's outputs (1, or a per-head
@@ -725,9 +729,8 @@ int session_request_begin(session **out, forward_state *st, const chat_template 
     *out = NULL;
     const press *pr[2];
     const head *hd[2] = {h, h_b};
-    int nm = s_members(rq, pr);
-    char name[130];
-    snprintf(name, sizeof name, nm == 2 ? "%s|%s" : "%s", pr[0]->name, pr[1]->name);
+    request_name name;
+    int nm = s_members(rq, pr, name);
     if (nm == 2 && (!pr[0]->score || pr[0]->attn_hook || pr[1]->attn_hook))
         return tis_error(TIS_EINVAL, "request: %s: a union takes two compressing policies, without +hook", name);
     if (nm == 2 && rq->threshold > 0)
@@ -786,13 +789,14 @@ int session_request_finish(session *s, const float *scores, int64_t n_out, sessi
     memset(out, 0, sizeof *out);
     const session_request *rq = &s->rq;
     const press *pr[2];
-    int nm = s_members(rq, pr);
+    request_name name;
+    int nm = s_members(rq, pr, name);
     const session_prompt *p = &s->p;
     int64_t rows[2] = {s_head_rows(pr[0], s->h[0]), nm == 2 ? s_head_rows(pr[1], s->h[1]) : 0};
     const float *given[2] = {NULL, NULL};
     int rc = 0;
     if (session_needs_scores(s)) {
-        if (!scores) return tis_error(TIS_EINVAL, "request: %s needs scores from a scorer", pr[0]->name);
+        if (!scores) return tis_error(TIS_EINVAL, "request: %s needs scores from a scorer", name);
         if (n_out != rows[0] + rows[1])
             return tis_error(TIS_EINVAL, "request: %lld score rows per token where the heads give %lld",
                              (long long)n_out, (long long)(rows[0] + rows[1]));
@@ -808,8 +812,6 @@ int session_request_finish(session *s, const float *scores, int64_t n_out, sessi
     int64_t k = pr[0]->score ? session_budget(rq->budget, rq->budget_tokens, p->n_ctx) : p->n_ctx;
     float lambda = rq->hook_lambda >= 0 ? rq->hook_lambda : s->h[0] ? s->h[0]->attn_hook_lambda : 0.0f;
     if (nm == 2) {
-        char name[64];
-        snprintf(name, sizeof name, "%.31s|%.31s", pr[0]->name, pr[1]->name);
         rc = s_union(s, name, pr, (const head *const[2]){s->h[0], s->h[1]}, given, rows, s->qa_path, k, rq->max_new,
                      &out->kv, &out->kept_mean, &out->compress_s);
     } else if (pr[0]->score && rq->threshold > 0) {

@@ -21,13 +21,13 @@ int worker_score(self_t *s, const Tis__Envelope *env) {
                          (long long)nq, (long long)d);
     if (j->n_ctx_ids != 0 && j->n_ctx_ids != (size_t)n)
         return tis_error(TIS_EINVAL, "score job: %zu context ids for %lld rows", j->n_ctx_ids, (long long)n);
+    if (hd[0] && hd[1] && hd[0]->cfg.layer != hd[1]->cfg.layer) /* one block of hidden rows for both */
+        return tis_error(TIS_EINVAL, "policy %s: its heads read different layers", sp.name);
     int64_t n_out[2] = {0, 0};
     for (int i = 0; i < 2; i++) {
         if (!hd[i]) continue;
         if (hd[i]->cfg.n_rep && !j->n_ctx_ids)
             return tis_error(TIS_EINVAL, "score job: the head has repetition inputs and the job no context ids");
-        if (hd[0] && hd[1] && hd[0]->cfg.layer != hd[1]->cfg.layer)
-            return tis_error(TIS_EINVAL, "policy %s: its heads read different layers", sp.name);
         n_out[i] = hd[i]->cfg.n_out > 1 ? hd[i]->cfg.n_out : 1;
     }
     arena *a = worker_peer(s, j->hidden);
