@@ -199,12 +199,8 @@ static void s_no_thresholds(void) {
 }
 
 int main(void) {
-    g_bin = getenv("TIS_BIN");
+    g_bin = tt_bin("test_add_policy");
     static char out[1 << 16];
-    if (!g_bin) {
-        fprintf(stderr, "test_add_policy: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
     if (tt_sh("python3 -c 'import csv, json'", out, sizeof out) != 0) {
         fprintf(stderr, "test_add_policy: no python3, skipped\n");
         return 77;

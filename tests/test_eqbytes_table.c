@@ -172,11 +172,7 @@ static void s_refused(void) {
 }
 
 int main(void) {
-    bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_eqbytes_table: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    bin = tt_bin("test_eqbytes_table");
     if (tt_sh("python3 -c 'import csv, json, shlex'", out, sizeof out) != 0) {
         fprintf(stderr, "test_eqbytes_table: no python3, skipped\n");
         return 77;

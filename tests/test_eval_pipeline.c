@@ -47,11 +47,7 @@ static int s_same_rows(const char *a_csv, const char *b_csv) {
 }
 
 int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_eval_pipeline: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    const char *bin = tt_bin("test_eval_pipeline");
     char tiny[512], data[512], a_csv[512], b_csv[512], c_csv[512], front[600], back[600], cmd[4096];
     static char out[1 << 16];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));

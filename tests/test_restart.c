@@ -34,11 +34,7 @@ static char *s_slurp(const char *path) {
 }
 
 int main(void) {
-    s_bin = getenv("TIS_BIN");
-    if (!s_bin) {
-        fprintf(stderr, "test_restart: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    s_bin = tt_bin("test_restart");
     char data[512], a_csv[512], c_csv[512], log_c1[512], log_c2[512], log_c3[512], log_w[512], log_d[512],
         log_e[512], log_cl[512], cmd[4096];
     snprintf(s_tiny, sizeof s_tiny, "%s", tt_path("tiny.gguf"));

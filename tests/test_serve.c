@@ -91,11 +91,7 @@ static int s_timings_csv_ok(const char *csv, int *rows) {
 }
 
 int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_serve: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    const char *bin = tt_bin("test_serve");
     char tiny[512], data[512], front[600], back[600], cmd[3000];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
     snprintf(data, sizeof data, "%s", tt_path("data.jsonl"));

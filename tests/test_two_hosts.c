@@ -281,11 +281,7 @@ static void s_rogue(const fixture *x) {
 }
 
 int main(void) {
-    fixture x = {.bin = getenv("TIS_BIN")};
-    if (!x.bin) {
-        fprintf(stderr, "test_two_hosts: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    fixture x = {.bin = tt_bin("test_two_hosts")};
     int sk = s_netns();
     if (sk) return sk;
     s_write_inputs(&x);

@@ -468,11 +468,7 @@ static void s_shutdown(const fixture *x) {
 }
 
 int main(void) {
-    const char *bin = getenv("TIS_BIN");
-    if (!bin) {
-        fprintf(stderr, "test_worker: TIS_BIN is not set (run through ctest)\n");
-        return 77;
-    }
+    const char *bin = tt_bin("test_worker");
     char tiny[512], ep[600], pname[64];
     snprintf(tiny, sizeof tiny, "%s", tt_path("tiny.gguf"));
     snprintf(ep, sizeof ep, "ipc://%s", tt_path("back.sock"));

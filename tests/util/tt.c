@@ -172,6 +172,15 @@ bool tt_rerun_same(const char *cmd, const char *path, char *before, size_t n) {
     return ok;
 }
 
+const char *tt_bin(const char *test) {
+    const char *bin = getenv("TIS_BIN");
+    if (!bin) {
+        fprintf(stderr, "%s: TIS_BIN is not set (run through ctest)\n", test);
+        exit(77);
+    }
+    return bin;
+}
+
 int tt_tis(const char *args, char *out, size_t cap) {
     const char *bin = getenv("TIS_BIN");
     size_t n = strlen(args) + (bin ? strlen(bin) : 3) + 4;

@@ -111,6 +111,9 @@ int tt_sh(const char *cmd, char *out, size_t cap);
  * exactly before[n] (a writer that must be deterministic, e.g. a training
  * run with a seed); frees before (may be NULL: false). */
 bool tt_rerun_same(const char *cmd, const char *path, char *before, size_t n);
+/* The tis binary ctest passes in $TIS_BIN; without it the test is skipped:
+ * "TEST: TIS_BIN is not set (run through ctest)" and exit status 77. */
+const char *tt_bin(const char *test);
 /* tt_sh of "'$TIS_BIN' ARGS" (the tis binary ctest passes; "tis" without). */
 int tt_tis(const char *args, char *out, size_t cap);
 /* Starts argv[0] with argv (NULL-terminated) in a child that is killed
