@@ -60,6 +60,9 @@ static int s_member(const char *name, const char *const *head_as, int64_t n_head
         named = true;
     if (named) snprintf(as_tis, sizeof as_tis, "tis%s", suffix);
     int rc = press_parse(named ? as_tis : name, out);
+    if (rc == TIS_ENOTFOUND && !strncmp(base, "tis_", 4) && s_head_name_ok(base, strlen(base)))
+        return tis_error(rc, "press: unknown policy '%s': a head of one's own is named with --head_as %s=PATH",
+                         name, base);
     if (rc) return rc;
     if (named) {
         if (strlen(name) >= sizeof out->name)

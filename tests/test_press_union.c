@@ -171,6 +171,7 @@ static void s_spec(void) {
              row.calib == PRESS_CALIB_NONE);
     /* a head not given is no policy; the lenient parse (no heads held) takes any head name */
     TT_FAILS(press_spec_parse("tis_x|snapkv", as, 2, &sp), TIS_ENOTFOUND);
+    TT_CHECK(strstr(tis_last_error(), "--head_as tis_x=PATH") != NULL); /* says how to name one */
     TT_OK(press_spec_parse("tis_x+lpool5|snapkv", NULL, -1, &sp));
     TT_CHECK(sp.head[0] == PRESS_HEAD_NAMED && sp.m[0].needs_head);
     TT_FAILS(press_spec_parse("Bad+lpool5", NULL, -1, &sp), TIS_ENOTFOUND); /* not a head name either */
