@@ -43,19 +43,30 @@ acc = defaultdict(list)
 kept = defaultdict(list)
 cells = []
 policies_seen = set()
+run_from = {}  # (cell, policy, budget, sample) -> the file whose row counts
+twice = defaultdict(int)  # (file, file read first) -> rows skipped
 for path in sys.argv[1:]:
     for r in csv.DictReader(open(path, newline="", encoding="utf-8", errors="replace")):
         cell = (r["benchmark"], int(r["target_tokens"]), r["protocol"])
-        if cell not in cells:
-            cells.append(cell)
         thr = r.get("threshold", "")
         if thr not in ("", "-1") and float(thr) > 0:
             b = "t" + f"{float(thr):g}"
         else:
             b = "1" if r["policy"] == "full" else f"{float(r['budget']):g}"
+        run = cell + (r["policy"], b, r["sample_id"])
+        if run in run_from:  # the same sample in two files (a cell rerun): counted once
+            twice[(path, run_from[run])] += 1
+            continue
+        run_from[run] = path
+        if cell not in cells:
+            cells.append(cell)
         acc[cell + (r["policy"], b)].append(int(r["correct"]))
         kept[cell + (r["policy"], b)].append(int(r["kept_tokens"]) / max(1, int(r["context_tokens"])))
         policies_seen.add(r["policy"])
+
+for (path, first), n in twice.items():
+    print(f"recon_summary: {n} rows of {path} skipped: the same samples, policies and budgets are read "
+          f"from {first}", file=sys.stderr)
 
 
 def mean(v):
