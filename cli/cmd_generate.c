@@ -121,6 +121,7 @@ static int s_generate(const model *m, const tis_backend *be, const gen_opts *o, 
         cli_fail("generating");
     } else {
         printf("\n");
+        fflush(stdout); /* the text before the statistics, where both go to one file */
         char kvn[32];
         if (!o->quiet)
             fprintf(stderr,
