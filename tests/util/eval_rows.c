@@ -76,9 +76,13 @@ int tt_write_qa_dataset(const char *path, int n) {
     size_t cap = 64 + (size_t)(n > 0 ? n : 0) * 200, used = 0;
     char *text = malloc(cap);
     if (!text) return 1;
-    for (int i = 0; i < n; i++)
-        used += (size_t)snprintf(text + used, cap - used, "{\"id\": \"s%d\", %s\n", i, lines[i % 3]);
-    int rc = tt_write_file(path, text, used);
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) {
+        int k = snprintf(text + used, cap - used, "{\"id\": \"s%d\", %s\n", i, lines[i % 3]);
+        if (k < 0 || (size_t)k >= cap - used) rc = 1; /* a line longer than its room: never cut one */
+        else used += (size_t)k;
+    }
+    if (!rc) rc = tt_write_file(path, text, used);
     free(text);
     return rc;
 }
